@@ -1,0 +1,85 @@
+/**
+ * Every limit and timeout Beam enforces, in one place.
+ *
+ * Each one is checked on read AND on write (see STYLE.md habit 3) and each has
+ * a test that hits it. Comments say where a number comes from.
+ */
+
+/** Version of the signaling protocol (shared/signaling.ts). Bumped on any breaking change. */
+export const SIGNALING_PROTOCOL_VERSION = 1;
+/** Version of the stream protocol (shared/frames.ts, shared/mux.ts). */
+export const STREAM_PROTOCOL_VERSION = 1;
+/** Label of the data channel that carries the stream protocol. */
+export const STREAM_CHANNEL_LABEL = 'beam/1';
+
+// ---------------------------------------------------------------- stream protocol
+
+/**
+ * Largest data-channel message Beam sends or accepts. 16 KiB is the size every
+ * WebRTC stack (browsers included) delivers without fragmentation trouble.
+ */
+export const MAX_MESSAGE_BYTES = 16 * 1024;
+/** Frame header: type (1) + stream id (4) + payload length (4). */
+export const FRAME_HEADER_BYTES = 9;
+/** Largest payload of one frame, so that one frame always fits in one message. */
+export const MAX_FRAME_PAYLOAD = MAX_MESSAGE_BYTES - FRAME_HEADER_BYTES;
+/**
+ * Credit each side grants a new stream before any WINDOW frame. The receive
+ * side of node-datachannel has no backpressure at all, so this bounds what a
+ * peer may have in flight per stream.
+ */
+export const INITIAL_STREAM_WINDOW = 256 * 1024;
+/** Streams open at once on one peer connection (the issue asks for >= 1,000 in flight). */
+export const MAX_STREAMS_PER_PEER = 4096;
+/** Bytes queued in the channel (bufferedAmount) before the multiplexer stops handing it more. */
+export const CHANNEL_HIGH_WATER_BYTES = 1024 * 1024;
+/** Once bufferedAmount falls to this, queued frames flow again. */
+export const CHANNEL_LOW_WATER_BYTES = 256 * 1024;
+/** Bytes the multiplexer itself may queue (frames waiting for the channel) before writers wait. */
+export const MUX_QUEUE_HIGH_WATER_BYTES = 1024 * 1024;
+/** How long a stream that sent FIN waits for the peer's FIN_ACK before it closes anyway. */
+export const FIN_ACK_TIMEOUT_MS = 10_000;
+/** Largest RESET reason (an error code string). */
+export const MAX_RESET_REASON_BYTES = 64;
+/** Interval of PING frames that measure RTT and keep NAT bindings warm. */
+export const PING_INTERVAL_MS = 5_000;
+
+// ---------------------------------------------------------------- HTTP over streams
+
+/** Largest encoded request or response head carried at the start of a stream. */
+export const MAX_HEAD_BYTES = 64 * 1024;
+/** Largest number of header lines in one head (Node's own default is 2,000). */
+export const MAX_HEADER_COUNT = 200;
+/** Largest total header bytes a gateway client may send (Node's --max-http-header-size default). */
+export const MAX_HEADER_BYTES = 16 * 1024;
+
+// ---------------------------------------------------------------- signaling
+
+/** Largest socket.io packet the signaling server accepts (SDP offers are a few KiB). */
+export const MAX_SIGNALING_MESSAGE_BYTES = 64 * 1024;
+/** Largest SDP accepted in a description signal. */
+export const MAX_SDP_BYTES = 32 * 1024;
+/** Largest ICE candidate line accepted. */
+export const MAX_CANDIDATE_BYTES = 1024;
+/** Shares one signaling connection may register. */
+export const MAX_SHARES_PER_CONNECTION = 16;
+/** Sessions open at once with one share. */
+export const MAX_SESSIONS_PER_SHARE = 64;
+/** Sessions one visitor connection may have open at once. */
+export const MAX_SESSIONS_PER_VISITOR = 1024;
+/** How long a dropped agent's name stays reserved for the holder of its resume token. */
+export const SHARE_RESUME_GRACE_MS = 30_000;
+/** Shortest and longest share names (a DNS label is at most 63 bytes). */
+export const MIN_NAME_LENGTH = 3;
+export const MAX_NAME_LENGTH = 63;
+
+// ---------------------------------------------------------------- gateway and agent
+
+/** How long the gateway waits for a peer connection to a share before answering 502. */
+export const AGENT_CONNECT_TIMEOUT_MS = 10_000;
+/** How long the agent waits for the origin's response head before answering 504. */
+export const DEFAULT_ORIGIN_TIMEOUT_MS = 30_000;
+/** Port the embedded server tries first; the next free one is taken if it is busy. */
+export const DEFAULT_EMBEDDED_PORT = 7070;
+/** How many ports after DEFAULT_EMBEDDED_PORT the embedded server tries. */
+export const EMBEDDED_PORT_ATTEMPTS = 20;

@@ -1,0 +1,126 @@
+/**
+ * The registry of Beam's error codes. Every error that crosses a process or
+ * reaches a user has one of these codes; logs and tests match on the code,
+ * never on the message. Each entry carries the HTTP status a gateway answers
+ * with and a message that tells a person what to do next.
+ */
+
+export const ERRORS = {
+  BEAM_ERR_SHARE_NOT_FOUND: {
+    status: 404,
+    message: 'No share with this name is online. Check the link, or ask its owner to run `beam` again.',
+  },
+  BEAM_ERR_AGENT_UNREACHABLE: {
+    status: 502,
+    message: 'The share is registered but its agent could not be reached. Ask its owner to check that `beam` is still running.',
+  },
+  BEAM_ERR_ORIGIN_UNREACHABLE: {
+    status: 502,
+    message: 'The agent is running but nothing answers on the port it shares. Start the local server, or share the right port.',
+  },
+  BEAM_ERR_ORIGIN_TIMEOUT: {
+    status: 504,
+    message: 'The local server took too long to answer. Check that it is not stuck, or raise --origin-timeout.',
+  },
+  BEAM_ERR_NAME_TAKEN: {
+    status: 409,
+    message: 'This share name is already in use. Pick another with --name, or leave it out to get a random one.',
+  },
+  BEAM_ERR_NAME_INVALID: {
+    status: 400,
+    message: 'Share names are 3 to 63 characters of a-z, 0-9 and "-", and cannot start or end with "-".',
+  },
+  BEAM_ERR_BAD_MESSAGE: {
+    status: 400,
+    message: 'A message did not match the protocol and was dropped. Update Beam on both ends if this repeats.',
+  },
+  BEAM_ERR_PROTOCOL_VERSION: {
+    status: 426,
+    message: 'This Beam speaks another protocol version than the server. Update Beam.',
+  },
+  BEAM_ERR_FRAME_TOO_LARGE: {
+    status: 413,
+    message: 'A stream frame exceeded the size limit and the connection was closed.',
+  },
+  BEAM_ERR_FRAME_UNKNOWN: {
+    status: 400,
+    message: 'A stream frame had an unknown type and the connection was closed.',
+  },
+  BEAM_ERR_FRAME_MALFORMED: {
+    status: 400,
+    message: 'A stream frame was truncated or malformed and the connection was closed.',
+  },
+  BEAM_ERR_FLOW_CONTROL: {
+    status: 502,
+    message: 'The peer sent more than it was allowed to; the stream was reset.',
+  },
+  BEAM_ERR_TOO_MANY_STREAMS: {
+    status: 503,
+    message: 'Too many requests are in flight to this share. Retry shortly.',
+  },
+  BEAM_ERR_STREAM_RESET: {
+    status: 502,
+    message: 'The other side reset the stream.',
+  },
+  BEAM_ERR_PEER_GONE: {
+    status: 502,
+    message: 'The connection to the agent closed while the request was in flight.',
+  },
+  BEAM_ERR_HEAD_TOO_LARGE: {
+    status: 431,
+    message: 'The request headers are too large.',
+  },
+  BEAM_ERR_LIMIT_REACHED: {
+    status: 429,
+    message: 'A limit on shares or sessions was reached. Close some and retry.',
+  },
+  BEAM_ERR_SESSION_NOT_FOUND: {
+    status: 404,
+    message: 'The signaling session does not exist or has closed.',
+  },
+  BEAM_ERR_UNAUTHORIZED: {
+    status: 401,
+    message: 'This signaling role needs a credential that was not given.',
+  },
+  BEAM_ERR_BAD_REQUEST: {
+    status: 400,
+    message: 'The request was malformed.',
+  },
+  BEAM_ERR_SERVER_UNREACHABLE: {
+    status: 502,
+    message: 'The Beam server could not be reached. Check --server, or leave it out to use the embedded server.',
+  },
+  BEAM_ERR_BAD_OPTION: {
+    status: 400,
+    message: 'A command-line option has an invalid value.',
+  },
+} as const satisfies Record<string, { status: number; message: string }>;
+
+export type ErrorCode = keyof typeof ERRORS;
+
+export const ERROR_CODES = Object.keys(ERRORS) as ErrorCode[];
+
+export function isErrorCode(value: unknown): value is ErrorCode {
+  return typeof value === 'string' && Object.prototype.hasOwnProperty.call(ERRORS, value);
+}
+
+/** An error with a stable code. `detail` adds what only this occurrence knows (a port, a name). */
+export class BeamError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  readonly detail: string | undefined;
+
+  constructor(code: ErrorCode, detail?: string, options?: { cause?: unknown }) {
+    super(detail ? `${ERRORS[code].message} (${detail})` : ERRORS[code].message, options);
+    this.name = 'BeamError';
+    this.code = code;
+    this.status = ERRORS[code].status;
+    this.detail = detail;
+  }
+}
+
+export function errorCodeOf(err: unknown): ErrorCode | undefined {
+  if (err instanceof BeamError) return err.code;
+  const code = (err as { code?: unknown } | null)?.code;
+  return isErrorCode(code) ? code : undefined;
+}

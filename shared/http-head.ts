@@ -1,0 +1,164 @@
+/**
+ * HTTP over a stream (protocol StreamProtocol.HTTP), version 1.
+ *
+ * Protocol flow
+ *   visitor -> agent: request head, then the request body, then FIN
+ *   agent -> visitor: response head, then the response body, then FIN
+ *   For an upgrade (WebSocket), a 101 response head is followed by raw bytes
+ *   both ways until either side sends FIN or RESET.
+ *
+ * A head is a u32 BE length followed by that many bytes of UTF-8 JSON,
+ * validated by the schemas below. Headers travel as [name, value] pairs so
+ * repeated headers (Set-Cookie) survive.
+ */
+import type { Readable } from 'node:stream';
+import { z } from 'zod';
+import { MAX_HEAD_BYTES, MAX_HEADER_COUNT } from './constants.js';
+import { BeamError, ERROR_CODES, type ErrorCode } from './errors.js';
+
+const headerPairs = z.array(z.tuple([z.string().min(1).max(256), z.string().max(MAX_HEAD_BYTES)])).max(MAX_HEADER_COUNT);
+
+export const RequestHeadSchema = z.object({
+  method: z.string().regex(/^[A-Z][A-Z0-9_-]{0,31}$/),
+  /** origin-form request target: starts with "/" */
+  target: z.string().min(1).max(MAX_HEAD_BYTES).startsWith('/'),
+  headers: headerPairs,
+  /** The visitor's address as the gateway saw it. */
+  remoteAddress: z.string().max(64).optional(),
+  /** The request asks to switch protocols (WebSocket). */
+  upgrade: z.boolean(),
+});
+export type RequestHead = z.infer<typeof RequestHeadSchema>;
+
+export const ResponseHeadSchema = z.discriminatedUnion('kind', [
+  z.object({
+    kind: z.literal('response'),
+    status: z.number().int().min(100).max(599),
+    statusText: z.string().max(256).optional(),
+    headers: headerPairs,
+  }),
+  z.object({
+    kind: z.literal('error'),
+    code: z.enum(ERROR_CODES as [ErrorCode, ...ErrorCode[]]),
+    detail: z.string().max(1024).optional(),
+  }),
+]);
+export type ResponseHead = z.infer<typeof ResponseHeadSchema>;
+
+export function encodeHead(head: RequestHead | ResponseHead): Buffer {
+  const json = Buffer.from(JSON.stringify(head), 'utf8');
+  if (json.byteLength > MAX_HEAD_BYTES) throw new BeamError('BEAM_ERR_HEAD_TOO_LARGE', `${json.byteLength} bytes`);
+  const out = Buffer.allocUnsafe(4 + json.byteLength);
+  out.writeUInt32BE(json.byteLength, 0);
+  json.copy(out, 4);
+  return out;
+}
+
+export function decodeRequestHead(bytes: Buffer): RequestHead {
+  return parseWith(RequestHeadSchema, bytes);
+}
+
+export function decodeResponseHead(bytes: Buffer): ResponseHead {
+  return parseWith(ResponseHeadSchema, bytes);
+}
+
+function parseWith<T>(schema: z.ZodType<T>, bytes: Buffer): T {
+  let value: unknown;
+  try {
+    value = JSON.parse(bytes.toString('utf8'));
+  } catch {
+    throw new BeamError('BEAM_ERR_BAD_MESSAGE', 'head is not JSON');
+  }
+  const parsed = schema.safeParse(value);
+  if (!parsed.success) throw new BeamError('BEAM_ERR_BAD_MESSAGE', `head: ${parsed.error.issues[0]?.message ?? 'invalid'}`);
+  return parsed.data;
+}
+
+/**
+ * Reads one length-prefixed head from the start of `stream`, leaving whatever
+ * follows it unread. Rejects with BEAM_ERR_HEAD_TOO_LARGE past `max` bytes,
+ * BEAM_ERR_BAD_MESSAGE if the stream ends first, or the stream's own error.
+ */
+export function readHead(stream: Readable, max = MAX_HEAD_BYTES): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    let buffered: Buffer = Buffer.alloc(0);
+    const cleanup = (): void => {
+      stream.off('readable', onReadable);
+      stream.off('end', onEnd);
+      stream.off('error', onError);
+      stream.off('close', onClose);
+    };
+    const fail = (err: Error): void => {
+      cleanup();
+      reject(err);
+    };
+    const onReadable = (): void => {
+      let chunk: Buffer | null;
+      while ((chunk = stream.read() as Buffer | null) !== null) {
+        buffered = buffered.byteLength === 0 ? chunk : Buffer.concat([buffered, chunk]);
+        if (buffered.byteLength < 4) continue;
+        const length = buffered.readUInt32BE(0);
+        if (length > max) {
+          fail(new BeamError('BEAM_ERR_HEAD_TOO_LARGE', `${length} bytes`));
+          return;
+        }
+        if (buffered.byteLength >= 4 + length) {
+          cleanup();
+          const rest = buffered.subarray(4 + length);
+          if (rest.byteLength > 0) stream.unshift(rest);
+          resolve(buffered.subarray(4, 4 + length));
+          return;
+        }
+      }
+    };
+    const onEnd = (): void => fail(new BeamError('BEAM_ERR_BAD_MESSAGE', 'stream ended before its head'));
+    const onError = (err: Error): void => fail(err);
+    const onClose = (): void => fail(new BeamError('BEAM_ERR_PEER_GONE', 'stream closed before its head'));
+    stream.on('readable', onReadable);
+    stream.on('end', onEnd);
+    stream.on('error', onError);
+    stream.on('close', onClose);
+  });
+}
+
+/** Hop-by-hop headers (RFC 9110 section 7.6.1), never forwarded. */
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+]);
+
+/**
+ * Turns Node's rawHeaders into pairs without hop-by-hop headers, nor any
+ * header the Connection header names.
+ */
+export function endToEndHeaders(rawHeaders: readonly string[], drop: ReadonlySet<string> = new Set()): Array<[string, string]> {
+  const named = new Set<string>();
+  for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
+    if ((rawHeaders[i] as string).toLowerCase() === 'connection') {
+      for (const token of (rawHeaders[i + 1] as string).split(',')) {
+        const t = token.trim().toLowerCase();
+        if (t) named.add(t);
+      }
+    }
+  }
+  const out: Array<[string, string]> = [];
+  for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i] as string;
+    const lower = name.toLowerCase();
+    if (HOP_BY_HOP.has(lower) || named.has(lower) || drop.has(lower)) continue;
+    out.push([name, rawHeaders[i + 1] as string]);
+  }
+  return out;
+}
+
+/** Same as endToEndHeaders, for pairs. */
+export function endToEndPairs(pairs: ReadonlyArray<readonly [string, string]>, drop?: ReadonlySet<string>): Array<[string, string]> {
+  return endToEndHeaders(pairs.flat(), drop);
+}

@@ -1,0 +1,469 @@
+/**
+ * The stream multiplexer: many Duplex streams over one data channel, speaking
+ * the frames of shared/frames.ts.
+ *
+ * Facts about node-datachannel 0.33 this design answers to:
+ *  - sendMessageBinary returning false means queued, not failed, and that
+ *    queue is unbounded: the mux stops handing frames to the channel once
+ *    bufferedAmount passes CHANNEL_HIGH_WATER_BYTES and resumes on
+ *    bufferedAmountLow.
+ *  - the receive side has no backpressure: per-stream credit (WINDOW frames)
+ *    bounds what a peer may have in flight, and credit is only returned once
+ *    the consumer has taken the bytes.
+ *  - a channel whose JS object is garbage-collected gets closed: the mux
+ *    holds its channel for its whole life.
+ *
+ * The mux doesn't listen or dial: it is handed an open FrameChannel, so it
+ * runs just as well over an in-memory pair in tests.
+ */
+import { Duplex } from 'node:stream';
+import { EventEmitter } from 'node:events';
+import { randomBytes } from 'node:crypto';
+import {
+  CHANNEL_HIGH_WATER_BYTES,
+  CHANNEL_LOW_WATER_BYTES,
+  FIN_ACK_TIMEOUT_MS,
+  INITIAL_STREAM_WINDOW,
+  MAX_FRAME_PAYLOAD,
+  MAX_MESSAGE_BYTES,
+  MAX_STREAMS_PER_PEER,
+  MUX_QUEUE_HIGH_WATER_BYTES,
+  PING_INTERVAL_MS,
+} from './constants.js';
+import { BeamError, errorCodeOf, isErrorCode, type ErrorCode } from './errors.js';
+import { decodeMessage, encodedLength, FrameType, writeFrame, type Frame, type StreamProtocol } from './frames.js';
+
+/** What the mux needs of a data channel. Engines in transport/ provide it. */
+export interface FrameChannel {
+  send(message: Uint8Array): void;
+  bufferedAmount(): number;
+  setBufferedAmountLowThreshold(bytes: number): void;
+  onBufferedAmountLow(cb: () => void): void;
+  onMessage(cb: (message: Uint8Array) => void): void;
+  onClose(cb: () => void): void;
+  close(): void;
+}
+
+export interface MuxOptions {
+  /** 'initiator' opens odd stream ids, 'responder' even ones. */
+  role: 'initiator' | 'responder';
+  /** Send PING frames to measure RTT. Default true. */
+  ping?: boolean;
+}
+
+export interface MuxEvents {
+  stream: [MuxStream];
+  close: [ErrorCode | undefined];
+  rtt: [number];
+}
+
+export class Mux extends EventEmitter<MuxEvents> {
+  private readonly channel: FrameChannel;
+  private readonly streams = new Map<number, MuxStream>();
+  private nextLocalId: number;
+  private lastRemoteId = 0;
+  private readonly remoteParity: number;
+  private readonly control: Frame[] = [];
+  private readonly queue: Frame[] = [];
+  private queuedBytes = 0;
+  private flushScheduled = false;
+  private waitingForChannel = false;
+  private writableWaiters: Array<() => void> = [];
+  private closed = false;
+  private pingNonce: Uint8Array | undefined;
+  private pingSentAt = 0;
+  private pingTimer: NodeJS.Timeout | undefined;
+  /** Latest round-trip time measured with PING, in milliseconds. */
+  rtt: number | undefined;
+
+  constructor(channel: FrameChannel, options: MuxOptions) {
+    super();
+    this.channel = channel;
+    this.nextLocalId = options.role === 'initiator' ? 1 : 2;
+    this.remoteParity = options.role === 'initiator' ? 0 : 1;
+    channel.setBufferedAmountLowThreshold(CHANNEL_LOW_WATER_BYTES);
+    channel.onBufferedAmountLow(() => {
+      if (this.waitingForChannel) {
+        this.waitingForChannel = false;
+        this.flush();
+      }
+    });
+    channel.onMessage((message) => this.receive(message));
+    channel.onClose(() => this.close('BEAM_ERR_PEER_GONE'));
+    if (options.ping !== false) {
+      this.pingTimer = setInterval(() => this.ping(), PING_INTERVAL_MS);
+      this.pingTimer.unref();
+      this.ping();
+    }
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  get streamCount(): number {
+    return this.streams.size;
+  }
+
+  /** Opens a stream. Throws BEAM_ERR_TOO_MANY_STREAMS at MAX_STREAMS_PER_PEER, BEAM_ERR_PEER_GONE once closed. */
+  openStream(protocol: StreamProtocol): MuxStream {
+    if (this.closed) throw new BeamError('BEAM_ERR_PEER_GONE');
+    if (this.streams.size >= MAX_STREAMS_PER_PEER) {
+      throw new BeamError('BEAM_ERR_TOO_MANY_STREAMS', `${this.streams.size} open`);
+    }
+    const id = this.nextLocalId;
+    this.nextLocalId += 2;
+    const stream = new MuxStream(this, id, protocol);
+    this.streams.set(id, stream);
+    this.enqueue({ type: FrameType.OPEN, streamId: id, protocol });
+    return stream;
+  }
+
+  /** Sends a PING; the answer updates `rtt` and emits 'rtt'. */
+  ping(): void {
+    if (this.closed || this.pingNonce) return;
+    this.pingNonce = randomBytes(8);
+    this.pingSentAt = performance.now();
+    this.control.push({ type: FrameType.PING, streamId: 0, nonce: this.pingNonce });
+    this.scheduleFlush();
+  }
+
+  /** Closes every stream with `code` and the channel. Idempotent. */
+  close(code?: ErrorCode): void {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.pingTimer) clearInterval(this.pingTimer);
+    const err = new BeamError(code ?? 'BEAM_ERR_PEER_GONE');
+    for (const stream of [...this.streams.values()]) stream.abandon(err);
+    this.streams.clear();
+    this.control.length = 0;
+    this.queue.length = 0;
+    this.queuedBytes = 0;
+    const waiters = this.writableWaiters;
+    this.writableWaiters = [];
+    for (const w of waiters) w();
+    try {
+      this.channel.close();
+    } catch {
+      // already closed
+    }
+    this.emit('close', code);
+  }
+
+  // ------------------------------------------------------------ sending
+
+  /** @internal Queues a frame in order with the stream's other frames. */
+  enqueue(frame: Frame): void {
+    if (this.closed) return;
+    this.queue.push(frame);
+    this.queuedBytes += encodedLength(frame);
+    this.scheduleFlush();
+  }
+
+  /** @internal Queues a small control frame ahead of data (credit must not wait behind bulk data). */
+  enqueueControl(frame: Frame): void {
+    if (this.closed) return;
+    this.control.push(frame);
+    this.scheduleFlush();
+  }
+
+  /** @internal Calls `cb` once the mux queue is below its high-water mark. */
+  whenWritable(cb: () => void): void {
+    if (this.closed || this.queuedBytes < MUX_QUEUE_HIGH_WATER_BYTES) cb();
+    else this.writableWaiters.push(cb);
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushScheduled || this.waitingForChannel) return;
+    this.flushScheduled = true;
+    // setImmediate, not a microtask: frames written by every I/O callback of
+    // this loop turn are coalesced into as few messages as possible.
+    setImmediate(() => {
+      this.flushScheduled = false;
+      this.flush();
+    });
+  }
+
+  private flush(): void {
+    if (this.closed) return;
+    try {
+      while (this.control.length > 0 || this.queue.length > 0) {
+        if (this.channel.bufferedAmount() >= CHANNEL_HIGH_WATER_BYTES) {
+          this.waitingForChannel = true;
+          break;
+        }
+        this.channel.send(this.pack());
+      }
+    } catch (err) {
+      this.close(errorCodeOf(err) ?? 'BEAM_ERR_PEER_GONE');
+      return;
+    }
+    if (this.queuedBytes < MUX_QUEUE_HIGH_WATER_BYTES && this.writableWaiters.length > 0) {
+      const waiters = this.writableWaiters;
+      this.writableWaiters = [];
+      for (const w of waiters) w();
+    }
+  }
+
+  /** Takes whole frames (control first) for one message of at most MAX_MESSAGE_BYTES. */
+  private pack(): Uint8Array {
+    const taken: Frame[] = [];
+    let size = 0;
+    while (this.control.length > 0) {
+      const f = this.control[0] as Frame;
+      const n = encodedLength(f);
+      if (size + n > MAX_MESSAGE_BYTES) break;
+      taken.push(f);
+      size += n;
+      this.control.shift();
+    }
+    while (this.queue.length > 0) {
+      const f = this.queue[0] as Frame;
+      const n = encodedLength(f);
+      if (size + n > MAX_MESSAGE_BYTES) break;
+      taken.push(f);
+      size += n;
+      this.queuedBytes -= n;
+      this.queue.shift();
+    }
+    const out = new Uint8Array(size);
+    let offset = 0;
+    for (const f of taken) offset = writeFrame(f, out, offset);
+    return out;
+  }
+
+  // ------------------------------------------------------------ receiving
+
+  private receive(message: Uint8Array): void {
+    if (this.closed) return;
+    let frames: Frame[];
+    try {
+      frames = decodeMessage(message);
+    } catch (err) {
+      // A peer that sends what the protocol forbids is not trusted further.
+      this.close(errorCodeOf(err) ?? 'BEAM_ERR_FRAME_MALFORMED');
+      return;
+    }
+    for (const frame of frames) {
+      if (this.closed) return;
+      this.dispatch(frame);
+    }
+  }
+
+  private dispatch(frame: Frame): void {
+    switch (frame.type) {
+      case FrameType.PING:
+        this.enqueueControl({ type: FrameType.PONG, streamId: 0, nonce: frame.nonce.slice() });
+        return;
+      case FrameType.PONG:
+        if (this.pingNonce && Buffer.compare(this.pingNonce, frame.nonce) === 0) {
+          this.rtt = performance.now() - this.pingSentAt;
+          this.pingNonce = undefined;
+          this.emit('rtt', this.rtt);
+        }
+        return;
+      case FrameType.OPEN:
+        this.accept(frame.streamId, frame.protocol);
+        return;
+      default: {
+        const stream = this.streams.get(frame.streamId);
+        // Frames for a stream already closed here (e.g. after a RESET crossed
+        // in flight) are dropped; frames for a stream never opened are a
+        // protocol violation.
+        if (!stream) {
+          if (!this.wasOpened(frame.streamId)) this.close('BEAM_ERR_FRAME_MALFORMED');
+          return;
+        }
+        stream.onFrame(frame);
+      }
+    }
+  }
+
+  private wasOpened(id: number): boolean {
+    return id % 2 === this.remoteParity ? id <= this.lastRemoteId : id < this.nextLocalId;
+  }
+
+  private accept(id: number, protocol: StreamProtocol): void {
+    if (id % 2 !== this.remoteParity || id <= this.lastRemoteId) {
+      this.close('BEAM_ERR_FRAME_MALFORMED');
+      return;
+    }
+    this.lastRemoteId = id;
+    if (this.streams.size >= MAX_STREAMS_PER_PEER) {
+      this.enqueueControl({ type: FrameType.RESET, streamId: id, reason: 'BEAM_ERR_TOO_MANY_STREAMS' });
+      return;
+    }
+    const stream = new MuxStream(this, id, protocol);
+    this.streams.set(id, stream);
+    this.emit('stream', stream);
+  }
+
+  /** @internal */
+  forget(id: number): void {
+    this.streams.delete(id);
+  }
+}
+
+/**
+ * One stream: a Duplex whose writes wait for credit and for room in the mux,
+ * and whose reads return credit to the peer only once consumed.
+ */
+export class MuxStream extends Duplex {
+  readonly id: number;
+  readonly protocol: StreamProtocol;
+  private readonly mux: Mux;
+  private sendCredit = INITIAL_STREAM_WINDOW;
+  private recvAllowed = INITIAL_STREAM_WINDOW;
+  private ungranted = 0;
+  private held = 0;
+  private pending: { chunk: Buffer; offset: number; cb: (err?: Error | null) => void } | undefined;
+  private finalCb: ((err?: Error | null) => void) | undefined;
+  private finAckTimer: NodeJS.Timeout | undefined;
+  private finSent = false;
+  private finReceived = false;
+  private finAcked = false;
+  private resetByPeer = false;
+  /** The code this stream was reset with, by either side. */
+  resetCode: ErrorCode | undefined;
+
+  constructor(mux: Mux, id: number, protocol: StreamProtocol) {
+    super({ allowHalfOpen: true });
+    this.mux = mux;
+    this.id = id;
+    this.protocol = protocol;
+  }
+
+  // ---------------------------------------------------------- writable side
+
+  override _write(chunk: Buffer, _encoding: BufferEncoding, cb: (err?: Error | null) => void): void {
+    if (chunk.byteLength === 0) {
+      cb();
+      return;
+    }
+    this.pending = { chunk, offset: 0, cb };
+    this.pump();
+  }
+
+  private pump(): void {
+    const p = this.pending;
+    if (!p) return;
+    while (this.sendCredit > 0 && p.offset < p.chunk.byteLength) {
+      const n = Math.min(this.sendCredit, MAX_FRAME_PAYLOAD, p.chunk.byteLength - p.offset);
+      this.mux.enqueue({ type: FrameType.DATA, streamId: this.id, data: p.chunk.subarray(p.offset, p.offset + n) });
+      this.sendCredit -= n;
+      p.offset += n;
+    }
+    if (p.offset === p.chunk.byteLength) {
+      this.pending = undefined;
+      this.mux.whenWritable(() => p.cb());
+    }
+  }
+
+  override _final(cb: (err?: Error | null) => void): void {
+    this.finSent = true;
+    this.mux.enqueue({ type: FrameType.FIN, streamId: this.id });
+    if (this.mux.isClosed) {
+      cb(new BeamError('BEAM_ERR_PEER_GONE'));
+      return;
+    }
+    this.finalCb = cb;
+    this.finAckTimer = setTimeout(() => this.finishFinal(), FIN_ACK_TIMEOUT_MS);
+    this.finAckTimer.unref();
+  }
+
+  private finishFinal(err?: Error): void {
+    if (this.finAckTimer) clearTimeout(this.finAckTimer);
+    this.finAckTimer = undefined;
+    const cb = this.finalCb;
+    this.finalCb = undefined;
+    cb?.(err);
+  }
+
+  // ---------------------------------------------------------- readable side
+
+  override _read(): void {
+    if (this.held > 0) {
+      const n = this.held;
+      this.held = 0;
+      this.grant(n);
+    }
+  }
+
+  private grant(n: number): void {
+    this.ungranted += n;
+    // Batch credit: a WINDOW per quarter window keeps the peer's credit
+    // above 3/4 of the window while costing few frames.
+    if (this.ungranted >= INITIAL_STREAM_WINDOW / 4 && !this.finReceived) {
+      this.recvAllowed += this.ungranted;
+      this.mux.enqueueControl({ type: FrameType.WINDOW, streamId: this.id, credit: this.ungranted });
+      this.ungranted = 0;
+    }
+  }
+
+  /** @internal */
+  onFrame(frame: Frame): void {
+    switch (frame.type) {
+      case FrameType.DATA: {
+        const n = frame.data.byteLength;
+        if (this.finReceived || n > this.recvAllowed) {
+          this.destroy(new BeamError(this.finReceived ? 'BEAM_ERR_FRAME_MALFORMED' : 'BEAM_ERR_FLOW_CONTROL'));
+          return;
+        }
+        this.recvAllowed -= n;
+        if (this.destroyed || this.readableEnded) return;
+        const data = Buffer.from(frame.data.buffer, frame.data.byteOffset, n);
+        if (this.push(data)) this.grant(n);
+        else this.held += n;
+        return;
+      }
+      case FrameType.WINDOW:
+        this.sendCredit += frame.credit;
+        this.pump();
+        return;
+      case FrameType.FIN:
+        if (this.finReceived) return;
+        this.finReceived = true;
+        this.mux.enqueueControl({ type: FrameType.FIN_ACK, streamId: this.id });
+        this.push(null);
+        this.maybeForget();
+        return;
+      case FrameType.FIN_ACK:
+        this.finAcked = true;
+        this.finishFinal();
+        this.maybeForget();
+        return;
+      case FrameType.RESET:
+        this.resetByPeer = true;
+        this.resetCode = isErrorCode(frame.reason) ? frame.reason : 'BEAM_ERR_STREAM_RESET';
+        this.destroy(new BeamError(this.resetCode));
+        return;
+      default:
+        return;
+    }
+  }
+
+  private maybeForget(): void {
+    if (this.finReceived && this.finAcked) this.mux.forget(this.id);
+  }
+
+  /** @internal The mux closed underneath: fail without sending anything. */
+  abandon(err: BeamError): void {
+    this.resetByPeer = true;
+    this.resetCode = err.code;
+    this.finishFinal(err);
+    this.destroy(err);
+  }
+
+  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    this.pending = undefined;
+    const clean = this.finSent && this.finReceived;
+    if (!this.resetByPeer && !clean) {
+      const code = errorCodeOf(err) ?? 'BEAM_ERR_STREAM_RESET';
+      this.resetCode = code;
+      this.mux.enqueueControl({ type: FrameType.RESET, streamId: this.id, reason: code });
+    }
+    if (this.finalCb) this.finishFinal(err ?? new BeamError('BEAM_ERR_STREAM_RESET'));
+    this.mux.forget(this.id);
+    cb(err);
+  }
+}

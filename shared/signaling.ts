@@ -1,0 +1,130 @@
+/**
+ * Signaling protocol, version 1 (socket.io, WebSocket transport only).
+ *
+ * Protocol flow
+ *   agent   -> server  share:register {name?, resumeToken?}         ack {name, url, resumeToken}
+ *   visitor -> server  session:open {share}                          ack {sessionId, iceServers}
+ *   server  -> agent   session:incoming {sessionId, visitor}
+ *   visitor -> server  session:signal {sessionId, signal: offer}     forwarded to the agent
+ *   agent   -> server  session:signal {sessionId, signal: answer}    forwarded to the visitor
+ *   both    -> server  session:signal {sessionId, signal: candidate} forwarded to the other party
+ *   either  -> server  session:close {sessionId}
+ *   server  -> both    session:closed {sessionId, code}  when a party leaves or closes
+ *
+ * The server forwards signals only between the two parties of a session and
+ * never sees application traffic. Every event is decoded by one function
+ * below on receipt; a malformed one is answered with BEAM_ERR_BAD_MESSAGE and
+ * the connection keeps working.
+ *
+ * Handshake auth: {protocol: SIGNALING_PROTOCOL_VERSION, role: 'agent' | 'visitor',
+ * gatewayToken?: string}. A visitor with the gateway token is the server's own gateway.
+ */
+import { z } from 'zod';
+import { MAX_CANDIDATE_BYTES, MAX_NAME_LENGTH, MAX_SDP_BYTES, SIGNALING_PROTOCOL_VERSION } from './constants.js';
+import { BeamError, type ErrorCode } from './errors.js';
+
+export const HandshakeSchema = z.object({
+  protocol: z.literal(SIGNALING_PROTOCOL_VERSION),
+  role: z.enum(['agent', 'visitor']),
+  gatewayToken: z.string().max(128).optional(),
+});
+export type Handshake = z.infer<typeof HandshakeSchema>;
+
+const sessionId = z.string().regex(/^[A-Za-z0-9_-]{8,64}$/);
+const shareName = z.string().min(1).max(MAX_NAME_LENGTH);
+
+export const SignalSchema = z.discriminatedUnion('type', [
+  z.object({ type: z.literal('offer'), sdp: z.string().min(1).max(MAX_SDP_BYTES) }),
+  z.object({ type: z.literal('answer'), sdp: z.string().min(1).max(MAX_SDP_BYTES) }),
+  z.object({
+    type: z.literal('candidate'),
+    candidate: z.string().max(MAX_CANDIDATE_BYTES),
+    mid: z.string().max(64),
+  }),
+]);
+export type Signal = z.infer<typeof SignalSchema>;
+
+export const RegisterRequestSchema = z.object({
+  name: shareName.optional(),
+  resumeToken: z.string().regex(/^[A-Za-z0-9_-]{16,128}$/).optional(),
+});
+export type RegisterRequest = z.infer<typeof RegisterRequestSchema>;
+
+export const OpenSessionRequestSchema = z.object({ share: shareName });
+export type OpenSessionRequest = z.infer<typeof OpenSessionRequestSchema>;
+
+export const SessionSignalSchema = z.object({ sessionId, signal: SignalSchema });
+export type SessionSignal = z.infer<typeof SessionSignalSchema>;
+
+export const SessionRefSchema = z.object({ sessionId });
+export type SessionRef = z.infer<typeof SessionRefSchema>;
+
+export const IceServerSchema = z.object({
+  urls: z.string().max(512),
+  username: z.string().max(256).optional(),
+  credential: z.string().max(256).optional(),
+});
+export type IceServer = z.infer<typeof IceServerSchema>;
+
+export type VisitorKind = 'gateway' | 'browser' | 'cli';
+
+export const IncomingSessionSchema = z.object({
+  sessionId,
+  share: shareName,
+  visitor: z.object({ kind: z.enum(['gateway', 'browser', 'cli']) }),
+  iceServers: z.array(IceServerSchema).max(16),
+});
+export type IncomingSession = z.infer<typeof IncomingSessionSchema>;
+
+export const SessionClosedSchema = z.object({ sessionId, code: z.string().max(64) });
+export type SessionClosed = z.infer<typeof SessionClosedSchema>;
+
+export interface WireError {
+  code: ErrorCode;
+  message: string;
+}
+export type Ack<T> = { ok: true; value: T } | { ok: false; error: WireError };
+
+export interface Registered {
+  name: string;
+  url: string;
+  resumeToken: string;
+  resumed: boolean;
+}
+export interface SessionOpened {
+  sessionId: string;
+  iceServers: IceServer[];
+}
+
+/** Events the server receives. */
+export interface ClientToServerEvents {
+  'share:register': (req: RegisterRequest, ack: (res: Ack<Registered>) => void) => void;
+  'session:open': (req: OpenSessionRequest, ack: (res: Ack<SessionOpened>) => void) => void;
+  'session:signal': (msg: SessionSignal) => void;
+  'session:close': (msg: SessionRef) => void;
+}
+
+/** Events the server sends. */
+export interface ServerToClientEvents {
+  'session:incoming': (msg: IncomingSession) => void;
+  'session:signal': (msg: SessionSignal) => void;
+  'session:closed': (msg: SessionClosed) => void;
+  /** A message from this client was dropped; `code` says why. */
+  'protocol:error': (err: WireError) => void;
+}
+
+/** Decodes `value` with `schema`, or throws BEAM_ERR_BAD_MESSAGE naming the first problem. */
+export function decode<T>(schema: z.ZodType<T>, value: unknown, what: string): T {
+  const parsed = schema.safeParse(value);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const where = issue?.path.length ? ` at ${issue.path.join('.')}` : '';
+    throw new BeamError('BEAM_ERR_BAD_MESSAGE', `${what}${where}: ${issue?.message ?? 'invalid'}`);
+  }
+  return parsed.data;
+}
+
+export function wireError(err: unknown): WireError {
+  if (err instanceof BeamError) return { code: err.code, message: err.message };
+  return { code: 'BEAM_ERR_BAD_MESSAGE', message: 'internal error' };
+}

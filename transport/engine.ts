@@ -1,0 +1,57 @@
+/**
+ * The WebRTC engine interface. Beam runs on node-datachannel by default and on
+ * werift (pure TypeScript) where the native binary is missing; both speak to
+ * each other and to browsers. Only this folder touches an engine's own API.
+ */
+import type { FrameChannel } from '../shared/mux.js';
+import type { IceServer, Signal } from '../shared/signaling.js';
+
+export type EngineName = 'node-datachannel' | 'werift';
+export const ENGINE_NAMES: readonly EngineName[] = ['node-datachannel', 'werift'];
+
+export type PeerState = 'connecting' | 'connected' | 'disconnected' | 'failed' | 'closed';
+
+/** How the selected ICE pair reaches the peer. */
+export type CandidateKind = 'host' | 'srflx' | 'prflx' | 'relay';
+
+export interface PeerOptions {
+  /** STUN/TURN servers handed out by the signaling server. Default none. */
+  iceServers: IceServer[];
+}
+
+export interface DataChannel extends FrameChannel {
+  readonly label: string;
+  isOpen(): boolean;
+  onOpen(cb: () => void): void;
+}
+
+export interface Peer {
+  readonly engine: EngineName;
+  /** Local descriptions and candidates to hand to signaling. */
+  onSignal(cb: (signal: Signal) => void): void;
+  onStateChange(cb: (state: PeerState) => void): void;
+  /** Channels the remote side opened. */
+  onDataChannel(cb: (channel: DataChannel) => void): void;
+  /** Opens a reliable, ordered channel; on the offerer this starts negotiation. */
+  createDataChannel(label: string): DataChannel;
+  /** Applies a remote description or candidate. */
+  signal(signal: Signal): Promise<void>;
+  /** The kind of the local candidate of the selected pair, once connected. */
+  selectedCandidateKind(): CandidateKind | undefined;
+  close(): void;
+}
+
+export interface WebRtcEngine {
+  readonly name: EngineName;
+  createPeer(options: PeerOptions): Peer;
+}
+
+/** "a=candidate:..." and "candidate:..." are both seen in the wild; engines want the latter. */
+export function bareCandidate(line: string): string {
+  return line.startsWith('a=') ? line.slice(2) : line;
+}
+
+export function candidateKind(line: string): CandidateKind | undefined {
+  const m = / typ (host|srflx|prflx|relay)/.exec(line);
+  return m ? (m[1] as CandidateKind) : undefined;
+}

@@ -1,0 +1,144 @@
+/** The node-datachannel (libdatachannel) engine: Beam's default. */
+import ndc from 'node-datachannel';
+import type { IceServer, Signal } from '../shared/signaling.js';
+import { bareCandidate, candidateKind, type CandidateKind, type DataChannel, type Peer, type PeerOptions, type PeerState, type WebRtcEngine } from './engine.js';
+
+type NdcChannel = ndc.DataChannel;
+
+/** Turns a WebRTC-style ICE server into libdatachannel's form. */
+export function toNdcIceServer(server: IceServer): string | ndc.IceServer {
+  const m = /^(stun|turn|turns):([^:?]+|\[[^\]]+\]):?(\d+)?(?:\?transport=(udp|tcp))?$/.exec(server.urls);
+  if (!m) return server.urls;
+  const [, scheme, host = '', port, transport] = m;
+  if (scheme === 'stun') return `stun:${host}:${port ?? 3478}`;
+  return {
+    hostname: host.replace(/^\[|\]$/g, ''),
+    port: Number(port ?? (scheme === 'turns' ? 5349 : 3478)),
+    username: server.username,
+    password: server.credential,
+    relayType: scheme === 'turns' ? 'TurnTls' : transport === 'tcp' ? 'TurnTcp' : 'TurnUdp',
+  };
+}
+
+class NdcDataChannel implements DataChannel {
+  // Held for the wrapper's whole life: a garbage-collected ndc channel closes.
+  private readonly channel: NdcChannel;
+  readonly label: string;
+
+  constructor(channel: NdcChannel) {
+    this.channel = channel;
+    this.label = channel.getLabel();
+  }
+  send(message: Uint8Array): void {
+    // false means "queued", not "failed": the mux gates on bufferedAmount.
+    this.channel.sendMessageBinary(message);
+  }
+  bufferedAmount(): number {
+    return this.channel.bufferedAmount();
+  }
+  setBufferedAmountLowThreshold(bytes: number): void {
+    this.channel.setBufferedAmountLowThreshold(bytes);
+  }
+  onBufferedAmountLow(cb: () => void): void {
+    this.channel.onBufferedAmountLow(cb);
+  }
+  onMessage(cb: (message: Uint8Array) => void): void {
+    this.channel.onMessage((msg) => {
+      if (typeof msg === 'string') cb(Buffer.from(msg, 'utf8'));
+      else if (msg instanceof ArrayBuffer) cb(new Uint8Array(msg));
+      else cb(msg);
+    });
+  }
+  onClose(cb: () => void): void {
+    this.channel.onClosed(cb);
+  }
+  onOpen(cb: () => void): void {
+    this.channel.onOpen(cb);
+  }
+  isOpen(): boolean {
+    return this.channel.isOpen();
+  }
+  close(): void {
+    this.channel.close();
+  }
+}
+
+class NdcPeer implements Peer {
+  readonly engine = 'node-datachannel' as const;
+  private readonly pc: ndc.PeerConnection;
+  private readonly channels: NdcDataChannel[] = [];
+  private signalCb: (s: Signal) => void = () => {};
+  private stateCb: (s: PeerState) => void = () => {};
+  private channelCb: (c: DataChannel) => void = () => {};
+  private closed = false;
+
+  constructor(options: PeerOptions) {
+    this.pc = new ndc.PeerConnection('beam', {
+      iceServers: options.iceServers.map(toNdcIceServer),
+    });
+    this.pc.onLocalDescription((sdp, type) => {
+      if (type === 'offer' || type === 'answer') this.signalCb({ type, sdp });
+    });
+    this.pc.onLocalCandidate((candidate, mid) => this.signalCb({ type: 'candidate', candidate: bareCandidate(candidate), mid }));
+    this.pc.onStateChange((state) => {
+      const mapped: PeerState | undefined =
+        state === 'connected' ? 'connected'
+        : state === 'disconnected' ? 'disconnected'
+        : state === 'failed' ? 'failed'
+        : state === 'closed' ? 'closed'
+        : state === 'connecting' ? 'connecting'
+        : undefined;
+      if (mapped) this.stateCb(mapped);
+    });
+    this.pc.onDataChannel((dc) => {
+      const channel = new NdcDataChannel(dc);
+      this.channels.push(channel);
+      this.channelCb(channel);
+    });
+  }
+
+  onSignal(cb: (signal: Signal) => void): void {
+    this.signalCb = cb;
+  }
+  onStateChange(cb: (state: PeerState) => void): void {
+    this.stateCb = cb;
+  }
+  onDataChannel(cb: (channel: DataChannel) => void): void {
+    this.channelCb = cb;
+  }
+  createDataChannel(label: string): DataChannel {
+    const channel = new NdcDataChannel(this.pc.createDataChannel(label, { protocol: label }));
+    this.channels.push(channel);
+    return channel;
+  }
+  async signal(signal: Signal): Promise<void> {
+    if (this.closed) return;
+    if (signal.type === 'candidate') this.pc.addRemoteCandidate(signal.candidate, signal.mid);
+    else this.pc.setRemoteDescription(signal.sdp, signal.type);
+  }
+  selectedCandidateKind(): CandidateKind | undefined {
+    try {
+      const pair = this.pc.getSelectedCandidatePair();
+      return pair ? (candidateKind(` typ ${pair.local.type}`) ?? candidateKind(pair.local.candidate)) : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const c of this.channels) {
+      try {
+        c.close();
+      } catch {
+        // already closed
+      }
+    }
+    this.pc.close();
+  }
+}
+
+export const nodeDatachannelEngine: WebRtcEngine = {
+  name: 'node-datachannel',
+  createPeer: (options) => new NdcPeer(options),
+};

@@ -1,0 +1,135 @@
+/**
+ * The werift engine: pure TypeScript WebRTC for platforms without
+ * node-datachannel's native binary (`--engine werift`). Pinned to 0.24.x,
+ * the last line that runs on Node 20.
+ */
+import { RTCPeerConnection, type RTCDataChannel } from 'werift';
+import type { Signal } from '../shared/signaling.js';
+import { bareCandidate, candidateKind, type CandidateKind, type DataChannel, type Peer, type PeerOptions, type PeerState, type WebRtcEngine } from './engine.js';
+
+class WeriftDataChannel implements DataChannel {
+  private readonly channel: RTCDataChannel;
+  readonly label: string;
+
+  constructor(channel: RTCDataChannel) {
+    this.channel = channel;
+    this.label = channel.label;
+  }
+  send(message: Uint8Array): void {
+    this.channel.send(Buffer.from(message.buffer, message.byteOffset, message.byteLength));
+  }
+  bufferedAmount(): number {
+    return this.channel.bufferedAmount;
+  }
+  setBufferedAmountLowThreshold(bytes: number): void {
+    this.channel.bufferedAmountLowThreshold = bytes;
+  }
+  onBufferedAmountLow(cb: () => void): void {
+    this.channel.bufferedAmountLow.subscribe(() => cb());
+  }
+  onMessage(cb: (message: Uint8Array) => void): void {
+    this.channel.onMessage.subscribe((msg) => cb(typeof msg === 'string' ? Buffer.from(msg, 'utf8') : msg));
+  }
+  onClose(cb: () => void): void {
+    let fired = false;
+    this.channel.stateChanged.subscribe((state) => {
+      if (state === 'closed' && !fired) {
+        fired = true;
+        cb();
+      }
+    });
+  }
+  onOpen(cb: () => void): void {
+    if (this.channel.readyState === 'open') queueMicrotask(cb);
+    else this.channel.stateChanged.subscribe((state) => state === 'open' && cb());
+  }
+  isOpen(): boolean {
+    return this.channel.readyState === 'open';
+  }
+  close(): void {
+    this.channel.close();
+  }
+}
+
+class WeriftPeer implements Peer {
+  readonly engine = 'werift' as const;
+  private readonly pc: RTCPeerConnection;
+  private signalCb: (s: Signal) => void = () => {};
+  private stateCb: (s: PeerState) => void = () => {};
+  private channelCb: (c: DataChannel) => void = () => {};
+  private readonly channels: WeriftDataChannel[] = [];
+  private negotiating = false;
+  private closed = false;
+
+  constructor(options: PeerOptions) {
+    // werift's default ICE server is a public STUN host: always pass ours (possibly none).
+    this.pc = new RTCPeerConnection({ iceServers: options.iceServers.map((s) => ({ ...s })) });
+    this.pc.onicecandidate = (event) => {
+      const c = event.candidate;
+      if (c?.candidate) this.signalCb({ type: 'candidate', candidate: bareCandidate(c.candidate), mid: c.sdpMid ?? '0' });
+    };
+    this.pc.connectionStateChange.subscribe((state) => {
+      if (state === 'new') return;
+      this.stateCb(state);
+    });
+    this.pc.onDataChannel.subscribe((dc) => {
+      const channel = new WeriftDataChannel(dc);
+      this.channels.push(channel);
+      this.channelCb(channel);
+    });
+  }
+
+  onSignal(cb: (signal: Signal) => void): void {
+    this.signalCb = cb;
+  }
+  onStateChange(cb: (state: PeerState) => void): void {
+    this.stateCb = cb;
+  }
+  onDataChannel(cb: (channel: DataChannel) => void): void {
+    this.channelCb = cb;
+  }
+  createDataChannel(label: string): DataChannel {
+    const channel = new WeriftDataChannel(this.pc.createDataChannel(label, { protocol: label, ordered: true }));
+    this.channels.push(channel);
+    if (!this.negotiating) {
+      this.negotiating = true;
+      void this.offer();
+    }
+    return channel;
+  }
+  private async offer(): Promise<void> {
+    const offer = await this.pc.createOffer();
+    await this.pc.setLocalDescription(offer);
+    const sdp = this.pc.localDescription?.sdp;
+    if (sdp && !this.closed) this.signalCb({ type: 'offer', sdp });
+  }
+  async signal(signal: Signal): Promise<void> {
+    if (this.closed) return;
+    if (signal.type === 'candidate') {
+      if (!signal.candidate) return;
+      await this.pc.addIceCandidate({ candidate: signal.candidate, sdpMid: signal.mid });
+      return;
+    }
+    await this.pc.setRemoteDescription({ type: signal.type, sdp: signal.sdp });
+    if (signal.type === 'offer') {
+      const answer = await this.pc.createAnswer();
+      await this.pc.setLocalDescription(answer);
+      const sdp = this.pc.localDescription?.sdp;
+      if (sdp && !this.closed) this.signalCb({ type: 'answer', sdp });
+    }
+  }
+  selectedCandidateKind(): CandidateKind | undefined {
+    const pair = this.pc.iceTransports[0]?.connection.nominated;
+    return pair ? candidateKind(` typ ${pair.localCandidate.type}`) : undefined;
+  }
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    void this.pc.close();
+  }
+}
+
+export const weriftEngine: WebRtcEngine = {
+  name: 'werift',
+  createPeer: (options) => new WeriftPeer(options),
+};
