@@ -9,6 +9,11 @@
 export const SIGNALING_PROTOCOL_VERSION = 1;
 /** Version of the stream protocol (shared/frames.ts, shared/mux.ts). */
 export const STREAM_PROTOCOL_VERSION = 1;
+/**
+ * Path of the signaling endpoint. Everything under /.beam/ is Beam's own on
+ * every host, shares included; all other paths belong to the shared app.
+ */
+export const SIGNALING_PATH = '/.beam/signal';
 /** Label of the data channel that carries the stream protocol. */
 export const STREAM_CHANNEL_LABEL = 'beam/1';
 

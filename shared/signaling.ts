@@ -82,6 +82,8 @@ export type SessionClosed = z.infer<typeof SessionClosedSchema>;
 export interface WireError {
   code: ErrorCode;
   message: string;
+  /** What only this occurrence knows (a name, a limit). */
+  detail?: string;
 }
 export type Ack<T> = { ok: true; value: T } | { ok: false; error: WireError };
 
@@ -125,6 +127,6 @@ export function decode<T>(schema: z.ZodType<T>, value: unknown, what: string): T
 }
 
 export function wireError(err: unknown): WireError {
-  if (err instanceof BeamError) return { code: err.code, message: err.message };
+  if (err instanceof BeamError) return { code: err.code, message: err.message, ...(err.detail ? { detail: err.detail } : {}) };
   return { code: 'BEAM_ERR_BAD_MESSAGE', message: 'internal error' };
 }

@@ -1,0 +1,201 @@
+/** The `beam` command line. */
+import { networkInterfaces } from 'node:os';
+import net from 'node:net';
+import { Command, Option } from 'commander';
+import { pino, type Logger } from 'pino';
+import { DEFAULT_EMBEDDED_PORT, EMBEDDED_PORT_ATTEMPTS } from '../shared/constants.js';
+import { BeamError } from '../shared/errors.js';
+import { Agent } from '../peer-agent/agent.js';
+import { startBeamServer, type BeamServer } from '../gateway/server.js';
+import { loadEngine } from '../transport/index.js';
+import { createOutput, type Output } from './output.js';
+import { parseEngine, parseHostHeader, parseLogLevel, parseMs, parsePort, parseServerUrl, parseTarget, type Target } from './options.js';
+
+interface CommonFlags {
+  json?: boolean;
+  logLevel: string;
+  engine: string;
+}
+interface HttpFlags extends CommonFlags {
+  server?: string;
+  name?: string;
+  hostHeader: string;
+  originTimeout?: string;
+}
+interface ServeFlags extends CommonFlags {
+  port: string;
+  host: string;
+  domain: string;
+  publicUrl?: string;
+}
+
+function logger(level: string): Logger {
+  return pino({ level: parseLogLevel(level), base: { pid: process.pid } }, pino.destination(2));
+}
+
+/** The first non-internal IPv4 address: what a teammate on the LAN would type. */
+export function lanAddress(): string | undefined {
+  for (const list of Object.values(networkInterfaces())) {
+    for (const a of list ?? []) if (a.family === 'IPv4' && !a.internal) return a.address;
+  }
+  return undefined;
+}
+
+function probe(target: Target): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = net.connect({ host: target.host, port: target.port });
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+  });
+}
+
+async function startEmbedded(components: Parameters<typeof startBeamServer>[0], defaultShare: () => string | undefined): Promise<BeamServer> {
+  let lastError: unknown;
+  for (let i = 0; i < EMBEDDED_PORT_ATTEMPTS; i++) {
+    try {
+      return await startBeamServer(components, { port: DEFAULT_EMBEDDED_PORT + i, host: '0.0.0.0', domain: 'localhost', defaultShare });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw err;
+      lastError = err;
+    }
+  }
+  throw new BeamError('BEAM_ERR_BAD_OPTION', `ports ${DEFAULT_EMBEDDED_PORT}-${DEFAULT_EMBEDDED_PORT + EMBEDDED_PORT_ATTEMPTS - 1} are all taken; pass --server`, { cause: lastError });
+}
+
+function onStop(run: () => Promise<void> | void): void {
+  let stopping = false;
+  const stop = (): void => {
+    if (stopping) process.exit(130);
+    stopping = true;
+    void Promise.resolve(run()).finally(() => process.exit(0));
+  };
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+}
+
+async function runHttp(targetArg: string, flags: HttpFlags): Promise<void> {
+  const out = createOutput(Boolean(flags.json));
+  const target = parseTarget(targetArg);
+  const serverFlag = flags.server ?? process.env['BEAM_SERVER'];
+  const server = serverFlag ? parseServerUrl(serverFlag) : undefined;
+  const hostHeader = parseHostHeader(flags.hostHeader);
+  const originTimeoutMs = flags.originTimeout ? parseMs(flags.originTimeout, '--origin-timeout') : undefined;
+  const log = logger(flags.logLevel);
+  const engine = await loadEngine(parseEngine(flags.engine));
+
+  let embedded: BeamServer | undefined;
+  let agent: Agent | undefined;
+  if (!server) embedded = await startEmbedded({ engine, logger: log }, () => agent?.share?.name);
+  const serverUrl = server ?? `http://127.0.0.1:${embedded?.port}`;
+  const origin = `${target.host.includes(':') ? `[${target.host}]` : target.host}:${target.port}`;
+
+  agent = new Agent({ engine, logger: log }, { server: serverUrl, origin: target, name: flags.name, hostHeader, originTimeoutMs });
+  const paths = new Map<string, string>();
+  agent.on('session', (s) => {
+    paths.set(s.id, s.path);
+    out.emit({ event: 'session', id: s.id, visitor: s.visitor, path: s.path });
+  });
+  agent.on('session-closed', (s) => {
+    out.emit({ event: 'session-closed', id: s.id, path: paths.get(s.id) ?? 'gateway' });
+    paths.delete(s.id);
+  });
+  agent.on('origin-unreachable', (e) => out.emit({ event: 'origin-unreachable', ...e }));
+  agent.on('disconnected', (e) => out.emit({ event: 'reconnecting', reason: e.reason }));
+  agent.on('error', (err) => out.emit({ event: 'error', code: err.code, message: err.message }));
+  agent.on('ready', (r) => {
+    if (r.resumed) out.emit({ event: 'ready', name: r.name, url: r.url, origin, server: serverUrl, resumed: true });
+  });
+
+  const registered = await agent.start();
+  const lan = embedded ? lanAddress() : undefined;
+  out.emit({
+    event: 'ready',
+    name: registered.name,
+    url: registered.url,
+    ...(lan && embedded ? { lan: `http://${lan}:${embedded.port}/` } : {}),
+    origin,
+    server: serverUrl,
+  });
+  if (!(await probe(target))) {
+    out.emit({ event: 'origin-unreachable', origin, code: 'ECONNREFUSED' });
+  }
+  onStop(async () => {
+    agent?.close();
+    await embedded?.close();
+    out.emit({ event: 'closed' });
+  });
+}
+
+async function runServe(flags: ServeFlags): Promise<void> {
+  const out = createOutput(Boolean(flags.json));
+  const port = flags.port === '0' ? 0 : parsePort(flags.port, '--port');
+  const log = logger(flags.logLevel);
+  if (flags.publicUrl) parseServerUrl(flags.publicUrl);
+  const domain = flags.domain.toLowerCase();
+  if (!/^[a-z0-9.-]+$/.test(domain)) throw new BeamError('BEAM_ERR_BAD_OPTION', `--domain "${flags.domain}" is not a domain name`);
+  const engine = await loadEngine(parseEngine(flags.engine));
+  const server = await startBeamServer({ engine, logger: log }, { port, host: flags.host, domain, publicUrl: flags.publicUrl });
+  const url = flags.publicUrl ?? `http://${domain}:${server.port}`;
+  if (flags.json) process.stdout.write(`${JSON.stringify({ event: 'ready', url, port: server.port, domain })}\n`);
+  else out.line(`Beam server listening on ${flags.host}:${server.port}; shares are ${server.shareUrl('<name>')}`);
+  onStop(async () => {
+    await server.close();
+    if (flags.json) process.stdout.write(`${JSON.stringify({ event: 'closed' })}\n`);
+  });
+}
+
+function fail(err: unknown, json: boolean): never {
+  const out: Output = createOutput(json, json ? process.stdout : process.stderr);
+  if (err instanceof BeamError) out.emit({ event: 'error', code: err.code, message: err.message });
+  else out.emit({ event: 'error', code: 'BEAM_ERR_BAD_REQUEST', message: (err as Error).message ?? String(err) });
+  process.exit(1);
+}
+
+function httpCommand(cmd: Command): Command {
+  return cmd
+    .option('--server <url>', 'Beam server to register with (env BEAM_SERVER); default: an embedded server in this process')
+    .option('--name <name>', 'share name to ask for (default: a random adjective-noun-NNN)')
+    .option('--json', 'print newline-delimited JSON events on stdout')
+    .addOption(new Option('--log-level <level>', 'pino log level on stderr').default('warn'))
+    .addOption(new Option('--engine <engine>', 'WebRTC engine: node-datachannel or werift').default('node-datachannel'))
+    .addOption(new Option('--host-header <mode>', 'rewrite the Host header to the origin\'s (rewrite) or keep the visitor\'s (preserve)').default('rewrite'))
+    .option('--origin-timeout <ms>', 'how long to wait for the origin\'s response head (default 30000)');
+}
+
+export function program(): Command {
+  const root = new Command('beam')
+    .description('Share a local port peer to peer. `beam 3000` is short for `beam http 3000`.')
+    .argument('[port]', 'local port (or host:port) to share over HTTP');
+  httpCommand(root).action(async (port: string | undefined, flags: HttpFlags) => {
+    if (!port) {
+      root.help();
+      return;
+    }
+    await runHttp(port, flags).catch((err: unknown) => fail(err, Boolean(flags.json)));
+  });
+  httpCommand(root.command('http').description('share a local HTTP server').argument('<target>', 'port or host:port')).action(
+    async (target: string, flags: HttpFlags) => {
+      await runHttp(target, flags).catch((err: unknown) => fail(err, Boolean(flags.json)));
+    },
+  );
+  root
+    .command('serve')
+    .description('run the signaling server and gateway for a public host')
+    .addOption(new Option('--port <port>', 'port to listen on').default(String(DEFAULT_EMBEDDED_PORT)))
+    .addOption(new Option('--host <address>', 'address to bind').default('0.0.0.0'))
+    .addOption(new Option('--domain <domain>', 'shares become <name>.<domain>').default('localhost'))
+    .option('--public-url <url>', 'the public URL of this server, e.g. https://beam.example.com')
+    .option('--json', 'print newline-delimited JSON events on stdout')
+    .addOption(new Option('--log-level <level>', 'pino log level on stderr').default('info'))
+    .addOption(new Option('--engine <engine>', 'WebRTC engine for the gateway').default('node-datachannel'))
+    .action(async (flags: ServeFlags) => {
+      await runServe(flags).catch((err: unknown) => fail(err, Boolean(flags.json)));
+    });
+  root.enablePositionalOptions();
+  return root;
+}
+
+await program().parseAsync(process.argv);

@@ -1,0 +1,57 @@
+/** Decoders for command-line values: each returns a typed value or throws BEAM_ERR_BAD_OPTION saying what to type instead. */
+import { BeamError } from '../shared/errors.js';
+import { ENGINE_NAMES, type EngineName } from '../transport/engine.js';
+
+export interface Target {
+  host: string;
+  port: number;
+}
+
+export function parsePort(value: string, what = 'port'): number {
+  if (!/^\d{1,5}$/.test(value)) throw new BeamError('BEAM_ERR_BAD_OPTION', `${what} "${value}" is not a number from 1 to 65535`);
+  const port = Number(value);
+  if (port < 1 || port > 65535) throw new BeamError('BEAM_ERR_BAD_OPTION', `${what} ${port} is out of range 1-65535`);
+  return port;
+}
+
+/** `3000`, `host:3000` or `[::1]:3000`. */
+export function parseTarget(value: string): Target {
+  if (/^\d+$/.test(value)) return { host: 'localhost', port: parsePort(value) };
+  const m = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d+)$/.exec(value);
+  if (!m) throw new BeamError('BEAM_ERR_BAD_OPTION', `"${value}" is not a port or host:port (try "beam 3000" or "beam http 127.0.0.1:8080")`);
+  return { host: (m[1] as string).replace(/^\[|\]$/g, ''), port: parsePort(m[2] as string) };
+}
+
+export function parseServerUrl(value: string): string {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new BeamError('BEAM_ERR_BAD_OPTION', `--server "${value}" is not a URL (e.g. https://beam.example.com)`);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw new BeamError('BEAM_ERR_BAD_OPTION', `--server must be http:// or https://, not ${url.protocol}`);
+  }
+  return url.origin;
+}
+
+export function parseEngine(value: string): EngineName {
+  if ((ENGINE_NAMES as readonly string[]).includes(value)) return value as EngineName;
+  throw new BeamError('BEAM_ERR_BAD_OPTION', `--engine must be one of ${ENGINE_NAMES.join(', ')}`);
+}
+
+export function parseHostHeader(value: string): 'rewrite' | 'preserve' {
+  if (value === 'rewrite' || value === 'preserve') return value;
+  throw new BeamError('BEAM_ERR_BAD_OPTION', '--host-header must be "rewrite" or "preserve"');
+}
+
+export function parseMs(value: string, what: string): number {
+  if (!/^\d{1,9}$/.test(value) || Number(value) < 1) throw new BeamError('BEAM_ERR_BAD_OPTION', `${what} must be a whole number of milliseconds`);
+  return Number(value);
+}
+
+const LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+export function parseLogLevel(value: string): string {
+  if (LEVELS.includes(value)) return value;
+  throw new BeamError('BEAM_ERR_BAD_OPTION', `--log-level must be one of ${LEVELS.join(', ')}`);
+}

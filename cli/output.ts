@@ -1,0 +1,55 @@
+/**
+ * What the CLI tells its user. Human lines on stdout, or with --json one JSON
+ * event per line (the contract in README: ready first, closed last). Logs go
+ * to stderr through pino, never here.
+ */
+export type CliEvent =
+  | { event: 'ready'; name: string; url: string; lan?: string; origin: string; server: string; resumed?: boolean }
+  | { event: 'session'; id: string; visitor: string; path: string }
+  | { event: 'session-closed'; id: string; path: string }
+  | { event: 'origin-unreachable'; origin: string; code: string }
+  | { event: 'reconnecting'; reason: string }
+  | { event: 'error'; code: string; message: string }
+  | { event: 'closed' };
+
+export interface Output {
+  emit(event: CliEvent): void;
+  line(text: string): void;
+}
+
+export function createOutput(json: boolean, out: NodeJS.WritableStream = process.stdout): Output {
+  if (json) {
+    return {
+      emit: (event) => out.write(`${JSON.stringify(event)}\n`),
+      line: () => {},
+    };
+  }
+  return {
+    emit: (event) => {
+      const text = describe(event);
+      if (text) out.write(`${text}\n`);
+    },
+    line: (text) => out.write(`${text}\n`),
+  };
+}
+
+function describe(e: CliEvent): string | undefined {
+  switch (e.event) {
+    case 'ready':
+      return e.resumed
+        ? `Reconnected: ${e.url} is back.`
+        : [`Sharing ${e.origin}`, `  Link:  ${e.url}`, ...(e.lan ? [`  LAN:   ${e.lan}`] : []), 'Press Ctrl+C to stop.'].join('\n');
+    case 'session':
+      return `+ visitor ${e.id.slice(0, 8)} (${e.visitor}) via ${e.path}`;
+    case 'session-closed':
+      return `- visitor ${e.id.slice(0, 8)} left`;
+    case 'origin-unreachable':
+      return `! Nothing is listening on ${e.origin} (${e.code}). Start your server there; Beam forwards as soon as it answers.`;
+    case 'reconnecting':
+      return `! Lost the Beam server (${e.reason}); reconnecting...`;
+    case 'error':
+      return `Error ${e.code}: ${e.message}`;
+    case 'closed':
+      return 'Stopped.';
+  }
+}

@@ -1,0 +1,230 @@
+/**
+ * The gateway: public HTTP in, one stream per request over the share's peer
+ * connection out. Routes by Host (`<name>.<domain>`). Bodies stream both ways
+ * with backpressure (pipe + the mux's credit), so neither side buffers more
+ * than a window per request.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { io as connectSocket } from 'socket.io-client';
+import type { Logger } from 'pino';
+import { SIGNALING_PATH, SIGNALING_PROTOCOL_VERSION } from '../shared/constants.js';
+import { BeamError, errorCodeOf, type ErrorCode } from '../shared/errors.js';
+import { StreamProtocol } from '../shared/frames.js';
+import { decodeResponseHead, encodeHead, endToEndHeaders, readHead, type RequestHead, type ResponseHead } from '../shared/http-head.js';
+import type { MuxStream } from '../shared/mux.js';
+import { decode, SessionClosedSchema, SessionSignalSchema } from '../shared/signaling.js';
+import type { WebRtcEngine } from '../transport/engine.js';
+import { sendError, sendRawError } from './error-page.js';
+import { ShareLink, type GatewaySocket } from './link.js';
+
+export interface GatewayOptions {
+  /** Signaling server to reach shares through, e.g. http://127.0.0.1:7070 */
+  signalingUrl: string;
+  /** Token proving to signaling that this is the server's own gateway. */
+  gatewayToken: string;
+  /** Shares are `<name>.<domain>`. */
+  domain: string;
+  /** Requests whose Host is no share (a bare IP, the domain itself) go to this share, if any: the embedded default. */
+  defaultShare?: () => string | undefined;
+}
+
+/** Client-supplied headers the gateway replaces with what it saw itself. */
+const REPLACED = new Set(['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-forwarded-port', 'forwarded', 'x-real-ip']);
+
+export class Gateway {
+  private readonly log: Logger;
+  private readonly engine: WebRtcEngine;
+  private readonly options: GatewayOptions;
+  private readonly links = new Map<string, ShareLink>();
+  private readonly socket: GatewaySocket;
+
+  constructor(components: { engine: WebRtcEngine; logger: Logger }, options: GatewayOptions) {
+    this.engine = components.engine;
+    this.log = components.logger.child({ component: 'gateway' });
+    this.options = options;
+    this.socket = connectSocket(options.signalingUrl, {
+      path: SIGNALING_PATH,
+      transports: ['websocket'],
+      auth: { protocol: SIGNALING_PROTOCOL_VERSION, role: 'visitor', gatewayToken: options.gatewayToken },
+      reconnectionDelay: 100,
+      reconnectionDelayMax: 2_000,
+    });
+    this.socket.on('session:signal', (raw) => {
+      try {
+        const msg = decode(SessionSignalSchema, raw, 'session:signal');
+        for (const link of this.links.values()) if (link.sessionId === msg.sessionId) link.signal(msg.signal);
+      } catch (err) {
+        this.log.warn({ err: (err as Error).message }, 'dropped a malformed signal');
+      }
+    });
+    this.socket.on('session:closed', (raw) => {
+      try {
+        const msg = decode(SessionClosedSchema, raw, 'session:closed');
+        for (const link of [...this.links.values()]) if (link.sessionId === msg.sessionId) link.close();
+      } catch {
+        // malformed: nothing to close
+      }
+    });
+    this.socket.on('disconnect', () => {
+      for (const link of [...this.links.values()]) link.close();
+    });
+  }
+
+  /** Resolves once the gateway's signaling connection is up. */
+  ready(): Promise<void> {
+    if (this.socket.connected) return Promise.resolve();
+    return new Promise((resolve) => this.socket.once('connect', () => resolve()));
+  }
+
+  /** The share a Host header names, if any. */
+  route(hostHeader: string | undefined): string | undefined {
+    const host = (hostHeader ?? '').toLowerCase().replace(/:\d+$/, '');
+    const suffix = `.${this.options.domain}`;
+    if (host.endsWith(suffix)) {
+      const label = host.slice(0, -suffix.length);
+      if (label && !label.includes('.')) return label;
+    }
+    return this.options.defaultShare?.();
+  }
+
+  /** RTT of the link to a share, if one is up. */
+  rttOf(share: string): number | undefined {
+    return this.links.get(share)?.rtt;
+  }
+
+  private async openStream(share: string): Promise<MuxStream> {
+    let link = this.links.get(share);
+    if (!link) {
+      link = new ShareLink({ engine: this.engine, logger: this.log, socket: this.socket }, share, (gone) => {
+        if (this.links.get(share) === gone) this.links.delete(share);
+      });
+      this.links.set(share, link);
+    }
+    const mux = await link.ready;
+    return mux.openStream(StreamProtocol.HTTP);
+  }
+
+  private requestHead(req: IncomingMessage, upgrade: boolean): RequestHead {
+    const headers = endToEndHeaders(req.rawHeaders, REPLACED);
+    const remote = req.socket.remoteAddress ?? '';
+    const encrypted = 'encrypted' in req.socket && Boolean(req.socket.encrypted);
+    headers.push(['X-Forwarded-For', remote], ['X-Forwarded-Proto', encrypted ? 'https' : 'http']);
+    if (req.headers.host) headers.push(['X-Forwarded-Host', req.headers.host]);
+    if (upgrade && req.headers.upgrade) headers.push(['Upgrade', req.headers.upgrade]);
+    return { method: req.method ?? 'GET', target: req.url ?? '/', headers, remoteAddress: remote, upgrade };
+  }
+
+  /** Handles one public HTTP request. */
+  async handleRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const share = this.route(req.headers.host);
+    if (!share) {
+      sendError(req.headers, res, 'BEAM_ERR_SHARE_NOT_FOUND', `no share for host "${req.headers.host ?? ''}"`);
+      return;
+    }
+    let stream: MuxStream;
+    try {
+      stream = await this.openStream(share);
+    } catch (err) {
+      this.answerFailure(req, res, err);
+      return;
+    }
+    stream.on('error', (err) => {
+      if (!res.headersSent) this.answerFailure(req, res, err);
+      else res.destroy();
+      req.unpipe(stream);
+    });
+    res.on('close', () => {
+      // The client went away before the response ended: stop the agent's work too.
+      if (!res.writableFinished) stream.destroy(new BeamError('BEAM_ERR_STREAM_RESET', 'client closed'));
+    });
+    stream.write(encodeHead(this.requestHead(req, false)));
+    req.pipe(stream);
+
+    let head: ResponseHead;
+    try {
+      head = decodeResponseHead(await readHead(stream));
+    } catch (err) {
+      if (!res.headersSent) this.answerFailure(req, res, err);
+      stream.destroy();
+      return;
+    }
+    if (head.kind === 'error') {
+      sendError(req.headers, res, head.code, head.detail);
+      stream.resume();
+      return;
+    }
+    const flat = endToEndHeaders(head.headers.flat()).flat();
+    try {
+      res.writeHead(head.status, head.statusText, flat);
+    } catch (err) {
+      // A header the agent sent that Node refuses to write (invalid characters).
+      sendError(req.headers, res, 'BEAM_ERR_BAD_MESSAGE', (err as Error).message);
+      stream.destroy();
+      return;
+    }
+    // Send the head now: a streaming response (SSE) must not wait for its first body chunk.
+    res.flushHeaders();
+    stream.pipe(res);
+  }
+
+  /** Handles an upgrade request (WebSocket) by splicing the client's socket to a stream. */
+  async handleUpgrade(req: IncomingMessage, socket: Duplex, rest: Buffer): Promise<void> {
+    socket.on('error', () => socket.destroy());
+    const share = this.route(req.headers.host);
+    if (!share) {
+      sendRawError(req.headers, socket, 'BEAM_ERR_SHARE_NOT_FOUND', `no share for host "${req.headers.host ?? ''}"`);
+      return;
+    }
+    let stream: MuxStream;
+    try {
+      stream = await this.openStream(share);
+    } catch (err) {
+      sendRawError(req.headers, socket, this.codeFor(err));
+      return;
+    }
+    stream.on('error', () => socket.destroy());
+    socket.on('close', () => stream.destroy());
+    stream.write(encodeHead(this.requestHead(req, true)));
+    if (rest.byteLength > 0) stream.write(rest);
+    let head: ResponseHead;
+    try {
+      head = decodeResponseHead(await readHead(stream));
+    } catch (err) {
+      sendRawError(req.headers, socket, this.codeFor(err));
+      stream.destroy();
+      return;
+    }
+    if (head.kind === 'error') {
+      sendRawError(req.headers, socket, head.code, head.detail);
+      return;
+    }
+    const headers = head.status === 101 ? head.headers : endToEndHeaders(head.headers.flat());
+    let text = `HTTP/1.1 ${head.status} ${head.statusText ?? ''}\r\n`;
+    for (const [k, v] of headers) {
+      if (/[\r\n]/.test(k) || /[\r\n]/.test(v)) continue;
+      text += `${k}: ${v}\r\n`;
+    }
+    if (head.status !== 101) text += 'connection: close\r\n';
+    socket.write(`${text}\r\n`);
+    stream.pipe(socket);
+    if (head.status === 101) socket.pipe(stream);
+  }
+
+  private codeFor(err: unknown): ErrorCode {
+    return errorCodeOf(err) ?? 'BEAM_ERR_AGENT_UNREACHABLE';
+  }
+
+  private answerFailure(req: IncomingMessage, res: ServerResponse, err: unknown): void {
+    let code = this.codeFor(err);
+    // Inside the gateway these all mean the same to a visitor: the agent can't be reached.
+    if (code === 'BEAM_ERR_PEER_GONE' || code === 'BEAM_ERR_STREAM_RESET' || code === 'BEAM_ERR_BAD_MESSAGE') code = 'BEAM_ERR_AGENT_UNREACHABLE';
+    this.log.debug({ code, host: req.headers.host }, 'request failed');
+    sendError(req.headers, res, code, err instanceof BeamError ? err.detail : undefined);
+  }
+
+  close(): void {
+    for (const link of [...this.links.values()]) link.close();
+    this.socket.disconnect();
+  }
+}

@@ -1,0 +1,118 @@
+/**
+ * `beam serve` and the embedded default: one HTTP server on one port that
+ * carries the signaling endpoint (under /.beam/signal) and the gateway (every
+ * other request, routed by Host).
+ */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { randomBytes } from 'node:crypto';
+import { Server as SocketIoServer } from 'socket.io';
+import type { Logger } from 'pino';
+import { MAX_HEADER_BYTES, MAX_SIGNALING_MESSAGE_BYTES, SIGNALING_PATH } from '../shared/constants.js';
+import type { IceServer } from '../shared/signaling.js';
+import { SignalingServer, type SignalingIo } from '../signaling/server.js';
+import type { WebRtcEngine } from '../transport/engine.js';
+import { Gateway } from './gateway.js';
+
+export interface BeamServerOptions {
+  /** Port to listen on; 0 picks a free one. */
+  port: number;
+  /** Address to bind. Default all interfaces. */
+  host?: string;
+  /** Shares live at `<name>.<domain>`. Default 'localhost'. */
+  domain?: string;
+  /** The server's public URL (e.g. https://beam.example.com): share URLs are built from it. */
+  publicUrl?: string;
+  /** Route Hosts that name no share to this share (the embedded default). */
+  defaultShare?: () => string | undefined;
+  iceServers?: IceServer[];
+}
+
+export interface BeamServer {
+  readonly port: number;
+  readonly http: http.Server;
+  readonly signaling: SignalingServer;
+  readonly gateway: Gateway;
+  /** Public URL of a share. */
+  shareUrl(name: string): string;
+  close(): Promise<void>;
+}
+
+/** Builds `<scheme>://<name>.<host>[:port]/` from a base URL. */
+export function shareUrlFrom(base: URL, name: string): string {
+  const url = new URL(base.href);
+  url.hostname = `${name}.${url.hostname}`;
+  url.pathname = '/';
+  url.search = '';
+  url.hash = '';
+  return url.href;
+}
+
+export async function startBeamServer(
+  components: { engine: WebRtcEngine; logger: Logger },
+  options: BeamServerOptions,
+): Promise<BeamServer> {
+  const domain = (options.domain ?? 'localhost').toLowerCase();
+  const gatewayToken = randomBytes(24).toString('base64url');
+  const server = http.createServer({ maxHeaderSize: MAX_HEADER_BYTES });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port, options.host ?? '0.0.0.0', () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const port = (server.address() as AddressInfo).port;
+  const base = new URL(options.publicUrl ?? `http://${domain}:${port}`);
+  const shareUrl = (name: string): string => shareUrlFrom(base, name);
+
+  const io: SignalingIo = new SocketIoServer(server, {
+    path: SIGNALING_PATH,
+    serveClient: false,
+    // Upgrades on other paths are WebSockets for shares: engine.io must leave them alone.
+    destroyUpgrade: false,
+    transports: ['websocket'],
+    maxHttpBufferSize: MAX_SIGNALING_MESSAGE_BYTES,
+    pingInterval: 10_000,
+    pingTimeout: 5_000,
+  });
+  const signaling = new SignalingServer({ logger: components.logger }, { shareUrl, gatewayToken, iceServers: options.iceServers });
+  signaling.attach(io);
+
+  const loopback = !options.host || options.host === '0.0.0.0' || options.host === '::' ? '127.0.0.1' : options.host;
+  const gateway = new Gateway(
+    { engine: components.engine, logger: components.logger },
+    {
+      signalingUrl: `http://${loopback.includes(':') ? `[${loopback}]` : loopback}:${port}`,
+      gatewayToken,
+      domain,
+      defaultShare: options.defaultShare,
+    },
+  );
+  // socket.io handles its own path first; everything else is a share's.
+  server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
+    if (req.url?.startsWith(`${SIGNALING_PATH}/`)) return;
+    void gateway.handleRequest(req, res);
+  });
+  server.on('upgrade', (req: http.IncomingMessage, socket, head: Buffer) => {
+    if (req.url?.startsWith(`${SIGNALING_PATH}/`)) return;
+    void gateway.handleUpgrade(req, socket, head);
+  });
+  await gateway.ready();
+
+  return {
+    port,
+    http: server,
+    signaling,
+    gateway,
+    shareUrl,
+    async close() {
+      gateway.close();
+      signaling.close();
+      await new Promise<void>((resolve) => {
+        io.close(() => resolve());
+        server.closeAllConnections();
+      });
+    },
+  };
+}

@@ -1,0 +1,164 @@
+/**
+ * Forwards one HTTP stream to the share's origin, and only there: the visitor
+ * chooses the method, path and headers, never the host or port.
+ */
+import http from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { Logger } from 'pino';
+import { BeamError, errorCodeOf, type ErrorCode } from '../shared/errors.js';
+import { decodeRequestHead, encodeHead, endToEndHeaders, endToEndPairs, readHead, type RequestHead } from '../shared/http-head.js';
+
+export interface Origin {
+  host: string;
+  port: number;
+}
+
+export interface OriginOptions {
+  /** 'rewrite' (default) sets Host to the origin's own, as dev servers such as Vite expect; 'preserve' keeps the visitor's. */
+  hostHeader: 'rewrite' | 'preserve';
+  /** How long to wait for the origin's response head. */
+  timeoutMs: number;
+}
+
+export interface OriginEvents {
+  /** Called when the origin refuses a connection: the CLI prints a line. */
+  onUnreachable(err: NodeJS.ErrnoException): void;
+  /** Called when a request completes, for the inspector and logs. */
+  onExchange?(info: { method: string; target: string; status: number | ErrorCode; ms: number }): void;
+}
+
+const UNREACHABLE = new Set(['ECONNREFUSED', 'ECONNRESET', 'EHOSTUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'EPIPE', 'ETIMEDOUT']);
+
+export class OriginForwarder {
+  private readonly origin: Origin;
+  private readonly options: OriginOptions;
+  private readonly events: OriginEvents;
+  private readonly log: Logger;
+  private readonly agent = new http.Agent({ keepAlive: true, maxFreeSockets: 64 });
+
+  constructor(components: { logger: Logger; events: OriginEvents }, origin: Origin, options: OriginOptions) {
+    this.origin = origin;
+    this.options = options;
+    this.events = components.events;
+    this.log = components.logger;
+  }
+
+  get hostPort(): string {
+    return `${this.origin.host.includes(':') ? `[${this.origin.host}]` : this.origin.host}:${this.origin.port}`;
+  }
+
+  close(): void {
+    this.agent.destroy();
+  }
+
+  /** Serves one HTTP stream; never throws: failures become an error head or a reset. */
+  async serve(stream: Duplex): Promise<void> {
+    const started = performance.now();
+    let head: RequestHead;
+    try {
+      head = decodeRequestHead(await readHead(stream));
+    } catch (err) {
+      stream.destroy(err instanceof BeamError ? err : new BeamError('BEAM_ERR_BAD_MESSAGE'));
+      return;
+    }
+    const headers = endToEndPairs(head.headers);
+    if (this.options.hostHeader === 'rewrite') {
+      const i = headers.findIndex(([k]) => k.toLowerCase() === 'host');
+      if (i >= 0) headers.splice(i, 1);
+      headers.unshift(['Host', this.hostPort]);
+    }
+    if (head.upgrade) {
+      const upgrade = head.headers.find(([k]) => k.toLowerCase() === 'upgrade');
+      if (upgrade) headers.push(['Connection', 'Upgrade'], ['Upgrade', upgrade[1]]);
+    }
+
+    const req = http.request({
+      host: this.origin.host,
+      port: this.origin.port,
+      method: head.method,
+      path: head.target,
+      headers: headers.flat(),
+      agent: head.upgrade ? false : this.agent,
+      setHost: false,
+    });
+    // waiting -> (error-sent | responding | upgraded): once an answer went out, later
+    // failures can only reset the stream, and an error head is final.
+    let state: 'waiting' | 'error-sent' | 'responding' | 'upgraded' = 'waiting';
+    const fail = (code: ErrorCode, detail: string): void => {
+      if (state !== 'waiting') return;
+      state = 'error-sent';
+      stream.end(encodeHead({ kind: 'error', code, detail }));
+      this.events.onExchange?.({ method: head.method, target: head.target, status: code, ms: performance.now() - started });
+    };
+    const timer = setTimeout(() => {
+      fail('BEAM_ERR_ORIGIN_TIMEOUT', `no response from ${this.hostPort} within ${this.options.timeoutMs} ms`);
+      req.destroy();
+    }, this.options.timeoutMs);
+    timer.unref();
+
+    req.on('error', (err: NodeJS.ErrnoException) => {
+      clearTimeout(timer);
+      if (state === 'responding' || state === 'upgraded') {
+        stream.destroy(new BeamError('BEAM_ERR_ORIGIN_UNREACHABLE', err.code));
+        return;
+      }
+      if (err.code === 'ECONNREFUSED') this.events.onUnreachable(err);
+      fail(
+        'BEAM_ERR_ORIGIN_UNREACHABLE',
+        err.code && UNREACHABLE.has(err.code) ? `nothing answered on ${this.hostPort} (${err.code})` : `${this.hostPort}: ${err.code ?? err.message}`,
+      );
+    });
+
+    req.on('response', (res) => {
+      clearTimeout(timer);
+      if (state !== 'waiting') {
+        res.destroy();
+        return;
+      }
+      state = 'responding';
+      stream.write(
+        encodeHead({
+          kind: 'response',
+          status: res.statusCode ?? 502,
+          statusText: res.statusMessage,
+          headers: endToEndHeaders(res.rawHeaders),
+        }),
+      );
+      res.pipe(stream);
+      res.on('error', () => stream.destroy(new BeamError('BEAM_ERR_ORIGIN_UNREACHABLE', 'origin closed mid-response')));
+      res.on('aborted', () => stream.destroy(new BeamError('BEAM_ERR_ORIGIN_UNREACHABLE', 'origin closed mid-response')));
+      res.on('end', () => {
+        this.events.onExchange?.({ method: head.method, target: head.target, status: res.statusCode ?? 0, ms: performance.now() - started });
+      });
+    });
+
+    req.on('upgrade', (res, socket, rest) => {
+      clearTimeout(timer);
+      if (state !== 'waiting') {
+        socket.destroy();
+        return;
+      }
+      state = 'upgraded';
+      // A 101 keeps its Upgrade and Connection headers: they are what it means.
+      const pairs: Array<[string, string]> = [];
+      for (let i = 0; i + 1 < res.rawHeaders.length; i += 2) pairs.push([res.rawHeaders[i] as string, res.rawHeaders[i + 1] as string]);
+      stream.write(encodeHead({ kind: 'response', status: 101, statusText: res.statusMessage, headers: pairs }));
+      if (rest.byteLength > 0) stream.write(rest);
+      socket.pipe(stream);
+      stream.pipe(socket);
+      socket.on('error', () => stream.destroy(new BeamError('BEAM_ERR_ORIGIN_UNREACHABLE', 'origin closed the upgraded connection')));
+      stream.on('error', () => socket.destroy());
+      stream.on('close', () => socket.destroy());
+      this.events.onExchange?.({ method: head.method, target: head.target, status: 101, ms: performance.now() - started });
+    });
+
+    stream.on('error', (err) => {
+      clearTimeout(timer);
+      state = state === 'waiting' ? 'error-sent' : state;
+      this.log.debug({ code: errorCodeOf(err) }, 'stream ended early');
+      req.destroy();
+    });
+    // The rest of the stream is the request body.
+    stream.pipe(req);
+  }
+}

@@ -1,0 +1,124 @@
+/**
+ * The name registry: which share names are live, and which are held for
+ * their owner during the resume grace period. In memory; the interface is
+ * async so a Redis-backed registry can take its place for many nodes.
+ */
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { SHARE_RESUME_GRACE_MS } from '../shared/constants.js';
+import { BeamError } from '../shared/errors.js';
+import { randomName, validateName } from '../shared/names.js';
+
+export interface Claim {
+  name: string;
+  /** Returned to the owner once; only its hash is kept. */
+  resumeToken: string;
+  resumed: boolean;
+}
+
+export interface ShareRegistry {
+  /** Claims `name` (or a random one) for `owner`. A held name goes back to whoever shows its token. */
+  claim(owner: string, name: string | undefined, resumeToken: string | undefined): Promise<Claim>;
+  /** The owner went away: its names are held for the grace period, then freed. */
+  release(owner: string): Promise<void>;
+  /** The owner closed the share on purpose: the name is freed at once. */
+  drop(owner: string, name: string): Promise<void>;
+  /** Who serves `name` now, if anyone. */
+  ownerOf(name: string): Promise<string | undefined>;
+  namesOf(owner: string): string[];
+  close(): void;
+}
+
+interface Entry {
+  owner: string | undefined;
+  tokenHash: Buffer;
+  graceTimer: NodeJS.Timeout | undefined;
+}
+
+function hashToken(token: string): Buffer {
+  return createHash('sha256').update(token).digest();
+}
+
+export class MemoryShareRegistry implements ShareRegistry {
+  private readonly entries = new Map<string, Entry>();
+  private readonly byOwner = new Map<string, Set<string>>();
+  private readonly graceMs: number;
+
+  constructor(options: { graceMs?: number } = {}) {
+    this.graceMs = options.graceMs ?? SHARE_RESUME_GRACE_MS;
+  }
+
+  async claim(owner: string, requested: string | undefined, resumeToken: string | undefined): Promise<Claim> {
+    if (requested !== undefined) {
+      const name = validateName(requested);
+      const entry = this.entries.get(name);
+      if (entry) {
+        const presented = resumeToken ? hashToken(resumeToken) : undefined;
+        if (!presented || !timingSafeEqual(presented, entry.tokenHash)) {
+          throw new BeamError('BEAM_ERR_NAME_TAKEN', `"${name}"`);
+        }
+        // The token holder takes the name back, even from a stale connection of its own.
+        if (entry.graceTimer) clearTimeout(entry.graceTimer);
+        if (entry.owner && entry.owner !== owner) this.byOwner.get(entry.owner)?.delete(name);
+        entry.owner = owner;
+        entry.graceTimer = undefined;
+        this.own(owner, name);
+        return { name, resumeToken: resumeToken as string, resumed: true };
+      }
+      return this.create(owner, name);
+    }
+    for (let attempt = 0; attempt < 50; attempt++) {
+      const name = randomName();
+      if (!this.entries.has(name)) return this.create(owner, name);
+    }
+    throw new BeamError('BEAM_ERR_LIMIT_REACHED', 'no free random name');
+  }
+
+  private create(owner: string, name: string): Claim {
+    const resumeToken = randomBytes(24).toString('base64url');
+    this.entries.set(name, { owner, tokenHash: hashToken(resumeToken), graceTimer: undefined });
+    this.own(owner, name);
+    return { name, resumeToken, resumed: false };
+  }
+
+  private own(owner: string, name: string): void {
+    let names = this.byOwner.get(owner);
+    if (!names) this.byOwner.set(owner, (names = new Set()));
+    names.add(name);
+  }
+
+  async release(owner: string): Promise<void> {
+    const names = this.byOwner.get(owner);
+    this.byOwner.delete(owner);
+    for (const name of names ?? []) {
+      const entry = this.entries.get(name);
+      if (!entry || entry.owner !== owner) continue;
+      entry.owner = undefined;
+      entry.graceTimer = setTimeout(() => {
+        if (this.entries.get(name) === entry && entry.owner === undefined) this.entries.delete(name);
+      }, this.graceMs);
+      entry.graceTimer.unref();
+    }
+  }
+
+  async drop(owner: string, name: string): Promise<void> {
+    const entry = this.entries.get(name);
+    if (!entry || entry.owner !== owner) return;
+    if (entry.graceTimer) clearTimeout(entry.graceTimer);
+    this.entries.delete(name);
+    this.byOwner.get(owner)?.delete(name);
+  }
+
+  async ownerOf(name: string): Promise<string | undefined> {
+    return this.entries.get(name.toLowerCase())?.owner;
+  }
+
+  namesOf(owner: string): string[] {
+    return [...(this.byOwner.get(owner) ?? [])];
+  }
+
+  close(): void {
+    for (const entry of this.entries.values()) if (entry.graceTimer) clearTimeout(entry.graceTimer);
+    this.entries.clear();
+    this.byOwner.clear();
+  }
+}

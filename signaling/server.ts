@@ -1,0 +1,240 @@
+/**
+ * The signaling core: pairs agents with visitors and forwards offers, answers
+ * and candidates between the two parties of a session, nothing else. It
+ * doesn't listen: it is attached to a socket.io Server that somebody else
+ * bound (see gateway/server.ts), so tests can attach it to any server.
+ */
+import { randomBytes, timingSafeEqual } from 'node:crypto';
+import type { Server, Socket } from 'socket.io';
+import type { Logger } from 'pino';
+import { MAX_SESSIONS_PER_SHARE, MAX_SESSIONS_PER_VISITOR, MAX_SHARES_PER_CONNECTION } from '../shared/constants.js';
+import { BeamError, type ErrorCode } from '../shared/errors.js';
+import {
+  decode,
+  HandshakeSchema,
+  OpenSessionRequestSchema,
+  RegisterRequestSchema,
+  SessionRefSchema,
+  SessionSignalSchema,
+  wireError,
+  type Ack,
+  type ClientToServerEvents,
+  type IceServer,
+  type ServerToClientEvents,
+  type VisitorKind,
+} from '../shared/signaling.js';
+import { MemoryShareRegistry, type ShareRegistry } from './registry.js';
+
+export type SignalingIo = Server<ClientToServerEvents, ServerToClientEvents>;
+type BeamSocket = Socket<ClientToServerEvents, ServerToClientEvents>;
+
+export interface SignalingComponents {
+  logger: Logger;
+  /** Where names live. Default: in memory. */
+  registry?: ShareRegistry;
+}
+
+export interface SignalingOptions {
+  /** Builds the public URL of a share from its name. */
+  shareUrl: (name: string) => string;
+  /** STUN/TURN servers handed to both parties of each session. Default none. */
+  iceServers?: IceServer[];
+  /** Visitors that present this token are the server's own gateway. */
+  gatewayToken?: string;
+}
+
+interface Session {
+  id: string;
+  share: string;
+  agent: string;
+  visitor: string;
+}
+
+interface SocketData {
+  role: 'agent' | 'visitor';
+  kind: VisitorKind | undefined;
+}
+
+export class SignalingServer {
+  private readonly log: Logger;
+  private readonly registry: ShareRegistry;
+  private readonly options: SignalingOptions;
+  private readonly sessions = new Map<string, Session>();
+  private readonly sessionsBySocket = new Map<string, Set<string>>();
+  private readonly sessionsByShare = new Map<string, number>();
+  private io: SignalingIo | undefined;
+
+  constructor(components: SignalingComponents, options: SignalingOptions) {
+    this.log = components.logger.child({ component: 'signaling' });
+    this.registry = components.registry ?? new MemoryShareRegistry();
+    this.options = options;
+  }
+
+  attach(io: SignalingIo): void {
+    this.io = io;
+    io.use((socket, next) => {
+      try {
+        const hs = decode(HandshakeSchema, socket.handshake.auth, 'handshake');
+        let kind: VisitorKind | undefined;
+        if (hs.role === 'visitor') {
+          if (hs.gatewayToken === undefined) kind = 'cli';
+          else if (this.options.gatewayToken && safeEqual(hs.gatewayToken, this.options.gatewayToken)) kind = 'gateway';
+          else throw new BeamError('BEAM_ERR_UNAUTHORIZED', 'bad gateway token');
+        }
+        (socket.data as SocketData) = { role: hs.role, kind };
+        next();
+      } catch (err) {
+        const wire = wireError(err);
+        const rejection = new Error(wire.message) as Error & { data: unknown };
+        rejection.data = wire;
+        this.log.warn({ code: wire.code, address: socket.handshake.address }, 'handshake refused');
+        next(rejection);
+      }
+    });
+    io.on('connection', (socket) => this.onConnection(socket));
+  }
+
+  /** Whether a share is live right now. */
+  async hasShare(name: string): Promise<boolean> {
+    return (await this.registry.ownerOf(name)) !== undefined;
+  }
+
+  close(): void {
+    this.registry.close();
+    this.sessions.clear();
+  }
+
+  private onConnection(socket: BeamSocket): void {
+    const data = socket.data as SocketData;
+    this.log.debug({ socket: socket.id, role: data.role }, 'connected');
+
+    socket.on('share:register', (raw, ack) =>
+      this.answer(socket, ack, 'share:register', async () => {
+        if (data.role !== 'agent') throw new BeamError('BEAM_ERR_UNAUTHORIZED', 'only agents register shares');
+        const req = decode(RegisterRequestSchema, raw, 'share:register');
+        if (this.registry.namesOf(socket.id).length >= MAX_SHARES_PER_CONNECTION) {
+          throw new BeamError('BEAM_ERR_LIMIT_REACHED', `${MAX_SHARES_PER_CONNECTION} shares per connection`);
+        }
+        const claim = await this.registry.claim(socket.id, req.name, req.resumeToken);
+        this.log.info({ share: claim.name, resumed: claim.resumed, socket: socket.id }, 'share registered');
+        return { name: claim.name, url: this.options.shareUrl(claim.name), resumeToken: claim.resumeToken, resumed: claim.resumed };
+      }),
+    );
+
+    socket.on('session:open', (raw, ack) =>
+      this.answer(socket, ack, 'session:open', async () => {
+        if (data.role !== 'visitor') throw new BeamError('BEAM_ERR_UNAUTHORIZED', 'only visitors open sessions');
+        const req = decode(OpenSessionRequestSchema, raw, 'session:open');
+        const share = req.share.toLowerCase();
+        const agent = await this.registry.ownerOf(share);
+        if (!agent || !this.io?.sockets.sockets.has(agent)) throw new BeamError('BEAM_ERR_SHARE_NOT_FOUND', `"${share}"`);
+        if ((this.sessionsBySocket.get(socket.id)?.size ?? 0) >= MAX_SESSIONS_PER_VISITOR) {
+          throw new BeamError('BEAM_ERR_LIMIT_REACHED', `${MAX_SESSIONS_PER_VISITOR} sessions per visitor`);
+        }
+        if ((this.sessionsByShare.get(share) ?? 0) >= MAX_SESSIONS_PER_SHARE) {
+          throw new BeamError('BEAM_ERR_LIMIT_REACHED', `${MAX_SESSIONS_PER_SHARE} sessions per share`);
+        }
+        const session: Session = { id: randomBytes(12).toString('base64url'), share, agent, visitor: socket.id };
+        this.addSession(session);
+        const iceServers = this.options.iceServers ?? [];
+        this.io?.to(agent).emit('session:incoming', {
+          sessionId: session.id,
+          share,
+          visitor: { kind: data.kind ?? 'cli' },
+          iceServers,
+        });
+        this.log.info({ share, session: session.id, visitor: data.kind }, 'session opened');
+        return { sessionId: session.id, iceServers };
+      }),
+    );
+
+    socket.on('session:signal', (raw) => {
+      try {
+        const msg = decode(SessionSignalSchema, raw, 'session:signal');
+        const session = this.sessions.get(msg.sessionId);
+        if (!session || (session.agent !== socket.id && session.visitor !== socket.id)) {
+          throw new BeamError('BEAM_ERR_SESSION_NOT_FOUND');
+        }
+        const fromAgent = session.agent === socket.id;
+        if ((msg.signal.type === 'offer' && fromAgent) || (msg.signal.type === 'answer' && !fromAgent)) {
+          throw new BeamError('BEAM_ERR_BAD_MESSAGE', `${msg.signal.type} from the wrong party`);
+        }
+        this.io?.to(fromAgent ? session.visitor : session.agent).emit('session:signal', msg);
+      } catch (err) {
+        this.reject(socket, 'session:signal', err);
+      }
+    });
+
+    socket.on('session:close', (raw) => {
+      try {
+        const msg = decode(SessionRefSchema, raw, 'session:close');
+        const session = this.sessions.get(msg.sessionId);
+        if (!session || (session.agent !== socket.id && session.visitor !== socket.id)) return;
+        this.endSession(session, 'BEAM_ERR_PEER_GONE', socket.id);
+      } catch (err) {
+        this.reject(socket, 'session:close', err);
+      }
+    });
+
+    socket.on('disconnect', (reason) => {
+      this.log.debug({ socket: socket.id, reason }, 'disconnected');
+      for (const id of [...(this.sessionsBySocket.get(socket.id) ?? [])]) {
+        const session = this.sessions.get(id);
+        if (session) this.endSession(session, data.role === 'agent' ? 'BEAM_ERR_AGENT_UNREACHABLE' : 'BEAM_ERR_PEER_GONE', socket.id);
+      }
+      this.sessionsBySocket.delete(socket.id);
+      if (data.role === 'agent') void this.registry.release(socket.id);
+    });
+  }
+
+  /** Runs an acked request: a typed value or a coded error, and never a throw into socket.io. */
+  private answer<T>(socket: BeamSocket, ack: unknown, event: string, run: () => Promise<T>): void {
+    if (typeof ack !== 'function') {
+      this.reject(socket, event, new BeamError('BEAM_ERR_BAD_MESSAGE', `${event} needs an acknowledgement`));
+      return;
+    }
+    const reply = ack as (res: Ack<T>) => void;
+    run().then(
+      (value) => reply({ ok: true, value }),
+      (err: unknown) => {
+        const wire = wireError(err);
+        this.log.info({ event, code: wire.code, socket: socket.id }, 'request refused');
+        reply({ ok: false, error: wire });
+      },
+    );
+  }
+
+  private reject(socket: BeamSocket, event: string, err: unknown): void {
+    const wire = wireError(err);
+    this.log.info({ event, code: wire.code, socket: socket.id }, 'message refused');
+    socket.emit('protocol:error', wire);
+  }
+
+  private addSession(session: Session): void {
+    this.sessions.set(session.id, session);
+    for (const s of [session.agent, session.visitor]) {
+      let set = this.sessionsBySocket.get(s);
+      if (!set) this.sessionsBySocket.set(s, (set = new Set()));
+      set.add(session.id);
+    }
+    this.sessionsByShare.set(session.share, (this.sessionsByShare.get(session.share) ?? 0) + 1);
+  }
+
+  private endSession(session: Session, code: ErrorCode, by: string): void {
+    if (!this.sessions.delete(session.id)) return;
+    this.sessionsBySocket.get(session.agent)?.delete(session.id);
+    this.sessionsBySocket.get(session.visitor)?.delete(session.id);
+    const left = (this.sessionsByShare.get(session.share) ?? 1) - 1;
+    if (left > 0) this.sessionsByShare.set(session.share, left);
+    else this.sessionsByShare.delete(session.share);
+    const other = by === session.agent ? session.visitor : session.agent;
+    this.io?.to(other).emit('session:closed', { sessionId: session.id, code });
+    this.log.info({ share: session.share, session: session.id, code }, 'session closed');
+  }
+}
+
+function safeEqual(a: string, b: string): boolean {
+  const x = Buffer.from(a);
+  const y = Buffer.from(b);
+  return x.length === y.length && timingSafeEqual(x, y);
+}
