@@ -32,6 +32,22 @@ export interface GatewayOptions {
 /** Client-supplied headers the gateway replaces with what it saw itself. */
 const REPLACED = new Set(['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-forwarded-port', 'forwarded', 'x-real-ip']);
 
+/**
+ * The path and query of a request target. An absolute-form target
+ * (`GET http://elsewhere:22/ HTTP/1.1`) keeps only its path: the visitor never
+ * chooses where the agent connects.
+ */
+export function originForm(url: string | undefined): string {
+  if (!url || url === '*') return '/';
+  if (url.startsWith('/')) return url;
+  try {
+    const parsed = new URL(url);
+    return `${parsed.pathname}${parsed.search}`;
+  } catch {
+    return '/';
+  }
+}
+
 export class Gateway {
   private readonly log: Logger;
   private readonly engine: WebRtcEngine;
@@ -112,7 +128,7 @@ export class Gateway {
     headers.push(['X-Forwarded-For', remote], ['X-Forwarded-Proto', encrypted ? 'https' : 'http']);
     if (req.headers.host) headers.push(['X-Forwarded-Host', req.headers.host]);
     if (upgrade && req.headers.upgrade) headers.push(['Upgrade', req.headers.upgrade]);
-    return { method: req.method ?? 'GET', target: req.url ?? '/', headers, remoteAddress: remote, upgrade };
+    return { method: req.method ?? 'GET', target: originForm(req.url), headers, remoteAddress: remote, upgrade };
   }
 
   /** Handles one public HTTP request. */

@@ -449,6 +449,12 @@ export class MuxStream extends Duplex {
   /** @internal The mux closed underneath: fail without sending anything. */
   abandon(err: BeamError): void {
     this.resetByPeer = true;
+    if (this.finSent && this.finReceived) {
+      // Both directions already ended cleanly; only the last FIN_ACK was in flight.
+      this.finishFinal();
+      this.destroy();
+      return;
+    }
     this.resetCode = err.code;
     this.finishFinal(err);
     this.destroy(err);

@@ -1,0 +1,109 @@
+/**
+ * Real processes for end-to-end tests: `beam serve` and `beam http` run from
+ * the built CLI (bin/beam.js), exactly as a user runs them.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+export const BIN = path.join(ROOT, 'bin/beam.js');
+
+export interface JsonEvent {
+  event: string;
+  [key: string]: unknown;
+}
+
+export class BeamProcess {
+  readonly child: ChildProcess;
+  readonly events: JsonEvent[] = [];
+  stderr = '';
+  private waiters: Array<{ match: (e: JsonEvent) => boolean; resolve: (e: JsonEvent) => void }> = [];
+  readonly exited: Promise<number | null>;
+
+  constructor(args: string[], env: NodeJS.ProcessEnv = {}) {
+    this.child = spawn(process.execPath, [BIN, ...args], {
+      cwd: ROOT,
+      env: { ...process.env, BEAM_SERVER: '', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    createInterface({ input: this.child.stdout! }).on('line', (line) => {
+      let event: JsonEvent;
+      try {
+        event = JSON.parse(line) as JsonEvent;
+      } catch {
+        event = { event: 'text', line };
+      }
+      this.events.push(event);
+      for (const w of [...this.waiters]) {
+        if (w.match(event)) {
+          this.waiters.splice(this.waiters.indexOf(w), 1);
+          w.resolve(event);
+        }
+      }
+    });
+    this.child.stderr!.on('data', (d: Buffer) => {
+      this.stderr += d.toString();
+    });
+    this.exited = new Promise((resolve) => this.child.once('exit', (code) => resolve(code)));
+  }
+
+  get pid(): number {
+    return this.child.pid!;
+  }
+
+  /** Resolves with the first event (past or future) that matches; rejects if the process exits first. */
+  waitFor(match: string | ((e: JsonEvent) => boolean), fromIndex = 0): Promise<JsonEvent> {
+    const fn = typeof match === 'string' ? (e: JsonEvent) => e.event === match : match;
+    const seen = this.events.slice(fromIndex).find(fn);
+    if (seen) return Promise.resolve(seen);
+    return new Promise((resolve, reject) => {
+      this.waiters.push({ match: fn, resolve });
+      void this.exited.then((code) =>
+        reject(new Error(`beam exited (${code}) before the event; stdout: ${JSON.stringify(this.events)}; stderr: ${this.stderr.slice(-2000)}`)),
+      );
+    });
+  }
+
+  /** Resident memory in bytes, from /proc. */
+  rss(): number {
+    const status = readFileSync(`/proc/${this.pid}/status`, 'utf8');
+    const m = /VmRSS:\s+(\d+) kB/.exec(status);
+    return Number(m?.[1] ?? 0) * 1024;
+  }
+
+  kill(signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
+    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill(signal);
+    return this.exited;
+  }
+}
+
+export interface ServerHandle {
+  proc: BeamProcess;
+  port: number;
+  url: string;
+}
+
+export async function startServer(extra: string[] = []): Promise<ServerHandle> {
+  const proc = new BeamProcess(['serve', '--port', '0', '--host', '127.0.0.1', '--json', '--log-level', 'warn', ...extra]);
+  const ready = await proc.waitFor('ready');
+  const port = ready['port'] as number;
+  return { proc, port, url: `http://127.0.0.1:${port}` };
+}
+
+export interface AgentHandle {
+  proc: BeamProcess;
+  name: string;
+  url: string;
+  /** Host header for requests to this share through 127.0.0.1. */
+  host: string;
+}
+
+export async function startAgent(target: string | number, server: ServerHandle, extra: string[] = []): Promise<AgentHandle> {
+  const proc = new BeamProcess(['http', String(target), '--server', server.url, '--json', ...extra]);
+  const ready = await proc.waitFor('ready');
+  const name = ready['name'] as string;
+  return { proc, name, url: ready['url'] as string, host: `${name}.localhost:${server.port}` };
+}

@@ -1,0 +1,174 @@
+/** Layer 2: the multiplexer over an in-memory channel pair. */
+import { afterEach, describe, expect, it } from 'vitest';
+import { once } from 'node:events';
+import { INITIAL_STREAM_WINDOW, MAX_STREAMS_PER_PEER } from '../shared/constants.js';
+import { BeamError } from '../shared/errors.js';
+import { encodeMessage, FrameType, StreamProtocol } from '../shared/frames.js';
+import { Mux, type MuxStream } from '../shared/mux.js';
+import { channelPair } from './helpers/memory-channel.js';
+import { sha256 } from './helpers/http.js';
+
+const muxes: Mux[] = [];
+function pair(): { a: Mux; b: Mux; ca: ReturnType<typeof channelPair>[0]; cb: ReturnType<typeof channelPair>[1] } {
+  const [ca, cb] = channelPair();
+  const a = new Mux(ca, { role: 'initiator', ping: false });
+  const b = new Mux(cb, { role: 'responder', ping: false });
+  muxes.push(a, b);
+  return { a, b, ca, cb };
+}
+afterEach(() => {
+  for (const m of muxes.splice(0)) m.close();
+});
+
+function collect(stream: MuxStream): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  stream.on('data', (c: Buffer) => chunks.push(c));
+  stream.resume();
+  return new Promise((resolve, reject) => {
+    stream.on('end', () => resolve(Buffer.concat(chunks)));
+    stream.on('error', reject);
+  });
+}
+
+describe('mux', () => {
+  it('carries 1,000 concurrent streams, each byte-exact', async () => {
+    const { a, b } = pair();
+    b.on('stream', (s) => s.pipe(s));
+    const results = await Promise.all(
+      Array.from({ length: 1000 }, async (_, i) => {
+        const s = a.openStream(StreamProtocol.HTTP);
+        const body = Buffer.alloc(1000 + i, i & 0xff);
+        const got = collect(s);
+        s.end(body);
+        return sha256(await got) === sha256(body);
+      }),
+    );
+    expect(results.every(Boolean)).toBe(true);
+    expect(a.streamCount).toBe(0);
+  });
+
+  it('half-closes: a side that sent FIN still receives', async () => {
+    const { a, b } = pair();
+    const accepted = once(b, 'stream') as Promise<[MuxStream]>;
+    const s = a.openStream(StreamProtocol.TCP);
+    const closed = once(s, 'close');
+    s.end(Buffer.from('request'));
+    const [remote] = await accepted;
+    const request = await collect(remote); // b sees FIN after the bytes
+    expect(request.toString()).toBe('request');
+    const reply = collect(s);
+    remote.write(Buffer.from('reply after your FIN'));
+    remote.end();
+    expect((await reply).toString()).toBe('reply after your FIN');
+    await closed;
+    expect(s.resetCode).toBeUndefined();
+  });
+
+  it('resets: the other side fails with the reset code', async () => {
+    const { a, b } = pair();
+    const accepted = once(b, 'stream') as Promise<[MuxStream]>;
+    const s = a.openStream(StreamProtocol.HTTP);
+    s.write('x');
+    const [remote] = await accepted;
+    const failed = once(remote, 'error') as Promise<[BeamError]>;
+    s.on('error', () => {});
+    s.destroy(new BeamError('BEAM_ERR_ORIGIN_UNREACHABLE'));
+    const [err] = await failed;
+    expect(err.code).toBe('BEAM_ERR_ORIGIN_UNREACHABLE');
+  });
+
+  it('bounds what a sender can push into a receiver that does not read (credit)', async () => {
+    const { a, b } = pair();
+    const accepted = once(b, 'stream') as Promise<[MuxStream]>;
+    const s = a.openStream(StreamProtocol.TCP);
+    s.write(Buffer.alloc(1));
+    const [remote] = await accepted;
+    remote.pause();
+    // Write 8 windows' worth; the receiver never reads.
+    let accepted_ = 0;
+    const chunk = Buffer.alloc(64 * 1024);
+    for (let i = 0; i < 8 * (INITIAL_STREAM_WINDOW / chunk.length); i++) {
+      s.write(chunk, () => {
+        accepted_ += chunk.length;
+      });
+    }
+    const turn = (): Promise<void> => new Promise((r) => setImmediate(r));
+    while (remote.readableLength < INITIAL_STREAM_WINDOW) await turn();
+    // The sender is out of credit: let every queued message drain, then look again.
+    for (let i = 0; i < 20; i++) await turn();
+    expect(remote.readableLength).toBe(INITIAL_STREAM_WINDOW);
+    expect(accepted_).toBeLessThan(8 * INITIAL_STREAM_WINDOW);
+    // Once the receiver reads, everything flows.
+    s.end();
+    const got = await collect(remote);
+    expect(got.byteLength).toBe(1 + 8 * INITIAL_STREAM_WINDOW);
+    const closed = once(s, 'close');
+    remote.end();
+    s.resume();
+    await closed;
+  });
+
+  it('closes the connection on a DATA frame beyond credit', async () => {
+    const { b, cb } = pair();
+    const accepted = once(b, 'stream') as Promise<[MuxStream]>;
+    cb.inject(encodeMessage([{ type: FrameType.OPEN, streamId: 1, protocol: StreamProtocol.HTTP }]));
+    const [remote] = await accepted;
+    const failed = once(remote, 'error') as Promise<[BeamError]>;
+    const big = new Uint8Array(16 * 1024 - 9);
+    for (let sent = 0; sent <= INITIAL_STREAM_WINDOW; sent += big.byteLength) {
+      cb.inject(encodeMessage([{ type: FrameType.DATA, streamId: 1, data: big }]));
+    }
+    const [err] = await failed;
+    expect(err.code).toBe('BEAM_ERR_FLOW_CONTROL');
+  });
+
+  it('closes on a malformed message from the peer, failing its streams with the code', async () => {
+    const { a, ca } = pair();
+    const s = a.openStream(StreamProtocol.HTTP);
+    const failed = once(s, 'error') as Promise<[BeamError]>;
+    const closed = once(a, 'close');
+    ca.inject(new Uint8Array([99, 0, 0, 0, 1, 0, 0, 0, 0]));
+    expect((await closed)[0]).toBe('BEAM_ERR_FRAME_UNKNOWN');
+    expect((await failed)[0].code).toBe('BEAM_ERR_FRAME_UNKNOWN');
+  });
+
+  it('refuses streams past MAX_STREAMS_PER_PEER with BEAM_ERR_TOO_MANY_STREAMS', () => {
+    const { a } = pair();
+    const streams = Array.from({ length: MAX_STREAMS_PER_PEER }, () => a.openStream(StreamProtocol.HTTP));
+    expect(streams.length).toBe(MAX_STREAMS_PER_PEER);
+    let code: string | undefined;
+    try {
+      a.openStream(StreamProtocol.HTTP);
+    } catch (err) {
+      code = (err as BeamError).code;
+    }
+    expect(code).toBe('BEAM_ERR_TOO_MANY_STREAMS');
+    for (const s of streams) s.on('error', () => {});
+  });
+
+  it('coalesces small frames into few messages and never sends one over 16 KiB', async () => {
+    const { a, b, ca } = pair();
+    b.on('stream', (s) => s.pipe(s));
+    await Promise.all(
+      Array.from({ length: 50 }, async () => {
+        const s = a.openStream(StreamProtocol.HTTP);
+        const got = collect(s);
+        s.end('hi');
+        await got;
+      }),
+    );
+    // 50 streams x (OPEN + DATA + FIN + FIN_ACK) = 200 frames.
+    expect(ca.sent.length).toBeLessThan(50);
+    expect(Math.max(...ca.sent.map((m) => m.byteLength))).toBeLessThanOrEqual(16 * 1024);
+  });
+
+  it('measures RTT with PING/PONG', async () => {
+    const [ca, cb] = channelPair();
+    const a = new Mux(ca, { role: 'initiator' });
+    const b = new Mux(cb, { role: 'responder', ping: false });
+    muxes.push(a, b);
+    const [rtt] = (await once(a, 'rtt')) as [number];
+    expect(rtt).toBeGreaterThanOrEqual(0);
+    expect(a.rtt).toBe(rtt);
+  });
+});
