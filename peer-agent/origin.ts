@@ -158,7 +158,13 @@ export class OriginForwarder {
       this.log.debug({ code: errorCodeOf(err) }, 'stream ended early');
       req.destroy();
     });
-    // The rest of the stream is the request body.
-    stream.pipe(req);
+    if (head.upgrade) {
+      // An upgrade request has no body: what follows on the stream belongs to
+      // the upgraded connection and is spliced once the origin says 101.
+      req.end();
+    } else {
+      // The rest of the stream is the request body.
+      stream.pipe(req);
+    }
   }
 }

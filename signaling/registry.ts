@@ -24,6 +24,8 @@ export interface ShareRegistry {
   drop(owner: string, name: string): Promise<void>;
   /** Who serves `name` now, if anyone. */
   ownerOf(name: string): Promise<string | undefined>;
+  /** Whether `name` is held for an owner that dropped and may resume. */
+  isHeld(name: string): Promise<boolean>;
   namesOf(owner: string): string[];
   close(): void;
 }
@@ -110,6 +112,11 @@ export class MemoryShareRegistry implements ShareRegistry {
 
   async ownerOf(name: string): Promise<string | undefined> {
     return this.entries.get(name.toLowerCase())?.owner;
+  }
+
+  async isHeld(name: string): Promise<boolean> {
+    const entry = this.entries.get(name.toLowerCase());
+    return entry !== undefined && entry.owner === undefined;
   }
 
   namesOf(owner: string): string[] {

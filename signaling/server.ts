@@ -127,7 +127,10 @@ export class SignalingServer {
         const req = decode(OpenSessionRequestSchema, raw, 'session:open');
         const share = req.share.toLowerCase();
         const agent = await this.registry.ownerOf(share);
-        if (!agent || !this.io?.sockets.sockets.has(agent)) throw new BeamError('BEAM_ERR_SHARE_NOT_FOUND', `"${share}"`);
+        if (!agent || !this.io?.sockets.sockets.has(agent)) {
+          if (await this.registry.isHeld(share)) throw new BeamError('BEAM_ERR_AGENT_UNREACHABLE', `"${share}" lost its connection and may come back`);
+          throw new BeamError('BEAM_ERR_SHARE_NOT_FOUND', `"${share}"`);
+        }
         if ((this.sessionsBySocket.get(socket.id)?.size ?? 0) >= MAX_SESSIONS_PER_VISITOR) {
           throw new BeamError('BEAM_ERR_LIMIT_REACHED', `${MAX_SESSIONS_PER_VISITOR} sessions per visitor`);
         }
