@@ -1,0 +1,202 @@
+/**
+ * Layer 4, failures: origins that go away, agents that die or drop, names
+ * that two agents want, and a hostile signaling client.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import http from 'node:http';
+import { io as connectSocket, type Socket } from 'socket.io-client';
+import { SIGNALING_PATH, SIGNALING_PROTOCOL_VERSION } from '../../shared/constants.js';
+import { request } from '../helpers/http.js';
+import { startOrigin, type Origin } from '../helpers/origin.js';
+import { BeamProcess, startAgent, startServer, type ServerHandle } from '../helpers/procs.js';
+import { startFaultProxy } from '../helpers/fault-proxy.js';
+
+let server: ServerHandle;
+let origin: Origin;
+
+beforeAll(async () => {
+  server = await startServer();
+  origin = await startOrigin();
+});
+afterAll(async () => {
+  await server?.proc.kill();
+  await origin?.close();
+});
+
+describe('origin failures', () => {
+  it('answers 502 BEAM_ERR_ORIGIN_UNREACHABLE naming the port while the origin is down, and recovers when it is back', async () => {
+    const own = await startOrigin();
+    const port = own.port;
+    const agent = await startAgent(`127.0.0.1:${port}`, server);
+    try {
+      expect((await request(server.port, agent.host, '/before')).status).toBe(200);
+      await own.close();
+      const down = await request(server.port, agent.host, '/during');
+      expect(down.status).toBe(502);
+      expect(down.headers['beam-error']).toBe('BEAM_ERR_ORIGIN_UNREACHABLE');
+      expect(down.body.toString()).toContain(`127.0.0.1:${port}`);
+      // The agent tells its user, naming the origin.
+      const event = await agent.proc.waitFor('origin-unreachable');
+      expect(event['origin']).toBe(`127.0.0.1:${port}`);
+      const back = await startOrigin(port);
+      try {
+        const res = await request(server.port, agent.host, '/after');
+        expect(res.status).toBe(200);
+        expect(res.body.toString()).toBe('hello from /after');
+      } finally {
+        await back.close();
+      }
+    } finally {
+      await agent.proc.kill();
+    }
+  });
+
+  it('says so at start when nothing listens on the origin port', async () => {
+    const own = await startOrigin();
+    const port = own.port;
+    await own.close();
+    const agent = await startAgent(`127.0.0.1:${port}`, server);
+    try {
+      const event = await agent.proc.waitFor('origin-unreachable');
+      expect(event['code']).toBe('ECONNREFUSED');
+    } finally {
+      await agent.proc.kill();
+    }
+  });
+});
+
+describe('agent failures', () => {
+  it('killing the agent mid-response ends the response and fails pending requests with 502, without hanging', async () => {
+    const agent = await startAgent(`127.0.0.1:${origin.port}`, server);
+    // A response whose head and first bytes arrived, and a request the origin never answers.
+    const midBody = new Promise<{ status: number; error: string | undefined; received: number }>((resolve) => {
+      http
+        .get({ host: '127.0.0.1', port: server.port, path: '/stall-mid-body', headers: { host: agent.host } }, (res) => {
+          let received = 0;
+          res.on('data', (c: Buffer) => {
+            received += c.byteLength;
+            if (received >= 1000) void agent.proc.kill('SIGKILL');
+          });
+          res.on('error', (err) => resolve({ status: res.statusCode ?? 0, error: err.message, received }));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, error: undefined, received }));
+        })
+        .on('error', (err) => resolve({ status: 0, error: err.message, received: 0 }));
+    });
+    const pending = request(server.port, agent.host, '/hang');
+    const cut = await midBody;
+    expect(cut.status).toBe(200);
+    expect(cut.received).toBe(1000);
+    expect(cut.error).toBeDefined(); // truncated, never reported as complete
+    const failed = await pending;
+    expect(failed.status).toBe(502);
+    expect(failed.headers['beam-error']).toBe('BEAM_ERR_AGENT_UNREACHABLE');
+    // While the name is held for the dead agent, visitors get 502 (not 404).
+    const held = await request(server.port, agent.host, '/');
+    expect(held.status).toBe(502);
+    expect(held.headers['beam-error']).toBe('BEAM_ERR_AGENT_UNREACHABLE');
+  });
+
+  it('an agent whose connection drops reconnects with the same name, and nobody else can take it meanwhile', async () => {
+    const proxy = await startFaultProxy(server.port);
+    const proc = new BeamProcess(['http', `127.0.0.1:${origin.port}`, '--server', `http://127.0.0.1:${proxy.port}`, '--json']);
+    try {
+      const ready = await proc.waitFor('ready');
+      const name = ready['name'] as string;
+      const host = `${name}.localhost:${server.port}`;
+      expect((await request(server.port, host, '/one')).status).toBe(200);
+
+      const mark = proc.events.length;
+      proxy.cut();
+      await proc.waitFor('reconnecting', mark);
+      // During the drop, the name cannot be claimed by another agent.
+      const thief = new BeamProcess(['http', `127.0.0.1:${origin.port}`, '--server', server.url, '--name', name, '--json']);
+      const refused = await thief.waitFor('error');
+      expect(refused['code']).toBe('BEAM_ERR_NAME_TAKEN');
+      expect(await thief.exited).toBe(1);
+
+      const again = await proc.waitFor((e) => e.event === 'ready' && e['resumed'] === true, mark);
+      expect(again['name']).toBe(name);
+      const res = await request(server.port, host, '/two');
+      expect(res.status).toBe(200);
+      expect(res.body.toString()).toBe('hello from /two');
+    } finally {
+      await proc.kill();
+      await proxy.close();
+    }
+  });
+
+  it('two agents asking for the same name: the second gets BEAM_ERR_NAME_TAKEN and exits 1', async () => {
+    const first = await startAgent(`127.0.0.1:${origin.port}`, server, ['--name', 'same-name-123']);
+    try {
+      expect(first.name).toBe('same-name-123');
+      const second = new BeamProcess(['http', `127.0.0.1:${origin.port}`, '--server', server.url, '--name', 'same-name-123', '--json']);
+      const err = await second.waitFor('error');
+      expect(err['code']).toBe('BEAM_ERR_NAME_TAKEN');
+      expect(await second.exited).toBe(1);
+      expect((await request(server.port, first.host, '/still-mine')).body.toString()).toBe('hello from /still-mine');
+    } finally {
+      await first.proc.kill();
+    }
+  });
+
+  it('refuses an invalid requested name with BEAM_ERR_NAME_INVALID', async () => {
+    const bad = new BeamProcess(['http', `127.0.0.1:${origin.port}`, '--server', server.url, '--name', 'Not_A_Label!', '--json']);
+    const err = await bad.waitFor('error');
+    expect(err['code']).toBe('BEAM_ERR_NAME_INVALID');
+    expect(await bad.exited).toBe(1);
+  });
+});
+
+describe('hostile signaling clients', () => {
+  function connect(auth: unknown): Socket {
+    return connectSocket(server.url, { path: SIGNALING_PATH, transports: ['websocket'], auth: auth as object, reconnection: false });
+  }
+
+  it('refuses a bad handshake with a coded error', async () => {
+    for (const auth of [{}, { protocol: 99, role: 'agent' }, { protocol: SIGNALING_PROTOCOL_VERSION, role: 'root' }, { protocol: SIGNALING_PROTOCOL_VERSION, role: 'visitor', gatewayToken: 'guess' }]) {
+      const socket = connect(auth);
+      const err = await new Promise<Error & { data?: { code: string } }>((resolve) => socket.once('connect_error', resolve));
+      expect(['BEAM_ERR_BAD_MESSAGE', 'BEAM_ERR_UNAUTHORIZED']).toContain(err.data?.code);
+      socket.close();
+    }
+  });
+
+  it('answers malformed events with codes and keeps serving everyone else', async () => {
+    const agent = await startAgent(`127.0.0.1:${origin.port}`, server);
+    const socket = connect({ protocol: SIGNALING_PROTOCOL_VERSION, role: 'agent' });
+    await new Promise((resolve) => socket.once('connect', resolve));
+    try {
+      const ack = (event: string, payload: unknown): Promise<{ ok: boolean; error?: { code: string } }> =>
+        new Promise((resolve) => socket.emit(event, payload, resolve));
+      expect((await ack('share:register', { name: 42 })).error?.code).toBe('BEAM_ERR_BAD_MESSAGE');
+      expect((await ack('share:register', { name: 'x'.repeat(500) })).error?.code).toBe('BEAM_ERR_BAD_MESSAGE');
+      expect((await ack('share:register', { name: '-bad-' })).error?.code).toBe('BEAM_ERR_NAME_INVALID');
+      expect((await ack('share:register', 'not an object')).error?.code).toBe('BEAM_ERR_BAD_MESSAGE');
+      expect((await ack('session:open', { share: agent.name })).error?.code).toBe('BEAM_ERR_UNAUTHORIZED');
+
+      const errors: string[] = [];
+      const three = new Promise<void>((resolve) =>
+        socket.on('protocol:error', (e: { code: string }) => {
+          if (errors.push(e.code) === 3) resolve();
+        }),
+      );
+      socket.emit('session:signal', { sessionId: 'nope', signal: { type: 'offer' } });
+      socket.emit('session:signal', { sessionId: 'AAAAAAAAAAAA', signal: { type: 'candidate', candidate: 'x', mid: '0' } });
+      socket.emit('share:register', { name: 'no-ack-given' });
+      await three;
+      expect(errors).toEqual(['BEAM_ERR_BAD_MESSAGE', 'BEAM_ERR_SESSION_NOT_FOUND', 'BEAM_ERR_BAD_MESSAGE']);
+
+      // An oversize packet gets the sender disconnected, nobody else.
+      const gone = new Promise((resolve) => socket.once('disconnect', resolve));
+      socket.emit('share:register', { name: 'x'.repeat(200_000) }, () => {});
+      await gone;
+
+      const res = await request(server.port, agent.host, '/after-abuse');
+      expect(res.status).toBe(200);
+      expect(res.body.toString()).toBe('hello from /after-abuse');
+    } finally {
+      socket.close();
+      await agent.proc.kill();
+    }
+  });
+});

@@ -1,0 +1,46 @@
+/**
+ * A TCP proxy that can cut every connection through it on demand: the fault
+ * injector for "the agent's link to the server drops".
+ */
+import net from 'node:net';
+import type { AddressInfo } from 'node:net';
+
+export interface FaultProxy {
+  port: number;
+  /** Destroys every open connection through the proxy (new ones still work). */
+  cut(): void;
+  close(): Promise<void>;
+}
+
+export async function startFaultProxy(targetPort: number): Promise<FaultProxy> {
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((client) => {
+    const upstream = net.connect(targetPort, '127.0.0.1');
+    sockets.add(client);
+    sockets.add(upstream);
+    client.pipe(upstream);
+    upstream.pipe(client);
+    const drop = (): void => {
+      client.destroy();
+      upstream.destroy();
+      sockets.delete(client);
+      sockets.delete(upstream);
+    };
+    client.on('error', drop);
+    upstream.on('error', drop);
+    client.on('close', drop);
+    upstream.on('close', drop);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (server.address() as AddressInfo).port,
+    cut() {
+      for (const s of sockets) s.destroy();
+      sockets.clear();
+    },
+    close() {
+      this.cut();
+      return new Promise((resolve) => server.close(() => resolve()));
+    },
+  };
+}
