@@ -71,6 +71,9 @@ class NdcPeer implements Peer {
   private stateCb: (s: PeerState) => void = () => {};
   private channelCb: (c: DataChannel) => void = () => {};
   private closed = false;
+  // Trickled candidates can overtake the description they belong to.
+  private hasRemoteDescription = false;
+  private readonly earlyRemoteCandidates: Array<{ candidate: string; mid: string }> = [];
 
   constructor(options: PeerOptions) {
     this.pc = new ndc.PeerConnection('beam', {
@@ -113,8 +116,15 @@ class NdcPeer implements Peer {
   }
   async signal(signal: Signal): Promise<void> {
     if (this.closed) return;
-    if (signal.type === 'candidate') this.pc.addRemoteCandidate(signal.candidate, signal.mid);
-    else this.pc.setRemoteDescription(signal.sdp, signal.type);
+    if (signal.type === 'candidate') {
+      if (!signal.candidate) return;
+      if (this.hasRemoteDescription) this.pc.addRemoteCandidate(signal.candidate, signal.mid);
+      else this.earlyRemoteCandidates.push(signal);
+      return;
+    }
+    this.pc.setRemoteDescription(signal.sdp, signal.type);
+    this.hasRemoteDescription = true;
+    for (const c of this.earlyRemoteCandidates.splice(0)) this.pc.addRemoteCandidate(c.candidate, c.mid);
   }
   selectedCandidateKind(): CandidateKind | undefined {
     try {

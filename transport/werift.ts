@@ -60,13 +60,22 @@ class WeriftPeer implements Peer {
   private readonly channels: WeriftDataChannel[] = [];
   private negotiating = false;
   private closed = false;
+  // werift gathers (and reports candidates) inside setLocalDescription, before
+  // the description itself can be sent: hold candidates until it is out.
+  private descriptionSent = false;
+  private readonly heldCandidates: Signal[] = [];
+  private hasRemoteDescription = false;
+  private readonly earlyRemoteCandidates: Signal[] = [];
 
   constructor(options: PeerOptions) {
     // werift's default ICE server is a public STUN host: always pass ours (possibly none).
     this.pc = new RTCPeerConnection({ iceServers: options.iceServers.map((s) => ({ ...s })) });
     this.pc.onicecandidate = (event) => {
       const c = event.candidate;
-      if (c?.candidate) this.signalCb({ type: 'candidate', candidate: bareCandidate(c.candidate), mid: c.sdpMid ?? '0' });
+      if (!c?.candidate) return;
+      const signal: Signal = { type: 'candidate', candidate: bareCandidate(c.candidate), mid: c.sdpMid ?? '0' };
+      if (this.descriptionSent) this.signalCb(signal);
+      else this.heldCandidates.push(signal);
     };
     this.pc.connectionStateChange.subscribe((state) => {
       if (state === 'new') return;
@@ -101,21 +110,32 @@ class WeriftPeer implements Peer {
     const offer = await this.pc.createOffer();
     await this.pc.setLocalDescription(offer);
     const sdp = this.pc.localDescription?.sdp;
-    if (sdp && !this.closed) this.signalCb({ type: 'offer', sdp });
+    if (sdp && !this.closed) this.sendDescription({ type: 'offer', sdp });
+  }
+  private sendDescription(signal: Signal): void {
+    this.signalCb(signal);
+    this.descriptionSent = true;
+    for (const c of this.heldCandidates.splice(0)) this.signalCb(c);
   }
   async signal(signal: Signal): Promise<void> {
     if (this.closed) return;
     if (signal.type === 'candidate') {
       if (!signal.candidate) return;
+      if (!this.hasRemoteDescription) {
+        this.earlyRemoteCandidates.push(signal);
+        return;
+      }
       await this.pc.addIceCandidate({ candidate: signal.candidate, sdpMid: signal.mid });
       return;
     }
     await this.pc.setRemoteDescription({ type: signal.type, sdp: signal.sdp });
+    this.hasRemoteDescription = true;
+    for (const c of this.earlyRemoteCandidates.splice(0)) await this.signal(c);
     if (signal.type === 'offer') {
       const answer = await this.pc.createAnswer();
       await this.pc.setLocalDescription(answer);
       const sdp = this.pc.localDescription?.sdp;
-      if (sdp && !this.closed) this.signalCb({ type: 'answer', sdp });
+      if (sdp && !this.closed) this.sendDescription({ type: 'answer', sdp });
     }
   }
   selectedCandidateKind(): CandidateKind | undefined {
