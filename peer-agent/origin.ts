@@ -90,11 +90,17 @@ export class OriginForwarder {
       stream.end(encodeHead({ kind: 'error', code, detail }));
       this.events.onExchange?.({ method: head.method, target: head.target, status: code, ms: performance.now() - started });
     };
-    const timer = setTimeout(() => {
-      fail('BEAM_ERR_ORIGIN_TIMEOUT', `no response from ${this.hostPort} within ${this.options.timeoutMs} ms`);
-      req.destroy();
-    }, this.options.timeoutMs);
-    timer.unref();
+    // The clock runs from the moment the whole request is at the origin: a
+    // long upload is not a slow origin.
+    let timer: NodeJS.Timeout | undefined;
+    req.on('finish', () => {
+      if (state !== 'waiting') return;
+      timer = setTimeout(() => {
+        fail('BEAM_ERR_ORIGIN_TIMEOUT', `no response from ${this.hostPort} within ${this.options.timeoutMs} ms`);
+        req.destroy();
+      }, this.options.timeoutMs);
+      timer.unref();
+    });
 
     req.on('error', (err: NodeJS.ErrnoException) => {
       clearTimeout(timer);

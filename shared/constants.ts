@@ -82,7 +82,7 @@ export const MAX_NAME_LENGTH = 63;
 
 /** How long the gateway waits for a peer connection to a share before answering 502. */
 export const AGENT_CONNECT_TIMEOUT_MS = 10_000;
-/** How long the agent waits for the origin's response head before answering 504. */
+/** How long the agent waits for the origin's response head, once the request is fully sent, before answering 504. */
 export const DEFAULT_ORIGIN_TIMEOUT_MS = 30_000;
 /** Port the embedded server tries first; the next free one is taken if it is busy. */
 export const DEFAULT_EMBEDDED_PORT = 7070;
