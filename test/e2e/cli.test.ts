@@ -1,0 +1,109 @@
+/** The command line as a user meets it: the embedded default, the JSON contract, human output and bad input. */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { lanAddressForTest } from '../helpers/lan.js';
+import { request } from '../helpers/http.js';
+import { startOrigin, type Origin } from '../helpers/origin.js';
+import { BeamProcess, startAgent, startServer } from '../helpers/procs.js';
+
+let origin: Origin;
+beforeAll(async () => {
+  origin = await startOrigin();
+});
+afterAll(async () => {
+  await origin?.close();
+});
+
+describe('beam <port> on the embedded default', () => {
+  it('starts its own server, prints ready with the link and the LAN form, serves both, and ends with closed', async () => {
+    const started = performance.now();
+    const proc = new BeamProcess([String(origin.port), '--json']);
+    try {
+      const ready = await proc.waitFor('ready');
+      const readyMs = performance.now() - started;
+      console.log(`embedded ready after ${readyMs.toFixed(0)} ms`);
+      expect(proc.events[0]?.event).toBe('ready');
+      const url = new URL(ready['url'] as string);
+      expect(url.hostname).toBe(`${ready['name'] as string}.localhost`);
+      const port = Number(url.port);
+      const res = await request(port, url.host, '/embedded');
+      expect(res.status).toBe(200);
+      expect(res.body.toString()).toBe('hello from /embedded');
+
+      const lan = lanAddressForTest();
+      if (lan) {
+        // A teammate on the LAN types the bare address: it reaches the one share.
+        expect(ready['lan']).toBe(`http://${lan}:${port}/`);
+        const viaLan = await request(port, `${lan}:${port}`, '/lan');
+        expect(viaLan.body.toString()).toBe('hello from /lan');
+      }
+      const session = await proc.waitFor('session');
+      expect(session['path']).toBe('gateway');
+    } finally {
+      await proc.kill('SIGTERM');
+    }
+    expect(await proc.exited).toBe(0);
+    expect(proc.events.at(-1)?.event).toBe('closed');
+  });
+
+  it('prints the link, LAN address and a hint as plain lines without --json', async () => {
+    const proc = new BeamProcess([String(origin.port)]);
+    try {
+      const link = await proc.waitFor((e) => e.event === 'text' && String(e['line']).includes('Link:'));
+      expect(String(link['line'])).toMatch(/Link:\s+http:\/\/[a-z]+-[a-z]+-\d{3}\.localhost:\d+\//);
+      await proc.waitFor((e) => e.event === 'text' && String(e['line']).includes('Ctrl+C'));
+    } finally {
+      await proc.kill();
+    }
+  });
+});
+
+describe('options', () => {
+  it('--host-header preserve keeps the visitor Host', async () => {
+    const server = await startServer();
+    const agent = await startAgent(`127.0.0.1:${origin.port}`, server, ['--host-header', 'preserve']);
+    try {
+      const res = await request(server.port, agent.host, '/headers');
+      expect((JSON.parse(res.body.toString()) as { headers: { host: string } }).headers.host).toBe(agent.host);
+    } finally {
+      await agent.proc.kill();
+      await server.proc.kill();
+    }
+  });
+
+  it('serve --domain and --public-url shape share URLs', async () => {
+    const server = await startServer(['--public-url', 'https://beam.example.test']);
+    const agent = await startAgent(`127.0.0.1:${origin.port}`, server);
+    try {
+      expect(agent.url).toBe(`https://${agent.name}.beam.example.test/`);
+    } finally {
+      await agent.proc.kill();
+      await server.proc.kill();
+    }
+    const byDomain = await startServer(['--domain', 'tunnel.test']);
+    const other = await startAgent(`127.0.0.1:${origin.port}`, byDomain);
+    try {
+      expect(other.url).toBe(`http://${other.name}.tunnel.test:${byDomain.port}/`);
+      // Routing follows the domain.
+      const res = await request(byDomain.port, `${other.name}.tunnel.test`, '/routed');
+      expect(res.body.toString()).toBe('hello from /routed');
+    } finally {
+      await other.proc.kill();
+      await byDomain.proc.kill();
+    }
+  });
+
+  it.each([
+    [['http', 'not-a-port', '--json'], 'BEAM_ERR_BAD_OPTION'],
+    [['http', '70000', '--json'], 'BEAM_ERR_BAD_OPTION'],
+    [['http', '3000', '--server', 'ftp://x', '--json'], 'BEAM_ERR_BAD_OPTION'],
+    [['http', '3000', '--engine', 'nope', '--json'], 'BEAM_ERR_BAD_OPTION'],
+    [['http', '3000', '--host-header', 'maybe', '--json'], 'BEAM_ERR_BAD_OPTION'],
+    [['http', '3000', '--server', 'http://127.0.0.1:1', '--json'], 'BEAM_ERR_SERVER_UNREACHABLE'],
+    [['serve', '--port', '99999', '--json'], 'BEAM_ERR_BAD_OPTION'],
+  ])('beam %j fails with %s and exit code 1', async (args, code) => {
+    const proc = new BeamProcess(args);
+    const err = await proc.waitFor('error');
+    expect(err['code']).toBe(code);
+    expect(await proc.exited).toBe(1);
+  });
+});
