@@ -34,8 +34,23 @@ export const MAX_FRAME_PAYLOAD = MAX_MESSAGE_BYTES - FRAME_HEADER_BYTES;
  * peer may have in flight per stream.
  */
 export const INITIAL_STREAM_WINDOW = 256 * 1024;
-/** Streams open at once on one peer connection (the issue asks for >= 1,000 in flight). */
-export const MAX_STREAMS_PER_PEER = 4096;
+/**
+ * Largest window one stream grows to. A stream whose consumer keeps up grows
+ * its window toward what the path holds in flight (rate x max(2 RTT,
+ * WINDOW_TARGET_MS)); usrsctp's own buffers hold several MiB on a fast path,
+ * so 256 KiB alone caps a transfer well below the link's speed.
+ */
+export const MAX_STREAM_WINDOW = 16 * 1024 * 1024;
+/** Growth beyond INITIAL_STREAM_WINDOW, summed over a connection's streams, stays under this. */
+export const MAX_CONNECTION_WINDOW_GROWTH = 64 * 1024 * 1024;
+/** Time a window should cover at the stream's current rate, at least (see MAX_STREAM_WINDOW). */
+export const WINDOW_TARGET_MS = 100;
+/**
+ * Streams open at once on one peer connection (the issue asks for >= 1,000 in
+ * flight). With INITIAL_STREAM_WINDOW each, a peer that stalls every stream
+ * pins at most 256 MiB, plus MAX_CONNECTION_WINDOW_GROWTH.
+ */
+export const MAX_STREAMS_PER_PEER = 1024;
 /** Bytes queued in the channel (bufferedAmount) before the multiplexer stops handing it more. */
 export const CHANNEL_HIGH_WATER_BYTES = 1024 * 1024;
 /** Once bufferedAmount falls to this, queued frames flow again. */

@@ -24,11 +24,14 @@ import {
   CHANNEL_LOW_WATER_BYTES,
   FIN_ACK_TIMEOUT_MS,
   INITIAL_STREAM_WINDOW,
+  MAX_CONNECTION_WINDOW_GROWTH,
   MAX_FRAME_PAYLOAD,
+  MAX_STREAM_WINDOW,
   MAX_MESSAGE_BYTES,
   MAX_STREAMS_PER_PEER,
   MUX_QUEUE_HIGH_WATER_BYTES,
   PING_INTERVAL_MS,
+  WINDOW_TARGET_MS,
 } from './constants.js';
 import { BeamError, errorCodeOf, isErrorCode, type ErrorCode } from './errors.js';
 import { decodeMessage, encodedLength, FrameType, writeFrame, type Frame, type StreamProtocol } from './frames.js';
@@ -75,6 +78,8 @@ export class Mux extends EventEmitter<MuxEvents> {
   private pingTimer: NodeJS.Timeout | undefined;
   /** Latest round-trip time measured with PING, in milliseconds. */
   rtt: number | undefined;
+  /** Window growth granted beyond the initial window, over all open streams. */
+  private windowGrowth = 0;
 
   constructor(channel: FrameChannel, options: MuxOptions) {
     super();
@@ -300,7 +305,16 @@ export class Mux extends EventEmitter<MuxEvents> {
 
   /** @internal */
   forget(id: number): void {
+    const stream = this.streams.get(id);
+    if (stream) this.windowGrowth -= stream.windowGrowth;
     this.streams.delete(id);
+  }
+
+  /** @internal Takes up to `want` bytes of window growth from the connection's budget. */
+  takeWindowGrowth(want: number): number {
+    const n = Math.max(0, Math.min(want, MAX_CONNECTION_WINDOW_GROWTH - this.windowGrowth));
+    this.windowGrowth += n;
+    return n;
   }
 }
 
@@ -316,6 +330,11 @@ export class MuxStream extends Duplex {
   private recvAllowed = INITIAL_STREAM_WINDOW;
   private ungranted = 0;
   private held = 0;
+  /** The receive window: grows while the consumer keeps up (see MAX_STREAM_WINDOW). */
+  private window = INITIAL_STREAM_WINDOW;
+  private lastGrantAt = 0;
+  /** @internal Bytes this stream's window grew beyond the initial one. */
+  windowGrowth = 0;
   private pending: { chunk: Buffer; offset: number; cb: (err?: Error | null) => void } | undefined;
   private finalCb: ((err?: Error | null) => void) | undefined;
   private finAckTimer: NodeJS.Timeout | undefined;
@@ -385,19 +404,34 @@ export class MuxStream extends Duplex {
     if (this.held > 0) {
       const n = this.held;
       this.held = 0;
-      this.grant(n);
+      this.grant(n, false);
     }
   }
 
-  private grant(n: number): void {
+  private grant(n: number, consumerKeepsUp: boolean): void {
     this.ungranted += n;
     // Batch credit: a WINDOW per quarter window keeps the peer's credit
     // above 3/4 of the window while costing few frames.
-    if (this.ungranted >= INITIAL_STREAM_WINDOW / 4 && !this.finReceived) {
-      this.recvAllowed += this.ungranted;
-      this.mux.enqueueControl({ type: FrameType.WINDOW, streamId: this.id, credit: this.ungranted });
-      this.ungranted = 0;
+    if (this.ungranted < this.window / 4 || this.finReceived) return;
+    let credit = this.ungranted;
+    const now = performance.now();
+    if (consumerKeepsUp && this.lastGrantAt > 0 && this.window < MAX_STREAM_WINDOW) {
+      // Rate over the last quarter window; a window should cover the path's
+      // time in flight at that rate. Only a consumer that keeps up earns growth,
+      // so a stalled reader never pins more than the initial window.
+      const rate = this.ungranted / Math.max(now - this.lastGrantAt, 0.001);
+      const target = rate * Math.max(2 * (this.mux.rtt ?? 0), WINDOW_TARGET_MS);
+      if (target > this.window) {
+        const extra = this.mux.takeWindowGrowth(Math.min(this.window, MAX_STREAM_WINDOW - this.window));
+        this.window += extra;
+        this.windowGrowth += extra;
+        credit += extra;
+      }
     }
+    this.lastGrantAt = now;
+    this.recvAllowed += credit;
+    this.mux.enqueueControl({ type: FrameType.WINDOW, streamId: this.id, credit });
+    this.ungranted = 0;
   }
 
   /** @internal */
@@ -412,7 +446,7 @@ export class MuxStream extends Duplex {
         this.recvAllowed -= n;
         if (this.destroyed || this.readableEnded) return;
         const data = Buffer.from(frame.data.buffer, frame.data.byteOffset, n);
-        if (this.push(data)) this.grant(n);
+        if (this.push(data)) this.grant(n, this.held === 0);
         else this.held += n;
         return;
       }
