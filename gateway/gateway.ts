@@ -128,7 +128,8 @@ export class Gateway {
     headers.push(['X-Forwarded-For', remote], ['X-Forwarded-Proto', encrypted ? 'https' : 'http']);
     if (req.headers.host) headers.push(['X-Forwarded-Host', req.headers.host]);
     if (upgrade && req.headers.upgrade) headers.push(['Upgrade', req.headers.upgrade]);
-    return { method: req.method ?? 'GET', target: originForm(req.url), headers, remoteAddress: remote, upgrade };
+    const body = !upgrade && (req.headers['transfer-encoding'] !== undefined || (req.headers['content-length'] ?? '0') !== '0');
+    return { method: req.method ?? 'GET', target: originForm(req.url), headers, remoteAddress: remote, upgrade, body };
   }
 
   /** Handles one public HTTP request. */
@@ -154,8 +155,15 @@ export class Gateway {
       // The client went away before the response ended: stop the agent's work too.
       if (!res.writableFinished) stream.destroy(new BeamError('BEAM_ERR_STREAM_RESET', 'client closed'));
     });
-    stream.write(encodeHead(this.requestHead(req, false)));
-    req.pipe(stream);
+    const requestHead = this.requestHead(req, false);
+    if (requestHead.body) {
+      stream.write(encodeHead(requestHead));
+      req.pipe(stream);
+    } else {
+      // OPEN, head and FIN leave in one message.
+      stream.end(encodeHead(requestHead));
+      req.resume();
+    }
 
     let head: ResponseHead;
     try {
@@ -179,8 +187,9 @@ export class Gateway {
       stream.destroy();
       return;
     }
-    // Send the head now: a streaming response (SSE) must not wait for its first body chunk.
-    res.flushHeaders();
+    // A streaming response (SSE) must not wait for its first body chunk: send
+    // the head now unless body bytes are already here to go out with it.
+    if (stream.readableLength === 0 && !stream.readableEnded) res.flushHeaders();
     stream.pipe(res);
   }
 

@@ -168,9 +168,13 @@ export class OriginForwarder {
       // An upgrade request has no body: what follows on the stream belongs to
       // the upgraded connection and is spliced once the origin says 101.
       req.end();
-    } else {
-      // The rest of the stream is the request body.
+    } else if (head.body) {
+      // The rest of the stream is the request body; the head goes out now.
+      req.flushHeaders();
       stream.pipe(req);
+    } else {
+      req.end();
+      stream.resume();
     }
   }
 }

@@ -59,6 +59,12 @@ export const CHANNEL_LOW_WATER_BYTES = 256 * 1024;
 export const MUX_QUEUE_HIGH_WATER_BYTES = 1024 * 1024;
 /** How long a stream that sent FIN waits for the peer's FIN_ACK before it closes anyway. */
 export const FIN_ACK_TIMEOUT_MS = 10_000;
+/**
+ * FIN_ACK is not urgent: it rides along with the next message, or leaves
+ * after this delay when nothing else is sent. This keeps one data-channel
+ * send per request off the critical path.
+ */
+export const LAZY_FLUSH_MS = 10;
 /** Largest RESET reason (an error code string). */
 export const MAX_RESET_REASON_BYTES = 64;
 /** Interval of PING frames that measure RTT and keep NAT bindings warm. */

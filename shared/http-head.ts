@@ -27,6 +27,8 @@ export const RequestHeadSchema = z.object({
   remoteAddress: z.string().max(64).optional(),
   /** The request asks to switch protocols (WebSocket). */
   upgrade: z.boolean(),
+  /** A body follows the head. When false the stream carries nothing more, and the agent sends the request at once. */
+  body: z.boolean(),
 });
 export type RequestHead = z.infer<typeof RequestHeadSchema>;
 

@@ -24,6 +24,7 @@ import {
   CHANNEL_LOW_WATER_BYTES,
   FIN_ACK_TIMEOUT_MS,
   INITIAL_STREAM_WINDOW,
+  LAZY_FLUSH_MS,
   MAX_CONNECTION_WINDOW_GROWTH,
   MAX_FRAME_PAYLOAD,
   MAX_STREAM_WINDOW,
@@ -67,6 +68,8 @@ export class Mux extends EventEmitter<MuxEvents> {
   private lastRemoteId = 0;
   private readonly remoteParity: number;
   private readonly control: Frame[] = [];
+  private readonly lazy: Frame[] = [];
+  private lazyTimer: NodeJS.Timeout | undefined;
   private readonly queue: Frame[] = [];
   private queuedBytes = 0;
   private flushScheduled = false;
@@ -138,6 +141,8 @@ export class Mux extends EventEmitter<MuxEvents> {
     if (this.closed) return;
     this.closed = true;
     if (this.pingTimer) clearInterval(this.pingTimer);
+    if (this.lazyTimer) clearTimeout(this.lazyTimer);
+    this.lazy.length = 0;
     const err = new BeamError(code ?? 'BEAM_ERR_PEER_GONE');
     for (const stream of [...this.streams.values()]) stream.abandon(err);
     this.streams.clear();
@@ -172,6 +177,19 @@ export class Mux extends EventEmitter<MuxEvents> {
     this.scheduleFlush();
   }
 
+  /** @internal Queues a control frame that may wait for other traffic, up to LAZY_FLUSH_MS. */
+  enqueueLazy(frame: Frame): void {
+    if (this.closed) return;
+    this.lazy.push(frame);
+    if (!this.lazyTimer) {
+      this.lazyTimer = setTimeout(() => {
+        this.lazyTimer = undefined;
+        this.scheduleFlush();
+      }, LAZY_FLUSH_MS);
+      this.lazyTimer.unref();
+    }
+  }
+
   /** @internal Calls `cb` once the mux queue is below its high-water mark. */
   whenWritable(cb: () => void): void {
     if (this.closed || this.queuedBytes < MUX_QUEUE_HIGH_WATER_BYTES) cb();
@@ -192,6 +210,12 @@ export class Mux extends EventEmitter<MuxEvents> {
   private flush(): void {
     if (this.closed) return;
     try {
+      if (this.lazy.length > 0 && (this.control.length > 0 || this.queue.length > 0 || !this.lazyTimer)) {
+        // Lazy frames leave with whatever else goes out now, or alone once their timer ran.
+        this.control.unshift(...this.lazy.splice(0));
+        if (this.lazyTimer) clearTimeout(this.lazyTimer);
+        this.lazyTimer = undefined;
+      }
       while (this.control.length > 0 || this.queue.length > 0) {
         if (this.channel.bufferedAmount() >= CHANNEL_HIGH_WATER_BYTES) {
           this.waitingForChannel = true;
@@ -457,7 +481,7 @@ export class MuxStream extends Duplex {
       case FrameType.FIN:
         if (this.finReceived) return;
         this.finReceived = true;
-        this.mux.enqueueControl({ type: FrameType.FIN_ACK, streamId: this.id });
+        this.mux.enqueueLazy({ type: FrameType.FIN_ACK, streamId: this.id });
         this.push(null);
         this.maybeForget();
         return;
