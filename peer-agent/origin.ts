@@ -34,7 +34,9 @@ export class OriginForwarder {
   private readonly options: OriginOptions;
   private readonly events: OriginEvents;
   private readonly log: Logger;
-  private readonly agent = new http.Agent({ keepAlive: true, maxFreeSockets: 64 });
+  // `localhost` may be ::1 or 127.0.0.1: Node tries both, but gives each only
+  // 250 ms by default, too little for a busy machine.
+  private readonly agent = new http.Agent({ keepAlive: true, maxFreeSockets: 64, autoSelectFamilyAttemptTimeout: 2_000 } as http.AgentOptions);
 
   constructor(components: { logger: Logger; events: OriginEvents }, origin: Origin, options: OriginOptions) {
     this.origin = origin;
@@ -80,7 +82,8 @@ export class OriginForwarder {
       headers: headers.flat(),
       agent: head.upgrade ? false : this.agent,
       setHost: false,
-    });
+      autoSelectFamilyAttemptTimeout: 2_000,
+    } as http.RequestOptions);
     // waiting -> (error-sent | responding | upgraded): once an answer went out, later
     // failures can only reset the stream, and an error head is final.
     let state: 'waiting' | 'error-sent' | 'responding' | 'upgraded' = 'waiting';

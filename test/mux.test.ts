@@ -108,6 +108,32 @@ describe('mux', () => {
     await closed;
   });
 
+  it('grows the window of a stream whose consumer keeps up, beyond the initial window', async () => {
+    const { a, b, cb } = pair();
+    const accepted = once(b, 'stream') as Promise<[MuxStream]>;
+    const s = a.openStream(StreamProtocol.TCP);
+    s.write(Buffer.alloc(1));
+    const [remote] = await accepted;
+    const got = collect(remote);
+    const total = 16 * INITIAL_STREAM_WINDOW;
+    const chunk = Buffer.alloc(64 * 1024, 3);
+    for (let sent = 0; sent < total; sent += chunk.length) {
+      if (!s.write(chunk)) await once(s, 'drain');
+    }
+    s.end();
+    expect((await got).byteLength).toBe(1 + total);
+    // Credit granted by the receiver exceeded the bytes it consumed: the window grew.
+    const { decodeMessage } = await import('../shared/frames.js');
+    const granted = cb.sent
+      .flatMap((m) => decodeMessage(m))
+      .reduce((sum, f) => sum + (f.type === FrameType.WINDOW ? f.credit : 0), 0);
+    expect(granted + INITIAL_STREAM_WINDOW).toBeGreaterThan(1 + total + INITIAL_STREAM_WINDOW);
+    const closed = once(s, 'close');
+    remote.end();
+    s.resume();
+    await closed;
+  });
+
   it('closes the connection on a DATA frame beyond credit', async () => {
     const { b, cb } = pair();
     const accepted = once(b, 'stream') as Promise<[MuxStream]>;

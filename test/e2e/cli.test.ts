@@ -26,7 +26,7 @@ describe('beam <port> on the embedded default', () => {
       expect(url.hostname).toBe(`${ready['name'] as string}.localhost`);
       const port = Number(url.port);
       const res = await request(port, url.host, '/embedded');
-      expect(res.status).toBe(200);
+      expect(res.status, res.body.toString()).toBe(200);
       expect(res.body.toString()).toBe('hello from /embedded');
 
       const lan = lanAddressForTest();
