@@ -44,7 +44,7 @@ export const MAX_STREAM_WINDOW = 16 * 1024 * 1024;
 /** Growth beyond INITIAL_STREAM_WINDOW, summed over a connection's streams, stays under this. */
 export const MAX_CONNECTION_WINDOW_GROWTH = 64 * 1024 * 1024;
 /** Time a window should cover at the stream's current rate, at least (see MAX_STREAM_WINDOW). */
-export const WINDOW_TARGET_MS = 100;
+export const WINDOW_TARGET_MS = 250;
 /**
  * Streams open at once on one peer connection (the issue asks for >= 1,000 in
  * flight). With INITIAL_STREAM_WINDOW each, a peer that stalls every stream

@@ -255,7 +255,8 @@ export class Mux extends EventEmitter<MuxEvents> {
       this.queuedBytes -= n;
       this.queue.shift();
     }
-    const out = new Uint8Array(size);
+    // Every byte is written below: no need to zero-fill first.
+    const out = Buffer.allocUnsafe(size);
     let offset = 0;
     for (const f of taken) offset = writeFrame(f, out, offset);
     return out;
