@@ -3,12 +3,7 @@ import { fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import ndc from 'node-datachannel';
 
-type Msg = { kind: 'sdp' | 'candidate'; sdp?: string; type?: string; candidate?: string; mid?: string };
-function wire(pc: ndc.PeerConnection, send: (m: Msg) => void): (m: Msg) => void {
-  pc.onLocalDescription((sdp, type) => send({ kind: 'sdp', sdp, type }));
-  pc.onLocalCandidate((candidate, mid) => send({ kind: 'candidate', candidate, mid }));
-  return (m) => (m.kind === 'sdp' ? pc.setRemoteDescription(m.sdp!, m.type as ndc.DescriptionType) : pc.addRemoteCandidate(m.candidate!, m.mid!));
-}
+import { wire, type Msg } from './raw-ndc.js';
 if (process.argv[2] === 'echo') {
   if (process.env['SACK']) ndc.setSctpSettings({ delayedSackTime: Number(process.env['SACK']) });
   const pc = new ndc.PeerConnection('echo', { iceServers: [] });

@@ -8,7 +8,7 @@ import { fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import ndc from 'node-datachannel';
 
-interface Msg {
+export interface Msg {
   kind: 'sdp' | 'candidate' | 'done';
   sdp?: string;
   type?: string;
@@ -17,7 +17,7 @@ interface Msg {
   bytes?: number;
 }
 
-function wire(pc: ndc.PeerConnection, send: (m: Msg) => void): (m: Msg) => void {
+export function wire(pc: ndc.PeerConnection, send: (m: Msg) => void): (m: Msg) => void {
   pc.onLocalDescription((sdp, type) => send({ kind: 'sdp', sdp, type }));
   pc.onLocalCandidate((candidate, mid) => send({ kind: 'candidate', candidate, mid }));
   return (m) => {

@@ -55,3 +55,30 @@ export function candidateKind(line: string): CandidateKind | undefined {
   const m = / typ (host|srflx|prflx|relay)/.exec(line);
   return m ? (m[1] as CandidateKind) : undefined;
 }
+
+/**
+ * What both engines share: the callbacks a Peer hands its events to, and
+ * the channels it must keep referenced (a collected node-datachannel channel
+ * closes).
+ */
+export abstract class PeerEvents<C extends DataChannel> {
+  protected signalCb: (s: Signal) => void = () => {};
+  protected stateCb: (s: PeerState) => void = () => {};
+  protected channelCb: (c: DataChannel) => void = () => {};
+  protected readonly channels: C[] = [];
+
+  onSignal(cb: (signal: Signal) => void): void {
+    this.signalCb = cb;
+  }
+  onStateChange(cb: (state: PeerState) => void): void {
+    this.stateCb = cb;
+  }
+  onDataChannel(cb: (channel: DataChannel) => void): void {
+    this.channelCb = cb;
+  }
+  /** Keeps `channel` and hands it to the onDataChannel callback. */
+  protected adopt(channel: C): void {
+    this.channels.push(channel);
+    this.channelCb(channel);
+  }
+}

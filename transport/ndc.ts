@@ -1,7 +1,7 @@
 /** The node-datachannel (libdatachannel) engine: Beam's default. */
 import ndc from 'node-datachannel';
 import type { IceServer, Signal } from '../shared/signaling.js';
-import { bareCandidate, candidateKind, type CandidateKind, type DataChannel, type Peer, type PeerOptions, type PeerState, type WebRtcEngine } from './engine.js';
+import { bareCandidate, candidateKind, PeerEvents, type CandidateKind, type DataChannel, type Peer, type PeerOptions, type PeerState, type WebRtcEngine } from './engine.js';
 
 type NdcChannel = ndc.DataChannel;
 
@@ -63,19 +63,16 @@ class NdcDataChannel implements DataChannel {
   }
 }
 
-class NdcPeer implements Peer {
+class NdcPeer extends PeerEvents<NdcDataChannel> implements Peer {
   readonly engine = 'node-datachannel' as const;
   private readonly pc: ndc.PeerConnection;
-  private readonly channels: NdcDataChannel[] = [];
-  private signalCb: (s: Signal) => void = () => {};
-  private stateCb: (s: PeerState) => void = () => {};
-  private channelCb: (c: DataChannel) => void = () => {};
   private closed = false;
   // Trickled candidates can overtake the description they belong to.
   private hasRemoteDescription = false;
   private readonly earlyRemoteCandidates: Array<{ candidate: string; mid: string }> = [];
 
   constructor(options: PeerOptions) {
+    super();
     this.pc = new ndc.PeerConnection('beam', {
       iceServers: options.iceServers.map(toNdcIceServer),
     });
@@ -94,21 +91,10 @@ class NdcPeer implements Peer {
       if (mapped) this.stateCb(mapped);
     });
     this.pc.onDataChannel((dc) => {
-      const channel = new NdcDataChannel(dc);
-      this.channels.push(channel);
-      this.channelCb(channel);
+      this.adopt(new NdcDataChannel(dc));
     });
   }
 
-  onSignal(cb: (signal: Signal) => void): void {
-    this.signalCb = cb;
-  }
-  onStateChange(cb: (state: PeerState) => void): void {
-    this.stateCb = cb;
-  }
-  onDataChannel(cb: (channel: DataChannel) => void): void {
-    this.channelCb = cb;
-  }
   createDataChannel(label: string): DataChannel {
     const channel = new NdcDataChannel(this.pc.createDataChannel(label, { protocol: label }));
     this.channels.push(channel);

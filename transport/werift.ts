@@ -5,7 +5,7 @@
  */
 import { RTCPeerConnection, type RTCDataChannel } from 'werift';
 import type { Signal } from '../shared/signaling.js';
-import { bareCandidate, candidateKind, type CandidateKind, type DataChannel, type Peer, type PeerOptions, type PeerState, type WebRtcEngine } from './engine.js';
+import { bareCandidate, candidateKind, PeerEvents, type CandidateKind, type DataChannel, type Peer, type PeerOptions, type PeerState, type WebRtcEngine } from './engine.js';
 
 class WeriftDataChannel implements DataChannel {
   private readonly channel: RTCDataChannel;
@@ -51,13 +51,9 @@ class WeriftDataChannel implements DataChannel {
   }
 }
 
-class WeriftPeer implements Peer {
+class WeriftPeer extends PeerEvents<WeriftDataChannel> implements Peer {
   readonly engine = 'werift' as const;
   private readonly pc: RTCPeerConnection;
-  private signalCb: (s: Signal) => void = () => {};
-  private stateCb: (s: PeerState) => void = () => {};
-  private channelCb: (c: DataChannel) => void = () => {};
-  private readonly channels: WeriftDataChannel[] = [];
   private negotiating = false;
   private closed = false;
   // werift gathers (and reports candidates) inside setLocalDescription, before
@@ -68,6 +64,7 @@ class WeriftPeer implements Peer {
   private readonly earlyRemoteCandidates: Signal[] = [];
 
   constructor(options: PeerOptions) {
+    super();
     // werift's default ICE server is a public STUN host: always pass ours (possibly none).
     this.pc = new RTCPeerConnection({ iceServers: options.iceServers.map((s) => ({ ...s })) });
     this.pc.onicecandidate = (event) => {
@@ -82,21 +79,10 @@ class WeriftPeer implements Peer {
       this.stateCb(state);
     });
     this.pc.onDataChannel.subscribe((dc) => {
-      const channel = new WeriftDataChannel(dc);
-      this.channels.push(channel);
-      this.channelCb(channel);
+      this.adopt(new WeriftDataChannel(dc));
     });
   }
 
-  onSignal(cb: (signal: Signal) => void): void {
-    this.signalCb = cb;
-  }
-  onStateChange(cb: (state: PeerState) => void): void {
-    this.stateCb = cb;
-  }
-  onDataChannel(cb: (channel: DataChannel) => void): void {
-    this.channelCb = cb;
-  }
   createDataChannel(label: string): DataChannel {
     const channel = new WeriftDataChannel(this.pc.createDataChannel(label, { protocol: label, ordered: true }));
     this.channels.push(channel);

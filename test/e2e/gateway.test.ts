@@ -7,23 +7,21 @@ import net from 'node:net';
 import http from 'node:http';
 import WebSocket from 'ws';
 import { patternStream, request, sha256 } from '../helpers/http.js';
-import { startOrigin, type Origin } from '../helpers/origin.js';
-import { startAgent, startServer, type AgentHandle, type ServerHandle } from '../helpers/procs.js';
+import { startStack, type Origin, type Stack } from '../helpers/origin.js';
+import { startAgent, type AgentHandle, type ServerHandle } from '../helpers/procs.js';
 
+let stack: Stack;
 let origin: Origin;
 let server: ServerHandle;
 let agent: AgentHandle;
 
 beforeAll(async () => {
-  origin = await startOrigin();
-  server = await startServer();
-  agent = await startAgent(`127.0.0.1:${origin.port}`, server);
+  stack = await startStack();
+  ({ origin, server, agent } = stack);
 });
 
 afterAll(async () => {
-  await agent?.proc.kill();
-  await server?.proc.kill();
-  await origin?.close();
+  await stack?.stop();
 });
 
 async function expectedHash(size: number, seed: number): Promise<string> {

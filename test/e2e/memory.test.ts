@@ -5,8 +5,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { patternStream, request } from '../helpers/http.js';
-import { startOrigin, type Origin } from '../helpers/origin.js';
-import { startAgent, startServer, type AgentHandle, type ServerHandle } from '../helpers/procs.js';
+import { startStack, type Stack } from '../helpers/origin.js';
+import type { AgentHandle, ServerHandle } from '../helpers/procs.js';
 
 /**
  * Allowed RSS growth. A window per stream is 256 KiB; what remains is V8's
@@ -15,22 +15,19 @@ import { startAgent, startServer, type AgentHandle, type ServerHandle } from '..
  */
 const MAX_GROWTH = 48 * 1024 * 1024;
 
-let origin: Origin;
+let stack: Stack;
 let server: ServerHandle;
 let agent: AgentHandle;
 
 beforeAll(async () => {
-  origin = await startOrigin();
-  server = await startServer();
-  agent = await startAgent(`127.0.0.1:${origin.port}`, server);
+  stack = await startStack();
+  ({ server, agent } = stack);
   // Warm up: the link, the pools, and the JIT, so growth measures the transfer.
   const { stream } = patternStream(32 * 1024 * 1024, 1);
   await request(server.port, agent.host, '/upload', { method: 'POST', body: stream });
 });
 afterAll(async () => {
-  await agent?.proc.kill();
-  await server?.proc.kill();
-  await origin?.close();
+  await stack?.stop();
 });
 
 async function uploadWatchingMemory(size: number, path: string): Promise<{ serverGrowth: number; agentGrowth: number; bytes: number; ok: boolean }> {

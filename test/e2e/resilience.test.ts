@@ -164,7 +164,7 @@ describe('hostile signaling clients', () => {
   it('answers malformed events with codes and keeps serving everyone else', async () => {
     const agent = await startAgent(`127.0.0.1:${origin.port}`, server);
     const socket = connect({ protocol: SIGNALING_PROTOCOL_VERSION, role: 'agent' });
-    await new Promise((resolve) => socket.once('connect', resolve));
+    await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
     try {
       const ack = (event: string, payload: unknown): Promise<{ ok: boolean; error?: { code: string } }> =>
         new Promise((resolve) => socket.emit(event, payload, resolve));
@@ -187,7 +187,7 @@ describe('hostile signaling clients', () => {
       expect(errors).toEqual(['BEAM_ERR_BAD_MESSAGE', 'BEAM_ERR_SESSION_NOT_FOUND', 'BEAM_ERR_BAD_MESSAGE']);
 
       // An oversize packet gets the sender disconnected, nobody else.
-      const gone = new Promise((resolve) => socket.once('disconnect', resolve));
+      const gone = new Promise<void>((resolve) => socket.once('disconnect', () => resolve()));
       socket.emit('share:register', { name: 'x'.repeat(200_000) }, () => {});
       await gone;
 

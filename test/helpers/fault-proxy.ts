@@ -32,14 +32,15 @@ export async function startFaultProxy(targetPort: number): Promise<FaultProxy> {
     upstream.on('close', drop);
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const cut = (): void => {
+    for (const s of sockets) s.destroy();
+    sockets.clear();
+  };
   return {
     port: (server.address() as AddressInfo).port,
-    cut() {
-      for (const s of sockets) s.destroy();
-      sockets.clear();
-    },
+    cut,
     close() {
-      this.cut();
+      cut();
       return new Promise((resolve) => server.close(() => resolve()));
     },
   };

@@ -126,3 +126,28 @@ export async function startOrigin(port = 0): Promise<Origin> {
   };
   return origin as Origin;
 }
+
+/** An origin, a `beam serve` and a `beam http` sharing the origin: the stack most end-to-end files need. */
+export interface Stack {
+  origin: Origin;
+  server: import('./procs.js').ServerHandle;
+  agent: import('./procs.js').AgentHandle;
+  stop(): Promise<void>;
+}
+
+export async function startStack(): Promise<Stack> {
+  const { startAgent, startServer } = await import('./procs.js');
+  const origin = await startOrigin();
+  const server = await startServer();
+  const agent = await startAgent(`127.0.0.1:${origin.port}`, server);
+  return {
+    origin,
+    server,
+    agent,
+    async stop() {
+      await agent.proc.kill();
+      await server.proc.kill();
+      await origin.close();
+    },
+  };
+}
