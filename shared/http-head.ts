@@ -48,11 +48,12 @@ export const ResponseHeadSchema = z.discriminatedUnion('kind', [
 export type ResponseHead = z.infer<typeof ResponseHeadSchema>;
 
 export function encodeHead(head: RequestHead | ResponseHead): Buffer {
-  const json = Buffer.from(JSON.stringify(head), 'utf8');
-  if (json.byteLength > MAX_HEAD_BYTES) throw new BeamError('BEAM_ERR_HEAD_TOO_LARGE', `${json.byteLength} bytes`);
-  const out = Buffer.allocUnsafe(4 + json.byteLength);
-  out.writeUInt32BE(json.byteLength, 0);
-  json.copy(out, 4);
+  const json = JSON.stringify(head);
+  const length = Buffer.byteLength(json, 'utf8');
+  if (length > MAX_HEAD_BYTES) throw new BeamError('BEAM_ERR_HEAD_TOO_LARGE', `${length} bytes`);
+  const out = Buffer.allocUnsafe(4 + length);
+  out.writeUInt32BE(length, 0);
+  out.write(json, 4, 'utf8');
   return out;
 }
 
@@ -140,13 +141,13 @@ const HOP_BY_HOP = new Set([
  * Turns Node's rawHeaders into pairs without hop-by-hop headers, nor any
  * header the Connection header names.
  */
-export function endToEndHeaders(rawHeaders: readonly string[], drop: ReadonlySet<string> = new Set()): Array<[string, string]> {
-  const named = new Set<string>();
+export function endToEndHeaders(rawHeaders: readonly string[], drop: ReadonlySet<string> = NONE): Array<[string, string]> {
+  let named: Set<string> | undefined;
   for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
     if ((rawHeaders[i] as string).toLowerCase() === 'connection') {
       for (const token of (rawHeaders[i + 1] as string).split(',')) {
         const t = token.trim().toLowerCase();
-        if (t) named.add(t);
+        if (t) (named ??= new Set()).add(t);
       }
     }
   }
@@ -154,11 +155,13 @@ export function endToEndHeaders(rawHeaders: readonly string[], drop: ReadonlySet
   for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
     const name = rawHeaders[i] as string;
     const lower = name.toLowerCase();
-    if (HOP_BY_HOP.has(lower) || named.has(lower) || drop.has(lower)) continue;
+    if (HOP_BY_HOP.has(lower) || named?.has(lower) || drop.has(lower)) continue;
     out.push([name, rawHeaders[i + 1] as string]);
   }
   return out;
 }
+
+const NONE: ReadonlySet<string> = new Set();
 
 /** Same as endToEndHeaders, for pairs. */
 export function endToEndPairs(pairs: ReadonlyArray<readonly [string, string]>, drop?: ReadonlySet<string>): Array<[string, string]> {
