@@ -6,7 +6,7 @@
 import { EventEmitter } from 'node:events';
 import { io as connectSocket, type Socket } from 'socket.io-client';
 import type { Logger } from 'pino';
-import { DEFAULT_ORIGIN_TIMEOUT_MS, SIGNALING_PATH, SIGNALING_PROTOCOL_VERSION, STREAM_CHANNEL_LABEL } from '../shared/constants.js';
+import { AGENT_CONNECT_TIMEOUT_MS, DEFAULT_ORIGIN_TIMEOUT_MS, SIGNALING_PATH, SIGNALING_PROTOCOL_VERSION, STREAM_CHANNEL_LABEL } from '../shared/constants.js';
 import { BeamError, isErrorCode } from '../shared/errors.js';
 import { StreamProtocol } from '../shared/frames.js';
 import { Mux, type MuxStream } from '../shared/mux.js';
@@ -69,6 +69,8 @@ interface AgentSession {
   visitor: VisitorKind;
   peer: Peer;
   mux: Mux | undefined;
+  /** Ends a session whose channel never opens (a visitor that asked and went quiet). */
+  setupTimer: NodeJS.Timeout | undefined;
 }
 
 export class Agent extends EventEmitter<AgentEvents> {
@@ -210,7 +212,12 @@ export class Agent extends EventEmitter<AgentEvents> {
     }
     const sessionId = msg.sessionId;
     const peer = this.engine.createPeer({ iceServers: msg.iceServers });
-    const session: AgentSession = { id: sessionId, visitor: msg.visitor.kind, peer, mux: undefined };
+    const session: AgentSession = { id: sessionId, visitor: msg.visitor.kind, peer, mux: undefined, setupTimer: undefined };
+    session.setupTimer = setTimeout(() => {
+      this.log.info({ session: sessionId }, 'visitor never connected; session ended');
+      this.endSession(sessionId);
+    }, AGENT_CONNECT_TIMEOUT_MS);
+    session.setupTimer.unref();
     this.sessions.set(sessionId, session);
     peer.onSignal((signal) => this.socket?.emit('session:signal', { sessionId, signal }));
     peer.onStateChange((state) => {
@@ -222,6 +229,7 @@ export class Agent extends EventEmitter<AgentEvents> {
         return;
       }
       const start = (): void => {
+        clearTimeout(session.setupTimer);
         const mux = new Mux(channel, { role: 'responder' });
         session.mux = mux;
         mux.on('stream', (stream) => this.onStream(stream));
@@ -249,10 +257,12 @@ export class Agent extends EventEmitter<AgentEvents> {
     const session = this.sessions.get(id);
     if (!session) return;
     this.sessions.delete(id);
+    clearTimeout(session.setupTimer);
     session.mux?.close('BEAM_ERR_PEER_GONE');
     session.peer.close();
     this.socket?.emit('session:close', { sessionId: id });
-    this.emit('session-closed', { id });
+    // Only sessions announced with 'session' are announced as closed.
+    if (session.mux) this.emit('session-closed', { id });
   }
 
   /** Closes every session and leaves the signaling server. */

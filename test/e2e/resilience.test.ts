@@ -5,7 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import http from 'node:http';
 import { io as connectSocket, type Socket } from 'socket.io-client';
-import { SIGNALING_PATH, SIGNALING_PROTOCOL_VERSION } from '../../shared/constants.js';
+import { AGENT_CONNECT_TIMEOUT_MS, SIGNALING_PATH, SIGNALING_PROTOCOL_VERSION } from '../../shared/constants.js';
 import { request } from '../helpers/http.js';
 import { startOrigin, type Origin } from '../helpers/origin.js';
 import { BeamProcess, startAgent, startServer, type ServerHandle } from '../helpers/procs.js';
@@ -199,4 +199,25 @@ describe('hostile signaling clients', () => {
       await agent.proc.kill();
     }
   });
+
+  it('a visitor that opens a session and never offers is dropped after AGENT_CONNECT_TIMEOUT_MS', async () => {
+    const agent = await startAgent(`127.0.0.1:${origin.port}`, server);
+    const visitor = connect({ protocol: SIGNALING_PROTOCOL_VERSION, role: 'visitor' });
+    try {
+      await new Promise<void>((resolve) => visitor.once('connect', () => resolve()));
+      const opened = await new Promise<{ ok: boolean; value?: { sessionId: string } }>((resolve) => visitor.emit('session:open', { share: agent.name }, resolve));
+      expect(opened.ok).toBe(true);
+      const started = performance.now();
+      const closed = await new Promise<{ sessionId: string }>((resolve) => visitor.once('session:closed', resolve));
+      const waited = performance.now() - started;
+      expect(closed.sessionId).toBe(opened.value?.sessionId);
+      expect(waited).toBeGreaterThan(AGENT_CONNECT_TIMEOUT_MS - 1_000);
+      expect(waited).toBeLessThan(AGENT_CONNECT_TIMEOUT_MS + 5_000);
+      // The agent never announced this visitor, so it announces no departure either.
+      expect(agent.proc.events.some((e) => e.event === 'session' || e.event === 'session-closed')).toBe(false);
+    } finally {
+      visitor.close();
+      await agent.proc.kill();
+    }
+  }, 30_000);
 });

@@ -1,0 +1,96 @@
+/** Every named limit that the other files don't already hit, hit here. */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PassThrough } from 'node:stream';
+import { io as connectSocket, type Socket } from 'socket.io-client';
+import {
+  MAX_HEAD_BYTES,
+  MAX_HEADER_BYTES,
+  MAX_HEADER_COUNT,
+  MAX_SESSIONS_PER_SHARE,
+  MAX_SHARES_PER_CONNECTION,
+  SIGNALING_PATH,
+  SIGNALING_PROTOCOL_VERSION,
+} from '../shared/constants.js';
+import { BeamError } from '../shared/errors.js';
+import { decodeRequestHead, encodeHead, readHead } from '../shared/http-head.js';
+import { request } from './helpers/http.js';
+import { startStack, type Stack } from './helpers/origin.js';
+
+describe('HTTP head limits (codec)', () => {
+  it('readHead refuses a length prefix over MAX_HEAD_BYTES before reading the rest', async () => {
+    const stream = new PassThrough();
+    const prefix = Buffer.alloc(4);
+    prefix.writeUInt32BE(MAX_HEAD_BYTES + 1);
+    stream.write(prefix);
+    await expect(readHead(stream)).rejects.toMatchObject({ code: 'BEAM_ERR_HEAD_TOO_LARGE' });
+  });
+
+  it('encodeHead refuses a head over MAX_HEAD_BYTES', () => {
+    const head = { method: 'GET', target: `/${'a'.repeat(MAX_HEAD_BYTES)}`, headers: [], upgrade: false, body: false };
+    expect(() => encodeHead(head)).toThrow(BeamError);
+    expect(() => encodeHead(head)).toThrow(expect.objectContaining({ code: 'BEAM_ERR_HEAD_TOO_LARGE' }));
+  });
+
+  it('a request head with more than MAX_HEADER_COUNT headers is refused with BEAM_ERR_BAD_MESSAGE', () => {
+    const headers = Array.from({ length: MAX_HEADER_COUNT + 1 }, (_, i): [string, string] => [`x-h${i}`, 'v']);
+    const bytes = encodeHead({ method: 'GET', target: '/', headers, upgrade: false, body: false }).subarray(4);
+    expect(() => decodeRequestHead(bytes)).toThrow(expect.objectContaining({ code: 'BEAM_ERR_BAD_MESSAGE' }));
+    const ok = encodeHead({ method: 'GET', target: '/', headers: headers.slice(1), upgrade: false, body: false }).subarray(4);
+    expect(decodeRequestHead(ok).headers).toHaveLength(MAX_HEADER_COUNT);
+  });
+});
+
+describe('server limits (real processes)', () => {
+  let stack: Stack;
+  beforeAll(async () => {
+    stack = await startStack();
+  });
+  afterAll(async () => {
+    await stack?.stop();
+  });
+
+  function connect(role: 'agent' | 'visitor'): Promise<Socket> {
+    const socket = connectSocket(stack.server.url, {
+      path: SIGNALING_PATH,
+      transports: ['websocket'],
+      auth: { protocol: SIGNALING_PROTOCOL_VERSION, role },
+      reconnection: false,
+    });
+    return new Promise((resolve) => socket.once('connect', () => resolve(socket)));
+  }
+  const ack = (socket: Socket, event: string, payload: unknown): Promise<{ ok: boolean; error?: { code: string } }> =>
+    new Promise((resolve) => socket.emit(event, payload, resolve));
+
+  it(`a client sending more than MAX_HEADER_BYTES (${MAX_HEADER_BYTES}) of headers gets 431`, async () => {
+    const res = await request(stack.server.port, stack.agent.host, '/', { headers: { 'x-big': 'a'.repeat(MAX_HEADER_BYTES + 1) }, agent: false });
+    expect(res.status).toBe(431);
+    const fine = await request(stack.server.port, stack.agent.host, '/fine', { headers: { 'x-big': 'a'.repeat(MAX_HEADER_BYTES / 2) } });
+    expect(fine.status).toBe(200);
+  });
+
+  it(`one connection registers at most MAX_SHARES_PER_CONNECTION (${MAX_SHARES_PER_CONNECTION}) shares`, async () => {
+    const socket = await connect('agent');
+    try {
+      for (let i = 0; i < MAX_SHARES_PER_CONNECTION; i++) expect((await ack(socket, 'share:register', {})).ok).toBe(true);
+      expect((await ack(socket, 'share:register', {})).error?.code).toBe('BEAM_ERR_LIMIT_REACHED');
+    } finally {
+      socket.close();
+    }
+  });
+
+  it(`a share has at most MAX_SESSIONS_PER_SHARE (${MAX_SESSIONS_PER_SHARE}) sessions open`, async () => {
+    const agent = await connect('agent');
+    const visitor = await connect('visitor');
+    try {
+      const reg = await ack(agent, 'share:register', {});
+      const name = (reg as unknown as { value: { name: string } }).value.name;
+      for (let i = 0; i < MAX_SESSIONS_PER_SHARE; i++) expect((await ack(visitor, 'session:open', { share: name })).ok).toBe(true);
+      expect((await ack(visitor, 'session:open', { share: name })).error?.code).toBe('BEAM_ERR_LIMIT_REACHED');
+      // The real share next door is unaffected.
+      expect((await request(stack.server.port, stack.agent.host, '/neighbour')).status).toBe(200);
+    } finally {
+      agent.close();
+      visitor.close();
+    }
+  });
+});
