@@ -105,11 +105,14 @@ async function runHttp(targetArg: string, flags: HttpFlags): Promise<void> {
   agent.on('origin-unreachable', (e) => out.emit({ event: 'origin-unreachable', ...e }));
   agent.on('disconnected', (e) => out.emit({ event: 'reconnecting', reason: e.reason }));
   agent.on('error', (err) => out.emit({ event: 'error', code: err.code, message: err.message }));
+  // The first registration is announced below; every later one (after a drop, or a server restart) here.
+  let announced = false;
   agent.on('ready', (r) => {
-    if (r.resumed) out.emit({ event: 'ready', name: r.name, url: r.url, origin, server: serverUrl, resumed: true });
+    if (announced) out.emit({ event: 'ready', name: r.name, url: r.url, origin, server: serverUrl, resumed: true });
   });
 
   const registered = await agent.start();
+  announced = true;
   const lan = embedded ? lanAddress() : undefined;
   out.emit({
     event: 'ready',

@@ -125,6 +125,27 @@ describe('agent failures', () => {
     }
   });
 
+  it('after a server restart the agent registers again with the same name and serves', async () => {
+    const own = await startServer();
+    const proc = new BeamProcess(['http', `127.0.0.1:${origin.port}`, '--server', own.url, '--json']);
+    let again: ServerHandle | undefined;
+    try {
+      const ready = await proc.waitFor('ready');
+      const name = ready['name'] as string;
+      const mark = proc.events.length;
+      await own.proc.kill();
+      await proc.waitFor('reconnecting', mark);
+      again = await startServer(['--port', String(own.port)]);
+      const back = await proc.waitFor((e) => e.event === 'ready' && e['resumed'] === true, mark);
+      expect(back['name']).toBe(name);
+      const res = await request(again.port, `${name}.localhost:${again.port}`, '/after-restart');
+      expect(res.body.toString()).toBe('hello from /after-restart');
+    } finally {
+      await proc.kill();
+      await again?.proc.kill();
+    }
+  });
+
   it('two agents asking for the same name: the second gets BEAM_ERR_NAME_TAKEN and exits 1', async () => {
     const first = await startAgent(`127.0.0.1:${origin.port}`, server, ['--name', 'same-name-123']);
     try {
