@@ -11,7 +11,7 @@ import type { Logger } from 'pino';
 import { SIGNALING_PATH, SIGNALING_PROTOCOL_VERSION } from '../shared/constants.js';
 import { BeamError, errorCodeOf, type ErrorCode } from '../shared/errors.js';
 import { StreamProtocol } from '../shared/frames.js';
-import { decodeResponseHead, encodeHead, endToEndHeaders, readHead, type RequestHead, type ResponseHead } from '../shared/http-head.js';
+import { decodeResponseHead, encodeHead, endToEndHeaders, FORWARDING_HEADERS, readHead, type RequestHead, type ResponseHead } from '../shared/http-head.js';
 import type { MuxStream } from '../shared/mux.js';
 import { decode, SessionClosedSchema, SessionSignalSchema } from '../shared/signaling.js';
 import type { WebRtcEngine } from '../transport/engine.js';
@@ -28,9 +28,6 @@ export interface GatewayOptions {
   /** Requests whose Host is no share (a bare IP, the domain itself) go to this share, if any: the embedded default. */
   defaultShare?: () => string | undefined;
 }
-
-/** Client-supplied headers the gateway replaces with what it saw itself. */
-const REPLACED = new Set(['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-forwarded-port', 'forwarded', 'x-real-ip']);
 
 /**
  * The path and query of a request target. An absolute-form target
@@ -122,7 +119,7 @@ export class Gateway {
   }
 
   private requestHead(req: IncomingMessage, upgrade: boolean): RequestHead {
-    const headers = endToEndHeaders(req.rawHeaders, REPLACED);
+    const headers = endToEndHeaders(req.rawHeaders, FORWARDING_HEADERS);
     const remote = req.socket.remoteAddress ?? '';
     const encrypted = 'encrypted' in req.socket && Boolean(req.socket.encrypted);
     headers.push(['X-Forwarded-For', remote], ['X-Forwarded-Proto', encrypted ? 'https' : 'http']);

@@ -232,7 +232,7 @@ export class Agent extends EventEmitter<AgentEvents> {
         clearTimeout(session.setupTimer);
         const mux = new Mux(channel, { role: 'responder' });
         session.mux = mux;
-        mux.on('stream', (stream) => this.onStream(stream));
+        mux.on('stream', (stream) => this.onStream(stream, session.visitor));
         mux.on('close', () => this.endSession(sessionId));
         const path: PathKind = session.visitor === 'gateway' ? 'gateway' : peer.selectedCandidateKind() === 'relay' ? 'turn' : 'direct';
         this.emit('session', { id: sessionId, visitor: session.visitor, path });
@@ -242,12 +242,12 @@ export class Agent extends EventEmitter<AgentEvents> {
     });
   }
 
-  private onStream(stream: MuxStream): void {
+  private onStream(stream: MuxStream, visitor: VisitorKind): void {
     stream.on('error', () => {
       // Reset by the visitor or the connection: the forwarder already cleaned up.
     });
     if (stream.protocol === StreamProtocol.HTTP) {
-      void this.forwarder.serve(stream);
+      void this.forwarder.serve(stream, visitor === 'gateway');
       return;
     }
     stream.destroy(new BeamError('BEAM_ERR_BAD_REQUEST', 'this share serves HTTP'));

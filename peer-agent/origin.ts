@@ -6,7 +6,7 @@ import http from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { BeamError, errorCodeOf, type ErrorCode } from '../shared/errors.js';
-import { decodeRequestHead, encodeHead, endToEndHeaders, endToEndPairs, readHead, type RequestHead } from '../shared/http-head.js';
+import { decodeRequestHead, encodeHead, endToEndHeaders, endToEndPairs, FORWARDING_HEADERS, readHead, type RequestHead } from '../shared/http-head.js';
 
 export interface Origin {
   host: string;
@@ -53,8 +53,12 @@ export class OriginForwarder {
     this.agent.destroy();
   }
 
-  /** Serves one HTTP stream; never throws: failures become an error head or a reset. */
-  async serve(stream: Duplex): Promise<void> {
+  /**
+   * Serves one HTTP stream; never throws: failures become an error head or a
+   * reset. `trustForwarded` is true only for the server's own gateway: any
+   * other visitor's X-Forwarded-*, Forwarded and X-Real-IP are dropped.
+   */
+  async serve(stream: Duplex, trustForwarded: boolean): Promise<void> {
     const started = performance.now();
     let head: RequestHead;
     try {
@@ -63,7 +67,7 @@ export class OriginForwarder {
       stream.destroy(err instanceof BeamError ? err : new BeamError('BEAM_ERR_BAD_MESSAGE'));
       return;
     }
-    const headers = endToEndPairs(head.headers);
+    const headers = endToEndPairs(head.headers, trustForwarded ? undefined : FORWARDING_HEADERS);
     if (this.options.hostHeader === 'rewrite') {
       const i = headers.findIndex(([k]) => k.toLowerCase() === 'host');
       if (i >= 0) headers.splice(i, 1);

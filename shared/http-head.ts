@@ -124,6 +124,19 @@ export function readHead(stream: Readable, max = MAX_HEAD_BYTES): Promise<Buffer
   });
 }
 
+/**
+ * Headers that claim where a request came from. The gateway replaces them
+ * with what it saw itself; the agent believes them only from the gateway.
+ */
+export const FORWARDING_HEADERS: ReadonlySet<string> = new Set([
+  'x-forwarded-for',
+  'x-forwarded-proto',
+  'x-forwarded-host',
+  'x-forwarded-port',
+  'forwarded',
+  'x-real-ip',
+]);
+
 /** Hop-by-hop headers (RFC 9110 section 7.6.1), never forwarded. */
 const HOP_BY_HOP = new Set([
   'connection',
