@@ -143,7 +143,7 @@ async function runServe(flags: ServeFlags): Promise<void> {
   const server = await startBeamServer({ engine, logger: log }, { port, host: flags.host, domain, publicUrl: flags.publicUrl });
   const url = flags.publicUrl ?? `http://${domain}:${server.port}`;
   if (flags.json) process.stdout.write(`${JSON.stringify({ event: 'ready', url, port: server.port, domain })}\n`);
-  else out.line(`Beam server listening on ${flags.host}:${server.port}; shares are ${server.shareUrl('<name>')}`);
+  else out.line(`Beam server listening on ${flags.host}:${server.port}; shares are ${server.shareUrl('share-name').replace('share-name.', '<name>.')}`);
   onStop(async () => {
     await server.close();
     if (flags.json) process.stdout.write(`${JSON.stringify({ event: 'closed' })}\n`);

@@ -70,6 +70,30 @@ describe('options', () => {
     }
   });
 
+  it('BEAM_SERVER picks the server when --server is absent', async () => {
+    const server = await startServer();
+    const proc = new BeamProcess(['http', `127.0.0.1:${origin.port}`, '--json'], { BEAM_SERVER: server.url });
+    try {
+      const ready = await proc.waitFor('ready');
+      expect(ready['server']).toBe(server.url);
+      expect(ready['url']).toBe(`http://${ready['name'] as string}.localhost:${server.port}/`);
+      expect(ready['lan']).toBeUndefined();
+    } finally {
+      await proc.kill();
+      await server.proc.kill();
+    }
+  });
+
+  it('serve prints where shares live, in plain text without --json', async () => {
+    const proc = new BeamProcess(['serve', '--port', '0', '--host', '127.0.0.1', '--domain', 'tunnel.test']);
+    try {
+      const line = await proc.waitFor((e) => e.event === 'text');
+      expect(String(line['line'])).toMatch(/^Beam server listening on 127\.0\.0\.1:\d+; shares are http:\/\/<name>\.tunnel\.test:\d+\/$/);
+    } finally {
+      await proc.kill();
+    }
+  });
+
   it('serve --domain and --public-url shape share URLs', async () => {
     const server = await startServer(['--public-url', 'https://beam.example.test']);
     const agent = await startAgent(`127.0.0.1:${origin.port}`, server);
