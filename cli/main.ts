@@ -145,7 +145,9 @@ async function runServe(flags: ServeFlags): Promise<void> {
   if (flags.json) process.stdout.write(`${JSON.stringify({ event: 'ready', url, port: server.port, domain })}\n`);
   else out.line(`Beam server listening on ${flags.host}:${server.port}; shares are ${server.shareUrl('share-name').replace('share-name.', '<name>.')}`);
   onStop(async () => {
-    await server.close();
+    if (flags.json) process.stdout.write(`${JSON.stringify({ event: 'draining', requests: server.gateway.requestsInFlight })}\n`);
+    else out.line(`Draining ${server.gateway.requestsInFlight} request(s) in flight...`);
+    await server.drain();
     if (flags.json) process.stdout.write(`${JSON.stringify({ event: 'closed' })}\n`);
   });
 }

@@ -51,6 +51,8 @@ export class Gateway {
   private readonly options: GatewayOptions;
   private readonly links = new Map<string, ShareLink>();
   private readonly socket: GatewaySocket;
+  private inFlight = 0;
+  private idleWaiters: Array<() => void> = [];
 
   constructor(components: { engine: WebRtcEngine; logger: Logger }, options: GatewayOptions) {
     this.engine = components.engine;
@@ -81,6 +83,29 @@ export class Gateway {
     });
     this.socket.on('disconnect', () => {
       for (const link of [...this.links.values()]) link.close();
+    });
+  }
+
+  /** Whether the gateway can reach the signaling server now (for /readyz). */
+  get connected(): boolean {
+    return this.socket.connected;
+  }
+
+  /** Requests (and upgraded connections) being served right now. */
+  get requestsInFlight(): number {
+    return this.inFlight;
+  }
+
+  /** Resolves once no request is in flight. */
+  idle(): Promise<void> {
+    if (this.inFlight === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  private track(res: { once(event: 'close', cb: () => void): unknown }): void {
+    this.inFlight++;
+    res.once('close', () => {
+      if (--this.inFlight === 0) for (const w of this.idleWaiters.splice(0)) w();
     });
   }
 
@@ -131,6 +156,7 @@ export class Gateway {
 
   /** Handles one public HTTP request. */
   async handleRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    this.track(res);
     const share = this.route(req.headers.host);
     if (!share) {
       sendError(req.headers, res, 'BEAM_ERR_SHARE_NOT_FOUND', `no share for host "${req.headers.host ?? ''}"`);
@@ -192,6 +218,7 @@ export class Gateway {
 
   /** Handles an upgrade request (WebSocket) by splicing the client's socket to a stream. */
   async handleUpgrade(req: IncomingMessage, socket: Duplex, rest: Buffer): Promise<void> {
+    this.track(socket);
     socket.on('error', () => socket.destroy());
     const share = this.route(req.headers.host);
     if (!share) {

@@ -8,7 +8,7 @@ import type { AddressInfo } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { Server as SocketIoServer } from 'socket.io';
 import type { Logger } from 'pino';
-import { MAX_HEADER_BYTES, MAX_SIGNALING_MESSAGE_BYTES, SIGNALING_PATH } from '../shared/constants.js';
+import { DRAIN_TIMEOUT_MS, MAX_HEADER_BYTES, MAX_SIGNALING_MESSAGE_BYTES, SIGNALING_PATH } from '../shared/constants.js';
 import type { IceServer } from '../shared/signaling.js';
 import { SignalingServer, type SignalingIo } from '../signaling/server.js';
 import type { WebRtcEngine } from '../transport/engine.js';
@@ -35,7 +35,20 @@ export interface BeamServer {
   readonly gateway: Gateway;
   /** Public URL of a share. */
   shareUrl(name: string): string;
+  /**
+   * Graceful stop (SIGTERM): /readyz turns 503, no new connections are
+   * accepted, in-flight requests finish for up to `timeoutMs`, then close().
+   */
+  drain(timeoutMs?: number): Promise<void>;
   close(): Promise<void>;
+}
+
+/** Liveness and readiness, at /healthz and /readyz on the server's own host and at /.beam/… on any host. */
+function healthPath(url: string | undefined, ownHost: boolean): 'healthz' | 'readyz' | undefined {
+  const path = (url ?? '').split('?')[0];
+  if (path === '/.beam/healthz' || (ownHost && path === '/healthz')) return 'healthz';
+  if (path === '/.beam/readyz' || (ownHost && path === '/readyz')) return 'readyz';
+  return undefined;
 }
 
 /** Builds `<scheme>://<name>.<host>[:port]/` from a base URL. */
@@ -89,9 +102,18 @@ export async function startBeamServer(
       defaultShare: options.defaultShare,
     },
   );
-  // socket.io handles its own path first; everything else is a share's.
+  let draining = false;
+  // socket.io handles its own path first; then health checks; everything else is a share's.
   server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
     if (req.url?.startsWith(`${SIGNALING_PATH}/`)) return;
+    const check = healthPath(req.url, gateway.route(req.headers.host) === undefined);
+    if (check) {
+      const ready = check === 'healthz' || (!draining && gateway.connected);
+      const body = JSON.stringify({ status: ready ? 'ok' : draining ? 'draining' : 'not ready' });
+      res.writeHead(ready ? 200 : 503, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+      res.end(`${body}\n`);
+      return;
+    }
     void gateway.handleRequest(req, res);
   });
   server.on('upgrade', (req: http.IncomingMessage, socket, head: Buffer) => {
@@ -100,12 +122,21 @@ export async function startBeamServer(
   });
   await gateway.ready();
 
-  return {
+  const result: BeamServer = {
     port,
     http: server,
     signaling,
     gateway,
     shareUrl,
+    async drain(timeoutMs = DRAIN_TIMEOUT_MS) {
+      draining = true;
+      // Stop accepting; keep-alive connections close once their current request is done.
+      server.close();
+      server.closeIdleConnections();
+      const timer = new Promise<void>((resolve) => setTimeout(resolve, timeoutMs).unref());
+      await Promise.race([gateway.idle(), timer]);
+      await result.close();
+    },
     async close() {
       gateway.close();
       signaling.close();
@@ -115,4 +146,5 @@ export async function startBeamServer(
       });
     },
   };
+  return result;
 }

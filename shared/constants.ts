@@ -105,6 +105,8 @@ export const MAX_NAME_LENGTH = 63;
 export const AGENT_CONNECT_TIMEOUT_MS = 10_000;
 /** How long the agent waits for the origin's response head, once the request is fully sent, before answering 504. */
 export const DEFAULT_ORIGIN_TIMEOUT_MS = 30_000;
+/** How long a draining server (SIGTERM) lets in-flight requests finish before it closes them. */
+export const DRAIN_TIMEOUT_MS = 10_000;
 /** Port the embedded server tries first; the next free one is taken if it is busy. */
 export const DEFAULT_EMBEDDED_PORT = 7070;
 /** How many ports after DEFAULT_EMBEDDED_PORT the embedded server tries. */
