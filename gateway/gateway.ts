@@ -53,6 +53,10 @@ export class Gateway {
   private readonly socket: GatewaySocket;
   private inFlight = 0;
   private idleWaiters: Array<() => void> = [];
+  /** Bytes of links already closed, so totals never go down. */
+  private closedBytes = { sent: 0, received: 0 };
+  /** Called when a request ends, with its status and duration (for metrics). */
+  onRequestDone: ((status: number, seconds: number) => void) | undefined;
 
   constructor(components: { engine: WebRtcEngine; logger: Logger }, options: GatewayOptions) {
     this.engine = components.engine;
@@ -102,9 +106,21 @@ export class Gateway {
     return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
 
-  private track(res: { once(event: 'close', cb: () => void): unknown }): void {
+  /** Bytes exchanged with agents over all links, ever. */
+  linkBytes(): { sent: number; received: number } {
+    let { sent, received } = this.closedBytes;
+    for (const link of this.links.values()) {
+      sent += link.bytes.sent;
+      received += link.bytes.received;
+    }
+    return { sent, received };
+  }
+
+  private track(res: { once(event: 'close', cb: () => void): unknown; statusCode?: number }): void {
     this.inFlight++;
+    const started = performance.now();
     res.once('close', () => {
+      this.onRequestDone?.(res.statusCode ?? 101, (performance.now() - started) / 1000);
       if (--this.inFlight === 0) for (const w of this.idleWaiters.splice(0)) w();
     });
   }
@@ -135,7 +151,10 @@ export class Gateway {
     let link = this.links.get(share);
     if (!link) {
       link = new ShareLink({ engine: this.engine, logger: this.log, socket: this.socket }, share, (gone) => {
-        if (this.links.get(share) === gone) this.links.delete(share);
+        if (this.links.get(share) !== gone) return;
+        this.links.delete(share);
+        this.closedBytes.sent += gone.bytes.sent;
+        this.closedBytes.received += gone.bytes.received;
       });
       this.links.set(share, link);
     }

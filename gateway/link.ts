@@ -99,6 +99,11 @@ export class ShareLink {
     return this.mux?.rtt;
   }
 
+  /** Bytes this link has sent and received so far. */
+  get bytes(): { sent: number; received: number } {
+    return { sent: this.mux?.bytesSent ?? 0, received: this.mux?.bytesReceived ?? 0 };
+  }
+
   close(): void {
     if (this.closed) return;
     this.closed = true;

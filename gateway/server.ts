@@ -13,6 +13,7 @@ import type { IceServer } from '../shared/signaling.js';
 import { SignalingServer, type SignalingIo } from '../signaling/server.js';
 import type { WebRtcEngine } from '../transport/engine.js';
 import { Gateway } from './gateway.js';
+import { createMetrics } from './metrics.js';
 
 export interface BeamServerOptions {
   /** Port to listen on; 0 picks a free one. */
@@ -102,11 +103,22 @@ export async function startBeamServer(
       defaultShare: options.defaultShare,
     },
   );
+  const metrics = createMetrics(signaling, gateway);
+  gateway.onRequestDone = metrics.observeRequest;
   let draining = false;
   // socket.io handles its own path first; then health checks; everything else is a share's.
   server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
     if (req.url?.startsWith(`${SIGNALING_PATH}/`)) return;
-    const check = healthPath(req.url, gateway.route(req.headers.host) === undefined);
+    const ownHost = gateway.route(req.headers.host) === undefined;
+    if (ownHost && req.url === '/metrics') {
+      // Only on the server's own host: a share's visitors never see the server's numbers.
+      void metrics.registry.metrics().then((text) => {
+        res.writeHead(200, { 'content-type': metrics.registry.contentType, 'cache-control': 'no-store' });
+        res.end(text);
+      });
+      return;
+    }
+    const check = healthPath(req.url, ownHost);
     if (check) {
       const ready = check === 'healthz' || (!draining && gateway.connected);
       const body = JSON.stringify({ status: ready ? 'ok' : draining ? 'draining' : 'not ready' });

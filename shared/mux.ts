@@ -81,6 +81,9 @@ export class Mux extends EventEmitter<MuxEvents> {
   private pingTimer: NodeJS.Timeout | undefined;
   /** Latest round-trip time measured with PING, in milliseconds. */
   rtt: number | undefined;
+  /** Bytes of data-channel messages sent and received, frame headers included. */
+  bytesSent = 0;
+  bytesReceived = 0;
   /** Window growth granted beyond the initial window, over all open streams. */
   private windowGrowth = 0;
 
@@ -221,7 +224,9 @@ export class Mux extends EventEmitter<MuxEvents> {
           this.waitingForChannel = true;
           break;
         }
-        this.channel.send(this.pack());
+        const message = this.pack();
+        this.bytesSent += message.byteLength;
+        this.channel.send(message);
       }
     } catch (err) {
       this.close(errorCodeOf(err) ?? 'BEAM_ERR_PEER_GONE');
@@ -266,6 +271,7 @@ export class Mux extends EventEmitter<MuxEvents> {
 
   private receive(message: Uint8Array): void {
     if (this.closed) return;
+    this.bytesReceived += message.byteLength;
     let frames: Frame[];
     try {
       frames = decodeMessage(message);

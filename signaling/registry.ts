@@ -27,6 +27,8 @@ export interface ShareRegistry {
   /** Whether `name` is held for an owner that dropped and may resume. */
   isHeld(name: string): Promise<boolean>;
   namesOf(owner: string): string[];
+  /** Live shares (held names not counted). */
+  liveCount(): Promise<number>;
   close(): void;
 }
 
@@ -121,6 +123,12 @@ export class MemoryShareRegistry implements ShareRegistry {
 
   namesOf(owner: string): string[] {
     return [...(this.byOwner.get(owner) ?? [])];
+  }
+
+  async liveCount(): Promise<number> {
+    let n = 0;
+    for (const entry of this.entries.values()) if (entry.owner !== undefined) n++;
+    return n;
   }
 
   close(): void {

@@ -48,6 +48,7 @@ interface Session {
   share: string;
   agent: string;
   visitor: string;
+  kind: VisitorKind;
 }
 
 interface SocketData {
@@ -99,6 +100,18 @@ export class SignalingServer {
     return (await this.registry.ownerOf(name)) !== undefined;
   }
 
+  /** Live shares, for metrics. */
+  shareCount(): Promise<number> {
+    return this.registry.liveCount();
+  }
+
+  /** Open sessions by visitor kind, for metrics. */
+  sessionCounts(): Record<VisitorKind, number> {
+    const counts: Record<VisitorKind, number> = { gateway: 0, browser: 0, cli: 0 };
+    for (const s of this.sessions.values()) counts[s.kind]++;
+    return counts;
+  }
+
   close(): void {
     this.registry.close();
     this.sessions.clear();
@@ -137,7 +150,7 @@ export class SignalingServer {
         if ((this.sessionsByShare.get(share) ?? 0) >= MAX_SESSIONS_PER_SHARE) {
           throw new BeamError('BEAM_ERR_LIMIT_REACHED', `${MAX_SESSIONS_PER_SHARE} sessions per share`);
         }
-        const session: Session = { id: randomBytes(12).toString('base64url'), share, agent, visitor: socket.id };
+        const session: Session = { id: randomBytes(12).toString('base64url'), share, agent, visitor: socket.id, kind: data.kind ?? 'cli' };
         this.addSession(session);
         const iceServers = this.options.iceServers ?? [];
         this.io?.to(agent).emit('session:incoming', {

@@ -33,6 +33,41 @@ describe('beam serve', () => {
     }
   });
 
+  it('serves Prometheus metrics on its own host that move with traffic, and never on a share host', async () => {
+    const server = await startServer();
+    const agent = await startAgent(`127.0.0.1:${origin.port}`, server);
+    const own = `127.0.0.1:${server.port}`;
+    /** Parses the text format: every sample line is `name{labels} value`. */
+    const scrape = async (): Promise<Map<string, number>> => {
+      const res = await request(server.port, own, '/metrics');
+      expect(res.status).toBe(200);
+      expect(res.headers['content-type']).toContain('text/plain');
+      const samples = new Map<string, number>();
+      for (const line of res.body.toString().split('\n')) {
+        if (!line || line.startsWith('#')) continue;
+        const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*(?:\{[^}]*\})?) (-?[0-9.e+-]+|NaN|[+-]Inf)$/.exec(line);
+        expect(m, line).not.toBeNull();
+        samples.set(m![1]!, Number(m![2]));
+      }
+      return samples;
+    };
+    try {
+      const before = await scrape();
+      expect(before.get('beam_shares')).toBe(1);
+      for (let i = 0; i < 7; i++) expect((await request(server.port, agent.host, `/m${i}`)).status).toBe(200);
+      const after = await scrape();
+      expect((after.get('beam_gateway_requests_total{status="2xx"}') ?? 0) - (before.get('beam_gateway_requests_total{status="2xx"}') ?? 0)).toBe(7);
+      expect((after.get('beam_gateway_request_duration_seconds_count') ?? 0) - (before.get('beam_gateway_request_duration_seconds_count') ?? 0)).toBe(7);
+      expect(after.get('beam_gateway_peer_bytes_total{direction="received"}')).toBeGreaterThan(7 * 20);
+      expect(after.get('beam_sessions{visitor="gateway"}')).toBe(1);
+      // A share's own /metrics belongs to the app.
+      expect((await request(server.port, agent.host, '/metrics')).body.toString()).toBe('hello from /metrics');
+    } finally {
+      await agent.proc.kill();
+      await server.proc.kill();
+    }
+  });
+
   it('on SIGTERM stops accepting, lets an in-flight request finish, then exits 0', async () => {
     const server = await startServer();
     const agent = await startAgent(`127.0.0.1:${origin.port}`, server);

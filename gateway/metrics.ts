@@ -1,0 +1,80 @@
+/**
+ * Prometheus metrics for `beam serve` (prom-client), served at /metrics on
+ * the server's own host. Everything is read at scrape time except request
+ * counts and latencies, which the gateway records as requests end.
+ */
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { SignalingServer } from '../signaling/server.js';
+
+export interface GatewayMetricsSource {
+  linkBytes(): { sent: number; received: number };
+  readonly requestsInFlight: number;
+}
+
+export interface ServerMetrics {
+  registry: Registry;
+  /** Records a finished gateway request. */
+  observeRequest(status: number, seconds: number): void;
+}
+
+export function createMetrics(signaling: SignalingServer, gateway: GatewayMetricsSource): ServerMetrics {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'beam_process_' });
+  new Gauge({
+    name: 'beam_shares',
+    help: 'Shares registered and online',
+    registers: [registry],
+    async collect() {
+      this.set(await signaling.shareCount());
+    },
+  });
+  new Gauge({
+    name: 'beam_sessions',
+    help: 'Signaling sessions open, by visitor kind',
+    labelNames: ['visitor'] as const,
+    registers: [registry],
+    collect() {
+      for (const [visitor, n] of Object.entries(signaling.sessionCounts())) this.set({ visitor }, n);
+    },
+  });
+  new Gauge({
+    name: 'beam_gateway_requests_in_flight',
+    help: 'Gateway requests being served',
+    registers: [registry],
+    collect() {
+      this.set(gateway.requestsInFlight);
+    },
+  });
+  // A counter read at scrape time: the links keep the running totals.
+  new Counter({
+    name: 'beam_gateway_peer_bytes_total',
+    help: 'Bytes the gateway exchanged with agents over WebRTC, by direction',
+    labelNames: ['direction'] as const,
+    registers: [registry],
+    collect() {
+      const { sent, received } = gateway.linkBytes();
+      this.reset();
+      this.inc({ direction: 'sent' }, sent);
+      this.inc({ direction: 'received' }, received);
+    },
+  });
+  const requests = new Counter({
+    name: 'beam_gateway_requests_total',
+    help: 'Gateway requests finished, by status class',
+    labelNames: ['status'] as const,
+    registers: [registry],
+  });
+  const latency = new Histogram({
+    name: 'beam_gateway_request_duration_seconds',
+    help: 'Time from request to the end of the response at the gateway',
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [registry],
+  });
+  return {
+    registry,
+    observeRequest(status, seconds) {
+      requests.inc({ status: `${Math.floor(status / 100)}xx` });
+      latency.observe(seconds);
+    },
+  };
+}
