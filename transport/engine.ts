@@ -51,19 +51,6 @@ export function bareCandidate(line: string): string {
   return line.startsWith('a=') ? line.slice(2) : line;
 }
 
-/**
- * Makes the offerer the DTLS client (`a=setup:active` instead of `actpass`).
- * The answerer gets the offer first and so connects ICE first; as DTLS client
- * it would send its ClientHello before the offerer (still waiting for the
- * answer) can take it, and DTLS's 1 s retransmit timer would then delay the
- * connection (seen on ~40% of connections with libdatachannel 0.24.5). With
- * the offerer as client, the answerer's DTLS server is already listening.
- * Applied to node-datachannel's offers; werift as offerer keeps `actpass`.
- */
-export function offerAsDtlsClient(sdp: string): string {
-  return sdp.replace(/^a=setup:actpass$/gm, 'a=setup:active');
-}
-
 export function candidateKind(line: string): CandidateKind | undefined {
   const m = / typ (host|srflx|prflx|relay)/.exec(line);
   return m ? (m[1] as CandidateKind) : undefined;

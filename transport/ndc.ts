@@ -1,7 +1,7 @@
 /** The node-datachannel (libdatachannel) engine: Beam's default. */
 import ndc from 'node-datachannel';
 import type { IceServer, Signal } from '../shared/signaling.js';
-import { bareCandidate, candidateKind, offerAsDtlsClient, PeerEvents, type CandidateKind, type DataChannel, type Peer, type PeerOptions, type PeerState, type WebRtcEngine } from './engine.js';
+import { bareCandidate, candidateKind, PeerEvents, type CandidateKind, type DataChannel, type Peer, type PeerOptions, type PeerState, type WebRtcEngine } from './engine.js';
 
 type NdcChannel = ndc.DataChannel;
 
@@ -77,8 +77,7 @@ class NdcPeer extends PeerEvents<NdcDataChannel> implements Peer {
       iceServers: options.iceServers.map(toNdcIceServer),
     });
     this.pc.onLocalDescription((sdp, type) => {
-      if (type === 'offer') this.signalCb({ type, sdp: offerAsDtlsClient(sdp) });
-      else if (type === 'answer') this.signalCb({ type, sdp });
+      if (type === 'offer' || type === 'answer') this.signalCb({ type, sdp });
     });
     this.pc.onLocalCandidate((candidate, mid) => this.signalCb({ type: 'candidate', candidate: bareCandidate(candidate), mid }));
     this.pc.onStateChange((state) => {

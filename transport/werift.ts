@@ -96,7 +96,6 @@ class WeriftPeer extends PeerEvents<WeriftDataChannel> implements Peer {
     const offer = await this.pc.createOffer();
     await this.pc.setLocalDescription(offer);
     const sdp = this.pc.localDescription?.sdp;
-    // werift keeps its offer's actpass (offerAsDtlsClient is for libdatachannel's race).
     if (sdp && !this.closed) this.sendDescription({ type: 'offer', sdp });
   }
   private sendDescription(signal: Signal): void {
