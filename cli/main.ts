@@ -1,5 +1,4 @@
 /** The `beam` command line. */
-import { networkInterfaces } from 'node:os';
 import net from 'node:net';
 import { Command, Option } from 'commander';
 import { pino, type Logger } from 'pino';
@@ -8,6 +7,7 @@ import { BeamError } from '../shared/errors.js';
 import { Agent } from '../peer-agent/agent.js';
 import { startBeamServer, type BeamServer } from '../gateway/server.js';
 import { loadEngine } from '../transport/index.js';
+import { lanAddress } from './lan.js';
 import { createOutput, type Output } from './output.js';
 import { parseEngine, parseHostHeader, parseLogLevel, parseMs, parsePort, parseServerUrl, parseTarget, type Target } from './options.js';
 
@@ -31,14 +31,6 @@ interface ServeFlags extends CommonFlags {
 
 function logger(level: string): Logger {
   return pino({ level: parseLogLevel(level), base: { pid: process.pid } }, pino.destination(2));
-}
-
-/** The first non-internal IPv4 address: what a teammate on the LAN would type. */
-export function lanAddress(): string | undefined {
-  for (const list of Object.values(networkInterfaces())) {
-    for (const a of list ?? []) if (a.family === 'IPv4' && !a.internal) return a.address;
-  }
-  return undefined;
 }
 
 function probe(target: Target): Promise<boolean> {

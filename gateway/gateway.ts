@@ -5,7 +5,7 @@
  * than a window per request.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Duplex } from 'node:stream';
+import { Duplex } from 'node:stream';
 import { io as connectSocket } from 'socket.io-client';
 import type { Logger } from 'pino';
 import { SIGNALING_PATH, SIGNALING_PROTOCOL_VERSION } from '../shared/constants.js';
@@ -142,11 +142,6 @@ export class Gateway {
     return this.options.defaultShare?.();
   }
 
-  /** RTT of the link to a share, if one is up. */
-  rttOf(share: string): number | undefined {
-    return this.links.get(share)?.rtt;
-  }
-
   private async openStream(share: string): Promise<MuxStream> {
     let link = this.links.get(share);
     if (!link) {
@@ -173,21 +168,26 @@ export class Gateway {
     return { method: req.method ?? 'GET', target: originForm(req.url), headers, remoteAddress: remote, upgrade, body };
   }
 
+  /** The stream for a request's share, or the error a visitor gets instead. */
+  private async streamFor(req: IncomingMessage): Promise<MuxStream | { code: ErrorCode; detail?: string }> {
+    const share = this.route(req.headers.host);
+    if (!share) return { code: 'BEAM_ERR_SHARE_NOT_FOUND', detail: `no share for host "${req.headers.host ?? ''}"` };
+    try {
+      return await this.openStream(share);
+    } catch (err) {
+      return this.failure(req, err);
+    }
+  }
+
   /** Handles one public HTTP request. */
   async handleRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
     this.track(res);
-    const share = this.route(req.headers.host);
-    if (!share) {
-      sendError(req.headers, res, 'BEAM_ERR_SHARE_NOT_FOUND', `no share for host "${req.headers.host ?? ''}"`);
+    const opened = await this.streamFor(req);
+    if (!(opened instanceof Duplex)) {
+      sendError(req.headers, res, opened.code, opened.detail);
       return;
     }
-    let stream: MuxStream;
-    try {
-      stream = await this.openStream(share);
-    } catch (err) {
-      this.answerFailure(req, res, err);
-      return;
-    }
+    const stream = opened;
     stream.on('error', (err) => {
       if (!res.headersSent) this.answerFailure(req, res, err);
       else res.destroy();
@@ -239,18 +239,12 @@ export class Gateway {
   async handleUpgrade(req: IncomingMessage, socket: Duplex, rest: Buffer): Promise<void> {
     this.track(socket);
     socket.on('error', () => socket.destroy());
-    const share = this.route(req.headers.host);
-    if (!share) {
-      sendRawError(req.headers, socket, 'BEAM_ERR_SHARE_NOT_FOUND', `no share for host "${req.headers.host ?? ''}"`);
+    const opened = await this.streamFor(req);
+    if (!(opened instanceof Duplex)) {
+      sendRawError(req.headers, socket, opened.code, opened.detail);
       return;
     }
-    let stream: MuxStream;
-    try {
-      stream = await this.openStream(share);
-    } catch (err) {
-      sendRawError(req.headers, socket, this.codeFor(err));
-      return;
-    }
+    const stream = opened;
     stream.on('error', () => socket.destroy());
     socket.on('close', () => stream.destroy());
     stream.write(encodeHead(this.requestHead(req, true)));
@@ -259,7 +253,8 @@ export class Gateway {
     try {
       head = decodeResponseHead(await readHead(stream));
     } catch (err) {
-      sendRawError(req.headers, socket, this.codeFor(err));
+      const { code, detail } = this.failure(req, err);
+      sendRawError(req.headers, socket, code, detail);
       stream.destroy();
       return;
     }
@@ -279,16 +274,18 @@ export class Gateway {
     if (head.status === 101) socket.pipe(stream);
   }
 
-  private codeFor(err: unknown): ErrorCode {
-    return errorCodeOf(err) ?? 'BEAM_ERR_AGENT_UNREACHABLE';
-  }
-
-  private answerFailure(req: IncomingMessage, res: ServerResponse, err: unknown): void {
-    let code = this.codeFor(err);
+  /** What a visitor is told when the gateway, not the app, fails a request. */
+  private failure(req: IncomingMessage, err: unknown): { code: ErrorCode; detail?: string } {
+    let code = errorCodeOf(err) ?? 'BEAM_ERR_AGENT_UNREACHABLE';
     // Inside the gateway these all mean the same to a visitor: the agent can't be reached.
     if (code === 'BEAM_ERR_PEER_GONE' || code === 'BEAM_ERR_STREAM_RESET' || code === 'BEAM_ERR_BAD_MESSAGE') code = 'BEAM_ERR_AGENT_UNREACHABLE';
     this.log.debug({ code, host: req.headers.host }, 'request failed');
-    sendError(req.headers, res, code, err instanceof BeamError ? err.detail : undefined);
+    return { code, detail: err instanceof BeamError ? err.detail : undefined };
+  }
+
+  private answerFailure(req: IncomingMessage, res: ServerResponse, err: unknown): void {
+    const { code, detail } = this.failure(req, err);
+    sendError(req.headers, res, code, detail);
   }
 
   close(): void {

@@ -128,10 +128,6 @@ export class ShareLink {
     this.peer?.signal(signal).catch((err: Error) => this.log.debug({ err: err.message }, 'signal from agent not applied'));
   }
 
-  get rtt(): number | undefined {
-    return this.mux?.rtt;
-  }
-
   /** Bytes this link has sent and received so far. */
   get bytes(): { sent: number; received: number } {
     return { sent: this.mux?.bytesSent ?? 0, received: this.mux?.bytesReceived ?? 0 };

@@ -111,10 +111,6 @@ export class Agent extends EventEmitter<AgentEvents> {
     return this.registered;
   }
 
-  get sessionCount(): number {
-    return this.sessions.size;
-  }
-
   /** Connects and registers; resolves with the first registration or rejects with a BeamError. */
   start(): Promise<Registered> {
     return new Promise((resolve, reject) => {

@@ -23,8 +23,6 @@ export interface OriginOptions {
 export interface OriginEvents {
   /** Called when the origin refuses a connection: the CLI prints a line. */
   onUnreachable(err: NodeJS.ErrnoException): void;
-  /** Called when a request completes, for the inspector and logs. */
-  onExchange?(info: { method: string; target: string; status: number | ErrorCode; ms: number }): void;
 }
 
 const UNREACHABLE = new Set(['ECONNREFUSED', 'ECONNRESET', 'EHOSTUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'EPIPE', 'ETIMEDOUT']);
@@ -59,7 +57,6 @@ export class OriginForwarder {
    * other visitor's X-Forwarded-*, Forwarded and X-Real-IP are dropped.
    */
   async serve(stream: Duplex, trustForwarded: boolean): Promise<void> {
-    const started = performance.now();
     let head: RequestHead;
     try {
       head = decodeRequestHead(await readHead(stream));
@@ -95,7 +92,6 @@ export class OriginForwarder {
       if (state !== 'waiting') return;
       state = 'error-sent';
       stream.end(encodeHead({ kind: 'error', code, detail }));
-      this.events.onExchange?.({ method: head.method, target: head.target, status: code, ms: performance.now() - started });
     };
     // The clock runs from the moment the whole request is at the origin: a
     // long upload is not a slow origin.
@@ -140,9 +136,6 @@ export class OriginForwarder {
       res.pipe(stream);
       res.on('error', () => stream.destroy(new BeamError('BEAM_ERR_ORIGIN_UNREACHABLE', 'origin closed mid-response')));
       res.on('aborted', () => stream.destroy(new BeamError('BEAM_ERR_ORIGIN_UNREACHABLE', 'origin closed mid-response')));
-      res.on('end', () => {
-        this.events.onExchange?.({ method: head.method, target: head.target, status: res.statusCode ?? 0, ms: performance.now() - started });
-      });
     });
 
     req.on('upgrade', (res, socket, rest) => {
@@ -162,7 +155,6 @@ export class OriginForwarder {
       socket.on('error', () => stream.destroy(new BeamError('BEAM_ERR_ORIGIN_UNREACHABLE', 'origin closed the upgraded connection')));
       stream.on('error', () => socket.destroy());
       stream.on('close', () => socket.destroy());
-      this.events.onExchange?.({ method: head.method, target: head.target, status: 101, ms: performance.now() - started });
     });
 
     stream.on('error', (err) => {

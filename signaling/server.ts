@@ -95,11 +95,6 @@ export class SignalingServer {
     io.on('connection', (socket) => this.onConnection(socket));
   }
 
-  /** Whether a share is live right now. */
-  async hasShare(name: string): Promise<boolean> {
-    return (await this.registry.ownerOf(name)) !== undefined;
-  }
-
   /** Live shares, for metrics. */
   shareCount(): Promise<number> {
     return this.registry.liveCount();

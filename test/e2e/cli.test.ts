@@ -1,6 +1,6 @@
 /** The command line as a user meets it: the embedded default, the JSON contract, human output and bad input. */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { lanAddressForTest } from '../helpers/lan.js';
+import { lanAddress } from '../../cli/lan.js';
 import { request } from '../helpers/http.js';
 import { startOrigin, type Origin } from '../helpers/origin.js';
 import { BeamProcess, startAgent, startServer } from '../helpers/procs.js';
@@ -29,7 +29,7 @@ describe('beam <port> on the embedded default', () => {
       expect(res.status, res.body.toString()).toBe(200);
       expect(res.body.toString()).toBe('hello from /embedded');
 
-      const lan = lanAddressForTest();
+      const lan = lanAddress();
       if (lan) {
         // A teammate on the LAN types the bare address: it reaches the one share.
         expect(ready['lan']).toBe(`http://${lan}:${port}/`);
