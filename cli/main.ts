@@ -7,9 +7,11 @@ import { BeamError } from '../shared/errors.js';
 import { Agent } from '../peer-agent/agent.js';
 import { startBeamServer, type BeamServer } from '../gateway/server.js';
 import { loadEngine } from '../transport/index.js';
+import { loadIdentity } from '../transport/identity.js';
+import { connectLink } from '../transport/link.js';
 import { lanAddress } from './lan.js';
 import { createOutput, type Output } from './output.js';
-import { parseEngine, parseHostHeader, parseLogLevel, parseMs, parsePort, parseServerUrl, parseTarget, type Target } from './options.js';
+import { parseEngine, parseHostHeader, parseLogLevel, parseMs, parsePort, parseRelayMode, parseServerUrl, parseTarget, type Target } from './options.js';
 
 interface CommonFlags {
   json?: boolean;
@@ -21,12 +23,17 @@ interface HttpFlags extends CommonFlags {
   name?: string;
   hostHeader: string;
   originTimeout?: string;
+  relay: string;
 }
 interface ServeFlags extends CommonFlags {
   port: string;
   host: string;
   domain: string;
   publicUrl?: string;
+}
+
+function round(ms: number): number {
+  return Math.round(ms * 10) / 10;
 }
 
 function logger(level: string): Logger {
@@ -75,8 +82,10 @@ async function runHttp(targetArg: string, flags: HttpFlags): Promise<void> {
   const server = serverFlag ? parseServerUrl(serverFlag) : undefined;
   const hostHeader = parseHostHeader(flags.hostHeader);
   const originTimeoutMs = flags.originTimeout ? parseMs(flags.originTimeout, '--origin-timeout') : undefined;
+  const relay = parseRelayMode(flags.relay);
   const log = logger(flags.logLevel);
   const engine = await loadEngine(parseEngine(flags.engine));
+  const identity = await loadIdentity();
 
   let embedded: BeamServer | undefined;
   let agent: Agent | undefined;
@@ -84,11 +93,15 @@ async function runHttp(targetArg: string, flags: HttpFlags): Promise<void> {
   const serverUrl = server ?? `http://127.0.0.1:${embedded?.port}`;
   const origin = `${target.host.includes(':') ? `[${target.host}]` : target.host}:${target.port}`;
 
-  agent = new Agent({ engine, logger: log }, { server: serverUrl, origin: target, name: flags.name, hostHeader, originTimeoutMs });
+  agent = new Agent({ engine, logger: log, identity }, { server: serverUrl, origin: target, name: flags.name, hostHeader, originTimeoutMs, relay });
   const paths = new Map<string, string>();
   agent.on('session', (s) => {
     paths.set(s.id, s.path);
-    out.emit({ event: 'session', id: s.id, visitor: s.visitor, path: s.path });
+    out.emit({ event: 'session', id: s.id, visitor: s.visitor, path: s.path, via: s.via, ...(s.rtt !== undefined ? { rtt: round(s.rtt) } : {}) });
+  });
+  agent.on('path', (s) => {
+    paths.set(s.id, s.path);
+    out.emit({ event: 'path', id: s.id, visitor: s.visitor, path: s.path, via: s.via, ...(s.rtt !== undefined ? { rtt: round(s.rtt) } : {}) });
   });
   agent.on('session-closed', (s) => {
     out.emit({ event: 'session-closed', id: s.id, path: paths.get(s.id) ?? 'gateway' });
@@ -110,6 +123,7 @@ async function runHttp(targetArg: string, flags: HttpFlags): Promise<void> {
     event: 'ready',
     name: registered.name,
     url: registered.url,
+    link: connectLink(registered.url, identity.peerId.toString()),
     ...(lan && embedded ? { lan: `http://${lan}:${embedded.port}/` } : {}),
     origin,
     server: serverUrl,
@@ -159,7 +173,8 @@ function httpCommand(cmd: Command): Command {
     .addOption(new Option('--log-level <level>', 'pino log level on stderr').default('warn'))
     .addOption(new Option('--engine <engine>', 'WebRTC engine: node-datachannel or werift').default('node-datachannel'))
     .addOption(new Option('--host-header <mode>', 'rewrite the Host header to the origin\'s (rewrite) or keep the visitor\'s (preserve)').default('rewrite'))
-    .option('--origin-timeout <ms>', 'how long to wait for the origin\'s response head (default 30000)');
+    .option('--origin-timeout <ms>', 'how long to wait for the origin\'s response head (default 30000)')
+    .addOption(new Option('--relay <mode>', 'auto: direct WebRTC, else the relay; never: direct only; always: relay only').default('auto'));
 }
 
 export function program(): Command {

@@ -1,6 +1,7 @@
 /** Decoders for command-line values: each returns a typed value or throws BEAM_ERR_BAD_OPTION saying what to type instead. */
 import { BeamError } from '../shared/errors.js';
 import { ENGINE_NAMES, type EngineName } from '../transport/engine.js';
+import { RELAY_MODES, type RelayMode } from '../shared/signaling.js';
 
 export interface Target {
   host: string;
@@ -54,4 +55,9 @@ const LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 export function parseLogLevel(value: string): string {
   if (LEVELS.includes(value)) return value;
   throw new BeamError('BEAM_ERR_BAD_OPTION', `--log-level must be one of ${LEVELS.join(', ')}`);
+}
+
+export function parseRelayMode(value: string): RelayMode {
+  if ((RELAY_MODES as readonly string[]).includes(value)) return value as RelayMode;
+  throw new BeamError('BEAM_ERR_BAD_OPTION', `--relay must be one of ${RELAY_MODES.join(', ')}`);
 }

@@ -4,8 +4,8 @@
  * to stderr through pino, never here.
  */
 export type CliEvent =
-  | { event: 'ready'; name: string; url: string; lan?: string; origin: string; server: string; resumed?: boolean }
-  | { event: 'session'; id: string; visitor: string; path: string }
+  | { event: 'ready'; name: string; url: string; link?: string; lan?: string; origin: string; server: string; resumed?: boolean }
+  | { event: 'session' | 'path'; id: string; visitor: string; path: string; via: string; rtt?: number }
   | { event: 'session-closed'; id: string; path: string }
   | { event: 'origin-unreachable'; origin: string; code: string }
   | { event: 'reconnecting'; reason: string }
@@ -33,14 +33,27 @@ export function createOutput(json: boolean, out: NodeJS.WritableStream = process
   };
 }
 
+function via(e: { path: string; via: string; rtt?: number }): string {
+  const how = e.path === e.via ? e.path : `${e.path} (${e.via} to the agent)`;
+  return e.rtt !== undefined ? `${how}, ${e.rtt} ms` : how;
+}
+
 function describe(e: CliEvent): string | undefined {
   switch (e.event) {
     case 'ready':
       return e.resumed
         ? `Reconnected: ${e.url} is back.`
-        : [`Sharing ${e.origin}`, `  Link:  ${e.url}`, ...(e.lan ? [`  LAN:   ${e.lan}`] : []), 'Press Ctrl+C to stop.'].join('\n');
+        : [
+            `Sharing ${e.origin}`,
+            `  Link:  ${e.url}`,
+            ...(e.lan ? [`  LAN:   ${e.lan}`] : []),
+            ...(e.link ? [`  beam connect ${e.link}`] : []),
+            'Press Ctrl+C to stop.',
+          ].join('\n');
     case 'session':
-      return `+ visitor ${e.id.slice(0, 8)} (${e.visitor}) via ${e.path}`;
+      return `+ visitor ${e.id.slice(0, 8)} (${e.visitor}) via ${via(e)}`;
+    case 'path':
+      return `~ visitor ${e.id.slice(0, 8)} now via ${via(e)}`;
     case 'session-closed':
       return `- visitor ${e.id.slice(0, 8)} left`;
     case 'origin-unreachable':

@@ -15,8 +15,10 @@ import { decodeResponseHead, encodeHead, endToEndHeaders, FORWARDING_HEADERS, re
 import type { MuxStream } from '../shared/mux.js';
 import { decode, SessionClosedSchema, SessionSignalSchema } from '../shared/signaling.js';
 import type { WebRtcEngine } from '../transport/engine.js';
+import type { Identity } from '../transport/identity.js';
+import { VisitorSession, type VisitorSocket } from '../transport/session.js';
+import type { RelayMode } from '../shared/signaling.js';
 import { sendError, sendRawError } from './error-page.js';
-import { ShareLink, type GatewaySocket } from './link.js';
 
 export interface GatewayOptions {
   /** Signaling server to reach shares through, e.g. http://127.0.0.1:7070 */
@@ -27,6 +29,8 @@ export interface GatewayOptions {
   domain: string;
   /** Requests whose Host is no share (a bare IP, the domain itself) go to this share, if any: the embedded default. */
   defaultShare?: () => string | undefined;
+  /** How the gateway reaches agents. Default 'auto': direct, else the relay. */
+  relay?: RelayMode;
 }
 
 /**
@@ -49,8 +53,9 @@ export class Gateway {
   private readonly log: Logger;
   private readonly engine: WebRtcEngine;
   private readonly options: GatewayOptions;
-  private readonly links = new Map<string, ShareLink>();
-  private readonly socket: GatewaySocket;
+  private readonly links = new Map<string, VisitorSession>();
+  private readonly socket: VisitorSocket;
+  private readonly identity: Identity;
   private inFlight = 0;
   private idleWaiters: Array<() => void> = [];
   /** Bytes of links already closed, so totals never go down. */
@@ -58,8 +63,9 @@ export class Gateway {
   /** Called when a request ends, with its status and duration (for metrics). */
   onRequestDone: ((status: number, seconds: number) => void) | undefined;
 
-  constructor(components: { engine: WebRtcEngine; logger: Logger }, options: GatewayOptions) {
+  constructor(components: { engine: WebRtcEngine; logger: Logger; identity: Identity }, options: GatewayOptions) {
     this.engine = components.engine;
+    this.identity = components.identity;
     this.log = components.logger.child({ component: 'gateway' });
     this.options = options;
     this.socket = connectSocket(options.signalingUrl, {
@@ -145,16 +151,21 @@ export class Gateway {
   private async openStream(share: string): Promise<MuxStream> {
     let link = this.links.get(share);
     if (!link) {
-      link = new ShareLink({ engine: this.engine, logger: this.log, socket: this.socket }, share, (gone) => {
-        if (this.links.get(share) !== gone) return;
+      const created = new VisitorSession(
+        { engine: this.engine, logger: this.log, socket: this.socket, identity: this.identity },
+        { share, server: this.options.signalingUrl, relay: this.options.relay ?? 'auto' },
+      );
+      created.once('close', () => {
+        if (this.links.get(share) !== created) return;
         this.links.delete(share);
-        this.closedBytes.sent += gone.bytes.sent;
-        this.closedBytes.received += gone.bytes.received;
+        this.closedBytes.sent += created.bytes.sent;
+        this.closedBytes.received += created.bytes.received;
       });
-      this.links.set(share, link);
+      this.links.set(share, created);
+      link = created;
     }
-    const mux = await link.ready;
-    return mux.openStream(StreamProtocol.HTTP);
+    await link.ready;
+    return link.openStream(StreamProtocol.HTTP);
   }
 
   private requestHead(req: IncomingMessage, upgrade: boolean): RequestHead {

@@ -17,7 +17,12 @@ export interface ServerMetrics {
   observeRequest(status: number, seconds: number): void;
 }
 
-export function createMetrics(signaling: SignalingServer, gateway: GatewayMetricsSource): ServerMetrics {
+export interface RelayMetricsSource {
+  readonly bytesRelayed: number;
+  readonly sessionCount: number;
+}
+
+export function createMetrics(signaling: SignalingServer, gateway: GatewayMetricsSource, relay: RelayMetricsSource): ServerMetrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'beam_process_' });
   new Gauge({
@@ -56,6 +61,23 @@ export function createMetrics(signaling: SignalingServer, gateway: GatewayMetric
       this.reset();
       this.inc({ direction: 'sent' }, sent);
       this.inc({ direction: 'received' }, received);
+    },
+  });
+  new Counter({
+    name: 'beam_relay_bytes_total',
+    help: 'Ciphertext bytes the relay forwarded between visitors and agents',
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(relay.bytesRelayed);
+    },
+  });
+  new Gauge({
+    name: 'beam_relay_sessions',
+    help: 'Sessions the relay is splicing or holding for their second side',
+    registers: [registry],
+    collect() {
+      this.set(relay.sessionCount);
     },
   });
   const requests = new Counter({

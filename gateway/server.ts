@@ -8,12 +8,14 @@ import type { AddressInfo } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { Server as SocketIoServer } from 'socket.io';
 import type { Logger } from 'pino';
-import { DRAIN_TIMEOUT_MS, MAX_HEADER_BYTES, MAX_SIGNALING_MESSAGE_BYTES, SIGNALING_PATH } from '../shared/constants.js';
-import type { IceServer } from '../shared/signaling.js';
+import { DRAIN_TIMEOUT_MS, MAX_HEADER_BYTES, MAX_SIGNALING_MESSAGE_BYTES, RELAY_PATH, SIGNALING_PATH } from '../shared/constants.js';
+import type { IceServer, RelayMode } from '../shared/signaling.js';
+import { ephemeralIdentity } from '../transport/identity.js';
 import { SignalingServer, type SignalingIo } from '../signaling/server.js';
 import type { WebRtcEngine } from '../transport/engine.js';
 import { Gateway } from './gateway.js';
 import { createMetrics } from './metrics.js';
+import { RelayServer } from './relay.js';
 
 export interface BeamServerOptions {
   /** Port to listen on; 0 picks a free one. */
@@ -27,6 +29,8 @@ export interface BeamServerOptions {
   /** Route Hosts that name no share to this share (the embedded default). */
   defaultShare?: () => string | undefined;
   iceServers?: IceServer[];
+  /** How the gateway's own HTTP entry reaches agents. Default 'auto'. */
+  gatewayRelay?: RelayMode;
 }
 
 export interface BeamServer {
@@ -34,6 +38,7 @@ export interface BeamServer {
   readonly http: http.Server;
   readonly signaling: SignalingServer;
   readonly gateway: Gateway;
+  readonly relay: RelayServer;
   /** Public URL of a share. */
   shareUrl(name: string): string;
   /**
@@ -90,20 +95,30 @@ export async function startBeamServer(
     pingInterval: 10_000,
     pingTimeout: 5_000,
   });
-  const signaling = new SignalingServer({ logger: components.logger }, { shareUrl, gatewayToken, iceServers: options.iceServers });
+  let relay: RelayServer | undefined;
+  const signaling = new SignalingServer(
+    { logger: components.logger },
+    { shareUrl, gatewayToken, iceServers: options.iceServers, onSessionEnd: (id) => relay?.end(id) },
+  );
   signaling.attach(io);
+  relay = new RelayServer({
+    logger: components.logger,
+    redeem: (sessionId, role, token) => signaling.redeemRelayToken(sessionId, role, token),
+  });
+  const relayServer = relay;
 
   const loopback = !options.host || options.host === '0.0.0.0' || options.host === '::' ? '127.0.0.1' : options.host;
   const gateway = new Gateway(
-    { engine: components.engine, logger: components.logger },
+    { engine: components.engine, logger: components.logger, identity: await ephemeralIdentity() },
     {
+      relay: options.gatewayRelay,
       signalingUrl: `http://${loopback.includes(':') ? `[${loopback}]` : loopback}:${port}`,
       gatewayToken,
       domain,
       defaultShare: options.defaultShare,
     },
   );
-  const metrics = createMetrics(signaling, gateway);
+  const metrics = createMetrics(signaling, gateway, relayServer);
   gateway.onRequestDone = metrics.observeRequest;
   let draining = false;
   // socket.io handles its own path first; then health checks; everything else is a share's.
@@ -130,6 +145,10 @@ export async function startBeamServer(
   });
   server.on('upgrade', (req: http.IncomingMessage, socket, head: Buffer) => {
     if (req.url?.startsWith(`${SIGNALING_PATH}/`)) return;
+    if (req.url === RELAY_PATH || req.url?.startsWith(`${RELAY_PATH}?`)) {
+      relayServer.handleUpgrade(req, socket, head);
+      return;
+    }
     void gateway.handleUpgrade(req, socket, head);
   });
   await gateway.ready();
@@ -139,6 +158,7 @@ export async function startBeamServer(
     http: server,
     signaling,
     gateway,
+    relay: relayServer,
     shareUrl,
     async drain(timeoutMs = DRAIN_TIMEOUT_MS) {
       draining = true;
@@ -151,6 +171,7 @@ export async function startBeamServer(
     },
     async close() {
       gateway.close();
+      relayServer.close();
       signaling.close();
       await new Promise<void>((resolve) => {
         io.close(() => resolve());

@@ -6,7 +6,14 @@
 import { EventEmitter } from 'node:events';
 import { io as connectSocket, type Socket } from 'socket.io-client';
 import type { Logger } from 'pino';
-import { AGENT_CONNECT_TIMEOUT_MS, DEFAULT_ORIGIN_TIMEOUT_MS, SIGNALING_PATH, SIGNALING_PROTOCOL_VERSION, STREAM_CHANNEL_LABEL } from '../shared/constants.js';
+import {
+  AGENT_CONNECT_TIMEOUT_MS,
+  DEFAULT_ORIGIN_TIMEOUT_MS,
+  NOISE_CHANNEL_LABEL,
+  SIGNALING_PATH,
+  SIGNALING_PROTOCOL_VERSION,
+  STREAM_CHANNEL_LABEL,
+} from '../shared/constants.js';
 import { BeamError, isErrorCode } from '../shared/errors.js';
 import { StreamProtocol } from '../shared/frames.js';
 import { Mux, type MuxStream } from '../shared/mux.js';
@@ -17,11 +24,17 @@ import {
   SessionSignalSchema,
   type Ack,
   type ClientToServerEvents,
+  type IceServer,
   type Registered,
+  type RelayMode,
+  type Signal,
   type ServerToClientEvents,
   type VisitorKind,
 } from '../shared/signaling.js';
 import type { Peer, WebRtcEngine } from '../transport/engine.js';
+import type { Identity } from '../transport/identity.js';
+import { connectRelay } from '../transport/relay.js';
+import { channelPipe, directPrologue, secure, SecureFrameChannel } from '../transport/secure.js';
 import { OriginForwarder, type Origin } from './origin.js';
 
 /** Attempts at the first connection before `start` gives up; later drops retry forever. */
@@ -40,23 +53,34 @@ export interface AgentOptions {
   hostHeader?: 'rewrite' | 'preserve';
   /** Default DEFAULT_ORIGIN_TIMEOUT_MS. */
   originTimeoutMs?: number;
+  /** 'never': direct WebRTC only; 'always': the relay only. Default 'auto'. */
+  relay?: RelayMode;
 }
 
 export interface AgentComponents {
   engine: WebRtcEngine;
   logger: Logger;
+  /** The agent's persistent key (transport/identity.ts); visitors verify it. */
+  identity: Identity;
 }
 
 export interface SessionInfo {
   id: string;
   visitor: VisitorKind;
+  /** How the visitor's traffic travels: through the gateway's HTTP entry, or straight from the visitor. */
   path: PathKind;
+  /** How the agent and the visitor (the gateway, for gateway visitors) are connected. */
+  via: LinkPath;
+  /** Round-trip time on that path, in ms, once measured. */
+  rtt: number | undefined;
 }
 
 export interface AgentEvents {
   /** The share is registered (again, after a reconnect: `resumed` is true). */
   ready: [Registered];
   session: [SessionInfo];
+  /** A session's path changed (a better one came up, or the one in use died), or its RTT was first measured. */
+  path: [SessionInfo];
   'session-closed': [{ id: string }];
   'origin-unreachable': [{ origin: string; code: string }];
   /** Lost the signaling server; reconnecting. */
@@ -64,17 +88,33 @@ export interface AgentEvents {
   error: [BeamError];
 }
 
+/** How the agent and a visitor are connected. */
+export type LinkPath = 'direct' | 'turn' | 'relay';
+const LINK_PATHS: readonly LinkPath[] = ['direct', 'turn', 'relay'];
+
 interface AgentSession {
   id: string;
   visitor: VisitorKind;
-  peer: Peer;
-  mux: Mux | undefined;
-  /** Ends a session whose channel never opens (a visitor that asked and went quiet). */
+  iceServers: IceServer[];
+  relayToken: string;
+  /** The latest direct peer connection (a retry replaces it). */
+  peer: Peer | undefined;
+  /** Which peer connection carries each WebRTC path. */
+  peers: Map<LinkPath, Peer>;
+  relayStarted: boolean;
+  paths: Map<LinkPath, Mux>;
+  /** The best path, as last announced. */
+  current: LinkPath | undefined;
+  announced: boolean;
+  rttAnnounced: boolean;
+  /** Ends a session that has no path for AGENT_CONNECT_TIMEOUT_MS. */
   setupTimer: NodeJS.Timeout | undefined;
 }
 
 export class Agent extends EventEmitter<AgentEvents> {
   private readonly engine: WebRtcEngine;
+  private readonly identity: Identity;
+  private readonly relayMode: RelayMode;
   private readonly log: Logger;
   private readonly options: AgentOptions;
   private readonly forwarder: OriginForwarder;
@@ -87,6 +127,8 @@ export class Agent extends EventEmitter<AgentEvents> {
   constructor(components: AgentComponents, options: AgentOptions) {
     super();
     this.engine = components.engine;
+    this.identity = components.identity;
+    this.relayMode = options.relay ?? 'auto';
     this.log = components.logger.child({ component: 'agent' });
     this.options = options;
     this.forwarder = new OriginForwarder(
@@ -119,7 +161,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       const socket: Socket<ServerToClientEvents, ClientToServerEvents> = connectSocket(this.options.server, {
         path: SIGNALING_PATH,
         transports: ['websocket'],
-        auth: { protocol: SIGNALING_PROTOCOL_VERSION, role: 'agent' },
+        auth: { protocol: SIGNALING_PROTOCOL_VERSION, role: 'agent', peerId: this.identity.peerId.toString(), relay: this.relayMode },
         reconnectionDelay: 250,
         reconnectionDelayMax: 5_000,
         randomizationFactor: 0.5,
@@ -178,10 +220,7 @@ export class Agent extends EventEmitter<AgentEvents> {
         try {
           const msg = decode(SessionSignalSchema, raw, 'session:signal');
           const session = this.sessions.get(msg.sessionId);
-          session?.peer.signal(msg.signal).catch((err: Error) => {
-            this.log.warn({ session: msg.sessionId, err: err.message }, 'bad signal from visitor');
-            this.endSession(msg.sessionId);
-          });
+          if (session) this.onSignal(session, msg.signal);
         } catch (err) {
           this.log.warn({ err: (err as Error).message }, 'dropped a malformed signal');
         }
@@ -206,36 +245,185 @@ export class Agent extends EventEmitter<AgentEvents> {
       this.log.warn({ err: (err as Error).message }, 'dropped a malformed session');
       return;
     }
-    const sessionId = msg.sessionId;
-    const peer = this.engine.createPeer({ iceServers: msg.iceServers });
-    const session: AgentSession = { id: sessionId, visitor: msg.visitor.kind, peer, mux: undefined, setupTimer: undefined };
+    const session: AgentSession = {
+      id: msg.sessionId,
+      visitor: msg.visitor.kind,
+      iceServers: msg.iceServers,
+      relayToken: msg.relayToken,
+      peer: undefined,
+      peers: new Map(),
+      relayStarted: false,
+      rttAnnounced: false,
+      paths: new Map(),
+      current: undefined,
+      announced: false,
+      setupTimer: undefined,
+    };
+    this.sessions.set(session.id, session);
+    this.armSetupTimer(session);
+  }
+
+  /** Ends a session that has no path for AGENT_CONNECT_TIMEOUT_MS (a visitor that asked and went quiet). */
+  private armSetupTimer(session: AgentSession): void {
+    clearTimeout(session.setupTimer);
     session.setupTimer = setTimeout(() => {
-      this.log.info({ session: sessionId }, 'visitor never connected; session ended');
-      this.endSession(sessionId);
+      if (session.paths.size > 0) return;
+      this.log.info({ session: session.id }, 'visitor never connected; session ended');
+      this.endSession(session.id);
     }, AGENT_CONNECT_TIMEOUT_MS);
     session.setupTimer.unref();
-    this.sessions.set(sessionId, session);
-    peer.onSignal((signal) => this.socket?.emit('session:signal', { sessionId, signal }));
+  }
+
+  private onSignal(session: AgentSession, signal: Signal): void {
+    if (signal.type === 'relay') {
+      this.startRelay(session);
+      return;
+    }
+    if (signal.type === 'offer') {
+      this.startDirect(session, signal.sdp);
+      return;
+    }
+    if (signal.type === 'answer') return;
+    session.peer?.signal(signal).catch((err: Error) => {
+      this.log.debug({ session: session.id, err: err.message }, 'candidate from visitor not applied');
+    });
+  }
+
+  /** Answers an offer with a new peer connection (a second offer is a retry and replaces the first). */
+  private startDirect(session: AgentSession, offerSdp: string): void {
+    if (this.relayMode === 'always') {
+      this.log.info({ session: session.id }, 'offer ignored: --relay always');
+      return;
+    }
+    session.peer?.close();
+    const peer = this.engine.createPeer({ iceServers: session.iceServers });
+    session.peer = peer;
+    let answerSdp: string | undefined;
+    let verified: Promise<void> | undefined;
+    peer.onSignal((signal) => {
+      if (signal.type === 'answer') answerSdp = signal.sdp;
+      this.socket?.emit('session:signal', { sessionId: session.id, signal });
+    });
     peer.onStateChange((state) => {
-      if (state === 'failed' || state === 'closed') this.endSession(sessionId);
+      if (state === 'failed' || state === 'closed') {
+        for (const kind of ['direct', 'turn'] as const) if (session.peers.get(kind) === peer) session.paths.get(kind)?.close('BEAM_ERR_PEER_GONE');
+        if (session.peer === peer) session.peer = undefined;
+      }
     });
     peer.onDataChannel((channel) => {
-      if (channel.label !== STREAM_CHANNEL_LABEL || session.mux) {
+      if (channel.label === NOISE_CHANNEL_LABEL && !verified) {
+        verified = (async () => {
+          await new Promise<void>((resolve) => (channel.isOpen() ? resolve() : channel.onOpen(resolve)));
+          if (!answerSdp) throw new BeamError('BEAM_ERR_HANDSHAKE_FAILED', 'no local answer');
+          await secure(channelPipe(channel), { role: 'responder', identity: this.identity, prologue: directPrologue(offerSdp, answerSdp) });
+          // The responder reads the last handshake message, so it is the one to close the channel.
+          channel.close();
+        })();
+        verified.catch((err: Error) => {
+          this.log.warn({ session: session.id, err: err.message }, 'direct handshake failed');
+          peer.close();
+        });
+        return;
+      }
+      if (channel.label !== STREAM_CHANNEL_LABEL || !verified) {
         channel.close();
         return;
       }
+      const handshake = verified;
       const start = (): void => {
-        clearTimeout(session.setupTimer);
         const mux = new Mux(channel, { role: 'responder' });
-        session.mux = mux;
-        mux.on('stream', (stream) => this.onStream(stream, session.visitor));
-        mux.on('close', () => this.endSession(sessionId));
-        const path: PathKind = session.visitor === 'gateway' ? 'gateway' : peer.selectedCandidateKind() === 'relay' ? 'turn' : 'direct';
-        this.emit('session', { id: sessionId, visitor: session.visitor, path });
+        const kind: 'direct' | 'turn' = peer.selectedCandidateKind() === 'relay' ? 'turn' : 'direct';
+        session.peers.set(kind, peer);
+        // Streams open only once the handshake is through: the visitor opens none before.
+        this.addPath(session, kind, mux, handshake);
       };
       if (channel.isOpen()) start();
       else channel.onOpen(start);
     });
+    peer.signal({ type: 'offer', sdp: offerSdp }).catch((err: Error) => {
+      this.log.warn({ session: session.id, err: err.message }, 'bad offer from visitor');
+      peer.close();
+    });
+  }
+
+  /** Meets the visitor at the relay with this session's one-time token. */
+  private startRelay(session: AgentSession): void {
+    if (session.relayStarted) return;
+    if (this.relayMode === 'never') {
+      this.log.info({ session: session.id }, 'relay request ignored: --relay never');
+      return;
+    }
+    session.relayStarted = true;
+    void (async () => {
+      try {
+        const pipe = await connectRelay(this.options.server, { sessionId: session.id, role: 'agent', token: session.relayToken });
+        const secured = await secure(pipe, { role: 'responder', identity: this.identity });
+        if (!this.sessions.has(session.id)) {
+          pipe.close();
+          return;
+        }
+        this.addPath(session, 'relay', new Mux(new SecureFrameChannel(secured), { role: 'responder' }), Promise.resolve());
+      } catch (err) {
+        this.log.warn({ session: session.id, err: (err as Error).message }, 'relay path failed');
+      }
+    })();
+  }
+
+  private addPath(session: AgentSession, kind: LinkPath, mux: Mux, verified: Promise<void>): void {
+    if (!this.sessions.has(session.id)) {
+      mux.close('BEAM_ERR_PEER_GONE');
+      return;
+    }
+    session.paths.get(kind)?.close('BEAM_ERR_PEER_GONE');
+    session.paths.set(kind, mux);
+    clearTimeout(session.setupTimer);
+    mux.on('stream', (stream) => {
+      stream.on('error', () => {
+        // Reset by the visitor or the connection: whoever serves it cleans up.
+      });
+      verified.then(
+        () => this.onStream(stream, session.visitor),
+        () => stream.destroy(new BeamError('BEAM_ERR_HANDSHAKE_FAILED')),
+      );
+    });
+    mux.on('close', () => {
+      if (session.paths.get(kind) !== mux) return;
+      session.paths.delete(kind);
+      if (session.paths.size === 0) this.armSetupTimer(session);
+      this.announce(session);
+    });
+    mux.on('rtt', () => {
+      if (session.current === kind && !session.rttAnnounced) {
+        session.rttAnnounced = true;
+        this.announce(session, true);
+      }
+    });
+    verified.then(
+      () => this.announce(session),
+      () => mux.close('BEAM_ERR_HANDSHAKE_FAILED'),
+    );
+  }
+
+  /** Emits 'session' for a session's first path and 'path' when the best path changes. */
+  private announce(session: AgentSession, force = false): void {
+    if (!this.sessions.has(session.id)) return;
+    const best = LINK_PATHS.find((k) => session.paths.has(k));
+    if (!best || (best === session.current && !force)) return;
+    if (best !== session.current) session.rttAnnounced = false;
+    session.current = best;
+    const info: SessionInfo = {
+      id: session.id,
+      visitor: session.visitor,
+      path: session.visitor === 'gateway' ? 'gateway' : best,
+      via: best,
+      rtt: session.paths.get(best)?.rtt,
+    };
+    if (!session.announced) {
+      session.announced = true;
+      this.emit('session', info);
+    } else {
+      this.emit('path', info);
+    }
   }
 
   private onStream(stream: MuxStream, visitor: VisitorKind): void {
@@ -254,11 +442,12 @@ export class Agent extends EventEmitter<AgentEvents> {
     if (!session) return;
     this.sessions.delete(id);
     clearTimeout(session.setupTimer);
-    session.mux?.close('BEAM_ERR_PEER_GONE');
-    session.peer.close();
+    for (const mux of session.paths.values()) mux.close('BEAM_ERR_PEER_GONE');
+    session.peer?.close();
+    for (const peer of session.peers.values()) peer.close();
     this.socket?.emit('session:close', { sessionId: id });
     // Only sessions announced with 'session' are announced as closed.
-    if (session.mux) this.emit('session-closed', { id });
+    if (session.announced) this.emit('session-closed', { id });
   }
 
   /** Closes every session and leaves the signaling server. */

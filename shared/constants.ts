@@ -16,6 +16,11 @@ export const STREAM_PROTOCOL_VERSION = 1;
 export const SIGNALING_PATH = '/.beam/signal';
 /** Label of the data channel that carries the stream protocol. */
 export const STREAM_CHANNEL_LABEL = 'beam/1';
+/**
+ * Label of the data channel that carries the Noise handshake of a direct
+ * path, before STREAM_CHANNEL_LABEL opens (transport/secure.ts).
+ */
+export const NOISE_CHANNEL_LABEL = 'beam/noise';
 
 // ---------------------------------------------------------------- stream protocol
 
@@ -113,3 +118,28 @@ export const DRAIN_TIMEOUT_MS = 10_000;
 export const DEFAULT_EMBEDDED_PORT = 7070;
 /** How many ports after DEFAULT_EMBEDDED_PORT the embedded server tries. */
 export const EMBEDDED_PORT_ATTEMPTS = 20;
+
+// ---------------------------------------------------------------- paths: direct, TURN, relay
+
+/** Path of the relay endpoint (WebSocket): it splices a visitor's and an agent's ciphertext. */
+export const RELAY_PATH = '/.beam/relay';
+/**
+ * How long a visitor waits for a direct (or TURN) path before it also opens
+ * the relay (the issue asks for 3 s or less). Direct keeps trying after that,
+ * and new streams move to it once it is up.
+ */
+export const DIRECT_PATH_TIMEOUT_MS = 3_000;
+/** While a session rides the relay, direct WebRTC is tried again this often. */
+export const DIRECT_RETRY_MS = 15_000;
+/** How long the Noise handshake may take on any path. */
+export const HANDSHAKE_TIMEOUT_MS = 5_000;
+/** How long the relay holds one side of a session while the other side arrives. */
+export const RELAY_PAIR_TIMEOUT_MS = 10_000;
+/** Largest WebSocket message the relay accepts (Noise frames are at most 64 KiB). */
+export const RELAY_MAX_MESSAGE_BYTES = 256 * 1024;
+/** Bytes the relay queues toward one side before it stops reading from the other. */
+export const RELAY_HIGH_WATER_BYTES = 1024 * 1024;
+/** Once the queue toward a side falls to this, the relay reads from the other side again. */
+export const RELAY_LOW_WATER_BYTES = 256 * 1024;
+/** Relayed sessions one server holds at once. */
+export const MAX_RELAY_SESSIONS = 4096;

@@ -94,6 +94,26 @@ export const ERRORS = {
     status: 400,
     message: 'A command-line option has an invalid value.',
   },
+  BEAM_ERR_IDENTITY: {
+    status: 500,
+    message: 'The agent\'s identity key could not be read or written.',
+  },
+  BEAM_ERR_PEER_MISMATCH: {
+    status: 502,
+    message: 'The peer did not prove the identity the link names: someone may be in the middle. Get a fresh link from the share\'s owner.',
+  },
+  BEAM_ERR_HANDSHAKE_FAILED: {
+    status: 502,
+    message: 'The encrypted handshake with the peer failed. Retry; update Beam on both ends if this repeats.',
+  },
+  BEAM_ERR_RELAY_REFUSED: {
+    status: 403,
+    message: 'The relay only splices sessions set up through signaling, once per side. Open a new session.',
+  },
+  BEAM_ERR_RELAY_TIMEOUT: {
+    status: 504,
+    message: 'The other side of a relayed session did not reach the relay in time.',
+  },
 } as const satisfies Record<string, { status: number; message: string }>;
 
 export type ErrorCode = keyof typeof ERRORS;

@@ -3,11 +3,13 @@
  *
  * Protocol flow
  *   agent   -> server  share:register {name?, resumeToken?}         ack {name, url, resumeToken}
- *   visitor -> server  session:open {share}                          ack {sessionId, iceServers}
- *   server  -> agent   session:incoming {sessionId, visitor}
+ *   visitor -> server  session:open {share}        ack {sessionId, iceServers, agentPeerId, agentRelay, relayToken}
+ *   server  -> agent   session:incoming {sessionId, visitor, iceServers, relayToken}
  *   visitor -> server  session:signal {sessionId, signal: offer}     forwarded to the agent
  *   agent   -> server  session:signal {sessionId, signal: answer}    forwarded to the visitor
  *   both    -> server  session:signal {sessionId, signal: candidate} forwarded to the other party
+ *   visitor -> server  session:signal {sessionId, signal: relay}     forwarded to the agent: "meet me
+ *                      at the relay" (RELAY_PATH, each side with its one-time relayToken)
  *   either  -> server  session:close {sessionId}
  *   server  -> both    session:closed {sessionId, code}  when a party leaves or closes
  *
@@ -17,20 +19,34 @@
  * the connection keeps working.
  *
  * Handshake auth: {protocol: SIGNALING_PROTOCOL_VERSION, role: 'agent' | 'visitor',
- * gatewayToken?: string}. A visitor with the gateway token is the server's own gateway.
+ * gatewayToken?: string, peerId?: string, relay?: RelayMode}. A visitor with the gateway
+ * token is the server's own gateway. An agent names its libp2p peer ID, which visitors
+ * check in the Noise handshake (a `beam connect` link carries its own copy), and its
+ * relay policy.
+ *
+ * A new offer within a session replaces the direct peer connection (a retry).
  */
 import { z } from 'zod';
 import { MAX_CANDIDATE_BYTES, MAX_NAME_LENGTH, MAX_SDP_BYTES, SIGNALING_PROTOCOL_VERSION } from './constants.js';
 import { BeamError, type ErrorCode } from './errors.js';
 
+export const RELAY_MODES = ['auto', 'never', 'always'] as const;
+export type RelayMode = (typeof RELAY_MODES)[number];
+
+/** A libp2p peer ID in its string forms (base58btc multihash, or a base32 CID). */
+export const PeerIdStringSchema = z.string().regex(/^(?:[1-9A-HJ-NP-Za-km-z]{40,64}|b[a-z2-7]{50,70})$/);
+
 export const HandshakeSchema = z.object({
   protocol: z.literal(SIGNALING_PROTOCOL_VERSION),
   role: z.enum(['agent', 'visitor']),
   gatewayToken: z.string().max(128).optional(),
+  peerId: PeerIdStringSchema.optional(),
+  relay: z.enum(RELAY_MODES).optional(),
 });
 export type Handshake = z.infer<typeof HandshakeSchema>;
 
 const sessionId = z.string().regex(/^[A-Za-z0-9_-]{8,64}$/);
+const relayToken = z.string().regex(/^[A-Za-z0-9_-]{16,128}$/);
 const shareName = z.string().min(1).max(MAX_NAME_LENGTH);
 
 export const SignalSchema = z.discriminatedUnion('type', [
@@ -41,8 +57,11 @@ export const SignalSchema = z.discriminatedUnion('type', [
     candidate: z.string().max(MAX_CANDIDATE_BYTES),
     mid: z.string().max(64),
   }),
+  z.object({ type: z.literal('relay') }),
 ]);
 export type Signal = z.infer<typeof SignalSchema>;
+/** The signals a WebRTC peer connection produces and consumes. */
+export type PeerSignal = Exclude<Signal, { type: 'relay' }>;
 
 export const RegisterRequestSchema = z.object({
   name: shareName.optional(),
@@ -73,6 +92,7 @@ export const IncomingSessionSchema = z.object({
   share: shareName,
   visitor: z.object({ kind: z.enum(['gateway', 'browser', 'cli']) }),
   iceServers: z.array(IceServerSchema).max(16),
+  relayToken,
 });
 export type IncomingSession = z.infer<typeof IncomingSessionSchema>;
 
@@ -96,6 +116,12 @@ export interface Registered {
 export interface SessionOpened {
   sessionId: string;
   iceServers: IceServer[];
+  /** The agent's peer ID as it told the server; `beam connect` trusts its link's copy instead. */
+  agentPeerId: string;
+  /** The agent's relay policy. */
+  agentRelay: RelayMode;
+  /** This visitor's one-time token for the relay. */
+  relayToken: string;
 }
 
 /** Events the server receives. */

@@ -20,6 +20,7 @@ import {
   type Ack,
   type ClientToServerEvents,
   type IceServer,
+  type RelayMode,
   type ServerToClientEvents,
   type VisitorKind,
 } from '../shared/signaling.js';
@@ -41,6 +42,8 @@ export interface SignalingOptions {
   iceServers?: IceServer[];
   /** Visitors that present this token are the server's own gateway. */
   gatewayToken?: string;
+  /** Called when a session ends, so the relay can drop its sockets. */
+  onSessionEnd?: (sessionId: string) => void;
 }
 
 interface Session {
@@ -49,11 +52,15 @@ interface Session {
   agent: string;
   visitor: string;
   kind: VisitorKind;
+  /** One-time relay tokens; a redeemed one is deleted. */
+  relayTokens: Partial<Record<'visitor' | 'agent', string>>;
 }
 
 interface SocketData {
   role: 'agent' | 'visitor';
   kind: VisitorKind | undefined;
+  peerId: string | undefined;
+  relay: RelayMode;
 }
 
 export class SignalingServer {
@@ -82,7 +89,8 @@ export class SignalingServer {
           else if (this.options.gatewayToken && safeEqual(hs.gatewayToken, this.options.gatewayToken)) kind = 'gateway';
           else throw new BeamError('BEAM_ERR_UNAUTHORIZED', 'bad gateway token');
         }
-        (socket.data as SocketData) = { role: hs.role, kind };
+        if (hs.role === 'agent' && !hs.peerId) throw new BeamError('BEAM_ERR_PROTOCOL_VERSION', 'agents must name their peer ID; update Beam');
+        (socket.data as SocketData) = { role: hs.role, kind, peerId: hs.peerId, relay: hs.relay ?? 'auto' };
         next();
       } catch (err) {
         const wire = wireError(err);
@@ -93,6 +101,18 @@ export class SignalingServer {
       }
     });
     io.on('connection', (socket) => this.onConnection(socket));
+  }
+
+  /**
+   * Redeems a side's relay token for a live session: true once per side, for
+   * the token signaling handed out, and never again.
+   */
+  redeemRelayToken(sessionId: string, role: 'visitor' | 'agent', token: string): boolean {
+    const session = this.sessions.get(sessionId);
+    const expected = session?.relayTokens[role];
+    if (!session || !expected || !safeEqual(token, expected)) return false;
+    delete session.relayTokens[role];
+    return true;
   }
 
   /** Live shares, for metrics. */
@@ -145,7 +165,9 @@ export class SignalingServer {
         if ((this.sessionsByShare.get(share) ?? 0) >= MAX_SESSIONS_PER_SHARE) {
           throw new BeamError('BEAM_ERR_LIMIT_REACHED', `${MAX_SESSIONS_PER_SHARE} sessions per share`);
         }
-        const session: Session = { id: randomBytes(12).toString('base64url'), share, agent, visitor: socket.id, kind: data.kind ?? 'cli' };
+        const agentData = this.io?.sockets.sockets.get(agent)?.data as SocketData | undefined;
+        const relayTokens = { visitor: randomBytes(24).toString('base64url'), agent: randomBytes(24).toString('base64url') };
+        const session: Session = { id: randomBytes(12).toString('base64url'), share, agent, visitor: socket.id, kind: data.kind ?? 'cli', relayTokens: { ...relayTokens } };
         this.addSession(session);
         const iceServers = this.options.iceServers ?? [];
         this.io?.to(agent).emit('session:incoming', {
@@ -153,9 +175,16 @@ export class SignalingServer {
           share,
           visitor: { kind: data.kind ?? 'cli' },
           iceServers,
+          relayToken: relayTokens.agent,
         });
         this.log.info({ share, session: session.id, visitor: data.kind }, 'session opened');
-        return { sessionId: session.id, iceServers };
+        return {
+          sessionId: session.id,
+          iceServers,
+          agentPeerId: agentData?.peerId ?? '',
+          agentRelay: agentData?.relay ?? 'auto',
+          relayToken: relayTokens.visitor,
+        };
       }),
     );
 
@@ -167,7 +196,7 @@ export class SignalingServer {
           throw new BeamError('BEAM_ERR_SESSION_NOT_FOUND');
         }
         const fromAgent = session.agent === socket.id;
-        if ((msg.signal.type === 'offer' && fromAgent) || (msg.signal.type === 'answer' && !fromAgent)) {
+        if ((msg.signal.type === 'offer' && fromAgent) || (msg.signal.type === 'relay' && fromAgent) || (msg.signal.type === 'answer' && !fromAgent)) {
           throw new BeamError('BEAM_ERR_BAD_MESSAGE', `${msg.signal.type} from the wrong party`);
         }
         this.io?.to(fromAgent ? session.visitor : session.agent).emit('session:signal', msg);
@@ -240,6 +269,7 @@ export class SignalingServer {
     else this.sessionsByShare.delete(session.share);
     const other = by === session.agent ? session.visitor : session.agent;
     this.io?.to(other).emit('session:closed', { sessionId: session.id, code });
+    this.options.onSessionEnd?.(session.id);
     this.log.info({ share: session.share, session: session.id, code }, 'session closed');
   }
 }

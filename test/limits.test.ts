@@ -1,4 +1,5 @@
 /** Every named limit that the other files don't already hit, hit here. */
+import { ephemeralIdentity } from '../transport/identity.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PassThrough } from 'node:stream';
 import { io as connectSocket, type Socket } from 'socket.io-client';
@@ -40,6 +41,8 @@ describe('HTTP head limits (codec)', () => {
   });
 });
 
+const PEER_ID = (await ephemeralIdentity()).peerId.toString();
+
 describe('server limits (real processes)', () => {
   let stack: Stack;
   beforeAll(async () => {
@@ -53,10 +56,13 @@ describe('server limits (real processes)', () => {
     const socket = connectSocket(stack.server.url, {
       path: SIGNALING_PATH,
       transports: ['websocket'],
-      auth: { protocol: SIGNALING_PROTOCOL_VERSION, role },
+      auth: { protocol: SIGNALING_PROTOCOL_VERSION, role, ...(role === 'agent' ? { peerId: PEER_ID } : {}) },
       reconnection: false,
     });
-    return new Promise((resolve) => socket.once('connect', () => resolve(socket)));
+    return new Promise((resolve, reject) => {
+      socket.once('connect', () => resolve(socket));
+      socket.once('connect_error', reject);
+    });
   }
   const ack = (socket: Socket, event: string, payload: unknown): Promise<{ ok: boolean; error?: { code: string } }> =>
     new Promise((resolve) => socket.emit(event, payload, resolve));

@@ -1,14 +1,14 @@
 /** Layer 3: real WebRTC engines in one process. */
 import { describe, expect, it } from 'vitest';
 import { loadEngine, type EngineName, type Peer } from '../transport/index.js';
-import type { Signal } from '../shared/signaling.js';
+import type { PeerSignal } from '../shared/signaling.js';
 
 async function connect(offerer: EngineName, answerer: EngineName): Promise<{ ms: number; close(): void }> {
   const a = (await loadEngine(offerer)).createPeer({ iceServers: [] });
   const b = (await loadEngine(answerer)).createPeer({ iceServers: [] });
   // A signaling server is never instant: a millisecond of delay each way is
   // what exposes ordering races between the two sides.
-  const relay = (to: Peer) => (s: Signal) => {
+  const relay = (to: Peer) => (s: PeerSignal) => {
     setTimeout(() => void to.signal(s), 1);
   };
   a.onSignal(relay(b));

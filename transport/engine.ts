@@ -4,7 +4,7 @@
  * each other and to browsers. Only this folder touches an engine's own API.
  */
 import type { FrameChannel } from '../shared/mux.js';
-import type { IceServer, Signal } from '../shared/signaling.js';
+import type { IceServer, PeerSignal as Signal } from '../shared/signaling.js';
 
 export type EngineName = 'node-datachannel' | 'werift';
 export const ENGINE_NAMES: readonly EngineName[] = ['node-datachannel', 'werift'];

@@ -1,6 +1,6 @@
 /** The node-datachannel (libdatachannel) engine: Beam's default. */
 import ndc from 'node-datachannel';
-import type { IceServer, Signal } from '../shared/signaling.js';
+import type { IceServer, PeerSignal as Signal } from '../shared/signaling.js';
 import { bareCandidate, candidateKind, PeerEvents, type CandidateKind, type DataChannel, type Peer, type PeerOptions, type PeerState, type WebRtcEngine } from './engine.js';
 
 type NdcChannel = ndc.DataChannel;

@@ -4,7 +4,7 @@
  * the last line that runs on Node 20.
  */
 import { RTCPeerConnection, type RTCDataChannel } from 'werift';
-import type { Signal } from '../shared/signaling.js';
+import type { PeerSignal as Signal } from '../shared/signaling.js';
 import { bareCandidate, candidateKind, PeerEvents, type CandidateKind, type DataChannel, type Peer, type PeerOptions, type PeerState, type WebRtcEngine } from './engine.js';
 
 class WeriftDataChannel implements DataChannel {

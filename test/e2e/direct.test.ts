@@ -23,7 +23,7 @@ afterAll(async () => {
 });
 
 async function exchange(head: RequestHead): Promise<{ stream: MuxStream; head: ReturnType<typeof decodeResponseHead> | undefined; body: string; error: string | undefined }> {
-  const stream = visitor.mux.openStream(StreamProtocol.HTTP);
+  const stream = visitor.session.openStream(StreamProtocol.HTTP);
   stream.end(encodeHead(head));
   try {
     const response = decodeResponseHead(await readHead(stream));
@@ -74,7 +74,7 @@ describe('a direct (peer-to-peer) visitor', () => {
   });
 
   it('a garbage head resets only its own stream; the next request works', async () => {
-    const bad = visitor.mux.openStream(StreamProtocol.HTTP);
+    const bad = visitor.session.openStream(StreamProtocol.HTTP);
     const failed = new Promise<string | undefined>((resolve) => bad.on('error', (err: { code?: string }) => resolve(err.code)));
     const garbage = Buffer.alloc(12);
     garbage.writeUInt32BE(8);

@@ -2,6 +2,7 @@
  * Layer 4, failures: origins that go away, agents that die or drop, names
  * that two agents want, and a hostile signaling client.
  */
+import { ephemeralIdentity } from '../../transport/identity.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import http from 'node:http';
 import { io as connectSocket, type Socket } from 'socket.io-client';
@@ -168,23 +169,36 @@ describe('agent failures', () => {
   });
 });
 
+/** A well-formed peer ID (Ed25519), for hand-made agent handshakes. */
+const PEER_ID = (await ephemeralIdentity()).peerId.toString();
+
 describe('hostile signaling clients', () => {
   function connect(auth: unknown): Socket {
     return connectSocket(server.url, { path: SIGNALING_PATH, transports: ['websocket'], auth: auth as object, reconnection: false });
   }
 
   it('refuses a bad handshake with a coded error', async () => {
-    for (const auth of [{}, { protocol: 99, role: 'agent' }, { protocol: SIGNALING_PROTOCOL_VERSION, role: 'root' }, { protocol: SIGNALING_PROTOCOL_VERSION, role: 'visitor', gatewayToken: 'guess' }]) {
+    const cases: Array<[unknown, string]> = [
+      [{}, 'BEAM_ERR_BAD_MESSAGE'],
+      [{ protocol: 99, role: 'agent', peerId: PEER_ID }, 'BEAM_ERR_BAD_MESSAGE'],
+      [{ protocol: SIGNALING_PROTOCOL_VERSION, role: 'root' }, 'BEAM_ERR_BAD_MESSAGE'],
+      [{ protocol: SIGNALING_PROTOCOL_VERSION, role: 'visitor', gatewayToken: 'guess' }, 'BEAM_ERR_UNAUTHORIZED'],
+      // An agent must name the identity visitors will check.
+      [{ protocol: SIGNALING_PROTOCOL_VERSION, role: 'agent' }, 'BEAM_ERR_PROTOCOL_VERSION'],
+      [{ protocol: SIGNALING_PROTOCOL_VERSION, role: 'agent', peerId: 'not-a-peer-id' }, 'BEAM_ERR_BAD_MESSAGE'],
+      [{ protocol: SIGNALING_PROTOCOL_VERSION, role: 'agent', peerId: PEER_ID, relay: 'sometimes' }, 'BEAM_ERR_BAD_MESSAGE'],
+    ];
+    for (const [auth, code] of cases) {
       const socket = connect(auth);
       const err = await new Promise<Error & { data?: { code: string } }>((resolve) => socket.once('connect_error', resolve));
-      expect(['BEAM_ERR_BAD_MESSAGE', 'BEAM_ERR_UNAUTHORIZED']).toContain(err.data?.code);
+      expect(err.data?.code, JSON.stringify(auth)).toBe(code);
       socket.close();
     }
   });
 
   it('answers malformed events with codes and keeps serving everyone else', async () => {
     const agent = await startAgent(`127.0.0.1:${origin.port}`, server);
-    const socket = connect({ protocol: SIGNALING_PROTOCOL_VERSION, role: 'agent' });
+    const socket = connect({ protocol: SIGNALING_PROTOCOL_VERSION, role: 'agent', peerId: PEER_ID });
     await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
     try {
       const ack = (event: string, payload: unknown): Promise<{ ok: boolean; error?: { code: string } }> =>

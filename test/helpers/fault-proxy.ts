@@ -7,6 +7,8 @@ import type { AddressInfo } from 'node:net';
 
 export interface FaultProxy {
   port: number;
+  /** Every byte that went through the proxy, both directions, in order. */
+  seen(): Buffer;
   /** Destroys every open connection through the proxy (new ones still work). */
   cut(): void;
   close(): Promise<void>;
@@ -14,10 +16,13 @@ export interface FaultProxy {
 
 export async function startFaultProxy(targetPort: number): Promise<FaultProxy> {
   const sockets = new Set<net.Socket>();
+  const seen: Buffer[] = [];
   const server = net.createServer((client) => {
     const upstream = net.connect(targetPort, '127.0.0.1');
     sockets.add(client);
     sockets.add(upstream);
+    client.on('data', (d: Buffer) => seen.push(d));
+    upstream.on('data', (d: Buffer) => seen.push(d));
     client.pipe(upstream);
     upstream.pipe(client);
     const drop = (): void => {
@@ -38,6 +43,7 @@ export async function startFaultProxy(targetPort: number): Promise<FaultProxy> {
   };
   return {
     port: (server.address() as AddressInfo).port,
+    seen: () => Buffer.concat(seen),
     cut,
     close() {
       cut();

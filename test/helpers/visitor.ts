@@ -1,47 +1,61 @@
 /**
- * A visitor that reaches an agent peer to peer, without the gateway: signaling
- * as a plain visitor, a WebRTC connection, and the stream protocol. Built from
- * the project's own modules, as `beam connect` will be.
+ * A visitor that reaches an agent without the gateway: signaling as a plain
+ * (cli) visitor and a VisitorSession, the same module the gateway and
+ * `beam connect` use, so every path (direct, relay) can be driven from a test.
  */
 import { io as connectSocket } from 'socket.io-client';
-import { SIGNALING_PATH, SIGNALING_PROTOCOL_VERSION, STREAM_CHANNEL_LABEL } from '../../shared/constants.js';
-import { Mux } from '../../shared/mux.js';
-import type { Ack, SessionOpened, SessionSignal } from '../../shared/signaling.js';
+import pino from 'pino';
+import type { PeerId } from '@libp2p/interface';
+import { SIGNALING_PATH, SIGNALING_PROTOCOL_VERSION } from '../../shared/constants.js';
+import { decode, SessionClosedSchema, SessionSignalSchema, type RelayMode } from '../../shared/signaling.js';
 import { loadEngine } from '../../transport/index.js';
+import { ephemeralIdentity } from '../../transport/identity.js';
+import { VisitorSession, type PathInfo, type VisitorSocket } from '../../transport/session.js';
 
 export interface DirectVisitor {
-  mux: Mux;
+  session: VisitorSession;
+  /** Every 'path' event, in order. */
+  paths: PathInfo[];
   close(): void;
 }
 
-export async function directVisitor(serverUrl: string, share: string): Promise<DirectVisitor> {
-  const socket = connectSocket(serverUrl, {
+export async function directVisitor(
+  serverUrl: string,
+  share: string,
+  options: { relay?: RelayMode; expectPeer?: PeerId; directTimeoutMs?: number } = {},
+): Promise<DirectVisitor> {
+  const socket: VisitorSocket = connectSocket(serverUrl, {
     path: SIGNALING_PATH,
     transports: ['websocket'],
     auth: { protocol: SIGNALING_PROTOCOL_VERSION, role: 'visitor' },
     reconnection: false,
   });
   await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
-  const opened = await new Promise<Ack<SessionOpened>>((resolve) => socket.emit('session:open', { share }, resolve));
-  if (!opened.ok) throw new Error(opened.error.code);
-  const sessionId = opened.value.sessionId;
-  const peer = (await loadEngine('node-datachannel')).createPeer({ iceServers: opened.value.iceServers });
-  peer.onSignal((signal) => socket.emit('session:signal', { sessionId, signal }));
-  const failed = new Promise<never>((_, reject) => {
-    socket.on('session:signal', (msg: SessionSignal) => {
-      if (msg.sessionId === sessionId) peer.signal(msg.signal).catch((err: Error) => reject(new Error(`signal ${msg.signal.type}: ${err.message}`)));
-    });
-    socket.on('session:closed', (msg: { code: string }) => reject(new Error(`session closed: ${msg.code}`)));
+  const session = new VisitorSession(
+    { engine: await loadEngine('node-datachannel'), logger: pino({ level: 'silent' }), socket, identity: await ephemeralIdentity() },
+    { share, server: serverUrl, relay: options.relay ?? 'auto', expectPeer: options.expectPeer, directTimeoutMs: options.directTimeoutMs },
+  );
+  const paths: PathInfo[] = [];
+  session.on('path', (p) => paths.push(p));
+  socket.on('session:signal', (raw) => {
+    const msg = decode(SessionSignalSchema, raw, 'session:signal');
+    if (msg.sessionId === session.sessionId) session.signal(msg.signal);
   });
-  const channel = peer.createDataChannel(STREAM_CHANNEL_LABEL);
-  await Promise.race([new Promise<void>((resolve) => channel.onOpen(resolve)), failed]);
-  failed.catch(() => {});
-  const mux = new Mux(channel, { role: 'initiator' });
+  socket.on('session:closed', (raw) => {
+    const msg = decode(SessionClosedSchema, raw, 'session:closed');
+    if (msg.sessionId === session.sessionId) session.close();
+  });
+  try {
+    await session.ready;
+  } catch (err) {
+    socket.close();
+    throw err;
+  }
   return {
-    mux,
+    session,
+    paths,
     close() {
-      mux.close();
-      peer.close();
+      session.close();
       socket.close();
     },
   };

@@ -1,0 +1,154 @@
+/**
+ * The relay: for networks where no WebRTC path comes up (UDP blocked, both
+ * NATs symmetric), visitor and agent each open a WebSocket here and the
+ * server splices the two. It only ever forwards Noise ciphertext: the two
+ * ends run the handshake through it (transport/secure.ts), like Tailscale's
+ * DERP forwards WireGuard packets.
+ *
+ * It splices only sessions that signaling set up, and each side only once:
+ * a connection must present the one-time token signaling handed that side.
+ */
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { WebSocketServer, type WebSocket } from 'ws';
+import type { Logger } from 'pino';
+import {
+  MAX_RELAY_SESSIONS,
+  RELAY_HIGH_WATER_BYTES,
+  RELAY_LOW_WATER_BYTES,
+  RELAY_MAX_MESSAGE_BYTES,
+  RELAY_PAIR_TIMEOUT_MS,
+} from '../shared/constants.js';
+import { ERRORS, type ErrorCode } from '../shared/errors.js';
+
+export type RelayRole = 'visitor' | 'agent';
+
+export interface RelayComponents {
+  logger: Logger;
+  /** Redeems a side's one-time token; true when signaling set this session up with it. */
+  redeem: (sessionId: string, role: RelayRole, token: string) => boolean;
+}
+
+interface Pairing {
+  sessionId: string;
+  sides: Partial<Record<RelayRole, WebSocket>>;
+  /** What a side sent before the other arrived (its first handshake message), held until the splice. */
+  early: Map<WebSocket, { messages: Buffer[]; bytes: number; listener: (data: Buffer) => void }>;
+  timer: NodeJS.Timeout;
+  spliced: boolean;
+}
+
+export class RelayServer {
+  private readonly log: Logger;
+  private readonly redeem: RelayComponents['redeem'];
+  private readonly wss = new WebSocketServer({ noServer: true, maxPayload: RELAY_MAX_MESSAGE_BYTES, perMessageDeflate: false });
+  private readonly pairings = new Map<string, Pairing>();
+  /** Ciphertext bytes forwarded, both directions (for metrics). */
+  bytesRelayed = 0;
+
+  constructor(components: RelayComponents) {
+    this.log = components.logger.child({ component: 'relay' });
+    this.redeem = components.redeem;
+  }
+
+  /** Sessions being relayed or waiting for their second side. */
+  get sessionCount(): number {
+    return this.pairings.size;
+  }
+
+  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    const url = new URL(req.url ?? '/', 'http://relay');
+    const sessionId = url.searchParams.get('session') ?? '';
+    const role = url.searchParams.get('role');
+    const token = url.searchParams.get('token') ?? '';
+    if ((role !== 'visitor' && role !== 'agent') || !this.redeem(sessionId, role, token)) {
+      this.log.info({ session: sessionId.slice(0, 64), role }, 'relay refused: no such session or token');
+      refuse(socket, 'BEAM_ERR_RELAY_REFUSED');
+      return;
+    }
+    if (!this.pairings.has(sessionId) && this.pairings.size >= MAX_RELAY_SESSIONS) {
+      refuse(socket, 'BEAM_ERR_LIMIT_REACHED');
+      return;
+    }
+    this.wss.handleUpgrade(req, socket, head, (ws) => {
+      // Looked up here, not before the upgrade: both sides may be upgrading at once.
+      let current = this.pairings.get(sessionId);
+      if (!current) {
+        const timer = setTimeout(() => this.end(sessionId, 4504, 'BEAM_ERR_RELAY_TIMEOUT'), RELAY_PAIR_TIMEOUT_MS);
+        timer.unref();
+        current = { sessionId, sides: {}, early: new Map(), timer, spliced: false };
+        this.pairings.set(sessionId, current);
+      }
+      current.sides[role] = ws;
+      ws.on('error', () => {});
+      ws.on('close', () => this.end(sessionId, 1000, 'closed'));
+      const { visitor, agent } = current.sides;
+      if (!visitor || !agent) {
+        const held = { messages: [] as Buffer[], bytes: 0, listener: (data: Buffer): void => {
+          held.bytes += data.length;
+          if (held.bytes > RELAY_HIGH_WATER_BYTES) ws.close(1009, 'too much before the other side arrived');
+          else held.messages.push(data);
+        } };
+        current.early.set(ws, held);
+        ws.on('message', held.listener);
+        return;
+      }
+      clearTimeout(current.timer);
+      current.spliced = true;
+      for (const [from, held] of current.early) {
+        from.off('message', held.listener);
+        const to = from === visitor ? agent : visitor;
+        for (const m of held.messages) {
+          this.bytesRelayed += m.length;
+          to.send(m, { binary: true });
+        }
+      }
+      current.early.clear();
+      this.forward(visitor, agent);
+      this.forward(agent, visitor);
+      this.log.debug({ session: sessionId }, 'relay spliced');
+    });
+  }
+
+  /** Ends the relaying of a session (it closed in signaling, or one side left). */
+  end(sessionId: string, code = 1000, reason = 'closed'): void {
+    const pairing = this.pairings.get(sessionId);
+    if (!pairing) return;
+    this.pairings.delete(sessionId);
+    clearTimeout(pairing.timer);
+    for (const ws of Object.values(pairing.sides)) ws?.close(code, reason);
+  }
+
+  close(): void {
+    for (const id of [...this.pairings.keys()]) this.end(id, 1001, 'server closing');
+    this.wss.close();
+  }
+
+  /** Messages from `from` go to `to` unchanged; reading from `from` pauses while `to` is backed up. */
+  private forward(from: WebSocket, to: WebSocket): void {
+    let paused = false;
+    const written = (): void => {
+      if (paused && to.bufferedAmount <= RELAY_LOW_WATER_BYTES) {
+        paused = false;
+        from.resume();
+      }
+    };
+    from.on('message', (data: Buffer, isBinary: boolean) => {
+      if (!isBinary) {
+        from.close(1003, 'binary only');
+        return;
+      }
+      this.bytesRelayed += data.length;
+      to.send(data, { binary: true }, written);
+      if (!paused && to.bufferedAmount > RELAY_HIGH_WATER_BYTES) {
+        paused = true;
+        from.pause();
+      }
+    });
+  }
+}
+
+function refuse(socket: Duplex, code: ErrorCode): void {
+  const status = ERRORS[code].status;
+  socket.end(`HTTP/1.1 ${status} ${code}\r\nbeam-error: ${code}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n`);
+}

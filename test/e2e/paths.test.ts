@@ -1,0 +1,242 @@
+/**
+ * Paths on loopback: the relay through the server, Noise on every path, the
+ * agent's identity, and the relay's refusal of sessions signaling did not set
+ * up. (NAT scenarios, where the choice of path is forced by the network, are
+ * in nat-lab.test.ts.)
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mkdtemp, readFile, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import WebSocket from 'ws';
+import { io as connectSocket } from 'socket.io-client';
+import { RELAY_PATH, SIGNALING_PATH, SIGNALING_PROTOCOL_VERSION } from '../../shared/constants.js';
+import type { Ack, SessionOpened } from '../../shared/signaling.js';
+import { StreamProtocol } from '../../shared/frames.js';
+import { decodeResponseHead, encodeHead, readHead } from '../../shared/http-head.js';
+import { ephemeralIdentity, IDENTITY_FILE } from '../../transport/identity.js';
+import { parseLink } from '../../transport/link.js';
+import type { VisitorSession } from '../../transport/session.js';
+import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js';
+import { request, sha256 } from '../helpers/http.js';
+import { startOrigin, type Origin } from '../helpers/origin.js';
+import { BeamProcess, startAgent, startServer, type AgentHandle, type ServerHandle } from '../helpers/procs.js';
+import { directVisitor } from '../helpers/visitor.js';
+
+let origin: Origin;
+let server: ServerHandle;
+let configDir: string;
+
+beforeAll(async () => {
+  origin = await startOrigin();
+  server = await startServer();
+  configDir = await mkdtemp(path.join(tmpdir(), 'beam-identity-'));
+});
+afterAll(async () => {
+  await server?.proc.kill();
+  await origin?.close();
+});
+
+/** GET through a visitor session; the body as text. */
+async function get(session: VisitorSession, target: string): Promise<{ status: number; body: Buffer }> {
+  const stream = session.openStream(StreamProtocol.HTTP);
+  stream.end(encodeHead({ method: 'GET', target, headers: [], upgrade: false, body: false }));
+  const head = decodeResponseHead(await readHead(stream));
+  const chunks: Buffer[] = [];
+  for await (const c of stream) chunks.push(c as Buffer);
+  return { status: head.kind === 'response' ? head.status : 0, body: Buffer.concat(chunks) };
+}
+
+function agentIn(dir: string, extra: string[] = [], via: ServerHandle = server): Promise<AgentHandle> {
+  return startAgentWithEnv(`127.0.0.1:${origin.port}`, via, extra, { BEAM_CONFIG_DIR: dir });
+}
+
+async function startAgentWithEnv(target: string, via: ServerHandle, extra: string[], env: NodeJS.ProcessEnv): Promise<AgentHandle> {
+  const proc = new BeamProcess(['http', target, '--server', via.url, '--json', ...extra], env);
+  const ready = await proc.waitFor('ready');
+  const name = ready['name'] as string;
+  return { proc, name, url: ready['url'] as string, host: `${name}.localhost:${via.port}` };
+}
+
+describe('the relay', () => {
+  let proxy: FaultProxy;
+  let agent: AgentHandle;
+
+  beforeAll(async () => {
+    // The agent reaches the server through a TCP proxy that records every byte.
+    proxy = await startFaultProxy(server.port);
+    agent = await agentIn(configDir, ['--relay', 'always'], { ...server, url: `http://127.0.0.1:${proxy.port}` });
+  });
+  afterAll(async () => {
+    await agent?.proc.kill();
+    await proxy?.close();
+  });
+
+  it('carries gateway traffic when the share asks for --relay always, byte-exact', async () => {
+    const size = 8 * 1024 * 1024;
+    const res = await request(server.port, agent.host, `/download?size=${size}&seed=3`);
+    expect(res.status).toBe(200);
+    expect(res.body.length).toBe(size);
+    const expected = await request(server.port, agent.host, `/download?size=${size}&seed=3`);
+    expect(sha256(res.body)).toBe(sha256(expected.body));
+    const session = await agent.proc.waitFor('session');
+    expect(session['visitor']).toBe('gateway');
+    expect(session['path']).toBe('gateway');
+    expect(session['via']).toBe('relay');
+  });
+
+  it('forwards only ciphertext: a marker in request and response never crosses the server in the clear', async () => {
+    const marker = 'MARKER-beam-plaintext-5f3a9c';
+    const before = proxy.seen().length;
+    const res = await request(server.port, agent.host, `/${marker}`);
+    expect(res.status).toBe(200);
+    expect(res.body.toString()).toBe(`hello from /${marker}`);
+    const seen = proxy.seen();
+    // The relay did carry this exchange (the proxy saw traffic), just not in plaintext.
+    expect(seen.length).toBeGreaterThan(before + 100);
+    expect(seen.includes(Buffer.from(marker))).toBe(false);
+    expect(seen.includes(Buffer.from('hello from'))).toBe(false);
+  });
+
+  it('is used by a peer-to-peer visitor too, which verifies the agent against the link', async () => {
+    const link = parseLink((await agent.proc.waitFor('ready'))['link'] as string);
+    expect(link.share).toBe(agent.name);
+    const visitor = await directVisitor(server.url, agent.name, { expectPeer: link.peer });
+    try {
+      expect(visitor.session.path).toBe('relay');
+      const r = await get(visitor.session, '/p2p-relay');
+      expect(r.body.toString()).toBe('hello from /p2p-relay');
+    } finally {
+      visitor.close();
+    }
+  });
+
+  it('refuses a visitor whose link names another peer: BEAM_ERR_PEER_MISMATCH, no fallback', async () => {
+    const stranger = (await ephemeralIdentity()).peerId;
+    const attempt = directVisitor(server.url, agent.name, { expectPeer: stranger });
+    await expect(attempt).rejects.toMatchObject({ code: 'BEAM_ERR_PEER_MISMATCH' });
+  });
+
+  it('refuses to splice a session signaling did not set up, and a token used twice', async () => {
+    const refused = (url: string): Promise<{ status: number; code: string | undefined }> =>
+      new Promise((resolve, reject) => {
+        const ws = new WebSocket(url);
+        ws.on('unexpected-response', (_req, res) => {
+          resolve({ status: res.statusCode ?? 0, code: res.headers['beam-error'] as string | undefined });
+          ws.terminate();
+        });
+        ws.on('open', () => reject(new Error('relay accepted a forged session')));
+        ws.on('error', () => {});
+      });
+    const base = `ws://127.0.0.1:${server.port}${RELAY_PATH}`;
+    expect(await refused(`${base}?session=AAAAAAAAAAAAAAAA&role=visitor&token=BBBBBBBBBBBBBBBBBBBBBBBB`)).toEqual({ status: 403, code: 'BEAM_ERR_RELAY_REFUSED' });
+    expect(await refused(`${base}?session=x&role=admin&token=y`)).toEqual({ status: 403, code: 'BEAM_ERR_RELAY_REFUSED' });
+    expect(await refused(base)).toEqual({ status: 403, code: 'BEAM_ERR_RELAY_REFUSED' });
+
+    // A real session's token works once; a second use of it is refused.
+    const socket = connectSocket(server.url, { path: SIGNALING_PATH, transports: ['websocket'], auth: { protocol: SIGNALING_PROTOCOL_VERSION, role: 'visitor' }, reconnection: false });
+    try {
+      const opened = await new Promise<Ack<SessionOpened>>((resolve) => socket.emit('session:open', { share: agent.name }, resolve));
+      if (!opened.ok) throw new Error(opened.error.code);
+      const url = `${base}?session=${opened.value.sessionId}&role=visitor&token=${opened.value.relayToken}`;
+      const first = new WebSocket(url);
+      await new Promise<void>((resolve, reject) => {
+        first.once('open', () => resolve());
+        first.once('error', reject);
+      });
+      expect(await refused(url)).toEqual({ status: 403, code: 'BEAM_ERR_RELAY_REFUSED' });
+      // Nor can anybody take the agent's side with the visitor's token.
+      expect(await refused(url.replace('role=visitor', 'role=agent'))).toEqual({ status: 403, code: 'BEAM_ERR_RELAY_REFUSED' });
+      first.close();
+    } finally {
+      socket.close();
+    }
+  });
+});
+
+describe('direct paths', () => {
+  let agent: AgentHandle;
+
+  beforeAll(async () => {
+    agent = await agentIn(configDir, ['--relay', 'never']);
+  });
+  afterAll(async () => {
+    await agent?.proc.kill();
+  });
+
+  it('a visitor gets direct, with the agent proven by Noise bound to the DTLS fingerprints', async () => {
+    const link = parseLink((await agent.proc.waitFor('ready'))['link'] as string);
+    const visitor = await directVisitor(server.url, agent.name, { expectPeer: link.peer });
+    try {
+      expect(visitor.session.path).toBe('direct');
+      expect(visitor.paths.map((p) => p.path)).toEqual(['direct']);
+      expect((await get(visitor.session, '/direct')).body.toString()).toBe('hello from /direct');
+      const session = await agent.proc.waitFor((e) => e.event === 'session' && e['visitor'] === 'cli');
+      expect(session['path']).toBe('direct');
+    } finally {
+      visitor.close();
+    }
+  });
+
+  it('a link naming another peer fails the direct handshake with BEAM_ERR_PEER_MISMATCH', async () => {
+    const stranger = (await ephemeralIdentity()).peerId;
+    await expect(directVisitor(server.url, agent.name, { expectPeer: stranger })).rejects.toMatchObject({ code: 'BEAM_ERR_PEER_MISMATCH' });
+  });
+
+  it('--relay never on the share and --relay always on the visitor is a clear error', async () => {
+    await expect(directVisitor(server.url, agent.name, { relay: 'always' })).rejects.toMatchObject({ code: 'BEAM_ERR_RELAY_REFUSED' });
+  });
+});
+
+describe('auto', () => {
+  it('starts direct, adds the relay when direct is late, and moves new streams to direct once it is up', async () => {
+    const agent = await agentIn(configDir);
+    // A 1 ms budget for direct: the relay starts at once, direct keeps trying.
+    const visitor = await directVisitor(server.url, agent.name, { directTimeoutMs: 1 });
+    try {
+      const deadline = Date.now() + 10_000;
+      while (visitor.session.path !== 'direct' && Date.now() < deadline) await new Promise((r) => visitor.session.once('path', r));
+      expect(visitor.session.path).toBe('direct');
+      const kinds = visitor.paths.map((p) => p.path);
+      expect(kinds[kinds.length - 1]).toBe('direct');
+      // Whatever came first, the relay was started; if it won the race, the switch is announced.
+      if (kinds.length > 1) expect(kinds).toEqual(['relay', 'direct']);
+      expect((await get(visitor.session, '/after-switch')).body.toString()).toBe('hello from /after-switch');
+      if (kinds.length > 1) {
+        const moved = await agent.proc.waitFor((e) => e.event === 'path' && e['via'] === 'direct');
+        expect(moved['path']).toBe('direct');
+      }
+    } finally {
+      visitor.close();
+      await agent.proc.kill();
+    }
+  });
+});
+
+describe('identity', () => {
+  it('is kept under the config directory with mode 0600 and names the same peer across runs', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'beam-identity-'));
+    const first = await agentIn(dir);
+    const link1 = parseLink((await first.proc.waitFor('ready'))['link'] as string);
+    await first.proc.kill();
+    const mode = (await stat(path.join(dir, IDENTITY_FILE))).mode & 0o777;
+    expect(mode.toString(8)).toBe('600');
+    expect((await readFile(path.join(dir, IDENTITY_FILE))).length).toBeGreaterThan(32);
+    const second = await agentIn(dir);
+    const link2 = parseLink((await second.proc.waitFor('ready'))['link'] as string);
+    await second.proc.kill();
+    expect(link1.peer?.toString()).toBe(link2.peer?.toString());
+    expect(link1.peer?.toString()).toMatch(/^12D3Koo/);
+  });
+
+  it('a damaged key file is an error that says what to do, not a silent new identity', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'beam-identity-'));
+    const { writeFile } = await import('node:fs/promises');
+    await writeFile(path.join(dir, IDENTITY_FILE), 'garbage', { mode: 0o600 });
+    const proc = new BeamProcess(['http', String(origin.port), '--server', server.url, '--json'], { BEAM_CONFIG_DIR: dir });
+    const err = await proc.waitFor('error');
+    expect(err['code']).toBe('BEAM_ERR_IDENTITY');
+    expect(String(err['message'])).toContain('BEAM_CONFIG_DIR');
+    expect(await proc.exited).toBe(1);
+  });
+});

@@ -1,0 +1,85 @@
+/**
+ * The client end of the gateway's relay: a WebSocket to RELAY_PATH that the
+ * server splices to the other party of the same signaling session. What
+ * travels on it is Noise ciphertext (transport/secure.ts).
+ */
+import WebSocket from 'ws';
+import { RELAY_HIGH_WATER_BYTES, RELAY_LOW_WATER_BYTES, RELAY_MAX_MESSAGE_BYTES, RELAY_PATH, RELAY_PAIR_TIMEOUT_MS } from '../shared/constants.js';
+import { BeamError, isErrorCode } from '../shared/errors.js';
+import type { Pipe } from './secure.js';
+
+export interface RelayTicket {
+  sessionId: string;
+  role: 'visitor' | 'agent';
+  token: string;
+}
+
+/** ws:// or wss:// URL of the relay of the server at `server` (http or https). */
+export function relayUrl(server: string, ticket: RelayTicket): string {
+  const url = new URL(RELAY_PATH, server);
+  url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
+  url.search = new URLSearchParams({ session: ticket.sessionId, role: ticket.role, token: ticket.token }).toString();
+  return url.href;
+}
+
+/** Opens the relay WebSocket; resolves once it is open (the relay may still be waiting for the other side). */
+export function connectRelay(server: string, ticket: RelayTicket): Promise<Pipe> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(relayUrl(server, ticket), {
+      maxPayload: RELAY_MAX_MESSAGE_BYTES,
+      handshakeTimeout: RELAY_PAIR_TIMEOUT_MS,
+      perMessageDeflate: false,
+    });
+    ws.on('unexpected-response', (_req, res) => {
+      const code = res.headers['beam-error'];
+      ws.terminate();
+      reject(new BeamError(isErrorCode(code) ? code : 'BEAM_ERR_RELAY_REFUSED', `relay answered ${res.statusCode}`));
+    });
+    ws.once('error', (err) => reject(new BeamError('BEAM_ERR_SERVER_UNREACHABLE', `relay: ${err.message}`)));
+    // Made now: the other side's first message can arrive in the same read as the upgrade response.
+    const pipe = wsPipe(ws);
+    ws.once('open', () => resolve(pipe));
+  });
+}
+
+/** A Pipe over a ws WebSocket, with backpressure from bufferedAmount. */
+export function wsPipe(ws: WebSocket): Pipe {
+  const drainCbs: Array<() => void> = [];
+  let waiting = false;
+  // Messages that arrive before anybody listens are kept, not dropped.
+  let early: Buffer[] | undefined = [];
+  let messageCb: ((bytes: Uint8Array) => void) | undefined;
+  ws.on('message', (data: Buffer) => {
+    if (messageCb) messageCb(data);
+    else early?.push(data);
+  });
+  const written = (): void => {
+    if (waiting && ws.bufferedAmount <= RELAY_LOW_WATER_BYTES) {
+      waiting = false;
+      for (const cb of drainCbs) cb();
+    }
+  };
+  ws.on('error', () => {
+    // 'close' follows; the secured stream sees it there.
+  });
+  return {
+    send(bytes) {
+      if (ws.readyState !== WebSocket.OPEN) return true;
+      ws.send(bytes, written);
+      if (ws.bufferedAmount < RELAY_HIGH_WATER_BYTES) return true;
+      waiting = true;
+      return false;
+    },
+    bufferedAmount: () => ws.bufferedAmount,
+    onDrain: (cb) => drainCbs.push(cb),
+    onMessage: (cb) => {
+      messageCb = cb;
+      for (const m of early ?? []) cb(m);
+      early = undefined;
+    },
+    onClose: (cb) => ws.on('close', () => cb()),
+    close: () => ws.close(),
+    pause: () => ws.pause(),
+    resume: () => ws.resume(),
+  };
+}

@@ -1,0 +1,245 @@
+/**
+ * Noise (XX, @chainsafe/libp2p-noise) between a visitor and an agent, over
+ * any message pipe: a relay WebSocket or a WebRTC data channel.
+ *
+ * - On the relay path the secured stream carries the stream protocol, so the
+ *   relay only ever sees ciphertext.
+ * - On the direct path DTLS already encrypts; there the handshake runs on its
+ *   own data channel with a prologue naming both DTLS fingerprints
+ *   (`directPrologue`), as libp2p's webrtc-direct spec does. Each side's
+ *   fingerprints come from the SDP it sent and received, so a signaling server
+ *   that swapped in its own DTLS endpoints makes the prologues differ and the
+ *   handshake fail.
+ *
+ * The visitor is the initiator and names the peer ID it expects; a different
+ * key fails the handshake with BEAM_ERR_PEER_MISMATCH.
+ */
+import './polyfill.js';
+import { noise } from '@chainsafe/libp2p-noise';
+import { defaultLogger, logger } from '@libp2p/logger';
+import { AbstractMessageStream, type SendResult } from '@libp2p/utils';
+import type { MessageStream, PeerId, Upgrader } from '@libp2p/interface';
+import { FRAME_HEADER_BYTES, HANDSHAKE_TIMEOUT_MS, MAX_MESSAGE_BYTES } from '../shared/constants.js';
+import { BeamError } from '../shared/errors.js';
+import type { FrameChannel } from '../shared/mux.js';
+import type { Identity } from './identity.js';
+
+/** What the handshake and the secured stream need of a transport. */
+export interface Pipe {
+  /** Sends one message; false when the caller should wait for onDrain. */
+  send(bytes: Uint8Array): boolean;
+  /** Bytes accepted by send() and not yet handed to the network. */
+  bufferedAmount(): number;
+  /** Adds a listener for: send() may be called again. */
+  onDrain(cb: () => void): void;
+  onMessage(cb: (bytes: Uint8Array) => void): void;
+  onClose(cb: () => void): void;
+  close(): void;
+  pause?(): void;
+  resume?(): void;
+}
+
+const noiseLog = logger('beam:noise');
+
+/** A libp2p MessageStream over a Pipe: what the Noise encrypter reads and writes. */
+class PipeStream extends AbstractMessageStream {
+  private readonly pipe: Pipe;
+
+  constructor(pipe: Pipe, direction: 'inbound' | 'outbound') {
+    super({ log: noiseLog, direction, inactivityTimeout: 0 });
+    this.pipe = pipe;
+    pipe.onMessage((bytes) => this.onData(bytes));
+    pipe.onClose(() => this.onTransportClosed());
+    pipe.onDrain(() => this.safeDispatchEvent('drain'));
+  }
+
+  sendData(data: Parameters<AbstractMessageStream['sendData']>[0]): SendResult {
+    // One message per write, never an empty one: SCTP stacks differ on empty messages.
+    if (data.byteLength === 0) return { sentBytes: 0, canSendMore: true };
+    return { sentBytes: data.byteLength, canSendMore: this.pipe.send(data.subarray()) };
+  }
+
+  sendReset(): void {
+    this.pipe.close();
+  }
+
+  sendPause(): void {
+    this.pipe.pause?.();
+  }
+
+  sendResume(): void {
+    this.pipe.resume?.();
+  }
+
+  async close(): Promise<void> {
+    this.pipe.close();
+    this.onTransportClosed();
+  }
+}
+
+export interface SecureOptions {
+  role: 'initiator' | 'responder';
+  identity: Identity;
+  /** The peer the initiator expects; a different key fails with BEAM_ERR_PEER_MISMATCH. */
+  remotePeer?: PeerId;
+  prologue?: Uint8Array;
+  /** Default HANDSHAKE_TIMEOUT_MS. */
+  timeoutMs?: number;
+}
+
+export interface Secured {
+  stream: MessageStream;
+  remotePeer: PeerId;
+  pipe: Pipe;
+}
+
+/** Runs the Noise XX handshake over `pipe`. Rejects with a BeamError; the pipe is closed then. */
+export async function secure(pipe: Pipe, options: SecureOptions): Promise<Secured> {
+  const stream = new PipeStream(pipe, options.role === 'initiator' ? 'outbound' : 'inbound');
+  const encrypter = noise({ prologueBytes: options.prologue })({
+    peerId: options.identity.peerId,
+    privateKey: options.identity.privateKey,
+    logger: defaultLogger(),
+    // Only consulted for early muxer negotiation, which Beam skips.
+    upgrader: undefined as unknown as Upgrader,
+  });
+  const signal = AbortSignal.timeout(options.timeoutMs ?? HANDSHAKE_TIMEOUT_MS);
+  try {
+    const conn =
+      options.role === 'initiator'
+        ? await encrypter.secureOutbound(stream, { remotePeer: options.remotePeer, skipStreamMuxerNegotiation: true, signal })
+        : await encrypter.secureInbound(stream, { skipStreamMuxerNegotiation: true, signal });
+    return { stream: conn.connection, remotePeer: conn.remotePeer, pipe };
+  } catch (err) {
+    pipe.close();
+    const name = (err as Error).name;
+    if (name === 'UnexpectedPeerError') throw new BeamError('BEAM_ERR_PEER_MISMATCH', (err as Error).message, { cause: err });
+    if (signal.aborted) throw new BeamError('BEAM_ERR_HANDSHAKE_FAILED', `no handshake within ${options.timeoutMs ?? HANDSHAKE_TIMEOUT_MS} ms`);
+    throw new BeamError('BEAM_ERR_HANDSHAKE_FAILED', (err as Error).message, { cause: err });
+  }
+}
+
+/** `a=fingerprint:<hash> <hex>` of an SDP, normalised; BEAM_ERR_BAD_MESSAGE if it has none. */
+export function sdpFingerprint(sdp: string): string {
+  const m = /^a=fingerprint:(\S+) ([0-9A-Fa-f:]+)\s*$/m.exec(sdp);
+  if (!m) throw new BeamError('BEAM_ERR_BAD_MESSAGE', 'description has no DTLS fingerprint');
+  return `${m[1]!.toLowerCase()} ${m[2]!.toUpperCase()}`;
+}
+
+/** The prologue both ends of a direct path compute from the offer's and the answer's fingerprints. */
+export function directPrologue(offerSdp: string, answerSdp: string): Uint8Array {
+  return new TextEncoder().encode(`beam-webrtc-noise:${sdpFingerprint(offerSdp)}|${sdpFingerprint(answerSdp)}`);
+}
+
+/**
+ * The stream protocol over a secured stream. Noise delivers bytes in its own
+ * chunks; frames are self-delimiting (shared/frames.ts), so whole frames are
+ * cut out again and handed to the multiplexer as messages.
+ */
+export class SecureFrameChannel implements FrameChannel {
+  private readonly secured: Secured;
+  private pending: Buffer = Buffer.alloc(0);
+  private messageCb: (message: Uint8Array) => void = () => {};
+  private lowCb: () => void = () => {};
+  private closeCbs: Array<() => void> = [];
+  private lowThreshold = 0;
+  private closed = false;
+
+  constructor(secured: Secured) {
+    this.secured = secured;
+    const { stream, pipe } = secured;
+    stream.addEventListener('message', (evt) => {
+      const data = evt.data;
+      this.receive(data instanceof Uint8Array ? data : data.subarray());
+    });
+    stream.addEventListener('close', () => this.onClosed());
+    // The encrypter resumes its own queue on drain (in a microtask); look after that.
+    pipe.onDrain(() => {
+      setImmediate(() => {
+        if (!this.closed && this.bufferedAmount() <= this.lowThreshold) this.lowCb();
+      });
+    });
+  }
+
+  private receive(bytes: Uint8Array): void {
+    let buf = this.pending.length ? Buffer.concat([this.pending, bytes]) : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    let start = 0;
+    while (buf.length - start >= FRAME_HEADER_BYTES) {
+      const total = FRAME_HEADER_BYTES + buf.readUInt32BE(start + 5);
+      if (total > MAX_MESSAGE_BYTES) {
+        // Let the multiplexer reject it with its own code and close.
+        this.messageCb(buf.subarray(start, start + FRAME_HEADER_BYTES));
+        this.close();
+        return;
+      }
+      if (buf.length - start < total) break;
+      this.messageCb(buf.subarray(start, start + total));
+      start += total;
+    }
+    // Copy the tail: the multiplexer may keep views of what it was handed.
+    this.pending = Buffer.from(buf.subarray(start));
+    buf = Buffer.alloc(0);
+  }
+
+  private onClosed(): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const cb of this.closeCbs.splice(0)) cb();
+  }
+
+  send(message: Uint8Array): void {
+    if (this.closed) return;
+    try {
+      this.secured.stream.send(message);
+    } catch {
+      this.close();
+    }
+  }
+
+  bufferedAmount(): number {
+    return this.secured.stream.writeBufferLength + this.secured.pipe.bufferedAmount();
+  }
+
+  setBufferedAmountLowThreshold(bytes: number): void {
+    this.lowThreshold = bytes;
+  }
+
+  onBufferedAmountLow(cb: () => void): void {
+    this.lowCb = cb;
+  }
+
+  onMessage(cb: (message: Uint8Array) => void): void {
+    this.messageCb = cb;
+  }
+
+  onClose(cb: () => void): void {
+    this.closeCbs.push(cb);
+  }
+
+  close(): void {
+    if (this.closed) return;
+    void this.secured.stream.close().catch(() => {});
+    this.secured.pipe.close();
+    this.onClosed();
+  }
+}
+
+/** A Pipe over a data channel, for the direct path's handshake. */
+export function channelPipe(channel: FrameChannel): Pipe {
+  const drainCbs: Array<() => void> = [];
+  channel.setBufferedAmountLowThreshold(0);
+  channel.onBufferedAmountLow(() => {
+    for (const cb of drainCbs) cb();
+  });
+  return {
+    send(bytes) {
+      channel.send(bytes);
+      return channel.bufferedAmount() < MAX_MESSAGE_BYTES * 4;
+    },
+    bufferedAmount: () => channel.bufferedAmount(),
+    onDrain: (cb) => drainCbs.push(cb),
+    onMessage: (cb) => channel.onMessage(cb),
+    onClose: (cb) => channel.onClose(cb),
+    close: () => channel.close(),
+  };
+}

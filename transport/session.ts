@@ -1,0 +1,405 @@
+/**
+ * The visitor's end of a session with a share, over whichever paths come up:
+ *
+ *   direct  WebRTC, host or server-reflexive candidates (hole punched)
+ *   turn    WebRTC through a TURN server
+ *   relay   a WebSocket through the Beam server's relay, Noise-encrypted
+ *
+ * Direct WebRTC starts first. If no path is up within DIRECT_PATH_TIMEOUT_MS,
+ * or the peer connection fails, the relay starts too (relay mode 'auto').
+ * Each new stream takes the best path that is up (direct, then turn, then
+ * relay), so when direct comes up late, or comes back, new streams move to
+ * it; streams already open finish where they are. A path that dies is
+ * replaced: the relay starts when direct dies, and direct is tried again
+ * every DIRECT_RETRY_MS while the session rides the relay.
+ *
+ * Every path authenticates the agent with Noise: the visitor names the peer
+ * ID it expects (from signaling, or from a `beam connect` link) and a
+ * mismatch ends the session with BEAM_ERR_PEER_MISMATCH, never a fallback.
+ */
+import { EventEmitter } from 'node:events';
+import type { Logger } from 'pino';
+import type { Socket } from 'socket.io-client';
+import type { PeerId } from '@libp2p/interface';
+import {
+  AGENT_CONNECT_TIMEOUT_MS,
+  DIRECT_PATH_TIMEOUT_MS,
+  DIRECT_RETRY_MS,
+  LINK_SETUP_ATTEMPTS,
+  NOISE_CHANNEL_LABEL,
+  STREAM_CHANNEL_LABEL,
+} from '../shared/constants.js';
+import { BeamError, isErrorCode } from '../shared/errors.js';
+import type { StreamProtocol } from '../shared/frames.js';
+import { Mux, type MuxStream } from '../shared/mux.js';
+import type { Ack, ClientToServerEvents, RelayMode, ServerToClientEvents, SessionOpened, Signal } from '../shared/signaling.js';
+import type { Peer, WebRtcEngine } from './engine.js';
+import { parsePeerId, type Identity } from './identity.js';
+import { connectRelay } from './relay.js';
+import { channelPipe, directPrologue, secure, SecureFrameChannel } from './secure.js';
+
+export type VisitorSocket = Socket<ServerToClientEvents, ClientToServerEvents>;
+export type PathKind = 'direct' | 'turn' | 'relay';
+const PATH_ORDER: readonly PathKind[] = ['direct', 'turn', 'relay'];
+
+export interface PathInfo {
+  path: PathKind;
+  rtt: number | undefined;
+}
+
+export interface VisitorSessionComponents {
+  engine: WebRtcEngine;
+  logger: Logger;
+  socket: VisitorSocket;
+  identity: Identity;
+}
+
+export interface VisitorSessionOptions {
+  share: string;
+  /** Base URL of the Beam server (its relay lives at RELAY_PATH). */
+  server: string;
+  relay: RelayMode;
+  /** The peer the agent must prove it is. Default: the peer ID signaling names. */
+  expectPeer?: PeerId;
+  /** Default DIRECT_PATH_TIMEOUT_MS. */
+  directTimeoutMs?: number;
+}
+
+export interface VisitorSessionEvents {
+  /** The path new streams take changed (or the first came up). */
+  path: [PathInfo];
+  close: [];
+}
+
+/** The relay policy of a session: 'always' or 'never' from either side wins over 'auto'. */
+export function relayPolicy(visitor: RelayMode, agent: RelayMode): RelayMode {
+  if (visitor === agent || agent === 'auto') return visitor;
+  if (visitor === 'auto') return agent;
+  throw new BeamError(
+    'BEAM_ERR_RELAY_REFUSED',
+    agent === 'never' ? 'the share allows no relay (--relay never) and this side asked for --relay always' : 'the share asks for --relay always and this side allows no relay',
+  );
+}
+
+export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
+  readonly share: string;
+  sessionId: string | undefined;
+  /** Resolves once a first path is up; rejects with a BeamError. */
+  readonly ready: Promise<void>;
+  private readonly log: Logger;
+  private readonly c: VisitorSessionComponents;
+  private readonly options: VisitorSessionOptions;
+  private readonly paths = new Map<PathKind, Mux>();
+  private opened: SessionOpened | undefined;
+  private expected: PeerId | undefined;
+  private mode: RelayMode = 'auto';
+  private peer: Peer | undefined;
+  private offerSdp: string | undefined;
+  private answerSdp: string | undefined;
+  private directAttempts = 0;
+  private directPending = false;
+  private relayStarted = false;
+  private relayPending = false;
+  private timers = new Set<NodeJS.Timeout>();
+  private current: PathKind | undefined;
+  private closed = false;
+  private settle: { resolve: () => void; reject: (err: BeamError) => void } | undefined;
+  private lastError: BeamError | undefined;
+  /** Bytes of paths already closed, so totals never go down. */
+  private closedBytes = { sent: 0, received: 0 };
+
+  constructor(components: VisitorSessionComponents, options: VisitorSessionOptions) {
+    super();
+    this.c = components;
+    this.options = options;
+    this.share = options.share;
+    this.log = components.logger.child({ share: options.share });
+    this.ready = this.connect();
+    // A session nobody awaits any more must not crash the process when it fails.
+    this.ready.catch(() => {});
+  }
+
+  /** The path new streams take now. */
+  get path(): PathKind | undefined {
+    return this.current;
+  }
+
+  get rtt(): number | undefined {
+    return this.current ? this.paths.get(this.current)?.rtt : undefined;
+  }
+
+  /** Bytes this session has sent and received so far, over all paths. */
+  get bytes(): { sent: number; received: number } {
+    let { sent, received } = this.closedBytes;
+    for (const mux of this.paths.values()) {
+      sent += mux.bytesSent;
+      received += mux.bytesReceived;
+    }
+    return { sent, received };
+  }
+
+  /** Opens a stream on the best path that is up. */
+  openStream(protocol: StreamProtocol): MuxStream {
+    const kind = this.current;
+    const mux = kind && this.paths.get(kind);
+    if (!mux) throw new BeamError('BEAM_ERR_PEER_GONE', 'no path to the agent');
+    return mux.openStream(protocol);
+  }
+
+  private async connect(): Promise<void> {
+    const opened = await this.open();
+    this.opened = opened;
+    this.sessionId = opened.sessionId;
+    try {
+      this.mode = relayPolicy(this.options.relay, opened.agentRelay);
+      this.expected = this.options.expectPeer ?? parsePeerId(opened.agentPeerId);
+    } catch (err) {
+      this.close();
+      throw err;
+    }
+    return new Promise<void>((resolve, reject) => {
+      this.settle = { resolve, reject };
+      this.after(AGENT_CONNECT_TIMEOUT_MS, () => {
+        if (this.paths.size === 0) this.fail(this.lastError ?? new BeamError('BEAM_ERR_AGENT_UNREACHABLE', `no path to the agent within ${AGENT_CONNECT_TIMEOUT_MS} ms`));
+      });
+      if (this.mode === 'always') {
+        this.startRelay();
+        return;
+      }
+      this.startDirect();
+      if (this.mode === 'auto') {
+        this.after(this.options.directTimeoutMs ?? DIRECT_PATH_TIMEOUT_MS, () => {
+          if (!this.paths.has('direct') && !this.paths.has('turn')) {
+            this.log.info({ session: this.sessionId }, `no direct path within ${this.options.directTimeoutMs ?? DIRECT_PATH_TIMEOUT_MS} ms; adding the relay`);
+            this.startRelay();
+          }
+        });
+      }
+    });
+  }
+
+  private open(): Promise<SessionOpened> {
+    return new Promise<SessionOpened>((resolve, reject) => {
+      this.c.socket
+        .timeout(AGENT_CONNECT_TIMEOUT_MS)
+        .emit('session:open', { share: this.share }, (err: Error | null, res: Ack<SessionOpened>) => {
+          if (err) reject(new BeamError('BEAM_ERR_AGENT_UNREACHABLE', 'signaling did not answer'));
+          else if (res.ok) resolve(res.value);
+          else reject(new BeamError(isErrorCode(res.error.code) ? res.error.code : 'BEAM_ERR_AGENT_UNREACHABLE', res.error.detail));
+        });
+    });
+  }
+
+  private after(ms: number, fn: () => void): void {
+    const timer = setTimeout(() => {
+      this.timers.delete(timer);
+      if (!this.closed) fn();
+    }, ms);
+    timer.unref();
+    this.timers.add(timer);
+  }
+
+  private emitSignal(signal: Signal): void {
+    if (this.sessionId && this.c.socket.connected) this.c.socket.emit('session:signal', { sessionId: this.sessionId, signal });
+  }
+
+  // ------------------------------------------------------------ direct
+
+  private startDirect(): void {
+    if (this.closed || this.directPending || !this.opened) return;
+    this.directPending = true;
+    this.directAttempts++;
+    this.peer?.close();
+    this.offerSdp = undefined;
+    this.answerSdp = undefined;
+    const peer = this.c.engine.createPeer({ iceServers: this.opened.iceServers });
+    this.peer = peer;
+    let up = false;
+    const failed = (err: BeamError): void => {
+      if (this.peer !== peer || up) return;
+      peer.close();
+      this.directFailed(err);
+    };
+    peer.onSignal((signal) => {
+      if (this.peer !== peer) return;
+      if (signal.type === 'offer') this.offerSdp = signal.sdp;
+      this.emitSignal(signal);
+    });
+    peer.onStateChange((state) => {
+      if (state !== 'failed' && state !== 'closed') return;
+      if (!up) failed(new BeamError('BEAM_ERR_AGENT_UNREACHABLE', `peer connection ${state}`));
+    });
+    const noiseChannel = peer.createDataChannel(NOISE_CHANNEL_LABEL);
+    noiseChannel.onOpen(() => {
+      void (async () => {
+        try {
+          if (!this.offerSdp || !this.answerSdp) throw new BeamError('BEAM_ERR_HANDSHAKE_FAILED', 'channel open before the descriptions were exchanged');
+          await secure(channelPipe(noiseChannel), {
+            role: 'initiator',
+            identity: this.c.identity,
+            remotePeer: this.expected,
+            prologue: directPrologue(this.offerSdp, this.answerSdp),
+          });
+        } catch (err) {
+          failed(err instanceof BeamError ? err : new BeamError('BEAM_ERR_HANDSHAKE_FAILED', (err as Error).message));
+          return;
+        }
+        if (this.peer !== peer || this.closed) return;
+        const channel = peer.createDataChannel(STREAM_CHANNEL_LABEL);
+        channel.onOpen(() => {
+          if (this.peer !== peer || this.closed) return;
+          up = true;
+          this.directPending = false;
+          // The agent closes the handshake channel once it has read the last message.
+          const mux = new Mux(channel, { role: 'initiator' });
+          const kind: PathKind = peer.selectedCandidateKind() === 'relay' ? 'turn' : 'direct';
+          this.addPath(kind, mux, () => {
+            if (this.peer === peer) this.peer = undefined;
+            peer.close();
+          });
+          peer.onStateChange((state) => {
+            if (state === 'failed' || state === 'closed' || state === 'disconnected') mux.close('BEAM_ERR_PEER_GONE');
+          });
+        });
+      })();
+    });
+  }
+
+  private directFailed(err: BeamError): void {
+    this.directPending = false;
+    this.lastError = err;
+    this.log.info({ session: this.sessionId, attempt: this.directAttempts, code: err.code, err: err.detail }, 'direct path failed');
+    if (err.code === 'BEAM_ERR_PEER_MISMATCH') {
+      this.fail(err);
+      return;
+    }
+    const hasPath = this.paths.size > 0;
+    if (this.mode === 'auto') this.startRelay();
+    // One failed DTLS handshake (seen under load) should not cost the direct path.
+    if (!hasPath && this.directAttempts < LINK_SETUP_ATTEMPTS) {
+      this.startDirect();
+      return;
+    }
+    if (this.mode === 'auto' && (this.relayPending || this.paths.has('relay'))) {
+      this.after(DIRECT_RETRY_MS, () => {
+        if (!this.paths.has('direct') && !this.paths.has('turn')) this.startDirect();
+      });
+      return;
+    }
+    this.maybeGiveUp();
+  }
+
+  // ------------------------------------------------------------ relay
+
+  private startRelay(): void {
+    if (this.closed || this.relayStarted || !this.opened || this.mode === 'never') return;
+    this.relayStarted = true;
+    this.relayPending = true;
+    const opened = this.opened;
+    this.emitSignal({ type: 'relay' });
+    void (async () => {
+      try {
+        const pipe = await connectRelay(this.options.server, { sessionId: opened.sessionId, role: 'visitor', token: opened.relayToken });
+        if (this.closed) {
+          pipe.close();
+          return;
+        }
+        const secured = await secure(pipe, { role: 'initiator', identity: this.c.identity, remotePeer: this.expected });
+        if (this.closed) {
+          pipe.close();
+          return;
+        }
+        this.relayPending = false;
+        this.addPath('relay', new Mux(new SecureFrameChannel(secured), { role: 'initiator' }), () => {});
+      } catch (err) {
+        this.relayPending = false;
+        const beamErr = err instanceof BeamError ? err : new BeamError('BEAM_ERR_AGENT_UNREACHABLE', (err as Error).message);
+        this.lastError = beamErr;
+        this.log.info({ session: this.sessionId, code: beamErr.code, err: beamErr.detail }, 'relay path failed');
+        if (beamErr.code === 'BEAM_ERR_PEER_MISMATCH') this.fail(beamErr);
+        else this.maybeGiveUp();
+      }
+    })();
+  }
+
+  // ------------------------------------------------------------ paths
+
+  private addPath(kind: PathKind, mux: Mux, onClose: () => void): void {
+    if (this.closed) {
+      mux.close('BEAM_ERR_PEER_GONE');
+      onClose();
+      return;
+    }
+    this.paths.get(kind)?.close('BEAM_ERR_PEER_GONE');
+    this.paths.set(kind, mux);
+    this.log.debug({ session: this.sessionId, path: kind }, 'path up');
+    mux.on('close', () => {
+      onClose();
+      if (this.paths.get(kind) !== mux) return;
+      this.paths.delete(kind);
+      this.closedBytes.sent += mux.bytesSent;
+      this.closedBytes.received += mux.bytesReceived;
+      this.log.info({ session: this.sessionId, path: kind }, 'path down');
+      if (kind !== 'relay' && this.mode === 'auto') this.startRelay();
+      if (kind !== 'relay' && this.mode !== 'always') {
+        this.after(this.paths.size ? DIRECT_RETRY_MS : 0, () => {
+          if (!this.paths.has('direct') && !this.paths.has('turn')) this.startDirect();
+        });
+      }
+      this.choose();
+      this.maybeGiveUp();
+    });
+    this.choose();
+    if (this.settle) {
+      this.settle.resolve();
+      this.settle = undefined;
+    }
+  }
+
+  /** Points new streams at the best path; emits 'path' when that changes. */
+  private choose(): void {
+    const best = PATH_ORDER.find((k) => this.paths.has(k));
+    if (best === this.current) return;
+    this.current = best;
+    if (best) this.emit('path', { path: best, rtt: this.paths.get(best)?.rtt });
+  }
+
+  /** Ends the session when no path is up and none is being tried. */
+  private maybeGiveUp(): void {
+    if (this.closed || this.paths.size > 0 || this.directPending || this.relayPending) return;
+    if (this.timers.size > 0 && this.settle === undefined) return;
+    this.fail(this.lastError ?? new BeamError('BEAM_ERR_AGENT_UNREACHABLE', 'no path to the agent'));
+  }
+
+  private fail(err: BeamError): void {
+    if (this.settle) {
+      this.settle.reject(err);
+      this.settle = undefined;
+    }
+    this.close();
+  }
+
+  /** Applies a signal from the agent. */
+  signal(signal: Signal): void {
+    if (signal.type === 'relay' || signal.type === 'offer') return;
+    if (signal.type === 'answer') this.answerSdp = signal.sdp;
+    // A signal can land just after the peer failed; the state change, not
+    // this error, decides what happens to the path.
+    this.peer?.signal(signal).catch((err: Error) => this.log.debug({ err: err.message }, 'signal from agent not applied'));
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const t of this.timers) clearTimeout(t);
+    this.timers.clear();
+    for (const mux of this.paths.values()) mux.close('BEAM_ERR_PEER_GONE');
+    this.peer?.close();
+    if (this.sessionId && this.c.socket.connected) this.c.socket.emit('session:close', { sessionId: this.sessionId });
+    if (this.settle) {
+      this.settle.reject(this.lastError ?? new BeamError('BEAM_ERR_PEER_GONE'));
+      this.settle = undefined;
+    }
+    this.emit('close');
+  }
+}
