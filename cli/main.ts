@@ -9,6 +9,8 @@ import { startBeamServer, type BeamServer } from '../gateway/server.js';
 import { loadEngine } from '../transport/index.js';
 import { loadIdentity } from '../transport/identity.js';
 import { connectLink } from '../transport/link.js';
+import { validateIceConfig } from '../signaling/ice.js';
+import { connect } from './connect.js';
 import { lanAddress } from './lan.js';
 import { createOutput, type Output } from './output.js';
 import { parseEngine, parseHostHeader, parseLogLevel, parseMs, parsePort, parseRelayMode, parseServerUrl, parseTarget, type Target } from './options.js';
@@ -30,6 +32,15 @@ interface ServeFlags extends CommonFlags {
   host: string;
   domain: string;
   publicUrl?: string;
+  stun?: string[];
+  turn?: string[];
+  turnSecret?: string;
+}
+interface ConnectFlags extends CommonFlags {
+  port: string;
+  bind: string;
+  relay: string;
+  server?: string;
 }
 
 function round(ms: number): number {
@@ -145,8 +156,9 @@ async function runServe(flags: ServeFlags): Promise<void> {
   if (flags.publicUrl) parseServerUrl(flags.publicUrl);
   const domain = flags.domain.toLowerCase();
   if (!/^[a-z0-9.-]+$/.test(domain)) throw new BeamError('BEAM_ERR_BAD_OPTION', `--domain "${flags.domain}" is not a domain name`);
+  const ice = validateIceConfig({ stun: flags.stun ?? [], turn: flags.turn ?? [], turnSecret: flags.turnSecret ?? (process.env['BEAM_TURN_SECRET'] || undefined) });
   const engine = await loadEngine(parseEngine(flags.engine));
-  const server = await startBeamServer({ engine, logger: log }, { port, host: flags.host, domain, publicUrl: flags.publicUrl });
+  const server = await startBeamServer({ engine, logger: log }, { port, host: flags.host, domain, publicUrl: flags.publicUrl, ice });
   const url = flags.publicUrl ?? `http://${domain}:${server.port}`;
   if (flags.json) process.stdout.write(`${JSON.stringify({ event: 'ready', url, port: server.port, domain })}\n`);
   else out.line(`Beam server listening on ${flags.host}:${server.port}; shares are ${server.shareUrl('share-name').replace('share-name.', '<name>.')}`);
@@ -155,6 +167,20 @@ async function runServe(flags: ServeFlags): Promise<void> {
     else out.line(`Draining ${server.gateway.requestsInFlight} request(s) in flight...`);
     await server.drain();
     if (flags.json) process.stdout.write(`${JSON.stringify({ event: 'closed' })}\n`);
+  });
+}
+
+async function runConnect(linkArg: string, flags: ConnectFlags): Promise<void> {
+  const out = createOutput(Boolean(flags.json));
+  const port = flags.port === '0' ? 0 : parsePort(flags.port, '--port');
+  const relay = parseRelayMode(flags.relay);
+  const server = flags.server ? parseServerUrl(flags.server) : undefined;
+  const log = logger(flags.logLevel);
+  const engine = await loadEngine(parseEngine(flags.engine));
+  const connected = await connect({ engine, logger: log, out }, { link: linkArg, port, bind: flags.bind, relay, server });
+  onStop(async () => {
+    await connected.close();
+    out.emit({ event: 'closed' });
   });
 }
 
@@ -203,8 +229,25 @@ export function program(): Command {
     .option('--json', 'print newline-delimited JSON events on stdout')
     .addOption(new Option('--log-level <level>', 'pino log level on stderr').default('info'))
     .addOption(new Option('--engine <engine>', 'WebRTC engine for the gateway').default('node-datachannel'))
+    .option('--stun <url...>', 'STUN servers handed to peers, e.g. stun:stun.example.com:3478')
+    .option('--turn <url...>', 'TURN servers handed to peers, e.g. turn:turn.example.com:3478?transport=udp')
+    .option('--turn-secret <secret>', 'the TURN server\'s static-auth-secret, for time-limited REST credentials (env BEAM_TURN_SECRET)')
     .action(async (flags: ServeFlags) => {
       await runServe(flags).catch((err: unknown) => fail(err, Boolean(flags.json)));
+    });
+  root
+    .command('connect')
+    .description('open a share as a local port, peer to peer')
+    .argument('<link>', 'the share\'s link, as `beam` printed it (with #peer=... to verify the agent)')
+    .addOption(new Option('--port <port>', 'local port (0: any free one)').default('0'))
+    .addOption(new Option('--bind <address>', 'local address to listen on').default('127.0.0.1'))
+    .addOption(new Option('--relay <mode>', 'auto: direct WebRTC, else the relay; never: direct only; always: relay only').default('auto'))
+    .option('--server <url>', 'Beam server to use instead of the one the link names')
+    .option('--json', 'print newline-delimited JSON events on stdout')
+    .addOption(new Option('--log-level <level>', 'pino log level on stderr').default('warn'))
+    .addOption(new Option('--engine <engine>', 'WebRTC engine: node-datachannel or werift').default('node-datachannel'))
+    .action(async (link: string, flags: ConnectFlags) => {
+      await runConnect(link, flags).catch((err: unknown) => fail(err, Boolean(flags.json)));
     });
   root.enablePositionalOptions();
   return root;

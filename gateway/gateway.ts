@@ -16,15 +16,25 @@ import type { MuxStream } from '../shared/mux.js';
 import { decode, SessionClosedSchema, SessionSignalSchema } from '../shared/signaling.js';
 import type { WebRtcEngine } from '../transport/engine.js';
 import type { Identity } from '../transport/identity.js';
-import { VisitorSession, type VisitorSocket } from '../transport/session.js';
+import { VisitorSession, type PathInfo, type VisitorSocket } from '../transport/session.js';
+import type { PeerId } from '@libp2p/interface';
 import type { RelayMode } from '../shared/signaling.js';
 import { sendError, sendRawError } from './error-page.js';
 
 export interface GatewayOptions {
   /** Signaling server to reach shares through, e.g. http://127.0.0.1:7070 */
   signalingUrl: string;
-  /** Token proving to signaling that this is the server's own gateway. */
-  gatewayToken: string;
+  /**
+   * Token proving to signaling that this is the server's own gateway. Without
+   * one this gateway is a plain (cli) visitor: `beam connect`.
+   */
+  gatewayToken?: string;
+  /** Serve this one share whatever the Host (`beam connect`). */
+  fixedShare?: string;
+  /** The peer the agent must prove it is (from a `beam connect` link). */
+  expectPeer?: PeerId;
+  /** Told whenever the path to a share changes. */
+  onPath?: (share: string, info: PathInfo) => void;
   /** Shares are `<name>.<domain>`. */
   domain: string;
   /** Requests whose Host is no share (a bare IP, the domain itself) go to this share, if any: the embedded default. */
@@ -71,7 +81,7 @@ export class Gateway {
     this.socket = connectSocket(options.signalingUrl, {
       path: SIGNALING_PATH,
       transports: ['websocket'],
-      auth: { protocol: SIGNALING_PROTOCOL_VERSION, role: 'visitor', gatewayToken: options.gatewayToken },
+      auth: { protocol: SIGNALING_PROTOCOL_VERSION, role: 'visitor', ...(options.gatewayToken ? { gatewayToken: options.gatewayToken } : {}) },
       reconnectionDelay: 100,
       reconnectionDelayMax: 2_000,
     });
@@ -139,6 +149,7 @@ export class Gateway {
 
   /** The share a Host header names, if any. */
   route(hostHeader: string | undefined): string | undefined {
+    if (this.options.fixedShare) return this.options.fixedShare;
     const host = (hostHeader ?? '').toLowerCase().replace(/:\d+$/, '');
     const suffix = `.${this.options.domain}`;
     if (host.endsWith(suffix)) {
@@ -148,13 +159,15 @@ export class Gateway {
     return this.options.defaultShare?.();
   }
 
-  private async openStream(share: string): Promise<MuxStream> {
+  /** The session with a share, set up if there is none; resolves once a path is up. */
+  async connect(share: string): Promise<VisitorSession> {
     let link = this.links.get(share);
     if (!link) {
       const created = new VisitorSession(
         { engine: this.engine, logger: this.log, socket: this.socket, identity: this.identity },
-        { share, server: this.options.signalingUrl, relay: this.options.relay ?? 'auto' },
+        { share, server: this.options.signalingUrl, relay: this.options.relay ?? 'auto', expectPeer: this.options.expectPeer },
       );
+      created.on('path', (info) => this.options.onPath?.(share, info));
       created.once('close', () => {
         if (this.links.get(share) !== created) return;
         this.links.delete(share);
@@ -165,7 +178,11 @@ export class Gateway {
       link = created;
     }
     await link.ready;
-    return link.openStream(StreamProtocol.HTTP);
+    return link;
+  }
+
+  private async openStream(share: string): Promise<MuxStream> {
+    return (await this.connect(share)).openStream(StreamProtocol.HTTP);
   }
 
   private requestHead(req: IncomingMessage, upgrade: boolean): RequestHead {

@@ -9,7 +9,8 @@ import { randomBytes } from 'node:crypto';
 import { Server as SocketIoServer } from 'socket.io';
 import type { Logger } from 'pino';
 import { DRAIN_TIMEOUT_MS, MAX_HEADER_BYTES, MAX_SIGNALING_MESSAGE_BYTES, RELAY_PATH, SIGNALING_PATH } from '../shared/constants.js';
-import type { IceServer, RelayMode } from '../shared/signaling.js';
+import type { RelayMode } from '../shared/signaling.js';
+import { iceServersFor, type IceConfig } from '../signaling/ice.js';
 import { ephemeralIdentity } from '../transport/identity.js';
 import { SignalingServer, type SignalingIo } from '../signaling/server.js';
 import type { WebRtcEngine } from '../transport/engine.js';
@@ -28,7 +29,8 @@ export interface BeamServerOptions {
   publicUrl?: string;
   /** Route Hosts that name no share to this share (the embedded default). */
   defaultShare?: () => string | undefined;
-  iceServers?: IceServer[];
+  /** STUN and TURN servers for sessions (signaling/ice.ts). */
+  ice?: IceConfig;
   /** How the gateway's own HTTP entry reaches agents. Default 'auto'. */
   gatewayRelay?: RelayMode;
 }
@@ -98,7 +100,7 @@ export async function startBeamServer(
   let relay: RelayServer | undefined;
   const signaling = new SignalingServer(
     { logger: components.logger },
-    { shareUrl, gatewayToken, iceServers: options.iceServers, onSessionEnd: (id) => relay?.end(id) },
+    { shareUrl, gatewayToken, iceServers: () => (options.ice ? iceServersFor(options.ice) : []), onSessionEnd: (id) => relay?.end(id) },
   );
   signaling.attach(io);
   relay = new RelayServer({

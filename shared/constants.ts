@@ -73,7 +73,13 @@ export const LAZY_FLUSH_MS = 10;
 /** Largest RESET reason (an error code string). */
 export const MAX_RESET_REASON_BYTES = 64;
 /** Interval of PING frames that measure RTT and keep NAT bindings warm. */
-export const PING_INTERVAL_MS = 5_000;
+export const PING_INTERVAL_MS = 2_500;
+/**
+ * A connection that has received nothing, not even a PONG, for this long is
+ * taken for dead and closed, so its session moves to another path (a cut
+ * link gives no other sign for a long time).
+ */
+export const PATH_DEAD_MS = 8_000;
 
 // ---------------------------------------------------------------- HTTP over streams
 
@@ -128,7 +134,7 @@ export const RELAY_PATH = '/.beam/relay';
  * the relay (the issue asks for 3 s or less). Direct keeps trying after that,
  * and new streams move to it once it is up.
  */
-export const DIRECT_PATH_TIMEOUT_MS = 3_000;
+export const DIRECT_PATH_TIMEOUT_MS = 2_000;
 /** While a session rides the relay, direct WebRTC is tried again this often. */
 export const DIRECT_RETRY_MS = 15_000;
 /** How long the Noise handshake may take on any path. */
@@ -141,5 +147,7 @@ export const RELAY_MAX_MESSAGE_BYTES = 256 * 1024;
 export const RELAY_HIGH_WATER_BYTES = 1024 * 1024;
 /** Once the queue toward a side falls to this, the relay reads from the other side again. */
 export const RELAY_LOW_WATER_BYTES = 256 * 1024;
+/** Lifetime of the TURN REST credentials handed out with each session (coturn use-auth-secret). */
+export const TURN_CREDENTIAL_TTL_S = 12 * 60 * 60;
 /** Relayed sessions one server holds at once. */
 export const MAX_RELAY_SESSIONS = 4096;

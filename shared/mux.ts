@@ -31,6 +31,7 @@ import {
   MAX_MESSAGE_BYTES,
   MAX_STREAMS_PER_PEER,
   MUX_QUEUE_HIGH_WATER_BYTES,
+  PATH_DEAD_MS,
   PING_INTERVAL_MS,
   WINDOW_TARGET_MS,
 } from './constants.js';
@@ -79,6 +80,7 @@ export class Mux extends EventEmitter<MuxEvents> {
   private pingNonce: Uint8Array | undefined;
   private pingSentAt = 0;
   private pingTimer: NodeJS.Timeout | undefined;
+  private lastReceivedAt = performance.now();
   /** Latest round-trip time measured with PING, in milliseconds. */
   rtt: number | undefined;
   /** Bytes of data-channel messages sent and received, frame headers included. */
@@ -102,7 +104,14 @@ export class Mux extends EventEmitter<MuxEvents> {
     channel.onMessage((message) => this.receive(message));
     channel.onClose(() => this.close('BEAM_ERR_PEER_GONE'));
     if (options.ping !== false) {
-      this.pingTimer = setInterval(() => this.ping(), PING_INTERVAL_MS);
+      this.pingTimer = setInterval(() => {
+        // A path that has carried nothing, not even a PONG, for PATH_DEAD_MS is gone (a cut link).
+        if (performance.now() - this.lastReceivedAt > PATH_DEAD_MS) {
+          this.close('BEAM_ERR_PEER_GONE');
+          return;
+        }
+        this.ping();
+      }, PING_INTERVAL_MS);
       this.pingTimer.unref();
       this.ping();
     }
@@ -272,6 +281,7 @@ export class Mux extends EventEmitter<MuxEvents> {
   private receive(message: Uint8Array): void {
     if (this.closed) return;
     this.bytesReceived += message.byteLength;
+    this.lastReceivedAt = performance.now();
     let frames: Frame[];
     try {
       frames = decodeMessage(message);

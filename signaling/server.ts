@@ -38,8 +38,8 @@ export interface SignalingComponents {
 export interface SignalingOptions {
   /** Builds the public URL of a share from its name. */
   shareUrl: (name: string) => string;
-  /** STUN/TURN servers handed to both parties of each session. Default none. */
-  iceServers?: IceServer[];
+  /** STUN/TURN servers handed to both parties of each session (TURN credentials are made per session). Default none. */
+  iceServers?: () => IceServer[];
   /** Visitors that present this token are the server's own gateway. */
   gatewayToken?: string;
   /** Called when a session ends, so the relay can drop its sockets. */
@@ -169,7 +169,7 @@ export class SignalingServer {
         const relayTokens = { visitor: randomBytes(24).toString('base64url'), agent: randomBytes(24).toString('base64url') };
         const session: Session = { id: randomBytes(12).toString('base64url'), share, agent, visitor: socket.id, kind: data.kind ?? 'cli', relayTokens: { ...relayTokens } };
         this.addSession(session);
-        const iceServers = this.options.iceServers ?? [];
+        const iceServers = this.options.iceServers?.() ?? [];
         this.io?.to(agent).emit('session:incoming', {
           sessionId: session.id,
           share,

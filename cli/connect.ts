@@ -1,0 +1,92 @@
+/**
+ * `beam connect <link>`: the share appears as a local port. Each local
+ * connection becomes a stream to the agent over the best path (direct, else
+ * the relay), and the agent must prove the peer ID the link names.
+ *
+ * For an HTTP share this is a one-share gateway on localhost: the app, its
+ * WebSockets included, served on 127.0.0.1:<port>.
+ */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Logger } from 'pino';
+import { MAX_HEADER_BYTES } from '../shared/constants.js';
+import { BeamError } from '../shared/errors.js';
+import type { RelayMode } from '../shared/signaling.js';
+import { Gateway } from '../gateway/gateway.js';
+import type { WebRtcEngine } from '../transport/engine.js';
+import { ephemeralIdentity } from '../transport/identity.js';
+import { parseLink } from '../transport/link.js';
+import type { Output } from './output.js';
+
+export interface ConnectOptions {
+  link: string;
+  /** Local port; 0 picks a free one. */
+  port: number;
+  bind: string;
+  relay: RelayMode;
+  /** Overrides the server the link names. */
+  server?: string;
+}
+
+export interface Connected {
+  port: number;
+  close(): Promise<void>;
+}
+
+export async function connect(components: { engine: WebRtcEngine; logger: Logger; out: Output }, options: ConnectOptions): Promise<Connected> {
+  const link = parseLink(options.link);
+  const server = options.server ?? link.server;
+  const { out } = components;
+  if (!link.peer) out.line(`! This link names no peer ID (#peer=...): the agent's identity is taken on the server's word.`);
+  let announced = false;
+  const gateway = new Gateway(
+    { engine: components.engine, logger: components.logger, identity: await ephemeralIdentity() },
+    {
+      signalingUrl: server,
+      domain: 'invalid',
+      fixedShare: link.share,
+      relay: options.relay,
+      expectPeer: link.peer,
+      onPath: (share, info) => {
+        const rtt = info.rtt !== undefined ? { rtt: Math.round(info.rtt * 10) / 10 } : {};
+        out.emit({ event: announced ? 'path' : 'session', id: share, visitor: 'cli', path: info.path, via: info.path, ...rtt });
+        announced = true;
+      },
+    },
+  );
+  const ready = await Promise.race([
+    gateway.ready().then(() => true),
+    new Promise<false>((resolve) => setTimeout(() => resolve(false), 10_000).unref()),
+  ]);
+  if (!ready) {
+    gateway.close();
+    throw new BeamError('BEAM_ERR_SERVER_UNREACHABLE', server);
+  }
+  // Set the session up now: a wrong identity or a missing share is an error at once, not at the first request.
+  try {
+    await gateway.connect(link.share);
+  } catch (err) {
+    gateway.close();
+    throw err;
+  }
+  const local = http.createServer({ maxHeaderSize: MAX_HEADER_BYTES });
+  local.on('request', (req, res) => void gateway.handleRequest(req, res));
+  local.on('upgrade', (req, socket, head: Buffer) => void gateway.handleUpgrade(req, socket, head));
+  await new Promise<void>((resolve, reject) => {
+    local.once('error', (err: NodeJS.ErrnoException) =>
+      reject(err.code === 'EADDRINUSE' ? new BeamError('BEAM_ERR_BAD_OPTION', `${options.bind}:${options.port} is in use; pick another --port`) : err),
+    );
+    local.listen(options.port, options.bind, () => resolve());
+  });
+  const port = (local.address() as AddressInfo).port;
+  const host = options.bind.includes(':') ? `[${options.bind}]` : options.bind;
+  out.emit({ event: 'ready', name: link.share, url: `http://${host}:${port}/`, origin: link.url, server });
+  return {
+    port,
+    async close() {
+      gateway.close();
+      local.closeAllConnections();
+      await new Promise<void>((resolve) => local.close(() => resolve()));
+    },
+  };
+}

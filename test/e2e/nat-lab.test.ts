@@ -1,0 +1,157 @@
+/**
+ * NAT traversal in a lab of network namespaces (test/helpers/netlab.ts): the
+ * agent behind one NAT, a `beam connect` visitor behind another, the Beam
+ * server and coturn on the "wan" between them. Each scenario asserts the path
+ * taken and that data arrives sha256-equal.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { DIRECT_PATH_TIMEOUT_MS, PATH_DEAD_MS } from '../../shared/constants.js';
+import { NetLab, WAN_SERVER, type SideOptions } from '../helpers/netlab.js';
+import { BeamProcess, ROOT, type JsonEvent } from '../helpers/procs.js';
+
+const TURN_SECRET = 'lab-secret-0123456789abcdef';
+const SERVER = `http://${WAN_SERVER}:7070`;
+
+/** The origin, inside the agent's host: /file is `size` random bytes, announced with their sha256. */
+const ORIGIN = (size: number): string => `
+import http from 'node:http';
+import { createHash, randomBytes } from 'node:crypto';
+const body = randomBytes(${size});
+const hash = createHash('sha256').update(body).digest('hex');
+http.createServer((req, res) => {
+  if (req.url === '/file') { res.setHeader('content-length', body.length); res.end(body); }
+  else res.end('hello from ' + req.url);
+}).listen(3000, '127.0.0.1', () => console.log(JSON.stringify({ hash })));
+`;
+
+/** A client inside the visitor's host: GETs a URL, reports progress once, then status, size, sha256 (or the error). */
+const FETCH = (url: string, progressAt = Infinity): string => `
+import { createHash } from 'node:crypto';
+const started = performance.now();
+try {
+  const res = await fetch(${JSON.stringify(url)});
+  const hash = createHash('sha256');
+  let bytes = 0, told = false;
+  for await (const chunk of res.body) {
+    hash.update(chunk);
+    bytes += chunk.length;
+    if (!told && bytes >= ${progressAt === Infinity ? 'Infinity' : progressAt}) { told = true; console.log(JSON.stringify({ progress: bytes })); }
+  }
+  console.log(JSON.stringify({ status: res.status, bytes, hash: hash.digest('hex'), ms: performance.now() - started }));
+} catch (err) {
+  console.log(JSON.stringify({ error: String(err.cause?.message ?? err.message) }));
+}
+`;
+
+interface Scenario {
+  lab: NetLab;
+  agent: BeamProcess;
+  visitor: BeamProcess;
+  originHash: string;
+  /** When `beam connect` was started, and its first session event. */
+  startedAt: number;
+  session: JsonEvent;
+  sessionAt: number;
+}
+
+let lab: NetLab | undefined;
+afterEach(() => {
+  lab?.destroy();
+  lab = undefined;
+});
+
+async function scenario(a: SideOptions, b: SideOptions, size = 4 * 1024 * 1024): Promise<Scenario> {
+  lab = NetLab.create(a, b);
+  const l = lab;
+  const turn = l.spawn(l.wan, 'turnserver', [
+    '-c', path.join(ROOT, 'deploy/turnserver.conf'),
+    '--listening-ip', WAN_SERVER, '--relay-ip', WAN_SERVER,
+    '--static-auth-secret', TURN_SECRET, '--realm', 'beam.test',
+    '--pidfile', path.join(tmpdir(), `${l.wan}.turn.pid`), '--log-file', 'stdout',
+  ]);
+  turn.stdout!.resume();
+  turn.stderr!.resume();
+  const server = new BeamProcess(
+    ['serve', '--host', WAN_SERVER, '--port', '7070', '--json', '--stun', `stun:${WAN_SERVER}:3478`, '--turn', `turn:${WAN_SERVER}:3478?transport=udp`, '--turn-secret', TURN_SECRET],
+    {},
+    { netns: l.wan },
+  );
+  const origin = new Promise<string>((resolve, reject) => {
+    l.node(l.ha, ORIGIN(size), (line) => resolve(line['hash'] as string)).catch(reject);
+  });
+  await server.waitFor('ready');
+  const originHash = await origin;
+  const config = await mkdtemp(path.join(tmpdir(), 'beam-lab-'));
+  const agent = new BeamProcess(['http', '3000', '--server', SERVER, '--json'], { BEAM_CONFIG_DIR: config }, { netns: l.ha });
+  const ready = await agent.waitFor('ready');
+  const startedAt = performance.now();
+  const visitor = new BeamProcess(['connect', ready['link'] as string, '--server', SERVER, '--port', '8080', '--json'], {}, { netns: l.hb });
+  const session = await visitor.waitFor('session');
+  const sessionAt = performance.now();
+  await visitor.waitFor('ready');
+  console.log(`${a.nat}${a.udpBlocked ? ' (no UDP)' : ''} <-> ${b.nat}: ${String(session['path'])} after ${Math.round(sessionAt - startedAt)} ms`);
+  // Kill the Beam processes with the lab (they are children of this process, not of the lab's `ip`).
+  const destroy = l.destroy.bind(l);
+  l.destroy = () => {
+    for (const p of [visitor, agent, server]) void p.kill('SIGKILL');
+    destroy();
+  };
+  return { lab: l, agent, visitor, originHash, startedAt, session, sessionAt };
+}
+
+async function fetchIn(s: Scenario, target: string, progressAt?: number, onProgress?: () => void): Promise<Record<string, unknown>> {
+  const lines = await s.lab.node(s.lab.hb, FETCH(`http://127.0.0.1:8080${target}`, progressAt), (line) => {
+    if ('progress' in line) onProgress?.();
+  });
+  return lines[lines.length - 1] ?? {};
+}
+
+describe('NAT lab', () => {
+  it('cone <-> cone: direct, byte-exact', async () => {
+    const s = await scenario({ nat: 'cone' }, { nat: 'cone' });
+    expect(s.session['path']).toBe('direct');
+    const r = await fetchIn(s, '/file');
+    expect(r['status']).toBe(200);
+    expect(r['hash']).toBe(s.originHash);
+    const agentSession = await s.agent.waitFor((e) => e.event === 'session' && e['visitor'] === 'cli');
+    expect(agentSession['path']).toBe('direct');
+  });
+
+  it('symmetric <-> symmetric: relayed within 3 s of the visitor asking, byte-exact', async () => {
+    const s = await scenario({ nat: 'symmetric' }, { nat: 'symmetric' });
+    expect(['relay', 'turn']).toContain(s.session['path']);
+    expect(s.sessionAt - s.startedAt).toBeLessThan(3_000 + 1_000 /* process start */);
+    expect(DIRECT_PATH_TIMEOUT_MS).toBeLessThanOrEqual(3_000);
+    const r = await fetchIn(s, '/file');
+    expect(r['status']).toBe(200);
+    expect(r['hash']).toBe(s.originHash);
+  });
+
+  it('UDP blocked on the agent side: the WebSocket relay, byte-exact', async () => {
+    const s = await scenario({ nat: 'cone', udpBlocked: true }, { nat: 'cone' });
+    expect(s.session['path']).toBe('relay');
+    const r = await fetchIn(s, '/file');
+    expect(r['status']).toBe(200);
+    expect(r['hash']).toBe(s.originHash);
+  });
+
+  it('direct path cut mid-download: that download is intact or fails, never corrupted; the session goes on over the relay', async () => {
+    const size = 96 * 1024 * 1024;
+    const s = await scenario({ nat: 'cone' }, { nat: 'cone' }, size);
+    expect(s.session['path']).toBe('direct');
+    const r = await fetchIn(s, '/file', 1024 * 1024, () => s.lab.cutUdp(s.lab.ra));
+    console.log(`download cut mid-way: ${JSON.stringify(r)}`);
+    if ('hash' in r && r['bytes'] === size) expect(r['hash']).toBe(s.originHash);
+    else expect(r['error'] ?? `short: ${String(r['bytes'])} bytes`).toBeTruthy();
+    // The dead path is noticed (PATH_DEAD_MS) and replaced by the relay, with no restart.
+    const moved = await s.visitor.waitFor((e) => e.event === 'path' && e['path'] === 'relay');
+    expect(moved['path']).toBe('relay');
+    const after = await fetchIn(s, '/file');
+    expect(after['status']).toBe(200);
+    expect(after['hash']).toBe(s.originHash);
+    expect(PATH_DEAD_MS).toBeLessThan(10_000);
+  });
+});
