@@ -5,6 +5,13 @@ import { bareCandidate, candidateKind, PeerEvents, type CandidateKind, type Data
 
 type NdcChannel = ndc.DataChannel;
 
+// BEAM_NDC_LOG=Verbose|Debug|Info|Warning|Error turns on libdatachannel's own log (stderr), for ICE trouble.
+const NDC_LOG_LEVELS = ['Verbose', 'Debug', 'Info', 'Warning', 'Error', 'Fatal'] as const;
+const ndcLog = process.env['BEAM_NDC_LOG'];
+if (ndcLog && (NDC_LOG_LEVELS as readonly string[]).includes(ndcLog)) {
+  ndc.initLogger(ndcLog as ndc.LogLevel, (level, message) => process.stderr.write(`[libdatachannel ${level}] ${message}\n`));
+}
+
 /** Turns a WebRTC-style ICE server into libdatachannel's form. */
 export function toNdcIceServer(server: IceServer): string | ndc.IceServer {
   const m = /^(stun|turn|turns):([^:?]+|\[[^\]]+\]):?(\d+)?(?:\?transport=(udp|tcp))?$/.exec(server.urls);

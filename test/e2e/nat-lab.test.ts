@@ -5,6 +5,7 @@
  * taken and that data arrives sha256-equal.
  */
 import { afterEach, describe, expect, it } from 'vitest';
+import { createWriteStream } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -70,9 +71,11 @@ async function scenario(a: SideOptions, b: SideOptions, size = 4 * 1024 * 1024):
     '-c', path.join(ROOT, 'deploy/turnserver.conf'),
     '--listening-ip', WAN_SERVER, '--relay-ip', WAN_SERVER,
     '--static-auth-secret', TURN_SECRET, '--realm', 'beam.test',
-    '--pidfile', path.join(tmpdir(), `${l.wan}.turn.pid`), '--log-file', 'stdout',
+    '--pidfile', path.join(tmpdir(), `${l.wan}.turn.pid`), '--log-file', 'stdout', ...(process.env['BEAM_LAB_TURN_LOG'] ? ['--verbose'] : []),
   ]);
-  turn.stdout!.resume();
+  // BEAM_LAB_TURN_LOG=<file> keeps coturn's log, for looking into a failed scenario.
+  if (process.env['BEAM_LAB_TURN_LOG']) turn.stdout!.pipe(createWriteStream(process.env['BEAM_LAB_TURN_LOG']));
+  else turn.stdout!.resume();
   turn.stderr!.resume();
   const server = new BeamProcess(
     ['serve', '--host', WAN_SERVER, '--port', '7070', '--json', '--stun', `stun:${WAN_SERVER}:3478`, '--turn', `turn:${WAN_SERVER}:3478?transport=udp`, '--turn-secret', TURN_SECRET],
