@@ -295,6 +295,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       this.log.info({ session: session.id }, 'offer ignored: --relay always');
       return;
     }
+    if (session.peer) this.log.debug({ session: session.id }, 'a new offer replaces the direct peer connection');
     session.peer?.close();
     const peer = this.engine.createPeer({ iceServers: session.iceServers });
     session.peer = peer;
@@ -440,6 +441,7 @@ export class Agent extends EventEmitter<AgentEvents> {
   private endSession(id: string): void {
     const session = this.sessions.get(id);
     if (!session) return;
+    this.log.debug({ session: id }, 'session ended');
     this.sessions.delete(id);
     clearTimeout(session.setupTimer);
     for (const mux of session.paths.values()) mux.close('BEAM_ERR_PEER_GONE');

@@ -36,7 +36,7 @@ export interface Peer {
   createDataChannel(label: string): DataChannel;
   /** Applies a remote description or candidate. */
   signal(signal: Signal): Promise<void>;
-  /** The kind of the local candidate of the selected pair, once connected. */
+  /** 'relay' when either candidate of the selected pair is a TURN relay, else the local candidate's kind; once connected. */
   selectedCandidateKind(): CandidateKind | undefined;
   close(): void;
 }

@@ -122,7 +122,11 @@ class NdcPeer extends PeerEvents<NdcDataChannel> implements Peer {
   selectedCandidateKind(): CandidateKind | undefined {
     try {
       const pair = this.pc.getSelectedCandidatePair();
-      return pair ? (candidateKind(` typ ${pair.local.type}`) ?? candidateKind(pair.local.candidate)) : undefined;
+      if (!pair) return undefined;
+      const local = candidateKind(` typ ${pair.local.type}`) ?? candidateKind(pair.local.candidate);
+      const remote = candidateKind(` typ ${pair.remote.type}`) ?? candidateKind(pair.remote.candidate);
+      // Either end relaying through TURN makes the path a TURN path.
+      return remote === 'relay' ? 'relay' : local;
     } catch {
       return undefined;
     }

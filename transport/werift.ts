@@ -126,7 +126,9 @@ class WeriftPeer extends PeerEvents<WeriftDataChannel> implements Peer {
   }
   selectedCandidateKind(): CandidateKind | undefined {
     const pair = this.pc.iceTransports[0]?.connection.nominated;
-    return pair ? candidateKind(` typ ${pair.localCandidate.type}`) : undefined;
+    if (!pair) return undefined;
+    // Either end relaying through TURN makes the path a TURN path.
+    return pair.remoteCandidate.type === 'relay' ? 'relay' : candidateKind(` typ ${pair.localCandidate.type}`);
   }
   close(): void {
     if (this.closed) return;
