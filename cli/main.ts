@@ -11,6 +11,7 @@ import { loadIdentity } from '../transport/identity.js';
 import { connectLink } from '../transport/link.js';
 import { validateIceConfig } from '../signaling/ice.js';
 import { connect } from './connect.js';
+import { describeReport, doctor } from './doctor.js';
 import { lanAddress } from './lan.js';
 import { createOutput, type Output } from './output.js';
 import { parseEngine, parseHostHeader, parseLogLevel, parseMs, parsePort, parseRelayMode, parseServerUrl, parseTarget, type Target } from './options.js';
@@ -184,6 +185,14 @@ async function runConnect(linkArg: string, flags: ConnectFlags): Promise<void> {
   });
 }
 
+async function runDoctor(flags: { server?: string; json?: boolean }): Promise<void> {
+  const serverFlag = flags.server ?? process.env['BEAM_SERVER'];
+  if (!serverFlag) throw new BeamError('BEAM_ERR_BAD_OPTION', 'beam doctor needs --server <url> (or BEAM_SERVER): the server whose STUN and relay to check');
+  const report = await doctor(parseServerUrl(serverFlag));
+  if (flags.json) process.stdout.write(`${JSON.stringify({ event: 'doctor', ...report })}\n`);
+  else process.stdout.write(`${describeReport(report)}\n`);
+}
+
 function fail(err: unknown, json: boolean): never {
   const out: Output = createOutput(json, json ? process.stdout : process.stderr);
   if (err instanceof BeamError) out.emit({ event: 'error', code: err.code, message: err.message });
@@ -248,6 +257,14 @@ export function program(): Command {
     .addOption(new Option('--engine <engine>', 'WebRTC engine: node-datachannel or werift').default('node-datachannel'))
     .action(async (link: string, flags: ConnectFlags) => {
       await runConnect(link, flags).catch((err: unknown) => fail(err, Boolean(flags.json)));
+    });
+  root
+    .command('doctor')
+    .description('check UDP, NAT mapping and the relay: which path visitors are likely to get')
+    .option('--server <url>', 'Beam server to check against (env BEAM_SERVER)')
+    .option('--json', 'print the report as one JSON line')
+    .action(async (flags: { server?: string; json?: boolean }) => {
+      await runDoctor(flags).catch((err: unknown) => fail(err, Boolean(flags.json)));
     });
   root.enablePositionalOptions();
   return root;

@@ -135,6 +135,12 @@ export async function startBeamServer(
       });
       return;
     }
+    if (req.url === '/.beam/doctor') {
+      // What `beam doctor` needs: public facts only, never TURN credentials.
+      res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+      res.end(`${JSON.stringify({ stun: options.ice?.stun ?? [], turn: (options.ice?.turn.length ?? 0) > 0 })}\n`);
+      return;
+    }
     const check = healthPath(req.url, ownHost);
     if (check) {
       const ready = check === 'healthz' || (!draining && gateway.connected);

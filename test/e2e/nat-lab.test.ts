@@ -10,7 +10,7 @@ import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { DIRECT_PATH_TIMEOUT_MS, PATH_DEAD_MS } from '../../shared/constants.js';
-import { NetLab, WAN_SERVER, type SideOptions } from '../helpers/netlab.js';
+import { NetLab, WAN_SERVER, WAN_SERVER_2, type SideOptions } from '../helpers/netlab.js';
 import { BeamProcess, ROOT, type JsonEvent } from '../helpers/procs.js';
 
 const TURN_SECRET = 'lab-secret-0123456789abcdef';
@@ -64,12 +64,11 @@ afterEach(() => {
   lab = undefined;
 });
 
-async function scenario(a: SideOptions, b: SideOptions, size = 4 * 1024 * 1024): Promise<Scenario> {
-  lab = NetLab.create(a, b);
-  const l = lab;
+/** coturn (STUN on two addresses, TURN) and `beam serve` on the wan. */
+async function startWan(l: NetLab): Promise<BeamProcess> {
   const turn = l.spawn(l.wan, 'turnserver', [
     '-c', path.join(ROOT, 'deploy/turnserver.conf'),
-    '--listening-ip', WAN_SERVER, '--relay-ip', WAN_SERVER,
+    '--listening-ip', WAN_SERVER, '--listening-ip', WAN_SERVER_2, '--relay-ip', WAN_SERVER,
     '--static-auth-secret', TURN_SECRET, '--realm', 'beam.test',
     '--pidfile', path.join(tmpdir(), `${l.wan}.turn.pid`), '--log-file', 'stdout', ...(process.env['BEAM_LAB_TURN_LOG'] ? ['--verbose'] : []),
   ]);
@@ -78,14 +77,30 @@ async function scenario(a: SideOptions, b: SideOptions, size = 4 * 1024 * 1024):
   else turn.stdout!.resume();
   turn.stderr!.resume();
   const server = new BeamProcess(
-    ['serve', '--host', WAN_SERVER, '--port', '7070', '--json', '--stun', `stun:${WAN_SERVER}:3478`, '--turn', `turn:${WAN_SERVER}:3478?transport=udp`, '--turn-secret', TURN_SECRET],
+    [
+      'serve', '--host', WAN_SERVER, '--port', '7070', '--json',
+      '--stun', `stun:${WAN_SERVER}:3478`, '--stun', `stun:${WAN_SERVER_2}:3478`,
+      '--turn', `turn:${WAN_SERVER}:3478?transport=udp`, '--turn-secret', TURN_SECRET,
+    ],
     {},
     { netns: l.wan },
   );
+  const destroy = l.destroy.bind(l);
+  l.destroy = () => {
+    void server.kill('SIGKILL');
+    destroy();
+  };
+  await server.waitFor('ready');
+  return server;
+}
+
+async function scenario(a: SideOptions, b: SideOptions, size = 4 * 1024 * 1024): Promise<Scenario> {
+  lab = NetLab.create(a, b);
+  const l = lab;
+  await startWan(l);
   const origin = new Promise<string>((resolve, reject) => {
     l.node(l.ha, ORIGIN(size), (line) => resolve(line['hash'] as string)).catch(reject);
   });
-  await server.waitFor('ready');
   const originHash = await origin;
   const config = await mkdtemp(path.join(tmpdir(), 'beam-lab-'));
   const agent = new BeamProcess(['http', '3000', '--server', SERVER, '--json'], { BEAM_CONFIG_DIR: config }, { netns: l.ha });
@@ -99,7 +114,7 @@ async function scenario(a: SideOptions, b: SideOptions, size = 4 * 1024 * 1024):
   // Kill the Beam processes with the lab (they are children of this process, not of the lab's `ip`).
   const destroy = l.destroy.bind(l);
   l.destroy = () => {
-    for (const p of [visitor, agent, server]) void p.kill('SIGKILL');
+    for (const p of [visitor, agent]) void p.kill('SIGKILL');
     destroy();
   };
   return { lab: l, agent, visitor, originHash, startedAt, session, sessionAt };
@@ -156,5 +171,21 @@ describe('NAT lab', () => {
     expect(after['status']).toBe(200);
     expect(after['hash']).toBe(s.originHash);
     expect(PATH_DEAD_MS).toBeLessThan(10_000);
+  });
+
+  it.each([
+    ['cone', { nat: 'cone' } as SideOptions, true, 'endpoint-independent', 'direct'],
+    ['symmetric', { nat: 'symmetric' } as SideOptions, true, 'endpoint-dependent', 'direct-or-relay'],
+    ['UDP blocked', { nat: 'cone', udpBlocked: true } as SideOptions, false, 'unknown', 'relay'],
+  ])('beam doctor behind a %s NAT reports UDP, the mapping, the relay and the likely path', async (_what, side, udp, mapping, likely) => {
+    lab = NetLab.create({ nat: 'cone' }, side);
+    await startWan(lab);
+    const doctor = new BeamProcess(['doctor', '--server', SERVER, '--json'], {}, { netns: lab.hb });
+    const report = await doctor.waitFor('doctor');
+    expect(await doctor.exited).toBe(0);
+    expect((report['udp'] as { ok: boolean }).ok).toBe(udp);
+    expect((report['nat'] as { mapping: string }).mapping).toBe(mapping);
+    expect((report['relay'] as { ok: boolean }).ok).toBe(true);
+    expect(report['likely']).toBe(likely);
   });
 });

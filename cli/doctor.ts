@@ -1,0 +1,128 @@
+/**
+ * `beam doctor`: what path a visitor is likely to get from this network.
+ *
+ * - the server: reachable over HTTP(S)?
+ * - the relay: does its WebSocket endpoint answer? (A made-up ticket must be
+ *   refused with BEAM_ERR_RELAY_REFUSED: that proves the relay is there.)
+ * - UDP: does a STUN binding request to the server's STUN addresses come back?
+ * - NAT mapping: from one local socket, do two STUN servers at different
+ *   addresses see the same public address and port (endpoint-independent
+ *   mapping: hole punching works) or not (endpoint-dependent: "symmetric")?
+ */
+import dgram from 'node:dgram';
+import stun from '@msimerson/stun';
+import WebSocket from 'ws';
+import { RELAY_PATH } from '../shared/constants.js';
+import { BeamError } from '../shared/errors.js';
+
+export type Mapping = 'none' | 'endpoint-independent' | 'endpoint-dependent' | 'unknown';
+export type LikelyPath = 'direct' | 'direct-or-relay' | 'relay';
+
+export interface DoctorReport {
+  server: { url: string; ok: boolean; detail?: string };
+  relay: { ok: boolean; detail?: string };
+  udp: { ok: boolean; servers: Array<{ url: string; mapped?: string; error?: string }> };
+  nat: { mapping: Mapping; detail: string };
+  likely: LikelyPath;
+  advice: string;
+}
+
+/** What `GET /.beam/doctor` answers: public facts, no credentials. */
+export interface DoctorInfo {
+  stun: string[];
+  turn: boolean;
+}
+
+const STUN_TIMEOUT_MS = 500;
+const STUN_RETRIES = 2;
+
+async function probeRelay(server: string): Promise<{ ok: boolean; detail?: string }> {
+  const url = new URL(RELAY_PATH, server);
+  url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
+  url.search = '?session=doctor-probe&role=visitor&token=doctor-probe-token';
+  return new Promise((resolve) => {
+    const ws = new WebSocket(url.href, { handshakeTimeout: 5_000 });
+    ws.on('unexpected-response', (_req, res) => {
+      ws.terminate();
+      const code = res.headers['beam-error'];
+      resolve(code === 'BEAM_ERR_RELAY_REFUSED' ? { ok: true } : { ok: false, detail: `answered ${res.statusCode}${code ? ` ${String(code)}` : ''}` });
+    });
+    ws.on('open', () => {
+      ws.terminate();
+      resolve({ ok: false, detail: 'accepted a made-up ticket: not a Beam relay' });
+    });
+    ws.on('error', (err) => resolve({ ok: false, detail: err.message }));
+  });
+}
+
+/** `stun:host:port` → `host:port` for the STUN client. */
+function stunTarget(url: string): string {
+  return url.replace(/^stun:/, '').replace(/^\[|\](?=:)/g, '');
+}
+
+export async function doctor(server: string): Promise<DoctorReport> {
+  let info: DoctorInfo;
+  try {
+    const res = await fetch(new URL('/.beam/doctor', server), { signal: AbortSignal.timeout(5_000) });
+    if (!res.ok) throw new Error(`answered ${res.status}`);
+    info = (await res.json()) as DoctorInfo;
+  } catch (err) {
+    throw new BeamError('BEAM_ERR_SERVER_UNREACHABLE', `${server}: ${(err as Error).message}`);
+  }
+  const relay = await probeRelay(server);
+  const socket = dgram.createSocket('udp4');
+  await new Promise<void>((resolve) => socket.bind(0, () => resolve()));
+  let servers: DoctorReport['udp']['servers'];
+  try {
+    // All from the one socket, at once: the mapping is compared per socket.
+    servers = await Promise.all(
+      info.stun.map(async (url) => {
+        try {
+          const res = await stun.request(stunTarget(url), { socket, timeout: STUN_TIMEOUT_MS, retries: STUN_RETRIES });
+          const mapped = res.getXorAddress() ?? res.getAddress();
+          return { url, mapped: mapped ? `${mapped.address}:${mapped.port}` : undefined };
+        } catch (err) {
+          return { url, error: (err as Error).message };
+        }
+      }),
+    );
+  } finally {
+    socket.close();
+  }
+  const answered = servers.filter((s) => s.mapped);
+  const udpOk = answered.length > 0;
+  let nat: DoctorReport['nat'];
+  const distinctServers = new Set(answered.map((s) => stunTarget(s.url).replace(/:\d+$/, '')));
+  if (!udpOk) nat = { mapping: 'unknown', detail: info.stun.length ? 'no STUN answer over UDP' : 'the server lists no STUN server' };
+  else if (distinctServers.size < 2) nat = { mapping: 'unknown', detail: 'needs two STUN servers at different addresses (beam serve --stun A --stun B)' };
+  else {
+    const mapped = new Set(answered.map((s) => s.mapped));
+    nat = mapped.size === 1
+      ? { mapping: 'endpoint-independent', detail: `both STUN servers saw ${answered[0]!.mapped}` }
+      : { mapping: 'endpoint-dependent', detail: `STUN servers saw ${[...mapped].join(' and ')}` };
+  }
+  let likely: LikelyPath;
+  let advice: string;
+  if (!udpOk) {
+    likely = 'relay';
+    advice = relay.ok ? 'UDP does not get out: visitors will use the relay (end-to-end encrypted).' : 'Neither UDP nor the relay works: check the server URL and your firewall.';
+  } else if (nat.mapping === 'endpoint-dependent') {
+    likely = 'direct-or-relay';
+    advice = 'Your NAT maps each destination to a new port ("symmetric"): direct works when the other side has an easy NAT; otherwise TURN or the relay carries it.';
+  } else {
+    likely = 'direct';
+    advice = nat.mapping === 'unknown' ? 'UDP works: direct is likely (the mapping could not be checked).' : 'UDP works and your NAT keeps one mapping per socket: direct paths are likely.';
+  }
+  return { server: { url: server, ok: true }, relay, udp: { ok: udpOk, servers }, nat, likely, advice };
+}
+
+export function describeReport(r: DoctorReport): string {
+  const mark = (ok: boolean): string => (ok ? 'ok  ' : 'FAIL');
+  return [
+    `${mark(r.server.ok)} server   ${r.server.url}`,
+    `${mark(r.relay.ok)} relay    ${r.relay.ok ? 'reachable over WebSocket' : r.relay.detail ?? ''}`,
+    `${mark(r.udp.ok)} UDP      ${r.udp.servers.map((s) => `${s.url} ${s.mapped ? `-> ${s.mapped}` : `(${s.error})`}`).join('; ') || 'no STUN server listed'}`,
+    `     NAT      ${r.nat.mapping}: ${r.nat.detail}`,
+    `     likely   ${r.likely}. ${r.advice}`,
+  ].join('\n');
+}
