@@ -1,0 +1,77 @@
+/** Pure parts of the path machinery: TURN REST credentials, ICE URLs, links, relay policy, fingerprints. */
+import { createHmac } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import { iceServersFor, parseIceUrl, turnCredentials, validateIceConfig } from '../signaling/ice.js';
+import { TURN_CREDENTIAL_TTL_S } from '../shared/constants.js';
+import { connectLink, parseLink } from '../transport/link.js';
+import { ephemeralIdentity } from '../transport/identity.js';
+import { relayPolicy } from '../transport/session.js';
+import { directPrologue, sdpFingerprint } from '../transport/secure.js';
+
+describe('TURN REST credentials (coturn use-auth-secret)', () => {
+  it('are <expiry>:beam and base64(HMAC-SHA1(secret, username)), valid for TURN_CREDENTIAL_TTL_S', () => {
+    const now = Date.UTC(2026, 10, 22, 12, 0, 0);
+    const { username, credential } = turnCredentials('s3cret-s3cret-s3cret', now);
+    const expiry = Number(username.split(':')[0]);
+    expect(expiry).toBe(now / 1000 + TURN_CREDENTIAL_TTL_S);
+    expect(username).toBe(`${expiry}:beam`);
+    expect(credential).toBe(createHmac('sha1', 's3cret-s3cret-s3cret').update(username).digest('base64'));
+  });
+
+  it('are handed out only for TURN servers, fresh per call', () => {
+    const config = { stun: ['stun:a.example:3478'], turn: ['turn:a.example:3478?transport=udp'], turnSecret: 'x'.repeat(16) };
+    const first = iceServersFor(config, 1_000_000);
+    expect(first[0]).toEqual({ urls: 'stun:a.example:3478' });
+    expect(first[1]?.username).toMatch(/^\d+:beam$/);
+    expect(iceServersFor(config, 2_000_000)[1]?.username).not.toBe(first[1]?.username);
+  });
+
+  it('validates flags with errors that show a good value', () => {
+    expect(() => parseIceUrl('http://x', 'stun')).toThrow(/stun:stun.example.com:3478/);
+    expect(() => parseIceUrl('turn:x:99999', 'turn')).toThrow(/out of range/);
+    expect(parseIceUrl('turns:[2001:db8::1]:5349', 'turn')).toBe('turns:[2001:db8::1]:5349');
+    expect(() => validateIceConfig({ stun: [], turn: ['turn:x:3478'] })).toThrow(/--turn needs --turn-secret/);
+    expect(() => validateIceConfig({ stun: [], turn: ['turn:x:3478'], turnSecret: 'short' })).toThrow(/at least 16/);
+  });
+});
+
+describe('links for beam connect', () => {
+  it('carry the peer ID in the fragment and name the server by the rest of the host', async () => {
+    const peer = (await ephemeralIdentity()).peerId;
+    const link = connectLink('https://swift-otter-042.beam.example.com/', peer.toString());
+    expect(link).toBe(`https://swift-otter-042.beam.example.com/#peer=${peer.toString()}`);
+    const parsed = parseLink(link);
+    expect(parsed).toMatchObject({ share: 'swift-otter-042', server: 'https://beam.example.com', url: 'https://swift-otter-042.beam.example.com/' });
+    expect(parsed.peer?.equals(peer)).toBe(true);
+  });
+
+  it('refuse what is not a link, with a hint', () => {
+    expect(() => parseLink('not a url')).toThrow(/e.g. http:\/\/swift-otter-042/);
+    expect(() => parseLink('ftp://a.b/')).toThrow(/http:\/\/ or https:\/\//);
+    expect(() => parseLink('http://localhost:7070/')).toThrow(/names no share/);
+    expect(() => parseLink('http://a.localhost/#peer=nope')).toThrow(/not a peer ID/);
+  });
+});
+
+describe('relay policy', () => {
+  it('lets always or never from either side win over auto, and refuses always against never', () => {
+    expect(relayPolicy('auto', 'auto')).toBe('auto');
+    expect(relayPolicy('auto', 'always')).toBe('always');
+    expect(relayPolicy('never', 'auto')).toBe('never');
+    expect(() => relayPolicy('always', 'never')).toThrow(expect.objectContaining({ code: 'BEAM_ERR_RELAY_REFUSED' }));
+  });
+});
+
+describe('the direct path prologue', () => {
+  const sdp = (fp: string): string => `v=0\r\na=setup:actpass\r\na=fingerprint:sha-256 ${fp}\r\n`;
+  it('names both fingerprints in order, normalised, so both ends compute the same bytes', () => {
+    const a = sdp('ab:CD:01');
+    const b = sdp('EF:23:45');
+    expect(sdpFingerprint(a)).toBe('sha-256 AB:CD:01');
+    expect(Buffer.from(directPrologue(a, b)).toString()).toBe('beam-webrtc-noise:sha-256 AB:CD:01|sha-256 EF:23:45');
+    expect(Buffer.from(directPrologue(b, a))).not.toEqual(Buffer.from(directPrologue(a, b)));
+  });
+  it('refuses a description without a fingerprint', () => {
+    expect(() => directPrologue('v=0\r\n', sdp('AA'))).toThrow(expect.objectContaining({ code: 'BEAM_ERR_BAD_MESSAGE' }));
+  });
+});
