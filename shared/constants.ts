@@ -56,6 +56,12 @@ export const WINDOW_TARGET_MS = 250;
  * pins at most 256 MiB, plus MAX_CONNECTION_WINDOW_GROWTH.
  */
 export const MAX_STREAMS_PER_PEER = 1024;
+/**
+ * SCTP send and receive buffer of node-datachannel's associations. The
+ * default (~256 KiB) caps a 50 ms path at a few MB/s; this lets the window,
+ * not the buffer, set the pace.
+ */
+export const SCTP_BUFFER_BYTES = 16 * 1024 * 1024;
 /** Bytes queued in the channel (bufferedAmount) before the multiplexer stops handing it more. */
 export const CHANNEL_HIGH_WATER_BYTES = 1024 * 1024;
 /** Once bufferedAmount falls to this, queued frames flow again. */

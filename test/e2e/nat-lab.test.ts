@@ -5,12 +5,11 @@
  * taken and that data arrives sha256-equal.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { createWriteStream } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { DIRECT_PATH_TIMEOUT_MS, PATH_DEAD_MS } from '../../shared/constants.js';
-import { NetLab, WAN_SERVER, WAN_SERVER_2, type SideOptions } from '../helpers/netlab.js';
+import { NetLab, WAN_SERVER, WAN_SERVER_2, type SideOptions } from '../../bench/netlab.js';
 import { BeamProcess, ROOT, type JsonEvent } from '../helpers/procs.js';
 
 const TURN_SECRET = 'lab-secret-0123456789abcdef';
@@ -66,16 +65,7 @@ afterEach(() => {
 
 /** coturn (STUN on two addresses, TURN) and `beam serve` on the wan. */
 async function startWan(l: NetLab): Promise<BeamProcess> {
-  const turn = l.spawn(l.wan, 'turnserver', [
-    '-c', path.join(ROOT, 'deploy/turnserver.conf'),
-    '--listening-ip', WAN_SERVER, '--listening-ip', WAN_SERVER_2, '--relay-ip', WAN_SERVER,
-    '--static-auth-secret', TURN_SECRET, '--realm', 'beam.test',
-    '--pidfile', path.join(tmpdir(), `${l.wan}.turn.pid`), '--log-file', 'stdout', ...(process.env['BEAM_LAB_TURN_LOG'] ? ['--verbose'] : []),
-  ]);
-  // BEAM_LAB_TURN_LOG=<file> keeps coturn's log, for looking into a failed scenario.
-  if (process.env['BEAM_LAB_TURN_LOG']) turn.stdout!.pipe(createWriteStream(process.env['BEAM_LAB_TURN_LOG']));
-  else turn.stdout!.resume();
-  turn.stderr!.resume();
+  l.startTurn(ROOT, TURN_SECRET);
   const server = new BeamProcess(
     [
       'serve', '--host', WAN_SERVER, '--port', '7070', '--json',

@@ -17,12 +17,33 @@
  * between cone NATs.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+
+/** The userspace delay link shipped beside the project (../shared/netlab). */
+function delayLinkScript(): string {
+  let dir = path.dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 4; i++, dir = path.dirname(dir)) {
+    const candidate = path.join(dir, '..', 'shared', 'netlab', 'delaylink.py');
+    if (existsSync(candidate)) return candidate;
+  }
+  throw new Error('../shared/netlab/delaylink.py not found beside the project: it adds delay where tc netem is missing');
+}
 
 export type NatKind = 'cone' | 'symmetric';
 
 export interface SideOptions {
   nat: NatKind;
+  /**
+   * One-way delay added on the router's wan link (each direction), by
+   * ../shared/netlab/delaylink.py in a namespace between router and bridge
+   * (this kernel has no sch_netem). Host to host crosses two such links, so
+   * 12.5 ms on both sides gives ~50 ms RTT.
+   */
+  delayMs?: number;
   /** Drop all UDP from this side's LAN to the wan. */
   udpBlocked?: boolean;
 }
@@ -46,6 +67,8 @@ export class NetLab {
   readonly hb: string;
   private readonly procs: ChildProcess[] = [];
   private readonly prefix: string;
+  private readonly extraNs: string[] = [];
+  private readonly wanIfOf = new Map<string, string>();
 
   private constructor(prefix: string) {
     this.prefix = prefix;
@@ -79,12 +102,35 @@ export class NetLab {
     ip('-n', this.wan, 'addr', 'add', `${WAN_SERVER_2}/24`, 'dev', 'br0');
     const side = (router: string, host: string, n: 1 | 2, opts: SideOptions): void => {
       const wanIf = `${p}${n}w`;
+      this.wanIfOf.set(router, wanIf);
       const brIf = `${p}${n}b`;
       const lanIf = `${p}${n}l`;
       const hostIf = `${p}${n}h`;
-      ip('link', 'add', wanIf, 'type', 'veth', 'peer', 'name', brIf);
-      ip('link', 'set', wanIf, 'netns', router);
-      ip('link', 'set', brIf, 'netns', this.wan);
+      if (opts.delayMs) {
+        // router wanIf <-> dA [delaylink] dB <-> brIf on the bridge
+        const dl = `${p}d${n}`;
+        this.extraNs.push(dl);
+        ip('netns', 'add', dl);
+        ip('link', 'add', wanIf, 'type', 'veth', 'peer', 'name', `${p}${n}da`);
+        ip('link', 'add', `${p}${n}db`, 'type', 'veth', 'peer', 'name', brIf);
+        ip('link', 'set', wanIf, 'netns', router);
+        ip('link', 'set', `${p}${n}da`, 'netns', dl);
+        ip('link', 'set', `${p}${n}db`, 'netns', dl);
+        ip('link', 'set', brIf, 'netns', this.wan);
+        for (const ifName of [`${p}${n}da`, `${p}${n}db`]) ip('-n', dl, 'link', 'set', ifName, 'up');
+        // Frames the delay link copies must carry finished checksums: a veth
+        // hands packet sockets frames whose checksum the NIC was to fill in.
+        inNs(router, 'ethtool', '-K', wanIf, 'tx', 'off');
+        inNs(this.wan, 'ethtool', '-K', brIf, 'tx', 'off');
+        inNs(this.wan, 'ethtool', '-K', 'br0', 'tx', 'off');
+        const child = this.spawn(dl, 'python3', [delayLinkScript(), `${p}${n}da`, `${p}${n}db`, '--delay-ms', String(opts.delayMs)]);
+        child.stdout!.resume();
+        child.stderr!.resume();
+      } else {
+        ip('link', 'add', wanIf, 'type', 'veth', 'peer', 'name', brIf);
+        ip('link', 'set', wanIf, 'netns', router);
+        ip('link', 'set', brIf, 'netns', this.wan);
+      }
       ip('-n', this.wan, 'link', 'set', brIf, 'master', 'br0', 'up');
       ip('-n', router, 'addr', 'add', `198.18.0.${10 + n}/24`, 'dev', wanIf);
       ip('-n', router, 'link', 'set', wanIf, 'up');
@@ -104,6 +150,33 @@ export class NetLab {
     };
     side(this.ra, this.ha, 1, a);
     side(this.rb, this.hb, 2, b);
+  }
+
+  /**
+   * Starts coturn on the wan with the shipped config (deploy/turnserver.conf),
+   * STUN on both wan addresses, TURN REST credentials from `secret`.
+   * BEAM_LAB_TURN_LOG=<file> keeps its (verbose) log.
+   */
+  startTurn(root: string, secret: string): ChildProcess {
+    const log = process.env['BEAM_LAB_TURN_LOG'];
+    const turn = this.spawn(this.wan, 'turnserver', [
+      '-c', path.join(root, 'deploy/turnserver.conf'),
+      '--listening-ip', WAN_SERVER, '--listening-ip', WAN_SERVER_2, '--relay-ip', WAN_SERVER,
+      '--static-auth-secret', secret, '--realm', 'beam.test',
+      '--pidfile', path.join(tmpdir(), `${this.wan}.turn.pid`), '--log-file', 'stdout', ...(log ? ['--verbose'] : []),
+    ]);
+    if (log) turn.stdout!.pipe(createWriteStream(log));
+    else turn.stdout!.resume();
+    turn.stderr!.resume();
+    return turn;
+  }
+
+  /** Forwards TCP `port` on a router's wan address to `host` behind it (a port forward, for baselines). */
+  forwardPort(router: string, port: number, host: string): void {
+    const wanIf = this.wanIfOf.get(router);
+    if (!wanIf) throw new Error(`${router} is not a router of this lab`);
+    inNs(router, 'iptables', '-t', 'nat', '-A', 'PREROUTING', '-i', wanIf, '-p', 'tcp', '--dport', String(port), '-j', 'DNAT', '--to-destination', `${host}:${port}`);
+    inNs(router, 'iptables', '-I', 'FORWARD', '-i', wanIf, '-p', 'tcp', '-d', host, '--dport', String(port), '-j', 'ACCEPT');
   }
 
   /** Drops (or, with `false`, lets through again) all UDP through a router: a cut direct path. */
@@ -136,7 +209,7 @@ export class NetLab {
 
   destroy(): void {
     for (const child of this.procs) if (child.exitCode === null) child.kill('SIGKILL');
-    for (const ns of [this.wan, this.ra, this.ha, this.rb, this.hb]) {
+    for (const ns of [this.wan, this.ra, this.ha, this.rb, this.hb, ...this.extraNs]) {
       try {
         ip('netns', 'del', ns);
       } catch {

@@ -1,0 +1,220 @@
+/**
+ * Paths benchmark, in the NAT lab (bench/netlab.ts) with delay on both
+ * routers' wan links (../shared/netlab/delaylink.py). In one run:
+ *
+ *   - time to first response for a new `beam connect` visitor, per NAT
+ *     scenario (cone<->cone, symmetric<->symmetric, UDP blocked);
+ *   - bulk download throughput per path: direct, and Beam's relay
+ *     (`--relay always`), at each round-trip time;
+ *   - the relayed baseline for the same work: a plain TCP relay in the wan
+ *     (the shape of localtunnel: one TCP leg from each side to a relay), and
+ *     localtunnel itself when LOCALTUNNEL_SERVER_DIR names a checkout of its
+ *     server (reported as missing otherwise).
+ *
+ * Prints a table and the ratio the NAT traversal issue sets: direct
+ * throughput / relayed baseline at 50 ms RTT (target >= 1).
+ *
+ *   npm run build && node dist/bench/paths.js [--rtt 20,50] [--mib 32] [--reps 3]
+ *
+ * Needs root (network namespaces), coturn, iptables, python3.
+ */
+import type { ChildProcess } from 'node:child_process';
+import { mkdtemp } from 'node:fs/promises';
+import { cpus, tmpdir } from 'node:os';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { NetLab, WAN_SERVER, type SideOptions } from './netlab.js';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const BIN = path.join(root, 'bin/beam.js');
+const args = process.argv.slice(2);
+const opt = (name: string, def: string): string => {
+  const i = args.indexOf(name);
+  return i >= 0 ? (args[i + 1] ?? def) : def;
+};
+const RTTS = opt('--rtt', '20,50').split(',').map(Number);
+const MIB = Number(opt('--mib', '32'));
+const REPS = Number(opt('--reps', '3'));
+/** --only first|throughput runs one half. */
+const ONLY = opt('--only', 'all');
+const SECRET = 'bench-secret-0123456789abcdef';
+const SERVER = `http://${WAN_SERVER}:7070`;
+
+interface Proc {
+  child: ChildProcess;
+  waitFor(event: string): Promise<Record<string, unknown>>;
+}
+
+function beam(lab: NetLab, ns: string, argv: string[], env: NodeJS.ProcessEnv = {}): Proc {
+  const child = lab.spawn(ns, process.execPath, [BIN, ...argv], env);
+  const events: Array<Record<string, unknown>> = [];
+  const waiters: Array<{ event: string; resolve: (e: Record<string, unknown>) => void }> = [];
+  child.stderr!.resume();
+  createInterface({ input: child.stdout! }).on('line', (line) => {
+    let e: Record<string, unknown>;
+    try {
+      e = JSON.parse(line) as Record<string, unknown>;
+    } catch {
+      return;
+    }
+    events.push(e);
+    for (const w of waiters.filter((x) => x.event === e['event'])) {
+      waiters.splice(waiters.indexOf(w), 1);
+      w.resolve(e);
+    }
+  });
+  return {
+    child,
+    waitFor(event) {
+      const seen = events.find((e) => e['event'] === event);
+      if (seen) return Promise.resolve(seen);
+      return new Promise((resolve, reject) => {
+        waiters.push({ event, resolve });
+        child.once('exit', (code) => reject(new Error(`beam ${argv[0]} exited ${code} before "${event}": ${JSON.stringify(events)}`)));
+      });
+    },
+  };
+}
+
+const ORIGIN = (bytes: number): string => `
+import http from 'node:http';
+import { randomBytes } from 'node:crypto';
+const body = randomBytes(${bytes});
+http.createServer((req, res) => {
+  if (req.url === '/file') { res.setHeader('content-length', body.length); res.end(body); }
+  else res.end('ok');
+}).listen(3000, '0.0.0.0', () => console.log(JSON.stringify({ ready: true })));
+`;
+
+/** GETs `url` `reps` times from inside a namespace; each time: ms to the end and bytes. */
+const FETCH = (url: string, reps: number): string => `
+for (let i = 0; i < ${reps}; i++) {
+  const t = performance.now();
+  const res = await fetch(${JSON.stringify(url)});
+  let bytes = 0;
+  for await (const c of res.body) bytes += c.length;
+  console.log(JSON.stringify({ status: res.status, bytes, ms: performance.now() - t }));
+}
+`;
+
+/** A TCP relay in the wan: the relayed baseline's shape (visitor -> relay -> agent side). */
+const TCP_RELAY = (target: string): string => `
+import net from 'node:net';
+net.createServer((c) => { const u = net.connect(3000, ${JSON.stringify(target)}); c.pipe(u); u.pipe(c); c.on('error', () => u.destroy()); u.on('error', () => c.destroy()); })
+  .listen(9000, ${JSON.stringify(WAN_SERVER)}, () => console.log(JSON.stringify({ ready: true })));
+`;
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)] ?? NaN;
+}
+
+function startOrigin(lab: NetLab): Promise<void> {
+  return new Promise((resolve, reject) => {
+    lab.node(lab.ha, ORIGIN(MIB * 1024 * 1024), () => resolve()).catch(reject);
+  });
+}
+
+async function world(a: SideOptions, b: SideOptions): Promise<{ lab: NetLab; link: string }> {
+  const lab = NetLab.create(a, b);
+  lab.startTurn(root, SECRET);
+  const server = beam(lab, lab.wan, [
+    'serve', '--host', WAN_SERVER, '--port', '7070', '--json', '--log-level', 'warn',
+    '--stun', `stun:${WAN_SERVER}:3478`, '--turn', `turn:${WAN_SERVER}:3478?transport=udp`, '--turn-secret', SECRET,
+  ]);
+  await server.waitFor('ready');
+  await startOrigin(lab);
+  const config = await mkdtemp(path.join(tmpdir(), 'beam-bench-'));
+  const agent = beam(lab, lab.ha, ['http', '3000', '--server', SERVER, '--json'], { BEAM_CONFIG_DIR: config });
+  const ready = await agent.waitFor('ready');
+  return { lab, link: ready['link'] as string };
+}
+
+/** Starts `beam connect` in hb on `port`; ms from spawn to the first response, and the path. */
+async function visitor(lab: NetLab, link: string, port: number, extra: string[]): Promise<{ firstMs: number; path: string }> {
+  const started = performance.now();
+  const v = beam(lab, lab.hb, ['connect', link, '--server', SERVER, '--port', String(port), '--json', ...extra]);
+  const session = await v.waitFor('session');
+  await v.waitFor('ready');
+  const [first] = await lab.node(lab.hb, FETCH(`http://127.0.0.1:${port}/hello`, 1));
+  if (first?.['status'] !== 200) throw new Error(`first request failed: ${JSON.stringify(first)}`);
+  return { firstMs: performance.now() - started, path: String(session['path']) };
+}
+
+async function throughput(lab: NetLab, ns: string, url: string): Promise<number> {
+  const lines = await lab.node(ns, FETCH(url, REPS));
+  const rates = lines.map((l) => {
+    if (l['bytes'] !== MIB * 1024 * 1024) throw new Error(`short download from ${url}: ${JSON.stringify(l)}`);
+    return (MIB * 1024 * 1024) / 1e6 / ((l['ms'] as number) / 1000);
+  });
+  return median(rates);
+}
+
+interface Row {
+  what: string;
+  rtt: number;
+  value: string;
+}
+
+async function main(): Promise<void> {
+  const rows: Row[] = [];
+  const ratios: string[] = [];
+  console.log(`# Beam paths benchmark: ${cpus().length} CPUs, Node ${process.version}, ${MIB} MiB downloads, median of ${REPS}`);
+
+  // Time to first response per NAT scenario, at the largest RTT.
+  const rttMax = Math.max(...RTTS);
+  const d = rttMax / 4;
+  for (const [name, a, b] of ONLY === 'throughput' ? [] : [
+    ['cone<->cone', { nat: 'cone', delayMs: d }, { nat: 'cone', delayMs: d }],
+    ['symmetric<->symmetric', { nat: 'symmetric', delayMs: d }, { nat: 'symmetric', delayMs: d }],
+    ['UDP blocked (agent side)', { nat: 'cone', delayMs: d, udpBlocked: true }, { nat: 'cone', delayMs: d }],
+  ] as Array<[string, SideOptions, SideOptions]>) {
+    const { lab, link } = await world(a, b);
+    try {
+      const times: number[] = [];
+      let pathTaken = '';
+      for (let i = 0; i < REPS; i++) {
+        const r = await visitor(lab, link, 8100 + i, []);
+        times.push(r.firstMs);
+        pathTaken = r.path;
+      }
+      rows.push({ what: `time to first response, ${name} (${pathTaken})`, rtt: rttMax, value: `${Math.round(median(times))} ms` });
+    } finally {
+      lab.destroy();
+    }
+  }
+
+  // Throughput per path, per RTT.
+  for (const rtt of ONLY === 'first' ? [] : RTTS) {
+    const { lab, link } = await world({ nat: 'cone', delayMs: rtt / 4 }, { nat: 'cone', delayMs: rtt / 4 });
+    try {
+      const direct = await visitor(lab, link, 8200, ['--relay', 'never']);
+      const directRate = await throughput(lab, lab.hb, 'http://127.0.0.1:8200/file');
+      rows.push({ what: `download, Beam ${direct.path}`, rtt, value: `${directRate.toFixed(1)} MB/s` });
+      await visitor(lab, link, 8201, ['--relay', 'always']);
+      const relayRate = await throughput(lab, lab.hb, 'http://127.0.0.1:8201/file');
+      rows.push({ what: 'download, Beam relay', rtt, value: `${relayRate.toFixed(1)} MB/s` });
+      // The relayed baseline: the agent side's router forwards port 3000 to the origin; a TCP relay in the wan.
+      lab.forwardPort(lab.ra, 3000, '198.19.1.2');
+      await new Promise<void>((resolve, reject) => {
+        lab.node(lab.wan, TCP_RELAY('198.18.0.11'), () => resolve()).catch(reject);
+      });
+      const tcpRate = await throughput(lab, lab.hb, `http://${WAN_SERVER}:9000/file`);
+      rows.push({ what: 'download, plain TCP relay in the wan (baseline)', rtt, value: `${tcpRate.toFixed(1)} MB/s` });
+      rows.push({ what: 'download, localtunnel', rtt, value: process.env['LOCALTUNNEL_SERVER_DIR'] ? 'not wired yet' : 'missing (set LOCALTUNNEL_SERVER_DIR)' });
+      ratios.push(`RTT ${rtt} ms: direct / TCP relay = ${(directRate / tcpRate).toFixed(2)}x, Beam relay / TCP relay = ${(relayRate / tcpRate).toFixed(2)}x`);
+    } finally {
+      lab.destroy();
+    }
+  }
+
+  console.log('\n| measurement | RTT | value |\n|---|---|---|');
+  for (const r of rows) console.log(`| ${r.what} | ${r.rtt} ms | ${r.value} |`);
+  console.log('');
+  for (const r of ratios) console.log(r);
+  console.log('Target (NAT traversal issue): direct / relayed baseline >= 1 at 50 ms RTT.');
+}
+
+await main();
+process.exit(0);
