@@ -118,6 +118,15 @@ function startOrigin(lab: NetLab): Promise<void> {
 
 async function world(a: SideOptions, b: SideOptions): Promise<{ lab: NetLab; link: string }> {
   const lab = NetLab.create(a, b);
+  try {
+    return await populate(lab);
+  } catch (err) {
+    lab.destroy();
+    throw err;
+  }
+}
+
+async function populate(lab: NetLab): Promise<{ lab: NetLab; link: string }> {
   lab.startTurn(root, SECRET);
   const server = beam(lab, lab.wan, [
     'serve', '--host', WAN_SERVER, '--port', '7070', '--json', '--log-level', 'warn',

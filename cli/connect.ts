@@ -4,14 +4,17 @@
  * the relay), and the agent must prove the peer ID the link names.
  *
  * For an HTTP share this is a one-share gateway on localhost: the app, its
- * WebSockets included, served on 127.0.0.1:<port>.
+ * WebSockets included, served on 127.0.0.1:<port>. For a TCP share (`beam
+ * tcp`) each local connection is a stream: a database, SSH, anything.
  */
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import net, { type AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
-import { MAX_HEADER_BYTES } from '../shared/constants.js';
+import { MAX_HEADER_BYTES, TCP_KEEPALIVE_MS } from '../shared/constants.js';
+import { StreamProtocol } from '../shared/frames.js';
 import { BeamError } from '../shared/errors.js';
-import type { RelayMode } from '../shared/signaling.js';
+import type { RelayMode, ShareKind } from '../shared/signaling.js';
+import { splice } from '../transport/splice.js';
 import { Gateway } from '../gateway/gateway.js';
 import type { WebRtcEngine } from '../transport/engine.js';
 import { ephemeralIdentity } from '../transport/identity.js';
@@ -31,6 +34,28 @@ export interface ConnectOptions {
 export interface Connected {
   port: number;
   close(): Promise<void>;
+}
+
+/** An HTTP share on localhost: a one-share gateway, WebSockets included. */
+function httpListener(gateway: Gateway): net.Server {
+  const local = http.createServer({ maxHeaderSize: MAX_HEADER_BYTES });
+  local.on('request', (req, res) => void gateway.handleRequest(req, res));
+  local.on('upgrade', (req, socket, head: Buffer) => void gateway.handleUpgrade(req, socket, head));
+  return local;
+}
+
+/** A TCP share on localhost: each local connection is one stream to the agent, half-close and resets kept. */
+function tcpListener(gateway: Gateway, share: string): net.Server {
+  return net.createServer({ allowHalfOpen: true, keepAlive: true, keepAliveInitialDelay: TCP_KEEPALIVE_MS, noDelay: true }, (socket) => {
+    socket.on('error', () => {});
+    gateway.connect(share).then(
+      (session) => {
+        if (socket.destroyed) return;
+        splice(session.openStream(StreamProtocol.TCP), socket, (err) => new BeamError('BEAM_ERR_STREAM_RESET', `local: ${err.code ?? err.message}`));
+      },
+      () => socket.resetAndDestroy(),
+    );
+  });
 }
 
 export async function connect(components: { engine: WebRtcEngine; logger: Logger; out: Output }, options: ConnectOptions): Promise<Connected> {
@@ -63,15 +88,19 @@ export async function connect(components: { engine: WebRtcEngine; logger: Logger
     throw new BeamError('BEAM_ERR_SERVER_UNREACHABLE', server);
   }
   // Set the session up now: a wrong identity or a missing share is an error at once, not at the first request.
+  let kind: ShareKind;
   try {
-    await gateway.connect(link.share);
+    kind = (await gateway.connect(link.share)).kind ?? 'http';
   } catch (err) {
     gateway.close();
     throw err;
   }
-  const local = http.createServer({ maxHeaderSize: MAX_HEADER_BYTES });
-  local.on('request', (req, res) => void gateway.handleRequest(req, res));
-  local.on('upgrade', (req, socket, head: Buffer) => void gateway.handleUpgrade(req, socket, head));
+  const local = kind === 'tcp' ? tcpListener(gateway, link.share) : httpListener(gateway);
+  const sockets = new Set<net.Socket>();
+  local.on('connection', (socket: net.Socket) => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+  });
   await new Promise<void>((resolve, reject) => {
     local.once('error', (err: NodeJS.ErrnoException) =>
       reject(err.code === 'EADDRINUSE' ? new BeamError('BEAM_ERR_BAD_OPTION', `${options.bind}:${options.port} is in use; pick another --port`) : err),
@@ -80,12 +109,13 @@ export async function connect(components: { engine: WebRtcEngine; logger: Logger
   });
   const port = (local.address() as AddressInfo).port;
   const host = options.bind.includes(':') ? `[${options.bind}]` : options.bind;
-  out.emit({ event: 'ready', name: link.share, url: `http://${host}:${port}/`, origin: link.url, server });
+  out.emit({ event: 'ready', name: link.share, url: kind === 'tcp' ? `tcp://${host}:${port}` : `http://${host}:${port}/`, origin: link.url, server });
   return {
     port,
     async close() {
       gateway.close();
-      local.closeAllConnections();
+      if (local instanceof http.Server) local.closeAllConnections();
+      else for (const socket of sockets) socket.destroy();
       await new Promise<void>((resolve) => local.close(() => resolve()));
     },
   };

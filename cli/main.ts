@@ -10,6 +10,7 @@ import { loadEngine } from '../transport/index.js';
 import { loadIdentity } from '../transport/identity.js';
 import { connectLink } from '../transport/link.js';
 import { validateIceConfig } from '../signaling/ice.js';
+import type { ShareKind } from '../shared/signaling.js';
 import { connect } from './connect.js';
 import { describeReport, doctor } from './doctor.js';
 import { lanAddress } from './lan.js';
@@ -87,7 +88,7 @@ function onStop(run: () => Promise<void> | void): void {
   process.once('SIGTERM', stop);
 }
 
-async function runHttp(targetArg: string, flags: HttpFlags): Promise<void> {
+async function runHttp(targetArg: string, flags: HttpFlags, kind: ShareKind = 'http'): Promise<void> {
   const out = createOutput(Boolean(flags.json));
   const target = parseTarget(targetArg);
   const serverFlag = flags.server ?? process.env['BEAM_SERVER'];
@@ -105,7 +106,7 @@ async function runHttp(targetArg: string, flags: HttpFlags): Promise<void> {
   const serverUrl = server ?? `http://127.0.0.1:${embedded?.port}`;
   const origin = `${target.host.includes(':') ? `[${target.host}]` : target.host}:${target.port}`;
 
-  agent = new Agent({ engine, logger: log, identity }, { server: serverUrl, origin: target, name: flags.name, hostHeader, originTimeoutMs, relay });
+  agent = new Agent({ engine, logger: log, identity }, { server: serverUrl, origin: target, name: flags.name, hostHeader, originTimeoutMs, relay, kind });
   const paths = new Map<string, string>();
   agent.on('session', (s) => {
     paths.set(s.id, s.path);
@@ -139,6 +140,7 @@ async function runHttp(targetArg: string, flags: HttpFlags): Promise<void> {
     ...(lan && embedded ? { lan: `http://${lan}:${embedded.port}/` } : {}),
     origin,
     server: serverUrl,
+    ...(kind === 'tcp' ? { kind } : {}),
   });
   if (!(await probe(target))) {
     out.emit({ event: 'origin-unreachable', origin, code: 'ECONNREFUSED' });
@@ -226,6 +228,11 @@ export function program(): Command {
   httpCommand(root.command('http').description('share a local HTTP server').argument('<target>', 'port or host:port')).action(
     async (target: string, flags: HttpFlags) => {
       await runHttp(target, flags).catch((err: unknown) => fail(err, Boolean(flags.json)));
+    },
+  );
+  httpCommand(root.command('tcp').description('share a local TCP service (a database, SSH, ...): teammates open it with `beam connect`').argument('<target>', 'port or host:port')).action(
+    async (target: string, flags: HttpFlags) => {
+      await runHttp(target, flags, 'tcp').catch((err: unknown) => fail(err, Boolean(flags.json)));
     },
   );
   root

@@ -182,7 +182,9 @@ export class Gateway {
   }
 
   private async openStream(share: string): Promise<MuxStream> {
-    return (await this.connect(share)).openStream(StreamProtocol.HTTP);
+    const session = await this.connect(share);
+    if (session.kind !== 'http') throw new BeamError('BEAM_ERR_SHARE_KIND', `"${share}" is a ${session.kind ?? 'non-HTTP'} share`);
+    return session.openStream(StreamProtocol.HTTP);
   }
 
   private requestHead(req: IncomingMessage, upgrade: boolean): RequestHead {

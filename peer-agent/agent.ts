@@ -27,6 +27,7 @@ import {
   type IceServer,
   type Registered,
   type RelayMode,
+  type ShareKind,
   type Signal,
   type ServerToClientEvents,
   type VisitorKind,
@@ -36,6 +37,7 @@ import type { Identity } from '../transport/identity.js';
 import { connectRelay } from '../transport/relay.js';
 import { channelPipe, directPrologue, secure, SecureFrameChannel } from '../transport/secure.js';
 import { OriginForwarder, type Origin } from './origin.js';
+import { serveTcp } from './tcp.js';
 
 /** Attempts at the first connection before `start` gives up; later drops retry forever. */
 const FIRST_CONNECT_ATTEMPTS = 4;
@@ -55,6 +57,8 @@ export interface AgentOptions {
   originTimeoutMs?: number;
   /** 'never': direct WebRTC only; 'always': the relay only. Default 'auto'. */
   relay?: RelayMode;
+  /** What the share carries. Default 'http'. */
+  kind?: ShareKind;
 }
 
 export interface AgentComponents {
@@ -135,18 +139,20 @@ export class Agent extends EventEmitter<AgentEvents> {
       {
         logger: this.log,
         events: {
-          onUnreachable: (err) => {
-            // One line per burst, not one per request.
-            const now = Date.now();
-            if (now - this.lastUnreachableAt < 5_000) return;
-            this.lastUnreachableAt = now;
-            this.emit('origin-unreachable', { origin: this.forwarder.hostPort, code: err.code ?? 'ECONNREFUSED' });
-          },
+          onUnreachable: (err) => this.reportUnreachable(err),
         },
       },
       options.origin,
       { hostHeader: options.hostHeader ?? 'rewrite', timeoutMs: options.originTimeoutMs ?? DEFAULT_ORIGIN_TIMEOUT_MS },
     );
+  }
+
+  /** Tells the user the origin refused a connection: one line per burst, not one per request. */
+  private reportUnreachable(err: NodeJS.ErrnoException): void {
+    const now = Date.now();
+    if (now - this.lastUnreachableAt < 5_000) return;
+    this.lastUnreachableAt = now;
+    this.emit('origin-unreachable', { origin: this.forwarder.hostPort, code: err.code ?? 'ECONNREFUSED' });
   }
 
   get share(): Registered | undefined {
@@ -161,7 +167,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       const socket: Socket<ServerToClientEvents, ClientToServerEvents> = connectSocket(this.options.server, {
         path: SIGNALING_PATH,
         transports: ['websocket'],
-        auth: { protocol: SIGNALING_PROTOCOL_VERSION, role: 'agent', peerId: this.identity.peerId.toString(), relay: this.relayMode },
+        auth: { protocol: SIGNALING_PROTOCOL_VERSION, role: 'agent', peerId: this.identity.peerId.toString(), relay: this.relayMode, kind: this.options.kind ?? 'http' },
         reconnectionDelay: 250,
         reconnectionDelayMax: 5_000,
         randomizationFactor: 0.5,
@@ -431,11 +437,16 @@ export class Agent extends EventEmitter<AgentEvents> {
     stream.on('error', () => {
       // Reset by the visitor or the connection: the forwarder already cleaned up.
     });
-    if (stream.protocol === StreamProtocol.HTTP) {
+    const kind = this.options.kind ?? 'http';
+    if (stream.protocol === StreamProtocol.HTTP && kind === 'http') {
       void this.forwarder.serve(stream, visitor === 'gateway');
       return;
     }
-    stream.destroy(new BeamError('BEAM_ERR_BAD_REQUEST', 'this share serves HTTP'));
+    if (stream.protocol === StreamProtocol.TCP && kind === 'tcp') {
+      serveTcp(stream, this.options.origin, (err) => this.reportUnreachable(err));
+      return;
+    }
+    stream.destroy(new BeamError('BEAM_ERR_SHARE_KIND', `this share carries ${kind}`));
   }
 
   private endSession(id: string): void {

@@ -124,6 +124,8 @@ export const AGENT_CONNECT_TIMEOUT_MS = 10_000;
 export const LINK_SETUP_ATTEMPTS = 3;
 /** How long the agent waits for the origin's response head, once the request is fully sent, before answering 504. */
 export const DEFAULT_ORIGIN_TIMEOUT_MS = 30_000;
+/** TCP keepalive on origin and local sockets of TCP shares, so idle connections outlive NAT and firewall timeouts. */
+export const TCP_KEEPALIVE_MS = 30_000;
 /** How long a draining server (SIGTERM) lets in-flight requests finish before it closes them. */
 export const DRAIN_TIMEOUT_MS = 10_000;
 /** Port the embedded server tries first; the next free one is taken if it is busy. */

@@ -94,6 +94,10 @@ export const ERRORS = {
     status: 400,
     message: 'A command-line option has an invalid value.',
   },
+  BEAM_ERR_SHARE_KIND: {
+    status: 400,
+    message: 'This share carries raw TCP, not HTTP (or the other way round). Open a TCP share with `beam connect <link>`.',
+  },
   BEAM_ERR_IDENTITY: {
     status: 500,
     message: 'The agent\'s identity key could not be read or written.',

@@ -19,7 +19,7 @@
  * the connection keeps working.
  *
  * Handshake auth: {protocol: SIGNALING_PROTOCOL_VERSION, role: 'agent' | 'visitor',
- * gatewayToken?: string, peerId?: string, relay?: RelayMode}. A visitor with the gateway
+ * gatewayToken?: string, peerId?: string, relay?: RelayMode, kind?: ShareKind}. A visitor with the gateway
  * token is the server's own gateway. An agent names its libp2p peer ID, which visitors
  * check in the Noise handshake (a `beam connect` link carries its own copy), and its
  * relay policy.
@@ -29,6 +29,10 @@
 import { z } from 'zod';
 import { MAX_CANDIDATE_BYTES, MAX_NAME_LENGTH, MAX_SDP_BYTES, SIGNALING_PROTOCOL_VERSION } from './constants.js';
 import { BeamError, type ErrorCode } from './errors.js';
+
+export const SHARE_KINDS = ['http', 'tcp'] as const;
+/** What a share carries: HTTP exchanges, or raw TCP connections. */
+export type ShareKind = (typeof SHARE_KINDS)[number];
 
 export const RELAY_MODES = ['auto', 'never', 'always'] as const;
 export type RelayMode = (typeof RELAY_MODES)[number];
@@ -42,6 +46,7 @@ export const HandshakeSchema = z.object({
   gatewayToken: z.string().max(128).optional(),
   peerId: PeerIdStringSchema.optional(),
   relay: z.enum(RELAY_MODES).optional(),
+  kind: z.enum(SHARE_KINDS).optional(),
 });
 export type Handshake = z.infer<typeof HandshakeSchema>;
 
@@ -120,6 +125,8 @@ export interface SessionOpened {
   agentPeerId: string;
   /** The agent's relay policy. */
   agentRelay: RelayMode;
+  /** What the share carries. */
+  kind: ShareKind;
   /** This visitor's one-time token for the relay. */
   relayToken: string;
 }

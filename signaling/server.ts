@@ -22,6 +22,7 @@ import {
   type IceServer,
   type RelayMode,
   type ServerToClientEvents,
+  type ShareKind,
   type VisitorKind,
 } from '../shared/signaling.js';
 import { MemoryShareRegistry, type ShareRegistry } from './registry.js';
@@ -61,6 +62,8 @@ interface SocketData {
   kind: VisitorKind | undefined;
   peerId: string | undefined;
   relay: RelayMode;
+  /** What an agent's shares carry. */
+  shareKind: ShareKind;
 }
 
 export class SignalingServer {
@@ -90,7 +93,7 @@ export class SignalingServer {
           else throw new BeamError('BEAM_ERR_UNAUTHORIZED', 'bad gateway token');
         }
         if (hs.role === 'agent' && !hs.peerId) throw new BeamError('BEAM_ERR_PROTOCOL_VERSION', 'agents must name their peer ID; update Beam');
-        (socket.data as SocketData) = { role: hs.role, kind, peerId: hs.peerId, relay: hs.relay ?? 'auto' };
+        (socket.data as SocketData) = { role: hs.role, kind, peerId: hs.peerId, relay: hs.relay ?? 'auto', shareKind: hs.kind ?? 'http' };
         next();
       } catch (err) {
         const wire = wireError(err);
@@ -183,6 +186,7 @@ export class SignalingServer {
           iceServers,
           agentPeerId: agentData?.peerId ?? '',
           agentRelay: agentData?.relay ?? 'auto',
+          kind: agentData?.shareKind ?? 'http',
           relayToken: relayTokens.visitor,
         };
       }),

@@ -32,7 +32,7 @@ import {
 import { BeamError, isErrorCode } from '../shared/errors.js';
 import type { StreamProtocol } from '../shared/frames.js';
 import { Mux, type MuxStream } from '../shared/mux.js';
-import type { Ack, ClientToServerEvents, RelayMode, ServerToClientEvents, SessionOpened, Signal } from '../shared/signaling.js';
+import type { Ack, ClientToServerEvents, RelayMode, ServerToClientEvents, SessionOpened, ShareKind, Signal } from '../shared/signaling.js';
 import type { Peer, WebRtcEngine } from './engine.js';
 import { parsePeerId, type Identity } from './identity.js';
 import { connectRelay } from './relay.js';
@@ -117,6 +117,11 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
     this.ready = this.connect();
     // A session nobody awaits any more must not crash the process when it fails.
     this.ready.catch(() => {});
+  }
+
+  /** What the share carries, once the session is open. */
+  get kind(): ShareKind | undefined {
+    return this.opened?.kind;
   }
 
   /** The path new streams take now. */
