@@ -7,10 +7,11 @@
  * WebSockets included, served on 127.0.0.1:<port>. For a TCP share (`beam
  * tcp`) each local connection is a stream: a database, SSH, anything.
  */
+import dgram from 'node:dgram';
 import http from 'node:http';
 import net, { type AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
-import { MAX_HEADER_BYTES, TCP_KEEPALIVE_MS } from '../shared/constants.js';
+import { MAX_HEADER_BYTES, MAX_UDP_FLOWS, TCP_KEEPALIVE_MS, UDP_FLOW_IDLE_MS } from '../shared/constants.js';
 import { StreamProtocol } from '../shared/frames.js';
 import { BeamError } from '../shared/errors.js';
 import type { RelayMode, ShareKind } from '../shared/signaling.js';
@@ -58,6 +59,74 @@ function tcpListener(gateway: Gateway, share: string): net.Server {
   });
 }
 
+/** A UDP share on localhost: each client address is a flow; datagrams go over the best path, unreliable where it can. */
+async function udpListener(gateway: Gateway, share: string, bind: string, port: number): Promise<{ port: number; close(): void }> {
+  const socket = dgram.createSocket(net.isIPv6(bind) ? 'udp6' : 'udp4');
+  await new Promise<void>((resolve, reject) => {
+    socket.once('error', (err: NodeJS.ErrnoException) =>
+      reject(err.code === 'EADDRINUSE' ? new BeamError('BEAM_ERR_BAD_OPTION', `${bind}:${port} is in use; pick another --port`) : err),
+    );
+    socket.bind(port, bind, () => resolve());
+  });
+  const flows = new Map<string, { id: number; address: string; port: number; lastUsed: number }>();
+  const byId = new Map<number, { address: string; port: number; lastUsed: number }>();
+  let nextFlow = 1;
+  const subscribed = new WeakSet<object>();
+  socket.on('message', (msg, rinfo) => {
+    const key = `${rinfo.address}|${rinfo.port}`;
+    let flow = flows.get(key);
+    if (!flow) {
+      if (flows.size >= MAX_UDP_FLOWS) {
+        let oldest: [string, { id: number; lastUsed: number }] | undefined;
+        for (const entry of flows) if (!oldest || entry[1].lastUsed < oldest[1].lastUsed) oldest = entry;
+        if (oldest) {
+          flows.delete(oldest[0]);
+          byId.delete(oldest[1].id);
+        }
+      }
+      flow = { id: nextFlow++, address: rinfo.address, port: rinfo.port, lastUsed: 0 };
+      flows.set(key, flow);
+      byId.set(flow.id, flow);
+    }
+    flow.lastUsed = Date.now();
+    const id = flow.id;
+    gateway.connect(share).then(
+      (session) => {
+        if (!subscribed.has(session)) {
+          subscribed.add(session);
+          session.on('datagram', (flowId, payload) => {
+            const to = byId.get(flowId);
+            if (!to) return;
+            to.lastUsed = Date.now();
+            socket.send(payload, to.port, to.address);
+          });
+        }
+        session.sendDatagram(id, msg);
+      },
+      () => {
+        // No path right now: the datagram is lost, as UDP allows.
+      },
+    );
+  });
+  const sweep = setInterval(() => {
+    const cutoff = Date.now() - UDP_FLOW_IDLE_MS;
+    for (const [key, flow] of [...flows]) {
+      if (flow.lastUsed < cutoff) {
+        flows.delete(key);
+        byId.delete(flow.id);
+      }
+    }
+  }, 30_000);
+  sweep.unref();
+  return {
+    port: socket.address().port,
+    close() {
+      clearInterval(sweep);
+      socket.close();
+    },
+  };
+}
+
 export async function connect(components: { engine: WebRtcEngine; logger: Logger; out: Output }, options: ConnectOptions): Promise<Connected> {
   const link = parseLink(options.link);
   const server = options.server ?? link.server;
@@ -94,6 +163,18 @@ export async function connect(components: { engine: WebRtcEngine; logger: Logger
   } catch (err) {
     gateway.close();
     throw err;
+  }
+  if (kind === 'udp') {
+    const udp = await udpListener(gateway, link.share, options.bind, options.port);
+    const host = options.bind.includes(':') ? `[${options.bind}]` : options.bind;
+    out.emit({ event: 'ready', name: link.share, url: `udp://${host}:${udp.port}`, origin: link.url, server });
+    return {
+      port: udp.port,
+      async close() {
+        gateway.close();
+        udp.close();
+      },
+    };
   }
   const local = kind === 'tcp' ? tcpListener(gateway, link.share) : httpListener(gateway);
   const sockets = new Set<net.Socket>();

@@ -140,9 +140,9 @@ async function runHttp(targetArg: string, flags: HttpFlags, kind: ShareKind = 'h
     ...(lan && embedded ? { lan: `http://${lan}:${embedded.port}/` } : {}),
     origin,
     server: serverUrl,
-    ...(kind === 'tcp' ? { kind } : {}),
+    ...(kind !== 'http' ? { kind } : {}),
   });
-  if (!(await probe(target))) {
+  if (kind !== 'udp' && !(await probe(target))) {
     out.emit({ event: 'origin-unreachable', origin, code: 'ECONNREFUSED' });
   }
   onStop(async () => {
@@ -166,9 +166,12 @@ async function runServe(flags: ServeFlags): Promise<void> {
   if (flags.json) process.stdout.write(`${JSON.stringify({ event: 'ready', url, port: server.port, domain })}\n`);
   else out.line(`Beam server listening on ${flags.host}:${server.port}; shares are ${server.shareUrl('share-name').replace('share-name.', '<name>.')}`);
   onStop(async () => {
-    if (flags.json) process.stdout.write(`${JSON.stringify({ event: 'draining', requests: server.gateway.requestsInFlight })}\n`);
-    else out.line(`Draining ${server.gateway.requestsInFlight} request(s) in flight...`);
-    await server.drain();
+    const inFlight = server.gateway.requestsInFlight;
+    // drain() stops accepting before it returns its promise: announce only then.
+    const drained = server.drain();
+    if (flags.json) process.stdout.write(`${JSON.stringify({ event: 'draining', requests: inFlight })}\n`);
+    else out.line(`Draining ${inFlight} request(s) in flight...`);
+    await drained;
     if (flags.json) process.stdout.write(`${JSON.stringify({ event: 'closed' })}\n`);
   });
 }
@@ -233,6 +236,11 @@ export function program(): Command {
   httpCommand(root.command('tcp').description('share a local TCP service (a database, SSH, ...): teammates open it with `beam connect`').argument('<target>', 'port or host:port')).action(
     async (target: string, flags: HttpFlags) => {
       await runHttp(target, flags, 'tcp').catch((err: unknown) => fail(err, Boolean(flags.json)));
+    },
+  );
+  httpCommand(root.command('udp').description('share a local UDP service (DNS, a game server, ...): teammates open it with `beam connect`').argument('<target>', 'port or host:port')).action(
+    async (target: string, flags: HttpFlags) => {
+      await runHttp(target, flags, 'udp').catch((err: unknown) => fail(err, Boolean(flags.json)));
     },
   );
   root

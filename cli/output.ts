@@ -4,7 +4,7 @@
  * to stderr through pino, never here.
  */
 export type CliEvent =
-  | { event: 'ready'; name: string; url: string; link?: string; lan?: string; origin: string; server: string; resumed?: boolean; kind?: 'tcp' }
+  | { event: 'ready'; name: string; url: string; link?: string; lan?: string; origin: string; server: string; resumed?: boolean; kind?: 'tcp' | 'udp' }
   | { event: 'session' | 'path'; id: string; visitor: string; path: string; via: string; rtt?: number }
   | { event: 'session-closed'; id: string; path: string }
   | { event: 'origin-unreachable'; origin: string; code: string }
@@ -44,7 +44,7 @@ function describe(e: CliEvent): string | undefined {
       return e.resumed
         ? `Reconnected: ${e.url} is back.`
         : [
-            `Sharing ${e.kind === 'tcp' ? 'TCP ' : ''}${e.origin}`,
+            `Sharing ${e.kind ? `${e.kind.toUpperCase()} ` : ''}${e.origin}`,
             `  Link:  ${e.url}`,
             ...(e.lan ? [`  LAN:   ${e.lan}`] : []),
             ...(e.link ? [`  beam connect ${e.link}`] : []),

@@ -8,6 +8,7 @@ import { io as connectSocket, type Socket } from 'socket.io-client';
 import type { Logger } from 'pino';
 import {
   AGENT_CONNECT_TIMEOUT_MS,
+  DATAGRAM_CHANNEL_LABEL,
   DEFAULT_ORIGIN_TIMEOUT_MS,
   NOISE_CHANNEL_LABEL,
   SIGNALING_PATH,
@@ -38,6 +39,8 @@ import { connectRelay } from '../transport/relay.js';
 import { channelPipe, directPrologue, secure, SecureFrameChannel } from '../transport/secure.js';
 import { OriginForwarder, type Origin } from './origin.js';
 import { serveTcp } from './tcp.js';
+import { UdpForwarder } from './udp.js';
+import { decodeDatagram, encodeDatagram, encodeRecord, RecordReader } from '../shared/datagram.js';
 
 /** Attempts at the first connection before `start` gives up; later drops retry forever. */
 const FIRST_CONNECT_ATTEMPTS = 4;
@@ -113,6 +116,8 @@ interface AgentSession {
   rttAnnounced: boolean;
   /** Ends a session that has no path for AGENT_CONNECT_TIMEOUT_MS. */
   setupTimer: NodeJS.Timeout | undefined;
+  /** A UDP share's flows, made on the first datagram. */
+  udp?: UdpForwarder;
 }
 
 export class Agent extends EventEmitter<AgentEvents> {
@@ -332,6 +337,31 @@ export class Agent extends EventEmitter<AgentEvents> {
         });
         return;
       }
+      if (channel.label === DATAGRAM_CHANNEL_LABEL && verified && (this.options.kind ?? 'http') === 'udp') {
+        // Datagrams are served once the handshake is through; until then a few are held.
+        let held: Uint8Array[] | undefined = [];
+        const serve = (message: Uint8Array): void => {
+          let d;
+          try {
+            d = decodeDatagram(message);
+          } catch {
+            return; // a malformed datagram is dropped, as UDP would
+          }
+          this.udpFor(session).receive(d.flow, d.payload, (flow, payload) => channel.send(encodeDatagram(flow, payload)));
+        };
+        channel.onMessage((message) => {
+          if (!held) serve(message);
+          else if (held.length < 64) held.push(message);
+        });
+        verified.then(
+          () => {
+            for (const m of held ?? []) serve(m);
+            held = undefined;
+          },
+          () => channel.close(),
+        );
+        return;
+      }
       if (channel.label !== STREAM_CHANNEL_LABEL || !verified) {
         channel.close();
         return;
@@ -389,7 +419,7 @@ export class Agent extends EventEmitter<AgentEvents> {
         // Reset by the visitor or the connection: whoever serves it cleans up.
       });
       verified.then(
-        () => this.onStream(stream, session.visitor),
+        () => this.onStream(stream, session.visitor, session),
         () => stream.destroy(new BeamError('BEAM_ERR_HANDSHAKE_FAILED')),
       );
     });
@@ -433,7 +463,12 @@ export class Agent extends EventEmitter<AgentEvents> {
     }
   }
 
-  private onStream(stream: MuxStream, visitor: VisitorKind): void {
+  private udpFor(session: AgentSession): UdpForwarder {
+    if (!session.udp) session.udp = new UdpForwarder(this.options.origin, (err) => this.reportUnreachable(err));
+    return session.udp;
+  }
+
+  private onStream(stream: MuxStream, visitor: VisitorKind, session: AgentSession): void {
     stream.on('error', () => {
       // Reset by the visitor or the connection: the forwarder already cleaned up.
     });
@@ -446,6 +481,19 @@ export class Agent extends EventEmitter<AgentEvents> {
       serveTcp(stream, this.options.origin, (err) => this.reportUnreachable(err));
       return;
     }
+    if (stream.protocol === StreamProtocol.UDP && kind === 'udp') {
+      // The relay path: datagrams as records on one stream.
+      const reader = new RecordReader();
+      const forwarder = this.udpFor(session);
+      stream.on('data', (chunk: Buffer) => {
+        try {
+          reader.push(chunk, (flow, payload) => forwarder.receive(flow, payload, (f, p) => stream.write(encodeRecord(f, p))));
+        } catch (err) {
+          stream.destroy(err as Error);
+        }
+      });
+      return;
+    }
     stream.destroy(new BeamError('BEAM_ERR_SHARE_KIND', `this share carries ${kind}`));
   }
 
@@ -456,6 +504,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.sessions.delete(id);
     clearTimeout(session.setupTimer);
     for (const mux of session.paths.values()) mux.close('BEAM_ERR_PEER_GONE');
+    session.udp?.close();
     session.peer?.close();
     for (const peer of session.peers.values()) peer.close();
     this.socket?.emit('session:close', { sessionId: id });

@@ -16,6 +16,8 @@ export const STREAM_PROTOCOL_VERSION = 1;
 export const SIGNALING_PATH = '/.beam/signal';
 /** Label of the data channel that carries the stream protocol. */
 export const STREAM_CHANNEL_LABEL = 'beam/1';
+/** Label of the unordered, unreliable data channel that carries a UDP share's datagrams (shared/datagram.ts). */
+export const DATAGRAM_CHANNEL_LABEL = 'beam/udp';
 /**
  * Label of the data channel that carries the Noise handshake of a direct
  * path, before STREAM_CHANNEL_LABEL opens (transport/secure.ts).
@@ -124,6 +126,12 @@ export const AGENT_CONNECT_TIMEOUT_MS = 10_000;
 export const LINK_SETUP_ATTEMPTS = 3;
 /** How long the agent waits for the origin's response head, once the request is fully sent, before answering 504. */
 export const DEFAULT_ORIGIN_TIMEOUT_MS = 30_000;
+/** Largest UDP payload a UDP share carries: one data-channel message, less the flow id. */
+export const MAX_DATAGRAM_BYTES = 16 * 1024 - 4;
+/** UDP flows (local client addresses) one `beam connect` carries at once; the oldest idle one makes room. */
+export const MAX_UDP_FLOWS = 256;
+/** A UDP flow with no datagram either way for this long is forgotten (its origin socket closed). */
+export const UDP_FLOW_IDLE_MS = 120_000;
 /** TCP keepalive on origin and local sockets of TCP shares, so idle connections outlive NAT and firewall timeouts. */
 export const TCP_KEEPALIVE_MS = 30_000;
 /** How long a draining server (SIGTERM) lets in-flight requests finish before it closes them. */

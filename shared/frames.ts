@@ -49,6 +49,8 @@ export const StreamProtocol = {
   HTTP: 1,
   /** Raw bytes to and from the share's TCP origin. */
   TCP: 2,
+  /** A UDP share's datagrams as records, on paths with no unreliable channel (shared/datagram.ts). */
+  UDP: 3,
 } as const;
 export type StreamProtocol = (typeof StreamProtocol)[keyof typeof StreamProtocol];
 

@@ -30,8 +30,8 @@ import { z } from 'zod';
 import { MAX_CANDIDATE_BYTES, MAX_NAME_LENGTH, MAX_SDP_BYTES, SIGNALING_PROTOCOL_VERSION } from './constants.js';
 import { BeamError, type ErrorCode } from './errors.js';
 
-export const SHARE_KINDS = ['http', 'tcp'] as const;
-/** What a share carries: HTTP exchanges, or raw TCP connections. */
+export const SHARE_KINDS = ['http', 'tcp', 'udp'] as const;
+/** What a share carries: HTTP exchanges, raw TCP connections, or UDP datagrams. */
 export type ShareKind = (typeof SHARE_KINDS)[number];
 
 export const RELAY_MODES = ['auto', 'never', 'always'] as const;

@@ -26,7 +26,7 @@ function header(type: number, streamId: number, length: number): Uint8Array {
 describe('stream frames', () => {
   it('pins the type tags (they are the wire format)', () => {
     expect(FrameType).toEqual({ OPEN: 1, DATA: 2, WINDOW: 3, FIN: 4, FIN_ACK: 5, RESET: 6, PING: 7, PONG: 8 });
-    expect(StreamProtocol).toEqual({ HTTP: 1, TCP: 2 });
+    expect(StreamProtocol).toEqual({ HTTP: 1, TCP: 2, UDP: 3 });
   });
 
   it('round-trips every frame type, several per message', () => {

@@ -32,8 +32,11 @@ export interface Peer {
   onStateChange(cb: (state: PeerState) => void): void;
   /** Channels the remote side opened. */
   onDataChannel(cb: (channel: DataChannel) => void): void;
-  /** Opens a reliable, ordered channel; on the offerer this starts negotiation. */
-  createDataChannel(label: string): DataChannel;
+  /**
+   * Opens a channel; on the offerer this starts negotiation. Reliable and
+   * ordered unless `unreliable`: unordered, no retransmits (UDP shares).
+   */
+  createDataChannel(label: string, options?: { unreliable?: boolean }): DataChannel;
   /** Applies a remote description or candidate. */
   signal(signal: Signal): Promise<void>;
   /** 'relay' when either candidate of the selected pair is a TURN relay, else the local candidate's kind; once connected. */

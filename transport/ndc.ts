@@ -108,8 +108,9 @@ class NdcPeer extends PeerEvents<NdcDataChannel> implements Peer {
     });
   }
 
-  createDataChannel(label: string): DataChannel {
-    const channel = new NdcDataChannel(this.pc.createDataChannel(label, { protocol: label }));
+  createDataChannel(label: string, options: { unreliable?: boolean } = {}): DataChannel {
+    const init = options.unreliable ? { protocol: label, unordered: true, maxRetransmits: 0 } : { protocol: label };
+    const channel = new NdcDataChannel(this.pc.createDataChannel(label, init));
     this.channels.push(channel);
     return channel;
   }

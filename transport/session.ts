@@ -23,6 +23,7 @@ import type { Socket } from 'socket.io-client';
 import type { PeerId } from '@libp2p/interface';
 import {
   AGENT_CONNECT_TIMEOUT_MS,
+  DATAGRAM_CHANNEL_LABEL,
   DIRECT_PATH_TIMEOUT_MS,
   DIRECT_RETRY_MS,
   LINK_SETUP_ATTEMPTS,
@@ -30,10 +31,11 @@ import {
   STREAM_CHANNEL_LABEL,
 } from '../shared/constants.js';
 import { BeamError, isErrorCode } from '../shared/errors.js';
-import type { StreamProtocol } from '../shared/frames.js';
+import { StreamProtocol } from '../shared/frames.js';
+import { decodeDatagram, encodeDatagram, encodeRecord, RecordReader } from '../shared/datagram.js';
 import { Mux, type MuxStream } from '../shared/mux.js';
 import type { Ack, ClientToServerEvents, RelayMode, ServerToClientEvents, SessionOpened, ShareKind, Signal } from '../shared/signaling.js';
-import type { Peer, WebRtcEngine } from './engine.js';
+import type { DataChannel, Peer, WebRtcEngine } from './engine.js';
 import { parsePeerId, type Identity } from './identity.js';
 import { connectRelay } from './relay.js';
 import { channelPipe, directPrologue, secure, SecureFrameChannel } from './secure.js';
@@ -68,6 +70,8 @@ export interface VisitorSessionOptions {
 export interface VisitorSessionEvents {
   /** The path new streams take changed (or the first came up). */
   path: [PathInfo];
+  /** A datagram from a UDP share's origin, for `flow`. */
+  datagram: [number, Buffer];
   close: [];
 }
 
@@ -107,6 +111,9 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
   private lastError: BeamError | undefined;
   /** Bytes of paths already closed, so totals never go down. */
   private closedBytes = { sent: 0, received: 0 };
+  /** UDP shares: the unreliable channel of the direct path, and the record stream of the relay. */
+  private datagramChannel: DataChannel | undefined;
+  private datagramStream: MuxStream | undefined;
 
   constructor(components: VisitorSessionComponents, options: VisitorSessionOptions) {
     super();
@@ -141,6 +148,23 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
       received += mux.bytesReceived;
     }
     return { sent, received };
+  }
+
+  /**
+   * Sends a datagram to a UDP share: on the direct path's unreliable channel
+   * when it is open, else as a record on the relay. False when neither is up
+   * (the datagram is dropped, as UDP may).
+   */
+  sendDatagram(flow: number, payload: Uint8Array): boolean {
+    if (this.datagramChannel?.isOpen()) {
+      this.datagramChannel.send(encodeDatagram(flow, payload));
+      return true;
+    }
+    if (this.datagramStream && !this.datagramStream.destroyed) {
+      this.datagramStream.write(encodeRecord(flow, payload));
+      return true;
+    }
+    return false;
   }
 
   /** Opens a stream on the best path that is up. */
@@ -257,14 +281,19 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
           this.directPending = false;
           // The agent closes the handshake channel once it has read the last message.
           const mux = new Mux(channel, { role: 'initiator' });
-          const kind: PathKind = peer.selectedCandidateKind() === 'relay' ? 'turn' : 'direct';
-          this.addPath(kind, mux, () => {
-            if (this.peer === peer) this.peer = undefined;
-            peer.close();
-          });
-          peer.onStateChange((state) => {
-            if (state === 'failed' || state === 'closed' || state === 'disconnected') mux.close('BEAM_ERR_PEER_GONE');
-          });
+          const pathUp = (): void => {
+            const kind: PathKind = peer.selectedCandidateKind() === 'relay' ? 'turn' : 'direct';
+            this.addPath(kind, mux, () => {
+              if (this.peer === peer) this.peer = undefined;
+              peer.close();
+            });
+            peer.onStateChange((state) => {
+              if (state === 'failed' || state === 'closed' || state === 'disconnected') mux.close('BEAM_ERR_PEER_GONE');
+            });
+          };
+          // A UDP share's path is up once its datagram channel is: the first datagram must not find it closed.
+          if (this.opened?.kind === 'udp') this.openDatagramChannel(peer, pathUp);
+          else pathUp();
         });
       })();
     });
@@ -315,7 +344,9 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
           return;
         }
         this.relayPending = false;
-        this.addPath('relay', new Mux(new SecureFrameChannel(secured), { role: 'initiator' }), () => {});
+        const mux = new Mux(new SecureFrameChannel(secured), { role: 'initiator' });
+        if (opened.kind === 'udp') this.openDatagramStream(mux);
+        this.addPath('relay', mux, () => {});
       } catch (err) {
         this.relayPending = false;
         const beamErr = err instanceof BeamError ? err : new BeamError('BEAM_ERR_AGENT_UNREACHABLE', (err as Error).message);
@@ -325,6 +356,42 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
         else this.maybeGiveUp();
       }
     })();
+  }
+
+  // ------------------------------------------------------------ datagrams (UDP shares)
+
+  private openDatagramChannel(peer: Peer, onOpen: () => void): void {
+    const channel = peer.createDataChannel(DATAGRAM_CHANNEL_LABEL, { unreliable: true });
+    channel.onOpen(onOpen);
+    channel.onMessage((message) => {
+      try {
+        const d = decodeDatagram(message);
+        this.emit('datagram', d.flow, d.payload);
+      } catch {
+        // malformed: dropped, as UDP would
+      }
+    });
+    channel.onClose(() => {
+      if (this.datagramChannel === channel) this.datagramChannel = undefined;
+    });
+    this.datagramChannel = channel;
+  }
+
+  private openDatagramStream(mux: Mux): void {
+    const stream = mux.openStream(StreamProtocol.UDP);
+    const reader = new RecordReader();
+    stream.on('data', (chunk: Buffer) => {
+      try {
+        reader.push(chunk, (flow, payload) => this.emit('datagram', flow, payload));
+      } catch (err) {
+        stream.destroy(err as Error);
+      }
+    });
+    stream.on('error', () => {});
+    stream.on('close', () => {
+      if (this.datagramStream === stream) this.datagramStream = undefined;
+    });
+    this.datagramStream = stream;
   }
 
   // ------------------------------------------------------------ paths

@@ -83,8 +83,9 @@ class WeriftPeer extends PeerEvents<WeriftDataChannel> implements Peer {
     });
   }
 
-  createDataChannel(label: string): DataChannel {
-    const channel = new WeriftDataChannel(this.pc.createDataChannel(label, { protocol: label, ordered: true }));
+  createDataChannel(label: string, options: { unreliable?: boolean } = {}): DataChannel {
+    const init = options.unreliable ? { protocol: label, ordered: false, maxRetransmits: 0 } : { protocol: label, ordered: true };
+    const channel = new WeriftDataChannel(this.pc.createDataChannel(label, init));
     this.channels.push(channel);
     if (!this.negotiating) {
       this.negotiating = true;
