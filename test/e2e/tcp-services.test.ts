@@ -4,13 +4,9 @@
  * read back), and redis-server driven by redis-benchmark.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
-import net from 'node:net';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import { createInterface } from 'node:readline';
+import { startPostgres, startRedis } from '../../bench/services.js';
 import { BeamProcess, startServer, type ServerHandle } from '../helpers/procs.js';
 
 let server: ServerHandle;
@@ -23,31 +19,6 @@ afterAll(async () => {
   for (const c of cleanups.reverse()) await c();
   await server?.proc.kill();
 });
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-/** Starts a process and resolves once a line of its output matches `ready`. */
-function startUntil(cmd: string, args: string[], ready: RegExp): Promise<ChildProcess> {
-  const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  cleanups.push(() => void child.kill('SIGKILL'));
-  return new Promise((resolve, reject) => {
-    let output = '';
-    for (const stream of [child.stdout!, child.stderr!]) {
-      createInterface({ input: stream }).on('line', (line) => {
-        output += `${line}\n`;
-        if (ready.test(line)) resolve(child);
-      });
-    }
-    child.once('exit', (code) => reject(new Error(`${cmd} exited ${code}: ${output.slice(-2000)}`)));
-  });
-}
 
 /** Shares `port` with `beam tcp` and opens it with `beam connect`; the local port. */
 async function share(port: number): Promise<number> {
@@ -71,21 +42,9 @@ function run(cmd: string, args: string[], input?: string): Promise<{ code: numbe
 
 describe('PostgreSQL behind beam tcp', () => {
   it('psql through beam connect creates a table, copies in 10,000 rows and reads them back byte-exact', async () => {
-    const versions = existsSync('/usr/lib/postgresql') ? readdirSync('/usr/lib/postgresql') : [];
-    const binDir = versions.map((v) => `/usr/lib/postgresql/${v}/bin`).find((d) => existsSync(`${d}/initdb`));
-    if (!binDir) throw new Error('PostgreSQL is not installed: run .ci/setup');
-    const dir = mkdtempSync(path.join(tmpdir(), 'beam-pg-'));
-    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
-    const uid = Number(execFileSync('id', ['-u', 'postgres']).toString());
-    const gid = Number(execFileSync('id', ['-g', 'postgres']).toString());
-    chownSync(dir, uid, gid);
-    execFileSync('runuser', ['-u', 'postgres', '--', path.join(binDir, 'initdb'), '-D', dir, '--auth=trust', '-U', 'postgres'], { stdio: 'ignore' });
-    const pgPort = await freePort();
-    await startUntil(
-      'runuser',
-      ['-u', 'postgres', '--', path.join(binDir, 'postgres'), '-D', dir, '-p', String(pgPort), '-k', dir, '-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=off'],
-      /ready to accept connections/,
-    );
+    const pg = await startPostgres();
+    cleanups.push(() => pg.stop());
+    const pgPort = pg.port;
     const local = await share(pgPort);
     const psql = (sql: string, input?: string) =>
       run('psql', ['-h', '127.0.0.1', '-p', String(local), '-U', 'postgres', '-d', 'postgres', '-v', 'ON_ERROR_STOP=1', '-qAt', '-c', sql], input);
@@ -105,8 +64,9 @@ describe('PostgreSQL behind beam tcp', () => {
 
 describe('Redis behind beam tcp', () => {
   it('redis-benchmark through beam connect completes every request', async () => {
-    const redisPort = await freePort();
-    await startUntil('redis-server', ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], /Ready to accept connections/);
+    const redis = await startRedis();
+    cleanups.push(() => redis.stop());
+    const redisPort = redis.port;
     const local = await share(redisPort);
     const set = await run('redis-cli', ['-h', '127.0.0.1', '-p', String(local), 'SET', 'beam', 'through-the-tunnel']);
     expect(set.stdout.trim()).toBe('OK');

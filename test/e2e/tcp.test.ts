@@ -6,6 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createHash, randomBytes } from 'node:crypto';
 import net from 'node:net';
+import { PATH_DEAD_MS } from '../../shared/constants.js';
 import { request } from '../helpers/http.js';
 import { BeamProcess, startServer, type AgentHandle, type ServerHandle } from '../helpers/procs.js';
 
@@ -30,6 +31,13 @@ beforeAll(async () => {
         socket.resetAndDestroy();
         return;
       }
+      if (mode === 'I') {
+        // Interactive echo: every chunk straight back.
+        socket.write(first.subarray(1));
+        socket.on('data', (d: Buffer) => socket.write(d));
+        socket.on('end', () => socket.end());
+        return;
+      }
       if (mode === 'S') {
         // Server half-closes first, then keeps reading until the client's FIN, and answers with what it got.
         socket.end('server done writing\n');
@@ -38,7 +46,14 @@ beforeAll(async () => {
       socket.on('data', (d: Buffer) => chunks.push(d));
       socket.on('end', () => {
         const got = Buffer.concat(chunks);
-        if (mode === 'S') {
+        if (mode === 'I') {
+        // Interactive echo: every chunk straight back.
+        socket.write(first.subarray(1));
+        socket.on('data', (d: Buffer) => socket.write(d));
+        socket.on('end', () => socket.end());
+        return;
+      }
+      if (mode === 'S') {
           socket.destroy();
           halfCloseReceived?.(got);
           return;
@@ -138,6 +153,25 @@ describe('beam tcp + beam connect', () => {
     );
     expect(results.filter(Boolean).length).toBe(200);
   });
+
+  it(`an idle connection outlives PATH_DEAD_MS (${PATH_DEAD_MS} ms) several times over: Beam's keepalives hold the path`, async () => {
+    const socket = net.connect({ port: localPort, host: '127.0.0.1' });
+    const next = (): Promise<string> => new Promise((resolve) => socket.once('data', (d: Buffer) => resolve(d.toString())));
+    await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
+    let reply = next();
+    socket.write('Ihello');
+    expect(await reply).toBe('hello');
+    // Idle: nothing from the application for 2.5 x PATH_DEAD_MS. The connection must not be reset meanwhile.
+    let failed: string | undefined;
+    socket.once('error', (err: NodeJS.ErrnoException) => (failed = err.code));
+    socket.once('end', () => (failed = 'end'));
+    await new Promise((r) => setTimeout(r, PATH_DEAD_MS * 2.5));
+    expect(failed).toBeUndefined();
+    reply = next();
+    socket.write('still here');
+    expect(await reply).toBe('still here');
+    socket.destroy();
+  }, PATH_DEAD_MS * 2.5 + 20_000);
 
   it('an HTTP request to a TCP share gets 400 BEAM_ERR_SHARE_KIND from the gateway', async () => {
     const res = await request(server.port, agent.host, '/');

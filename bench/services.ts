@@ -1,0 +1,72 @@
+/**
+ * Real services for tests and benchmarks of TCP shares: PostgreSQL and Redis
+ * from Debian, each started on a free loopback port with its own data, and
+ * stopped with the returned handle.
+ */
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+
+export interface Service {
+  port: number;
+  stop(): void;
+}
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = net.createServer().listen(0, '127.0.0.1', () => {
+      const port = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** Starts a process and resolves once a line of its output matches `ready`. */
+export function startUntil(cmd: string, args: string[], ready: RegExp): Promise<ChildProcess> {
+  const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  return new Promise((resolve, reject) => {
+    let output = '';
+    for (const stream of [child.stdout!, child.stderr!]) {
+      createInterface({ input: stream }).on('line', (line) => {
+        output += `${line}\n`;
+        if (ready.test(line)) resolve(child);
+      });
+    }
+    child.once('exit', (code) => reject(new Error(`${cmd} exited ${code}: ${output.slice(-2000)}`)));
+  });
+}
+
+/** A throwaway PostgreSQL cluster (trust auth, user postgres) on 127.0.0.1. Needs root (it runs as postgres). */
+export async function startPostgres(): Promise<Service> {
+  const versions = existsSync('/usr/lib/postgresql') ? readdirSync('/usr/lib/postgresql') : [];
+  const binDir = versions.map((v) => `/usr/lib/postgresql/${v}/bin`).find((d) => existsSync(`${d}/initdb`));
+  if (!binDir) throw new Error('PostgreSQL is not installed: run .ci/setup');
+  const dir = mkdtempSync(path.join(tmpdir(), 'beam-pg-'));
+  const uid = Number(execFileSync('id', ['-u', 'postgres']).toString());
+  const gid = Number(execFileSync('id', ['-g', 'postgres']).toString());
+  chownSync(dir, uid, gid);
+  execFileSync('runuser', ['-u', 'postgres', '--', path.join(binDir, 'initdb'), '-D', dir, '--auth=trust', '-U', 'postgres'], { stdio: 'ignore' });
+  const port = await freePort();
+  const child = await startUntil(
+    'runuser',
+    ['-u', 'postgres', '--', path.join(binDir, 'postgres'), '-D', dir, '-p', String(port), '-k', dir, '-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=off'],
+    /ready to accept connections/,
+  );
+  return {
+    port,
+    stop() {
+      child.kill('SIGKILL');
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** A redis-server without persistence on 127.0.0.1. */
+export async function startRedis(): Promise<Service> {
+  const port = await freePort();
+  const child = await startUntil('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], /Ready to accept connections/);
+  return { port, stop: () => void child.kill('SIGKILL') };
+}
