@@ -23,6 +23,13 @@ import { ERRORS, type ErrorCode } from '../shared/errors.js';
 
 export type RelayRole = 'visitor' | 'agent';
 
+/** The relay's limits; each defaults to its constant in shared/constants.ts (tests make them small). */
+export interface RelayLimits {
+  pairTimeoutMs: number;
+  maxSessions: number;
+  highWaterBytes: number;
+}
+
 export interface RelayComponents {
   logger: Logger;
   /** Redeems a side's one-time token; true when signaling set this session up with it. */
@@ -46,9 +53,16 @@ export class RelayServer {
   /** Ciphertext bytes forwarded, both directions (for metrics). */
   bytesRelayed = 0;
 
-  constructor(components: RelayComponents) {
+  private readonly limits: RelayLimits;
+
+  constructor(components: RelayComponents, limits: Partial<RelayLimits> = {}) {
     this.log = components.logger.child({ component: 'relay' });
     this.redeem = components.redeem;
+    this.limits = {
+      pairTimeoutMs: limits.pairTimeoutMs ?? RELAY_PAIR_TIMEOUT_MS,
+      maxSessions: limits.maxSessions ?? MAX_RELAY_SESSIONS,
+      highWaterBytes: limits.highWaterBytes ?? RELAY_HIGH_WATER_BYTES,
+    };
   }
 
   /** Sessions being relayed or waiting for their second side. */
@@ -66,7 +80,7 @@ export class RelayServer {
       refuse(socket, 'BEAM_ERR_RELAY_REFUSED');
       return;
     }
-    if (!this.pairings.has(sessionId) && this.pairings.size >= MAX_RELAY_SESSIONS) {
+    if (!this.pairings.has(sessionId) && this.pairings.size >= this.limits.maxSessions) {
       refuse(socket, 'BEAM_ERR_LIMIT_REACHED');
       return;
     }
@@ -74,7 +88,7 @@ export class RelayServer {
       // Looked up here, not before the upgrade: both sides may be upgrading at once.
       let current = this.pairings.get(sessionId);
       if (!current) {
-        const timer = setTimeout(() => this.end(sessionId, 4504, 'BEAM_ERR_RELAY_TIMEOUT'), RELAY_PAIR_TIMEOUT_MS);
+        const timer = setTimeout(() => this.end(sessionId, 4504, 'BEAM_ERR_RELAY_TIMEOUT'), this.limits.pairTimeoutMs);
         timer.unref();
         current = { sessionId, sides: {}, early: new Map(), timer, spliced: false };
         this.pairings.set(sessionId, current);
@@ -86,7 +100,7 @@ export class RelayServer {
       if (!visitor || !agent) {
         const held = { messages: [] as Buffer[], bytes: 0, listener: (data: Buffer): void => {
           held.bytes += data.length;
-          if (held.bytes > RELAY_HIGH_WATER_BYTES) ws.close(1009, 'too much before the other side arrived');
+          if (held.bytes > this.limits.highWaterBytes) ws.close(1009, 'too much before the other side arrived');
           else held.messages.push(data);
         } };
         current.early.set(ws, held);
@@ -128,7 +142,7 @@ export class RelayServer {
   private forward(from: WebSocket, to: WebSocket): void {
     let paused = false;
     const written = (): void => {
-      if (paused && to.bufferedAmount <= RELAY_LOW_WATER_BYTES) {
+      if (paused && to.bufferedAmount <= Math.min(RELAY_LOW_WATER_BYTES, this.limits.highWaterBytes / 4)) {
         paused = false;
         from.resume();
       }
@@ -140,7 +154,7 @@ export class RelayServer {
       }
       this.bytesRelayed += data.length;
       to.send(data, { binary: true }, written);
-      if (!paused && to.bufferedAmount > RELAY_HIGH_WATER_BYTES) {
+      if (!paused && to.bufferedAmount > this.limits.highWaterBytes) {
         paused = true;
         from.pause();
       }

@@ -1,0 +1,145 @@
+/**
+ * The relay in-process, with real WebSockets on loopback: splicing, and each
+ * of its limits (made small here through RelayLimits, defaults in
+ * shared/constants.ts).
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { createHash, randomBytes } from 'node:crypto';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import pino from 'pino';
+import WebSocket from 'ws';
+import { RELAY_MAX_MESSAGE_BYTES, RELAY_PATH } from '../shared/constants.js';
+import { RelayServer, type RelayLimits } from '../gateway/relay.js';
+
+let server: http.Server | undefined;
+let relay: RelayServer | undefined;
+
+afterEach(async () => {
+  relay?.close();
+  await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
+  server = relay = undefined;
+});
+
+/** A relay where every session id is valid once per side with token "t-<session>". */
+async function start(limits: Partial<RelayLimits> = {}): Promise<(session: string, role: 'visitor' | 'agent') => Promise<WebSocket>> {
+  const used = new Set<string>();
+  relay = new RelayServer(
+    {
+      logger: pino({ level: 'silent' }),
+      redeem: (session, role, token) => {
+        const key = `${session}/${role}`;
+        if (token !== `t-${session}` || used.has(key)) return false;
+        used.add(key);
+        return true;
+      },
+    },
+    limits,
+  );
+  const r = relay;
+  server = http.createServer();
+  server.on('upgrade', (req, socket, head: Buffer) => r.handleUpgrade(req, socket, head));
+  await new Promise<void>((resolve) => server!.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as AddressInfo).port;
+  return (session, role) =>
+    new Promise((resolve, reject) => {
+      const ws = new WebSocket(`ws://127.0.0.1:${port}${RELAY_PATH}?session=${session}&role=${role}&token=t-${session}`);
+      // Listen from the start: the partner's first message can come in the same read as the upgrade response.
+      inboxes.set(ws, []);
+      ws.on('message', (d: Buffer) => {
+        inboxes.get(ws)!.push(d);
+        for (const w of waiters.get(ws) ?? []) w();
+      });
+      ws.once('open', () => resolve(ws));
+      ws.once('unexpected-response', (_req, res) => reject(Object.assign(new Error(`refused ${res.statusCode}`), { status: res.statusCode, code: res.headers['beam-error'] })));
+      ws.once('error', reject);
+    });
+}
+
+const inboxes = new Map<WebSocket, Buffer[]>();
+const waiters = new Map<WebSocket, Array<() => void>>();
+
+/** Resolves with everything `ws` received once that is at least `bytes`. */
+function received(ws: WebSocket, bytes: number): Promise<Buffer> {
+  return new Promise((resolve) => {
+    const check = (): void => {
+      const all = Buffer.concat(inboxes.get(ws) ?? []);
+      if (all.length >= bytes) resolve(all);
+    };
+    waiters.set(ws, [...(waiters.get(ws) ?? []), check]);
+    check();
+  });
+}
+
+const closed = (ws: WebSocket): Promise<number> => new Promise((resolve) => ws.once('close', (code) => resolve(code)));
+const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
+
+describe('the relay', () => {
+  it('splices both directions byte-exact, including what the first side sent before the second arrived', async () => {
+    const open = await start();
+    const visitor = await open('s1', 'visitor');
+    const early = randomBytes(1000);
+    visitor.send(early);
+    const agent = await open('s1', 'agent');
+    const toAgent = randomBytes(4 * 1024 * 1024);
+    const toVisitor = randomBytes(4 * 1024 * 1024);
+    const atAgent = received(agent, early.length + toAgent.length);
+    const atVisitor = received(visitor, toVisitor.length);
+    for (let i = 0; i < toAgent.length; i += 64 * 1024) visitor.send(toAgent.subarray(i, i + 64 * 1024));
+    for (let i = 0; i < toVisitor.length; i += 64 * 1024) agent.send(toVisitor.subarray(i, i + 64 * 1024));
+    expect(sha(await atAgent)).toBe(sha(Buffer.concat([early, toAgent])));
+    expect(sha(await atVisitor)).toBe(sha(toVisitor));
+    expect(relay!.bytesRelayed).toBe(early.length + toAgent.length + toVisitor.length);
+    // One side leaving ends the other.
+    const agentClosed = closed(agent);
+    visitor.close();
+    expect(await agentClosed).toBe(1000);
+  });
+
+  it('closes a side whose partner never arrives after pairTimeoutMs, with 4504', async () => {
+    const open = await start({ pairTimeoutMs: 200 });
+    const visitor = await open('lonely', 'visitor');
+    const started = performance.now();
+    expect(await closed(visitor)).toBe(4504);
+    expect(performance.now() - started).toBeGreaterThanOrEqual(150);
+    expect(relay!.sessionCount).toBe(0);
+  });
+
+  it('closes a first side that sends more than highWaterBytes before its partner arrives, with 1009', async () => {
+    const open = await start({ highWaterBytes: 64 * 1024 });
+    const visitor = await open('chatty', 'visitor');
+    const done = closed(visitor);
+    visitor.send(randomBytes(48 * 1024));
+    visitor.send(randomBytes(48 * 1024));
+    expect(await done).toBe(1009);
+  });
+
+  it('refuses a session beyond maxSessions with 429 BEAM_ERR_LIMIT_REACHED', async () => {
+    const open = await start({ maxSessions: 2 });
+    await open('a', 'visitor');
+    await open('b', 'visitor');
+    await expect(open('c', 'visitor')).rejects.toMatchObject({ status: 429, code: 'BEAM_ERR_LIMIT_REACHED' });
+    // The second side of an existing session still gets in.
+    await expect(open('a', 'agent')).resolves.toBeInstanceOf(WebSocket);
+  });
+
+  it(`closes a sender of a message over RELAY_MAX_MESSAGE_BYTES (${RELAY_MAX_MESSAGE_BYTES}) with 1009, and of a text message with 1003`, async () => {
+    const open = await start();
+    const big = await open('big', 'visitor');
+    await open('big', 'agent');
+    const bigClosed = closed(big);
+    big.send(Buffer.alloc(RELAY_MAX_MESSAGE_BYTES + 1));
+    expect(await bigClosed).toBe(1009);
+    const text = await open('text', 'visitor');
+    await open('text', 'agent');
+    const textClosed = closed(text);
+    text.send('plain text is not ciphertext');
+    expect(await textClosed).toBe(1003);
+  });
+
+  it('refuses a second connection for the same side of a session', async () => {
+    const open = await start();
+    await open('once', 'visitor');
+    await expect(open('once', 'visitor')).rejects.toMatchObject({ status: 403, code: 'BEAM_ERR_RELAY_REFUSED' });
+  });
+});
