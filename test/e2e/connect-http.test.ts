@@ -1,0 +1,64 @@
+/**
+ * `beam connect` on an HTTP share: the app on a local port, peer to peer,
+ * with bodies, WebSockets, and no more trust than any other direct visitor.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
+import { request, sha256 } from '../helpers/http.js';
+import { startStack, type Stack } from '../helpers/origin.js';
+import { BeamProcess } from '../helpers/procs.js';
+
+let stack: Stack;
+let connect: BeamProcess;
+let port: number;
+
+beforeAll(async () => {
+  stack = await startStack();
+  const link = (await stack.agent.proc.waitFor('ready'))['link'] as string;
+  connect = new BeamProcess(['connect', link, '--server', stack.server.url, '--json']);
+  const ready = await connect.waitFor('ready');
+  expect(ready['url']).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/$/);
+  port = Number(new URL(ready['url'] as string).port);
+});
+afterAll(async () => {
+  await connect?.kill();
+  await stack?.stop();
+});
+
+describe('beam connect on an HTTP share', () => {
+  it('is announced by both sides as a cli visitor on the direct path', async () => {
+    expect((await connect.waitFor('session'))['path']).toBe('direct');
+    const session = await stack.agent.proc.waitFor((e) => e.event === 'session' && e['visitor'] === 'cli');
+    expect(session['path']).toBe('direct');
+  });
+
+  it('serves downloads and uploads byte-exact on localhost', async () => {
+    const size = 8 * 1024 * 1024;
+    const down = await request(port, `127.0.0.1:${port}`, `/download?size=${size}&seed=5`);
+    expect(down.status).toBe(200);
+    expect(down.body.length).toBe(size);
+    const body = Buffer.from(Buffer.alloc(3 * 1024 * 1024).map((_, i) => (i * 31) & 0xff));
+    const up = await request(port, `127.0.0.1:${port}`, '/upload', { method: 'POST', body });
+    expect(up.status).toBe(200);
+    expect(JSON.parse(up.body.toString())).toMatchObject({ bytes: body.length, sha256: sha256(body) });
+  });
+
+  it('tunnels a WebSocket', async () => {
+    const ws = new WebSocket(`ws://127.0.0.1:${port}/ws`);
+    const reply = new Promise<Buffer>((resolve) => ws.once('message', (d: Buffer) => resolve(d)));
+    await new Promise((resolve, reject) => {
+      ws.once('open', resolve);
+      ws.once('error', reject);
+    });
+    ws.send('hello through beam connect');
+    expect((await reply).toString()).toBe('hello through beam connect');
+    ws.close();
+  });
+
+  it('gets no forwarding headers believed: the agent drops them from a direct visitor', async () => {
+    const res = await request(port, `127.0.0.1:${port}`, '/headers', { headers: { 'x-forwarded-for': '6.6.6.6' } });
+    const seen = (JSON.parse(res.body.toString()) as { headers: Record<string, string> }).headers;
+    expect(seen['x-forwarded-for']).toBeUndefined();
+    expect(seen['host']).toBe(`127.0.0.1:${stack.origin.port}`);
+  });
+});
