@@ -141,6 +141,7 @@ export async function connect(components: { engine: WebRtcEngine; logger: Logger
       fixedShare: link.share,
       relay: options.relay,
       expectPeer: link.peer,
+      secret: link.secret,
       onPath: (share, info) => {
         const rtt = info.rtt !== undefined ? { rtt: Math.round(info.rtt * 10) / 10 } : {};
         out.emit({ event: announced ? 'path' : 'session', id: share, visitor: 'cli', path: info.path, via: info.path, ...rtt });

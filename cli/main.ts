@@ -1,8 +1,9 @@
 /** The `beam` command line. */
+import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import { Command, Option } from 'commander';
 import { pino, type Logger } from 'pino';
-import { DEFAULT_EMBEDDED_PORT, EMBEDDED_PORT_ATTEMPTS } from '../shared/constants.js';
+import { DEFAULT_EMBEDDED_PORT, EMBEDDED_PORT_ATTEMPTS, SECRET_PARAM } from '../shared/constants.js';
 import { BeamError } from '../shared/errors.js';
 import { Agent } from '../peer-agent/agent.js';
 import { startBeamServer, type BeamServer } from '../gateway/server.js';
@@ -28,6 +29,7 @@ interface HttpFlags extends CommonFlags {
   hostHeader: string;
   originTimeout?: string;
   relay: string;
+  private?: boolean;
 }
 interface ServeFlags extends CommonFlags {
   port: string;
@@ -43,6 +45,13 @@ interface ConnectFlags extends CommonFlags {
   bind: string;
   relay: string;
   server?: string;
+}
+
+/** A private HTTP share's browser link: the secret as a query parameter, which the agent turns into a cookie. */
+function withSecretParam(url: string, secret: string): string {
+  const u = new URL(url);
+  u.searchParams.set(SECRET_PARAM, secret);
+  return u.href;
 }
 
 function round(ms: number): number {
@@ -99,6 +108,7 @@ async function runHttp(targetArg: string, flags: HttpFlags, kind: ShareKind = 'h
   const log = logger(flags.logLevel);
   const engine = await loadEngine(parseEngine(flags.engine));
   const identity = await loadIdentity();
+  const secret = flags.private ? randomBytes(18).toString('base64url') : undefined;
 
   let embedded: BeamServer | undefined;
   let agent: Agent | undefined;
@@ -106,7 +116,7 @@ async function runHttp(targetArg: string, flags: HttpFlags, kind: ShareKind = 'h
   const serverUrl = server ?? `http://127.0.0.1:${embedded?.port}`;
   const origin = `${target.host.includes(':') ? `[${target.host}]` : target.host}:${target.port}`;
 
-  agent = new Agent({ engine, logger: log, identity }, { server: serverUrl, origin: target, name: flags.name, hostHeader, originTimeoutMs, relay, kind });
+  agent = new Agent({ engine, logger: log, identity }, { server: serverUrl, origin: target, name: flags.name, hostHeader, originTimeoutMs, relay, kind, secret });
   const paths = new Map<string, string>();
   agent.on('session', (s) => {
     paths.set(s.id, s.path);
@@ -126,7 +136,7 @@ async function runHttp(targetArg: string, flags: HttpFlags, kind: ShareKind = 'h
   // The first registration is announced below; every later one (after a drop, or a server restart) here.
   let announced = false;
   agent.on('ready', (r) => {
-    if (announced) out.emit({ event: 'ready', name: r.name, url: r.url, origin, server: serverUrl, resumed: true });
+    if (announced) out.emit({ event: 'ready', name: r.name, url: secret !== undefined && kind === 'http' ? withSecretParam(r.url, secret) : r.url, origin, server: serverUrl, resumed: true });
   });
 
   const registered = await agent.start();
@@ -135,9 +145,9 @@ async function runHttp(targetArg: string, flags: HttpFlags, kind: ShareKind = 'h
   out.emit({
     event: 'ready',
     name: registered.name,
-    url: registered.url,
-    link: connectLink(registered.url, identity.peerId.toString()),
-    ...(lan && embedded ? { lan: `http://${lan}:${embedded.port}/` } : {}),
+    url: secret !== undefined && kind === 'http' ? withSecretParam(registered.url, secret) : registered.url,
+    link: connectLink(registered.url, identity.peerId.toString(), secret),
+    ...(lan && embedded ? { lan: secret !== undefined && kind === 'http' ? withSecretParam(`http://${lan}:${embedded.port}/`, secret) : `http://${lan}:${embedded.port}/` } : {}),
     origin,
     server: serverUrl,
     ...(kind !== 'http' ? { kind } : {}),
@@ -214,7 +224,8 @@ function httpCommand(cmd: Command): Command {
     .addOption(new Option('--engine <engine>', 'WebRTC engine: node-datachannel or werift').default('node-datachannel'))
     .addOption(new Option('--host-header <mode>', 'rewrite the Host header to the origin\'s (rewrite) or keep the visitor\'s (preserve)').default('rewrite'))
     .option('--origin-timeout <ms>', 'how long to wait for the origin\'s response head (default 30000)')
-    .addOption(new Option('--relay <mode>', 'auto: direct WebRTC, else the relay; never: direct only; always: relay only').default('auto'));
+    .addOption(new Option('--relay <mode>', 'auto: direct WebRTC, else the relay; never: direct only; always: relay only').default('auto'))
+    .option('--private', 'only visitors with the full link (it carries a secret) get in');
 }
 
 export function program(): Command {

@@ -33,6 +33,8 @@ export interface GatewayOptions {
   fixedShare?: string;
   /** The peer the agent must prove it is (from a `beam connect` link). */
   expectPeer?: PeerId;
+  /** A private share's secret, proven in the handshake (`beam connect`). */
+  secret?: string;
   /** Told whenever the path to a share changes. */
   onPath?: (share: string, info: PathInfo) => void;
   /** Shares are `<name>.<domain>`. */
@@ -165,7 +167,15 @@ export class Gateway {
     if (!link) {
       const created = new VisitorSession(
         { engine: this.engine, logger: this.log, socket: this.socket, identity: this.identity },
-        { share, server: this.options.signalingUrl, relay: this.options.relay ?? 'auto', expectPeer: this.options.expectPeer },
+        {
+          share,
+          server: this.options.signalingUrl,
+          relay: this.options.relay ?? 'auto',
+          expectPeer: this.options.expectPeer,
+          secret: this.options.secret,
+          // The server's own gateway passes each request's secret on to the agent instead.
+          requestLevelAccess: this.options.gatewayToken !== undefined,
+        },
       );
       created.on('path', (info) => this.options.onPath?.(share, info));
       created.once('close', () => {

@@ -36,7 +36,7 @@ import {
 import type { Peer, WebRtcEngine } from '../transport/engine.js';
 import type { Identity } from '../transport/identity.js';
 import { connectRelay } from '../transport/relay.js';
-import { channelPipe, directPrologue, secure, SecureFrameChannel } from '../transport/secure.js';
+import { channelPipe, directPrologue, secure, SecureFrameChannel, withSecret } from '../transport/secure.js';
 import { OriginForwarder, type Origin } from './origin.js';
 import { serveTcp } from './tcp.js';
 import { UdpForwarder } from './udp.js';
@@ -62,6 +62,11 @@ export interface AgentOptions {
   relay?: RelayMode;
   /** What the share carries. Default 'http'. */
   kind?: ShareKind;
+  /**
+   * Makes the share private: `beam connect` visitors prove this secret in the
+   * Noise handshake, gateway requests carry it (shared/constants.ts SECRET_*).
+   */
+  secret?: string;
 }
 
 export interface AgentComponents {
@@ -172,7 +177,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       const socket: Socket<ServerToClientEvents, ClientToServerEvents> = connectSocket(this.options.server, {
         path: SIGNALING_PATH,
         transports: ['websocket'],
-        auth: { protocol: SIGNALING_PROTOCOL_VERSION, role: 'agent', peerId: this.identity.peerId.toString(), relay: this.relayMode, kind: this.options.kind ?? 'http' },
+        auth: { protocol: SIGNALING_PROTOCOL_VERSION, role: 'agent', peerId: this.identity.peerId.toString(), relay: this.relayMode, kind: this.options.kind ?? 'http', private: this.options.secret !== undefined },
         reconnectionDelay: 250,
         reconnectionDelayMax: 5_000,
         randomizationFactor: 0.5,
@@ -327,7 +332,7 @@ export class Agent extends EventEmitter<AgentEvents> {
         verified = (async () => {
           await new Promise<void>((resolve) => (channel.isOpen() ? resolve() : channel.onOpen(resolve)));
           if (!answerSdp) throw new BeamError('BEAM_ERR_HANDSHAKE_FAILED', 'no local answer');
-          await secure(channelPipe(channel), { role: 'responder', identity: this.identity, prologue: directPrologue(offerSdp, answerSdp) });
+          await secure(channelPipe(channel), { role: 'responder', identity: this.identity, prologue: withSecret(directPrologue(offerSdp, answerSdp), this.handshakeSecret(session)) });
           // The responder reads the last handshake message, so it is the one to close the channel.
           channel.close();
         })();
@@ -394,7 +399,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     void (async () => {
       try {
         const pipe = await connectRelay(this.options.server, { sessionId: session.id, role: 'agent', token: session.relayToken });
-        const secured = await secure(pipe, { role: 'responder', identity: this.identity });
+        const secured = await secure(pipe, { role: 'responder', identity: this.identity, prologue: withSecret(new Uint8Array(0), this.handshakeSecret(session)) });
         if (!this.sessions.has(session.id)) {
           pipe.close();
           return;
@@ -463,6 +468,14 @@ export class Agent extends EventEmitter<AgentEvents> {
     }
   }
 
+  /**
+   * The secret a visitor must prove in the handshake: a private share's, for
+   * every visitor but the server's own gateway, which proves it per request.
+   */
+  private handshakeSecret(session: AgentSession): string | undefined {
+    return session.visitor === 'gateway' ? undefined : this.options.secret;
+  }
+
   private udpFor(session: AgentSession): UdpForwarder {
     if (!session.udp) session.udp = new UdpForwarder(this.options.origin, (err) => this.reportUnreachable(err));
     return session.udp;
@@ -474,7 +487,8 @@ export class Agent extends EventEmitter<AgentEvents> {
     });
     const kind = this.options.kind ?? 'http';
     if (stream.protocol === StreamProtocol.HTTP && kind === 'http') {
-      void this.forwarder.serve(stream, visitor === 'gateway');
+      // Gateway requests prove a private share's secret one by one; others did in the handshake.
+      void this.forwarder.serve(stream, visitor === 'gateway', visitor === 'gateway' ? this.options.secret : undefined);
       return;
     }
     if (stream.protocol === StreamProtocol.TCP && kind === 'tcp') {

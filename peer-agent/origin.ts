@@ -6,6 +6,7 @@ import http from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { BeamError, errorCodeOf, type ErrorCode } from '../shared/errors.js';
+import { admit } from './access.js';
 import { decodeRequestHead, encodeHead, endToEndHeaders, endToEndPairs, FORWARDING_HEADERS, readHead, type RequestHead } from '../shared/http-head.js';
 
 export interface Origin {
@@ -56,7 +57,7 @@ export class OriginForwarder {
    * reset. `trustForwarded` is true only for the server's own gateway: any
    * other visitor's X-Forwarded-*, Forwarded and X-Real-IP are dropped.
    */
-  async serve(stream: Duplex, trustForwarded: boolean): Promise<void> {
+  async serve(stream: Duplex, trustForwarded: boolean, secret?: string): Promise<void> {
     let head: RequestHead;
     try {
       head = decodeRequestHead(await readHead(stream));
@@ -64,7 +65,19 @@ export class OriginForwarder {
       stream.destroy(err instanceof BeamError ? err : new BeamError('BEAM_ERR_BAD_MESSAGE'));
       return;
     }
-    const headers = endToEndPairs(head.headers, trustForwarded ? undefined : FORWARDING_HEADERS);
+    let headers = endToEndPairs(head.headers, trustForwarded ? undefined : FORWARDING_HEADERS);
+    let target = head.target;
+    let setCookie: string | undefined;
+    if (secret !== undefined) {
+      const proto = headers.find(([k]) => k.toLowerCase() === 'x-forwarded-proto')?.[1];
+      const admission = admit(target, headers, secret, proto === 'https');
+      if (!admission.ok) {
+        stream.end(encodeHead({ kind: 'error', code: 'BEAM_ERR_PRIVATE' }));
+        stream.resume();
+        return;
+      }
+      ({ target, headers, setCookie } = admission);
+    }
     if (this.options.hostHeader === 'rewrite') {
       const i = headers.findIndex(([k]) => k.toLowerCase() === 'host');
       if (i >= 0) headers.splice(i, 1);
@@ -79,7 +92,7 @@ export class OriginForwarder {
       host: this.origin.host,
       port: this.origin.port,
       method: head.method,
-      path: head.target,
+      path: target,
       headers: headers.flat(),
       agent: head.upgrade ? false : this.agent,
       setHost: false,
@@ -130,7 +143,7 @@ export class OriginForwarder {
           kind: 'response',
           status: res.statusCode ?? 502,
           statusText: res.statusMessage,
-          headers: endToEndHeaders(res.rawHeaders),
+          headers: setCookie ? [...endToEndHeaders(res.rawHeaders), ['Set-Cookie', setCookie]] : endToEndHeaders(res.rawHeaders),
         }),
       );
       res.pipe(stream);

@@ -167,3 +167,16 @@ export const RELAY_LOW_WATER_BYTES = 256 * 1024;
 export const TURN_CREDENTIAL_TTL_S = 12 * 60 * 60;
 /** Relayed sessions one server holds at once. */
 export const MAX_RELAY_SESSIONS = 4096;
+
+// ---------------------------------------------------------------- access
+
+/**
+ * A private share's secret, on the gateway path: the `beam_secret` query
+ * parameter of the link, then a cookie of the same name scoped to the share's
+ * host (set by the agent), or a `Beam-Secret` header (scripts, webhooks).
+ * `beam connect` proves it in the Noise handshake instead (the link's
+ * `#secret=`). The agent strips all three before the origin sees the request.
+ */
+export const SECRET_PARAM = 'beam_secret';
+export const SECRET_COOKIE = 'beam_secret';
+export const SECRET_HEADER = 'beam-secret';

@@ -94,6 +94,10 @@ export const ERRORS = {
     status: 400,
     message: 'A command-line option has an invalid value.',
   },
+  BEAM_ERR_PRIVATE: {
+    status: 401,
+    message: 'This share is private. Open it with its full link (the one with the secret), or ask its owner for it.',
+  },
   BEAM_ERR_SHARE_KIND: {
     status: 400,
     message: 'This share carries raw TCP, not HTTP (or the other way round). Open a TCP share with `beam connect <link>`.',

@@ -47,6 +47,7 @@ export const HandshakeSchema = z.object({
   peerId: PeerIdStringSchema.optional(),
   relay: z.enum(RELAY_MODES).optional(),
   kind: z.enum(SHARE_KINDS).optional(),
+  private: z.boolean().optional(),
 });
 export type Handshake = z.infer<typeof HandshakeSchema>;
 
@@ -127,6 +128,8 @@ export interface SessionOpened {
   agentRelay: RelayMode;
   /** What the share carries. */
   kind: ShareKind;
+  /** The share is private: visitors prove its secret (the agent checks; this only lets them fail early). */
+  private: boolean;
   /** This visitor's one-time token for the relay. */
   relayToken: string;
 }

@@ -64,6 +64,7 @@ interface SocketData {
   relay: RelayMode;
   /** What an agent's shares carry. */
   shareKind: ShareKind;
+  private: boolean;
 }
 
 export class SignalingServer {
@@ -93,7 +94,7 @@ export class SignalingServer {
           else throw new BeamError('BEAM_ERR_UNAUTHORIZED', 'bad gateway token');
         }
         if (hs.role === 'agent' && !hs.peerId) throw new BeamError('BEAM_ERR_PROTOCOL_VERSION', 'agents must name their peer ID; update Beam');
-        (socket.data as SocketData) = { role: hs.role, kind, peerId: hs.peerId, relay: hs.relay ?? 'auto', shareKind: hs.kind ?? 'http' };
+        (socket.data as SocketData) = { role: hs.role, kind, peerId: hs.peerId, relay: hs.relay ?? 'auto', shareKind: hs.kind ?? 'http', private: hs.private ?? false };
         next();
       } catch (err) {
         const wire = wireError(err);
@@ -187,6 +188,7 @@ export class SignalingServer {
           agentPeerId: agentData?.peerId ?? '',
           agentRelay: agentData?.relay ?? 'auto',
           kind: agentData?.shareKind ?? 'http',
+          private: agentData?.private ?? false,
           relayToken: relayTokens.visitor,
         };
       }),

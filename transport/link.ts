@@ -1,17 +1,19 @@
 /**
- * Links for `beam connect`: the share's URL with the agent's peer ID in the
- * fragment, `http://swift-otter-042.localhost:7070/#peer=12D3Koo...`. The
+ * Links for `beam connect`: the share's URL with the agent's peer ID (and a
+ * private share's secret) in the fragment,
+ * `http://swift-otter-042.localhost:7070/#peer=12D3Koo...&secret=...`. The
  * same link still opens in a browser (a fragment never leaves it), and
  * `beam connect` checks the agent's Noise handshake against that peer ID
  * rather than trusting the server's word.
  */
 import type { PeerId } from '@libp2p/interface';
+import { SECRET_PARAM } from '../shared/constants.js';
 import { BeamError } from '../shared/errors.js';
 import { parsePeerId } from './identity.js';
 
-export function connectLink(url: string, peerId: string): string {
+export function connectLink(url: string, peerId: string, secret?: string): string {
   const u = new URL(url);
-  u.hash = `peer=${peerId}`;
+  u.hash = new URLSearchParams({ peer: peerId, ...(secret !== undefined ? { secret } : {}) }).toString();
   return u.href;
 }
 
@@ -22,6 +24,8 @@ export interface ParsedLink {
   url: string;
   share: string;
   peer: PeerId | undefined;
+  /** A private share's secret (`#secret=`), proven in the handshake. */
+  secret: string | undefined;
 }
 
 /**
@@ -41,8 +45,12 @@ export function parseLink(text: string): ParsedLink {
   const share = u.hostname.slice(0, dot);
   const server = new URL(u.href);
   server.hostname = u.hostname.slice(dot + 1);
-  const peerText = new URLSearchParams(u.hash.slice(1)).get('peer');
+  const fragment = new URLSearchParams(u.hash.slice(1));
+  const peerText = fragment.get('peer');
+  // A browser link's ?beam_secret= works too.
+  const secret = fragment.get('secret') ?? u.searchParams.get(SECRET_PARAM) ?? undefined;
   const plain = new URL(u.href);
   plain.hash = '';
-  return { server: server.origin, url: plain.href, share, peer: peerText ? parsePeerId(peerText) : undefined };
+  plain.searchParams.delete(SECRET_PARAM);
+  return { server: server.origin, url: plain.href, share, peer: peerText ? parsePeerId(peerText) : undefined, secret };
 }

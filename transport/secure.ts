@@ -15,6 +15,7 @@
  * key fails the handshake with BEAM_ERR_PEER_MISMATCH.
  */
 import './polyfill.js';
+import { createHash } from 'node:crypto';
 import { noise } from '@chainsafe/libp2p-noise';
 import { defaultLogger, logger } from '@libp2p/logger';
 import { AbstractMessageStream, type SendResult } from '@libp2p/utils';
@@ -124,6 +125,17 @@ export function sdpFingerprint(sdp: string): string {
   const m = /^a=fingerprint:(\S+) ([0-9A-Fa-f:]+)\s*$/m.exec(sdp);
   if (!m) throw new BeamError('BEAM_ERR_BAD_MESSAGE', 'description has no DTLS fingerprint');
   return `${m[1]!.toLowerCase()} ${m[2]!.toUpperCase()}`;
+}
+
+/**
+ * Binds a private share's secret into a prologue: both ends mix in its hash,
+ * so a visitor without the secret (or with a wrong one) fails the handshake
+ * and never gets a stream to the agent.
+ */
+export function withSecret(prologue: Uint8Array, secret: string | undefined): Uint8Array {
+  if (secret === undefined) return prologue;
+  const digest = createHash('sha256').update(`beam-share-secret:${secret}`).digest('hex');
+  return Buffer.concat([prologue, Buffer.from(`|secret:${digest}`)]);
 }
 
 /** The prologue both ends of a direct path compute from the offer's and the answer's fingerprints. */

@@ -38,7 +38,7 @@ import type { Ack, ClientToServerEvents, RelayMode, ServerToClientEvents, Sessio
 import type { DataChannel, Peer, WebRtcEngine } from './engine.js';
 import { parsePeerId, type Identity } from './identity.js';
 import { connectRelay } from './relay.js';
-import { channelPipe, directPrologue, secure, SecureFrameChannel } from './secure.js';
+import { channelPipe, directPrologue, secure, SecureFrameChannel, withSecret } from './secure.js';
 
 export type VisitorSocket = Socket<ServerToClientEvents, ClientToServerEvents>;
 export type PathKind = 'direct' | 'turn' | 'relay';
@@ -65,6 +65,10 @@ export interface VisitorSessionOptions {
   expectPeer?: PeerId;
   /** Default DIRECT_PATH_TIMEOUT_MS. */
   directTimeoutMs?: number;
+  /** A private share's secret (from the link), proven in the Noise handshake. */
+  secret?: string;
+  /** This visitor proves a private share's secret per request instead (the gateway). */
+  requestLevelAccess?: boolean;
 }
 
 export interface VisitorSessionEvents {
@@ -180,6 +184,9 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
     this.opened = opened;
     this.sessionId = opened.sessionId;
     try {
+      if (opened.private && this.options.secret === undefined && !this.options.requestLevelAccess) {
+        throw new BeamError('BEAM_ERR_PRIVATE', 'the link has no #secret=');
+      }
       this.mode = relayPolicy(this.options.relay, opened.agentRelay);
       this.expected = this.options.expectPeer ?? parsePeerId(opened.agentPeerId);
     } catch (err) {
@@ -267,7 +274,7 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
             role: 'initiator',
             identity: this.c.identity,
             remotePeer: this.expected,
-            prologue: directPrologue(this.offerSdp, this.answerSdp),
+            prologue: withSecret(directPrologue(this.offerSdp, this.answerSdp), this.options.secret),
           });
         } catch (err) {
           failed(err instanceof BeamError ? err : new BeamError('BEAM_ERR_HANDSHAKE_FAILED', (err as Error).message));
@@ -299,11 +306,20 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
     });
   }
 
-  private directFailed(err: BeamError): void {
+  /** On a private share, a handshake that fails means (most likely) a wrong secret: say so. */
+  private explain(err: BeamError): BeamError {
+    if (err.code === 'BEAM_ERR_HANDSHAKE_FAILED' && this.opened?.private && this.options.secret !== undefined) {
+      return new BeamError('BEAM_ERR_PRIVATE', 'the handshake failed: the link\'s secret is wrong (or someone is in the middle)');
+    }
+    return err;
+  }
+
+  private directFailed(cause: BeamError): void {
+    const err = this.explain(cause);
     this.directPending = false;
     this.lastError = err;
     this.log.info({ session: this.sessionId, attempt: this.directAttempts, code: err.code, err: err.detail }, 'direct path failed');
-    if (err.code === 'BEAM_ERR_PEER_MISMATCH') {
+    if (err.code === 'BEAM_ERR_PEER_MISMATCH' || err.code === 'BEAM_ERR_PRIVATE') {
       this.fail(err);
       return;
     }
@@ -338,7 +354,7 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
           pipe.close();
           return;
         }
-        const secured = await secure(pipe, { role: 'initiator', identity: this.c.identity, remotePeer: this.expected });
+        const secured = await secure(pipe, { role: 'initiator', identity: this.c.identity, remotePeer: this.expected, prologue: withSecret(new Uint8Array(0), this.options.secret) });
         if (this.closed) {
           pipe.close();
           return;
@@ -349,10 +365,10 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
         this.addPath('relay', mux, () => {});
       } catch (err) {
         this.relayPending = false;
-        const beamErr = err instanceof BeamError ? err : new BeamError('BEAM_ERR_AGENT_UNREACHABLE', (err as Error).message);
+        const beamErr = this.explain(err instanceof BeamError ? err : new BeamError('BEAM_ERR_AGENT_UNREACHABLE', (err as Error).message));
         this.lastError = beamErr;
         this.log.info({ session: this.sessionId, code: beamErr.code, err: beamErr.detail }, 'relay path failed');
-        if (beamErr.code === 'BEAM_ERR_PEER_MISMATCH') this.fail(beamErr);
+        if (beamErr.code === 'BEAM_ERR_PEER_MISMATCH' || beamErr.code === 'BEAM_ERR_PRIVATE') this.fail(beamErr);
         else this.maybeGiveUp();
       }
     })();

@@ -1,0 +1,117 @@
+/**
+ * `--private` shares: the agent checks the secret on every path. Gateway
+ * requests carry it (link parameter, then cookie, or header); `beam connect`
+ * proves it in the Noise handshake; nothing without it reaches the origin.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { request } from '../helpers/http.js';
+import { startOrigin, type Origin } from '../helpers/origin.js';
+import { BeamProcess, startServer, type ServerHandle } from '../helpers/procs.js';
+
+let origin: Origin;
+let server: ServerHandle;
+let agent: BeamProcess;
+let host: string;
+let secret: string;
+let link: string;
+
+beforeAll(async () => {
+  origin = await startOrigin();
+  server = await startServer();
+  agent = new BeamProcess(['http', `127.0.0.1:${origin.port}`, '--server', server.url, '--json', '--private']);
+  const ready = await agent.waitFor('ready');
+  const url = new URL(ready['url'] as string);
+  secret = url.searchParams.get('beam_secret') ?? '';
+  host = `${url.hostname}:${server.port}`;
+  link = ready['link'] as string;
+});
+afterAll(async () => {
+  await agent?.kill();
+  await server?.proc.kill();
+  await origin?.close();
+});
+
+const seen = (body: Buffer): { url: string; headers: Record<string, string> } => JSON.parse(body.toString()) as { url: string; headers: Record<string, string> };
+
+describe('a private share through the gateway', () => {
+  it('prints a browser link with the secret and a beam connect link with peer and secret', () => {
+    expect(secret).toMatch(/^[A-Za-z0-9_-]{24}$/);
+    const fragment = new URLSearchParams(new URL(link).hash.slice(1));
+    expect(fragment.get('secret')).toBe(secret);
+    expect(fragment.get('peer')).toMatch(/^12D3Koo/);
+  });
+
+  it('answers 401 BEAM_ERR_PRIVATE without the secret or with a wrong one, and the origin never sees it', async () => {
+    const before = origin.hits.get('/headers') ?? 0;
+    for (const [path, headers] of [
+      ['/headers', {}],
+      ['/headers?beam_secret=wrong', {}],
+      ['/headers', { cookie: 'beam_secret=wrong' }],
+      ['/headers', { 'beam-secret': `${secret}x` }],
+    ] as Array<[string, Record<string, string>]>) {
+      const res = await request(server.port, host, path, { headers });
+      expect(res.status, `${path} ${JSON.stringify(headers)}`).toBe(401);
+      expect(res.headers['beam-error']).toBe('BEAM_ERR_PRIVATE');
+    }
+    expect(origin.hits.get('/headers') ?? 0).toBe(before);
+  });
+
+  it('lets the link in, sets a cookie scoped to the share, and strips the secret from what the origin sees', async () => {
+    const res = await request(server.port, host, `/headers?a=b%20c&beam_secret=${secret}&z=1`);
+    expect(res.status).toBe(200);
+    expect(res.headers['set-cookie']).toContain(`beam_secret=${secret}; Path=/; HttpOnly; SameSite=Lax`);
+    // The rest of the query reaches the app byte for byte.
+    expect(seen(res.body).url).toBe('/headers?a=b%20c&z=1');
+  });
+
+  it('lets the cookie and the Beam-Secret header in, and passes on neither', async () => {
+    const byCookie = await request(server.port, host, '/headers', { headers: { cookie: `theme=dark; beam_secret=${secret}; lang=en` } });
+    expect(byCookie.status).toBe(200);
+    expect(seen(byCookie.body).headers['cookie']).toBe('theme=dark; lang=en');
+    const byHeader = await request(server.port, host, '/headers', { headers: { 'beam-secret': secret } });
+    expect(byHeader.status).toBe(200);
+    expect(seen(byHeader.body).headers['beam-secret']).toBeUndefined();
+  });
+});
+
+describe('a private share through beam connect', () => {
+  async function connectWith(l: string, extra: string[] = []): Promise<BeamProcess> {
+    return new BeamProcess(['connect', l, '--server', server.url, '--json', ...extra]);
+  }
+
+  it('works with the full link, on the direct path and on the relay', async () => {
+    for (const relay of ['never', 'always']) {
+      const c = await connectWith(link, ['--relay', relay]);
+      try {
+        const port = Number(new URL((await c.waitFor('ready'))['url'] as string).port);
+        const res = await request(port, `127.0.0.1:${port}`, '/inside');
+        expect(res.status).toBe(200);
+        expect(res.body.toString()).toBe('hello from /inside');
+      } finally {
+        await c.kill();
+      }
+    }
+  });
+
+  it('refuses a link without the secret at once, with BEAM_ERR_PRIVATE', async () => {
+    const u = new URL(link);
+    u.hash = `peer=${new URLSearchParams(u.hash.slice(1)).get('peer')}`;
+    const c = await connectWith(u.href);
+    const err = await c.waitFor('error');
+    expect(err['code']).toBe('BEAM_ERR_PRIVATE');
+    expect(await c.exited).toBe(1);
+  });
+
+  it('fails the handshake with a wrong secret, on both paths, with BEAM_ERR_PRIVATE and no fallback', async () => {
+    const u = new URL(link);
+    const fragment = new URLSearchParams(u.hash.slice(1));
+    fragment.set('secret', 'not-the-secret');
+    u.hash = fragment.toString();
+    for (const relay of ['never', 'always']) {
+      const c = await connectWith(u.href, ['--relay', relay]);
+      const err = await c.waitFor('error');
+      expect(err['code'], relay).toBe('BEAM_ERR_PRIVATE');
+      expect(await c.exited).toBe(1);
+    }
+  });
+});
