@@ -144,7 +144,7 @@ export async function connect(components: { engine: WebRtcEngine; logger: Logger
       secret: link.secret,
       onPath: (share, info) => {
         const rtt = info.rtt !== undefined ? { rtt: Math.round(info.rtt * 10) / 10 } : {};
-        out.emit({ event: announced ? 'path' : 'session', id: share, visitor: 'cli', path: info.path, via: info.path, ...rtt });
+        out.emit({ event: announced ? 'path' : 'session', id: share, visitor: 'cli', path: info.path, via: info.path, ...rtt, after: info.afterMs });
         announced = true;
       },
     },

@@ -16,7 +16,7 @@ import { connect } from './connect.js';
 import { describeReport, doctor } from './doctor.js';
 import { lanAddress } from './lan.js';
 import { createOutput, type Output } from './output.js';
-import { parseEngine, parseHostHeader, parseLogLevel, parseMs, parsePort, parseRelayMode, parseServerUrl, parseTarget, type Target } from './options.js';
+import { parseBasicAuth, parseEngine, parseHostHeader, parseLogLevel, parseMs, parsePort, parseRelayMode, parseServerUrl, parseTarget, type Target } from './options.js';
 
 interface CommonFlags {
   json?: boolean;
@@ -30,6 +30,7 @@ interface HttpFlags extends CommonFlags {
   originTimeout?: string;
   relay: string;
   private?: boolean;
+  auth?: string;
 }
 interface ServeFlags extends CommonFlags {
   port: string;
@@ -109,6 +110,9 @@ async function runHttp(targetArg: string, flags: HttpFlags, kind: ShareKind = 'h
   const engine = await loadEngine(parseEngine(flags.engine));
   const identity = await loadIdentity();
   const secret = flags.private ? randomBytes(18).toString('base64url') : undefined;
+  const authFlag = flags.auth ?? (process.env['BEAM_AUTH'] || undefined);
+  if (authFlag !== undefined && kind !== 'http') throw new BeamError('BEAM_ERR_BAD_OPTION', `--auth is HTTP basic auth; a ${kind} share can use --private`);
+  const basicAuth = authFlag !== undefined ? parseBasicAuth(authFlag) : undefined;
 
   let embedded: BeamServer | undefined;
   let agent: Agent | undefined;
@@ -116,7 +120,7 @@ async function runHttp(targetArg: string, flags: HttpFlags, kind: ShareKind = 'h
   const serverUrl = server ?? `http://127.0.0.1:${embedded?.port}`;
   const origin = `${target.host.includes(':') ? `[${target.host}]` : target.host}:${target.port}`;
 
-  agent = new Agent({ engine, logger: log, identity }, { server: serverUrl, origin: target, name: flags.name, hostHeader, originTimeoutMs, relay, kind, secret });
+  agent = new Agent({ engine, logger: log, identity }, { server: serverUrl, origin: target, name: flags.name, hostHeader, originTimeoutMs, relay, kind, secret, basicAuth });
   const paths = new Map<string, string>();
   agent.on('session', (s) => {
     paths.set(s.id, s.path);
@@ -225,7 +229,8 @@ function httpCommand(cmd: Command): Command {
     .addOption(new Option('--host-header <mode>', 'rewrite the Host header to the origin\'s (rewrite) or keep the visitor\'s (preserve)').default('rewrite'))
     .option('--origin-timeout <ms>', 'how long to wait for the origin\'s response head (default 30000)')
     .addOption(new Option('--relay <mode>', 'auto: direct WebRTC, else the relay; never: direct only; always: relay only').default('auto'))
-    .option('--private', 'only visitors with the full link (it carries a secret) get in');
+    .option('--private', 'only visitors with the full link (it carries a secret) get in')
+    .option('--auth <user:password>', 'HTTP basic auth for every visitor (env BEAM_AUTH)');
 }
 
 export function program(): Command {

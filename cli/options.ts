@@ -61,3 +61,10 @@ export function parseRelayMode(value: string): RelayMode {
   if ((RELAY_MODES as readonly string[]).includes(value)) return value as RelayMode;
   throw new BeamError('BEAM_ERR_BAD_OPTION', `--relay must be one of ${RELAY_MODES.join(', ')}`);
 }
+
+/** `--auth user:pass`. */
+export function parseBasicAuth(value: string): { user: string; pass: string } {
+  const colon = value.indexOf(':');
+  if (colon < 1 || colon === value.length - 1) throw new BeamError('BEAM_ERR_BAD_OPTION', '--auth must be user:password (e.g. --auth alice:s3cret), both non-empty');
+  return { user: value.slice(0, colon), pass: value.slice(colon + 1) };
+}

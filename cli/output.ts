@@ -5,7 +5,7 @@
  */
 export type CliEvent =
   | { event: 'ready'; name: string; url: string; link?: string; lan?: string; origin: string; server: string; resumed?: boolean; kind?: 'tcp' | 'udp' }
-  | { event: 'session' | 'path'; id: string; visitor: string; path: string; via: string; rtt?: number }
+  | { event: 'session' | 'path'; id: string; visitor: string; path: string; via: string; rtt?: number; after?: number }
   | { event: 'session-closed'; id: string; path: string }
   | { event: 'origin-unreachable'; origin: string; code: string }
   | { event: 'reconnecting'; reason: string }

@@ -67,3 +67,21 @@ export function admit(target: string, headers: Pair[], secret: string, https: bo
   }
   return ok ? { ok, target: newTarget, headers: kept, setCookie } : { ok: false };
 }
+
+/** `user:pass` for --auth: BEAM_ERR_BAD_OPTION unless there is a user and a colon. */
+export interface BasicCredentials {
+  user: string;
+  pass: string;
+}
+
+/**
+ * Checks HTTP basic auth against the share's `--auth` credentials. A match is
+ * removed (the origin never sees the tunnel's password); a mismatch or none
+ * gets a 401 with a challenge, so browsers ask.
+ */
+export function checkBasic(headers: Pair[], creds: BasicCredentials): { ok: true; headers: Pair[] } | { ok: false } {
+  const expected = `Basic ${Buffer.from(`${creds.user}:${creds.pass}`).toString('base64')}`;
+  const i = headers.findIndex(([k, v]) => k.toLowerCase() === 'authorization' && same(v.trim(), expected));
+  if (i < 0) return { ok: false };
+  return { ok: true, headers: headers.filter((_, j) => j !== i) };
+}

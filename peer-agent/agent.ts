@@ -38,6 +38,7 @@ import type { Identity } from '../transport/identity.js';
 import { connectRelay } from '../transport/relay.js';
 import { channelPipe, directPrologue, secure, SecureFrameChannel, withSecret } from '../transport/secure.js';
 import { OriginForwarder, type Origin } from './origin.js';
+import type { BasicCredentials } from './access.js';
 import { serveTcp } from './tcp.js';
 import { UdpForwarder } from './udp.js';
 import { decodeDatagram, encodeDatagram, encodeRecord, RecordReader } from '../shared/datagram.js';
@@ -62,6 +63,8 @@ export interface AgentOptions {
   relay?: RelayMode;
   /** What the share carries. Default 'http'. */
   kind?: ShareKind;
+  /** --auth: HTTP basic auth for every visitor of an HTTP share, checked here on every path. */
+  basicAuth?: BasicCredentials;
   /**
    * Makes the share private: `beam connect` visitors prove this secret in the
    * Noise handshake, gateway requests carry it (shared/constants.ts SECRET_*).
@@ -153,7 +156,7 @@ export class Agent extends EventEmitter<AgentEvents> {
         },
       },
       options.origin,
-      { hostHeader: options.hostHeader ?? 'rewrite', timeoutMs: options.originTimeoutMs ?? DEFAULT_ORIGIN_TIMEOUT_MS },
+      { hostHeader: options.hostHeader ?? 'rewrite', timeoutMs: options.originTimeoutMs ?? DEFAULT_ORIGIN_TIMEOUT_MS, basicAuth: options.basicAuth },
     );
   }
 

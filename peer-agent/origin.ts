@@ -6,7 +6,7 @@ import http from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { BeamError, errorCodeOf, type ErrorCode } from '../shared/errors.js';
-import { admit } from './access.js';
+import { admit, checkBasic, type BasicCredentials } from './access.js';
 import { decodeRequestHead, encodeHead, endToEndHeaders, endToEndPairs, FORWARDING_HEADERS, readHead, type RequestHead } from '../shared/http-head.js';
 
 export interface Origin {
@@ -19,6 +19,8 @@ export interface OriginOptions {
   hostHeader: 'rewrite' | 'preserve';
   /** How long to wait for the origin's response head. */
   timeoutMs: number;
+  /** --auth: HTTP basic auth every visitor must pass, on every path. */
+  basicAuth?: BasicCredentials;
 }
 
 export interface OriginEvents {
@@ -77,6 +79,23 @@ export class OriginForwarder {
         return;
       }
       ({ target, headers, setCookie } = admission);
+    }
+    if (this.options.basicAuth) {
+      const checked = checkBasic(headers, this.options.basicAuth);
+      if (!checked.ok) {
+        stream.write(
+          encodeHead({
+            kind: 'response',
+            status: 401,
+            statusText: 'Unauthorized',
+            headers: [['WWW-Authenticate', 'Basic realm="beam", charset="UTF-8"'], ['Content-Type', 'text/plain; charset=utf-8'], ['beam-error', 'BEAM_ERR_UNAUTHORIZED']],
+          }),
+        );
+        stream.end('This share needs a user name and password.\n');
+        stream.resume();
+        return;
+      }
+      headers = checked.headers;
     }
     if (this.options.hostHeader === 'rewrite') {
       const i = headers.findIndex(([k]) => k.toLowerCase() === 'host');

@@ -80,7 +80,7 @@ export const ERRORS = {
   },
   BEAM_ERR_UNAUTHORIZED: {
     status: 401,
-    message: 'This signaling role needs a credential that was not given.',
+    message: 'A credential is missing or wrong: the share\'s --auth user name and password, or a signaling role\'s token.',
   },
   BEAM_ERR_BAD_REQUEST: {
     status: 400,

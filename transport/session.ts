@@ -47,6 +47,8 @@ const PATH_ORDER: readonly PathKind[] = ['direct', 'turn', 'relay'];
 export interface PathInfo {
   path: PathKind;
   rtt: number | undefined;
+  /** Milliseconds from asking signaling for the session to this path coming up. */
+  afterMs: number;
 }
 
 export interface VisitorSessionComponents {
@@ -111,6 +113,7 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
   private timers = new Set<NodeJS.Timeout>();
   private current: PathKind | undefined;
   private closed = false;
+  private readonly startedAt = performance.now();
   private settle: { resolve: () => void; reject: (err: BeamError) => void } | undefined;
   private lastError: BeamError | undefined;
   /** Bytes of paths already closed, so totals never go down. */
@@ -449,7 +452,7 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
     const best = PATH_ORDER.find((k) => this.paths.has(k));
     if (best === this.current) return;
     this.current = best;
-    if (best) this.emit('path', { path: best, rtt: this.paths.get(best)?.rtt });
+    if (best) this.emit('path', { path: best, rtt: this.paths.get(best)?.rtt, afterMs: Math.round(performance.now() - this.startedAt) });
   }
 
   /** Ends the session when no path is up and none is being tried. */

@@ -100,7 +100,7 @@ async function scenario(a: SideOptions, b: SideOptions, size = 4 * 1024 * 1024):
   const session = await visitor.waitFor('session');
   const sessionAt = performance.now();
   await visitor.waitFor('ready');
-  console.log(`${a.nat}${a.udpBlocked ? ' (no UDP)' : ''} <-> ${b.nat}: ${String(session['path'])} after ${Math.round(sessionAt - startedAt)} ms`);
+  console.log(`${a.nat}${a.udpBlocked ? ' (no UDP)' : ''} <-> ${b.nat}: ${String(session['path'])} ${String(session['after'])} ms after asking (${Math.round(sessionAt - startedAt)} ms after process start)`);
   // Kill the Beam processes with the lab (they are children of this process, not of the lab's `ip`).
   const destroy = l.destroy.bind(l);
   l.destroy = () => {
@@ -131,7 +131,8 @@ describe('NAT lab', () => {
   it('symmetric <-> symmetric: relayed within 3 s of the visitor asking, byte-exact', async () => {
     const s = await scenario({ nat: 'symmetric' }, { nat: 'symmetric' });
     expect(['relay', 'turn']).toContain(s.session['path']);
-    expect(s.sessionAt - s.startedAt).toBeLessThan(3_000 + 1_000 /* process start */);
+    // Measured by the visitor from asking signaling for the session (process start excluded).
+    expect(s.session['after']).toBeLessThan(3_000);
     expect(DIRECT_PATH_TIMEOUT_MS).toBeLessThanOrEqual(3_000);
     const r = await fetchIn(s, '/file');
     expect(r['status']).toBe(200);

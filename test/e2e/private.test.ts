@@ -115,3 +115,60 @@ describe('a private share through beam connect', () => {
     }
   });
 });
+
+describe('--auth (HTTP basic auth, checked by the agent)', () => {
+  let authed: BeamProcess;
+  let authHost: string;
+  let authLink: string;
+  const basic = (creds: string): Record<string, string> => ({ authorization: `Basic ${Buffer.from(creds).toString('base64')}` });
+
+  beforeAll(async () => {
+    authed = new BeamProcess(['http', `127.0.0.1:${origin.port}`, '--server', server.url, '--json', '--auth', 'alice:s3cret:with:colons']);
+    const ready = await authed.waitFor('ready');
+    authHost = `${new URL(ready['url'] as string).hostname}:${server.port}`;
+    authLink = ready['link'] as string;
+  });
+  afterAll(async () => {
+    await authed?.kill();
+  });
+
+  it('challenges a visitor without or with wrong credentials (401, WWW-Authenticate), and the origin never sees them', async () => {
+    const before = origin.hits.get('/headers') ?? 0;
+    for (const headers of [{}, basic('alice:wrong'), basic('mallory:s3cret:with:colons')]) {
+      const res = await request(server.port, authHost, '/headers', { headers });
+      expect(res.status).toBe(401);
+      expect(res.headers['www-authenticate']).toBe('Basic realm="beam", charset="UTF-8"');
+      expect(res.headers['beam-error']).toBe('BEAM_ERR_UNAUTHORIZED');
+    }
+    expect(origin.hits.get('/headers') ?? 0).toBe(before);
+  });
+
+  it('lets the right credentials in and does not pass them on to the origin', async () => {
+    const res = await request(server.port, authHost, '/headers', { headers: basic('alice:s3cret:with:colons') });
+    expect(res.status).toBe(200);
+    expect(seen(res.body).headers['authorization']).toBeUndefined();
+  });
+
+  it('holds on the peer-to-peer path too (beam connect)', async () => {
+    const c = new BeamProcess(['connect', authLink, '--server', server.url, '--json']);
+    try {
+      const port = Number(new URL((await c.waitFor('ready'))['url'] as string).port);
+      expect((await request(port, `127.0.0.1:${port}`, '/p2p')).status).toBe(401);
+      expect((await request(port, `127.0.0.1:${port}`, '/p2p', { headers: basic('alice:s3cret:with:colons') })).status).toBe(200);
+    } finally {
+      await c.kill();
+    }
+  });
+
+  it.each([
+    [['tcp', '5432', '--auth', 'a:b'], /--private/],
+    [['http', '3000', '--auth', 'nocolon'], /user:password/],
+    [['http', '3000', '--auth', ':pass'], /user:password/],
+  ])('beam %j is refused with BEAM_ERR_BAD_OPTION', async (argv, hint) => {
+    const p = new BeamProcess([...argv, '--server', server.url, '--json']);
+    const err = await p.waitFor('error');
+    expect(err['code']).toBe('BEAM_ERR_BAD_OPTION');
+    expect(String(err['message'])).toMatch(hint);
+    expect(await p.exited).toBe(1);
+  });
+});
