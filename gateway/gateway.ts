@@ -68,6 +68,8 @@ export class Gateway {
   private readonly links = new Map<string, VisitorSession>();
   private readonly socket: VisitorSocket;
   private readonly identity: Identity;
+  /** The `beam-path` header value of each stream's response. */
+  private readonly pathOf = new WeakMap<MuxStream, string>();
   private inFlight = 0;
   private idleWaiters: Array<() => void> = [];
   /** Bytes of links already closed, so totals never go down. */
@@ -194,7 +196,11 @@ export class Gateway {
   private async openStream(share: string): Promise<MuxStream> {
     const session = await this.connect(share);
     if (session.kind !== 'http') throw new BeamError('BEAM_ERR_SHARE_KIND', `"${share}" is a ${session.kind ?? 'non-HTTP'} share`);
-    return session.openStream(StreamProtocol.HTTP);
+    const stream = session.openStream(StreamProtocol.HTTP);
+    const path = session.path ?? 'direct';
+    // The server's own gateway is the visitor's path; `beam connect` goes straight to the agent.
+    this.pathOf.set(stream, this.options.gatewayToken !== undefined ? `gateway; via=${path}` : path);
+    return stream;
   }
 
   private requestHead(req: IncomingMessage, upgrade: boolean): RequestHead {
@@ -260,7 +266,9 @@ export class Gateway {
       stream.resume();
       return;
     }
-    const flat = endToEndHeaders(head.headers.flat()).flat();
+    // beam-path is Beam's to set: an origin's own is dropped.
+    const flat = endToEndHeaders(head.headers.flat()).filter(([k]) => k.toLowerCase() !== 'beam-path').flat();
+    flat.push('beam-path', this.pathOf.get(stream) ?? 'unknown');
     try {
       res.writeHead(head.status, head.statusText, flat);
     } catch (err) {

@@ -37,6 +37,7 @@ describe('beam connect on an HTTP share', () => {
     const down = await request(port, `127.0.0.1:${port}`, `/download?size=${size}&seed=5`);
     expect(down.status).toBe(200);
     expect(down.body.length).toBe(size);
+    expect(down.headers['beam-path']).toBe('direct');
     const body = Buffer.from(Buffer.alloc(3 * 1024 * 1024).map((_, i) => (i * 31) & 0xff));
     const up = await request(port, `127.0.0.1:${port}`, '/upload', { method: 'POST', body });
     expect(up.status).toBe(200);

@@ -163,6 +163,11 @@ describe('through the gateway', () => {
     expect(res.headers['set-cookie']).toEqual(['a=1; Path=/', 'b=2; Path=/']);
   });
 
+  it('says how a request travelled in a beam-path header, which the origin cannot set', async () => {
+    const res = await request(server.port, agent.host, '/headers');
+    expect(res.headers['beam-path']).toBe('gateway; via=direct');
+  });
+
   it("rewrites Host to the origin's own by default", async () => {
     const res = await request(server.port, agent.host, '/headers');
     const seen = (JSON.parse(res.body.toString()) as { headers: Record<string, string> }).headers;

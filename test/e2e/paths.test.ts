@@ -77,6 +77,7 @@ describe('the relay', () => {
     const res = await request(server.port, agent.host, `/download?size=${size}&seed=3`);
     expect(res.status).toBe(200);
     expect(res.body.length).toBe(size);
+    expect(res.headers['beam-path']).toBe('gateway; via=relay');
     const expected = await request(server.port, agent.host, `/download?size=${size}&seed=3`);
     expect(sha256(res.body)).toBe(sha256(expected.body));
     const session = await agent.proc.waitFor('session');

@@ -86,6 +86,8 @@ export async function startOrigin(port = 0): Promise<Origin> {
           res.setHeader('set-cookie', ['a=1; Path=/', 'b=2; Path=/']);
           res.setHeader('keep-alive', 'timeout=99');
           res.setHeader('x-remove-me', 'secret');
+          // An origin cannot claim how the request travelled.
+          res.setHeader('beam-path', 'spoofed-by-origin');
           res.setHeader('connection', 'x-remove-me');
           res.end(JSON.stringify({ headers: req.headers, rawHeaders: req.rawHeaders, url: req.url }));
         });
