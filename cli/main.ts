@@ -11,6 +11,7 @@ import { loadEngine } from '../transport/index.js';
 import { loadIdentity } from '../transport/identity.js';
 import { connectLink } from '../transport/link.js';
 import { validateIceConfig } from '../signaling/ice.js';
+import { IpRules } from '../peer-agent/access.js';
 import type { ShareKind } from '../shared/signaling.js';
 import { connect } from './connect.js';
 import { describeReport, doctor } from './doctor.js';
@@ -31,6 +32,8 @@ interface HttpFlags extends CommonFlags {
   relay: string;
   private?: boolean;
   auth?: string;
+  allowIp?: string[];
+  denyIp?: string[];
 }
 interface ServeFlags extends CommonFlags {
   port: string;
@@ -113,6 +116,7 @@ async function runHttp(targetArg: string, flags: HttpFlags, kind: ShareKind = 'h
   const authFlag = flags.auth ?? (process.env['BEAM_AUTH'] || undefined);
   if (authFlag !== undefined && kind !== 'http') throw new BeamError('BEAM_ERR_BAD_OPTION', `--auth is HTTP basic auth; a ${kind} share can use --private`);
   const basicAuth = authFlag !== undefined ? parseBasicAuth(authFlag) : undefined;
+  const ipRules = flags.allowIp?.length || flags.denyIp?.length ? new IpRules(flags.allowIp ?? [], flags.denyIp ?? []) : undefined;
 
   let embedded: BeamServer | undefined;
   let agent: Agent | undefined;
@@ -120,7 +124,7 @@ async function runHttp(targetArg: string, flags: HttpFlags, kind: ShareKind = 'h
   const serverUrl = server ?? `http://127.0.0.1:${embedded?.port}`;
   const origin = `${target.host.includes(':') ? `[${target.host}]` : target.host}:${target.port}`;
 
-  agent = new Agent({ engine, logger: log, identity }, { server: serverUrl, origin: target, name: flags.name, hostHeader, originTimeoutMs, relay, kind, secret, basicAuth });
+  agent = new Agent({ engine, logger: log, identity }, { server: serverUrl, origin: target, name: flags.name, hostHeader, originTimeoutMs, relay, kind, secret, basicAuth, ipRules });
   const paths = new Map<string, string>();
   agent.on('session', (s) => {
     paths.set(s.id, s.path);
@@ -230,7 +234,9 @@ function httpCommand(cmd: Command): Command {
     .option('--origin-timeout <ms>', 'how long to wait for the origin\'s response head (default 30000)')
     .addOption(new Option('--relay <mode>', 'auto: direct WebRTC, else the relay; never: direct only; always: relay only').default('auto'))
     .option('--private', 'only visitors with the full link (it carries a secret) get in')
-    .option('--auth <user:password>', 'HTTP basic auth for every visitor (env BEAM_AUTH)');
+    .option('--auth <user:password>', 'HTTP basic auth for every visitor (env BEAM_AUTH)')
+    .option('--allow-ip <cidr...>', 'only visitors from these addresses or ranges get in')
+    .option('--deny-ip <cidr...>', 'visitors from these addresses or ranges are refused');
 }
 
 export function program(): Command {

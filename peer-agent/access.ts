@@ -7,6 +7,8 @@
  * origin sees the request.
  */
 import { timingSafeEqual } from 'node:crypto';
+import net from 'node:net';
+import { BeamError } from '../shared/errors.js';
 import { SECRET_COOKIE, SECRET_HEADER, SECRET_PARAM } from '../shared/constants.js';
 
 type Pair = [string, string];
@@ -84,4 +86,49 @@ export function checkBasic(headers: Pair[], creds: BasicCredentials): { ok: true
   const i = headers.findIndex(([k, v]) => k.toLowerCase() === 'authorization' && same(v.trim(), expected));
   if (i < 0) return { ok: false };
   return { ok: true, headers: headers.filter((_, j) => j !== i) };
+}
+
+/** An IPv4-mapped IPv6 address (::ffff:1.2.3.4) is its IPv4 address. */
+function plain(address: string): string {
+  const m = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
+  return m ? m[1]! : address;
+}
+
+/**
+ * --allow-ip / --deny-ip, on node:net's BlockList. A visitor is let in when
+ * no deny rule matches and, if there are allow rules, one of them does. An
+ * address Beam could not learn is refused whenever there are rules at all.
+ */
+export class IpRules {
+  private readonly allow: net.BlockList | undefined;
+  private readonly deny: net.BlockList | undefined;
+
+  constructor(allow: string[], deny: string[]) {
+    this.allow = allow.length ? IpRules.list(allow, '--allow-ip') : undefined;
+    this.deny = deny.length ? IpRules.list(deny, '--deny-ip') : undefined;
+  }
+
+  private static list(cidrs: string[], flag: string): net.BlockList {
+    const list = new net.BlockList();
+    for (const cidr of cidrs) {
+      const [address = '', prefixText] = cidr.split('/');
+      const family = net.isIPv4(address) ? 'ipv4' : net.isIPv6(address) ? 'ipv6' : undefined;
+      const max = family === 'ipv4' ? 32 : 128;
+      const prefix = prefixText === undefined ? max : Number(prefixText);
+      if (!family || !/^\d{1,3}$/.test(prefixText ?? String(max)) || prefix > max) {
+        throw new BeamError('BEAM_ERR_BAD_OPTION', `${flag} "${cidr}" is not an address or CIDR range (e.g. 203.0.113.0/24 or 2001:db8::/32)`);
+      }
+      list.addSubnet(address, prefix, family);
+    }
+    return list;
+  }
+
+  allows(address: string | undefined): boolean {
+    if (!address) return false;
+    const a = plain(address.trim());
+    const family = net.isIPv4(a) ? 'ipv4' : net.isIPv6(a) ? 'ipv6' : undefined;
+    if (!family) return false;
+    if (this.deny?.check(a, family)) return false;
+    return this.allow ? this.allow.check(a, family) : true;
+  }
 }

@@ -38,7 +38,7 @@ import type { Identity } from '../transport/identity.js';
 import { connectRelay } from '../transport/relay.js';
 import { channelPipe, directPrologue, secure, SecureFrameChannel, withSecret } from '../transport/secure.js';
 import { OriginForwarder, type Origin } from './origin.js';
-import type { BasicCredentials } from './access.js';
+import type { BasicCredentials, IpRules } from './access.js';
 import { serveTcp } from './tcp.js';
 import { UdpForwarder } from './udp.js';
 import { decodeDatagram, encodeDatagram, encodeRecord, RecordReader } from '../shared/datagram.js';
@@ -65,6 +65,8 @@ export interface AgentOptions {
   kind?: ShareKind;
   /** --auth: HTTP basic auth for every visitor of an HTTP share, checked here on every path. */
   basicAuth?: BasicCredentials;
+  /** --allow-ip / --deny-ip: checked per request on the gateway path, per path for peer-to-peer visitors. */
+  ipRules?: IpRules;
   /**
    * Makes the share private: `beam connect` visitors prove this secret in the
    * Noise handshake, gateway requests carry it (shared/constants.ts SECRET_*).
@@ -126,6 +128,8 @@ interface AgentSession {
   setupTimer: NodeJS.Timeout | undefined;
   /** A UDP share's flows, made on the first datagram. */
   udp?: UdpForwarder;
+  /** Where the server saw a peer-to-peer visitor connect from (for IP rules on TURN and relay paths). */
+  serverSeenAddress: string | undefined;
 }
 
 export class Agent extends EventEmitter<AgentEvents> {
@@ -156,7 +160,7 @@ export class Agent extends EventEmitter<AgentEvents> {
         },
       },
       options.origin,
-      { hostHeader: options.hostHeader ?? 'rewrite', timeoutMs: options.originTimeoutMs ?? DEFAULT_ORIGIN_TIMEOUT_MS, basicAuth: options.basicAuth },
+      { hostHeader: options.hostHeader ?? 'rewrite', timeoutMs: options.originTimeoutMs ?? DEFAULT_ORIGIN_TIMEOUT_MS, basicAuth: options.basicAuth, ipRules: options.ipRules },
     );
   }
 
@@ -269,6 +273,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       visitor: msg.visitor.kind,
       iceServers: msg.iceServers,
       relayToken: msg.relayToken,
+      serverSeenAddress: msg.visitor.address,
       peer: undefined,
       peers: new Map(),
       relayStarted: false,
@@ -346,6 +351,10 @@ export class Agent extends EventEmitter<AgentEvents> {
         return;
       }
       if (channel.label === DATAGRAM_CHANNEL_LABEL && verified && (this.options.kind ?? 'http') === 'udp') {
+        if (this.options.ipRules && !this.options.ipRules.allows(peer.remoteAddress() ?? session.serverSeenAddress)) {
+          channel.close();
+          return;
+        }
         // Datagrams are served once the handshake is through; until then a few are held.
         let held: Uint8Array[] | undefined = [];
         const serve = (message: Uint8Array): void => {
@@ -422,12 +431,14 @@ export class Agent extends EventEmitter<AgentEvents> {
     session.paths.get(kind)?.close('BEAM_ERR_PEER_GONE');
     session.paths.set(kind, mux);
     clearTimeout(session.setupTimer);
+    // The visitor's address on this path: the direct peer's own, else (TURN, relay) where the server saw it.
+    const address = kind === 'direct' ? (session.peers.get('direct')?.remoteAddress() ?? session.serverSeenAddress) : session.serverSeenAddress;
     mux.on('stream', (stream) => {
       stream.on('error', () => {
         // Reset by the visitor or the connection: whoever serves it cleans up.
       });
       verified.then(
-        () => this.onStream(stream, session.visitor, session),
+        () => this.onStream(stream, session.visitor, session, address),
         () => stream.destroy(new BeamError('BEAM_ERR_HANDSHAKE_FAILED')),
       );
     });
@@ -484,14 +495,19 @@ export class Agent extends EventEmitter<AgentEvents> {
     return session.udp;
   }
 
-  private onStream(stream: MuxStream, visitor: VisitorKind, session: AgentSession): void {
+  private onStream(stream: MuxStream, visitor: VisitorKind, session: AgentSession, address: string | undefined): void {
     stream.on('error', () => {
       // Reset by the visitor or the connection: the forwarder already cleaned up.
     });
     const kind = this.options.kind ?? 'http';
     if (stream.protocol === StreamProtocol.HTTP && kind === 'http') {
       // Gateway requests prove a private share's secret one by one; others did in the handshake.
-      void this.forwarder.serve(stream, visitor === 'gateway', visitor === 'gateway' ? this.options.secret : undefined);
+      void this.forwarder.serve(stream, visitor === 'gateway', visitor === 'gateway' ? this.options.secret : undefined, address);
+      return;
+    }
+    // TCP and UDP visitors are all peer to peer: their path's address decides.
+    if (this.options.ipRules && !this.options.ipRules.allows(address)) {
+      stream.destroy(new BeamError('BEAM_ERR_FORBIDDEN', address));
       return;
     }
     if (stream.protocol === StreamProtocol.TCP && kind === 'tcp') {

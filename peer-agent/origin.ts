@@ -6,7 +6,7 @@ import http from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { BeamError, errorCodeOf, type ErrorCode } from '../shared/errors.js';
-import { admit, checkBasic, type BasicCredentials } from './access.js';
+import { admit, checkBasic, type BasicCredentials, type IpRules } from './access.js';
 import { decodeRequestHead, encodeHead, endToEndHeaders, endToEndPairs, FORWARDING_HEADERS, readHead, type RequestHead } from '../shared/http-head.js';
 
 export interface Origin {
@@ -21,6 +21,8 @@ export interface OriginOptions {
   timeoutMs: number;
   /** --auth: HTTP basic auth every visitor must pass, on every path. */
   basicAuth?: BasicCredentials;
+  /** --allow-ip / --deny-ip. */
+  ipRules?: IpRules;
 }
 
 export interface OriginEvents {
@@ -59,7 +61,11 @@ export class OriginForwarder {
    * reset. `trustForwarded` is true only for the server's own gateway: any
    * other visitor's X-Forwarded-*, Forwarded and X-Real-IP are dropped.
    */
-  async serve(stream: Duplex, trustForwarded: boolean, secret?: string): Promise<void> {
+  /**
+   * `visitorAddress`: a peer-to-peer visitor's address, for IP rules; a
+   * gateway request's is the X-Forwarded-For the gateway set.
+   */
+  async serve(stream: Duplex, trustForwarded: boolean, secret?: string, visitorAddress?: string): Promise<void> {
     let head: RequestHead;
     try {
       head = decodeRequestHead(await readHead(stream));
@@ -68,6 +74,14 @@ export class OriginForwarder {
       return;
     }
     let headers = endToEndPairs(head.headers, trustForwarded ? undefined : FORWARDING_HEADERS);
+    if (this.options.ipRules) {
+      const address = trustForwarded ? headers.find(([k]) => k.toLowerCase() === 'x-forwarded-for')?.[1] : visitorAddress;
+      if (!this.options.ipRules.allows(address)) {
+        stream.end(encodeHead({ kind: 'error', code: 'BEAM_ERR_FORBIDDEN' }));
+        stream.resume();
+        return;
+      }
+    }
     let target = head.target;
     let setCookie: string | undefined;
     if (secret !== undefined) {

@@ -94,6 +94,10 @@ export const ERRORS = {
     status: 400,
     message: 'A command-line option has an invalid value.',
   },
+  BEAM_ERR_FORBIDDEN: {
+    status: 403,
+    message: 'Your address is not allowed to reach this share (its owner set --allow-ip or --deny-ip).',
+  },
   BEAM_ERR_PRIVATE: {
     status: 401,
     message: 'This share is private. Open it with its full link (the one with the secret), or ask its owner for it.',

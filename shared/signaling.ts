@@ -96,7 +96,8 @@ export type VisitorKind = 'gateway' | 'browser' | 'cli';
 export const IncomingSessionSchema = z.object({
   sessionId,
   share: shareName,
-  visitor: z.object({ kind: z.enum(['gateway', 'browser', 'cli']) }),
+  /** `address`: where the server saw a (non-gateway) visitor connect from, for the agent's IP rules on relayed paths. */
+  visitor: z.object({ kind: z.enum(['gateway', 'browser', 'cli']), address: z.string().max(64).optional() }),
   iceServers: z.array(IceServerSchema).max(16),
   relayToken,
 });

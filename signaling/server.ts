@@ -177,7 +177,7 @@ export class SignalingServer {
         this.io?.to(agent).emit('session:incoming', {
           sessionId: session.id,
           share,
-          visitor: { kind: data.kind ?? 'cli' },
+          visitor: { kind: data.kind ?? 'cli', ...(data.kind !== 'gateway' ? { address: socket.handshake.address } : {}) },
           iceServers,
           relayToken: relayTokens.agent,
         });

@@ -75,3 +75,19 @@ describe('the direct path prologue', () => {
     expect(() => directPrologue('v=0\r\n', sdp('AA'))).toThrow(expect.objectContaining({ code: 'BEAM_ERR_BAD_MESSAGE' }));
   });
 });
+
+describe('IP rules', () => {
+  it('match IPv4, IPv6 and IPv4-mapped addresses, deny before allow, and refuse an unknown address', async () => {
+    const { IpRules } = await import('../peer-agent/access.js');
+    const rules = new IpRules(['198.51.100.0/24', '2001:db8::/32'], ['198.51.100.7']);
+    expect(rules.allows('198.51.100.1')).toBe(true);
+    expect(rules.allows('::ffff:198.51.100.1')).toBe(true);
+    expect(rules.allows('198.51.100.7')).toBe(false);
+    expect(rules.allows('2001:db8::1')).toBe(true);
+    expect(rules.allows('203.0.113.1')).toBe(false);
+    expect(rules.allows(undefined)).toBe(false);
+    expect(rules.allows('not-an-ip')).toBe(false);
+    expect(new IpRules([], ['203.0.113.0/24']).allows('198.51.100.1')).toBe(true);
+    expect(() => new IpRules(['2001:db8::/129'], [])).toThrow(/CIDR/);
+  });
+});

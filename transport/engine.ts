@@ -41,6 +41,8 @@ export interface Peer {
   signal(signal: Signal): Promise<void>;
   /** 'relay' when either candidate of the selected pair is a TURN relay, else the local candidate's kind; once connected. */
   selectedCandidateKind(): CandidateKind | undefined;
+  /** The remote address of the selected pair, once connected (the peer's address, or its TURN server's). */
+  remoteAddress(): string | undefined;
   close(): void;
 }
 

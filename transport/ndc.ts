@@ -138,6 +138,13 @@ class NdcPeer extends PeerEvents<NdcDataChannel> implements Peer {
       return undefined;
     }
   }
+  remoteAddress(): string | undefined {
+    try {
+      return this.pc.getSelectedCandidatePair()?.remote.address;
+    } catch {
+      return undefined;
+    }
+  }
   close(): void {
     if (this.closed) return;
     this.closed = true;

@@ -131,6 +131,9 @@ class WeriftPeer extends PeerEvents<WeriftDataChannel> implements Peer {
     // Either end relaying through TURN makes the path a TURN path.
     return pair.remoteCandidate.type === 'relay' ? 'relay' : candidateKind(` typ ${pair.localCandidate.type}`);
   }
+  remoteAddress(): string | undefined {
+    return this.pc.iceTransports[0]?.connection.nominated?.remoteCandidate.host;
+  }
   close(): void {
     if (this.closed) return;
     this.closed = true;

@@ -172,3 +172,57 @@ describe('--auth (HTTP basic auth, checked by the agent)', () => {
     expect(await p.exited).toBe(1);
   });
 });
+
+describe('--allow-ip / --deny-ip (checked by the agent)', () => {
+  async function share(rules: string[]): Promise<{ proc: BeamProcess; host: string; link: string }> {
+    const proc = new BeamProcess(['http', `127.0.0.1:${origin.port}`, '--server', server.url, '--json', ...rules]);
+    const ready = await proc.waitFor('ready');
+    return { proc, host: `${new URL(ready['url'] as string).hostname}:${server.port}`, link: ready['link'] as string };
+  }
+
+  it.each([
+    [['--deny-ip', '127.0.0.0/8'], 403],
+    [['--allow-ip', '10.0.0.0/8', '192.0.2.7'], 403],
+    [['--allow-ip', '127.0.0.1'], 200],
+    [['--allow-ip', '127.0.0.0/8', '--deny-ip', '127.0.0.1/32'], 403],
+  ])('on the gateway path, %j gives a loopback visitor %i', async (rules, status) => {
+    const s = await share(rules);
+    try {
+      const before = origin.hits.get('/ip-check') ?? 0;
+      const res = await request(server.port, s.host, '/ip-check');
+      expect(res.status).toBe(status);
+      if (status === 403) {
+        expect(res.headers['beam-error']).toBe('BEAM_ERR_FORBIDDEN');
+        expect(origin.hits.get('/ip-check') ?? 0).toBe(before);
+      }
+    } finally {
+      await s.proc.kill();
+    }
+  });
+
+  it('holds for peer-to-peer visitors on the direct path and on the relay', async () => {
+    const s = await share(['--deny-ip', '0.0.0.0/0', '::/0']);
+    try {
+      for (const relay of ['never', 'always']) {
+        const c = new BeamProcess(['connect', s.link, '--server', server.url, '--json', '--relay', relay]);
+        try {
+          const port = Number(new URL((await c.waitFor('ready'))['url'] as string).port);
+          const res = await request(port, `127.0.0.1:${port}`, '/ip-check');
+          expect(res.status, relay).toBe(403);
+          expect(res.headers['beam-error']).toBe('BEAM_ERR_FORBIDDEN');
+        } finally {
+          await c.kill();
+        }
+      }
+    } finally {
+      await s.proc.kill();
+    }
+  });
+
+  it('refuses a bad range with BEAM_ERR_BAD_OPTION', async () => {
+    const p = new BeamProcess(['http', '3000', '--server', server.url, '--json', '--allow-ip', '300.1.2.3/8']);
+    const err = await p.waitFor('error');
+    expect(err['code']).toBe('BEAM_ERR_BAD_OPTION');
+    expect(String(err['message'])).toMatch(/CIDR/);
+  });
+});
