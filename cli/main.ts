@@ -11,7 +11,7 @@ import { loadEngine } from '../transport/index.js';
 import { loadIdentity } from '../transport/identity.js';
 import { connectLink } from '../transport/link.js';
 import { validateIceConfig } from '../signaling/ice.js';
-import { IpRules } from '../peer-agent/access.js';
+import { IpRules, parseRateLimit } from '../peer-agent/access.js';
 import type { ShareKind } from '../shared/signaling.js';
 import { connect } from './connect.js';
 import { describeReport, doctor } from './doctor.js';
@@ -34,6 +34,7 @@ interface HttpFlags extends CommonFlags {
   auth?: string;
   allowIp?: string[];
   denyIp?: string[];
+  rateLimit?: string;
 }
 interface ServeFlags extends CommonFlags {
   port: string;
@@ -116,6 +117,7 @@ async function runHttp(targetArg: string, flags: HttpFlags, kind: ShareKind = 'h
   const authFlag = flags.auth ?? (process.env['BEAM_AUTH'] || undefined);
   if (authFlag !== undefined && kind !== 'http') throw new BeamError('BEAM_ERR_BAD_OPTION', `--auth is HTTP basic auth; a ${kind} share can use --private`);
   const basicAuth = authFlag !== undefined ? parseBasicAuth(authFlag) : undefined;
+  const rateLimit = flags.rateLimit !== undefined ? parseRateLimit(flags.rateLimit) : undefined;
   const ipRules = flags.allowIp?.length || flags.denyIp?.length ? new IpRules(flags.allowIp ?? [], flags.denyIp ?? []) : undefined;
 
   let embedded: BeamServer | undefined;
@@ -124,7 +126,7 @@ async function runHttp(targetArg: string, flags: HttpFlags, kind: ShareKind = 'h
   const serverUrl = server ?? `http://127.0.0.1:${embedded?.port}`;
   const origin = `${target.host.includes(':') ? `[${target.host}]` : target.host}:${target.port}`;
 
-  agent = new Agent({ engine, logger: log, identity }, { server: serverUrl, origin: target, name: flags.name, hostHeader, originTimeoutMs, relay, kind, secret, basicAuth, ipRules });
+  agent = new Agent({ engine, logger: log, identity }, { server: serverUrl, origin: target, name: flags.name, hostHeader, originTimeoutMs, relay, kind, secret, basicAuth, ipRules, rateLimit });
   const paths = new Map<string, string>();
   agent.on('session', (s) => {
     paths.set(s.id, s.path);
@@ -236,7 +238,8 @@ function httpCommand(cmd: Command): Command {
     .option('--private', 'only visitors with the full link (it carries a secret) get in')
     .option('--auth <user:password>', 'HTTP basic auth for every visitor (env BEAM_AUTH)')
     .option('--allow-ip <cidr...>', 'only visitors from these addresses or ranges get in')
-    .option('--deny-ip <cidr...>', 'visitors from these addresses or ranges are refused');
+    .option('--deny-ip <cidr...>', 'visitors from these addresses or ranges are refused')
+    .option('--rate-limit <N/min>', 'requests per visitor (also N/s, N/h); over it: 429');
 }
 
 export function program(): Command {

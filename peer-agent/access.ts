@@ -8,6 +8,7 @@
  */
 import { timingSafeEqual } from 'node:crypto';
 import net from 'node:net';
+import { RateLimiterMemory, RateLimiterRes } from 'rate-limiter-flexible';
 import { BeamError } from '../shared/errors.js';
 import { SECRET_COOKIE, SECRET_HEADER, SECRET_PARAM } from '../shared/constants.js';
 
@@ -131,4 +132,36 @@ export class IpRules {
     if (this.deny?.check(a, family)) return false;
     return this.allow ? this.allow.check(a, family) : true;
   }
+}
+
+/** --rate-limit N/min: requests (or TCP connections) per visitor, on rate-limiter-flexible's in-memory limiter. */
+export class RateLimit {
+  private readonly limiter: RateLimiterMemory;
+  readonly points: number;
+  readonly perSeconds: number;
+
+  constructor(points: number, perSeconds: number) {
+    this.points = points;
+    this.perSeconds = perSeconds;
+    this.limiter = new RateLimiterMemory({ points, duration: perSeconds });
+  }
+
+  /** Takes one request for `key`: 0 when allowed, else the milliseconds until one is. */
+  async take(key: string): Promise<number> {
+    try {
+      await this.limiter.consume(key);
+      return 0;
+    } catch (res) {
+      return res instanceof RateLimiterRes ? Math.max(res.msBeforeNext, 1) : 1_000;
+    }
+  }
+}
+
+/** `--rate-limit 100/min` (also /s, /h). */
+export function parseRateLimit(value: string): RateLimit {
+  const m = /^(\d{1,7})\/(s|sec|min|m|h|hour)$/.exec(value.trim());
+  const points = Number(m?.[1] ?? 0);
+  if (!m || points < 1) throw new BeamError('BEAM_ERR_BAD_OPTION', `--rate-limit "${value}" should look like 100/min (or 10/s, 1000/h)`);
+  const unit = m[2]!;
+  return new RateLimit(points, unit === 's' || unit === 'sec' ? 1 : unit === 'h' || unit === 'hour' ? 3600 : 60);
 }

@@ -38,7 +38,7 @@ import type { Identity } from '../transport/identity.js';
 import { connectRelay } from '../transport/relay.js';
 import { channelPipe, directPrologue, secure, SecureFrameChannel, withSecret } from '../transport/secure.js';
 import { OriginForwarder, type Origin } from './origin.js';
-import type { BasicCredentials, IpRules } from './access.js';
+import type { BasicCredentials, IpRules, RateLimit } from './access.js';
 import { serveTcp } from './tcp.js';
 import { UdpForwarder } from './udp.js';
 import { decodeDatagram, encodeDatagram, encodeRecord, RecordReader } from '../shared/datagram.js';
@@ -67,6 +67,8 @@ export interface AgentOptions {
   basicAuth?: BasicCredentials;
   /** --allow-ip / --deny-ip: checked per request on the gateway path, per path for peer-to-peer visitors. */
   ipRules?: IpRules;
+  /** --rate-limit: requests (TCP: connections) per visitor. */
+  rateLimit?: RateLimit;
   /**
    * Makes the share private: `beam connect` visitors prove this secret in the
    * Noise handshake, gateway requests carry it (shared/constants.ts SECRET_*).
@@ -160,7 +162,7 @@ export class Agent extends EventEmitter<AgentEvents> {
         },
       },
       options.origin,
-      { hostHeader: options.hostHeader ?? 'rewrite', timeoutMs: options.originTimeoutMs ?? DEFAULT_ORIGIN_TIMEOUT_MS, basicAuth: options.basicAuth, ipRules: options.ipRules },
+      { hostHeader: options.hostHeader ?? 'rewrite', timeoutMs: options.originTimeoutMs ?? DEFAULT_ORIGIN_TIMEOUT_MS, basicAuth: options.basicAuth, ipRules: options.ipRules, rateLimit: options.rateLimit },
     );
   }
 
@@ -502,7 +504,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     const kind = this.options.kind ?? 'http';
     if (stream.protocol === StreamProtocol.HTTP && kind === 'http') {
       // Gateway requests prove a private share's secret one by one; others did in the handshake.
-      void this.forwarder.serve(stream, visitor === 'gateway', visitor === 'gateway' ? this.options.secret : undefined, address);
+      void this.forwarder.serve(stream, visitor === 'gateway', visitor === 'gateway' ? this.options.secret : undefined, address, `session:${session.id}`);
       return;
     }
     // TCP and UDP visitors are all peer to peer: their path's address decides.
@@ -511,7 +513,15 @@ export class Agent extends EventEmitter<AgentEvents> {
       return;
     }
     if (stream.protocol === StreamProtocol.TCP && kind === 'tcp') {
-      serveTcp(stream, this.options.origin, (err) => this.reportUnreachable(err));
+      const limit = this.options.rateLimit;
+      if (!limit) {
+        serveTcp(stream, this.options.origin, (err) => this.reportUnreachable(err));
+        return;
+      }
+      void limit.take(`session:${session.id}`).then((waitMs) => {
+        if (waitMs > 0) stream.destroy(new BeamError('BEAM_ERR_RATE_LIMITED', `retry in ${Math.ceil(waitMs / 1000)} s`));
+        else serveTcp(stream, this.options.origin, (err) => this.reportUnreachable(err));
+      });
       return;
     }
     if (stream.protocol === StreamProtocol.UDP && kind === 'udp') {

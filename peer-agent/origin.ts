@@ -6,7 +6,7 @@ import http from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { BeamError, errorCodeOf, type ErrorCode } from '../shared/errors.js';
-import { admit, checkBasic, type BasicCredentials, type IpRules } from './access.js';
+import { admit, checkBasic, type BasicCredentials, type IpRules, type RateLimit } from './access.js';
 import { decodeRequestHead, encodeHead, endToEndHeaders, endToEndPairs, FORWARDING_HEADERS, readHead, type RequestHead } from '../shared/http-head.js';
 
 export interface Origin {
@@ -23,6 +23,8 @@ export interface OriginOptions {
   basicAuth?: BasicCredentials;
   /** --allow-ip / --deny-ip. */
   ipRules?: IpRules;
+  /** --rate-limit. */
+  rateLimit?: RateLimit;
 }
 
 export interface OriginEvents {
@@ -65,7 +67,7 @@ export class OriginForwarder {
    * `visitorAddress`: a peer-to-peer visitor's address, for IP rules; a
    * gateway request's is the X-Forwarded-For the gateway set.
    */
-  async serve(stream: Duplex, trustForwarded: boolean, secret?: string, visitorAddress?: string): Promise<void> {
+  async serve(stream: Duplex, trustForwarded: boolean, secret?: string, visitorAddress?: string, visitorKey?: string): Promise<void> {
     let head: RequestHead;
     try {
       head = decodeRequestHead(await readHead(stream));
@@ -93,6 +95,24 @@ export class OriginForwarder {
         return;
       }
       ({ target, headers, setCookie } = admission);
+    }
+    if (this.options.rateLimit) {
+      // Per visitor: a gateway client by its address, a peer-to-peer visitor by its session.
+      const key = trustForwarded ? `ip:${headers.find(([k]) => k.toLowerCase() === 'x-forwarded-for')?.[1] ?? '?'}` : (visitorKey ?? 'peer');
+      const waitMs = await this.options.rateLimit.take(key);
+      if (waitMs > 0) {
+        stream.write(
+          encodeHead({
+            kind: 'response',
+            status: 429,
+            statusText: 'Too Many Requests',
+            headers: [['Retry-After', String(Math.ceil(waitMs / 1000))], ['Content-Type', 'text/plain; charset=utf-8'], ['beam-error', 'BEAM_ERR_RATE_LIMITED']],
+          }),
+        );
+        stream.end('Too many requests to this share; retry later.\n');
+        stream.resume();
+        return;
+      }
     }
     if (this.options.basicAuth) {
       const checked = checkBasic(headers, this.options.basicAuth);

@@ -94,6 +94,10 @@ export const ERRORS = {
     status: 400,
     message: 'A command-line option has an invalid value.',
   },
+  BEAM_ERR_RATE_LIMITED: {
+    status: 429,
+    message: 'Too many requests from this visitor to this share (its owner set --rate-limit). Retry after the time in Retry-After.',
+  },
   BEAM_ERR_FORBIDDEN: {
     status: 403,
     message: 'Your address is not allowed to reach this share (its owner set --allow-ip or --deny-ip).',

@@ -226,3 +226,43 @@ describe('--allow-ip / --deny-ip (checked by the agent)', () => {
     expect(String(err['message'])).toMatch(/CIDR/);
   });
 });
+
+describe('--rate-limit (per visitor, checked by the agent)', () => {
+  it('lets N requests per minute through per visitor, then answers 429 with Retry-After; each visitor has its own budget', async () => {
+    const proc = new BeamProcess(['http', `127.0.0.1:${origin.port}`, '--server', server.url, '--json', '--rate-limit', '5/min']);
+    try {
+      const ready = await proc.waitFor('ready');
+      const rlHost = `${new URL(ready['url'] as string).hostname}:${server.port}`;
+      const before = origin.hits.get('/limited') ?? 0;
+      const statuses: number[] = [];
+      let last;
+      for (let i = 0; i < 7; i++) {
+        last = await request(server.port, rlHost, '/limited');
+        statuses.push(last.status);
+      }
+      expect(statuses).toEqual([200, 200, 200, 200, 200, 429, 429]);
+      expect(last?.headers['beam-error']).toBe('BEAM_ERR_RATE_LIMITED');
+      expect(Number(last?.headers['retry-after'])).toBeGreaterThan(0);
+      expect((origin.hits.get('/limited') ?? 0) - before).toBe(5);
+      // A peer-to-peer visitor is another visitor, with its own five.
+      const c = new BeamProcess(['connect', ready['link'] as string, '--server', server.url, '--json']);
+      try {
+        const port = Number(new URL((await c.waitFor('ready'))['url'] as string).port);
+        const p2p: number[] = [];
+        for (let i = 0; i < 6; i++) p2p.push((await request(port, `127.0.0.1:${port}`, '/limited')).status);
+        expect(p2p).toEqual([200, 200, 200, 200, 200, 429]);
+      } finally {
+        await c.kill();
+      }
+    } finally {
+      await proc.kill();
+    }
+  });
+
+  it('refuses a malformed rate with BEAM_ERR_BAD_OPTION', async () => {
+    const p = new BeamProcess(['http', '3000', '--server', server.url, '--json', '--rate-limit', 'lots']);
+    const err = await p.waitFor('error');
+    expect(err['code']).toBe('BEAM_ERR_BAD_OPTION');
+    expect(String(err['message'])).toMatch(/100\/min/);
+  });
+});
