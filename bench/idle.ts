@@ -5,33 +5,15 @@
  *
  *   npm run build && node dist/bench/idle.js [--minutes 10]
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import net from 'node:net';
-import path from 'node:path';
-import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
+import { beamEvent } from './services.js';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const BIN = path.join(root, 'bin/beam.js');
 const i = process.argv.indexOf('--minutes');
 const MINUTES = i >= 0 ? Number(process.argv[i + 1]) : 10;
 const children: ChildProcess[] = [];
 
-function beam(argv: string[], event: string): Promise<Record<string, unknown>> {
-  const child = spawn(process.execPath, [BIN, ...argv], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, BEAM_SERVER: '' } });
-  children.push(child);
-  return new Promise((resolve, reject) => {
-    createInterface({ input: child.stdout! }).on('line', (line) => {
-      try {
-        const e = JSON.parse(line) as Record<string, unknown>;
-        if (e['event'] === event) resolve(e);
-      } catch {
-        // not JSON
-      }
-    });
-    child.once('exit', (code) => reject(new Error(`beam ${argv[0]} exited ${code}`)));
-  });
-}
+const beam = (argv: string[], event: string): Promise<Record<string, unknown>> => beamEvent(argv, event, children);
 
 function echo(socket: net.Socket, text: string): Promise<string> {
   return new Promise((resolve) => {

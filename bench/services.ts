@@ -4,6 +4,7 @@
  * stopped with the returned handle.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -69,4 +70,26 @@ export async function startRedis(): Promise<Service> {
   const port = await freePort();
   const child = await startUntil('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], /Ready to accept connections/);
   return { port, stop: () => void child.kill('SIGKILL') };
+}
+
+const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../bin/beam.js');
+
+/**
+ * Runs `beam <argv>` (the built CLI), adds it to `children` for the caller to
+ * kill, and resolves with its first JSON event named `event`.
+ */
+export function beamEvent(argv: string[], event: string, children: ChildProcess[]): Promise<Record<string, unknown>> {
+  const child = spawn(process.execPath, [BIN, ...argv], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, BEAM_SERVER: '' } });
+  children.push(child);
+  return new Promise((resolve, reject) => {
+    createInterface({ input: child.stdout! }).on('line', (line) => {
+      try {
+        const e = JSON.parse(line) as Record<string, unknown>;
+        if (e['event'] === event) resolve(e);
+      } catch {
+        // not JSON
+      }
+    });
+    child.once('exit', (code) => reject(new Error(`beam ${argv[0]} exited ${code}`)));
+  });
 }

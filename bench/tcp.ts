@@ -15,12 +15,8 @@ import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_pro
 import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import path from 'node:path';
-import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
-import { freePort, startPostgres, startRedis, startUntil, type Service } from './services.js';
+import { beamEvent, freePort, startPostgres, startRedis, startUntil, type Service } from './services.js';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const BIN = path.join(root, 'bin/beam.js');
 const args = process.argv.slice(2);
 const opt = (name: string, def: number): number => {
   const i = args.indexOf(name);
@@ -32,21 +28,7 @@ const ROWS = 100_000;
 const children: ChildProcess[] = [];
 const services: Service[] = [];
 
-function beam(argv: string[], event: string): Promise<Record<string, unknown>> {
-  const child = spawn(process.execPath, [BIN, ...argv], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, BEAM_SERVER: '' } });
-  children.push(child);
-  return new Promise((resolve, reject) => {
-    createInterface({ input: child.stdout! }).on('line', (line) => {
-      try {
-        const e = JSON.parse(line) as Record<string, unknown>;
-        if (e['event'] === event) resolve(e);
-      } catch {
-        // not JSON
-      }
-    });
-    child.once('exit', (code) => reject(new Error(`beam ${argv[0]} exited ${code}`)));
-  });
-}
+const beam = (argv: string[], event: string): Promise<Record<string, unknown>> => beamEvent(argv, event, children);
 
 function run(cmd: string, argv: string[], input?: string): Promise<string> {
   return new Promise((resolve, reject) => {

@@ -46,14 +46,7 @@ beforeAll(async () => {
       socket.on('data', (d: Buffer) => chunks.push(d));
       socket.on('end', () => {
         const got = Buffer.concat(chunks);
-        if (mode === 'I') {
-        // Interactive echo: every chunk straight back.
-        socket.write(first.subarray(1));
-        socket.on('data', (d: Buffer) => socket.write(d));
-        socket.on('end', () => socket.end());
-        return;
-      }
-      if (mode === 'S') {
+        if (mode === 'S') {
           socket.destroy();
           halfCloseReceived?.(got);
           return;
