@@ -42,7 +42,6 @@ interface Pairing {
   /** What a side sent before the other arrived (its first handshake message), held until the splice. */
   early: Map<WebSocket, { messages: Buffer[]; bytes: number; listener: (data: Buffer) => void }>;
   timer: NodeJS.Timeout;
-  spliced: boolean;
 }
 
 export class RelayServer {
@@ -90,7 +89,7 @@ export class RelayServer {
       if (!current) {
         const timer = setTimeout(() => this.end(sessionId, 4504, 'BEAM_ERR_RELAY_TIMEOUT'), this.limits.pairTimeoutMs);
         timer.unref();
-        current = { sessionId, sides: {}, early: new Map(), timer, spliced: false };
+        current = { sessionId, sides: {}, early: new Map(), timer };
         this.pairings.set(sessionId, current);
       }
       current.sides[role] = ws;
@@ -108,7 +107,6 @@ export class RelayServer {
         return;
       }
       clearTimeout(current.timer);
-      current.spliced = true;
       for (const [from, held] of current.early) {
         from.off('message', held.listener);
         const to = from === visitor ? agent : visitor;

@@ -174,7 +174,7 @@ export class SecureFrameChannel implements FrameChannel {
   }
 
   private receive(bytes: Uint8Array): void {
-    let buf = this.pending.length ? Buffer.concat([this.pending, bytes]) : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    const buf = this.pending.length ? Buffer.concat([this.pending, bytes]) : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     let start = 0;
     while (buf.length - start >= FRAME_HEADER_BYTES) {
       const total = FRAME_HEADER_BYTES + buf.readUInt32BE(start + 5);
@@ -190,7 +190,6 @@ export class SecureFrameChannel implements FrameChannel {
     }
     // Copy the tail: the multiplexer may keep views of what it was handed.
     this.pending = Buffer.from(buf.subarray(start));
-    buf = Buffer.alloc(0);
   }
 
   private onClosed(): void {
