@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import { Command, Option } from 'commander';
 import { pino, type Logger } from 'pino';
-import { DEFAULT_EMBEDDED_PORT, EMBEDDED_PORT_ATTEMPTS, SECRET_PARAM } from '../shared/constants.js';
+import { DEFAULT_EMBEDDED_PORT, DEFAULT_INSPECT_PORT, EMBEDDED_PORT_ATTEMPTS, SECRET_PARAM } from '../shared/constants.js';
 import { BeamError } from '../shared/errors.js';
 import { Agent } from '../peer-agent/agent.js';
 import { startBeamServer, type BeamServer } from '../gateway/server.js';
@@ -16,6 +16,9 @@ import type { ShareKind } from '../shared/signaling.js';
 import { connect } from './connect.js';
 import { describeReport, doctor } from './doctor.js';
 import { lanAddress } from './lan.js';
+import { Inspector } from '../peer-agent/inspect.js';
+import { startInspectorServer, type InspectorServer } from '../peer-agent/inspector-server.js';
+import { BEAM_VERSION } from './version.js';
 import { createOutput, type Output } from './output.js';
 import { parseBasicAuth, parseEngine, parseHostHeader, parseLogLevel, parseMs, parsePort, parseRelayMode, parseServerUrl, parseTarget, type Target } from './options.js';
 
@@ -35,6 +38,8 @@ interface HttpFlags extends CommonFlags {
   allowIp?: string[];
   denyIp?: string[];
   rateLimit?: string;
+  /** --inspect <port> (a string), --no-inspect (false), or neither (true). */
+  inspect: string | boolean;
 }
 interface ServeFlags extends CommonFlags {
   port: string;
@@ -120,13 +125,31 @@ async function runHttp(targetArg: string, flags: HttpFlags, kind: ShareKind = 'h
   const rateLimit = flags.rateLimit !== undefined ? parseRateLimit(flags.rateLimit) : undefined;
   const ipRules = flags.allowIp?.length || flags.denyIp?.length ? new IpRules(flags.allowIp ?? [], flags.denyIp ?? []) : undefined;
 
+  const inspectFlag = flags.inspect === true ? process.env['BEAM_INSPECT'] : flags.inspect;
+  const inspectOff = inspectFlag === false || inspectFlag === 'false' || inspectFlag === 'off' || kind !== 'http';
+  const inspectPort = typeof inspectFlag === 'string' && !inspectOff ? (inspectFlag === '0' ? 0 : parsePort(inspectFlag, '--inspect')) : undefined;
+
   let embedded: BeamServer | undefined;
   let agent: Agent | undefined;
   if (!server) embedded = await startEmbedded({ engine, logger: log }, () => agent?.share?.name);
   const serverUrl = server ?? `http://127.0.0.1:${embedded?.port}`;
   const origin = `${target.host.includes(':') ? `[${target.host}]` : target.host}:${target.port}`;
 
-  agent = new Agent({ engine, logger: log, identity }, { server: serverUrl, origin: target, name: flags.name, hostHeader, originTimeoutMs, relay, kind, secret, basicAuth, ipRules, rateLimit });
+  // The inspector records HTTP exchanges; TCP and UDP shares carry no requests to show.
+  const inspector = inspectOff ? undefined : new Inspector();
+  let inspectorServer: InspectorServer | undefined;
+  let shareUrl: string | undefined;
+  if (inspector) {
+    inspectorServer = await startInspectorServer(
+      { inspector, logger: log, replay: (id, edits) => (agent ? agent.replay(id, edits) : Promise.reject(new BeamError('BEAM_ERR_EXCHANGE_GONE'))) },
+      { port: inspectPort, info: () => ({ url: shareUrl, origin }), version: BEAM_VERSION },
+    ).catch(async (err: unknown) => {
+      await embedded?.close();
+      throw err;
+    });
+  }
+
+  agent = new Agent({ engine, logger: log, identity, inspector }, { server: serverUrl, origin: target, name: flags.name, hostHeader, originTimeoutMs, relay, kind, secret, basicAuth, ipRules, rateLimit });
   const paths = new Map<string, string>();
   agent.on('session', (s) => {
     paths.set(s.id, s.path);
@@ -151,6 +174,7 @@ async function runHttp(targetArg: string, flags: HttpFlags, kind: ShareKind = 'h
 
   const registered = await agent.start();
   announced = true;
+  shareUrl = registered.url;
   const lan = embedded ? lanAddress() : undefined;
   out.emit({
     event: 'ready',
@@ -160,6 +184,7 @@ async function runHttp(targetArg: string, flags: HttpFlags, kind: ShareKind = 'h
     ...(lan && embedded ? { lan: secret !== undefined && kind === 'http' ? withSecretParam(`http://${lan}:${embedded.port}/`, secret) : `http://${lan}:${embedded.port}/` } : {}),
     origin,
     server: serverUrl,
+    ...(inspectorServer ? { inspect: inspectorServer.url } : {}),
     ...(kind !== 'http' ? { kind } : {}),
   });
   if (kind !== 'udp' && !(await probe(target))) {
@@ -167,6 +192,7 @@ async function runHttp(targetArg: string, flags: HttpFlags, kind: ShareKind = 'h
   }
   onStop(async () => {
     agent?.close();
+    await inspectorServer?.close();
     await embedded?.close();
     out.emit({ event: 'closed' });
   });
@@ -239,7 +265,9 @@ function httpCommand(cmd: Command): Command {
     .option('--auth <user:password>', 'HTTP basic auth for every visitor (env BEAM_AUTH)')
     .option('--allow-ip <cidr...>', 'only visitors from these addresses or ranges get in')
     .option('--deny-ip <cidr...>', 'visitors from these addresses or ranges are refused')
-    .option('--rate-limit <N/min>', 'requests per visitor (also N/s, N/h); over it: 429');
+    .option('--rate-limit <N/min>', 'requests per visitor (also N/s, N/h); over it: 429')
+    .option('--inspect <port>', `inspector web UI on 127.0.0.1:<port> (env BEAM_INSPECT; default ${DEFAULT_INSPECT_PORT}, else the next free port)`)
+    .option('--no-inspect', 'no inspector: requests are not recorded');
 }
 
 export function program(): Command {

@@ -4,7 +4,7 @@
  * to stderr through pino, never here.
  */
 export type CliEvent =
-  | { event: 'ready'; name: string; url: string; link?: string; lan?: string; origin: string; server: string; resumed?: boolean; kind?: 'tcp' | 'udp' }
+  | { event: 'ready'; name: string; url: string; link?: string; lan?: string; inspect?: string; origin: string; server: string; resumed?: boolean; kind?: 'tcp' | 'udp' }
   | { event: 'session' | 'path'; id: string; visitor: string; path: string; via: string; rtt?: number; after?: number }
   | { event: 'session-closed'; id: string; path: string }
   | { event: 'origin-unreachable'; origin: string; code: string }
@@ -48,6 +48,7 @@ function describe(e: CliEvent): string | undefined {
             `  Link:  ${e.url}`,
             ...(e.lan ? [`  LAN:   ${e.lan}`] : []),
             ...(e.link ? [`  beam connect ${e.link}`] : []),
+            ...(e.inspect ? [`  Inspect: ${e.inspect}`] : []),
             'Press Ctrl+C to stop.',
           ].join('\n');
     case 'session':

@@ -30,20 +30,30 @@ function decoded(text: string): string {
   }
 }
 
-export function admit(target: string, headers: Pair[], secret: string, https: boolean): Admission {
-  let ok = false;
+/** A secret a request offered, and where. */
+interface Offered {
+  value: string;
+  from: 'param' | 'cookie' | 'header';
+}
+
+/**
+ * Cuts every place a secret may travel out of a request: the parameter, the
+ * cookie and the header. What is left is what the origin (and the inspector) may see.
+ */
+export function stripSecret(target: string, headers: Pair[]): { target: string; headers: Pair[]; offered: Offered[] } {
+  const offered: Offered[] = [];
   const kept: Pair[] = [];
   for (const [name, value] of headers) {
     const lower = name.toLowerCase();
     if (lower === SECRET_HEADER) {
-      if (same(value.trim(), secret)) ok = true;
+      offered.push({ value: value.trim(), from: 'header' });
       continue;
     }
     if (lower === 'cookie') {
       const cookies = value.split(';').map((c) => c.trim()).filter((c) => {
         const eq = c.indexOf('=');
         if (eq < 0 || c.slice(0, eq) !== SECRET_COOKIE) return c.length > 0;
-        if (same(c.slice(eq + 1), secret)) ok = true;
+        offered.push({ value: c.slice(eq + 1), from: 'cookie' });
         return false;
       });
       if (cookies.length) kept.push([name, cookies.join('; ')]);
@@ -53,22 +63,27 @@ export function admit(target: string, headers: Pair[], secret: string, https: bo
   }
   // The parameter is cut out textually: the rest of the query reaches the app byte for byte.
   let newTarget = target;
-  let setCookie: string | undefined;
   const q = target.indexOf('?');
   if (q >= 0) {
     const parts = target.slice(q + 1).split('&');
     const rest = parts.filter((part) => {
       const eq = part.indexOf('=');
       if (decoded(eq < 0 ? part : part.slice(0, eq)) !== SECRET_PARAM) return true;
-      if (eq >= 0 && same(decoded(part.slice(eq + 1)), secret)) {
-        ok = true;
-        setCookie = `${SECRET_COOKIE}=${secret}; Path=/; HttpOnly; SameSite=Lax${https ? '; Secure' : ''}`;
-      }
+      if (eq >= 0) offered.push({ value: decoded(part.slice(eq + 1)), from: 'param' });
       return false;
     });
     newTarget = target.slice(0, q) + (rest.length ? `?${rest.join('&')}` : '');
   }
-  return ok ? { ok, target: newTarget, headers: kept, setCookie } : { ok: false };
+  return { target: newTarget, headers: kept, offered };
+}
+
+export function admit(target: string, headers: Pair[], secret: string, https: boolean): Admission {
+  const stripped = stripSecret(target, headers);
+  const matched = stripped.offered.filter((o) => same(o.value, secret));
+  if (matched.length === 0) return { ok: false };
+  // The link's parameter becomes a cookie, so a browser's later requests carry it.
+  const setCookie = matched.some((o) => o.from === 'param') ? `${SECRET_COOKIE}=${secret}; Path=/; HttpOnly; SameSite=Lax${https ? '; Secure' : ''}` : undefined;
+  return { ok: true, target: stripped.target, headers: stripped.headers, setCookie };
 }
 
 /** `user:pass` for --auth: BEAM_ERR_BAD_OPTION unless there is a user and a colon. */

@@ -37,7 +37,8 @@ import type { Peer, WebRtcEngine } from '../transport/engine.js';
 import type { Identity } from '../transport/identity.js';
 import { connectRelay } from '../transport/relay.js';
 import { channelPipe, directPrologue, secure, SecureFrameChannel, withSecret } from '../transport/secure.js';
-import { OriginForwarder, type Origin } from './origin.js';
+import { OriginForwarder, type Origin, type ReplayEdits } from './origin.js';
+import type { Inspector } from './inspect.js';
 import type { BasicCredentials, IpRules, RateLimit } from './access.js';
 import { serveTcp } from './tcp.js';
 import { UdpForwarder } from './udp.js';
@@ -81,6 +82,8 @@ export interface AgentComponents {
   logger: Logger;
   /** The agent's persistent key (transport/identity.ts); visitors verify it. */
   identity: Identity;
+  /** Records every HTTP exchange for the inspector; none when absent (--no-inspect). */
+  inspector?: Inspector | undefined;
 }
 
 export interface SessionInfo {
@@ -160,6 +163,7 @@ export class Agent extends EventEmitter<AgentEvents> {
         events: {
           onUnreachable: (err) => this.reportUnreachable(err),
         },
+        inspector: components.inspector,
       },
       options.origin,
       { hostHeader: options.hostHeader ?? 'rewrite', timeoutMs: options.originTimeoutMs ?? DEFAULT_ORIGIN_TIMEOUT_MS, basicAuth: options.basicAuth, ipRules: options.ipRules, rateLimit: options.rateLimit },
@@ -440,7 +444,7 @@ export class Agent extends EventEmitter<AgentEvents> {
         // Reset by the visitor or the connection: whoever serves it cleans up.
       });
       verified.then(
-        () => this.onStream(stream, session.visitor, session, address),
+        () => this.onStream(stream, session.visitor, session, address, kind),
         () => stream.destroy(new BeamError('BEAM_ERR_HANDSHAKE_FAILED')),
       );
     });
@@ -497,14 +501,20 @@ export class Agent extends EventEmitter<AgentEvents> {
     return session.udp;
   }
 
-  private onStream(stream: MuxStream, visitor: VisitorKind, session: AgentSession, address: string | undefined): void {
+  private onStream(stream: MuxStream, visitor: VisitorKind, session: AgentSession, address: string | undefined, via: LinkPath): void {
     stream.on('error', () => {
       // Reset by the visitor or the connection: the forwarder already cleaned up.
     });
     const kind = this.options.kind ?? 'http';
     if (stream.protocol === StreamProtocol.HTTP && kind === 'http') {
       // Gateway requests prove a private share's secret one by one; others did in the handshake.
-      void this.forwarder.serve(stream, visitor === 'gateway', visitor === 'gateway' ? this.options.secret : undefined, address, `session:${session.id}`);
+      void this.forwarder.serve(stream, {
+        trustForwarded: visitor === 'gateway',
+        secret: visitor === 'gateway' ? this.options.secret : undefined,
+        visitorAddress: address,
+        visitorKey: `session:${session.id}`,
+        path: visitor === 'gateway' ? 'gateway' : via,
+      });
       return;
     }
     // TCP and UDP visitors are all peer to peer: their path's address decides.
@@ -553,6 +563,11 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.socket?.emit('session:close', { sessionId: id });
     // Only sessions announced with 'session' are announced as closed.
     if (session.announced) this.emit('session-closed', { id });
+  }
+
+  /** Sends a recorded request to the origin again (the inspector's Replay); resolves with the replay's id. */
+  replay(id: string, edits?: ReplayEdits): Promise<string> {
+    return this.forwarder.replay(id, edits);
   }
 
   /** Closes every session and leaves the signaling server. */

@@ -5,8 +5,9 @@
 import http from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
-import { BeamError, errorCodeOf, type ErrorCode } from '../shared/errors.js';
-import { admit, checkBasic, type BasicCredentials, type IpRules, type RateLimit } from './access.js';
+import { BeamError, ERRORS, errorCodeOf, type ErrorCode } from '../shared/errors.js';
+import { admit, checkBasic, stripSecret, type BasicCredentials, type IpRules, type RateLimit } from './access.js';
+import type { Capture, HeaderPairs, Inspector, RequestPath } from './inspect.js';
 import { decodeRequestHead, encodeHead, endToEndHeaders, endToEndPairs, FORWARDING_HEADERS, readHead, type RequestHead } from '../shared/http-head.js';
 
 export interface Origin {
@@ -27,6 +28,28 @@ export interface OriginOptions {
   rateLimit?: RateLimit;
 }
 
+/** Who sent a request, and how it came. */
+export interface RequestContext {
+  /** True only for the server's own gateway: any other visitor's X-Forwarded-*, Forwarded and X-Real-IP are dropped. */
+  trustForwarded: boolean;
+  /** A private share's secret, when this request must prove it (gateway requests; others did in the handshake). */
+  secret?: string | undefined;
+  /** A peer-to-peer visitor's address, for IP rules; a gateway request's is the X-Forwarded-For the gateway set. */
+  visitorAddress?: string | undefined;
+  /** Who --rate-limit counts a peer-to-peer request against (its session). */
+  visitorKey?: string | undefined;
+  /** How the request travelled, for the inspector. */
+  path: RequestPath;
+}
+
+/** An edited request to replay; what is left out is taken from the captured exchange. */
+export interface ReplayEdits {
+  method?: string | undefined;
+  target?: string | undefined;
+  headers?: HeaderPairs | undefined;
+  body?: Buffer | undefined;
+}
+
 export interface OriginEvents {
   /** Called when the origin refuses a connection: the CLI prints a line. */
   onUnreachable(err: NodeJS.ErrnoException): void;
@@ -39,15 +62,17 @@ export class OriginForwarder {
   private readonly options: OriginOptions;
   private readonly events: OriginEvents;
   private readonly log: Logger;
+  private readonly inspector: Inspector | undefined;
   // `localhost` may be ::1 or 127.0.0.1: Node tries both, but gives each only
   // 250 ms by default, too little for a busy machine.
   private readonly agent = new http.Agent({ keepAlive: true, maxFreeSockets: 64, autoSelectFamilyAttemptTimeout: 2_000 } as http.AgentOptions);
 
-  constructor(components: { logger: Logger; events: OriginEvents }, origin: Origin, options: OriginOptions) {
+  constructor(components: { logger: Logger; events: OriginEvents; inspector?: Inspector | undefined }, origin: Origin, options: OriginOptions) {
     this.origin = origin;
     this.options = options;
     this.events = components.events;
     this.log = components.logger;
+    this.inspector = components.inspector;
   }
 
   get hostPort(): string {
@@ -58,16 +83,9 @@ export class OriginForwarder {
     this.agent.destroy();
   }
 
-  /**
-   * Serves one HTTP stream; never throws: failures become an error head or a
-   * reset. `trustForwarded` is true only for the server's own gateway: any
-   * other visitor's X-Forwarded-*, Forwarded and X-Real-IP are dropped.
-   */
-  /**
-   * `visitorAddress`: a peer-to-peer visitor's address, for IP rules; a
-   * gateway request's is the X-Forwarded-For the gateway set.
-   */
-  async serve(stream: Duplex, trustForwarded: boolean, secret?: string, visitorAddress?: string, visitorKey?: string): Promise<void> {
+  /** Serves one HTTP stream; never throws: failures become an error head or a reset. */
+  async serve(stream: Duplex, context: RequestContext): Promise<void> {
+    const { trustForwarded, secret } = context;
     let head: RequestHead;
     try {
       head = decodeRequestHead(await readHead(stream));
@@ -76,11 +94,23 @@ export class OriginForwarder {
       return;
     }
     let headers = endToEndPairs(head.headers, trustForwarded ? undefined : FORWARDING_HEADERS);
+    const forwardedFor = trustForwarded ? headers.find(([k]) => k.toLowerCase() === 'x-forwarded-for')?.[1] : undefined;
+    const capture = this.inspector ? this.record(head.method, head.target, headers, secret !== undefined, context, forwardedFor) : undefined;
+    /** Beam answers instead of the origin: an error head, or a response of its own. */
+    const refuse = (code: ErrorCode, response?: { status: number; statusText: string; headers: HeaderPairs; body: string }): void => {
+      if (response) {
+        stream.write(encodeHead({ kind: 'response', ...response, headers: [...response.headers, ['beam-error', code]] }));
+        stream.end(response.body);
+      } else {
+        stream.end(encodeHead({ kind: 'error', code }));
+      }
+      stream.resume();
+      capture?.fail(code, response?.status ?? ERRORS[code].status);
+    };
     if (this.options.ipRules) {
-      const address = trustForwarded ? headers.find(([k]) => k.toLowerCase() === 'x-forwarded-for')?.[1] : visitorAddress;
+      const address = trustForwarded ? forwardedFor : context.visitorAddress;
       if (!this.options.ipRules.allows(address)) {
-        stream.end(encodeHead({ kind: 'error', code: 'BEAM_ERR_FORBIDDEN' }));
-        stream.resume();
+        refuse('BEAM_ERR_FORBIDDEN');
         return;
       }
     }
@@ -90,43 +120,34 @@ export class OriginForwarder {
       const proto = headers.find(([k]) => k.toLowerCase() === 'x-forwarded-proto')?.[1];
       const admission = admit(target, headers, secret, proto === 'https');
       if (!admission.ok) {
-        stream.end(encodeHead({ kind: 'error', code: 'BEAM_ERR_PRIVATE' }));
-        stream.resume();
+        refuse('BEAM_ERR_PRIVATE');
         return;
       }
       ({ target, headers, setCookie } = admission);
     }
     if (this.options.rateLimit) {
       // Per visitor: a gateway client by its address, a peer-to-peer visitor by its session.
-      const key = trustForwarded ? `ip:${headers.find(([k]) => k.toLowerCase() === 'x-forwarded-for')?.[1] ?? '?'}` : (visitorKey ?? 'peer');
+      const key = trustForwarded ? `ip:${forwardedFor ?? '?'}` : (context.visitorKey ?? 'peer');
       const waitMs = await this.options.rateLimit.take(key);
       if (waitMs > 0) {
-        stream.write(
-          encodeHead({
-            kind: 'response',
-            status: 429,
-            statusText: 'Too Many Requests',
-            headers: [['Retry-After', String(Math.ceil(waitMs / 1000))], ['Content-Type', 'text/plain; charset=utf-8'], ['beam-error', 'BEAM_ERR_RATE_LIMITED']],
-          }),
-        );
-        stream.end('Too many requests to this share; retry later.\n');
-        stream.resume();
+        refuse('BEAM_ERR_RATE_LIMITED', {
+          status: 429,
+          statusText: 'Too Many Requests',
+          headers: [['Retry-After', String(Math.ceil(waitMs / 1000))], ['Content-Type', 'text/plain; charset=utf-8']],
+          body: 'Too many requests to this share; retry later.\n',
+        });
         return;
       }
     }
     if (this.options.basicAuth) {
       const checked = checkBasic(headers, this.options.basicAuth);
       if (!checked.ok) {
-        stream.write(
-          encodeHead({
-            kind: 'response',
-            status: 401,
-            statusText: 'Unauthorized',
-            headers: [['WWW-Authenticate', 'Basic realm="beam", charset="UTF-8"'], ['Content-Type', 'text/plain; charset=utf-8'], ['beam-error', 'BEAM_ERR_UNAUTHORIZED']],
-          }),
-        );
-        stream.end('This share needs a user name and password.\n');
-        stream.resume();
+        refuse('BEAM_ERR_UNAUTHORIZED', {
+          status: 401,
+          statusText: 'Unauthorized',
+          headers: [['WWW-Authenticate', 'Basic realm="beam", charset="UTF-8"'], ['Content-Type', 'text/plain; charset=utf-8']],
+          body: 'This share needs a user name and password.\n',
+        });
         return;
       }
       headers = checked.headers;
@@ -140,6 +161,7 @@ export class OriginForwarder {
       const upgrade = head.headers.find(([k]) => k.toLowerCase() === 'upgrade');
       if (upgrade) headers.push(['Connection', 'Upgrade'], ['Upgrade', upgrade[1]]);
     }
+    capture?.forwarded(target, headers);
 
     const req = http.request({
       host: this.origin.host,
@@ -158,6 +180,7 @@ export class OriginForwarder {
       if (state !== 'waiting') return;
       state = 'error-sent';
       stream.end(encodeHead({ kind: 'error', code, detail }));
+      capture?.fail(code, ERRORS[code].status);
     };
     // The clock runs from the moment the whole request is at the origin: a
     // long upload is not a slow origin.
@@ -175,6 +198,7 @@ export class OriginForwarder {
       clearTimeout(timer);
       if (state === 'responding' || state === 'upgraded') {
         stream.destroy(new BeamError('BEAM_ERR_ORIGIN_UNREACHABLE', err.code));
+        capture?.fail('BEAM_ERR_ORIGIN_UNREACHABLE');
         return;
       }
       if (err.code === 'ECONNREFUSED') this.events.onUnreachable(err);
@@ -191,17 +215,20 @@ export class OriginForwarder {
         return;
       }
       state = 'responding';
-      stream.write(
-        encodeHead({
-          kind: 'response',
-          status: res.statusCode ?? 502,
-          statusText: res.statusMessage,
-          headers: setCookie ? [...endToEndHeaders(res.rawHeaders), ['Set-Cookie', setCookie]] : endToEndHeaders(res.rawHeaders),
-        }),
-      );
+      const responseHeaders: HeaderPairs = setCookie ? [...endToEndHeaders(res.rawHeaders), ['Set-Cookie', setCookie]] : endToEndHeaders(res.rawHeaders);
+      stream.write(encodeHead({ kind: 'response', status: res.statusCode ?? 502, statusText: res.statusMessage, headers: responseHeaders }));
+      if (capture) {
+        capture.response(res.statusCode ?? 502, res.statusMessage, responseHeaders);
+        res.on('data', (chunk: Buffer) => capture.responseChunk(chunk));
+        res.on('end', () => capture.finish());
+      }
       res.pipe(stream);
-      res.on('error', () => stream.destroy(new BeamError('BEAM_ERR_ORIGIN_UNREACHABLE', 'origin closed mid-response')));
-      res.on('aborted', () => stream.destroy(new BeamError('BEAM_ERR_ORIGIN_UNREACHABLE', 'origin closed mid-response')));
+      const broke = (): void => {
+        stream.destroy(new BeamError('BEAM_ERR_ORIGIN_UNREACHABLE', 'origin closed mid-response'));
+        capture?.fail('BEAM_ERR_ORIGIN_UNREACHABLE');
+      };
+      res.on('error', broke);
+      res.on('aborted', broke);
     });
 
     req.on('upgrade', (res, socket, rest) => {
@@ -215,6 +242,9 @@ export class OriginForwarder {
       const pairs: Array<[string, string]> = [];
       for (let i = 0; i + 1 < res.rawHeaders.length; i += 2) pairs.push([res.rawHeaders[i] as string, res.rawHeaders[i + 1] as string]);
       stream.write(encodeHead({ kind: 'response', status: 101, statusText: res.statusMessage, headers: pairs }));
+      // What follows is the upgraded protocol's, not HTTP: the exchange ends at the 101.
+      capture?.response(101, res.statusMessage, pairs);
+      capture?.finish();
       if (rest.byteLength > 0) stream.write(rest);
       socket.pipe(stream);
       stream.pipe(socket);
@@ -227,6 +257,7 @@ export class OriginForwarder {
       clearTimeout(timer);
       state = state === 'waiting' ? 'error-sent' : state;
       this.log.debug({ code: errorCodeOf(err) }, 'stream ended early');
+      capture?.fail(errorCodeOf(err) ?? 'BEAM_ERR_STREAM_RESET');
       req.destroy();
     });
     if (head.upgrade) {
@@ -236,10 +267,78 @@ export class OriginForwarder {
     } else if (head.body) {
       // The rest of the stream is the request body; the head goes out now.
       req.flushHeaders();
+      if (capture) stream.on('data', (chunk: Buffer) => capture.requestChunk(chunk));
       stream.pipe(req);
     } else {
       req.end();
       stream.resume();
     }
+  }
+
+  /** Starts recording an exchange for the inspector, with any secret cut out and credentials masked. */
+  private record(method: string, target: string, headers: HeaderPairs, private_: boolean, context: RequestContext, forwardedFor: string | undefined): Capture | undefined {
+    const shown = private_ ? stripSecret(target, headers) : { target, headers };
+    return this.inspector?.begin({
+      method,
+      target: shown.target,
+      headers: shown.headers.map(([k, v]) => (k.toLowerCase() === 'authorization' ? [k, `${v.split(' ')[0] ?? ''} [hidden]`] : [k, v])),
+      visitor: (context.trustForwarded ? forwardedFor : context.visitorAddress) ?? context.visitorKey ?? 'unknown',
+      path: context.path,
+    });
+  }
+
+  /**
+   * Sends a captured exchange's request to the origin again, as it was or
+   * edited, and records the replay as an exchange of its own. Resolves with
+   * the replay's id once the origin's response head arrived, or rejects with
+   * a BeamError. Like every request, it goes to the configured origin only.
+   */
+  replay(id: string, edits: ReplayEdits = {}): Promise<string> {
+    const inspector = this.inspector;
+    const original = inspector?.get(id);
+    if (!inspector || !original) return Promise.reject(new BeamError('BEAM_ERR_EXCHANGE_GONE', `request ${id}`));
+    if (edits.body === undefined && original.requestBody.truncated) return Promise.reject(new BeamError('BEAM_ERR_REPLAY_TRUNCATED', `request ${id}`));
+    const method = edits.method ?? original.method;
+    const target = edits.target ?? original.target;
+    const body = edits.body ?? original.requestBody.bytes;
+    // Beam sets the framing: the body as it is now decides Content-Length.
+    const headers = endToEndPairs(edits.headers ?? original.requestHeaders).filter(([k]) => k.toLowerCase() !== 'content-length');
+    if (body.byteLength > 0 || original.requestHeaders.some(([k]) => k.toLowerCase() === 'content-length')) headers.push(['Content-Length', String(body.byteLength)]);
+    // HTTP/1.1 needs a Host; an edit that dropped it gets the origin's.
+    if (!headers.some(([k]) => k.toLowerCase() === 'host')) headers.unshift(['Host', this.hostPort]);
+    const capture = inspector.begin({ method, target, headers, visitor: 'inspector', path: 'replay', replayOf: id });
+    capture.requestChunk(body);
+    return new Promise((resolve, reject) => {
+      const req = http.request({
+        host: this.origin.host,
+        port: this.origin.port,
+        method,
+        path: target,
+        headers: headers.flat(),
+        agent: this.agent,
+        setHost: false,
+        autoSelectFamilyAttemptTimeout: 2_000,
+      } as http.RequestOptions);
+      const timer = setTimeout(() => {
+        req.destroy();
+        capture.fail('BEAM_ERR_ORIGIN_TIMEOUT', 504);
+        reject(new BeamError('BEAM_ERR_ORIGIN_TIMEOUT', `no response from ${this.hostPort} within ${this.options.timeoutMs} ms`));
+      }, this.options.timeoutMs);
+      timer.unref();
+      req.on('error', (err: NodeJS.ErrnoException) => {
+        clearTimeout(timer);
+        capture.fail('BEAM_ERR_ORIGIN_UNREACHABLE', 502);
+        reject(new BeamError('BEAM_ERR_ORIGIN_UNREACHABLE', `${this.hostPort}: ${err.code ?? err.message}`));
+      });
+      req.on('response', (res) => {
+        clearTimeout(timer);
+        capture.response(res.statusCode ?? 502, res.statusMessage, endToEndHeaders(res.rawHeaders));
+        res.on('data', (chunk: Buffer) => capture.responseChunk(chunk));
+        res.on('end', () => capture.finish());
+        res.on('error', () => capture.fail('BEAM_ERR_ORIGIN_UNREACHABLE'));
+        resolve(capture.id);
+      });
+      req.end(body);
+    });
   }
 }

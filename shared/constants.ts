@@ -180,3 +180,20 @@ export const MAX_RELAY_SESSIONS = 4096;
 export const SECRET_PARAM = 'beam_secret';
 export const SECRET_COOKIE = 'beam_secret';
 export const SECRET_HEADER = 'beam-secret';
+
+// ---------------------------------------------------------------- inspector
+
+/** The inspector's first port, as ngrok's; the next free one is taken when it is busy (INSPECT_PORT_ATTEMPTS). */
+export const DEFAULT_INSPECT_PORT = 4040;
+export const INSPECT_PORT_ATTEMPTS = 20;
+/** Exchanges the inspector keeps; the oldest goes first. */
+export const INSPECT_MAX_EXCHANGES = 500;
+/**
+ * Bytes of each body the inspector keeps (the rest is counted, not kept):
+ * 500 exchanges x 2 bodies x 64 KiB bounds it at 64 MiB.
+ */
+export const INSPECT_BODY_BYTES = 64 * 1024;
+/** Largest body an edited replay may carry. */
+export const INSPECT_REPLAY_BODY_BYTES = 1024 * 1024;
+/** Live views (Server-Sent Events) open at once; each holds a socket. */
+export const INSPECT_MAX_WATCHERS = 32;

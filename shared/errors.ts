@@ -130,6 +130,18 @@ export const ERRORS = {
     status: 504,
     message: 'The other side of a relayed session did not reach the relay in time.',
   },
+  BEAM_ERR_EXCHANGE_GONE: {
+    status: 404,
+    message: 'The inspector no longer holds this request: it keeps the latest ones only, and Clear drops them all.',
+  },
+  BEAM_ERR_REPLAY_TRUNCATED: {
+    status: 409,
+    message: 'The inspector kept only the start of this request\'s body, so it cannot replay it as is. Edit the body, then replay.',
+  },
+  BEAM_ERR_INSPECT_HOST: {
+    status: 403,
+    message: 'The inspector answers only pages it served itself, at 127.0.0.1 or localhost: open it from the address `beam` printed.',
+  },
 } as const satisfies Record<string, { status: number; message: string }>;
 
 export type ErrorCode = keyof typeof ERRORS;

@@ -54,7 +54,7 @@ for (const kind of ['mem', 'ndc'] as const) {
   const a = new Mux(ca, { role: 'initiator', ping: false });
   const b = new Mux(cb, { role: 'responder', ping: false });
   const fwd = new OriginForwarder({ logger: pino({ level: 'silent' }), events: { onUnreachable() {} } }, { host: '127.0.0.1', port }, { hostHeader: 'rewrite', timeoutMs: 5000 });
-  b.on('stream', (s) => void fwd.serve(s, true));
+  b.on('stream', (s) => void fwd.serve(s, { trustForwarded: true, path: 'gateway' }));
   const times: number[] = [];
   for (let i = 0; i < Number(process.env['N'] ?? 500); i++) {
     const t0 = performance.now();

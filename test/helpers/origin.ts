@@ -104,6 +104,16 @@ export async function startOrigin(port = 0): Promise<Origin> {
         res.end(`status ${res.statusCode}`);
         return;
       }
+      case '/echo': {
+        // Sends the request body back with its Content-Type (the inspector's test origin).
+        const chunks: Buffer[] = [];
+        req.on('data', (c: Buffer) => chunks.push(c));
+        req.on('end', () => {
+          res.setHeader('content-type', req.headers['content-type'] ?? 'application/octet-stream');
+          res.end(Buffer.concat(chunks));
+        });
+        return;
+      }
       case '/redirect':
         res.writeHead(302, { location: '/headers' });
         res.end();

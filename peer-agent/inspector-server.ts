@@ -1,0 +1,282 @@
+/**
+ * The inspector's web UI and API, on loopback only (http://127.0.0.1:4040 by
+ * default, as ngrok's).
+ *
+ *   GET    /                          the UI (inspector-page.ts)
+ *   GET    /api/info                  the share: its URL and origin
+ *   GET    /api/requests              summaries, oldest first
+ *   GET    /api/requests/:id          one exchange, headers and rendered bodies
+ *   POST   /api/requests/:id/replay   replays it, as is or with JSON edits; 201 {id}
+ *   DELETE /api/requests              clears the list
+ *   GET    /api/events                Server-Sent Events: `exchange` (a summary), `cleared`
+ *   GET    /api/har                   every exchange as a HAR 1.2 file
+ *
+ * Loopback is not enough on its own: a web page the user visits could reach
+ * 127.0.0.1 through DNS rebinding, or post to it blindly. So every request
+ * must name a loopback Host, and anything that changes state must come from
+ * the inspector's own page (Origin) with a JSON body (which a cross-site form
+ * cannot send without a preflight this server never answers).
+ */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { z } from 'zod';
+import type { Logger } from 'pino';
+import { DEFAULT_INSPECT_PORT, INSPECT_MAX_WATCHERS, INSPECT_PORT_ATTEMPTS, INSPECT_REPLAY_BODY_BYTES, MAX_HEADER_COUNT } from '../shared/constants.js';
+import { BeamError, ERRORS, type ErrorCode } from '../shared/errors.js';
+import type { ExchangeDetail, Inspector } from './inspect.js';
+import { renderBody, toHar } from './inspect-view.js';
+import { INSPECTOR_PAGE, INSPECTOR_SCRIPT, INSPECTOR_STYLE } from './inspector-page.js';
+import type { ReplayEdits } from './origin.js';
+
+export interface InspectorServerComponents {
+  inspector: Inspector;
+  /** Replays exchange `id` against the origin; resolves with the new exchange's id. */
+  replay(id: string, edits: ReplayEdits): Promise<string>;
+  logger: Logger;
+}
+
+export interface InspectorServerOptions {
+  /** A port to use, or fail with BEAM_ERR_BAD_OPTION if taken. Default: DEFAULT_INSPECT_PORT, else the next free one. */
+  port?: number | undefined;
+  /** What /api/info tells the page. */
+  info: () => { url?: string | undefined; origin: string };
+  /** Beam's version, for the HAR creator field. */
+  version: string;
+}
+
+export interface InspectorServer {
+  url: string;
+  port: number;
+  close(): Promise<void>;
+}
+
+const ReplayBodySchema = z
+  .object({
+    method: z.string().regex(/^[A-Z][A-Z0-9_-]{0,31}$/, 'method: upper-case letters, e.g. POST').optional(),
+    target: z.string().startsWith('/', 'path: must start with /').max(8192).optional(),
+    headers: z
+      .array(z.tuple([z.string(), z.string()]))
+      .max(MAX_HEADER_COUNT)
+      .refine(
+        (pairs) =>
+          pairs.every(([k, v]) => {
+            try {
+              http.validateHeaderName(k);
+              http.validateHeaderValue(k, v);
+              return true;
+            } catch {
+              return false;
+            }
+          }),
+        'headers: a name or value is not valid HTTP',
+      )
+      .optional(),
+    /** A new body as text (sent as UTF-8). */
+    body: z.string().optional(),
+  })
+  .strict();
+
+function sendJson(res: http.ServerResponse, status: number, value: unknown, extra: http.OutgoingHttpHeaders = {}): void {
+  const body = JSON.stringify(value);
+  res.writeHead(status, { 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': Buffer.byteLength(body), 'Cache-Control': 'no-store', ...extra });
+  res.end(body);
+}
+
+function sendError(res: http.ServerResponse, code: ErrorCode, detail?: string): void {
+  const err = new BeamError(code, detail);
+  sendJson(res, ERRORS[code].status, { error: { code, message: err.message } });
+}
+
+/** The exchange as the page shows it: bodies rendered, not raw. */
+function view(x: ExchangeDetail): object {
+  const { requestBody, responseBody, ...rest } = x;
+  return {
+    ...rest,
+    requestBody: renderBody({ ...requestBody, size: x.requestBytes }, x.requestHeaders),
+    responseBody: renderBody({ ...responseBody, size: x.responseBytes }, x.responseHeaders),
+  };
+}
+
+function readJson(req: http.IncomingMessage, max: number): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (chunk: Buffer) => {
+      size += chunk.byteLength;
+      if (size > max) {
+        reject(new BeamError('BEAM_ERR_BAD_REQUEST', `a replay body is at most ${INSPECT_REPLAY_BODY_BYTES} bytes`));
+        req.destroy();
+        return;
+      }
+      chunks.push(chunk);
+    });
+    req.on('end', () => {
+      if (size === 0) return resolve({});
+      try {
+        resolve(JSON.parse(Buffer.concat(chunks).toString('utf8')));
+      } catch {
+        reject(new BeamError('BEAM_ERR_BAD_REQUEST', 'the body is not JSON'));
+      }
+    });
+    req.on('error', reject);
+  });
+}
+
+export async function startInspectorServer(components: InspectorServerComponents, options: InspectorServerOptions): Promise<InspectorServer> {
+  const { inspector, logger } = components;
+  const log = logger.child({ component: 'inspector' });
+  const watchers = new Set<http.ServerResponse>();
+  let port = 0;
+  const loopbackHosts = (): Set<string> => new Set([`127.0.0.1:${port}`, `localhost:${port}`, `[::1]:${port}`]);
+
+  const handle = async (req: http.IncomingMessage, res: http.ServerResponse): Promise<void> => {
+    const hosts = loopbackHosts();
+    if (!hosts.has((req.headers.host ?? '').toLowerCase())) return sendError(res, 'BEAM_ERR_INSPECT_HOST', `Host: ${req.headers.host ?? '(none)'}`);
+    const method = req.method ?? 'GET';
+    if (method !== 'GET' && method !== 'HEAD') {
+      const origin = req.headers.origin;
+      if (origin !== undefined && !hosts.has(origin.replace(/^http:\/\//, '').toLowerCase())) return sendError(res, 'BEAM_ERR_INSPECT_HOST', `Origin: ${origin}`);
+      if (method === 'POST' && !/^application\/json\b/i.test(req.headers['content-type'] ?? '')) {
+        return sendError(res, 'BEAM_ERR_INSPECT_HOST', 'a change must be a JSON request from the inspector page');
+      }
+    }
+    const path = new URL(req.url ?? '/', 'http://inspector').pathname;
+    if (method === 'GET' && path === '/') {
+      res.writeHead(200, {
+        'Content-Type': 'text/html; charset=utf-8',
+        'Content-Security-Policy': "default-src 'self'; frame-ancestors 'none'",
+        'X-Frame-Options': 'DENY',
+        'Cache-Control': 'no-store',
+      });
+      res.end(INSPECTOR_PAGE);
+      return;
+    }
+    if (method === 'GET' && path === '/app.js') {
+      res.writeHead(200, { 'Content-Type': 'text/javascript; charset=utf-8', 'Cache-Control': 'no-store' });
+      res.end(INSPECTOR_SCRIPT);
+      return;
+    }
+    if (method === 'GET' && path === '/app.css') {
+      res.writeHead(200, { 'Content-Type': 'text/css; charset=utf-8', 'Cache-Control': 'no-store' });
+      res.end(INSPECTOR_STYLE);
+      return;
+    }
+    if (method === 'GET' && path === '/api/info') return sendJson(res, 200, options.info());
+    if (path === '/api/requests') {
+      if (method === 'GET') return sendJson(res, 200, { requests: inspector.list() });
+      if (method === 'DELETE') {
+        inspector.clear();
+        res.writeHead(204).end();
+        return;
+      }
+    }
+    const one = /^\/api\/requests\/(\d{1,12})(\/replay)?$/.exec(path);
+    if (one) {
+      const id = one[1] as string;
+      if (!one[2] && method === 'GET') {
+        const x = inspector.get(id);
+        return x ? sendJson(res, 200, view(x)) : sendError(res, 'BEAM_ERR_EXCHANGE_GONE', `request ${id}`);
+      }
+      if (one[2] && method === 'POST') {
+        // JSON text of a body of INSPECT_REPLAY_BODY_BYTES may take up to 6 bytes a byte (\u00xx).
+        const raw = await readJson(req, 6 * INSPECT_REPLAY_BODY_BYTES + 64 * 1024);
+        const parsed = ReplayBodySchema.safeParse(raw);
+        if (!parsed.success) return sendError(res, 'BEAM_ERR_BAD_REQUEST', parsed.error.issues[0]?.message);
+        const body = parsed.data.body !== undefined ? Buffer.from(parsed.data.body, 'utf8') : undefined;
+        if (body && body.byteLength > INSPECT_REPLAY_BODY_BYTES) return sendError(res, 'BEAM_ERR_BAD_REQUEST', `a replay body is at most ${INSPECT_REPLAY_BODY_BYTES} bytes`);
+        const replayed = await components.replay(id, { method: parsed.data.method, target: parsed.data.target, headers: parsed.data.headers, body });
+        return sendJson(res, 201, { id: replayed });
+      }
+    }
+    if (method === 'GET' && path === '/api/har') {
+      return sendJson(res, 200, toHar(inspector.details(), options.info().origin, options.version), {
+        'Content-Disposition': 'attachment; filename="beam.har"',
+      });
+    }
+    if (method === 'GET' && path === '/api/events') {
+      if (watchers.size >= INSPECT_MAX_WATCHERS) return sendError(res, 'BEAM_ERR_LIMIT_REACHED', `${INSPECT_MAX_WATCHERS} live views are open`);
+      res.writeHead(200, { 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-store', Connection: 'keep-alive' });
+      res.write(': beam inspector\n\n');
+      watchers.add(res);
+      req.on('close', () => watchers.delete(res));
+      return;
+    }
+    sendError(res, 'BEAM_ERR_BAD_REQUEST', `${method} ${path} is not part of the inspector`);
+  };
+
+  const broadcast = (event: string, data: unknown): void => {
+    const frame = `event: ${event}\ndata: ${JSON.stringify(data)}\n\n`;
+    // A view that can't keep up is dropped rather than buffered without end; the page reconnects and reloads the list.
+    for (const res of watchers) {
+      if (res.writableLength > 1024 * 1024) {
+        watchers.delete(res);
+        res.destroy();
+        continue;
+      }
+      res.write(frame);
+    }
+  };
+  const onExchange = (summary: unknown): void => broadcast('exchange', summary);
+  const onCleared = (): void => broadcast('cleared', {});
+  inspector.on('exchange', onExchange);
+  inspector.on('cleared', onCleared);
+
+  const server = http.createServer((req, res) => {
+    handle(req, res).catch((err: unknown) => {
+      if (res.headersSent) {
+        res.destroy();
+        return;
+      }
+      if (err instanceof BeamError) return sendError(res, err.code, err.detail);
+      log.warn({ err: (err as Error).message }, 'inspector request failed');
+      sendError(res, 'BEAM_ERR_BAD_REQUEST', (err as Error).message);
+    });
+  });
+
+  const listen = (p: number): Promise<void> =>
+    new Promise((resolve, reject) => {
+      const onError = (err: Error): void => {
+        server.off('listening', onListening);
+        reject(err);
+      };
+      const onListening = (): void => {
+        server.off('error', onError);
+        resolve();
+      };
+      server.once('error', onError);
+      server.once('listening', onListening);
+      server.listen(p, '127.0.0.1');
+    });
+
+  if (options.port !== undefined) {
+    await listen(options.port).catch((err: NodeJS.ErrnoException) => {
+      throw new BeamError('BEAM_ERR_BAD_OPTION', err.code === 'EADDRINUSE' ? `--inspect ${options.port}: the port is taken; pick another or leave --inspect out` : `--inspect ${options.port}: ${err.message}`);
+    });
+  } else {
+    let bound = false;
+    for (let i = 0; i < INSPECT_PORT_ATTEMPTS && !bound; i++) {
+      try {
+        await listen(DEFAULT_INSPECT_PORT + i);
+        bound = true;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw err;
+      }
+    }
+    // Twenty inspectors already: any free port will do.
+    if (!bound) await listen(0);
+  }
+  port = (server.address() as AddressInfo).port;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    port,
+    close: () =>
+      new Promise<void>((resolve) => {
+        inspector.off('exchange', onExchange);
+        inspector.off('cleared', onCleared);
+        for (const res of watchers) res.destroy();
+        watchers.clear();
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}

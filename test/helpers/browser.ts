@@ -1,0 +1,9 @@
+/** Debian's Chromium, driven by playwright-core (installed by .ci/setup). */
+import { chromium, type Browser } from 'playwright-core';
+
+export const CHROMIUM = process.env['BEAM_CHROMIUM'] ?? '/usr/bin/chromium';
+
+export function launchChromium(): Promise<Browser> {
+  // --no-sandbox: the tests run as root, where Chromium's sandbox refuses to start.
+  return chromium.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox'] });
+}
