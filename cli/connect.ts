@@ -34,6 +34,9 @@ export interface ConnectOptions {
 
 export interface Connected {
   port: number;
+  /** The local address: http://, tcp:// or udp://127.0.0.1:<port>. */
+  url: string;
+  kind: ShareKind;
   close(): Promise<void>;
 }
 
@@ -168,9 +171,12 @@ export async function connect(components: { engine: WebRtcEngine; logger: Logger
   if (kind === 'udp') {
     const udp = await udpListener(gateway, link.share, options.bind, options.port);
     const host = options.bind.includes(':') ? `[${options.bind}]` : options.bind;
-    out.emit({ event: 'ready', name: link.share, url: `udp://${host}:${udp.port}`, origin: link.url, server });
+    const url = `udp://${host}:${udp.port}`;
+    out.emit({ event: 'ready', name: link.share, url, origin: link.url, server });
     return {
       port: udp.port,
+      url,
+      kind,
       async close() {
         gateway.close();
         udp.close();
@@ -191,9 +197,12 @@ export async function connect(components: { engine: WebRtcEngine; logger: Logger
   });
   const port = (local.address() as AddressInfo).port;
   const host = options.bind.includes(':') ? `[${options.bind}]` : options.bind;
-  out.emit({ event: 'ready', name: link.share, url: kind === 'tcp' ? `tcp://${host}:${port}` : `http://${host}:${port}/`, origin: link.url, server });
+  const url = kind === 'tcp' ? `tcp://${host}:${port}` : `http://${host}:${port}/`;
+  out.emit({ event: 'ready', name: link.share, url, origin: link.url, server });
   return {
     port,
+    url,
+    kind,
     async close() {
       gateway.close();
       if (local instanceof http.Server) local.closeAllConnections();

@@ -1,26 +1,19 @@
 /** The `beam` command line. */
-import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import { Command, Option } from 'commander';
 import { pino, type Logger } from 'pino';
-import { DEFAULT_EMBEDDED_PORT, DEFAULT_INSPECT_PORT, EMBEDDED_PORT_ATTEMPTS, SECRET_PARAM } from '../shared/constants.js';
+import { DEFAULT_EMBEDDED_PORT, DEFAULT_INSPECT_PORT } from '../shared/constants.js';
 import { BeamError } from '../shared/errors.js';
-import { Agent } from '../peer-agent/agent.js';
-import { startBeamServer, type BeamServer } from '../gateway/server.js';
+import { startBeamServer } from '../gateway/server.js';
 import { loadEngine } from '../transport/index.js';
-import { loadIdentity } from '../transport/identity.js';
-import { connectLink } from '../transport/link.js';
 import { validateIceConfig } from '../signaling/ice.js';
-import { IpRules, parseRateLimit } from '../peer-agent/access.js';
 import type { ShareKind } from '../shared/signaling.js';
 import { connect } from './connect.js';
 import { describeReport, doctor } from './doctor.js';
-import { lanAddress } from './lan.js';
-import { Inspector } from '../peer-agent/inspect.js';
-import { startInspectorServer, type InspectorServer } from '../peer-agent/inspector-server.js';
-import { BEAM_VERSION } from './version.js';
+import { share } from './share.js';
+import type { SessionInfo } from '../peer-agent/agent.js';
 import { createOutput, type Output } from './output.js';
-import { parseBasicAuth, parseEngine, parseHostHeader, parseLogLevel, parseMs, parsePort, parseRelayMode, parseServerUrl, parseTarget, type Target } from './options.js';
+import { parseEngine, parseHostHeader, parseLogLevel, parseMs, parsePort, parseRelayMode, parseServerUrl, parseTarget, type Target } from './options.js';
 
 interface CommonFlags {
   json?: boolean;
@@ -57,13 +50,6 @@ interface ConnectFlags extends CommonFlags {
   server?: string;
 }
 
-/** A private HTTP share's browser link: the secret as a query parameter, which the agent turns into a cookie. */
-function withSecretParam(url: string, secret: string): string {
-  const u = new URL(url);
-  u.searchParams.set(SECRET_PARAM, secret);
-  return u.href;
-}
-
 function round(ms: number): number {
   return Math.round(ms * 10) / 10;
 }
@@ -83,19 +69,6 @@ function probe(target: Target): Promise<boolean> {
   });
 }
 
-async function startEmbedded(components: Parameters<typeof startBeamServer>[0], defaultShare: () => string | undefined): Promise<BeamServer> {
-  let lastError: unknown;
-  for (let i = 0; i < EMBEDDED_PORT_ATTEMPTS; i++) {
-    try {
-      return await startBeamServer(components, { port: DEFAULT_EMBEDDED_PORT + i, host: '0.0.0.0', domain: 'localhost', defaultShare });
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw err;
-      lastError = err;
-    }
-  }
-  throw new BeamError('BEAM_ERR_BAD_OPTION', `ports ${DEFAULT_EMBEDDED_PORT}-${DEFAULT_EMBEDDED_PORT + EMBEDDED_PORT_ATTEMPTS - 1} are all taken; pass --server`, { cause: lastError });
-}
-
 function onStop(run: () => Promise<void> | void): void {
   let stopping = false;
   const stop = (): void => {
@@ -109,93 +82,60 @@ function onStop(run: () => Promise<void> | void): void {
 
 async function runHttp(targetArg: string, flags: HttpFlags, kind: ShareKind = 'http'): Promise<void> {
   const out = createOutput(Boolean(flags.json));
-  const target = parseTarget(targetArg);
   const serverFlag = flags.server ?? process.env['BEAM_SERVER'];
-  const server = serverFlag ? parseServerUrl(serverFlag) : undefined;
-  const hostHeader = parseHostHeader(flags.hostHeader);
-  const originTimeoutMs = flags.originTimeout ? parseMs(flags.originTimeout, '--origin-timeout') : undefined;
-  const relay = parseRelayMode(flags.relay);
-  const log = logger(flags.logLevel);
-  const engine = await loadEngine(parseEngine(flags.engine));
-  const identity = await loadIdentity();
-  const secret = flags.private ? randomBytes(18).toString('base64url') : undefined;
-  const authFlag = flags.auth ?? (process.env['BEAM_AUTH'] || undefined);
-  if (authFlag !== undefined && kind !== 'http') throw new BeamError('BEAM_ERR_BAD_OPTION', `--auth is HTTP basic auth; a ${kind} share can use --private`);
-  const basicAuth = authFlag !== undefined ? parseBasicAuth(authFlag) : undefined;
-  const rateLimit = flags.rateLimit !== undefined ? parseRateLimit(flags.rateLimit) : undefined;
-  const ipRules = flags.allowIp?.length || flags.denyIp?.length ? new IpRules(flags.allowIp ?? [], flags.denyIp ?? []) : undefined;
-
   const inspectFlag = flags.inspect === true ? process.env['BEAM_INSPECT'] : flags.inspect;
-  const inspectOff = inspectFlag === false || inspectFlag === 'false' || inspectFlag === 'off' || kind !== 'http';
-  const inspectPort = typeof inspectFlag === 'string' && !inspectOff ? (inspectFlag === '0' ? 0 : parsePort(inspectFlag, '--inspect')) : undefined;
-
-  let embedded: BeamServer | undefined;
-  let agent: Agent | undefined;
-  if (!server) embedded = await startEmbedded({ engine, logger: log }, () => agent?.share?.name);
-  const serverUrl = server ?? `http://127.0.0.1:${embedded?.port}`;
-  const origin = `${target.host.includes(':') ? `[${target.host}]` : target.host}:${target.port}`;
-
-  // The inspector records HTTP exchanges; TCP and UDP shares carry no requests to show.
-  const inspector = inspectOff ? undefined : new Inspector();
-  let inspectorServer: InspectorServer | undefined;
-  let shareUrl: string | undefined;
-  if (inspector) {
-    inspectorServer = await startInspectorServer(
-      { inspector, logger: log, replay: (id, edits) => (agent ? agent.replay(id, edits) : Promise.reject(new BeamError('BEAM_ERR_EXCHANGE_GONE'))) },
-      { port: inspectPort, info: () => ({ url: shareUrl, origin }), version: BEAM_VERSION },
-    ).catch(async (err: unknown) => {
-      await embedded?.close();
-      throw err;
-    });
-  }
-
-  agent = new Agent({ engine, logger: log, identity, inspector }, { server: serverUrl, origin: target, name: flags.name, hostHeader, originTimeoutMs, relay, kind, secret, basicAuth, ipRules, rateLimit });
+  const inspect = inspectFlag === undefined ? true : inspectFlag === false || inspectFlag === 'false' || inspectFlag === 'off' ? false : inspectFlag === '0' ? 0 : parsePort(inspectFlag, '--inspect');
+  const shared = await share({
+    target: targetArg,
+    kind,
+    server: serverFlag || undefined,
+    name: flags.name,
+    hostHeader: parseHostHeader(flags.hostHeader),
+    originTimeoutMs: flags.originTimeout ? parseMs(flags.originTimeout, '--origin-timeout') : undefined,
+    relay: parseRelayMode(flags.relay),
+    private: flags.private,
+    auth: flags.auth ?? (process.env['BEAM_AUTH'] || undefined),
+    allowIp: flags.allowIp,
+    denyIp: flags.denyIp,
+    rateLimit: flags.rateLimit,
+    inspect,
+    engine: parseEngine(flags.engine),
+    logger: logger(flags.logLevel),
+  });
+  // Ctrl+C from here on closes the share cleanly (freeing its name), even before 'ready' is out.
+  onStop(async () => {
+    await shared.close();
+    out.emit({ event: 'closed' });
+  });
   const paths = new Map<string, string>();
-  agent.on('session', (s) => {
+  const visitorEvent = (event: 'session' | 'path', s: SessionInfo): void => {
     paths.set(s.id, s.path);
-    out.emit({ event: 'session', id: s.id, visitor: s.visitor, path: s.path, via: s.via, ...(s.rtt !== undefined ? { rtt: round(s.rtt) } : {}) });
-  });
-  agent.on('path', (s) => {
-    paths.set(s.id, s.path);
-    out.emit({ event: 'path', id: s.id, visitor: s.visitor, path: s.path, via: s.via, ...(s.rtt !== undefined ? { rtt: round(s.rtt) } : {}) });
-  });
-  agent.on('session-closed', (s) => {
+    out.emit({ event, id: s.id, visitor: s.visitor, path: s.path, via: s.via, ...(s.rtt !== undefined ? { rtt: round(s.rtt) } : {}) });
+  };
+  shared.on('session', (s) => visitorEvent('session', s));
+  shared.on('path', (s) => visitorEvent('path', s));
+  shared.on('session-closed', (s) => {
     out.emit({ event: 'session-closed', id: s.id, path: paths.get(s.id) ?? 'gateway' });
     paths.delete(s.id);
   });
-  agent.on('origin-unreachable', (e) => out.emit({ event: 'origin-unreachable', ...e }));
-  agent.on('disconnected', (e) => out.emit({ event: 'reconnecting', reason: e.reason }));
-  agent.on('error', (err) => out.emit({ event: 'error', code: err.code, message: err.message }));
-  // The first registration is announced below; every later one (after a drop, or a server restart) here.
-  let announced = false;
-  agent.on('ready', (r) => {
-    if (announced) out.emit({ event: 'ready', name: r.name, url: secret !== undefined && kind === 'http' ? withSecretParam(r.url, secret) : r.url, origin, server: serverUrl, resumed: true });
-  });
-
-  const registered = await agent.start();
-  announced = true;
-  shareUrl = registered.url;
-  const lan = embedded ? lanAddress() : undefined;
+  shared.on('origin-unreachable', (e) => out.emit({ event: 'origin-unreachable', ...e }));
+  shared.on('reconnecting', (e) => out.emit({ event: 'reconnecting', reason: e.reason }));
+  shared.on('error', (err) => out.emit({ event: 'error', code: err.code, message: err.message }));
+  shared.on('resumed', (r) => out.emit({ event: 'ready', name: r.name, url: r.url, origin: shared.origin, server: shared.server, resumed: true }));
   out.emit({
     event: 'ready',
-    name: registered.name,
-    url: secret !== undefined && kind === 'http' ? withSecretParam(registered.url, secret) : registered.url,
-    link: connectLink(registered.url, identity.peerId.toString(), secret),
-    ...(lan && embedded ? { lan: secret !== undefined && kind === 'http' ? withSecretParam(`http://${lan}:${embedded.port}/`, secret) : `http://${lan}:${embedded.port}/` } : {}),
-    origin,
-    server: serverUrl,
-    ...(inspectorServer ? { inspect: inspectorServer.url } : {}),
+    name: shared.name,
+    url: shared.url,
+    link: shared.link,
+    ...(shared.lan ? { lan: shared.lan } : {}),
+    origin: shared.origin,
+    server: shared.server,
+    ...(shared.inspect ? { inspect: shared.inspect } : {}),
     ...(kind !== 'http' ? { kind } : {}),
   });
-  if (kind !== 'udp' && !(await probe(target))) {
-    out.emit({ event: 'origin-unreachable', origin, code: 'ECONNREFUSED' });
+  if (kind !== 'udp' && !(await probe(parseTarget(targetArg)))) {
+    out.emit({ event: 'origin-unreachable', origin: shared.origin, code: 'ECONNREFUSED' });
   }
-  onStop(async () => {
-    agent?.close();
-    await inspectorServer?.close();
-    await embedded?.close();
-    out.emit({ event: 'closed' });
-  });
 }
 
 async function runServe(flags: ServeFlags): Promise<void> {

@@ -187,6 +187,11 @@ export class Gateway {
         this.closedBytes.received += created.bytes.received;
       });
       this.links.set(share, created);
+      // A session that never came up (no such share yet, agent gone) is not kept: the next request asks again.
+      created.ready.catch(() => {
+        if (this.links.get(share) === created) this.links.delete(share);
+        created.close();
+      });
       link = created;
     }
     await link.ready;

@@ -8,6 +8,7 @@ import { io as connectSocket, type Socket } from 'socket.io-client';
 import type { Logger } from 'pino';
 import {
   AGENT_CONNECT_TIMEOUT_MS,
+  SHARE_CLOSE_TIMEOUT_MS,
   DATAGRAM_CHANNEL_LABEL,
   DEFAULT_ORIGIN_TIMEOUT_MS,
   NOISE_CHANNEL_LABEL,
@@ -570,12 +571,20 @@ export class Agent extends EventEmitter<AgentEvents> {
     return this.forwarder.replay(id, edits);
   }
 
-  /** Closes every session and leaves the signaling server. */
-  close(): void {
+  /**
+   * Closes every session and leaves the signaling server, freeing the share's
+   * name at once (a dropped connection would keep it for the resume grace).
+   * Resolves once the server confirmed, or after SHARE_CLOSE_TIMEOUT_MS.
+   */
+  async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     for (const id of [...this.sessions.keys()]) this.endSession(id);
-    this.socket?.disconnect();
     this.forwarder.close();
+    const socket = this.socket;
+    if (socket?.connected && this.registered) {
+      await new Promise<void>((resolve) => socket.timeout(SHARE_CLOSE_TIMEOUT_MS).emit('share:close', {}, () => resolve()));
+    }
+    socket?.disconnect();
   }
 }

@@ -114,6 +114,8 @@ export const MAX_SESSIONS_PER_SHARE = 64;
 export const MAX_SESSIONS_PER_VISITOR = 1024;
 /** How long a dropped agent's name stays reserved for the holder of its resume token. */
 export const SHARE_RESUME_GRACE_MS = 30_000;
+/** How long a closing agent waits for the server to confirm its names are free (share:close). */
+export const SHARE_CLOSE_TIMEOUT_MS = 2_000;
 /** Shortest and longest share names (a DNS label is at most 63 bytes). */
 export const MIN_NAME_LENGTH = 3;
 export const MAX_NAME_LENGTH = 63;

@@ -12,6 +12,8 @@
  *                      at the relay" (RELAY_PATH, each side with its one-time relayToken)
  *   either  -> server  session:close {sessionId}
  *   server  -> both    session:closed {sessionId, code}  when a party leaves or closes
+ *   agent   -> server  share:close {}                             ack {released}: its names are
+ *                      freed at once (a dropped connection keeps them for the resume grace)
  *
  * The server forwards signals only between the two parties of a session and
  * never sees application traffic. Every event is decoded by one function
@@ -138,6 +140,8 @@ export interface SessionOpened {
 /** Events the server receives. */
 export interface ClientToServerEvents {
   'share:register': (req: RegisterRequest, ack: (res: Ack<Registered>) => void) => void;
+  /** The agent is leaving on purpose: its names are freed at once, with no resume grace. Acked once done. */
+  'share:close': (req: Record<string, never>, ack: (res: Ack<{ released: string[] }>) => void) => void;
   'session:open': (req: OpenSessionRequest, ack: (res: Ack<SessionOpened>) => void) => void;
   'session:signal': (msg: SessionSignal) => void;
   'session:close': (msg: SessionRef) => void;

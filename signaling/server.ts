@@ -153,6 +153,16 @@ export class SignalingServer {
       }),
     );
 
+    socket.on('share:close', (_raw, ack) =>
+      this.answer(socket, ack, 'share:close', async () => {
+        if (data.role !== 'agent') throw new BeamError('BEAM_ERR_UNAUTHORIZED', 'only agents close shares');
+        const released = this.registry.namesOf(socket.id);
+        for (const name of released) await this.registry.drop(socket.id, name);
+        this.log.info({ shares: released, socket: socket.id }, 'shares closed');
+        return { released };
+      }),
+    );
+
     socket.on('session:open', (raw, ack) =>
       this.answer(socket, ack, 'session:open', async () => {
         if (data.role !== 'visitor') throw new BeamError('BEAM_ERR_UNAUTHORIZED', 'only visitors open sessions');
@@ -229,7 +239,14 @@ export class SignalingServer {
         if (session) this.endSession(session, data.role === 'agent' ? 'BEAM_ERR_AGENT_UNREACHABLE' : 'BEAM_ERR_PEER_GONE', socket.id);
       }
       this.sessionsBySocket.delete(socket.id);
-      if (data.role === 'agent') void this.registry.release(socket.id);
+      if (data.role !== 'agent') return;
+      // An agent that closed on purpose (Ctrl+C, close()) frees its name at once; one that
+      // dropped (network, crash) keeps it for the resume grace period.
+      if (reason === 'client namespace disconnect') {
+        for (const name of this.registry.namesOf(socket.id)) void this.registry.drop(socket.id, name);
+      } else {
+        void this.registry.release(socket.id);
+      }
     });
   }
 

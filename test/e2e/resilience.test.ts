@@ -161,6 +161,22 @@ describe('agent failures', () => {
     }
   });
 
+  it('an agent stopped on purpose (SIGTERM) frees its name at once: no grace period, the next agent gets it', async () => {
+    const first = await startAgent(`127.0.0.1:${origin.port}`, server, ['--name', 'freed-name-123']);
+    expect(await first.proc.kill('SIGTERM')).toBe(0);
+    expect(first.proc.events.at(-1)?.event).toBe('closed');
+    const gone = await request(server.port, first.host, '/');
+    expect(gone.status).toBe(404);
+    expect(gone.headers['beam-error']).toBe('BEAM_ERR_SHARE_NOT_FOUND');
+    const next = await startAgent(`127.0.0.1:${origin.port}`, server, ['--name', 'freed-name-123']);
+    try {
+      expect(next.name).toBe('freed-name-123');
+      expect((await request(server.port, next.host, '/mine-now')).body.toString()).toBe('hello from /mine-now');
+    } finally {
+      await next.proc.kill();
+    }
+  });
+
   it('refuses an invalid requested name with BEAM_ERR_NAME_INVALID', async () => {
     const bad = new BeamProcess(['http', `127.0.0.1:${origin.port}`, '--server', server.url, '--name', 'Not_A_Label!', '--json']);
     const err = await bad.waitFor('error');

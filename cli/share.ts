@@ -1,0 +1,216 @@
+/**
+ * `share()`: one share, as `beam http|tcp|udp` runs it, for the CLI, `beam
+ * start` and the programmatic API alike. It validates every option, starts
+ * the embedded server when no server is named, the inspector when asked, and
+ * the agent, and resolves once the share is registered.
+ */
+import { randomBytes } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import { pino, type Logger } from 'pino';
+import { DEFAULT_EMBEDDED_PORT, EMBEDDED_PORT_ATTEMPTS, SECRET_PARAM } from '../shared/constants.js';
+import { BeamError } from '../shared/errors.js';
+import type { RelayMode, ShareKind } from '../shared/signaling.js';
+import { Agent, type SessionInfo } from '../peer-agent/agent.js';
+import { IpRules, parseRateLimit } from '../peer-agent/access.js';
+import { Inspector } from '../peer-agent/inspect.js';
+import { startInspectorServer, type InspectorServer } from '../peer-agent/inspector-server.js';
+import { startBeamServer, type BeamServer } from '../gateway/server.js';
+import type { EngineName } from '../transport/engine.js';
+import { loadEngine } from '../transport/index.js';
+import { loadIdentity } from '../transport/identity.js';
+import { connectLink } from '../transport/link.js';
+import { lanAddress } from './lan.js';
+import { parseBasicAuth, parseEngine, parseHostHeader, parseRelayMode, parseServerUrl, parseTarget } from './options.js';
+import { BEAM_VERSION } from './version.js';
+
+export interface ShareOptions {
+  /** What to share: a local port, or `host:port`. */
+  target: number | string;
+  /** What the share carries. Default 'http'. */
+  kind?: ShareKind;
+  /** The Beam server to register with. Default: one embedded in this process (ports 7070 and up). */
+  server?: string | undefined;
+  /** The share name to ask for. Default: a random adjective-noun-NNN. */
+  name?: string | undefined;
+  /** Only visitors with the full link (it carries a secret) get in. Default false. */
+  private?: boolean | undefined;
+  /** `user:password`: HTTP basic auth for every visitor (HTTP shares). */
+  auth?: string | undefined;
+  /** CIDRs or addresses allowed in; when set, no one else is. */
+  allowIp?: string[] | undefined;
+  /** CIDRs or addresses kept out. */
+  denyIp?: string[] | undefined;
+  /** `N/min`, `N/s` or `N/h` per visitor. */
+  rateLimit?: string | undefined;
+  /** Default 'auto': direct WebRTC, else the relay. */
+  relay?: RelayMode | undefined;
+  /** Default 'rewrite'. */
+  hostHeader?: 'rewrite' | 'preserve' | undefined;
+  /** How long to wait for the origin's response head. Default 30 s. */
+  originTimeoutMs?: number | undefined;
+  /**
+   * The inspector on 127.0.0.1: true for DEFAULT_INSPECT_PORT or the next
+   * free port, a number for that port (0: any free one), false for none.
+   * Default false (the CLI's default is true). HTTP shares only.
+   */
+  inspect?: boolean | number | undefined;
+  /** Default 'node-datachannel'. */
+  engine?: EngineName | undefined;
+  /** pino logger. Default: silent. */
+  logger?: Logger | undefined;
+}
+
+/** Events, as the CLI's `--json` prints them. */
+export interface ShareEvents {
+  session: [SessionInfo];
+  path: [SessionInfo];
+  'session-closed': [{ id: string }];
+  'origin-unreachable': [{ origin: string; code: string }];
+  reconnecting: [{ reason: string }];
+  /** Registered again after a drop or a server restart. */
+  resumed: [{ name: string; url: string }];
+  error: [BeamError];
+}
+
+export interface Share extends EventEmitter<ShareEvents> {
+  readonly name: string;
+  /** The link for browsers and curl (with the secret, for a private HTTP share). */
+  readonly url: string;
+  /** The link for `beam connect`: the agent's peer ID, and the secret of a private share. */
+  readonly link: string;
+  /** The embedded server's address on the LAN, when there is one. */
+  readonly lan: string | undefined;
+  /** The inspector's URL, when it runs. */
+  readonly inspect: string | undefined;
+  /** `host:port` of the origin. */
+  readonly origin: string;
+  /** The Beam server's URL. */
+  readonly server: string;
+  readonly kind: ShareKind;
+  /** Leaves the server and stops whatever this share started. */
+  close(): Promise<void>;
+}
+
+/** A private HTTP share's browser link: the secret as a query parameter, which the agent turns into a cookie. */
+function withSecretParam(url: string, secret: string): string {
+  const u = new URL(url);
+  u.searchParams.set(SECRET_PARAM, secret);
+  return u.href;
+}
+
+async function startEmbedded(components: Parameters<typeof startBeamServer>[0], defaultShare: () => string | undefined): Promise<BeamServer> {
+  let lastError: unknown;
+  for (let i = 0; i < EMBEDDED_PORT_ATTEMPTS; i++) {
+    try {
+      return await startBeamServer(components, { port: DEFAULT_EMBEDDED_PORT + i, host: '0.0.0.0', domain: 'localhost', defaultShare });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw err;
+      lastError = err;
+    }
+  }
+  throw new BeamError('BEAM_ERR_BAD_OPTION', `ports ${DEFAULT_EMBEDDED_PORT}-${DEFAULT_EMBEDDED_PORT + EMBEDDED_PORT_ATTEMPTS - 1} are all taken; pass --server`, { cause: lastError });
+}
+
+class ShareHandle extends EventEmitter<ShareEvents> implements Share {
+  name = '';
+  url = '';
+  link = '';
+  lan: string | undefined;
+  inspect: string | undefined;
+  origin = '';
+  server = '';
+  kind: ShareKind = 'http';
+  closeParts: Array<() => unknown> = [];
+  private closing: Promise<void> | undefined;
+
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      // Last started, first stopped: the agent leaves before its server goes.
+      for (const part of this.closeParts.reverse()) await part();
+    })();
+    return this.closing;
+  }
+}
+
+/** Shares a local port; resolves once the share is registered, or rejects with a BeamError. */
+export async function share(options: ShareOptions): Promise<Share> {
+  const kind = options.kind ?? 'http';
+  const target = parseTarget(String(options.target));
+  const server = options.server ? parseServerUrl(options.server) : undefined;
+  const hostHeader = parseHostHeader(options.hostHeader ?? 'rewrite');
+  const relay = parseRelayMode(options.relay ?? 'auto');
+  const engineName = parseEngine(options.engine ?? 'node-datachannel');
+  if (options.originTimeoutMs !== undefined && !(Number.isInteger(options.originTimeoutMs) && options.originTimeoutMs > 0)) {
+    throw new BeamError('BEAM_ERR_BAD_OPTION', 'the origin timeout must be a whole number of milliseconds');
+  }
+  if (options.auth !== undefined && kind !== 'http') throw new BeamError('BEAM_ERR_BAD_OPTION', `--auth is HTTP basic auth; a ${kind} share can use --private`);
+  const basicAuth = options.auth !== undefined ? parseBasicAuth(options.auth) : undefined;
+  const rateLimit = options.rateLimit !== undefined ? parseRateLimit(options.rateLimit) : undefined;
+  const ipRules = options.allowIp?.length || options.denyIp?.length ? new IpRules(options.allowIp ?? [], options.denyIp ?? []) : undefined;
+  const inspect = kind === 'http' ? (options.inspect ?? false) : false;
+  if (typeof inspect === 'number' && !(Number.isInteger(inspect) && inspect >= 0 && inspect <= 65535)) {
+    throw new BeamError('BEAM_ERR_BAD_OPTION', `--inspect ${inspect} is not a port from 0 to 65535`);
+  }
+  const log = options.logger ?? pino({ level: 'silent' });
+  const engine = await loadEngine(engineName);
+  const identity = await loadIdentity();
+  const secret = options.private ? randomBytes(18).toString('base64url') : undefined;
+  const browserUrl = (url: string): string => (secret !== undefined && kind === 'http' ? withSecretParam(url, secret) : url);
+
+  const handle = new ShareHandle();
+  handle.kind = kind;
+  handle.origin = `${target.host.includes(':') ? `[${target.host}]` : target.host}:${target.port}`;
+  let agent: Agent | undefined;
+  try {
+    let embedded: BeamServer | undefined;
+    if (!server) {
+      embedded = await startEmbedded({ engine, logger: log }, () => agent?.share?.name);
+      const e = embedded;
+      handle.closeParts.push(() => e.close());
+    }
+    handle.server = server ?? `http://127.0.0.1:${embedded?.port}`;
+
+    // The inspector records HTTP exchanges; TCP and UDP shares carry no requests to show.
+    const inspector = inspect === false ? undefined : new Inspector();
+    if (inspector) {
+      const ui: InspectorServer = await startInspectorServer(
+        { inspector, logger: log, replay: (id, edits) => (agent ? agent.replay(id, edits) : Promise.reject(new BeamError('BEAM_ERR_EXCHANGE_GONE'))) },
+        { port: inspect === true ? undefined : (inspect as number), info: () => ({ url: handle.url || undefined, origin: handle.origin }), version: BEAM_VERSION },
+      );
+      handle.inspect = ui.url;
+      handle.closeParts.push(() => ui.close());
+    }
+
+    const a = new Agent(
+      { engine, logger: log, identity, inspector },
+      { server: handle.server, origin: target, name: options.name, hostHeader, originTimeoutMs: options.originTimeoutMs, relay, kind, secret, basicAuth, ipRules, rateLimit },
+    );
+    agent = a;
+    handle.closeParts.push(() => a.close());
+    a.on('session', (s) => handle.emit('session', s));
+    a.on('path', (s) => handle.emit('path', s));
+    a.on('session-closed', (s) => handle.emit('session-closed', s));
+    a.on('origin-unreachable', (e) => handle.emit('origin-unreachable', e));
+    a.on('disconnected', (e) => handle.emit('reconnecting', e));
+    a.on('error', (err) => {
+      if (handle.listenerCount('error') > 0) handle.emit('error', err);
+      else log.error({ code: err.code }, err.message);
+    });
+    let registered = false;
+    // The first registration resolves below; every later one (after a drop, or a server restart) is 'resumed'.
+    a.on('ready', (r) => {
+      if (registered) handle.emit('resumed', { name: r.name, url: browserUrl(r.url) });
+    });
+    const first = await a.start();
+    registered = true;
+    handle.name = first.name;
+    handle.url = browserUrl(first.url);
+    handle.link = connectLink(first.url, identity.peerId.toString(), secret);
+    const lan = embedded ? lanAddress() : undefined;
+    if (lan && embedded) handle.lan = browserUrl(`http://${lan}:${embedded.port}/`);
+    return handle;
+  } catch (err) {
+    await handle.close();
+    throw err;
+  }
+}

@@ -1,0 +1,80 @@
+/**
+ * The programmatic API, imported by package name as a user's test would:
+ * serve, share and connect, each resolving to { url, close() }.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BeamError, connect, serve, share, type Server, type SessionInfo } from 'beam-tunnel';
+import { startOrigin, type Origin } from '../helpers/origin.js';
+import { request } from '../helpers/http.js';
+
+let origin: Origin;
+let server: Server;
+
+beforeAll(async () => {
+  origin = await startOrigin();
+  server = await serve({ port: 0, host: '127.0.0.1' });
+});
+afterAll(async () => {
+  await server?.close();
+  await origin?.close();
+});
+
+describe('import { share, connect, serve } from the package', () => {
+  it('shares a local server, reachable through the gateway and through connect(); close() ends both', async () => {
+    expect(server.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+    const s = await share({ target: origin.port, server: server.url, name: 'api-share' });
+    expect(s.name).toBe('api-share');
+    expect(s.url).toBe(`http://api-share.localhost:${server.port}/`);
+    expect(s.link).toMatch(/#peer=12D3KooW/);
+    expect(s.inspect).toBeUndefined();
+    const sessions: SessionInfo[] = [];
+    s.on('session', (info) => sessions.push(info));
+
+    const host = new URL(s.url).host;
+    const viaGateway = await request(server.port, host, '/from-api');
+    expect(viaGateway.status).toBe(200);
+    expect(viaGateway.body.toString()).toBe('hello from /from-api');
+    expect(sessions.map((x) => x.visitor)).toContain('gateway');
+
+    const local = await connect({ link: s.link });
+    expect(local.kind).toBe('http');
+    expect(local.url).toBe(`http://127.0.0.1:${local.port}/`);
+    const viaConnect = await request(local.port, `127.0.0.1:${local.port}`, '/from-connect');
+    expect(viaConnect.body.toString()).toBe('hello from /from-connect');
+    expect(viaConnect.headers['beam-path']).toMatch(/^(direct|relay)$/);
+
+    await local.close();
+    await s.close();
+    const gone = await request(server.port, host, '/from-api');
+    expect(gone.status).toBe(404);
+    expect(gone.headers['beam-error']).toBe('BEAM_ERR_SHARE_NOT_FOUND');
+  });
+
+  it('starts the inspector when asked', async () => {
+    const s = await share({ target: origin.port, server: server.url, inspect: 0 });
+    try {
+      expect(s.inspect).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+      await request(server.port, new URL(s.url).host, '/inspected');
+      const list = await fetch(`${s.inspect}/api/requests`).then((r) => r.json() as Promise<{ requests: Array<{ target: string }> }>);
+      expect(list.requests.map((r) => r.target)).toEqual(['/inspected']);
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('rejects bad options with BeamError codes, starting nothing', async () => {
+    const bad = [
+      share({ target: 'not-a-port', server: server.url }),
+      share({ target: origin.port, server: 'ftp://example' }),
+      share({ target: origin.port, server: server.url, kind: 'tcp', auth: 'a:b' }),
+      share({ target: origin.port, server: server.url, rateLimit: 'lots' }),
+      connect({ link: 'not a link' }),
+      serve({ domain: 'bad domain!' }),
+    ];
+    for (const p of bad) {
+      const err = await p.then(() => undefined, (e: unknown) => e);
+      expect(err).toBeInstanceOf(BeamError);
+      expect((err as BeamError).code).toMatch(/^BEAM_ERR_(BAD_OPTION|BAD_REQUEST)$/);
+    }
+  });
+});
