@@ -11,6 +11,7 @@ import type { ShareKind } from '../shared/signaling.js';
 import { connect } from './connect.js';
 import { describeReport, doctor } from './doctor.js';
 import { share } from './share.js';
+import { applyEnv } from './env.js';
 import type { SessionInfo } from '../peer-agent/agent.js';
 import { createOutput, type Output } from './output.js';
 import { parseEngine, parseHostHeader, parseLogLevel, parseMs, parsePort, parseRelayMode, parseServerUrl, parseTarget, type Target } from './options.js';
@@ -31,8 +32,8 @@ interface HttpFlags extends CommonFlags {
   allowIp?: string[];
   denyIp?: string[];
   rateLimit?: string;
-  /** --inspect <port> (a string), --no-inspect (false), or neither (true). */
-  inspect: string | boolean;
+  /** --inspect <port> (a string), --no-inspect (false), or neither (undefined). */
+  inspect?: string | boolean;
 }
 interface ServeFlags extends CommonFlags {
   port: string;
@@ -82,19 +83,18 @@ function onStop(run: () => Promise<void> | void): void {
 
 async function runHttp(targetArg: string, flags: HttpFlags, kind: ShareKind = 'http'): Promise<void> {
   const out = createOutput(Boolean(flags.json));
-  const serverFlag = flags.server ?? process.env['BEAM_SERVER'];
-  const inspectFlag = flags.inspect === true ? process.env['BEAM_INSPECT'] : flags.inspect;
-  const inspect = inspectFlag === undefined ? true : inspectFlag === false || inspectFlag === 'false' || inspectFlag === 'off' ? false : inspectFlag === '0' ? 0 : parsePort(inspectFlag, '--inspect');
+  const inspectFlag = flags.inspect;
+  const inspect = inspectFlag === undefined || inspectFlag === true ? true : inspectFlag === false ? false : inspectFlag === '0' ? 0 : parsePort(inspectFlag, '--inspect');
   const shared = await share({
     target: targetArg,
     kind,
-    server: serverFlag || undefined,
+    server: flags.server || undefined,
     name: flags.name,
     hostHeader: parseHostHeader(flags.hostHeader),
     originTimeoutMs: flags.originTimeout ? parseMs(flags.originTimeout, '--origin-timeout') : undefined,
     relay: parseRelayMode(flags.relay),
     private: flags.private,
-    auth: flags.auth ?? (process.env['BEAM_AUTH'] || undefined),
+    auth: flags.auth,
     allowIp: flags.allowIp,
     denyIp: flags.denyIp,
     rateLimit: flags.rateLimit,
@@ -145,7 +145,7 @@ async function runServe(flags: ServeFlags): Promise<void> {
   if (flags.publicUrl) parseServerUrl(flags.publicUrl);
   const domain = flags.domain.toLowerCase();
   if (!/^[a-z0-9.-]+$/.test(domain)) throw new BeamError('BEAM_ERR_BAD_OPTION', `--domain "${flags.domain}" is not a domain name`);
-  const ice = validateIceConfig({ stun: flags.stun ?? [], turn: flags.turn ?? [], turnSecret: flags.turnSecret ?? (process.env['BEAM_TURN_SECRET'] || undefined) });
+  const ice = validateIceConfig({ stun: flags.stun ?? [], turn: flags.turn ?? [], turnSecret: flags.turnSecret });
   const engine = await loadEngine(parseEngine(flags.engine));
   const server = await startBeamServer({ engine, logger: log }, { port, host: flags.host, domain, publicUrl: flags.publicUrl, ice });
   const url = flags.publicUrl ?? `http://${domain}:${server.port}`;
@@ -177,7 +177,7 @@ async function runConnect(linkArg: string, flags: ConnectFlags): Promise<void> {
 }
 
 async function runDoctor(flags: { server?: string; json?: boolean }): Promise<void> {
-  const serverFlag = flags.server ?? process.env['BEAM_SERVER'];
+  const serverFlag = flags.server;
   if (!serverFlag) throw new BeamError('BEAM_ERR_BAD_OPTION', 'beam doctor needs --server <url> (or BEAM_SERVER): the server whose STUN and relay to check');
   const report = await doctor(parseServerUrl(serverFlag));
   if (flags.json) process.stdout.write(`${JSON.stringify({ event: 'doctor', ...report })}\n`);
@@ -212,7 +212,7 @@ function httpCommand(cmd: Command): Command {
 
 export function program(): Command {
   const root = new Command('beam')
-    .description('Share a local port peer to peer. `beam 3000` is short for `beam http 3000`.')
+    .description('Share a local port peer to peer. `beam 3000` is short for `beam http 3000`.\nEvery flag is also an environment variable: --log-level is BEAM_LOG_LEVEL, --private is BEAM_PRIVATE=1.')
     .argument('[port]', 'local port (or host:port) to share over HTTP');
   httpCommand(root).action(async (port: string | undefined, flags: HttpFlags) => {
     if (!port) {
@@ -275,6 +275,14 @@ export function program(): Command {
       await runDoctor(flags).catch((err: unknown) => fail(err, Boolean(flags.json)));
     });
   root.enablePositionalOptions();
+  // Every flag is also a BEAM_* variable (cli/env.ts), read before each command runs.
+  root.hook('preAction', (_root, command) => {
+    try {
+      applyEnv(command);
+    } catch (err) {
+      fail(err, command.getOptionValue('json') === true || process.env['BEAM_JSON'] === '1');
+    }
+  });
   return root;
 }
 

@@ -84,6 +84,29 @@ describe('options', () => {
     }
   });
 
+  it('every flag is a BEAM_* variable too: BEAM_JSON, BEAM_NAME, BEAM_INSPECT=off; a flag on the command line wins; a bad boolean is BEAM_ERR_BAD_OPTION', async () => {
+    const server = await startServer();
+    const proc = new BeamProcess(['http', `127.0.0.1:${origin.port}`, '--name', 'flag-wins-1'], {
+      BEAM_SERVER: server.url,
+      BEAM_JSON: '1',
+      BEAM_NAME: 'env-loses-1',
+      BEAM_INSPECT: 'off',
+    });
+    try {
+      const ready = await proc.waitFor('ready');
+      expect(ready['name']).toBe('flag-wins-1');
+      expect(ready['inspect']).toBeUndefined();
+      const bad = new BeamProcess(['http', `127.0.0.1:${origin.port}`, '--json'], { BEAM_SERVER: server.url, BEAM_PRIVATE: 'maybe' });
+      const err = await bad.waitFor('error');
+      expect(err['code']).toBe('BEAM_ERR_BAD_OPTION');
+      expect(err['message']).toContain('BEAM_PRIVATE');
+      expect(await bad.exited).toBe(1);
+    } finally {
+      await proc.kill();
+      await server.proc.kill();
+    }
+  });
+
   it('serve prints where shares live, in plain text without --json', async () => {
     const proc = new BeamProcess(['serve', '--port', '0', '--host', '127.0.0.1', '--domain', 'tunnel.test']);
     try {
