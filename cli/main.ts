@@ -10,7 +10,8 @@ import { validateIceConfig } from '../signaling/ice.js';
 import type { ShareKind } from '../shared/signaling.js';
 import { connect } from './connect.js';
 import { describeReport, doctor } from './doctor.js';
-import { share } from './share.js';
+import { share, startEmbedded, type Share } from './share.js';
+import { loadConfig } from './config.js';
 import { applyEnv } from './env.js';
 import type { SessionInfo } from '../peer-agent/agent.js';
 import { createOutput, type Output } from './output.js';
@@ -43,6 +44,11 @@ interface ServeFlags extends CommonFlags {
   stun?: string[];
   turn?: string[];
   turnSecret?: string;
+}
+interface StartFlags extends CommonFlags {
+  config: string;
+  server?: string;
+  inspect?: string | boolean;
 }
 interface ConnectFlags extends CommonFlags {
   port: string;
@@ -107,6 +113,11 @@ async function runHttp(targetArg: string, flags: HttpFlags, kind: ShareKind = 'h
     await shared.close();
     out.emit({ event: 'closed' });
   });
+  await report(shared, out, targetArg);
+}
+
+/** Prints a share's ready event, then its visitors and troubles as they come. */
+async function report(shared: Share, out: Output, target: string): Promise<void> {
   const paths = new Map<string, string>();
   const visitorEvent = (event: 'session' | 'path', s: SessionInfo): void => {
     paths.set(s.id, s.path);
@@ -131,10 +142,47 @@ async function runHttp(targetArg: string, flags: HttpFlags, kind: ShareKind = 'h
     origin: shared.origin,
     server: shared.server,
     ...(shared.inspect ? { inspect: shared.inspect } : {}),
-    ...(kind !== 'http' ? { kind } : {}),
+    ...(shared.kind !== 'http' ? { kind: shared.kind } : {}),
   });
-  if (kind !== 'udp' && !(await probe(parseTarget(targetArg)))) {
+  if (shared.kind !== 'udp' && !(await probe(parseTarget(target)))) {
     out.emit({ event: 'origin-unreachable', origin: shared.origin, code: 'ECONNREFUSED' });
+  }
+}
+
+/** `beam start`: every share in beam.yml, on one server (an embedded one by default). */
+async function runStart(flags: StartFlags): Promise<void> {
+  const json = Boolean(flags.json);
+  const config = await loadConfig(flags.config);
+  const log = logger(flags.logLevel);
+  const engineName = parseEngine(flags.engine);
+  const serverFlag = flags.server || config.server;
+  const inspectFlag = flags.inspect;
+  const inspect = inspectFlag === undefined || inspectFlag === true ? config.inspect : inspectFlag === false ? false : inspectFlag === '0' ? 0 : parsePort(inspectFlag, '--inspect');
+  // Several shares, one server: the embedded one serves them all (no default share: each Host names one).
+  const embedded = serverFlag ? undefined : await startEmbedded({ engine: await loadEngine(engineName), logger: log }, () => undefined);
+  const server = serverFlag ? parseServerUrl(serverFlag) : `http://127.0.0.1:${embedded?.port}`;
+  const started: Share[] = [];
+  const stopAll = async (): Promise<void> => {
+    for (const s of started.reverse()) await s.close();
+    await embedded?.close();
+  };
+  onStop(async () => {
+    await stopAll();
+    createOutput(json).emit({ event: 'closed' });
+  });
+  for (const c of config.shares) {
+    let s: Share;
+    try {
+      // A fixed inspector port can serve one share only: the next HTTP shares take the ports after it.
+      const port = typeof inspect === 'number' && inspect !== 0 ? inspect + started.filter((x) => x.inspect).length : inspect;
+      s = await share({ ...c.options, server, engine: engineName, logger: log, inspect: port });
+    } catch (err) {
+      await stopAll();
+      if (err instanceof BeamError) throw new BeamError(err.code, `share "${c.label}": ${err.detail ?? err.message}`);
+      throw err;
+    }
+    started.push(s);
+    await report(s, createOutput(json, process.stdout, c.label), c.options.target as string);
   }
 }
 
@@ -251,6 +299,34 @@ export function program(): Command {
     .option('--turn-secret <secret>', 'the TURN server\'s static-auth-secret, for time-limited REST credentials (env BEAM_TURN_SECRET)')
     .action(async (flags: ServeFlags) => {
       await runServe(flags).catch((err: unknown) => fail(err, Boolean(flags.json)));
+    });
+  root
+    .command('start')
+    .description('run every share declared in a config file (beam.yml)')
+    .addOption(new Option('--config <file>', 'the config file').default('beam.yml'))
+    .option('--server <url>', 'Beam server for every share (overrides the file\'s `server`); default: one embedded server')
+    .option('--inspect <port>', 'first inspector port (the file\'s `inspect` otherwise)')
+    .option('--no-inspect', 'no inspector for any share')
+    .option('--json', 'print newline-delimited JSON events on stdout, each with `share`: its label in the file')
+    .addOption(new Option('--log-level <level>', 'pino log level on stderr').default('warn'))
+    .addOption(new Option('--engine <engine>', 'WebRTC engine: node-datachannel or werift').default('node-datachannel'))
+    .addHelpText(
+      'after',
+      `
+beam.yml:
+  server: https://beam.example.com   # optional; default: one embedded server
+  inspect: true                      # true (4040, else the next free port), a port, or false
+  shares:
+    web:                             # a label of yours
+      http: 3000                     # exactly one of http / tcp / udp: a port or host:port
+      name: my-app                   # and any flag of beam http/tcp/udp by its long name:
+      auth: alice:s3cret             #   name, private, auth, allow-ip, deny-ip, rate-limit,
+    db:                              #   relay, host-header, origin-timeout
+      tcp: 5432
+      private: true`,
+    )
+    .action(async (flags: StartFlags) => {
+      await runStart(flags).catch((err: unknown) => fail(err, Boolean(flags.json)));
     });
   root
     .command('connect')

@@ -17,19 +17,26 @@ export interface Output {
   line(text: string): void;
 }
 
-export function createOutput(json: boolean, out: NodeJS.WritableStream = process.stdout): Output {
+/**
+ * `label`: the share's label in beam.yml (`beam start`): JSON events carry it
+ * as `share`, and human lines start with `[label]`.
+ */
+export function createOutput(json: boolean, out: NodeJS.WritableStream = process.stdout, label?: string): Output {
   if (json) {
     return {
-      emit: (event) => out.write(`${JSON.stringify(event)}\n`),
+      emit: (event) => out.write(`${JSON.stringify(label === undefined ? event : { ...event, share: label })}\n`),
       line: () => {},
     };
   }
+  const write = (text: string): void => {
+    out.write(`${label === undefined ? text : text.split('\n').map((l) => `[${label}] ${l}`).join('\n')}\n`);
+  };
   return {
     emit: (event) => {
       const text = describe(event);
-      if (text) out.write(`${text}\n`);
+      if (text) write(text);
     },
-    line: (text) => out.write(`${text}\n`),
+    line: write,
   };
 }
 

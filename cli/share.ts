@@ -98,7 +98,8 @@ function withSecretParam(url: string, secret: string): string {
   return u.href;
 }
 
-async function startEmbedded(components: Parameters<typeof startBeamServer>[0], defaultShare: () => string | undefined): Promise<BeamServer> {
+/** The embedded server: on DEFAULT_EMBEDDED_PORT, else the next free one. */
+export async function startEmbedded(components: Parameters<typeof startBeamServer>[0], defaultShare: () => string | undefined): Promise<BeamServer> {
   let lastError: unknown;
   for (let i = 0; i < EMBEDDED_PORT_ATTEMPTS; i++) {
     try {

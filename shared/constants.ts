@@ -199,3 +199,10 @@ export const INSPECT_BODY_BYTES = 64 * 1024;
 export const INSPECT_REPLAY_BODY_BYTES = 1024 * 1024;
 /** Live views (Server-Sent Events) open at once; each holds a socket. */
 export const INSPECT_MAX_WATCHERS = 32;
+
+// ---------------------------------------------------------------- beam.yml
+
+/** Shares one config file may declare. */
+export const MAX_CONFIG_SHARES = 32;
+/** Largest config file read. */
+export const MAX_CONFIG_BYTES = 256 * 1024;

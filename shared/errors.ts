@@ -94,6 +94,10 @@ export const ERRORS = {
     status: 400,
     message: 'A command-line option has an invalid value.',
   },
+  BEAM_ERR_CONFIG: {
+    status: 400,
+    message: 'The config file (beam.yml) is not valid. Fix the line it names; `beam start --help` shows the format.',
+  },
   BEAM_ERR_RATE_LIMITED: {
     status: 429,
     message: 'Too many requests from this visitor to this share (its owner set --rate-limit). Retry after the time in Retry-After.',
