@@ -1,8 +1,7 @@
 /** The `beam` command line. */
-import net from 'node:net';
 import { Command, Option } from 'commander';
 import { pino, type Logger } from 'pino';
-import { DEFAULT_EMBEDDED_PORT, DEFAULT_INSPECT_PORT } from '../shared/constants.js';
+import { DEFAULT_EMBEDDED_PORT, DEFAULT_INSPECT_PORT, ORIGIN_WAIT_POLL_MS } from '../shared/constants.js';
 import { BeamError } from '../shared/errors.js';
 import { startBeamServer } from '../gateway/server.js';
 import { loadEngine } from '../transport/index.js';
@@ -12,10 +11,11 @@ import { connect } from './connect.js';
 import { describeReport, doctor } from './doctor.js';
 import { share, startEmbedded, type Share } from './share.js';
 import { loadConfig } from './config.js';
+import { detectDevServer, isListening } from './detect.js';
 import { applyEnv } from './env.js';
 import type { SessionInfo } from '../peer-agent/agent.js';
 import { createOutput, type Output } from './output.js';
-import { parseEngine, parseHostHeader, parseLogLevel, parseMs, parsePort, parseRelayMode, parseServerUrl, parseTarget, type Target } from './options.js';
+import { parseEngine, parseHostHeader, parseLogLevel, parseMs, parsePort, parseRelayMode, parseServerUrl, parseTarget } from './options.js';
 
 interface CommonFlags {
   json?: boolean;
@@ -65,17 +65,6 @@ function logger(level: string): Logger {
   return pino({ level: parseLogLevel(level), base: { pid: process.pid } }, pino.destination(2));
 }
 
-function probe(target: Target): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = net.connect({ host: target.host, port: target.port });
-    socket.once('connect', () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.once('error', () => resolve(false));
-  });
-}
-
 function onStop(run: () => Promise<void> | void): void {
   let stopping = false;
   const stop = (): void => {
@@ -109,15 +98,35 @@ async function runHttp(targetArg: string, flags: HttpFlags, kind: ShareKind = 'h
     logger: logger(flags.logLevel),
   });
   // Ctrl+C from here on closes the share cleanly (freeing its name), even before 'ready' is out.
+  let stopWatching = (): void => {};
   onStop(async () => {
+    stopWatching();
     await shared.close();
     out.emit({ event: 'closed' });
   });
-  await report(shared, out, targetArg);
+  stopWatching = await report(shared, out, targetArg);
 }
 
-/** Prints a share's ready event, then its visitors and troubles as they come. */
-async function report(shared: Share, out: Output, target: string): Promise<void> {
+/**
+ * Prints a share's ready event, then its visitors and troubles as they come.
+ * While the origin is down it checks the port, and says when it is up.
+ * Returns what stops that check.
+ */
+async function report(shared: Share, out: Output, target: string): Promise<() => void> {
+  const origin = parseTarget(target);
+  let watcher: NodeJS.Timeout | undefined;
+  let stopped = false;
+  const watchOrigin = (): void => {
+    if (watcher || stopped || shared.kind === 'udp') return;
+    watcher = setInterval(() => {
+      void isListening(origin.port, origin.host).then((up) => {
+        if (!up || !watcher) return;
+        clearInterval(watcher);
+        watcher = undefined;
+        out.emit({ event: 'origin-ready', origin: shared.origin });
+      });
+    }, ORIGIN_WAIT_POLL_MS);
+  };
   const paths = new Map<string, string>();
   const visitorEvent = (event: 'session' | 'path', s: SessionInfo): void => {
     paths.set(s.id, s.path);
@@ -129,7 +138,10 @@ async function report(shared: Share, out: Output, target: string): Promise<void>
     out.emit({ event: 'session-closed', id: s.id, path: paths.get(s.id) ?? 'gateway' });
     paths.delete(s.id);
   });
-  shared.on('origin-unreachable', (e) => out.emit({ event: 'origin-unreachable', ...e }));
+  shared.on('origin-unreachable', (e) => {
+    out.emit({ event: 'origin-unreachable', ...e });
+    watchOrigin();
+  });
   shared.on('reconnecting', (e) => out.emit({ event: 'reconnecting', reason: e.reason }));
   shared.on('error', (err) => out.emit({ event: 'error', code: err.code, message: err.message }));
   shared.on('resumed', (r) => out.emit({ event: 'ready', name: r.name, url: r.url, origin: shared.origin, server: shared.server, resumed: true }));
@@ -144,9 +156,30 @@ async function report(shared: Share, out: Output, target: string): Promise<void>
     ...(shared.inspect ? { inspect: shared.inspect } : {}),
     ...(shared.kind !== 'http' ? { kind: shared.kind } : {}),
   });
-  if (shared.kind !== 'udp' && !(await probe(parseTarget(target)))) {
+  if (shared.kind !== 'udp' && !(await isListening(origin.port, origin.host))) {
     out.emit({ event: 'origin-unreachable', origin: shared.origin, code: 'ECONNREFUSED' });
+    watchOrigin();
   }
+  return () => {
+    stopped = true;
+    clearInterval(watcher);
+    watcher = undefined;
+  };
+}
+
+/** `beam` with no port: the dev server package.json declares, or the one listening. */
+async function runDetected(flags: HttpFlags): Promise<void> {
+  const { detected, candidates } = await detectDevServer(process.cwd());
+  if (!detected) {
+    throw new BeamError(
+      'BEAM_ERR_BAD_OPTION',
+      candidates.length > 1
+        ? `no port given, and several dev servers are listening (${candidates.join(', ')}): pick one, e.g. \`beam ${candidates[0]}\``
+        : 'no port given, and no dev server in package.json nor listening on the usual ports: name one, e.g. `beam 3000` (or see `beam --help`)',
+    );
+  }
+  createOutput(Boolean(flags.json)).emit({ event: 'detected', ...detected });
+  await runHttp(String(detected.port), flags);
 }
 
 /** `beam start`: every share in beam.yml, on one server (an embedded one by default). */
@@ -162,7 +195,9 @@ async function runStart(flags: StartFlags): Promise<void> {
   const embedded = serverFlag ? undefined : await startEmbedded({ engine: await loadEngine(engineName), logger: log }, () => undefined);
   const server = serverFlag ? parseServerUrl(serverFlag) : `http://127.0.0.1:${embedded?.port}`;
   const started: Share[] = [];
+  const watchers: Array<() => void> = [];
   const stopAll = async (): Promise<void> => {
+    for (const stop of watchers) stop();
     for (const s of started.reverse()) await s.close();
     await embedded?.close();
   };
@@ -182,7 +217,7 @@ async function runStart(flags: StartFlags): Promise<void> {
       throw err;
     }
     started.push(s);
-    await report(s, createOutput(json, process.stdout, c.label), c.options.target as string);
+    watchers.push(await report(s, createOutput(json, process.stdout, c.label), c.options.target as string));
   }
 }
 
@@ -263,11 +298,7 @@ export function program(): Command {
     .description('Share a local port peer to peer. `beam 3000` is short for `beam http 3000`.\nEvery flag is also an environment variable: --log-level is BEAM_LOG_LEVEL, --private is BEAM_PRIVATE=1.')
     .argument('[port]', 'local port (or host:port) to share over HTTP');
   httpCommand(root).action(async (port: string | undefined, flags: HttpFlags) => {
-    if (!port) {
-      root.help();
-      return;
-    }
-    await runHttp(port, flags).catch((err: unknown) => fail(err, Boolean(flags.json)));
+    await (port ? runHttp(port, flags) : runDetected(flags)).catch((err: unknown) => fail(err, Boolean(flags.json)));
   });
   httpCommand(root.command('http').description('share a local HTTP server').argument('<target>', 'port or host:port')).action(
     async (target: string, flags: HttpFlags) => {

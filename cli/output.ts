@@ -8,6 +8,8 @@ export type CliEvent =
   | { event: 'session' | 'path'; id: string; visitor: string; path: string; via: string; rtt?: number; after?: number }
   | { event: 'session-closed'; id: string; path: string }
   | { event: 'origin-unreachable'; origin: string; code: string }
+  | { event: 'origin-ready'; origin: string }
+  | { event: 'detected'; framework: string; port: number; from: 'package.json' | 'listening' }
   | { event: 'reconnecting'; reason: string }
   | { event: 'error'; code: string; message: string }
   | { event: 'closed' };
@@ -66,6 +68,10 @@ function describe(e: CliEvent): string | undefined {
       return `- visitor ${e.id.slice(0, 8)} left`;
     case 'origin-unreachable':
       return `! Nothing is listening on ${e.origin} (${e.code}). Start your server there; Beam forwards as soon as it answers.`;
+    case 'origin-ready':
+      return `✓ ${e.origin} is up: the link serves it now.`;
+    case 'detected':
+      return e.from === 'package.json' ? `Detected ${e.framework} in package.json: port ${e.port}.` : `Found a server listening on port ${e.port}.`;
     case 'reconnecting':
       return `! Lost the Beam server (${e.reason}); reconnecting...`;
     case 'error':

@@ -206,3 +206,10 @@ export const INSPECT_MAX_WATCHERS = 32;
 export const MAX_CONFIG_SHARES = 32;
 /** Largest config file read. */
 export const MAX_CONFIG_BYTES = 256 * 1024;
+
+// ---------------------------------------------------------------- the origin, seen from the CLI
+
+/** How long one probe of a local port may take (dev-server detection, waiting for the origin). */
+export const DETECT_PROBE_TIMEOUT_MS = 1_000;
+/** While the origin is down, the CLI checks it this often, to say when it is up. */
+export const ORIGIN_WAIT_POLL_MS = 500;

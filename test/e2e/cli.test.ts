@@ -1,5 +1,10 @@
 /** The command line as a user meets it: the embedded default, the JSON contract, human output and bad input. */
+import http from 'node:http';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freePort } from '../../bench/services.js';
 import { lanAddress } from '../../cli/lan.js';
 import { request } from '../helpers/http.js';
 import { startOrigin, type Origin } from '../helpers/origin.js';
@@ -54,6 +59,66 @@ describe('beam <port> on the embedded default', () => {
     } finally {
       await proc.kill();
     }
+  });
+});
+
+describe('beam with no port', () => {
+  it('detects the dev server from package.json, waits for it to open, says so, then serves it', async () => {
+    const server = await startServer();
+    const port = await freePort();
+    const dir = mkdtempSync(path.join(tmpdir(), 'beam-noport-'));
+    writeFileSync(path.join(dir, 'package.json'), JSON.stringify({ devDependencies: { vite: '^5' }, scripts: { dev: `vite --port ${port}` } }));
+    const proc = new BeamProcess(['--server', server.url, '--json', '--no-inspect'], {}, { cwd: dir });
+    let late: http.Server | undefined;
+    try {
+      const detected = await proc.waitFor('detected');
+      expect(detected).toMatchObject({ framework: 'Vite', port, from: 'package.json' });
+      expect(proc.events[0]?.event).toBe('detected');
+      const ready = await proc.waitFor('ready');
+      expect(ready['origin']).toBe(`localhost:${port}`);
+      await proc.waitFor('origin-unreachable');
+      const host = new URL(ready['url'] as string).host;
+      expect((await request(server.port, host, '/')).headers['beam-error']).toBe('BEAM_ERR_ORIGIN_UNREACHABLE');
+      // The dev server starts late: Beam notices and serves it.
+      late = http.createServer((_req, res) => res.end('vite is up'));
+      await new Promise<void>((resolve) => late!.listen(port, 'localhost', resolve));
+      await proc.waitFor('origin-ready');
+      const res = await request(server.port, host, '/');
+      expect(res.status).toBe(200);
+      expect(res.body.toString()).toBe('vite is up');
+    } finally {
+      await proc.kill();
+      late?.close();
+      await server.proc.kill();
+    }
+  });
+
+  it('with no package.json, shares the one usual dev port that is listening', async () => {
+    const server = await startServer();
+    const dev = http.createServer((_req, res) => res.end('found by listening'));
+    // 8888 is one of the usual dev ports (cli/detect.ts COMMON_DEV_PORTS).
+    await new Promise<void>((resolve) => dev.listen(8888, '127.0.0.1', resolve));
+    const dir = mkdtempSync(path.join(tmpdir(), 'beam-noport-'));
+    const proc = new BeamProcess(['--server', server.url, '--json', '--no-inspect'], {}, { cwd: dir });
+    try {
+      expect(await proc.waitFor('detected')).toMatchObject({ port: 8888, from: 'listening' });
+      const ready = await proc.waitFor('ready');
+      const res = await request(server.port, new URL(ready['url'] as string).host, '/');
+      expect(res.body.toString()).toBe('found by listening');
+    } finally {
+      await proc.kill();
+      dev.close();
+      await server.proc.kill();
+    }
+  });
+
+  it('with nothing to find, fails with BEAM_ERR_BAD_OPTION saying how to name a port', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'beam-noport-'));
+    const proc = new BeamProcess(['--json', '--server', 'http://127.0.0.1:1'], {}, { cwd: dir });
+    const err = await proc.waitFor('error');
+    expect(err['code']).toBe('BEAM_ERR_BAD_OPTION');
+    expect(err['message']).toContain('beam 3000');
+    expect(await proc.exited).toBe(1);
   });
 });
 

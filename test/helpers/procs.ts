@@ -23,11 +23,11 @@ export class BeamProcess {
   private waiters: Array<{ match: (e: JsonEvent) => boolean; resolve: (e: JsonEvent) => void }> = [];
   readonly exited: Promise<number | null>;
 
-  /** `netns`: run inside that network namespace (test/helpers/netlab.ts). */
-  constructor(args: string[], env: NodeJS.ProcessEnv = {}, options: { netns?: string } = {}) {
+  /** `netns`: run inside that network namespace (test/helpers/netlab.ts); `cwd`: the working directory (default the repository). */
+  constructor(args: string[], env: NodeJS.ProcessEnv = {}, options: { netns?: string; cwd?: string } = {}) {
     const [cmd, argv] = options.netns ? ['ip', ['netns', 'exec', options.netns, process.execPath, BIN, ...args]] : [process.execPath, [BIN, ...args]];
     this.child = spawn(cmd as string, argv as string[], {
-      cwd: ROOT,
+      cwd: options.cwd ?? ROOT,
       env: { ...process.env, BEAM_SERVER: '', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
