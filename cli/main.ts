@@ -44,6 +44,8 @@ interface ServeFlags extends CommonFlags {
   stun?: string[];
   turn?: string[];
   turnSecret?: string;
+  /** false with --no-compress. */
+  compress: boolean;
 }
 interface StartFlags extends CommonFlags {
   config: string;
@@ -230,7 +232,7 @@ async function runServe(flags: ServeFlags): Promise<void> {
   if (!/^[a-z0-9.-]+$/.test(domain)) throw new BeamError('BEAM_ERR_BAD_OPTION', `--domain "${flags.domain}" is not a domain name`);
   const ice = validateIceConfig({ stun: flags.stun ?? [], turn: flags.turn ?? [], turnSecret: flags.turnSecret });
   const engine = await loadEngine(parseEngine(flags.engine));
-  const server = await startBeamServer({ engine, logger: log }, { port, host: flags.host, domain, publicUrl: flags.publicUrl, ice });
+  const server = await startBeamServer({ engine, logger: log }, { port, host: flags.host, domain, publicUrl: flags.publicUrl, ice, compress: flags.compress });
   const url = flags.publicUrl ?? `http://${domain}:${server.port}`;
   if (flags.json) process.stdout.write(`${JSON.stringify({ event: 'ready', url, port: server.port, domain })}\n`);
   else out.line(`Beam server listening on ${flags.host}:${server.port}; shares are ${server.shareUrl('share-name').replace('share-name.', '<name>.')}`);
@@ -328,6 +330,7 @@ export function program(): Command {
     .option('--stun <url...>', 'STUN servers handed to peers, e.g. stun:stun.example.com:3478')
     .option('--turn <url...>', 'TURN servers handed to peers, e.g. turn:turn.example.com:3478?transport=udp')
     .option('--turn-secret <secret>', 'the TURN server\'s static-auth-secret, for time-limited REST credentials (env BEAM_TURN_SECRET)')
+    .option('--no-compress', 'send responses as the origin sent them (default: brotli or gzip for text, when the client accepts it)')
     .action(async (flags: ServeFlags) => {
       await runServe(flags).catch((err: unknown) => fail(err, Boolean(flags.json)));
     });

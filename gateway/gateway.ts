@@ -8,6 +8,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Duplex } from 'node:stream';
 import { io as connectSocket } from 'socket.io-client';
 import type { Logger } from 'pino';
+import { chooseEncoding, compressedHeaders, compressor } from './compress.js';
 import { SIGNALING_PATH, SIGNALING_PROTOCOL_VERSION } from '../shared/constants.js';
 import { BeamError, errorCodeOf, type ErrorCode } from '../shared/errors.js';
 import { StreamProtocol } from '../shared/frames.js';
@@ -43,6 +44,8 @@ export interface GatewayOptions {
   defaultShare?: () => string | undefined;
   /** How the gateway reaches agents. Default 'auto': direct, else the relay. */
   relay?: RelayMode;
+  /** Compress text responses for clients that accept it (gateway/compress.ts). Default false. */
+  compress?: boolean;
 }
 
 /**
@@ -272,7 +275,10 @@ export class Gateway {
       return;
     }
     // beam-path is Beam's to set: an origin's own is dropped.
-    const flat = endToEndHeaders(head.headers.flat()).filter(([k]) => k.toLowerCase() !== 'beam-path').flat();
+    let pairs = endToEndHeaders(head.headers.flat()).filter(([k]) => k.toLowerCase() !== 'beam-path');
+    const encoding = this.options.compress ? chooseEncoding(req.method ?? 'GET', req.headers, head.status, pairs) : undefined;
+    if (encoding) pairs = compressedHeaders(pairs, encoding);
+    const flat = pairs.flat();
     flat.push('beam-path', this.pathOf.get(stream) ?? 'unknown');
     try {
       res.writeHead(head.status, head.statusText, flat);
@@ -285,7 +291,13 @@ export class Gateway {
     // A streaming response (SSE) must not wait for its first body chunk: send
     // the head now unless body bytes are already here to go out with it.
     if (stream.readableLength === 0 && !stream.readableEnded) res.flushHeaders();
-    stream.pipe(res);
+    if (!encoding) {
+      stream.pipe(res);
+      return;
+    }
+    const compress = compressor(encoding);
+    compress.on('error', () => res.destroy());
+    stream.pipe(compress).pipe(res);
   }
 
   /** Handles an upgrade request (WebSocket) by splicing the client's socket to a stream. */

@@ -33,6 +33,8 @@ export interface BeamServerOptions {
   ice?: IceConfig;
   /** How the gateway's own HTTP entry reaches agents. Default 'auto'. */
   gatewayRelay?: RelayMode;
+  /** Compress text responses for clients that accept brotli or gzip. Default true. */
+  compress?: boolean;
 }
 
 export interface BeamServer {
@@ -118,6 +120,7 @@ export async function startBeamServer(
       gatewayToken,
       domain,
       defaultShare: options.defaultShare,
+      compress: options.compress ?? true,
     },
   );
   const metrics = createMetrics(signaling, gateway, relayServer);

@@ -213,3 +213,8 @@ export const MAX_CONFIG_BYTES = 256 * 1024;
 export const DETECT_PROBE_TIMEOUT_MS = 1_000;
 /** While the origin is down, the CLI checks it this often, to say when it is up. */
 export const ORIGIN_WAIT_POLL_MS = 500;
+
+// ---------------------------------------------------------------- gateway compression
+
+/** Responses declared smaller than this go out uncompressed: the framing would cost more than it saves. */
+export const COMPRESS_MIN_BYTES = 1024;

@@ -4,6 +4,7 @@
  * count requests.
  */
 import http from 'node:http';
+import zlib from 'node:zlib';
 import { createHash } from 'node:crypto';
 import { WebSocketServer } from 'ws';
 import { listen, patternStream } from './http.js';
@@ -112,6 +113,26 @@ export async function startOrigin(port = 0): Promise<Origin> {
           res.setHeader('content-type', req.headers['content-type'] ?? 'application/octet-stream');
           res.end(Buffer.concat(chunks));
         });
+        return;
+      }
+      case '/text': {
+        // ?size=N bytes of HTML-ish text (compressible), ?type= overrides the Content-Type, ?etag= sets one.
+        const size = Number(url.searchParams.get('size') ?? 0);
+        const line = '<p>Beam shares a local port peer to peer.</p>\n';
+        const body = Buffer.from(line.repeat(Math.ceil(size / line.length) || 0).slice(0, size));
+        res.setHeader('content-type', url.searchParams.get('type') ?? 'text/html; charset=utf-8');
+        res.setHeader('content-length', body.byteLength);
+        const etag = url.searchParams.get('etag');
+        if (etag) res.setHeader('etag', `"${etag}"`);
+        const cacheControl = url.searchParams.get('cc');
+        if (cacheControl) res.setHeader('cache-control', cacheControl);
+        res.end(req.method === 'HEAD' ? undefined : body);
+        return;
+      }
+      case '/pre-gzipped': {
+        const body = zlib.gzipSync(Buffer.from('already compressed by the app '.repeat(100)));
+        res.writeHead(200, { 'content-type': 'text/plain', 'content-encoding': 'gzip', 'content-length': body.byteLength });
+        res.end(body);
         return;
       }
       case '/redirect':
