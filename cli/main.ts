@@ -15,6 +15,7 @@ import { detectDevServer, isListening } from './detect.js';
 import { applyEnv } from './env.js';
 import type { SessionInfo } from '../peer-agent/agent.js';
 import { createOutput, type Output } from './output.js';
+import { createTerminalOutput } from './tui.js';
 import { parseEngine, parseHostHeader, parseLogLevel, parseMs, parsePort, parseRelayMode, parseServerUrl, parseTarget } from './options.js';
 
 interface CommonFlags {
@@ -78,8 +79,14 @@ function onStop(run: () => Promise<void> | void): void {
   process.once('SIGTERM', stop);
 }
 
-async function runHttp(targetArg: string, flags: HttpFlags, kind: ShareKind = 'http'): Promise<void> {
-  const out = createOutput(Boolean(flags.json));
+/** JSON events; the terminal UI on a terminal; plain lines otherwise. */
+function outputFor(json: boolean): Output & { progress?: (text: string) => void } {
+  if (json) return createOutput(true);
+  return process.stdout.isTTY ? createTerminalOutput(process.stdout) : createOutput(false);
+}
+
+async function runHttp(targetArg: string, flags: HttpFlags, kind: ShareKind = 'http', out = outputFor(Boolean(flags.json))): Promise<void> {
+  out.progress?.(`Connecting to ${flags.server || 'the embedded server'}…`);
   const inspectFlag = flags.inspect;
   const inspect = inspectFlag === undefined || inspectFlag === true ? true : inspectFlag === false ? false : inspectFlag === '0' ? 0 : parsePort(inspectFlag, '--inspect');
   const shared = await share({
@@ -180,8 +187,9 @@ async function runDetected(flags: HttpFlags): Promise<void> {
         : 'no port given, and no dev server in package.json nor listening on the usual ports: name one, e.g. `beam 3000` (or see `beam --help`)',
     );
   }
-  createOutput(Boolean(flags.json)).emit({ event: 'detected', ...detected });
-  await runHttp(String(detected.port), flags);
+  const out = outputFor(Boolean(flags.json));
+  out.emit({ event: 'detected', ...detected });
+  await runHttp(String(detected.port), flags, 'http', out);
 }
 
 /** `beam start`: every share in beam.yml, on one server (an embedded one by default). */

@@ -47,7 +47,8 @@ function via(e: { path: string; via: string; rtt?: number }): string {
   return e.rtt !== undefined ? `${how}, ${e.rtt} ms` : how;
 }
 
-function describe(e: CliEvent): string | undefined {
+/** The plain line for an event, or none. */
+export function describe(e: CliEvent): string | undefined {
   switch (e.event) {
     case 'ready':
       return e.resumed

@@ -56,6 +56,9 @@ describe('beam <port> on the embedded default', () => {
       const link = await proc.waitFor((e) => e.event === 'text' && String(e['line']).includes('Link:'));
       expect(String(link['line'])).toMatch(/Link:\s+http:\/\/[a-z]+-[a-z]+-\d{3}\.localhost:\d+\//);
       await proc.waitFor((e) => e.event === 'text' && String(e['line']).includes('Ctrl+C'));
+      // Not a terminal: no colours, no spinner, no QR code.
+      const text = proc.events.map((e) => String(e['line'])).join('\n');
+      expect(text).not.toMatch(/\x1b|[▄▀█⠋]/);
     } finally {
       await proc.kill();
     }

@@ -1,0 +1,99 @@
+/**
+ * The terminal UI under a real pseudo-terminal (util-linux `script`): a
+ * spinner, the link with a QR code that encodes it, and the live visitor list;
+ * `--json` on a terminal stays pure JSON.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import qrcode from 'qrcode-terminal';
+import { BIN, ROOT, startServer, type ServerHandle } from '../helpers/procs.js';
+import { startOrigin, type Origin } from '../helpers/origin.js';
+import { request } from '../helpers/http.js';
+
+let origin: Origin;
+let server: ServerHandle;
+beforeAll(async () => {
+  origin = await startOrigin();
+  server = await startServer();
+});
+afterAll(async () => {
+  await server?.proc.kill();
+  await origin?.close();
+});
+
+/** `beam` with a pseudo-terminal as its stdout. */
+class OnTerminal {
+  readonly child: ChildProcess;
+  output = '';
+  private waiters: Array<{ test: (s: string) => boolean; resolve: () => void }> = [];
+  readonly exited: Promise<void>;
+
+  constructor(args: string[]) {
+    const command = [process.execPath, BIN, ...args].map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ');
+    // -q: no banner; -f: flush as written; -e: the child's exit status; -c: the command.
+    this.child = spawn('script', ['-qfec', command, '/dev/null'], { cwd: ROOT, env: { ...process.env, TERM: 'xterm-256color', BEAM_SERVER: '' }, detached: true, stdio: ['pipe', 'pipe', 'pipe'] });
+    this.child.stdout!.on('data', (d: Buffer) => {
+      this.output += d.toString();
+      for (const w of [...this.waiters]) {
+        if (w.test(this.output)) {
+          this.waiters.splice(this.waiters.indexOf(w), 1);
+          w.resolve();
+        }
+      }
+    });
+    this.exited = new Promise((resolve) => this.child.once('exit', () => resolve()));
+  }
+
+  until(test: (s: string) => boolean): Promise<void> {
+    if (test(this.output)) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      this.waiters.push({ test, resolve });
+      void this.exited.then(() => reject(new Error(`exited; output: ${JSON.stringify(this.output.slice(-2000))}`)));
+    });
+  }
+
+  async stop(): Promise<void> {
+    if (this.child.exitCode === null) process.kill(-this.child.pid!, 'SIGTERM');
+    await this.exited;
+  }
+}
+
+const plain = (s: string): string => s.replace(/\x1b\[[0-9;]*[A-Za-z]/g, '').replace(/\r/g, '');
+
+describe('on a terminal', () => {
+  it('shows a spinner, then the link and a QR code that encodes it, then visitors live with their path and RTT', async () => {
+    const t = new OnTerminal(['http', String(origin.port), '--server', server.url, '--no-inspect']);
+    try {
+      await t.until((s) => s.includes('Press Ctrl+C to stop.'));
+      expect(t.output).toMatch(/⠋\S* Connecting to http:\/\/127\.0\.0\.1:\d+…/);
+      const text = plain(t.output);
+      const url = /Link\s+(http:\/\/\S+)/.exec(text)?.[1] as string;
+      expect(url).toMatch(/^http:\/\/[a-z]+-[a-z]+-\d{3}\.localhost:\d+\/$/);
+      let expected = '';
+      qrcode.generate(url, { small: true }, (code) => (expected = code));
+      const indented = expected.replace(/\n$/, '').split('\n').map((l) => `  ${l}`).join('\n');
+      expect(text).toContain(indented);
+
+      expect((await request(server.port, new URL(url).host, '/tui')).status).toBe(200);
+      await t.until((s) => /Visitors \(1\)/.test(plain(s)) && / ms\s*$/m.test(plain(s)));
+      const list = plain(t.output).split('Visitors (1)').at(-1) as string;
+      expect(list).toMatch(/● \S{8}\s+gateway\s+gateway via (direct|turn|relay)\s+[\d.]+ ms/);
+    } finally {
+      await t.stop();
+    }
+  });
+
+  it('--json stays pure JSON on a terminal: no spinner, colours or QR code', async () => {
+    const t = new OnTerminal(['http', String(origin.port), '--server', server.url, '--json', '--no-inspect']);
+    try {
+      await t.until((s) => s.includes('"event":"ready"'));
+      await t.stop();
+      const lines = t.output.split('\n').map((l) => l.replace(/\r$/, '')).filter(Boolean);
+      expect(lines.length).toBeGreaterThan(0);
+      for (const line of lines) expect(() => JSON.parse(line), line).not.toThrow();
+      expect(t.output).not.toMatch(/\x1b|[▄▀█⠋]/);
+    } finally {
+      await t.stop();
+    }
+  });
+});
