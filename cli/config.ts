@@ -17,8 +17,8 @@
  * ```
  *
  * Each share takes the flags of `beam http|tcp|udp` by their long names:
- * name, private, auth, allow-ip, deny-ip, rate-limit, relay, host-header,
- * origin-timeout. Unknown keys are errors, so a typo never passes silently.
+ * name, private, auth, allow-ip, deny-ip, rate-limit, max-visitors, relay,
+ * host-header, origin-timeout. Unknown keys are errors, so a typo never passes silently.
  */
 import { readFile } from 'node:fs/promises';
 import { parseDocument } from 'yaml';
@@ -51,6 +51,7 @@ const ShareSchema = z
     'allow-ip': list.optional(),
     'deny-ip': list.optional(),
     'rate-limit': z.string().optional(),
+    'max-visitors': z.number().int().min(1).optional(),
     relay: z.enum(RELAY_MODES).optional(),
     'host-header': z.enum(['rewrite', 'preserve']).optional(),
     'origin-timeout': z.number().int().positive().optional(),
@@ -113,6 +114,7 @@ export function parseConfig(text: string, file: string): Config {
           allowIp: s['allow-ip'],
           denyIp: s['deny-ip'],
           rateLimit: s['rate-limit'],
+          maxVisitors: s['max-visitors'],
           relay: s.relay,
           hostHeader: s['host-header'],
           originTimeoutMs: s['origin-timeout'],

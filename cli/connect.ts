@@ -11,12 +11,13 @@ import dgram from 'node:dgram';
 import http from 'node:http';
 import net, { type AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
-import { MAX_HEADER_BYTES, MAX_UDP_FLOWS, TCP_KEEPALIVE_MS, UDP_FLOW_IDLE_MS } from '../shared/constants.js';
+import { MAX_UDP_FLOWS, TCP_KEEPALIVE_MS, UDP_FLOW_IDLE_MS } from '../shared/constants.js';
 import { StreamProtocol } from '../shared/frames.js';
 import { BeamError } from '../shared/errors.js';
 import type { RelayMode, ShareKind } from '../shared/signaling.js';
 import { splice } from '../transport/splice.js';
 import { Gateway } from '../gateway/gateway.js';
+import { createHttpEntry } from '../gateway/http-entry.js';
 import type { WebRtcEngine } from '../transport/engine.js';
 import { ephemeralIdentity } from '../transport/identity.js';
 import { parseLink } from '../transport/link.js';
@@ -42,7 +43,7 @@ export interface Connected {
 
 /** An HTTP share on localhost: a one-share gateway, WebSockets included. */
 function httpListener(gateway: Gateway): net.Server {
-  const local = http.createServer({ maxHeaderSize: MAX_HEADER_BYTES });
+  const local = createHttpEntry();
   local.on('request', (req, res) => void gateway.handleRequest(req, res));
   local.on('upgrade', (req, socket, head: Buffer) => void gateway.handleUpgrade(req, socket, head));
   return local;

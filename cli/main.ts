@@ -16,7 +16,7 @@ import { applyEnv } from './env.js';
 import type { SessionInfo } from '../peer-agent/agent.js';
 import { createOutput, type Output } from './output.js';
 import { createTerminalOutput } from './tui.js';
-import { parseEngine, parseHostHeader, parseLogLevel, parseMs, parsePort, parseRelayMode, parseServerUrl, parseTarget } from './options.js';
+import { parseCount, parseEngine, parseHostHeader, parseLogLevel, parseMs, parsePort, parseRelayMode, parseServerUrl, parseTarget } from './options.js';
 
 interface CommonFlags {
   json?: boolean;
@@ -34,6 +34,7 @@ interface HttpFlags extends CommonFlags {
   allowIp?: string[];
   denyIp?: string[];
   rateLimit?: string;
+  maxVisitors?: string;
   /** --inspect <port> (a string), --no-inspect (false), or neither (undefined). */
   inspect?: string | boolean;
 }
@@ -102,6 +103,7 @@ async function runHttp(targetArg: string, flags: HttpFlags, kind: ShareKind = 'h
     allowIp: flags.allowIp,
     denyIp: flags.denyIp,
     rateLimit: flags.rateLimit,
+    maxVisitors: flags.maxVisitors !== undefined ? parseCount(flags.maxVisitors, '--max-visitors') : undefined,
     inspect,
     engine: parseEngine(flags.engine),
     logger: logger(flags.logLevel),
@@ -299,6 +301,7 @@ function httpCommand(cmd: Command): Command {
     .option('--allow-ip <cidr...>', 'only visitors from these addresses or ranges get in')
     .option('--deny-ip <cidr...>', 'visitors from these addresses or ranges are refused')
     .option('--rate-limit <N/min>', 'requests per visitor (also N/s, N/h); over it: 429')
+    .option('--max-visitors <n>', 'visitors at once (a peer-to-peer session, or a gateway client address until quiet for a minute); over it: 503')
     .option('--inspect <port>', `inspector web UI on 127.0.0.1:<port> (env BEAM_INSPECT; default ${DEFAULT_INSPECT_PORT}, else the next free port)`)
     .option('--no-inspect', 'no inspector: requests are not recorded');
 }

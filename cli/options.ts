@@ -68,3 +68,9 @@ export function parseBasicAuth(value: string): { user: string; pass: string } {
   if (colon < 1 || colon === value.length - 1) throw new BeamError('BEAM_ERR_BAD_OPTION', '--auth must be user:password (e.g. --auth alice:s3cret), both non-empty');
   return { user: value.slice(0, colon), pass: value.slice(colon + 1) };
 }
+
+/** A whole number from 1, e.g. --max-visitors. */
+export function parseCount(value: string, what: string): number {
+  if (!/^\d{1,9}$/.test(value) || Number(value) < 1) throw new BeamError('BEAM_ERR_BAD_OPTION', `${what} must be a whole number from 1 (got "${value}")`);
+  return Number(value);
+}

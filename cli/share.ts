@@ -42,6 +42,8 @@ export interface ShareOptions {
   denyIp?: string[] | undefined;
   /** `N/min`, `N/s` or `N/h` per visitor. */
   rateLimit?: string | undefined;
+  /** Visitors at once: a peer-to-peer visitor while its session lasts, a gateway client address until quiet for a minute. */
+  maxVisitors?: number | undefined;
   /** Default 'auto': direct WebRTC, else the relay. */
   relay?: RelayMode | undefined;
   /** Default 'rewrite'. */
@@ -147,6 +149,9 @@ export async function share(options: ShareOptions): Promise<Share> {
   if (options.auth !== undefined && kind !== 'http') throw new BeamError('BEAM_ERR_BAD_OPTION', `--auth is HTTP basic auth; a ${kind} share can use --private`);
   const basicAuth = options.auth !== undefined ? parseBasicAuth(options.auth) : undefined;
   const rateLimit = options.rateLimit !== undefined ? parseRateLimit(options.rateLimit) : undefined;
+  if (options.maxVisitors !== undefined && !(Number.isInteger(options.maxVisitors) && options.maxVisitors >= 1)) {
+    throw new BeamError('BEAM_ERR_BAD_OPTION', `--max-visitors must be a whole number from 1 (got ${options.maxVisitors})`);
+  }
   const ipRules = options.allowIp?.length || options.denyIp?.length ? new IpRules(options.allowIp ?? [], options.denyIp ?? []) : undefined;
   const inspect = kind === 'http' ? (options.inspect ?? false) : false;
   if (typeof inspect === 'number' && !(Number.isInteger(inspect) && inspect >= 0 && inspect <= 65535)) {
@@ -184,7 +189,7 @@ export async function share(options: ShareOptions): Promise<Share> {
 
     const a = new Agent(
       { engine, logger: log, identity, inspector },
-      { server: handle.server, origin: target, name: options.name, hostHeader, originTimeoutMs: options.originTimeoutMs, relay, kind, secret, basicAuth, ipRules, rateLimit },
+      { server: handle.server, origin: target, name: options.name, hostHeader, originTimeoutMs: options.originTimeoutMs, relay, kind, secret, basicAuth, ipRules, rateLimit, maxVisitors: options.maxVisitors },
     );
     agent = a;
     handle.closeParts.push(() => a.close());

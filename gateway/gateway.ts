@@ -9,8 +9,9 @@ import { Duplex } from 'node:stream';
 import { io as connectSocket } from 'socket.io-client';
 import type { Logger } from 'pino';
 import { chooseEncoding, compressedHeaders, compressor } from './compress.js';
-import { SIGNALING_PATH, SIGNALING_PROTOCOL_VERSION } from '../shared/constants.js';
-import { BeamError, errorCodeOf, type ErrorCode } from '../shared/errors.js';
+import { MAX_CLIENT_HEADER_COUNT, SIGNALING_PATH, SIGNALING_PROTOCOL_VERSION } from '../shared/constants.js';
+import { tooManyHeaders } from './http-entry.js';
+import { BeamError, errorCodeOf, isErrorCode, type ErrorCode } from '../shared/errors.js';
 import { StreamProtocol } from '../shared/frames.js';
 import { decodeResponseHead, encodeHead, endToEndHeaders, FORWARDING_HEADERS, readHead, type RequestHead, type ResponseHead } from '../shared/http-head.js';
 import type { MuxStream } from '../shared/mux.js';
@@ -103,7 +104,8 @@ export class Gateway {
     this.socket.on('session:closed', (raw) => {
       try {
         const msg = decode(SessionClosedSchema, raw, 'session:closed');
-        for (const link of [...this.links.values()]) if (link.sessionId === msg.sessionId) link.close();
+        const code = isErrorCode(msg.code) ? msg.code : undefined;
+        for (const link of [...this.links.values()]) if (link.sessionId === msg.sessionId) link.close(code);
       } catch {
         // malformed: nothing to close
       }
@@ -224,6 +226,7 @@ export class Gateway {
 
   /** The stream for a request's share, or the error a visitor gets instead. */
   private async streamFor(req: IncomingMessage): Promise<MuxStream | { code: ErrorCode; detail?: string }> {
+    if (tooManyHeaders(req)) return { code: 'BEAM_ERR_HEAD_TOO_LARGE', detail: `more than ${MAX_CLIENT_HEADER_COUNT} header lines` };
     const share = this.route(req.headers.host);
     if (!share) return { code: 'BEAM_ERR_SHARE_NOT_FOUND', detail: `no share for host "${req.headers.host ?? ''}"` };
     try {

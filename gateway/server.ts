@@ -8,13 +8,14 @@ import type { AddressInfo } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { Server as SocketIoServer } from 'socket.io';
 import type { Logger } from 'pino';
-import { DRAIN_TIMEOUT_MS, MAX_HEADER_BYTES, MAX_SIGNALING_MESSAGE_BYTES, RELAY_PATH, SIGNALING_PATH } from '../shared/constants.js';
+import { DRAIN_TIMEOUT_MS, MAX_SIGNALING_MESSAGE_BYTES, RELAY_PATH, SIGNALING_PATH } from '../shared/constants.js';
 import type { RelayMode } from '../shared/signaling.js';
 import { iceServersFor, type IceConfig } from '../signaling/ice.js';
 import { ephemeralIdentity } from '../transport/identity.js';
 import { SignalingServer, type SignalingIo } from '../signaling/server.js';
 import type { WebRtcEngine } from '../transport/engine.js';
 import { Gateway } from './gateway.js';
+import { createHttpEntry } from './http-entry.js';
 import { createMetrics } from './metrics.js';
 import { RelayServer } from './relay.js';
 
@@ -35,6 +36,8 @@ export interface BeamServerOptions {
   gatewayRelay?: RelayMode;
   /** Compress text responses for clients that accept brotli or gzip. Default true. */
   compress?: boolean;
+  /** How long a client may take over its request head. Default GATEWAY_HEADERS_TIMEOUT_MS. */
+  headersTimeoutMs?: number;
 }
 
 export interface BeamServer {
@@ -77,7 +80,7 @@ export async function startBeamServer(
 ): Promise<BeamServer> {
   const domain = (options.domain ?? 'localhost').toLowerCase();
   const gatewayToken = randomBytes(24).toString('base64url');
-  const server = http.createServer({ maxHeaderSize: MAX_HEADER_BYTES });
+  const server = createHttpEntry({ headersTimeoutMs: options.headersTimeoutMs });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(options.port, options.host ?? '0.0.0.0', () => {

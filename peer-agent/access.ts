@@ -10,7 +10,7 @@ import { timingSafeEqual } from 'node:crypto';
 import net from 'node:net';
 import { RateLimiterMemory, RateLimiterRes } from 'rate-limiter-flexible';
 import { BeamError } from '../shared/errors.js';
-import { SECRET_COOKIE, SECRET_HEADER, SECRET_PARAM } from '../shared/constants.js';
+import { SECRET_COOKIE, SECRET_HEADER, SECRET_PARAM, VISITOR_IDLE_MS } from '../shared/constants.js';
 
 type Pair = [string, string];
 
@@ -179,4 +179,46 @@ export function parseRateLimit(value: string): RateLimit {
   if (!m || points < 1) throw new BeamError('BEAM_ERR_BAD_OPTION', `--rate-limit "${value}" should look like 100/min (or 10/s, 1000/h)`);
   const unit = m[2]!;
   return new RateLimit(points, unit === 's' || unit === 'sec' ? 1 : unit === 'h' || unit === 'hour' ? 3600 : 60);
+}
+
+/**
+ * --max-visitors: how many visitors a share has at once. A peer-to-peer
+ * visitor is its session, held while the session lasts; a gateway visitor is
+ * its client address, held until it has been quiet for VISITOR_IDLE_MS.
+ */
+export class VisitorLimit {
+  readonly max: number;
+  private readonly idleMs: number;
+  private readonly now: () => number;
+  /** Key -> last seen (Infinity while a session holds it). */
+  private readonly seen = new Map<string, number>();
+
+  constructor(max: number, options: { idleMs?: number; now?: () => number } = {}) {
+    if (!Number.isInteger(max) || max < 1) throw new BeamError('BEAM_ERR_BAD_OPTION', `--max-visitors must be a whole number from 1 (got ${max})`);
+    this.max = max;
+    this.idleMs = options.idleMs ?? VISITOR_IDLE_MS;
+    this.now = options.now ?? Date.now;
+  }
+
+  /** Lets `key` in (again), or refuses it when the share is full. `hold`: until leave(), however quiet. */
+  enter(key: string, hold = false): boolean {
+    const now = this.now();
+    if (!this.seen.has(key)) {
+      if (this.seen.size >= this.max) {
+        for (const [k, last] of this.seen) if (now - last >= this.idleMs) this.seen.delete(k);
+      }
+      if (this.seen.size >= this.max) return false;
+    }
+    this.seen.set(key, hold ? Infinity : now);
+    return true;
+  }
+
+  leave(key: string): void {
+    this.seen.delete(key);
+  }
+
+  /** Seconds until a quiet gateway visitor's place frees up, for Retry-After. */
+  get retryAfterS(): number {
+    return Math.ceil(this.idleMs / 1000);
+  }
 }

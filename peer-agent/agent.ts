@@ -40,7 +40,7 @@ import { connectRelay } from '../transport/relay.js';
 import { channelPipe, directPrologue, secure, SecureFrameChannel, withSecret } from '../transport/secure.js';
 import { OriginForwarder, type Origin, type ReplayEdits } from './origin.js';
 import type { Inspector } from './inspect.js';
-import type { BasicCredentials, IpRules, RateLimit } from './access.js';
+import { VisitorLimit, type BasicCredentials, type IpRules, type RateLimit } from './access.js';
 import { serveTcp } from './tcp.js';
 import { UdpForwarder } from './udp.js';
 import { decodeDatagram, encodeDatagram, encodeRecord, RecordReader } from '../shared/datagram.js';
@@ -71,6 +71,8 @@ export interface AgentOptions {
   ipRules?: IpRules;
   /** --rate-limit: requests (TCP: connections) per visitor. */
   rateLimit?: RateLimit;
+  /** --max-visitors: visitors at once, on every path. */
+  maxVisitors?: number;
   /**
    * Makes the share private: `beam connect` visitors prove this secret in the
    * Noise handshake, gateway requests carry it (shared/constants.ts SECRET_*).
@@ -145,6 +147,7 @@ export class Agent extends EventEmitter<AgentEvents> {
   private readonly log: Logger;
   private readonly options: AgentOptions;
   private readonly forwarder: OriginForwarder;
+  private readonly visitorLimit: VisitorLimit | undefined;
   private readonly sessions = new Map<string, AgentSession>();
   private socket: Socket<ServerToClientEvents, ClientToServerEvents> | undefined;
   private registered: Registered | undefined;
@@ -158,6 +161,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.relayMode = options.relay ?? 'auto';
     this.log = components.logger.child({ component: 'agent' });
     this.options = options;
+    this.visitorLimit = options.maxVisitors !== undefined ? new VisitorLimit(options.maxVisitors) : undefined;
     this.forwarder = new OriginForwarder(
       {
         logger: this.log,
@@ -167,7 +171,14 @@ export class Agent extends EventEmitter<AgentEvents> {
         inspector: components.inspector,
       },
       options.origin,
-      { hostHeader: options.hostHeader ?? 'rewrite', timeoutMs: options.originTimeoutMs ?? DEFAULT_ORIGIN_TIMEOUT_MS, basicAuth: options.basicAuth, ipRules: options.ipRules, rateLimit: options.rateLimit },
+      {
+        hostHeader: options.hostHeader ?? 'rewrite',
+        timeoutMs: options.originTimeoutMs ?? DEFAULT_ORIGIN_TIMEOUT_MS,
+        basicAuth: options.basicAuth,
+        ipRules: options.ipRules,
+        rateLimit: options.rateLimit,
+        visitorLimit: this.visitorLimit,
+      },
     );
   }
 
@@ -290,6 +301,12 @@ export class Agent extends EventEmitter<AgentEvents> {
       announced: false,
       setupTimer: undefined,
     };
+    // The server's own gateway is not a visitor: the clients behind it are, one by one.
+    if (session.visitor !== 'gateway' && this.visitorLimit && !this.visitorLimit.enter(`session:${session.id}`, true)) {
+      this.log.info({ session: session.id, max: this.visitorLimit.max }, 'visitor refused: --max-visitors');
+      this.socket?.emit('session:close', { sessionId: session.id, code: 'BEAM_ERR_MAX_VISITORS' });
+      return;
+    }
     this.sessions.set(session.id, session);
     this.armSetupTimer(session);
   }
@@ -556,6 +573,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     if (!session) return;
     this.log.debug({ session: id }, 'session ended');
     this.sessions.delete(id);
+    this.visitorLimit?.leave(`session:${id}`);
     clearTimeout(session.setupTimer);
     for (const mux of session.paths.values()) mux.close('BEAM_ERR_PEER_GONE');
     session.udp?.close();

@@ -6,7 +6,7 @@ import http from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { BeamError, ERRORS, errorCodeOf, type ErrorCode } from '../shared/errors.js';
-import { admit, checkBasic, stripSecret, type BasicCredentials, type IpRules, type RateLimit } from './access.js';
+import { admit, checkBasic, stripSecret, type BasicCredentials, type IpRules, type RateLimit, type VisitorLimit } from './access.js';
 import type { Capture, HeaderPairs, Inspector, RequestPath } from './inspect.js';
 import { decodeRequestHead, encodeHead, endToEndHeaders, endToEndPairs, FORWARDING_HEADERS, readHead, type RequestHead } from '../shared/http-head.js';
 
@@ -26,6 +26,8 @@ export interface OriginOptions {
   ipRules?: IpRules;
   /** --rate-limit. */
   rateLimit?: RateLimit;
+  /** --max-visitors: gateway visitors are counted here, by client address. */
+  visitorLimit?: VisitorLimit;
 }
 
 /** Who sent a request, and how it came. */
@@ -124,6 +126,16 @@ export class OriginForwarder {
         return;
       }
       ({ target, headers, setCookie } = admission);
+    }
+    // Peer-to-peer visitors were counted when their session came; gateway visitors are, by address, here.
+    if (this.options.visitorLimit && trustForwarded && !this.options.visitorLimit.enter(`ip:${forwardedFor ?? '?'}`)) {
+      refuse('BEAM_ERR_MAX_VISITORS', {
+        status: 503,
+        statusText: 'Service Unavailable',
+        headers: [['Retry-After', String(this.options.visitorLimit.retryAfterS)], ['Content-Type', 'text/plain; charset=utf-8']],
+        body: `This share already has ${this.options.visitorLimit.max} visitor(s), as many as its owner allows; retry in a minute.\n`,
+      });
+      return;
     }
     if (this.options.rateLimit) {
       // Per visitor: a gateway client by its address, a peer-to-peer visitor by its session.

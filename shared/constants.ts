@@ -95,8 +95,17 @@ export const PATH_DEAD_MS = 8_000;
 export const MAX_HEAD_BYTES = 64 * 1024;
 /** Largest number of header lines in one head (Node's own default is 2,000). */
 export const MAX_HEADER_COUNT = 200;
+/** Header lines a gateway client may send: room is left for the X-Forwarded-* and Upgrade lines the gateway adds. */
+export const MAX_CLIENT_HEADER_COUNT = MAX_HEADER_COUNT - 4;
 /** Largest total header bytes a gateway client may send (Node's --max-http-header-size default). */
 export const MAX_HEADER_BYTES = 16 * 1024;
+/**
+ * How long a gateway client may take to send its request head, before a 408
+ * (slowloris). Node's default is 60 s; Apache's mod_reqtimeout allows 20-40 s.
+ */
+export const GATEWAY_HEADERS_TIMEOUT_MS = 20_000;
+/** How often the gateway looks for clients past GATEWAY_HEADERS_TIMEOUT_MS. */
+export const HEADERS_TIMEOUT_CHECK_MS = 1_000;
 
 // ---------------------------------------------------------------- signaling
 
@@ -182,6 +191,11 @@ export const MAX_RELAY_SESSIONS = 4096;
 export const SECRET_PARAM = 'beam_secret';
 export const SECRET_COOKIE = 'beam_secret';
 export const SECRET_HEADER = 'beam-secret';
+/**
+ * --max-visitors counts a gateway visitor (a client address) until it has
+ * made no request for this long; a peer-to-peer visitor while its session lasts.
+ */
+export const VISITOR_IDLE_MS = 60_000;
 
 // ---------------------------------------------------------------- inspector
 

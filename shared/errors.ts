@@ -94,6 +94,10 @@ export const ERRORS = {
     status: 400,
     message: 'A command-line option has an invalid value.',
   },
+  BEAM_ERR_MAX_VISITORS: {
+    status: 503,
+    message: 'This share already has as many visitors as its owner allows (--max-visitors). Retry in a minute.',
+  },
   BEAM_ERR_CONFIG: {
     status: 400,
     message: 'The config file (beam.yml) is not valid. Fix the line it names; `beam start --help` shows the format.',

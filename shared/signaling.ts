@@ -10,7 +10,7 @@
  *   both    -> server  session:signal {sessionId, signal: candidate} forwarded to the other party
  *   visitor -> server  session:signal {sessionId, signal: relay}     forwarded to the agent: "meet me
  *                      at the relay" (RELAY_PATH, each side with its one-time relayToken)
- *   either  -> server  session:close {sessionId}
+ *   either  -> server  session:close {sessionId, code?}
  *   server  -> both    session:closed {sessionId, code}  when a party leaves or closes
  *   agent   -> server  share:close {}                             ack {released}: its names are
  *                      freed at once (a dropped connection keeps them for the resume grace)
@@ -30,7 +30,7 @@
  */
 import { z } from 'zod';
 import { MAX_CANDIDATE_BYTES, MAX_NAME_LENGTH, MAX_SDP_BYTES, SIGNALING_PROTOCOL_VERSION } from './constants.js';
-import { BeamError, type ErrorCode } from './errors.js';
+import { BeamError, ERROR_CODES, type ErrorCode } from './errors.js';
 
 export const SHARE_KINDS = ['http', 'tcp', 'udp'] as const;
 /** What a share carries: HTTP exchanges, raw TCP connections, or UDP datagrams. */
@@ -85,6 +85,10 @@ export type SessionSignal = z.infer<typeof SessionSignalSchema>;
 
 export const SessionRefSchema = z.object({ sessionId });
 export type SessionRef = z.infer<typeof SessionRefSchema>;
+
+/** `session:close`: optionally why, passed on to the other party (an agent refusing a visitor over --max-visitors). */
+export const SessionCloseSchema = z.object({ sessionId, code: z.enum(ERROR_CODES as [ErrorCode, ...ErrorCode[]]).optional() });
+export type SessionClose = z.infer<typeof SessionCloseSchema>;
 
 export const IceServerSchema = z.object({
   urls: z.string().max(512),
@@ -144,7 +148,7 @@ export interface ClientToServerEvents {
   'share:close': (req: Record<string, never>, ack: (res: Ack<{ released: string[] }>) => void) => void;
   'session:open': (req: OpenSessionRequest, ack: (res: Ack<SessionOpened>) => void) => void;
   'session:signal': (msg: SessionSignal) => void;
-  'session:close': (msg: SessionRef) => void;
+  'session:close': (msg: SessionClose) => void;
 }
 
 /** Events the server sends. */

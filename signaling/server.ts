@@ -14,7 +14,7 @@ import {
   HandshakeSchema,
   OpenSessionRequestSchema,
   RegisterRequestSchema,
-  SessionRefSchema,
+  SessionCloseSchema, SessionRefSchema,
   SessionSignalSchema,
   wireError,
   type Ack,
@@ -223,10 +223,10 @@ export class SignalingServer {
 
     socket.on('session:close', (raw) => {
       try {
-        const msg = decode(SessionRefSchema, raw, 'session:close');
+        const msg = decode(SessionCloseSchema, raw, 'session:close');
         const session = this.sessions.get(msg.sessionId);
         if (!session || (session.agent !== socket.id && session.visitor !== socket.id)) return;
-        this.endSession(session, 'BEAM_ERR_PEER_GONE', socket.id);
+        this.endSession(session, msg.code ?? 'BEAM_ERR_PEER_GONE', socket.id);
       } catch (err) {
         this.reject(socket, 'session:close', err);
       }

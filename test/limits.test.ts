@@ -11,7 +11,9 @@ import {
   MAX_SHARES_PER_CONNECTION,
   SIGNALING_PATH,
   SIGNALING_PROTOCOL_VERSION,
+  VISITOR_IDLE_MS,
 } from '../shared/constants.js';
+import { VisitorLimit } from '../peer-agent/access.js';
 import { BeamError } from '../shared/errors.js';
 import { decodeRequestHead, encodeHead, readHead } from '../shared/http-head.js';
 import { request } from './helpers/http.js';
@@ -98,5 +100,26 @@ describe('server limits (real processes)', () => {
       agent.close();
       visitor.close();
     }
+  });
+});
+
+describe(`VisitorLimit (--max-visitors; a quiet gateway visitor counts for VISITOR_IDLE_MS, ${VISITOR_IDLE_MS} ms)`, () => {
+  it('admits up to max, frees a quiet visitor after the idle time, never a held session', () => {
+    let now = 0;
+    const limit = new VisitorLimit(2, { now: () => now });
+    expect(limit.enter('ip:a')).toBe(true);
+    expect(limit.enter('session:s', true)).toBe(true);
+    expect(limit.enter('ip:b')).toBe(false);
+    expect(limit.enter('ip:a')).toBe(true);
+    now += VISITOR_IDLE_MS - 1;
+    expect(limit.enter('ip:b')).toBe(false);
+    now += VISITOR_IDLE_MS;
+    // ip:a has been quiet long enough; the held session has not gone anywhere.
+    expect(limit.enter('ip:b')).toBe(true);
+    expect(limit.enter('ip:c')).toBe(false);
+    limit.leave('session:s');
+    expect(limit.enter('ip:c')).toBe(true);
+    expect(limit.retryAfterS).toBe(VISITOR_IDLE_MS / 1000);
+    expect(() => new VisitorLimit(0)).toThrow(BeamError);
   });
 });

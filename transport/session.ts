@@ -30,7 +30,7 @@ import {
   NOISE_CHANNEL_LABEL,
   STREAM_CHANNEL_LABEL,
 } from '../shared/constants.js';
-import { BeamError, isErrorCode } from '../shared/errors.js';
+import { BeamError, isErrorCode, type ErrorCode } from '../shared/errors.js';
 import { StreamProtocol } from '../shared/frames.js';
 import { decodeDatagram, encodeDatagram, encodeRecord, RecordReader } from '../shared/datagram.js';
 import { Mux, type MuxStream } from '../shared/mux.js';
@@ -479,9 +479,11 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
     this.peer?.signal(signal).catch((err: Error) => this.log.debug({ err: err.message }, 'signal from agent not applied'));
   }
 
-  close(): void {
+  /** `code`: why the other side or the server ended it, for whoever still waits on `ready`. */
+  close(code?: ErrorCode): void {
     if (this.closed) return;
     this.closed = true;
+    if (code !== undefined && !this.lastError) this.lastError = new BeamError(code);
     for (const t of this.timers) clearTimeout(t);
     this.timers.clear();
     for (const mux of this.paths.values()) mux.close('BEAM_ERR_PEER_GONE');

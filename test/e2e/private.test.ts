@@ -3,6 +3,7 @@
  * requests carry it (link parameter, then cookie, or header); `beam connect`
  * proves it in the Noise handshake; nothing without it reaches the origin.
  */
+import http from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { request } from '../helpers/http.js';
 import { startOrigin, type Origin } from '../helpers/origin.js';
@@ -264,5 +265,70 @@ describe('--rate-limit (per visitor, checked by the agent)', () => {
     const err = await p.waitFor('error');
     expect(err['code']).toBe('BEAM_ERR_BAD_OPTION');
     expect(String(err['message'])).toMatch(/100\/min/);
+  });
+});
+
+describe('--max-visitors (checked by the agent, on every path)', () => {
+  /** A gateway request from a chosen loopback address: each address is one visitor. */
+  function from(address: string, rlHost: string, path: string): Promise<{ status: number; code: string | undefined; retryAfter: string | undefined }> {
+    return new Promise((resolve, reject) => {
+      http
+        .get({ host: '127.0.0.1', port: server.port, path, localAddress: address, headers: { host: rlHost }, agent: false }, (res) => {
+          res.resume();
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, code: res.headers['beam-error'] as string | undefined, retryAfter: res.headers['retry-after'] as string | undefined }));
+        })
+        .on('error', reject);
+    });
+  }
+
+  it('lets N visitors in at once: gateway clients by address, peer-to-peer visitors by session; the next gets 503 BEAM_ERR_MAX_VISITORS', async () => {
+    const proc = new BeamProcess(['http', `127.0.0.1:${origin.port}`, '--server', server.url, '--json', '--max-visitors', '2', '--no-inspect']);
+    try {
+      const ready = await proc.waitFor('ready');
+      const mvHost = `${new URL(ready['url'] as string).hostname}:${server.port}`;
+      expect((await from('127.0.0.1', mvHost, '/mv')).status).toBe(200);
+      expect((await from('127.0.0.2', mvHost, '/mv')).status).toBe(200);
+      const before = origin.hits.get('/mv') ?? 0;
+      const third = await from('127.0.0.3', mvHost, '/mv');
+      expect(third).toEqual({ status: 503, code: 'BEAM_ERR_MAX_VISITORS', retryAfter: '60' });
+      expect(origin.hits.get('/mv')).toBe(before);
+      // Those already in stay in.
+      expect((await from('127.0.0.1', mvHost, '/mv')).status).toBe(200);
+      // A peer-to-peer visitor would be the third: refused at once, with the code.
+      const c = new BeamProcess(['connect', ready['link'] as string, '--server', server.url, '--json']);
+      const err = await c.waitFor('error');
+      expect(err['code']).toBe('BEAM_ERR_MAX_VISITORS');
+      expect(await c.exited).toBe(1);
+    } finally {
+      await proc.kill();
+    }
+  });
+
+  it('a peer-to-peer visitor holds its place while its session lasts, and frees it when it leaves', async () => {
+    const proc = new BeamProcess(['tcp', `127.0.0.1:${origin.port}`, '--server', server.url, '--json', '--max-visitors', '1']);
+    try {
+      const ready = await proc.waitFor('ready');
+      const first = new BeamProcess(['connect', ready['link'] as string, '--server', server.url, '--json']);
+      await first.waitFor('ready');
+      const second = new BeamProcess(['connect', ready['link'] as string, '--server', server.url, '--json']);
+      expect((await second.waitFor('error'))['code']).toBe('BEAM_ERR_MAX_VISITORS');
+      const mark = proc.events.length;
+      await first.kill();
+      await proc.waitFor('session-closed', mark);
+      const third = new BeamProcess(['connect', ready['link'] as string, '--server', server.url, '--json']);
+      try {
+        expect((await third.waitFor('ready'))['url']).toMatch(/^tcp:\/\//);
+      } finally {
+        await third.kill();
+      }
+    } finally {
+      await proc.kill();
+    }
+  });
+
+  it('refuses --max-visitors 0 with BEAM_ERR_BAD_OPTION', async () => {
+    const p = new BeamProcess(['http', '3000', '--server', server.url, '--json', '--max-visitors', '0']);
+    expect((await p.waitFor('error'))['code']).toBe('BEAM_ERR_BAD_OPTION');
+    expect(await p.exited).toBe(1);
   });
 });

@@ -1,0 +1,35 @@
+/**
+ * The HTTP server a gateway listens with (the server's public entry, and
+ * `beam connect`'s local one): Node's strict parser, which answers request
+ * smuggling probes (CL+TE, duplicate Content-Length, obfuscated
+ * Transfer-Encoding) with 400 before any handler runs, plus Beam's limits on
+ * header bytes, header count and how long a client may take over its head.
+ */
+import http from 'node:http';
+import { GATEWAY_HEADERS_TIMEOUT_MS, HEADERS_TIMEOUT_CHECK_MS, MAX_CLIENT_HEADER_COUNT, MAX_HEADER_BYTES } from '../shared/constants.js';
+
+export interface HttpEntryOptions {
+  /** How long a client may take to send its request head (slowloris). Default GATEWAY_HEADERS_TIMEOUT_MS. */
+  headersTimeoutMs?: number | undefined;
+}
+
+export function createHttpEntry(options: HttpEntryOptions = {}): http.Server {
+  const headersTimeout = options.headersTimeoutMs ?? GATEWAY_HEADERS_TIMEOUT_MS;
+  const server = http.createServer({
+    maxHeaderSize: MAX_HEADER_BYTES,
+    // Node wants requestTimeout >= headersTimeout; a slow upload is not slowloris, so the body has no clock here.
+    headersTimeout,
+    requestTimeout: 0,
+    // How often Node looks for clients past their time; its default (30 s) would let them linger.
+    connectionsCheckingInterval: Math.min(HEADERS_TIMEOUT_CHECK_MS, headersTimeout),
+    insecureHTTPParser: false,
+  });
+  // One over the limit, so a request with too many headers is seen and refused (Node silently drops the rest).
+  server.maxHeadersCount = MAX_CLIENT_HEADER_COUNT + 1;
+  return server;
+}
+
+/** More header lines than MAX_CLIENT_HEADER_COUNT: answer 431. */
+export function tooManyHeaders(req: http.IncomingMessage): boolean {
+  return req.rawHeaders.length / 2 > MAX_CLIENT_HEADER_COUNT;
+}
