@@ -3,6 +3,7 @@
  *
  * ```yaml
  * server: https://beam.example.com   # optional: default, one embedded server for all
+ * token: 8f1c0d3e9a2b4c5d6e7f8091a2b3 # optional: the agent token, for a server with --token-file
  * inspect: true                      # optional: true (4040, else the next free port), a port, or false
  * shares:
  *   web:                             # a label, for the output
@@ -62,6 +63,8 @@ const ShareSchema = z
 const ConfigSchema = z
   .object({
     server: z.string().optional(),
+    /** The agent token for a server with --token-file. */
+    token: z.string().optional(),
     inspect: z.union([z.boolean(), z.number().int().min(0).max(65535)]).optional(),
     shares: z
       .record(z.string().regex(/^[A-Za-z0-9_-]{1,32}$/, 'a share label is 1-32 letters, digits, - or _'), ShareSchema)
@@ -78,6 +81,7 @@ export interface ConfiguredShare {
 
 export interface Config {
   server: string | undefined;
+  token: string | undefined;
   inspect: boolean | number;
   shares: ConfiguredShare[];
 }
@@ -100,6 +104,7 @@ export function parseConfig(text: string, file: string): Config {
   const c = parsed.data;
   return {
     server: c.server,
+    token: c.token,
     inspect: c.inspect ?? true,
     shares: Object.entries(c.shares).map(([label, s]) => {
       const kind: ShareKind = s.http !== undefined ? 'http' : s.tcp !== undefined ? 'tcp' : 'udp';

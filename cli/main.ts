@@ -6,6 +6,7 @@ import { BeamError } from '../shared/errors.js';
 import { startBeamServer } from '../gateway/server.js';
 import { loadEngine } from '../transport/index.js';
 import { validateIceConfig } from '../signaling/ice.js';
+import { AgentTokens } from '../signaling/tokens.js';
 import type { ShareKind } from '../shared/signaling.js';
 import { connect } from './connect.js';
 import { describeReport, doctor } from './doctor.js';
@@ -35,6 +36,7 @@ interface HttpFlags extends CommonFlags {
   denyIp?: string[];
   rateLimit?: string;
   maxVisitors?: string;
+  token?: string;
   /** --inspect <port> (a string), --no-inspect (false), or neither (undefined). */
   inspect?: string | boolean;
 }
@@ -48,10 +50,13 @@ interface ServeFlags extends CommonFlags {
   turnSecret?: string;
   /** false with --no-compress. */
   compress: boolean;
+  tokenFile?: string;
+  trustProxy?: boolean;
 }
 interface StartFlags extends CommonFlags {
   config: string;
   server?: string;
+  token?: string;
   inspect?: string | boolean;
 }
 interface ConnectFlags extends CommonFlags {
@@ -95,6 +100,7 @@ async function runHttp(targetArg: string, flags: HttpFlags, kind: ShareKind = 'h
     kind,
     server: flags.server || undefined,
     name: flags.name,
+    token: flags.token,
     hostHeader: parseHostHeader(flags.hostHeader),
     originTimeoutMs: flags.originTimeout ? parseMs(flags.originTimeout, '--origin-timeout') : undefined,
     relay: parseRelayMode(flags.relay),
@@ -222,7 +228,7 @@ async function runStart(flags: StartFlags): Promise<void> {
     try {
       // A fixed inspector port can serve one share only: the next HTTP shares take the ports after it.
       const port = typeof inspect === 'number' && inspect !== 0 ? inspect + started.filter((x) => x.inspect).length : inspect;
-      s = await share({ ...c.options, server, engine: engineName, logger: log, inspect: port });
+      s = await share({ ...c.options, server, token: flags.token ?? config.token, engine: engineName, logger: log, inspect: port });
     } catch (err) {
       await stopAll();
       if (err instanceof BeamError) throw new BeamError(err.code, `share "${c.label}": ${err.detail ?? err.message}`);
@@ -242,7 +248,11 @@ async function runServe(flags: ServeFlags): Promise<void> {
   if (!/^[a-z0-9.-]+$/.test(domain)) throw new BeamError('BEAM_ERR_BAD_OPTION', `--domain "${flags.domain}" is not a domain name`);
   const ice = validateIceConfig({ stun: flags.stun ?? [], turn: flags.turn ?? [], turnSecret: flags.turnSecret });
   const engine = await loadEngine(parseEngine(flags.engine));
-  const server = await startBeamServer({ engine, logger: log }, { port, host: flags.host, domain, publicUrl: flags.publicUrl, ice, compress: flags.compress });
+  const tokens = flags.tokenFile ? await AgentTokens.load(flags.tokenFile) : undefined;
+  const server = await startBeamServer(
+    { engine, logger: log },
+    { port, host: flags.host, domain, publicUrl: flags.publicUrl, ice, compress: flags.compress, tokens, trustProxy: flags.trustProxy ?? false },
+  );
   const url = flags.publicUrl ?? `http://${domain}:${server.port}`;
   if (flags.json) process.stdout.write(`${JSON.stringify({ event: 'ready', url, port: server.port, domain })}\n`);
   else out.line(`Beam server listening on ${flags.host}:${server.port}; shares are ${server.shareUrl('share-name').replace('share-name.', '<name>.')}`);
@@ -290,6 +300,7 @@ function httpCommand(cmd: Command): Command {
   return cmd
     .option('--server <url>', 'Beam server to register with (env BEAM_SERVER); default: an embedded server in this process')
     .option('--name <name>', 'share name to ask for (default: a random adjective-noun-NNN)')
+    .option('--token <token>', 'agent token, for a server started with --token-file')
     .option('--json', 'print newline-delimited JSON events on stdout')
     .addOption(new Option('--log-level <level>', 'pino log level on stderr').default('warn'))
     .addOption(new Option('--engine <engine>', 'WebRTC engine: node-datachannel or werift').default('node-datachannel'))
@@ -342,6 +353,8 @@ export function program(): Command {
     .option('--turn <url...>', 'TURN servers handed to peers, e.g. turn:turn.example.com:3478?transport=udp')
     .option('--turn-secret <secret>', 'the TURN server\'s static-auth-secret, for time-limited REST credentials (env BEAM_TURN_SECRET)')
     .option('--no-compress', 'send responses as the origin sent them (default: brotli or gzip for text, when the client accepts it)')
+    .option('--token-file <file>', 'agents must present a token from this file; a token may reserve share names (one token a line, then its names)')
+    .option('--trust-proxy', 'behind a reverse proxy: take the client address and scheme from its X-Forwarded-For and X-Forwarded-Proto')
     .action(async (flags: ServeFlags) => {
       await runServe(flags).catch((err: unknown) => fail(err, Boolean(flags.json)));
     });
@@ -350,6 +363,7 @@ export function program(): Command {
     .description('run every share declared in a config file (beam.yml)')
     .addOption(new Option('--config <file>', 'the config file').default('beam.yml'))
     .option('--server <url>', 'Beam server for every share (overrides the file\'s `server`); default: one embedded server')
+    .option('--token <token>', 'agent token, for a server with --token-file (overrides the file\'s `token`)')
     .option('--inspect <port>', 'first inspector port (the file\'s `inspect` otherwise)')
     .option('--no-inspect', 'no inspector for any share')
     .option('--json', 'print newline-delimited JSON events on stdout, each with `share`: its label in the file')
@@ -366,7 +380,7 @@ beam.yml:
       http: 3000                     # exactly one of http / tcp / udp: a port or host:port
       name: my-app                   # and any flag of beam http/tcp/udp by its long name:
       auth: alice:s3cret             #   name, private, auth, allow-ip, deny-ip, rate-limit,
-    db:                              #   relay, host-header, origin-timeout
+    db:                              #   max-visitors, relay, host-header, origin-timeout
       tcp: 5432
       private: true`,
     )

@@ -32,6 +32,8 @@ export interface ShareOptions {
   server?: string | undefined;
   /** The share name to ask for. Default: a random adjective-noun-NNN. */
   name?: string | undefined;
+  /** An agent token, for a server started with --token-file. */
+  token?: string | undefined;
   /** Only visitors with the full link (it carries a secret) get in. Default false. */
   private?: boolean | undefined;
   /** `user:password`: HTTP basic auth for every visitor (HTTP shares). */
@@ -189,7 +191,7 @@ export async function share(options: ShareOptions): Promise<Share> {
 
     const a = new Agent(
       { engine, logger: log, identity, inspector },
-      { server: handle.server, origin: target, name: options.name, hostHeader, originTimeoutMs: options.originTimeoutMs, relay, kind, secret, basicAuth, ipRules, rateLimit, maxVisitors: options.maxVisitors },
+      { server: handle.server, origin: target, name: options.name, hostHeader, originTimeoutMs: options.originTimeoutMs, relay, kind, secret, basicAuth, ipRules, rateLimit, maxVisitors: options.maxVisitors, ...(options.token ? { token: options.token } : {}) },
     );
     agent = a;
     handle.closeParts.push(() => a.close());

@@ -6,6 +6,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Duplex } from 'node:stream';
+import { isIP } from 'node:net';
 import { io as connectSocket } from 'socket.io-client';
 import type { Logger } from 'pino';
 import { chooseEncoding, compressedHeaders, compressor } from './compress.js';
@@ -47,6 +48,12 @@ export interface GatewayOptions {
   relay?: RelayMode;
   /** Compress text responses for clients that accept it (gateway/compress.ts). Default false. */
   compress?: boolean;
+  /**
+   * A reverse proxy in front terminates the clients' connections: take the
+   * client's address from the last X-Forwarded-For entry and the scheme from
+   * X-Forwarded-Proto, as the proxy set them. Default false: both are the gateway's own view.
+   */
+  trustProxy?: boolean;
 }
 
 /**
@@ -215,9 +222,15 @@ export class Gateway {
 
   private requestHead(req: IncomingMessage, upgrade: boolean): RequestHead {
     const headers = endToEndHeaders(req.rawHeaders, FORWARDING_HEADERS);
-    const remote = req.socket.remoteAddress ?? '';
-    const encrypted = 'encrypted' in req.socket && Boolean(req.socket.encrypted);
-    headers.push(['X-Forwarded-For', remote], ['X-Forwarded-Proto', encrypted ? 'https' : 'http']);
+    let remote = req.socket.remoteAddress ?? '';
+    let proto = 'encrypted' in req.socket && Boolean(req.socket.encrypted) ? 'https' : 'http';
+    if (this.options.trustProxy) {
+      const forwarded = (req.headers['x-forwarded-for'] ?? '').toString().split(',').map((s) => s.trim()).filter(Boolean).at(-1);
+      if (forwarded && isIP(forwarded)) remote = forwarded;
+      const scheme = req.headers['x-forwarded-proto']?.toString().split(',').at(-1)?.trim().toLowerCase();
+      if (scheme === 'https' || scheme === 'http') proto = scheme;
+    }
+    headers.push(['X-Forwarded-For', remote], ['X-Forwarded-Proto', proto]);
     if (req.headers.host) headers.push(['X-Forwarded-Host', req.headers.host]);
     if (upgrade && req.headers.upgrade) headers.push(['Upgrade', req.headers.upgrade]);
     const body = !upgrade && (req.headers['transfer-encoding'] !== undefined || (req.headers['content-length'] ?? '0') !== '0');

@@ -12,7 +12,8 @@ import { DRAIN_TIMEOUT_MS, MAX_SIGNALING_MESSAGE_BYTES, RELAY_PATH, SIGNALING_PA
 import type { RelayMode } from '../shared/signaling.js';
 import { iceServersFor, type IceConfig } from '../signaling/ice.js';
 import { ephemeralIdentity } from '../transport/identity.js';
-import { SignalingServer, type SignalingIo } from '../signaling/server.js';
+import { SignalingServer, type AddressLimits, type SignalingIo } from '../signaling/server.js';
+import type { AgentTokens } from '../signaling/tokens.js';
 import type { WebRtcEngine } from '../transport/engine.js';
 import { Gateway } from './gateway.js';
 import { createHttpEntry } from './http-entry.js';
@@ -38,6 +39,12 @@ export interface BeamServerOptions {
   compress?: boolean;
   /** How long a client may take over its request head. Default GATEWAY_HEADERS_TIMEOUT_MS. */
   headersTimeoutMs?: number;
+  /** --token-file: agents need a token; tokens reserve names. Default: anyone may share. */
+  tokens?: AgentTokens;
+  /** Per client address limits on signaling (defaults in shared/constants.ts). */
+  limits?: Partial<AddressLimits>;
+  /** Behind a reverse proxy: believe its X-Forwarded-For and X-Forwarded-Proto. Default false. */
+  trustProxy?: boolean;
 }
 
 export interface BeamServer {
@@ -105,7 +112,15 @@ export async function startBeamServer(
   let relay: RelayServer | undefined;
   const signaling = new SignalingServer(
     { logger: components.logger },
-    { shareUrl, gatewayToken, iceServers: () => (options.ice ? iceServersFor(options.ice) : []), onSessionEnd: (id) => relay?.end(id) },
+    {
+      shareUrl,
+      gatewayToken,
+      iceServers: () => (options.ice ? iceServersFor(options.ice) : []),
+      onSessionEnd: (id) => relay?.end(id),
+      tokens: options.tokens,
+      limits: options.limits,
+      trustProxy: options.trustProxy,
+    },
   );
   signaling.attach(io);
   relay = new RelayServer({
@@ -124,6 +139,7 @@ export async function startBeamServer(
       domain,
       defaultShare: options.defaultShare,
       compress: options.compress ?? true,
+      trustProxy: options.trustProxy ?? false,
     },
   );
   const metrics = createMetrics(signaling, gateway, relayServer);

@@ -73,6 +73,8 @@ export interface AgentOptions {
   rateLimit?: RateLimit;
   /** --max-visitors: visitors at once, on every path. */
   maxVisitors?: number;
+  /** The server's agent token, for a server with --token-file. */
+  token?: string;
   /**
    * Makes the share private: `beam connect` visitors prove this secret in the
    * Noise handshake, gateway requests carry it (shared/constants.ts SECRET_*).
@@ -202,7 +204,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       const socket: Socket<ServerToClientEvents, ClientToServerEvents> = connectSocket(this.options.server, {
         path: SIGNALING_PATH,
         transports: ['websocket'],
-        auth: { protocol: SIGNALING_PROTOCOL_VERSION, role: 'agent', peerId: this.identity.peerId.toString(), relay: this.relayMode, kind: this.options.kind ?? 'http', private: this.options.secret !== undefined },
+        auth: { protocol: SIGNALING_PROTOCOL_VERSION, role: 'agent', peerId: this.identity.peerId.toString(), relay: this.relayMode, kind: this.options.kind ?? 'http', private: this.options.secret !== undefined, ...(this.options.token !== undefined ? { token: this.options.token } : {}) },
         reconnectionDelay: 250,
         reconnectionDelayMax: 5_000,
         randomizationFactor: 0.5,

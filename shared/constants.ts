@@ -119,6 +119,16 @@ export const MAX_CANDIDATE_BYTES = 1024;
 export const MAX_SHARES_PER_CONNECTION = 16;
 /** Sessions open at once with one share. */
 export const MAX_SESSIONS_PER_SHARE = 64;
+/** Shortest agent token `beam serve --token-file` accepts (16 random bytes as hex are 32). */
+export const MIN_AGENT_TOKEN_LENGTH = 16;
+/**
+ * Per client address, on the signaling server (the server's own gateway is
+ * exempt): open connections, share registrations a minute, and sessions
+ * opened a minute. Over them: BEAM_ERR_RATE_LIMITED.
+ */
+export const MAX_CONNECTIONS_PER_IP = 64;
+export const REGISTRATIONS_PER_IP_PER_MINUTE = 60;
+export const SESSIONS_PER_IP_PER_MINUTE = 600;
 /** Sessions one visitor connection may have open at once. */
 export const MAX_SESSIONS_PER_VISITOR = 1024;
 /** How long a dropped agent's name stays reserved for the holder of its resume token. */

@@ -94,6 +94,10 @@ export const ERRORS = {
     status: 400,
     message: 'A command-line option has an invalid value.',
   },
+  BEAM_ERR_NAME_RESERVED: {
+    status: 403,
+    message: 'This share name is reserved for another agent token on this server. Pick another with --name.',
+  },
   BEAM_ERR_MAX_VISITORS: {
     status: 503,
     message: 'This share already has as many visitors as its owner allows (--max-visitors). Retry in a minute.',

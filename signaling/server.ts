@@ -4,10 +4,19 @@
  * doesn't listen: it is attached to a socket.io Server that somebody else
  * bound (see gateway/server.ts), so tests can attach it to any server.
  */
+import { RateLimiterMemory } from 'rate-limiter-flexible';
+import type { AgentTokens } from './tokens.js';
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Server, Socket } from 'socket.io';
 import type { Logger } from 'pino';
-import { MAX_SESSIONS_PER_SHARE, MAX_SESSIONS_PER_VISITOR, MAX_SHARES_PER_CONNECTION } from '../shared/constants.js';
+import {
+  MAX_CONNECTIONS_PER_IP,
+  MAX_SESSIONS_PER_SHARE,
+  MAX_SESSIONS_PER_VISITOR,
+  MAX_SHARES_PER_CONNECTION,
+  REGISTRATIONS_PER_IP_PER_MINUTE,
+  SESSIONS_PER_IP_PER_MINUTE,
+} from '../shared/constants.js';
 import { BeamError, type ErrorCode } from '../shared/errors.js';
 import {
   decode,
@@ -45,6 +54,18 @@ export interface SignalingOptions {
   gatewayToken?: string;
   /** Called when a session ends, so the relay can drop its sockets. */
   onSessionEnd?: (sessionId: string) => void;
+  /** --token-file: agents must present one of these tokens; a token's reserved names are its own. */
+  tokens?: AgentTokens | undefined;
+  /** Per client address limits. Defaults: MAX_CONNECTIONS_PER_IP, REGISTRATIONS_PER_IP_PER_MINUTE, SESSIONS_PER_IP_PER_MINUTE. */
+  limits?: Partial<AddressLimits> | undefined;
+  /** The client's address as a reverse proxy in front saw it (the last X-Forwarded-For entry). Default false. */
+  trustProxy?: boolean | undefined;
+}
+
+export interface AddressLimits {
+  connections: number;
+  registrationsPerMinute: number;
+  sessionsPerMinute: number;
 }
 
 interface Session {
@@ -65,6 +86,10 @@ interface SocketData {
   /** What an agent's shares carry. */
   shareKind: ShareKind;
   private: boolean;
+  /** The client's address (the proxy's view of it with trustProxy). */
+  address: string;
+  /** With --token-file: the id of the agent's token. */
+  tokenId: string | undefined;
 }
 
 export class SignalingServer {
@@ -75,11 +100,43 @@ export class SignalingServer {
   private readonly sessionsBySocket = new Map<string, Set<string>>();
   private readonly sessionsByShare = new Map<string, number>();
   private io: SignalingIo | undefined;
+  private readonly limits: AddressLimits;
+  private readonly connectionsByAddress = new Map<string, number>();
+  private readonly registrations: RateLimiterMemory;
+  private readonly sessionOpens: RateLimiterMemory;
 
   constructor(components: SignalingComponents, options: SignalingOptions) {
     this.log = components.logger.child({ component: 'signaling' });
     this.registry = components.registry ?? new MemoryShareRegistry();
     this.options = options;
+    this.limits = {
+      connections: options.limits?.connections ?? MAX_CONNECTIONS_PER_IP,
+      registrationsPerMinute: options.limits?.registrationsPerMinute ?? REGISTRATIONS_PER_IP_PER_MINUTE,
+      sessionsPerMinute: options.limits?.sessionsPerMinute ?? SESSIONS_PER_IP_PER_MINUTE,
+    };
+    this.registrations = new RateLimiterMemory({ points: this.limits.registrationsPerMinute, duration: 60 });
+    this.sessionOpens = new RateLimiterMemory({ points: this.limits.sessionsPerMinute, duration: 60 });
+  }
+
+  /** The client's address: the socket's own, or with trustProxy the last X-Forwarded-For entry (what the proxy saw). */
+  private addressOf(socket: BeamSocket): string {
+    if (this.options.trustProxy) {
+      const forwarded = socket.handshake.headers['x-forwarded-for'];
+      const last = (Array.isArray(forwarded) ? forwarded.join(',') : (forwarded ?? '')).split(',').map((s) => s.trim()).filter(Boolean).at(-1);
+      if (last) return last;
+    }
+    return socket.handshake.address;
+  }
+
+  /** Takes one point from a per-address budget, or throws BEAM_ERR_RATE_LIMITED. */
+  private async spend(limiter: RateLimiterMemory, address: string, what: string, perMinute: number): Promise<void> {
+    try {
+      await limiter.consume(address);
+    } catch (res) {
+      const wait = Math.ceil(((res as { msBeforeNext?: number }).msBeforeNext ?? 60_000) / 1000);
+      this.log.warn({ address, limit: what }, 'limit hit');
+      throw new BeamError('BEAM_ERR_RATE_LIMITED', `${perMinute} ${what} a minute from one address; retry in ${wait} s`);
+    }
   }
 
   attach(io: SignalingIo): void {
@@ -94,7 +151,27 @@ export class SignalingServer {
           else throw new BeamError('BEAM_ERR_UNAUTHORIZED', 'bad gateway token');
         }
         if (hs.role === 'agent' && !hs.peerId) throw new BeamError('BEAM_ERR_PROTOCOL_VERSION', 'agents must name their peer ID; update Beam');
-        (socket.data as SocketData) = { role: hs.role, kind, peerId: hs.peerId, relay: hs.relay ?? 'auto', shareKind: hs.kind ?? 'http', private: hs.private ?? false };
+        let tokenId: string | undefined;
+        if (hs.role === 'agent' && this.options.tokens) {
+          tokenId = this.options.tokens.check(hs.token);
+          if (tokenId === undefined) {
+            throw new BeamError('BEAM_ERR_UNAUTHORIZED', hs.token === undefined ? 'this server takes agents with a token only: pass --token (or BEAM_TOKEN)' : 'this agent token is not one the server knows');
+          }
+        }
+        const address = this.addressOf(socket);
+        // The server's own gateway carries every web visitor: it is not one client.
+        if (kind !== 'gateway') {
+          const open = this.connectionsByAddress.get(address) ?? 0;
+          if (open >= this.limits.connections) throw new BeamError('BEAM_ERR_RATE_LIMITED', `${this.limits.connections} connections at once from one address`);
+          this.connectionsByAddress.set(address, open + 1);
+          socket.once('disconnect', () => {
+            const left = (this.connectionsByAddress.get(address) ?? 1) - 1;
+            if (left > 0) this.connectionsByAddress.set(address, left);
+            else this.connectionsByAddress.delete(address);
+          });
+        }
+        (socket.data as SocketData) = { role: hs.role, kind, peerId: hs.peerId, relay: hs.relay ?? 'auto', shareKind: hs.kind ?? 'http', private: hs.private ?? false, address, tokenId };
+        if (tokenId !== undefined) this.log.info({ token: tokenId, address }, 'agent token accepted');
         next();
       } catch (err) {
         const wire = wireError(err);
@@ -147,7 +224,18 @@ export class SignalingServer {
         if (this.registry.namesOf(socket.id).length >= MAX_SHARES_PER_CONNECTION) {
           throw new BeamError('BEAM_ERR_LIMIT_REACHED', `${MAX_SHARES_PER_CONNECTION} shares per connection`);
         }
-        const claim = await this.registry.claim(socket.id, req.name, req.resumeToken);
+        await this.spend(this.registrations, data.address, 'registrations', this.limits.registrationsPerMinute);
+        const tokens = this.options.tokens;
+        if (req.name !== undefined && tokens) {
+          const owner = tokens.reservedBy(req.name);
+          if (owner !== undefined && owner !== data.tokenId) throw new BeamError('BEAM_ERR_NAME_RESERVED', `"${req.name.toLowerCase()}"`);
+        }
+        let claim = await this.registry.claim(socket.id, req.name, req.resumeToken);
+        // A random name that happens to be reserved goes back, and another is drawn.
+        for (let i = 0; req.name === undefined && tokens?.reservedBy(claim.name) !== undefined && i < 8; i++) {
+          await this.registry.drop(socket.id, claim.name);
+          claim = await this.registry.claim(socket.id, undefined, undefined);
+        }
         this.log.info({ share: claim.name, resumed: claim.resumed, socket: socket.id }, 'share registered');
         return { name: claim.name, url: this.options.shareUrl(claim.name), resumeToken: claim.resumeToken, resumed: claim.resumed };
       }),
@@ -167,6 +255,7 @@ export class SignalingServer {
       this.answer(socket, ack, 'session:open', async () => {
         if (data.role !== 'visitor') throw new BeamError('BEAM_ERR_UNAUTHORIZED', 'only visitors open sessions');
         const req = decode(OpenSessionRequestSchema, raw, 'session:open');
+        if (data.kind !== 'gateway') await this.spend(this.sessionOpens, data.address, 'sessions', this.limits.sessionsPerMinute);
         const share = req.share.toLowerCase();
         const agent = await this.registry.ownerOf(share);
         if (!agent || !this.io?.sockets.sockets.has(agent)) {
@@ -187,7 +276,7 @@ export class SignalingServer {
         this.io?.to(agent).emit('session:incoming', {
           sessionId: session.id,
           share,
-          visitor: { kind: data.kind ?? 'cli', ...(data.kind !== 'gateway' ? { address: socket.handshake.address } : {}) },
+          visitor: { kind: data.kind ?? 'cli', ...(data.kind !== 'gateway' ? { address: data.address } : {}) },
           iceServers,
           relayToken: relayTokens.agent,
         });
