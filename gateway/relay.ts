@@ -75,7 +75,7 @@ export class RelayServer {
     const role = url.searchParams.get('role');
     const token = url.searchParams.get('token') ?? '';
     if ((role !== 'visitor' && role !== 'agent') || !this.redeem(sessionId, role, token)) {
-      this.log.info({ session: sessionId.slice(0, 64), role }, 'relay refused: no such session or token');
+      this.log.info({ audit: 'auth.refused', code: 'BEAM_ERR_RELAY_REFUSED', session: sessionId.slice(0, 64), role }, 'relay refused: no such session or token');
       refuse(socket, 'BEAM_ERR_RELAY_REFUSED');
       return;
     }

@@ -16,7 +16,7 @@ import {
   SIGNALING_PROTOCOL_VERSION,
   STREAM_CHANNEL_LABEL,
 } from '../shared/constants.js';
-import { BeamError, isErrorCode } from '../shared/errors.js';
+import { BeamError, errorCodeOf, isErrorCode } from '../shared/errors.js';
 import { StreamProtocol } from '../shared/frames.js';
 import { Mux, type MuxStream } from '../shared/mux.js';
 import {
@@ -218,7 +218,7 @@ export class Agent extends EventEmitter<AgentEvents> {
         socket.emit('share:register', req, (res: Ack<Registered>) => {
           if (res.ok) {
             this.registered = res.value;
-            this.log.info({ share: res.value.name, resumed: res.value.resumed }, 'share registered');
+            this.log.info({ audit: 'share.registered', share: res.value.name, resumed: res.value.resumed }, 'share registered');
             this.emit('ready', res.value);
             if (first) {
               first = false;
@@ -305,7 +305,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     };
     // The server's own gateway is not a visitor: the clients behind it are, one by one.
     if (session.visitor !== 'gateway' && this.visitorLimit && !this.visitorLimit.enter(`session:${session.id}`, true)) {
-      this.log.info({ session: session.id, max: this.visitorLimit.max }, 'visitor refused: --max-visitors');
+      this.log.info({ audit: 'limit.hit', code: 'BEAM_ERR_MAX_VISITORS', session: session.id, address: session.serverSeenAddress, max: this.visitorLimit.max }, 'visitor refused: --max-visitors');
       this.socket?.emit('session:close', { sessionId: session.id, code: 'BEAM_ERR_MAX_VISITORS' });
       return;
     }
@@ -371,7 +371,7 @@ export class Agent extends EventEmitter<AgentEvents> {
           channel.close();
         })();
         verified.catch((err: Error) => {
-          this.log.warn({ session: session.id, err: err.message }, 'direct handshake failed');
+          this.log.warn({ audit: 'auth.refused', code: errorCodeOf(err) ?? 'BEAM_ERR_HANDSHAKE_FAILED', session: session.id, path: 'direct', err: err.message }, 'direct handshake failed');
           peer.close();
         });
         return;
@@ -444,7 +444,7 @@ export class Agent extends EventEmitter<AgentEvents> {
         }
         this.addPath(session, 'relay', new Mux(new SecureFrameChannel(secured), { role: 'responder' }), Promise.resolve());
       } catch (err) {
-        this.log.warn({ session: session.id, err: (err as Error).message }, 'relay path failed');
+        this.log.warn({ audit: 'auth.refused', code: errorCodeOf(err) ?? 'BEAM_ERR_HANDSHAKE_FAILED', session: session.id, path: 'relay', err: (err as Error).message }, 'relay path failed');
       }
     })();
   }

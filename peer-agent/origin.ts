@@ -108,6 +108,18 @@ export class OriginForwarder {
       }
       stream.resume();
       capture?.fail(code, response?.status ?? ERRORS[code].status);
+      // The audit log: who was kept out, or which limit was hit. The path only: a query may hold secrets.
+      this.log.info(
+        {
+          audit: code === 'BEAM_ERR_RATE_LIMITED' || code === 'BEAM_ERR_MAX_VISITORS' ? 'limit.hit' : 'auth.refused',
+          code,
+          visitor: (trustForwarded ? forwardedFor : context.visitorAddress) ?? context.visitorKey,
+          path: context.path,
+          method: head.method,
+          target: head.target.split('?')[0],
+        },
+        'request refused',
+      );
     };
     if (this.options.ipRules) {
       const address = trustForwarded ? forwardedFor : context.visitorAddress;

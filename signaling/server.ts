@@ -134,7 +134,7 @@ export class SignalingServer {
       await limiter.consume(address);
     } catch (res) {
       const wait = Math.ceil(((res as { msBeforeNext?: number }).msBeforeNext ?? 60_000) / 1000);
-      this.log.warn({ address, limit: what }, 'limit hit');
+      this.log.warn({ audit: 'limit.hit', code: 'BEAM_ERR_RATE_LIMITED', address, limit: what }, 'limit hit');
       throw new BeamError('BEAM_ERR_RATE_LIMITED', `${perMinute} ${what} a minute from one address; retry in ${wait} s`);
     }
   }
@@ -171,13 +171,13 @@ export class SignalingServer {
           });
         }
         (socket.data as SocketData) = { role: hs.role, kind, peerId: hs.peerId, relay: hs.relay ?? 'auto', shareKind: hs.kind ?? 'http', private: hs.private ?? false, address, tokenId };
-        if (tokenId !== undefined) this.log.info({ token: tokenId, address }, 'agent token accepted');
+        if (tokenId !== undefined) this.log.info({ audit: 'auth.accepted', token: tokenId, address }, 'agent token accepted');
         next();
       } catch (err) {
         const wire = wireError(err);
         const rejection = new Error(wire.message) as Error & { data: unknown };
         rejection.data = wire;
-        this.log.warn({ code: wire.code, address: socket.handshake.address }, 'handshake refused');
+        this.log.warn({ audit: auditOf(wire.code), code: wire.code, address: socket.handshake.address }, 'handshake refused');
         next(rejection);
       }
     });
@@ -236,7 +236,7 @@ export class SignalingServer {
           await this.registry.drop(socket.id, claim.name);
           claim = await this.registry.claim(socket.id, undefined, undefined);
         }
-        this.log.info({ share: claim.name, resumed: claim.resumed, socket: socket.id }, 'share registered');
+        this.log.info({ audit: 'share.registered', share: claim.name, resumed: claim.resumed, socket: socket.id, address: data.address, token: data.tokenId }, 'share registered');
         return { name: claim.name, url: this.options.shareUrl(claim.name), resumeToken: claim.resumeToken, resumed: claim.resumed };
       }),
     );
@@ -246,7 +246,7 @@ export class SignalingServer {
         if (data.role !== 'agent') throw new BeamError('BEAM_ERR_UNAUTHORIZED', 'only agents close shares');
         const released = this.registry.namesOf(socket.id);
         for (const name of released) await this.registry.drop(socket.id, name);
-        this.log.info({ shares: released, socket: socket.id }, 'shares closed');
+        this.log.info({ audit: 'share.closed', shares: released, socket: socket.id, address: data.address }, 'shares closed');
         return { released };
       }),
     );
@@ -280,7 +280,7 @@ export class SignalingServer {
           iceServers,
           relayToken: relayTokens.agent,
         });
-        this.log.info({ share, session: session.id, visitor: data.kind }, 'session opened');
+        this.log.info({ audit: 'session.opened', share, session: session.id, visitor: data.kind, address: data.kind === 'gateway' ? undefined : data.address }, 'session opened');
         return {
           sessionId: session.id,
           iceServers,
@@ -350,7 +350,7 @@ export class SignalingServer {
       (value) => reply({ ok: true, value }),
       (err: unknown) => {
         const wire = wireError(err);
-        this.log.info({ event, code: wire.code, socket: socket.id }, 'request refused');
+        this.log.info({ audit: auditOf(wire.code), event, code: wire.code, socket: socket.id, address: (socket.data as SocketData | undefined)?.address }, 'request refused');
         reply({ ok: false, error: wire });
       },
     );
@@ -382,7 +382,7 @@ export class SignalingServer {
     const other = by === session.agent ? session.visitor : session.agent;
     this.io?.to(other).emit('session:closed', { sessionId: session.id, code });
     this.options.onSessionEnd?.(session.id);
-    this.log.info({ share: session.share, session: session.id, code }, 'session closed');
+    this.log.info({ audit: 'session.closed', share: session.share, session: session.id, code }, 'session closed');
   }
 }
 
@@ -390,4 +390,11 @@ function safeEqual(a: string, b: string): boolean {
   const x = Buffer.from(a);
   const y = Buffer.from(b);
   return x.length === y.length && timingSafeEqual(x, y);
+}
+
+/** The audit-log kind of a refusal: who was kept out, or which limit was hit. */
+function auditOf(code: string): 'auth.refused' | 'limit.hit' | 'refused' {
+  if (['BEAM_ERR_UNAUTHORIZED', 'BEAM_ERR_NAME_RESERVED', 'BEAM_ERR_NAME_TAKEN'].includes(code)) return 'auth.refused';
+  if (['BEAM_ERR_RATE_LIMITED', 'BEAM_ERR_LIMIT_REACHED'].includes(code)) return 'limit.hit';
+  return 'refused';
 }

@@ -22,6 +22,9 @@ export class BeamProcess {
   stderr = '';
   private waiters: Array<{ match: (e: JsonEvent) => boolean; resolve: (e: JsonEvent) => void }> = [];
   readonly exited: Promise<number | null>;
+  /** Log entries (pino JSON lines on stderr). */
+  readonly logs: Array<Record<string, unknown>> = [];
+  private logWaiters: Array<{ match: (e: Record<string, unknown>) => boolean; resolve: (e: Record<string, unknown>) => void }> = [];
 
   /** `netns`: run inside that network namespace (test/helpers/netlab.ts); `cwd`: the working directory (default the repository). */
   constructor(args: string[], env: NodeJS.ProcessEnv = {}, options: { netns?: string; cwd?: string } = {}) {
@@ -49,6 +52,22 @@ export class BeamProcess {
     this.child.stderr!.on('data', (d: Buffer) => {
       this.stderr += d.toString();
     });
+    // pino writes one JSON object a line on stderr.
+    createInterface({ input: this.child.stderr! }).on('line', (line) => {
+      let entry: Record<string, unknown>;
+      try {
+        entry = JSON.parse(line) as Record<string, unknown>;
+      } catch {
+        return;
+      }
+      this.logs.push(entry);
+      for (const w of [...this.logWaiters]) {
+        if (w.match(entry)) {
+          this.logWaiters.splice(this.logWaiters.indexOf(w), 1);
+          w.resolve(entry);
+        }
+      }
+    });
     this.exited = new Promise((resolve) => this.child.once('exit', (code) => resolve(code)));
   }
 
@@ -66,6 +85,17 @@ export class BeamProcess {
       void this.exited.then((code) =>
         reject(new Error(`beam exited (${code}) before the event; stdout: ${JSON.stringify(this.events)}; stderr: ${this.stderr.slice(-2000)}`)),
       );
+    });
+  }
+
+  /** Resolves with the first log entry (past or future) whose fields include `fields`. */
+  waitForLog(fields: Record<string, unknown>): Promise<Record<string, unknown>> {
+    const match = (e: Record<string, unknown>): boolean => Object.entries(fields).every(([k, v]) => e[k] === v);
+    const seen = this.logs.find(match);
+    if (seen) return Promise.resolve(seen);
+    return new Promise((resolve, reject) => {
+      this.logWaiters.push({ match, resolve });
+      void this.exited.then((code) => reject(new Error(`beam exited (${code}) before logging ${JSON.stringify(fields)}; stderr: ${this.stderr.slice(-2000)}`)));
     });
   }
 
