@@ -94,7 +94,14 @@ export function parseConfig(text: string, file: string): Config {
     const at = e.linePos?.[0] ? `:${e.linePos[0].line}` : '';
     throw new BeamError('BEAM_ERR_CONFIG', `${file}${at}: ${e.message.split('\n')[0]}`);
   }
-  const parsed = ConfigSchema.safeParse(doc.toJS());
+  let value: unknown;
+  try {
+    // maxAliasCount bounds alias expansion ("billion laughs").
+    value = doc.toJS({ maxAliasCount: 100 });
+  } catch (err) {
+    throw new BeamError('BEAM_ERR_CONFIG', `${file}: ${(err as Error).message.split('\n')[0]}`);
+  }
+  const parsed = ConfigSchema.safeParse(value);
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
     const where = issue.path.length ? issue.path.join('.') : '(top level)';

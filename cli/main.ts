@@ -17,7 +17,7 @@ import { applyEnv } from './env.js';
 import type { SessionInfo } from '../peer-agent/agent.js';
 import { createOutput, type Output } from './output.js';
 import { createTerminalOutput } from './tui.js';
-import { parseCount, parseEngine, parseHostHeader, parseLogLevel, parseMs, parsePort, parseRelayMode, parseServerUrl, parseTarget } from './options.js';
+import { parseCount, parseRedisUrl, parseEngine, parseHostHeader, parseLogLevel, parseMs, parsePort, parseRelayMode, parseServerUrl, parseTarget } from './options.js';
 
 interface CommonFlags {
   json?: boolean;
@@ -52,6 +52,7 @@ interface ServeFlags extends CommonFlags {
   compress: boolean;
   tokenFile?: string;
   trustProxy?: boolean;
+  redis?: string;
 }
 interface StartFlags extends CommonFlags {
   config: string;
@@ -251,7 +252,7 @@ async function runServe(flags: ServeFlags): Promise<void> {
   const tokens = flags.tokenFile ? await AgentTokens.load(flags.tokenFile) : undefined;
   const server = await startBeamServer(
     { engine, logger: log },
-    { port, host: flags.host, domain, publicUrl: flags.publicUrl, ice, compress: flags.compress, tokens, trustProxy: flags.trustProxy ?? false },
+    { port, host: flags.host, domain, publicUrl: flags.publicUrl, ice, compress: flags.compress, tokens, trustProxy: flags.trustProxy ?? false, ...(flags.redis ? { redis: parseRedisUrl(flags.redis) } : {}) },
   );
   const url = flags.publicUrl ?? `http://${domain}:${server.port}`;
   if (flags.json) process.stdout.write(`${JSON.stringify({ event: 'ready', url, port: server.port, domain })}\n`);
@@ -355,6 +356,7 @@ export function program(): Command {
     .option('--no-compress', 'send responses as the origin sent them (default: brotli or gzip for text, when the client accepts it)')
     .option('--token-file <file>', 'agents must present a token from this file; a token may reserve share names (one token a line, then its names)')
     .option('--trust-proxy', 'behind a reverse proxy: take the client address and scheme from its X-Forwarded-For and X-Forwarded-Proto')
+    .option('--redis <url>', 'run as one of several nodes sharing this Redis (e.g. redis://127.0.0.1:6379): names and signaling span the nodes')
     .action(async (flags: ServeFlags) => {
       await runServe(flags).catch((err: unknown) => fail(err, Boolean(flags.json)));
     });

@@ -74,3 +74,15 @@ export function parseCount(value: string, what: string): number {
   if (!/^\d{1,9}$/.test(value) || Number(value) < 1) throw new BeamError('BEAM_ERR_BAD_OPTION', `${what} must be a whole number from 1 (got "${value}")`);
   return Number(value);
 }
+
+/** `--redis redis://host:port[/db]` (or rediss:// for TLS). */
+export function parseRedisUrl(value: string): string {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new BeamError('BEAM_ERR_BAD_OPTION', `--redis "${value}" is not a URL (e.g. redis://127.0.0.1:6379)`);
+  }
+  if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') throw new BeamError('BEAM_ERR_BAD_OPTION', `--redis must be redis:// or rediss://, not ${url.protocol}`);
+  return url.href;
+}

@@ -22,9 +22,20 @@ export interface RelayMetricsSource {
   readonly sessionCount: number;
 }
 
-export function createMetrics(signaling: SignalingServer, gateway: GatewayMetricsSource, relay: RelayMetricsSource): ServerMetrics {
+/** `redisUp`: with --redis, whether the node's Redis connection is ready. */
+export function createMetrics(signaling: SignalingServer, gateway: GatewayMetricsSource, relay: RelayMetricsSource, redisUp?: () => boolean): ServerMetrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'beam_process_' });
+  if (redisUp) {
+    new Gauge({
+      name: 'beam_redis_up',
+      help: '1 while this node is connected to its Redis, else 0',
+      registers: [registry],
+      collect() {
+        this.set(redisUp() ? 1 : 0);
+      },
+    });
+  }
   new Gauge({
     name: 'beam_shares',
     help: 'Shares registered and online',

@@ -17,6 +17,10 @@ import type { AgentTokens } from '../signaling/tokens.js';
 import type { WebRtcEngine } from '../transport/engine.js';
 import { Gateway } from './gateway.js';
 import { createHttpEntry } from './http-entry.js';
+import { Redis } from 'ioredis';
+import { createAdapter } from '@socket.io/redis-streams-adapter';
+import { RedisShareRegistry } from '../signaling/redis-registry.js';
+import { BeamError } from '../shared/errors.js';
 import { createMetrics } from './metrics.js';
 import { RelayServer } from './relay.js';
 
@@ -45,6 +49,12 @@ export interface BeamServerOptions {
   limits?: Partial<AddressLimits>;
   /** Behind a reverse proxy: believe its X-Forwarded-For and X-Forwarded-Proto. Default false. */
   trustProxy?: boolean;
+  /**
+   * A Redis URL: this server is one node of many. Names live in Redis
+   * (signaling/redis-registry.ts) and signaling passes between nodes through
+   * socket.io's Redis Streams adapter. Default: everything in memory.
+   */
+  redis?: string;
 }
 
 export interface BeamServer {
@@ -61,6 +71,8 @@ export interface BeamServer {
    */
   drain(timeoutMs?: number): Promise<void>;
   close(): Promise<void>;
+  /** The Redis client, with --redis (for metrics and health). */
+  readonly redis: Redis | undefined;
 }
 
 /** Liveness and readiness, at /healthz and /readyz on the server's own host and at /.beam/… on any host. */
@@ -99,7 +111,23 @@ export async function startBeamServer(
   const base = new URL(options.publicUrl ?? `http://${domain}:${port}`);
   const shareUrl = (name: string): string => shareUrlFrom(base, name);
 
+  let redis: Redis | undefined;
+  if (options.redis) {
+    const client = new Redis(options.redis, { lazyConnect: true, maxRetriesPerRequest: 1, retryStrategy: (n) => Math.min(100 * n, 2_000) });
+    client.on('error', (err) => components.logger.warn({ err: err.message }, 'redis'));
+    try {
+      await client.connect();
+    } catch (err) {
+      client.disconnect();
+      server.close();
+      throw new BeamError('BEAM_ERR_STORE_UNAVAILABLE', `--redis ${options.redis}: ${(err as Error).message}`);
+    }
+    redis = client;
+  }
+  const registry = redis ? new RedisShareRegistry({ redis, logger: components.logger }) : undefined;
+
   const io: SignalingIo = new SocketIoServer(server, {
+    ...(redis ? { adapter: createAdapter(redis, { streamName: 'beam:signal' }) } : {}),
     path: SIGNALING_PATH,
     serveClient: false,
     // Upgrades on other paths are WebSockets for shares: engine.io must leave them alone.
@@ -111,8 +139,9 @@ export async function startBeamServer(
   });
   let relay: RelayServer | undefined;
   const signaling = new SignalingServer(
-    { logger: components.logger },
+    { logger: components.logger, registry },
     {
+      cluster: redis !== undefined,
       shareUrl,
       gatewayToken,
       iceServers: () => (options.ice ? iceServersFor(options.ice) : []),
@@ -123,6 +152,8 @@ export async function startBeamServer(
     },
   );
   signaling.attach(io);
+  // A name this node's agent held, taken by another while Redis was away: the agent is told by a reconnect, and finds out.
+  if (registry) registry.onLost = (owner) => io.sockets.sockets.get(owner)?.disconnect(true);
   relay = new RelayServer({
     logger: components.logger,
     redeem: (sessionId, role, token) => signaling.redeemRelayToken(sessionId, role, token),
@@ -142,7 +173,7 @@ export async function startBeamServer(
       trustProxy: options.trustProxy ?? false,
     },
   );
-  const metrics = createMetrics(signaling, gateway, relayServer);
+  const metrics = createMetrics(signaling, gateway, relayServer, redis ? () => redis?.status === 'ready' : undefined);
   gateway.onRequestDone = metrics.observeRequest;
   let draining = false;
   // socket.io handles its own path first; then health checks; everything else is a share's.
@@ -165,7 +196,7 @@ export async function startBeamServer(
     }
     const check = healthPath(req.url, ownHost);
     if (check) {
-      const ready = check === 'healthz' || (!draining && gateway.connected);
+      const ready = check === 'healthz' || (!draining && gateway.connected && (!redis || redis.status === 'ready'));
       const body = JSON.stringify({ status: ready ? 'ok' : draining ? 'draining' : 'not ready' });
       res.writeHead(ready ? 200 : 503, { 'content-type': 'application/json', 'cache-control': 'no-store' });
       res.end(`${body}\n`);
@@ -195,6 +226,8 @@ export async function startBeamServer(
       // Stop accepting; keep-alive connections close once their current request is done.
       server.close();
       server.closeIdleConnections();
+      // Agents move to another node now (their names held for them), while requests in flight finish here.
+      await signaling.moveAgents();
       const timer = new Promise<void>((resolve) => setTimeout(resolve, timeoutMs).unref());
       await Promise.race([gateway.idle(), timer]);
       await result.close();
@@ -207,7 +240,10 @@ export async function startBeamServer(
         io.close(() => resolve());
         server.closeAllConnections();
       });
+      registry?.close();
+      await redis?.quit().catch(() => redis?.disconnect());
     },
+    redis,
   };
   return result;
 }

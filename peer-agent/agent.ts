@@ -257,6 +257,9 @@ export class Agent extends EventEmitter<AgentEvents> {
         if (this.closed) return;
         this.log.warn({ reason }, 'lost the signaling server; reconnecting');
         this.emit('disconnected', { reason });
+        // A server that sends its agents away (it is draining) expects them back elsewhere; socket.io
+        // does not reconnect on its own then. Jitter, so a node's agents don't all land at once.
+        if (reason === 'io server disconnect') setTimeout(() => socket.connect(), 200 + Math.random() * 800).unref();
       });
       socket.on('session:incoming', (raw) => this.onIncoming(raw));
       socket.on('session:signal', (raw) => {

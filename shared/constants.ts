@@ -133,6 +133,13 @@ export const SESSIONS_PER_IP_PER_MINUTE = 600;
 export const MAX_SESSIONS_PER_VISITOR = 1024;
 /** How long a dropped agent's name stays reserved for the holder of its resume token. */
 export const SHARE_RESUME_GRACE_MS = 30_000;
+/**
+ * With --redis, a live name expires this long after its node last refreshed
+ * it (every NAME_HEARTBEAT_MS): a dead node's names come free in seconds,
+ * and their agents take them back on another node with their resume tokens.
+ */
+export const NAME_TTL_MS = 15_000;
+export const NAME_HEARTBEAT_MS = 5_000;
 /** How long a closing agent waits for the server to confirm its names are free (share:close). */
 export const SHARE_CLOSE_TIMEOUT_MS = 2_000;
 /** Shortest and longest share names (a DNS label is at most 63 bytes). */

@@ -94,6 +94,10 @@ export const ERRORS = {
     status: 400,
     message: 'A command-line option has an invalid value.',
   },
+  BEAM_ERR_STORE_UNAVAILABLE: {
+    status: 503,
+    message: 'The server cannot reach its Redis store right now. Retry in a few seconds.',
+  },
   BEAM_ERR_NAME_RESERVED: {
     status: 403,
     message: 'This share name is reserved for another agent token on this server. Pick another with --name.',

@@ -15,9 +15,19 @@ export interface Claim {
   resumed: boolean;
 }
 
+/** What visitors learn of a share's agent when they open a session: kept with the name, so any node can answer. */
+export interface AgentInfo {
+  peerId: string;
+  relay: 'auto' | 'never' | 'always';
+  kind: 'http' | 'tcp' | 'udp';
+  private: boolean;
+}
+
 export interface ShareRegistry {
   /** Claims `name` (or a random one) for `owner`. A held name goes back to whoever shows its token. */
-  claim(owner: string, name: string | undefined, resumeToken: string | undefined): Promise<Claim>;
+  claim(owner: string, name: string | undefined, resumeToken: string | undefined, agent?: AgentInfo): Promise<Claim>;
+  /** The agent behind a live name (its owner's registration), if any. */
+  agentOf(name: string): Promise<AgentInfo | undefined>;
   /** The owner went away: its names are held for the grace period, then freed. */
   release(owner: string): Promise<void>;
   /** The owner closed the share on purpose: the name is freed at once. */
@@ -34,6 +44,7 @@ export interface ShareRegistry {
 
 interface Entry {
   owner: string | undefined;
+  agent: AgentInfo | undefined;
   tokenHash: Buffer;
   graceTimer: NodeJS.Timeout | undefined;
 }
@@ -51,7 +62,7 @@ export class MemoryShareRegistry implements ShareRegistry {
     this.graceMs = options.graceMs ?? SHARE_RESUME_GRACE_MS;
   }
 
-  async claim(owner: string, requested: string | undefined, resumeToken: string | undefined): Promise<Claim> {
+  async claim(owner: string, requested: string | undefined, resumeToken: string | undefined, agent?: AgentInfo): Promise<Claim> {
     if (requested !== undefined) {
       const name = validateName(requested);
       const entry = this.entries.get(name);
@@ -64,22 +75,23 @@ export class MemoryShareRegistry implements ShareRegistry {
         if (entry.graceTimer) clearTimeout(entry.graceTimer);
         if (entry.owner && entry.owner !== owner) this.byOwner.get(entry.owner)?.delete(name);
         entry.owner = owner;
+        entry.agent = agent;
         entry.graceTimer = undefined;
         this.own(owner, name);
         return { name, resumeToken: resumeToken as string, resumed: true };
       }
-      return this.create(owner, name);
+      return this.create(owner, name, agent);
     }
     for (let attempt = 0; attempt < 50; attempt++) {
       const name = randomName();
-      if (!this.entries.has(name)) return this.create(owner, name);
+      if (!this.entries.has(name)) return this.create(owner, name, agent);
     }
     throw new BeamError('BEAM_ERR_LIMIT_REACHED', 'no free random name');
   }
 
-  private create(owner: string, name: string): Claim {
+  private create(owner: string, name: string, agent: AgentInfo | undefined): Claim {
     const resumeToken = randomBytes(24).toString('base64url');
-    this.entries.set(name, { owner, tokenHash: hashToken(resumeToken), graceTimer: undefined });
+    this.entries.set(name, { owner, agent, tokenHash: hashToken(resumeToken), graceTimer: undefined });
     this.own(owner, name);
     return { name, resumeToken, resumed: false };
   }
@@ -114,6 +126,11 @@ export class MemoryShareRegistry implements ShareRegistry {
 
   async ownerOf(name: string): Promise<string | undefined> {
     return this.entries.get(name.toLowerCase())?.owner;
+  }
+
+  async agentOf(name: string): Promise<AgentInfo | undefined> {
+    const entry = this.entries.get(name.toLowerCase());
+    return entry?.owner !== undefined ? entry.agent : undefined;
   }
 
   async isHeld(name: string): Promise<boolean> {

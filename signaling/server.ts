@@ -36,7 +36,18 @@ import {
 } from '../shared/signaling.js';
 import { MemoryShareRegistry, type ShareRegistry } from './registry.js';
 
-export type SignalingIo = Server<ClientToServerEvents, ServerToClientEvents>;
+/**
+ * Between server nodes (with --redis, through the socket.io adapter): the
+ * node where a visitor opens a session tells the others, so the node holding
+ * the agent's connection knows the session too; and an ended session is
+ * forgotten everywhere.
+ */
+interface NodeToNodeEvents {
+  'beam:session': (session: Session) => void;
+  'beam:session-end': (sessionId: string) => void;
+}
+
+export type SignalingIo = Server<ClientToServerEvents, ServerToClientEvents, NodeToNodeEvents>;
 type BeamSocket = Socket<ClientToServerEvents, ServerToClientEvents>;
 
 export interface SignalingComponents {
@@ -60,6 +71,8 @@ export interface SignalingOptions {
   limits?: Partial<AddressLimits> | undefined;
   /** The client's address as a reverse proxy in front saw it (the last X-Forwarded-For entry). Default false. */
   trustProxy?: boolean | undefined;
+  /** One of several nodes sharing a registry and a socket.io adapter (--redis): agents may be connected elsewhere. */
+  cluster?: boolean | undefined;
 }
 
 export interface AddressLimits {
@@ -99,6 +112,8 @@ export class SignalingServer {
   private readonly sessions = new Map<string, Session>();
   private readonly sessionsBySocket = new Map<string, Set<string>>();
   private readonly sessionsByShare = new Map<string, number>();
+  /** Agents told to move (drain): their sessions' peer connections carry on while requests in flight finish. */
+  private readonly moving = new Set<string>();
   private io: SignalingIo | undefined;
   private readonly limits: AddressLimits;
   private readonly connectionsByAddress = new Map<string, number>();
@@ -182,6 +197,15 @@ export class SignalingServer {
       }
     });
     io.on('connection', (socket) => this.onConnection(socket));
+    // Another node opened a session with an agent connected here: know it, so the agent's signals and close pass.
+    io.on('beam:session', (session: Session) => {
+      if (typeof session?.id !== 'string' || this.sessions.has(session.id)) return;
+      if (io.sockets.sockets.has(session.agent)) this.addSession(session);
+    });
+    io.on('beam:session-end', (sessionId: string) => {
+      const session = this.sessions.get(sessionId);
+      if (session) this.forgetSession(session);
+    });
   }
 
   /**
@@ -208,6 +232,20 @@ export class SignalingServer {
     return counts;
   }
 
+  /**
+   * Graceful stop: every agent connected here is disconnected with its names
+   * held for it, so it reconnects (to another node, behind a load balancer)
+   * and takes them back with its resume token.
+   */
+  async moveAgents(): Promise<void> {
+    for (const socket of this.io?.sockets.sockets.values() ?? []) {
+      if ((socket.data as SocketData).role !== 'agent') continue;
+      this.moving.add(socket.id);
+      await this.registry.release(socket.id).catch(() => {});
+      socket.disconnect(true);
+    }
+  }
+
   close(): void {
     this.registry.close();
     this.sessions.clear();
@@ -230,11 +268,12 @@ export class SignalingServer {
           const owner = tokens.reservedBy(req.name);
           if (owner !== undefined && owner !== data.tokenId) throw new BeamError('BEAM_ERR_NAME_RESERVED', `"${req.name.toLowerCase()}"`);
         }
-        let claim = await this.registry.claim(socket.id, req.name, req.resumeToken);
+        const agentInfo = { peerId: data.peerId ?? '', relay: data.relay, kind: data.shareKind, private: data.private };
+        let claim = await this.registry.claim(socket.id, req.name, req.resumeToken, agentInfo);
         // A random name that happens to be reserved goes back, and another is drawn.
         for (let i = 0; req.name === undefined && tokens?.reservedBy(claim.name) !== undefined && i < 8; i++) {
           await this.registry.drop(socket.id, claim.name);
-          claim = await this.registry.claim(socket.id, undefined, undefined);
+          claim = await this.registry.claim(socket.id, undefined, undefined, agentInfo);
         }
         this.log.info({ audit: 'share.registered', share: claim.name, resumed: claim.resumed, socket: socket.id, address: data.address, token: data.tokenId }, 'share registered');
         return { name: claim.name, url: this.options.shareUrl(claim.name), resumeToken: claim.resumeToken, resumed: claim.resumed };
@@ -258,7 +297,9 @@ export class SignalingServer {
         if (data.kind !== 'gateway') await this.spend(this.sessionOpens, data.address, 'sessions', this.limits.sessionsPerMinute);
         const share = req.share.toLowerCase();
         const agent = await this.registry.ownerOf(share);
-        if (!agent || !this.io?.sockets.sockets.has(agent)) {
+        const here = agent !== undefined && this.io?.sockets.sockets.has(agent) === true;
+        // Alone, an agent is here or nowhere; in a cluster, the registry's word (kept alive by its node's heartbeat) stands.
+        if (!agent || (!here && !this.options.cluster)) {
           if (await this.registry.isHeld(share)) throw new BeamError('BEAM_ERR_AGENT_UNREACHABLE', `"${share}" lost its connection and may come back`);
           throw new BeamError('BEAM_ERR_SHARE_NOT_FOUND', `"${share}"`);
         }
@@ -268,10 +309,12 @@ export class SignalingServer {
         if ((this.sessionsByShare.get(share) ?? 0) >= MAX_SESSIONS_PER_SHARE) {
           throw new BeamError('BEAM_ERR_LIMIT_REACHED', `${MAX_SESSIONS_PER_SHARE} sessions per share`);
         }
-        const agentData = this.io?.sockets.sockets.get(agent)?.data as SocketData | undefined;
+        const agentData = await this.registry.agentOf(share);
+        if (!agentData) throw new BeamError('BEAM_ERR_SHARE_NOT_FOUND', `"${share}"`);
         const relayTokens = { visitor: randomBytes(24).toString('base64url'), agent: randomBytes(24).toString('base64url') };
         const session: Session = { id: randomBytes(12).toString('base64url'), share, agent, visitor: socket.id, kind: data.kind ?? 'cli', relayTokens: { ...relayTokens } };
         this.addSession(session);
+        if (!here) this.io?.serverSideEmit('beam:session', session);
         const iceServers = this.options.iceServers?.() ?? [];
         this.io?.to(agent).emit('session:incoming', {
           sessionId: session.id,
@@ -284,10 +327,10 @@ export class SignalingServer {
         return {
           sessionId: session.id,
           iceServers,
-          agentPeerId: agentData?.peerId ?? '',
-          agentRelay: agentData?.relay ?? 'auto',
-          kind: agentData?.shareKind ?? 'http',
-          private: agentData?.private ?? false,
+          agentPeerId: agentData.peerId,
+          agentRelay: agentData.relay,
+          kind: agentData.kind,
+          private: agentData.private,
           relayToken: relayTokens.visitor,
         };
       }),
@@ -323,6 +366,10 @@ export class SignalingServer {
 
     socket.on('disconnect', (reason) => {
       this.log.debug({ socket: socket.id, reason }, 'disconnected');
+      if (this.moving.delete(socket.id)) {
+        this.sessionsBySocket.delete(socket.id);
+        return;
+      }
       for (const id of [...(this.sessionsBySocket.get(socket.id) ?? [])]) {
         const session = this.sessions.get(id);
         if (session) this.endSession(session, data.role === 'agent' ? 'BEAM_ERR_AGENT_UNREACHABLE' : 'BEAM_ERR_PEER_GONE', socket.id);
@@ -372,16 +419,23 @@ export class SignalingServer {
     this.sessionsByShare.set(session.share, (this.sessionsByShare.get(session.share) ?? 0) + 1);
   }
 
-  private endSession(session: Session, code: ErrorCode, by: string): void {
-    if (!this.sessions.delete(session.id)) return;
+  /** Drops a session's record here, telling no one. */
+  private forgetSession(session: Session): boolean {
+    if (!this.sessions.delete(session.id)) return false;
     this.sessionsBySocket.get(session.agent)?.delete(session.id);
     this.sessionsBySocket.get(session.visitor)?.delete(session.id);
     const left = (this.sessionsByShare.get(session.share) ?? 1) - 1;
     if (left > 0) this.sessionsByShare.set(session.share, left);
     else this.sessionsByShare.delete(session.share);
+    this.options.onSessionEnd?.(session.id);
+    return true;
+  }
+
+  private endSession(session: Session, code: ErrorCode, by: string): void {
+    if (!this.forgetSession(session)) return;
+    if (this.options.cluster) this.io?.serverSideEmit('beam:session-end', session.id);
     const other = by === session.agent ? session.visitor : session.agent;
     this.io?.to(other).emit('session:closed', { sessionId: session.id, code });
-    this.options.onSessionEnd?.(session.id);
     this.log.info({ audit: 'session.closed', share: session.share, session: session.id, code }, 'session closed');
   }
 }

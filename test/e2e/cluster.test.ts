@@ -1,0 +1,194 @@
+/**
+ * Several `beam serve --redis` nodes on one real Redis (Debian's
+ * redis-server): pairing across nodes, one winner in a name race, an agent
+ * that survives the death of its node, a node that drains, and a Redis
+ * restart the cluster recovers from.
+ */
+import http from 'node:http';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { io as connectSocket, type Socket } from 'socket.io-client';
+import { SIGNALING_PATH, SIGNALING_PROTOCOL_VERSION } from '../../shared/constants.js';
+import { ephemeralIdentity } from '../../transport/identity.js';
+import { startRedis, startUntil } from '../../bench/services.js';
+import { startOrigin, type Origin } from '../helpers/origin.js';
+import { BeamProcess } from '../helpers/procs.js';
+import { request } from '../helpers/http.js';
+import { startBalancer, type Balancer } from '../helpers/balancer.js';
+
+interface Node {
+  proc: BeamProcess;
+  port: number;
+  url: string;
+}
+
+let origin: Origin;
+let redis: { port: number; stop(): void };
+let redisUrl: string;
+const nodes: Node[] = [];
+const others: BeamProcess[] = [];
+
+async function startNode(): Promise<Node> {
+  const proc = new BeamProcess(['serve', '--port', '0', '--host', '127.0.0.1', '--json', '--log-level', 'info', '--redis', redisUrl]);
+  const port = (await proc.waitFor('ready'))['port'] as number;
+  const node = { proc, port, url: `http://127.0.0.1:${port}` };
+  nodes.push(node);
+  return node;
+}
+
+function share(server: string, name: string): BeamProcess {
+  const p = new BeamProcess(['http', String(origin.port), '--server', server, '--name', name, '--json', '--no-inspect']);
+  others.push(p);
+  return p;
+}
+
+const via = (node: Node, name: string, path: string) => request(node.port, `${name}.localhost:${node.port}`, path, { agent: false });
+
+/** Waits for `check` to pass, up to `deadlineMs`: for recovery that has no event of its own to wait on. Returns how long it took. */
+async function within(deadlineMs: number, check: () => Promise<boolean>): Promise<number> {
+  const started = performance.now();
+  for (;;) {
+    if (await check().catch(() => false)) return performance.now() - started;
+    if (performance.now() - started > deadlineMs) throw new Error(`not within ${deadlineMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+}
+
+beforeAll(async () => {
+  origin = await startOrigin();
+  redis = await startRedis();
+  redisUrl = `redis://127.0.0.1:${redis.port}`;
+  for (let i = 0; i < 3; i++) await startNode();
+});
+afterAll(async () => {
+  for (const p of others) await p.kill();
+  for (const n of nodes) await n.proc.kill();
+  redis?.stop();
+  await origin?.close();
+});
+
+describe('a cluster of nodes on Redis', () => {
+  it('pairs an agent on one node with visitors on every node: gateway requests and beam connect', async () => {
+    const [a, b, c] = nodes as [Node, Node, Node];
+    const agent = share(a.url, 'cluster-one');
+    await agent.waitFor('ready');
+    for (const node of [a, b, c]) {
+      const res = await via(node, 'cluster-one', `/via-${node.port}`);
+      expect(res.status).toBe(200);
+      expect(res.body.toString()).toBe(`hello from /via-${node.port}`);
+    }
+    const link = (agent.events.find((e) => e.event === 'ready')?.['link'] as string).replace(`:${a.port}`, `:${c.port}`);
+    const connect = new BeamProcess(['connect', link, '--json']);
+    others.push(connect);
+    const local = Number(new URL((await connect.waitFor('ready'))['url'] as string).port);
+    expect((await request(local, `127.0.0.1:${local}`, '/via-connect')).body.toString()).toBe('hello from /via-connect');
+    // The name is taken on every node.
+    for (const node of [b, c]) {
+      const thief = share(node.url, 'cluster-one');
+      expect((await thief.waitFor('error'))['code']).toBe('BEAM_ERR_NAME_TAKEN');
+    }
+  });
+
+  it('50 agents racing for one name across three nodes: exactly one wins', async () => {
+    const peerId = (await ephemeralIdentity()).peerId.toString();
+    const sockets: Socket[] = [];
+    try {
+      for (let i = 0; i < 50; i++) {
+        const node = nodes[i % nodes.length] as Node;
+        const socket = connectSocket(node.url, { path: SIGNALING_PATH, transports: ['websocket'], reconnection: false, auth: { protocol: SIGNALING_PROTOCOL_VERSION, role: 'agent', peerId } });
+        await new Promise<void>((resolve, reject) => {
+          socket.once('connect', () => resolve());
+          socket.once('connect_error', reject);
+        });
+        sockets.push(socket);
+      }
+      const answers = await Promise.all(
+        sockets.map((s) => new Promise<{ ok: boolean; error?: { code: string } }>((resolve) => s.emit('share:register', { name: 'race-for-it' }, resolve))),
+      );
+      expect(answers.filter((a) => a.ok)).toHaveLength(1);
+      expect(answers.filter((a) => !a.ok).map((a) => a.error?.code)).toEqual(Array(49).fill('BEAM_ERR_NAME_TAKEN'));
+    } finally {
+      for (const s of sockets) s.close();
+    }
+  });
+
+  it('kill the node holding an agent: the agent is back with its name on another node, and every node serves it', async () => {
+    // A fourth node, so two are left for the tests after this one.
+    await startNode();
+    const balancer: Balancer = await startBalancer(nodes.map((n) => n.port));
+    const agent = share(balancer.url, 'survivor-1');
+    try {
+      await agent.waitFor('ready');
+      const holder = await Promise.race(nodes.map((n) => n.proc.waitForLog({ audit: 'share.registered', share: 'survivor-1' }).then(() => n)));
+      const mark = agent.events.length;
+      await holder.proc.kill('SIGKILL');
+      await agent.waitFor('reconnecting', mark);
+      const back = await agent.waitFor((e) => e.event === 'ready' && e['resumed'] === true, mark);
+      expect(back['name']).toBe('survivor-1');
+      for (const node of nodes.filter((n) => n !== holder)) {
+        const res = await via(node, 'survivor-1', '/after-failover');
+        expect(res.status, `node ${node.port}`).toBe(200);
+      }
+      nodes.splice(nodes.indexOf(holder), 1);
+    } finally {
+      await agent.kill();
+      await balancer.close();
+    }
+  });
+
+  it('SIGTERM: a node sends its agents elsewhere and lets requests in flight finish', async () => {
+    const balancer = await startBalancer(nodes.map((n) => n.port));
+    const agent = share(balancer.url, 'drained-1');
+    try {
+      await agent.waitFor('ready');
+      const holder = await Promise.race(nodes.map((n) => n.proc.waitForLog({ audit: 'share.registered', share: 'drained-1' }).then(() => n)));
+      // A response held open at the origin, through the holder's own gateway.
+      let received = '';
+      let first!: () => void;
+      const gotFirst = new Promise<void>((resolve) => (first = resolve));
+      const finished = new Promise<number>((resolve) => {
+        http.get({ host: '127.0.0.1', port: holder.port, path: '/sse', headers: { host: `drained-1.localhost:${holder.port}` } }, (r) => {
+          r.on('data', (c: Buffer) => {
+            received += c.toString();
+            first();
+          });
+          r.on('end', () => resolve(r.statusCode ?? 0));
+        });
+      });
+      await gotFirst;
+      const mark = agent.events.length;
+      holder.proc.child.kill('SIGTERM');
+      await holder.proc.waitFor('draining');
+      const back = await agent.waitFor((e) => e.event === 'ready' && e['resumed'] === true, mark);
+      expect(back['name']).toBe('drained-1');
+      await request(origin.port, `127.0.0.1:${origin.port}`, '/sse-release', { agent: false });
+      expect(await finished).toBe(200);
+      expect(received).toBe('data: first\n\ndata: second\n\n');
+      expect(await holder.proc.exited).toBe(0);
+      nodes.splice(nodes.indexOf(holder), 1);
+      for (const node of nodes) expect((await via(node, 'drained-1', '/after-drain')).status).toBe(200);
+    } finally {
+      await agent.kill();
+      await balancer.close();
+    }
+  });
+
+  it('a Redis restart: nodes reconnect, names come back, shares work again across nodes; /metrics says so', async () => {
+    const [a, b] = nodes as [Node, Node];
+    const agent = share(a.url, 'outlives-redis');
+    await agent.waitFor('ready');
+    expect((await via(b, 'outlives-redis', '/before')).status).toBe(200);
+    redis.stop();
+    const metricsOf = async (node: Node): Promise<string> => (await request(node.port, `127.0.0.1:${node.port}`, '/metrics', { agent: false })).body.toString();
+    await within(10_000, async () => /beam_redis_up 0/.test(await metricsOf(b)));
+    // The same Redis comes back, empty (no persistence).
+    const child = await startUntil('redis-server', ['--port', String(redis.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], /Ready to accept connections/);
+    redis = { port: redis.port, stop: () => void child.kill('SIGKILL') };
+    const tookMs = await within(20_000, async () => (await via(b, 'outlives-redis', '/after-restart')).status === 200);
+    console.log(`share served across nodes again ${tookMs.toFixed(0)} ms after Redis came back`);
+    expect(await metricsOf(b)).toMatch(/beam_redis_up 1/);
+    // And new registrations work.
+    const fresh = share(b.url, 'after-redis-1');
+    await fresh.waitFor('ready');
+    expect((await via(a, 'after-redis-1', '/fresh')).status).toBe(200);
+  });
+});
