@@ -183,9 +183,15 @@ describe('a cluster of nodes on Redis', () => {
     // The same Redis comes back, empty (no persistence).
     const child = await startUntil('redis-server', ['--port', String(redis.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], /Ready to accept connections/);
     redis = { port: redis.port, stop: () => void child.kill('SIGKILL') };
-    const tookMs = await within(20_000, async () => (await via(b, 'outlives-redis', '/after-restart')).status === 200);
-    console.log(`share served across nodes again ${tookMs.toFixed(0)} ms after Redis came back`);
+    // A node that never served this share (no link to reuse) finds it only through the registry, which
+    // the agent's node writes back on its next heartbeat.
+    const newcomer = await startNode();
+    const tookMs = await within(20_000, async () => (await via(newcomer, 'outlives-redis', '/after-restart')).status === 200);
+    console.log(`share found through the registry again ${tookMs.toFixed(0)} ms after Redis came back`);
+    expect((await via(b, 'outlives-redis', '/after-restart')).status).toBe(200);
     expect(await metricsOf(b)).toMatch(/beam_redis_up 1/);
+    const thief = share(newcomer.url, 'outlives-redis');
+    expect((await thief.waitFor('error'))['code']).toBe('BEAM_ERR_NAME_TAKEN');
     // And new registrations work.
     const fresh = share(b.url, 'after-redis-1');
     await fresh.waitFor('ready');
