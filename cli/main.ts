@@ -53,6 +53,7 @@ interface ServeFlags extends CommonFlags {
   tokenFile?: string;
   trustProxy?: boolean;
   redis?: string;
+  nodeUrl?: string;
 }
 interface StartFlags extends CommonFlags {
   config: string;
@@ -252,7 +253,7 @@ async function runServe(flags: ServeFlags): Promise<void> {
   const tokens = flags.tokenFile ? await AgentTokens.load(flags.tokenFile) : undefined;
   const server = await startBeamServer(
     { engine, logger: log },
-    { port, host: flags.host, domain, publicUrl: flags.publicUrl, ice, compress: flags.compress, tokens, trustProxy: flags.trustProxy ?? false, ...(flags.redis ? { redis: parseRedisUrl(flags.redis) } : {}) },
+    { port, host: flags.host, domain, publicUrl: flags.publicUrl, ice, compress: flags.compress, tokens, trustProxy: flags.trustProxy ?? false, ...(flags.redis ? { redis: parseRedisUrl(flags.redis) } : {}), ...(flags.nodeUrl ? { nodeUrl: parseServerUrl(flags.nodeUrl, '--node-url') } : {}) },
   );
   const url = flags.publicUrl ?? `http://${domain}:${server.port}`;
   if (flags.json) process.stdout.write(`${JSON.stringify({ event: 'ready', url, port: server.port, domain })}\n`);
@@ -357,6 +358,7 @@ export function program(): Command {
     .option('--token-file <file>', 'agents must present a token from this file; a token may reserve share names (one token a line, then its names)')
     .option('--trust-proxy', 'behind a reverse proxy: take the client address and scheme from its X-Forwarded-For and X-Forwarded-Proto')
     .option('--redis <url>', 'run as one of several nodes sharing this Redis (e.g. redis://127.0.0.1:6379): names and signaling span the nodes')
+    .option('--node-url <url>', 'with --redis: this node\'s own URL (on the public host or below it), where relayed sessions it sets up meet')
     .action(async (flags: ServeFlags) => {
       await runServe(flags).catch((err: unknown) => fail(err, Boolean(flags.json)));
     });

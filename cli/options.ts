@@ -23,15 +23,15 @@ export function parseTarget(value: string): Target {
   return { host: (m[1] as string).replace(/^\[|\]$/g, ''), port: parsePort(m[2] as string) };
 }
 
-export function parseServerUrl(value: string): string {
+export function parseServerUrl(value: string, what = '--server'): string {
   let url: URL;
   try {
     url = new URL(value);
   } catch {
-    throw new BeamError('BEAM_ERR_BAD_OPTION', `--server "${value}" is not a URL (e.g. https://beam.example.com)`);
+    throw new BeamError('BEAM_ERR_BAD_OPTION', `${what} "${value}" is not a URL (e.g. https://beam.example.com)`);
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-    throw new BeamError('BEAM_ERR_BAD_OPTION', `--server must be http:// or https://, not ${url.protocol}`);
+    throw new BeamError('BEAM_ERR_BAD_OPTION', `${what} must be http:// or https://, not ${url.protocol}`);
   }
   return url.origin;
 }

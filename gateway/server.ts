@@ -55,6 +55,13 @@ export interface BeamServerOptions {
    * socket.io's Redis Streams adapter. Default: everything in memory.
    */
   redis?: string;
+  /**
+   * This node's own URL, reachable by agents and visitors (with --redis,
+   * behind a load balancer): both sides of a relayed session meet at the relay
+   * of the node that set it up. On the public host or below it, e.g.
+   * https://node1.beam.example.com for https://beam.example.com.
+   */
+  nodeUrl?: string;
 }
 
 export interface BeamServer {
@@ -142,6 +149,7 @@ export async function startBeamServer(
     { logger: components.logger, registry },
     {
       cluster: redis !== undefined,
+      nodeUrl: options.nodeUrl,
       shareUrl,
       gatewayToken,
       iceServers: () => (options.ice ? iceServersFor(options.ice) : []),

@@ -36,7 +36,7 @@ import {
 } from '../shared/signaling.js';
 import type { Peer, WebRtcEngine } from '../transport/engine.js';
 import type { Identity } from '../transport/identity.js';
-import { connectRelay } from '../transport/relay.js';
+import { connectRelay, relayServerFor } from '../transport/relay.js';
 import { channelPipe, directPrologue, secure, SecureFrameChannel, withSecret } from '../transport/secure.js';
 import { OriginForwarder, type Origin, type ReplayEdits } from './origin.js';
 import type { Inspector } from './inspect.js';
@@ -124,6 +124,8 @@ interface AgentSession {
   visitor: VisitorKind;
   iceServers: IceServer[];
   relayToken: string;
+  /** The node whose relay the session uses (several nodes), as signaling named it. */
+  relayUrl: string | undefined;
   /** The latest direct peer connection (a retry replaces it). */
   peer: Peer | undefined;
   /** Which peer connection carries each WebRTC path. */
@@ -296,6 +298,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       visitor: msg.visitor.kind,
       iceServers: msg.iceServers,
       relayToken: msg.relayToken,
+      relayUrl: msg.relayUrl,
       serverSeenAddress: msg.visitor.address,
       peer: undefined,
       peers: new Map(),
@@ -439,7 +442,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     session.relayStarted = true;
     void (async () => {
       try {
-        const pipe = await connectRelay(this.options.server, { sessionId: session.id, role: 'agent', token: session.relayToken });
+        const pipe = await connectRelay(relayServerFor(this.options.server, session.relayUrl), { sessionId: session.id, role: 'agent', token: session.relayToken });
         const secured = await secure(pipe, { role: 'responder', identity: this.identity, prologue: withSecret(new Uint8Array(0), this.handshakeSecret(session)) });
         if (!this.sessions.has(session.id)) {
           pipe.close();

@@ -109,6 +109,8 @@ export const IncomingSessionSchema = z.object({
   visitor: z.object({ kind: z.enum(['gateway', 'browser', 'cli']), address: z.string().max(64).optional() }),
   iceServers: z.array(IceServerSchema).max(16),
   relayToken,
+  /** The node whose relay this session uses (several nodes: see transport/relay.ts relayServerFor). */
+  relayUrl: z.string().max(512).optional(),
 });
 export type IncomingSession = z.infer<typeof IncomingSessionSchema>;
 
@@ -142,6 +144,8 @@ export interface SessionOpened {
   private: boolean;
   /** This visitor's one-time token for the relay. */
   relayToken: string;
+  /** The node whose relay this session uses, when the server runs as several nodes. */
+  relayUrl?: string;
 }
 
 /** Events the server receives. */

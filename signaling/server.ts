@@ -73,6 +73,8 @@ export interface SignalingOptions {
   trustProxy?: boolean | undefined;
   /** One of several nodes sharing a registry and a socket.io adapter (--redis): agents may be connected elsewhere. */
   cluster?: boolean | undefined;
+  /** This node's own URL (--node-url): both sides of a session it sets up meet at its relay. */
+  nodeUrl?: string | undefined;
 }
 
 export interface AddressLimits {
@@ -322,6 +324,7 @@ export class SignalingServer {
           visitor: { kind: data.kind ?? 'cli', ...(data.kind !== 'gateway' ? { address: data.address } : {}) },
           iceServers,
           relayToken: relayTokens.agent,
+          ...(this.options.nodeUrl ? { relayUrl: this.options.nodeUrl } : {}),
         });
         this.log.info({ audit: 'session.opened', share, session: session.id, visitor: data.kind, address: data.kind === 'gateway' ? undefined : data.address }, 'session opened');
         return {
@@ -332,6 +335,7 @@ export class SignalingServer {
           kind: agentData.kind,
           private: agentData.private,
           relayToken: relayTokens.visitor,
+          ...(this.options.nodeUrl ? { relayUrl: this.options.nodeUrl } : {}),
         };
       }),
     );

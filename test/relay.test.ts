@@ -3,6 +3,7 @@
  * of its limits (made small here through RelayLimits, defaults in
  * shared/constants.ts).
  */
+import { relayServerFor } from '../transport/relay.js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createHash, randomBytes } from 'node:crypto';
 import http from 'node:http';
@@ -141,5 +142,21 @@ describe('the relay', () => {
     const open = await start();
     await open('once', 'visitor');
     await expect(open('once', 'visitor')).rejects.toMatchObject({ status: 403, code: 'BEAM_ERR_RELAY_REFUSED' });
+  });
+});
+
+describe('relayServerFor (the node a relayed session meets at)', () => {
+  it('takes a node on the server\'s host or below it, over http(s); anything else falls back to the server', () => {
+    const server = 'https://beam.example.com';
+    expect(relayServerFor(server, undefined)).toBe(server);
+    expect(relayServerFor(server, 'https://node1.beam.example.com/')).toBe('https://node1.beam.example.com');
+    expect(relayServerFor(server, 'http://beam.example.com:7071')).toBe('http://beam.example.com:7071');
+    expect(relayServerFor(server, 'https://evil.example.net')).toBe(server);
+    expect(relayServerFor(server, 'https://beam.example.com.evil.net')).toBe(server);
+    expect(relayServerFor(server, 'https://notbeam.example.com')).toBe(server);
+    expect(relayServerFor(server, 'file:///etc/passwd')).toBe(server);
+    expect(relayServerFor(server, 'not a url')).toBe(server);
+    expect(relayServerFor('http://127.0.0.1:7070', 'http://127.0.0.1:7071')).toBe('http://127.0.0.1:7071');
+    expect(relayServerFor('http://127.0.0.1:7070', 'http://10.0.0.5:7071')).toBe('http://127.0.0.1:7070');
   });
 });

@@ -22,6 +22,27 @@ export function relayUrl(server: string, ticket: RelayTicket): string {
   return url.href;
 }
 
+/**
+ * Where a session's relay is: the node that set the session up, when the
+ * server names one (several nodes behind a load balancer: both sides must
+ * reach the same node), else the server itself. A node is accepted only on
+ * the server's own host name or below it (node1.beam.example.com for
+ * beam.example.com), over http(s): the server cannot send the agent's
+ * connections anywhere else.
+ */
+export function relayServerFor(server: string, node: string | undefined): string {
+  if (node === undefined) return server;
+  let url: URL;
+  try {
+    url = new URL(node);
+  } catch {
+    return server;
+  }
+  const host = new URL(server).hostname;
+  const ok = (url.protocol === 'http:' || url.protocol === 'https:') && (url.hostname === host || url.hostname.endsWith(`.${host}`));
+  return ok ? url.origin : server;
+}
+
 /** Opens the relay WebSocket; resolves once it is open (the relay may still be waiting for the other side). */
 export function connectRelay(server: string, ticket: RelayTicket): Promise<Pipe> {
   return new Promise((resolve, reject) => {

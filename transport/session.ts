@@ -37,7 +37,7 @@ import { Mux, type MuxStream } from '../shared/mux.js';
 import type { Ack, ClientToServerEvents, RelayMode, ServerToClientEvents, SessionOpened, ShareKind, Signal } from '../shared/signaling.js';
 import type { DataChannel, Peer, WebRtcEngine } from './engine.js';
 import { parsePeerId, type Identity } from './identity.js';
-import { connectRelay } from './relay.js';
+import { connectRelay, relayServerFor } from './relay.js';
 import { channelPipe, directPrologue, secure, SecureFrameChannel, withSecret } from './secure.js';
 
 export type VisitorSocket = Socket<ServerToClientEvents, ClientToServerEvents>;
@@ -352,7 +352,9 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
     this.emitSignal({ type: 'relay' });
     void (async () => {
       try {
-        const pipe = await connectRelay(this.options.server, { sessionId: opened.sessionId, role: 'visitor', token: opened.relayToken });
+        // The server's own gateway is on the node that set the session up; anyone else goes where signaling says.
+        const server = this.options.requestLevelAccess ? this.options.server : relayServerFor(this.options.server, opened.relayUrl);
+        const pipe = await connectRelay(server, { sessionId: opened.sessionId, role: 'visitor', token: opened.relayToken });
         if (this.closed) {
           pipe.close();
           return;

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { io as connectSocket, type Socket } from 'socket.io-client';
 import { SIGNALING_PATH, SIGNALING_PROTOCOL_VERSION } from '../../shared/constants.js';
 import { ephemeralIdentity } from '../../transport/identity.js';
-import { startRedis, startUntil } from '../../bench/services.js';
+import { freePort, startRedis, startUntil } from '../../bench/services.js';
 import { startOrigin, type Origin } from '../helpers/origin.js';
 import { BeamProcess } from '../helpers/procs.js';
 import { request } from '../helpers/http.js';
@@ -27,8 +27,8 @@ let redisUrl: string;
 const nodes: Node[] = [];
 const others: BeamProcess[] = [];
 
-async function startNode(): Promise<Node> {
-  const proc = new BeamProcess(['serve', '--port', '0', '--host', '127.0.0.1', '--json', '--log-level', 'info', '--redis', redisUrl]);
+async function startNode(listen = 0, extra: string[] = []): Promise<Node> {
+  const proc = new BeamProcess(['serve', '--port', String(listen), '--host', '127.0.0.1', '--json', '--log-level', 'info', '--redis', redisUrl, ...extra]);
   const port = (await proc.waitFor('ready'))['port'] as number;
   const node = { proc, port, url: `http://127.0.0.1:${port}` };
   nodes.push(node);
@@ -85,6 +85,39 @@ describe('a cluster of nodes on Redis', () => {
     for (const node of [b, c]) {
       const thief = share(node.url, 'cluster-one');
       expect((await thief.waitFor('error'))['code']).toBe('BEAM_ERR_NAME_TAKEN');
+    }
+  });
+
+  it('relayed sessions meet at the relay of the node that set them up (--node-url), wherever each side landed', async () => {
+    const ports = [await freePort(), await freePort()];
+    const pair = [];
+    for (const port of ports) pair.push(await startNode(port, ['--node-url', `http://127.0.0.1:${port}`]));
+    const balancer = await startBalancer(ports);
+    const relayAgent = new BeamProcess(['http', String(origin.port), '--server', balancer.url, '--name', 'relayed-everywhere', '--relay', 'always', '--json', '--no-inspect']);
+    others.push(relayAgent);
+    try {
+      const link = (await relayAgent.waitFor('ready'))['link'] as string;
+      // Round robin: over four visitors, some land on the agent's node and some on the other.
+      for (let i = 0; i < 4; i++) {
+        const c = new BeamProcess(['connect', link, '--relay', 'always', '--json']);
+        try {
+          const ready = await c.waitFor('ready');
+          const path = await c.waitFor('session');
+          expect(path['path']).toBe('relay');
+          const port = Number(new URL(ready['url'] as string).port);
+          const res = await request(port, `127.0.0.1:${port}`, `/relayed-${i}`);
+          expect(res.body.toString()).toBe(`hello from /relayed-${i}`);
+        } finally {
+          await c.kill();
+        }
+      }
+    } finally {
+      await relayAgent.kill();
+      await balancer.close();
+      for (const n of pair) {
+        await n.proc.kill();
+        nodes.splice(nodes.indexOf(n), 1);
+      }
     }
   });
 
