@@ -54,6 +54,9 @@ interface ServeFlags extends CommonFlags {
   trustProxy?: boolean;
   redis?: string;
   nodeUrl?: string;
+  maxConnectionsPerIp?: string;
+  registrationsPerMinute?: string;
+  sessionsPerMinute?: string;
 }
 interface StartFlags extends CommonFlags {
   config: string;
@@ -251,9 +254,14 @@ async function runServe(flags: ServeFlags): Promise<void> {
   const ice = validateIceConfig({ stun: flags.stun ?? [], turn: flags.turn ?? [], turnSecret: flags.turnSecret });
   const engine = await loadEngine(parseEngine(flags.engine));
   const tokens = flags.tokenFile ? await AgentTokens.load(flags.tokenFile) : undefined;
+  const limits = {
+    ...(flags.maxConnectionsPerIp ? { connections: parseCount(flags.maxConnectionsPerIp, '--max-connections-per-ip') } : {}),
+    ...(flags.registrationsPerMinute ? { registrationsPerMinute: parseCount(flags.registrationsPerMinute, '--registrations-per-minute') } : {}),
+    ...(flags.sessionsPerMinute ? { sessionsPerMinute: parseCount(flags.sessionsPerMinute, '--sessions-per-minute') } : {}),
+  };
   const server = await startBeamServer(
     { engine, logger: log },
-    { port, host: flags.host, domain, publicUrl: flags.publicUrl, ice, compress: flags.compress, tokens, trustProxy: flags.trustProxy ?? false, ...(flags.redis ? { redis: parseRedisUrl(flags.redis) } : {}), ...(flags.nodeUrl ? { nodeUrl: parseServerUrl(flags.nodeUrl, '--node-url') } : {}) },
+    { port, host: flags.host, domain, publicUrl: flags.publicUrl, ice, compress: flags.compress, tokens, limits, trustProxy: flags.trustProxy ?? false, ...(flags.redis ? { redis: parseRedisUrl(flags.redis) } : {}), ...(flags.nodeUrl ? { nodeUrl: parseServerUrl(flags.nodeUrl, '--node-url') } : {}) },
   );
   const url = flags.publicUrl ?? `http://${domain}:${server.port}`;
   if (flags.json) process.stdout.write(`${JSON.stringify({ event: 'ready', url, port: server.port, domain })}\n`);
@@ -358,6 +366,9 @@ export function program(): Command {
     .option('--token-file <file>', 'agents must present a token from this file; a token may reserve share names (one token a line, then its names)')
     .option('--trust-proxy', 'behind a reverse proxy: take the client address and scheme from its X-Forwarded-For and X-Forwarded-Proto')
     .option('--redis <url>', 'run as one of several nodes sharing this Redis (e.g. redis://127.0.0.1:6379): names and signaling span the nodes')
+    .option('--max-connections-per-ip <n>', 'signaling connections one client address may hold (default 64)')
+    .option('--registrations-per-minute <n>', 'shares one client address may register a minute (default 60)')
+    .option('--sessions-per-minute <n>', 'sessions one client address may open a minute (default 600)')
     .option('--node-url <url>', 'with --redis: this node\'s own URL (on the public host or below it), where relayed sessions it sets up meet')
     .action(async (flags: ServeFlags) => {
       await runServe(flags).catch((err: unknown) => fail(err, Boolean(flags.json)));

@@ -6,6 +6,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Duplex } from 'node:stream';
+import { randomBytes } from 'node:crypto';
 import { isIP } from 'node:net';
 import { io as connectSocket } from 'socket.io-client';
 import type { Logger } from 'pino';
@@ -77,6 +78,8 @@ export class Gateway {
   private readonly engine: WebRtcEngine;
   private readonly options: GatewayOptions;
   private readonly links = new Map<string, VisitorSession>();
+  /** Direct (ICE) attempts that failed, ever: the sessions then went on over TURN or the relay, or not at all. */
+  directFailures = 0;
   private readonly socket: VisitorSocket;
   private readonly identity: Identity;
   /** The `beam-path` header value of each stream's response. */
@@ -138,6 +141,13 @@ export class Gateway {
     return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
 
+  /** Open links to agents, by the path new streams take. */
+  linkPaths(): Record<'direct' | 'turn' | 'relay', number> {
+    const counts = { direct: 0, turn: 0, relay: 0 };
+    for (const link of this.links.values()) if (link.path) counts[link.path]++;
+    return counts;
+  }
+
   /** Bytes exchanged with agents over all links, ever. */
   linkBytes(): { sent: number; received: number } {
     let { sent, received } = this.closedBytes;
@@ -148,11 +158,19 @@ export class Gateway {
     return { sent, received };
   }
 
-  private track(res: { once(event: 'close', cb: () => void): unknown; statusCode?: number }): void {
+  private track(res: { once(event: 'close', cb: () => void): unknown; statusCode?: number }, req?: IncomingMessage): void {
     this.inFlight++;
     const started = performance.now();
     res.once('close', () => {
-      this.onRequestDone?.(res.statusCode ?? 101, (performance.now() - started) / 1000);
+      const seconds = (performance.now() - started) / 1000;
+      this.onRequestDone?.(res.statusCode ?? 101, seconds);
+      // The access log: one line a request, with the id the agent logs too. The path only: a query may hold secrets.
+      if (req && this.options.gatewayToken !== undefined) {
+        this.log.info(
+          { req: requestIdOf(req), share: this.route(req.headers.host), method: req.method, target: (req.url ?? '/').split('?')[0], status: res.statusCode, ms: Math.round(seconds * 10_000) / 10 },
+          'request',
+        );
+      }
       if (--this.inFlight === 0) for (const w of this.idleWaiters.splice(0)) w();
     });
   }
@@ -192,6 +210,7 @@ export class Gateway {
         },
       );
       created.on('path', (info) => this.options.onPath?.(share, info));
+      created.on('direct-failed', () => this.directFailures++);
       created.once('close', () => {
         if (this.links.get(share) !== created) return;
         this.links.delete(share);
@@ -232,6 +251,11 @@ export class Gateway {
     }
     headers.push(['X-Forwarded-For', remote], ['X-Forwarded-Proto', proto]);
     if (req.headers.host) headers.push(['X-Forwarded-Host', req.headers.host]);
+    // One id follows the request: the gateway's log, the agent's, the origin (X-Request-Id), the response.
+    const id = requestIdOf(req);
+    const at = headers.findIndex(([k]) => k.toLowerCase() === 'x-request-id');
+    if (at >= 0) headers.splice(at, 1);
+    headers.push(['X-Request-Id', id]);
     if (upgrade && req.headers.upgrade) headers.push(['Upgrade', req.headers.upgrade]);
     const body = !upgrade && (req.headers['transfer-encoding'] !== undefined || (req.headers['content-length'] ?? '0') !== '0');
     return { method: req.method ?? 'GET', target: originForm(req.url), headers, remoteAddress: remote, upgrade, body };
@@ -251,10 +275,10 @@ export class Gateway {
 
   /** Handles one public HTTP request. */
   async handleRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    this.track(res);
+    this.track(res, req);
     const opened = await this.streamFor(req);
     if (!(opened instanceof Duplex)) {
-      sendError(req.headers, res, opened.code, opened.detail);
+      this.sendError(req, res, opened.code, opened.detail);
       return;
     }
     const stream = opened;
@@ -286,7 +310,7 @@ export class Gateway {
       return;
     }
     if (head.kind === 'error') {
-      sendError(req.headers, res, head.code, head.detail);
+      this.sendError(req, res, head.code, head.detail);
       stream.resume();
       return;
     }
@@ -296,11 +320,12 @@ export class Gateway {
     if (encoding) pairs = compressedHeaders(pairs, encoding);
     const flat = pairs.flat();
     flat.push('beam-path', this.pathOf.get(stream) ?? 'unknown');
+    if (!pairs.some(([k]) => k.toLowerCase() === 'x-request-id')) flat.push('X-Request-Id', requestIdOf(req));
     try {
       res.writeHead(head.status, head.statusText, flat);
     } catch (err) {
       // A header the agent sent that Node refuses to write (invalid characters).
-      sendError(req.headers, res, 'BEAM_ERR_BAD_MESSAGE', (err as Error).message);
+      this.sendError(req, res, 'BEAM_ERR_BAD_MESSAGE', (err as Error).message);
       stream.destroy();
       return;
     }
@@ -366,6 +391,16 @@ export class Gateway {
 
   private answerFailure(req: IncomingMessage, res: ServerResponse, err: unknown): void {
     const { code, detail } = this.failure(req, err);
+    this.sendError(req, res, code, detail);
+  }
+
+  /**
+   * The gateway's own error answer, with the request id. (Only here: a
+   * header set ahead of the success path's raw writeHead would make Node fold
+   * repeated headers such as Set-Cookie.)
+   */
+  private sendError(req: IncomingMessage, res: ServerResponse, code: ErrorCode, detail?: string): void {
+    if (!res.headersSent) res.setHeader('X-Request-Id', requestIdOf(req));
     sendError(req.headers, res, code, detail);
   }
 
@@ -373,4 +408,20 @@ export class Gateway {
     for (const link of [...this.links.values()]) link.close();
     this.socket.disconnect();
   }
+}
+
+const requestIds = new WeakMap<IncomingMessage, string>();
+
+/**
+ * A request's id: the client's own X-Request-Id when it is a plain token
+ * (a chain of proxies keeps one id), else a new random one.
+ */
+export function requestIdOf(req: IncomingMessage): string {
+  let id = requestIds.get(req);
+  if (id === undefined) {
+    const offered = req.headers['x-request-id'];
+    id = typeof offered === 'string' && /^[A-Za-z0-9._:-]{8,64}$/.test(offered) ? offered : randomBytes(8).toString('hex');
+    requestIds.set(req, id);
+  }
+  return id;
 }

@@ -8,6 +8,8 @@ import type { SignalingServer } from '../signaling/server.js';
 
 export interface GatewayMetricsSource {
   linkBytes(): { sent: number; received: number };
+  linkPaths(): Record<'direct' | 'turn' | 'relay', number>;
+  readonly directFailures: number;
   readonly requestsInFlight: number;
 }
 
@@ -51,6 +53,24 @@ export function createMetrics(signaling: SignalingServer, gateway: GatewayMetric
     registers: [registry],
     collect() {
       for (const [visitor, n] of Object.entries(signaling.sessionCounts())) this.set({ visitor }, n);
+    },
+  });
+  new Gauge({
+    name: 'beam_gateway_links',
+    help: 'The gateway\'s open links to agents, by path (direct, turn, relay)',
+    labelNames: ['path'] as const,
+    registers: [registry],
+    collect() {
+      for (const [path, n] of Object.entries(gateway.linkPaths())) this.set({ path }, n);
+    },
+  });
+  new Counter({
+    name: 'beam_ice_failures_total',
+    help: 'Direct (ICE) attempts of the gateway that failed; the session then tried TURN or the relay',
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(gateway.directFailures);
     },
   });
   new Gauge({

@@ -3,6 +3,7 @@
  * chooses the method, path and headers, never the host or port.
  */
 import http from 'node:http';
+import { randomBytes } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { BeamError, ERRORS, errorCodeOf, type ErrorCode } from '../shared/errors.js';
@@ -97,6 +98,8 @@ export class OriginForwarder {
     }
     let headers = endToEndPairs(head.headers, trustForwarded ? undefined : FORWARDING_HEADERS);
     const forwardedFor = trustForwarded ? headers.find(([k]) => k.toLowerCase() === 'x-forwarded-for')?.[1] : undefined;
+    // The gateway's request id, so its log and this one line up; a peer-to-peer request gets one here.
+    const requestId = (trustForwarded ? headers.find(([k]) => k.toLowerCase() === 'x-request-id')?.[1] : undefined) ?? randomBytes(8).toString('hex');
     const capture = this.inspector ? this.record(head.method, head.target, headers, secret !== undefined, context, forwardedFor) : undefined;
     /** Beam answers instead of the origin: an error head, or a response of its own. */
     const refuse = (code: ErrorCode, response?: { status: number; statusText: string; headers: HeaderPairs; body: string }): void => {
@@ -113,6 +116,7 @@ export class OriginForwarder {
         {
           audit: code === 'BEAM_ERR_RATE_LIMITED' || code === 'BEAM_ERR_MAX_VISITORS' ? 'limit.hit' : 'auth.refused',
           code,
+          req: requestId,
           visitor: (trustForwarded ? forwardedFor : context.visitorAddress) ?? context.visitorKey,
           path: context.path,
           method: head.method,
@@ -205,6 +209,7 @@ export class OriginForwarder {
       state = 'error-sent';
       stream.end(encodeHead({ kind: 'error', code, detail }));
       capture?.fail(code, ERRORS[code].status);
+      this.log.info({ req: requestId, code, detail }, 'request failed');
     };
     // The clock runs from the moment the whole request is at the origin: a
     // long upload is not a slow origin.
@@ -239,6 +244,7 @@ export class OriginForwarder {
         return;
       }
       state = 'responding';
+      this.log.debug({ req: requestId, path: context.path, method: head.method, target: target.split('?')[0], status: res.statusCode }, 'forwarded');
       const responseHeaders: HeaderPairs = setCookie ? [...endToEndHeaders(res.rawHeaders), ['Set-Cookie', setCookie]] : endToEndHeaders(res.rawHeaders);
       stream.write(encodeHead({ kind: 'response', status: res.statusCode ?? 502, statusText: res.statusMessage, headers: responseHeaders }));
       if (capture) {

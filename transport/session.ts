@@ -78,6 +78,8 @@ export interface VisitorSessionEvents {
   path: [PathInfo];
   /** A datagram from a UDP share's origin, for `flow`. */
   datagram: [number, Buffer];
+  /** A direct (ICE) attempt failed; the session may go on over TURN or the relay. */
+  'direct-failed': [BeamError];
   close: [];
 }
 
@@ -322,6 +324,7 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
     this.directPending = false;
     this.lastError = err;
     this.log.info({ session: this.sessionId, attempt: this.directAttempts, code: err.code, err: err.detail }, 'direct path failed');
+    this.emit('direct-failed', err);
     if (err.code === 'BEAM_ERR_PEER_MISMATCH' || err.code === 'BEAM_ERR_PRIVATE') {
       this.fail(err);
       return;

@@ -66,3 +66,30 @@ describe('audit log', () => {
     }
   });
 });
+
+describe('request ids', () => {
+  it('one id follows a request from the gateway to the agent to the origin, and back in the response', async () => {
+    const agent = new BeamProcess(['http', String(origin.port), '--server', `http://127.0.0.1:${port}`, '--json', '--no-inspect', '--log-level', 'debug', '--name', 'traced-1']);
+    try {
+      await agent.waitFor('ready');
+      const host = `traced-1.localhost:${port}`;
+      const res = await request(port, host, '/headers?secret=1');
+      const id = res.headers['x-request-id'] as string;
+      expect(id).toMatch(/^[0-9a-f]{16}$/);
+      const seen = JSON.parse(res.body.toString()) as { headers: Record<string, string> };
+      expect(seen.headers['x-request-id']).toBe(id);
+      const gatewayLine = await server.waitForLog({ msg: 'request', req: id });
+      expect(gatewayLine).toMatchObject({ share: 'traced-1', method: 'GET', target: '/headers', status: 200 });
+      expect(await agent.waitForLog({ msg: 'forwarded', req: id })).toMatchObject({ path: 'gateway', status: 200 });
+
+      // A client's own well-formed id is kept (a chain of proxies keeps one id); anything else is replaced.
+      const kept = await request(port, host, '/headers', { headers: { 'x-request-id': 'upstream-id-42' } });
+      expect(kept.headers['x-request-id']).toBe('upstream-id-42');
+      const replaced = await request(port, host, '/headers', { headers: { 'x-request-id': 'bad id' } });
+      expect(replaced.headers['x-request-id']).toMatch(/^[0-9a-f]{16}$/);
+      expect((JSON.parse(replaced.body.toString()) as { headers: Record<string, string> }).headers['x-request-id']).toBe(replaced.headers['x-request-id']);
+    } finally {
+      await agent.kill();
+    }
+  });
+});
