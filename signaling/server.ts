@@ -33,6 +33,7 @@ import {
   type ServerToClientEvents,
   type ShareKind,
   type VisitorKind,
+  type IncomingSession,
 } from '../shared/signaling.js';
 import { MemoryShareRegistry, type ShareRegistry } from './registry.js';
 
@@ -43,7 +44,7 @@ import { MemoryShareRegistry, type ShareRegistry } from './registry.js';
  * forgotten everywhere.
  */
 interface NodeToNodeEvents {
-  'beam:session': (session: Session) => void;
+  'beam:session': (session: Session, incoming: IncomingSession) => void;
   'beam:session-end': (sessionId: string) => void;
 }
 
@@ -200,9 +201,12 @@ export class SignalingServer {
     });
     io.on('connection', (socket) => this.onConnection(socket));
     // Another node opened a session with an agent connected here: know it, so the agent's signals and close pass.
-    io.on('beam:session', (session: Session) => {
+    io.on('beam:session', (session: Session, incoming: IncomingSession) => {
       if (typeof session?.id !== 'string' || this.sessions.has(session.id)) return;
-      if (io.sockets.sockets.has(session.agent)) this.addSession(session);
+      const agent = io.sockets.sockets.get(session.agent);
+      if (!agent) return;
+      this.addSession(session);
+      agent.emit('session:incoming', incoming);
     });
     io.on('beam:session-end', (sessionId: string) => {
       const session = this.sessions.get(sessionId);
@@ -316,16 +320,19 @@ export class SignalingServer {
         const relayTokens = { visitor: randomBytes(24).toString('base64url'), agent: randomBytes(24).toString('base64url') };
         const session: Session = { id: randomBytes(12).toString('base64url'), share, agent, visitor: socket.id, kind: data.kind ?? 'cli', relayTokens: { ...relayTokens } };
         this.addSession(session);
-        if (!here) this.io?.serverSideEmit('beam:session', session);
         const iceServers = this.options.iceServers?.() ?? [];
-        this.io?.to(agent).emit('session:incoming', {
+        const incoming: IncomingSession = {
           sessionId: session.id,
           share,
           visitor: { kind: data.kind ?? 'cli', ...(data.kind !== 'gateway' ? { address: data.address } : {}) },
           iceServers,
           relayToken: relayTokens.agent,
           ...(this.options.nodeUrl ? { relayUrl: this.options.nodeUrl } : {}),
-        });
+        };
+        // An agent on another node hears of the session from that node, in one message with its record:
+        // its answer can then never arrive before the node knows the session.
+        if (here) this.io?.to(agent).emit('session:incoming', incoming);
+        else this.io?.serverSideEmit('beam:session', session, incoming);
         this.log.info({ audit: 'session.opened', share, session: session.id, visitor: data.kind, address: data.kind === 'gateway' ? undefined : data.address }, 'session opened');
         return {
           sessionId: session.id,
