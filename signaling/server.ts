@@ -23,7 +23,7 @@ import {
   HandshakeSchema,
   OpenSessionRequestSchema,
   RegisterRequestSchema,
-  SessionCloseSchema, SessionRefSchema,
+  SessionCloseSchema,
   SessionSignalSchema,
   wireError,
   type Ack,
