@@ -22,16 +22,11 @@ import { fileURLToPath } from 'node:url';
 import { io as connectSocket, type Socket } from 'socket.io-client';
 import { SIGNALING_PATH, SIGNALING_PROTOCOL_VERSION } from '../shared/constants.js';
 import { ephemeralIdentity } from '../transport/identity.js';
-import { startRedis, type Service } from './services.js';
+import { numberArg, startRedis, type Service } from './services.js';
 
-const args = process.argv.slice(2);
-const opt = (name: string, def: number): number => {
-  const i = args.indexOf(name);
-  return i >= 0 ? Number(args[i + 1]) : def;
-};
-const SHARES = opt('--shares', 10_000);
-const IDLE_S = opt('--idle-s', 20);
-const SETUP_S = opt('--setup-s', 10);
+const SHARES = numberArg('--shares', 10_000);
+const IDLE_S = numberArg('--idle-s', 20);
+const SETUP_S = numberArg('--setup-s', 10);
 const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../bin/beam.js');
 const PEER_ID = (await ephemeralIdentity()).peerId.toString();
 const children: ChildProcess[] = [];

@@ -18,15 +18,13 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { rawTransfer } from './raw-ndc.js';
+import { numberArg } from './services.js';
 
 const run = promisify(execFile);
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '../..');
 const args = process.argv.slice(2);
-const flag = (name: string, def: number): number => {
-  const i = args.indexOf(name);
-  return i >= 0 ? Number(args[i + 1]) : def;
-};
+const flag = numberArg;
 const REPS = flag('--reps', 3);
 const SECONDS = flag('--seconds', 5);
 const DOWNLOAD = 100 * 1024 * 1024;

@@ -16,6 +16,12 @@ export interface Service {
   stop(): void;
 }
 
+/** A numeric command-line option of a bench script: `--name N`, else `def`. */
+export function numberArg(name: string, def: number): number {
+  const i = process.argv.indexOf(name);
+  return i >= 0 ? Number(process.argv[i + 1]) : def;
+}
+
 export function freePort(): Promise<number> {
   return new Promise((resolve) => {
     const s = net.createServer().listen(0, '127.0.0.1', () => {

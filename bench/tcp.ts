@@ -15,15 +15,10 @@ import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_pro
 import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import path from 'node:path';
-import { beamEvent, freePort, startPostgres, startRedis, startUntil, type Service } from './services.js';
+import { beamEvent, freePort, numberArg, startPostgres, startRedis, startUntil, type Service } from './services.js';
 
-const args = process.argv.slice(2);
-const opt = (name: string, def: number): number => {
-  const i = args.indexOf(name);
-  return i >= 0 ? Number(args[i + 1]) : def;
-};
-const REPS = opt('--reps', 3);
-const REQUESTS = opt('--requests', 100_000);
+const REPS = numberArg('--reps', 3);
+const REQUESTS = numberArg('--requests', 100_000);
 const ROWS = 100_000;
 const children: ChildProcess[] = [];
 const services: Service[] = [];

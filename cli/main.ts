@@ -17,7 +17,7 @@ import { applyEnv } from './env.js';
 import type { SessionInfo } from '../peer-agent/agent.js';
 import { createOutput, type Output } from './output.js';
 import { createTerminalOutput } from './tui.js';
-import { parseCount, parseRedisUrl, parseEngine, parseHostHeader, parseLogLevel, parseMs, parsePort, parseRelayMode, parseServerUrl, parseTarget } from './options.js';
+import { parseCount, parseInspect, parseRedisUrl, parseEngine, parseHostHeader, parseLogLevel, parseMs, parsePort, parseRelayMode, parseServerUrl, parseTarget } from './options.js';
 
 interface CommonFlags {
   json?: boolean;
@@ -98,8 +98,7 @@ function outputFor(json: boolean): Output & { progress?: (text: string) => void 
 
 async function runHttp(targetArg: string, flags: HttpFlags, kind: ShareKind = 'http', out = outputFor(Boolean(flags.json))): Promise<void> {
   out.progress?.(`Connecting to ${flags.server || 'the embedded server'}…`);
-  const inspectFlag = flags.inspect;
-  const inspect = inspectFlag === undefined || inspectFlag === true ? true : inspectFlag === false ? false : inspectFlag === '0' ? 0 : parsePort(inspectFlag, '--inspect');
+  const inspect = parseInspect(flags.inspect, true);
   const shared = await share({
     target: targetArg,
     kind,
@@ -212,8 +211,7 @@ async function runStart(flags: StartFlags): Promise<void> {
   const log = logger(flags.logLevel);
   const engineName = parseEngine(flags.engine);
   const serverFlag = flags.server || config.server;
-  const inspectFlag = flags.inspect;
-  const inspect = inspectFlag === undefined || inspectFlag === true ? config.inspect : inspectFlag === false ? false : inspectFlag === '0' ? 0 : parsePort(inspectFlag, '--inspect');
+  const inspect = parseInspect(flags.inspect, config.inspect);
   // Several shares, one server: the embedded one serves them all (no default share: each Host names one).
   const embedded = serverFlag ? undefined : await startEmbedded({ engine: await loadEngine(engineName), logger: log }, () => undefined);
   const server = serverFlag ? parseServerUrl(serverFlag) : `http://127.0.0.1:${embedded?.port}`;

@@ -86,3 +86,10 @@ export function parseRedisUrl(value: string): string {
   if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') throw new BeamError('BEAM_ERR_BAD_OPTION', `--redis must be redis:// or rediss://, not ${url.protocol}`);
   return url.href;
 }
+
+/** `--inspect <port>` (0: any free port), `--no-inspect` (false), or neither: `fallback`. */
+export function parseInspect(flag: string | boolean | undefined, fallback: boolean | number): boolean | number {
+  if (flag === undefined || flag === true) return fallback;
+  if (flag === false) return false;
+  return flag === '0' ? 0 : parsePort(flag, '--inspect');
+}
