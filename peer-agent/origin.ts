@@ -191,16 +191,18 @@ export class OriginForwarder {
     }
     capture?.forwarded(target, headers);
 
-    const req = http.request({
-      host: this.origin.host,
-      port: this.origin.port,
-      method: head.method,
-      path: target,
-      headers: headers.flat(),
-      agent: head.upgrade ? false : this.agent,
-      setHost: false,
-      autoSelectFamilyAttemptTimeout: 2_000,
-    } as http.RequestOptions);
+    const open = (): http.ClientRequest =>
+      http.request({
+        host: this.origin.host,
+        port: this.origin.port,
+        method: head.method,
+        path: target,
+        headers: headers.flat(),
+        agent: head.upgrade ? false : this.agent,
+        setHost: false,
+        autoSelectFamilyAttemptTimeout: 2_000,
+      } as http.RequestOptions);
+    let req = open();
     // waiting -> (error-sent | responding | upgraded): once an answer went out, later
     // failures can only reset the stream, and an error head is final.
     let state: 'waiting' | 'error-sent' | 'responding' | 'upgraded' = 'waiting';
@@ -214,74 +216,90 @@ export class OriginForwarder {
     // The clock runs from the moment the whole request is at the origin: a
     // long upload is not a slow origin.
     let timer: NodeJS.Timeout | undefined;
-    req.on('finish', () => {
-      if (state !== 'waiting') return;
-      timer = setTimeout(() => {
-        fail('BEAM_ERR_ORIGIN_TIMEOUT', `no response from ${this.hostPort} within ${this.options.timeoutMs} ms`);
-        req.destroy();
-      }, this.options.timeoutMs);
-      timer.unref();
-    });
+    let retried = false;
+    const wire = (r: http.ClientRequest): void => {
+      r.on('finish', () => {
+        if (state !== 'waiting') return;
+        timer = setTimeout(() => {
+          fail('BEAM_ERR_ORIGIN_TIMEOUT', `no response from ${this.hostPort} within ${this.options.timeoutMs} ms`);
+          req.destroy();
+        }, this.options.timeoutMs);
+        timer.unref();
+      });
 
-    req.on('error', (err: NodeJS.ErrnoException) => {
-      clearTimeout(timer);
-      if (state === 'responding' || state === 'upgraded') {
-        stream.destroy(new BeamError('BEAM_ERR_ORIGIN_UNREACHABLE', err.code));
-        capture?.fail('BEAM_ERR_ORIGIN_UNREACHABLE');
-        return;
-      }
-      if (err.code === 'ECONNREFUSED') this.events.onUnreachable(err);
-      fail(
-        'BEAM_ERR_ORIGIN_UNREACHABLE',
-        err.code && UNREACHABLE.has(err.code) ? `nothing answered on ${this.hostPort} (${err.code})` : `${this.hostPort}: ${err.code ?? err.message}`,
-      );
-    });
+      r.on('error', (err: NodeJS.ErrnoException) => {
+        if (r !== req) return; // the stale request a retry replaced
+        clearTimeout(timer);
+        if (state === 'responding' || state === 'upgraded') {
+          stream.destroy(new BeamError('BEAM_ERR_ORIGIN_UNREACHABLE', err.code));
+          capture?.fail('BEAM_ERR_ORIGIN_UNREACHABLE');
+          return;
+        }
+        // A pooled socket the origin closed while the request was on its way:
+        // a request without a body goes again, once, on a fresh connection
+        // (what Node's docs advise). One with a body was partly consumed.
+        if (state === 'waiting' && !retried && !head.body && !head.upgrade && r.reusedSocket && (err.code === 'ECONNRESET' || err.code === 'EPIPE')) {
+          retried = true;
+          this.log.debug({ req: requestId, code: err.code }, 'pooled origin socket was closed; retrying on a new one');
+          req = open();
+          wire(req);
+          req.end();
+          return;
+        }
+        if (err.code && UNREACHABLE.has(err.code)) this.events.onUnreachable(err);
+        fail(
+          'BEAM_ERR_ORIGIN_UNREACHABLE',
+          err.code && UNREACHABLE.has(err.code) ? `nothing answered on ${this.hostPort} (${err.code})` : `${this.hostPort}: ${err.code ?? err.message}`,
+        );
+      });
 
-    req.on('response', (res) => {
-      clearTimeout(timer);
-      if (state !== 'waiting') {
-        res.destroy();
-        return;
-      }
-      state = 'responding';
-      this.log.debug({ req: requestId, path: context.path, method: head.method, target: target.split('?')[0], status: res.statusCode }, 'forwarded');
-      const responseHeaders: HeaderPairs = setCookie ? [...endToEndHeaders(res.rawHeaders), ['Set-Cookie', setCookie]] : endToEndHeaders(res.rawHeaders);
-      stream.write(encodeHead({ kind: 'response', status: res.statusCode ?? 502, statusText: res.statusMessage, headers: responseHeaders }));
-      if (capture) {
-        capture.response(res.statusCode ?? 502, res.statusMessage, responseHeaders);
-        res.on('data', (chunk: Buffer) => capture.responseChunk(chunk));
-        res.on('end', () => capture.finish());
-      }
-      res.pipe(stream);
-      const broke = (): void => {
-        stream.destroy(new BeamError('BEAM_ERR_ORIGIN_UNREACHABLE', 'origin closed mid-response'));
-        capture?.fail('BEAM_ERR_ORIGIN_UNREACHABLE');
-      };
-      res.on('error', broke);
-      res.on('aborted', broke);
-    });
+      r.on('response', (res) => {
+        clearTimeout(timer);
+        if (state !== 'waiting') {
+          res.destroy();
+          return;
+        }
+        state = 'responding';
+        this.log.debug({ req: requestId, path: context.path, method: head.method, target: target.split('?')[0], status: res.statusCode }, 'forwarded');
+        const responseHeaders: HeaderPairs = setCookie ? [...endToEndHeaders(res.rawHeaders), ['Set-Cookie', setCookie]] : endToEndHeaders(res.rawHeaders);
+        stream.write(encodeHead({ kind: 'response', status: res.statusCode ?? 502, statusText: res.statusMessage, headers: responseHeaders }));
+        if (capture) {
+          capture.response(res.statusCode ?? 502, res.statusMessage, responseHeaders);
+          res.on('data', (chunk: Buffer) => capture.responseChunk(chunk));
+          res.on('end', () => capture.finish());
+        }
+        res.pipe(stream);
+        const broke = (): void => {
+          stream.destroy(new BeamError('BEAM_ERR_ORIGIN_UNREACHABLE', 'origin closed mid-response'));
+          capture?.fail('BEAM_ERR_ORIGIN_UNREACHABLE');
+        };
+        res.on('error', broke);
+        res.on('aborted', broke);
+      });
 
-    req.on('upgrade', (res, socket, rest) => {
-      clearTimeout(timer);
-      if (state !== 'waiting') {
-        socket.destroy();
-        return;
-      }
-      state = 'upgraded';
-      // A 101 keeps its Upgrade and Connection headers: they are what it means.
-      const pairs: Array<[string, string]> = [];
-      for (let i = 0; i + 1 < res.rawHeaders.length; i += 2) pairs.push([res.rawHeaders[i] as string, res.rawHeaders[i + 1] as string]);
-      stream.write(encodeHead({ kind: 'response', status: 101, statusText: res.statusMessage, headers: pairs }));
-      // What follows is the upgraded protocol's, not HTTP: the exchange ends at the 101.
-      capture?.response(101, res.statusMessage, pairs);
-      capture?.finish();
-      if (rest.byteLength > 0) stream.write(rest);
-      socket.pipe(stream);
-      stream.pipe(socket);
-      socket.on('error', () => stream.destroy(new BeamError('BEAM_ERR_ORIGIN_UNREACHABLE', 'origin closed the upgraded connection')));
-      stream.on('error', () => socket.destroy());
-      stream.on('close', () => socket.destroy());
-    });
+      r.on('upgrade', (res, socket, rest) => {
+        clearTimeout(timer);
+        if (state !== 'waiting') {
+          socket.destroy();
+          return;
+        }
+        state = 'upgraded';
+        // A 101 keeps its Upgrade and Connection headers: they are what it means.
+        const pairs: Array<[string, string]> = [];
+        for (let i = 0; i + 1 < res.rawHeaders.length; i += 2) pairs.push([res.rawHeaders[i] as string, res.rawHeaders[i + 1] as string]);
+        stream.write(encodeHead({ kind: 'response', status: 101, statusText: res.statusMessage, headers: pairs }));
+        // What follows is the upgraded protocol's, not HTTP: the exchange ends at the 101.
+        capture?.response(101, res.statusMessage, pairs);
+        capture?.finish();
+        if (rest.byteLength > 0) stream.write(rest);
+        socket.pipe(stream);
+        stream.pipe(socket);
+        socket.on('error', () => stream.destroy(new BeamError('BEAM_ERR_ORIGIN_UNREACHABLE', 'origin closed the upgraded connection')));
+        stream.on('error', () => socket.destroy());
+        stream.on('close', () => socket.destroy());
+      });
+    };
+    wire(req);
 
     stream.on('error', (err) => {
       clearTimeout(timer);

@@ -173,4 +173,58 @@ describe('an idle share', () => {
       quick.close();
     }
   });
+
+  it('a request that meets a pooled socket the origin just closed goes again on a new connection (bodiless only); a POST gets 502 and reaches nobody twice', async () => {
+    // An origin that answers one request per connection, then resets the
+    // connection when a second request arrives on it: the race of a keep-alive
+    // socket closing while a request is on its way, made certain.
+    const requests: string[] = [];
+    let connections = 0;
+    const racy = net.createServer((socket) => {
+      // Counted once a request arrives: the agent's start-up check connects without one.
+      socket.once('data', () => connections++);
+      let buffered = '';
+      let answered = 0;
+      socket.on('data', (chunk: Buffer) => {
+        buffered += chunk.toString('latin1');
+        let end: number;
+        while ((end = buffered.indexOf('\r\n\r\n')) >= 0) {
+          const head = buffered.slice(0, end);
+          const length = Number(/content-length: (\d+)/i.exec(head)?.[1] ?? 0);
+          if (buffered.length < end + 4 + length) return;
+          buffered = buffered.slice(end + 4 + length);
+          const line = head.split('\r\n')[0] ?? '';
+          if (answered++ > 0) {
+            requests.push(`reset ${line}`);
+            socket.resetAndDestroy();
+            return;
+          }
+          requests.push(line);
+          socket.write(`HTTP/1.1 200 OK\r\nContent-Length: ${line.length}\r\nConnection: keep-alive\r\n\r\n${line}`);
+        }
+      });
+      socket.on('error', () => undefined);
+    });
+    await new Promise<void>((resolve) => racy.listen(0, '127.0.0.1', resolve));
+    const port = (racy.address() as net.AddressInfo).port;
+    const share = await startAgent(`127.0.0.1:${port}`, { proc: undefined as unknown as BeamProcess, port: server.port, url: `http://127.0.0.1:${server.port}` }, ['--no-inspect']);
+    try {
+      const first = await request(server.port, share.host, '/one');
+      expect(first.status).toBe(200);
+      // Pooled: this one meets the reset, and is sent again on a new connection.
+      const second = await request(server.port, share.host, '/two');
+      expect(second.status).toBe(200);
+      expect(second.body.toString()).toBe('GET /two HTTP/1.1');
+      expect(requests).toEqual(['GET /one HTTP/1.1', 'reset GET /two HTTP/1.1', 'GET /two HTTP/1.1']);
+      expect(connections).toBe(2);
+      // A request with a body is never sent twice: the visitor hears it failed.
+      const post = await request(server.port, share.host, '/three', { method: 'POST', body: Buffer.from('once') });
+      expect(post.status).toBe(502);
+      expect(post.headers['beam-error']).toBe('BEAM_ERR_ORIGIN_UNREACHABLE');
+      expect(requests.filter((r) => r.includes('/three'))).toEqual(['reset POST /three HTTP/1.1']);
+    } finally {
+      await share.proc.kill();
+      racy.close();
+    }
+  });
 });

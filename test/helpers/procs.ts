@@ -10,6 +10,8 @@ import path from 'node:path';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const BIN = path.join(ROOT, 'bin/beam.js');
+/** How long waitFor waits for an event by default: under the 60 s test timeout, so the failure names the event. */
+export const WAIT_FOR_MS = 45_000;
 
 export interface JsonEvent {
   event: string;
@@ -75,16 +77,31 @@ export class BeamProcess {
     return this.child.pid!;
   }
 
-  /** Resolves with the first event (past or future) that matches; rejects if the process exits first. */
-  waitFor(match: string | ((e: JsonEvent) => boolean), fromIndex = 0): Promise<JsonEvent> {
+  /**
+   * Resolves with the first event (past or future) that matches; rejects if
+   * the process exits first, or after `timeoutMs` with what it said so far
+   * (so a missing event names itself instead of timing the whole test out).
+   */
+  waitFor(match: string | ((e: JsonEvent) => boolean), fromIndex = 0, timeoutMs = WAIT_FOR_MS): Promise<JsonEvent> {
     const fn = typeof match === 'string' ? (e: JsonEvent) => e.event === match : match;
     const seen = this.events.slice(fromIndex).find(fn);
     if (seen) return Promise.resolve(seen);
     return new Promise((resolve, reject) => {
-      this.waiters.push({ match: fn, resolve });
-      void this.exited.then((code) =>
-        reject(new Error(`beam exited (${code}) before the event; stdout: ${JSON.stringify(this.events)}; stderr: ${this.stderr.slice(-2000)}`)),
-      );
+      const timer = setTimeout(() => {
+        this.waiters = this.waiters.filter((w) => w.match !== fn);
+        reject(new Error(`no ${typeof match === 'string' ? `"${match}" ` : ''}event within ${timeoutMs} ms; stdout: ${JSON.stringify(this.events)}; stderr: ${this.stderr.slice(-2000)}`));
+      }, timeoutMs);
+      this.waiters.push({
+        match: fn,
+        resolve: (e) => {
+          clearTimeout(timer);
+          resolve(e);
+        },
+      });
+      void this.exited.then((code) => {
+        clearTimeout(timer);
+        reject(new Error(`beam exited (${code}) before the event; stdout: ${JSON.stringify(this.events)}; stderr: ${this.stderr.slice(-2000)}`));
+      });
     });
   }
 
