@@ -34,7 +34,8 @@ ${detail ? `<p>${escape(detail)}</p>` : ''}
 `;
 }
 
-function render(headers: IncomingHttpHeaders, code: ErrorCode, detail?: string): { type: string; text: string } {
+/** The error page for a request with these headers; the browser client renders Beam's errors with it too. */
+export function render(headers: IncomingHttpHeaders, code: ErrorCode, detail?: string): { type: string; text: string } {
   const body = errorBody(code, detail);
   return wantsHtml(headers)
     ? { type: 'text/html; charset=utf-8', text: html(body) }

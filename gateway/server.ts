@@ -8,7 +8,7 @@ import type { AddressInfo } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { Server as SocketIoServer } from 'socket.io';
 import type { Logger } from 'pino';
-import { DRAIN_TIMEOUT_MS, MAX_SIGNALING_MESSAGE_BYTES, RELAY_PATH, SIGNALING_PATH } from '../shared/constants.js';
+import { BROWSER_ASSET_PATH, DRAIN_TIMEOUT_MS, MAX_SIGNALING_MESSAGE_BYTES, RELAY_PATH, SIGNALING_PATH } from '../shared/constants.js';
 import type { RelayMode } from '../shared/signaling.js';
 import { iceServersFor, type IceConfig } from '../signaling/ice.js';
 import { ephemeralIdentity } from '../transport/identity.js';
@@ -23,6 +23,7 @@ import { RedisShareRegistry } from '../signaling/redis-registry.js';
 import { BeamError } from '../shared/errors.js';
 import { createMetrics } from './metrics.js';
 import { RelayServer } from './relay.js';
+import { BrowserClient } from './browser.js';
 
 export interface BeamServerOptions {
   /** Port to listen on; 0 picks a free one. */
@@ -62,6 +63,12 @@ export interface BeamServerOptions {
    * https://node1.beam.example.com for https://beam.example.com.
    */
   nodeUrl?: string;
+  /**
+   * Browsers that navigate to a share get the bootstrap page and reach the
+   * agent peer to peer (gateway/browser.ts). Default true; false sends them
+   * through the gateway's HTTP path, as curl.
+   */
+  browserP2p?: boolean;
 }
 
 export interface BeamServer {
@@ -181,6 +188,8 @@ export async function startBeamServer(
       trustProxy: options.trustProxy ?? false,
     },
   );
+  const browser = options.browserP2p === false ? undefined : BrowserClient.load();
+  if (options.browserP2p !== false && !browser) components.logger.warn('the browser client is not built (npm run build): browsers get the HTTP path');
   const metrics = createMetrics(signaling, gateway, relayServer, redis ? () => redis?.status === 'ready' : undefined);
   gateway.onRequestDone = metrics.observeRequest;
   let draining = false;
@@ -209,6 +218,14 @@ export async function startBeamServer(
       res.writeHead(ready ? 200 : 503, { 'content-type': 'application/json', 'cache-control': 'no-store' });
       res.end(`${body}\n`);
       return;
+    }
+    if (browser && !ownHost) {
+      if (req.url?.startsWith(BROWSER_ASSET_PATH) && browser.serveAsset(req, res)) return;
+      const share = gateway.route(req.headers.host);
+      if (share && BrowserClient.isNavigation(req)) {
+        browser.serveBootstrap(req, res, share);
+        return;
+      }
     }
     void gateway.handleRequest(req, res);
   });

@@ -540,6 +540,7 @@ export class Agent extends EventEmitter<AgentEvents> {
         visitorAddress: address,
         visitorKey: `session:${session.id}`,
         path: visitor === 'gateway' ? 'gateway' : via,
+        browser: visitor === 'browser',
       });
       return;
     }

@@ -43,6 +43,8 @@ export interface RequestContext {
   visitorKey?: string | undefined;
   /** How the request travelled, for the inspector. */
   path: RequestPath;
+  /** A browser page (browser-client/) is told the origin's address, so it can point the app's localhost URLs at the share. */
+  browser?: boolean | undefined;
 }
 
 /** An edited request to replay; what is left out is taken from the captured exchange. */
@@ -262,6 +264,7 @@ export class OriginForwarder {
         state = 'responding';
         this.log.debug({ req: requestId, path: context.path, method: head.method, target: target.split('?')[0], status: res.statusCode }, 'forwarded');
         const responseHeaders: HeaderPairs = setCookie ? [...endToEndHeaders(res.rawHeaders), ['Set-Cookie', setCookie]] : endToEndHeaders(res.rawHeaders);
+        if (context.browser) responseHeaders.push(['beam-origin', this.hostPort]);
         stream.write(encodeHead({ kind: 'response', status: res.statusCode ?? 502, statusText: res.statusMessage, headers: responseHeaders }));
         if (capture) {
           capture.response(res.statusCode ?? 502, res.statusMessage, responseHeaders);

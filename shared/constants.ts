@@ -249,3 +249,24 @@ export const ORIGIN_WAIT_POLL_MS = 500;
 
 /** Responses declared smaller than this go out uncompressed: the framing would cost more than it saves. */
 export const COMPRESS_MIN_BYTES = 1024;
+
+// ---------------------------------------------------------------- browser visitors (browser-client/)
+
+/** Where the gateway serves the bootstrap's assets on every share host. */
+export const BROWSER_ASSET_PATH = '/.beam/client/';
+/** The Service Worker's script; served with `Service-Worker-Allowed: /` so it may take the whole share. */
+export const BROWSER_WORKER_PATH = '/.beam/client/sw.js';
+/** Cookies one share's jar keeps; the oldest go first. */
+export const MAX_JAR_COOKIES = 200;
+/** Largest cookie (name and value) the jar takes, as browsers cap it. */
+export const MAX_JAR_COOKIE_BYTES = 4096;
+/** How long the page may take to set up any path (direct or relay) before it loads the app through the gateway. */
+export const BROWSER_CONNECT_TIMEOUT_MS = 8_000;
+/** How long the worker waits for a page to hand it the tunnel before it sends a request through the gateway. */
+export const WORKER_TUNNEL_WAIT_MS = 2_000;
+/** Response bytes the page sends the worker beyond what the app has read. */
+export const WORKER_RESPONSE_WINDOW_BYTES = 1024 * 1024;
+/** Largest HTML, CSS or script response the page holds whole, to point its localhost URLs at the share; bigger ones pass as they are. */
+export const MAX_REWRITE_BYTES = 8 * 1024 * 1024;
+/** Redirects the Service Worker follows for one fetch, as the Fetch standard's limit. */
+export const MAX_REDIRECTS = 20;

@@ -12,19 +12,20 @@
  * repeated headers (Set-Cookie) survive.
  */
 import type { Readable } from 'node:stream';
-import { z } from 'zod';
+// zod/mini: the same checks, and small enough for the browser bundle (browser-client/).
+import * as z from 'zod/mini';
 import { MAX_HEAD_BYTES, MAX_HEADER_COUNT } from './constants.js';
 import { BeamError, ERROR_CODES, type ErrorCode } from './errors.js';
 
-const headerPairs = z.array(z.tuple([z.string().min(1).max(256), z.string().max(MAX_HEAD_BYTES)])).max(MAX_HEADER_COUNT);
+const headerPairs = z.array(z.tuple([z.string().check(z.minLength(1), z.maxLength(256)), z.string().check(z.maxLength(MAX_HEAD_BYTES))])).check(z.maxLength(MAX_HEADER_COUNT));
 
 export const RequestHeadSchema = z.object({
-  method: z.string().regex(/^[A-Z][A-Z0-9_-]{0,31}$/),
+  method: z.string().check(z.regex(/^[A-Z][A-Z0-9_-]{0,31}$/)),
   /** origin-form request target: starts with "/" */
-  target: z.string().min(1).max(MAX_HEAD_BYTES).startsWith('/'),
+  target: z.string().check(z.minLength(1), z.maxLength(MAX_HEAD_BYTES), z.startsWith('/')),
   headers: headerPairs,
   /** The visitor's address as the gateway saw it. */
-  remoteAddress: z.string().max(64).optional(),
+  remoteAddress: z.optional(z.string().check(z.maxLength(64))),
   /** The request asks to switch protocols (WebSocket). */
   upgrade: z.boolean(),
   /** A body follows the head. When false the stream carries nothing more, and the agent sends the request at once. */
@@ -35,14 +36,14 @@ export type RequestHead = z.infer<typeof RequestHeadSchema>;
 export const ResponseHeadSchema = z.discriminatedUnion('kind', [
   z.object({
     kind: z.literal('response'),
-    status: z.number().int().min(100).max(599),
-    statusText: z.string().max(256).optional(),
+    status: z.int().check(z.gte(100), z.lte(599)),
+    statusText: z.optional(z.string().check(z.maxLength(256))),
     headers: headerPairs,
   }),
   z.object({
     kind: z.literal('error'),
     code: z.enum(ERROR_CODES as [ErrorCode, ...ErrorCode[]]),
-    detail: z.string().max(1024).optional(),
+    detail: z.optional(z.string().check(z.maxLength(1024))),
   }),
 ]);
 export type ResponseHead = z.infer<typeof ResponseHeadSchema>;
@@ -65,7 +66,7 @@ export function decodeResponseHead(bytes: Buffer): ResponseHead {
   return parseWith(ResponseHeadSchema, bytes);
 }
 
-function parseWith<T>(schema: z.ZodType<T>, bytes: Buffer): T {
+function parseWith<T>(schema: z.ZodMiniType<T>, bytes: Buffer): T {
   let value: unknown;
   try {
     value = JSON.parse(bytes.toString('utf8'));

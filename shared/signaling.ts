@@ -21,7 +21,7 @@
  * the connection keeps working.
  *
  * Handshake auth: {protocol: SIGNALING_PROTOCOL_VERSION, role: 'agent' | 'visitor',
- * gatewayToken?: string, peerId?: string, relay?: RelayMode, kind?: ShareKind, token?: string}.
+ * gatewayToken?: string, peerId?: string, relay?: RelayMode, kind?: ShareKind, token?: string, client?: 'browser'}.
  * A server with --token-file takes agents with one of its tokens only. A visitor with the gateway
  * token is the server's own gateway. An agent names its libp2p peer ID, which visitors
  * check in the Noise handshake (a `beam connect` link carries its own copy), and its
@@ -51,6 +51,8 @@ export const HandshakeSchema = z.object({
   relay: z.enum(RELAY_MODES).optional(),
   kind: z.enum(SHARE_KINDS).optional(),
   private: z.boolean().optional(),
+  /** A visitor running in a browser page (browser-client/), for the agent's and the server's counts. */
+  client: z.enum(['browser']).optional(),
   /** An agent's token, for a server with --token-file. */
   token: z.string().min(1).max(256).optional(),
 });

@@ -164,7 +164,7 @@ export class SignalingServer {
         const hs = decode(HandshakeSchema, socket.handshake.auth, 'handshake');
         let kind: VisitorKind | undefined;
         if (hs.role === 'visitor') {
-          if (hs.gatewayToken === undefined) kind = 'cli';
+          if (hs.gatewayToken === undefined) kind = hs.client === 'browser' ? 'browser' : 'cli';
           else if (this.options.gatewayToken && safeEqual(hs.gatewayToken, this.options.gatewayToken)) kind = 'gateway';
           else throw new BeamError('BEAM_ERR_UNAUTHORIZED', 'bad gateway token');
         }

@@ -1,4 +1,4 @@
-/** End-to-end tests spawn the built CLI: build it once, first. */
+/** End-to-end tests spawn the built CLI and load the built browser client: build both once, first. */
 import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
@@ -6,4 +6,6 @@ import path from 'node:path';
 export default function setup(): void {
   const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
   execFileSync(process.execPath, [path.join(root, 'node_modules/typescript/bin/tsc'), '-p', root], { stdio: 'inherit' });
+  // The browser client's bundle, which the gateway serves.
+  execFileSync(process.execPath, [path.join(root, 'browser-client/build.mjs')], { stdio: 'inherit' });
 }

@@ -26,7 +26,7 @@ export interface DataChannel extends FrameChannel {
 }
 
 export interface Peer {
-  readonly engine: EngineName;
+  readonly engine: EngineName | 'browser';
   /** Local descriptions and candidates to hand to signaling. */
   onSignal(cb: (signal: Signal) => void): void;
   onStateChange(cb: (state: PeerState) => void): void;
@@ -47,7 +47,7 @@ export interface Peer {
 }
 
 export interface WebRtcEngine {
-  readonly name: EngineName;
+  readonly name: EngineName | 'browser';
   createPeer(options: PeerOptions): Peer;
 }
 

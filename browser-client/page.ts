@@ -1,0 +1,331 @@
+/**
+ * The bootstrap page: what a browser gets when it opens a share link.
+ *
+ * It connects to the agent peer to peer with the visitor session of
+ * transport/session.ts (RTCPeerConnection, Noise bound to both DTLS
+ * fingerprints; the end-to-end encrypted relay when no direct path comes up),
+ * registers the Service Worker (sw.ts), hands it a port, and loads the app in
+ * a full-window frame. Every request the app makes reaches the worker, which
+ * passes it here; this page sends it over a data channel to the agent, so
+ * nothing of the app goes through the gateway while a path is up. The page
+ * stays while the app navigates inside the frame, and so does the session.
+ *
+ * When peer to peer is not possible (no secure context, no WebRTC, no path in
+ * time) the frame loads through the gateway's HTTP path instead, and the
+ * badge says why.
+ */
+import { io } from 'socket.io-client';
+import type { Logger } from 'pino';
+import { BROWSER_CONNECT_TIMEOUT_MS, BROWSER_WORKER_PATH, MAX_REWRITE_BYTES, SIGNALING_PATH, SIGNALING_PROTOCOL_VERSION, WORKER_RESPONSE_WINDOW_BYTES } from '../shared/constants.js';
+import { ERRORS, isErrorCode, type ErrorCode } from '../shared/errors.js';
+import { StreamProtocol } from '../shared/frames.js';
+import { decodeResponseHead, encodeHead, readHead } from '../shared/http-head.js';
+import type { MuxStream } from '../shared/mux.js';
+import { render as renderError } from '../gateway/error-page.js';
+import { ephemeralIdentity } from '../transport/identity.js';
+import { VisitorSession, type PathKind } from '../transport/session.js';
+import { browserEngine } from './engine.js';
+import { CookieJar } from './jar.js';
+import type { HeaderList, ToPage, ToWorker, TunnelOffer } from './messages.js';
+import { isRewritable, localForms, rewriteLocal } from './rewrite.js';
+
+interface Config {
+  share: string;
+}
+
+/** What tests and curious users can read: `window.__beam`. */
+interface State {
+  path: PathKind | 'gateway' | 'connecting';
+  rtt: number | undefined;
+  reason: string | undefined;
+  /** Requests this page carried to the agent. */
+  requests: number;
+}
+
+const state: State = { path: 'connecting', rtt: undefined, reason: undefined, requests: 0 };
+(window as unknown as { __beam: State }).__beam = state;
+
+const log = {
+  level: 'info',
+  child: () => log,
+  trace: () => {},
+  debug: () => {},
+  info: (o: unknown, msg?: string) => console.info('[beam]', msg ?? '', o),
+  warn: (o: unknown, msg?: string) => console.warn('[beam]', msg ?? '', o),
+  error: (o: unknown, msg?: string) => console.error('[beam]', msg ?? '', o),
+} as unknown as Logger;
+
+/** Request headers that are the browser's or Beam's to set, not the app's. */
+const DROP_REQUEST = new Set(['host', 'cookie', 'connection', 'keep-alive', 'transfer-encoding', 'upgrade', 'te', 'trailer', 'accept-encoding', 'proxy-authorization']);
+/** Response headers the page consumes or a constructed Response may not carry. */
+const DROP_RESPONSE = new Set(['set-cookie', 'connection', 'keep-alive', 'transfer-encoding', 'beam-origin']);
+
+const config = JSON.parse(document.getElementById('beam-config')?.textContent ?? '{}') as Config;
+const frame = document.getElementById('beam-app') as HTMLIFrameElement;
+const jar = new CookieJar(window.localStorage);
+window.addEventListener('storage', () => jar.load());
+let session: VisitorSession | undefined;
+let locals: string[] = [];
+const ports = new Set<MessagePort>();
+
+// ------------------------------------------------------------------ badge
+
+const badge = document.getElementById('beam-badge') as HTMLElement;
+const badgeText = badge.querySelector('span') as HTMLElement;
+badge.querySelector('button')?.addEventListener('click', () => badge.remove());
+
+function show(path: State['path'], reason?: string): void {
+  state.path = path;
+  state.reason = reason;
+  state.rtt = session?.rtt;
+  badge.dataset['path'] = path;
+  const rtt = state.rtt !== undefined && path !== 'gateway' ? ` · ${state.rtt < 10 ? state.rtt.toFixed(1) : Math.round(state.rtt)} ms` : '';
+  const label = path === 'turn' ? 'direct (TURN)' : path;
+  badgeText.textContent = `Beam: ${label}${rtt}`;
+  badge.title = reason ?? (path === 'direct' ? 'peer to peer: no server in the path' : path === 'relay' ? 'through the Beam server, end-to-end encrypted' : '');
+  const why = document.getElementById('beam-why');
+  if (why) why.textContent = reason ?? '';
+}
+
+// ------------------------------------------------------------------ the app's frame
+
+/** Loads the app in the frame at the path the link named. */
+function loadApp(): void {
+  if (frame.src) return;
+  frame.src = location.pathname + location.search + location.hash;
+}
+
+// The address bar and the title follow the app's navigations.
+frame.addEventListener('load', () => {
+  try {
+    const inner = frame.contentWindow?.location;
+    if (inner && inner.origin === location.origin) history.replaceState(null, '', inner.pathname + inner.search + inner.hash);
+    const title = frame.contentDocument?.title;
+    if (title) document.title = title;
+  } catch {
+    // a frame navigated elsewhere: nothing to follow
+  }
+});
+
+/** No peer to peer: the app loads through the gateway's HTTP path. */
+function viaGateway(reason: string): void {
+  session?.close();
+  session = undefined;
+  for (const port of ports) port.close();
+  ports.clear();
+  navigator.serviceWorker?.controller?.postMessage({ type: 'beam:gateway' });
+  void navigator.serviceWorker?.getRegistration('/').then((r) => r?.active?.postMessage({ type: 'beam:gateway' }));
+  show('gateway', reason);
+  loadApp();
+}
+
+// ------------------------------------------------------------------ requests from the worker
+
+function post(port: MessagePort, message: ToWorker, transfer: Transferable[] = []): void {
+  port.postMessage(message, transfer);
+}
+
+function errorResponse(port: MessagePort, id: number, accept: string, code: ErrorCode, detail?: string): void {
+  const { type, text } = renderError({ accept }, code, detail);
+  post(port, { type: 'head', id, status: ERRORS[code].status, statusText: code, headers: [['content-type', type], ['beam-error', code], ['cache-control', 'no-store']] });
+  const bytes = new TextEncoder().encode(text);
+  post(port, { type: 'chunk', id, data: bytes.buffer }, [bytes.buffer]);
+  post(port, { type: 'end', id });
+}
+
+const toArrayBuffer = (chunk: Uint8Array): ArrayBuffer => chunk.buffer.slice(chunk.byteOffset, chunk.byteOffset + chunk.byteLength) as ArrayBuffer;
+
+/** Response bodies being streamed to the worker, for credit and cancel. */
+const streams = new Map<string, { stream: MuxStream; unacked: number }>();
+
+async function serve(port: MessagePort, portId: number, msg: Extract<ToPage, { type: 'request' }>): Promise<void> {
+  const { id } = msg;
+  const accept = msg.headers.find(([k]) => k.toLowerCase() === 'accept')?.[1] ?? '';
+  if (!session?.path) {
+    errorResponse(port, id, accept, 'BEAM_ERR_AGENT_UNREACHABLE', 'no path to the agent: reload the page');
+    return;
+  }
+  const url = new URL(msg.url);
+  const headers: HeaderList = msg.headers.filter(([k]) => !DROP_REQUEST.has(k.toLowerCase()));
+  headers.unshift(['Host', location.host]);
+  const cookie = jar.header(url);
+  if (cookie) headers.push(['Cookie', cookie]);
+  // A constructed Response is never decoded by the browser: ask for the body as it is.
+  headers.push(['Accept-Encoding', 'identity']);
+  const hasBody = msg.body !== null && msg.body.byteLength > 0;
+  let stream: MuxStream;
+  try {
+    stream = session.openStream(StreamProtocol.HTTP);
+  } catch (err) {
+    errorResponse(port, id, accept, 'BEAM_ERR_AGENT_UNREACHABLE', (err as Error).message);
+    return;
+  }
+  state.requests++;
+  stream.on('error', () => {});
+  const head = encodeHead({ method: msg.method, target: url.pathname + url.search, headers, upgrade: false, body: hasBody });
+  if (hasBody) {
+    stream.write(head);
+    stream.end(Buffer.from(msg.body as ArrayBuffer));
+  } else {
+    stream.end(head);
+  }
+  let response;
+  try {
+    response = decodeResponseHead(await readHead(stream));
+  } catch (err) {
+    const code = (err as { code?: string }).code;
+    errorResponse(port, id, accept, isErrorCode(code) ? code : 'BEAM_ERR_AGENT_UNREACHABLE', (err as Error).message);
+    stream.destroy();
+    return;
+  }
+  if (response.kind === 'error') {
+    errorResponse(port, id, accept, response.code, response.detail);
+    stream.resume();
+    return;
+  }
+  const origin = response.headers.find(([k]) => k.toLowerCase() === 'beam-origin')?.[1];
+  if (origin && locals.length === 0) {
+    locals = localForms(origin);
+    for (const p of ports) post(p, { type: 'locals', id: 0, locals });
+  }
+  const setCookies = response.headers.filter(([k]) => k.toLowerCase() === 'set-cookie').map(([, v]) => v);
+  jar.store(url, setCookies);
+  let out: HeaderList = response.headers.filter(([k]) => !DROP_RESPONSE.has(k.toLowerCase()));
+  const type = out.find(([k]) => k.toLowerCase() === 'content-type')?.[1] ?? '';
+  const length = Number(out.find(([k]) => k.toLowerCase() === 'content-length')?.[1] ?? NaN);
+  const encoded = out.some(([k, v]) => k.toLowerCase() === 'content-encoding' && v.toLowerCase() !== 'identity');
+  if (locals.length > 0 && isRewritable(type) && !encoded && !(length > MAX_REWRITE_BYTES)) {
+    // Held whole, so the origin's localhost URLs can point at the share.
+    const chunks: Buffer[] = [];
+    let size = 0;
+    try {
+      for await (const chunk of stream as AsyncIterable<Buffer>) {
+        size += chunk.byteLength;
+        if (size > MAX_REWRITE_BYTES) throw new Error(`a ${type} response over ${MAX_REWRITE_BYTES} bytes`);
+        chunks.push(chunk);
+      }
+    } catch (err) {
+      errorResponse(port, id, accept, 'BEAM_ERR_STREAM_RESET', (err as Error).message);
+      return;
+    }
+    const text = rewriteLocal(Buffer.concat(chunks).toString('utf8'), locals, location.origin);
+    const bytes = new TextEncoder().encode(text);
+    out = out.filter(([k]) => k.toLowerCase() !== 'content-length');
+    post(port, { type: 'head', id, status: response.status, statusText: response.statusText ?? '', headers: out });
+    post(port, { type: 'chunk', id, data: bytes.buffer }, [bytes.buffer]);
+    post(port, { type: 'end', id });
+    return;
+  }
+  post(port, { type: 'head', id, status: response.status, statusText: response.statusText ?? '', headers: out });
+  const key = `${portId}:${id}`;
+  const entry = { stream, unacked: 0 };
+  streams.set(key, entry);
+  stream.on('data', (chunk: Buffer) => {
+    const data = toArrayBuffer(chunk);
+    post(port, { type: 'chunk', id, data }, [data]);
+    entry.unacked += chunk.byteLength;
+    // The app reads at its own pace: stop the agent once a window is unread.
+    if (entry.unacked >= WORKER_RESPONSE_WINDOW_BYTES) stream.pause();
+  });
+  stream.on('end', () => {
+    streams.delete(key);
+    post(port, { type: 'end', id });
+  });
+  stream.on('error', (err) => {
+    streams.delete(key);
+    post(port, { type: 'error', id, code: (err as { code?: string }).code ?? 'BEAM_ERR_STREAM_RESET', message: err.message });
+  });
+}
+
+let nextPortId = 1;
+
+/** Hands the worker a fresh port to send requests to. */
+function offerTunnel(worker: ServiceWorker): void {
+  const channel = new MessageChannel();
+  const port = channel.port1;
+  const portId = nextPortId++;
+  ports.add(port);
+  port.onmessage = (event: MessageEvent<ToPage>) => {
+    const msg = event.data;
+    const key = `${portId}:${msg.id}`;
+    if (msg.type === 'request') void serve(port, portId, msg);
+    else if (msg.type === 'credit') {
+      const entry = streams.get(key);
+      if (entry) {
+        entry.unacked = 0;
+        entry.stream.resume();
+      }
+    } else if (msg.type === 'cancel') {
+      streams.get(key)?.stream.destroy();
+      streams.delete(key);
+    }
+  };
+  const offer: TunnelOffer = { type: 'beam:tunnel', locals };
+  worker.postMessage(offer, [channel.port2]);
+}
+
+// ------------------------------------------------------------------ start
+
+async function connect(): Promise<void> {
+  const socket = io(location.origin, {
+    path: SIGNALING_PATH,
+    transports: ['websocket'],
+    auth: { protocol: SIGNALING_PROTOCOL_VERSION, role: 'visitor', client: 'browser' },
+    reconnection: false,
+  });
+  const s = new VisitorSession(
+    { engine: browserEngine, logger: log, socket, identity: await ephemeralIdentity() },
+    { share: config.share, server: location.origin, relay: 'auto' },
+  );
+  session = s;
+  socket.on('session:signal', (msg: { sessionId?: unknown; signal?: { type?: unknown } }) => {
+    if (msg?.sessionId === s.sessionId && typeof msg.signal?.type === 'string') s.signal(msg.signal as Parameters<VisitorSession['signal']>[0]);
+  });
+  socket.on('session:closed', (msg: { sessionId?: unknown; code?: unknown }) => {
+    if (msg?.sessionId === s.sessionId) s.close(isErrorCode(msg.code) ? msg.code : undefined);
+  });
+  s.on('path', (info) => show(info.path));
+  s.on('close', () => {
+    if (session === s) viaGateway('the peer-to-peer session ended (the agent left, or the network changed): reload to try again');
+  });
+  const timeout = new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`no path to the agent within ${BROWSER_CONNECT_TIMEOUT_MS} ms`)), BROWSER_CONNECT_TIMEOUT_MS));
+  await Promise.race([s.ready, timeout]);
+}
+
+async function main(): Promise<void> {
+  if (!window.isSecureContext || !('serviceWorker' in navigator)) {
+    viaGateway(
+      `Loaded through the Beam server: ${location.protocol}//${location.host} is not a secure context, so the browser allows no Service Worker. ` +
+        'For peer to peer, open the share over https (beam serve --tls-cert/--tls-key, or the embedded server with --tls) or as http://<name>.localhost.',
+    );
+    return;
+  }
+  if (typeof RTCPeerConnection === 'undefined') {
+    viaGateway('Loaded through the Beam server: this browser has no WebRTC.');
+    return;
+  }
+  const registration = await navigator.serviceWorker.register(BROWSER_WORKER_PATH, { scope: '/' });
+  const worker = registration.active ?? (await navigator.serviceWorker.ready).active;
+  if (!worker) {
+    viaGateway('Loaded through the Beam server: the Service Worker did not start.');
+    return;
+  }
+  // A worker that restarted asks again for a port.
+  navigator.serviceWorker.addEventListener('message', (event) => {
+    if ((event.data as { type?: string })?.type === 'beam:need-tunnel' && session?.path && event.source) offerTunnel(event.source as ServiceWorker);
+  });
+  try {
+    await connect();
+  } catch (err) {
+    const code = (err as { code?: string }).code;
+    viaGateway(`Loaded through the Beam server: no peer-to-peer path (${code ?? (err as Error).message}).`);
+    return;
+  }
+  offerTunnel(worker);
+  loadApp();
+  setInterval(() => {
+    if (session?.path) show(session.path);
+  }, 2_000);
+}
+
+void main().catch((err: Error) => viaGateway(`Loaded through the Beam server: ${err.message}`));

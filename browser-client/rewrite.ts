@@ -1,0 +1,34 @@
+/**
+ * Apps often name their dev server by its local address
+ * (`http://localhost:3000/api`, `ws://127.0.0.1:5173`). On the visitor's
+ * machine that address is the visitor's own, so the page points such URLs at
+ * the share: in HTML, scripts, styles and JSON it holds whole, and the worker
+ * sends requests to those addresses through the tunnel too.
+ */
+
+/** The host:port forms an origin at `hostPort` is reached by on its own machine. */
+export function localForms(hostPort: string): string[] {
+  const port = /:(\d+)$/.exec(hostPort)?.[1];
+  if (!port) return [];
+  return [...new Set([`localhost:${port}`, `127.0.0.1:${port}`, `[::1]:${port}`, `0.0.0.0:${port}`, hostPort])];
+}
+
+/** Whether a response of this type is text the page may rewrite. */
+export function isRewritable(contentType: string): boolean {
+  const type = contentType.split(';')[0]?.trim().toLowerCase() ?? '';
+  return type === 'text/html' || type === 'text/css' || type === 'application/json' || type.endsWith('javascript') || type === 'application/xhtml+xml';
+}
+
+const escapeRe = (s: string): string => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+
+/** Replaces http(s)://, ws(s):// and protocol-relative URLs of `locals` with the share's origin. */
+export function rewriteLocal(text: string, locals: string[], shareOrigin: string): string {
+  if (locals.length === 0) return text;
+  const share = new URL(shareOrigin);
+  const ws = share.protocol === 'https:' ? 'wss:' : 'ws:';
+  const re = new RegExp(`(https?:|wss?:)?//(?:${locals.map(escapeRe).join('|')})(?![0-9])`, 'g');
+  return text.replace(re, (_m, scheme: string | undefined) => {
+    if (scheme === undefined) return `//${share.host}`;
+    return `${scheme.startsWith('ws') ? ws : share.protocol}//${share.host}`;
+  });
+}

@@ -1,0 +1,221 @@
+/**
+ * The Service Worker: it sees every request of the app's frame and sends it
+ * to the page (page.ts), which carries it to the agent over a data channel.
+ *
+ * - Top-level navigations go to the network: the gateway answers them with
+ *   the bootstrap page. So do Beam's own assets (/.beam/…).
+ * - With no tunnel (no peer to peer, or the page gave up) requests go to the
+ *   network too: the gateway's HTTP path.
+ * - Requests to the origin's own local address (http://localhost:3000/…)
+ *   take the tunnel as well, once the page knows that address.
+ * - Redirects: a navigation or a `redirect: 'manual'` fetch gets the 3xx as
+ *   it is; a `follow` fetch is followed here, as the network would.
+ *
+ * A worker may be stopped when idle and started again; it then asks the
+ * open pages for a new port before it sends anything to the gateway.
+ */
+import { MAX_REDIRECTS, WORKER_RESPONSE_WINDOW_BYTES, WORKER_TUNNEL_WAIT_MS } from '../shared/constants.js';
+import type { HeaderList, ToPage, ToWorker, TunnelOffer } from './messages.js';
+
+// The Service Worker global scope, as far as this file uses it (the DOM lib has no worker types).
+interface FetchEventLike extends Event {
+  request: Request;
+  clientId: string;
+  respondWith(response: Promise<Response> | Response): void;
+  waitUntil(p: Promise<unknown>): void;
+}
+interface WorkerScope {
+  location: Location;
+  clients: {
+    claim(): Promise<void>;
+    matchAll(options: { type: 'window'; includeUncontrolled: boolean }): Promise<Array<{ id: string; postMessage(m: unknown): void }>>;
+    get(id: string): Promise<unknown>;
+  };
+  skipWaiting(): Promise<void>;
+  addEventListener(type: 'install' | 'activate', fn: (e: Event & { waitUntil(p: Promise<unknown>): void }) => void): void;
+  addEventListener(type: 'fetch', fn: (e: FetchEventLike) => void): void;
+  addEventListener(type: 'message', fn: (e: MessageEvent & { source: { id: string } | null }) => void): void;
+}
+const scope = self as unknown as WorkerScope;
+
+interface Pending {
+  resolve(response: Response): void;
+  reject(err: Error): void;
+  controller?: ReadableStreamDefaultController<Uint8Array>;
+}
+
+interface Tunnel {
+  port: MessagePort;
+  pageId: string;
+  locals: Set<string>;
+  pending: Map<number, Pending>;
+}
+
+let tunnel: Tunnel | undefined;
+/** The page said: no tunnel, use the gateway. Until a page offers one again. */
+let gatewayOnly = false;
+let waiting: Array<() => void> = [];
+let nextId = 1;
+
+scope.addEventListener('install', () => void scope.skipWaiting());
+scope.addEventListener('activate', (event) => event.waitUntil(scope.clients.claim()));
+
+scope.addEventListener('message', (event) => {
+  const data = event.data as TunnelOffer | { type: 'beam:gateway' } | undefined;
+  if (data?.type === 'beam:gateway') {
+    gatewayOnly = true;
+    dropTunnel();
+    return;
+  }
+  if (data?.type !== 'beam:tunnel' || !event.ports[0] || !event.source) return;
+  dropTunnel();
+  gatewayOnly = false;
+  const t: Tunnel = { port: event.ports[0], pageId: event.source.id, locals: new Set(data.locals), pending: new Map() };
+  t.port.onmessage = (e: MessageEvent<ToWorker>) => onPageMessage(t, e.data);
+  tunnel = t;
+  for (const w of waiting.splice(0)) w();
+});
+
+function dropTunnel(): void {
+  if (!tunnel) return;
+  for (const p of tunnel.pending.values()) p.reject(new Error('the page holding the peer-to-peer session went away'));
+  tunnel.port.close();
+  tunnel = undefined;
+}
+
+function onPageMessage(t: Tunnel, msg: ToWorker): void {
+  if (msg.type === 'locals') {
+    t.locals = new Set(msg.locals);
+    return;
+  }
+  const p = t.pending.get(msg.id);
+  if (!p) return;
+  switch (msg.type) {
+    case 'head': {
+      const body = nullBody(msg.status)
+        ? null
+        : new ReadableStream<Uint8Array>(
+            {
+              start: (controller) => {
+                p.controller = controller;
+              },
+              // The app has read what was queued: the page may send more.
+              pull: () => t.port.postMessage({ type: 'credit', id: msg.id } satisfies ToPage),
+              cancel: () => {
+                t.pending.delete(msg.id);
+                t.port.postMessage({ type: 'cancel', id: msg.id } satisfies ToPage);
+              },
+            },
+            new ByteLengthQueuingStrategy({ highWaterMark: WORKER_RESPONSE_WINDOW_BYTES }),
+          );
+      p.resolve(new Response(body, { status: msg.status, statusText: msg.statusText, headers: toHeaders(msg.headers) }));
+      if (!body) t.pending.delete(msg.id);
+      return;
+    }
+    case 'chunk':
+      p.controller?.enqueue(new Uint8Array(msg.data));
+      return;
+    case 'end':
+      t.pending.delete(msg.id);
+      p.controller?.close();
+      return;
+    case 'error':
+      t.pending.delete(msg.id);
+      if (p.controller) p.controller.error(new Error(`${msg.code}: ${msg.message}`));
+      else p.reject(new Error(`${msg.code}: ${msg.message}`));
+      return;
+  }
+}
+
+const nullBody = (status: number): boolean => status === 101 || status === 204 || status === 205 || status === 304;
+
+function toHeaders(list: HeaderList): Headers {
+  const headers = new Headers();
+  for (const [k, v] of list) {
+    try {
+      headers.append(k, v);
+    } catch {
+      // a header a Response may not carry: dropped
+    }
+  }
+  return headers;
+}
+
+/** The tunnel, or undefined once WORKER_TUNNEL_WAIT_MS passed without one (after asking the pages for it). */
+async function currentTunnel(): Promise<Tunnel | undefined> {
+  if (gatewayOnly) return undefined;
+  if (tunnel) {
+    // A page that was closed leaves a port nobody answers on.
+    if (await scope.clients.get(tunnel.pageId)) return tunnel;
+    dropTunnel();
+  }
+  const pages = await scope.clients.matchAll({ type: 'window', includeUncontrolled: true });
+  if (pages.length === 0) return undefined;
+  for (const page of pages) page.postMessage({ type: 'beam:need-tunnel' });
+  await new Promise<void>((resolve) => {
+    const timer = setTimeout(resolve, WORKER_TUNNEL_WAIT_MS);
+    waiting.push(() => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+  return tunnel;
+}
+
+async function send(t: Tunnel, request: Request, url: URL): Promise<Response> {
+  const body = request.method === 'GET' || request.method === 'HEAD' ? null : await request.arrayBuffer();
+  const id = nextId++;
+  const headers: HeaderList = [];
+  request.headers.forEach((v, k) => headers.push([k, v]));
+  return new Promise<Response>((resolve, reject) => {
+    t.pending.set(id, { resolve, reject });
+    const message: ToPage = { type: 'request', id, method: request.method, url: url.href, headers, body };
+    t.port.postMessage(message, body ? [body] : []);
+  });
+}
+
+async function viaTunnel(t: Tunnel, request: Request, url: URL): Promise<Response> {
+  let current = request;
+  let currentUrl = url;
+  for (let hop = 0; ; hop++) {
+    const response = await send(t, current, currentUrl);
+    const location = response.headers.get('location');
+    if (request.redirect !== 'follow' || response.status < 300 || response.status >= 400 || response.status === 304 || !location) return response;
+    if (hop >= MAX_REDIRECTS) return Response.error();
+    const next = new URL(location, currentUrl);
+    if (next.origin !== scope.location.origin && !t.locals.has(next.host)) {
+      // Leaving the share: the browser follows from here.
+      return fetch(next.href, { redirect: 'follow', credentials: 'omit' });
+    }
+    // 303, and 301/302 after a POST, become GET without a body (the Fetch standard's rules).
+    const toGet = response.status === 303 || ((response.status === 301 || response.status === 302) && current.method === 'POST');
+    current = new Request(sameOrigin(next, t).href, { method: toGet ? 'GET' : current.method, headers: current.headers, body: toGet ? null : await current.clone().arrayBuffer().catch(() => null), redirect: 'manual' });
+    currentUrl = sameOrigin(next, t);
+  }
+}
+
+/** A URL of the origin's local address, as the share's. */
+function sameOrigin(url: URL, t: Tunnel | undefined): URL {
+  if (!t?.locals.has(url.host)) return url;
+  const out = new URL(url.pathname + url.search + url.hash, scope.location.origin);
+  return out;
+}
+
+scope.addEventListener('fetch', (event) => {
+  const request = event.request;
+  const url = new URL(request.url);
+  const own = url.origin === scope.location.origin;
+  const local = !own && (url.protocol === 'http:' || url.protocol === 'https:') && (tunnel?.locals.has(url.host) ?? false);
+  if (!own && !local) return;
+  if (own && url.pathname.startsWith('/.beam/')) return;
+  // A top-level navigation is the bootstrap's, from the gateway; the app lives in the frame.
+  if (request.mode === 'navigate' && request.destination === 'document') return;
+  if (gatewayOnly && !local) return;
+  event.respondWith(
+    (async () => {
+      const t = await currentTunnel();
+      if (!t) return fetch(request);
+      return viaTunnel(t, request, sameOrigin(url, t));
+    })(),
+  );
+});

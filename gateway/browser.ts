@@ -1,0 +1,91 @@
+/**
+ * What the gateway serves browsers so they reach a share peer to peer
+ * (browser-client/): the bootstrap page for a top-level navigation, and the
+ * page's script and Service Worker under BROWSER_ASSET_PATH on every share
+ * host.
+ *
+ * Only a browser's own navigation gets the bootstrap (GET, Sec-Fetch-Mode:
+ * navigate, Sec-Fetch-Dest: document). curl, webhooks and the app's own
+ * frames and fetches carry no such headers, so one link still works for
+ * everything: they get the gateway's HTTP path as before.
+ */
+import { readFileSync } from 'node:fs';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { BROWSER_ASSET_PATH, BROWSER_WORKER_PATH } from '../shared/constants.js';
+
+interface Asset {
+  type: string;
+  body: Buffer;
+}
+
+/** The built assets (npm run build writes them); undefined when they are missing. */
+function load(dir: string): Map<string, Asset> | undefined {
+  const types: Record<string, string> = { 'page.js': 'text/javascript; charset=utf-8', 'sw.js': 'text/javascript; charset=utf-8', 'bootstrap.html': 'text/html; charset=utf-8' };
+  const assets = new Map<string, Asset>();
+  try {
+    for (const [name, type] of Object.entries(types)) assets.set(name, { type, body: readFileSync(path.join(dir, name)) });
+  } catch {
+    return undefined;
+  }
+  return assets;
+}
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+/** Next to the compiled gateway (dist/), or in dist/ when the gateway runs from its sources (tests). */
+const DEFAULT_DIRS = [path.join(here, '..', 'browser-client', 'assets'), path.join(here, '..', 'dist', 'browser-client', 'assets')];
+
+export class BrowserClient {
+  private readonly assets: Map<string, Asset>;
+
+  private constructor(assets: Map<string, Asset>) {
+    this.assets = assets;
+  }
+
+  /** Undefined when the assets were never built: browsers then get the HTTP path, as curl does. */
+  static load(dirs = DEFAULT_DIRS): BrowserClient | undefined {
+    for (const dir of dirs) {
+      const assets = load(dir);
+      if (assets) return new BrowserClient(assets);
+    }
+    return undefined;
+  }
+
+  /** A browser's own top-level navigation (not the app's frame, fetch or form POST). */
+  static isNavigation(req: IncomingMessage): boolean {
+    return (req.method === 'GET' || req.method === 'HEAD') && req.headers['sec-fetch-mode'] === 'navigate' && req.headers['sec-fetch-dest'] === 'document';
+  }
+
+  /** Answers a request for BROWSER_ASSET_PATH…; false if it names no asset. */
+  serveAsset(req: IncomingMessage, res: ServerResponse): boolean {
+    const name = (req.url ?? '').split('?')[0]?.slice(BROWSER_ASSET_PATH.length) ?? '';
+    const asset = name === 'bootstrap.html' ? undefined : this.assets.get(name);
+    if (!asset) return false;
+    res.writeHead(200, {
+      'content-type': asset.type,
+      'content-length': asset.body.byteLength,
+      // The worker must be checked for updates on every registration; the page script is small.
+      'cache-control': 'no-cache',
+      'x-content-type-options': 'nosniff',
+      ...(req.url?.startsWith(BROWSER_WORKER_PATH) ? { 'service-worker-allowed': '/' } : {}),
+    });
+    res.end(req.method === 'HEAD' ? undefined : asset.body);
+    return true;
+  }
+
+  /** The bootstrap page for `share`. */
+  serveBootstrap(req: IncomingMessage, res: ServerResponse, share: string): void {
+    const config = JSON.stringify({ share }).replace(/</g, '\\u003c');
+    const html = Buffer.from((this.assets.get('bootstrap.html') as Asset).body.toString('utf8').replace('__BEAM_CONFIG__', config));
+    res.writeHead(200, {
+      'content-type': 'text/html; charset=utf-8',
+      'content-length': html.byteLength,
+      'cache-control': 'no-store',
+      vary: 'Sec-Fetch-Mode, Sec-Fetch-Dest',
+      'x-content-type-options': 'nosniff',
+      'referrer-policy': 'no-referrer',
+    });
+    res.end(req.method === 'HEAD' ? undefined : html);
+  }
+}
