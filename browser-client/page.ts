@@ -16,7 +16,7 @@
  */
 import { io } from 'socket.io-client';
 import type { Logger } from 'pino';
-import { BROWSER_CONNECT_TIMEOUT_MS, BROWSER_WORKER_PATH, MAX_REWRITE_BYTES, SIGNALING_PATH, SIGNALING_PROTOCOL_VERSION, WORKER_RESPONSE_WINDOW_BYTES } from '../shared/constants.js';
+import { BROWSER_CONNECT_TIMEOUT_MS, BROWSER_GATEWAY_COOKIE, BROWSER_WORKER_PATH, MAX_REWRITE_BYTES, SIGNALING_PATH, SIGNALING_PROTOCOL_VERSION, WORKER_RESPONSE_WINDOW_BYTES } from '../shared/constants.js';
 import { ERRORS, isErrorCode, type ErrorCode } from '../shared/errors.js';
 import { StreamProtocol } from '../shared/frames.js';
 import { decodeResponseHead, encodeHead, readHead } from '../shared/http-head.js';
@@ -294,9 +294,11 @@ async function connect(): Promise<void> {
 
 async function main(): Promise<void> {
   if (!window.isSecureContext || !('serviceWorker' in navigator)) {
+    // The gateway proxies this browser's navigations from now on (no bootstrap each time).
+    document.cookie = `${BROWSER_GATEWAY_COOKIE}=gateway; path=/; SameSite=Lax`;
     viaGateway(
       `Loaded through the Beam server: ${location.protocol}//${location.host} is not a secure context, so the browser allows no Service Worker. ` +
-        'For peer to peer, open the share over https (beam serve --tls-cert/--tls-key, or the embedded server with --tls) or as http://<name>.localhost.',
+        'For peer to peer, open the share over https (a Beam server with TLS: see "Browsers" in Beam\'s README) or as http://<name>.localhost on the sharing machine.',
     );
     return;
   }
@@ -325,7 +327,7 @@ async function main(): Promise<void> {
   loadApp();
   setInterval(() => {
     if (session?.path) show(session.path);
-  }, 2_000);
+  }, 1_000);
 }
 
 void main().catch((err: Error) => viaGateway(`Loaded through the Beam server: ${err.message}`));

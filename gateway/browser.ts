@@ -13,7 +13,7 @@ import { readFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { BROWSER_ASSET_PATH, BROWSER_WORKER_PATH } from '../shared/constants.js';
+import { BROWSER_ASSET_PATH, BROWSER_GATEWAY_COOKIE, BROWSER_WORKER_PATH } from '../shared/constants.js';
 
 interface Asset {
   type: string;
@@ -30,6 +30,17 @@ function load(dir: string): Map<string, Asset> | undefined {
     return undefined;
   }
   return assets;
+}
+
+function hasCookie(header: string | undefined, name: string): boolean {
+  return (header ?? '').split(';').some((c) => c.trim().startsWith(`${name}=`));
+}
+
+/** A Cookie header without Beam's own cookie (the origin never sees it); undefined when nothing is left. */
+export function withoutBeamCookie(header: string): string | undefined {
+  if (!header.includes(BROWSER_GATEWAY_COOKIE)) return header;
+  const kept = header.split(';').map((c) => c.trim()).filter((c) => c && !c.startsWith(`${BROWSER_GATEWAY_COOKIE}=`));
+  return kept.length ? kept.join('; ') : undefined;
 }
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -54,7 +65,14 @@ export class BrowserClient {
 
   /** A browser's own top-level navigation (not the app's frame, fetch or form POST). */
   static isNavigation(req: IncomingMessage): boolean {
-    return (req.method === 'GET' || req.method === 'HEAD') && req.headers['sec-fetch-mode'] === 'navigate' && req.headers['sec-fetch-dest'] === 'document';
+    if (req.method !== 'GET' && req.method !== 'HEAD') return false;
+    const mode = req.headers['sec-fetch-mode'];
+    if (mode !== undefined) return mode === 'navigate' && req.headers['sec-fetch-dest'] === 'document';
+    // Browsers send no fetch metadata to a non-secure origin (plain http on a
+    // LAN address): a navigation shows in its Accept and
+    // Upgrade-Insecure-Requests, and the bootstrap's cookie there means
+    // "through the gateway from now on".
+    return req.headers['upgrade-insecure-requests'] === '1' && (req.headers.accept ?? '').includes('text/html') && !hasCookie(req.headers.cookie, BROWSER_GATEWAY_COOKIE);
   }
 
   /** Answers a request for BROWSER_ASSET_PATH…; false if it names no asset. */
@@ -84,7 +102,7 @@ export class BrowserClient {
       'cache-control': 'no-store',
       vary: 'Sec-Fetch-Mode, Sec-Fetch-Dest',
       'x-content-type-options': 'nosniff',
-      'referrer-policy': 'no-referrer',
+      'referrer-policy': 'same-origin',
     });
     res.end(req.method === 'HEAD' ? undefined : html);
   }

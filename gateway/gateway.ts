@@ -11,7 +11,8 @@ import { isIP } from 'node:net';
 import { io as connectSocket } from 'socket.io-client';
 import type { Logger } from 'pino';
 import { chooseEncoding, compressedHeaders, compressor } from './compress.js';
-import { MAX_CLIENT_HEADER_COUNT, SIGNALING_PATH, SIGNALING_PROTOCOL_VERSION } from '../shared/constants.js';
+import { BROWSER_GATEWAY_COOKIE, MAX_CLIENT_HEADER_COUNT, SIGNALING_PATH, SIGNALING_PROTOCOL_VERSION } from '../shared/constants.js';
+import { withoutBeamCookie } from './browser.js';
 import { tooManyHeaders } from './http-entry.js';
 import { BeamError, errorCodeOf, isErrorCode, type ErrorCode } from '../shared/errors.js';
 import { StreamProtocol } from '../shared/frames.js';
@@ -240,7 +241,15 @@ export class Gateway {
   }
 
   private requestHead(req: IncomingMessage, upgrade: boolean): RequestHead {
-    const headers = endToEndHeaders(req.rawHeaders, FORWARDING_HEADERS);
+    let headers = endToEndHeaders(req.rawHeaders, FORWARDING_HEADERS);
+    // The bootstrap's own cookie is Beam's, not the app's.
+    if (headers.some(([k, v]) => k.toLowerCase() === 'cookie' && v.includes(BROWSER_GATEWAY_COOKIE))) {
+      headers = headers.flatMap(([k, v]): Array<[string, string]> => {
+        if (k.toLowerCase() !== 'cookie') return [[k, v]];
+        const kept = withoutBeamCookie(v);
+        return kept === undefined ? [] : [[k, kept]];
+      });
+    }
     let remote = req.socket.remoteAddress ?? '';
     let proto = 'encrypted' in req.socket && Boolean(req.socket.encrypted) ? 'https' : 'http';
     if (this.options.trustProxy) {

@@ -270,3 +270,9 @@ export const WORKER_RESPONSE_WINDOW_BYTES = 1024 * 1024;
 export const MAX_REWRITE_BYTES = 8 * 1024 * 1024;
 /** Redirects the Service Worker follows for one fetch, as the Fetch standard's limit. */
 export const MAX_REDIRECTS = 20;
+/**
+ * Set by the bootstrap on a non-secure origin (no Service Worker there): the
+ * gateway proxies that browser's navigations from then on instead of serving
+ * the bootstrap again, and never passes the cookie to the origin.
+ */
+export const BROWSER_GATEWAY_COOKIE = 'beam_via';

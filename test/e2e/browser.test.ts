@@ -1,0 +1,148 @@
+/**
+ * A share opened in real Chromium (Debian's, through playwright-core): the
+ * bootstrap page reaches the agent peer to peer and a Service Worker carries
+ * the app's requests over data channels. A multi-page app with a login
+ * cookie, a form POST and its redirect, fetch bodies, SSE and a localhost URL
+ * works from the page; the gateway proxies none of it. With the direct path
+ * refused the relay carries it; on a non-secure origin the gateway does, and
+ * the page says why.
+ */
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import { createHash } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Browser, Page } from 'playwright-core';
+import { startFixtureApp, type FixtureApp } from '../helpers/fixture-app.js';
+import { ROOT, startAgent, startServer, type ServerHandle } from '../helpers/procs.js';
+import { request } from '../helpers/http.js';
+import { launchChromium } from '../helpers/browser.js';
+
+let app: FixtureApp;
+let server: ServerHandle;
+let browser: Browser;
+
+beforeAll(async () => {
+  app = await startFixtureApp();
+  server = await startServer();
+  browser = await launchChromium();
+});
+afterAll(async () => {
+  await browser?.close();
+  await server?.proc.kill();
+  await app?.close();
+});
+
+/** App requests the gateway proxied (beam_gateway_requests_total, all statuses). */
+async function proxied(port: number): Promise<number> {
+  const text = (await request(port, `127.0.0.1:${port}`, '/metrics')).body.toString();
+  let total = 0;
+  for (const line of text.split('\n')) if (line.startsWith('beam_gateway_requests_total')) total += Number(line.split(' ').at(-1));
+  return total;
+}
+
+const expectedEcho = (): string => {
+  const body = new Uint8Array(200_000).map((_, i) => (i * 7) % 251);
+  return `200000 ${createHash('sha256').update(body).digest('hex')}`;
+};
+
+/** Page-side waits: a step through the gateway or a new session may take a few seconds on a busy machine. */
+const poll = { timeout: 15_000 };
+
+/**
+ * Signs in through the app's form and checks the dashboard: cookie, redirect,
+ * SSE, fetch body, and (peer to peer, where the worker sees them) localhost URLs.
+ */
+async function useApp(page: Page, localUrls = true): Promise<void> {
+  const frame = page.frameLocator('#beam-app');
+  await expect.poll(() => frame.locator('#title').textContent(), poll).toBe('Home');
+  await expect.poll(() => frame.locator('#who').textContent(), poll).toBe('not signed in');
+  await frame.locator('#to-login').click();
+  await expect.poll(() => frame.locator('#title').textContent(), poll).toBe('Sign in');
+  await frame.locator('#user').fill('alice');
+  await frame.locator('#submit').click();
+  // POST, 303 with Set-Cookie, GET /dashboard with the cookie.
+  await expect.poll(() => frame.locator('#title').textContent(), poll).toBe('Welcome alice');
+  await expect.poll(() => frame.locator('#events li').allTextContents(), poll).toEqual(['tick 1', 'tick 2', 'tick 3']);
+  await expect.poll(() => frame.locator('#echo').textContent(), poll).toBe(expectedEcho());
+  if (localUrls) await expect.poll(() => frame.locator('#local').textContent(), poll).toBe('me: alice');
+  // The address bar follows the app.
+  await expect.poll(() => new URL(page.url()).pathname, poll).toBe('/dashboard');
+}
+
+describe('a share in a browser', () => {
+  it('runs a multi-page app peer to peer: login cookie, form POST, redirect, SSE, fetch bodies, localhost URLs; the gateway proxies nothing', async () => {
+    const agent = await startAgent(app.port, server, ['--no-inspect']);
+    const context = await browser.newContext({ viewport: { width: 1000, height: 700 } });
+    try {
+      const before = await proxied(server.port);
+      const page = await context.newPage();
+      await page.goto(agent.url);
+      await expect.poll(() => page.locator('#beam-badge').getAttribute('data-path'), poll).toBe('direct');
+      await useApp(page);
+      expect(app.seen).toEqual(expect.arrayContaining(['GET /', 'GET /login', 'POST /login', 'GET /dashboard', 'GET /events', 'POST /api/echo', 'GET /api/me']));
+      // A reload keeps the session (the jar), and a deep link opens where it points.
+      await page.goto(new URL('/dashboard', agent.url).href);
+      await expect.poll(() => page.frameLocator('#beam-app').locator('#title').textContent(), poll).toBe('Welcome alice');
+      await expect.poll(() => page.locator('#beam-badge span').textContent(), poll).toMatch(/^Beam: direct · [\d.]+ ms$/);
+      expect(await proxied(server.port)).toBe(before);
+      mkdirSync(path.join(ROOT, 'test/artifacts'), { recursive: true });
+      await page.screenshot({ path: path.join(ROOT, 'test/artifacts/browser-direct.png') });
+      // The agent saw a browser visitor on the direct path.
+      const session = await agent.proc.waitFor((e) => e.event === 'session' && e['visitor'] === 'browser');
+      expect(session['path']).toBe('direct');
+      // curl on the same link still gets the app through the gateway.
+      const curl = await request(server.port, agent.host, '/');
+      expect(curl.body.toString()).toContain('<h1 id="title">Home</h1>');
+      expect(await proxied(server.port)).toBe(before + 1);
+    } finally {
+      await context.close();
+      await agent.proc.kill();
+    }
+  });
+
+  it('with the direct path refused, the same page works over the end-to-end encrypted relay, and the badge says so', async () => {
+    const agent = await startAgent(app.port, server, ['--no-inspect', '--relay', 'always']);
+    const context = await browser.newContext();
+    try {
+      const before = await proxied(server.port);
+      const page = await context.newPage();
+      await page.goto(agent.url);
+      await expect.poll(() => page.locator('#beam-badge').getAttribute('data-path'), poll).toBe('relay');
+      await expect.poll(() => page.locator('#beam-badge span').textContent(), poll).toMatch(/^Beam: relay/);
+      await useApp(page);
+      expect(await proxied(server.port)).toBe(before);
+    } finally {
+      await context.close();
+      await agent.proc.kill();
+    }
+  });
+
+  it('on a non-secure origin the app loads through the gateway, and the page says why and how to get peer to peer', async () => {
+    // http://<name>.beam.test is no secure context (unlike *.localhost): no Service Worker there.
+    const plain = await startServer(['--domain', 'beam.test']);
+    const agent = await startAgent(app.port, plain, ['--no-inspect']);
+    const insecure = await launchChromium([`--host-resolver-rules=MAP *.beam.test 127.0.0.1`]);
+    try {
+      const page = await insecure.newPage();
+      await page.goto(agent.url);
+      expect(new URL(agent.url).hostname).toMatch(/\.beam\.test$/);
+      await expect.poll(() => page.locator('#beam-badge').getAttribute('data-path'), poll).toBe('gateway');
+      await expect.poll(() => page.locator('#beam-why').textContent(), poll).toContain('not a secure context');
+      expect(await page.locator('#beam-why').textContent()).toContain('https');
+      // The gateway passes bodies as they are: the app's localhost URL stays the visitor's own.
+      await useApp(page, false);
+      expect(await proxied(plain.port)).toBeGreaterThanOrEqual(5);
+      // From then on this browser's navigations are proxied: a reload is the app itself, signed in.
+      await page.reload();
+      expect(await page.locator('#title').textContent()).toBe('Welcome alice');
+      expect(await page.locator('#beam-app').count()).toBe(0);
+      // Beam's cookie never reaches the app.
+      expect(app.cookies.length).toBeGreaterThan(0);
+      expect(app.cookies.filter((c) => c.includes('beam_via'))).toEqual([]);
+    } finally {
+      await insecure.close();
+      await agent.proc.kill();
+      await plain.proc.kill();
+    }
+  });
+});

@@ -1,0 +1,121 @@
+/**
+ * A small multi-page app for browser tests: a login form that sets an
+ * HttpOnly session cookie and redirects (303), pages that need the cookie,
+ * a JSON echo for fetch bodies, Server-Sent Events, and a script that calls
+ * the app by its localhost address. It records every request it serves.
+ */
+import http from 'node:http';
+import { createHash, randomBytes } from 'node:crypto';
+import type { AddressInfo } from 'node:net';
+
+export interface FixtureApp {
+  port: number;
+  /** "METHOD /path" of every request served, in order. */
+  seen: string[];
+  /** The Cookie header of every request that had one. */
+  cookies: string[];
+  close(): Promise<void>;
+}
+
+const page = (title: string, body: string): string =>
+  `<!doctype html><html><head><meta charset="utf-8"><title>${title}</title>` +
+  `<style>body{font:16px system-ui;margin:2rem}</style></head><body>${body}</body></html>`;
+
+export async function startFixtureApp(): Promise<FixtureApp> {
+  const sessions = new Map<string, string>();
+  const seen: string[] = [];
+  const cookies: string[] = [];
+  const server = http.createServer((req, res) => {
+    const url = new URL(req.url ?? '/', 'http://x');
+    seen.push(`${req.method} ${url.pathname}`);
+    if (req.headers.cookie) cookies.push(req.headers.cookie);
+    const sid = /(?:^|;\s*)session=([^;]+)/.exec(req.headers.cookie ?? '')?.[1];
+    const user = sid ? sessions.get(sid) : undefined;
+    const html = (status: number, title: string, body: string): void => {
+      res.writeHead(status, { 'content-type': 'text/html; charset=utf-8' });
+      res.end(page(title, body));
+    };
+    if (url.pathname === '/' && req.method === 'GET') {
+      html(200, 'Home', `<h1 id="title">Home</h1><p id="who">${user ? `signed in as ${user}` : 'not signed in'}</p><a id="to-login" href="/login">Sign in</a> <a id="to-dashboard" href="/dashboard">Dashboard</a>`);
+      return;
+    }
+    if (url.pathname === '/login' && req.method === 'GET') {
+      html(200, 'Sign in', `<h1 id="title">Sign in</h1><form method="POST" action="/login"><input id="user" name="user"><button id="submit">Sign in</button></form>`);
+      return;
+    }
+    if (url.pathname === '/login' && req.method === 'POST') {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        const name = new URLSearchParams(Buffer.concat(chunks).toString()).get('user') ?? '';
+        const id = randomBytes(12).toString('hex');
+        sessions.set(id, name);
+        res.writeHead(303, { location: '/dashboard', 'set-cookie': `session=${id}; Path=/; HttpOnly; SameSite=Lax` });
+        res.end();
+      });
+      return;
+    }
+    if (url.pathname === '/dashboard') {
+      if (!user) {
+        res.writeHead(302, { location: '/login' });
+        res.end();
+        return;
+      }
+      const port = (server.address() as AddressInfo).port;
+      html(
+        200,
+        'Dashboard',
+        `<h1 id="title">Welcome ${user}</h1><ul id="events"></ul><p id="echo"></p><p id="local"></p>
+<script>
+const events = new EventSource('/events');
+events.onmessage = (e) => { const li = document.createElement('li'); li.textContent = e.data; document.getElementById('events').append(li); };
+const body = new Uint8Array(200000).map((_, i) => (i * 7) % 251);
+fetch('/api/echo', { method: 'POST', body, headers: { 'content-type': 'application/octet-stream' } })
+  .then((r) => r.json()).then((j) => { document.getElementById('echo').textContent = j.length + ' ' + j.sha256; });
+fetch('http://localhost:${port}/api/me').then((r) => r.json()).then((j) => { document.getElementById('local').textContent = 'me: ' + j.user; });
+</script>`,
+      );
+      return;
+    }
+    if (url.pathname === '/api/me') {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ user: user ?? null }));
+      return;
+    }
+    if (url.pathname === '/api/echo' && req.method === 'POST') {
+      const hash = createHash('sha256');
+      let length = 0;
+      req.on('data', (c: Buffer) => {
+        hash.update(c);
+        length += c.byteLength;
+      });
+      req.on('end', () => {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ length, sha256: hash.digest('hex') }));
+      });
+      return;
+    }
+    if (url.pathname === '/events') {
+      res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
+      let n = 0;
+      const tick = setInterval(() => {
+        n++;
+        res.write(`data: tick ${n}\n\n`);
+        if (n === 3) clearInterval(tick);
+      }, 100);
+      req.on('close', () => clearInterval(tick));
+      return;
+    }
+    html(404, 'Not found', `<h1 id="title">Not found: ${url.pathname}</h1>`);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (server.address() as AddressInfo).port,
+    seen,
+    cookies,
+    async close() {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
