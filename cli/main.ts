@@ -50,6 +50,8 @@ interface ServeFlags extends CommonFlags {
   turnSecret?: string;
   /** false with --no-compress. */
   compress: boolean;
+  /** false with --no-browser-p2p. */
+  browserP2p: boolean;
   tokenFile?: string;
   trustProxy?: boolean;
   redis?: string;
@@ -259,7 +261,7 @@ async function runServe(flags: ServeFlags): Promise<void> {
   };
   const server = await startBeamServer(
     { engine, logger: log },
-    { port, host: flags.host, domain, publicUrl: flags.publicUrl, ice, compress: flags.compress, tokens, limits, trustProxy: flags.trustProxy ?? false, ...(flags.redis ? { redis: parseRedisUrl(flags.redis) } : {}), ...(flags.nodeUrl ? { nodeUrl: parseServerUrl(flags.nodeUrl, '--node-url') } : {}) },
+    { port, host: flags.host, domain, publicUrl: flags.publicUrl, ice, compress: flags.compress, browserP2p: flags.browserP2p, tokens, limits, trustProxy: flags.trustProxy ?? false, ...(flags.redis ? { redis: parseRedisUrl(flags.redis) } : {}), ...(flags.nodeUrl ? { nodeUrl: parseServerUrl(flags.nodeUrl, '--node-url') } : {}) },
   );
   const url = flags.publicUrl ?? `http://${domain}:${server.port}`;
   if (flags.json) process.stdout.write(`${JSON.stringify({ event: 'ready', url, port: server.port, domain })}\n`);
@@ -361,6 +363,7 @@ export function program(): Command {
     .option('--turn <url...>', 'TURN servers handed to peers, e.g. turn:turn.example.com:3478?transport=udp')
     .option('--turn-secret <secret>', 'the TURN server\'s static-auth-secret, for time-limited REST credentials (env BEAM_TURN_SECRET)')
     .option('--no-compress', 'send responses as the origin sent them (default: brotli or gzip for text, when the client accepts it)')
+    .option('--no-browser-p2p', 'send browsers through the gateway as curl (default: a browser that opens a share reaches the agent peer to peer)')
     .option('--token-file <file>', 'agents must present a token from this file; a token may reserve share names (one token a line, then its names)')
     .option('--trust-proxy', 'behind a reverse proxy: take the client address and scheme from its X-Forwarded-For and X-Forwarded-Proto')
     .option('--redis <url>', 'run as one of several nodes sharing this Redis (e.g. redis://127.0.0.1:6379): names and signaling span the nodes')

@@ -145,4 +145,35 @@ describe('a share in a browser', () => {
       await plain.proc.kill();
     }
   });
+
+  it('gives the bootstrap to browser navigations only: curl, the app\'s frames and fetches get the app; --no-browser-p2p turns it off', async () => {
+    const agent = await startAgent(app.port, server, ['--no-inspect']);
+    const off = await startServer(['--no-browser-p2p']);
+    const offAgent = await startAgent(app.port, off, ['--no-inspect']);
+    try {
+      const navigate = { 'sec-fetch-mode': 'navigate', 'sec-fetch-dest': 'document', accept: 'text/html' };
+      const boot = await request(server.port, agent.host, '/deep?x=1', { headers: navigate });
+      expect(boot.status).toBe(200);
+      expect(boot.body.toString()).toContain(`<script id="beam-config" type="application/json">{"share":"${agent.name}"}</script>`);
+      expect(boot.headers['cache-control']).toBe('no-store');
+      for (const headers of [{} as Record<string, string>, { 'sec-fetch-mode': 'navigate', 'sec-fetch-dest': 'iframe' }, { 'sec-fetch-mode': 'cors', 'sec-fetch-dest': 'empty' }]) {
+        const res = await request(server.port, agent.host, '/', { headers });
+        expect(res.body.toString()).toContain('<h1 id="title">Home</h1>');
+      }
+      // A form POST navigation is the app's.
+      const post = await request(server.port, agent.host, '/login', { method: 'POST', headers: { ...navigate, 'content-type': 'application/x-www-form-urlencoded' }, body: Buffer.from('user=bob') });
+      expect(post.status).toBe(303);
+      const worker = await request(server.port, agent.host, '/.beam/client/sw.js');
+      expect(worker.status).toBe(200);
+      expect(worker.headers['service-worker-allowed']).toBe('/');
+      expect(worker.headers['content-type']).toBe('text/javascript; charset=utf-8');
+      expect((await request(server.port, agent.host, '/.beam/client/bootstrap.html')).status).not.toBe(200);
+      const plain = await request(off.port, offAgent.host, '/', { headers: navigate });
+      expect(plain.body.toString()).toContain('<h1 id="title">Home</h1>');
+    } finally {
+      await agent.proc.kill();
+      await offAgent.proc.kill();
+      await off.proc.kill();
+    }
+  });
 });
