@@ -14,6 +14,16 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 const out = path.join(here, '..', 'dist', 'browser-client', 'assets');
 const shim = (name) => path.join(here, 'shims', name);
 
+/** @libp2p/crypto's RSA, ECDSA and secp256k1 keys out: Beam uses Ed25519 only (shims/libp2p-keys.ts). */
+const ed25519Only = {
+  name: 'ed25519-only',
+  setup(b) {
+    b.onResolve({ filter: /^\.\/(rsa|ecdsa|secp256k1)\// }, (args) =>
+      args.importer.endsWith(path.join('@libp2p', 'crypto', 'dist', 'src', 'keys', 'index.js')) ? { path: shim('libp2p-keys.ts') } : undefined,
+    );
+  },
+};
+
 await mkdir(out, { recursive: true });
 const common = {
   outdir: out,
@@ -36,7 +46,16 @@ const common = {
     ws: shim('ws.ts'),
   },
 };
-await build({ ...common, entryPoints: { page: path.join(here, 'page.ts') }, inject: [shim('globals.ts')] });
+// The WebSocket shim runs in the app's pages, inlined by the page: built first, as a string.
+const shimBuild = await build({ ...common, entryPoints: [path.join(here, 'ws-shim.ts')], write: false, outdir: undefined, outfile: 'ws-shim.js' });
+const wsShim = shimBuild.outputFiles[0].text.trim();
+await build({
+  ...common,
+  entryPoints: { page: path.join(here, 'page.ts') },
+  inject: [shim('globals.ts')],
+  plugins: [ed25519Only],
+  define: { ...common.define, __BEAM_WS_SHIM__: JSON.stringify(wsShim) },
+});
 // The worker needs no Node stand-ins: it only passes messages.
 await build({ ...common, entryPoints: { sw: path.join(here, 'sw.ts') } });
 await copyFile(path.join(here, 'bootstrap.html'), path.join(out, 'bootstrap.html'));

@@ -27,7 +27,11 @@ import { VisitorSession, type PathKind } from '../transport/session.js';
 import { browserEngine } from './engine.js';
 import { CookieJar } from './jar.js';
 import type { HeaderList, ToPage, ToWorker, TunnelOffer } from './messages.js';
-import { isRewritable, localForms, rewriteLocal } from './rewrite.js';
+import { injectScript, isHtml, isRewritable, localForms, rewriteLocal } from './rewrite.js';
+import { decodeWsClose, encodeWsClose, encodeWsMessage, WsKind, WsMessageReader } from '../shared/ws-messages.js';
+
+/** browser-client/ws-shim.ts, built and inlined by build.mjs: it goes first into every HTML page of the app. */
+declare const __BEAM_WS_SHIM__: string;
 
 interface Config {
   share: string;
@@ -194,7 +198,7 @@ async function serve(port: MessagePort, portId: number, msg: Extract<ToPage, { t
   const type = out.find(([k]) => k.toLowerCase() === 'content-type')?.[1] ?? '';
   const length = Number(out.find(([k]) => k.toLowerCase() === 'content-length')?.[1] ?? NaN);
   const encoded = out.some(([k, v]) => k.toLowerCase() === 'content-encoding' && v.toLowerCase() !== 'identity');
-  if (locals.length > 0 && isRewritable(type) && !encoded && !(length > MAX_REWRITE_BYTES)) {
+  if ((locals.length > 0 || isHtml(type)) && isRewritable(type) && !encoded && !(length > MAX_REWRITE_BYTES)) {
     // Held whole, so the origin's localhost URLs can point at the share.
     const chunks: Buffer[] = [];
     let size = 0;
@@ -208,7 +212,8 @@ async function serve(port: MessagePort, portId: number, msg: Extract<ToPage, { t
       errorResponse(port, id, accept, 'BEAM_ERR_STREAM_RESET', (err as Error).message);
       return;
     }
-    const text = rewriteLocal(Buffer.concat(chunks).toString('utf8'), locals, location.origin);
+    let text = rewriteLocal(Buffer.concat(chunks).toString('utf8'), locals, location.origin);
+    if (isHtml(type)) text = injectScript(text, __BEAM_WS_SHIM__);
     const bytes = new TextEncoder().encode(text);
     out = out.filter(([k]) => k.toLowerCase() !== 'content-length');
     post(port, { type: 'head', id, status: response.status, statusText: response.statusText ?? '', headers: out });
@@ -236,6 +241,99 @@ async function serve(port: MessagePort, portId: number, msg: Extract<ToPage, { t
     post(port, { type: 'error', id, code: (err as { code?: string }).code ?? 'BEAM_ERR_STREAM_RESET', message: err.message });
   });
 }
+
+// ------------------------------------------------------------------ WebSockets of the app (ws-shim.ts)
+
+interface WsSink {
+  open(protocol: string): void;
+  message(kind: 'text' | 'binary', data: string | ArrayBuffer): void;
+  close(code: number, reason: string, wasClean: boolean): void;
+  error(): void;
+}
+
+/**
+ * Opens one of the app's WebSockets through the session: the agent opens it
+ * to the origin and both sides pass whole messages. Undefined when this page
+ * cannot carry it (another host, or no path): the frame's browser then opens
+ * it itself.
+ */
+function openWebSocket(url: string, protocols: string[], sink: WsSink): { send(kind: 'text' | 'binary', data: string | ArrayBuffer): void; close(code: number, reason: string): void } | undefined {
+  const u = new URL(url);
+  if ((u.host !== location.host && !locals.includes(u.host)) || !session?.path) return undefined;
+  let stream: MuxStream;
+  try {
+    stream = session.openStream(StreamProtocol.HTTP);
+  } catch {
+    return undefined;
+  }
+  state.requests++;
+  const target = u.pathname + u.search;
+  const pageUrl = new URL(target, location.origin);
+  const headers: HeaderList = [['Host', location.host], ['Origin', location.origin], ['User-Agent', navigator.userAgent]];
+  if (protocols.length) headers.push(['Sec-WebSocket-Protocol', protocols.join(', ')]);
+  const cookie = jar.header(pageUrl);
+  if (cookie) headers.push(['Cookie', cookie]);
+  stream.on('error', () => {});
+  stream.write(encodeHead({ method: 'GET', target, headers, upgrade: false, body: false, websocket: true }));
+  let closed = false;
+  const finish = (code: number, reason: string, clean: boolean): void => {
+    if (closed) return;
+    closed = true;
+    if (!clean) sink.error();
+    sink.close(code, reason, clean);
+  };
+  void (async () => {
+    let head;
+    try {
+      head = decodeResponseHead(await readHead(stream));
+    } catch {
+      finish(1006, '', false);
+      stream.destroy();
+      return;
+    }
+    if (head.kind === 'error' || head.status !== 101) {
+      finish(1006, '', false);
+      stream.destroy();
+      return;
+    }
+    jar.store(pageUrl, head.headers.filter(([k]) => k.toLowerCase() === 'set-cookie').map(([, v]) => v));
+    sink.open(head.headers.find(([k]) => k.toLowerCase() === 'sec-websocket-protocol')?.[1] ?? '');
+    const reader = new WsMessageReader();
+    stream.on('data', (chunk: Buffer) => {
+      try {
+        reader.push(chunk, (kind, payload) => {
+          if (kind === WsKind.CLOSE) {
+            const { code, reason } = decodeWsClose(payload);
+            finish(code, reason, true);
+          } else if (kind === WsKind.TEXT) sink.message('text', payload.toString('utf8'));
+          else sink.message('binary', toArrayBuffer(payload));
+        });
+      } catch {
+        stream.destroy();
+        finish(1006, '', false);
+      }
+    });
+    // Ended without a close message: the path or the agent went away.
+    stream.on('close', () => finish(1006, '', false));
+  })();
+  return {
+    send(kind, data) {
+      if (closed) return;
+      try {
+        stream.write(encodeWsMessage(kind === 'text' ? WsKind.TEXT : WsKind.BINARY, kind === 'text' ? Buffer.from(data as string, 'utf8') : Buffer.from(data as ArrayBuffer)));
+      } catch {
+        // over MAX_WS_MESSAGE_BYTES: the socket fails, as a browser's would on a message too big for the server
+        stream.destroy();
+        finish(1009, 'message too big', false);
+      }
+    },
+    close(code, reason) {
+      // The agent closes the origin's socket and answers with the origin's close.
+      if (!closed) stream.write(encodeWsClose(code, reason));
+    },
+  };
+}
+(window as unknown as { __beamWebSocket: typeof openWebSocket }).__beamWebSocket = openWebSocket;
 
 let nextPortId = 1;
 

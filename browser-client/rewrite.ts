@@ -32,3 +32,15 @@ export function rewriteLocal(text: string, locals: string[], shareOrigin: string
     return `${scheme.startsWith('ws') ? ws : share.protocol}//${share.host}`;
   });
 }
+
+export const isHtml = (contentType: string): boolean => /^\s*(text\/html|application\/xhtml\+xml)\b/i.test(contentType);
+
+/** Puts an inline script first in a page: after `<head>` (or `<html>`, or the doctype), before any of the app's own. */
+export function injectScript(html: string, script: string): string {
+  const tag = `<script>${script.replace(/<\//g, '<\\/')}</script>`;
+  for (const re of [/<head(\s[^>]*)?>/i, /<html(\s[^>]*)?>/i, /<!doctype[^>]*>/i]) {
+    const m = re.exec(html);
+    if (m) return html.slice(0, m.index + m[0].length) + tag + html.slice(m.index + m[0].length);
+  }
+  return tag + html;
+}

@@ -1,4 +1,6 @@
 /** The `beam` command line. */
+import { readFile } from 'node:fs/promises';
+import { createSecureContext } from 'node:tls';
 import { Command, Option } from 'commander';
 import { pino, type Logger } from 'pino';
 import { DEFAULT_EMBEDDED_PORT, DEFAULT_INSPECT_PORT, ORIGIN_WAIT_POLL_MS } from '../shared/constants.js';
@@ -52,6 +54,8 @@ interface ServeFlags extends CommonFlags {
   compress: boolean;
   /** false with --no-browser-p2p. */
   browserP2p: boolean;
+  tlsCert?: string;
+  tlsKey?: string;
   tokenFile?: string;
   trustProxy?: boolean;
   redis?: string;
@@ -254,6 +258,7 @@ async function runServe(flags: ServeFlags): Promise<void> {
   const ice = validateIceConfig({ stun: flags.stun ?? [], turn: flags.turn ?? [], turnSecret: flags.turnSecret });
   const engine = await loadEngine(parseEngine(flags.engine));
   const tokens = flags.tokenFile ? await AgentTokens.load(flags.tokenFile) : undefined;
+  const tls = await loadTls(flags.tlsCert, flags.tlsKey);
   const limits = {
     ...(flags.maxConnectionsPerIp ? { connections: parseCount(flags.maxConnectionsPerIp, '--max-connections-per-ip') } : {}),
     ...(flags.registrationsPerMinute ? { registrationsPerMinute: parseCount(flags.registrationsPerMinute, '--registrations-per-minute') } : {}),
@@ -261,9 +266,9 @@ async function runServe(flags: ServeFlags): Promise<void> {
   };
   const server = await startBeamServer(
     { engine, logger: log },
-    { port, host: flags.host, domain, publicUrl: flags.publicUrl, ice, compress: flags.compress, browserP2p: flags.browserP2p, tokens, limits, trustProxy: flags.trustProxy ?? false, ...(flags.redis ? { redis: parseRedisUrl(flags.redis) } : {}), ...(flags.nodeUrl ? { nodeUrl: parseServerUrl(flags.nodeUrl, '--node-url') } : {}) },
+    { port, host: flags.host, domain, publicUrl: flags.publicUrl, ice, compress: flags.compress, browserP2p: flags.browserP2p, ...(tls ? { tls } : {}), tokens, limits, trustProxy: flags.trustProxy ?? false, ...(flags.redis ? { redis: parseRedisUrl(flags.redis) } : {}), ...(flags.nodeUrl ? { nodeUrl: parseServerUrl(flags.nodeUrl, '--node-url') } : {}) },
   );
-  const url = flags.publicUrl ?? `http://${domain}:${server.port}`;
+  const url = flags.publicUrl ?? `${tls ? 'https' : 'http'}://${domain}:${server.port}`;
   if (flags.json) process.stdout.write(`${JSON.stringify({ event: 'ready', url, port: server.port, domain })}\n`);
   else out.line(`Beam server listening on ${flags.host}:${server.port}; shares are ${server.shareUrl('share-name').replace('share-name.', '<name>.')}`);
   onStop(async () => {
@@ -275,6 +280,27 @@ async function runServe(flags: ServeFlags): Promise<void> {
     await drained;
     if (flags.json) process.stdout.write(`${JSON.stringify({ event: 'closed' })}\n`);
   });
+}
+
+/** --tls-cert and --tls-key, read and checked together: a key that does not match is BEAM_ERR_BAD_OPTION now, not at the first visitor. */
+async function loadTls(certFile: string | undefined, keyFile: string | undefined): Promise<{ cert: Buffer; key: Buffer } | undefined> {
+  if (certFile === undefined && keyFile === undefined) return undefined;
+  if (certFile === undefined || keyFile === undefined) throw new BeamError('BEAM_ERR_BAD_OPTION', '--tls-cert and --tls-key go together: pass both, or neither for plain http');
+  const read = async (file: string, flag: string): Promise<Buffer> => {
+    try {
+      return await readFile(file);
+    } catch (err) {
+      throw new BeamError('BEAM_ERR_BAD_OPTION', `${flag} ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    }
+  };
+  const cert = await read(certFile, '--tls-cert');
+  const key = await read(keyFile, '--tls-key');
+  try {
+    createSecureContext({ cert, key });
+  } catch (err) {
+    throw new BeamError('BEAM_ERR_BAD_OPTION', `--tls-cert ${certFile} / --tls-key ${keyFile}: ${(err as Error).message} (PEM files, the key matching the certificate)`);
+  }
+  return { cert, key };
 }
 
 async function runConnect(linkArg: string, flags: ConnectFlags): Promise<void> {
@@ -363,6 +389,8 @@ export function program(): Command {
     .option('--turn <url...>', 'TURN servers handed to peers, e.g. turn:turn.example.com:3478?transport=udp')
     .option('--turn-secret <secret>', 'the TURN server\'s static-auth-secret, for time-limited REST credentials (env BEAM_TURN_SECRET)')
     .option('--no-compress', 'send responses as the origin sent them (default: brotli or gzip for text, when the client accepts it)')
+    .option('--tls-cert <file>', 'serve https with this certificate chain (PEM), e.g. a wildcard certificate for *.<domain>')
+    .option('--tls-key <file>', 'the private key (PEM) of --tls-cert')
     .option('--no-browser-p2p', 'send browsers through the gateway as curl (default: a browser that opens a share reaches the agent peer to peer)')
     .option('--token-file <file>', 'agents must present a token from this file; a token may reserve share names (one token a line, then its names)')
     .option('--trust-proxy', 'behind a reverse proxy: take the client address and scheme from its X-Forwarded-For and X-Forwarded-Proto')

@@ -6,16 +6,19 @@
  * header bytes, header count and how long a client may take over its head.
  */
 import http from 'node:http';
+import https from 'node:https';
 import { GATEWAY_HEADERS_TIMEOUT_MS, HEADERS_TIMEOUT_CHECK_MS, MAX_CLIENT_HEADER_COUNT, MAX_HEADER_BYTES } from '../shared/constants.js';
 
 export interface HttpEntryOptions {
   /** How long a client may take to send its request head (slowloris). Default GATEWAY_HEADERS_TIMEOUT_MS. */
   headersTimeoutMs?: number | undefined;
+  /** Serve https with this certificate chain and key (PEM). */
+  tls?: { cert: Buffer; key: Buffer } | undefined;
 }
 
 export function createHttpEntry(options: HttpEntryOptions = {}): http.Server {
   const headersTimeout = options.headersTimeoutMs ?? GATEWAY_HEADERS_TIMEOUT_MS;
-  const server = http.createServer({
+  const serverOptions = {
     maxHeaderSize: MAX_HEADER_BYTES,
     // Node wants requestTimeout >= headersTimeout; a slow upload is not slowloris, so the body has no clock here.
     headersTimeout,
@@ -23,7 +26,9 @@ export function createHttpEntry(options: HttpEntryOptions = {}): http.Server {
     // How often Node looks for clients past their time; its default (30 s) would let them linger.
     connectionsCheckingInterval: Math.min(HEADERS_TIMEOUT_CHECK_MS, headersTimeout),
     insecureHTTPParser: false,
-  });
+  };
+  // An https.Server is an http.Server on TLS sockets: same events, same limits.
+  const server = options.tls ? (https.createServer({ ...serverOptions, cert: options.tls.cert, key: options.tls.key }) as unknown as http.Server) : http.createServer(serverOptions);
   // One over the limit, so a request with too many headers is seen and refused (Node silently drops the rest).
   server.maxHeadersCount = MAX_CLIENT_HEADER_COUNT + 1;
   return server;

@@ -32,8 +32,12 @@ export interface RelayLimits {
 
 export interface RelayComponents {
   logger: Logger;
-  /** Redeems a side's one-time token; true when signaling set this session up with it. */
-  redeem: (sessionId: string, role: RelayRole, token: string) => boolean;
+  /**
+   * Redeems a side's one-time token: true when signaling set this session up
+   * with it; false, or why the session ended (it just did: the side hears
+   * that, not a bare refusal), when not.
+   */
+  redeem: (sessionId: string, role: RelayRole, token: string) => boolean | ErrorCode;
 }
 
 interface Pairing {
@@ -74,9 +78,11 @@ export class RelayServer {
     const sessionId = url.searchParams.get('session') ?? '';
     const role = url.searchParams.get('role');
     const token = url.searchParams.get('token') ?? '';
-    if ((role !== 'visitor' && role !== 'agent') || !this.redeem(sessionId, role, token)) {
-      this.log.info({ audit: 'auth.refused', code: 'BEAM_ERR_RELAY_REFUSED', session: sessionId.slice(0, 64), role }, 'relay refused: no such session or token');
-      refuse(socket, 'BEAM_ERR_RELAY_REFUSED');
+    const verdict = role === 'visitor' || role === 'agent' ? this.redeem(sessionId, role, token) : false;
+    if (verdict !== true || (role !== 'visitor' && role !== 'agent')) {
+      const code = verdict === false || verdict === true ? 'BEAM_ERR_RELAY_REFUSED' : verdict;
+      this.log.info({ audit: 'auth.refused', code, session: sessionId.slice(0, 64), role }, verdict === false ? 'relay refused: no such session or token' : 'relay refused: the session ended');
+      refuse(socket, code);
       return;
     }
     if (!this.pairings.has(sessionId) && this.pairings.size >= this.limits.maxSessions) {

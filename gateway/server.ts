@@ -5,6 +5,7 @@
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { randomBytes } from 'node:crypto';
 import { Server as SocketIoServer } from 'socket.io';
 import type { Logger } from 'pino';
@@ -69,6 +70,13 @@ export interface BeamServerOptions {
    * through the gateway's HTTP path, as curl.
    */
   browserP2p?: boolean;
+  /**
+   * Serve https with this certificate (PEM chain and key): browsers on
+   * other machines need it for peer to peer (a Service Worker needs a secure
+   * context). The server's own gateway then reaches signaling and the relay
+   * on a second, loopback-only plain listener.
+   */
+  tls?: { cert: Buffer; key: Buffer };
 }
 
 export interface BeamServer {
@@ -97,6 +105,16 @@ function healthPath(url: string | undefined, ownHost: boolean): 'healthz' | 'rea
   return undefined;
 }
 
+function listen(server: http.Server, port: number, host: string): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+}
+
 /** Builds `<scheme>://<name>.<host>[:port]/` from a base URL. */
 export function shareUrlFrom(base: URL, name: string): string {
   const url = new URL(base.href);
@@ -113,16 +131,10 @@ export async function startBeamServer(
 ): Promise<BeamServer> {
   const domain = (options.domain ?? 'localhost').toLowerCase();
   const gatewayToken = randomBytes(24).toString('base64url');
-  const server = createHttpEntry({ headersTimeoutMs: options.headersTimeoutMs });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port, options.host ?? '0.0.0.0', () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
+  const server = createHttpEntry({ headersTimeoutMs: options.headersTimeoutMs, tls: options.tls });
+  await listen(server, options.port, options.host ?? '0.0.0.0');
   const port = (server.address() as AddressInfo).port;
-  const base = new URL(options.publicUrl ?? `http://${domain}:${port}`);
+  const base = new URL(options.publicUrl ?? `${options.tls ? 'https' : 'http'}://${domain}:${port}`);
   const shareUrl = (name: string): string => shareUrlFrom(base, name);
 
   let redis: Redis | undefined;
@@ -175,12 +187,20 @@ export async function startBeamServer(
   });
   const relayServer = relay;
 
-  const loopback = !options.host || options.host === '0.0.0.0' || options.host === '::' ? '127.0.0.1' : options.host;
+  // With TLS, the gateway's own way in: plain, on loopback only, sharing socket.io's engine and every handler below.
+  let internal: http.Server | undefined;
+  if (options.tls) {
+    internal = createHttpEntry({ headersTimeoutMs: options.headersTimeoutMs });
+    await listen(internal, 0, '127.0.0.1');
+    io.engine.attach(internal, { path: SIGNALING_PATH, destroyUpgrade: false });
+  }
+  const loopback = internal ? '127.0.0.1' : !options.host || options.host === '0.0.0.0' || options.host === '::' ? '127.0.0.1' : options.host;
+  const signalingPort = internal ? (internal.address() as AddressInfo).port : port;
   const gateway = new Gateway(
     { engine: components.engine, logger: components.logger, identity: await ephemeralIdentity() },
     {
       relay: options.gatewayRelay,
-      signalingUrl: `http://${loopback.includes(':') ? `[${loopback}]` : loopback}:${port}`,
+      signalingUrl: `http://${loopback.includes(':') ? `[${loopback}]` : loopback}:${signalingPort}`,
       gatewayToken,
       domain,
       defaultShare: options.defaultShare,
@@ -194,7 +214,7 @@ export async function startBeamServer(
   gateway.onRequestDone = metrics.observeRequest;
   let draining = false;
   // socket.io handles its own path first; then health checks; everything else is a share's.
-  server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
+  const onRequest = (req: http.IncomingMessage, res: http.ServerResponse): void => {
     if (req.url?.startsWith(`${SIGNALING_PATH}/`)) return;
     const ownHost = gateway.route(req.headers.host) === undefined;
     if (ownHost && req.url === '/metrics') {
@@ -228,15 +248,19 @@ export async function startBeamServer(
       }
     }
     void gateway.handleRequest(req, res);
-  });
-  server.on('upgrade', (req: http.IncomingMessage, socket, head: Buffer) => {
+  };
+  const onUpgrade = (req: http.IncomingMessage, socket: Duplex, head: Buffer): void => {
     if (req.url?.startsWith(`${SIGNALING_PATH}/`)) return;
     if (req.url === RELAY_PATH || req.url?.startsWith(`${RELAY_PATH}?`)) {
       relayServer.handleUpgrade(req, socket, head);
       return;
     }
     void gateway.handleUpgrade(req, socket, head);
-  });
+  };
+  for (const entry of internal ? [server, internal] : [server]) {
+    entry.on('request', onRequest);
+    entry.on('upgrade', onUpgrade);
+  }
   await gateway.ready();
 
   const result: BeamServer = {
@@ -251,6 +275,7 @@ export async function startBeamServer(
       // Stop accepting; keep-alive connections close once their current request is done.
       server.close();
       server.closeIdleConnections();
+      internal?.close();
       // Agents move to another node now (their names held for them), while requests in flight finish here.
       await signaling.moveAgents();
       const timer = new Promise<void>((resolve) => setTimeout(resolve, timeoutMs).unref());
@@ -264,6 +289,8 @@ export async function startBeamServer(
       await new Promise<void>((resolve) => {
         io.close(() => resolve());
         server.closeAllConnections();
+        internal?.closeAllConnections();
+        internal?.close();
       });
       registry?.close();
       await redis?.quit().catch(() => redis?.disconnect());

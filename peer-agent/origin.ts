@@ -10,6 +10,7 @@ import { BeamError, ERRORS, errorCodeOf, type ErrorCode } from '../shared/errors
 import { admit, checkBasic, stripSecret, type BasicCredentials, type IpRules, type RateLimit, type VisitorLimit } from './access.js';
 import type { Capture, HeaderPairs, Inspector, RequestPath } from './inspect.js';
 import { decodeRequestHead, encodeHead, endToEndHeaders, endToEndPairs, FORWARDING_HEADERS, readHead, type RequestHead } from '../shared/http-head.js';
+import { serveWebSocket } from './websocket.js';
 
 export interface Origin {
   host: string;
@@ -192,6 +193,10 @@ export class OriginForwarder {
       if (upgrade) headers.push(['Connection', 'Upgrade'], ['Upgrade', upgrade[1]]);
     }
     capture?.forwarded(target, headers);
+    if (head.websocket) {
+      serveWebSocket(stream, target, headers, { hostPort: this.hostPort, timeoutMs: this.options.timeoutMs, log: this.log, onUnreachable: (err) => this.events.onUnreachable(err) }, capture, requestId);
+      return;
+    }
 
     const open = (): http.ClientRequest =>
       http.request({

@@ -276,3 +276,11 @@ export const MAX_REDIRECTS = 20;
  * the bootstrap again, and never passes the cookie to the origin.
  */
 export const BROWSER_GATEWAY_COOKIE = 'beam_via';
+
+// ---------------------------------------------------------------- WebSockets the agent speaks for a browser page
+
+/** Largest WebSocket message carried between a browser page and the origin (ws's own default is 100 MiB). */
+export const MAX_WS_MESSAGE_BYTES = 16 * 1024 * 1024;
+
+/** Ended sessions whose end code the relay still gives a late side (a relay attempt racing the session's end). */
+export const ENDED_SESSIONS_KEPT = 1024;

@@ -6,6 +6,8 @@
  *   agent -> visitor: response head, then the response body, then FIN
  *   For an upgrade (WebSocket), a 101 response head is followed by raw bytes
  *   both ways until either side sends FIN or RESET.
+ *   For `websocket: true` (a browser page), a 101 response head is followed
+ *   by WebSocket messages both ways (shared/ws-messages.ts).
  *
  * A head is a u32 BE length followed by that many bytes of UTF-8 JSON,
  * validated by the schemas below. Headers travel as [name, value] pairs so
@@ -30,6 +32,12 @@ export const RequestHeadSchema = z.object({
   upgrade: z.boolean(),
   /** A body follows the head. When false the stream carries nothing more, and the agent sends the request at once. */
   body: z.boolean(),
+  /**
+   * A browser page's WebSocket: the agent opens it to the origin itself and
+   * the stream carries whole messages both ways (shared/ws-messages.ts),
+   * after a 101 response head (or the origin's refusal, as a response).
+   */
+  websocket: z.optional(z.boolean()),
 });
 export type RequestHead = z.infer<typeof RequestHeadSchema>;
 

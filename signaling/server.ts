@@ -10,6 +10,7 @@ import { randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Server, Socket } from 'socket.io';
 import type { Logger } from 'pino';
 import {
+  ENDED_SESSIONS_KEPT,
   MAX_CONNECTIONS_PER_IP,
   MAX_SESSIONS_PER_SHARE,
   MAX_SESSIONS_PER_VISITOR,
@@ -113,6 +114,8 @@ export class SignalingServer {
   private readonly registry: ShareRegistry;
   private readonly options: SignalingOptions;
   private readonly sessions = new Map<string, Session>();
+  /** Why the last ENDED_SESSIONS_KEPT sessions ended, with their unused relay tokens (see redeemRelayToken). */
+  private readonly ended = new Map<string, { code: ErrorCode; tokens: Session['relayTokens'] }>();
   private readonly sessionsBySocket = new Map<string, Set<string>>();
   private readonly sessionsByShare = new Map<string, number>();
   /** Agents told to move (drain): their sessions' peer connections carry on while requests in flight finish. */
@@ -218,10 +221,15 @@ export class SignalingServer {
    * Redeems a side's relay token for a live session: true once per side, for
    * the token signaling handed out, and never again.
    */
-  redeemRelayToken(sessionId: string, role: 'visitor' | 'agent', token: string): boolean {
+  redeemRelayToken(sessionId: string, role: 'visitor' | 'agent', token: string): boolean | ErrorCode {
     const session = this.sessions.get(sessionId);
     const expected = session?.relayTokens[role];
-    if (!session || !expected || !safeEqual(token, expected)) return false;
+    if (!session || !expected || !safeEqual(token, expected)) {
+      // A side that arrives just after the session ended (the agent refused it) hears why, as signaling tells it.
+      const ended = this.ended.get(sessionId);
+      const unused = ended?.tokens[role];
+      return ended && unused && safeEqual(token, unused) ? ended.code : false;
+    }
     delete session.relayTokens[role];
     return true;
   }
@@ -444,6 +452,8 @@ export class SignalingServer {
 
   private endSession(session: Session, code: ErrorCode, by: string): void {
     if (!this.forgetSession(session)) return;
+    this.ended.set(session.id, { code, tokens: { ...session.relayTokens } });
+    if (this.ended.size > ENDED_SESSIONS_KEPT) this.ended.delete(this.ended.keys().next().value as string);
     if (this.options.cluster) this.io?.serverSideEmit('beam:session-end', session.id);
     const other = by === session.agent ? session.visitor : session.agent;
     this.io?.to(other).emit('session:closed', { sessionId: session.id, code });

@@ -29,6 +29,8 @@ async function start(limits: Partial<RelayLimits> = {}): Promise<(session: strin
     {
       logger: pino({ level: 'silent' }),
       redeem: (session, role, token) => {
+        // A session that signaling just ended because the agent refused the visitor.
+        if (session === 'ended-full') return 'BEAM_ERR_MAX_VISITORS';
         const key = `${session}/${role}`;
         if (token !== `t-${session}` || used.has(key)) return false;
         used.add(key);
@@ -136,6 +138,11 @@ describe('the relay', () => {
     const textClosed = closed(text);
     text.send('plain text is not ciphertext');
     expect(await textClosed).toBe(1003);
+  });
+
+  it('tells a side that arrives just after its session ended why it ended (not a bare refusal)', async () => {
+    const open = await start();
+    await expect(open('ended-full', 'visitor')).rejects.toMatchObject({ status: 503, code: 'BEAM_ERR_MAX_VISITORS' });
   });
 
   it('refuses a second connection for the same side of a session', async () => {

@@ -13,8 +13,10 @@ import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser, Page } from 'playwright-core';
 import { startFixtureApp, type FixtureApp } from '../helpers/fixture-app.js';
-import { ROOT, startAgent, startServer, type ServerHandle } from '../helpers/procs.js';
-import { request } from '../helpers/http.js';
+import https from 'node:https';
+import { BeamProcess, ROOT, startAgent, startServer, type ServerHandle } from '../helpers/procs.js';
+import { makeCertificates } from '../helpers/tls.js';
+import { gatewayRequests, request } from '../helpers/http.js';
 import { launchChromium } from '../helpers/browser.js';
 
 let app: FixtureApp;
@@ -32,13 +34,6 @@ afterAll(async () => {
   await app?.close();
 });
 
-/** App requests the gateway proxied (beam_gateway_requests_total, all statuses). */
-async function proxied(port: number): Promise<number> {
-  const text = (await request(port, `127.0.0.1:${port}`, '/metrics')).body.toString();
-  let total = 0;
-  for (const line of text.split('\n')) if (line.startsWith('beam_gateway_requests_total')) total += Number(line.split(' ').at(-1));
-  return total;
-}
 
 const expectedEcho = (): string => {
   const body = new Uint8Array(200_000).map((_, i) => (i * 7) % 251);
@@ -65,6 +60,9 @@ async function useApp(page: Page, localUrls = true): Promise<void> {
   await expect.poll(() => frame.locator('#events li').allTextContents(), poll).toEqual(['tick 1', 'tick 2', 'tick 3']);
   await expect.poll(() => frame.locator('#echo').textContent(), poll).toBe(expectedEcho());
   if (localUrls) await expect.poll(() => frame.locator('#local').textContent(), poll).toBe('me: alice');
+  // A WebSocket with a subprotocol, text and binary, and a clean close; the cookie went with the upgrade.
+  await expect.poll(() => frame.locator('#ws').textContent(), poll).toBe('echo: echo: ping 1 | bytes 1,2,3,250');
+  await expect.poll(() => frame.locator('#ws').getAttribute('data-closed'), poll).toBe('1000 true');
   // The address bar follows the app.
   await expect.poll(() => new URL(page.url()).pathname, poll).toBe('/dashboard');
 }
@@ -74,17 +72,17 @@ describe('a share in a browser', () => {
     const agent = await startAgent(app.port, server, ['--no-inspect']);
     const context = await browser.newContext({ viewport: { width: 1000, height: 700 } });
     try {
-      const before = await proxied(server.port);
+      const before = await gatewayRequests(server.port);
       const page = await context.newPage();
       await page.goto(agent.url);
       await expect.poll(() => page.locator('#beam-badge').getAttribute('data-path'), poll).toBe('direct');
       await useApp(page);
-      expect(app.seen).toEqual(expect.arrayContaining(['GET /', 'GET /login', 'POST /login', 'GET /dashboard', 'GET /events', 'POST /api/echo', 'GET /api/me']));
+      expect(app.seen).toEqual(expect.arrayContaining(['GET /', 'GET /login', 'POST /login', 'GET /dashboard', 'GET /events', 'POST /api/echo', 'GET /api/me', 'WS /ws']));
       // A reload keeps the session (the jar), and a deep link opens where it points.
       await page.goto(new URL('/dashboard', agent.url).href);
       await expect.poll(() => page.frameLocator('#beam-app').locator('#title').textContent(), poll).toBe('Welcome alice');
       await expect.poll(() => page.locator('#beam-badge span').textContent(), poll).toMatch(/^Beam: direct · [\d.]+ ms$/);
-      expect(await proxied(server.port)).toBe(before);
+      expect(await gatewayRequests(server.port)).toBe(before);
       mkdirSync(path.join(ROOT, 'test/artifacts'), { recursive: true });
       await page.screenshot({ path: path.join(ROOT, 'test/artifacts/browser-direct.png') });
       // The agent saw a browser visitor on the direct path.
@@ -93,7 +91,7 @@ describe('a share in a browser', () => {
       // curl on the same link still gets the app through the gateway.
       const curl = await request(server.port, agent.host, '/');
       expect(curl.body.toString()).toContain('<h1 id="title">Home</h1>');
-      expect(await proxied(server.port)).toBe(before + 1);
+      expect(await gatewayRequests(server.port)).toBe(before + 1);
     } finally {
       await context.close();
       await agent.proc.kill();
@@ -104,13 +102,13 @@ describe('a share in a browser', () => {
     const agent = await startAgent(app.port, server, ['--no-inspect', '--relay', 'always']);
     const context = await browser.newContext();
     try {
-      const before = await proxied(server.port);
+      const before = await gatewayRequests(server.port);
       const page = await context.newPage();
       await page.goto(agent.url);
       await expect.poll(() => page.locator('#beam-badge').getAttribute('data-path'), poll).toBe('relay');
       await expect.poll(() => page.locator('#beam-badge span').textContent(), poll).toMatch(/^Beam: relay/);
       await useApp(page);
-      expect(await proxied(server.port)).toBe(before);
+      expect(await gatewayRequests(server.port)).toBe(before);
     } finally {
       await context.close();
       await agent.proc.kill();
@@ -131,7 +129,7 @@ describe('a share in a browser', () => {
       expect(await page.locator('#beam-why').textContent()).toContain('https');
       // The gateway passes bodies as they are: the app's localhost URL stays the visitor's own.
       await useApp(page, false);
-      expect(await proxied(plain.port)).toBeGreaterThanOrEqual(5);
+      expect(await gatewayRequests(plain.port)).toBeGreaterThanOrEqual(5);
       // From then on this browser's navigations are proxied: a reload is the app itself, signed in.
       await page.reload();
       expect(await page.locator('#title').textContent()).toBe('Welcome alice');
@@ -174,6 +172,57 @@ describe('a share in a browser', () => {
       await agent.proc.kill();
       await offAgent.proc.kill();
       await off.proc.kill();
+    }
+  });
+
+  it('beam serve --tls-cert/--tls-key: https for a domain other than localhost, where the browser gets peer to peer; curl gets the app over https', async () => {
+    const certs = makeCertificates('beam.test');
+    const tlsServer = new BeamProcess(['serve', '--port', '0', '--host', '127.0.0.1', '--domain', 'beam.test', '--tls-cert', certs.certFile, '--tls-key', certs.keyFile, '--json', '--log-level', 'warn']);
+    const ready = await tlsServer.waitFor('ready');
+    const port = ready['port'] as number;
+    expect(ready['url']).toBe(`https://beam.test:${port}`);
+    // The agent trusts the test authority as it would a public one.
+    const agent = new BeamProcess(['http', String(app.port), '--server', `https://127.0.0.1:${port}`, '--json', '--no-inspect'], { NODE_EXTRA_CA_CERTS: certs.caFile });
+    const secure = await launchChromium([`--host-resolver-rules=MAP *.beam.test 127.0.0.1`, '--ignore-certificate-errors']);
+    try {
+      const shared = await agent.waitFor('ready');
+      const url = shared['url'] as string;
+      expect(url).toMatch(new RegExp(`^https://[a-z0-9-]+\\.beam\\.test:${port}/$`));
+      const curl = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+        https
+          .get({ host: '127.0.0.1', port, path: '/', headers: { host: new URL(url).host }, ca: certs.ca, servername: new URL(url).hostname }, (res) => {
+            let body = '';
+            res.on('data', (c: Buffer) => (body += c.toString()));
+            res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+          })
+          .on('error', reject);
+      });
+      expect(curl.status).toBe(200);
+      expect(curl.body).toContain('<h1 id="title">Home</h1>');
+      const page = await secure.newPage();
+      await page.goto(url);
+      await expect.poll(() => page.locator('#beam-badge').getAttribute('data-path'), poll).toBe('direct');
+      await useApp(page);
+    } finally {
+      await secure.close();
+      await agent.kill();
+      await tlsServer.kill();
+    }
+  });
+
+  it('beam serve refuses a key that does not match its certificate, or one without the other, with BEAM_ERR_BAD_OPTION', async () => {
+    const a = makeCertificates('beam.test');
+    const b = makeCertificates('beam.test');
+    for (const [args, words] of [
+      [['--tls-cert', a.certFile, '--tls-key', b.keyFile], 'key'],
+      [['--tls-cert', a.certFile], '--tls-key'],
+      [['--tls-cert', '/nonexistent.pem', '--tls-key', a.keyFile], 'ENOENT'],
+    ] as const) {
+      const proc = new BeamProcess(['serve', '--port', '0', '--json', ...args]);
+      const event = await proc.waitFor('error');
+      expect(event['code']).toBe('BEAM_ERR_BAD_OPTION');
+      expect(String(event['message'])).toContain(words);
+      expect(await proc.exited).toBe(1);
     }
   });
 });

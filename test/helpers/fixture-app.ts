@@ -2,11 +2,13 @@
  * A small multi-page app for browser tests: a login form that sets an
  * HttpOnly session cookie and redirects (303), pages that need the cookie,
  * a JSON echo for fetch bodies, Server-Sent Events, and a script that calls
- * the app by its localhost address. It records every request it serves.
+ * the app by its localhost address, and a WebSocket echo at /ws (for signed-in
+ * users). It records every request it serves.
  */
 import http from 'node:http';
 import { createHash, randomBytes } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
+import { WebSocketServer } from 'ws';
 
 export interface FixtureApp {
   port: number;
@@ -65,7 +67,7 @@ export async function startFixtureApp(): Promise<FixtureApp> {
       html(
         200,
         'Dashboard',
-        `<h1 id="title">Welcome ${user}</h1><ul id="events"></ul><p id="echo"></p><p id="local"></p>
+        `<h1 id="title">Welcome ${user}</h1><ul id="events"></ul><p id="echo"></p><p id="local"></p><p id="ws"></p>
 <script>
 const events = new EventSource('/events');
 events.onmessage = (e) => { const li = document.createElement('li'); li.textContent = e.data; document.getElementById('events').append(li); };
@@ -73,6 +75,15 @@ const body = new Uint8Array(200000).map((_, i) => (i * 7) % 251);
 fetch('/api/echo', { method: 'POST', body, headers: { 'content-type': 'application/octet-stream' } })
   .then((r) => r.json()).then((j) => { document.getElementById('echo').textContent = j.length + ' ' + j.sha256; });
 fetch('http://localhost:${port}/api/me').then((r) => r.json()).then((j) => { document.getElementById('local').textContent = 'me: ' + j.user; });
+const ws = new WebSocket('ws://' + location.host + '/ws', ['echo']);
+ws.binaryType = 'arraybuffer';
+const got = [];
+ws.onopen = () => { ws.send('ping 1'); ws.send(new Uint8Array([1, 2, 3, 250])); };
+ws.onmessage = (e) => {
+  got.push(typeof e.data === 'string' ? e.data : 'bytes ' + Array.from(new Uint8Array(e.data)).join(','));
+  if (got.length === 2) { document.getElementById('ws').textContent = ws.protocol + ': ' + got.join(' | '); ws.close(1000, 'done'); }
+};
+ws.onclose = (e) => { document.getElementById('ws').dataset.closed = e.code + ' ' + e.wasClean; };
 </script>`,
       );
       return;
@@ -108,12 +119,24 @@ fetch('http://localhost:${port}/api/me').then((r) => r.json()).then((j) => { doc
     }
     html(404, 'Not found', `<h1 id="title">Not found: ${url.pathname}</h1>`);
   });
+  // The echo answers signed-in users only: the cookie must travel with the upgrade too.
+  const wss = new WebSocketServer({ noServer: true, handleProtocols: (protocols) => (protocols.has('echo') ? 'echo' : false) });
+  server.on('upgrade', (req, socket, head) => {
+    seen.push(`WS ${req.url ?? ''}`);
+    const sid = /(?:^|;\s*)session=([^;]+)/.exec(req.headers.cookie ?? '')?.[1];
+    if (req.url !== '/ws' || !sid || !sessions.has(sid)) {
+      socket.end('HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n');
+      return;
+    }
+    wss.handleUpgrade(req, socket, head, (ws) => ws.on('message', (data, isBinary) => ws.send(isBinary ? data : `echo: ${String(data)}`, { binary: isBinary })));
+  });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return {
     port: (server.address() as AddressInfo).port,
     seen,
     cookies,
     async close() {
+      for (const c of wss.clients) c.terminate();
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },

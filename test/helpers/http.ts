@@ -79,3 +79,18 @@ export function close(server: http.Server): Promise<void> {
   server.closeAllConnections();
   return new Promise((resolve) => server.close(() => resolve()));
 }
+
+/**
+ * Requests the gateway at 127.0.0.1:`port` proxied, finished
+ * (beam_gateway_requests_total, all statuses) and in flight (an open
+ * WebSocket is one), from its /metrics: both stay put while browsers reach
+ * agents peer to peer.
+ */
+export async function gatewayRequests(port: number): Promise<number> {
+  const text = (await request(port, `127.0.0.1:${port}`, '/metrics')).body.toString();
+  let total = 0;
+  for (const line of text.split('\n')) {
+    if (line.startsWith('beam_gateway_requests_total') || line.startsWith('beam_gateway_requests_in_flight')) total += Number(line.split(' ').at(-1));
+  }
+  return total;
+}

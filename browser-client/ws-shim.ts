@@ -1,0 +1,115 @@
+/**
+ * Runs inside the app's frame, first thing in every HTML page the page
+ * (page.ts) hands it: a WebSocket class that sends the app's same-origin
+ * WebSockets (Vite's hot module reload among them) through the peer-to-peer
+ * session of the page above, as whole messages the agent passes on to the
+ * origin (shared/ws-messages.ts). A WebSocket to anywhere else, or one the
+ * page cannot carry, is the browser's own.
+ */
+
+interface Sink {
+  open(protocol: string): void;
+  message(kind: 'text' | 'binary', data: string | ArrayBuffer): void;
+  close(code: number, reason: string, wasClean: boolean): void;
+  error(): void;
+}
+interface Carrier {
+  send(kind: 'text' | 'binary', data: string | ArrayBuffer): void;
+  close(code: number, reason: string): void;
+}
+type Tunnel = (url: string, protocols: string[], sink: Sink) => Carrier | undefined;
+
+(() => {
+  const Native = window.WebSocket;
+  let tunnel: Tunnel | undefined;
+  try {
+    tunnel = (window.parent as unknown as { __beamWebSocket?: Tunnel }).__beamWebSocket;
+  } catch {
+    return; // not inside Beam's page
+  }
+  if (!tunnel || window.parent === window) return;
+  const open = tunnel;
+
+  class BeamWebSocket extends EventTarget {
+    static readonly CONNECTING = 0;
+    static readonly OPEN = 1;
+    static readonly CLOSING = 2;
+    static readonly CLOSED = 3;
+    readonly CONNECTING = 0;
+    readonly OPEN = 1;
+    readonly CLOSING = 2;
+    readonly CLOSED = 3;
+    readonly url: string;
+    readyState = 0;
+    protocol = '';
+    readonly extensions = '';
+    binaryType: BinaryType = 'blob';
+    bufferedAmount = 0;
+    onopen: ((e: Event) => void) | null = null;
+    onmessage: ((e: MessageEvent) => void) | null = null;
+    onclose: ((e: CloseEvent) => void) | null = null;
+    onerror: ((e: Event) => void) | null = null;
+    // Set in the constructor unless it returns the browser's own socket instead.
+    private readonly carrier!: Carrier;
+    /** Sends wait on Blob reads; this keeps them in order. */
+    private queue: Promise<void> = Promise.resolve();
+
+    constructor(url: string | URL, protocols?: string | string[]) {
+      super();
+      const resolved = new URL(String(url), location.href);
+      if (resolved.protocol === 'http:') resolved.protocol = 'ws:';
+      if (resolved.protocol === 'https:') resolved.protocol = 'wss:';
+      this.url = resolved.href;
+      const list = protocols === undefined ? [] : Array.isArray(protocols) ? protocols : [protocols];
+      const carrier = open(this.url, list, {
+        open: (protocol) => {
+          this.readyState = 1;
+          this.protocol = protocol;
+          this.fire(new Event('open'));
+        },
+        message: (kind, data) => {
+          if (this.readyState !== 1) return;
+          const payload = kind === 'text' ? data : this.binaryType === 'arraybuffer' ? data : new Blob([data as ArrayBuffer]);
+          this.fire(new MessageEvent('message', { data: payload, origin: resolved.origin }));
+        },
+        close: (code, reason, wasClean) => {
+          if (this.readyState === 3) return;
+          this.readyState = 3;
+          this.fire(new CloseEvent('close', { code, reason, wasClean }));
+        },
+        error: () => this.fire(new Event('error')),
+      });
+      if (!carrier) return new Native(url, protocols) as unknown as BeamWebSocket;
+      this.carrier = carrier;
+    }
+
+    private fire(event: Event): void {
+      this.dispatchEvent(event);
+      const handler = (this as unknown as Record<string, unknown>)[`on${event.type}`];
+      if (typeof handler === 'function') (handler as (e: Event) => void).call(this, event);
+    }
+
+    send(data: string | ArrayBufferLike | Blob | ArrayBufferView): void {
+      if (this.readyState === 0) throw new DOMException("Failed to execute 'send' on 'WebSocket': Still in CONNECTING state.", 'InvalidStateError');
+      if (this.readyState !== 1) return;
+      const carrier = this.carrier;
+      if (typeof data === 'string') {
+        this.queue = this.queue.then(() => carrier.send('text', data));
+      } else if (data instanceof Blob) {
+        this.queue = this.queue.then(async () => carrier.send('binary', await data.arrayBuffer()));
+      } else {
+        const view = ArrayBuffer.isView(data) ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength) : new Uint8Array(data);
+        const copy = view.slice().buffer;
+        this.queue = this.queue.then(() => carrier.send('binary', copy));
+      }
+    }
+
+    close(code = 1000, reason = ''): void {
+      if (this.readyState >= 2) return;
+      this.readyState = 2;
+      this.queue = this.queue.then(() => this.carrier.close(code, reason));
+    }
+  }
+
+  (window as unknown as { WebSocket: unknown }).WebSocket = BeamWebSocket;
+})();

@@ -1,0 +1,75 @@
+/**
+ * A real Vite dev server shared through Beam and opened in Chromium: editing
+ * a module updates the page without a reload (hot module reload over Vite's
+ * WebSocket, carried peer to peer), and the gateway proxies nothing.
+ */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createServer, type ViteDevServer } from 'vite';
+import type { Browser } from 'playwright-core';
+import { startAgent, startServer, type ServerHandle } from '../helpers/procs.js';
+import { gatewayRequests } from '../helpers/http.js';
+import { launchChromium } from '../helpers/browser.js';
+
+let dir: string;
+let vite: ViteDevServer;
+let server: ServerHandle;
+let browser: Browser;
+
+beforeAll(async () => {
+  dir = mkdtempSync(path.join(tmpdir(), 'beam-vite-'));
+  writeFileSync(path.join(dir, 'index.html'), '<!doctype html><html><head><title>Vite app</title></head><body><p id="out"></p><script type="module" src="/main.js"></script></body></html>');
+  writeFileSync(path.join(dir, 'msg.js'), "export const msg = 'one';\n");
+  writeFileSync(
+    path.join(dir, 'main.js'),
+    [
+      "import { msg } from './msg.js';",
+      "document.getElementById('out').textContent = msg;",
+      'window.loads = (window.loads ?? 0) + 1;',
+      "if (import.meta.hot) import.meta.hot.accept('./msg.js', (m) => { document.getElementById('out').textContent = m.msg; });",
+      '',
+    ].join('\n'),
+  );
+  vite = await createServer({ root: dir, configFile: false, logLevel: 'silent', clearScreen: false, server: { host: '127.0.0.1', port: 0, strictPort: false } });
+  await vite.listen();
+  server = await startServer();
+  browser = await launchChromium();
+});
+afterAll(async () => {
+  await browser?.close();
+  await server?.proc.kill();
+  await vite?.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+
+describe('Vite through Beam in a browser', () => {
+  it('editing a module updates the page without a reload, over the peer-to-peer session', async () => {
+    const port = (vite.httpServer?.address() as AddressInfo).port;
+    const agent = await startAgent(port, server, ['--no-inspect']);
+    try {
+      const before = await gatewayRequests(server.port);
+      const page = await browser.newPage();
+      // Vite's client says so on the console once its HMR socket is open (here, through the tunnel).
+      const connected = new Promise<void>((resolve) => page.on('console', (m) => m.text().includes('[vite] connected') && resolve()));
+      await page.goto(agent.url);
+      const frame = page.frameLocator('#beam-app');
+      await expect.poll(() => frame.locator('#out').textContent(), { timeout: 20_000 }).toBe('one');
+      await expect.poll(() => page.locator('#beam-badge').getAttribute('data-path'), { timeout: 15_000 }).toBe('direct');
+      await connected;
+      const app = page.frames().find((f) => f !== page.mainFrame());
+      expect(app).toBeDefined();
+      writeFileSync(path.join(dir, 'msg.js'), "export const msg = 'two';\n");
+      await expect.poll(() => frame.locator('#out').textContent(), { timeout: 20_000 }).toBe('two');
+      // Hot: the page was not loaded again.
+      expect(await app?.evaluate(() => (window as unknown as { loads: number }).loads)).toBe(1);
+      expect(await gatewayRequests(server.port)).toBe(before);
+      await page.close();
+    } finally {
+      await agent.proc.kill();
+    }
+  });
+});
