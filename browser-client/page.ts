@@ -16,7 +16,7 @@
  */
 import { io } from 'socket.io-client';
 import type { Logger } from 'pino';
-import { BROWSER_CONNECT_TIMEOUT_MS, BROWSER_GATEWAY_COOKIE, BROWSER_WORKER_PATH, MAX_REWRITE_BYTES, SIGNALING_PATH, SIGNALING_PROTOCOL_VERSION, WORKER_RESPONSE_WINDOW_BYTES } from '../shared/constants.js';
+import { BROWSER_CONNECT_TIMEOUT_MS, BROWSER_GATEWAY_COOKIE, SECRET_PARAM, BROWSER_WORKER_PATH, MAX_REWRITE_BYTES, SIGNALING_PATH, SIGNALING_PROTOCOL_VERSION, WORKER_RESPONSE_WINDOW_BYTES } from '../shared/constants.js';
 import { ERRORS, isErrorCode, type ErrorCode } from '../shared/errors.js';
 import { StreamProtocol } from '../shared/frames.js';
 import { decodeResponseHead, encodeHead, readHead } from '../shared/http-head.js';
@@ -93,10 +93,31 @@ function show(path: State['path'], reason?: string): void {
 
 // ------------------------------------------------------------------ the app's frame
 
-/** Loads the app in the frame at the path the link named. */
-function loadApp(): void {
+/** Where a private share's secret is kept once a link brought it, so reloads and new tabs get in too. */
+const SECRET_KEY = 'beam:secret';
+
+/** A private share's secret: from the link (`?beam_secret=`), else from an earlier visit. */
+function shareSecret(): string | undefined {
+  const fromLink = new URLSearchParams(location.search).get(SECRET_PARAM);
+  try {
+    if (fromLink) localStorage.setItem(SECRET_KEY, fromLink);
+    return fromLink ?? localStorage.getItem(SECRET_KEY) ?? undefined;
+  } catch {
+    return fromLink ?? undefined;
+  }
+}
+
+/**
+ * Loads the app in the frame at the path the link named. Peer to peer, the
+ * secret was proven in the handshake: the app never sees it. Through the
+ * gateway it stays, for the agent to check and turn into a cookie.
+ */
+function loadApp(keepSecret: boolean): void {
   if (frame.src) return;
-  frame.src = location.pathname + location.search + location.hash;
+  const params = new URLSearchParams(location.search);
+  if (!keepSecret) params.delete(SECRET_PARAM);
+  const search = params.toString();
+  frame.src = location.pathname + (search ? `?${search}` : '') + location.hash;
 }
 
 // The address bar and the title follow the app's navigations.
@@ -120,7 +141,7 @@ function viaGateway(reason: string): void {
   navigator.serviceWorker?.controller?.postMessage({ type: 'beam:gateway' });
   void navigator.serviceWorker?.getRegistration('/').then((r) => r?.active?.postMessage({ type: 'beam:gateway' }));
   show('gateway', reason);
-  loadApp();
+  loadApp(true);
 }
 
 // ------------------------------------------------------------------ requests from the worker
@@ -373,7 +394,7 @@ async function connect(): Promise<void> {
   });
   const s = new VisitorSession(
     { engine: browserEngine, logger: log, socket, identity: await ephemeralIdentity() },
-    { share: config.share, server: location.origin, relay: 'auto' },
+    { share: config.share, server: location.origin, relay: 'auto', secret: shareSecret() },
   );
   session = s;
   socket.on('session:signal', (msg: { sessionId?: unknown; signal?: { type?: unknown } }) => {
@@ -418,11 +439,13 @@ async function main(): Promise<void> {
     await connect();
   } catch (err) {
     const code = (err as { code?: string }).code;
+    // A secret that failed is not tried again on the next visit.
+    if (code === 'BEAM_ERR_PRIVATE') localStorage.removeItem(SECRET_KEY);
     viaGateway(`Loaded through the Beam server: no peer-to-peer path (${code ?? (err as Error).message}).`);
     return;
   }
   offerTunnel(worker);
-  loadApp();
+  loadApp(false);
   setInterval(() => {
     if (session?.path) show(session.path);
   }, 1_000);

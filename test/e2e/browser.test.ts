@@ -115,6 +115,34 @@ describe('a share in a browser', () => {
     }
   });
 
+  it('a --private share: the link\'s secret is proven in the handshake, peer to peer; the app never sees it; without it, 401 through the gateway', async () => {
+    const agent = await startAgent(app.port, server, ['--no-inspect', '--private']);
+    const context = await browser.newContext();
+    const stranger = await browser.newContext();
+    try {
+      expect(agent.url).toContain('beam_secret=');
+      const before = await gatewayRequests(server.port);
+      const page = await context.newPage();
+      await page.goto(agent.url);
+      await expect.poll(() => page.locator('#beam-badge').getAttribute('data-path'), poll).toBe('direct');
+      await useApp(page);
+      expect(await gatewayRequests(server.port)).toBe(before);
+      // Nor in the address bar: the secret stays with the page for reloads.
+      expect(page.url()).not.toContain('beam_secret');
+      await page.reload();
+      await expect.poll(() => page.frameLocator('#beam-app').locator('#title').textContent(), poll).toBe('Welcome alice');
+      expect(app.cookies.filter((c) => c.includes('beam_secret'))).toEqual([]);
+      const other = await stranger.newPage();
+      await other.goto(new URL('/dashboard', agent.url.split('?')[0]).href);
+      await expect.poll(() => other.locator('#beam-badge').getAttribute('data-path'), poll).toBe('gateway');
+      await expect.poll(() => other.frameLocator('#beam-app').locator('body').textContent(), poll).toContain('BEAM_ERR_PRIVATE');
+    } finally {
+      await context.close();
+      await stranger.close();
+      await agent.proc.kill();
+    }
+  });
+
   it('on a non-secure origin the app loads through the gateway, and the page says why and how to get peer to peer', async () => {
     // http://<name>.beam.test is no secure context (unlike *.localhost): no Service Worker there.
     const plain = await startServer(['--domain', 'beam.test']);
