@@ -1,9 +1,15 @@
 import { networkInterfaces } from 'node:os';
 
-/** The first non-internal IPv4 address: what a teammate on the LAN would type. */
-export function lanAddress(): string | undefined {
+/** This machine's IPv4 addresses a teammate on the LAN could reach: not loopback, not link-local. */
+export function lanAddresses(): string[] {
+  const out: string[] = [];
   for (const list of Object.values(networkInterfaces())) {
-    for (const a of list ?? []) if (a.family === 'IPv4' && !a.internal) return a.address;
+    for (const a of list ?? []) if (a.family === 'IPv4' && !a.internal && !a.address.startsWith('169.254.')) out.push(a.address);
   }
-  return undefined;
+  return out;
+}
+
+/** The first of them: what a teammate on the LAN would type. */
+export function lanAddress(): string | undefined {
+  return lanAddresses()[0];
 }

@@ -41,6 +41,7 @@ interface HttpFlags extends CommonFlags {
   token?: string;
   /** --inspect <port> (a string), --no-inspect (false), or neither (undefined). */
   inspect?: string | boolean;
+  tls?: boolean;
 }
 interface ServeFlags extends CommonFlags {
   port: string;
@@ -115,6 +116,7 @@ async function runHttp(targetArg: string, flags: HttpFlags, kind: ShareKind = 'h
     originTimeoutMs: flags.originTimeout ? parseMs(flags.originTimeout, '--origin-timeout') : undefined,
     relay: parseRelayMode(flags.relay),
     private: flags.private,
+    tls: flags.tls,
     auth: flags.auth,
     allowIp: flags.allowIp,
     denyIp: flags.denyIp,
@@ -182,6 +184,7 @@ async function report(shared: Share, out: Output, target: string): Promise<() =>
     server: shared.server,
     ...(shared.inspect ? { inspect: shared.inspect } : {}),
     ...(shared.kind !== 'http' ? { kind: shared.kind } : {}),
+    ...(shared.ca ? { ca: shared.ca } : {}),
   });
   if (shared.kind !== 'udp' && !(await isListening(origin.port, origin.host))) {
     out.emit({ event: 'origin-unreachable', origin: shared.origin, code: 'ECONNREFUSED' });
@@ -344,6 +347,7 @@ function httpCommand(cmd: Command): Command {
     .option('--origin-timeout <ms>', 'how long to wait for the origin\'s response head (default 30000)')
     .addOption(new Option('--relay <mode>', 'auto: direct WebRTC, else the relay; never: direct only; always: relay only').default('auto'))
     .option('--private', 'only visitors with the full link (it carries a secret) get in')
+    .option('--tls', 'the embedded server serves https, with a certificate from a local authority teammates trust once (browsers on the LAN get peer to peer)')
     .option('--auth <user:password>', 'HTTP basic auth for every visitor (env BEAM_AUTH)')
     .option('--allow-ip <cidr...>', 'only visitors from these addresses or ranges get in')
     .option('--deny-ip <cidr...>', 'visitors from these addresses or ranges are refused')

@@ -4,7 +4,20 @@
  * to stderr through pino, never here.
  */
 export type CliEvent =
-  | { event: 'ready'; name: string; url: string; link?: string; lan?: string; inspect?: string; origin: string; server: string; resumed?: boolean; kind?: 'tcp' | 'udp' }
+  | {
+      event: 'ready';
+      name: string;
+      url: string;
+      link?: string;
+      lan?: string;
+      inspect?: string;
+      origin: string;
+      server: string;
+      resumed?: boolean;
+      kind?: 'tcp' | 'udp';
+      /** beam --tls: the local authority teammates trust once. */
+      ca?: { file: string; fingerprint: string; url: string };
+    }
   | { event: 'session' | 'path'; id: string; visitor: string; path: string; via: string; rtt?: number; after?: number }
   | { event: 'session-closed'; id: string; path: string }
   | { event: 'origin-unreachable'; origin: string; code: string }
@@ -13,6 +26,8 @@ export type CliEvent =
   | { event: 'reconnecting'; reason: string }
   | { event: 'error'; code: string; message: string }
   | { event: 'closed' };
+
+import { trustSteps } from './local-ca.js';
 
 export interface Output {
   emit(event: CliEvent): void;
@@ -59,6 +74,7 @@ export function describe(e: CliEvent): string | undefined {
             ...(e.lan ? [`  LAN:   ${e.lan}`] : []),
             ...(e.link ? [`  beam connect ${e.link}`] : []),
             ...(e.inspect ? [`  Inspect: ${e.inspect}`] : []),
+            ...(e.ca ? trustSteps(e.ca.file, e.ca.fingerprint, e.ca.url) : []),
             'Press Ctrl+C to stop.',
           ].join('\n');
     case 'session':

@@ -7,7 +7,7 @@
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { pino, type Logger } from 'pino';
-import { DEFAULT_EMBEDDED_PORT, EMBEDDED_PORT_ATTEMPTS, SECRET_PARAM } from '../shared/constants.js';
+import { DEFAULT_EMBEDDED_PORT, EMBEDDED_PORT_ATTEMPTS, LOCAL_CA_PATH, SECRET_PARAM } from '../shared/constants.js';
 import { BeamError } from '../shared/errors.js';
 import type { RelayMode, ShareKind } from '../shared/signaling.js';
 import { Agent, type SessionInfo } from '../peer-agent/agent.js';
@@ -20,6 +20,8 @@ import { loadEngine } from '../transport/index.js';
 import { loadIdentity } from '../transport/identity.js';
 import { connectLink } from '../transport/link.js';
 import { lanAddress } from './lan.js';
+import { localTls, type LocalTls } from './local-ca.js';
+import { readFile } from 'node:fs/promises';
 import { parseBasicAuth, parseEngine, parseHostHeader, parseRelayMode, parseServerUrl, parseTarget } from './options.js';
 import { BEAM_VERSION } from './version.js';
 
@@ -30,6 +32,12 @@ export interface ShareOptions {
   kind?: ShareKind;
   /** The Beam server to register with. Default: one embedded in this process (ports 7070 and up). */
   server?: string | undefined;
+  /**
+   * The embedded server serves https with a certificate from a local
+   * authority (cli/local-ca.ts), so browsers on the LAN get peer to peer once
+   * they trust it. Embedded server only. Default false.
+   */
+  tls?: boolean | undefined;
   /** The share name to ask for. Default: a random adjective-noun-NNN. */
   name?: string | undefined;
   /** An agent token, for a server started with --token-file. */
@@ -86,6 +94,8 @@ export interface Share extends EventEmitter<ShareEvents> {
   readonly lan: string | undefined;
   /** The inspector's URL, when it runs. */
   readonly inspect: string | undefined;
+  /** With `tls`: the local authority teammates trust once (its file, fingerprint and download URL). */
+  readonly ca: { file: string; fingerprint: string; url: string } | undefined;
   /** `host:port` of the origin. */
   readonly origin: string;
   /** The Beam server's URL. */
@@ -103,11 +113,17 @@ function withSecretParam(url: string, secret: string): string {
 }
 
 /** The embedded server: on DEFAULT_EMBEDDED_PORT, else the next free one. */
-export async function startEmbedded(components: Parameters<typeof startBeamServer>[0], defaultShare: () => string | undefined): Promise<BeamServer> {
+export async function startEmbedded(components: Parameters<typeof startBeamServer>[0], defaultShare: () => string | undefined, tls?: LocalTls): Promise<BeamServer> {
   let lastError: unknown;
   for (let i = 0; i < EMBEDDED_PORT_ATTEMPTS; i++) {
     try {
-      return await startBeamServer(components, { port: DEFAULT_EMBEDDED_PORT + i, host: '0.0.0.0', domain: 'localhost', defaultShare });
+      return await startBeamServer(components, {
+        port: DEFAULT_EMBEDDED_PORT + i,
+        host: '0.0.0.0',
+        domain: 'localhost',
+        defaultShare,
+        ...(tls ? { tls: { cert: tls.cert, key: tls.key, certFor: tls.certFor }, caCert: await readFile(tls.caFile) } : {}),
+      });
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw err;
       lastError = err;
@@ -122,6 +138,7 @@ class ShareHandle extends EventEmitter<ShareEvents> implements Share {
   link = '';
   lan: string | undefined;
   inspect: string | undefined;
+  ca: { file: string; fingerprint: string; url: string } | undefined;
   origin = '';
   server = '';
   kind: ShareKind = 'http';
@@ -159,6 +176,7 @@ export async function share(options: ShareOptions): Promise<Share> {
   if (typeof inspect === 'number' && !(Number.isInteger(inspect) && inspect >= 0 && inspect <= 65535)) {
     throw new BeamError('BEAM_ERR_BAD_OPTION', `--inspect ${inspect} is not a port from 0 to 65535`);
   }
+  if (options.tls && server) throw new BeamError('BEAM_ERR_BAD_OPTION', '--tls is for the embedded server; a server you run takes `beam serve --tls-cert <file> --tls-key <file>`');
   const log = options.logger ?? pino({ level: 'silent' });
   const engine = await loadEngine(engineName);
   const identity = await loadIdentity();
@@ -172,11 +190,14 @@ export async function share(options: ShareOptions): Promise<Share> {
   try {
     let embedded: BeamServer | undefined;
     if (!server) {
-      embedded = await startEmbedded({ engine, logger: log }, () => agent?.share?.name);
+      const tls = options.tls ? await localTls() : undefined;
+      embedded = await startEmbedded({ engine, logger: log }, () => agent?.share?.name, tls);
       const e = embedded;
       handle.closeParts.push(() => e.close());
+      if (tls) handle.ca = { file: tls.caFile, fingerprint: tls.caFingerprint, url: '' };
     }
-    handle.server = server ?? `http://127.0.0.1:${embedded?.port}`;
+    // The embedded agent reaches its server on loopback, in plain http even when visitors get https.
+    handle.server = server ?? (embedded as BeamServer).localUrl;
 
     // The inspector records HTTP exchanges; TCP and UDP shares carry no requests to show.
     const inspector = inspect === false ? undefined : new Inspector();
@@ -215,7 +236,9 @@ export async function share(options: ShareOptions): Promise<Share> {
     handle.url = browserUrl(first.url);
     handle.link = connectLink(first.url, identity.peerId.toString(), secret);
     const lan = embedded ? lanAddress() : undefined;
-    if (lan && embedded) handle.lan = browserUrl(`http://${lan}:${embedded.port}/`);
+    const scheme = options.tls ? 'https' : 'http';
+    if (lan && embedded) handle.lan = browserUrl(`${scheme}://${lan}:${embedded.port}/`);
+    if (handle.ca && embedded) handle.ca.url = `https://${lan ?? 'localhost'}:${embedded.port}${LOCAL_CA_PATH}`;
     return handle;
   } catch (err) {
     await handle.close();

@@ -5,6 +5,7 @@
  * lines print above that list. Without a terminal the CLI prints plain lines
  * (cli/output.ts), and `--json` prints events only.
  */
+import { trustSteps } from './local-ca.js';
 import qrcode from 'qrcode-terminal';
 import { describe, type CliEvent, type Output } from './output.js';
 
@@ -81,6 +82,7 @@ export function createTerminalOutput(stream: NodeJS.WriteStream = process.stdout
       ...(e.lan ? [`  LAN      ${e.lan}`] : []),
       ...(e.inspect ? [`  Inspect  ${e.inspect}`] : []),
       ...(e.link ? [`  Connect  ${dim(`beam connect ${e.link}`)}`] : []),
+      ...(e.ca ? ['', ...trustSteps(e.ca.file, e.ca.fingerprint, e.ca.url).map((l) => `  ${l}`)] : []),
     ];
     // A phone scans the browser link; TCP and UDP shares are for `beam connect`, not phones.
     if (!e.kind) rows.push('', ...qr(e.url).replace(/\n$/, '').split('\n').map((l) => `  ${l}`));

@@ -9,7 +9,7 @@ import type { Duplex } from 'node:stream';
 import { randomBytes } from 'node:crypto';
 import { Server as SocketIoServer } from 'socket.io';
 import type { Logger } from 'pino';
-import { BROWSER_ASSET_PATH, DRAIN_TIMEOUT_MS, MAX_SIGNALING_MESSAGE_BYTES, RELAY_PATH, SIGNALING_PATH } from '../shared/constants.js';
+import { BROWSER_ASSET_PATH, DRAIN_TIMEOUT_MS, LOCAL_CA_PATH, MAX_SIGNALING_MESSAGE_BYTES, RELAY_PATH, SIGNALING_PATH } from '../shared/constants.js';
 import type { RelayMode } from '../shared/signaling.js';
 import { iceServersFor, type IceConfig } from '../signaling/ice.js';
 import { ephemeralIdentity } from '../transport/identity.js';
@@ -17,7 +17,7 @@ import { SignalingServer, type AddressLimits, type SignalingIo } from '../signal
 import type { AgentTokens } from '../signaling/tokens.js';
 import type { WebRtcEngine } from '../transport/engine.js';
 import { Gateway } from './gateway.js';
-import { createHttpEntry } from './http-entry.js';
+import { createHttpEntry, type TlsOptions } from './http-entry.js';
 import { Redis } from 'ioredis';
 import { createAdapter } from '@socket.io/redis-streams-adapter';
 import { RedisShareRegistry } from '../signaling/redis-registry.js';
@@ -76,7 +76,9 @@ export interface BeamServerOptions {
    * context). The server's own gateway then reaches signaling and the relay
    * on a second, loopback-only plain listener.
    */
-  tls?: { cert: Buffer; key: Buffer };
+  tls?: TlsOptions;
+  /** A local certificate authority's certificate (beam --tls), offered at LOCAL_CA_PATH for teammates to trust. */
+  caCert?: Buffer;
 }
 
 export interface BeamServer {
@@ -87,6 +89,8 @@ export interface BeamServer {
   readonly relay: RelayServer;
   /** Public URL of a share. */
   shareUrl(name: string): string;
+  /** Plain http on loopback, for clients on this machine (the embedded agent); with TLS, the loopback-only listener. */
+  readonly localUrl: string;
   /**
    * Graceful stop (SIGTERM): /readyz turns 503, no new connections are
    * accepted, in-flight requests finish for up to `timeoutMs`, then close().
@@ -231,6 +235,11 @@ export async function startBeamServer(
       res.end(`${JSON.stringify({ stun: options.ice?.stun ?? [], turn: (options.ice?.turn.length ?? 0) > 0 })}\n`);
       return;
     }
+    if (options.caCert && req.url === LOCAL_CA_PATH) {
+      res.writeHead(200, { 'content-type': 'application/x-pem-file', 'content-disposition': 'attachment; filename="beam-local-ca.pem"', 'cache-control': 'no-store' });
+      res.end(options.caCert);
+      return;
+    }
     const check = healthPath(req.url, ownHost);
     if (check) {
       const ready = check === 'healthz' || (!draining && gateway.connected && (!redis || redis.status === 'ready'));
@@ -270,6 +279,7 @@ export async function startBeamServer(
     gateway,
     relay: relayServer,
     shareUrl,
+    localUrl: `http://${loopback.includes(':') ? `[${loopback}]` : loopback}:${signalingPort}`,
     async drain(timeoutMs = DRAIN_TIMEOUT_MS) {
       draining = true;
       // Stop accepting; keep-alive connections close once their current request is done.

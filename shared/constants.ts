@@ -284,3 +284,14 @@ export const MAX_WS_MESSAGE_BYTES = 16 * 1024 * 1024;
 
 /** Ended sessions whose end code the relay still gives a late side (a relay attempt racing the session's end). */
 export const ENDED_SESSIONS_KEPT = 1024;
+
+// ---------------------------------------------------------------- the embedded server's https (beam --tls)
+
+/** How long the local certificate authority is good for (as mkcert's). */
+export const LOCAL_CA_DAYS = 3650;
+/** How long each start's certificate is good for; a new one is made at every start. */
+export const LOCAL_CERT_DAYS = 30;
+/** Where the embedded server offers its authority's certificate, on every share host. */
+export const LOCAL_CA_PATH = '/.beam/beam-local-ca.pem';
+/** Certificates made per share name (SNI) that the embedded https server keeps. */
+export const SNI_CACHE_SIZE = 256;
