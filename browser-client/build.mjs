@@ -44,13 +44,15 @@ const common = {
     'node:os': shim('empty.ts'),
     'node:path': shim('empty.ts'),
     ws: shim('ws.ts'),
+    '@libp2p/logger': shim('logger.ts'),
   },
 };
 // The WebSocket shim runs in the app's pages, inlined by the page: built first, as a string.
 const shimBuild = await build({ ...common, entryPoints: [path.join(here, 'ws-shim.ts')], write: false, outdir: undefined, outfile: 'ws-shim.js' });
 const wsShim = shimBuild.outputFiles[0].text.trim();
-await build({
+const page = await build({
   ...common,
+  metafile: true,
   entryPoints: { page: path.join(here, 'page.ts') },
   inject: [shim('globals.ts')],
   plugins: [ed25519Only],
@@ -67,4 +69,15 @@ for (const name of ['page.js', 'sw.js', 'bootstrap.html']) {
 await writeFile(path.join(out, 'sizes.json'), `${JSON.stringify(sizes, null, 2)}\n`);
 if (process.argv.includes('--sizes')) {
   for (const [name, s] of Object.entries(sizes)) console.log(`${name.padEnd(16)} ${(s.bytes / 1024).toFixed(1).padStart(7)} KiB  ${(s.gzip / 1024).toFixed(1).padStart(6)} KiB gzipped`);
+}
+if (process.argv.includes('--weights')) {
+  // What weighs most in page.js, by package (minified bytes).
+  const by = {};
+  for (const output of Object.values(page.metafile.outputs)) {
+    for (const [file, { bytesInOutput }] of Object.entries(output.inputs)) {
+      const key = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(file)?.[1] ?? file;
+      by[key] = (by[key] ?? 0) + bytesInOutput;
+    }
+  }
+  for (const [key, bytes] of Object.entries(by).sort((a, b) => b[1] - a[1]).slice(0, 25)) console.log(`${(bytes / 1024).toFixed(1).padStart(7)} KiB  ${key}`);
 }
