@@ -68,7 +68,7 @@ scope.addEventListener('message', (event) => {
     return;
   }
   if (data?.type !== 'beam:tunnel' || !event.ports[0] || !event.source) return;
-  dropTunnel();
+  // A second tab's tunnel takes new requests; the first's port stays open for the responses it still owes.
   gatewayOnly = false;
   const t: Tunnel = { port: event.ports[0], pageId: event.source.id, locals: new Set(data.locals), pending: new Map() };
   t.port.onmessage = (e: MessageEvent<ToWorker>) => onPageMessage(t, e.data);

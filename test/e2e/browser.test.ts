@@ -82,6 +82,15 @@ describe('a share in a browser', () => {
       await page.goto(new URL('/dashboard', agent.url).href);
       await expect.poll(() => page.frameLocator('#beam-app').locator('#title').textContent(), poll).toBe('Welcome alice');
       await expect.poll(() => page.locator('#beam-badge span').textContent(), poll).toMatch(/^Beam: direct · [\d.]+ ms$/);
+      // A second tab shares the worker and the cookie jar; when it closes, the first carries on through its own session.
+      const second = await context.newPage();
+      await second.goto(agent.url);
+      await expect.poll(() => second.frameLocator('#beam-app').locator('#who').textContent(), poll).toBe('signed in as alice');
+      await second.close();
+      await page.frames()[1]?.evaluate(() => {
+        location.href = '/';
+      });
+      await expect.poll(() => page.frameLocator('#beam-app').locator('#who').textContent(), poll).toBe('signed in as alice');
       expect(await gatewayRequests(server.port)).toBe(before);
       mkdirSync(path.join(ROOT, 'test/artifacts'), { recursive: true });
       await page.screenshot({ path: path.join(ROOT, 'test/artifacts/browser-direct.png') });
