@@ -162,6 +162,22 @@ const toArrayBuffer = (chunk: Uint8Array): ArrayBuffer => chunk.buffer.slice(chu
 
 /** Response bodies being streamed to the worker, for credit and cancel. */
 const streams = new Map<string, { stream: MuxStream; unacked: number }>();
+/** Request bodies the worker streams in, by port and request id. */
+const uploads = new Map<string, { stream: MuxStream; port: MessagePort }>();
+
+/** A streamed request body's next message from the worker. */
+function onUpload(key: string, msg: Extract<ToPage, { type: 'body' | 'body-end' | 'body-error' }>): void {
+  const upload = uploads.get(key);
+  if (!upload) return;
+  if (msg.type === 'body') {
+    const bytes = msg.data.byteLength;
+    upload.stream.write(Buffer.from(msg.data), () => post(upload.port, { type: 'body-credit', id: msg.id, bytes }));
+    return;
+  }
+  uploads.delete(key);
+  if (msg.type === 'body-end') upload.stream.end();
+  else upload.stream.destroy(new Error('the app stopped sending the request body'));
+}
 
 async function serve(port: MessagePort, portId: number, msg: Extract<ToPage, { type: 'request' }>): Promise<void> {
   const { id } = msg;
@@ -177,7 +193,7 @@ async function serve(port: MessagePort, portId: number, msg: Extract<ToPage, { t
   if (cookie) headers.push(['Cookie', cookie]);
   // A constructed Response is never decoded by the browser: ask for the body as it is.
   headers.push(['Accept-Encoding', 'identity']);
-  const hasBody = msg.body !== null && msg.body.byteLength > 0;
+  const hasBody = msg.streamed === true || (msg.body !== null && msg.body.byteLength > 0);
   let stream: MuxStream;
   try {
     stream = session.openStream(StreamProtocol.HTTP);
@@ -188,7 +204,11 @@ async function serve(port: MessagePort, portId: number, msg: Extract<ToPage, { t
   state.requests++;
   stream.on('error', () => {});
   const head = encodeHead({ method: msg.method, target: url.pathname + url.search, headers, upgrade: false, body: hasBody });
-  if (hasBody) {
+  if (msg.streamed) {
+    // The body follows from the worker; each chunk is credited back once the stream took it.
+    stream.write(head);
+    uploads.set(`${portId}:${id}`, { stream, port });
+  } else if (hasBody) {
     stream.write(head);
     stream.end(Buffer.from(msg.body as ArrayBuffer));
   } else {
@@ -368,6 +388,7 @@ function offerTunnel(worker: ServiceWorker): void {
     const msg = event.data;
     const key = `${portId}:${msg.id}`;
     if (msg.type === 'request') void serve(port, portId, msg);
+    else if (msg.type === 'body' || msg.type === 'body-end' || msg.type === 'body-error') onUpload(key, msg);
     else if (msg.type === 'credit') {
       const entry = streams.get(key);
       if (entry) {

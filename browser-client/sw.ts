@@ -14,7 +14,7 @@
  * A worker may be stopped when idle and started again; it then asks the
  * open pages for a new port before it sends anything to the gateway.
  */
-import { MAX_REDIRECTS, WORKER_RESPONSE_WINDOW_BYTES, WORKER_TUNNEL_WAIT_MS } from '../shared/constants.js';
+import { MAX_REDIRECTS, WORKER_BUFFERED_BODY_BYTES, WORKER_RESPONSE_WINDOW_BYTES, WORKER_TUNNEL_WAIT_MS, WORKER_UPLOAD_WINDOW_BYTES } from '../shared/constants.js';
 import type { HeaderList, ToPage, ToWorker, TunnelOffer } from './messages.js';
 
 // The Service Worker global scope, as far as this file uses it (the DOM lib has no worker types).
@@ -49,6 +49,8 @@ interface Tunnel {
   pageId: string;
   locals: Set<string>;
   pending: Map<number, Pending>;
+  /** Streamed request bodies being sent, by request id. */
+  uploads: Map<number, { unacked: number; wake: (() => void) | undefined }>;
 }
 
 let tunnel: Tunnel | undefined;
@@ -70,7 +72,7 @@ scope.addEventListener('message', (event) => {
   if (data?.type !== 'beam:tunnel' || !event.ports[0] || !event.source) return;
   // A second tab's tunnel takes new requests; the first's port stays open for the responses it still owes.
   gatewayOnly = false;
-  const t: Tunnel = { port: event.ports[0], pageId: event.source.id, locals: new Set(data.locals), pending: new Map() };
+  const t: Tunnel = { port: event.ports[0], pageId: event.source.id, locals: new Set(data.locals), pending: new Map(), uploads: new Map() };
   t.port.onmessage = (e: MessageEvent<ToWorker>) => onPageMessage(t, e.data);
   tunnel = t;
   for (const w of waiting.splice(0)) w();
@@ -78,6 +80,7 @@ scope.addEventListener('message', (event) => {
 
 function dropTunnel(): void {
   if (!tunnel) return;
+  for (const id of [...tunnel.uploads.keys()]) stopUpload(tunnel, id);
   for (const p of tunnel.pending.values()) p.reject(new Error('the page holding the peer-to-peer session went away'));
   tunnel.port.close();
   tunnel = undefined;
@@ -88,6 +91,15 @@ function onPageMessage(t: Tunnel, msg: ToWorker): void {
     t.locals = new Set(msg.locals);
     return;
   }
+  if (msg.type === 'body-credit') {
+    const upload = t.uploads.get(msg.id);
+    if (!upload) return;
+    upload.unacked -= msg.bytes;
+    upload.wake?.();
+    upload.wake = undefined;
+    return;
+  }
+  if (msg.type === 'end' || msg.type === 'error') stopUpload(t, msg.id);
   const p = t.pending.get(msg.id);
   if (!p) return;
   switch (msg.type) {
@@ -127,6 +139,13 @@ function onPageMessage(t: Tunnel, msg: ToWorker): void {
   }
 }
 
+function stopUpload(t: Tunnel, id: number): void {
+  const upload = t.uploads.get(id);
+  if (!upload) return;
+  t.uploads.delete(id);
+  upload.wake?.();
+}
+
 const nullBody = (status: number): boolean => status === 101 || status === 204 || status === 205 || status === 304;
 
 function toHeaders(list: HeaderList): Headers {
@@ -162,23 +181,86 @@ async function currentTunnel(): Promise<Tunnel | undefined> {
   return tunnel;
 }
 
-async function send(t: Tunnel, request: Request, url: URL): Promise<Response> {
-  const body = request.method === 'GET' || request.method === 'HEAD' ? null : await request.arrayBuffer();
+/** A request's body: none, whole (small: it can go again after a 307 or 308), or a stream with what was read of it so far. */
+type Body =
+  | { kind: 'none' }
+  | { kind: 'whole'; bytes: ArrayBuffer }
+  | { kind: 'stream'; read: Uint8Array[]; reader: ReadableStreamDefaultReader<Uint8Array> };
+
+async function readBody(request: Request): Promise<Body> {
+  if (request.method === 'GET' || request.method === 'HEAD' || !request.body) return { kind: 'none' };
+  const reader = request.body.getReader();
+  const read: Uint8Array[] = [];
+  let size = 0;
+  while (size <= WORKER_BUFFERED_BODY_BYTES) {
+    const { done, value } = await reader.read();
+    if (done) {
+      const bytes = new Uint8Array(size);
+      let at = 0;
+      for (const chunk of read) {
+        bytes.set(chunk, at);
+        at += chunk.byteLength;
+      }
+      return { kind: 'whole', bytes: bytes.buffer };
+    }
+    read.push(value);
+    size += value.byteLength;
+  }
+  return { kind: 'stream', read, reader };
+}
+
+async function send(t: Tunnel, method: string, headers: HeaderList, body: Body, url: URL): Promise<Response> {
   const id = nextId++;
-  const headers: HeaderList = [];
-  request.headers.forEach((v, k) => headers.push([k, v]));
-  return new Promise<Response>((resolve, reject) => {
-    t.pending.set(id, { resolve, reject });
-    const message: ToPage = { type: 'request', id, method: request.method, url: url.href, headers, body };
-    t.port.postMessage(message, body ? [body] : []);
-  });
+  const response = new Promise<Response>((resolve, reject) => t.pending.set(id, { resolve, reject }));
+  if (body.kind !== 'stream') {
+    // A copy goes: the worker keeps the body for a redirect that needs it again.
+    const bytes = body.kind === 'whole' ? body.bytes.slice(0) : null;
+    t.port.postMessage({ type: 'request', id, method, url: url.href, headers, body: bytes } satisfies ToPage, bytes ? [bytes] : []);
+    return response;
+  }
+  t.port.postMessage({ type: 'request', id, method, url: url.href, headers, body: null, streamed: true } satisfies ToPage);
+  void upload(t, id, body);
+  return response;
+}
+
+/** Sends a streamed body, never more than WORKER_UPLOAD_WINDOW_BYTES ahead of what the agent took. */
+async function upload(t: Tunnel, id: number, body: Extract<Body, { kind: 'stream' }>): Promise<void> {
+  const state = { unacked: 0, wake: undefined as (() => void) | undefined };
+  t.uploads.set(id, state);
+  const post = async (chunk: Uint8Array): Promise<void> => {
+    while (state.unacked >= WORKER_UPLOAD_WINDOW_BYTES && t.uploads.has(id)) await new Promise<void>((resolve) => (state.wake = resolve));
+    const data = chunk.slice().buffer;
+    state.unacked += chunk.byteLength;
+    t.port.postMessage({ type: 'body', id, data } satisfies ToPage, [data]);
+  };
+  try {
+    for (const chunk of body.read) await post(chunk);
+    for (;;) {
+      if (!t.uploads.has(id)) {
+        // The response is complete (or the tunnel went): the rest of the body is nobody's.
+        await body.reader.cancel().catch(() => {});
+        return;
+      }
+      const { done, value } = await body.reader.read();
+      if (done) break;
+      await post(value);
+    }
+    t.port.postMessage({ type: 'body-end', id } satisfies ToPage);
+  } catch {
+    t.port.postMessage({ type: 'body-error', id } satisfies ToPage);
+  } finally {
+    t.uploads.delete(id);
+  }
 }
 
 async function viaTunnel(t: Tunnel, request: Request, url: URL): Promise<Response> {
-  let current = request;
+  let method = request.method;
+  let body = await readBody(request);
+  const headers: HeaderList = [];
+  request.headers.forEach((v, k) => headers.push([k, v]));
   let currentUrl = url;
   for (let hop = 0; ; hop++) {
-    const response = await send(t, current, currentUrl);
+    const response = await send(t, method, headers, body, currentUrl);
     const location = response.headers.get('location');
     if (request.redirect !== 'follow' || response.status < 300 || response.status >= 400 || response.status === 304 || !location) return response;
     if (hop >= MAX_REDIRECTS) return Response.error();
@@ -188,8 +270,13 @@ async function viaTunnel(t: Tunnel, request: Request, url: URL): Promise<Respons
       return fetch(next.href, { redirect: 'follow', credentials: 'omit' });
     }
     // 303, and 301/302 after a POST, become GET without a body (the Fetch standard's rules).
-    const toGet = response.status === 303 || ((response.status === 301 || response.status === 302) && current.method === 'POST');
-    current = new Request(sameOrigin(next, t).href, { method: toGet ? 'GET' : current.method, headers: current.headers, body: toGet ? null : await current.clone().arrayBuffer().catch(() => null), redirect: 'manual' });
+    if (response.status === 303 || ((response.status === 301 || response.status === 302) && method === 'POST')) {
+      method = 'GET';
+      body = { kind: 'none' };
+    } else if (body.kind === 'stream') {
+      // A streamed body cannot be sent again, as in the Fetch standard.
+      return Response.error();
+    }
     currentUrl = sameOrigin(next, t);
   }
 }

@@ -264,6 +264,10 @@ export const MAX_JAR_COOKIE_BYTES = 4096;
 export const BROWSER_CONNECT_TIMEOUT_MS = 8_000;
 /** How long the worker waits for a page to hand it the tunnel before it sends a request through the gateway. */
 export const WORKER_TUNNEL_WAIT_MS = 2_000;
+/** A request body up to this size goes to the page whole (and can be sent again on a 307 or 308); a bigger one streams. */
+export const WORKER_BUFFERED_BODY_BYTES = 1024 * 1024;
+/** Request body bytes the worker sends the page beyond what the agent has taken. */
+export const WORKER_UPLOAD_WINDOW_BYTES = 1024 * 1024;
 /** Response bytes the page sends the worker beyond what the app has read. */
 export const WORKER_RESPONSE_WINDOW_BYTES = 1024 * 1024;
 /** Largest HTML, CSS or script response the page holds whole, to point its localhost URLs at the share; bigger ones pass as they are. */

@@ -78,6 +78,18 @@ describe('a share in a browser', () => {
       await expect.poll(() => page.locator('#beam-badge').getAttribute('data-path'), poll).toBe('direct');
       await useApp(page);
       expect(app.seen).toEqual(expect.arrayContaining(['GET /', 'GET /login', 'POST /login', 'GET /dashboard', 'GET /events', 'POST /api/echo', 'GET /api/me', 'WS /ws']));
+      // A body too big to hold streams through the worker with credit; a small one goes again after a 307.
+      const uploads = await page.frames()[1]?.evaluate(async () => {
+        const pattern = (size: number): ArrayBuffer => new Uint8Array(size).map((_, i) => (i * 31) % 251).buffer as ArrayBuffer;
+        const big = await (await fetch('/api/echo', { method: 'POST', body: pattern(8 * 1024 * 1024) })).json();
+        const moved = await (await fetch('/api/moved', { method: 'POST', body: pattern(1000) })).json();
+        return { big, moved };
+      });
+      const pattern = (size: number): Buffer => Buffer.from(new Uint8Array(size).map((_, i) => (i * 31) % 251));
+      expect(uploads).toEqual({
+        big: { length: 8 * 1024 * 1024, sha256: createHash('sha256').update(pattern(8 * 1024 * 1024)).digest('hex') },
+        moved: { length: 1000, sha256: createHash('sha256').update(pattern(1000)).digest('hex') },
+      });
       // A reload keeps the session (the jar), and a deep link opens where it points.
       await page.goto(new URL('/dashboard', agent.url).href);
       await expect.poll(() => page.frameLocator('#beam-app').locator('#title').textContent(), poll).toBe('Welcome alice');

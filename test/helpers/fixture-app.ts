@@ -93,6 +93,12 @@ ws.onclose = (e) => { document.getElementById('ws').dataset.closed = e.code + ' 
       res.end(JSON.stringify({ user: user ?? null }));
       return;
     }
+    if (url.pathname === '/api/moved') {
+      // Temporary: the client sends the same request, body and all, to /api/echo.
+      res.writeHead(307, { location: '/api/echo' });
+      res.end();
+      return;
+    }
     if (url.pathname === '/api/echo' && req.method === 'POST') {
       const hash = createHash('sha256');
       let length = 0;
