@@ -6,6 +6,12 @@
  * path matches (RFC 6265 section 5.4). The share is one host, so every cookie
  * is host-only. The jar lives in localStorage, so a reload or a second tab of
  * the same share has the same session.
+ *
+ * Scripts see cookies through document.cookie, the browser's own store: the
+ * page copies every cookie without HttpOnly there too (so an app that reads
+ * its CSRF token from a cookie finds it), and what scripts set there goes
+ * out with the requests (withScriptCookies). HttpOnly cookies stay in the
+ * jar, out of scripts' reach, as in a browser.
  */
 import { parse as parseSetCookie } from 'set-cookie-parser';
 import { MAX_JAR_COOKIES, MAX_JAR_COOKIE_BYTES } from '../shared/constants.js';
@@ -101,9 +107,32 @@ export class CookieJar {
       .sort((a, b) => b.path.length - a.path.length || a.created - b.created);
     return matching.length ? matching.map((c) => `${c.name}=${c.value}`).join('; ') : undefined;
   }
+}
 
-  /** The cookies app scripts may read (not HttpOnly), for document.cookie in the app's frame. */
-  scriptVisible(url: URL): string[] {
-    return this.cookies.filter((c) => !c.httpOnly && pathMatches(url.pathname, c.path)).map((c) => `${c.name}=${c.value}`);
+/** Parses a Cookie header (or document.cookie) into name/value pairs. */
+function pairs(header: string | undefined): Array<[string, string]> {
+  const out: Array<[string, string]> = [];
+  for (const part of (header ?? '').split(';')) {
+    const at = part.indexOf('=');
+    const name = (at < 0 ? '' : part.slice(0, at)).trim();
+    if (name) out.push([name, part.slice(at + 1).trim()]);
   }
+  return out;
+}
+
+/**
+ * The Cookie header for a request: the cookies scripts can see
+ * (document.cookie, which they may have set or changed), then the jar's
+ * others (HttpOnly among them). `skip` names cookies that are Beam's own.
+ */
+export function withScriptCookies(jarHeader: string | undefined, scriptCookies: string, skip: ReadonlySet<string> = new Set()): string | undefined {
+  const visible = pairs(scriptCookies).filter(([name]) => !skip.has(name));
+  const seen = new Set(visible.map(([name]) => name));
+  const all = [...visible, ...pairs(jarHeader).filter(([name]) => !seen.has(name))];
+  return all.length ? all.map(([name, value]) => `${name}=${value}`).join('; ') : undefined;
+}
+
+/** The Set-Cookie headers scripts may see (no HttpOnly), for document.cookie. */
+export function scriptVisible(setCookies: string[]): string[] {
+  return setCookies.filter((c) => !/;\s*httponly\s*(;|$)/i.test(c));
 }

@@ -25,7 +25,7 @@ import { render as renderError } from '../gateway/error-page.js';
 import { ephemeralIdentity } from '../transport/identity.js';
 import { VisitorSession, type PathKind } from '../transport/session.js';
 import { browserEngine } from './engine.js';
-import { CookieJar } from './jar.js';
+import { CookieJar, scriptVisible, withScriptCookies } from './jar.js';
 import type { HeaderList, ToPage, ToWorker, TunnelOffer } from './messages.js';
 import { injectScript, isHtml, isRewritable, localForms, rewriteLocal } from './rewrite.js';
 import { decodeWsClose, encodeWsClose, encodeWsMessage, WsKind, WsMessageReader } from '../shared/ws-messages.js';
@@ -63,6 +63,20 @@ const log = {
 const DROP_REQUEST = new Set(['host', 'cookie', 'connection', 'keep-alive', 'transfer-encoding', 'upgrade', 'te', 'trailer', 'accept-encoding', 'proxy-authorization']);
 /** Response headers the page consumes or a constructed Response may not carry. */
 const DROP_RESPONSE = new Set(['set-cookie', 'connection', 'keep-alive', 'transfer-encoding', 'beam-origin']);
+
+/** Cookies that are Beam's, never the app's. */
+const BEAM_COOKIES: ReadonlySet<string> = new Set([BROWSER_GATEWAY_COOKIE]);
+
+/** The Cookie header for a request of the app: what its scripts see and set, and the jar's HttpOnly ones. */
+function cookieFor(url: URL): string | undefined {
+  return withScriptCookies(jar.header(url), document.cookie, BEAM_COOKIES);
+}
+
+/** A response's Set-Cookie headers: into the jar, and those without HttpOnly where scripts read them too. */
+function keepCookies(url: URL, setCookies: string[]): void {
+  jar.store(url, setCookies);
+  for (const c of scriptVisible(setCookies)) document.cookie = c;
+}
 
 const config = JSON.parse(document.getElementById('beam-config')?.textContent ?? '{}') as Config;
 const frame = document.getElementById('beam-app') as HTMLIFrameElement;
@@ -189,7 +203,7 @@ async function serve(port: MessagePort, portId: number, msg: Extract<ToPage, { t
   const url = new URL(msg.url);
   const headers: HeaderList = msg.headers.filter(([k]) => !DROP_REQUEST.has(k.toLowerCase()));
   headers.unshift(['Host', location.host]);
-  const cookie = jar.header(url);
+  const cookie = cookieFor(url);
   if (cookie) headers.push(['Cookie', cookie]);
   // A constructed Response is never decoded by the browser: ask for the body as it is.
   headers.push(['Accept-Encoding', 'identity']);
@@ -234,7 +248,7 @@ async function serve(port: MessagePort, portId: number, msg: Extract<ToPage, { t
     for (const p of ports) post(p, { type: 'locals', id: 0, locals });
   }
   const setCookies = response.headers.filter(([k]) => k.toLowerCase() === 'set-cookie').map(([, v]) => v);
-  jar.store(url, setCookies);
+  keepCookies(url, setCookies);
   let out: HeaderList = response.headers.filter(([k]) => !DROP_RESPONSE.has(k.toLowerCase()));
   const type = out.find(([k]) => k.toLowerCase() === 'content-type')?.[1] ?? '';
   const length = Number(out.find(([k]) => k.toLowerCase() === 'content-length')?.[1] ?? NaN);
@@ -312,7 +326,7 @@ function openWebSocket(url: string, protocols: string[], sink: WsSink): { send(k
   const pageUrl = new URL(target, location.origin);
   const headers: HeaderList = [['Host', location.host], ['Origin', location.origin], ['User-Agent', navigator.userAgent]];
   if (protocols.length) headers.push(['Sec-WebSocket-Protocol', protocols.join(', ')]);
-  const cookie = jar.header(pageUrl);
+  const cookie = cookieFor(pageUrl);
   if (cookie) headers.push(['Cookie', cookie]);
   stream.on('error', () => {});
   stream.write(encodeHead({ method: 'GET', target, headers, upgrade: false, body: false, websocket: true }));
@@ -337,7 +351,7 @@ function openWebSocket(url: string, protocols: string[], sink: WsSink): { send(k
       stream.destroy();
       return;
     }
-    jar.store(pageUrl, head.headers.filter(([k]) => k.toLowerCase() === 'set-cookie').map(([, v]) => v));
+    keepCookies(pageUrl, head.headers.filter(([k]) => k.toLowerCase() === 'set-cookie').map(([, v]) => v));
     sink.open(head.headers.find(([k]) => k.toLowerCase() === 'sec-websocket-protocol')?.[1] ?? '');
     const reader = new WsMessageReader();
     stream.on('data', (chunk: Buffer) => {

@@ -60,6 +60,10 @@ async function useApp(page: Page, localUrls = true): Promise<void> {
   await expect.poll(() => frame.locator('#events li').allTextContents(), poll).toEqual(['tick 1', 'tick 2', 'tick 3']);
   await expect.poll(() => frame.locator('#echo').textContent(), poll).toBe(expectedEcho());
   if (localUrls) await expect.poll(() => frame.locator('#local').textContent(), poll).toBe('me: alice');
+  // Scripts read the CSRF cookie, never the HttpOnly session; a cookie they set reaches the server.
+  await expect.poll(() => frame.locator('#js-cookies').textContent(), poll).toMatch(/(^|,)csrf(,|$)/);
+  expect(await frame.locator('#js-cookies').textContent()).not.toMatch(/(^|,)session(,|$)/);
+  await expect.poll(() => frame.locator('#server-cookies').textContent(), poll).toBe('csrf,session,theme');
   // A WebSocket with a subprotocol, text and binary, and a clean close; the cookie went with the upgrade.
   await expect.poll(() => frame.locator('#ws').textContent(), poll).toBe('echo: echo: ping 1 | bytes 1,2,3,250');
   await expect.poll(() => frame.locator('#ws').getAttribute('data-closed'), poll).toBe('1000 true');

@@ -52,7 +52,8 @@ export async function startFixtureApp(): Promise<FixtureApp> {
         const name = new URLSearchParams(Buffer.concat(chunks).toString()).get('user') ?? '';
         const id = randomBytes(12).toString('hex');
         sessions.set(id, name);
-        res.writeHead(303, { location: '/dashboard', 'set-cookie': `session=${id}; Path=/; HttpOnly; SameSite=Lax` });
+        // The session for the server only; a CSRF token its scripts read, as many frameworks do.
+        res.writeHead(303, { location: '/dashboard', 'set-cookie': [`session=${id}; Path=/; HttpOnly; SameSite=Lax`, `csrf=t${id.slice(0, 8)}; Path=/; SameSite=Lax`] });
         res.end();
       });
       return;
@@ -67,7 +68,7 @@ export async function startFixtureApp(): Promise<FixtureApp> {
       html(
         200,
         'Dashboard',
-        `<h1 id="title">Welcome ${user}</h1><ul id="events"></ul><p id="echo"></p><p id="local"></p><p id="ws"></p>
+        `<h1 id="title">Welcome ${user}</h1><ul id="events"></ul><p id="echo"></p><p id="local"></p><p id="ws"></p><p id="js-cookies"></p><p id="server-cookies"></p>
 <script>
 const events = new EventSource('/events');
 events.onmessage = (e) => { const li = document.createElement('li'); li.textContent = e.data; document.getElementById('events').append(li); };
@@ -84,6 +85,10 @@ ws.onmessage = (e) => {
   if (got.length === 2) { document.getElementById('ws').textContent = ws.protocol + ': ' + got.join(' | '); ws.close(1000, 'done'); }
 };
 ws.onclose = (e) => { document.getElementById('ws').dataset.closed = e.code + ' ' + e.wasClean; };
+// Scripts see the cookies without HttpOnly, and what they set goes to the server.
+document.getElementById('js-cookies').textContent = document.cookie.split('; ').map((c) => c.split('=')[0]).sort().join(',');
+document.cookie = 'theme=dark; path=/';
+fetch('/api/cookies').then((r) => r.text()).then((t) => { document.getElementById('server-cookies').textContent = t; });
 </script>`,
       );
       return;
@@ -91,6 +96,11 @@ ws.onclose = (e) => { document.getElementById('ws').dataset.closed = e.code + ' 
     if (url.pathname === '/api/me') {
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end(JSON.stringify({ user: user ?? null }));
+      return;
+    }
+    if (url.pathname === '/api/cookies') {
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      res.end((req.headers.cookie ?? '').split(';').map((c) => c.trim().split('=')[0]).filter(Boolean).sort().join(','));
       return;
     }
     if (url.pathname === '/api/moved') {
