@@ -26,6 +26,7 @@ import { ephemeralIdentity } from '../transport/identity.js';
 import { VisitorSession, type PathKind } from '../transport/session.js';
 import { browserEngine } from './engine.js';
 import { CookieJar, scriptVisible, withScriptCookies } from './jar.js';
+import { frameableHeaders } from './frame-headers.js';
 import type { HeaderList, ToPage, ToWorker, TunnelOffer } from './messages.js';
 import { injectScript, isHtml, isRewritable, localForms, rewriteLocal } from './rewrite.js';
 import { decodeWsClose, encodeWsClose, encodeWsMessage, WsKind, WsMessageReader } from '../shared/ws-messages.js';
@@ -249,7 +250,7 @@ async function serve(port: MessagePort, portId: number, msg: Extract<ToPage, { t
   }
   const setCookies = response.headers.filter(([k]) => k.toLowerCase() === 'set-cookie').map(([, v]) => v);
   keepCookies(url, setCookies);
-  let out: HeaderList = response.headers.filter(([k]) => !DROP_RESPONSE.has(k.toLowerCase()));
+  let out: HeaderList = frameableHeaders(response.headers.filter(([k]) => !DROP_RESPONSE.has(k.toLowerCase())));
   const type = out.find(([k]) => k.toLowerCase() === 'content-type')?.[1] ?? '';
   const length = Number(out.find(([k]) => k.toLowerCase() === 'content-length')?.[1] ?? NaN);
   const encoded = out.some(([k, v]) => k.toLowerCase() === 'content-encoding' && v.toLowerCase() !== 'identity');

@@ -36,6 +36,16 @@ function hasCookie(header: string | undefined, name: string): boolean {
   return (header ?? '').split(';').some((c) => c.trim().startsWith(`${name}=`));
 }
 
+/**
+ * A request for the app's frame in the share's own bootstrap page, loaded
+ * through the gateway: a same-origin frame navigation, or (no fetch metadata
+ * on a non-secure origin) a browser the bootstrap marked with its cookie.
+ */
+export function inBeamFrame(req: IncomingMessage): boolean {
+  if (req.headers['sec-fetch-dest'] !== undefined) return req.headers['sec-fetch-dest'] === 'iframe' && req.headers['sec-fetch-site'] === 'same-origin';
+  return hasCookie(req.headers.cookie, BROWSER_GATEWAY_COOKIE);
+}
+
 /** A Cookie header without Beam's own cookie (the origin never sees it); undefined when nothing is left. */
 export function withoutBeamCookie(header: string): string | undefined {
   if (!header.includes(BROWSER_GATEWAY_COOKIE)) return header;

@@ -12,7 +12,8 @@ import { io as connectSocket } from 'socket.io-client';
 import type { Logger } from 'pino';
 import { chooseEncoding, compressedHeaders, compressor } from './compress.js';
 import { BROWSER_GATEWAY_COOKIE, MAX_CLIENT_HEADER_COUNT, SIGNALING_PATH, SIGNALING_PROTOCOL_VERSION } from '../shared/constants.js';
-import { withoutBeamCookie } from './browser.js';
+import { inBeamFrame, withoutBeamCookie } from './browser.js';
+import { frameableHeaders } from '../browser-client/frame-headers.js';
 import { tooManyHeaders } from './http-entry.js';
 import { BeamError, errorCodeOf, isErrorCode, type ErrorCode } from '../shared/errors.js';
 import { StreamProtocol } from '../shared/frames.js';
@@ -325,6 +326,8 @@ export class Gateway {
     }
     // beam-path is Beam's to set: an origin's own is dropped.
     let pairs = endToEndHeaders(head.headers.flat()).filter(([k]) => k.toLowerCase() !== 'beam-path');
+    // The app in the frame of the share's own bootstrap page (browser-client/): framing by the share itself is allowed.
+    if (inBeamFrame(req)) pairs = frameableHeaders(pairs);
     const encoding = this.options.compress ? chooseEncoding(req.method ?? 'GET', req.headers, head.status, pairs) : undefined;
     if (encoding) pairs = compressedHeaders(pairs, encoding);
     const flat = pairs.flat();

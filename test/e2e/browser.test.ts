@@ -210,7 +210,14 @@ describe('a share in a browser', () => {
       for (const headers of [{} as Record<string, string>, { 'sec-fetch-mode': 'navigate', 'sec-fetch-dest': 'iframe' }, { 'sec-fetch-mode': 'cors', 'sec-fetch-dest': 'empty' }]) {
         const res = await request(server.port, agent.host, '/', { headers });
         expect(res.body.toString()).toContain('<h1 id="title">Home</h1>');
+        // The app's own framing policy, as it sent it.
+        expect(res.headers['x-frame-options']).toBe('DENY');
       }
+      // Its frame in the share's own page may show it; other sites still may not.
+      const framed = await request(server.port, agent.host, '/', { headers: { 'sec-fetch-mode': 'navigate', 'sec-fetch-dest': 'iframe', 'sec-fetch-site': 'same-origin' } });
+      expect(framed.headers['x-frame-options']).toBe('SAMEORIGIN');
+      const elsewhere = await request(server.port, agent.host, '/', { headers: { 'sec-fetch-mode': 'navigate', 'sec-fetch-dest': 'iframe', 'sec-fetch-site': 'cross-site' } });
+      expect(elsewhere.headers['x-frame-options']).toBe('DENY');
       // A form POST navigation is the app's.
       const post = await request(server.port, agent.host, '/login', { method: 'POST', headers: { ...navigate, 'content-type': 'application/x-www-form-urlencoded' }, body: Buffer.from('user=bob') });
       expect(post.status).toBe(303);

@@ -3,7 +3,8 @@
  * HttpOnly session cookie and redirects (303), pages that need the cookie,
  * a JSON echo for fetch bodies, Server-Sent Events, and a script that calls
  * the app by its localhost address, and a WebSocket echo at /ws (for signed-in
- * users). It records every request it serves.
+ * users). Its pages forbid framing (X-Frame-Options: DENY). It records every
+ * request it serves.
  */
 import http from 'node:http';
 import { createHash, randomBytes } from 'node:crypto';
@@ -34,7 +35,8 @@ export async function startFixtureApp(): Promise<FixtureApp> {
     const sid = /(?:^|;\s*)session=([^;]+)/.exec(req.headers.cookie ?? '')?.[1];
     const user = sid ? sessions.get(sid) : undefined;
     const html = (status: number, title: string, body: string): void => {
-      res.writeHead(status, { 'content-type': 'text/html; charset=utf-8' });
+      // No framing at all, as Django sets by default: Beam's own frame must still show the app.
+      res.writeHead(status, { 'content-type': 'text/html; charset=utf-8', 'x-frame-options': 'DENY' });
       res.end(page(title, body));
     };
     if (url.pathname === '/' && req.method === 'GET') {
