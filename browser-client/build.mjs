@@ -47,16 +47,16 @@ const common = {
     '@libp2p/logger': shim('logger.ts'),
   },
 };
-// The WebSocket shim runs in the app's pages, inlined by the page: built first, as a string.
-const shimBuild = await build({ ...common, entryPoints: [path.join(here, 'ws-shim.ts')], write: false, outdir: undefined, outfile: 'ws-shim.js' });
-const wsShim = shimBuild.outputFiles[0].text.trim();
+// The app shim (WebSockets, the app's own worker) runs in the app's pages, inlined by the page: built first, as a string.
+const shimBuild = await build({ ...common, entryPoints: [path.join(here, 'app-shim.ts')], write: false, outdir: undefined, outfile: 'app-shim.js' });
+const appShim = shimBuild.outputFiles[0].text.trim();
 const page = await build({
   ...common,
   metafile: true,
   entryPoints: { page: path.join(here, 'page.ts') },
   inject: [shim('globals.ts')],
   plugins: [ed25519Only],
-  define: { ...common.define, __BEAM_WS_SHIM__: JSON.stringify(wsShim) },
+  define: { ...common.define, __BEAM_APP_SHIM__: JSON.stringify(appShim) },
 });
 // The worker needs no Node stand-ins: it only passes messages.
 await build({ ...common, entryPoints: { sw: path.join(here, 'sw.ts') } });

@@ -31,8 +31,8 @@ import type { HeaderList, ToPage, ToWorker, TunnelOffer } from './messages.js';
 import { injectScript, isHtml, isRewritable, localForms, rewriteLocal } from './rewrite.js';
 import { decodeWsClose, encodeWsClose, encodeWsMessage, WsKind, WsMessageReader } from '../shared/ws-messages.js';
 
-/** browser-client/ws-shim.ts, built and inlined by build.mjs: it goes first into every HTML page of the app. */
-declare const __BEAM_WS_SHIM__: string;
+/** browser-client/app-shim.ts, built and inlined by build.mjs: it goes first into every HTML page of the app. */
+declare const __BEAM_APP_SHIM__: string;
 
 interface Config {
   share: string;
@@ -269,7 +269,7 @@ async function serve(port: MessagePort, portId: number, msg: Extract<ToPage, { t
       return;
     }
     let text = rewriteLocal(Buffer.concat(chunks).toString('utf8'), locals, location.origin);
-    if (isHtml(type)) text = injectScript(text, __BEAM_WS_SHIM__);
+    if (isHtml(type)) text = injectScript(text, __BEAM_APP_SHIM__);
     const bytes = new TextEncoder().encode(text);
     out = out.filter(([k]) => k.toLowerCase() !== 'content-length');
     post(port, { type: 'head', id, status: response.status, statusText: response.statusText ?? '', headers: out });
@@ -298,7 +298,7 @@ async function serve(port: MessagePort, portId: number, msg: Extract<ToPage, { t
   });
 }
 
-// ------------------------------------------------------------------ WebSockets of the app (ws-shim.ts)
+// ------------------------------------------------------------------ WebSockets of the app (app-shim.ts)
 
 interface WsSink {
   open(protocol: string): void;

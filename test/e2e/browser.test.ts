@@ -60,6 +60,8 @@ async function useApp(page: Page, localUrls = true): Promise<void> {
   await expect.poll(() => frame.locator('#events li').allTextContents(), poll).toEqual(['tick 1', 'tick 2', 'tick 3']);
   await expect.poll(() => frame.locator('#echo').textContent(), poll).toBe(expectedEcho());
   if (localUrls) await expect.poll(() => frame.locator('#local').textContent(), poll).toBe('me: alice');
+  // The app's own worker would take the share's scope from Beam's: peer to peer it is refused (the gateway's path has none of Beam's to lose).
+  if (localUrls) await expect.poll(() => frame.locator('#sw').textContent(), poll).toBe('refused');
   // Scripts read the CSRF cookie, never the HttpOnly session; a cookie they set reaches the server.
   await expect.poll(() => frame.locator('#js-cookies').textContent(), poll).toMatch(/(^|,)csrf(,|$)/);
   expect(await frame.locator('#js-cookies').textContent()).not.toMatch(/(^|,)session(,|$)/);

@@ -70,7 +70,7 @@ export async function startFixtureApp(): Promise<FixtureApp> {
       html(
         200,
         'Dashboard',
-        `<h1 id="title">Welcome ${user}</h1><ul id="events"></ul><p id="echo"></p><p id="local"></p><p id="ws"></p><p id="js-cookies"></p><p id="server-cookies"></p>
+        `<h1 id="title">Welcome ${user}</h1><ul id="events"></ul><p id="echo"></p><p id="local"></p><p id="ws"></p><p id="js-cookies"></p><p id="server-cookies"></p><p id="sw"></p>
 <script>
 const events = new EventSource('/events');
 events.onmessage = (e) => { const li = document.createElement('li'); li.textContent = e.data; document.getElementById('events').append(li); };
@@ -91,6 +91,9 @@ ws.onclose = (e) => { document.getElementById('ws').dataset.closed = e.code + ' 
 document.getElementById('js-cookies').textContent = document.cookie.split('; ').map((c) => c.split('=')[0]).sort().join(',');
 document.cookie = 'theme=dark; path=/';
 fetch('/api/cookies').then((r) => r.text()).then((t) => { document.getElementById('server-cookies').textContent = t; });
+// A PWA registers its own worker at the whole site's scope.
+const sw = (t) => { document.getElementById('sw').textContent = t; };
+if (navigator.serviceWorker) navigator.serviceWorker.register('/app-sw.js').then(() => sw('registered'), () => sw('refused')); else sw('none');
 </script>`,
       );
       return;
@@ -98,6 +101,11 @@ fetch('/api/cookies').then((r) => r.text()).then((t) => { document.getElementByI
     if (url.pathname === '/api/me') {
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end(JSON.stringify({ user: user ?? null }));
+      return;
+    }
+    if (url.pathname === '/app-sw.js') {
+      res.writeHead(200, { 'content-type': 'text/javascript' });
+      res.end("self.addEventListener('fetch', (e) => e.respondWith(new Response('hijacked')));");
       return;
     }
     if (url.pathname === '/api/cookies') {

@@ -1,10 +1,13 @@
 /**
  * Runs inside the app's frame, first thing in every HTML page the page
- * (page.ts) hands it: a WebSocket class that sends the app's same-origin
- * WebSockets (Vite's hot module reload among them) through the peer-to-peer
- * session of the page above, as whole messages the agent passes on to the
- * origin (shared/ws-messages.ts). A WebSocket to anywhere else, or one the
- * page cannot carry, is the browser's own.
+ * (page.ts) hands it:
+ * - a WebSocket class that sends the app's same-origin WebSockets (Vite's
+ *   hot module reload among them) through the peer-to-peer session of the
+ *   page above, as whole messages the agent passes on to the origin
+ *   (shared/ws-messages.ts). A WebSocket to anywhere else, or one the page
+ *   cannot carry, is the browser's own;
+ * - the app's own Service Worker is not registered: at the share's scope it
+ *   would replace Beam's, which carries every request of the app.
  */
 
 interface Sink {
@@ -112,4 +115,12 @@ type Tunnel = (url: string, protocols: string[], sink: Sink) => Carrier | undefi
   }
 
   (window as unknown as { WebSocket: unknown }).WebSocket = BeamWebSocket;
+
+  const workers = navigator.serviceWorker as ServiceWorkerContainer | undefined;
+  if (workers) {
+    workers.register = (script: string | URL): Promise<ServiceWorkerRegistration> => {
+      console.warn(`[beam] ${String(script)} was not registered: through a Beam share, Beam's own Service Worker carries the app's requests.`);
+      return Promise.reject(new DOMException("The app's Service Worker is not registered through a Beam share", 'NotSupportedError'));
+    };
+  }
 })();
