@@ -10,15 +10,14 @@
  *
  * Needs wrk and curl (Debian: apt-get install -y wrk curl).
  */
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { createInterface } from 'node:readline';
+import { execFile } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { rawTransfer } from './raw-ndc.js';
-import { numberArg } from './services.js';
+import { numberArg, startJson } from './services.js';
 
 const run = promisify(execFile);
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -29,20 +28,6 @@ const REPS = flag('--reps', 3);
 const SECONDS = flag('--seconds', 5);
 const DOWNLOAD = 100 * 1024 * 1024;
 
-function startJson(cmd: string, argv: string[], match: (e: Record<string, unknown>) => boolean): Promise<{ child: ChildProcess; event: Record<string, unknown> }> {
-  const child = spawn(cmd, argv, { cwd: root, stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, BEAM_SERVER: '' } });
-  return new Promise((resolve, reject) => {
-    createInterface({ input: child.stdout! }).on('line', (line) => {
-      try {
-        const event = JSON.parse(line) as Record<string, unknown>;
-        if (match(event)) resolve({ child, event });
-      } catch {
-        // not JSON
-      }
-    });
-    child.once('exit', (code) => reject(new Error(`${argv.join(' ')} exited with ${code}`)));
-  });
-}
 
 interface WrkResult {
   rps: number;

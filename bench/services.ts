@@ -11,6 +11,9 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 
+/** The repository, where Beam's processes run. */
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+
 export interface Service {
   port: number;
   stop(): void;
@@ -97,5 +100,21 @@ export function beamEvent(argv: string[], event: string, children: ChildProcess[
       }
     });
     child.once('exit', (code) => reject(new Error(`beam ${argv[0]} exited ${code}`)));
+  });
+}
+
+/** Starts a Beam process (or any JSON-lines one) and resolves with its first event that `match`es. */
+export function startJson(cmd: string, argv: string[], match: (e: Record<string, unknown>) => boolean): Promise<{ child: ChildProcess; event: Record<string, unknown> }> {
+  const child = spawn(cmd, argv, { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, BEAM_SERVER: '' } });
+  return new Promise((resolve, reject) => {
+    createInterface({ input: child.stdout! }).on('line', (line) => {
+      try {
+        const event = JSON.parse(line) as Record<string, unknown>;
+        if (match(event)) resolve({ child, event });
+      } catch {
+        // not JSON
+      }
+    });
+    child.once('exit', (code) => reject(new Error(`${argv.join(' ')} exited with ${code}`)));
   });
 }

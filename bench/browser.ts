@@ -1,0 +1,139 @@
+/**
+ * A share in a browser, measured. In one run, from inside Chromium
+ * (Debian's, through playwright-core):
+ *   direct   the page served by the origin itself;
+ *   p2p      the share opened in the bootstrap page: Service Worker, page,
+ *            data channel to the agent (`beam serve` + `beam http`);
+ *   gateway  the same share through the gateway's HTTP path (a second
+ *            `beam serve --no-browser-p2p` with its own `beam http`).
+ * Prints MB/s for a download and p50/p99 of sequential 1 KiB fetches, each
+ * the median of --reps runs, and the ratios p2p / gateway and p2p / direct.
+ *
+ *   npm run build && node dist/bench/browser.js [--reps 3] [--mib 64] [--requests 200]
+ */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { cpus } from 'node:os';
+import { chromium, type Frame, type Page } from 'playwright-core';
+import { numberArg, startJson } from './services.js';
+
+const REPS = numberArg('--reps', 3);
+const MIB = numberArg('--mib', 64);
+const REQUESTS = numberArg('--requests', 200);
+const CHROMIUM = process.env['BEAM_CHROMIUM'] ?? '/usr/bin/chromium';
+
+interface Sample {
+  mbps: number;
+  p50: number;
+  p99: number;
+}
+
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
+
+function startOrigin(): Promise<http.Server> {
+  const block = Buffer.alloc(1024 * 1024, 0x61);
+  const server = http.createServer((req, res) => {
+    const url = new URL(req.url ?? '/', 'http://x');
+    if (url.pathname === '/blob') {
+      const mib = Number(url.searchParams.get('mib') ?? '1');
+      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': mib * block.length });
+      let sent = 0;
+      const more = (): void => {
+        while (sent < mib) {
+          sent++;
+          if (!res.write(block)) {
+            res.once('drain', more);
+            return;
+          }
+        }
+        res.end();
+      };
+      more();
+      return;
+    }
+    if (url.pathname === '/small') {
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      res.end('x'.repeat(1024));
+      return;
+    }
+    res.writeHead(200, { 'content-type': 'text/html' });
+    res.end('<!doctype html><title>bench</title><p>bench</p>');
+  });
+  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server)));
+}
+
+/** Runs in the page (or the app's frame): one download and `requests` sequential small fetches. */
+async function measure(frame: Frame | Page): Promise<Sample> {
+  return frame.evaluate(
+    async ({ mib, requests }) => {
+      const t0 = performance.now();
+      const res = await fetch(`/blob?mib=${mib}&t=${Math.random()}`);
+      const reader = res.body!.getReader();
+      let bytes = 0;
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        bytes += value.byteLength;
+      }
+      const seconds = (performance.now() - t0) / 1000;
+      const times: number[] = [];
+      for (let i = 0; i < requests; i++) {
+        const s = performance.now();
+        await (await fetch(`/small?i=${i}`)).text();
+        times.push(performance.now() - s);
+      }
+      times.sort((a, b) => a - b);
+      return { mbps: bytes / 1e6 / seconds, p50: times[Math.floor(times.length / 2)]!, p99: times[Math.floor(times.length * 0.99)]! };
+    },
+    { mib: MIB, requests: REQUESTS },
+  );
+}
+
+async function main(): Promise<void> {
+  const origin = await startOrigin();
+  const port = (origin.address() as AddressInfo).port;
+  const p2pServer = await startJson(process.execPath, ['bin/beam.js', 'serve', '--port', '0', '--host', '127.0.0.1', '--json', '--log-level', 'warn'], (e) => e['event'] === 'ready');
+  const gwServer = await startJson(process.execPath, ['bin/beam.js', 'serve', '--port', '0', '--host', '127.0.0.1', '--json', '--log-level', 'warn', '--no-browser-p2p', '--no-compress'], (e) => e['event'] === 'ready');
+  const p2pAgent = await startJson(process.execPath, ['bin/beam.js', 'http', String(port), '--server', `http://127.0.0.1:${p2pServer.event['port']}`, '--json', '--no-inspect'], (e) => e['event'] === 'ready');
+  const gwAgent = await startJson(process.execPath, ['bin/beam.js', 'http', String(port), '--server', `http://127.0.0.1:${gwServer.event['port']}`, '--json', '--no-inspect'], (e) => e['event'] === 'ready');
+  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'] });
+  const samples: Record<'direct' | 'p2p' | 'gateway', Sample[]> = { direct: [], p2p: [], gateway: [] };
+  try {
+    for (let rep = 0; rep < REPS; rep++) {
+      const direct = await browser.newPage();
+      await direct.goto(`http://127.0.0.1:${port}/`);
+      samples.direct.push(await measure(direct));
+      await direct.close();
+
+      const context = await browser.newContext();
+      const p2p = await context.newPage();
+      await p2p.goto(p2pAgent.event['url'] as string);
+      await p2p.waitForFunction(() => (window as unknown as { __beam?: { path: string } }).__beam?.path === 'direct', null, { timeout: 20_000 });
+      await p2p.waitForFunction(() => document.querySelector('iframe')?.contentDocument?.title === 'bench', null, { timeout: 20_000 });
+      samples.p2p.push(await measure(p2p.frames()[1]!));
+      await context.close();
+
+      const gateway = await browser.newPage();
+      await gateway.goto(gwAgent.event['url'] as string);
+      samples.gateway.push(await measure(gateway));
+      await gateway.close();
+    }
+  } finally {
+    await browser.close();
+    for (const p of [p2pAgent, gwAgent, p2pServer, gwServer]) p.child.kill();
+    origin.close();
+  }
+  const row = (name: string, s: Sample[]): string => `| ${name} | ${median(s.map((x) => x.mbps)).toFixed(1)} | ${median(s.map((x) => x.p50)).toFixed(2)} | ${median(s.map((x) => x.p99)).toFixed(2)} |`;
+  const m = (k: keyof typeof samples, f: keyof Sample): number => median(samples[k].map((x) => x[f]));
+  console.log(`# A share in Chromium: ${cpus().length} CPUs, Node ${process.version}, median of ${REPS}; ${MIB} MiB download, ${REQUESTS} sequential 1 KiB fetches\n`);
+  console.log('| path | download MB/s | 1 KiB p50 ms | 1 KiB p99 ms |');
+  console.log('|---|---|---|---|');
+  console.log(row('direct (the origin itself)', samples.direct));
+  console.log(row('peer to peer (Service Worker, data channel)', samples.p2p));
+  console.log(row('gateway (HTTP path)', samples.gateway));
+  console.log('');
+  console.log(`p2p / gateway: download ${(m('p2p', 'mbps') / m('gateway', 'mbps')).toFixed(2)}x, p50 ${(m('p2p', 'p50') / m('gateway', 'p50')).toFixed(2)}x`);
+  console.log(`p2p / direct: download ${(m('p2p', 'mbps') / m('direct', 'mbps')).toFixed(2)}x, added p50 ${(m('p2p', 'p50') - m('direct', 'p50')).toFixed(2)} ms`);
+}
+
+await main();
