@@ -445,6 +445,8 @@ async function connect(): Promise<void> {
   });
   const timeout = new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`no path to the agent within ${BROWSER_CONNECT_TIMEOUT_MS} ms`)), BROWSER_CONNECT_TIMEOUT_MS));
   await Promise.race([s.ready, timeout]);
+  // A TCP or UDP share has no pages: the gateway says so, in the frame.
+  if (s.kind !== 'http') throw Object.assign(new Error(`a ${s.kind ?? 'non-HTTP'} share`), { code: 'BEAM_ERR_SHARE_KIND' });
 }
 
 async function main(): Promise<void> {

@@ -170,6 +170,22 @@ describe('a share in a browser', () => {
     }
   });
 
+  it('a TCP share opened in a browser: the page says what it is, through the gateway', async () => {
+    const tcp = new BeamProcess(['tcp', String(app.port), '--server', server.url, '--json']);
+    const context = await browser.newContext();
+    try {
+      const ready = await tcp.waitFor('ready');
+      const page = await context.newPage();
+      await page.goto(ready['url'] as string);
+      await expect.poll(() => page.locator('#beam-badge').getAttribute('data-path'), poll).toBe('gateway');
+      await expect.poll(() => page.locator('#beam-why').textContent(), poll).toContain('BEAM_ERR_SHARE_KIND');
+      await expect.poll(() => page.frameLocator('#beam-app').locator('body').textContent(), poll).toContain('BEAM_ERR_SHARE_KIND');
+    } finally {
+      await context.close();
+      await tcp.kill();
+    }
+  });
+
   it('on a non-secure origin the app loads through the gateway, and the page says why and how to get peer to peer', async () => {
     // http://<name>.beam.test is no secure context (unlike *.localhost): no Service Worker there.
     const plain = await startServer(['--domain', 'beam.test']);
