@@ -20,7 +20,7 @@ let server: ServerHandle;
 let agent: AgentHandle;
 
 beforeAll(async () => {
-  stack = await startStack();
+  stack = await startStack('info');
   ({ server, agent } = stack);
   // Warm up: the link, the pools, and the JIT, so growth measures the transfer.
   const { stream } = patternStream(32 * 1024 * 1024, 1);
@@ -42,7 +42,10 @@ async function uploadWatchingMemory(size: number, path: string): Promise<{ serve
       peak.agent = Math.max(peak.agent, agent.proc.rss());
     }
   });
-  const res = await request(server.port, agent.host, path, { method: 'POST', body: stream, headers: { 'content-length': String(size) } });
+  // A connection of its own, and on failure what the gateway and the agent logged: a reset mid-upload says nothing by itself.
+  const res = await request(server.port, agent.host, path, { method: 'POST', body: stream, headers: { 'content-length': String(size) }, agent: false }).catch((err: Error) => {
+    throw new Error(`${err.message} after ${sampled * 64} KiB; gateway: ${server.proc.stderr.slice(-1500)}; agent: ${agent.proc.stderr.slice(-1500)}`);
+  });
   const got = JSON.parse(res.body.toString()) as { bytes: number; sha256: string };
   return { serverGrowth: peak.server - base.server, agentGrowth: peak.agent - base.agent, bytes: got.bytes, ok: got.sha256 === (await hash) };
 }

@@ -168,11 +168,12 @@ export interface Stack {
   stop(): Promise<void>;
 }
 
-export async function startStack(): Promise<Stack> {
+/** `logLevel`: the server's and the agent's (default warn), for tests that show their logs when they fail. */
+export async function startStack(logLevel?: string): Promise<Stack> {
   const { startAgent, startServer } = await import('./procs.js');
   const origin = await startOrigin();
-  const server = await startServer();
-  const agent = await startAgent(`127.0.0.1:${origin.port}`, server);
+  const server = await startServer(logLevel ? ['--log-level', logLevel] : []);
+  const agent = await startAgent(`127.0.0.1:${origin.port}`, server, logLevel ? ['--log-level', logLevel] : []);
   return {
     origin,
     server,
