@@ -14,47 +14,50 @@
  * repeated headers (Set-Cookie) survive.
  */
 import type { Readable } from 'node:stream';
-// zod/mini: the same checks, and small enough for the browser bundle (browser-client/).
-import * as z from 'zod/mini';
+// valibot: the same checks, and a few hundred bytes in the browser bundle (browser-client/).
+import * as v from 'valibot';
 import { MAX_HEAD_BYTES, MAX_HEADER_COUNT } from './constants.js';
 import { BeamError, ERROR_CODES, type ErrorCode } from './errors.js';
 
-const headerPairs = z.array(z.tuple([z.string().check(z.minLength(1), z.maxLength(256)), z.string().check(z.maxLength(MAX_HEAD_BYTES))])).check(z.maxLength(MAX_HEADER_COUNT));
+const headerPairs = v.pipe(
+  v.array(v.strictTuple([v.pipe(v.string(), v.minLength(1), v.maxLength(256)), v.pipe(v.string(), v.maxLength(MAX_HEAD_BYTES))])),
+  v.maxLength(MAX_HEADER_COUNT),
+);
 
-export const RequestHeadSchema = z.object({
-  method: z.string().check(z.regex(/^[A-Z][A-Z0-9_-]{0,31}$/)),
+export const RequestHeadSchema = v.object({
+  method: v.pipe(v.string(), v.regex(/^[A-Z][A-Z0-9_-]{0,31}$/)),
   /** origin-form request target: starts with "/" */
-  target: z.string().check(z.minLength(1), z.maxLength(MAX_HEAD_BYTES), z.startsWith('/')),
+  target: v.pipe(v.string(), v.minLength(1), v.maxLength(MAX_HEAD_BYTES), v.startsWith('/')),
   headers: headerPairs,
   /** The visitor's address as the gateway saw it. */
-  remoteAddress: z.optional(z.string().check(z.maxLength(64))),
+  remoteAddress: v.optional(v.pipe(v.string(), v.maxLength(64))),
   /** The request asks to switch protocols (WebSocket). */
-  upgrade: z.boolean(),
+  upgrade: v.boolean(),
   /** A body follows the head. When false the stream carries nothing more, and the agent sends the request at once. */
-  body: z.boolean(),
+  body: v.boolean(),
   /**
    * A browser page's WebSocket: the agent opens it to the origin itself and
    * the stream carries whole messages both ways (shared/ws-messages.ts),
    * after a 101 response head (or the origin's refusal, as a response).
    */
-  websocket: z.optional(z.boolean()),
+  websocket: v.optional(v.boolean()),
 });
-export type RequestHead = z.infer<typeof RequestHeadSchema>;
+export type RequestHead = v.InferOutput<typeof RequestHeadSchema>;
 
-export const ResponseHeadSchema = z.discriminatedUnion('kind', [
-  z.object({
-    kind: z.literal('response'),
-    status: z.int().check(z.gte(100), z.lte(599)),
-    statusText: z.optional(z.string().check(z.maxLength(256))),
+export const ResponseHeadSchema = v.variant('kind', [
+  v.object({
+    kind: v.literal('response'),
+    status: v.pipe(v.number(), v.integer(), v.minValue(100), v.maxValue(599)),
+    statusText: v.optional(v.pipe(v.string(), v.maxLength(256))),
     headers: headerPairs,
   }),
-  z.object({
-    kind: z.literal('error'),
-    code: z.enum(ERROR_CODES as [ErrorCode, ...ErrorCode[]]),
-    detail: z.optional(z.string().check(z.maxLength(1024))),
+  v.object({
+    kind: v.literal('error'),
+    code: v.picklist(ERROR_CODES as readonly ErrorCode[]),
+    detail: v.optional(v.pipe(v.string(), v.maxLength(1024))),
   }),
 ]);
-export type ResponseHead = z.infer<typeof ResponseHeadSchema>;
+export type ResponseHead = v.InferOutput<typeof ResponseHeadSchema>;
 
 export function encodeHead(head: RequestHead | ResponseHead): Buffer {
   const json = JSON.stringify(head);
@@ -74,16 +77,23 @@ export function decodeResponseHead(bytes: Buffer): ResponseHead {
   return parseWith(ResponseHeadSchema, bytes);
 }
 
-function parseWith<T>(schema: z.ZodMiniType<T>, bytes: Buffer): T {
+function parseWith<T>(schema: v.GenericSchema<unknown, T>, bytes: Buffer): T {
   let value: unknown;
   try {
     value = JSON.parse(bytes.toString('utf8'));
   } catch {
     throw new BeamError('BEAM_ERR_BAD_MESSAGE', 'head is not JSON');
   }
-  const parsed = schema.safeParse(value);
-  if (!parsed.success) throw new BeamError('BEAM_ERR_BAD_MESSAGE', `head: ${parsed.error.issues[0]?.message ?? 'invalid'}`);
-  return parsed.data;
+  const parsed = v.safeParse(schema, value);
+  if (!parsed.success) throw new BeamError('BEAM_ERR_BAD_MESSAGE', `head: ${describe(parsed.issues[0])}`);
+  return parsed.output;
+}
+
+/** "headers.3.0: Invalid length: …", so a refusal names the field. */
+function describe(issue: v.BaseIssue<unknown> | undefined): string {
+  if (!issue) return 'invalid';
+  const where = v.getDotPath(issue);
+  return where ? `${where}: ${issue.message}` : issue.message;
 }
 
 /**
