@@ -5,7 +5,7 @@
  * (shims/), and Node globals come from shims/globals.ts.
  */
 import { build } from 'esbuild';
-import { copyFile, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { gzipSync } from 'node:zlib';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -24,6 +24,8 @@ const ed25519Only = {
   },
 };
 
+// Chunk names change with their contents: old ones must not linger.
+await rm(out, { recursive: true, force: true });
 await mkdir(out, { recursive: true });
 const common = {
   outdir: out,
@@ -36,9 +38,11 @@ const common = {
   logLevel: 'warning',
   define: { 'process.env.NODE_ENV': '"production"', global: 'globalThis' },
   alias: {
-    'node:stream': 'readable-stream',
-    stream: 'readable-stream',
+    'node:stream': shim('stream.cjs'),
+    stream: shim('stream.cjs'),
     'node:events': 'events',
+    events: 'events',
+    buffer: 'buffer',
     'node:crypto': shim('crypto.ts'),
     'node:fs/promises': shim('empty.ts'),
     'node:os': shim('empty.ts'),
@@ -50,8 +54,14 @@ const common = {
 // The app shim (WebSockets, the app's own worker) runs in the app's pages, inlined by the page: built first, as a string.
 const shimBuild = await build({ ...common, entryPoints: [path.join(here, 'app-shim.ts')], write: false, outdir: undefined, outfile: 'app-shim.js' });
 const appShim = shimBuild.outputFiles[0].text.trim();
+// ESM with splitting: what only the relay needs (Noise, the libp2p keys:
+// transport/session.ts imports them on demand) becomes a chunk the page
+// loads when it first falls back to the relay; the direct path never does.
 const page = await build({
   ...common,
+  format: 'esm',
+  splitting: true,
+  chunkNames: 'chunk-[hash]',
   metafile: true,
   entryPoints: { page: path.join(here, 'page.ts') },
   inject: [shim('globals.ts')],
@@ -61,23 +71,39 @@ const page = await build({
 // The worker needs no Node stand-ins: it only passes messages.
 await build({ ...common, entryPoints: { sw: path.join(here, 'sw.ts') } });
 await copyFile(path.join(here, 'bootstrap.html'), path.join(out, 'bootstrap.html'));
+// What every visitor loads (the bootstrap, its script and what that imports, the worker), then what loads on demand.
+const upfront = new Set(['bootstrap.html', 'sw.js']);
+const visit = (file) => {
+  const name = path.basename(file);
+  if (upfront.has(name)) return;
+  upfront.add(name);
+  for (const i of page.metafile.outputs[file]?.imports ?? []) if (i.kind === 'import-statement') visit(i.path);
+};
+visit(Object.keys(page.metafile.outputs).find((f) => path.basename(f) === 'page.js'));
 const sizes = {};
-for (const name of ['page.js', 'sw.js', 'bootstrap.html']) {
+const files = (await readdir(out)).filter((n) => n.endsWith('.js') || n.endsWith('.html'));
+for (const name of files.sort((a, b) => Number(upfront.has(b)) - Number(upfront.has(a)) || a.localeCompare(b))) {
   const bytes = await readFile(path.join(out, name));
-  sizes[name] = { bytes: bytes.byteLength, gzip: gzipSync(bytes, { level: 9 }).byteLength };
+  sizes[name] = { bytes: bytes.byteLength, gzip: gzipSync(bytes, { level: 9 }).byteLength, onDemand: !upfront.has(name) };
 }
 await writeFile(path.join(out, 'sizes.json'), `${JSON.stringify(sizes, null, 2)}\n`);
 if (process.argv.includes('--sizes')) {
-  for (const [name, s] of Object.entries(sizes)) console.log(`${name.padEnd(16)} ${(s.bytes / 1024).toFixed(1).padStart(7)} KiB  ${(s.gzip / 1024).toFixed(1).padStart(6)} KiB gzipped`);
+  const kib = (n) => (n / 1024).toFixed(1).padStart(7);
+  for (const [name, s] of Object.entries(sizes)) console.log(`${name.padEnd(24)} ${kib(s.bytes)} KiB  ${kib(s.gzip)} KiB gzipped${s.onDemand ? '  (on demand)' : ''}`);
+  const sum = (onDemand) => Object.values(sizes).filter((s) => s.onDemand === onDemand).reduce((n, s) => n + s.gzip, 0);
+  console.log(`${'every visitor'.padEnd(24)} ${' '.repeat(12)}${kib(sum(false))} KiB gzipped`);
+  console.log(`${'relay fallback adds'.padEnd(24)} ${' '.repeat(12)}${kib(sum(true))} KiB gzipped`);
 }
 if (process.argv.includes('--weights')) {
-  // What weighs most in page.js, by package (minified bytes).
-  const by = {};
-  for (const output of Object.values(page.metafile.outputs)) {
+  // What weighs most in each output of the page, by package (minified bytes).
+  for (const [outName, output] of Object.entries(page.metafile.outputs)) {
+    if (!outName.endsWith('.js')) continue;
+    const by = {};
     for (const [file, { bytesInOutput }] of Object.entries(output.inputs)) {
       const key = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(file)?.[1] ?? file;
       by[key] = (by[key] ?? 0) + bytesInOutput;
     }
+    console.log(path.basename(outName));
+    for (const [key, bytes] of Object.entries(by).sort((a, b) => b[1] - a[1]).slice(0, 15)) console.log(`${(bytes / 1024).toFixed(1).padStart(9)} KiB  ${key}`);
   }
-  for (const [key, bytes] of Object.entries(by).sort((a, b) => b[1] - a[1]).slice(0, 25)) console.log(`${(bytes / 1024).toFixed(1).padStart(7)} KiB  ${key}`);
 }

@@ -16,13 +16,12 @@
  */
 import { io } from 'socket.io-client';
 import type { Logger } from 'pino';
-import { BROWSER_CONNECT_TIMEOUT_MS, BROWSER_GATEWAY_COOKIE, SECRET_PARAM, BROWSER_WORKER_PATH, MAX_REWRITE_BYTES, SIGNALING_PATH, SIGNALING_PROTOCOL_VERSION, WORKER_RESPONSE_WINDOW_BYTES } from '../shared/constants.js';
+import { BROWSER_CONNECT_TIMEOUT_MS, BROWSER_GATEWAY_COOKIE, SECRET_HEADER, SECRET_PARAM, BROWSER_WORKER_PATH, MAX_REWRITE_BYTES, SIGNALING_PATH, SIGNALING_PROTOCOL_VERSION, WORKER_RESPONSE_WINDOW_BYTES } from '../shared/constants.js';
 import { ERRORS, isErrorCode, type ErrorCode } from '../shared/errors.js';
 import { StreamProtocol } from '../shared/frames.js';
 import { decodeResponseHead, encodeHead, readHead } from '../shared/http-head.js';
 import type { MuxStream } from '../shared/mux.js';
 import { render as renderError } from '../gateway/error-page.js';
-import { ephemeralIdentity } from '../transport/identity.js';
 import { VisitorSession, type PathKind } from '../transport/session.js';
 import { browserEngine } from './engine.js';
 import { CookieJar, scriptVisible, withScriptCookies } from './jar.js';
@@ -61,7 +60,7 @@ const log = {
 } as unknown as Logger;
 
 /** Request headers that are the browser's or Beam's to set, not the app's. */
-const DROP_REQUEST = new Set(['host', 'cookie', 'connection', 'keep-alive', 'transfer-encoding', 'upgrade', 'te', 'trailer', 'accept-encoding', 'proxy-authorization']);
+const DROP_REQUEST = new Set(['host', 'cookie', 'connection', 'keep-alive', 'transfer-encoding', 'upgrade', 'te', 'trailer', 'accept-encoding', 'proxy-authorization', SECRET_HEADER]);
 /** Response headers the page consumes or a constructed Response may not carry. */
 const DROP_RESPONSE = new Set(['set-cookie', 'connection', 'keep-alive', 'transfer-encoding', 'beam-origin']);
 
@@ -122,10 +121,28 @@ function shareSecret(): string | undefined {
   }
 }
 
+/** The secret this page's requests carry to the agent (a Beam-Secret header, which the agent removes). */
+let secret: string | undefined;
+
+/** A secret the agent refused is not offered again on the next visit. */
+function forgetSecret(): void {
+  try {
+    localStorage.removeItem(SECRET_KEY);
+  } catch {
+    // storage blocked: nothing was kept
+  }
+}
+
+/** Request headers of Beam's own: the private share's secret, which the agent checks and removes. */
+function beamHeaders(headers: HeaderList): HeaderList {
+  if (secret !== undefined) headers.push([SECRET_HEADER, secret]);
+  return headers;
+}
+
 /**
  * Loads the app in the frame at the path the link named. Peer to peer, the
- * secret was proven in the handshake: the app never sees it. Through the
- * gateway it stays, for the agent to check and turn into a cookie.
+ * secret travels in a header the agent removes: the app never sees it.
+ * Through the gateway it stays, for the agent to check and turn into a cookie.
  */
 function loadApp(keepSecret: boolean): void {
   if (frame.src) return;
@@ -208,6 +225,7 @@ async function serve(port: MessagePort, portId: number, msg: Extract<ToPage, { t
   if (cookie) headers.push(['Cookie', cookie]);
   // A constructed Response is never decoded by the browser: ask for the body as it is.
   headers.push(['Accept-Encoding', 'identity']);
+  beamHeaders(headers);
   const hasBody = msg.streamed === true || (msg.body !== null && msg.body.byteLength > 0);
   let stream: MuxStream;
   try {
@@ -239,6 +257,7 @@ async function serve(port: MessagePort, portId: number, msg: Extract<ToPage, { t
     return;
   }
   if (response.kind === 'error') {
+    if (response.code === 'BEAM_ERR_PRIVATE') forgetSecret();
     errorResponse(port, id, accept, response.code, response.detail);
     stream.resume();
     return;
@@ -296,6 +315,8 @@ async function serve(port: MessagePort, portId: number, msg: Extract<ToPage, { t
     streams.delete(key);
     post(port, { type: 'error', id, code: (err as { code?: string }).code ?? 'BEAM_ERR_STREAM_RESET', message: err.message });
   });
+  // readHead listened for 'readable'; the browser's streams (readable-stream 3) stay paused after that until told.
+  stream.resume();
 }
 
 // ------------------------------------------------------------------ WebSockets of the app (app-shim.ts)
@@ -329,6 +350,7 @@ function openWebSocket(url: string, protocols: string[], sink: WsSink): { send(k
   if (protocols.length) headers.push(['Sec-WebSocket-Protocol', protocols.join(', ')]);
   const cookie = cookieFor(pageUrl);
   if (cookie) headers.push(['Cookie', cookie]);
+  beamHeaders(headers);
   stream.on('error', () => {});
   stream.write(encodeHead({ method: 'GET', target, headers, upgrade: false, body: false, websocket: true }));
   let closed = false;
@@ -371,6 +393,8 @@ function openWebSocket(url: string, protocols: string[], sink: WsSink): { send(k
     });
     // Ended without a close message: the path or the agent went away.
     stream.on('close', () => finish(1006, '', false));
+    // readHead listened for 'readable'; the browser's streams (readable-stream 3) stay paused after that until told.
+    stream.resume();
   })();
   return {
     send(kind, data) {
@@ -428,9 +452,12 @@ async function connect(): Promise<void> {
     auth: { protocol: SIGNALING_PROTOCOL_VERSION, role: 'visitor', client: 'browser' },
     reconnection: false,
   });
+  secret = shareSecret();
+  // The direct path runs on DTLS alone: this page came from the server, so Noise could not guard it from the server
+  // (transport/session.ts, directNoise). The relay runs Noise, with a key made (and Noise loaded) only then.
   const s = new VisitorSession(
-    { engine: browserEngine, logger: log, socket, identity: await ephemeralIdentity() },
-    { share: config.share, server: location.origin, relay: 'auto', secret: shareSecret() },
+    { engine: browserEngine, logger: log, socket, identity: () => import('../transport/identity.js').then((m) => m.ephemeralIdentity()) },
+    { share: config.share, server: location.origin, relay: 'auto', secret, directNoise: false },
   );
   session = s;
   socket.on('session:signal', (msg: { sessionId?: unknown; signal?: { type?: unknown } }) => {
@@ -478,7 +505,7 @@ async function main(): Promise<void> {
   } catch (err) {
     const code = (err as { code?: string }).code;
     // A secret that failed is not tried again on the next visit.
-    if (code === 'BEAM_ERR_PRIVATE') localStorage.removeItem(SECRET_KEY);
+    if (code === 'BEAM_ERR_PRIVATE') forgetSecret();
     viaGateway(`Loaded through the Beam server: no peer-to-peer path (${code ?? (err as Error).message}).`);
     return;
   }

@@ -9,27 +9,44 @@
  * frames and fetches carry no such headers, so one link still works for
  * everything: they get the gateway's HTTP path as before.
  */
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { gzipSync } from 'node:zlib';
 import { BROWSER_ASSET_PATH, BROWSER_GATEWAY_COOKIE, BROWSER_WORKER_PATH } from '../shared/constants.js';
 
 interface Asset {
   type: string;
   body: Buffer;
+  /** The body gzipped once, at load, for browsers that accept it. */
+  gzip: Buffer;
 }
 
 /** The built assets (npm run build writes them); undefined when they are missing. */
 function load(dir: string): Map<string, Asset> | undefined {
-  const types: Record<string, string> = { 'page.js': 'text/javascript; charset=utf-8', 'sw.js': 'text/javascript; charset=utf-8', 'bootstrap.html': 'text/html; charset=utf-8' };
   const assets = new Map<string, Asset>();
   try {
-    for (const [name, type] of Object.entries(types)) assets.set(name, { type, body: readFileSync(path.join(dir, name)) });
+    // The page's script, the worker, and the chunks the page imports (browser-client/build.mjs).
+    const names = readdirSync(dir).filter((n) => n.endsWith('.js'));
+    for (const name of ['bootstrap.html', ...names]) {
+      const body = readFileSync(path.join(dir, name));
+      assets.set(name, { type: name.endsWith('.html') ? 'text/html; charset=utf-8' : 'text/javascript; charset=utf-8', body, gzip: gzipSync(body, { level: 9 }) });
+    }
   } catch {
     return undefined;
   }
-  return assets;
+  return assets.has('page.js') && assets.has('sw.js') ? assets : undefined;
+}
+
+/** Accept-Encoding allows gzip (a q=0 refuses it). */
+function acceptsGzip(header: string | undefined): boolean {
+  return (header ?? '').split(',').some((part) => {
+    const [coding, ...params] = part.trim().toLowerCase().split(';');
+    if (coding !== 'gzip' && coding !== '*') return false;
+    const q = params.map((p) => p.trim()).find((p) => p.startsWith('q='));
+    return q === undefined || Number(q.slice(2)) > 0;
+  });
 }
 
 function hasCookie(header: string | undefined, name: string): boolean {
@@ -90,15 +107,20 @@ export class BrowserClient {
     const name = (req.url ?? '').split('?')[0]?.slice(BROWSER_ASSET_PATH.length) ?? '';
     const asset = name === 'bootstrap.html' ? undefined : this.assets.get(name);
     if (!asset) return false;
+    const gzip = acceptsGzip(req.headers['accept-encoding']);
+    const body = gzip ? asset.gzip : asset.body;
     res.writeHead(200, {
       'content-type': asset.type,
-      'content-length': asset.body.byteLength,
-      // The worker must be checked for updates on every registration; the page script is small.
-      'cache-control': 'no-cache',
+      'content-length': body.byteLength,
+      ...(gzip ? { 'content-encoding': 'gzip' } : {}),
+      vary: 'Accept-Encoding',
+      // A chunk's name changes with its contents; the worker must be checked
+      // for updates on every registration, and page.js names the chunks.
+      'cache-control': name.startsWith('chunk-') ? 'public, max-age=31536000, immutable' : 'no-cache',
       'x-content-type-options': 'nosniff',
       ...(req.url?.startsWith(BROWSER_WORKER_PATH) ? { 'service-worker-allowed': '/' } : {}),
     });
-    res.end(req.method === 'HEAD' ? undefined : asset.body);
+    res.end(req.method === 'HEAD' ? undefined : body);
     return true;
   }
 

@@ -48,6 +48,17 @@ import { decodeDatagram, encodeDatagram, encodeRecord, RecordReader } from '../s
 /** Attempts at the first connection before `start` gives up; later drops retry forever. */
 const FIRST_CONNECT_ATTEMPTS = 4;
 
+/**
+ * Visitors who prove a private share's secret on every request rather than
+ * in the Noise handshake: the server's gateway (for the clients behind it)
+ * and, on HTTP shares, browser pages (whose direct path has no Noise). A
+ * TCP or UDP stream has no requests to carry it, so there everyone else
+ * proves it in the handshake.
+ */
+function provesPerRequest(visitor: VisitorKind, kind: ShareKind): boolean {
+  return visitor === 'gateway' || (visitor === 'browser' && kind === 'http');
+}
+
 /** How a visitor's traffic travels. */
 export type PathKind = 'direct' | 'turn' | 'relay' | 'gateway';
 
@@ -411,6 +422,11 @@ export class Agent extends EventEmitter<AgentEvents> {
         );
         return;
       }
+      // A browser page's direct path runs on DTLS alone (transport/session.ts, directNoise): HTTP shares only, secret per request.
+      if (channel.label === STREAM_CHANNEL_LABEL && !verified && session.visitor === 'browser' && (this.options.kind ?? 'http') === 'http') {
+        this.log.debug({ session: session.id }, 'browser visitor: direct path on DTLS alone');
+        verified = Promise.resolve();
+      }
       if (channel.label !== STREAM_CHANNEL_LABEL || !verified) {
         channel.close();
         return;
@@ -516,10 +532,10 @@ export class Agent extends EventEmitter<AgentEvents> {
 
   /**
    * The secret a visitor must prove in the handshake: a private share's, for
-   * every visitor but the server's own gateway, which proves it per request.
+   * every visitor but those who prove it per request.
    */
   private handshakeSecret(session: AgentSession): string | undefined {
-    return session.visitor === 'gateway' ? undefined : this.options.secret;
+    return provesPerRequest(session.visitor, this.options.kind ?? 'http') ? undefined : this.options.secret;
   }
 
   private udpFor(session: AgentSession): UdpForwarder {
@@ -533,10 +549,10 @@ export class Agent extends EventEmitter<AgentEvents> {
     });
     const kind = this.options.kind ?? 'http';
     if (stream.protocol === StreamProtocol.HTTP && kind === 'http') {
-      // Gateway requests prove a private share's secret one by one; others did in the handshake.
+      // Gateway and browser requests prove a private share's secret one by one; others did in the handshake.
       void this.forwarder.serve(stream, {
         trustForwarded: visitor === 'gateway',
-        secret: visitor === 'gateway' ? this.options.secret : undefined,
+        secret: provesPerRequest(visitor, kind) ? this.options.secret : undefined,
         visitorAddress: address,
         visitorKey: `session:${session.id}`,
         path: visitor === 'gateway' ? 'gateway' : via,

@@ -18,7 +18,6 @@
  */
 import { Duplex } from 'node:stream';
 import { EventEmitter } from 'node:events';
-import { randomBytes } from 'node:crypto';
 import {
   CHANNEL_HIGH_WATER_BYTES,
   CHANNEL_LOW_WATER_BYTES,
@@ -142,7 +141,8 @@ export class Mux extends EventEmitter<MuxEvents> {
   /** Sends a PING; the answer updates `rtt` and emits 'rtt'. */
   ping(): void {
     if (this.closed || this.pingNonce) return;
-    this.pingNonce = randomBytes(8);
+    // Web Crypto (a global in Node 20 and browsers): nothing to bundle for the browser.
+    this.pingNonce = crypto.getRandomValues(new Uint8Array(8));
     this.pingSentAt = performance.now();
     this.control.push({ type: FrameType.PING, streamId: 0, nonce: this.pingNonce });
     this.scheduleFlush();
@@ -387,7 +387,8 @@ export class MuxStream extends Duplex {
   resetCode: ErrorCode | undefined;
 
   constructor(mux: Mux, id: number, protocol: StreamProtocol) {
-    super({ allowHalfOpen: true });
+    // autoDestroy (Node's default, spelled out for the browser's readable-stream 3): 'close' follows a clean end both ways.
+    super({ allowHalfOpen: true, autoDestroy: true });
     this.mux = mux;
     this.id = id;
     this.protocol = protocol;

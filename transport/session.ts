@@ -16,6 +16,8 @@
  * Every path authenticates the agent with Noise: the visitor names the peer
  * ID it expects (from signaling, or from a `beam connect` link) and a
  * mismatch ends the session with BEAM_ERR_PEER_MISMATCH, never a fallback.
+ * The one exception is a browser page's direct path (`directNoise: false`),
+ * which DTLS alone protects: see VisitorSessionOptions.directNoise.
  */
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
@@ -36,9 +38,16 @@ import { decodeDatagram, encodeDatagram, encodeRecord, RecordReader } from '../s
 import { Mux, type MuxStream } from '../shared/mux.js';
 import type { Ack, ClientToServerEvents, RelayMode, ServerToClientEvents, SessionOpened, ShareKind, Signal } from '../shared/signaling.js';
 import type { DataChannel, Peer, WebRtcEngine } from './engine.js';
-import { parsePeerId, type Identity } from './identity.js';
+import type { Identity } from './identity.js';
 import { connectRelay, relayServerFor } from './relay.js';
-import { channelPipe, directPrologue, secure, SecureFrameChannel, withSecret } from './secure.js';
+
+/**
+ * Noise and the libp2p keys load when a path first needs them: a browser
+ * page on the direct path never does, and keeps them out of its bundle
+ * (browser-client/build.mjs splits them into a chunk of their own).
+ */
+const loadSecure = (): Promise<typeof import('./secure.js')> => import('./secure.js');
+const loadIdentity = (): Promise<typeof import('./identity.js')> => import('./identity.js');
 
 export type VisitorSocket = Socket<ServerToClientEvents, ClientToServerEvents>;
 export type PathKind = 'direct' | 'turn' | 'relay';
@@ -55,7 +64,8 @@ export interface VisitorSessionComponents {
   engine: WebRtcEngine;
   logger: Logger;
   socket: VisitorSocket;
-  identity: Identity;
+  /** This visitor's key for Noise, or how to make one when a path first needs it. */
+  identity: Identity | (() => Promise<Identity>);
 }
 
 export interface VisitorSessionOptions {
@@ -67,10 +77,18 @@ export interface VisitorSessionOptions {
   expectPeer?: PeerId;
   /** Default DIRECT_PATH_TIMEOUT_MS. */
   directTimeoutMs?: number;
-  /** A private share's secret (from the link), proven in the Noise handshake. */
+  /** A private share's secret (from the link), proven in the Noise handshake (or, with directNoise false, by the caller per request). */
   secret?: string;
-  /** This visitor proves a private share's secret per request instead (the gateway). */
+  /** This visitor proves a private share's secret per request instead (the gateway, browser pages). */
   requestLevelAccess?: boolean;
+  /**
+   * False: the direct path runs on DTLS alone, without the Noise handshake
+   * (a browser page, whose code the server serves anyway, so Noise could not
+   * guard it against the server). Agents allow it only for browser visitors
+   * to HTTP shares, who prove a private share's secret per request. The
+   * relay path always runs Noise. Default true.
+   */
+  directNoise?: boolean;
 }
 
 export interface VisitorSessionEvents {
@@ -104,6 +122,7 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
   private readonly paths = new Map<PathKind, Mux>();
   private opened: SessionOpened | undefined;
   private expected: PeerId | undefined;
+  private identityPromise: Promise<Identity> | undefined;
   private mode: RelayMode = 'auto';
   private peer: Peer | undefined;
   private offerSdp: string | undefined;
@@ -192,8 +211,12 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
       if (opened.private && this.options.secret === undefined && !this.options.requestLevelAccess) {
         throw new BeamError('BEAM_ERR_PRIVATE', 'the link has no #secret=');
       }
+      if (this.options.directNoise === false && opened.kind !== 'http') {
+        throw new BeamError('BEAM_ERR_SHARE_KIND', `"${this.share}" is a ${opened.kind} share: open it with beam connect`);
+      }
       this.mode = relayPolicy(this.options.relay, opened.agentRelay);
-      this.expected = this.options.expectPeer ?? parsePeerId(opened.agentPeerId);
+      // A link naming a bad peer ID fails here, before any path, wherever Noise runs first.
+      if (this.options.directNoise !== false || this.mode === 'always') await this.expectedPeer();
     } catch (err) {
       this.close();
       throw err;
@@ -217,6 +240,23 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
         });
       }
     });
+  }
+
+  /** The peer the agent must prove it is in Noise: the link's, else the one signaling names. */
+  private async expectedPeer(): Promise<PeerId> {
+    if (!this.expected) this.expected = this.options.expectPeer ?? (await loadIdentity()).parsePeerId(this.opened?.agentPeerId ?? '');
+    return this.expected;
+  }
+
+  /** The secret Noise proves: none for visitors who prove it per request (directNoise false). */
+  private handshakeSecret(): string | undefined {
+    return this.options.directNoise === false ? undefined : this.options.secret;
+  }
+
+  private ownIdentity(): Promise<Identity> {
+    const id = this.c.identity;
+    this.identityPromise ??= typeof id === 'function' ? id() : Promise.resolve(id);
+    return this.identityPromise;
   }
 
   private open(): Promise<SessionOpened> {
@@ -270,50 +310,57 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
       if (state !== 'failed' && state !== 'closed') return;
       if (!up) failed(new BeamError('BEAM_ERR_AGENT_UNREACHABLE', `peer connection ${state}`));
     });
+    const openStreams = (): void => {
+      if (this.peer !== peer || this.closed) return;
+      const channel = peer.createDataChannel(STREAM_CHANNEL_LABEL);
+      channel.onOpen(() => {
+        if (this.peer !== peer || this.closed) return;
+        up = true;
+        this.directPending = false;
+        const mux = new Mux(channel, { role: 'initiator' });
+        const pathUp = (): void => {
+          const kind: PathKind = peer.selectedCandidateKind() === 'relay' ? 'turn' : 'direct';
+          this.addPath(kind, mux, () => {
+            if (this.peer === peer) this.peer = undefined;
+            peer.close();
+          });
+          peer.onStateChange((state) => {
+            if (state === 'failed' || state === 'closed' || state === 'disconnected') mux.close('BEAM_ERR_PEER_GONE');
+          });
+        };
+        // A UDP share's path is up once its datagram channel is: the first datagram must not find it closed.
+        if (this.opened?.kind === 'udp') this.openDatagramChannel(peer, pathUp);
+        else pathUp();
+      });
+    };
+    if (this.options.directNoise === false) {
+      openStreams();
+      return;
+    }
     const noiseChannel = peer.createDataChannel(NOISE_CHANNEL_LABEL);
     noiseChannel.onOpen(() => {
       void (async () => {
         try {
           if (!this.offerSdp || !this.answerSdp) throw new BeamError('BEAM_ERR_HANDSHAKE_FAILED', 'channel open before the descriptions were exchanged');
+          const { channelPipe, directPrologue, secure, withSecret } = await loadSecure();
           await secure(channelPipe(noiseChannel), {
             role: 'initiator',
-            identity: this.c.identity,
-            remotePeer: this.expected,
-            prologue: withSecret(directPrologue(this.offerSdp, this.answerSdp), this.options.secret),
+            identity: await this.ownIdentity(),
+            remotePeer: await this.expectedPeer(),
+            prologue: withSecret(directPrologue(this.offerSdp, this.answerSdp), this.handshakeSecret()),
           });
         } catch (err) {
           failed(err instanceof BeamError ? err : new BeamError('BEAM_ERR_HANDSHAKE_FAILED', (err as Error).message));
           return;
         }
-        if (this.peer !== peer || this.closed) return;
-        const channel = peer.createDataChannel(STREAM_CHANNEL_LABEL);
-        channel.onOpen(() => {
-          if (this.peer !== peer || this.closed) return;
-          up = true;
-          this.directPending = false;
-          // The agent closes the handshake channel once it has read the last message.
-          const mux = new Mux(channel, { role: 'initiator' });
-          const pathUp = (): void => {
-            const kind: PathKind = peer.selectedCandidateKind() === 'relay' ? 'turn' : 'direct';
-            this.addPath(kind, mux, () => {
-              if (this.peer === peer) this.peer = undefined;
-              peer.close();
-            });
-            peer.onStateChange((state) => {
-              if (state === 'failed' || state === 'closed' || state === 'disconnected') mux.close('BEAM_ERR_PEER_GONE');
-            });
-          };
-          // A UDP share's path is up once its datagram channel is: the first datagram must not find it closed.
-          if (this.opened?.kind === 'udp') this.openDatagramChannel(peer, pathUp);
-          else pathUp();
-        });
+        openStreams();
       })();
     });
   }
 
   /** On a private share, a handshake that fails means (most likely) a wrong secret: say so. */
   private explain(err: BeamError): BeamError {
-    if (err.code === 'BEAM_ERR_HANDSHAKE_FAILED' && this.opened?.private && this.options.secret !== undefined) {
+    if (err.code === 'BEAM_ERR_HANDSHAKE_FAILED' && this.opened?.private && this.handshakeSecret() !== undefined) {
       return new BeamError('BEAM_ERR_PRIVATE', 'the handshake failed: the link\'s secret is wrong (or someone is in the middle)');
     }
     return err;
@@ -362,7 +409,8 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
           pipe.close();
           return;
         }
-        const secured = await secure(pipe, { role: 'initiator', identity: this.c.identity, remotePeer: this.expected, prologue: withSecret(new Uint8Array(0), this.options.secret) });
+        const { secure, SecureFrameChannel, withSecret } = await loadSecure();
+        const secured = await secure(pipe, { role: 'initiator', identity: await this.ownIdentity(), remotePeer: await this.expectedPeer(), prologue: withSecret(new Uint8Array(0), this.handshakeSecret()) });
         if (this.closed) {
           pipe.close();
           return;

@@ -7,7 +7,8 @@
  * refused the relay carries it; on a non-secure origin the gateway does, and
  * the page says why.
  */
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { gunzipSync } from 'node:zlib';
 import path from 'node:path';
 import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -39,6 +40,16 @@ const expectedEcho = (): string => {
   const body = new Uint8Array(200_000).map((_, i) => (i * 7) % 251);
   return `200000 ${createHash('sha256').update(body).digest('hex')}`;
 };
+
+/** The built assets and their sizes (browser-client/build.mjs): which chunks load only on demand. */
+const sizes = (): Record<string, { bytes: number; gzip: number; onDemand: boolean }> =>
+  JSON.parse(readFileSync(path.join(ROOT, 'dist/browser-client/assets/sizes.json'), 'utf8')) as Record<string, { bytes: number; gzip: number; onDemand: boolean }>;
+
+/** Beam's scripts the page has loaded so far (by file name), from its resource timing. */
+async function loadedScripts(page: Page): Promise<string[]> {
+  const urls = await page.evaluate(() => performance.getEntriesByType('resource').map((e) => e.name));
+  return urls.filter((u) => u.includes('/.beam/client/')).map((u) => path.basename(new URL(u).pathname));
+}
 
 /** Page-side waits: a step through the gateway or a new session may take a few seconds on a busy machine. */
 const poll = { timeout: 15_000 };
@@ -82,6 +93,11 @@ describe('a share in a browser', () => {
       const page = await context.newPage();
       await page.goto(agent.url);
       await expect.poll(() => page.locator('#beam-badge').getAttribute('data-path'), poll).toBe('direct');
+      // The direct path runs on DTLS alone: the page never loads the chunks that carry Noise.
+      const onDemand = Object.entries(sizes()).filter(([, s]) => s.onDemand).map(([name]) => name);
+      expect(onDemand.length).toBeGreaterThan(0);
+      expect(await loadedScripts(page)).toContain('page.js');
+      expect((await loadedScripts(page)).filter((n) => onDemand.includes(n))).toEqual([]);
       await useApp(page);
       expect(app.seen).toEqual(expect.arrayContaining(['GET /', 'GET /login', 'POST /login', 'GET /dashboard', 'GET /events', 'POST /api/echo', 'GET /api/me', 'WS /ws']));
       // A body too big to hold streams through the worker with credit; a small one goes again after a 307.
@@ -134,6 +150,9 @@ describe('a share in a browser', () => {
       await page.goto(agent.url);
       await expect.poll(() => page.locator('#beam-badge').getAttribute('data-path'), poll).toBe('relay');
       await expect.poll(() => page.locator('#beam-badge span').textContent(), poll).toMatch(/^Beam: relay/);
+      // The relay runs Noise, loaded for it.
+      const onDemand = Object.entries(sizes()).filter(([, s]) => s.onDemand).map(([name]) => name);
+      expect((await loadedScripts(page)).filter((n) => onDemand.includes(n)).length).toBeGreaterThan(0);
       await useApp(page);
       expect(await gatewayRequests(server.port)).toBe(before);
     } finally {
@@ -142,10 +161,11 @@ describe('a share in a browser', () => {
     }
   });
 
-  it('a --private share: the link\'s secret is proven in the handshake, peer to peer; the app never sees it; without it, 401 through the gateway', async () => {
+  it('a --private share: the link\'s secret goes with every request, peer to peer; the app never sees it; a wrong one is refused and forgotten; without it, 401 through the gateway', async () => {
     const agent = await startAgent(app.port, server, ['--no-inspect', '--private']);
     const context = await browser.newContext();
     const stranger = await browser.newContext();
+    const guesser = await browser.newContext();
     try {
       expect(agent.url).toContain('beam_secret=');
       const before = await gatewayRequests(server.port);
@@ -163,9 +183,19 @@ describe('a share in a browser', () => {
       await other.goto(new URL('/dashboard', agent.url.split('?')[0]).href);
       await expect.poll(() => other.locator('#beam-badge').getAttribute('data-path'), poll).toBe('gateway');
       await expect.poll(() => other.frameLocator('#beam-app').locator('body').textContent(), poll).toContain('BEAM_ERR_PRIVATE');
+      // A wrong secret: the agent refuses each request, and the page forgets it for the next visit.
+      const wrong = await guesser.newPage();
+      const guessed = new URL(agent.url);
+      guessed.searchParams.set('beam_secret', 'not-the-secret');
+      await wrong.goto(guessed.href);
+      await expect.poll(() => wrong.locator('#beam-badge').getAttribute('data-path'), poll).toBe('direct');
+      await expect.poll(() => wrong.frameLocator('#beam-app').locator('body').textContent(), poll).toContain('BEAM_ERR_PRIVATE');
+      expect(await wrong.evaluate(() => localStorage.getItem('beam:secret'))).toBeNull();
+      expect(app.cookies.filter((c) => c.includes('beam_secret'))).toEqual([]);
     } finally {
       await context.close();
       await stranger.close();
+      await guesser.close();
       await agent.proc.kill();
     }
   });
@@ -244,6 +274,22 @@ describe('a share in a browser', () => {
       expect(worker.headers['service-worker-allowed']).toBe('/');
       expect(worker.headers['content-type']).toBe('text/javascript; charset=utf-8');
       expect((await request(server.port, agent.host, '/.beam/client/bootstrap.html')).status).not.toBe(200);
+      // Every script gzipped for browsers that take it; chunks (named by their contents) cached for good.
+      const built = sizes();
+      let upfront = 0;
+      for (const [name, s] of Object.entries(built)) {
+        if (s.onDemand === false) upfront += s.gzip;
+        if (!name.endsWith('.js')) continue;
+        const plainJs = await request(server.port, agent.host, `/.beam/client/${name}`);
+        const gz = await request(server.port, agent.host, `/.beam/client/${name}`, { headers: { 'accept-encoding': 'gzip, deflate, br' } });
+        expect(plainJs.headers['content-encoding'], name).toBeUndefined();
+        expect(plainJs.body.byteLength, name).toBe(s.bytes);
+        expect(gz.headers['content-encoding'], name).toBe('gzip');
+        expect(gunzipSync(gz.body).equals(plainJs.body), name).toBe(true);
+        expect(gz.headers['cache-control'], name).toBe(name.startsWith('chunk-') ? 'public, max-age=31536000, immutable' : 'no-cache');
+      }
+      // Issue 4's budget: what every visitor loads (bootstrap, its scripts, the worker) is 60 KiB gzipped or less.
+      expect(upfront).toBeLessThanOrEqual(60 * 1024);
       const plain = await request(off.port, offAgent.host, '/', { headers: navigate });
       expect(plain.body.toString()).toContain('<h1 id="title">Home</h1>');
     } finally {
