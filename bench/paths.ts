@@ -6,10 +6,12 @@
  *     scenario (cone<->cone, symmetric<->symmetric, UDP blocked);
  *   - bulk download throughput per path: direct, and Beam's relay
  *     (`--relay always`), at each round-trip time;
- *   - the relayed baseline for the same work: a plain TCP relay in the wan
- *     (the shape of localtunnel: one TCP leg from each side to a relay), and
- *     localtunnel itself when LOCALTUNNEL_SERVER_DIR names a checkout of its
- *     server (reported as missing otherwise).
+ *   - the relayed baselines for the same work: localtunnel (its server in
+ *     the wan, its client next to the origin), when LOCALTUNNEL_SERVER_DIR
+ *     names a checkout of github.com/localtunnel/server with its npm
+ *     dependencies installed (its server is not on npm; the checkout brings
+ *     the `localtunnel` client too); and a plain TCP relay in the wan (the
+ *     shape of localtunnel at its best: one TCP leg from each side).
  *
  * Prints a table and the ratio the NAT traversal issue sets: direct
  * throughput / relayed baseline at 50 ms RTT (target >= 1).
@@ -104,6 +106,65 @@ import net from 'node:net';
 net.createServer((c) => { const u = net.connect(3000, ${JSON.stringify(target)}); c.pipe(u); u.pipe(c); c.on('error', () => u.destroy()); u.on('error', () => c.destroy()); })
   .listen(9000, ${JSON.stringify(WAN_SERVER)}, () => console.log(JSON.stringify({ ready: true })));
 `;
+
+/** GETs `path` from the localtunnel server `reps` times with the tunnel's Host; each time: ms to the end and bytes. */
+const LT_FETCH = (host: string, port: number, tunnelHost: string, reps: number): string => `
+import http from 'node:http';
+const get = () => new Promise((resolve, reject) => {
+  const t = performance.now();
+  http.get({ host: ${JSON.stringify(host)}, port: ${port}, path: '/file', headers: { host: ${JSON.stringify(tunnelHost)} }, agent: false }, (res) => {
+    let bytes = 0;
+    res.on('data', (c) => (bytes += c.length));
+    res.on('end', () => resolve({ status: res.statusCode, bytes, ms: performance.now() - t }));
+  }).on('error', reject);
+});
+for (let i = 0; i < ${reps}; i++) console.log(JSON.stringify(await get()));
+`;
+
+const LT_PORT = 9100;
+
+/**
+ * localtunnel in the lab: its server in the wan, its client in the agent's
+ * host (behind the NAT, as a user's machine is) pointing at the origin.
+ * Resolves with the tunnel's Host header, or undefined when no checkout is set.
+ */
+async function startLocaltunnel(lab: NetLab): Promise<string | undefined> {
+  const dir = process.env['LOCALTUNNEL_SERVER_DIR'];
+  if (!dir) return undefined;
+  const server = lab.spawn(lab.wan, process.execPath, ['-r', path.join(dir, 'node_modules/esm'), path.join(dir, 'bin/server'), '--port', String(LT_PORT), '--address', WAN_SERVER, '--domain', 'lt.local'], {
+    DEBUG: 'localtunnel*',
+  });
+  server.stdout!.resume();
+  await new Promise<void>((resolve, reject) => {
+    let seen = '';
+    server.stderr!.on('data', (d: Buffer) => {
+      seen += d.toString();
+      if (seen.includes('server listening')) resolve();
+    });
+    server.once('exit', (code) => reject(new Error(`localtunnel server exited ${code}: ${seen.slice(-500)}`)));
+  });
+  const client = lab.spawn(lab.ha, process.execPath, [path.join(dir, 'node_modules/localtunnel/bin/lt.js'), '--port', '3000', '--host', `http://${WAN_SERVER}:${LT_PORT}`]);
+  client.stderr!.resume();
+  const id = await new Promise<string>((resolve, reject) => {
+    createInterface({ input: client.stdout! }).on('line', (line) => {
+      const m = /your url is: https?:\/\/([a-z0-9-]+)\./.exec(line);
+      if (m?.[1]) resolve(m[1]);
+    });
+    client.once('exit', (code) => reject(new Error(`localtunnel client exited ${code}`)));
+  });
+  return `${id}.lt.local:${LT_PORT}`;
+}
+
+async function localtunnelThroughput(lab: NetLab, tunnelHost: string): Promise<number> {
+  // The client's tunnel sockets connect just after it prints its URL: one small request first.
+  await lab.node(lab.hb, LT_FETCH(WAN_SERVER, LT_PORT, tunnelHost, 1));
+  const lines = await lab.node(lab.hb, LT_FETCH(WAN_SERVER, LT_PORT, tunnelHost, REPS));
+  const rates = lines.map((l) => {
+    if (l['status'] !== 200 || l['bytes'] !== MIB * 1024 * 1024) throw new Error(`short download through localtunnel: ${JSON.stringify(l)}`);
+    return (MIB * 1024 * 1024) / 1e6 / ((l['ms'] as number) / 1000);
+  });
+  return median(rates);
+}
 
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -211,8 +272,11 @@ async function main(): Promise<void> {
       });
       const tcpRate = await throughput(lab, lab.hb, `http://${WAN_SERVER}:9000/file`);
       rows.push({ what: 'download, plain TCP relay in the wan (baseline)', rtt, value: `${tcpRate.toFixed(1)} MB/s` });
-      rows.push({ what: 'download, localtunnel', rtt, value: process.env['LOCALTUNNEL_SERVER_DIR'] ? 'not wired yet' : 'missing (set LOCALTUNNEL_SERVER_DIR)' });
-      ratios.push(`RTT ${rtt} ms: direct / TCP relay = ${(directRate / tcpRate).toFixed(2)}x, Beam relay / TCP relay = ${(relayRate / tcpRate).toFixed(2)}x`);
+      const lt = await startLocaltunnel(lab);
+      const ltRate = lt ? await localtunnelThroughput(lab, lt) : undefined;
+      rows.push({ what: 'download, localtunnel (baseline)', rtt, value: ltRate ? `${ltRate.toFixed(1)} MB/s` : 'missing (set LOCALTUNNEL_SERVER_DIR)' });
+      const vsLt = ltRate ? `direct / localtunnel = ${(directRate / ltRate).toFixed(2)}x, Beam relay / localtunnel = ${(relayRate / ltRate).toFixed(2)}x, ` : '';
+      ratios.push(`RTT ${rtt} ms: ${vsLt}direct / TCP relay = ${(directRate / tcpRate).toFixed(2)}x, Beam relay / TCP relay = ${(relayRate / tcpRate).toFixed(2)}x`);
     } finally {
       lab.destroy();
     }
