@@ -64,8 +64,8 @@ afterEach(() => {
 });
 
 /** coturn (STUN on two addresses, TURN) and `beam serve` on the wan. */
-async function startWan(l: NetLab): Promise<BeamProcess> {
-  l.startTurn(ROOT, TURN_SECRET);
+async function startWan(l: NetLab, denyLanPeers = false): Promise<BeamProcess> {
+  l.startTurn(ROOT, TURN_SECRET, { denyLanPeers });
   const server = new BeamProcess(
     [
       'serve', '--host', WAN_SERVER, '--port', '7070', '--json',
@@ -84,19 +84,19 @@ async function startWan(l: NetLab): Promise<BeamProcess> {
   return server;
 }
 
-async function scenario(a: SideOptions, b: SideOptions, size = 4 * 1024 * 1024): Promise<Scenario> {
+async function scenario(a: SideOptions, b: SideOptions, size = 4 * 1024 * 1024, extra: string[] = [], denyLanPeers = false): Promise<Scenario> {
   lab = NetLab.create(a, b);
   const l = lab;
-  await startWan(l);
+  await startWan(l, denyLanPeers);
   const origin = new Promise<string>((resolve, reject) => {
     l.node(l.ha, ORIGIN(size), (line) => resolve(line['hash'] as string)).catch(reject);
   });
   const originHash = await origin;
   const config = await mkdtemp(path.join(tmpdir(), 'beam-lab-'));
-  const agent = new BeamProcess(['http', '3000', '--server', SERVER, '--json'], { BEAM_CONFIG_DIR: config }, { netns: l.ha });
+  const agent = new BeamProcess(['http', '3000', '--server', SERVER, '--json', ...extra], { BEAM_CONFIG_DIR: config }, { netns: l.ha });
   const ready = await agent.waitFor('ready');
   const startedAt = performance.now();
-  const visitor = new BeamProcess(['connect', ready['link'] as string, '--server', SERVER, '--port', '8080', '--json'], {}, { netns: l.hb });
+  const visitor = new BeamProcess(['connect', ready['link'] as string, '--server', SERVER, '--port', '8080', '--json', ...extra], {}, { netns: l.hb });
   const session = await visitor.waitFor('session');
   const sessionAt = performance.now();
   await visitor.waitFor('ready');
@@ -137,6 +137,17 @@ describe('NAT lab', () => {
     const r = await fetchIn(s, '/file');
     expect(r['status']).toBe(200);
     expect(r['hash']).toBe(s.originHash);
+  });
+
+  it('symmetric <-> symmetric with Beam\'s relay off (--relay never): TURN through coturn, byte-exact, on both sides', async () => {
+    // coturn denying the LANs as peers, as the shipped config denies private networks (see NetLab.startTurn).
+    const s = await scenario({ nat: 'symmetric' }, { nat: 'symmetric' }, 4 * 1024 * 1024, ['--relay', 'never'], true);
+    expect(s.session['path']).toBe('turn');
+    const r = await fetchIn(s, '/file');
+    expect(r['status']).toBe(200);
+    expect(r['hash']).toBe(s.originHash);
+    const agentSession = await s.agent.waitFor((e) => e.event === 'session' && e['visitor'] === 'cli');
+    expect(agentSession['path']).toBe('turn');
   });
 
   it('UDP blocked on the agent side: the WebSocket relay, byte-exact', async () => {
