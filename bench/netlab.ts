@@ -157,20 +157,20 @@ export class NetLab {
    * STUN on both wan addresses, TURN REST credentials from `secret`.
    * BEAM_LAB_TURN_LOG=<file> keeps its (verbose) log.
    *
-   * `denyLanPeers`: the lab's LANs (198.19.x) stand for users' private
-   * networks, which the shipped config denies as peers. Left allowed, coturn
-   * relays ICE checks toward them, the wan (no default route) answers
-   * ENETUNREACH, and coturn drops the client's whole allocation: its later
-   * requests land in a new session (438 "Wrong nonce", then a bare 400), and
-   * no TURN pair ever forms. With it, TURN works in the lab.
+   * The lab's LANs (198.19.x) stand for users' private networks, which the
+   * shipped config denies as peers, so coturn denies them here too. Left
+   * allowed, coturn relays ICE checks toward them, the wan (no default route)
+   * answers ENETUNREACH, and coturn drops the client's whole allocation: its
+   * later requests land in a new session (438 "Wrong nonce", then a bare
+   * 400), and no TURN pair ever forms.
    */
-  startTurn(root: string, secret: string, options: { denyLanPeers?: boolean } = {}): ChildProcess {
+  startTurn(root: string, secret: string): ChildProcess {
     const log = process.env['BEAM_LAB_TURN_LOG'];
     const turn = this.spawn(this.wan, 'turnserver', [
       '-c', path.join(root, 'deploy/turnserver.conf'),
       '--listening-ip', WAN_SERVER, '--listening-ip', WAN_SERVER_2, '--relay-ip', WAN_SERVER,
       '--static-auth-secret', secret, '--realm', 'beam.test',
-      ...(options.denyLanPeers ? ['--denied-peer-ip', '198.19.0.0-198.19.255.255'] : []),
+      '--denied-peer-ip', '198.19.0.0-198.19.255.255',
       '--pidfile', path.join(tmpdir(), `${this.wan}.turn.pid`), '--log-file', 'stdout', ...(log ? ['--verbose'] : []),
     ]);
     if (log) turn.stdout!.pipe(createWriteStream(log));

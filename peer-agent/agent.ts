@@ -34,6 +34,7 @@ import {
   type ServerToClientEvents,
   type VisitorKind,
 } from '../shared/signaling.js';
+import { withoutTurn } from '../shared/ice.js';
 import type { Peer, WebRtcEngine } from '../transport/engine.js';
 import type { Identity } from '../transport/identity.js';
 import { connectRelay, relayServerFor } from '../transport/relay.js';
@@ -347,7 +348,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       return;
     }
     if (signal.type === 'offer') {
-      this.startDirect(session, signal.sdp);
+      this.startDirect(session, signal.sdp, signal.turn !== false);
       return;
     }
     if (signal.type === 'answer') return;
@@ -357,14 +358,15 @@ export class Agent extends EventEmitter<AgentEvents> {
   }
 
   /** Answers an offer with a new peer connection (a second offer is a retry and replaces the first). */
-  private startDirect(session: AgentSession, offerSdp: string): void {
+  private startDirect(session: AgentSession, offerSdp: string, turn: boolean): void {
     if (this.relayMode === 'always') {
       this.log.info({ session: session.id }, 'offer ignored: --relay always');
       return;
     }
     if (session.peer) this.log.debug({ session: session.id }, 'a new offer replaces the direct peer connection');
     session.peer?.close();
-    const peer = this.engine.createPeer({ iceServers: session.iceServers });
+    // A first attempt without TURN on both sides forms a direct pair if one exists; the visitor's next attempt brings TURN.
+    const peer = this.engine.createPeer({ iceServers: turn ? session.iceServers : withoutTurn(session.iceServers) });
     session.peer = peer;
     let answerSdp: string | undefined;
     let verified: Promise<void> | undefined;

@@ -63,7 +63,16 @@ const relayToken = z.string().regex(/^[A-Za-z0-9_-]{16,128}$/);
 const shareName = z.string().min(1).max(MAX_NAME_LENGTH);
 
 export const SignalSchema = z.discriminatedUnion('type', [
-  z.object({ type: z.literal('offer'), sdp: z.string().min(1).max(MAX_SDP_BYTES) }),
+  z.object({
+    type: z.literal('offer'),
+    sdp: z.string().min(1).max(MAX_SDP_BYTES),
+    /**
+     * false: a first attempt that leaves TURN out on both sides (the agent
+     * answers without it too), so the pair that forms is direct; TURN comes
+     * with the next attempt. Absent means true.
+     */
+    turn: z.boolean().optional(),
+  }),
   z.object({ type: z.literal('answer'), sdp: z.string().min(1).max(MAX_SDP_BYTES) }),
   z.object({
     type: z.literal('candidate'),

@@ -36,6 +36,7 @@ import { BeamError, isErrorCode, type ErrorCode } from '../shared/errors.js';
 import { StreamProtocol } from '../shared/frames.js';
 import { decodeDatagram, encodeDatagram, encodeRecord, RecordReader } from '../shared/datagram.js';
 import { Mux, type MuxStream } from '../shared/mux.js';
+import { withoutTurn } from '../shared/ice.js';
 import type { Ack, ClientToServerEvents, RelayMode, ServerToClientEvents, SessionOpened, ShareKind, Signal } from '../shared/signaling.js';
 import type { DataChannel, Peer, WebRtcEngine } from './engine.js';
 import type { Identity } from './identity.js';
@@ -129,6 +130,8 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
   private answerSdp: string | undefined;
   private directAttempts = 0;
   private directPending = false;
+  /** The pending direct attempt left TURN out (the first one does, when the server offers TURN). */
+  private directStunOnly = false;
   private relayStarted = false;
   private relayPending = false;
   private timers = new Set<NodeJS.Timeout>();
@@ -231,14 +234,19 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
         return;
       }
       this.startDirect();
-      if (this.mode === 'auto') {
-        this.after(this.options.directTimeoutMs ?? DIRECT_PATH_TIMEOUT_MS, () => {
-          if (!this.paths.has('direct') && !this.paths.has('turn')) {
-            this.log.info({ session: this.sessionId }, `no direct path within ${this.options.directTimeoutMs ?? DIRECT_PATH_TIMEOUT_MS} ms; adding the relay`);
-            this.startRelay();
-          }
-        });
-      }
+      this.after(this.options.directTimeoutMs ?? DIRECT_PATH_TIMEOUT_MS, () => {
+        if (this.paths.has('direct') || this.paths.has('turn')) return;
+        // The first attempt left TURN out so that a direct pair would win; now TURN may carry it.
+        if (this.directPending && this.directStunOnly) {
+          this.log.info({ session: this.sessionId }, 'no direct pair yet; trying again with TURN');
+          this.directPending = false;
+          this.startDirect();
+        }
+        if (this.mode === 'auto') {
+          this.log.info({ session: this.sessionId }, `no direct path within ${this.options.directTimeoutMs ?? DIRECT_PATH_TIMEOUT_MS} ms; adding the relay`);
+          this.startRelay();
+        }
+      });
     });
   }
 
@@ -293,7 +301,12 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
     this.peer?.close();
     this.offerSdp = undefined;
     this.answerSdp = undefined;
-    const peer = this.c.engine.createPeer({ iceServers: this.opened.iceServers });
+    // The first attempt leaves TURN out on both sides (the offer says so): libjuice keeps the
+    // first pair that works, which may be a TURN pair even where a direct one exists.
+    const all = this.opened.iceServers;
+    const stunOnly = this.directAttempts === 1 && withoutTurn(all).length < all.length;
+    this.directStunOnly = stunOnly;
+    const peer = this.c.engine.createPeer({ iceServers: stunOnly ? withoutTurn(all) : all });
     this.peer = peer;
     let up = false;
     const failed = (err: BeamError): void => {
@@ -303,7 +316,11 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
     };
     peer.onSignal((signal) => {
       if (this.peer !== peer) return;
-      if (signal.type === 'offer') this.offerSdp = signal.sdp;
+      if (signal.type === 'offer') {
+        this.offerSdp = signal.sdp;
+        this.emitSignal(stunOnly ? { ...signal, turn: false } : signal);
+        return;
+      }
       this.emitSignal(signal);
     });
     peer.onStateChange((state) => {

@@ -64,8 +64,8 @@ afterEach(() => {
 });
 
 /** coturn (STUN on two addresses, TURN) and `beam serve` on the wan. */
-async function startWan(l: NetLab, denyLanPeers = false): Promise<BeamProcess> {
-  l.startTurn(ROOT, TURN_SECRET, { denyLanPeers });
+async function startWan(l: NetLab): Promise<BeamProcess> {
+  l.startTurn(ROOT, TURN_SECRET);
   const server = new BeamProcess(
     [
       'serve', '--host', WAN_SERVER, '--port', '7070', '--json',
@@ -84,10 +84,10 @@ async function startWan(l: NetLab, denyLanPeers = false): Promise<BeamProcess> {
   return server;
 }
 
-async function scenario(a: SideOptions, b: SideOptions, size = 4 * 1024 * 1024, extra: string[] = [], denyLanPeers = false): Promise<Scenario> {
+async function scenario(a: SideOptions, b: SideOptions, size = 4 * 1024 * 1024, extra: string[] = []): Promise<Scenario> {
   lab = NetLab.create(a, b);
   const l = lab;
-  await startWan(l, denyLanPeers);
+  await startWan(l);
   const origin = new Promise<string>((resolve, reject) => {
     l.node(l.ha, ORIGIN(size), (line) => resolve(line['hash'] as string)).catch(reject);
   });
@@ -140,8 +140,7 @@ describe('NAT lab', () => {
   });
 
   it('symmetric <-> symmetric with Beam\'s relay off (--relay never): TURN through coturn, byte-exact, on both sides', async () => {
-    // coturn denying the LANs as peers, as the shipped config denies private networks (see NetLab.startTurn).
-    const s = await scenario({ nat: 'symmetric' }, { nat: 'symmetric' }, 4 * 1024 * 1024, ['--relay', 'never'], true);
+    const s = await scenario({ nat: 'symmetric' }, { nat: 'symmetric' }, 4 * 1024 * 1024, ['--relay', 'never']);
     expect(s.session['path']).toBe('turn');
     const r = await fetchIn(s, '/file');
     expect(r['status']).toBe(200);

@@ -1,0 +1,10 @@
+/**
+ * ICE server lists. Apart from shared/signaling.ts (whose schemas need zod)
+ * so that the browser bundle can use it.
+ */
+import type { IceServer } from './signaling.js';
+
+/** The ICE servers without TURN: STUN only, for an attempt meant to form a direct pair. */
+export function withoutTurn(servers: readonly IceServer[]): IceServer[] {
+  return servers.filter((s) => !/^turns?:/i.test(s.urls));
+}
