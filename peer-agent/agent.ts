@@ -16,7 +16,7 @@ import {
   SIGNALING_PROTOCOL_VERSION,
   STREAM_CHANNEL_LABEL,
 } from '../shared/constants.js';
-import { BeamError, errorCodeOf, isErrorCode } from '../shared/errors.js';
+import { BeamError, errorCodeOf, isErrorCode, type ErrorCode } from '../shared/errors.js';
 import { StreamProtocol } from '../shared/frames.js';
 import { Mux, type MuxStream } from '../shared/mux.js';
 import {
@@ -492,9 +492,11 @@ export class Agent extends EventEmitter<AgentEvents> {
         () => stream.destroy(new BeamError('BEAM_ERR_HANDSHAKE_FAILED')),
       );
     });
-    mux.on('close', () => {
+    mux.on('close', (code?: ErrorCode) => {
       if (session.paths.get(kind) !== mux) return;
       session.paths.delete(kind);
+      // A path that dies while its session lives is worth a line: say why.
+      if (this.sessions.has(session.id)) this.log.warn({ session: session.id, path: kind, code }, 'path down');
       if (session.paths.size === 0) this.armSetupTimer(session);
       this.announce(session);
     });

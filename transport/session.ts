@@ -494,13 +494,13 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
     this.paths.get(kind)?.close('BEAM_ERR_PEER_GONE');
     this.paths.set(kind, mux);
     this.log.debug({ session: this.sessionId, path: kind }, 'path up');
-    mux.on('close', () => {
+    mux.on('close', (code?: ErrorCode) => {
       onClose();
       if (this.paths.get(kind) !== mux) return;
       this.paths.delete(kind);
       this.closedBytes.sent += mux.bytesSent;
       this.closedBytes.received += mux.bytesReceived;
-      this.log.info({ session: this.sessionId, path: kind }, 'path down');
+      if (!this.closed) this.log.warn({ session: this.sessionId, path: kind, code }, 'path down');
       if (kind !== 'relay' && this.mode === 'auto') this.startRelay();
       if (kind !== 'relay' && this.mode !== 'always') {
         this.after(this.paths.size ? DIRECT_RETRY_MS : 0, () => {

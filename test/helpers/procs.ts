@@ -19,6 +19,9 @@ export interface JsonEvent {
 }
 
 export class BeamProcess {
+  /** Processes not yet exited: a failed test prints what they logged (test/helpers/on-failure.ts). */
+  static readonly live = new Set<BeamProcess>();
+  readonly args: string[];
   readonly child: ChildProcess;
   readonly events: JsonEvent[] = [];
   stderr = '';
@@ -30,6 +33,7 @@ export class BeamProcess {
 
   /** `netns`: run inside that network namespace (test/helpers/netlab.ts); `cwd`: the working directory (default the repository). */
   constructor(args: string[], env: NodeJS.ProcessEnv = {}, options: { netns?: string; cwd?: string } = {}) {
+    this.args = args;
     const [cmd, argv] = options.netns ? ['ip', ['netns', 'exec', options.netns, process.execPath, BIN, ...args]] : [process.execPath, [BIN, ...args]];
     this.child = spawn(cmd as string, argv as string[], {
       cwd: options.cwd ?? ROOT,
@@ -70,7 +74,13 @@ export class BeamProcess {
         }
       }
     });
-    this.exited = new Promise((resolve) => this.child.once('exit', (code) => resolve(code)));
+    BeamProcess.live.add(this);
+    this.exited = new Promise((resolve) =>
+      this.child.once('exit', (code) => {
+        BeamProcess.live.delete(this);
+        resolve(code);
+      }),
+    );
   }
 
   get pid(): number {
