@@ -53,13 +53,19 @@ function httpListener(gateway: Gateway): net.Server {
 function tcpListener(gateway: Gateway, share: string): net.Server {
   return net.createServer({ allowHalfOpen: true, keepAlive: true, keepAliveInitialDelay: TCP_KEEPALIVE_MS, noDelay: true }, (socket) => {
     socket.on('error', () => {});
-    gateway.connect(share).then(
-      (session) => {
-        if (socket.destroyed) return;
-        splice(session.openStream(StreamProtocol.TCP), socket, (err) => new BeamError('BEAM_ERR_STREAM_RESET', `local: ${err.code ?? err.message}`));
-      },
-      () => socket.resetAndDestroy(),
-    );
+    gateway
+      .connect(share)
+      .then((session) => session.stream(StreamProtocol.TCP))
+      .then(
+        (stream) => {
+          if (socket.destroyed) {
+            stream.destroy();
+            return;
+          }
+          splice(stream, socket, (err) => new BeamError('BEAM_ERR_STREAM_RESET', `local: ${err.code ?? err.message}`));
+        },
+        () => socket.resetAndDestroy(),
+      );
   });
 }
 

@@ -234,7 +234,7 @@ export class Gateway {
   private async openStream(share: string): Promise<MuxStream> {
     const session = await this.connect(share);
     if (session.kind !== 'http') throw new BeamError('BEAM_ERR_SHARE_KIND', `"${share}" is a ${session.kind ?? 'non-HTTP'} share`);
-    const stream = session.openStream(StreamProtocol.HTTP);
+    const stream = await session.stream(StreamProtocol.HTTP);
     const path = session.path ?? 'direct';
     // The server's own gateway is the visitor's path; `beam connect` goes straight to the agent.
     this.pathOf.set(stream, this.options.gatewayToken !== undefined ? `gateway; via=${path}` : path);

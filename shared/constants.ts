@@ -150,6 +150,11 @@ export const MAX_NAME_LENGTH = 63;
 
 /** How long the gateway waits for a peer connection to a share before answering 502. */
 export const AGENT_CONNECT_TIMEOUT_MS = 10_000;
+/**
+ * How long a new stream waits for a session that lost its path (a cut link,
+ * a reconnect) to get one back before it fails with BEAM_ERR_AGENT_UNREACHABLE.
+ */
+export const PATH_WAIT_MS = 5_000;
 /** Peer-connection setup attempts per link (all within AGENT_CONNECT_TIMEOUT_MS) before visitors get 502. */
 export const LINK_SETUP_ATTEMPTS = 3;
 /** How long the agent waits for the origin's response head, once the request is fully sent, before answering 504. */

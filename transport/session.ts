@@ -27,6 +27,7 @@ import {
   AGENT_CONNECT_TIMEOUT_MS,
   DATAGRAM_CHANNEL_LABEL,
   DIRECT_PATH_TIMEOUT_MS,
+  PATH_WAIT_MS,
   DIRECT_RETRY_MS,
   LINK_SETUP_ATTEMPTS,
   NOISE_CHANNEL_LABEL,
@@ -99,6 +100,8 @@ export interface VisitorSessionEvents {
   datagram: [number, Buffer];
   /** A direct (ICE) attempt failed; the session may go on over TURN or the relay. */
   'direct-failed': [BeamError];
+  /** A path died while the session lives (a cut link, a peer gone); another is being set up. */
+  'path-down': [PathKind, ErrorCode | undefined];
   close: [];
 }
 
@@ -196,6 +199,30 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
       return true;
     }
     return false;
+  }
+
+  /**
+   * Opens a stream on the best path, waiting up to `waitMs` for one while the
+   * session is replacing a path that died: a request that arrives during a
+   * reconnect is carried, not refused.
+   */
+  async stream(protocol: StreamProtocol, waitMs = PATH_WAIT_MS): Promise<MuxStream> {
+    if (this.current === undefined && !this.closed) {
+      await new Promise<void>((resolve) => {
+        const done = (): void => {
+          clearTimeout(timer);
+          this.off('path', done);
+          this.off('close', done);
+          resolve();
+        };
+        const timer = setTimeout(done, waitMs);
+        timer.unref();
+        this.on('path', done);
+        this.on('close', done);
+      });
+    }
+    if (this.current === undefined) throw new BeamError('BEAM_ERR_PEER_GONE', this.closed ? 'the session ended' : `no path to the agent within ${waitMs} ms`);
+    return this.openStream(protocol);
   }
 
   /** Opens a stream on the best path that is up. */
@@ -500,7 +527,10 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
       this.paths.delete(kind);
       this.closedBytes.sent += mux.bytesSent;
       this.closedBytes.received += mux.bytesReceived;
-      if (!this.closed) this.log.warn({ session: this.sessionId, path: kind, code }, 'path down');
+      if (!this.closed) {
+        this.log.warn({ session: this.sessionId, path: kind, code }, 'path down');
+        this.emit('path-down', kind, code);
+      }
       if (kind !== 'relay' && this.mode === 'auto') this.startRelay();
       if (kind !== 'relay' && this.mode !== 'always') {
         this.after(this.paths.size ? DIRECT_RETRY_MS : 0, () => {

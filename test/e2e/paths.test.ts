@@ -5,6 +5,8 @@
  * in nat-lab.test.ts.)
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { execFileSync } from 'node:child_process';
+import { once } from 'node:events';
 import { mkdtemp, readFile, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -208,6 +210,58 @@ describe('auto', () => {
         expect(moved['path']).toBe('direct');
       }
     } finally {
+      visitor.close();
+      await agent.proc.kill();
+    }
+  });
+});
+
+/** The UDP ports a process has open, from `ss`. */
+function udpPortsOf(pid: number): number[] {
+  const out = execFileSync('ss', ['-H', '-uanp'], { encoding: 'utf8' });
+  return out
+    .split('\n')
+    .filter((line) => line.includes(`pid=${pid},`))
+    .map((line) => Number(/:(\d+)\s/.exec(line.split(/\s+/)[3] + ' ')?.[1]))
+    .filter((port) => Number.isInteger(port) && port > 0);
+}
+
+describe('a path that dies', () => {
+  it('a stream asked for while a dead path is being replaced waits for the new path instead of failing', async () => {
+    const agent = await agentIn(configDir);
+    const visitor = await directVisitor(server.url, agent.name);
+    const rules: string[][] = [];
+    try {
+      expect(visitor.session.path).toBe('direct');
+      expect((await get(visitor.session, '/before')).body.toString()).toBe('hello from /before');
+      // Cut the direct path: drop every UDP datagram the agent sends from the ports it has now.
+      const ports = udpPortsOf(agent.proc.pid);
+      expect(ports.length).toBeGreaterThan(0);
+      // Both families: ICE may pair the agent and the visitor over IPv6.
+      for (const tool of ['iptables', 'ip6tables']) {
+        for (const port of ports) {
+          const rule = [tool, 'OUTPUT', '-p', 'udp', '--sport', String(port), '-j', 'DROP'];
+          execFileSync(tool, ['-I', ...rule.slice(1)]);
+          rules.push(rule);
+        }
+      }
+      const [kind, code] = await once(visitor.session, 'path-down');
+      expect(kind).toBe('direct');
+      expect(code).toBe('BEAM_ERR_PEER_GONE');
+      // Right now no path is up: a stream opened without waiting is refused...
+      expect(visitor.session.path).toBeUndefined();
+      expect(() => visitor.session.openStream(StreamProtocol.HTTP)).toThrow(expect.objectContaining({ code: 'BEAM_ERR_PEER_GONE' }));
+      // ...and one asked for with stream() is carried by the path that replaces it (the relay, or a new direct pair).
+      const stream = await visitor.session.stream(StreamProtocol.HTTP);
+      stream.end(encodeHead({ method: 'GET', target: '/during-reconnect', headers: [], upgrade: false, body: false }));
+      const head = decodeResponseHead(await readHead(stream));
+      const chunks: Buffer[] = [];
+      for await (const c of stream) chunks.push(c as Buffer);
+      expect(head.kind === 'response' && head.status).toBe(200);
+      expect(Buffer.concat(chunks).toString()).toBe('hello from /during-reconnect');
+      expect(['relay', 'direct']).toContain(visitor.session.path);
+    } finally {
+      for (const [tool, ...rule] of rules) execFileSync(tool as string, ['-D', ...rule]);
       visitor.close();
       await agent.proc.kill();
     }
