@@ -50,6 +50,10 @@ export interface SideOptions {
 
 export const WAN_SERVER = '198.18.0.1';
 export const WAN_SERVER_2 = '198.18.0.2';
+/** A router's own address on the wan (side 1 or 2). */
+export function routerWan(n: 1 | 2): string {
+  return `198.18.0.${10 + n}`;
+}
 
 function ip(...args: string[]): void {
   execFileSync('ip', args, { stdio: ['ignore', 'ignore', 'pipe'] });
@@ -132,7 +136,7 @@ export class NetLab {
         ip('link', 'set', brIf, 'netns', this.wan);
       }
       ip('-n', this.wan, 'link', 'set', brIf, 'master', 'br0', 'up');
-      ip('-n', router, 'addr', 'add', `198.18.0.${10 + n}/24`, 'dev', wanIf);
+      ip('-n', router, 'addr', 'add', `${routerWan(n)}/24`, 'dev', wanIf);
       ip('-n', router, 'link', 'set', wanIf, 'up');
       ip('link', 'add', lanIf, 'type', 'veth', 'peer', 'name', hostIf);
       ip('link', 'set', lanIf, 'netns', router);
@@ -185,6 +189,15 @@ export class NetLab {
     if (!wanIf) throw new Error(`${router} is not a router of this lab`);
     inNs(router, 'iptables', '-t', 'nat', '-A', 'PREROUTING', '-i', wanIf, '-p', 'tcp', '--dport', String(port), '-j', 'DNAT', '--to-destination', `${host}:${port}`);
     inNs(router, 'iptables', '-I', 'FORWARD', '-i', wanIf, '-p', 'tcp', '-d', host, '--dport', String(port), '-j', 'ACCEPT');
+  }
+
+  /**
+   * Drops (or, with `false`, lets through again) UDP from side A toward side
+   * B's router: no direct pair can form, while the server and TURN stay
+   * reachable (a firewall that changes its mind, a NAT that gets a new rule).
+   */
+  cutDirect(cut = true): void {
+    inNs(this.ra, 'iptables', cut ? '-I' : '-D', 'FORWARD', '-p', 'udp', '-d', routerWan(2), '-j', 'DROP');
   }
 
   /** Drops (or, with `false`, lets through again) all UDP through a router: a cut direct path. */

@@ -357,14 +357,21 @@ export class Agent extends EventEmitter<AgentEvents> {
     });
   }
 
-  /** Answers an offer with a new peer connection (a second offer is a retry and replaces the first). */
+  /**
+   * Answers an offer with a new peer connection. A second offer is a retry:
+   * it replaces an attempt that never came up, and runs beside one that
+   * carries a path (a visitor on TURN trying for a direct pair).
+   */
   private startDirect(session: AgentSession, offerSdp: string, turn: boolean): void {
     if (this.relayMode === 'always') {
       this.log.info({ session: session.id }, 'offer ignored: --relay always');
       return;
     }
-    if (session.peer) this.log.debug({ session: session.id }, 'a new offer replaces the direct peer connection');
-    session.peer?.close();
+    const old = session.peer;
+    if (old && !(['direct', 'turn'] as const).some((kind) => session.peers.get(kind) === old && session.paths.has(kind))) {
+      this.log.debug({ session: session.id }, 'a new offer replaces the direct peer connection');
+      old.close();
+    }
     // A first attempt without TURN on both sides forms a direct pair if one exists; the visitor's next attempt brings TURN.
     const peer = this.engine.createPeer({ iceServers: turn ? session.iceServers : withoutTurn(session.iceServers) });
     session.peer = peer;
@@ -495,8 +502,14 @@ export class Agent extends EventEmitter<AgentEvents> {
     mux.on('close', (code?: ErrorCode) => {
       if (session.paths.get(kind) !== mux) return;
       session.paths.delete(kind);
-      // A path that dies while its session lives is worth a line: say why.
-      if (this.sessions.has(session.id)) this.log.warn({ session: session.id, path: kind, code }, 'path down');
+      // Its peer connection carries nothing else (a TURN path the visitor replaced with direct ends here).
+      if (kind !== 'relay') {
+        const peer = session.peers.get(kind);
+        session.peers.delete(kind);
+        if (peer && peer !== session.peer) peer.close();
+      }
+      // A path that dies while its session lives is worth a line (at warn when it was the last): say why.
+      if (this.sessions.has(session.id)) this.log[session.paths.size === 0 ? 'warn' : 'info']({ session: session.id, path: kind, code }, 'path down');
       if (session.paths.size === 0) this.armSetupTimer(session);
       this.announce(session);
     });

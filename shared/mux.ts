@@ -79,6 +79,8 @@ export class Mux extends EventEmitter<MuxEvents> {
   private pingNonce: Uint8Array | undefined;
   private pingSentAt = 0;
   private pingTimer: NodeJS.Timeout | undefined;
+  /** closeWhenIdle was called: the last stream to go closes the mux. */
+  private idleClose = false;
   private lastReceivedAt = performance.now();
   /** Latest round-trip time measured with PING, in milliseconds. */
   rtt: number | undefined;
@@ -146,6 +148,12 @@ export class Mux extends EventEmitter<MuxEvents> {
     this.pingSentAt = performance.now();
     this.control.push({ type: FrameType.PING, streamId: 0, nonce: this.pingNonce });
     this.scheduleFlush();
+  }
+
+  /** Closes once no stream is open (now, if none is): a path being replaced lets its streams finish. */
+  closeWhenIdle(): void {
+    if (this.streams.size === 0) this.close();
+    else this.idleClose = true;
   }
 
   /** Closes every stream with `code` and the channel. Idempotent. */
@@ -349,6 +357,7 @@ export class Mux extends EventEmitter<MuxEvents> {
     const stream = this.streams.get(id);
     if (stream) this.windowGrowth -= stream.windowGrowth;
     this.streams.delete(id);
+    if (this.idleClose && this.streams.size === 0) setImmediate(() => this.close());
   }
 
   /** @internal Takes up to `want` bytes of window growth from the connection's budget. */

@@ -47,6 +47,25 @@ describe('mux', () => {
     expect(a.streamCount).toBe(0);
   });
 
+  it('closeWhenIdle lets open streams finish byte-exact, then closes; with no stream it closes at once', async () => {
+    const { a, b } = pair();
+    b.on('stream', (s) => s.pipe(s));
+    const s = a.openStream(StreamProtocol.HTTP);
+    const body = Buffer.alloc(3 * INITIAL_STREAM_WINDOW + 5, 9);
+    const got = collect(s);
+    const closed = once(a, 'close');
+    s.write(body.subarray(0, 1000));
+    a.closeWhenIdle();
+    expect(a.isClosed).toBe(false);
+    s.end(body.subarray(1000));
+    expect(sha256(await got)).toBe(sha256(body));
+    await closed;
+    expect(a.isClosed).toBe(true);
+    const { a: idle } = pair();
+    idle.closeWhenIdle();
+    expect(idle.isClosed).toBe(true);
+  });
+
   it('half-closes: a side that sent FIN still receives', async () => {
     const { a, b } = pair();
     const accepted = once(b, 'stream') as Promise<[MuxStream]>;

@@ -11,7 +11,9 @@
  * relay), so when direct comes up late, or comes back, new streams move to
  * it; streams already open finish where they are. A path that dies is
  * replaced: the relay starts when direct dies, and direct is tried again
- * every DIRECT_RETRY_MS while the session rides the relay.
+ * every DIRECT_RETRY_MS while the session rides TURN or the relay, in a new
+ * peer connection beside the one that carries TURN. When it comes up, new
+ * streams take it and the TURN path closes once its last stream is done.
  *
  * Every path authenticates the agent with Noise: the visitor names the peer
  * ID it expects (from signaling, or from a `beam connect` link) and a
@@ -135,6 +137,11 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
   private directPending = false;
   /** The pending direct attempt left TURN out (the first one does, when the server offers TURN). */
   private directStunOnly = false;
+  /** Peer connections whose stream channel carries a path now (a retry must not close them). */
+  private readonly carrying = new Set<Peer>();
+  /** Paths closed because a better one replaced them: their end is no loss. */
+  private readonly superseded = new WeakSet<Mux>();
+  private retryScheduled = false;
   private relayStarted = false;
   private relayPending = false;
   private timers = new Set<NodeJS.Timeout>();
@@ -321,17 +328,20 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
 
   // ------------------------------------------------------------ direct
 
-  private startDirect(): void {
+  /** `stunOnly`: leave TURN out (default: on the first attempt only, when the server offers TURN). */
+  private startDirect(stunOnly?: boolean): void {
     if (this.closed || this.directPending || !this.opened) return;
     this.directPending = true;
     this.directAttempts++;
-    this.peer?.close();
+    // A retry runs beside the peer connection that carries TURN; an attempt that never came up goes.
+    if (this.peer && !this.carrying.has(this.peer)) this.peer.close();
     this.offerSdp = undefined;
     this.answerSdp = undefined;
     // The first attempt leaves TURN out on both sides (the offer says so): libjuice keeps the
     // first pair that works, which may be a TURN pair even where a direct one exists.
     const all = this.opened.iceServers;
-    const stunOnly = this.directAttempts === 1 && withoutTurn(all).length < all.length;
+    if (withoutTurn(all).length === all.length) stunOnly = false;
+    stunOnly ??= this.directAttempts === 1;
     this.directStunOnly = stunOnly;
     const peer = this.c.engine.createPeer({ iceServers: stunOnly ? withoutTurn(all) : all });
     this.peer = peer;
@@ -341,6 +351,8 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
       peer.close();
       this.directFailed(err);
     };
+    // A retry beside a working path has its own deadline: ICE alone may take long to give up.
+    if (this.paths.size > 0) this.after(AGENT_CONNECT_TIMEOUT_MS, () => failed(new BeamError('BEAM_ERR_AGENT_UNREACHABLE', `no direct pair within ${AGENT_CONNECT_TIMEOUT_MS} ms`)));
     peer.onSignal((signal) => {
       if (this.peer !== peer) return;
       if (signal.type === 'offer') {
@@ -364,7 +376,9 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
         const mux = new Mux(channel, { role: 'initiator' });
         const pathUp = (): void => {
           const kind: PathKind = peer.selectedCandidateKind() === 'relay' ? 'turn' : 'direct';
+          this.carrying.add(peer);
           this.addPath(kind, mux, () => {
+            this.carrying.delete(peer);
             if (this.peer === peer) this.peer = undefined;
             peer.close();
           });
@@ -421,19 +435,34 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
       return;
     }
     const hasPath = this.paths.size > 0;
-    if (this.mode === 'auto') this.startRelay();
+    if (this.mode === 'auto' && !hasPath) this.startRelay();
     // One failed DTLS handshake (seen under load) should not cost the direct path.
     if (!hasPath && this.directAttempts < LINK_SETUP_ATTEMPTS) {
       this.startDirect();
       return;
     }
-    if (this.mode === 'auto' && (this.relayPending || this.paths.has('relay'))) {
-      this.after(DIRECT_RETRY_MS, () => {
-        if (!this.paths.has('direct') && !this.paths.has('turn')) this.startDirect();
-      });
+    if (hasPath || this.relayPending) {
+      this.scheduleDirectRetry();
       return;
     }
     this.maybeGiveUp();
+  }
+
+  /**
+   * While the session rides TURN or the relay, tries direct again after
+   * DIRECT_RETRY_MS (NAT mappings and firewalls change; iroh and Tailscale
+   * keep probing too). From TURN the retry leaves TURN out, so only a direct
+   * pair can win it; from the relay it may bring TURN.
+   */
+  private scheduleDirectRetry(): void {
+    if (this.closed || this.retryScheduled || this.mode === 'always' || this.current === 'direct') return;
+    this.retryScheduled = true;
+    this.after(DIRECT_RETRY_MS, () => {
+      this.retryScheduled = false;
+      if (this.current === 'direct' || this.directPending) return;
+      this.log.debug({ session: this.sessionId, path: this.current }, 'trying direct again');
+      this.startDirect(this.current === 'turn');
+    });
   }
 
   // ------------------------------------------------------------ relay
@@ -527,6 +556,11 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
       this.paths.delete(kind);
       this.closedBytes.sent += mux.bytesSent;
       this.closedBytes.received += mux.bytesReceived;
+      if (this.superseded.has(mux)) {
+        this.log.debug({ session: this.sessionId, path: kind }, 'replaced path closed');
+        this.choose();
+        return;
+      }
       if (!this.closed) {
         this.log.warn({ session: this.sessionId, path: kind, code }, 'path down');
         this.emit('path-down', kind, code);
@@ -545,6 +579,13 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
       this.settle.resolve();
       this.settle = undefined;
     }
+    // TURN once direct is up: its streams finish there, then it closes (it holds a TURN allocation).
+    const turn = this.paths.get('turn');
+    if (this.paths.has('direct') && turn && !this.superseded.has(turn)) {
+      this.superseded.add(turn);
+      turn.closeWhenIdle();
+    }
+    if (this.current !== 'direct') this.scheduleDirectRetry();
   }
 
   /** Points new streams at the best path; emits 'path' when that changes. */

@@ -8,7 +8,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { DIRECT_PATH_TIMEOUT_MS, PATH_DEAD_MS } from '../../shared/constants.js';
+import { DIRECT_PATH_TIMEOUT_MS, DIRECT_RETRY_MS, PATH_DEAD_MS } from '../../shared/constants.js';
 import { NetLab, WAN_SERVER, WAN_SERVER_2, type SideOptions } from '../../bench/netlab.js';
 import { BeamProcess, ROOT, type JsonEvent } from '../helpers/procs.js';
 
@@ -84,9 +84,10 @@ async function startWan(l: NetLab): Promise<BeamProcess> {
   return server;
 }
 
-async function scenario(a: SideOptions, b: SideOptions, size = 4 * 1024 * 1024, extra: string[] = []): Promise<Scenario> {
+async function scenario(a: SideOptions, b: SideOptions, size = 4 * 1024 * 1024, extra: string[] = [], prepare?: (l: NetLab) => void): Promise<Scenario> {
   lab = NetLab.create(a, b);
   const l = lab;
+  prepare?.(l);
   await startWan(l);
   const origin = new Promise<string>((resolve, reject) => {
     l.node(l.ha, ORIGIN(size), (line) => resolve(line['hash'] as string)).catch(reject);
@@ -148,6 +149,25 @@ describe('NAT lab', () => {
     const agentSession = await s.agent.waitFor((e) => e.event === 'session' && e['visitor'] === 'cli');
     expect(agentSession['path']).toBe('turn');
   });
+
+  it('on TURN while no direct pair can form; once one can, the session moves to direct by itself, byte-exact on both', async () => {
+    const s = await scenario({ nat: 'cone' }, { nat: 'cone' }, 4 * 1024 * 1024, ['--relay', 'never'], (l) => l.cutDirect());
+    expect(s.session['path']).toBe('turn');
+    const onTurn = await fetchIn(s, '/file');
+    expect(onTurn['status']).toBe(200);
+    expect(onTurn['hash']).toBe(s.originHash);
+    // The firewall lets UDP through again: the next retry (DIRECT_RETRY_MS) finds the direct pair.
+    s.lab.cutDirect(false);
+    const retryAsked = performance.now();
+    const moved = await s.visitor.waitFor((e) => e.event === 'path' && e['path'] === 'direct', 0, DIRECT_RETRY_MS + 20_000);
+    console.log(`turn -> direct ${Math.round(performance.now() - retryAsked)} ms after the firewall opened`);
+    expect(moved['path']).toBe('direct');
+    const agentMoved = await s.agent.waitFor((e) => e.event === 'path' && e['visitor'] === 'cli' && e['path'] === 'direct');
+    expect(agentMoved['path']).toBe('direct');
+    const onDirect = await fetchIn(s, '/file');
+    expect(onDirect['status']).toBe(200);
+    expect(onDirect['hash']).toBe(s.originHash);
+  }, 90_000);
 
   it('UDP blocked on the agent side: the WebSocket relay, byte-exact', async () => {
     const s = await scenario({ nat: 'cone', udpBlocked: true }, { nat: 'cone' });
