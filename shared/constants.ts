@@ -184,8 +184,13 @@ export const RELAY_PATH = '/.beam/relay';
  * and new streams move to it once it is up.
  */
 export const DIRECT_PATH_TIMEOUT_MS = 2_000;
-/** While a session rides the relay, direct WebRTC is tried again this often. */
+/**
+ * While a session rides TURN or the relay, direct WebRTC is tried again after
+ * DIRECT_RETRY_MS; each retry that fails doubles the wait, up to
+ * MAX_DIRECT_RETRY_MS (a NAT that never lets a pair form costs little).
+ */
 export const DIRECT_RETRY_MS = 15_000;
+export const MAX_DIRECT_RETRY_MS = 120_000;
 /** How long the Noise handshake may take on any path. */
 export const HANDSHAKE_TIMEOUT_MS = 5_000;
 /** How long the relay holds one side of a session while the other side arrives. */

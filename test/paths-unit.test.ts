@@ -2,10 +2,10 @@
 import { createHmac } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { iceServersFor, parseIceUrl, turnCredentials, validateIceConfig } from '../signaling/ice.js';
-import { TURN_CREDENTIAL_TTL_S } from '../shared/constants.js';
+import { DIRECT_RETRY_MS, MAX_DIRECT_RETRY_MS, TURN_CREDENTIAL_TTL_S } from '../shared/constants.js';
 import { connectLink, parseLink } from '../transport/link.js';
 import { ephemeralIdentity } from '../transport/identity.js';
-import { relayPolicy } from '../transport/session.js';
+import { nextDirectRetryDelay, relayPolicy } from '../transport/session.js';
 import { directPrologue, sdpFingerprint } from '../transport/secure.js';
 
 describe('TURN REST credentials (coturn use-auth-secret)', () => {
@@ -89,5 +89,14 @@ describe('IP rules', () => {
     expect(rules.allows('not-an-ip')).toBe(false);
     expect(new IpRules([], ['203.0.113.0/24']).allows('198.51.100.1')).toBe(true);
     expect(() => new IpRules(['2001:db8::/129'], [])).toThrow(/CIDR/);
+  });
+});
+
+describe('retrying direct from TURN or the relay', () => {
+  it('waits DIRECT_RETRY_MS first, doubles after each failed retry, and never waits more than MAX_DIRECT_RETRY_MS', () => {
+    const waits = [DIRECT_RETRY_MS];
+    for (let i = 0; i < 6; i++) waits.push(nextDirectRetryDelay(waits[waits.length - 1] as number));
+    expect(waits).toEqual([15_000, 30_000, 60_000, 120_000, 120_000, 120_000, 120_000]);
+    expect(MAX_DIRECT_RETRY_MS).toBe(120_000);
   });
 });

@@ -31,6 +31,7 @@ import {
   DIRECT_PATH_TIMEOUT_MS,
   PATH_WAIT_MS,
   DIRECT_RETRY_MS,
+  MAX_DIRECT_RETRY_MS,
   LINK_SETUP_ATTEMPTS,
   NOISE_CHANNEL_LABEL,
   STREAM_CHANNEL_LABEL,
@@ -107,6 +108,11 @@ export interface VisitorSessionEvents {
   close: [];
 }
 
+/** The wait before the next retry of direct once one failed: double, at most MAX_DIRECT_RETRY_MS. */
+export function nextDirectRetryDelay(delayMs: number): number {
+  return Math.min(delayMs * 2, MAX_DIRECT_RETRY_MS);
+}
+
 /** The relay policy of a session: 'always' or 'never' from either side wins over 'auto'. */
 export function relayPolicy(visitor: RelayMode, agent: RelayMode): RelayMode {
   if (visitor === agent || agent === 'auto') return visitor;
@@ -142,6 +148,8 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
   /** Paths closed because a better one replaced them: their end is no loss. */
   private readonly superseded = new WeakSet<Mux>();
   private retryScheduled = false;
+  /** The wait before the next retry of direct: doubles with each failed retry (MAX_DIRECT_RETRY_MS). */
+  private retryDelay = DIRECT_RETRY_MS;
   private relayStarted = false;
   private relayPending = false;
   private timers = new Set<NodeJS.Timeout>();
@@ -442,6 +450,7 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
       return;
     }
     if (hasPath || this.relayPending) {
+      if (hasPath) this.retryDelay = nextDirectRetryDelay(this.retryDelay);
       this.scheduleDirectRetry();
       return;
     }
@@ -450,14 +459,15 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
 
   /**
    * While the session rides TURN or the relay, tries direct again after
-   * DIRECT_RETRY_MS (NAT mappings and firewalls change; iroh and Tailscale
-   * keep probing too). From TURN the retry leaves TURN out, so only a direct
-   * pair can win it; from the relay it may bring TURN.
+   * retryDelay: DIRECT_RETRY_MS, doubled by each failed retry up to
+   * MAX_DIRECT_RETRY_MS (NAT mappings and firewalls change; iroh and
+   * Tailscale keep probing too). From TURN the retry leaves TURN out, so only
+   * a direct pair can win it; from the relay it may bring TURN.
    */
   private scheduleDirectRetry(): void {
     if (this.closed || this.retryScheduled || this.mode === 'always' || this.current === 'direct') return;
     this.retryScheduled = true;
-    this.after(DIRECT_RETRY_MS, () => {
+    this.after(this.retryDelay, () => {
       this.retryScheduled = false;
       if (this.current === 'direct' || this.directPending) return;
       this.log.debug({ session: this.sessionId, path: this.current }, 'trying direct again');
@@ -579,6 +589,7 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
       this.settle.resolve();
       this.settle = undefined;
     }
+    if (kind === 'direct') this.retryDelay = DIRECT_RETRY_MS;
     // TURN once direct is up: its streams finish there, then it closes (it holds a TURN allocation).
     const turn = this.paths.get('turn');
     if (this.paths.has('direct') && turn && !this.superseded.has(turn)) {
