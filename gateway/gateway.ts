@@ -6,7 +6,6 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Duplex } from 'node:stream';
-import { randomBytes } from 'node:crypto';
 import { isIP } from 'node:net';
 import { io as connectSocket } from 'socket.io-client';
 import type { Logger } from 'pino';
@@ -17,7 +16,7 @@ import { frameableHeaders } from '../browser-client/frame-headers.js';
 import { tooManyHeaders } from './http-entry.js';
 import { BeamError, errorCodeOf, isErrorCode, type ErrorCode } from '../shared/errors.js';
 import { StreamProtocol } from '../shared/frames.js';
-import { decodeResponseHead, encodeHead, endToEndHeaders, FORWARDING_HEADERS, readHead, type RequestHead, type ResponseHead } from '../shared/http-head.js';
+import { decodeResponseHead, encodeHead, endToEndHeaders, FORWARDING_HEADERS, newRequestId, readHead, type RequestHead, type ResponseHead } from '../shared/http-head.js';
 import type { MuxStream } from '../shared/mux.js';
 import { decode, SessionClosedSchema, SessionSignalSchema } from '../shared/signaling.js';
 import type { WebRtcEngine } from '../transport/engine.js';
@@ -432,7 +431,7 @@ export function requestIdOf(req: IncomingMessage): string {
   let id = requestIds.get(req);
   if (id === undefined) {
     const offered = req.headers['x-request-id'];
-    id = typeof offered === 'string' && /^[A-Za-z0-9._:-]{8,64}$/.test(offered) ? offered : randomBytes(8).toString('hex');
+    id = typeof offered === 'string' && /^[A-Za-z0-9._:-]{8,64}$/.test(offered) ? offered : newRequestId();
     requestIds.set(req, id);
   }
   return id;

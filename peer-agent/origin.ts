@@ -3,13 +3,12 @@
  * chooses the method, path and headers, never the host or port.
  */
 import http from 'node:http';
-import { randomBytes } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { BeamError, ERRORS, errorCodeOf, type ErrorCode } from '../shared/errors.js';
 import { admit, checkBasic, stripSecret, type BasicCredentials, type IpRules, type RateLimit, type VisitorLimit } from './access.js';
 import type { Capture, HeaderPairs, Inspector, RequestPath } from './inspect.js';
-import { decodeRequestHead, encodeHead, endToEndHeaders, endToEndPairs, FORWARDING_HEADERS, readHead, type RequestHead } from '../shared/http-head.js';
+import { decodeRequestHead, encodeHead, endToEndHeaders, endToEndPairs, FORWARDING_HEADERS, newRequestId, readHead, type RequestHead } from '../shared/http-head.js';
 import { serveWebSocket } from './websocket.js';
 
 export interface Origin {
@@ -102,7 +101,7 @@ export class OriginForwarder {
     let headers = endToEndPairs(head.headers, trustForwarded ? undefined : FORWARDING_HEADERS);
     const forwardedFor = trustForwarded ? headers.find(([k]) => k.toLowerCase() === 'x-forwarded-for')?.[1] : undefined;
     // The gateway's request id, so its log and this one line up; a peer-to-peer request gets one here.
-    const requestId = (trustForwarded ? headers.find(([k]) => k.toLowerCase() === 'x-request-id')?.[1] : undefined) ?? randomBytes(8).toString('hex');
+    const requestId = (trustForwarded ? headers.find(([k]) => k.toLowerCase() === 'x-request-id')?.[1] : undefined) ?? newRequestId();
     const capture = this.inspector ? this.record(head.method, head.target, headers, secret !== undefined, context, forwardedFor) : undefined;
     /** Beam answers instead of the origin: an error head, or a response of its own. */
     const refuse = (code: ErrorCode, response?: { status: number; statusText: string; headers: HeaderPairs; body: string }): void => {

@@ -59,6 +59,17 @@ export const ResponseHeadSchema = v.variant('kind', [
 ]);
 export type ResponseHead = v.InferOutput<typeof ResponseHeadSchema>;
 
+/**
+ * A new request id: 16 hex digits, 64 random bits, cut from a Web Crypto
+ * UUID (Node pools the UUIDs' entropy: ~0.3 us a call where randomBytes(8)
+ * takes ~5 us, once per request on each side). Unique, not secret.
+ */
+export function newRequestId(): string {
+  const u = crypto.randomUUID();
+  // xxxxxxxx-xxxx-4xxx-yxxx-xxxxxxxxxxxx: skip the dashes, the version and the variant digit.
+  return u.slice(0, 8) + u.slice(9, 13) + u.slice(15, 18) + u.slice(24, 25);
+}
+
 export function encodeHead(head: RequestHead | ResponseHead): Buffer {
   const json = JSON.stringify(head);
   const length = Buffer.byteLength(json, 'utf8');
