@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import WebSocket from 'ws';
 import { io as connectSocket } from 'socket.io-client';
-import { RELAY_PATH, SIGNALING_PATH, SIGNALING_PROTOCOL_VERSION } from '../../shared/constants.js';
+import { PATH_DEAD_MS, RELAY_PATH, SIGNALING_PATH, SIGNALING_PROTOCOL_VERSION } from '../../shared/constants.js';
 import type { Ack, SessionOpened } from '../../shared/signaling.js';
 import { StreamProtocol } from '../../shared/frames.js';
 import { decodeResponseHead, encodeHead, readHead } from '../../shared/http-head.js';
@@ -245,7 +245,8 @@ describe('a path that dies', () => {
           rules.push(rule);
         }
       }
-      const [kind, code] = await once(visitor.session, 'path-down');
+      // PATH_DEAD_MS notices the cut; the signal lets `finally` lift the rules even if it never does.
+      const [kind, code] = await once(visitor.session, 'path-down', { signal: AbortSignal.timeout(PATH_DEAD_MS + 20_000) });
       expect(kind).toBe('direct');
       expect(code).toBe('BEAM_ERR_PEER_GONE');
       // Right now no path is up: a stream opened without waiting is refused...
