@@ -10,12 +10,17 @@
  *    spread over both, so most sessions cross nodes through Redis.
  *
  *   npm run build && node dist/bench/cluster.js [--shares 10000] [--idle-s 20] [--setup-s 10]
+ *     [--visitors 40] [--node-cpu <cores>]
+ *
+ * --node-cpu caps each node (cgroup cpu quota) so that two nodes on a small
+ * machine each have CPU of their own, as on separate machines; the CPU per
+ * setup printed for each case shows what a node pays for a setup.
  *
  * Needs redis-server. Targets: 10,000 idle shares in 1 GiB or less per node;
  * two nodes at least 1.7x the session-setup rate of one.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -27,6 +32,17 @@ import { numberArg, startRedis, type Service } from './services.js';
 const SHARES = numberArg('--shares', 10_000);
 const IDLE_S = numberArg('--idle-s', 20);
 const SETUP_S = numberArg('--setup-s', 10);
+/**
+ * --node-cpu <cores>: caps each server node at that many cores (a cgroup v1
+ * cpu quota, needs root), so that on a small machine both nodes, Redis and
+ * the load generator each get CPU of their own, as on separate machines.
+ * 0 (the default) leaves the nodes uncapped.
+ */
+const NODE_CPU = numberArg('--node-cpu', 0);
+/** Light visitors opening sessions in a loop, each one session at a time: enough that the nodes, not round trips, set the rate. */
+const VISITORS = numberArg('--visitors', 40);
+const CGROUP_CPU = '/sys/fs/cgroup/cpu';
+const cgroups: string[] = [];
 const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../bin/beam.js');
 const PEER_ID = (await ephemeralIdentity()).peerId.toString();
 const children: ChildProcess[] = [];
@@ -46,6 +62,7 @@ function startNode(redis: string): Promise<Node> {
     { stdio: ['ignore', 'pipe', 'inherit'] },
   );
   children.push(child);
+  if (NODE_CPU > 0) capCpu(child.pid!, NODE_CPU);
   return new Promise((resolve, reject) => {
     createInterface({ input: child.stdout! }).on('line', (line) => {
       const e = JSON.parse(line) as { event: string; port?: number };
@@ -53,6 +70,22 @@ function startNode(redis: string): Promise<Node> {
     });
     child.once('exit', (code) => reject(new Error(`node exited ${code}`)));
   });
+}
+
+/** Puts a process in a cgroup of its own whose cpu quota is `cores` cores. */
+function capCpu(pid: number, cores: number): void {
+  const dir = path.join(CGROUP_CPU, `beam-bench-${process.pid}-${pid}`);
+  try {
+    mkdirSync(dir);
+    // A 10 ms period (the default is 100 ms) spreads the quota thinly: a node is never parked for long.
+    const period = 10_000;
+    writeFileSync(path.join(dir, 'cpu.cfs_period_us'), String(period));
+    writeFileSync(path.join(dir, 'cpu.cfs_quota_us'), String(Math.round(period * cores)));
+    writeFileSync(path.join(dir, 'cgroup.procs'), String(pid));
+  } catch (err) {
+    throw new Error(`--node-cpu needs root and cgroup v1's cpu controller at ${CGROUP_CPU}: ${(err as Error).message}`);
+  }
+  cgroups.push(dir);
 }
 
 function client(url: string, role: 'agent' | 'visitor', localAddress: string): Promise<Socket> {
@@ -132,7 +165,7 @@ async function idleShares(redis: string): Promise<void> {
 }
 
 /** Session setups a second with `nodes`: light agents answer every session; light visitors open and close in a loop. */
-async function setupRate(nodes: Node[], agents = 40, visitors = 40): Promise<number> {
+async function setupRate(nodes: Node[], agents = 40, visitors = VISITORS): Promise<{ rate: number; cpuMsPerSetup: number; redisMsPerSetup: number }> {
   const names: string[] = [];
   const agentSockets: Socket[] = [];
   for (let i = 0; i < agents; i++) {
@@ -179,14 +212,20 @@ async function setupRate(nodes: Node[], agents = 40, visitors = 40): Promise<num
   await new Promise((resolve) => setTimeout(resolve, 2_000)); // warm up
   if (process.env['BEAM_BENCH_DEBUG']) console.log(`after warm-up: ${done} setups`);
   const from = done;
+  const cpu0 = nodes.reduce((sum, n) => sum + cpuSeconds(n.child.pid!), 0);
+  const redis0 = redisService ? cpuSeconds(redisService.pid) : 0;
   const t0 = performance.now();
   await new Promise((resolve) => setTimeout(resolve, SETUP_S * 1000));
   const rate = (done - from) / ((performance.now() - t0) / 1000);
+  const setups = Math.max(1, done - from);
+  // CPU the nodes (all of them together) and Redis spent per setup: what a node must pay for one.
+  const cpuMsPerSetup = ((nodes.reduce((sum, n) => sum + cpuSeconds(n.child.pid!), 0) - cpu0) * 1000) / setups;
+  const redisMsPerSetup = redisService ? ((cpuSeconds(redisService.pid) - redis0) * 1000) / setups : 0;
   running = false;
   await Promise.all(loops);
   for (const s of agentSockets) s.close();
   if (lost > 0) console.log(`  ${lost} session(s) got no answer within 5 s`);
-  return rate;
+  return { rate, cpuMsPerSetup, redisMsPerSetup };
 }
 
 let redisService: Service | undefined;
@@ -196,15 +235,28 @@ try {
   await idleShares(redis);
   const one = [await startNode(redis)];
   console.log("setup: one node");
-  const rateOne = await setupRate(one);
-  console.log(`one node: ${rateOne.toFixed(0)}/s`);
+  const one1 = await setupRate(one);
+  const rateOne = one1.rate;
+  console.log(`one node: ${rateOne.toFixed(0)}/s; node CPU ${one1.cpuMsPerSetup.toFixed(3)} ms and Redis CPU ${one1.redisMsPerSetup.toFixed(3)} ms per setup`);
   for (const n of one) n.child.kill('SIGKILL');
   const two = [await startNode(redis), await startNode(redis)];
   console.log('setup: two nodes');
-  const rateTwo = await setupRate(two);
-  console.log(`session setups: one node ${rateOne.toFixed(0)}/s, two nodes ${rateTwo.toFixed(0)}/s: ${(rateTwo / rateOne).toFixed(2)}x (target >= 1.7x)`);
+  const two2 = await setupRate(two);
+  const rateTwo = two2.rate;
+  console.log(`two nodes: ${rateTwo.toFixed(0)}/s; node CPU (both) ${two2.cpuMsPerSetup.toFixed(3)} ms and Redis CPU ${two2.redisMsPerSetup.toFixed(3)} ms per setup`);
+  const cap = NODE_CPU > 0 ? `, each node capped at ${NODE_CPU} core(s)` : '';
+  console.log(`session setups${cap}: one node ${rateOne.toFixed(0)}/s, two nodes ${rateTwo.toFixed(0)}/s: ${(rateTwo / rateOne).toFixed(2)}x (target >= 1.7x)`);
 } finally {
   for (const c of children) c.kill('SIGKILL');
   redisService?.stop();
+  // A cgroup goes once its process has: wait for the exits, then remove them.
+  await Promise.all(children.map((c) => (c.exitCode !== null || c.signalCode !== null ? undefined : new Promise((r) => c.once('exit', r)))));
+  for (const dir of cgroups) {
+    try {
+      rmdirSync(dir);
+    } catch {
+      // still busy a moment longer; the kernel keeps an empty cgroup harmlessly
+    }
+  }
 }
 process.exit(0);

@@ -16,6 +16,8 @@ const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
 
 export interface Service {
   port: number;
+  /** Its process, for CPU accounting (undefined if it never started). */
+  pid: number;
   stop(): void;
 }
 
@@ -67,6 +69,7 @@ export async function startPostgres(): Promise<Service> {
   );
   return {
     port,
+    pid: child.pid ?? 0,
     stop() {
       child.kill('SIGKILL');
       rmSync(dir, { recursive: true, force: true });
@@ -78,7 +81,7 @@ export async function startPostgres(): Promise<Service> {
 export async function startRedis(): Promise<Service> {
   const port = await freePort();
   const child = await startUntil('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], /Ready to accept connections/);
-  return { port, stop: () => void child.kill('SIGKILL') };
+  return { port, pid: child.pid ?? 0, stop: () => void child.kill('SIGKILL') };
 }
 
 const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../bin/beam.js');
