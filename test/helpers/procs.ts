@@ -139,6 +139,15 @@ export class BeamProcess {
   }
 }
 
+/**
+ * Matches the first 'session' or 'path' event that puts a visitor on `path`.
+ * On a busy machine the relay (started at DIRECT_PATH_TIMEOUT_MS) can come up
+ * before a slow DTLS handshake finishes: then direct follows as a 'path' event.
+ */
+export function onPath(path: string, visitor?: string): (e: JsonEvent) => boolean {
+  return (e) => (e.event === 'session' || e.event === 'path') && e['path'] === path && (visitor === undefined || e['visitor'] === visitor);
+}
+
 export interface ServerHandle {
   proc: BeamProcess;
   port: number;
