@@ -1,9 +1,15 @@
-/** Raw node-datachannel request/response latency between two processes (diagnostic). */
+/**
+ * Raw node-datachannel request/response latency between two processes
+ * (diagnostic). GAP_MS=<n> idles n ms between round trips: back to back, the
+ * library's threads stay awake; after a pause each message wakes them again.
+ */
 import { fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import ndc from 'node-datachannel';
 
 import { wire, type Msg } from './raw-ndc.js';
+
+const GAP_MS = Number(process.env['GAP_MS'] ?? 0);
 if (process.argv[2] === 'echo') {
   if (process.env['SACK']) ndc.setSctpSettings({ delayedSackTime: Number(process.env['SACK']) });
   const pc = new ndc.PeerConnection('echo', { iceServers: [] });
@@ -35,8 +41,13 @@ if (process.argv[2] === 'echo') {
         times.push(performance.now() - p.t0);
         if (++done === total) resolve();
         else if (done + pending.length < total + 1) {
-          pending.push({ t0: performance.now() });
-          dc.sendMessageBinary(req);
+          const next = (): void => {
+            pending.push({ t0: performance.now() });
+            dc.sendMessageBinary(req);
+          };
+          // GAP_MS: idle between round trips, as a visitor's sequential requests are (threads go to sleep).
+          if (GAP_MS > 0) setTimeout(next, GAP_MS);
+          else next();
         }
       });
       for (let i = 0; i < inflight; i++) {
