@@ -121,7 +121,9 @@ export class Gateway {
         // malformed: nothing to close
       }
     });
-    this.socket.on('disconnect', () => {
+    this.socket.on('disconnect', (reason) => {
+      // The server ends a visitor's sessions when its signaling connection drops; say so, since their paths go with them.
+      if (this.links.size > 0) this.log.warn({ reason, sessions: this.links.size }, 'lost the signaling server; closing its sessions');
       for (const link of [...this.links.values()]) link.close();
     });
   }

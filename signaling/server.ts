@@ -384,7 +384,10 @@ export class SignalingServer {
     });
 
     socket.on('disconnect', (reason) => {
-      this.log.debug({ socket: socket.id, reason }, 'disconnected');
+      const live = this.sessionsBySocket.get(socket.id)?.size ?? 0;
+      // A drop that ends live sessions (their paths close with them) is worth a line; a plain goodbye is not.
+      if (live > 0 && reason !== 'client namespace disconnect' && !this.moving.has(socket.id)) this.log.warn({ socket: socket.id, role: data.role, reason, sessions: live }, 'lost a peer with live sessions');
+      else this.log.debug({ socket: socket.id, reason }, 'disconnected');
       if (this.moving.delete(socket.id)) {
         this.sessionsBySocket.delete(socket.id);
         return;
