@@ -464,7 +464,10 @@ async function connect(): Promise<void> {
     if (msg?.sessionId === s.sessionId && typeof msg.signal?.type === 'string') s.signal(msg.signal as Parameters<VisitorSession['signal']>[0]);
   });
   socket.on('session:closed', (msg: { sessionId?: unknown; code?: unknown }) => {
-    if (msg?.sessionId === s.sessionId) s.close(isErrorCode(msg.code) ? msg.code : undefined);
+    if (msg?.sessionId !== s.sessionId) return;
+    // The agent lost the server, not necessarily the session: the path is checked instead.
+    if (msg.code === 'BEAM_ERR_SIGNALING_LOST') s.detach();
+    else s.close(isErrorCode(msg.code) ? msg.code : undefined);
   });
   s.on('path', (info) => show(info.path));
   s.on('close', () => {

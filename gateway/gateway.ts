@@ -116,15 +116,20 @@ export class Gateway {
       try {
         const msg = decode(SessionClosedSchema, raw, 'session:closed');
         const code = isErrorCode(msg.code) ? msg.code : undefined;
-        for (const link of [...this.links.values()]) if (link.sessionId === msg.sessionId) link.close(code);
+        for (const link of [...this.links.values()]) {
+          if (link.sessionId !== msg.sessionId) continue;
+          // The agent lost the server, not necessarily the session: its paths are checked instead.
+          if (code === 'BEAM_ERR_SIGNALING_LOST') link.detach();
+          else link.close(code);
+        }
       } catch {
         // malformed: nothing to close
       }
     });
     this.socket.on('disconnect', (reason) => {
-      // The server ends a visitor's sessions when its signaling connection drops; say so, since their paths go with them.
-      if (this.links.size > 0) this.log.warn({ reason, sessions: this.links.size }, 'lost the signaling server; closing its sessions');
-      for (const link of [...this.links.values()]) link.close();
+      // The server forgets this side's sessions; their paths carry on while the agents answer on them.
+      if (this.links.size > 0) this.log.warn({ reason, sessions: this.links.size }, 'lost the signaling server; sessions carry on over the paths that are up');
+      for (const link of [...this.links.values()]) link.detach();
     });
   }
 

@@ -12,6 +12,7 @@ import {
   DATAGRAM_CHANNEL_LABEL,
   DEFAULT_ORIGIN_TIMEOUT_MS,
   NOISE_CHANNEL_LABEL,
+  PATH_PROBE_MS,
   SIGNALING_PATH,
   SIGNALING_PROTOCOL_VERSION,
   STREAM_CHANNEL_LABEL,
@@ -154,6 +155,8 @@ interface AgentSession {
   udp?: UdpForwarder;
   /** Where the server saw a peer-to-peer visitor connect from (for IP rules on TURN and relay paths). */
   serverSeenAddress: string | undefined;
+  /** Signaling forgot the session (a side lost the server): its paths carry on, and it ends with the last. */
+  detached: boolean;
 }
 
 export class Agent extends EventEmitter<AgentEvents> {
@@ -269,8 +272,10 @@ export class Agent extends EventEmitter<AgentEvents> {
       });
       socket.on('disconnect', (reason) => {
         if (this.closed) return;
-        this.log.warn({ reason }, 'lost the signaling server; reconnecting');
+        this.log.warn({ reason, sessions: this.sessions.size }, 'lost the signaling server; reconnecting (sessions carry on over the paths that are up)');
         this.emit('disconnected', { reason });
+        // The server forgets this side's sessions: each goes on over its paths while the visitor answers.
+        for (const id of [...this.sessions.keys()]) this.detachSession(id);
         // A server that sends its agents away (it is draining) expects them back elsewhere; socket.io
         // does not reconnect on its own then. Jitter, so a node's agents don't all land at once.
         if (reason === 'io server disconnect') setTimeout(() => socket.connect(), 200 + Math.random() * 800).unref();
@@ -288,7 +293,9 @@ export class Agent extends EventEmitter<AgentEvents> {
       socket.on('session:closed', (raw) => {
         try {
           const msg = decode(SessionClosedSchema, raw, 'session:closed');
-          this.endSession(msg.sessionId);
+          // The visitor lost the server, not necessarily the session: its paths are checked instead.
+          if (msg.code === 'BEAM_ERR_SIGNALING_LOST') this.detachSession(msg.sessionId);
+          else this.endSession(msg.sessionId);
         } catch {
           // malformed: nothing to close
         }
@@ -320,6 +327,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       current: undefined,
       announced: false,
       setupTimer: undefined,
+      detached: false,
     };
     // The server's own gateway is not a visitor: the clients behind it are, one by one.
     if (session.visitor !== 'gateway' && this.visitorLimit && !this.visitorLimit.enter(`session:${session.id}`, true)) {
@@ -510,7 +518,14 @@ export class Agent extends EventEmitter<AgentEvents> {
       }
       // A path that dies while its session lives is worth a line (at warn when it was the last): say why.
       if (this.sessions.has(session.id)) this.log[session.paths.size === 0 ? 'warn' : 'info']({ session: session.id, path: kind, code }, 'path down');
-      if (session.paths.size === 0) this.armSetupTimer(session);
+      if (session.paths.size === 0) {
+        // A detached session cannot get a new path: it ends with its last one.
+        if (session.detached) {
+          this.endSession(session.id);
+          return;
+        }
+        this.armSetupTimer(session);
+      }
       this.announce(session);
     });
     mux.on('rtt', () => {
@@ -608,6 +623,36 @@ export class Agent extends EventEmitter<AgentEvents> {
       return;
     }
     stream.destroy(new BeamError('BEAM_ERR_SHARE_KIND', `this share carries ${kind}`));
+  }
+
+  /**
+   * Signaling forgot a session (this side or the visitor lost the server).
+   * Its paths carry on while the visitor answers on them: each must answer a
+   * fresh PING within PATH_PROBE_MS or it closes. With no path left, the
+   * session ends.
+   */
+  private detachSession(id: string): void {
+    const session = this.sessions.get(id);
+    if (!session || session.detached) return;
+    session.detached = true;
+    clearTimeout(session.setupTimer);
+    // An attempt still being set up needs signaling to finish.
+    if (session.peer && ![...session.peers.values()].includes(session.peer)) {
+      session.peer.close();
+      session.peer = undefined;
+    }
+    if (session.paths.size === 0) {
+      this.endSession(id);
+      return;
+    }
+    this.log.info({ session: id, paths: [...session.paths.keys()] }, 'signaling lost; the paths up carry on while the visitor answers');
+    for (const [kind, mux] of session.paths) {
+      void mux.probe(PATH_PROBE_MS).then((alive) => {
+        if (alive || mux.isClosed) return;
+        this.log.warn({ session: id, path: kind }, 'no answer on the path after signaling was lost');
+        mux.close('BEAM_ERR_PEER_GONE');
+      });
+    }
   }
 
   private endSession(id: string): void {

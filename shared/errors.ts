@@ -66,6 +66,10 @@ export const ERRORS = {
     status: 502,
     message: 'The connection to the agent closed while the request was in flight.',
   },
+  BEAM_ERR_SIGNALING_LOST: {
+    status: 502,
+    message: 'The other side lost its connection to the signaling server. Paths already up carry on while the other side answers on them; new ones need a new session.',
+  },
   BEAM_ERR_HEAD_TOO_LARGE: {
     status: 431,
     message: 'The request headers are too large.',

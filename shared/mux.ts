@@ -150,6 +150,31 @@ export class Mux extends EventEmitter<MuxEvents> {
     this.scheduleFlush();
   }
 
+  /**
+   * Sends a fresh PING and resolves true once its PONG arrives within
+   * `timeoutMs`, false if none does or the mux closes. An answer to an
+   * earlier PING proves nothing about now, so it doesn't count.
+   */
+  probe(timeoutMs: number): Promise<boolean> {
+    if (this.closed) return Promise.resolve(false);
+    this.pingNonce = undefined;
+    this.ping();
+    return new Promise((resolve) => {
+      const done = (alive: boolean): void => {
+        clearTimeout(timer);
+        this.off('rtt', onPong);
+        this.off('close', onClose);
+        resolve(alive);
+      };
+      const onPong = (): void => done(true);
+      const onClose = (): void => done(false);
+      const timer = setTimeout(() => done(false), timeoutMs);
+      timer.unref();
+      this.on('rtt', onPong);
+      this.on('close', onClose);
+    });
+  }
+
   /** Closes once no stream is open (now, if none is): a path being replaced lets its streams finish. */
   closeWhenIdle(): void {
     if (this.streams.size === 0) this.close();

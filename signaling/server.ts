@@ -392,9 +392,14 @@ export class SignalingServer {
         this.sessionsBySocket.delete(socket.id);
         return;
       }
+      // A party that left on purpose ends its sessions. One that dropped (a
+      // network blip, a crash: signaling can't tell) may still be there on
+      // the sessions' own paths: the other side checks them (PATH_PROBE_MS).
+      const left = reason === 'client namespace disconnect';
+      const code: ErrorCode = !left ? 'BEAM_ERR_SIGNALING_LOST' : data.role === 'agent' ? 'BEAM_ERR_AGENT_UNREACHABLE' : 'BEAM_ERR_PEER_GONE';
       for (const id of [...(this.sessionsBySocket.get(socket.id) ?? [])]) {
         const session = this.sessions.get(id);
-        if (session) this.endSession(session, data.role === 'agent' ? 'BEAM_ERR_AGENT_UNREACHABLE' : 'BEAM_ERR_PEER_GONE', socket.id);
+        if (session) this.endSession(session, code, socket.id);
       }
       this.sessionsBySocket.delete(socket.id);
       if (data.role !== 'agent') return;

@@ -3,7 +3,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { once } from 'node:events';
 import { INITIAL_STREAM_WINDOW, MAX_STREAMS_PER_PEER } from '../shared/constants.js';
 import { BeamError } from '../shared/errors.js';
-import { encodeMessage, FrameType, StreamProtocol } from '../shared/frames.js';
+import { decodeMessage, encodeMessage, FrameType, StreamProtocol } from '../shared/frames.js';
 import { Mux, type MuxStream } from '../shared/mux.js';
 import { channelPair } from './helpers/memory-channel.js';
 import { sha256 } from './helpers/http.js';
@@ -205,6 +205,25 @@ describe('mux', () => {
     // 50 streams x (OPEN + DATA + FIN + FIN_ACK) = 200 frames.
     expect(ca.sent.length).toBeLessThan(50);
     expect(Math.max(...ca.sent.map((m) => m.byteLength))).toBeLessThanOrEqual(16 * 1024);
+  });
+
+  it('probe: true once the peer answers a fresh PING; false when it does not answer, and an answer to an older PING does not count', async () => {
+    const { a, ca, cb } = pair();
+    expect(await a.probe(2_000)).toBe(true);
+    // The peer stops answering (its process gone while the link still carries packets).
+    cb.onMessage(() => {});
+    a.ping();
+    await new Promise((resolve) => setImmediate(resolve));
+    const older = decodeMessage(ca.sent.at(-1)!).find((f) => f.type === FrameType.PING);
+    expect(older).toBeDefined();
+    const probed = a.probe(300);
+    // The answer to the PING sent before the probe arrives now: it proves nothing about now.
+    ca.inject(encodeMessage([{ type: FrameType.PONG, streamId: 0, nonce: (older as { nonce: Uint8Array }).nonce }]));
+    expect(await probed).toBe(false);
+    // The caller decides what a failed probe means: the mux stays open.
+    expect(a.isClosed).toBe(false);
+    a.close();
+    expect(await a.probe(1_000)).toBe(false);
   });
 
   it('measures RTT with PING/PONG', async () => {

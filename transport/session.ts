@@ -29,6 +29,7 @@ import {
   AGENT_CONNECT_TIMEOUT_MS,
   DATAGRAM_CHANNEL_LABEL,
   DIRECT_PATH_TIMEOUT_MS,
+  PATH_PROBE_MS,
   PATH_WAIT_MS,
   DIRECT_RETRY_MS,
   MAX_DIRECT_RETRY_MS,
@@ -155,6 +156,8 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
   private timers = new Set<NodeJS.Timeout>();
   private current: PathKind | undefined;
   private closed = false;
+  /** Signaling for this session is gone: the paths up carry on, no new one can be set up. */
+  private detached = false;
   private readonly startedAt = performance.now();
   private settle: { resolve: () => void; reject: (err: BeamError) => void } | undefined;
   private lastError: BeamError | undefined;
@@ -338,7 +341,7 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
 
   /** `stunOnly`: leave TURN out (default: on the first attempt only, when the server offers TURN). */
   private startDirect(stunOnly?: boolean): void {
-    if (this.closed || this.directPending || !this.opened) return;
+    if (this.closed || this.detached || this.directPending || !this.opened) return;
     this.directPending = true;
     this.directAttempts++;
     // A retry runs beside the peer connection that carries TURN; an attempt that never came up goes.
@@ -465,7 +468,7 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
    * a direct pair can win it; from the relay it may bring TURN.
    */
   private scheduleDirectRetry(): void {
-    if (this.closed || this.retryScheduled || this.mode === 'always' || this.current === 'direct') return;
+    if (this.closed || this.detached || this.retryScheduled || this.mode === 'always' || this.current === 'direct') return;
     this.retryScheduled = true;
     this.after(this.retryDelay, () => {
       this.retryScheduled = false;
@@ -478,7 +481,7 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
   // ------------------------------------------------------------ relay
 
   private startRelay(): void {
-    if (this.closed || this.relayStarted || !this.opened || this.mode === 'never') return;
+    if (this.closed || this.detached || this.relayStarted || !this.opened || this.mode === 'never') return;
     this.relayStarted = true;
     this.relayPending = true;
     const opened = this.opened;
@@ -575,6 +578,12 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
         this.log.warn({ session: this.sessionId, path: kind, code }, 'path down');
         this.emit('path-down', kind, code);
       }
+      if (this.detached) {
+        // No signaling to set up another: the session ends with its last path.
+        this.choose();
+        if (this.paths.size === 0) this.close('BEAM_ERR_SIGNALING_LOST');
+        return;
+      }
       if (kind !== 'relay' && this.mode === 'auto') this.startRelay();
       if (kind !== 'relay' && this.mode !== 'always') {
         this.after(this.paths.size ? DIRECT_RETRY_MS : 0, () => {
@@ -620,6 +629,37 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
       this.settle = undefined;
     }
     this.close();
+  }
+
+  /**
+   * Signaling for this session is gone: this side lost the server, or the
+   * server says the agent did (BEAM_ERR_SIGNALING_LOST). The paths that are up
+   * carry on while the agent answers on them: each must answer a fresh PING
+   * within PATH_PROBE_MS, or it closes (the agent's process is gone). No new
+   * path can be set up without signaling, so the session ends with its last
+   * path, and the next request starts a new one.
+   */
+  detach(): void {
+    if (this.closed || this.detached) return;
+    this.detached = true;
+    for (const t of this.timers) clearTimeout(t);
+    this.timers.clear();
+    this.retryScheduled = false;
+    // An attempt still being set up needs signaling to finish.
+    if (this.peer && !this.carrying.has(this.peer)) this.peer.close();
+    this.directPending = false;
+    if (this.paths.size === 0) {
+      this.close('BEAM_ERR_SIGNALING_LOST');
+      return;
+    }
+    this.log.info({ session: this.sessionId, paths: [...this.paths.keys()] }, 'signaling lost; the paths up carry on while the agent answers');
+    for (const [kind, mux] of this.paths) {
+      void mux.probe(PATH_PROBE_MS).then((alive) => {
+        if (alive || mux.isClosed) return;
+        this.log.warn({ session: this.sessionId, path: kind }, 'no answer on the path after signaling was lost');
+        mux.close('BEAM_ERR_PEER_GONE');
+      });
+    }
   }
 
   /** Applies a signal from the agent. */

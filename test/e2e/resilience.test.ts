@@ -4,10 +4,11 @@
  */
 import { ephemeralIdentity } from '../../transport/identity.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createHash } from 'node:crypto';
 import http from 'node:http';
 import { io as connectSocket, type Socket } from 'socket.io-client';
 import { AGENT_CONNECT_TIMEOUT_MS, SIGNALING_PATH, SIGNALING_PROTOCOL_VERSION } from '../../shared/constants.js';
-import { request } from '../helpers/http.js';
+import { patternStream, request } from '../helpers/http.js';
 import { startOrigin, type Origin } from '../helpers/origin.js';
 import { BeamProcess, startAgent, startServer, type ServerHandle } from '../helpers/procs.js';
 import { startFaultProxy } from '../helpers/fault-proxy.js';
@@ -23,6 +24,32 @@ afterAll(async () => {
   await server?.proc.kill();
   await origin?.close();
 });
+
+/** The sha256 of the origin's /download?size=&seed= body. */
+function patternHash(size: number, seed: number): Promise<string> {
+  const { stream, hash } = patternStream(size, seed);
+  stream.resume();
+  return hash;
+}
+
+/** GETs `path`, hashing the body as it comes; calls `midway` once the first MiB is in. */
+function download(port: number, host: string, path: string, midway: () => void): Promise<{ status: number; bytes: number; hash: string; error: string | undefined }> {
+  return new Promise((resolve) => {
+    http
+      .get({ host: '127.0.0.1', port, path, headers: { host } }, (res) => {
+        const hash = createHash('sha256');
+        let bytes = 0;
+        res.on('data', (c: Buffer) => {
+          hash.update(c);
+          bytes += c.byteLength;
+          if (bytes - c.byteLength < 1024 * 1024 && bytes >= 1024 * 1024) midway();
+        });
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, bytes, hash: hash.digest('hex'), error: undefined }));
+        res.on('error', (err) => resolve({ status: res.statusCode ?? 0, bytes, hash: '', error: err.message }));
+      })
+      .on('error', (err) => resolve({ status: 0, bytes: 0, hash: '', error: err.message }));
+  });
+}
 
 describe('origin failures', () => {
   it('answers 502 BEAM_ERR_ORIGIN_UNREACHABLE naming the port while the origin is down, and recovers when it is back', async () => {
@@ -122,6 +149,64 @@ describe('agent failures', () => {
       expect(res.body.toString()).toBe('hello from /two');
     } finally {
       await proc.kill();
+      await proxy.close();
+    }
+  });
+
+  it('an agent that loses the signaling server keeps its sessions: a download in flight completes byte-exact, and the next request rides the same session', async () => {
+    const proxy = await startFaultProxy(server.port);
+    const proc = new BeamProcess(['http', `127.0.0.1:${origin.port}`, '--server', `http://127.0.0.1:${proxy.port}`, '--json']);
+    try {
+      const ready = await proc.waitFor('ready');
+      const host = `${ready['name'] as string}.localhost:${server.port}`;
+      expect((await request(server.port, host, '/one')).status).toBe(200);
+      const session = await proc.waitFor('session');
+      const size = 32 * 1024 * 1024;
+      const expected = await patternHash(size, 11);
+      const mark = proc.events.length;
+      const got = await download(server.port, host, `/download?size=${size}&seed=11`, () => proxy.cut());
+      expect(got.error).toBeUndefined();
+      expect(got.status).toBe(200);
+      expect(got.bytes).toBe(size);
+      expect(got.hash).toBe(expected);
+      // It did lose the server, and came back with its name.
+      await proc.waitFor('reconnecting', mark);
+      await proc.waitFor((e) => e.event === 'ready' && e['resumed'] === true, mark);
+      const res = await request(server.port, host, '/two');
+      expect(res.status).toBe(200);
+      expect(res.body.toString()).toBe('hello from /two');
+      // The session lived through it: it never closed, and the gateway set up no other.
+      const since = proc.events.slice(mark);
+      expect(since.filter((e) => e.event === 'session-closed' && e['id'] === session['id'])).toEqual([]);
+      expect(since.filter((e) => e.event === 'session')).toEqual([]);
+    } finally {
+      await proc.kill();
+      await proxy.close();
+    }
+  });
+
+  it('a beam connect visitor that loses the signaling server keeps its session: a download in flight completes byte-exact', async () => {
+    const agent = await startAgent(`127.0.0.1:${origin.port}`, server);
+    const proxy = await startFaultProxy(server.port);
+    const link = (await agent.proc.waitFor('ready'))['link'] as string;
+    const visitor = new BeamProcess(['connect', link, '--server', `http://127.0.0.1:${proxy.port}`, '--json']);
+    try {
+      const port = Number(new URL((await visitor.waitFor('ready'))['url'] as string).port);
+      const session = await agent.proc.waitFor((e) => e.event === 'session' && e['visitor'] === 'cli');
+      const size = 32 * 1024 * 1024;
+      const expected = await patternHash(size, 12);
+      const mark = agent.proc.events.length;
+      const got = await download(port, `127.0.0.1:${port}`, `/download?size=${size}&seed=12`, () => proxy.cut());
+      expect(got.error).toBeUndefined();
+      expect(got.bytes).toBe(size);
+      expect(got.hash).toBe(expected);
+      const res = await request(port, `127.0.0.1:${port}`, '/after');
+      expect(res.status).toBe(200);
+      // The agent kept the session: signaling told it the visitor dropped, and the path still answered.
+      expect(agent.proc.events.slice(mark).filter((e) => e.event === 'session-closed' && e['id'] === session['id'])).toEqual([]);
+    } finally {
+      await visitor.kill();
+      await agent.proc.kill();
       await proxy.close();
     }
   });
