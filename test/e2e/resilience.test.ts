@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createHash } from 'node:crypto';
 import http from 'node:http';
 import { io as connectSocket, type Socket } from 'socket.io-client';
-import { AGENT_CONNECT_TIMEOUT_MS, SIGNALING_PATH, SIGNALING_PROTOCOL_VERSION } from '../../shared/constants.js';
+import { AGENT_CONNECT_TIMEOUT_MS, PATH_PROBE_MS, SIGNALING_PATH, SIGNALING_PROTOCOL_VERSION } from '../../shared/constants.js';
 import { patternStream, request } from '../helpers/http.js';
 import { startOrigin, type Origin } from '../helpers/origin.js';
 import { BeamProcess, startAgent, startServer, type ServerHandle } from '../helpers/procs.js';
@@ -96,6 +96,7 @@ describe('origin failures', () => {
 describe('agent failures', () => {
   it('killing the agent mid-response ends the response and fails pending requests with 502, without hanging', async () => {
     const agent = await startAgent(`127.0.0.1:${origin.port}`, server);
+    let killedAt = 0;
     // A response whose head and first bytes arrived, and a request the origin never answers.
     const midBody = new Promise<{ status: number; error: string | undefined; received: number }>((resolve) => {
       http
@@ -103,7 +104,10 @@ describe('agent failures', () => {
           let received = 0;
           res.on('data', (c: Buffer) => {
             received += c.byteLength;
-            if (received >= 1000) void agent.proc.kill('SIGKILL');
+            if (received >= 1000 && killedAt === 0) {
+              killedAt = performance.now();
+              void agent.proc.kill('SIGKILL');
+            }
           });
           res.on('error', (err) => resolve({ status: res.statusCode ?? 0, error: err.message, received }));
           res.on('end', () => resolve({ status: res.statusCode ?? 0, error: undefined, received }));
@@ -118,6 +122,8 @@ describe('agent failures', () => {
     const failed = await pending;
     expect(failed.status).toBe(502);
     expect(failed.headers['beam-error']).toBe('BEAM_ERR_AGENT_UNREACHABLE');
+    // Signaling saw the agent go; its path then had PATH_PROBE_MS to answer, well before PATH_DEAD_MS would end it.
+    expect(performance.now() - killedAt).toBeLessThan(PATH_PROBE_MS + 3_000);
     // While the name is held for the dead agent, visitors get 502 (not 404).
     const held = await request(server.port, agent.host, '/');
     expect(held.status).toBe(502);
