@@ -94,10 +94,11 @@ async function scenario(a: SideOptions, b: SideOptions, size = 4 * 1024 * 1024, 
   });
   const originHash = await origin;
   const config = await mkdtemp(path.join(tmpdir(), 'beam-lab-'));
-  const agent = new BeamProcess(['http', '3000', '--server', SERVER, '--json', ...extra], { BEAM_CONFIG_DIR: config }, { netns: l.ha });
+  // At info, path setup (ICE attempts, TURN, the relay) is in stderr, which a failing test prints.
+  const agent = new BeamProcess(['http', '3000', '--server', SERVER, '--json', '--log-level', 'info', ...extra], { BEAM_CONFIG_DIR: config }, { netns: l.ha });
   const ready = await agent.waitFor('ready');
   const startedAt = performance.now();
-  const visitor = new BeamProcess(['connect', ready['link'] as string, '--server', SERVER, '--port', '8080', '--json', ...extra], {}, { netns: l.hb });
+  const visitor = new BeamProcess(['connect', ready['link'] as string, '--server', SERVER, '--port', '8080', '--json', '--log-level', 'info', ...extra], {}, { netns: l.hb });
   const session = await visitor.waitFor('session');
   const sessionAt = performance.now();
   await visitor.waitFor('ready');
