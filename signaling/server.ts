@@ -385,9 +385,12 @@ export class SignalingServer {
 
     socket.on('disconnect', (reason) => {
       const live = this.sessionsBySocket.get(socket.id)?.size ?? 0;
-      // A drop that ends live sessions (their paths close with them) is worth a line; a plain goodbye is not.
-      if (live > 0 && reason !== 'client namespace disconnect' && !this.moving.has(socket.id)) this.log.warn({ socket: socket.id, role: data.role, reason, sessions: live }, 'lost a peer with live sessions');
-      else this.log.debug({ socket: socket.id, reason }, 'disconnected');
+      // A drop with live sessions is worth a line: at warn for an agent or a gateway (a browser tab closing is routine).
+      if (live > 0 && reason !== 'client namespace disconnect' && !this.moving.has(socket.id)) {
+        this.log[data.role === 'agent' || data.kind === 'gateway' ? 'warn' : 'info']({ socket: socket.id, role: data.role, kind: data.kind, reason, sessions: live }, 'lost a peer with live sessions');
+      } else {
+        this.log.debug({ socket: socket.id, reason }, 'disconnected');
+      }
       if (this.moving.delete(socket.id)) {
         this.sessionsBySocket.delete(socket.id);
         return;
