@@ -10,7 +10,7 @@ import { isIP } from 'node:net';
 import { io as connectSocket } from 'socket.io-client';
 import type { Logger } from 'pino';
 import { chooseEncoding, compressedHeaders, compressor } from './compress.js';
-import { BROWSER_GATEWAY_COOKIE, MAX_CLIENT_HEADER_COUNT, SIGNALING_PATH, SIGNALING_PROTOCOL_VERSION } from '../shared/constants.js';
+import { BROWSER_GATEWAY_COOKIE, MAX_CLIENT_HEADER_COUNT, SHARE_RESUME_GRACE_MS, SIGNALING_PATH, SIGNALING_PROTOCOL_VERSION } from '../shared/constants.js';
 import { inBeamFrame, withoutBeamCookie } from './browser.js';
 import { frameableHeaders } from '../browser-client/frame-headers.js';
 import { tooManyHeaders } from './http-entry.js';
@@ -204,6 +204,14 @@ export class Gateway {
   /** The session with a share, set up if there is none; resolves once a path is up. */
   async connect(share: string): Promise<VisitorSession> {
     let link = this.links.get(share);
+    // A session that lost signaling routes by a name the server gives to someone else once the
+    // resume grace is over. Past it, new requests go to whoever holds the name now; the old
+    // session finishes what it carries. (A link pinned to a peer ID can't reach anyone else.)
+    if (link && (link.detachedMs ?? 0) > SHARE_RESUME_GRACE_MS && !this.options.expectPeer) {
+      this.links.delete(share);
+      link.retire();
+      link = undefined;
+    }
     if (!link) {
       const created = new VisitorSession(
         { engine: this.engine, logger: this.log, socket: this.socket, identity: this.identity },
@@ -220,10 +228,9 @@ export class Gateway {
       created.on('path', (info) => this.options.onPath?.(share, info));
       created.on('direct-failed', () => this.directFailures++);
       created.once('close', () => {
-        if (this.links.get(share) !== created) return;
-        this.links.delete(share);
         this.closedBytes.sent += created.bytes.sent;
         this.closedBytes.received += created.bytes.received;
+        if (this.links.get(share) === created) this.links.delete(share);
       });
       this.links.set(share, created);
       // A session that never came up (no such share yet, agent gone) is not kept: the next request asks again.

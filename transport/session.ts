@@ -156,8 +156,8 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
   private timers = new Set<NodeJS.Timeout>();
   private current: PathKind | undefined;
   private closed = false;
-  /** Signaling for this session is gone: the paths up carry on, no new one can be set up. */
-  private detached = false;
+  /** When signaling for this session went (the paths up carry on, no new one can be set up). */
+  private detachedAt: number | undefined;
   private readonly startedAt = performance.now();
   private settle: { resolve: () => void; reject: (err: BeamError) => void } | undefined;
   private lastError: BeamError | undefined;
@@ -341,7 +341,7 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
 
   /** `stunOnly`: leave TURN out (default: on the first attempt only, when the server offers TURN). */
   private startDirect(stunOnly?: boolean): void {
-    if (this.closed || this.detached || this.directPending || !this.opened) return;
+    if (this.closed || this.detachedAt !== undefined || this.directPending || !this.opened) return;
     this.directPending = true;
     this.directAttempts++;
     // A retry runs beside the peer connection that carries TURN; an attempt that never came up goes.
@@ -468,7 +468,7 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
    * a direct pair can win it; from the relay it may bring TURN.
    */
   private scheduleDirectRetry(): void {
-    if (this.closed || this.detached || this.retryScheduled || this.mode === 'always' || this.current === 'direct') return;
+    if (this.closed || this.detachedAt !== undefined || this.retryScheduled || this.mode === 'always' || this.current === 'direct') return;
     this.retryScheduled = true;
     this.after(this.retryDelay, () => {
       this.retryScheduled = false;
@@ -481,7 +481,7 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
   // ------------------------------------------------------------ relay
 
   private startRelay(): void {
-    if (this.closed || this.detached || this.relayStarted || !this.opened || this.mode === 'never') return;
+    if (this.closed || this.detachedAt !== undefined || this.relayStarted || !this.opened || this.mode === 'never') return;
     this.relayStarted = true;
     this.relayPending = true;
     const opened = this.opened;
@@ -578,7 +578,7 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
         this.log.warn({ session: this.sessionId, path: kind, code }, 'path down');
         this.emit('path-down', kind, code);
       }
-      if (this.detached) {
+      if (this.detachedAt !== undefined) {
         // No signaling to set up another: the session ends with its last path.
         this.choose();
         if (this.paths.size === 0) this.close('BEAM_ERR_SIGNALING_LOST');
@@ -640,8 +640,8 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
    * path, and the next request starts a new one.
    */
   detach(): void {
-    if (this.closed || this.detached) return;
-    this.detached = true;
+    if (this.closed || this.detachedAt !== undefined) return;
+    this.detachedAt = performance.now();
     for (const t of this.timers) clearTimeout(t);
     this.timers.clear();
     this.retryScheduled = false;
@@ -660,6 +660,18 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
         mux.close('BEAM_ERR_PEER_GONE');
       });
     }
+  }
+
+  /** Milliseconds since signaling for this session went; undefined while it is there. */
+  get detachedMs(): number | undefined {
+    return this.detachedAt === undefined ? undefined : performance.now() - this.detachedAt;
+  }
+
+  /** Takes no new streams: each path closes once its streams are done, and the session with the last. */
+  retire(): void {
+    if (this.closed) return;
+    this.detach();
+    for (const mux of this.paths.values()) mux.closeWhenIdle();
   }
 
   /** Applies a signal from the agent. */

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createHash } from 'node:crypto';
 import http from 'node:http';
 import { io as connectSocket, type Socket } from 'socket.io-client';
-import { AGENT_CONNECT_TIMEOUT_MS, PATH_PROBE_MS, SIGNALING_PATH, SIGNALING_PROTOCOL_VERSION } from '../../shared/constants.js';
+import { AGENT_CONNECT_TIMEOUT_MS, PATH_PROBE_MS, SHARE_RESUME_GRACE_MS, SIGNALING_PATH, SIGNALING_PROTOCOL_VERSION } from '../../shared/constants.js';
 import { patternStream, request } from '../helpers/http.js';
 import { startOrigin, type Origin } from '../helpers/origin.js';
 import { BeamProcess, startAgent, startServer, type ServerHandle } from '../helpers/procs.js';
@@ -216,6 +216,37 @@ describe('agent failures', () => {
       await proxy.close();
     }
   });
+
+  it('a session cut off from signaling serves until the name could have moved: after the resume grace, the name routes to its new agent', async () => {
+    const proxy = await startFaultProxy(server.port);
+    const name = `moved-${Math.floor(Math.random() * 1e6)}`;
+    const old = new BeamProcess(['http', `127.0.0.1:${origin.port}`, '--server', `http://127.0.0.1:${proxy.port}`, '--name', name, '--json']);
+    const other = http.createServer((_req, res) => res.end('the new owner'));
+    await new Promise<void>((resolve) => other.listen(0, '127.0.0.1', resolve));
+    let next: BeamProcess | undefined;
+    try {
+      await old.waitFor('ready');
+      const host = `${name}.localhost:${server.port}`;
+      expect((await request(server.port, host, '/one')).body.toString()).toBe('hello from /one');
+      // The old agent loses the server for good; its path to the gateway still works.
+      const mark = old.events.length;
+      await proxy.close();
+      const cutAt = performance.now();
+      await old.waitFor('reconnecting', mark);
+      expect((await request(server.port, host, '/two')).body.toString()).toBe('hello from /two');
+      // The server holds the name for SHARE_RESUME_GRACE_MS, then anyone may take it.
+      await new Promise((resolve) => setTimeout(resolve, SHARE_RESUME_GRACE_MS - (performance.now() - cutAt) + 1_000));
+      next = new BeamProcess(['http', `127.0.0.1:${(other.address() as { port: number }).port}`, '--server', server.url, '--name', name, '--json']);
+      await next.waitFor('ready');
+      const res = await request(server.port, host, '/three');
+      expect(res.status).toBe(200);
+      expect(res.body.toString()).toBe('the new owner');
+    } finally {
+      await next?.kill();
+      await old.kill();
+      await new Promise((resolve) => other.close(resolve));
+    }
+  }, 60_000);
 
   it('after a server restart the agent registers again with the same name and serves', async () => {
     const own = await startServer();
