@@ -19,6 +19,7 @@ import { BeamProcess, onPath, ROOT, startAgent, startServer, type ServerHandle }
 import { makeCertificates } from '../helpers/tls.js';
 import { gatewayRequests, request } from '../helpers/http.js';
 import { launchChromium } from '../helpers/browser.js';
+import { startFaultProxy } from '../helpers/fault-proxy.js';
 
 let app: FixtureApp;
 let server: ServerHandle;
@@ -138,6 +139,35 @@ describe('a share in a browser', () => {
     } finally {
       await context.close();
       await agent.proc.kill();
+    }
+  });
+
+  it('when the agent loses the signaling server for a moment, the page keeps its peer-to-peer session: the app goes on with the gateway out of the path', async () => {
+    const proxy = await startFaultProxy(server.port);
+    const agent = new BeamProcess(['http', String(app.port), '--server', `http://127.0.0.1:${proxy.port}`, '--json', '--no-inspect']);
+    const context = await browser.newContext({ viewport: { width: 1000, height: 700 } });
+    try {
+      const ready = await agent.waitFor('ready');
+      const page = await context.newPage();
+      await page.goto(ready['url'] as string);
+      await expect.poll(() => page.locator('#beam-badge').getAttribute('data-path'), poll).toBe('direct');
+      const frame = page.frameLocator('#beam-app');
+      await expect.poll(() => frame.locator('#title').textContent(), poll).toBe('Home');
+      const session = await agent.waitFor(onPath('direct', 'browser'));
+      const before = await gatewayRequests(server.port);
+      const mark = agent.events.length;
+      proxy.cut();
+      // Signaling told the page at once; by the time the agent has its name back, the page has acted on it.
+      await agent.waitFor((e) => e.event === 'ready' && e['resumed'] === true, mark);
+      await frame.locator('#to-login').click();
+      await expect.poll(() => frame.locator('#title').textContent(), poll).toBe('Sign in');
+      expect(await page.locator('#beam-badge').getAttribute('data-path')).toBe('direct');
+      expect(await gatewayRequests(server.port)).toBe(before);
+      expect(agent.events.slice(mark).filter((e) => e.event === 'session-closed' && e['id'] === session['id'])).toEqual([]);
+    } finally {
+      await context.close();
+      await agent.kill();
+      await proxy.close();
     }
   });
 
