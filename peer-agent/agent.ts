@@ -274,8 +274,9 @@ export class Agent extends EventEmitter<AgentEvents> {
         if (this.closed) return;
         this.log.warn({ reason, sessions: this.sessions.size }, 'lost the signaling server; reconnecting (sessions carry on over the paths that are up)');
         this.emit('disconnected', { reason });
-        // The server forgets this side's sessions: each goes on over its paths while the visitor answers.
-        for (const id of [...this.sessions.keys()]) this.detachSession(id);
+        // A drop makes the server forget this side's sessions: each goes on over its paths while the
+        // visitor answers. A server that sends its agents to another node keeps them there.
+        if (reason !== 'io server disconnect') for (const id of [...this.sessions.keys()]) this.detachSession(id);
         // A server that sends its agents away (it is draining) expects them back elsewhere; socket.io
         // does not reconnect on its own then. Jitter, so a node's agents don't all land at once.
         if (reason === 'io server disconnect') setTimeout(() => socket.connect(), 200 + Math.random() * 800).unref();
