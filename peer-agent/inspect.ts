@@ -57,8 +57,8 @@ export interface ExchangeDetail extends ExchangeSummary {
 }
 
 export interface InspectorEvents {
-  /** An exchange began or moved on (response head, end, failure). */
-  exchange: [ExchangeSummary];
+  /** An exchange began or moved on (response head, end, failure); `summary()` takes a snapshot. */
+  exchange: [Capture];
   cleared: [];
 }
 
@@ -86,7 +86,8 @@ export class Capture {
   readonly id: string;
   private readonly inspector: Inspector;
   private readonly started = performance.now();
-  readonly startedAt = new Date().toISOString();
+  /** When the request head arrived, in ms since the epoch (ISO 8601 in summaries). */
+  private readonly startedAtMs = Date.now();
   method: string;
   target: string;
   requestHeaders: HeaderPairs;
@@ -159,7 +160,7 @@ export class Capture {
   summary(): ExchangeSummary {
     return {
       id: this.id,
-      startedAt: this.startedAt,
+      startedAt: new Date(this.startedAtMs).toISOString(),
       method: this.method,
       target: this.target,
       status: this.status,
@@ -212,13 +213,13 @@ export class Inspector extends EventEmitter<InspectorEvents> {
     this.exchanges.set(capture.id, capture);
     // A Map iterates in insertion order: the first key is the oldest.
     while (this.exchanges.size > this.max) this.exchanges.delete(this.exchanges.keys().next().value as string);
-    this.emit('exchange', capture.summary());
+    this.emit('exchange', capture);
     return capture;
   }
 
   /** Called by a Capture that moved on. */
   changed(capture: Capture): void {
-    if (this.exchanges.get(capture.id) === capture) this.emit('exchange', capture.summary());
+    if (this.exchanges.get(capture.id) === capture) this.emit('exchange', capture);
   }
 
   /** Oldest first. */

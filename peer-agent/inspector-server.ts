@@ -23,7 +23,7 @@ import { z } from 'zod';
 import type { Logger } from 'pino';
 import { DEFAULT_INSPECT_PORT, INSPECT_MAX_WATCHERS, INSPECT_PORT_ATTEMPTS, INSPECT_REPLAY_BODY_BYTES, MAX_HEADER_COUNT } from '../shared/constants.js';
 import { BeamError, ERRORS, type ErrorCode } from '../shared/errors.js';
-import type { ExchangeDetail, Inspector } from './inspect.js';
+import type { Capture, ExchangeDetail, Inspector } from './inspect.js';
 import { renderBody, toHar } from './inspect-view.js';
 import { INSPECTOR_PAGE, INSPECTOR_SCRIPT, INSPECTOR_STYLE } from './inspector-page.js';
 import type { ReplayEdits } from './origin.js';
@@ -205,6 +205,8 @@ export async function startInspectorServer(components: InspectorServerComponents
   };
 
   const broadcast = (event: string, data: unknown): void => {
+    // Most of the time nobody watches: then nothing is serialized.
+    if (watchers.size === 0) return;
     const frame = `event: ${event}\ndata: ${JSON.stringify(data)}\n\n`;
     // A view that can't keep up is dropped rather than buffered without end; the page reconnects and reloads the list.
     for (const res of watchers) {
@@ -216,7 +218,9 @@ export async function startInspectorServer(components: InspectorServerComponents
       res.write(frame);
     }
   };
-  const onExchange = (summary: unknown): void => broadcast('exchange', summary);
+  const onExchange = (capture: Capture): void => {
+    if (watchers.size > 0) broadcast('exchange', capture.summary());
+  };
   const onCleared = (): void => broadcast('cleared', {});
   inspector.on('exchange', onExchange);
   inspector.on('cleared', onCleared);
