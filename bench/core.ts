@@ -46,8 +46,8 @@ async function wrk(url: string, host: string | undefined, connections: number): 
   const argv = ['-t1', `-c${connections}`, `-d${SECONDS}s`, '--latency', ...(host ? ['-H', `Host: ${host}`] : []), url];
   const { stdout } = await run('wrk', argv);
   const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(stdout)?.[1]);
-  const p50 = ms(/50%\s+(\S+)/.exec(stdout)?.[1] ?? '');
-  const p99 = ms(/99%\s+(\S+)/.exec(stdout)?.[1] ?? '');
+  const p50 = ms(/^\s*50%\s+(\S+)/m.exec(stdout)?.[1] ?? '');
+  const p99 = ms(/^\s*99%\s+(\S+)/m.exec(stdout)?.[1] ?? '');
   const non2xx = /Non-2xx or 3xx responses: (\d+)/.exec(stdout);
   if (non2xx) throw new Error(`wrk saw ${non2xx[1]} failed responses on ${url}`);
   return { rps, p50, p99 };

@@ -120,7 +120,7 @@ async function wrk(url: string, connections: number, seconds: number, host?: str
   if (host) argv.push('-H', `Host: ${host}`);
   const { stdout } = await run('wrk', argv);
   const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(stdout)?.[1]);
-  const p50 = /50%\s+(\S+)/.exec(stdout)?.[1] ?? '?';
+  const p50 = /^\s*50%\s+(\S+)/m.exec(stdout)?.[1] ?? '?';
   if (/Non-2xx/.test(stdout)) throw new Error(`wrk saw failed responses on ${url}`);
   return { rps, p50 };
 }
