@@ -469,4 +469,11 @@ beam.yml:
   return root;
 }
 
+// A reader that went away (`beam 3000 --json | head -1`, a parent that died):
+// what Beam would print now goes nowhere, and the share keeps running. Without
+// this, the next event written (a session, or `closed` at Ctrl+C) crashed it.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code !== 'EPIPE' && err.code !== 'ERR_STREAM_DESTROYED') throw err;
+});
+
 await program().parseAsync(process.argv);

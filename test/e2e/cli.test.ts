@@ -50,6 +50,26 @@ describe('beam <port> on the embedded default', () => {
     expect(proc.events.at(-1)?.event).toBe('closed');
   });
 
+  it('keeps sharing when its stdout reader goes away (`beam 3000 --json | head -1`), and still exits 0 on Ctrl+C', async () => {
+    const proc = new BeamProcess([String(origin.port), '--json']);
+    try {
+      const ready = await proc.waitFor('ready');
+      const url = new URL(ready['url'] as string);
+      // The reader closes its end: every later event write fails with EPIPE.
+      proc.child.stdout!.destroy();
+      for (const n of [1, 2]) {
+        // The first request starts a session, whose event goes to the closed pipe.
+        const res = await request(Number(url.port), url.host, `/after-reader-${n}`);
+        expect(res.status, res.body.toString()).toBe(200);
+        expect(res.body.toString()).toBe(`hello from /after-reader-${n}`);
+      }
+    } finally {
+      await proc.kill('SIGINT');
+    }
+    expect(await proc.exited).toBe(0);
+    expect(proc.stderr).not.toMatch(/EPIPE|Unhandled/);
+  });
+
   it('prints the link, LAN address and a hint as plain lines without --json', async () => {
     const proc = new BeamProcess([String(origin.port)]);
     try {
