@@ -90,10 +90,11 @@ export const PING_INTERVAL_MS = 2_500;
 export const PATH_DEAD_MS = 8_000;
 /**
  * When signaling says the other side of a session lost the server, each path
- * checks that the other side still answers on it: a PONG to a fresh PING
- * within this long keeps the path (a signaling blip), none closes it (the
- * other process is gone). Long enough for a PONG behind a full channel on a
- * slow path, short enough that a request to a dead agent fails fast.
+ * checks that the other side still answers on it (Mux.probe). A PONG to a fresh
+ * PING within this long keeps the path (a signaling blip), and so does traffic
+ * still arriving in the window's second half (a PONG stuck behind a download).
+ * Neither closes it: the other process is gone. Short enough that a request to
+ * a dead agent fails fast.
  */
 export const PATH_PROBE_MS = 3_000;
 

@@ -151,14 +151,20 @@ export class Mux extends EventEmitter<MuxEvents> {
   }
 
   /**
-   * Sends a fresh PING and resolves true once its PONG arrives within
-   * `timeoutMs`, false if none does or the mux closes. An answer to an
-   * earlier PING proves nothing about now, so it doesn't count.
+   * Tells whether the peer is still there. Sends a fresh PING and resolves true
+   * once its PONG arrives within `timeoutMs`. A peer in the middle of a large
+   * send may not get its PONG through that fast: the PONG waits behind
+   * megabytes in the SCTP send buffer. So the probe also resolves true, at the
+   * deadline, if messages were still arriving in the second half of the window.
+   * A process that is gone sends nothing, and what it sent before arrives
+   * within a round trip. It resolves false otherwise, or when the mux closes.
+   * An answer to an earlier PING proves nothing about now, so it doesn't count.
    */
   probe(timeoutMs: number): Promise<boolean> {
     if (this.closed) return Promise.resolve(false);
     this.pingNonce = undefined;
     this.ping();
+    const started = performance.now();
     return new Promise((resolve) => {
       const done = (alive: boolean): void => {
         clearTimeout(timer);
@@ -168,7 +174,7 @@ export class Mux extends EventEmitter<MuxEvents> {
       };
       const onPong = (): void => done(true);
       const onClose = (): void => done(false);
-      const timer = setTimeout(() => done(false), timeoutMs);
+      const timer = setTimeout(() => done(this.lastReceivedAt >= started + timeoutMs / 2), timeoutMs);
       timer.unref();
       this.on('rtt', onPong);
       this.on('close', onClose);

@@ -226,6 +226,24 @@ describe('mux', () => {
     expect(await a.probe(1_000)).toBe(false);
   });
 
+  it('probe: a peer whose PONG is stuck behind its own sending counts as alive while its messages keep arriving', async () => {
+    const { a, ca, cb } = pair();
+    // The peer answers no PING (its PONG queued behind a download)...
+    cb.onMessage(() => {});
+    const probed = a.probe(400);
+    const started = performance.now();
+    // ...but its messages still arrive, past the first half of the window.
+    const timer = setInterval(() => ca.inject(encodeMessage([{ type: FrameType.PING, streamId: 0, nonce: new Uint8Array(8) }])), 50);
+    expect(await probed).toBe(true);
+    clearInterval(timer);
+    expect(performance.now() - started).toBeGreaterThanOrEqual(390);
+    // Messages only early in the window (in flight when the peer died) prove nothing.
+    const early = a.probe(400);
+    ca.inject(encodeMessage([{ type: FrameType.PING, streamId: 0, nonce: new Uint8Array(8) }]));
+    expect(await early).toBe(false);
+    a.close();
+  });
+
   it('measures RTT with PING/PONG', async () => {
     const [ca, cb] = channelPair();
     const a = new Mux(ca, { role: 'initiator' });
