@@ -93,8 +93,8 @@ export const PATH_DEAD_MS = 8_000;
  * checks that the other side still answers on it (Mux.probe). A PONG to a fresh
  * PING within this long keeps the path (a signaling blip), and so does traffic
  * still arriving in the window's second half (a PONG stuck behind a download).
- * Neither closes it: the other process is gone. Short enough that a request to
- * a dead agent fails fast.
+ * A path that shows neither closes: the other process is gone. Short enough
+ * that a request to a dead agent fails fast.
  */
 export const PATH_PROBE_MS = 3_000;
 
