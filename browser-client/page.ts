@@ -25,6 +25,7 @@ import { render as renderError } from '../gateway/error-page.js';
 import { VisitorSession, type PathKind } from '../transport/session.js';
 import { browserEngine } from './engine.js';
 import { CookieJar, scriptVisible, withScriptCookies } from './jar.js';
+import { scopeSetCookie } from '../shared/cookies.js';
 import { frameableHeaders } from './frame-headers.js';
 import type { HeaderList, ToPage, ToWorker, TunnelOffer } from './messages.js';
 import { injectScript, isHtml, isRewritable, localForms, rewriteLocal } from './rewrite.js';
@@ -74,8 +75,10 @@ function cookieFor(url: URL): string | undefined {
 
 /** A response's Set-Cookie headers: into the jar, and those without HttpOnly where scripts read them too. */
 function keepCookies(url: URL, setCookies: string[]): void {
-  jar.store(url, setCookies);
-  for (const c of scriptVisible(setCookies)) document.cookie = c;
+  // document.cookie would take a Domain wider than the share's host (shared/cookies.ts): cut it first.
+  const scoped = setCookies.map((c) => scopeSetCookie(c, url.host));
+  jar.store(url, scoped);
+  for (const c of scriptVisible(scoped)) document.cookie = c;
 }
 
 const config = JSON.parse(document.getElementById('beam-config')?.textContent ?? '{}') as Config;

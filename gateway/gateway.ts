@@ -4,7 +4,7 @@
  * with backpressure (pipe + the mux's credit), so neither side buffers more
  * than a window per request.
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { validateHeaderName, validateHeaderValue, type IncomingMessage, type ServerResponse } from 'node:http';
 import { Duplex } from 'node:stream';
 import { isIP } from 'node:net';
 import { io as connectSocket } from 'socket.io-client';
@@ -18,6 +18,7 @@ import { BeamError, errorCodeOf, isErrorCode, type ErrorCode } from '../shared/e
 import { StreamProtocol } from '../shared/frames.js';
 import { decodeResponseHead, encodeHead, endToEndHeaders, FORWARDING_HEADERS, newRequestId, readHead, type RequestHead, type ResponseHead } from '../shared/http-head.js';
 import type { MuxStream } from '../shared/mux.js';
+import { scopeSetCookies } from '../shared/cookies.js';
 import { decode, SessionClosedSchema, SessionSignalSchema } from '../shared/signaling.js';
 import type { WebRtcEngine } from '../transport/engine.js';
 import type { Identity } from '../transport/identity.js';
@@ -275,9 +276,9 @@ export class Gateway {
     headers.push(['X-Forwarded-For', remote], ['X-Forwarded-Proto', proto]);
     if (req.headers.host) headers.push(['X-Forwarded-Host', req.headers.host]);
     // One id follows the request: the gateway's log, the agent's, the origin (X-Request-Id), the response.
+    // Every X-Request-Id the client sent goes: a second one must not ride along beside the gateway's.
     const id = requestIdOf(req);
-    const at = headers.findIndex(([k]) => k.toLowerCase() === 'x-request-id');
-    if (at >= 0) headers.splice(at, 1);
+    headers = headers.filter(([k]) => k.toLowerCase() !== 'x-request-id');
     headers.push(['X-Request-Id', id]);
     if (upgrade && req.headers.upgrade) headers.push(['Upgrade', req.headers.upgrade]);
     const body = !upgrade && (req.headers['transfer-encoding'] !== undefined || (req.headers['content-length'] ?? '0') !== '0');
@@ -287,6 +288,8 @@ export class Gateway {
   /** The stream for a request's share, or the error a visitor gets instead. */
   private async streamFor(req: IncomingMessage): Promise<MuxStream | { code: ErrorCode; detail?: string }> {
     if (tooManyHeaders(req)) return { code: 'BEAM_ERR_HEAD_TOO_LARGE', detail: `more than ${MAX_CLIENT_HEADER_COUNT} header lines` };
+    // RFC 9112 section 3.2: more than one Host is answered 400 (Node keeps the first; the origin might read the other).
+    if (countHeader(req.rawHeaders, 'host') > 1) return { code: 'BEAM_ERR_BAD_REQUEST', detail: 'more than one Host header' };
     const share = this.route(req.headers.host);
     if (!share) return { code: 'BEAM_ERR_SHARE_NOT_FOUND', detail: `no share for host "${req.headers.host ?? ''}"` };
     try {
@@ -339,6 +342,8 @@ export class Gateway {
     }
     // beam-path is Beam's to set: an origin's own is dropped.
     let pairs = endToEndHeaders(head.headers.flat()).filter(([k]) => k.toLowerCase() !== 'beam-path');
+    // An app's cookies stay on its own host: a Domain wider than the share's would reach every other share.
+    pairs = scopeSetCookies(pairs, req.headers.host ?? '');
     // The app in the frame of the share's own bootstrap page (browser-client/): framing by the share itself is allowed.
     if (inBeamFrame(req)) pairs = frameableHeaders(pairs);
     const encoding = this.options.compress ? chooseEncoding(req.method ?? 'GET', req.headers, head.status, pairs) : undefined;
@@ -393,12 +398,17 @@ export class Gateway {
       sendRawError(req.headers, socket, head.code, head.detail);
       return;
     }
-    const headers = head.status === 101 ? head.headers : endToEndHeaders(head.headers.flat());
-    let text = `HTTP/1.1 ${head.status} ${head.statusText ?? ''}\r\n`;
-    for (const [k, v] of headers) {
-      if (/[\r\n]/.test(k) || /[\r\n]/.test(v)) continue;
-      text += `${k}: ${v}\r\n`;
+    const headers = scopeSetCookies(head.status === 101 ? head.headers : endToEndHeaders(head.headers.flat()), req.headers.host ?? '');
+    // The agent's words go out raw here, so each is checked as Node checks a response it writes itself:
+    // a CR or LF from a malicious agent would add headers, or a response, of its choosing.
+    const invalid = rawResponseProblem(head.statusText, headers);
+    if (invalid) {
+      sendRawError(req.headers, socket, 'BEAM_ERR_BAD_MESSAGE', invalid);
+      stream.destroy();
+      return;
     }
+    let text = `HTTP/1.1 ${head.status} ${head.statusText ?? ''}\r\n`;
+    for (const [k, v] of headers) text += `${k}: ${v}\r\n`;
     if (head.status !== 101) text += 'connection: close\r\n';
     socket.write(`${text}\r\n`);
     stream.pipe(socket);
@@ -433,6 +443,30 @@ export class Gateway {
     for (const link of [...this.links.values()]) link.close();
     this.socket.disconnect();
   }
+}
+
+/** How many times a header occurs in Node's rawHeaders. */
+function countHeader(rawHeaders: readonly string[], lower: string): number {
+  let n = 0;
+  for (let i = 0; i < rawHeaders.length; i += 2) if ((rawHeaders[i] as string).toLowerCase() === lower) n++;
+  return n;
+}
+
+/** reason-phrase = *( HTAB / SP / VCHAR / obs-text ), RFC 9112 section 4. */
+const REASON_PHRASE = /^[\t \x21-\x7e\x80-\xff]*$/;
+
+/** Why a response head can't be written raw (a status text or header the agent sent is not valid HTTP), or undefined. */
+export function rawResponseProblem(statusText: string | undefined, headers: ReadonlyArray<readonly [string, string]>): string | undefined {
+  if (statusText !== undefined && !REASON_PHRASE.test(statusText)) return 'the status text has characters HTTP does not allow';
+  for (const [name, value] of headers) {
+    try {
+      validateHeaderName(name);
+      validateHeaderValue(name, value);
+    } catch {
+      return `header ${JSON.stringify(name.slice(0, 40))} has characters HTTP does not allow`;
+    }
+  }
+  return undefined;
 }
 
 const requestIds = new WeakMap<IncomingMessage, string>();

@@ -98,10 +98,20 @@ export interface BasicCredentials {
  * gets a 401 with a challenge, so browsers ask.
  */
 export function checkBasic(headers: Pair[], creds: BasicCredentials): { ok: true; headers: Pair[] } | { ok: false } {
-  const expected = `Basic ${Buffer.from(`${creds.user}:${creds.pass}`).toString('base64')}`;
-  const i = headers.findIndex(([k, v]) => k.toLowerCase() === 'authorization' && same(v.trim(), expected));
+  const expected = `${creds.user}:${creds.pass}`;
+  const i = headers.findIndex(([k, v]) => k.toLowerCase() === 'authorization' && basicCredentials(v) !== undefined && same(basicCredentials(v) as string, expected));
   if (i < 0) return { ok: false };
   return { ok: true, headers: headers.filter((_, j) => j !== i) };
+}
+
+/**
+ * The `user:pass` of a Basic Authorization value, or undefined. The scheme
+ * is case-insensitive (RFC 9110 section 11.1: `basic` and `BASIC` are Basic);
+ * the credentials are token68 in base64 (RFC 7617).
+ */
+export function basicCredentials(value: string): string | undefined {
+  const m = /^\s*basic +([A-Za-z0-9+/]+=*)\s*$/i.exec(value);
+  return m ? Buffer.from(m[1] as string, 'base64').toString('utf8') : undefined;
 }
 
 /** An IPv4-mapped IPv6 address (::ffff:1.2.3.4) is its IPv4 address. */

@@ -10,6 +10,7 @@ import { admit, checkBasic, stripSecret, type BasicCredentials, type IpRules, ty
 import type { Capture, HeaderPairs, Inspector, RequestPath } from './inspect.js';
 import { decodeRequestHead, encodeHead, endToEndHeaders, endToEndPairs, FORWARDING_HEADERS, newRequestId, readHead, type RequestHead } from '../shared/http-head.js';
 import { serveWebSocket } from './websocket.js';
+import { ExactLength, framedHeaders, requestFraming, type Framing } from './framing.js';
 
 export interface Origin {
   host: string;
@@ -60,6 +61,15 @@ export interface OriginEvents {
   onUnreachable(err: NodeJS.ErrnoException): void;
 }
 
+/** A request id the agent takes from the gateway: a plain token, as the gateway makes or accepts them. */
+const REQUEST_ID = /^[A-Za-z0-9._:-]{8,64}$/;
+
+/** A refusal Beam answers itself, with the reason in its body. */
+function plainRefusal(status: number, statusText: string, err: unknown): { status: number; statusText: string; headers: HeaderPairs; body: string } {
+  const detail = err instanceof BeamError ? (err.detail ?? err.message) : String(err);
+  return { status, statusText, headers: [['Content-Type', 'text/plain; charset=utf-8']], body: `${detail}\n` };
+}
+
 const UNREACHABLE = new Set(['ECONNREFUSED', 'ECONNRESET', 'EHOSTUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'EPIPE', 'ETIMEDOUT']);
 
 export class OriginForwarder {
@@ -101,7 +111,12 @@ export class OriginForwarder {
     let headers = endToEndPairs(head.headers, trustForwarded ? undefined : FORWARDING_HEADERS);
     const forwardedFor = trustForwarded ? headers.find(([k]) => k.toLowerCase() === 'x-forwarded-for')?.[1] : undefined;
     // The gateway's request id, so its log and this one line up; a peer-to-peer request gets one here.
-    const requestId = (trustForwarded ? headers.find(([k]) => k.toLowerCase() === 'x-request-id')?.[1] : undefined) ?? newRequestId();
+    // Exactly one id reaches the origin: a second X-Request-Id (a visitor's own beside the gateway's) never does.
+    const offeredIds = headers.filter(([k]) => k.toLowerCase() === 'x-request-id');
+    const offeredId = offeredIds.length === 1 ? offeredIds[0]?.[1] : undefined;
+    const requestId = offeredId !== undefined && REQUEST_ID.test(offeredId) ? offeredId : newRequestId();
+    if (offeredIds.length > 0) headers = headers.filter(([k]) => k.toLowerCase() !== 'x-request-id');
+    headers.push(['X-Request-Id', requestId]);
     const capture = this.inspector ? this.record(head.method, head.target, headers, secret !== undefined, context, forwardedFor) : undefined;
     /** Beam answers instead of the origin: an error head, or a response of its own. */
     const refuse = (code: ErrorCode, response?: { status: number; statusText: string; headers: HeaderPairs; body: string }): void => {
@@ -127,6 +142,20 @@ export class OriginForwarder {
         'request refused',
       );
     };
+    // The framing of the origin hop is the agent's: an ambiguous head is refused before anything else.
+    let framing: Framing;
+    try {
+      framing = requestFraming(headers, head.body, head.upgrade);
+    } catch (err) {
+      refuse('BEAM_ERR_BAD_FRAMING', plainRefusal(400, 'Bad Request', err));
+      return;
+    }
+    headers = framedHeaders(headers, framing);
+    // RFC 9112 section 3.2: a request with more than one Host is answered 400.
+    if (headers.filter(([k]) => k.toLowerCase() === 'host').length > 1) {
+      refuse('BEAM_ERR_BAD_REQUEST', plainRefusal(400, 'Bad Request', new BeamError('BEAM_ERR_BAD_REQUEST', 'more than one Host header')));
+      return;
+    }
     if (this.options.ipRules) {
       const address = trustForwarded ? forwardedFor : context.visitorAddress;
       if (!this.options.ipRules.allows(address)) {
@@ -183,8 +212,7 @@ export class OriginForwarder {
       headers = checked.headers;
     }
     if (this.options.hostHeader === 'rewrite') {
-      const i = headers.findIndex(([k]) => k.toLowerCase() === 'host');
-      if (i >= 0) headers.splice(i, 1);
+      headers = headers.filter(([k]) => k.toLowerCase() !== 'host');
       headers.unshift(['Host', this.hostPort]);
     }
     if (head.upgrade) {
@@ -319,11 +347,22 @@ export class OriginForwarder {
       // An upgrade request has no body: what follows on the stream belongs to
       // the upgraded connection and is spliced once the origin says 101.
       req.end();
-    } else if (head.body) {
+    } else if (framing.kind === 'chunked' || (framing.kind === 'length' && framing.length > 0)) {
       // The rest of the stream is the request body; the head goes out now.
       req.flushHeaders();
       if (capture) stream.on('data', (chunk: Buffer) => capture.requestChunk(chunk));
-      stream.pipe(req);
+      if (framing.kind === 'chunked') {
+        stream.pipe(req);
+      } else {
+        // Exactly the announced bytes reach the origin: a byte more would be read there as the start of another request.
+        const exact = new ExactLength(framing.length);
+        exact.on('error', (err) => {
+          fail('BEAM_ERR_BAD_FRAMING', (err as BeamError).detail ?? err.message);
+          req.destroy();
+          stream.resume();
+        });
+        stream.pipe(exact).pipe(req);
+      }
     } else {
       req.end();
       stream.resume();

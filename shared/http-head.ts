@@ -181,8 +181,16 @@ const HOP_BY_HOP = new Set([
 ]);
 
 /**
+ * Headers a Connection header can never remove (RFC 9110 section 7.6.1 lets
+ * it name any header): dropping Content-Length or Transfer-Encoding would
+ * strip a body's framing, so the next hop would read the body as a second
+ * request; dropping Host would leave the request with no target host.
+ */
+const NEVER_CONNECTION_OPTION: ReadonlySet<string> = new Set(['content-length', 'transfer-encoding', 'host']);
+
+/**
  * Turns Node's rawHeaders into pairs without hop-by-hop headers, nor any
- * header the Connection header names.
+ * header the Connection header names (except NEVER_CONNECTION_OPTION).
  */
 export function endToEndHeaders(rawHeaders: readonly string[], drop: ReadonlySet<string> = NONE): Array<[string, string]> {
   let named: Set<string> | undefined;
@@ -190,7 +198,7 @@ export function endToEndHeaders(rawHeaders: readonly string[], drop: ReadonlySet
     if ((rawHeaders[i] as string).toLowerCase() === 'connection') {
       for (const token of (rawHeaders[i + 1] as string).split(',')) {
         const t = token.trim().toLowerCase();
-        if (t) (named ??= new Set()).add(t);
+        if (t && !NEVER_CONNECTION_OPTION.has(t)) (named ??= new Set()).add(t);
       }
     }
   }

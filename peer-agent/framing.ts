@@ -1,0 +1,93 @@
+/**
+ * How the agent frames a request body on its way to the origin. The head
+ * says whether a body follows (`body`) and may carry a Content-Length; the
+ * agent, never the visitor, decides what the origin hop's framing is, and
+ * the origin reads exactly the bytes of this one request.
+ *
+ * Why: Node's http client frames a GET, HEAD, DELETE or OPTIONS body with
+ * nothing at all when no header asks for it. A body on such a request then
+ * reached the origin unframed, and the origin read it as a second request
+ * on a pooled keep-alive socket: request smuggling past every check the
+ * agent makes, with the response handed to the next visitor.
+ */
+import { Transform, type TransformCallback } from 'node:stream';
+import { BeamError } from '../shared/errors.js';
+import type { HeaderPairs } from './inspect.js';
+
+export type Framing =
+  /** No body, and none announced. */
+  | { kind: 'none' }
+  /** Exactly `length` bytes: the visitor's Content-Length, enforced (ExactLength). */
+  | { kind: 'length'; length: number }
+  /** A body of unknown length: chunked on the origin hop. */
+  | { kind: 'chunked' };
+
+/** Content-Length is a non-negative decimal integer (RFC 9110 section 8.6); 15 digits keep it a safe integer. */
+const DIGITS = /^\d{1,15}$/;
+
+/**
+ * The origin hop's framing for a request head, or BEAM_ERR_BAD_FRAMING when
+ * the head is ambiguous: Content-Length values that are not numbers or
+ * disagree, a length on a request that says no body follows, or a body on
+ * an upgrade (whose bytes after the head belong to the new protocol).
+ */
+export function requestFraming(headers: HeaderPairs, body: boolean, upgrade: boolean): Framing {
+  let length: number | undefined;
+  for (const [name, value] of headers) {
+    if (name.toLowerCase() !== 'content-length') continue;
+    // "5, 5" is one value repeated (RFC 9110 section 8.6); anything else is refused.
+    for (const part of value.split(',')) {
+      const token = part.trim();
+      if (!DIGITS.test(token)) throw new BeamError('BEAM_ERR_BAD_FRAMING', `Content-Length "${value.slice(0, 40)}" is not a number`);
+      const n = Number(token);
+      if (length !== undefined && n !== length) throw new BeamError('BEAM_ERR_BAD_FRAMING', `Content-Length values ${length} and ${n} disagree`);
+      length = n;
+    }
+  }
+  if (upgrade || !body) {
+    if (length !== undefined && length > 0) throw new BeamError('BEAM_ERR_BAD_FRAMING', `Content-Length ${length} on a request ${upgrade ? 'that upgrades' : 'whose head says no body follows'}`);
+    return length === 0 && !upgrade ? { kind: 'length', length: 0 } : { kind: 'none' };
+  }
+  return length === undefined ? { kind: 'chunked' } : { kind: 'length', length };
+}
+
+/**
+ * The headers with the framing made explicit: every Content-Length and
+ * Transfer-Encoding the visitor sent is dropped, and one header the agent
+ * chose stands in their place.
+ */
+export function framedHeaders(headers: HeaderPairs, framing: Framing): HeaderPairs {
+  const out: HeaderPairs = headers.filter(([name]) => {
+    const lower = name.toLowerCase();
+    return lower !== 'content-length' && lower !== 'transfer-encoding';
+  });
+  if (framing.kind === 'length') out.push(['Content-Length', String(framing.length)]);
+  else if (framing.kind === 'chunked') out.push(['Transfer-Encoding', 'chunked']);
+  return out;
+}
+
+/**
+ * Passes exactly `length` bytes: one more, or the stream ending short, is a
+ * BEAM_ERR_BAD_FRAMING error, and nothing past the length is ever written.
+ */
+export class ExactLength extends Transform {
+  private left: number;
+
+  constructor(length: number) {
+    super();
+    this.left = length;
+  }
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    if (chunk.byteLength > this.left) {
+      callback(new BeamError('BEAM_ERR_BAD_FRAMING', `the body is longer than its Content-Length`));
+      return;
+    }
+    this.left -= chunk.byteLength;
+    callback(null, chunk);
+  }
+
+  override _flush(callback: TransformCallback): void {
+    callback(this.left === 0 ? null : new BeamError('BEAM_ERR_BAD_FRAMING', `the body ended ${this.left} bytes short of its Content-Length`));
+  }
+}
