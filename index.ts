@@ -42,6 +42,8 @@ export interface ConnectOptions {
   engine?: EngineName;
   /** pino logger. Default: silent. */
   logger?: Logger;
+  /** Host names an HTTP share's local port answers besides localhost, 127.0.0.1 and [::1] (`--allow-host`). Default none. */
+  allowHosts?: string[];
 }
 
 /** Opens a share as a local port, as `beam connect` does; resolves once it listens. */
@@ -57,6 +59,7 @@ export async function connect(options: ConnectOptions): Promise<Connected> {
       bind: options.bind ?? '127.0.0.1',
       relay: parseRelayMode(options.relay ?? 'auto'),
       ...(options.server ? { server: parseServerUrl(options.server) } : {}),
+      ...(options.allowHosts ? { allowHosts: options.allowHosts } : {}),
     },
   );
 }

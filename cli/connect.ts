@@ -18,6 +18,8 @@ import type { RelayMode, ShareKind } from '../shared/signaling.js';
 import { splice } from '../transport/splice.js';
 import { Gateway } from '../gateway/gateway.js';
 import { createHttpEntry } from '../gateway/http-entry.js';
+import { sendError, sendRawError } from '../gateway/error-page.js';
+import type { Duplex } from 'node:stream';
 import type { WebRtcEngine } from '../transport/engine.js';
 import { ephemeralIdentity } from '../transport/identity.js';
 import { parseLink } from '../transport/link.js';
@@ -31,6 +33,25 @@ export interface ConnectOptions {
   relay: RelayMode;
   /** Overrides the server the link names. */
   server?: string;
+  /** Host names the local HTTP port answers besides the loopback ones (--allow-host). */
+  allowHosts?: string[];
+}
+
+/**
+ * The names a local HTTP port answers to. A web page the visitor opens
+ * elsewhere can point a name of its own at 127.0.0.1 (DNS rebinding) and
+ * read the share through the port; and the agent's Host rewrite would hide
+ * that from the origin's own check. So only the loopback names, the bound
+ * address, and names given with --allow-host pass; the rest get 403
+ * BEAM_ERR_HOST_NOT_ALLOWED, as the inspector does.
+ */
+export function localHostAllowed(hostHeader: string | undefined, port: number, bind: string, extra: readonly string[] = []): boolean {
+  if (!hostHeader) return false;
+  const host = hostHeader.trim().toLowerCase();
+  const names = new Set(['localhost', '127.0.0.1', '[::1]', ...extra.map((h) => h.toLowerCase())]);
+  if (bind !== '0.0.0.0' && bind !== '::') names.add(bind.includes(':') ? `[${bind.toLowerCase()}]` : bind.toLowerCase());
+  for (const name of names) if (host === name || host === `${name}:${port}`) return true;
+  return false;
 }
 
 export interface Connected {
@@ -42,10 +63,24 @@ export interface Connected {
 }
 
 /** An HTTP share on localhost: a one-share gateway, WebSockets included. */
-function httpListener(gateway: Gateway): net.Server {
+function httpListener(gateway: Gateway, options: ConnectOptions): net.Server {
   const local = createHttpEntry();
-  local.on('request', (req, res) => void gateway.handleRequest(req, res));
-  local.on('upgrade', (req, socket, head: Buffer) => void gateway.handleUpgrade(req, socket, head));
+  const allowed = (req: http.IncomingMessage): boolean => localHostAllowed(req.headers.host, (local.address() as AddressInfo).port, options.bind, options.allowHosts);
+  const detail = (req: http.IncomingMessage): string => `Host "${(req.headers.host ?? '').slice(0, 100)}"`;
+  local.on('request', (req, res) => {
+    if (!allowed(req)) {
+      sendError(req.headers, res, 'BEAM_ERR_HOST_NOT_ALLOWED', detail(req));
+      return;
+    }
+    void gateway.handleRequest(req, res);
+  });
+  local.on('upgrade', (req, socket: Duplex, head: Buffer) => {
+    if (!allowed(req)) {
+      sendRawError(req.headers, socket, 'BEAM_ERR_HOST_NOT_ALLOWED', detail(req));
+      return;
+    }
+    void gateway.handleUpgrade(req, socket, head);
+  });
   return local;
 }
 
@@ -190,7 +225,7 @@ export async function connect(components: { engine: WebRtcEngine; logger: Logger
       },
     };
   }
-  const local = kind === 'tcp' ? tcpListener(gateway, link.share) : httpListener(gateway);
+  const local = kind === 'tcp' ? tcpListener(gateway, link.share) : httpListener(gateway, options);
   const sockets = new Set<net.Socket>();
   local.on('connection', (socket: net.Socket) => {
     sockets.add(socket);

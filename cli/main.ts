@@ -1,9 +1,10 @@
 /** The `beam` command line. */
 import { readFile } from 'node:fs/promises';
+import net from 'node:net';
 import { createSecureContext } from 'node:tls';
 import { Command, Option } from 'commander';
 import { pino, type Logger } from 'pino';
-import { DEFAULT_EMBEDDED_PORT, DEFAULT_INSPECT_PORT, ORIGIN_WAIT_POLL_MS } from '../shared/constants.js';
+import { DEFAULT_EMBEDDED_PORT, DEFAULT_INSPECT_PORT, GATEWAY_MAX_CONNECTIONS_PER_IP, ORIGIN_WAIT_POLL_MS } from '../shared/constants.js';
 import { BeamError } from '../shared/errors.js';
 import { startBeamServer } from '../gateway/server.js';
 import { loadEngine } from '../transport/index.js';
@@ -62,6 +63,7 @@ interface ServeFlags extends CommonFlags {
   redis?: string;
   nodeUrl?: string;
   maxConnectionsPerIp?: string;
+  maxHttpConnectionsPerIp?: string;
   registrationsPerMinute?: string;
   sessionsPerMinute?: string;
 }
@@ -76,6 +78,7 @@ interface ConnectFlags extends CommonFlags {
   bind: string;
   relay: string;
   server?: string;
+  allowHost?: string[];
 }
 
 function round(ms: number): number {
@@ -251,13 +254,29 @@ async function runStart(flags: StartFlags): Promise<void> {
   }
 }
 
+/**
+ * Share links are `<name>.<host>`: a server named by an IP address has no
+ * names under it, so its links could not name a share. Refused at start,
+ * with what to do instead.
+ */
+function refuseAddressHost(host: string, flag: string): void {
+  const bare = host.replace(/^\[|\]$/g, '');
+  if (net.isIP(bare) === 0) return;
+  throw new BeamError(
+    'BEAM_ERR_BAD_OPTION',
+    `${flag} names the IP address ${host}: share links are <name>.<host>, and an IP address has no names under it. ` +
+      `Point a wildcard DNS name at the address (*.beam.example.com and beam.example.com -> ${bare}) and pass that name (--public-url http://beam.example.com:<port>, or --domain beam.example.com)`,
+  );
+}
+
 async function runServe(flags: ServeFlags): Promise<void> {
   const out = createOutput(Boolean(flags.json));
   const port = flags.port === '0' ? 0 : parsePort(flags.port, '--port');
   const log = logger(flags.logLevel);
-  if (flags.publicUrl) parseServerUrl(flags.publicUrl);
+  if (flags.publicUrl) refuseAddressHost(new URL(parseServerUrl(flags.publicUrl)).hostname, '--public-url');
   const domain = flags.domain.toLowerCase();
   if (!/^[a-z0-9.-]+$/.test(domain)) throw new BeamError('BEAM_ERR_BAD_OPTION', `--domain "${flags.domain}" is not a domain name`);
+  refuseAddressHost(domain, '--domain');
   const ice = validateIceConfig({ stun: flags.stun ?? [], turn: flags.turn ?? [], turnSecret: flags.turnSecret });
   const engine = await loadEngine(parseEngine(flags.engine));
   const tokens = flags.tokenFile ? await AgentTokens.load(flags.tokenFile) : undefined;
@@ -267,9 +286,10 @@ async function runServe(flags: ServeFlags): Promise<void> {
     ...(flags.registrationsPerMinute ? { registrationsPerMinute: parseCount(flags.registrationsPerMinute, '--registrations-per-minute') } : {}),
     ...(flags.sessionsPerMinute ? { sessionsPerMinute: parseCount(flags.sessionsPerMinute, '--sessions-per-minute') } : {}),
   };
+  const maxHttp = flags.maxHttpConnectionsPerIp === undefined ? undefined : flags.maxHttpConnectionsPerIp === '0' ? 0 : parseCount(flags.maxHttpConnectionsPerIp, '--max-http-connections-per-ip');
   const server = await startBeamServer(
     { engine, logger: log },
-    { port, host: flags.host, domain, publicUrl: flags.publicUrl, ice, compress: flags.compress, browserP2p: flags.browserP2p, ...(tls ? { tls } : {}), tokens, limits, trustProxy: flags.trustProxy ?? false, ...(flags.redis ? { redis: parseRedisUrl(flags.redis) } : {}), ...(flags.nodeUrl ? { nodeUrl: parseServerUrl(flags.nodeUrl, '--node-url') } : {}) },
+    { port, host: flags.host, domain, publicUrl: flags.publicUrl, ...(maxHttp !== undefined ? { maxConnectionsPerIp: maxHttp } : {}), ice, compress: flags.compress, browserP2p: flags.browserP2p, ...(tls ? { tls } : {}), tokens, limits, trustProxy: flags.trustProxy ?? false, ...(flags.redis ? { redis: parseRedisUrl(flags.redis) } : {}), ...(flags.nodeUrl ? { nodeUrl: parseServerUrl(flags.nodeUrl, '--node-url') } : {}) },
   );
   const url = flags.publicUrl ?? `${tls ? 'https' : 'http'}://${domain}:${server.port}`;
   if (flags.json) process.stdout.write(`${JSON.stringify({ event: 'ready', url, port: server.port, domain })}\n`);
@@ -313,11 +333,20 @@ async function runConnect(linkArg: string, flags: ConnectFlags): Promise<void> {
   const server = flags.server ? parseServerUrl(flags.server) : undefined;
   const log = logger(flags.logLevel);
   const engine = await loadEngine(parseEngine(flags.engine));
-  const connected = await connect({ engine, logger: log, out }, { link: linkArg, port, bind: flags.bind, relay, server });
+  const connected = await connect({ engine, logger: log, out }, { link: linkArg, port, bind: flags.bind, relay, server, allowHosts: (flags.allowHost ?? []).map((h) => parseAllowedHost(h)) });
   onStop(async () => {
     await connected.close();
     out.emit({ event: 'closed' });
   });
+}
+
+/** An --allow-host name: a host name or address, with an optional port, as a Host header carries it. */
+function parseAllowedHost(text: string): string {
+  const host = text.trim().toLowerCase();
+  if (!/^([a-z0-9-]+(\.[a-z0-9-]+)*\.?|\[[0-9a-f:.]+\])(:\d{1,5})?$/.test(host)) {
+    throw new BeamError('BEAM_ERR_BAD_OPTION', `--allow-host ${JSON.stringify(text)}: give a host name as the browser sends it, e.g. dev.example.test or dev.example.test:8080`);
+  }
+  return host;
 }
 
 async function runDoctor(flags: { server?: string; json?: boolean }): Promise<void> {
@@ -400,6 +429,7 @@ export function program(): Command {
     .option('--trust-proxy', 'behind a reverse proxy: take the client address and scheme from its X-Forwarded-For and X-Forwarded-Proto')
     .option('--redis <url>', 'run as one of several nodes sharing this Redis (e.g. redis://127.0.0.1:6379): names and signaling span the nodes')
     .option('--max-connections-per-ip <n>', 'signaling connections one client address may hold (default 64)')
+    .option('--max-http-connections-per-ip <n>', `TCP connections one client address may hold to the gateway at once; 0: no cap (default ${GATEWAY_MAX_CONNECTIONS_PER_IP}, none with --trust-proxy)`)
     .option('--registrations-per-minute <n>', 'shares one client address may register a minute (default 60)')
     .option('--sessions-per-minute <n>', 'sessions one client address may open a minute (default 600)')
     .option('--node-url <url>', 'with --redis: this node\'s own URL (on the public host or below it), where relayed sessions it sets up meet')
@@ -443,6 +473,7 @@ beam.yml:
     .addOption(new Option('--bind <address>', 'local address to listen on').default('127.0.0.1'))
     .addOption(new Option('--relay <mode>', 'auto: direct WebRTC, else the relay; never: direct only; always: relay only').default('auto'))
     .option('--server <url>', 'Beam server to use instead of the one the link names')
+    .option('--allow-host <name...>', 'an HTTP share answers only Host localhost, 127.0.0.1, [::1] (and the --bind address); also answer these names')
     .option('--json', 'print newline-delimited JSON events on stdout')
     .addOption(new Option('--log-level <level>', 'pino log level on stderr').default('warn'))
     .addOption(new Option('--engine <engine>', 'WebRTC engine: node-datachannel or werift').default('node-datachannel'))

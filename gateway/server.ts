@@ -43,8 +43,14 @@ export interface BeamServerOptions {
   gatewayRelay?: RelayMode;
   /** Compress text responses for clients that accept brotli or gzip. Default true. */
   compress?: boolean;
-  /** How long a client may take over its request head. Default GATEWAY_HEADERS_TIMEOUT_MS. */
+  /** How long a client may take over its first request head, counted from accept. Default GATEWAY_HEADERS_TIMEOUT_MS. */
   headersTimeoutMs?: number;
+  /**
+   * Concurrent TCP connections one client address may hold to the public
+   * entry; 0 for no cap. Default GATEWAY_MAX_CONNECTIONS_PER_IP, or no cap
+   * with trustProxy (every client then has the proxy's address).
+   */
+  maxConnectionsPerIp?: number;
   /** --token-file: agents need a token; tokens reserve names. Default: anyone may share. */
   tokens?: AgentTokens;
   /** Per client address limits on signaling (defaults in shared/constants.ts). */
@@ -135,7 +141,11 @@ export async function startBeamServer(
 ): Promise<BeamServer> {
   const domain = (options.domain ?? 'localhost').toLowerCase();
   const gatewayToken = randomBytes(24).toString('base64url');
-  const server = createHttpEntry({ headersTimeoutMs: options.headersTimeoutMs, tls: options.tls });
+  const server = createHttpEntry({
+    headersTimeoutMs: options.headersTimeoutMs,
+    tls: options.tls,
+    maxConnectionsPerIp: options.maxConnectionsPerIp ?? (options.trustProxy ? 0 : undefined),
+  });
   await listen(server, options.port, options.host ?? '0.0.0.0');
   const port = (server.address() as AddressInfo).port;
   const base = new URL(options.publicUrl ?? `${options.tls ? 'https' : 'http'}://${domain}:${port}`);
@@ -194,7 +204,8 @@ export async function startBeamServer(
   // With TLS, the gateway's own way in: plain, on loopback only, sharing socket.io's engine and every handler below.
   let internal: http.Server | undefined;
   if (options.tls) {
-    internal = createHttpEntry({ headersTimeoutMs: options.headersTimeoutMs });
+    // Loopback only, for the gateway's own links: no per-address cap.
+    internal = createHttpEntry({ headersTimeoutMs: options.headersTimeoutMs, maxConnectionsPerIp: 0 });
     await listen(internal, 0, '127.0.0.1');
     io.engine.attach(internal, { path: SIGNALING_PATH, destroyUpgrade: false });
   }
