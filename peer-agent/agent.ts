@@ -197,6 +197,7 @@ export class Agent extends EventEmitter<AgentEvents> {
         ipRules: options.ipRules,
         rateLimit: options.rateLimit,
         visitorLimit: this.visitorLimit,
+        privateShare: options.secret !== undefined,
       },
     );
   }

@@ -30,6 +30,12 @@ export interface OriginOptions {
   rateLimit?: RateLimit;
   /** --max-visitors: gateway visitors are counted here, by client address. */
   visitorLimit?: VisitorLimit;
+  /**
+   * A private share: its secret (parameter, cookie, header) is cut from every
+   * request on every path, so neither the origin nor the inspector sees it,
+   * even from a visitor that proved it in the handshake instead.
+   */
+  privateShare?: boolean;
 }
 
 /** Who sent a request, and how it came. */
@@ -117,7 +123,8 @@ export class OriginForwarder {
     const requestId = offeredId !== undefined && REQUEST_ID.test(offeredId) ? offeredId : newRequestId();
     if (offeredIds.length > 0) headers = headers.filter(([k]) => k.toLowerCase() !== 'x-request-id');
     headers.push(['X-Request-Id', requestId]);
-    const capture = this.inspector ? this.record(head.method, head.target, headers, secret !== undefined, context, forwardedFor) : undefined;
+    const private_ = secret !== undefined || this.options.privateShare === true;
+    const capture = this.inspector ? this.record(head.method, head.target, headers, private_, context, forwardedFor) : undefined;
     /** Beam answers instead of the origin: an error head, or a response of its own. */
     const refuse = (code: ErrorCode, response?: { status: number; statusText: string; headers: HeaderPairs; body: string }): void => {
       if (response) {
@@ -173,6 +180,8 @@ export class OriginForwarder {
         return;
       }
       ({ target, headers, setCookie } = admission);
+    } else if (private_) {
+      ({ target, headers } = stripSecret(target, headers));
     }
     // Peer-to-peer visitors were counted when their session came; gateway visitors are, by address, here.
     if (this.options.visitorLimit && trustForwarded && !this.options.visitorLimit.enter(`ip:${forwardedFor ?? '?'}`)) {
@@ -295,11 +304,13 @@ export class OriginForwarder {
         }
         state = 'responding';
         this.log.debug({ req: requestId, path: context.path, method: head.method, target: target.split('?')[0], status: res.statusCode }, 'forwarded');
-        const responseHeaders: HeaderPairs = setCookie ? [...endToEndHeaders(res.rawHeaders), ['Set-Cookie', setCookie]] : endToEndHeaders(res.rawHeaders);
+        // What the origin said is what the inspector shows; Beam's own headers (its secret cookie above all) never are.
+        const originHeaders: HeaderPairs = endToEndHeaders(res.rawHeaders);
+        const responseHeaders: HeaderPairs = setCookie ? [...originHeaders, ['Set-Cookie', setCookie]] : [...originHeaders];
         if (context.browser) responseHeaders.push(['beam-origin', this.hostPort]);
         stream.write(encodeHead({ kind: 'response', status: res.statusCode ?? 502, statusText: res.statusMessage, headers: responseHeaders }));
         if (capture) {
-          capture.response(res.statusCode ?? 502, res.statusMessage, responseHeaders);
+          capture.response(res.statusCode ?? 502, res.statusMessage, originHeaders);
           res.on('data', (chunk: Buffer) => capture.responseChunk(chunk));
           res.on('end', () => capture.finish());
         }

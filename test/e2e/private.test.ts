@@ -332,3 +332,40 @@ describe('--max-visitors (checked by the agent, on every path)', () => {
     expect(await p.exited).toBe(1);
   });
 });
+
+describe("a private share's secret never reaches the inspector or its HAR export, on any path", () => {
+  it('after the link, the cookie, the header and a beam connect visitor that sends it too', async () => {
+    const inspect = (await agent.waitFor('ready'))['inspect'] as string;
+    expect(inspect).toMatch(/^http:\/\/127\.0\.0\.1:\d+/);
+    // The gateway path: the link (Beam answers with Set-Cookie: beam_secret=…), the cookie, the header.
+    expect((await request(server.port, host, `/inspected?beam_secret=${secret}`)).headers['set-cookie']).toEqual([expect.stringContaining(secret)]);
+    expect((await request(server.port, host, '/inspected-cookie', { headers: { cookie: `theme=dark; beam_secret=${secret}` } })).status).toBe(200);
+    expect((await request(server.port, host, '/inspected-header', { headers: { 'beam-secret': secret } })).status).toBe(200);
+    // The direct path: a beam connect visitor proved the secret in its handshake, and sends it again anyway.
+    const c = new BeamProcess(['connect', link, '--server', server.url, '--json']);
+    try {
+      const port = Number(new URL((await c.waitFor('ready'))['url'] as string).port);
+      const res = await request(port, `127.0.0.1:${port}`, `/headers?beam_secret=${secret}`, { headers: { cookie: `beam_secret=${secret}; lang=en`, 'beam-secret': secret } });
+      expect(res.status).toBe(200);
+      // Nor does the origin see it.
+      expect(res.body.toString()).not.toContain(secret);
+      expect(seen(res.body).headers['cookie']).toBe('lang=en');
+    } finally {
+      await c.kill();
+    }
+    const get = async (p: string): Promise<string> => {
+      const res = await fetch(new URL(p, inspect));
+      expect(res.status).toBe(200);
+      return res.text();
+    };
+    const list = JSON.parse(await get('/api/requests')) as { requests: Array<{ id: string; target: string }> };
+    expect(list.requests.map((r) => r.target)).toEqual(expect.arrayContaining(['/inspected', '/inspected-cookie', '/inspected-header', '/headers']));
+    const texts = [JSON.stringify(list), await get('/api/har')];
+    for (const r of list.requests) texts.push(await get(`/api/requests/${r.id}`));
+    for (const text of texts) expect(text).not.toContain(secret);
+    // What Beam set is Beam's, but the app's own headers are all there.
+    const detail = JSON.parse(await get(`/api/requests/${list.requests.find((r) => r.target === '/inspected')?.id}`)) as { responseHeaders: Array<[string, string]> };
+    expect(detail.responseHeaders.some(([k]) => k.toLowerCase() === 'set-cookie')).toBe(false);
+    expect(detail.responseHeaders.some(([k]) => k.toLowerCase() === 'content-type')).toBe(true);
+  });
+});
