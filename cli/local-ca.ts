@@ -9,11 +9,19 @@
  * Certificates are made with @peculiar/x509 (ECDSA P-256 over WebCrypto),
  * loaded only when --tls is asked for: it needs the reflect-metadata
  * polyfill, which should not touch a process that never uses it.
+ *
+ * Teammates install the authority as a trust root, so it is kept narrow:
+ * critical NameConstraints (RFC 5280 section 4.2.1.10) let it sign only
+ * localhost and the private-use names below, and the private and loopback
+ * address ranges; it is valid LOCAL_CA_DAYS. Even a stolen key can't then
+ * sign a certificate browsers accept for any public site. An authority made
+ * without them (by an older Beam), or near its end, is replaced at start.
  */
 import { webcrypto, X509Certificate } from 'node:crypto';
 import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
+import { BlockList, isIP } from 'node:net';
 import { LOCAL_CA_DAYS, LOCAL_CERT_DAYS } from '../shared/constants.js';
 import { BeamError } from '../shared/errors.js';
 import { configDir } from '../transport/identity.js';
@@ -23,6 +31,37 @@ export const CA_CERT_FILE = 'beam-local-ca.pem';
 const CA_KEY_FILE = 'beam-local-ca.key';
 const ALGORITHM = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;
 const DAY_MS = 24 * 60 * 60 * 1000;
+
+/** DNS names the authority may sign, each with every name below it: localhost and private-use domains (RFC 6761, 6762, 8375, and ICANN's .internal). */
+export const PERMITTED_DNS = ['localhost', 'local', 'home.arpa', 'internal'] as const;
+/** Address ranges the authority may sign: loopback, RFC 1918, shared address space (RFC 6598, CGNAT and tailnets), IPv6 unique local and link-local. */
+export const PERMITTED_RANGES = ['127.0.0.0/8', '10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', '100.64.0.0/10', '::1/128', 'fc00::/7', 'fe80::/10'] as const;
+const NAME_CONSTRAINTS_OID = '2.5.29.30';
+
+const permittedAddresses = new BlockList();
+for (const range of PERMITTED_RANGES) {
+  const [address, prefix] = range.split('/') as [string, string];
+  permittedAddresses.addSubnet(address, Number(prefix), isIP(address) === 6 ? 'ipv6' : 'ipv4');
+}
+
+/** Whether the authority may sign this DNS name or address. */
+export function permitted(name: string): boolean {
+  const family = isIP(name);
+  if (family !== 0) return permittedAddresses.check(name, family === 6 ? 'ipv6' : 'ipv4');
+  const lower = name.toLowerCase();
+  return PERMITTED_DNS.some((d) => lower === d || lower.endsWith(`.${d}`));
+}
+
+/** The NameConstraints extension's DER value: permitted subtrees only. */
+async function nameConstraints(): Promise<ArrayBuffer> {
+  const asn = await import('@peculiar/asn1-x509');
+  const { AsnConvert } = await import('@peculiar/asn1-schema');
+  const subtrees = [
+    ...PERMITTED_DNS.map((dNSName) => new asn.GeneralSubtree({ base: new asn.GeneralName({ dNSName }) })),
+    ...PERMITTED_RANGES.map((iPAddress) => new asn.GeneralSubtree({ base: new asn.GeneralName({ iPAddress }) })),
+  ];
+  return AsnConvert.serialize(new asn.NameConstraints({ permittedSubtrees: new asn.GeneralSubtrees(subtrees) }));
+}
 
 export interface LocalTls {
   cert: Buffer;
@@ -60,6 +99,10 @@ export async function localTls(dir = join(configDir(), 'ca')): Promise<LocalTls>
     caCert = new lib.X509Certificate(await readFile(caFile, 'utf8'));
     const pem = await readFile(keyFile, 'utf8');
     caKey = await webcrypto.subtle.importKey('pkcs8', lib.PemConverter.decodeFirst(pem), ALGORITHM, false, ['sign']);
+    // One without name constraints (an older Beam's), or too near its end to sign a leaf: made anew below.
+    if (!caCert.getExtension(NAME_CONSTRAINTS_OID) || caCert.notAfter.getTime() < Date.now() + LOCAL_CERT_DAYS * DAY_MS) {
+      throw Object.assign(new Error('replaced'), { code: 'ENOENT' });
+    }
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new BeamError('BEAM_ERR_CONFIG', `the local certificate authority in ${dir} is unreadable (${(err as Error).message}); move it away to make a new one`);
     await mkdir(dir, { recursive: true, mode: 0o700 });
@@ -74,6 +117,7 @@ export async function localTls(dir = join(configDir(), 'ca')): Promise<LocalTls>
       extensions: [
         new lib.BasicConstraintsExtension(true, 0, true),
         new lib.KeyUsagesExtension(lib.KeyUsageFlags.keyCertSign | lib.KeyUsageFlags.cRLSign, true),
+        new lib.Extension(NAME_CONSTRAINTS_OID, true, await nameConstraints()),
         await lib.SubjectKeyIdentifierExtension.create(keys.publicKey),
       ],
     });
@@ -84,8 +128,9 @@ export async function localTls(dir = join(configDir(), 'ca')): Promise<LocalTls>
     caKey = keys.privateKey;
   }
 
-  const ips = ['127.0.0.1', ...lanAddresses()];
-  const dns = [...new Set(['localhost', hostname().toLowerCase()].filter((n) => /^[a-z0-9.-]+$/.test(n)))];
+  // Only what the authority may sign: a public LAN address or a host name outside PERMITTED_DNS is left out.
+  const ips = ['127.0.0.1', ...lanAddresses()].filter(permitted);
+  const dns = [...new Set(['localhost', hostname().toLowerCase()].filter((n) => /^[a-z0-9.-]+$/.test(n) && permitted(n)))];
   const caPem = caCert.toString('pem');
   const authority = caCert;
   const signingKey = caKey;

@@ -319,8 +319,12 @@ export const ENDED_SESSIONS_KEPT = 1024;
 
 // ---------------------------------------------------------------- the embedded server's https (beam --tls)
 
-/** How long the local certificate authority is good for (as mkcert's). */
-export const LOCAL_CA_DAYS = 3650;
+/**
+ * How long the local certificate authority is good for: a year, not mkcert's
+ * ten, since teammates install it as a trust root. Beam makes a new one when
+ * fewer than LOCAL_CERT_DAYS are left, and teammates trust that one anew.
+ */
+export const LOCAL_CA_DAYS = 365;
 /** How long each start's certificate is good for; a new one is made at every start. */
 export const LOCAL_CERT_DAYS = 30;
 /** Where the embedded server offers its authority's certificate, on every share host. */
