@@ -8,6 +8,8 @@ import { io as connectSocket, type Socket } from 'socket.io-client';
 import type { Logger } from 'pino';
 import {
   AGENT_CONNECT_TIMEOUT_MS,
+  MAX_OFFERS_PER_SESSION_PER_MINUTE,
+  MAX_PENDING_PEERS,
   SHARE_CLOSE_TIMEOUT_MS,
   DATAGRAM_CHANNEL_LABEL,
   DEFAULT_ORIGIN_TIMEOUT_MS,
@@ -157,6 +159,8 @@ interface AgentSession {
   serverSeenAddress: string | undefined;
   /** Signaling forgot the session (a side lost the server): its paths carry on, and it ends with the last. */
   detached: boolean;
+  /** When its recent offers came (MAX_OFFERS_PER_SESSION_PER_MINUTE). */
+  offerTimes: number[];
 }
 
 export class Agent extends EventEmitter<AgentEvents> {
@@ -172,6 +176,10 @@ export class Agent extends EventEmitter<AgentEvents> {
   private registered: Registered | undefined;
   private closed = false;
   private lastUnreachableAt = 0;
+  /** Peer connections set up that carry no path yet (MAX_PENDING_PEERS). */
+  private readonly pendingPeers = new Set<Peer>();
+  /** When an offer was last dropped for a limit, so a flood is one log line a second. */
+  private lastDropLogAt = 0;
 
   constructor(components: AgentComponents, options: AgentOptions) {
     super();
@@ -330,6 +338,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       announced: false,
       setupTimer: undefined,
       detached: false,
+      offerTimes: [],
     };
     // The server's own gateway is not a visitor: the clients behind it are, one by one.
     if (session.visitor !== 'gateway' && this.visitorLimit && !this.visitorLimit.enter(`session:${session.id}`, true)) {
@@ -377,13 +386,28 @@ export class Agent extends EventEmitter<AgentEvents> {
       this.log.info({ session: session.id }, 'offer ignored: --relay always');
       return;
     }
+    const now = Date.now();
+    session.offerTimes = session.offerTimes.filter((t) => now - t < 60_000);
+    const refusal =
+      session.offerTimes.length >= MAX_OFFERS_PER_SESSION_PER_MINUTE ? `${MAX_OFFERS_PER_SESSION_PER_MINUTE} offers a minute per session`
+      : this.pendingPeers.size >= MAX_PENDING_PEERS ? `${MAX_PENDING_PEERS} peer connections being set up`
+      : undefined;
+    if (refusal) {
+      if (now - this.lastDropLogAt >= 1_000) {
+        this.lastDropLogAt = now;
+        this.log.warn({ audit: 'limit.hit', code: 'BEAM_ERR_LIMIT_REACHED', session: session.id, address: session.serverSeenAddress, limit: refusal }, 'offer dropped');
+      }
+      return;
+    }
+    session.offerTimes.push(now);
     const old = session.peer;
     if (old && !(['direct', 'turn'] as const).some((kind) => session.peers.get(kind) === old && session.paths.has(kind))) {
       this.log.debug({ session: session.id }, 'a new offer replaces the direct peer connection');
-      old.close();
+      this.closePeer(old);
     }
     // A first attempt without TURN on both sides forms a direct pair if one exists; the visitor's next attempt brings TURN.
     const peer = this.engine.createPeer({ iceServers: turn ? session.iceServers : withoutTurn(session.iceServers) });
+    this.pendingPeers.add(peer);
     session.peer = peer;
     let answerSdp: string | undefined;
     let verified: Promise<void> | undefined;
@@ -392,6 +416,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       this.socket?.emit('session:signal', { sessionId: session.id, signal });
     });
     peer.onStateChange((state) => {
+      if (state === 'connected' || state === 'failed' || state === 'closed') this.pendingPeers.delete(peer);
       if (state === 'failed' || state === 'closed') {
         for (const kind of ['direct', 'turn'] as const) if (session.peers.get(kind) === peer) session.paths.get(kind)?.close('BEAM_ERR_PEER_GONE');
         if (session.peer === peer) session.peer = undefined;
@@ -408,7 +433,7 @@ export class Agent extends EventEmitter<AgentEvents> {
         })();
         verified.catch((err: Error) => {
           this.log.warn({ audit: 'auth.refused', code: errorCodeOf(err) ?? 'BEAM_ERR_HANDSHAKE_FAILED', session: session.id, path: 'direct', err: err.message }, 'direct handshake failed');
-          peer.close();
+          this.closePeer(peer);
         });
         return;
       }
@@ -463,7 +488,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     });
     peer.signal({ type: 'offer', sdp: offerSdp }).catch((err: Error) => {
       this.log.warn({ session: session.id, err: err.message }, 'bad offer from visitor');
-      peer.close();
+      this.closePeer(peer);
     });
   }
 
@@ -516,7 +541,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       if (kind !== 'relay') {
         const peer = session.peers.get(kind);
         session.peers.delete(kind);
-        if (peer && peer !== session.peer) peer.close();
+        if (peer && peer !== session.peer) this.closePeer(peer);
       }
       // A path that dies while its session lives is worth a line (at warn when it was the last): say why.
       if (this.sessions.has(session.id)) this.log[session.paths.size === 0 ? 'warn' : 'info']({ session: session.id, path: kind, code }, 'path down');
@@ -640,7 +665,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     clearTimeout(session.setupTimer);
     // An attempt still being set up needs signaling to finish.
     if (session.peer && ![...session.peers.values()].includes(session.peer)) {
-      session.peer.close();
+      this.closePeer(session.peer);
       session.peer = undefined;
     }
     if (session.paths.size === 0) {
@@ -666,11 +691,17 @@ export class Agent extends EventEmitter<AgentEvents> {
     clearTimeout(session.setupTimer);
     for (const mux of session.paths.values()) mux.close('BEAM_ERR_PEER_GONE');
     session.udp?.close();
-    session.peer?.close();
-    for (const peer of session.peers.values()) peer.close();
+    if (session.peer) this.closePeer(session.peer);
+    for (const peer of session.peers.values()) this.closePeer(peer);
     this.socket?.emit('session:close', { sessionId: id });
     // Only sessions announced with 'session' are announced as closed.
     if (session.announced) this.emit('session-closed', { id });
+  }
+
+  /** Closes a peer connection, which then no longer counts as being set up. */
+  private closePeer(peer: Peer): void {
+    this.pendingPeers.delete(peer);
+    peer.close();
   }
 
   /** Sends a recorded request to the origin again (the inspector's Replay); resolves with the replay's id. */

@@ -149,6 +149,31 @@ export const REGISTRATIONS_PER_IP_PER_MINUTE = 60;
 export const SESSIONS_PER_IP_PER_MINUTE = 600;
 /** Sessions one visitor connection may have open at once. */
 export const MAX_SESSIONS_PER_VISITOR = 1024;
+/**
+ * Sessions one client address may have open with one share at once (the
+ * server's own gateway is exempt and has a session per share of its own,
+ * outside MAX_SESSIONS_PER_SHARE). Without it one address filled a share's
+ * MAX_SESSIONS_PER_SHARE with sessions that never sent an offer, and the
+ * share's visitors got 429.
+ */
+export const MAX_SESSIONS_PER_SHARE_PER_ADDRESS = 16;
+/**
+ * A session whose visitor sent no offer nor relay request within this is
+ * ended by the server (BEAM_ERR_PEER_GONE to both sides): a visitor sends
+ * one at once, so a session that made no progress holds no slot for long.
+ */
+export const SESSION_OFFER_TIMEOUT_MS = 10_000;
+/**
+ * Signals (offers, answers, candidates, relay requests) one connection may
+ * send a second, and all visitors together toward one share; over it they are
+ * dropped and the sender hears BEAM_ERR_RATE_LIMITED. A session's setup is an
+ * offer and a few dozen candidates; 12,000 offers in 4 s from one socket once
+ * cost an agent 9 s of CPU. The server's own gateway is exempt from the
+ * per-connection budget; agents answer for all their visitors and get more.
+ */
+export const SIGNALS_PER_VISITOR_PER_SECOND = 100;
+export const SIGNALS_PER_AGENT_PER_SECOND = 5_000;
+export const SIGNALS_PER_SHARE_PER_SECOND = 400;
 /** How long a dropped agent's name stays reserved for the holder of its resume token. */
 export const SHARE_RESUME_GRACE_MS = 30_000;
 /**
@@ -166,6 +191,18 @@ export const MAX_NAME_LENGTH = 63;
 
 // ---------------------------------------------------------------- gateway and agent
 
+/**
+ * Peer connections an agent sets up at once that carry no path yet (each is
+ * a DTLS and SCTP stack in libdatachannel, with its threads' work); offers
+ * past it are dropped until some come up or fail. Without a bound an offer
+ * flood cost an agent seconds of CPU and a legitimate request waited 5.8 s.
+ */
+export const MAX_PENDING_PEERS = 64;
+/**
+ * Offers one session may send a minute: its first attempts
+ * (LINK_SETUP_ATTEMPTS) and a direct retry now and then (DIRECT_RETRY_MS).
+ */
+export const MAX_OFFERS_PER_SESSION_PER_MINUTE = 8;
 /** How long the gateway waits for a peer connection to a share before answering 502. */
 export const AGENT_CONNECT_TIMEOUT_MS = 10_000;
 /**

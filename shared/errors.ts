@@ -116,7 +116,7 @@ export const ERRORS = {
   },
   BEAM_ERR_RATE_LIMITED: {
     status: 429,
-    message: 'Too many requests from this visitor to this share (its owner set --rate-limit). Retry after the time in Retry-After.',
+    message: 'Too many requests from this visitor: to this share (its owner set --rate-limit), or to the Beam server (its limits on connections, sessions and signals per address). Retry after the time in Retry-After, or the time the message names.',
   },
   BEAM_ERR_FORBIDDEN: {
     status: 403,

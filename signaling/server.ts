@@ -13,7 +13,12 @@ import {
   ENDED_SESSIONS_KEPT,
   MAX_CONNECTIONS_PER_IP,
   MAX_SESSIONS_PER_SHARE,
+  MAX_SESSIONS_PER_SHARE_PER_ADDRESS,
   MAX_SESSIONS_PER_VISITOR,
+  SESSION_OFFER_TIMEOUT_MS,
+  SIGNALS_PER_AGENT_PER_SECOND,
+  SIGNALS_PER_SHARE_PER_SECOND,
+  SIGNALS_PER_VISITOR_PER_SECOND,
   MAX_SHARES_PER_CONNECTION,
   REGISTRATIONS_PER_IP_PER_MINUTE,
   SESSIONS_PER_IP_PER_MINUTE,
@@ -83,6 +88,10 @@ export interface AddressLimits {
   connections: number;
   registrationsPerMinute: number;
   sessionsPerMinute: number;
+  /** Signals one visitor connection may send a second. Default SIGNALS_PER_VISITOR_PER_SECOND. */
+  signalsPerSecond: number;
+  /** Signals all visitors together may send one share a second (not an address limit: a share's). Default SIGNALS_PER_SHARE_PER_SECOND. */
+  shareSignalsPerSecond: number;
 }
 
 interface Session {
@@ -91,6 +100,8 @@ interface Session {
   agent: string;
   visitor: string;
   kind: VisitorKind;
+  /** The visitor's address (not kept for the server's own gateway, which carries everyone). */
+  address?: string | undefined;
   /** One-time relay tokens; a redeemed one is deleted. */
   relayTokens: Partial<Record<'visitor' | 'agent', string>>;
 }
@@ -117,7 +128,17 @@ export class SignalingServer {
   /** Why the last ENDED_SESSIONS_KEPT sessions ended, with their unused relay tokens (see redeemRelayToken). */
   private readonly ended = new Map<string, { code: ErrorCode; tokens: Session['relayTokens'] }>();
   private readonly sessionsBySocket = new Map<string, Set<string>>();
+  /** Sessions with each share, the gateway's aside (it has one per share, and carries every web visitor). */
   private readonly sessionsByShare = new Map<string, number>();
+  /** Sessions with each share from each address (`share|address`): MAX_SESSIONS_PER_SHARE_PER_ADDRESS. */
+  private readonly sessionsByShareAddress = new Map<string, number>();
+  /** Sessions whose visitor has not sent an offer or relay request yet, with the timer that ends them. */
+  private readonly awaitingOffer = new Map<string, NodeJS.Timeout>();
+  private readonly visitorSignals: RateLimiterMemory;
+  private readonly agentSignals = new RateLimiterMemory({ points: SIGNALS_PER_AGENT_PER_SECOND, duration: 1 });
+  private readonly shareSignals: RateLimiterMemory;
+  /** When each connection was last told its signals were dropped. */
+  private readonly warnedAt = new WeakMap<BeamSocket, number>();
   /** Agents told to move (drain): their sessions' peer connections carry on while requests in flight finish. */
   private readonly moving = new Set<string>();
   private io: SignalingIo | undefined;
@@ -134,7 +155,11 @@ export class SignalingServer {
       connections: options.limits?.connections ?? MAX_CONNECTIONS_PER_IP,
       registrationsPerMinute: options.limits?.registrationsPerMinute ?? REGISTRATIONS_PER_IP_PER_MINUTE,
       sessionsPerMinute: options.limits?.sessionsPerMinute ?? SESSIONS_PER_IP_PER_MINUTE,
+      signalsPerSecond: options.limits?.signalsPerSecond ?? SIGNALS_PER_VISITOR_PER_SECOND,
+      shareSignalsPerSecond: options.limits?.shareSignalsPerSecond ?? SIGNALS_PER_SHARE_PER_SECOND,
     };
+    this.visitorSignals = new RateLimiterMemory({ points: this.limits.signalsPerSecond, duration: 1 });
+    this.shareSignals = new RateLimiterMemory({ points: this.limits.shareSignalsPerSecond, duration: 1 });
     this.registrations = new RateLimiterMemory({ points: this.limits.registrationsPerMinute, duration: 60 });
     this.sessionOpens = new RateLimiterMemory({ points: this.limits.sessionsPerMinute, duration: 60 });
   }
@@ -263,6 +288,8 @@ export class SignalingServer {
   close(): void {
     this.registry.close();
     this.sessions.clear();
+    for (const timer of this.awaitingOffer.values()) clearTimeout(timer);
+    this.awaitingOffer.clear();
   }
 
   private onConnection(socket: BeamSocket): void {
@@ -317,17 +344,41 @@ export class SignalingServer {
           if (await this.registry.isHeld(share)) throw new BeamError('BEAM_ERR_AGENT_UNREACHABLE', `"${share}" lost its connection and may come back`);
           throw new BeamError('BEAM_ERR_SHARE_NOT_FOUND', `"${share}"`);
         }
+        const agentData = await this.registry.agentOf(share);
+        if (!agentData) throw new BeamError('BEAM_ERR_SHARE_NOT_FOUND', `"${share}"`);
+        // Counted after the last await, right before the session is added: opens that race each other can't all pass.
         if ((this.sessionsBySocket.get(socket.id)?.size ?? 0) >= MAX_SESSIONS_PER_VISITOR) {
           throw new BeamError('BEAM_ERR_LIMIT_REACHED', `${MAX_SESSIONS_PER_VISITOR} sessions per visitor`);
         }
-        if ((this.sessionsByShare.get(share) ?? 0) >= MAX_SESSIONS_PER_SHARE) {
-          throw new BeamError('BEAM_ERR_LIMIT_REACHED', `${MAX_SESSIONS_PER_SHARE} sessions per share`);
+        if (data.kind !== 'gateway') {
+          if ((this.sessionsByShareAddress.get(`${share}|${data.address}`) ?? 0) >= MAX_SESSIONS_PER_SHARE_PER_ADDRESS) {
+            throw new BeamError('BEAM_ERR_LIMIT_REACHED', `${MAX_SESSIONS_PER_SHARE_PER_ADDRESS} sessions with one share from one address`);
+          }
+          if ((this.sessionsByShare.get(share) ?? 0) >= MAX_SESSIONS_PER_SHARE) {
+            throw new BeamError('BEAM_ERR_LIMIT_REACHED', `${MAX_SESSIONS_PER_SHARE} sessions per share`);
+          }
         }
-        const agentData = await this.registry.agentOf(share);
-        if (!agentData) throw new BeamError('BEAM_ERR_SHARE_NOT_FOUND', `"${share}"`);
         const relayTokens = { visitor: randomBytes(24).toString('base64url'), agent: randomBytes(24).toString('base64url') };
-        const session: Session = { id: randomBytes(12).toString('base64url'), share, agent, visitor: socket.id, kind: data.kind ?? 'cli', relayTokens: { ...relayTokens } };
+        const session: Session = {
+          id: randomBytes(12).toString('base64url'),
+          share,
+          agent,
+          visitor: socket.id,
+          kind: data.kind ?? 'cli',
+          ...(data.kind !== 'gateway' ? { address: data.address } : {}),
+          relayTokens: { ...relayTokens },
+        };
         this.addSession(session);
+        if (data.kind !== 'gateway') {
+          // A visitor offers at once; one that doesn't holds a slot of the share's for nothing.
+          const timer = setTimeout(() => {
+            this.awaitingOffer.delete(session.id);
+            this.log.info({ audit: 'limit.hit', share, session: session.id, address: data.address }, 'session ended: the visitor sent no offer');
+            this.endSession(session, 'BEAM_ERR_PEER_GONE', session.visitor, true);
+          }, SESSION_OFFER_TIMEOUT_MS);
+          timer.unref();
+          this.awaitingOffer.set(session.id, timer);
+        }
         const iceServers = this.options.iceServers?.() ?? [];
         const incoming: IncomingSession = {
           sessionId: session.id,
@@ -366,7 +417,25 @@ export class SignalingServer {
         if ((msg.signal.type === 'offer' && fromAgent) || (msg.signal.type === 'relay' && fromAgent) || (msg.signal.type === 'answer' && !fromAgent)) {
           throw new BeamError('BEAM_ERR_BAD_MESSAGE', `${msg.signal.type} from the wrong party`);
         }
-        this.io?.to(fromAgent ? session.visitor : session.agent).emit('session:signal', msg);
+        // Budgets: per connection (the gateway's is unlimited: it is every web visitor), and per share from all its visitors.
+        const budgets: Array<Promise<unknown>> = [];
+        if (fromAgent) budgets.push(this.agentSignals.consume(socket.id));
+        else if (data.kind !== 'gateway') budgets.push(this.visitorSignals.consume(socket.id), this.shareSignals.consume(session.share));
+        // Each budget answers at once: signals pass in the order they came.
+        Promise.all(budgets).then(
+          () => {
+            if (!fromAgent && (msg.signal.type === 'offer' || msg.signal.type === 'relay')) this.progressed(session.id);
+            this.io?.to(fromAgent ? session.visitor : session.agent).emit('session:signal', msg);
+          },
+          () => {
+            // One word a second to the sender, not one per dropped signal.
+            const now = Date.now();
+            if (now - (this.warnedAt.get(socket) ?? 0) < 1_000) return;
+            this.warnedAt.set(socket, now);
+            this.log.warn({ audit: 'limit.hit', code: 'BEAM_ERR_RATE_LIMITED', socket: socket.id, address: data.address, share: session.share, limit: 'signals' }, 'signals dropped');
+            socket.emit('protocol:error', wireError(new BeamError('BEAM_ERR_RATE_LIMITED', 'too many signals a second; they were dropped')));
+          },
+        );
       } catch (err) {
         this.reject(socket, 'session:signal', err);
       }
@@ -446,7 +515,25 @@ export class SignalingServer {
       if (!set) this.sessionsBySocket.set(s, (set = new Set()));
       set.add(session.id);
     }
+    if (session.kind === 'gateway') return;
     this.sessionsByShare.set(session.share, (this.sessionsByShare.get(session.share) ?? 0) + 1);
+    const key = `${session.share}|${session.address ?? ''}`;
+    this.sessionsByShareAddress.set(key, (this.sessionsByShareAddress.get(key) ?? 0) + 1);
+  }
+
+  /** The visitor offered (or asked for the relay): the session no longer waits on SESSION_OFFER_TIMEOUT_MS. */
+  private progressed(sessionId: string): void {
+    const timer = this.awaitingOffer.get(sessionId);
+    if (timer === undefined) return;
+    clearTimeout(timer);
+    this.awaitingOffer.delete(sessionId);
+  }
+
+  /** One less in a count map, deleting the key at zero. */
+  private static decrement(map: Map<string, number>, key: string): void {
+    const left = (map.get(key) ?? 1) - 1;
+    if (left > 0) map.set(key, left);
+    else map.delete(key);
   }
 
   /** Drops a session's record here, telling no one. */
@@ -454,15 +541,19 @@ export class SignalingServer {
     if (!this.sessions.delete(session.id)) return false;
     this.sessionsBySocket.get(session.agent)?.delete(session.id);
     this.sessionsBySocket.get(session.visitor)?.delete(session.id);
-    const left = (this.sessionsByShare.get(session.share) ?? 1) - 1;
-    if (left > 0) this.sessionsByShare.set(session.share, left);
-    else this.sessionsByShare.delete(session.share);
+    this.progressed(session.id);
+    if (session.kind !== 'gateway') {
+      SignalingServer.decrement(this.sessionsByShare, session.share);
+      SignalingServer.decrement(this.sessionsByShareAddress, `${session.share}|${session.address ?? ''}`);
+    }
     this.options.onSessionEnd?.(session.id);
     return true;
   }
 
-  private endSession(session: Session, code: ErrorCode, by: string): void {
+  /** Ends a session and tells the other side (`both`: the side `by` too, when the server ends it for them). */
+  private endSession(session: Session, code: ErrorCode, by: string, both = false): void {
     if (!this.forgetSession(session)) return;
+    if (both) this.io?.to(by).emit('session:closed', { sessionId: session.id, code });
     this.ended.set(session.id, { code, tokens: { ...session.relayTokens } });
     if (this.ended.size > ENDED_SESSIONS_KEPT) this.ended.delete(this.ended.keys().next().value as string);
     if (this.options.cluster) this.io?.serverSideEmit('beam:session-end', session.id);
