@@ -19,6 +19,7 @@ import { listen, close } from '../helpers/http.js';
 import { directVisitor, type DirectVisitor } from '../helpers/visitor.js';
 import { StreamProtocol } from '../../shared/frames.js';
 import { decodeResponseHead, encodeHead, readHead, type RequestHead } from '../../shared/http-head.js';
+import fc from 'fast-check';
 
 interface Seen {
   method: string;
@@ -192,6 +193,37 @@ describe('on the direct path: the agent frames the origin hop itself', () => {
     const res = await exchange({ method: 'DELETE', target: '/exact', headers: [['Host', 'x'], ['Content-Length', '5, 5']], upgrade: false, body: true }, 'hello');
     expect(res.head).toMatchObject({ kind: 'response', status: 200 });
     expect(seen).toEqual([{ method: 'DELETE', url: '/exact', body: 'hello' }]);
+  });
+
+  it('fuzzed heads (method, framing headers, body flag, body bytes): never more than one origin request, never the smuggled one, and a Content-Length honoured to the byte', async () => {
+    const framingHeaders = fc.array(
+      fc.oneof(
+        fc.tuple(fc.constantFrom('Content-Length', 'content-length'), fc.oneof(fc.nat({ max: 120 }).map(String), fc.constantFrom('0', '5, 5', '5, 6', '+1', 'x'))),
+        fc.tuple(fc.constantFrom('Transfer-Encoding', 'TE', 'Connection', 'Trailer'), fc.constantFrom('chunked', 'content-length', 'close, content-length', 'gzip, chunked', 'host')),
+        fc.tuple(fc.constant('Host'), fc.constantFrom('x', 'y')),
+      ),
+      { maxLength: 4 },
+    );
+    let n = 0;
+    await fc.assert(
+      fc.asyncProperty(fc.constantFrom('GET', 'HEAD', 'DELETE', 'OPTIONS', 'POST', 'PUT', 'PATCH'), framingHeaders, fc.boolean(), fc.string({ maxLength: 40 }), async (method, extra, hasBody, prefix) => {
+        seen = [];
+        const target = `/fuzz-${++n}`;
+        const body = `${prefix}${SMUGGLED('x')}`;
+        const res = await exchange({ method, target, headers: [['Host', 'x'], ...extra], upgrade: false, body: hasBody }, hasBody ? body : undefined);
+        // The origin parsed at most this request, and nothing smuggled in its body.
+        expect(seen.length).toBeLessThanOrEqual(1);
+        expect(seen.every((r) => r.url === target && r.method === method)).toBe(true);
+        if (res.head.kind === 'response' && res.head.status === 200) {
+          expect(seen).toHaveLength(1);
+          const length = extra.find(([k]) => k.toLowerCase() === 'content-length')?.[1];
+          // The origin got the whole body, exactly: chunked when no length was given, else exactly that length.
+          expect(seen[0]?.body).toBe(hasBody ? body : '');
+          if (hasBody && length !== undefined) expect(Number(length.split(',')[0])).toBe(Buffer.byteLength(body, 'latin1'));
+        }
+      }),
+      { numRuns: 150 },
+    );
   });
 
   it('two Host headers: 400, the origin sees nothing', async () => {
