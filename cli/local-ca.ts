@@ -175,6 +175,7 @@ export function trustSteps(caFile: string, fingerprint: string, downloadUrl: str
   return [
     `Teammates on your network: trust Beam's local certificate authority once (its SHA-256 fingerprint is ${fingerprint}).`,
     `  Get it: ${downloadUrl} (accept the browser's warning this one time), or send them ${caFile}.`,
+    '  It can vouch only for localhost, .local/.internal/home.arpa names and private addresses (name constraints), for a year.',
     '  macOS:   security add-trusted-cert -r trustRoot -k ~/Library/Keychains/login.keychain-db beam-local-ca.pem',
     '  Windows: certutil -addstore -user Root beam-local-ca.pem',
     '  Linux:   sudo cp beam-local-ca.pem /usr/local/share/ca-certificates/beam-local-ca.crt && sudo update-ca-certificates;',

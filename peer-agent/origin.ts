@@ -358,7 +358,8 @@ export class OriginForwarder {
       // An upgrade request has no body: what follows on the stream belongs to
       // the upgraded connection and is spliced once the origin says 101.
       req.end();
-    } else if (framing.kind === 'chunked' || (framing.kind === 'length' && framing.length > 0)) {
+    } else if (framing.kind === 'chunked' || (framing.kind === 'length' && head.body)) {
+      // (A length of 0 with a body flag still goes through ExactLength: a byte after the head is refused, not dropped.)
       // The rest of the stream is the request body; the head goes out now.
       req.flushHeaders();
       if (capture) stream.on('data', (chunk: Buffer) => capture.requestChunk(chunk));

@@ -118,12 +118,13 @@ export const HEADERS_TIMEOUT_CHECK_MS = 1_000;
 /**
  * Concurrent TCP connections one client address may hold to a gateway's HTTP
  * entry; past it a new connection is closed at once. A browser opens about 6
- * per host, and an office behind one NAT shares an address: 256 leaves room
- * for both while ~20,000 silent connections from one host (which once used up
- * `beam serve`'s file descriptors) can't be. Not applied behind --trust-proxy
- * (every client then has the proxy's address) unless set explicitly.
+ * per host, but an office behind one NAT shares an address and a load test's
+ * keep-alive pool may hold hundreds: 1,024 leaves room for them while ~20,000
+ * silent connections from one host (which once used up `beam serve`'s file
+ * descriptors) can't be. Not applied behind --trust-proxy (every client then
+ * has the proxy's address) unless set explicitly.
  */
-export const GATEWAY_MAX_CONNECTIONS_PER_IP = 256;
+export const GATEWAY_MAX_CONNECTIONS_PER_IP = 1_024;
 
 // ---------------------------------------------------------------- signaling
 

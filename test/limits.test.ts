@@ -8,6 +8,7 @@ import {
   MAX_HEADER_BYTES,
   MAX_HEADER_COUNT,
   MAX_SESSIONS_PER_SHARE,
+  MAX_SESSIONS_PER_SHARE_PER_ADDRESS,
   MAX_SHARES_PER_CONNECTION,
   SIGNALING_PATH,
   SIGNALING_PROTOCOL_VERSION,
@@ -54,13 +55,15 @@ describe('server limits (real processes)', () => {
     await stack?.stop();
   });
 
-  function connect(role: 'agent' | 'visitor'): Promise<Socket> {
+  /** `localAddress`: a loopback address of its own, to be another client address. */
+  function connect(role: 'agent' | 'visitor', localAddress?: string): Promise<Socket> {
     const socket = connectSocket(stack.server.url, {
       path: SIGNALING_PATH,
       transports: ['websocket'],
       auth: { protocol: SIGNALING_PROTOCOL_VERSION, role, ...(role === 'agent' ? { peerId: PEER_ID } : {}) },
       reconnection: false,
-    });
+      ...(localAddress ? { localAddress } : {}),
+    } as Parameters<typeof connectSocket>[1]);
     return new Promise((resolve, reject) => {
       socket.once('connect', () => resolve(socket));
       socket.once('connect_error', reject);
@@ -86,19 +89,25 @@ describe('server limits (real processes)', () => {
     }
   });
 
-  it(`a share has at most MAX_SESSIONS_PER_SHARE (${MAX_SESSIONS_PER_SHARE}) sessions open`, async () => {
+  it(`a share has at most MAX_SESSIONS_PER_SHARE (${MAX_SESSIONS_PER_SHARE}) sessions open, MAX_SESSIONS_PER_SHARE_PER_ADDRESS (${MAX_SESSIONS_PER_SHARE_PER_ADDRESS}) from one address`, async () => {
     const agent = await connect('agent');
-    const visitor = await connect('visitor');
+    // Enough addresses to fill the share, each to its own cap.
+    const visitors = await Promise.all(Array.from({ length: MAX_SESSIONS_PER_SHARE / MAX_SESSIONS_PER_SHARE_PER_ADDRESS + 1 }, (_, i) => connect('visitor', `127.0.2.${i + 1}`)));
     try {
       const reg = await ack(agent, 'share:register', {});
       const name = (reg as unknown as { value: { name: string } }).value.name;
-      for (let i = 0; i < MAX_SESSIONS_PER_SHARE; i++) expect((await ack(visitor, 'session:open', { share: name })).ok).toBe(true);
-      expect((await ack(visitor, 'session:open', { share: name })).error?.code).toBe('BEAM_ERR_LIMIT_REACHED');
+      const [last, ...filling] = [visitors.at(-1) as Socket, ...visitors.slice(0, -1)];
+      for (const visitor of filling) {
+        for (let i = 0; i < MAX_SESSIONS_PER_SHARE_PER_ADDRESS; i++) expect((await ack(visitor, 'session:open', { share: name })).ok).toBe(true);
+        expect((await ack(visitor, 'session:open', { share: name })).error?.code).toBe('BEAM_ERR_LIMIT_REACHED');
+      }
+      // The share is full: a new address is refused too.
+      expect((await ack(last, 'session:open', { share: name })).error?.code).toBe('BEAM_ERR_LIMIT_REACHED');
       // The real share next door is unaffected.
       expect((await request(stack.server.port, stack.agent.host, '/neighbour')).status).toBe(200);
     } finally {
       agent.close();
-      visitor.close();
+      for (const v of visitors) v.close();
     }
   });
 });

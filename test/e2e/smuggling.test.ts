@@ -20,6 +20,7 @@ import { directVisitor, type DirectVisitor } from '../helpers/visitor.js';
 import { StreamProtocol } from '../../shared/frames.js';
 import { decodeResponseHead, encodeHead, readHead, type RequestHead } from '../../shared/http-head.js';
 import fc from 'fast-check';
+import { launchChromium } from '../helpers/browser.js';
 
 interface Seen {
   method: string;
@@ -127,10 +128,14 @@ describe('through the gateway: one visitor request is one origin request, whatev
   });
 });
 
-describe('on the direct path: the agent frames the origin hop itself', () => {
+describe.each([
+  ['on the direct path', 'never'],
+  ["on the server's relay", 'always'],
+] as const)('%s: the agent frames the origin hop itself', (_path, relay) => {
   let visitor: DirectVisitor;
   beforeAll(async () => {
-    visitor = await directVisitor(`http://127.0.0.1:${server.port}`, agent.name);
+    visitor = await directVisitor(`http://127.0.0.1:${server.port}`, agent.name, { relay });
+    expect(visitor.session.path).toBe(relay === 'never' ? 'direct' : 'relay');
   });
   afterAll(() => visitor?.close());
 
@@ -230,5 +235,34 @@ describe('on the direct path: the agent frames the origin hop itself', () => {
     const res = await exchange({ method: 'GET', target: '/two-hosts', headers: [['Host', 'a'], ['Host', 'b']], upgrade: false, body: false });
     expect(res.head).toMatchObject({ kind: 'response', status: 400, headers: expect.arrayContaining([['beam-error', 'BEAM_ERR_BAD_REQUEST']]) });
     expect(seen).toEqual([]);
+  });
+});
+
+describe("from the page's Service Worker, in Chromium", () => {
+  it('a DELETE and an OPTIONS with a body (a request line in it) are one origin request each, the body intact', async () => {
+    const browser = await launchChromium();
+    try {
+      const page = await browser.newPage();
+      await page.goto(`http://${agent.host}/page`);
+      const frame = page.frameLocator('#beam-app');
+      await expect.poll(() => frame.locator('body').textContent(), { timeout: 20_000 }).toContain('origin saw GET /page');
+      seen = [];
+      const body = SMUGGLED(agent.host);
+      // The app's own fetch, which the page's worker carries to the agent peer to peer.
+      const app = page.frames().find((f) => f !== page.mainFrame());
+      if (!app) throw new Error("no app frame");
+      const statuses = await app.evaluate(async (b) => {
+        const out: number[] = [];
+        for (const method of ['DELETE', 'OPTIONS']) out.push((await fetch(`/sw-${method}`, { method, body: b })).status);
+        return out;
+      }, body);
+      expect(statuses).toEqual([200, 200]);
+      expect(seen).toEqual([
+        { method: 'DELETE', url: '/sw-DELETE', body },
+        { method: 'OPTIONS', url: '/sw-OPTIONS', body },
+      ]);
+    } finally {
+      await browser.close();
+    }
   });
 });

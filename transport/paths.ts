@@ -1,0 +1,145 @@
+/**
+ * A session's paths, on either end: which are up, which one new streams
+ * take, what each carried, and what happens when one closes or signaling
+ * goes. It owns no socket and sets up no path; the visitor's session
+ * (transport/session.ts) and the agent's (peer-agent/agent.ts) add the paths
+ * they set up and act on the events. Tested in memory (test/paths-set.test.ts).
+ *
+ *   add(kind, mux)   a path is up (one of a kind: a new one replaces the old)
+ *   'change'         the best path changed (undefined: none is up)
+ *   'down'           a path closed; `replaced` when a better one took over
+ *   supersede(kind)  the path takes no new streams and closes once idle
+ *   probe(ms)        signaling is gone: keep the paths that answer a fresh PING
+ */
+import { EventEmitter } from 'node:events';
+import type { ErrorCode } from '../shared/errors.js';
+import type { Mux } from '../shared/mux.js';
+import { bestPath, type PathKind } from '../shared/paths.js';
+
+export interface PathDown {
+  kind: PathKind;
+  mux: Mux;
+  /** Why it closed, as its multiplexer said. */
+  code: ErrorCode | undefined;
+  /** It closed because a better path replaced it (supersede): no loss. */
+  replaced: boolean;
+}
+
+export interface PathSetEvents {
+  /** The path new streams take changed; undefined when none is up. */
+  change: [PathKind | undefined];
+  down: [PathDown];
+}
+
+export class PathSet extends EventEmitter<PathSetEvents> {
+  private readonly paths = new Map<PathKind, Mux>();
+  private readonly superseded = new WeakSet<Mux>();
+  private current: PathKind | undefined;
+  /** Bytes of paths already closed, so totals never go down. */
+  private closedBytes = { sent: 0, received: 0 };
+
+  /** The path new streams take now. */
+  get best(): PathKind | undefined {
+    return this.current;
+  }
+
+  get size(): number {
+    return this.paths.size;
+  }
+
+  has(kind: PathKind): boolean {
+    return this.paths.has(kind);
+  }
+
+  get(kind: PathKind): Mux | undefined {
+    return this.paths.get(kind);
+  }
+
+  kinds(): PathKind[] {
+    return [...this.paths.keys()];
+  }
+
+  entries(): Array<[PathKind, Mux]> {
+    return [...this.paths.entries()];
+  }
+
+  /** Round-trip time of the best path, once measured. */
+  get rtt(): number | undefined {
+    return this.current ? this.paths.get(this.current)?.rtt : undefined;
+  }
+
+  /** Bytes sent and received so far, over every path this set held. */
+  get bytes(): { sent: number; received: number } {
+    let { sent, received } = this.closedBytes;
+    for (const mux of this.paths.values()) {
+      sent += mux.bytesSent;
+      received += mux.bytesReceived;
+    }
+    return { sent, received };
+  }
+
+  /** A path is up. One of the same kind already there is closed (BEAM_ERR_PEER_GONE). */
+  add(kind: PathKind, mux: Mux): void {
+    const old = this.paths.get(kind);
+    if (old) {
+      // Out of the set first, so its close is the replacement's doing, not a path lost.
+      this.paths.delete(kind);
+      this.closedBytes.sent += old.bytesSent;
+      this.closedBytes.received += old.bytesReceived;
+      old.close('BEAM_ERR_PEER_GONE');
+      this.emit('down', { kind, mux: old, code: 'BEAM_ERR_PEER_GONE', replaced: true });
+    }
+    this.paths.set(kind, mux);
+    mux.on('close', (code?: ErrorCode) => {
+      if (this.paths.get(kind) !== mux) return;
+      this.paths.delete(kind);
+      this.closedBytes.sent += mux.bytesSent;
+      this.closedBytes.received += mux.bytesReceived;
+      this.emit('down', { kind, mux, code, replaced: this.superseded.has(mux) });
+      this.choose();
+    });
+    this.choose();
+  }
+
+  /** The path takes no new streams (a better one is up); it closes once its streams are done. */
+  supersede(kind: PathKind): void {
+    const mux = this.paths.get(kind);
+    if (!mux || this.superseded.has(mux)) return;
+    this.superseded.add(mux);
+    mux.closeWhenIdle();
+  }
+
+  isSuperseded(kind: PathKind): boolean {
+    const mux = this.paths.get(kind);
+    return mux !== undefined && this.superseded.has(mux);
+  }
+
+  /**
+   * Signaling is gone, so no path can be set up or told apart from a dead
+   * one but by its own traffic: each path must answer a fresh PING within
+   * `timeoutMs` (Mux.probe), or it is closed (BEAM_ERR_PEER_GONE) and
+   * `onDead` hears of it. Resolves once every probe settled.
+   */
+  async probe(timeoutMs: number, onDead?: (kind: PathKind) => void): Promise<void> {
+    await Promise.all(
+      this.entries().map(async ([kind, mux]) => {
+        const alive = await mux.probe(timeoutMs);
+        if (alive || mux.isClosed) return;
+        onDead?.(kind);
+        mux.close('BEAM_ERR_PEER_GONE');
+      }),
+    );
+  }
+
+  /** Closes every path. */
+  close(code: ErrorCode = 'BEAM_ERR_PEER_GONE'): void {
+    for (const mux of [...this.paths.values()]) mux.close(code);
+  }
+
+  private choose(): void {
+    const best = bestPath((k) => this.paths.has(k));
+    if (best === this.current) return;
+    this.current = best;
+    this.emit('change', best);
+  }
+}
