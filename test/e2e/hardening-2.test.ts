@@ -250,3 +250,37 @@ describe('a server named by an IP address', () => {
     }
   });
 });
+
+describe('a malicious agent', () => {
+  it("can't inject headers or a response into an upgraded connection: its status text and headers are checked before the raw write", async () => {
+    const { Agent } = await import('../../peer-agent/agent.js');
+    const { ephemeralIdentity } = await import('../../transport/identity.js');
+    const { decodeRequestHead, encodeHead, readHead } = await import('../../shared/http-head.js');
+    const evil = new Agent(
+      { engine: await loadEngine('node-datachannel'), logger: pino({ level: 'silent' }), identity: await ephemeralIdentity() },
+      { server: handle.url, origin: { host: '127.0.0.1', port: origin.port } },
+    );
+    // Its code is its own: every request is answered with a 101 that carries CR/LF, as a raw write would pass them on.
+    const answers = [
+      { status: 101, statusText: 'Switching Protocols\r\nX-Injected: status', headers: [['Upgrade', 'websocket'], ['Connection', 'Upgrade']] },
+      { status: 101, statusText: 'Switching Protocols', headers: [['Upgrade', 'websocket\r\nX-Injected: value'], ['Connection', 'Upgrade']] },
+      { status: 101, statusText: 'Switching Protocols', headers: [['X-Injected: name\r\nUpgrade', 'websocket']] },
+    ];
+    let next = 0;
+    (evil as unknown as { forwarder: { serve: (stream: import('node:stream').Duplex) => Promise<void> } }).forwarder.serve = async (stream) => {
+      decodeRequestHead(await readHead(stream));
+      stream.write(encodeHead({ kind: 'response', ...(answers[next++ % answers.length] as { status: number; statusText: string; headers: Array<[string, string]> }) }));
+    };
+    const { name } = await evil.start();
+    try {
+      for (let i = 0; i < answers.length; i++) {
+        const answer = await raw(`GET /ws HTTP/1.1\r\nHost: ${name}.localhost:${server.port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`);
+        expect(answer).not.toMatch(/^X-Injected/im);
+        expect(answer).toMatch(/^HTTP\/1\.1 400/);
+        expect(answer).toMatch(/beam-error: BEAM_ERR_BAD_MESSAGE/i);
+      }
+    } finally {
+      await evil.close();
+    }
+  });
+});
