@@ -15,7 +15,7 @@ import { loadEngine } from '../../transport/index.js';
 import { parseLink } from '../../transport/link.js';
 import { startOrigin, type Origin } from '../helpers/origin.js';
 import { BeamProcess, startAgent, type AgentHandle, type ServerHandle } from '../helpers/procs.js';
-import { request } from '../helpers/http.js';
+import { rawExchange, request } from '../helpers/http.js';
 
 /** Short, so the silent-connection test is quick; the default is GATEWAY_HEADERS_TIMEOUT_MS. */
 const HEADERS_TIMEOUT_MS = 1_500;
@@ -54,17 +54,8 @@ function silent(localAddress: string): { socket: net.Socket; closed: Promise<{ a
   return { socket, closed: new Promise((resolve) => socket.on('close', () => resolve({ afterMs: performance.now() - started, bytes }))) };
 }
 
-/** Raw bytes to the gateway; resolves with all it answered once it closes. */
-function raw(bytes: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const socket = net.connect({ host: '127.0.0.1', port: server.port });
-    let answer = '';
-    socket.on('data', (d: Buffer) => (answer += d.toString('latin1')));
-    socket.on('close', () => resolve(answer));
-    socket.on('error', (err: NodeJS.ErrnoException) => (err.code === 'ECONNRESET' ? resolve(answer) : reject(err)));
-    socket.write(bytes);
-  });
-}
+/** Writes raw bytes to the gateway; resolves with all it answered once it closes the connection. */
+const raw = (bytes: string): Promise<string> => rawExchange(server.port, bytes);
 
 describe('connections that never send a byte', () => {
   it(`are closed within the headers timeout (${HEADERS_TIMEOUT_MS} ms) of accept, and answer nobody`, async () => {

@@ -8,14 +8,13 @@
  *
  * The origin is Node's own HTTP server, keep-alive, counting what it parsed.
  */
-import net from 'node:net';
 import http from 'node:http';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { pino } from 'pino';
 import { startBeamServer, type BeamServer } from '../../gateway/server.js';
 import { loadEngine } from '../../transport/index.js';
 import { startAgent, type AgentHandle, type ServerHandle, BeamProcess } from '../helpers/procs.js';
-import { listen, close } from '../helpers/http.js';
+import { listen, close, rawExchange } from '../helpers/http.js';
 import { directVisitor, type DirectVisitor } from '../helpers/visitor.js';
 import { StreamProtocol } from '../../shared/frames.js';
 import { decodeResponseHead, encodeHead, readHead, type RequestHead } from '../../shared/http-head.js';
@@ -64,16 +63,7 @@ beforeEach(() => {
 });
 
 /** Writes raw bytes to the gateway; resolves with all it answered once it closes the connection. */
-function raw(bytes: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const socket = net.connect({ host: '127.0.0.1', port: server.port });
-    let answer = '';
-    socket.on('data', (d: Buffer) => (answer += d.toString('latin1')));
-    socket.on('close', () => resolve(answer));
-    socket.on('error', (err: NodeJS.ErrnoException) => (err.code === 'ECONNRESET' ? resolve(answer) : reject(err)));
-    socket.write(bytes);
-  });
-}
+const raw = (bytes: string): Promise<string> => rawExchange(server.port, bytes);
 
 const statusOf = (answer: string): number => Number(/^HTTP\/1\.1 (\d{3})/.exec(answer)?.[1] ?? 0);
 

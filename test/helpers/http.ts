@@ -1,7 +1,7 @@
 /** HTTP clients and origins for tests: plain node:http, so every byte is ours to check. */
 import http from 'node:http';
 import { createHash } from 'node:crypto';
-import type { AddressInfo } from 'node:net';
+import net, { type AddressInfo } from 'node:net';
 import { Readable } from 'node:stream';
 
 export interface Reply {
@@ -93,4 +93,16 @@ export async function gatewayRequests(port: number): Promise<number> {
     if (line.startsWith('beam_gateway_requests_total') || line.startsWith('beam_gateway_requests_in_flight')) total += Number(line.split(' ').at(-1));
   }
   return total;
+}
+
+/** Writes raw bytes to 127.0.0.1:`port`; resolves with everything answered once the other side closes (a reset counts as closing). */
+export function rawExchange(port: number, bytes: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect({ host: '127.0.0.1', port });
+    let answer = '';
+    socket.on('data', (d: Buffer) => (answer += d.toString('latin1')));
+    socket.on('close', () => resolve(answer));
+    socket.on('error', (err: NodeJS.ErrnoException) => (err.code === 'ECONNRESET' ? resolve(answer) : reject(err)));
+    socket.write(bytes);
+  });
 }
