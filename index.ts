@@ -22,7 +22,9 @@ import { parseEngine, parseRelayMode, parseServerUrl } from './cli/options.js';
 
 export { share, type Share, type ShareEvents, type ShareOptions } from './cli/share.js';
 export { BeamError, ERRORS, type ErrorCode } from './shared/errors.js';
-export type { SessionInfo, PathKind } from './peer-agent/agent.js';
+export type { SessionInfo } from './peer-agent/agent.js';
+/** A path between two peers (`direct`, `turn`, `relay`); a session's `path` may also be `gateway` (SessionPath). */
+export type { PathKind, SessionPath, RequestPath } from './shared/paths.js';
 export type { Connected } from './cli/connect.js';
 
 const silent = (): Logger => pino({ level: 'silent' });

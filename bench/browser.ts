@@ -15,7 +15,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { cpus } from 'node:os';
 import { chromium, type Frame, type Page } from 'playwright-core';
-import { numberArg, startJson } from './services.js';
+import { numberArg, startJson } from '../test/helpers/services.js';
 
 const REPS = numberArg('--reps', 3);
 const MIB = numberArg('--mib', 64);

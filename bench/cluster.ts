@@ -27,7 +27,7 @@ import { fileURLToPath } from 'node:url';
 import { io as connectSocket, type Socket } from 'socket.io-client';
 import { SIGNALING_PATH, SIGNALING_PROTOCOL_VERSION } from '../shared/constants.js';
 import { ephemeralIdentity } from '../transport/identity.js';
-import { numberArg, startRedis, type Service } from './services.js';
+import { numberArg, startRedis, type Service } from '../test/helpers/services.js';
 
 const SHARES = numberArg('--shares', 10_000);
 const IDLE_S = numberArg('--idle-s', 20);

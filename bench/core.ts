@@ -17,7 +17,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { rawTransfer } from './raw-ndc.js';
-import { numberArg, startJson } from './services.js';
+import { numberArg, startJson } from '../test/helpers/services.js';
 
 const run = promisify(execFile);
 const here = path.dirname(fileURLToPath(import.meta.url));

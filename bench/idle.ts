@@ -11,7 +11,7 @@
 import type { ChildProcess } from 'node:child_process';
 import http from 'node:http';
 import net from 'node:net';
-import { beamEvent } from './services.js';
+import { beamEvent } from '../test/helpers/services.js';
 
 const i = process.argv.indexOf('--minutes');
 const MINUTES = i >= 0 ? Number(process.argv[i + 1]) : 10;

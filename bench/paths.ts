@@ -27,7 +27,7 @@ import { cpus, tmpdir } from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { NetLab, WAN_SERVER, type SideOptions } from './netlab.js';
+import { NetLab, WAN_SERVER, type SideOptions } from '../test/helpers/netlab.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const BIN = path.join(root, 'bin/beam.js');

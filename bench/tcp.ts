@@ -15,7 +15,7 @@ import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_pro
 import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import path from 'node:path';
-import { beamEvent, freePort, numberArg, startPostgres, startRedis, startUntil, type Service } from './services.js';
+import { beamEvent, freePort, numberArg, startPostgres, startRedis, startUntil, type Service } from '../test/helpers/services.js';
 
 const REPS = numberArg('--reps', 3);
 const REQUESTS = numberArg('--requests', 100_000);

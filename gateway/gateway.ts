@@ -12,7 +12,7 @@ import type { Logger } from 'pino';
 import { chooseEncoding, compressedHeaders, compressor } from './compress.js';
 import { BROWSER_GATEWAY_COOKIE, MAX_CLIENT_HEADER_COUNT, SHARE_RESUME_GRACE_MS, SIGNALING_PATH, SIGNALING_PROTOCOL_VERSION } from '../shared/constants.js';
 import { inBeamFrame, withoutBeamCookie } from './browser.js';
-import { frameableHeaders } from '../browser-client/frame-headers.js';
+import { frameableHeaders } from '../shared/frame-headers.js';
 import { tooManyHeaders } from './http-entry.js';
 import { BeamError, errorCodeOf, isErrorCode, type ErrorCode } from '../shared/errors.js';
 import { StreamProtocol } from '../shared/frames.js';
@@ -25,6 +25,7 @@ import type { Identity } from '../transport/identity.js';
 import { VisitorSession, type PathInfo, type VisitorSocket } from '../transport/session.js';
 import type { PeerId } from '@libp2p/interface';
 import type { RelayMode } from '../shared/signaling.js';
+import type { PathKind } from '../shared/paths.js';
 import { sendError, sendRawError } from './error-page.js';
 
 export interface GatewayOptions {
@@ -151,7 +152,7 @@ export class Gateway {
   }
 
   /** Open links to agents, by the path new streams take. */
-  linkPaths(): Record<'direct' | 'turn' | 'relay', number> {
+  linkPaths(): Record<PathKind, number> {
     const counts = { direct: 0, turn: 0, relay: 0 };
     for (const link of this.links.values()) if (link.path) counts[link.path]++;
     return counts;

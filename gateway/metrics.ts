@@ -3,12 +3,13 @@
  * the server's own host. Everything is read at scrape time except request
  * counts and latencies, which the gateway records as requests end.
  */
+import type { PathKind } from '../shared/paths.js';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { SignalingServer } from '../signaling/server.js';
 
 export interface GatewayMetricsSource {
   linkBytes(): { sent: number; received: number };
-  linkPaths(): Record<'direct' | 'turn' | 'relay', number>;
+  linkPaths(): Record<PathKind, number>;
   readonly directFailures: number;
   readonly requestsInFlight: number;
 }

@@ -40,6 +40,8 @@ import {
 import { withoutTurn } from '../shared/ice.js';
 import type { Peer, WebRtcEngine } from '../transport/engine.js';
 import type { Identity } from '../transport/identity.js';
+import { PathSet, type PathDown } from '../transport/paths.js';
+import type { PathKind, SessionPath } from '../shared/paths.js';
 import { connectRelay, relayServerFor } from '../transport/relay.js';
 import { channelPipe, directPrologue, secure, SecureFrameChannel, withSecret } from '../transport/secure.js';
 import { OriginForwarder, type Origin, type ReplayEdits } from './origin.js';
@@ -63,8 +65,8 @@ function provesPerRequest(visitor: VisitorKind, kind: ShareKind): boolean {
   return visitor === 'gateway' || (visitor === 'browser' && kind === 'http');
 }
 
-/** How a visitor's traffic travels. */
-export type PathKind = 'direct' | 'turn' | 'relay' | 'gateway';
+/** How a visitor's traffic travels: a peer's own path, or through the server's gateway (shared/paths.ts). */
+export type { SessionPath } from '../shared/paths.js';
 
 export interface AgentOptions {
   /** The signaling server, e.g. http://127.0.0.1:7070 */
@@ -110,9 +112,9 @@ export interface SessionInfo {
   id: string;
   visitor: VisitorKind;
   /** How the visitor's traffic travels: through the gateway's HTTP entry, or straight from the visitor. */
-  path: PathKind;
+  path: SessionPath;
   /** How the agent and the visitor (the gateway, for gateway visitors) are connected. */
-  via: LinkPath;
+  via: PathKind;
   /** Round-trip time on that path, in ms, once measured. */
   rtt: number | undefined;
 }
@@ -130,9 +132,6 @@ export interface AgentEvents {
   error: [BeamError];
 }
 
-/** How the agent and a visitor are connected. */
-export type LinkPath = 'direct' | 'turn' | 'relay';
-const LINK_PATHS: readonly LinkPath[] = ['direct', 'turn', 'relay'];
 
 interface AgentSession {
   id: string;
@@ -144,11 +143,11 @@ interface AgentSession {
   /** The latest direct peer connection (a retry replaces it). */
   peer: Peer | undefined;
   /** Which peer connection carries each WebRTC path. */
-  peers: Map<LinkPath, Peer>;
+  peers: Map<PathKind, Peer>;
   relayStarted: boolean;
-  paths: Map<LinkPath, Mux>;
+  paths: PathSet;
   /** The best path, as last announced. */
-  current: LinkPath | undefined;
+  current: PathKind | undefined;
   announced: boolean;
   rttAnnounced: boolean;
   /** Ends a session that has no path for AGENT_CONNECT_TIMEOUT_MS. */
@@ -333,7 +332,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       peers: new Map(),
       relayStarted: false,
       rttAnnounced: false,
-      paths: new Map(),
+      paths: new PathSet(),
       current: undefined,
       announced: false,
       setupTimer: undefined,
@@ -346,6 +345,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       this.socket?.emit('session:close', { sessionId: session.id, code: 'BEAM_ERR_MAX_VISITORS' });
       return;
     }
+    session.paths.on('down', (down) => this.pathDown(session, down));
     this.sessions.set(session.id, session);
     this.armSetupTimer(session);
   }
@@ -515,13 +515,12 @@ export class Agent extends EventEmitter<AgentEvents> {
     })();
   }
 
-  private addPath(session: AgentSession, kind: LinkPath, mux: Mux, verified: Promise<void>): void {
+  private addPath(session: AgentSession, kind: PathKind, mux: Mux, verified: Promise<void>): void {
     if (!this.sessions.has(session.id)) {
       mux.close('BEAM_ERR_PEER_GONE');
       return;
     }
-    session.paths.get(kind)?.close('BEAM_ERR_PEER_GONE');
-    session.paths.set(kind, mux);
+    session.paths.add(kind, mux);
     clearTimeout(session.setupTimer);
     // The visitor's address on this path: the direct peer's own, else (TURN, relay) where the server saw it.
     const address = kind === 'direct' ? (session.peers.get('direct')?.remoteAddress() ?? session.serverSeenAddress) : session.serverSeenAddress;
@@ -533,27 +532,6 @@ export class Agent extends EventEmitter<AgentEvents> {
         () => this.onStream(stream, session.visitor, session, address, kind),
         () => stream.destroy(new BeamError('BEAM_ERR_HANDSHAKE_FAILED')),
       );
-    });
-    mux.on('close', (code?: ErrorCode) => {
-      if (session.paths.get(kind) !== mux) return;
-      session.paths.delete(kind);
-      // Its peer connection carries nothing else (a TURN path the visitor replaced with direct ends here).
-      if (kind !== 'relay') {
-        const peer = session.peers.get(kind);
-        session.peers.delete(kind);
-        if (peer && peer !== session.peer) this.closePeer(peer);
-      }
-      // A path that dies while its session lives is worth a line (at warn when it was the last): say why.
-      if (this.sessions.has(session.id)) this.log[session.paths.size === 0 ? 'warn' : 'info']({ session: session.id, path: kind, code }, 'path down');
-      if (session.paths.size === 0) {
-        // A detached session cannot get a new path: it ends with its last one.
-        if (session.detached) {
-          this.endSession(session.id);
-          return;
-        }
-        this.armSetupTimer(session);
-      }
-      this.announce(session);
     });
     mux.on('rtt', () => {
       if (session.current === kind && !session.rttAnnounced) {
@@ -567,10 +545,31 @@ export class Agent extends EventEmitter<AgentEvents> {
     );
   }
 
+  /** A path of a session closed: release its peer connection; a session left with none waits for another, or ends when detached. */
+  private pathDown(session: AgentSession, { kind, code, replaced }: PathDown): void {
+    // Its peer connection carries nothing else (a TURN path the visitor replaced with direct ends here).
+    if (kind !== 'relay') {
+      const peer = session.peers.get(kind);
+      session.peers.delete(kind);
+      if (peer && peer !== session.peer) this.closePeer(peer);
+    }
+    // A path that dies while its session lives is worth a line (at warn when it was the last): say why.
+    if (this.sessions.has(session.id) && !replaced) this.log[session.paths.size === 0 ? 'warn' : 'info']({ session: session.id, path: kind, code }, 'path down');
+    if (session.paths.size === 0) {
+      // A detached session cannot get a new path: it ends with its last one.
+      if (session.detached) {
+        this.endSession(session.id);
+        return;
+      }
+      this.armSetupTimer(session);
+    }
+    this.announce(session);
+  }
+
   /** Emits 'session' for a session's first path and 'path' when the best path changes. */
   private announce(session: AgentSession, force = false): void {
     if (!this.sessions.has(session.id)) return;
-    const best = LINK_PATHS.find((k) => session.paths.has(k));
+    const best = session.paths.best;
     if (!best || (best === session.current && !force)) return;
     if (best !== session.current) session.rttAnnounced = false;
     session.current = best;
@@ -602,7 +601,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     return session.udp;
   }
 
-  private onStream(stream: MuxStream, visitor: VisitorKind, session: AgentSession, address: string | undefined, via: LinkPath): void {
+  private onStream(stream: MuxStream, visitor: VisitorKind, session: AgentSession, address: string | undefined, via: PathKind): void {
     stream.on('error', () => {
       // Reset by the visitor or the connection: the forwarder already cleaned up.
     });
@@ -672,14 +671,8 @@ export class Agent extends EventEmitter<AgentEvents> {
       this.endSession(id);
       return;
     }
-    this.log.info({ session: id, paths: [...session.paths.keys()] }, 'signaling lost; the paths up carry on while the visitor answers');
-    for (const [kind, mux] of session.paths) {
-      void mux.probe(PATH_PROBE_MS).then((alive) => {
-        if (alive || mux.isClosed) return;
-        this.log.warn({ session: id, path: kind }, 'no answer on the path after signaling was lost');
-        mux.close('BEAM_ERR_PEER_GONE');
-      });
-    }
+    this.log.info({ session: id, paths: session.paths.kinds() }, 'signaling lost; the paths up carry on while the visitor answers');
+    void session.paths.probe(PATH_PROBE_MS, (kind) => this.log.warn({ session: id, path: kind }, 'no answer on the path after signaling was lost'));
   }
 
   private endSession(id: string): void {
@@ -689,7 +682,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.sessions.delete(id);
     this.visitorLimit?.leave(`session:${id}`);
     clearTimeout(session.setupTimer);
-    for (const mux of session.paths.values()) mux.close('BEAM_ERR_PEER_GONE');
+    session.paths.close('BEAM_ERR_PEER_GONE');
     session.udp?.close();
     if (session.peer) this.closePeer(session.peer);
     for (const peer of session.peers.values()) this.closePeer(peer);

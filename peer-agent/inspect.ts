@@ -13,7 +13,8 @@ import { INSPECT_BODY_BYTES, INSPECT_MAX_EXCHANGES } from '../shared/constants.j
 import type { ErrorCode } from '../shared/errors.js';
 
 /** How a request reached the agent; 'replay' is the inspector's own. */
-export type RequestPath = 'direct' | 'turn' | 'relay' | 'gateway' | 'replay';
+export type { RequestPath } from '../shared/paths.js';
+import type { RequestPath } from '../shared/paths.js';
 
 export type HeaderPairs = Array<[string, string]>;
 

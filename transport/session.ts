@@ -46,6 +46,8 @@ import type { Ack, ClientToServerEvents, RelayMode, ServerToClientEvents, Sessio
 import type { DataChannel, Peer, WebRtcEngine } from './engine.js';
 import type { Identity } from './identity.js';
 import { connectRelay, relayServerFor } from './relay.js';
+import { PathSet, type PathDown } from './paths.js';
+import type { PathKind } from '../shared/paths.js';
 
 /**
  * Noise and the libp2p keys load when a path first needs them: a browser
@@ -56,8 +58,7 @@ const loadSecure = (): Promise<typeof import('./secure.js')> => import('./secure
 const loadIdentity = (): Promise<typeof import('./identity.js')> => import('./identity.js');
 
 export type VisitorSocket = Socket<ServerToClientEvents, ClientToServerEvents>;
-export type PathKind = 'direct' | 'turn' | 'relay';
-const PATH_ORDER: readonly PathKind[] = ['direct', 'turn', 'relay'];
+export type { PathKind } from '../shared/paths.js';
 
 export interface PathInfo {
   path: PathKind;
@@ -132,7 +133,7 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
   private readonly log: Logger;
   private readonly c: VisitorSessionComponents;
   private readonly options: VisitorSessionOptions;
-  private readonly paths = new Map<PathKind, Mux>();
+  private readonly paths = new PathSet();
   private opened: SessionOpened | undefined;
   private expected: PeerId | undefined;
   private identityPromise: Promise<Identity> | undefined;
@@ -146,23 +147,18 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
   private directStunOnly = false;
   /** Peer connections whose stream channel carries a path now (a retry must not close them). */
   private readonly carrying = new Set<Peer>();
-  /** Paths closed because a better one replaced them: their end is no loss. */
-  private readonly superseded = new WeakSet<Mux>();
   private retryScheduled = false;
   /** The wait before the next retry of direct: doubles with each failed retry (MAX_DIRECT_RETRY_MS). */
   private retryDelay = DIRECT_RETRY_MS;
   private relayStarted = false;
   private relayPending = false;
   private timers = new Set<NodeJS.Timeout>();
-  private current: PathKind | undefined;
   private closed = false;
   /** When signaling for this session went (the paths up carry on, no new one can be set up). */
   private detachedAt: number | undefined;
   private readonly startedAt = performance.now();
   private settle: { resolve: () => void; reject: (err: BeamError) => void } | undefined;
   private lastError: BeamError | undefined;
-  /** Bytes of paths already closed, so totals never go down. */
-  private closedBytes = { sent: 0, received: 0 };
   /** UDP shares: the unreliable channel of the direct path, and the record stream of the relay. */
   private datagramChannel: DataChannel | undefined;
   private datagramStream: MuxStream | undefined;
@@ -173,6 +169,10 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
     this.options = options;
     this.share = options.share;
     this.log = components.logger.child({ share: options.share });
+    this.paths.on('change', (best) => {
+      if (best) this.emit('path', { path: best, rtt: this.paths.get(best)?.rtt, afterMs: Math.round(performance.now() - this.startedAt) });
+    });
+    this.paths.on('down', (down) => this.pathDown(down));
     this.ready = this.connect();
     // A session nobody awaits any more must not crash the process when it fails.
     this.ready.catch(() => {});
@@ -185,21 +185,16 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
 
   /** The path new streams take now. */
   get path(): PathKind | undefined {
-    return this.current;
+    return this.paths.best;
   }
 
   get rtt(): number | undefined {
-    return this.current ? this.paths.get(this.current)?.rtt : undefined;
+    return this.paths.rtt;
   }
 
   /** Bytes this session has sent and received so far, over all paths. */
   get bytes(): { sent: number; received: number } {
-    let { sent, received } = this.closedBytes;
-    for (const mux of this.paths.values()) {
-      sent += mux.bytesSent;
-      received += mux.bytesReceived;
-    }
-    return { sent, received };
+    return this.paths.bytes;
   }
 
   /**
@@ -225,7 +220,7 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
    * reconnect is carried, not refused.
    */
   async stream(protocol: StreamProtocol, waitMs = PATH_WAIT_MS): Promise<MuxStream> {
-    if (this.current === undefined && !this.closed) {
+    if (this.paths.best === undefined && !this.closed) {
       await new Promise<void>((resolve) => {
         const done = (): void => {
           clearTimeout(timer);
@@ -239,13 +234,13 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
         this.on('close', done);
       });
     }
-    if (this.current === undefined) throw new BeamError('BEAM_ERR_PEER_GONE', this.closed ? 'the session ended' : `no path to the agent within ${waitMs} ms`);
+    if (this.paths.best === undefined) throw new BeamError('BEAM_ERR_PEER_GONE', this.closed ? 'the session ended' : `no path to the agent within ${waitMs} ms`);
     return this.openStream(protocol);
   }
 
   /** Opens a stream on the best path that is up. */
   openStream(protocol: StreamProtocol): MuxStream {
-    const kind = this.current;
+    const kind = this.paths.best;
     const mux = kind && this.paths.get(kind);
     if (!mux) throw new BeamError('BEAM_ERR_PEER_GONE', 'no path to the agent');
     return mux.openStream(protocol);
@@ -468,13 +463,13 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
    * a direct pair can win it; from the relay it may bring TURN.
    */
   private scheduleDirectRetry(): void {
-    if (this.closed || this.detachedAt !== undefined || this.retryScheduled || this.mode === 'always' || this.current === 'direct') return;
+    if (this.closed || this.detachedAt !== undefined || this.retryScheduled || this.mode === 'always' || this.paths.best === 'direct') return;
     this.retryScheduled = true;
     this.after(this.retryDelay, () => {
       this.retryScheduled = false;
-      if (this.current === 'direct' || this.directPending) return;
-      this.log.debug({ session: this.sessionId, path: this.current }, 'trying direct again');
-      this.startDirect(this.current === 'turn');
+      if (this.paths.best === 'direct' || this.directPending) return;
+      this.log.debug({ session: this.sessionId, path: this.paths.best }, 'trying direct again');
+      this.startDirect(this.paths.best === 'turn');
     });
   }
 
@@ -554,66 +549,49 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
 
   // ------------------------------------------------------------ paths
 
+  /** A path is up: `onClose` releases what it holds (its peer connection) when it closes. */
   private addPath(kind: PathKind, mux: Mux, onClose: () => void): void {
     if (this.closed) {
       mux.close('BEAM_ERR_PEER_GONE');
       onClose();
       return;
     }
-    this.paths.get(kind)?.close('BEAM_ERR_PEER_GONE');
-    this.paths.set(kind, mux);
     this.log.debug({ session: this.sessionId, path: kind }, 'path up');
-    mux.on('close', (code?: ErrorCode) => {
-      onClose();
-      if (this.paths.get(kind) !== mux) return;
-      this.paths.delete(kind);
-      this.closedBytes.sent += mux.bytesSent;
-      this.closedBytes.received += mux.bytesReceived;
-      if (this.superseded.has(mux)) {
-        this.log.debug({ session: this.sessionId, path: kind }, 'replaced path closed');
-        this.choose();
-        return;
-      }
-      if (!this.closed) {
-        this.log.warn({ session: this.sessionId, path: kind, code }, 'path down');
-        this.emit('path-down', kind, code);
-      }
-      if (this.detachedAt !== undefined) {
-        // No signaling to set up another: the session ends with its last path.
-        this.choose();
-        if (this.paths.size === 0) this.close('BEAM_ERR_SIGNALING_LOST');
-        return;
-      }
-      if (kind !== 'relay' && this.mode === 'auto') this.startRelay();
-      if (kind !== 'relay' && this.mode !== 'always') {
-        this.after(this.paths.size ? DIRECT_RETRY_MS : 0, () => {
-          if (!this.paths.has('direct') && !this.paths.has('turn')) this.startDirect();
-        });
-      }
-      this.choose();
-      this.maybeGiveUp();
-    });
-    this.choose();
+    mux.on('close', onClose);
+    this.paths.add(kind, mux);
     if (this.settle) {
       this.settle.resolve();
       this.settle = undefined;
     }
     if (kind === 'direct') this.retryDelay = DIRECT_RETRY_MS;
     // TURN once direct is up: its streams finish there, then it closes (it holds a TURN allocation).
-    const turn = this.paths.get('turn');
-    if (this.paths.has('direct') && turn && !this.superseded.has(turn)) {
-      this.superseded.add(turn);
-      turn.closeWhenIdle();
-    }
-    if (this.current !== 'direct') this.scheduleDirectRetry();
+    if (this.paths.has('direct') && this.paths.has('turn')) this.paths.supersede('turn');
+    if (this.paths.best !== 'direct') this.scheduleDirectRetry();
   }
 
-  /** Points new streams at the best path; emits 'path' when that changes. */
-  private choose(): void {
-    const best = PATH_ORDER.find((k) => this.paths.has(k));
-    if (best === this.current) return;
-    this.current = best;
-    if (best) this.emit('path', { path: best, rtt: this.paths.get(best)?.rtt, afterMs: Math.round(performance.now() - this.startedAt) });
+  /** A path closed: replace it (the relay at once in 'auto', direct again), or end a detached session with its last. */
+  private pathDown({ kind, code, replaced }: PathDown): void {
+    if (replaced) {
+      this.log.debug({ session: this.sessionId, path: kind }, 'replaced path closed');
+      return;
+    }
+    if (!this.closed) {
+      this.log.warn({ session: this.sessionId, path: kind, code }, 'path down');
+      this.emit('path-down', kind, code);
+    }
+    if (this.detachedAt !== undefined) {
+      // No signaling to set up another: the session ends with its last path.
+      if (this.paths.size === 0) this.close('BEAM_ERR_SIGNALING_LOST');
+      return;
+    }
+    if (this.closed) return;
+    if (kind !== 'relay' && this.mode === 'auto') this.startRelay();
+    if (kind !== 'relay' && this.mode !== 'always') {
+      this.after(this.paths.size ? DIRECT_RETRY_MS : 0, () => {
+        if (!this.paths.has('direct') && !this.paths.has('turn')) this.startDirect();
+      });
+    }
+    this.maybeGiveUp();
   }
 
   /** Ends the session when no path is up and none is being tried. */
@@ -652,14 +630,8 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
       this.close('BEAM_ERR_SIGNALING_LOST');
       return;
     }
-    this.log.info({ session: this.sessionId, paths: [...this.paths.keys()] }, 'signaling lost; the paths up carry on while the agent answers');
-    for (const [kind, mux] of this.paths) {
-      void mux.probe(PATH_PROBE_MS).then((alive) => {
-        if (alive || mux.isClosed) return;
-        this.log.warn({ session: this.sessionId, path: kind }, 'no answer on the path after signaling was lost');
-        mux.close('BEAM_ERR_PEER_GONE');
-      });
-    }
+    this.log.info({ session: this.sessionId, paths: this.paths.kinds() }, 'signaling lost; the paths up carry on while the agent answers');
+    void this.paths.probe(PATH_PROBE_MS, (kind) => this.log.warn({ session: this.sessionId, path: kind }, 'no answer on the path after signaling was lost'));
   }
 
   /** Milliseconds since signaling for this session went; undefined while it is there. */
@@ -671,7 +643,7 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
   retire(): void {
     if (this.closed) return;
     this.detach();
-    for (const mux of this.paths.values()) mux.closeWhenIdle();
+    for (const [, mux] of this.paths.entries()) mux.closeWhenIdle();
   }
 
   /** Applies a signal from the agent. */
@@ -690,7 +662,7 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
     if (code !== undefined && !this.lastError) this.lastError = new BeamError(code);
     for (const t of this.timers) clearTimeout(t);
     this.timers.clear();
-    for (const mux of this.paths.values()) mux.close('BEAM_ERR_PEER_GONE');
+    this.paths.close('BEAM_ERR_PEER_GONE');
     this.peer?.close();
     if (this.sessionId && this.c.socket.connected) this.c.socket.emit('session:close', { sessionId: this.sessionId });
     if (this.settle) {

@@ -24,7 +24,7 @@ import { parseArgs } from 'node:util';
 import ndc from 'node-datachannel';
 
 import { wire, type Msg } from '../raw-ndc.js';
-import { startJson } from '../services.js';
+import { startJson } from '../../test/helpers/services.js';
 
 const run = promisify(execFile);
 

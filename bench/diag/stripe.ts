@@ -12,7 +12,7 @@
  */
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { NetLab, WAN_SERVER } from '../netlab.js';
+import { NetLab, WAN_SERVER } from '../../test/helpers/netlab.js';
 
 const arg = (name: string, fallback: string): string => {
   const i = process.argv.indexOf(`--${name}`);

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { io as connectSocket, type Socket } from 'socket.io-client';
 import { SIGNALING_PATH, SIGNALING_PROTOCOL_VERSION } from '../../shared/constants.js';
 import { ephemeralIdentity } from '../../transport/identity.js';
-import { freePort, startRedis, startUntil } from '../../bench/services.js';
+import { freePort, startRedis, startUntil } from '../helpers/services.js';
 import { startOrigin, type Origin } from '../helpers/origin.js';
 import { BeamProcess } from '../helpers/procs.js';
 import { request } from '../helpers/http.js';

@@ -9,7 +9,7 @@ import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { DIRECT_PATH_TIMEOUT_MS, DIRECT_RETRY_MS, PATH_DEAD_MS } from '../../shared/constants.js';
-import { NetLab, WAN_SERVER, WAN_SERVER_2, type SideOptions } from '../../bench/netlab.js';
+import { NetLab, WAN_SERVER, WAN_SERVER_2, type SideOptions } from '../helpers/netlab.js';
 import { BeamProcess, onPath, ROOT, type JsonEvent } from '../helpers/procs.js';
 
 const TURN_SECRET = 'lab-secret-0123456789abcdef';

@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { startPostgres, startRedis } from '../../bench/services.js';
+import { startPostgres, startRedis } from '../helpers/services.js';
 import { BeamProcess, startServer, type ServerHandle } from '../helpers/procs.js';
 
 let server: ServerHandle;

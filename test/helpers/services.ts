@@ -11,8 +11,20 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 
-/** The repository, where Beam's processes run. */
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+/**
+ * The repository, where Beam's processes run: the first folder up from here
+ * with bin/beam.js (this file runs from test/helpers/ under vitest, and from
+ * dist/test/helpers/ when a bench script imports it).
+ */
+const ROOT = ((): string => {
+  let dir = path.dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(path.join(dir, 'bin', 'beam.js'))) {
+    const up = path.dirname(dir);
+    if (up === dir) throw new Error('bin/beam.js not found above test/helpers');
+    dir = up;
+  }
+  return dir;
+})();
 
 export interface Service {
   port: number;
@@ -84,7 +96,7 @@ export async function startRedis(): Promise<Service> {
   return { port, pid: child.pid ?? 0, stop: () => void child.kill('SIGKILL') };
 }
 
-const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../bin/beam.js');
+const BIN = path.join(ROOT, 'bin/beam.js');
 
 /**
  * Runs `beam <argv>` (the built CLI), adds it to `children` for the caller to
