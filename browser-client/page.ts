@@ -14,14 +14,14 @@
  * time) the frame loads through the gateway's HTTP path instead, and the
  * badge says why.
  */
-import { io } from 'socket.io-client';
 import type { Logger } from 'pino';
-import { BROWSER_CONNECT_TIMEOUT_MS, BROWSER_GATEWAY_COOKIE, SECRET_HEADER, SECRET_PARAM, BROWSER_WORKER_PATH, MAX_REWRITE_BYTES, SIGNALING_PATH, SIGNALING_PROTOCOL_VERSION, WORKER_RESPONSE_WINDOW_BYTES } from '../shared/constants.js';
+import { BROWSER_CONNECT_TIMEOUT_MS, BROWSER_GATEWAY_COOKIE, SECRET_HEADER, SECRET_PARAM, BROWSER_WORKER_PATH, MAX_REWRITE_BYTES, SIGNALING_PROTOCOL_VERSION, WORKER_RESPONSE_WINDOW_BYTES } from '../shared/constants.js';
 import { ERRORS, isErrorCode, type ErrorCode } from '../shared/errors.js';
 import { StreamProtocol } from '../shared/frames.js';
 import { decodeResponseHead, encodeHead, readHead } from '../shared/http-head.js';
 import type { MuxStream } from '../shared/mux.js';
 import { render as renderError } from '../shared/error-page.js';
+import { connectSignaling } from '../transport/signaling-client.js';
 import { VisitorSession, type PathKind } from '../transport/session.js';
 import { browserEngine } from './engine.js';
 import { CookieJar, scriptVisible, withScriptCookies } from './jar.js';
@@ -449,12 +449,7 @@ function offerTunnel(worker: ServiceWorker): void {
 // ------------------------------------------------------------------ start
 
 async function connect(): Promise<void> {
-  const socket = io(location.origin, {
-    path: SIGNALING_PATH,
-    transports: ['websocket'],
-    auth: { protocol: SIGNALING_PROTOCOL_VERSION, role: 'visitor', client: 'browser' },
-    reconnection: false,
-  });
+  const socket = connectSignaling(location.origin, { protocol: SIGNALING_PROTOCOL_VERSION, role: 'visitor', client: 'browser' }, 'none');
   secret = shareSecret();
   // The direct path runs on DTLS alone: this page came from the server, so Noise could not guard it from the server
   // (transport/session.ts, directNoise). The relay runs Noise, with a key made (and Noise loaded) only then.

@@ -7,10 +7,9 @@
 import { validateHeaderName, validateHeaderValue, type IncomingMessage, type ServerResponse } from 'node:http';
 import { Duplex } from 'node:stream';
 import { isIP } from 'node:net';
-import { io as connectSocket } from 'socket.io-client';
 import type { Logger } from 'pino';
 import { chooseEncoding, compressedHeaders, compressor } from './compress.js';
-import { BROWSER_GATEWAY_COOKIE, MAX_CLIENT_HEADER_COUNT, SHARE_RESUME_GRACE_MS, SIGNALING_PATH, SIGNALING_PROTOCOL_VERSION } from '../shared/constants.js';
+import { BROWSER_GATEWAY_COOKIE, MAX_CLIENT_HEADER_COUNT, SHARE_RESUME_GRACE_MS, SIGNALING_PROTOCOL_VERSION } from '../shared/constants.js';
 import { inBeamFrame, withoutBeamCookie } from './browser.js';
 import { frameableHeaders } from '../shared/frame-headers.js';
 import { tooManyHeaders } from './http-entry.js';
@@ -22,6 +21,7 @@ import { scopeSetCookies } from '../shared/cookies.js';
 import { decode, SessionClosedSchema, SessionSignalSchema } from '../shared/signaling.js';
 import type { WebRtcEngine } from '../transport/engine.js';
 import type { Identity } from '../transport/identity.js';
+import { connectSignaling } from '../transport/signaling-client.js';
 import { VisitorSession, type PathInfo, type VisitorSocket } from '../transport/session.js';
 import type { PeerId } from '@libp2p/interface';
 import type { RelayMode } from '../shared/signaling.js';
@@ -81,6 +81,8 @@ export class Gateway {
   private readonly engine: WebRtcEngine;
   private readonly options: GatewayOptions;
   private readonly links = new Map<string, VisitorSession>();
+  /** Every session by its signaling id (a retired one too, until it closes): where signals go. */
+  private readonly bySession = new Map<string, VisitorSession>();
   /** Direct (ICE) attempts that failed, ever: the sessions then went on over TURN or the relay, or not at all. */
   directFailures = 0;
   private readonly socket: VisitorSocket;
@@ -99,17 +101,15 @@ export class Gateway {
     this.identity = components.identity;
     this.log = components.logger.child({ component: 'gateway' });
     this.options = options;
-    this.socket = connectSocket(options.signalingUrl, {
-      path: SIGNALING_PATH,
-      transports: ['websocket'],
-      auth: { protocol: SIGNALING_PROTOCOL_VERSION, role: 'visitor', ...(options.gatewayToken ? { gatewayToken: options.gatewayToken } : {}) },
-      reconnectionDelay: 100,
-      reconnectionDelayMax: 2_000,
-    });
+    this.socket = connectSignaling(
+      options.signalingUrl,
+      { protocol: SIGNALING_PROTOCOL_VERSION, role: 'visitor', ...(options.gatewayToken ? { gatewayToken: options.gatewayToken } : {}) },
+      'gateway',
+    );
     this.socket.on('session:signal', (raw) => {
       try {
         const msg = decode(SessionSignalSchema, raw, 'session:signal');
-        for (const link of this.links.values()) if (link.sessionId === msg.sessionId) link.signal(msg.signal);
+        this.bySession.get(msg.sessionId)?.signal(msg.signal);
       } catch (err) {
         this.log.warn({ err: (err as Error).message }, 'dropped a malformed signal');
       }
@@ -118,12 +118,10 @@ export class Gateway {
       try {
         const msg = decode(SessionClosedSchema, raw, 'session:closed');
         const code = isErrorCode(msg.code) ? msg.code : undefined;
-        for (const link of [...this.links.values()]) {
-          if (link.sessionId !== msg.sessionId) continue;
-          // The agent lost the server, not necessarily the session: its paths are checked instead.
-          if (code === 'BEAM_ERR_SIGNALING_LOST') link.detach();
-          else link.close(code);
-        }
+        const link = this.bySession.get(msg.sessionId);
+        // The agent lost the server, not necessarily the session: its paths are checked instead.
+        if (code === 'BEAM_ERR_SIGNALING_LOST') link?.detach();
+        else link?.close(code);
       } catch {
         // malformed: nothing to close
       }
@@ -228,8 +226,10 @@ export class Gateway {
         },
       );
       created.on('path', (info) => this.options.onPath?.(share, info));
+      created.once('opened', (sessionId) => this.bySession.set(sessionId, created));
       created.on('direct-failed', () => this.directFailures++);
       created.once('close', () => {
+        if (created.sessionId !== undefined && this.bySession.get(created.sessionId) === created) this.bySession.delete(created.sessionId);
         this.closedBytes.sent += created.bytes.sent;
         this.closedBytes.received += created.bytes.received;
         if (this.links.get(share) === created) this.links.delete(share);

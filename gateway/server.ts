@@ -9,7 +9,16 @@ import type { Duplex } from 'node:stream';
 import { randomBytes } from 'node:crypto';
 import { Server as SocketIoServer } from 'socket.io';
 import type { Logger } from 'pino';
-import { BROWSER_ASSET_PATH, DRAIN_TIMEOUT_MS, LOCAL_CA_PATH, MAX_SIGNALING_MESSAGE_BYTES, RELAY_PATH, SIGNALING_PATH } from '../shared/constants.js';
+import {
+  BROWSER_ASSET_PATH,
+  DRAIN_TIMEOUT_MS,
+  LOCAL_CA_PATH,
+  MAX_SIGNALING_MESSAGE_BYTES,
+  RELAY_PATH,
+  SIGNALING_PATH,
+  SIGNALING_PING_INTERVAL_MS,
+  SIGNALING_PING_TIMEOUT_MS,
+} from '../shared/constants.js';
 import type { RelayMode } from '../shared/signaling.js';
 import { iceServersFor, type IceConfig } from '../signaling/ice.js';
 import { ephemeralIdentity } from '../transport/identity.js';
@@ -174,8 +183,8 @@ export async function startBeamServer(
     destroyUpgrade: false,
     transports: ['websocket'],
     maxHttpBufferSize: MAX_SIGNALING_MESSAGE_BYTES,
-    pingInterval: 10_000,
-    pingTimeout: 5_000,
+    pingInterval: SIGNALING_PING_INTERVAL_MS,
+    pingTimeout: SIGNALING_PING_TIMEOUT_MS,
   });
   let relay: RelayServer | undefined;
   const signaling = new SignalingServer(

@@ -4,7 +4,6 @@
  * that connection from the configured origin only.
  */
 import { EventEmitter } from 'node:events';
-import { io as connectSocket, type Socket } from 'socket.io-client';
 import type { Logger } from 'pino';
 import {
   AGENT_CONNECT_TIMEOUT_MS,
@@ -15,7 +14,6 @@ import {
   DEFAULT_ORIGIN_TIMEOUT_MS,
   NOISE_CHANNEL_LABEL,
   PATH_PROBE_MS,
-  SIGNALING_PATH,
   SIGNALING_PROTOCOL_VERSION,
   STREAM_CHANNEL_LABEL,
 } from '../shared/constants.js';
@@ -43,6 +41,7 @@ import type { Identity } from '../transport/identity.js';
 import { PathSet, type PathDown } from '../transport/paths.js';
 import type { PathKind, SessionPath } from '../shared/paths.js';
 import { connectRelay, relayServerFor } from '../transport/relay.js';
+import { connectSignaling, type SignalingSocket } from '../transport/signaling-client.js';
 import { channelPipe, directPrologue, secure, SecureFrameChannel, withSecret } from '../transport/secure.js';
 import { OriginForwarder, type Origin, type ReplayEdits } from './origin.js';
 import type { Inspector } from './inspect.js';
@@ -171,7 +170,7 @@ export class Agent extends EventEmitter<AgentEvents> {
   private readonly forwarder: OriginForwarder;
   private readonly visitorLimit: VisitorLimit | undefined;
   private readonly sessions = new Map<string, AgentSession>();
-  private socket: Socket<ServerToClientEvents, ClientToServerEvents> | undefined;
+  private socket: SignalingSocket | undefined;
   private registered: Registered | undefined;
   private closed = false;
   private lastUnreachableAt = 0;
@@ -226,14 +225,11 @@ export class Agent extends EventEmitter<AgentEvents> {
     return new Promise((resolve, reject) => {
       let first = true;
       let failures = 0;
-      const socket: Socket<ServerToClientEvents, ClientToServerEvents> = connectSocket(this.options.server, {
-        path: SIGNALING_PATH,
-        transports: ['websocket'],
-        auth: { protocol: SIGNALING_PROTOCOL_VERSION, role: 'agent', peerId: this.identity.peerId.toString(), relay: this.relayMode, kind: this.options.kind ?? 'http', private: this.options.secret !== undefined, ...(this.options.token !== undefined ? { token: this.options.token } : {}) },
-        reconnectionDelay: 250,
-        reconnectionDelayMax: 5_000,
-        randomizationFactor: 0.5,
-      });
+      const socket = connectSignaling(
+        this.options.server,
+        { protocol: SIGNALING_PROTOCOL_VERSION, role: 'agent', peerId: this.identity.peerId.toString(), relay: this.relayMode, kind: this.options.kind ?? 'http', private: this.options.secret !== undefined, ...(this.options.token !== undefined ? { token: this.options.token } : {}) },
+        'agent',
+      );
       this.socket = socket;
 
       socket.on('connect', () => {

@@ -141,6 +141,25 @@ export const MAX_SESSIONS_PER_SHARE = 64;
 /** Shortest agent token `beam serve --token-file` accepts (16 random bytes as hex are 32). */
 export const MIN_AGENT_TOKEN_LENGTH = 16;
 /**
+ * socket.io's heartbeat on signaling: the server pings every interval and
+ * drops a client that doesn't answer within the timeout. A drop no longer
+ * ends the sessions whose paths still answer (PATH_PROBE_MS), so it can be
+ * this quick.
+ */
+export const SIGNALING_PING_INTERVAL_MS = 10_000;
+export const SIGNALING_PING_TIMEOUT_MS = 5_000;
+/**
+ * How soon a client reconnects to signaling after a drop, doubling up to the
+ * max. Agents wait longer and with jitter: a restarted server must not get
+ * every agent back in the same instant. The server's own gateway is on the
+ * same host as its signaling and comes back first.
+ */
+export const AGENT_RECONNECT_DELAY_MS = 250;
+export const AGENT_RECONNECT_DELAY_MAX_MS = 5_000;
+export const AGENT_RECONNECT_JITTER = 0.5;
+export const GATEWAY_RECONNECT_DELAY_MS = 100;
+export const GATEWAY_RECONNECT_DELAY_MAX_MS = 2_000;
+/**
  * Per client address, on the signaling server (the server's own gateway is
  * exempt): open connections, share registrations a minute, and sessions
  * opened a minute. Over them: BEAM_ERR_RATE_LIMITED.

@@ -105,6 +105,8 @@ export interface VisitorSessionEvents {
   datagram: [number, Buffer];
   /** A direct (ICE) attempt failed; the session may go on over TURN or the relay. */
   'direct-failed': [BeamError];
+  /** Signaling opened the session: its id, which signals for it carry. */
+  opened: [string];
   /** A path died while the session lives (a cut link, a peer gone); another is being set up. */
   'path-down': [PathKind, ErrorCode | undefined];
   close: [];
@@ -250,6 +252,7 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
     const opened = await this.open();
     this.opened = opened;
     this.sessionId = opened.sessionId;
+    this.emit('opened', opened.sessionId);
     try {
       if (opened.private && this.options.secret === undefined && !this.options.requestLevelAccess) {
         throw new BeamError('BEAM_ERR_PRIVATE', 'the link has no #secret=');
