@@ -22,6 +22,7 @@ import { decodeResponseHead, encodeHead, readHead } from '../shared/http-head.js
 import type { MuxStream } from '../shared/mux.js';
 import { render as renderError } from '../shared/error-page.js';
 import { connectSignaling } from '../transport/signaling-client.js';
+import { decode, SessionClosedSchema, SessionSignalSchema } from '../shared/signaling.js';
 import { VisitorSession, type PathKind } from '../transport/session.js';
 import { browserEngine } from './engine.js';
 import { CookieJar, scriptVisible, withScriptCookies } from './jar.js';
@@ -458,11 +459,26 @@ async function connect(): Promise<void> {
     { share: config.share, server: location.origin, relay: 'auto', secret, directNoise: false },
   );
   session = s;
-  socket.on('session:signal', (msg: { sessionId?: unknown; signal?: { type?: unknown } }) => {
-    if (msg?.sessionId === s.sessionId && typeof msg.signal?.type === 'string') s.signal(msg.signal as Parameters<VisitorSession['signal']>[0]);
+  // Signaling is validated here as everywhere else (shared/signaling.ts): a malformed message is dropped, and said so.
+  socket.on('session:signal', (raw: unknown) => {
+    let msg;
+    try {
+      msg = decode(SessionSignalSchema, raw, 'session:signal');
+    } catch (err) {
+      log.warn({ err: (err as Error).message }, 'dropped a malformed signal');
+      return;
+    }
+    if (msg.sessionId === s.sessionId) s.signal(msg.signal);
   });
-  socket.on('session:closed', (msg: { sessionId?: unknown; code?: unknown }) => {
-    if (msg?.sessionId !== s.sessionId) return;
+  socket.on('session:closed', (raw: unknown) => {
+    let msg;
+    try {
+      msg = decode(SessionClosedSchema, raw, 'session:closed');
+    } catch (err) {
+      log.warn({ err: (err as Error).message }, 'dropped a malformed session:closed');
+      return;
+    }
+    if (msg.sessionId !== s.sessionId) return;
     // The agent lost the server, not necessarily the session: the path is checked instead.
     if (msg.code === 'BEAM_ERR_SIGNALING_LOST') s.detach();
     else s.close(isErrorCode(msg.code) ? msg.code : undefined);

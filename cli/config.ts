@@ -23,55 +23,61 @@
  */
 import { readFile } from 'node:fs/promises';
 import { parseDocument } from 'yaml';
-import { z } from 'zod';
+import * as v from 'valibot';
+import { describeIssue } from '../shared/decode.js';
 import { MAX_CONFIG_BYTES, MAX_CONFIG_SHARES } from '../shared/constants.js';
 import { BeamError } from '../shared/errors.js';
 import { RELAY_MODES, type ShareKind } from '../shared/signaling.js';
 import type { ShareOptions } from './share.js';
 import { parseTarget } from './options.js';
 
-const target = z.union([z.number().int(), z.string()]).transform((v, ctx) => {
-  try {
-    parseTarget(String(v));
-    return String(v);
-  } catch (err) {
-    ctx.addIssue({ code: 'custom', message: (err as BeamError).detail ?? 'not a port or host:port' });
-    return z.NEVER;
-  }
+const target = v.pipe(
+  v.union([v.pipe(v.number(), v.integer()), v.string()]),
+  v.rawTransform(({ dataset, addIssue, NEVER }) => {
+    try {
+      parseTarget(String(dataset.value));
+      return String(dataset.value);
+    } catch (err) {
+      addIssue({ message: (err as BeamError).detail ?? 'not a port or host:port' });
+      return NEVER;
+    }
+  }),
+);
+const list = v.pipe(
+  v.union([v.string(), v.array(v.string())]),
+  v.transform((x) => (Array.isArray(x) ? x : x.split(/[\s,]+/).filter(Boolean))),
+);
+
+const ShareSchema = v.pipe(
+  v.strictObject({
+    http: v.optional(target),
+    tcp: v.optional(target),
+    udp: v.optional(target),
+    name: v.optional(v.string()),
+    private: v.optional(v.boolean()),
+    auth: v.optional(v.string()),
+    'allow-ip': v.optional(list),
+    'deny-ip': v.optional(list),
+    'rate-limit': v.optional(v.string()),
+    'max-visitors': v.optional(v.pipe(v.number(), v.integer(), v.minValue(1))),
+    relay: v.optional(v.picklist(RELAY_MODES)),
+    'host-header': v.optional(v.picklist(['rewrite', 'preserve'])),
+    'origin-timeout': v.optional(v.pipe(v.number(), v.integer(), v.minValue(1))),
+  }),
+  v.check((s) => [s.http, s.tcp, s.udp].filter((t) => t !== undefined).length === 1, 'each share needs exactly one of http, tcp or udp (a port or host:port)'),
+);
+
+const ConfigSchema = v.strictObject({
+  server: v.optional(v.string()),
+  /** The agent token for a server with --token-file. */
+  token: v.optional(v.string()),
+  inspect: v.optional(v.union([v.boolean(), v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(65535))])),
+  shares: v.pipe(
+    v.record(v.pipe(v.string(), v.regex(/^[A-Za-z0-9_-]{1,32}$/, 'a share label is 1-32 letters, digits, - or _')), ShareSchema),
+    v.check((r) => Object.keys(r).length > 0, 'declare at least one share'),
+    v.check((r) => Object.keys(r).length <= MAX_CONFIG_SHARES, `at most ${MAX_CONFIG_SHARES} shares`),
+  ),
 });
-const list = z.union([z.string(), z.array(z.string())]).transform((v) => (Array.isArray(v) ? v : v.split(/[\s,]+/).filter(Boolean)));
-
-const ShareSchema = z
-  .object({
-    http: target.optional(),
-    tcp: target.optional(),
-    udp: target.optional(),
-    name: z.string().optional(),
-    private: z.boolean().optional(),
-    auth: z.string().optional(),
-    'allow-ip': list.optional(),
-    'deny-ip': list.optional(),
-    'rate-limit': z.string().optional(),
-    'max-visitors': z.number().int().min(1).optional(),
-    relay: z.enum(RELAY_MODES).optional(),
-    'host-header': z.enum(['rewrite', 'preserve']).optional(),
-    'origin-timeout': z.number().int().positive().optional(),
-  })
-  .strict()
-  .refine((s) => [s.http, s.tcp, s.udp].filter((t) => t !== undefined).length === 1, 'each share needs exactly one of http, tcp or udp (a port or host:port)');
-
-const ConfigSchema = z
-  .object({
-    server: z.string().optional(),
-    /** The agent token for a server with --token-file. */
-    token: z.string().optional(),
-    inspect: z.union([z.boolean(), z.number().int().min(0).max(65535)]).optional(),
-    shares: z
-      .record(z.string().regex(/^[A-Za-z0-9_-]{1,32}$/, 'a share label is 1-32 letters, digits, - or _'), ShareSchema)
-      .refine((r) => Object.keys(r).length > 0, 'declare at least one share')
-      .refine((r) => Object.keys(r).length <= MAX_CONFIG_SHARES, `at most ${MAX_CONFIG_SHARES} shares`),
-  })
-  .strict();
 
 export interface ConfiguredShare {
   /** The key under `shares:`. */
@@ -101,14 +107,12 @@ export function parseConfig(text: string, file: string): Config {
   } catch (err) {
     throw new BeamError('BEAM_ERR_CONFIG', `${file}: ${(err as Error).message.split('\n')[0]}`);
   }
-  const parsed = ConfigSchema.safeParse(value);
+  const parsed = v.safeParse(ConfigSchema, value);
   if (!parsed.success) {
-    const issue = parsed.error.issues[0]!;
-    const where = issue.path.length ? issue.path.join('.') : '(top level)';
-    const message = issue.code === 'unrecognized_keys' ? `unknown key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `"${k}"`).join(', ')}` : issue.message;
-    throw new BeamError('BEAM_ERR_CONFIG', `${file}: ${where}: ${message}`);
+    const { where, message } = describeIssue(parsed.issues[0]);
+    throw new BeamError('BEAM_ERR_CONFIG', `${file}: ${where ?? '(top level)'}: ${message}`);
   }
-  const c = parsed.data;
+  const c = parsed.output;
   return {
     server: c.server,
     token: c.token,

@@ -19,7 +19,8 @@
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { z } from 'zod';
+import * as v from 'valibot';
+import { describeIssue } from '../shared/decode.js';
 import type { Logger } from 'pino';
 import { DEFAULT_INSPECT_PORT, INSPECT_MAX_WATCHERS, INSPECT_PORT_ATTEMPTS, INSPECT_REPLAY_BODY_BYTES, MAX_HEADER_COUNT } from '../shared/constants.js';
 import { BeamError, ERRORS, type ErrorCode } from '../shared/errors.js';
@@ -50,31 +51,31 @@ export interface InspectorServer {
   close(): Promise<void>;
 }
 
-const ReplayBodySchema = z
-  .object({
-    method: z.string().regex(/^[A-Z][A-Z0-9_-]{0,31}$/, 'method: upper-case letters, e.g. POST').optional(),
-    target: z.string().startsWith('/', 'path: must start with /').max(8192).optional(),
-    headers: z
-      .array(z.tuple([z.string(), z.string()]))
-      .max(MAX_HEADER_COUNT)
-      .refine(
+const ReplayBodySchema = v.strictObject({
+  method: v.optional(v.pipe(v.string(), v.regex(/^[A-Z][A-Z0-9_-]{0,31}$/, 'method: upper-case letters, e.g. POST'))),
+  target: v.optional(v.pipe(v.string(), v.startsWith('/', 'path: must start with /'), v.maxLength(8192))),
+  headers: v.optional(
+    v.pipe(
+      v.array(v.strictTuple([v.string(), v.string()])),
+      v.maxLength(MAX_HEADER_COUNT),
+      v.check(
         (pairs) =>
-          pairs.every(([k, v]) => {
+          pairs.every(([k, value]) => {
             try {
               http.validateHeaderName(k);
-              http.validateHeaderValue(k, v);
+              http.validateHeaderValue(k, value);
               return true;
             } catch {
               return false;
             }
           }),
         'headers: a name or value is not valid HTTP',
-      )
-      .optional(),
-    /** A new body as text (sent as UTF-8). */
-    body: z.string().optional(),
-  })
-  .strict();
+      ),
+    ),
+  ),
+  /** A new body as text (sent as UTF-8). */
+  body: v.optional(v.string()),
+});
 
 function sendJson(res: http.ServerResponse, status: number, value: unknown, extra: http.OutgoingHttpHeaders = {}): void {
   const body = JSON.stringify(value);
@@ -180,11 +181,11 @@ export async function startInspectorServer(components: InspectorServerComponents
       if (one[2] && method === 'POST') {
         // JSON text of a body of INSPECT_REPLAY_BODY_BYTES may take up to 6 bytes a byte (\u00xx).
         const raw = await readJson(req, 6 * INSPECT_REPLAY_BODY_BYTES + 64 * 1024);
-        const parsed = ReplayBodySchema.safeParse(raw);
-        if (!parsed.success) return sendError(res, 'BEAM_ERR_BAD_REQUEST', parsed.error.issues[0]?.message);
-        const body = parsed.data.body !== undefined ? Buffer.from(parsed.data.body, 'utf8') : undefined;
+        const parsed = v.safeParse(ReplayBodySchema, raw);
+        if (!parsed.success) return sendError(res, 'BEAM_ERR_BAD_REQUEST', describeIssue(parsed.issues[0]).message);
+        const body = parsed.output.body !== undefined ? Buffer.from(parsed.output.body, 'utf8') : undefined;
         if (body && body.byteLength > INSPECT_REPLAY_BODY_BYTES) return sendError(res, 'BEAM_ERR_BAD_REQUEST', `a replay body is at most ${INSPECT_REPLAY_BODY_BYTES} bytes`);
-        const replayed = await components.replay(id, { method: parsed.data.method, target: parsed.data.target, headers: parsed.data.headers, body });
+        const replayed = await components.replay(id, { method: parsed.output.method, target: parsed.output.target, headers: parsed.output.headers, body });
         return sendJson(res, 201, { id: replayed });
       }
     }

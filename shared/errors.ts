@@ -162,6 +162,10 @@ export const ERRORS = {
     status: 403,
     message: 'The inspector answers only pages it served itself, at 127.0.0.1 or localhost: open it from the address `beam` printed.',
   },
+  BEAM_ERR_INTERNAL: {
+    status: 500,
+    message: 'Beam hit a bug of its own and dropped this request or message. Retry; if it repeats, report it with the log line that has this code.',
+  },
   BEAM_ERR_BAD_FRAMING: {
     status: 400,
     message: 'The request\'s body framing was ambiguous (Content-Length values that disagree or are not a number, a length on a request that says it has no body, or more or fewer body bytes than its Content-Length), so it was refused rather than guessed at. Send one Content-Length that matches the body, or chunked encoding.',

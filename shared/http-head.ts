@@ -18,6 +18,7 @@ import type { Readable } from 'node:stream';
 import * as v from 'valibot';
 import { MAX_HEAD_BYTES, MAX_HEADER_COUNT } from './constants.js';
 import { BeamError, ERROR_CODES, type ErrorCode } from './errors.js';
+import { decode } from './decode.js';
 
 const headerPairs = v.pipe(
   v.array(v.strictTuple([v.pipe(v.string(), v.minLength(1), v.maxLength(256)), v.pipe(v.string(), v.maxLength(MAX_HEAD_BYTES))])),
@@ -95,16 +96,8 @@ function parseWith<T>(schema: v.GenericSchema<unknown, T>, bytes: Buffer): T {
   } catch {
     throw new BeamError('BEAM_ERR_BAD_MESSAGE', 'head is not JSON');
   }
-  const parsed = v.safeParse(schema, value);
-  if (!parsed.success) throw new BeamError('BEAM_ERR_BAD_MESSAGE', `head: ${describe(parsed.issues[0])}`);
-  return parsed.output;
-}
-
-/** "headers.3.0: Invalid length: …", so a refusal names the field. */
-function describe(issue: v.BaseIssue<unknown> | undefined): string {
-  if (!issue) return 'invalid';
-  const where = v.getDotPath(issue);
-  return where ? `${where}: ${issue.message}` : issue.message;
+  // "head at headers.3.0: Invalid length: …", so a refusal names the field.
+  return decode(schema, value, 'head');
 }
 
 /**

@@ -1,7 +1,4 @@
-/**
- * ICE server lists. Apart from shared/signaling.ts (whose schemas need zod)
- * so that the browser bundle can use it.
- */
+/** ICE server lists: what an attempt meant to form a direct pair keeps. */
 import type { IceServer } from './signaling.js';
 
 /** The ICE servers without TURN: STUN only, for an attempt meant to form a direct pair. */

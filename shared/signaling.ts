@@ -29,9 +29,11 @@
  *
  * A new offer within a session replaces the direct peer connection (a retry).
  */
-import { z } from 'zod';
+import * as v from 'valibot';
 import { MAX_CANDIDATE_BYTES, MAX_NAME_LENGTH, MAX_SDP_BYTES, SIGNALING_PROTOCOL_VERSION } from './constants.js';
 import { BeamError, ERROR_CODES, type ErrorCode } from './errors.js';
+
+export { decode } from './decode.js';
 
 export const SHARE_KINDS = ['http', 'tcp', 'udp'] as const;
 /** What a share carries: HTTP exchanges, raw TCP connections, or UDP datagrams. */
@@ -41,92 +43,95 @@ export const RELAY_MODES = ['auto', 'never', 'always'] as const;
 export type RelayMode = (typeof RELAY_MODES)[number];
 
 /** A libp2p peer ID in its string forms (base58btc multihash, or a base32 CID). */
-export const PeerIdStringSchema = z.string().regex(/^(?:[1-9A-HJ-NP-Za-km-z]{40,64}|b[a-z2-7]{50,70})$/);
+export const PeerIdStringSchema = v.pipe(v.string(), v.regex(/^(?:[1-9A-HJ-NP-Za-km-z]{40,64}|b[a-z2-7]{50,70})$/));
 
-export const HandshakeSchema = z.object({
-  protocol: z.literal(SIGNALING_PROTOCOL_VERSION),
-  role: z.enum(['agent', 'visitor']),
-  gatewayToken: z.string().max(128).optional(),
-  peerId: PeerIdStringSchema.optional(),
-  relay: z.enum(RELAY_MODES).optional(),
-  kind: z.enum(SHARE_KINDS).optional(),
-  private: z.boolean().optional(),
+/** A string of at most `n` characters (and at least `min`). */
+const text = (n: number, min = 0) => v.pipe(v.string(), v.minLength(min), v.maxLength(n));
+
+export const HandshakeSchema = v.object({
+  protocol: v.literal(SIGNALING_PROTOCOL_VERSION),
+  role: v.picklist(['agent', 'visitor']),
+  gatewayToken: v.optional(text(128)),
+  peerId: v.optional(PeerIdStringSchema),
+  relay: v.optional(v.picklist(RELAY_MODES)),
+  kind: v.optional(v.picklist(SHARE_KINDS)),
+  private: v.optional(v.boolean()),
   /** A visitor running in a browser page (browser-client/), for the agent's and the server's counts. */
-  client: z.enum(['browser']).optional(),
+  client: v.optional(v.picklist(['browser'])),
   /** An agent's token, for a server with --token-file. */
-  token: z.string().min(1).max(256).optional(),
+  token: v.optional(text(256, 1)),
 });
-export type Handshake = z.infer<typeof HandshakeSchema>;
+export type Handshake = v.InferOutput<typeof HandshakeSchema>;
 
-const sessionId = z.string().regex(/^[A-Za-z0-9_-]{8,64}$/);
-const relayToken = z.string().regex(/^[A-Za-z0-9_-]{16,128}$/);
-const shareName = z.string().min(1).max(MAX_NAME_LENGTH);
+const sessionId = v.pipe(v.string(), v.regex(/^[A-Za-z0-9_-]{8,64}$/));
+const relayToken = v.pipe(v.string(), v.regex(/^[A-Za-z0-9_-]{16,128}$/));
+const shareName = text(MAX_NAME_LENGTH, 1);
 
-export const SignalSchema = z.discriminatedUnion('type', [
-  z.object({
-    type: z.literal('offer'),
-    sdp: z.string().min(1).max(MAX_SDP_BYTES),
+export const SignalSchema = v.variant('type', [
+  v.object({
+    type: v.literal('offer'),
+    sdp: text(MAX_SDP_BYTES, 1),
     /**
      * false: a first attempt that leaves TURN out on both sides (the agent
      * answers without it too), so the pair that forms is direct; TURN comes
      * with the next attempt. Absent means true.
      */
-    turn: z.boolean().optional(),
+    turn: v.optional(v.boolean()),
   }),
-  z.object({ type: z.literal('answer'), sdp: z.string().min(1).max(MAX_SDP_BYTES) }),
-  z.object({
-    type: z.literal('candidate'),
-    candidate: z.string().max(MAX_CANDIDATE_BYTES),
-    mid: z.string().max(64),
+  v.object({ type: v.literal('answer'), sdp: text(MAX_SDP_BYTES, 1) }),
+  v.object({
+    type: v.literal('candidate'),
+    candidate: text(MAX_CANDIDATE_BYTES),
+    mid: text(64),
   }),
-  z.object({ type: z.literal('relay') }),
+  v.object({ type: v.literal('relay') }),
 ]);
-export type Signal = z.infer<typeof SignalSchema>;
+export type Signal = v.InferOutput<typeof SignalSchema>;
 /** The signals a WebRTC peer connection produces and consumes. */
 export type PeerSignal = Exclude<Signal, { type: 'relay' }>;
 
-export const RegisterRequestSchema = z.object({
-  name: shareName.optional(),
-  resumeToken: z.string().regex(/^[A-Za-z0-9_-]{16,128}$/).optional(),
+export const RegisterRequestSchema = v.object({
+  name: v.optional(shareName),
+  resumeToken: v.optional(v.pipe(v.string(), v.regex(/^[A-Za-z0-9_-]{16,128}$/))),
 });
-export type RegisterRequest = z.infer<typeof RegisterRequestSchema>;
+export type RegisterRequest = v.InferOutput<typeof RegisterRequestSchema>;
 
-export const OpenSessionRequestSchema = z.object({ share: shareName });
-export type OpenSessionRequest = z.infer<typeof OpenSessionRequestSchema>;
+export const OpenSessionRequestSchema = v.object({ share: shareName });
+export type OpenSessionRequest = v.InferOutput<typeof OpenSessionRequestSchema>;
 
-export const SessionSignalSchema = z.object({ sessionId, signal: SignalSchema });
-export type SessionSignal = z.infer<typeof SessionSignalSchema>;
+export const SessionSignalSchema = v.object({ sessionId, signal: SignalSchema });
+export type SessionSignal = v.InferOutput<typeof SessionSignalSchema>;
 
-export const SessionRefSchema = z.object({ sessionId });
-export type SessionRef = z.infer<typeof SessionRefSchema>;
+export const SessionRefSchema = v.object({ sessionId });
+export type SessionRef = v.InferOutput<typeof SessionRefSchema>;
 
 /** `session:close`: optionally why, passed on to the other party (an agent refusing a visitor over --max-visitors). */
-export const SessionCloseSchema = z.object({ sessionId, code: z.enum(ERROR_CODES as [ErrorCode, ...ErrorCode[]]).optional() });
-export type SessionClose = z.infer<typeof SessionCloseSchema>;
+export const SessionCloseSchema = v.object({ sessionId, code: v.optional(v.picklist(ERROR_CODES as readonly ErrorCode[])) });
+export type SessionClose = v.InferOutput<typeof SessionCloseSchema>;
 
-export const IceServerSchema = z.object({
-  urls: z.string().max(512),
-  username: z.string().max(256).optional(),
-  credential: z.string().max(256).optional(),
+export const IceServerSchema = v.object({
+  urls: text(512),
+  username: v.optional(text(256)),
+  credential: v.optional(text(256)),
 });
-export type IceServer = z.infer<typeof IceServerSchema>;
+export type IceServer = v.InferOutput<typeof IceServerSchema>;
 
 export type VisitorKind = 'gateway' | 'browser' | 'cli';
 
-export const IncomingSessionSchema = z.object({
+export const IncomingSessionSchema = v.object({
   sessionId,
   share: shareName,
   /** `address`: where the server saw a (non-gateway) visitor connect from, for the agent's IP rules on relayed paths. */
-  visitor: z.object({ kind: z.enum(['gateway', 'browser', 'cli']), address: z.string().max(64).optional() }),
-  iceServers: z.array(IceServerSchema).max(16),
+  visitor: v.object({ kind: v.picklist(['gateway', 'browser', 'cli']), address: v.optional(text(64)) }),
+  iceServers: v.pipe(v.array(IceServerSchema), v.maxLength(16)),
   relayToken,
   /** The node whose relay this session uses (several nodes: see transport/relay.ts relayServerFor). */
-  relayUrl: z.string().max(512).optional(),
+  relayUrl: v.optional(text(512)),
 });
-export type IncomingSession = z.infer<typeof IncomingSessionSchema>;
+export type IncomingSession = v.InferOutput<typeof IncomingSessionSchema>;
 
-export const SessionClosedSchema = z.object({ sessionId, code: z.string().max(64) });
-export type SessionClosed = z.infer<typeof SessionClosedSchema>;
+export const SessionClosedSchema = v.object({ sessionId, code: text(64) });
+export type SessionClosed = v.InferOutput<typeof SessionClosedSchema>;
 
 export interface WireError {
   code: ErrorCode;
@@ -178,18 +183,9 @@ export interface ServerToClientEvents {
   'protocol:error': (err: WireError) => void;
 }
 
-/** Decodes `value` with `schema`, or throws BEAM_ERR_BAD_MESSAGE naming the first problem. */
-export function decode<T>(schema: z.ZodType<T>, value: unknown, what: string): T {
-  const parsed = schema.safeParse(value);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    const where = issue?.path.length ? ` at ${issue.path.join('.')}` : '';
-    throw new BeamError('BEAM_ERR_BAD_MESSAGE', `${what}${where}: ${issue?.message ?? 'invalid'}`);
-  }
-  return parsed.data;
-}
-
+/** An error as it crosses the wire: a BeamError as it is; anything else is a bug of ours (BEAM_ERR_INTERNAL), not a bad message. */
 export function wireError(err: unknown): WireError {
   if (err instanceof BeamError) return { code: err.code, message: err.message, ...(err.detail ? { detail: err.detail } : {}) };
-  return { code: 'BEAM_ERR_BAD_MESSAGE', message: 'internal error' };
+  const internal = new BeamError('BEAM_ERR_INTERNAL');
+  return { code: internal.code, message: internal.message };
 }

@@ -64,7 +64,7 @@ const eventish = fc.oneof(
 );
 
 describe('signaling event decoders', () => {
-  const schemas: Record<string, import('zod').ZodType<unknown>> = {
+  const schemas: Record<string, import('../shared/decode.js').Schema<unknown>> = {
     handshake: HandshakeSchema,
     'share:register': RegisterRequestSchema,
     'session:open': OpenSessionRequestSchema,
