@@ -9,23 +9,23 @@
  * await s.close();
  * ```
  */
-import { pino, type Logger } from 'pino';
+import { type Logger, pino } from 'pino';
+import { type Connected, connect as connectCli } from './cli/connect.js';
+import { parseEngine, parseRelayMode, parseServerUrl } from './cli/options.js';
+import { startBeamServer } from './gateway/server.js';
 import { DEFAULT_EMBEDDED_PORT } from './shared/constants.js';
 import { BeamError } from './shared/errors.js';
 import type { RelayMode } from './shared/signaling.js';
-import { startBeamServer } from './gateway/server.js';
 import { validateIceConfig } from './signaling/ice.js';
 import type { EngineName } from './transport/engine.js';
 import { loadEngine } from './transport/index.js';
-import { connect as connectCli, type Connected } from './cli/connect.js';
-import { parseEngine, parseRelayMode, parseServerUrl } from './cli/options.js';
 
-export { share, type Share, type ShareEvents, type ShareOptions } from './cli/share.js';
-export { BeamError, ERRORS, type ErrorCode } from './shared/errors.js';
-export type { SessionInfo } from './peer-agent/agent.js';
-/** A path between two peers (`direct`, `turn`, `relay`); a session's `path` may also be `gateway` (SessionPath). */
-export type { PathKind, SessionPath, RequestPath } from './shared/paths.js';
 export type { Connected } from './cli/connect.js';
+export { type Share, type ShareEvents, type ShareOptions, share } from './cli/share.js';
+export type { SessionInfo } from './peer-agent/agent.js';
+export { BeamError, ERRORS, type ErrorCode } from './shared/errors.js';
+/** A path between two peers (`direct`, `turn`, `relay`); a session's `path` may also be `gateway` (SessionPath). */
+export type { PathKind, RequestPath, SessionPath } from './shared/paths.js';
 
 const silent = (): Logger => pino({ level: 'silent' });
 

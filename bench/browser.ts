@@ -92,11 +92,31 @@ async function measure(frame: Frame | Page): Promise<Sample> {
 async function main(): Promise<void> {
   const origin = await startOrigin();
   const port = (origin.address() as AddressInfo).port;
-  const p2pServer = await startJson(process.execPath, ['bin/beam.js', 'serve', '--port', '0', '--host', '127.0.0.1', '--json', '--log-level', 'warn'], (e) => e['event'] === 'ready');
-  const gwServer = await startJson(process.execPath, ['bin/beam.js', 'serve', '--port', '0', '--host', '127.0.0.1', '--json', '--log-level', 'warn', '--no-browser-p2p', '--no-compress'], (e) => e['event'] === 'ready');
-  const p2pAgent = await startJson(process.execPath, ['bin/beam.js', 'http', String(port), '--server', `http://127.0.0.1:${p2pServer.event['port']}`, '--json', '--no-inspect'], (e) => e['event'] === 'ready');
-  const gwAgent = await startJson(process.execPath, ['bin/beam.js', 'http', String(port), '--server', `http://127.0.0.1:${gwServer.event['port']}`, '--json', '--no-inspect'], (e) => e['event'] === 'ready');
-  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'] });
+  const p2pServer = await startJson(
+    process.execPath,
+    ['bin/beam.js', 'serve', '--port', '0', '--host', '127.0.0.1', '--json', '--log-level', 'warn'],
+    (e) => e['event'] === 'ready',
+  );
+  const gwServer = await startJson(
+    process.execPath,
+    ['bin/beam.js', 'serve', '--port', '0', '--host', '127.0.0.1', '--json', '--log-level', 'warn', '--no-browser-p2p', '--no-compress'],
+    (e) => e['event'] === 'ready',
+  );
+  const p2pAgent = await startJson(
+    process.execPath,
+    ['bin/beam.js', 'http', String(port), '--server', `http://127.0.0.1:${p2pServer.event['port']}`, '--json', '--no-inspect'],
+    (e) => e['event'] === 'ready',
+  );
+  const gwAgent = await startJson(
+    process.execPath,
+    ['bin/beam.js', 'http', String(port), '--server', `http://127.0.0.1:${gwServer.event['port']}`, '--json', '--no-inspect'],
+    (e) => e['event'] === 'ready',
+  );
+  const browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
+  });
   const samples: Record<'direct' | 'p2p' | 'gateway', Sample[]> = { direct: [], p2p: [], gateway: [] };
   try {
     for (let rep = 0; rep < REPS; rep++) {
@@ -123,9 +143,12 @@ async function main(): Promise<void> {
     for (const p of [p2pAgent, gwAgent, p2pServer, gwServer]) p.child.kill();
     origin.close();
   }
-  const row = (name: string, s: Sample[]): string => `| ${name} | ${median(s.map((x) => x.mbps)).toFixed(1)} | ${median(s.map((x) => x.p50)).toFixed(2)} | ${median(s.map((x) => x.p99)).toFixed(2)} |`;
+  const row = (name: string, s: Sample[]): string =>
+    `| ${name} | ${median(s.map((x) => x.mbps)).toFixed(1)} | ${median(s.map((x) => x.p50)).toFixed(2)} | ${median(s.map((x) => x.p99)).toFixed(2)} |`;
   const m = (k: keyof typeof samples, f: keyof Sample): number => median(samples[k].map((x) => x[f]));
-  console.log(`# A share in Chromium: ${cpus().length} CPUs, Node ${process.version}, median of ${REPS}; ${MIB} MiB download, ${REQUESTS} sequential 1 KiB fetches\n`);
+  console.log(
+    `# A share in Chromium: ${cpus().length} CPUs, Node ${process.version}, median of ${REPS}; ${MIB} MiB download, ${REQUESTS} sequential 1 KiB fetches\n`,
+  );
   console.log('| path | download MB/s | 1 KiB p50 ms | 1 KiB p99 ms |');
   console.log('|---|---|---|---|');
   console.log(row('direct (the origin itself)', samples.direct));
@@ -133,7 +156,9 @@ async function main(): Promise<void> {
   console.log(row('gateway (HTTP path)', samples.gateway));
   console.log('');
   console.log(`p2p / gateway: download ${(m('p2p', 'mbps') / m('gateway', 'mbps')).toFixed(2)}x, p50 ${(m('p2p', 'p50') / m('gateway', 'p50')).toFixed(2)}x`);
-  console.log(`p2p / direct: download ${(m('p2p', 'mbps') / m('direct', 'mbps')).toFixed(2)}x, added p50 ${(m('p2p', 'p50') - m('direct', 'p50')).toFixed(2)} ms`);
+  console.log(
+    `p2p / direct: download ${(m('p2p', 'mbps') / m('direct', 'mbps')).toFixed(2)}x, added p50 ${(m('p2p', 'p50') - m('direct', 'p50')).toFixed(2)} ms`,
+  );
 }
 
 await main();

@@ -19,15 +19,15 @@
  * Needs redis-server. Targets: 10,000 idle shares in 1 GiB or less per node;
  * two nodes at least 1.7x the session-setup rate of one.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
-import { createInterface } from 'node:readline';
 import path from 'node:path';
+import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { io as connectSocket, type Socket } from 'socket.io-client';
 import { SIGNALING_PATH, SIGNALING_PROTOCOL_VERSION } from '../shared/constants.js';
+import { numberArg, type Service, startRedis } from '../test/helpers/services.js';
 import { ephemeralIdentity } from '../transport/identity.js';
-import { numberArg, startRedis, type Service } from '../test/helpers/services.js';
 
 const SHARES = numberArg('--shares', 10_000);
 const IDLE_S = numberArg('--idle-s', 20);
@@ -58,7 +58,25 @@ interface Node {
 function startNode(redis: string): Promise<Node> {
   const child = spawn(
     process.execPath,
-    [BIN, 'serve', '--port', '0', '--host', '0.0.0.0', '--json', '--log-level', 'warn', '--redis', redis, '--max-connections-per-ip', '100000', '--registrations-per-minute', '1000000', '--sessions-per-minute', '100000000'],
+    [
+      BIN,
+      'serve',
+      '--port',
+      '0',
+      '--host',
+      '0.0.0.0',
+      '--json',
+      '--log-level',
+      'warn',
+      '--redis',
+      redis,
+      '--max-connections-per-ip',
+      '100000',
+      '--registrations-per-minute',
+      '1000000',
+      '--sessions-per-minute',
+      '100000000',
+    ],
     { stdio: ['ignore', 'pipe', 'inherit'] },
   );
   children.push(child);
@@ -234,7 +252,7 @@ try {
   const redis = `redis://127.0.0.1:${redisService.port}`;
   await idleShares(redis);
   const one = [await startNode(redis)];
-  console.log("setup: one node");
+  console.log('setup: one node');
   const one1 = await setupRate(one);
   const rateOne = one1.rate;
   console.log(`one node: ${rateOne.toFixed(0)}/s; node CPU ${one1.cpuMsPerSetup.toFixed(3)} ms and Redis CPU ${one1.redisMsPerSetup.toFixed(3)} ms per setup`);
@@ -243,7 +261,9 @@ try {
   console.log('setup: two nodes');
   const two2 = await setupRate(two);
   const rateTwo = two2.rate;
-  console.log(`two nodes: ${rateTwo.toFixed(0)}/s; node CPU (both) ${two2.cpuMsPerSetup.toFixed(3)} ms and Redis CPU ${two2.redisMsPerSetup.toFixed(3)} ms per setup`);
+  console.log(
+    `two nodes: ${rateTwo.toFixed(0)}/s; node CPU (both) ${two2.cpuMsPerSetup.toFixed(3)} ms and Redis CPU ${two2.redisMsPerSetup.toFixed(3)} ms per setup`,
+  );
   const cap = NODE_CPU > 0 ? `, each node capped at ${NODE_CPU} core(s)` : '';
   console.log(`session setups${cap}: one node ${rateOne.toFixed(0)}/s, two nodes ${rateTwo.toFixed(0)}/s: ${(rateTwo / rateOne).toFixed(2)}x (target >= 1.7x)`);
 } finally {

@@ -16,8 +16,8 @@ import { cpus } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { rawTransfer } from './raw-ndc.js';
 import { numberArg, startJson } from '../test/helpers/services.js';
+import { rawTransfer } from './raw-ndc.js';
 
 const run = promisify(execFile);
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -27,7 +27,6 @@ const flag = numberArg;
 const REPS = flag('--reps', 3);
 const SECONDS = flag('--seconds', 5);
 const DOWNLOAD = 100 * 1024 * 1024;
-
 
 interface WrkResult {
   rps: number;
@@ -71,7 +70,11 @@ async function main(): Promise<void> {
   const node = process.execPath;
   const origin = await startJson(node, [path.join(here, 'origin.js')], (e) => typeof e['port'] === 'number');
   const originPort = origin.event['port'] as number;
-  const server = await startJson(node, ['bin/beam.js', 'serve', '--port', '0', '--host', '127.0.0.1', '--json', '--log-level', 'error'], (e) => e['event'] === 'ready');
+  const server = await startJson(
+    node,
+    ['bin/beam.js', 'serve', '--port', '0', '--host', '127.0.0.1', '--json', '--log-level', 'error'],
+    (e) => e['event'] === 'ready',
+  );
   const serverPort = server.event['port'] as number;
   const agent = await startJson(
     node,
@@ -103,7 +106,9 @@ async function main(): Promise<void> {
 
     const lines: string[] = [];
     const date = new Date().toISOString().slice(0, 10);
-    lines.push(`Measured ${date} on ${cpus().length} cores (${cpus()[0]?.model ?? 'cpu'}), Node ${process.version}; median of ${REPS} runs (min–max), wrk -t1 for ${SECONDS} s.`);
+    lines.push(
+      `Measured ${date} on ${cpus().length} cores (${cpus()[0]?.model ?? 'cpu'}), Node ${process.version}; median of ${REPS} runs (min–max), wrk -t1 for ${SECONDS} s.`,
+    );
     lines.push('');
     lines.push('| path | connections | req/s (1 KiB) | p50 ms | p99 ms |');
     lines.push('|---|---|---|---|---|');

@@ -49,18 +49,22 @@ async function main(): Promise<number> {
   const host = new URL(share['url'] as string).host;
   const get = (path: string): Promise<{ status: number; body: string }> =>
     new Promise((resolve, reject) => {
-      http.get({ host: '127.0.0.1', port: Number(serve['port']), path, headers: { host } }, (res) => {
-        let body = '';
-        res.on('data', (c: Buffer) => (body += c.toString()));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-      }).on('error', reject);
+      http
+        .get({ host: '127.0.0.1', port: Number(serve['port']), path, headers: { host } }, (res) => {
+          let body = '';
+          res.on('data', (c: Buffer) => (body += c.toString()));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+        })
+        .on('error', reject);
     });
   console.log(`http: before idle -> ${(await get('/warm')).body}`);
   console.log(`idle for ${MINUTES} min...`);
   await new Promise((r) => setTimeout(r, MINUTES * 60_000));
   let failed = 0;
   for (const [name, socket] of sockets) {
-    const reply = socket.destroyed ? 'connection closed' : await Promise.race([echo(socket, 'still there?'), new Promise<string>((r) => setTimeout(() => r('no answer in 10 s'), 10_000))]);
+    const reply = socket.destroyed
+      ? 'connection closed'
+      : await Promise.race([echo(socket, 'still there?'), new Promise<string>((r) => setTimeout(() => r('no answer in 10 s'), 10_000))]);
     console.log(`${name}: after ${MINUTES} min idle -> ${reply}`);
     if (reply !== 'still there?') failed++;
   }
@@ -77,5 +81,7 @@ async function main(): Promise<number> {
   return failed ? 1 : 0;
 }
 
-const code = await main().finally(() => children.forEach((c) => c.kill('SIGKILL')));
+const code = await main().finally(() => {
+  for (const c of children) c.kill('SIGKILL');
+});
 process.exit(code);

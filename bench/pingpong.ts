@@ -7,7 +7,7 @@ import { fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import ndc from 'node-datachannel';
 
-import { wire, type Msg } from './raw-ndc.js';
+import { type Msg, wire } from './raw-ndc.js';
 
 const GAP_MS = Number(process.env['GAP_MS'] ?? 0);
 if (process.argv[2] === 'echo') {
@@ -57,7 +57,9 @@ if (process.argv[2] === 'echo') {
     });
     times.sort((a, b) => a - b);
     const started = times.length;
-    console.log(`in flight ${inflight}: p50 ${times[started >> 1]!.toFixed(3)} ms, p99 ${times[Math.floor(started * 0.99)]!.toFixed(3)} ms, max ${times[started - 1]!.toFixed(1)}`);
+    console.log(
+      `in flight ${inflight}: p50 ${times[started >> 1]!.toFixed(3)} ms, p99 ${times[Math.floor(started * 0.99)]!.toFixed(3)} ms, max ${times[started - 1]!.toFixed(1)}`,
+    );
     pending = [];
   }
   child.kill();

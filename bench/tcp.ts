@@ -11,11 +11,11 @@
  * redis-tools, and openssh-server for the ssh -L baseline (reported missing
  * without it).
  */
-import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, execFile, execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import path from 'node:path';
-import { beamEvent, freePort, numberArg, startPostgres, startRedis, startUntil, type Service } from '../test/helpers/services.js';
+import { beamEvent, freePort, numberArg, type Service, startPostgres, startRedis, startUntil } from '../test/helpers/services.js';
 
 const REPS = numberArg('--reps', 3);
 const REQUESTS = numberArg('--requests', 100_000);
@@ -27,7 +27,9 @@ const beam = (argv: string[], event: string): Promise<Record<string, unknown>> =
 
 function run(cmd: string, argv: string[], input?: string): Promise<string> {
   return new Promise((resolve, reject) => {
-    const child = execFile(cmd, argv, { maxBuffer: 256 * 1024 * 1024 }, (err, stdout, stderr) => (err ? reject(new Error(`${cmd}: ${stderr || err.message}`)) : resolve(stdout)));
+    const child = execFile(cmd, argv, { maxBuffer: 256 * 1024 * 1024 }, (err, stdout, stderr) =>
+      err ? reject(new Error(`${cmd}: ${stderr || err.message}`)) : resolve(stdout),
+    );
     if (input !== undefined) child.stdin!.end(input);
   });
 }
@@ -51,8 +53,16 @@ async function startSshd(): Promise<{ port: number; key: string } | undefined> {
   writeFileSync(
     path.join(dir, 'sshd_config'),
     [
-      `Port ${port}`, 'ListenAddress 127.0.0.1', `HostKey ${dir}/host`, `AuthorizedKeysFile ${dir}/authorized_keys`,
-      'PasswordAuthentication no', 'PermitRootLogin prohibit-password', 'AllowTcpForwarding yes', 'StrictModes no', 'UsePAM no', `PidFile ${dir}/pid`,
+      `Port ${port}`,
+      'ListenAddress 127.0.0.1',
+      `HostKey ${dir}/host`,
+      `AuthorizedKeysFile ${dir}/authorized_keys`,
+      'PasswordAuthentication no',
+      'PermitRootLogin prohibit-password',
+      'AllowTcpForwarding yes',
+      'StrictModes no',
+      'UsePAM no',
+      `PidFile ${dir}/pid`,
     ].join('\n'),
   );
   execFileSync('mkdir', ['-p', '/run/sshd']);
@@ -63,10 +73,28 @@ async function startSshd(): Promise<{ port: number; key: string } | undefined> {
 
 async function throughSsh(sshd: { port: number; key: string }, port: number): Promise<number> {
   const local = await freePort();
-  const child = spawn('ssh', [
-    '-N', '-L', `127.0.0.1:${local}:127.0.0.1:${port}`, '-i', sshd.key, '-p', String(sshd.port),
-    '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'ExitOnForwardFailure=yes', '-o', 'LogLevel=ERROR', 'root@127.0.0.1',
-  ], { stdio: 'ignore' });
+  const child = spawn(
+    'ssh',
+    [
+      '-N',
+      '-L',
+      `127.0.0.1:${local}:127.0.0.1:${port}`,
+      '-i',
+      sshd.key,
+      '-p',
+      String(sshd.port),
+      '-o',
+      'StrictHostKeyChecking=no',
+      '-o',
+      'UserKnownHostsFile=/dev/null',
+      '-o',
+      'ExitOnForwardFailure=yes',
+      '-o',
+      'LogLevel=ERROR',
+      'root@127.0.0.1',
+    ],
+    { stdio: 'ignore' },
+  );
   children.push(child);
   // Ready once the forward accepts connections.
   for (;;) {
@@ -111,7 +139,9 @@ async function psqlCopyMs(port: number, rows: string): Promise<number> {
 }
 
 async function main(): Promise<void> {
-  console.log(`# Beam TCP shares benchmark: ${cpus().length} CPUs, Node ${process.version}, median of ${REPS}; redis-benchmark -n ${REQUESTS} -c 50; psql copy of ${ROWS} rows in and out`);
+  console.log(
+    `# Beam TCP shares benchmark: ${cpus().length} CPUs, Node ${process.version}, median of ${REPS}; redis-benchmark -n ${REQUESTS} -c 50; psql copy of ${ROWS} rows in and out`,
+  );
   const redis = await startRedis();
   services.push(redis);
   const pg = await startPostgres();
@@ -137,13 +167,21 @@ async function main(): Promise<void> {
   }
   console.log('\n| path | redis SET ops/s | redis GET ops/s | psql copy in+out |\n|---|---|---|---|');
   for (const [name, r] of results) {
-    console.log(r ? `| ${name} | ${Math.round(r.set)} | ${Math.round(r.get)} | ${Math.round(r.copyMs)} ms |` : `| ${name} | missing (install openssh-server) | | |`);
+    console.log(
+      r ? `| ${name} | ${Math.round(r.set)} | ${Math.round(r.get)} | ${Math.round(r.copyMs)} ms |` : `| ${name} | missing (install openssh-server) | | |`,
+    );
   }
   const beamR = results.get('Beam (beam tcp + beam connect)');
   const direct = results.get('direct');
   const ssh = results.get('ssh -L');
-  if (beamR && direct) console.log(`\nBeam / direct: SET ${(beamR.set / direct.set).toFixed(2)}x, GET ${(beamR.get / direct.get).toFixed(2)}x, copy time ${(beamR.copyMs / direct.copyMs).toFixed(2)}x`);
-  if (beamR && ssh) console.log(`Beam / ssh -L: SET ${(beamR.set / ssh.set).toFixed(2)}x, GET ${(beamR.get / ssh.get).toFixed(2)}x, copy time ${(beamR.copyMs / ssh.copyMs).toFixed(2)}x`);
+  if (beamR && direct)
+    console.log(
+      `\nBeam / direct: SET ${(beamR.set / direct.set).toFixed(2)}x, GET ${(beamR.get / direct.get).toFixed(2)}x, copy time ${(beamR.copyMs / direct.copyMs).toFixed(2)}x`,
+    );
+  if (beamR && ssh)
+    console.log(
+      `Beam / ssh -L: SET ${(beamR.set / ssh.set).toFixed(2)}x, GET ${(beamR.get / ssh.get).toFixed(2)}x, copy time ${(beamR.copyMs / ssh.copyMs).toFixed(2)}x`,
+    );
 }
 
 try {

@@ -82,6 +82,7 @@ type Tunnel = (url: string, protocols: string[], sink: Sink) => Carrier | undefi
         },
         error: () => this.fire(new Event('error')),
       });
+      // biome-ignore lint/correctness/noConstructorReturn: with no tunnel to carry it, the page's own WebSocket stands in for this one.
       if (!carrier) return new Native(url, protocols) as unknown as BeamWebSocket;
       this.carrier = carrier;
     }

@@ -4,11 +4,12 @@
  * bundled as it is: Node modules it imports are mapped to browser stand-ins
  * (shims/), and Node globals come from shims/globals.ts.
  */
-import { build } from 'esbuild';
+
 import { copyFile, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { gzipSync } from 'node:zlib';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { gzipSync } from 'node:zlib';
+import { build } from 'esbuild';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const out = path.join(here, '..', 'dist', 'browser-client', 'assets');
@@ -89,8 +90,12 @@ for (const name of files.sort((a, b) => Number(upfront.has(b)) - Number(upfront.
 await writeFile(path.join(out, 'sizes.json'), `${JSON.stringify(sizes, null, 2)}\n`);
 if (process.argv.includes('--sizes')) {
   const kib = (n) => (n / 1024).toFixed(1).padStart(7);
-  for (const [name, s] of Object.entries(sizes)) console.log(`${name.padEnd(24)} ${kib(s.bytes)} KiB  ${kib(s.gzip)} KiB gzipped${s.onDemand ? '  (on demand)' : ''}`);
-  const sum = (onDemand) => Object.values(sizes).filter((s) => s.onDemand === onDemand).reduce((n, s) => n + s.gzip, 0);
+  for (const [name, s] of Object.entries(sizes))
+    console.log(`${name.padEnd(24)} ${kib(s.bytes)} KiB  ${kib(s.gzip)} KiB gzipped${s.onDemand ? '  (on demand)' : ''}`);
+  const sum = (onDemand) =>
+    Object.values(sizes)
+      .filter((s) => s.onDemand === onDemand)
+      .reduce((n, s) => n + s.gzip, 0);
   console.log(`${'every visitor'.padEnd(24)} ${' '.repeat(12)}${kib(sum(false))} KiB gzipped`);
   console.log(`${'relay fallback adds'.padEnd(24)} ${' '.repeat(12)}${kib(sum(true))} KiB gzipped`);
 }
@@ -104,6 +109,9 @@ if (process.argv.includes('--weights')) {
       by[key] = (by[key] ?? 0) + bytesInOutput;
     }
     console.log(path.basename(outName));
-    for (const [key, bytes] of Object.entries(by).sort((a, b) => b[1] - a[1]).slice(0, 15)) console.log(`${(bytes / 1024).toFixed(1).padStart(9)} KiB  ${key}`);
+    for (const [key, bytes] of Object.entries(by)
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, 15))
+      console.log(`${(bytes / 1024).toFixed(1).padStart(9)} KiB  ${key}`);
   }
 }

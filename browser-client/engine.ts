@@ -7,8 +7,19 @@
  * agent cannot resolve; the pair still comes up peer-reflexive, so hiding
  * stays on, as it is for every user.
  */
-import { bareCandidate, candidateKind, PeerEvents, type CandidateKind, type DataChannel, type Peer, type PeerOptions, type PeerState, type WebRtcEngine } from '../transport/engine.js';
+
 import type { PeerSignal as Signal } from '../shared/signaling.js';
+import {
+  bareCandidate,
+  type CandidateKind,
+  candidateKind,
+  type DataChannel,
+  type Peer,
+  PeerEvents,
+  type PeerOptions,
+  type PeerState,
+  type WebRtcEngine,
+} from '../transport/engine.js';
 
 class BrowserDataChannel implements DataChannel {
   private readonly channel: RTCDataChannel;
@@ -113,7 +124,9 @@ class BrowserPeer extends PeerEvents<BrowserDataChannel> implements Peer {
   private async readSelectedPair(): Promise<void> {
     const stats = await this.pc.getStats();
     const byId = new Map<string, Record<string, unknown>>();
-    stats.forEach((s: Record<string, unknown>) => byId.set(s['id'] as string, s));
+    stats.forEach((s: Record<string, unknown>) => {
+      byId.set(s['id'] as string, s);
+    });
     for (const s of byId.values()) {
       if (s['type'] !== 'candidate-pair' || s['state'] !== 'succeeded' || !s['nominated']) continue;
       const local = byId.get(s['localCandidateId'] as string);

@@ -14,7 +14,7 @@
  * jar, out of scripts' reach, as in a browser.
  */
 import { parse as parseSetCookie } from 'set-cookie-parser';
-import { MAX_JAR_COOKIES, MAX_JAR_COOKIE_BYTES } from '../shared/constants.js';
+import { MAX_JAR_COOKIE_BYTES, MAX_JAR_COOKIES } from '../shared/constants.js';
 
 interface Cookie {
   name: string;

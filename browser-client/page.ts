@@ -15,22 +15,31 @@
  * badge says why.
  */
 import type { Logger } from 'pino';
-import { BROWSER_CONNECT_TIMEOUT_MS, BROWSER_GATEWAY_COOKIE, SECRET_HEADER, SECRET_PARAM, BROWSER_WORKER_PATH, MAX_REWRITE_BYTES, SIGNALING_PROTOCOL_VERSION, WORKER_RESPONSE_WINDOW_BYTES } from '../shared/constants.js';
-import { ERRORS, isErrorCode, type ErrorCode } from '../shared/errors.js';
+import {
+  BROWSER_CONNECT_TIMEOUT_MS,
+  BROWSER_GATEWAY_COOKIE,
+  BROWSER_WORKER_PATH,
+  MAX_REWRITE_BYTES,
+  SECRET_HEADER,
+  SECRET_PARAM,
+  SIGNALING_PROTOCOL_VERSION,
+  WORKER_RESPONSE_WINDOW_BYTES,
+} from '../shared/constants.js';
+import { scopeSetCookie } from '../shared/cookies.js';
+import { render as renderError } from '../shared/error-page.js';
+import { ERRORS, type ErrorCode, isErrorCode } from '../shared/errors.js';
+import { frameableHeaders } from '../shared/frame-headers.js';
 import { StreamProtocol } from '../shared/frames.js';
 import { decodeResponseHead, encodeHead, readHead } from '../shared/http-head.js';
 import type { MuxStream } from '../shared/mux.js';
-import { render as renderError } from '../shared/error-page.js';
-import { connectSignaling } from '../transport/signaling-client.js';
 import { decode, SessionClosedSchema, SessionSignalSchema } from '../shared/signaling.js';
-import { VisitorSession, type PathKind } from '../transport/session.js';
+import { decodeWsClose, encodeWsClose, encodeWsMessage, WsKind, WsMessageReader } from '../shared/ws-messages.js';
+import { type PathKind, VisitorSession } from '../transport/session.js';
+import { connectSignaling } from '../transport/signaling-client.js';
 import { browserEngine } from './engine.js';
 import { CookieJar, scriptVisible, withScriptCookies } from './jar.js';
-import { scopeSetCookie } from '../shared/cookies.js';
-import { frameableHeaders } from '../shared/frame-headers.js';
 import type { HeaderList, ToPage, ToWorker, TunnelOffer } from './messages.js';
 import { injectScript, isHtml, isRewritable, localForms, rewriteLocal } from './rewrite.js';
-import { decodeWsClose, encodeWsClose, encodeWsMessage, WsKind, WsMessageReader } from '../shared/ws-messages.js';
 
 /** browser-client/app-shim.ts, built and inlined by build.mjs: it goes first into every HTML page of the app. */
 declare const __BEAM_APP_SHIM__: string;
@@ -62,7 +71,19 @@ const log = {
 } as unknown as Logger;
 
 /** Request headers that are the browser's or Beam's to set, not the app's. */
-const DROP_REQUEST = new Set(['host', 'cookie', 'connection', 'keep-alive', 'transfer-encoding', 'upgrade', 'te', 'trailer', 'accept-encoding', 'proxy-authorization', SECRET_HEADER]);
+const DROP_REQUEST = new Set([
+  'host',
+  'cookie',
+  'connection',
+  'keep-alive',
+  'transfer-encoding',
+  'upgrade',
+  'te',
+  'trailer',
+  'accept-encoding',
+  'proxy-authorization',
+  SECRET_HEADER,
+]);
 /** Response headers the page consumes or a constructed Response may not carry. */
 const DROP_RESPONSE = new Set(['set-cookie', 'connection', 'keep-alive', 'transfer-encoding', 'beam-origin']);
 
@@ -188,7 +209,17 @@ function post(port: MessagePort, message: ToWorker, transfer: Transferable[] = [
 
 function errorResponse(port: MessagePort, id: number, accept: string, code: ErrorCode, detail?: string): void {
   const { type, text } = renderError({ accept }, code, detail);
-  post(port, { type: 'head', id, status: ERRORS[code].status, statusText: code, headers: [['content-type', type], ['beam-error', code], ['cache-control', 'no-store']] });
+  post(port, {
+    type: 'head',
+    id,
+    status: ERRORS[code].status,
+    statusText: code,
+    headers: [
+      ['content-type', type],
+      ['beam-error', code],
+      ['cache-control', 'no-store'],
+    ],
+  });
   const bytes = new TextEncoder().encode(text);
   post(port, { type: 'chunk', id, data: bytes.buffer }, [bytes.buffer]);
   post(port, { type: 'end', id });
@@ -338,7 +369,11 @@ interface WsSink {
  * cannot carry it (another host, or no path): the frame's browser then opens
  * it itself.
  */
-function openWebSocket(url: string, protocols: string[], sink: WsSink): { send(kind: 'text' | 'binary', data: string | ArrayBuffer): void; close(code: number, reason: string): void } | undefined {
+function openWebSocket(
+  url: string,
+  protocols: string[],
+  sink: WsSink,
+): { send(kind: 'text' | 'binary', data: string | ArrayBuffer): void; close(code: number, reason: string): void } | undefined {
   const u = new URL(url);
   if ((u.host !== location.host && !locals.includes(u.host)) || !session?.path) return undefined;
   let stream: MuxStream;
@@ -350,7 +385,11 @@ function openWebSocket(url: string, protocols: string[], sink: WsSink): { send(k
   state.requests++;
   const target = u.pathname + u.search;
   const pageUrl = new URL(target, location.origin);
-  const headers: HeaderList = [['Host', location.host], ['Origin', location.origin], ['User-Agent', navigator.userAgent]];
+  const headers: HeaderList = [
+    ['Host', location.host],
+    ['Origin', location.origin],
+    ['User-Agent', navigator.userAgent],
+  ];
   if (protocols.length) headers.push(['Sec-WebSocket-Protocol', protocols.join(', ')]);
   const cookie = cookieFor(pageUrl);
   if (cookie) headers.push(['Cookie', cookie]);
@@ -378,7 +417,10 @@ function openWebSocket(url: string, protocols: string[], sink: WsSink): { send(k
       stream.destroy();
       return;
     }
-    keepCookies(pageUrl, head.headers.filter(([k]) => k.toLowerCase() === 'set-cookie').map(([, v]) => v));
+    keepCookies(
+      pageUrl,
+      head.headers.filter(([k]) => k.toLowerCase() === 'set-cookie').map(([, v]) => v),
+    );
     sink.open(head.headers.find(([k]) => k.toLowerCase() === 'sec-websocket-protocol')?.[1] ?? '');
     const reader = new WsMessageReader();
     stream.on('data', (chunk: Buffer) => {
@@ -404,7 +446,12 @@ function openWebSocket(url: string, protocols: string[], sink: WsSink): { send(k
     send(kind, data) {
       if (closed) return;
       try {
-        stream.write(encodeWsMessage(kind === 'text' ? WsKind.TEXT : WsKind.BINARY, kind === 'text' ? Buffer.from(data as string, 'utf8') : Buffer.from(data as ArrayBuffer)));
+        stream.write(
+          encodeWsMessage(
+            kind === 'text' ? WsKind.TEXT : WsKind.BINARY,
+            kind === 'text' ? Buffer.from(data as string, 'utf8') : Buffer.from(data as ArrayBuffer),
+          ),
+        );
       } catch {
         // over MAX_WS_MESSAGE_BYTES: the socket fails, as a browser's would on a message too big for the server
         stream.destroy();
@@ -487,7 +534,9 @@ async function connect(): Promise<void> {
   s.on('close', () => {
     if (session === s) viaGateway('the peer-to-peer session ended (the agent left, or the network changed): reload to try again');
   });
-  const timeout = new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`no path to the agent within ${BROWSER_CONNECT_TIMEOUT_MS} ms`)), BROWSER_CONNECT_TIMEOUT_MS));
+  const timeout = new Promise<never>((_, reject) =>
+    setTimeout(() => reject(new Error(`no path to the agent within ${BROWSER_CONNECT_TIMEOUT_MS} ms`)), BROWSER_CONNECT_TIMEOUT_MS),
+  );
   await Promise.race([s.ready, timeout]);
   // A TCP or UDP share has no pages: the gateway says so, in the frame.
   if (s.kind !== 'http') throw Object.assign(new Error(`a ${s.kind ?? 'non-HTTP'} share`), { code: 'BEAM_ERR_SHARE_KIND' });

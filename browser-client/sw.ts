@@ -14,7 +14,13 @@
  * A worker may be stopped when idle and started again; it then asks the
  * open pages for a new port before it sends anything to the gateway.
  */
-import { MAX_REDIRECTS, WORKER_BUFFERED_BODY_BYTES, WORKER_RESPONSE_WINDOW_BYTES, WORKER_TUNNEL_WAIT_MS, WORKER_UPLOAD_WINDOW_BYTES } from '../shared/constants.js';
+import {
+  MAX_REDIRECTS,
+  WORKER_BUFFERED_BODY_BYTES,
+  WORKER_RESPONSE_WINDOW_BYTES,
+  WORKER_TUNNEL_WAIT_MS,
+  WORKER_UPLOAD_WINDOW_BYTES,
+} from '../shared/constants.js';
 import type { HeaderList, ToPage, ToWorker, TunnelOffer } from './messages.js';
 
 // The Service Worker global scope, as far as this file uses it (the DOM lib has no worker types).
@@ -56,7 +62,7 @@ interface Tunnel {
 let tunnel: Tunnel | undefined;
 /** The page said: no tunnel, use the gateway. Until a page offers one again. */
 let gatewayOnly = false;
-let waiting: Array<() => void> = [];
+const waiting: Array<() => void> = [];
 let nextId = 1;
 
 scope.addEventListener('install', () => void scope.skipWaiting());
@@ -182,10 +188,7 @@ async function currentTunnel(): Promise<Tunnel | undefined> {
 }
 
 /** A request's body: none, whole (small: it can go again after a 307 or 308), or a stream with what was read of it so far. */
-type Body =
-  | { kind: 'none' }
-  | { kind: 'whole'; bytes: ArrayBuffer }
-  | { kind: 'stream'; read: Uint8Array[]; reader: ReadableStreamDefaultReader<Uint8Array> };
+type Body = { kind: 'none' } | { kind: 'whole'; bytes: ArrayBuffer } | { kind: 'stream'; read: Uint8Array[]; reader: ReadableStreamDefaultReader<Uint8Array> };
 
 async function readBody(request: Request): Promise<Body> {
   if (request.method === 'GET' || request.method === 'HEAD' || !request.body) return { kind: 'none' };
@@ -257,7 +260,9 @@ async function viaTunnel(t: Tunnel, request: Request, url: URL): Promise<Respons
   let method = request.method;
   let body = await readBody(request);
   const headers: HeaderList = [];
-  request.headers.forEach((v, k) => headers.push([k, v]));
+  request.headers.forEach((v, k) => {
+    headers.push([k, v]);
+  });
   let currentUrl = url;
   for (let hop = 0; ; hop++) {
     const response = await send(t, method, headers, body, currentUrl);

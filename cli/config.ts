@@ -22,14 +22,14 @@
  * host-header, origin-timeout. Unknown keys are errors, so a typo never passes silently.
  */
 import { readFile } from 'node:fs/promises';
-import { parseDocument } from 'yaml';
 import * as v from 'valibot';
-import { describeIssue } from '../shared/decode.js';
+import { parseDocument } from 'yaml';
 import { MAX_CONFIG_BYTES, MAX_CONFIG_SHARES } from '../shared/constants.js';
+import { describeIssue } from '../shared/decode.js';
 import { BeamError } from '../shared/errors.js';
 import { RELAY_MODES, type ShareKind } from '../shared/signaling.js';
-import type { ShareOptions } from './share.js';
 import { parseTarget } from './options.js';
+import type { ShareOptions } from './share.js';
 
 const target = v.pipe(
   v.union([v.pipe(v.number(), v.integer()), v.string()]),
@@ -149,7 +149,12 @@ export async function loadConfig(file: string): Promise<Config> {
   } catch (err) {
     if (err instanceof BeamError) throw err;
     const code = (err as NodeJS.ErrnoException).code;
-    throw new BeamError('BEAM_ERR_CONFIG', code === 'ENOENT' ? `${file} does not exist: write one (see \`beam start --help\`) or pass --config <file>` : `${file}: ${code ?? (err as Error).message}`);
+    throw new BeamError(
+      'BEAM_ERR_CONFIG',
+      code === 'ENOENT'
+        ? `${file} does not exist: write one (see \`beam start --help\`) or pass --config <file>`
+        : `${file}: ${code ?? (err as Error).message}`,
+    );
   }
   return parseConfig(text, file);
 }

@@ -10,19 +10,19 @@
 import dgram from 'node:dgram';
 import http from 'node:http';
 import net, { type AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
-import { MAX_UDP_FLOWS, TCP_KEEPALIVE_MS, UDP_FLOW_IDLE_MS } from '../shared/constants.js';
-import { StreamProtocol } from '../shared/frames.js';
-import { BeamError } from '../shared/errors.js';
-import type { RelayMode, ShareKind } from '../shared/signaling.js';
-import { splice } from '../transport/splice.js';
+import { sendError, sendRawError } from '../gateway/error-page.js';
 import { Gateway } from '../gateway/gateway.js';
 import { createHttpEntry } from '../gateway/http-entry.js';
-import { sendError, sendRawError } from '../gateway/error-page.js';
-import type { Duplex } from 'node:stream';
+import { MAX_UDP_FLOWS, TCP_KEEPALIVE_MS, UDP_FLOW_IDLE_MS } from '../shared/constants.js';
+import { BeamError } from '../shared/errors.js';
+import { StreamProtocol } from '../shared/frames.js';
+import type { RelayMode, ShareKind } from '../shared/signaling.js';
 import type { WebRtcEngine } from '../transport/engine.js';
 import { ephemeralIdentity } from '../transport/identity.js';
 import { parseLink } from '../transport/link.js';
+import { splice } from '../transport/splice.js';
 import type { Output } from './output.js';
 
 export interface ConnectOptions {
@@ -65,7 +65,8 @@ export interface Connected {
 /** An HTTP share on localhost: a one-share gateway, WebSockets included. */
 function httpListener(gateway: Gateway, options: ConnectOptions): net.Server {
   const local = createHttpEntry();
-  const allowed = (req: http.IncomingMessage): boolean => localHostAllowed(req.headers.host, (local.address() as AddressInfo).port, options.bind, options.allowHosts);
+  const allowed = (req: http.IncomingMessage): boolean =>
+    localHostAllowed(req.headers.host, (local.address() as AddressInfo).port, options.bind, options.allowHosts);
   const detail = (req: http.IncomingMessage): string => `Host "${(req.headers.host ?? '').slice(0, 100)}"`;
   local.on('request', (req, res) => {
     if (!allowed(req)) {
@@ -194,10 +195,7 @@ export async function connect(components: { engine: WebRtcEngine; logger: Logger
       },
     },
   );
-  const ready = await Promise.race([
-    gateway.ready().then(() => true),
-    new Promise<false>((resolve) => setTimeout(() => resolve(false), 10_000).unref()),
-  ]);
+  const ready = await Promise.race([gateway.ready().then(() => true), new Promise<false>((resolve) => setTimeout(() => resolve(false), 10_000).unref())]);
   if (!ready) {
     gateway.close();
     throw new BeamError('BEAM_ERR_SERVER_UNREACHABLE', server);

@@ -66,7 +66,7 @@ export async function detectFromPackageJson(dir: string): Promise<Detected | und
   }
   if (typeof pkg !== 'object' || pkg === null) return undefined;
   const deps = { ...(pkg.dependencies ?? {}), ...(pkg.devDependencies ?? {}) };
-  const known = FRAMEWORKS.find((f) => typeof deps === 'object' && Object.prototype.hasOwnProperty.call(deps, f.dependency));
+  const known = FRAMEWORKS.find((f) => typeof deps === 'object' && Object.hasOwn(deps, f.dependency));
   if (!known) return undefined;
   const scripts = typeof pkg.scripts === 'object' && pkg.scripts !== null ? pkg.scripts : {};
   const port = scriptPort(scripts['dev']) ?? scriptPort(scripts['start']) ?? known.port;

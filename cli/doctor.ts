@@ -97,21 +97,28 @@ export async function doctor(server: string): Promise<DoctorReport> {
   else if (distinctServers.size < 2) nat = { mapping: 'unknown', detail: 'needs two STUN servers at different addresses (beam serve --stun A --stun B)' };
   else {
     const mapped = new Set(answered.map((s) => s.mapped));
-    nat = mapped.size === 1
-      ? { mapping: 'endpoint-independent', detail: `both STUN servers saw ${answered[0]!.mapped}` }
-      : { mapping: 'endpoint-dependent', detail: `STUN servers saw ${[...mapped].join(' and ')}` };
+    nat =
+      mapped.size === 1
+        ? { mapping: 'endpoint-independent', detail: `both STUN servers saw ${answered[0]!.mapped}` }
+        : { mapping: 'endpoint-dependent', detail: `STUN servers saw ${[...mapped].join(' and ')}` };
   }
   let likely: LikelyPath;
   let advice: string;
   if (!udpOk) {
     likely = 'relay';
-    advice = relay.ok ? 'UDP does not get out: visitors will use the relay (end-to-end encrypted).' : 'Neither UDP nor the relay works: check the server URL and your firewall.';
+    advice = relay.ok
+      ? 'UDP does not get out: visitors will use the relay (end-to-end encrypted).'
+      : 'Neither UDP nor the relay works: check the server URL and your firewall.';
   } else if (nat.mapping === 'endpoint-dependent') {
     likely = 'direct-or-relay';
-    advice = 'Your NAT maps each destination to a new port ("symmetric"): direct works when the other side has an easy NAT; otherwise TURN or the relay carries it.';
+    advice =
+      'Your NAT maps each destination to a new port ("symmetric"): direct works when the other side has an easy NAT; otherwise TURN or the relay carries it.';
   } else {
     likely = 'direct';
-    advice = nat.mapping === 'unknown' ? 'UDP works: direct is likely (the mapping could not be checked).' : 'UDP works and your NAT keeps one mapping per socket: direct paths are likely.';
+    advice =
+      nat.mapping === 'unknown'
+        ? 'UDP works: direct is likely (the mapping could not be checked).'
+        : 'UDP works and your NAT keeps one mapping per socket: direct paths are likely.';
   }
   return { server: { url: server, ok: true }, relay, udp: { ok: udpOk, servers }, nat, likely, advice };
 }
@@ -120,7 +127,7 @@ export function describeReport(r: DoctorReport): string {
   const mark = (ok: boolean): string => (ok ? 'ok  ' : 'FAIL');
   return [
     `${mark(r.server.ok)} server   ${r.server.url}`,
-    `${mark(r.relay.ok)} relay    ${r.relay.ok ? 'reachable over WebSocket' : r.relay.detail ?? ''}`,
+    `${mark(r.relay.ok)} relay    ${r.relay.ok ? 'reachable over WebSocket' : (r.relay.detail ?? '')}`,
     `${mark(r.udp.ok)} UDP      ${r.udp.servers.map((s) => `${s.url} ${s.mapped ? `-> ${s.mapped}` : `(${s.error})`}`).join('; ') || 'no STUN server listed'}`,
     `     NAT      ${r.nat.mapping}: ${r.nat.detail}`,
     `     likely   ${r.likely}. ${r.advice}`,

@@ -19,9 +19,9 @@
  */
 import { webcrypto, X509Certificate } from 'node:crypto';
 import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { BlockList, isIP } from 'node:net';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { BlockList, isIP } from 'node:net';
 import { LOCAL_CA_DAYS, LOCAL_CERT_DAYS } from '../shared/constants.js';
 import { BeamError } from '../shared/errors.js';
 import { configDir } from '../transport/identity.js';
@@ -86,7 +86,10 @@ async function x509(): Promise<typeof import('@peculiar/x509')> {
   return lib;
 }
 
-const serial = (): string => Buffer.from(webcrypto.getRandomValues(new Uint8Array(16))).toString('hex').replace(/^[89a-f]/, '7');
+const serial = (): string =>
+  Buffer.from(webcrypto.getRandomValues(new Uint8Array(16)))
+    .toString('hex')
+    .replace(/^[89a-f]/, '7');
 
 /** The authority under `dir` (made on first use), and a certificate for this machine signed by it. */
 export async function localTls(dir = join(configDir(), 'ca')): Promise<LocalTls> {
@@ -104,7 +107,11 @@ export async function localTls(dir = join(configDir(), 'ca')): Promise<LocalTls>
       throw Object.assign(new Error('replaced'), { code: 'ENOENT' });
     }
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new BeamError('BEAM_ERR_CONFIG', `the local certificate authority in ${dir} is unreadable (${(err as Error).message}); move it away to make a new one`);
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT')
+      throw new BeamError(
+        'BEAM_ERR_CONFIG',
+        `the local certificate authority in ${dir} is unreadable (${(err as Error).message}); move it away to make a new one`,
+      );
     await mkdir(dir, { recursive: true, mode: 0o700 });
     const keys = (await webcrypto.subtle.generateKey(ALGORITHM, true, ['sign', 'verify'])) as CryptoKeyPair;
     caCert = await lib.X509CertificateGenerator.createSelfSigned({
@@ -150,7 +157,10 @@ export async function localTls(dir = join(configDir(), 'ca')): Promise<LocalTls>
         new lib.BasicConstraintsExtension(false, undefined, true),
         new lib.KeyUsagesExtension(lib.KeyUsageFlags.digitalSignature, true),
         new lib.ExtendedKeyUsageExtension([lib.ExtendedKeyUsage.serverAuth]),
-        new lib.SubjectAlternativeNameExtension([...names.map((value) => ({ type: 'dns' as const, value })), ...addresses.map((value) => ({ type: 'ip' as const, value }))]),
+        new lib.SubjectAlternativeNameExtension([
+          ...names.map((value) => ({ type: 'dns' as const, value })),
+          ...addresses.map((value) => ({ type: 'ip' as const, value })),
+        ]),
         await lib.AuthorityKeyIdentifierExtension.create(authority),
       ],
     });

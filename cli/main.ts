@@ -3,24 +3,36 @@ import { readFile } from 'node:fs/promises';
 import net from 'node:net';
 import { createSecureContext } from 'node:tls';
 import { Command, Option } from 'commander';
-import { pino, type Logger } from 'pino';
+import { type Logger, pino } from 'pino';
+import { startBeamServer } from '../gateway/server.js';
+import type { SessionInfo } from '../peer-agent/agent.js';
 import { DEFAULT_EMBEDDED_PORT, DEFAULT_INSPECT_PORT, GATEWAY_MAX_CONNECTIONS_PER_IP, ORIGIN_WAIT_POLL_MS } from '../shared/constants.js';
 import { BeamError } from '../shared/errors.js';
-import { startBeamServer } from '../gateway/server.js';
-import { loadEngine } from '../transport/index.js';
+import type { ShareKind } from '../shared/signaling.js';
 import { validateIceConfig } from '../signaling/ice.js';
 import { AgentTokens } from '../signaling/tokens.js';
-import type { ShareKind } from '../shared/signaling.js';
-import { connect } from './connect.js';
-import { describeReport, doctor } from './doctor.js';
-import { share, startEmbedded, type Share } from './share.js';
+import { loadEngine } from '../transport/index.js';
 import { loadConfig } from './config.js';
+import { connect } from './connect.js';
 import { detectDevServer, isListening } from './detect.js';
+import { describeReport, doctor } from './doctor.js';
 import { applyEnv } from './env.js';
-import type { SessionInfo } from '../peer-agent/agent.js';
+import {
+  parseCount,
+  parseEngine,
+  parseHostHeader,
+  parseInspect,
+  parseLogLevel,
+  parseMs,
+  parsePort,
+  parseRedisUrl,
+  parseRelayMode,
+  parseServerUrl,
+  parseTarget,
+} from './options.js';
 import { createOutput, type Output } from './output.js';
+import { type Share, share, startEmbedded } from './share.js';
 import { createTerminalOutput } from './tui.js';
-import { parseCount, parseInspect, parseRedisUrl, parseEngine, parseHostHeader, parseLogLevel, parseMs, parsePort, parseRelayMode, parseServerUrl, parseTarget } from './options.js';
 
 interface CommonFlags {
   json?: boolean;
@@ -286,10 +298,30 @@ async function runServe(flags: ServeFlags): Promise<void> {
     ...(flags.registrationsPerMinute ? { registrationsPerMinute: parseCount(flags.registrationsPerMinute, '--registrations-per-minute') } : {}),
     ...(flags.sessionsPerMinute ? { sessionsPerMinute: parseCount(flags.sessionsPerMinute, '--sessions-per-minute') } : {}),
   };
-  const maxHttp = flags.maxHttpConnectionsPerIp === undefined ? undefined : flags.maxHttpConnectionsPerIp === '0' ? 0 : parseCount(flags.maxHttpConnectionsPerIp, '--max-http-connections-per-ip');
+  const maxHttp =
+    flags.maxHttpConnectionsPerIp === undefined
+      ? undefined
+      : flags.maxHttpConnectionsPerIp === '0'
+        ? 0
+        : parseCount(flags.maxHttpConnectionsPerIp, '--max-http-connections-per-ip');
   const server = await startBeamServer(
     { engine, logger: log },
-    { port, host: flags.host, domain, publicUrl: flags.publicUrl, ...(maxHttp !== undefined ? { maxConnectionsPerIp: maxHttp } : {}), ice, compress: flags.compress, browserP2p: flags.browserP2p, ...(tls ? { tls } : {}), tokens, limits, trustProxy: flags.trustProxy ?? false, ...(flags.redis ? { redis: parseRedisUrl(flags.redis) } : {}), ...(flags.nodeUrl ? { nodeUrl: parseServerUrl(flags.nodeUrl, '--node-url') } : {}) },
+    {
+      port,
+      host: flags.host,
+      domain,
+      publicUrl: flags.publicUrl,
+      ...(maxHttp !== undefined ? { maxConnectionsPerIp: maxHttp } : {}),
+      ice,
+      compress: flags.compress,
+      browserP2p: flags.browserP2p,
+      ...(tls ? { tls } : {}),
+      tokens,
+      limits,
+      trustProxy: flags.trustProxy ?? false,
+      ...(flags.redis ? { redis: parseRedisUrl(flags.redis) } : {}),
+      ...(flags.nodeUrl ? { nodeUrl: parseServerUrl(flags.nodeUrl, '--node-url') } : {}),
+    },
   );
   const url = flags.publicUrl ?? `${tls ? 'https' : 'http'}://${domain}:${server.port}`;
   if (flags.json) process.stdout.write(`${JSON.stringify({ event: 'ready', url, port: server.port, domain })}\n`);
@@ -308,7 +340,8 @@ async function runServe(flags: ServeFlags): Promise<void> {
 /** --tls-cert and --tls-key, read and checked together: a key that does not match is BEAM_ERR_BAD_OPTION now, not at the first visitor. */
 async function loadTls(certFile: string | undefined, keyFile: string | undefined): Promise<{ cert: Buffer; key: Buffer } | undefined> {
   if (certFile === undefined && keyFile === undefined) return undefined;
-  if (certFile === undefined || keyFile === undefined) throw new BeamError('BEAM_ERR_BAD_OPTION', '--tls-cert and --tls-key go together: pass both, or neither for plain http');
+  if (certFile === undefined || keyFile === undefined)
+    throw new BeamError('BEAM_ERR_BAD_OPTION', '--tls-cert and --tls-key go together: pass both, or neither for plain http');
   const read = async (file: string, flag: string): Promise<Buffer> => {
     try {
       return await readFile(file);
@@ -321,7 +354,10 @@ async function loadTls(certFile: string | undefined, keyFile: string | undefined
   try {
     createSecureContext({ cert, key });
   } catch (err) {
-    throw new BeamError('BEAM_ERR_BAD_OPTION', `--tls-cert ${certFile} / --tls-key ${keyFile}: ${(err as Error).message} (PEM files, the key matching the certificate)`);
+    throw new BeamError(
+      'BEAM_ERR_BAD_OPTION',
+      `--tls-cert ${certFile} / --tls-key ${keyFile}: ${(err as Error).message} (PEM files, the key matching the certificate)`,
+    );
   }
   return { cert, key };
 }
@@ -333,7 +369,10 @@ async function runConnect(linkArg: string, flags: ConnectFlags): Promise<void> {
   const server = flags.server ? parseServerUrl(flags.server) : undefined;
   const log = logger(flags.logLevel);
   const engine = await loadEngine(parseEngine(flags.engine));
-  const connected = await connect({ engine, logger: log, out }, { link: linkArg, port, bind: flags.bind, relay, server, allowHosts: (flags.allowHost ?? []).map((h) => parseAllowedHost(h)) });
+  const connected = await connect(
+    { engine, logger: log, out },
+    { link: linkArg, port, bind: flags.bind, relay, server, allowHosts: (flags.allowHost ?? []).map((h) => parseAllowedHost(h)) },
+  );
   onStop(async () => {
     await connected.close();
     out.emit({ event: 'closed' });
@@ -344,7 +383,10 @@ async function runConnect(linkArg: string, flags: ConnectFlags): Promise<void> {
 function parseAllowedHost(text: string): string {
   const host = text.trim().toLowerCase();
   if (!/^([a-z0-9-]+(\.[a-z0-9-]+)*\.?|\[[0-9a-f:.]+\])(:\d{1,5})?$/.test(host)) {
-    throw new BeamError('BEAM_ERR_BAD_OPTION', `--allow-host ${JSON.stringify(text)}: give a host name as the browser sends it, e.g. dev.example.test or dev.example.test:8080`);
+    throw new BeamError(
+      'BEAM_ERR_BAD_OPTION',
+      `--allow-host ${JSON.stringify(text)}: give a host name as the browser sends it, e.g. dev.example.test or dev.example.test:8080`,
+    );
   }
   return host;
 }
@@ -372,8 +414,8 @@ function httpCommand(cmd: Command): Command {
     .option('--json', 'print newline-delimited JSON events on stdout')
     .addOption(new Option('--log-level <level>', 'pino log level on stderr').default('warn'))
     .addOption(new Option('--engine <engine>', 'WebRTC engine: node-datachannel or werift').default('node-datachannel'))
-    .addOption(new Option('--host-header <mode>', 'rewrite the Host header to the origin\'s (rewrite) or keep the visitor\'s (preserve)').default('rewrite'))
-    .option('--origin-timeout <ms>', 'how long to wait for the origin\'s response head (default 30000)')
+    .addOption(new Option('--host-header <mode>', "rewrite the Host header to the origin's (rewrite) or keep the visitor's (preserve)").default('rewrite'))
+    .option('--origin-timeout <ms>', "how long to wait for the origin's response head (default 30000)")
     .addOption(new Option('--relay <mode>', 'auto: direct WebRTC, else the relay; never: direct only; always: relay only').default('auto'))
     .option('--private', 'only visitors with the full link (it carries a secret) get in')
     .option('--tls', 'the embedded server serves https, with a certificate from a local authority teammates trust once (browsers on the LAN get peer to peer)')
@@ -388,7 +430,9 @@ function httpCommand(cmd: Command): Command {
 
 export function program(): Command {
   const root = new Command('beam')
-    .description('Share a local port peer to peer. `beam 3000` is short for `beam http 3000`.\nEvery flag is also an environment variable: --log-level is BEAM_LOG_LEVEL, --private is BEAM_PRIVATE=1.')
+    .description(
+      'Share a local port peer to peer. `beam 3000` is short for `beam http 3000`.\nEvery flag is also an environment variable: --log-level is BEAM_LOG_LEVEL, --private is BEAM_PRIVATE=1.',
+    )
     .argument('[port]', 'local port (or host:port) to share over HTTP');
   httpCommand(root).action(async (port: string | undefined, flags: HttpFlags) => {
     await (port ? runHttp(port, flags) : runDetected(flags)).catch((err: unknown) => fail(err, Boolean(flags.json)));
@@ -398,16 +442,22 @@ export function program(): Command {
       await runHttp(target, flags).catch((err: unknown) => fail(err, Boolean(flags.json)));
     },
   );
-  httpCommand(root.command('tcp').description('share a local TCP service (a database, SSH, ...): teammates open it with `beam connect`').argument('<target>', 'port or host:port')).action(
-    async (target: string, flags: HttpFlags) => {
-      await runHttp(target, flags, 'tcp').catch((err: unknown) => fail(err, Boolean(flags.json)));
-    },
-  );
-  httpCommand(root.command('udp').description('share a local UDP service (DNS, a game server, ...): teammates open it with `beam connect`').argument('<target>', 'port or host:port')).action(
-    async (target: string, flags: HttpFlags) => {
-      await runHttp(target, flags, 'udp').catch((err: unknown) => fail(err, Boolean(flags.json)));
-    },
-  );
+  httpCommand(
+    root
+      .command('tcp')
+      .description('share a local TCP service (a database, SSH, ...): teammates open it with `beam connect`')
+      .argument('<target>', 'port or host:port'),
+  ).action(async (target: string, flags: HttpFlags) => {
+    await runHttp(target, flags, 'tcp').catch((err: unknown) => fail(err, Boolean(flags.json)));
+  });
+  httpCommand(
+    root
+      .command('udp')
+      .description('share a local UDP service (DNS, a game server, ...): teammates open it with `beam connect`')
+      .argument('<target>', 'port or host:port'),
+  ).action(async (target: string, flags: HttpFlags) => {
+    await runHttp(target, flags, 'udp').catch((err: unknown) => fail(err, Boolean(flags.json)));
+  });
   root
     .command('serve')
     .description('run the signaling server and gateway for a public host')
@@ -420,7 +470,7 @@ export function program(): Command {
     .addOption(new Option('--engine <engine>', 'WebRTC engine for the gateway').default('node-datachannel'))
     .option('--stun <url...>', 'STUN servers handed to peers, e.g. stun:stun.example.com:3478')
     .option('--turn <url...>', 'TURN servers handed to peers, e.g. turn:turn.example.com:3478?transport=udp')
-    .option('--turn-secret <secret>', 'the TURN server\'s static-auth-secret, for time-limited REST credentials (env BEAM_TURN_SECRET)')
+    .option('--turn-secret <secret>', "the TURN server's static-auth-secret, for time-limited REST credentials (env BEAM_TURN_SECRET)")
     .option('--no-compress', 'send responses as the origin sent them (default: brotli or gzip for text, when the client accepts it)')
     .option('--tls-cert <file>', 'serve https with this certificate chain (PEM), e.g. a wildcard certificate for *.<domain>')
     .option('--tls-key <file>', 'the private key (PEM) of --tls-cert')
@@ -429,10 +479,13 @@ export function program(): Command {
     .option('--trust-proxy', 'behind a reverse proxy: take the client address and scheme from its X-Forwarded-For and X-Forwarded-Proto')
     .option('--redis <url>', 'run as one of several nodes sharing this Redis (e.g. redis://127.0.0.1:6379): names and signaling span the nodes')
     .option('--max-connections-per-ip <n>', 'signaling connections one client address may hold (default 64)')
-    .option('--max-http-connections-per-ip <n>', `TCP connections one client address may hold to the gateway at once; 0: no cap (default ${GATEWAY_MAX_CONNECTIONS_PER_IP}, none with --trust-proxy)`)
+    .option(
+      '--max-http-connections-per-ip <n>',
+      `TCP connections one client address may hold to the gateway at once; 0: no cap (default ${GATEWAY_MAX_CONNECTIONS_PER_IP}, none with --trust-proxy)`,
+    )
     .option('--registrations-per-minute <n>', 'shares one client address may register a minute (default 60)')
     .option('--sessions-per-minute <n>', 'sessions one client address may open a minute (default 600)')
-    .option('--node-url <url>', 'with --redis: this node\'s own URL (on the public host or below it), where relayed sessions it sets up meet')
+    .option('--node-url <url>', "with --redis: this node's own URL (on the public host or below it), where relayed sessions it sets up meet")
     .action(async (flags: ServeFlags) => {
       await runServe(flags).catch((err: unknown) => fail(err, Boolean(flags.json)));
     });
@@ -440,9 +493,9 @@ export function program(): Command {
     .command('start')
     .description('run every share declared in a config file (beam.yml)')
     .addOption(new Option('--config <file>', 'the config file').default('beam.yml'))
-    .option('--server <url>', 'Beam server for every share (overrides the file\'s `server`); default: one embedded server')
-    .option('--token <token>', 'agent token, for a server with --token-file (overrides the file\'s `token`)')
-    .option('--inspect <port>', 'first inspector port (the file\'s `inspect` otherwise)')
+    .option('--server <url>', "Beam server for every share (overrides the file's `server`); default: one embedded server")
+    .option('--token <token>', "agent token, for a server with --token-file (overrides the file's `token`)")
+    .option('--inspect <port>', "first inspector port (the file's `inspect` otherwise)")
     .option('--no-inspect', 'no inspector for any share')
     .option('--json', 'print newline-delimited JSON events on stdout, each with `share`: its label in the file')
     .addOption(new Option('--log-level <level>', 'pino log level on stderr').default('warn'))
@@ -468,7 +521,7 @@ beam.yml:
   root
     .command('connect')
     .description('open a share as a local port, peer to peer')
-    .argument('<link>', 'the share\'s link, as `beam` printed it (with #peer=... to verify the agent)')
+    .argument('<link>', "the share's link, as `beam` printed it (with #peer=... to verify the agent)")
     .addOption(new Option('--port <port>', 'local port (0: any free one)').default('0'))
     .addOption(new Option('--bind <address>', 'local address to listen on').default('127.0.0.1'))
     .addOption(new Option('--relay <mode>', 'auto: direct WebRTC, else the relay; never: direct only; always: relay only').default('auto'))

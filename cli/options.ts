@@ -1,7 +1,7 @@
 /** Decoders for command-line values: each returns a typed value or throws BEAM_ERR_BAD_OPTION saying what to type instead. */
 import { BeamError } from '../shared/errors.js';
-import { ENGINE_NAMES, type EngineName } from '../transport/engine.js';
 import { RELAY_MODES, type RelayMode } from '../shared/signaling.js';
+import { ENGINE_NAMES, type EngineName } from '../transport/engine.js';
 
 export interface Target {
   host: string;
@@ -65,7 +65,8 @@ export function parseRelayMode(value: string): RelayMode {
 /** `--auth user:pass`. */
 export function parseBasicAuth(value: string): { user: string; pass: string } {
   const colon = value.indexOf(':');
-  if (colon < 1 || colon === value.length - 1) throw new BeamError('BEAM_ERR_BAD_OPTION', '--auth must be user:password (e.g. --auth alice:s3cret), both non-empty');
+  if (colon < 1 || colon === value.length - 1)
+    throw new BeamError('BEAM_ERR_BAD_OPTION', '--auth must be user:password (e.g. --auth alice:s3cret), both non-empty');
   return { user: value.slice(0, colon), pass: value.slice(colon + 1) };
 }
 
@@ -83,7 +84,8 @@ export function parseRedisUrl(value: string): string {
   } catch {
     throw new BeamError('BEAM_ERR_BAD_OPTION', `--redis "${value}" is not a URL (e.g. redis://127.0.0.1:6379)`);
   }
-  if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') throw new BeamError('BEAM_ERR_BAD_OPTION', `--redis must be redis:// or rediss://, not ${url.protocol}`);
+  if (url.protocol !== 'redis:' && url.protocol !== 'rediss:')
+    throw new BeamError('BEAM_ERR_BAD_OPTION', `--redis must be redis:// or rediss://, not ${url.protocol}`);
   return url.href;
 }
 

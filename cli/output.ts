@@ -46,7 +46,16 @@ export function createOutput(json: boolean, out: NodeJS.WritableStream = process
     };
   }
   const write = (text: string): void => {
-    out.write(`${label === undefined ? text : text.split('\n').map((l) => `[${label}] ${l}`).join('\n')}\n`);
+    out.write(
+      `${
+        label === undefined
+          ? text
+          : text
+              .split('\n')
+              .map((l) => `[${label}] ${l}`)
+              .join('\n')
+      }\n`,
+    );
   };
   return {
     emit: (event) => {

@@ -6,22 +6,22 @@
  */
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { pino, type Logger } from 'pino';
+import { readFile } from 'node:fs/promises';
+import { type Logger, pino } from 'pino';
+import { type BeamServer, startBeamServer } from '../gateway/server.js';
+import { IpRules, parseRateLimit } from '../peer-agent/access.js';
+import { Agent, type SessionInfo } from '../peer-agent/agent.js';
+import { Inspector } from '../peer-agent/inspect.js';
+import { type InspectorServer, startInspectorServer } from '../peer-agent/inspector-server.js';
 import { DEFAULT_EMBEDDED_PORT, EMBEDDED_PORT_ATTEMPTS, LOCAL_CA_PATH, SECRET_PARAM } from '../shared/constants.js';
 import { BeamError } from '../shared/errors.js';
 import type { RelayMode, ShareKind } from '../shared/signaling.js';
-import { Agent, type SessionInfo } from '../peer-agent/agent.js';
-import { IpRules, parseRateLimit } from '../peer-agent/access.js';
-import { Inspector } from '../peer-agent/inspect.js';
-import { startInspectorServer, type InspectorServer } from '../peer-agent/inspector-server.js';
-import { startBeamServer, type BeamServer } from '../gateway/server.js';
 import type { EngineName } from '../transport/engine.js';
-import { loadEngine } from '../transport/index.js';
 import { loadIdentity } from '../transport/identity.js';
+import { loadEngine } from '../transport/index.js';
 import { connectLink } from '../transport/link.js';
 import { lanAddress } from './lan.js';
-import { localTls, type LocalTls } from './local-ca.js';
-import { readFile } from 'node:fs/promises';
+import { type LocalTls, localTls } from './local-ca.js';
 import { parseBasicAuth, parseEngine, parseHostHeader, parseRelayMode, parseServerUrl, parseTarget } from './options.js';
 import { BEAM_VERSION } from './version.js';
 
@@ -113,7 +113,11 @@ function withSecretParam(url: string, secret: string): string {
 }
 
 /** The embedded server: on DEFAULT_EMBEDDED_PORT, else the next free one. */
-export async function startEmbedded(components: Parameters<typeof startBeamServer>[0], defaultShare: () => string | undefined, tls?: LocalTls): Promise<BeamServer> {
+export async function startEmbedded(
+  components: Parameters<typeof startBeamServer>[0],
+  defaultShare: () => string | undefined,
+  tls?: LocalTls,
+): Promise<BeamServer> {
   let lastError: unknown;
   for (let i = 0; i < EMBEDDED_PORT_ATTEMPTS; i++) {
     try {
@@ -129,7 +133,11 @@ export async function startEmbedded(components: Parameters<typeof startBeamServe
       lastError = err;
     }
   }
-  throw new BeamError('BEAM_ERR_BAD_OPTION', `ports ${DEFAULT_EMBEDDED_PORT}-${DEFAULT_EMBEDDED_PORT + EMBEDDED_PORT_ATTEMPTS - 1} are all taken; pass --server`, { cause: lastError });
+  throw new BeamError(
+    'BEAM_ERR_BAD_OPTION',
+    `ports ${DEFAULT_EMBEDDED_PORT}-${DEFAULT_EMBEDDED_PORT + EMBEDDED_PORT_ATTEMPTS - 1} are all taken; pass --server`,
+    { cause: lastError },
+  );
 }
 
 class ShareHandle extends EventEmitter<ShareEvents> implements Share {
@@ -176,7 +184,8 @@ export async function share(options: ShareOptions): Promise<Share> {
   if (typeof inspect === 'number' && !(Number.isInteger(inspect) && inspect >= 0 && inspect <= 65535)) {
     throw new BeamError('BEAM_ERR_BAD_OPTION', `--inspect ${inspect} is not a port from 0 to 65535`);
   }
-  if (options.tls && server) throw new BeamError('BEAM_ERR_BAD_OPTION', '--tls is for the embedded server; a server you run takes `beam serve --tls-cert <file> --tls-key <file>`');
+  if (options.tls && server)
+    throw new BeamError('BEAM_ERR_BAD_OPTION', '--tls is for the embedded server; a server you run takes `beam serve --tls-cert <file> --tls-key <file>`');
   const log = options.logger ?? pino({ level: 'silent' });
   const engine = await loadEngine(engineName);
   const identity = await loadIdentity();
@@ -204,7 +213,11 @@ export async function share(options: ShareOptions): Promise<Share> {
     if (inspector) {
       const ui: InspectorServer = await startInspectorServer(
         { inspector, logger: log, replay: (id, edits) => (agent ? agent.replay(id, edits) : Promise.reject(new BeamError('BEAM_ERR_EXCHANGE_GONE'))) },
-        { port: inspect === true ? undefined : (inspect as number), info: () => ({ url: handle.url || undefined, origin: handle.origin }), version: BEAM_VERSION },
+        {
+          port: inspect === true ? undefined : (inspect as number),
+          info: () => ({ url: handle.url || undefined, origin: handle.origin }),
+          version: BEAM_VERSION,
+        },
       );
       handle.inspect = ui.url;
       handle.closeParts.push(() => ui.close());
@@ -212,7 +225,21 @@ export async function share(options: ShareOptions): Promise<Share> {
 
     const a = new Agent(
       { engine, logger: log, identity, inspector },
-      { server: handle.server, origin: target, name: options.name, hostHeader, originTimeoutMs: options.originTimeoutMs, relay, kind, secret, basicAuth, ipRules, rateLimit, maxVisitors: options.maxVisitors, ...(options.token ? { token: options.token } : {}) },
+      {
+        server: handle.server,
+        origin: target,
+        name: options.name,
+        hostHeader,
+        originTimeoutMs: options.originTimeoutMs,
+        relay,
+        kind,
+        secret,
+        basicAuth,
+        ipRules,
+        rateLimit,
+        maxVisitors: options.maxVisitors,
+        ...(options.token ? { token: options.token } : {}),
+      },
     );
     agent = a;
     handle.closeParts.push(() => a.close());

@@ -5,9 +5,10 @@
  * lines print above that list. Without a terminal the CLI prints plain lines
  * (cli/output.ts), and `--json` prints events only.
  */
-import { trustSteps } from './local-ca.js';
+
 import qrcode from 'qrcode-terminal';
-import { describe, type CliEvent, type Output } from './output.js';
+import { trustSteps } from './local-ca.js';
+import { type CliEvent, describe, type Output } from './output.js';
 
 const FRAMES = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
 const SPINNER_MS = 80;
@@ -85,7 +86,14 @@ export function createTerminalOutput(stream: NodeJS.WriteStream = process.stdout
       ...(e.ca ? ['', ...trustSteps(e.ca.file, e.ca.fingerprint, e.ca.url).map((l) => `  ${l}`)] : []),
     ];
     // A phone scans the browser link; TCP and UDP shares are for `beam connect`, not phones.
-    if (!e.kind) rows.push('', ...qr(e.url).replace(/\n$/, '').split('\n').map((l) => `  ${l}`));
+    if (!e.kind)
+      rows.push(
+        '',
+        ...qr(e.url)
+          .replace(/\n$/, '')
+          .split('\n')
+          .map((l) => `  ${l}`),
+      );
     rows.push('', dim('Press Ctrl+C to stop.'));
     return rows.join('\n');
   };

@@ -31,7 +31,11 @@ function load(dir: string): Map<string, Asset> | undefined {
     const names = readdirSync(dir).filter((n) => n.endsWith('.js'));
     for (const name of ['bootstrap.html', ...names]) {
       const body = readFileSync(path.join(dir, name));
-      assets.set(name, { type: name.endsWith('.html') ? 'text/html; charset=utf-8' : 'text/javascript; charset=utf-8', body, gzip: gzipSync(body, { level: 9 }) });
+      assets.set(name, {
+        type: name.endsWith('.html') ? 'text/html; charset=utf-8' : 'text/javascript; charset=utf-8',
+        body,
+        gzip: gzipSync(body, { level: 9 }),
+      });
     }
   } catch {
     return undefined;
@@ -66,7 +70,10 @@ export function inBeamFrame(req: IncomingMessage): boolean {
 /** A Cookie header without Beam's own cookie (the origin never sees it); undefined when nothing is left. */
 export function withoutBeamCookie(header: string): string | undefined {
   if (!header.includes(BROWSER_GATEWAY_COOKIE)) return header;
-  const kept = header.split(';').map((c) => c.trim()).filter((c) => c && !c.startsWith(`${BROWSER_GATEWAY_COOKIE}=`));
+  const kept = header
+    .split(';')
+    .map((c) => c.trim())
+    .filter((c) => c && !c.startsWith(`${BROWSER_GATEWAY_COOKIE}=`));
   return kept.length ? kept.join('; ') : undefined;
 }
 
@@ -99,7 +106,11 @@ export class BrowserClient {
     // LAN address): a navigation shows in its Accept and
     // Upgrade-Insecure-Requests, and the bootstrap's cookie there means
     // "through the gateway from now on".
-    return req.headers['upgrade-insecure-requests'] === '1' && (req.headers.accept ?? '').includes('text/html') && !hasCookie(req.headers.cookie, BROWSER_GATEWAY_COOKIE);
+    return (
+      req.headers['upgrade-insecure-requests'] === '1' &&
+      (req.headers.accept ?? '').includes('text/html') &&
+      !hasCookie(req.headers.cookie, BROWSER_GATEWAY_COOKIE)
+    );
   }
 
   /** Answers a request for BROWSER_ASSET_PATH…; false if it names no asset. */

@@ -8,11 +8,12 @@
  * streaming; Server-Sent Events are left alone all the same, as proxies and
  * browsers handle them best uncompressed.
  */
-import zlib from 'node:zlib';
+
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Transform } from 'node:stream';
-import Negotiator from 'negotiator';
+import zlib from 'node:zlib';
 import compressible from 'compressible';
+import Negotiator from 'negotiator';
 import { COMPRESS_MIN_BYTES } from '../shared/constants.js';
 
 export type Encoding = 'br' | 'gzip';

@@ -4,8 +4,8 @@
  */
 import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { ERRORS, type ErrorCode } from '../shared/errors.js';
 import { render } from '../shared/error-page.js';
+import { ERRORS, type ErrorCode } from '../shared/errors.js';
 
 export function sendError(reqHeaders: IncomingHttpHeaders, res: ServerResponse, code: ErrorCode, detail?: string): void {
   if (res.headersSent) {

@@ -4,29 +4,38 @@
  * with backpressure (pipe + the mux's credit), so neither side buffers more
  * than a window per request.
  */
-import { validateHeaderName, validateHeaderValue, type IncomingMessage, type ServerResponse } from 'node:http';
-import { Duplex } from 'node:stream';
+import { type IncomingMessage, type ServerResponse, validateHeaderName, validateHeaderValue } from 'node:http';
 import { isIP } from 'node:net';
+import { Duplex } from 'node:stream';
+import type { PeerId } from '@libp2p/interface';
 import type { Logger } from 'pino';
-import { chooseEncoding, compressedHeaders, compressor } from './compress.js';
 import { BROWSER_GATEWAY_COOKIE, MAX_CLIENT_HEADER_COUNT, SHARE_RESUME_GRACE_MS, SIGNALING_PROTOCOL_VERSION } from '../shared/constants.js';
-import { inBeamFrame, withoutBeamCookie } from './browser.js';
-import { frameableHeaders } from '../shared/frame-headers.js';
-import { tooManyHeaders } from './http-entry.js';
-import { BeamError, errorCodeOf, isErrorCode, type ErrorCode } from '../shared/errors.js';
-import { StreamProtocol } from '../shared/frames.js';
-import { decodeResponseHead, encodeHead, endToEndHeaders, FORWARDING_HEADERS, newRequestId, readHead, type RequestHead, type ResponseHead } from '../shared/http-head.js';
-import type { MuxStream } from '../shared/mux.js';
 import { scopeSetCookies } from '../shared/cookies.js';
+import { BeamError, type ErrorCode, errorCodeOf, isErrorCode } from '../shared/errors.js';
+import { frameableHeaders } from '../shared/frame-headers.js';
+import { StreamProtocol } from '../shared/frames.js';
+import {
+  decodeResponseHead,
+  encodeHead,
+  endToEndHeaders,
+  FORWARDING_HEADERS,
+  newRequestId,
+  type RequestHead,
+  type ResponseHead,
+  readHead,
+} from '../shared/http-head.js';
+import type { MuxStream } from '../shared/mux.js';
+import type { PathKind } from '../shared/paths.js';
+import type { RelayMode } from '../shared/signaling.js';
 import { decode, SessionClosedSchema, SessionSignalSchema } from '../shared/signaling.js';
 import type { WebRtcEngine } from '../transport/engine.js';
 import type { Identity } from '../transport/identity.js';
+import { type PathInfo, VisitorSession, type VisitorSocket } from '../transport/session.js';
 import { connectSignaling } from '../transport/signaling-client.js';
-import { VisitorSession, type PathInfo, type VisitorSocket } from '../transport/session.js';
-import type { PeerId } from '@libp2p/interface';
-import type { RelayMode } from '../shared/signaling.js';
-import type { PathKind } from '../shared/paths.js';
+import { inBeamFrame, withoutBeamCookie } from './browser.js';
+import { chooseEncoding, compressedHeaders, compressor } from './compress.js';
 import { sendError, sendRawError } from './error-page.js';
+import { tooManyHeaders } from './http-entry.js';
 
 export interface GatewayOptions {
   /** Signaling server to reach shares through, e.g. http://127.0.0.1:7070 */
@@ -175,7 +184,14 @@ export class Gateway {
       // The access log: one line a request, with the id the agent logs too. The path only: a query may hold secrets.
       if (req && this.options.gatewayToken !== undefined) {
         this.log.info(
-          { req: requestIdOf(req), share: this.route(req.headers.host), method: req.method, target: (req.url ?? '/').split('?')[0], status: res.statusCode, ms: Math.round(seconds * 10_000) / 10 },
+          {
+            req: requestIdOf(req),
+            share: this.route(req.headers.host),
+            method: req.method,
+            target: (req.url ?? '/').split('?')[0],
+            status: res.statusCode,
+            ms: Math.round(seconds * 10_000) / 10,
+          },
           'request',
         );
       }
@@ -267,9 +283,14 @@ export class Gateway {
       });
     }
     let remote = req.socket.remoteAddress ?? '';
-    let proto = 'encrypted' in req.socket && Boolean(req.socket.encrypted) ? 'https' : 'http';
+    let proto = 'encrypted' in req.socket && req.socket.encrypted ? 'https' : 'http';
     if (this.options.trustProxy) {
-      const forwarded = (req.headers['x-forwarded-for'] ?? '').toString().split(',').map((s) => s.trim()).filter(Boolean).at(-1);
+      const forwarded = (req.headers['x-forwarded-for'] ?? '')
+        .toString()
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean)
+        .at(-1);
       if (forwarded && isIP(forwarded)) remote = forwarded;
       const scheme = req.headers['x-forwarded-proto']?.toString().split(',').at(-1)?.trim().toLowerCase();
       if (scheme === 'https' || scheme === 'http') proto = scheme;

@@ -10,9 +10,16 @@
  */
 import http from 'node:http';
 import https from 'node:https';
-import { createSecureContext, type SecureContext } from 'node:tls';
 import type { Socket } from 'node:net';
-import { GATEWAY_HEADERS_TIMEOUT_MS, GATEWAY_MAX_CONNECTIONS_PER_IP, HEADERS_TIMEOUT_CHECK_MS, MAX_CLIENT_HEADER_COUNT, MAX_HEADER_BYTES, SNI_CACHE_SIZE } from '../shared/constants.js';
+import { createSecureContext, type SecureContext } from 'node:tls';
+import {
+  GATEWAY_HEADERS_TIMEOUT_MS,
+  GATEWAY_MAX_CONNECTIONS_PER_IP,
+  HEADERS_TIMEOUT_CHECK_MS,
+  MAX_CLIENT_HEADER_COUNT,
+  MAX_HEADER_BYTES,
+  SNI_CACHE_SIZE,
+} from '../shared/constants.js';
 
 export interface HttpEntryOptions {
   /** How long a client may take to send its request head (slowloris). Default GATEWAY_HEADERS_TIMEOUT_MS. */
@@ -47,7 +54,10 @@ function sniCallback(tls: TlsOptions): ((servername: string, cb: (err: Error | n
       if (cache.size > SNI_CACHE_SIZE) cache.delete(cache.keys().next().value as string);
       ctx.catch(() => cache.delete(name));
     }
-    ctx.then((c) => cb(null, c), (err: Error) => cb(err));
+    ctx.then(
+      (c) => cb(null, c),
+      (err: Error) => cb(err),
+    );
   };
 }
 

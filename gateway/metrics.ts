@@ -3,8 +3,9 @@
  * the server's own host. Everything is read at scrape time except request
  * counts and latencies, which the gateway records as requests end.
  */
+
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { PathKind } from '../shared/paths.js';
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { SignalingServer } from '../signaling/server.js';
 
 export interface GatewayMetricsSource {
@@ -58,7 +59,7 @@ export function createMetrics(signaling: SignalingServer, gateway: GatewayMetric
   });
   new Gauge({
     name: 'beam_gateway_links',
-    help: 'The gateway\'s open links to agents, by path (direct, turn, relay)',
+    help: "The gateway's open links to agents, by path (direct, turn, relay)",
     labelNames: ['path'] as const,
     registers: [registry],
     collect() {

@@ -10,15 +10,9 @@
  */
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { WebSocketServer, type WebSocket } from 'ws';
 import type { Logger } from 'pino';
-import {
-  MAX_RELAY_SESSIONS,
-  RELAY_HIGH_WATER_BYTES,
-  RELAY_LOW_WATER_BYTES,
-  RELAY_MAX_MESSAGE_BYTES,
-  RELAY_PAIR_TIMEOUT_MS,
-} from '../shared/constants.js';
+import { type WebSocket, WebSocketServer } from 'ws';
+import { MAX_RELAY_SESSIONS, RELAY_HIGH_WATER_BYTES, RELAY_LOW_WATER_BYTES, RELAY_MAX_MESSAGE_BYTES, RELAY_PAIR_TIMEOUT_MS } from '../shared/constants.js';
 import { ERRORS, type ErrorCode } from '../shared/errors.js';
 
 export type RelayRole = 'visitor' | 'agent';
@@ -81,7 +75,10 @@ export class RelayServer {
     const verdict = role === 'visitor' || role === 'agent' ? this.redeem(sessionId, role, token) : false;
     if (verdict !== true || (role !== 'visitor' && role !== 'agent')) {
       const code = verdict === false || verdict === true ? 'BEAM_ERR_RELAY_REFUSED' : verdict;
-      this.log.info({ audit: 'auth.refused', code, session: sessionId.slice(0, 64), role }, verdict === false ? 'relay refused: no such session or token' : 'relay refused: the session ended');
+      this.log.info(
+        { audit: 'auth.refused', code, session: sessionId.slice(0, 64), role },
+        verdict === false ? 'relay refused: no such session or token' : 'relay refused: the session ended',
+      );
       refuse(socket, code);
       return;
     }
@@ -103,11 +100,15 @@ export class RelayServer {
       ws.on('close', () => this.end(sessionId, 1000, 'closed'));
       const { visitor, agent } = current.sides;
       if (!visitor || !agent) {
-        const held = { messages: [] as Buffer[], bytes: 0, listener: (data: Buffer): void => {
-          held.bytes += data.length;
-          if (held.bytes > this.limits.highWaterBytes) ws.close(1009, 'too much before the other side arrived');
-          else held.messages.push(data);
-        } };
+        const held = {
+          messages: [] as Buffer[],
+          bytes: 0,
+          listener: (data: Buffer): void => {
+            held.bytes += data.length;
+            if (held.bytes > this.limits.highWaterBytes) ws.close(1009, 'too much before the other side arrived');
+            else held.messages.push(data);
+          },
+        };
         current.early.set(ws, held);
         ws.on('message', held.listener);
         return;

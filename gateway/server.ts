@@ -3,12 +3,15 @@
  * carries the signaling endpoint (under /.beam/signal) and the gateway (every
  * other request, routed by Host).
  */
-import http from 'node:http';
+
+import { randomBytes } from 'node:crypto';
+import type http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { randomBytes } from 'node:crypto';
-import { Server as SocketIoServer } from 'socket.io';
+import { createAdapter } from '@socket.io/redis-streams-adapter';
+import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
+import { Server as SocketIoServer } from 'socket.io';
 import {
   BROWSER_ASSET_PATH,
   DRAIN_TIMEOUT_MS,
@@ -19,21 +22,19 @@ import {
   SIGNALING_PING_INTERVAL_MS,
   SIGNALING_PING_TIMEOUT_MS,
 } from '../shared/constants.js';
+import { BeamError } from '../shared/errors.js';
 import type { RelayMode } from '../shared/signaling.js';
-import { iceServersFor, type IceConfig } from '../signaling/ice.js';
-import { ephemeralIdentity } from '../transport/identity.js';
-import { SignalingServer, type AddressLimits, type SignalingIo } from '../signaling/server.js';
+import { type IceConfig, iceServersFor } from '../signaling/ice.js';
+import { RedisShareRegistry } from '../signaling/redis-registry.js';
+import { type AddressLimits, type SignalingIo, SignalingServer } from '../signaling/server.js';
 import type { AgentTokens } from '../signaling/tokens.js';
 import type { WebRtcEngine } from '../transport/engine.js';
+import { ephemeralIdentity } from '../transport/identity.js';
+import { BrowserClient } from './browser.js';
 import { Gateway } from './gateway.js';
 import { createHttpEntry, type TlsOptions } from './http-entry.js';
-import { Redis } from 'ioredis';
-import { createAdapter } from '@socket.io/redis-streams-adapter';
-import { RedisShareRegistry } from '../signaling/redis-registry.js';
-import { BeamError } from '../shared/errors.js';
 import { createMetrics } from './metrics.js';
 import { RelayServer } from './relay.js';
-import { BrowserClient } from './browser.js';
 
 export interface BeamServerOptions {
   /** Port to listen on; 0 picks a free one. */
@@ -144,10 +145,7 @@ export function shareUrlFrom(base: URL, name: string): string {
   return url.href;
 }
 
-export async function startBeamServer(
-  components: { engine: WebRtcEngine; logger: Logger },
-  options: BeamServerOptions,
-): Promise<BeamServer> {
+export async function startBeamServer(components: { engine: WebRtcEngine; logger: Logger }, options: BeamServerOptions): Promise<BeamServer> {
   const domain = (options.domain ?? 'localhost').toLowerCase();
   const gatewayToken = randomBytes(24).toString('base64url');
   const server = createHttpEntry({
@@ -256,7 +254,11 @@ export async function startBeamServer(
       return;
     }
     if (options.caCert && req.url === LOCAL_CA_PATH) {
-      res.writeHead(200, { 'content-type': 'application/x-pem-file', 'content-disposition': 'attachment; filename="beam-local-ca.pem"', 'cache-control': 'no-store' });
+      res.writeHead(200, {
+        'content-type': 'application/x-pem-file',
+        'content-disposition': 'attachment; filename="beam-local-ca.pem"',
+        'cache-control': 'no-store',
+      });
       res.end(options.caCert);
       return;
     }

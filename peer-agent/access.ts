@@ -9,8 +9,8 @@
 import { timingSafeEqual } from 'node:crypto';
 import net from 'node:net';
 import { RateLimiterMemory, RateLimiterRes } from 'rate-limiter-flexible';
-import { BeamError } from '../shared/errors.js';
 import { SECRET_COOKIE, SECRET_HEADER, SECRET_PARAM, VISITOR_IDLE_MS } from '../shared/constants.js';
+import { BeamError } from '../shared/errors.js';
 
 type Pair = [string, string];
 
@@ -50,12 +50,15 @@ export function stripSecret(target: string, headers: Pair[]): { target: string; 
       continue;
     }
     if (lower === 'cookie') {
-      const cookies = value.split(';').map((c) => c.trim()).filter((c) => {
-        const eq = c.indexOf('=');
-        if (eq < 0 || c.slice(0, eq) !== SECRET_COOKIE) return c.length > 0;
-        offered.push({ value: c.slice(eq + 1), from: 'cookie' });
-        return false;
-      });
+      const cookies = value
+        .split(';')
+        .map((c) => c.trim())
+        .filter((c) => {
+          const eq = c.indexOf('=');
+          if (eq < 0 || c.slice(0, eq) !== SECRET_COOKIE) return c.length > 0;
+          offered.push({ value: c.slice(eq + 1), from: 'cookie' });
+          return false;
+        });
       if (cookies.length) kept.push([name, cookies.join('; ')]);
       continue;
     }
@@ -82,7 +85,9 @@ export function admit(target: string, headers: Pair[], secret: string, https: bo
   const matched = stripped.offered.filter((o) => same(o.value, secret));
   if (matched.length === 0) return { ok: false };
   // The link's parameter becomes a cookie, so a browser's later requests carry it.
-  const setCookie = matched.some((o) => o.from === 'param') ? `${SECRET_COOKIE}=${secret}; Path=/; HttpOnly; SameSite=Lax${https ? '; Secure' : ''}` : undefined;
+  const setCookie = matched.some((o) => o.from === 'param')
+    ? `${SECRET_COOKIE}=${secret}; Path=/; HttpOnly; SameSite=Lax${https ? '; Secure' : ''}`
+    : undefined;
   return { ok: true, target: stripped.target, headers: stripped.headers, setCookie };
 }
 
@@ -99,7 +104,9 @@ export interface BasicCredentials {
  */
 export function checkBasic(headers: Pair[], creds: BasicCredentials): { ok: true; headers: Pair[] } | { ok: false } {
   const expected = `${creds.user}:${creds.pass}`;
-  const i = headers.findIndex(([k, v]) => k.toLowerCase() === 'authorization' && basicCredentials(v) !== undefined && same(basicCredentials(v) as string, expected));
+  const i = headers.findIndex(
+    ([k, v]) => k.toLowerCase() === 'authorization' && basicCredentials(v) !== undefined && same(basicCredentials(v) as string, expected),
+  );
   if (i < 0) return { ok: false };
   return { ok: true, headers: headers.filter((_, j) => j !== i) };
 }

@@ -7,48 +7,46 @@ import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import {
   AGENT_CONNECT_TIMEOUT_MS,
-  MAX_OFFERS_PER_SESSION_PER_MINUTE,
-  MAX_PENDING_PEERS,
-  SHARE_CLOSE_TIMEOUT_MS,
   DATAGRAM_CHANNEL_LABEL,
   DEFAULT_ORIGIN_TIMEOUT_MS,
+  MAX_OFFERS_PER_SESSION_PER_MINUTE,
+  MAX_PENDING_PEERS,
   NOISE_CHANNEL_LABEL,
   PATH_PROBE_MS,
+  SHARE_CLOSE_TIMEOUT_MS,
   SIGNALING_PROTOCOL_VERSION,
   STREAM_CHANNEL_LABEL,
 } from '../shared/constants.js';
-import { BeamError, errorCodeOf, isErrorCode, type ErrorCode } from '../shared/errors.js';
+import { decodeDatagram, encodeDatagram, encodeRecord, RecordReader } from '../shared/datagram.js';
+import { BeamError, errorCodeOf, isErrorCode } from '../shared/errors.js';
 import { StreamProtocol } from '../shared/frames.js';
+import { withoutTurn } from '../shared/ice.js';
 import { Mux, type MuxStream } from '../shared/mux.js';
+import type { PathKind, SessionPath } from '../shared/paths.js';
 import {
-  decode,
-  IncomingSessionSchema,
-  SessionClosedSchema,
-  SessionSignalSchema,
   type Ack,
-  type ClientToServerEvents,
+  decode,
   type IceServer,
+  IncomingSessionSchema,
   type Registered,
   type RelayMode,
+  SessionClosedSchema,
+  SessionSignalSchema,
   type ShareKind,
   type Signal,
-  type ServerToClientEvents,
   type VisitorKind,
 } from '../shared/signaling.js';
-import { withoutTurn } from '../shared/ice.js';
 import type { Peer, WebRtcEngine } from '../transport/engine.js';
 import type { Identity } from '../transport/identity.js';
-import { PathSet, type PathDown } from '../transport/paths.js';
-import type { PathKind, SessionPath } from '../shared/paths.js';
+import { type PathDown, PathSet } from '../transport/paths.js';
 import { connectRelay, relayServerFor } from '../transport/relay.js';
+import { channelPipe, directPrologue, SecureFrameChannel, secure, withSecret } from '../transport/secure.js';
 import { connectSignaling, type SignalingSocket } from '../transport/signaling-client.js';
-import { channelPipe, directPrologue, secure, SecureFrameChannel, withSecret } from '../transport/secure.js';
-import { OriginForwarder, type Origin, type ReplayEdits } from './origin.js';
+import { type BasicCredentials, type IpRules, type RateLimit, VisitorLimit } from './access.js';
 import type { Inspector } from './inspect.js';
-import { VisitorLimit, type BasicCredentials, type IpRules, type RateLimit } from './access.js';
+import { type Origin, OriginForwarder, type ReplayEdits } from './origin.js';
 import { serveTcp } from './tcp.js';
 import { UdpForwarder } from './udp.js';
-import { decodeDatagram, encodeDatagram, encodeRecord, RecordReader } from '../shared/datagram.js';
 
 /** Attempts at the first connection before `start` gives up; later drops retry forever. */
 const FIRST_CONNECT_ATTEMPTS = 4;
@@ -130,7 +128,6 @@ export interface AgentEvents {
   disconnected: [{ reason: string }];
   error: [BeamError];
 }
-
 
 interface AgentSession {
   id: string;
@@ -227,7 +224,15 @@ export class Agent extends EventEmitter<AgentEvents> {
       let failures = 0;
       const socket = connectSignaling(
         this.options.server,
-        { protocol: SIGNALING_PROTOCOL_VERSION, role: 'agent', peerId: this.identity.peerId.toString(), relay: this.relayMode, kind: this.options.kind ?? 'http', private: this.options.secret !== undefined, ...(this.options.token !== undefined ? { token: this.options.token } : {}) },
+        {
+          protocol: SIGNALING_PROTOCOL_VERSION,
+          role: 'agent',
+          peerId: this.identity.peerId.toString(),
+          relay: this.relayMode,
+          kind: this.options.kind ?? 'http',
+          private: this.options.secret !== undefined,
+          ...(this.options.token !== undefined ? { token: this.options.token } : {}),
+        },
         'agent',
       );
       this.socket = socket;
@@ -235,7 +240,9 @@ export class Agent extends EventEmitter<AgentEvents> {
       socket.on('connect', () => {
         const req = this.registered
           ? { name: this.registered.name, resumeToken: this.registered.resumeToken }
-          : this.options.name !== undefined ? { name: this.options.name } : {};
+          : this.options.name !== undefined
+            ? { name: this.options.name }
+            : {};
         socket.emit('share:register', req, (res: Ack<Registered>) => {
           if (res.ok) {
             this.registered = res.value;
@@ -337,7 +344,10 @@ export class Agent extends EventEmitter<AgentEvents> {
     };
     // The server's own gateway is not a visitor: the clients behind it are, one by one.
     if (session.visitor !== 'gateway' && this.visitorLimit && !this.visitorLimit.enter(`session:${session.id}`, true)) {
-      this.log.info({ audit: 'limit.hit', code: 'BEAM_ERR_MAX_VISITORS', session: session.id, address: session.serverSeenAddress, max: this.visitorLimit.max }, 'visitor refused: --max-visitors');
+      this.log.info(
+        { audit: 'limit.hit', code: 'BEAM_ERR_MAX_VISITORS', session: session.id, address: session.serverSeenAddress, max: this.visitorLimit.max },
+        'visitor refused: --max-visitors',
+      );
       this.socket?.emit('session:close', { sessionId: session.id, code: 'BEAM_ERR_MAX_VISITORS' });
       return;
     }
@@ -385,13 +395,18 @@ export class Agent extends EventEmitter<AgentEvents> {
     const now = Date.now();
     session.offerTimes = session.offerTimes.filter((t) => now - t < 60_000);
     const refusal =
-      session.offerTimes.length >= MAX_OFFERS_PER_SESSION_PER_MINUTE ? `${MAX_OFFERS_PER_SESSION_PER_MINUTE} offers a minute per session`
-      : this.pendingPeers.size >= MAX_PENDING_PEERS ? `${MAX_PENDING_PEERS} peer connections being set up`
-      : undefined;
+      session.offerTimes.length >= MAX_OFFERS_PER_SESSION_PER_MINUTE
+        ? `${MAX_OFFERS_PER_SESSION_PER_MINUTE} offers a minute per session`
+        : this.pendingPeers.size >= MAX_PENDING_PEERS
+          ? `${MAX_PENDING_PEERS} peer connections being set up`
+          : undefined;
     if (refusal) {
       if (now - this.lastDropLogAt >= 1_000) {
         this.lastDropLogAt = now;
-        this.log.warn({ audit: 'limit.hit', code: 'BEAM_ERR_LIMIT_REACHED', session: session.id, address: session.serverSeenAddress, limit: refusal }, 'offer dropped');
+        this.log.warn(
+          { audit: 'limit.hit', code: 'BEAM_ERR_LIMIT_REACHED', session: session.id, address: session.serverSeenAddress, limit: refusal },
+          'offer dropped',
+        );
       }
       return;
     }
@@ -423,12 +438,19 @@ export class Agent extends EventEmitter<AgentEvents> {
         verified = (async () => {
           await new Promise<void>((resolve) => (channel.isOpen() ? resolve() : channel.onOpen(resolve)));
           if (!answerSdp) throw new BeamError('BEAM_ERR_HANDSHAKE_FAILED', 'no local answer');
-          await secure(channelPipe(channel), { role: 'responder', identity: this.identity, prologue: withSecret(directPrologue(offerSdp, answerSdp), this.handshakeSecret(session)) });
+          await secure(channelPipe(channel), {
+            role: 'responder',
+            identity: this.identity,
+            prologue: withSecret(directPrologue(offerSdp, answerSdp), this.handshakeSecret(session)),
+          });
           // The responder reads the last handshake message, so it is the one to close the channel.
           channel.close();
         })();
         verified.catch((err: Error) => {
-          this.log.warn({ audit: 'auth.refused', code: errorCodeOf(err) ?? 'BEAM_ERR_HANDSHAKE_FAILED', session: session.id, path: 'direct', err: err.message }, 'direct handshake failed');
+          this.log.warn(
+            { audit: 'auth.refused', code: errorCodeOf(err) ?? 'BEAM_ERR_HANDSHAKE_FAILED', session: session.id, path: 'direct', err: err.message },
+            'direct handshake failed',
+          );
           this.closePeer(peer);
         });
         return;
@@ -498,15 +520,26 @@ export class Agent extends EventEmitter<AgentEvents> {
     session.relayStarted = true;
     void (async () => {
       try {
-        const pipe = await connectRelay(relayServerFor(this.options.server, session.relayUrl), { sessionId: session.id, role: 'agent', token: session.relayToken });
-        const secured = await secure(pipe, { role: 'responder', identity: this.identity, prologue: withSecret(new Uint8Array(0), this.handshakeSecret(session)) });
+        const pipe = await connectRelay(relayServerFor(this.options.server, session.relayUrl), {
+          sessionId: session.id,
+          role: 'agent',
+          token: session.relayToken,
+        });
+        const secured = await secure(pipe, {
+          role: 'responder',
+          identity: this.identity,
+          prologue: withSecret(new Uint8Array(0), this.handshakeSecret(session)),
+        });
         if (!this.sessions.has(session.id)) {
           pipe.close();
           return;
         }
         this.addPath(session, 'relay', new Mux(new SecureFrameChannel(secured), { role: 'responder' }), Promise.resolve());
       } catch (err) {
-        this.log.warn({ audit: 'auth.refused', code: errorCodeOf(err) ?? 'BEAM_ERR_HANDSHAKE_FAILED', session: session.id, path: 'relay', err: (err as Error).message }, 'relay path failed');
+        this.log.warn(
+          { audit: 'auth.refused', code: errorCodeOf(err) ?? 'BEAM_ERR_HANDSHAKE_FAILED', session: session.id, path: 'relay', err: (err as Error).message },
+          'relay path failed',
+        );
       }
     })();
   }
@@ -550,7 +583,8 @@ export class Agent extends EventEmitter<AgentEvents> {
       if (peer && peer !== session.peer) this.closePeer(peer);
     }
     // A path that dies while its session lives is worth a line (at warn when it was the last): say why.
-    if (this.sessions.has(session.id) && !replaced) this.log[session.paths.size === 0 ? 'warn' : 'info']({ session: session.id, path: kind, code }, 'path down');
+    if (this.sessions.has(session.id) && !replaced)
+      this.log[session.paths.size === 0 ? 'warn' : 'info']({ session: session.id, path: kind, code }, 'path down');
     if (session.paths.size === 0) {
       // A detached session cannot get a new path: it ends with its last one.
       if (session.detached) {

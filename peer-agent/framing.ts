@@ -45,7 +45,8 @@ export function requestFraming(headers: HeaderPairs, body: boolean, upgrade: boo
     }
   }
   if (upgrade || !body) {
-    if (length !== undefined && length > 0) throw new BeamError('BEAM_ERR_BAD_FRAMING', `Content-Length ${length} on a request ${upgrade ? 'that upgrades' : 'whose head says no body follows'}`);
+    if (length !== undefined && length > 0)
+      throw new BeamError('BEAM_ERR_BAD_FRAMING', `Content-Length ${length} on a request ${upgrade ? 'that upgrades' : 'whose head says no body follows'}`);
     return length === 0 && !upgrade ? { kind: 'length', length: 0 } : { kind: 'none' };
   }
   return length === undefined ? { kind: 'chunked' } : { kind: 'length', length };

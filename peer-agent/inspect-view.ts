@@ -44,7 +44,8 @@ function hexDump(bytes: Buffer): string {
   return lines.join('\n');
 }
 
-const TEXT_TYPES = /^(text\/|application\/(json|[\w.+-]*\+json|javascript|ecmascript|xml|[\w.+-]*\+xml|x-www-form-urlencoded|graphql|x-ndjson)|image\/svg\+xml)/i;
+const TEXT_TYPES =
+  /^(text\/|application\/(json|[\w.+-]*\+json|javascript|ecmascript|xml|[\w.+-]*\+xml|x-www-form-urlencoded|graphql|x-ndjson)|image\/svg\+xml)/i;
 const JSON_TYPES = /^application\/(json|[\w.+-]*\+json)/i;
 
 /** Shows a body by its Content-Type, falling back on what the bytes look like. */

@@ -14,6 +14,7 @@ import type { ErrorCode } from '../shared/errors.js';
 
 /** How a request reached the agent; 'replay' is the inspector's own. */
 export type { RequestPath } from '../shared/paths.js';
+
 import type { RequestPath } from '../shared/paths.js';
 
 export type HeaderPairs = Array<[string, string]>;

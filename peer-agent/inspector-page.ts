@@ -5,9 +5,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 
-const folder = ['./inspector-ui/', '../../peer-agent/inspector-ui/']
-  .map((p) => new URL(p, import.meta.url))
-  .find((u) => existsSync(new URL('index.html', u)));
+const folder = ['./inspector-ui/', '../../peer-agent/inspector-ui/'].map((p) => new URL(p, import.meta.url)).find((u) => existsSync(new URL('index.html', u)));
 if (!folder) throw new Error('beam: the inspector page (peer-agent/inspector-ui/) is missing from this install');
 
 const read = (name: string): string => readFileSync(new URL(name, folder), 'utf8');

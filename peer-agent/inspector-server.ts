@@ -19,10 +19,10 @@
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import * as v from 'valibot';
-import { describeIssue } from '../shared/decode.js';
 import type { Logger } from 'pino';
+import * as v from 'valibot';
 import { DEFAULT_INSPECT_PORT, INSPECT_MAX_WATCHERS, INSPECT_PORT_ATTEMPTS, INSPECT_REPLAY_BODY_BYTES, MAX_HEADER_COUNT } from '../shared/constants.js';
+import { describeIssue } from '../shared/decode.js';
 import { BeamError, ERRORS, type ErrorCode } from '../shared/errors.js';
 import type { Capture, ExchangeDetail, Inspector } from './inspect.js';
 import { renderBody, toHar } from './inspect-view.js';
@@ -79,7 +79,12 @@ const ReplayBodySchema = v.strictObject({
 
 function sendJson(res: http.ServerResponse, status: number, value: unknown, extra: http.OutgoingHttpHeaders = {}): void {
   const body = JSON.stringify(value);
-  res.writeHead(status, { 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': Buffer.byteLength(body), 'Cache-Control': 'no-store', ...extra });
+  res.writeHead(status, {
+    'Content-Type': 'application/json; charset=utf-8',
+    'Content-Length': Buffer.byteLength(body),
+    'Cache-Control': 'no-store',
+    ...extra,
+  });
   res.end(body);
 }
 
@@ -136,7 +141,8 @@ export async function startInspectorServer(components: InspectorServerComponents
     const method = req.method ?? 'GET';
     if (method !== 'GET' && method !== 'HEAD') {
       const origin = req.headers.origin;
-      if (origin !== undefined && !hosts.has(origin.replace(/^http:\/\//, '').toLowerCase())) return sendError(res, 'BEAM_ERR_INSPECT_HOST', `Origin: ${origin}`);
+      if (origin !== undefined && !hosts.has(origin.replace(/^http:\/\//, '').toLowerCase()))
+        return sendError(res, 'BEAM_ERR_INSPECT_HOST', `Origin: ${origin}`);
       if (method === 'POST' && !/^application\/json\b/i.test(req.headers['content-type'] ?? '')) {
         return sendError(res, 'BEAM_ERR_INSPECT_HOST', 'a change must be a JSON request from the inspector page');
       }
@@ -184,7 +190,8 @@ export async function startInspectorServer(components: InspectorServerComponents
         const parsed = v.safeParse(ReplayBodySchema, raw);
         if (!parsed.success) return sendError(res, 'BEAM_ERR_BAD_REQUEST', describeIssue(parsed.issues[0]).message);
         const body = parsed.output.body !== undefined ? Buffer.from(parsed.output.body, 'utf8') : undefined;
-        if (body && body.byteLength > INSPECT_REPLAY_BODY_BYTES) return sendError(res, 'BEAM_ERR_BAD_REQUEST', `a replay body is at most ${INSPECT_REPLAY_BODY_BYTES} bytes`);
+        if (body && body.byteLength > INSPECT_REPLAY_BODY_BYTES)
+          return sendError(res, 'BEAM_ERR_BAD_REQUEST', `a replay body is at most ${INSPECT_REPLAY_BODY_BYTES} bytes`);
         const replayed = await components.replay(id, { method: parsed.output.method, target: parsed.output.target, headers: parsed.output.headers, body });
         return sendJson(res, 201, { id: replayed });
       }
@@ -255,7 +262,12 @@ export async function startInspectorServer(components: InspectorServerComponents
 
   if (options.port !== undefined) {
     await listen(options.port).catch((err: NodeJS.ErrnoException) => {
-      throw new BeamError('BEAM_ERR_BAD_OPTION', err.code === 'EADDRINUSE' ? `--inspect ${options.port}: the port is taken; pick another or leave --inspect out` : `--inspect ${options.port}: ${err.message}`);
+      throw new BeamError(
+        'BEAM_ERR_BAD_OPTION',
+        err.code === 'EADDRINUSE'
+          ? `--inspect ${options.port}: the port is taken; pick another or leave --inspect out`
+          : `--inspect ${options.port}: ${err.message}`,
+      );
     });
   } else {
     let bound = false;

@@ -5,12 +5,21 @@
 import http from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
-import { BeamError, ERRORS, errorCodeOf, type ErrorCode } from '../shared/errors.js';
-import { admit, checkBasic, stripSecret, type BasicCredentials, type IpRules, type RateLimit, type VisitorLimit } from './access.js';
+import { BeamError, ERRORS, type ErrorCode, errorCodeOf } from '../shared/errors.js';
+import {
+  decodeRequestHead,
+  encodeHead,
+  endToEndHeaders,
+  endToEndPairs,
+  FORWARDING_HEADERS,
+  newRequestId,
+  type RequestHead,
+  readHead,
+} from '../shared/http-head.js';
+import { admit, type BasicCredentials, checkBasic, type IpRules, type RateLimit, stripSecret, type VisitorLimit } from './access.js';
+import { ExactLength, type Framing, framedHeaders, requestFraming } from './framing.js';
 import type { Capture, HeaderPairs, Inspector, RequestPath } from './inspect.js';
-import { decodeRequestHead, encodeHead, endToEndHeaders, endToEndPairs, FORWARDING_HEADERS, newRequestId, readHead, type RequestHead } from '../shared/http-head.js';
 import { serveWebSocket } from './websocket.js';
-import { ExactLength, framedHeaders, requestFraming, type Framing } from './framing.js';
 
 export interface Origin {
   host: string;
@@ -188,7 +197,10 @@ export class OriginForwarder {
       refuse('BEAM_ERR_MAX_VISITORS', {
         status: 503,
         statusText: 'Service Unavailable',
-        headers: [['Retry-After', String(this.options.visitorLimit.retryAfterS)], ['Content-Type', 'text/plain; charset=utf-8']],
+        headers: [
+          ['Retry-After', String(this.options.visitorLimit.retryAfterS)],
+          ['Content-Type', 'text/plain; charset=utf-8'],
+        ],
         body: `This share already has ${this.options.visitorLimit.max} visitor(s), as many as its owner allows; retry in a minute.\n`,
       });
       return;
@@ -201,7 +213,10 @@ export class OriginForwarder {
         refuse('BEAM_ERR_RATE_LIMITED', {
           status: 429,
           statusText: 'Too Many Requests',
-          headers: [['Retry-After', String(Math.ceil(waitMs / 1000))], ['Content-Type', 'text/plain; charset=utf-8']],
+          headers: [
+            ['Retry-After', String(Math.ceil(waitMs / 1000))],
+            ['Content-Type', 'text/plain; charset=utf-8'],
+          ],
           body: 'Too many requests to this share; retry later.\n',
         });
         return;
@@ -213,7 +228,10 @@ export class OriginForwarder {
         refuse('BEAM_ERR_UNAUTHORIZED', {
           status: 401,
           statusText: 'Unauthorized',
-          headers: [['WWW-Authenticate', 'Basic realm="beam", charset="UTF-8"'], ['Content-Type', 'text/plain; charset=utf-8']],
+          headers: [
+            ['WWW-Authenticate', 'Basic realm="beam", charset="UTF-8"'],
+            ['Content-Type', 'text/plain; charset=utf-8'],
+          ],
           body: 'This share needs a user name and password.\n',
         });
         return;
@@ -230,7 +248,14 @@ export class OriginForwarder {
     }
     capture?.forwarded(target, headers);
     if (head.websocket) {
-      serveWebSocket(stream, target, headers, { hostPort: this.hostPort, timeoutMs: this.options.timeoutMs, log: this.log, onUnreachable: (err) => this.events.onUnreachable(err) }, capture, requestId);
+      serveWebSocket(
+        stream,
+        target,
+        headers,
+        { hostPort: this.hostPort, timeoutMs: this.options.timeoutMs, log: this.log, onUnreachable: (err) => this.events.onUnreachable(err) },
+        capture,
+        requestId,
+      );
       return;
     }
 
@@ -382,7 +407,14 @@ export class OriginForwarder {
   }
 
   /** Starts recording an exchange for the inspector, with any secret cut out and credentials masked. */
-  private record(method: string, target: string, headers: HeaderPairs, private_: boolean, context: RequestContext, forwardedFor: string | undefined): Capture | undefined {
+  private record(
+    method: string,
+    target: string,
+    headers: HeaderPairs,
+    private_: boolean,
+    context: RequestContext,
+    forwardedFor: string | undefined,
+  ): Capture | undefined {
     const shown = private_ ? stripSecret(target, headers) : { target, headers };
     return this.inspector?.begin({
       method,
@@ -409,7 +441,8 @@ export class OriginForwarder {
     const body = edits.body ?? original.requestBody.bytes;
     // Beam sets the framing: the body as it is now decides Content-Length.
     const headers = endToEndPairs(edits.headers ?? original.requestHeaders).filter(([k]) => k.toLowerCase() !== 'content-length');
-    if (body.byteLength > 0 || original.requestHeaders.some(([k]) => k.toLowerCase() === 'content-length')) headers.push(['Content-Length', String(body.byteLength)]);
+    if (body.byteLength > 0 || original.requestHeaders.some(([k]) => k.toLowerCase() === 'content-length'))
+      headers.push(['Content-Length', String(body.byteLength)]);
     // HTTP/1.1 needs a Host; an edit that dropped it gets the origin's.
     if (!headers.some(([k]) => k.toLowerCase() === 'host')) headers.unshift(['Host', this.hostPort]);
     const capture = inspector.begin({ method, target, headers, visitor: 'inspector', path: 'replay', replayOf: id });

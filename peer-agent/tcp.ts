@@ -6,10 +6,10 @@
  */
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
-import { BeamError } from '../shared/errors.js';
 import { TCP_KEEPALIVE_MS } from '../shared/constants.js';
-import type { Origin } from './origin.js';
+import { BeamError } from '../shared/errors.js';
 import { splice } from '../transport/splice.js';
+import type { Origin } from './origin.js';
 
 export function serveTcp(stream: Duplex, origin: Origin, onUnreachable: (err: NodeJS.ErrnoException) => void): void {
   const socket = net.connect({ host: origin.host, port: origin.port, allowHalfOpen: true, autoSelectFamilyAttemptTimeout: 2_000 } as net.NetConnectOpts);

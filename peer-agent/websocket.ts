@@ -10,8 +10,8 @@
  * stream while the origin's socket has MAX_WS_MESSAGE_BYTES unsent.
  */
 import type { Duplex } from 'node:stream';
-import WebSocket from 'ws';
 import type { Logger } from 'pino';
+import WebSocket from 'ws';
 import { MAX_WS_MESSAGE_BYTES } from '../shared/constants.js';
 import { BeamError } from '../shared/errors.js';
 import { encodeHead } from '../shared/http-head.js';
@@ -28,12 +28,28 @@ export interface WebSocketTarget {
 }
 
 /** Headers ws sets itself, or that belong to the page's hop. */
-const OWN = new Set(['connection', 'upgrade', 'sec-websocket-key', 'sec-websocket-version', 'sec-websocket-extensions', 'sec-websocket-protocol', 'content-length', 'transfer-encoding']);
+const OWN = new Set([
+  'connection',
+  'upgrade',
+  'sec-websocket-key',
+  'sec-websocket-version',
+  'sec-websocket-extensions',
+  'sec-websocket-protocol',
+  'content-length',
+  'transfer-encoding',
+]);
 
 /** Codes an endpoint may send in a close frame (RFC 6455 section 7.4). */
 const sendable = (code: number): boolean => code === 1000 || (code >= 3000 && code <= 4999);
 
-export function serveWebSocket(stream: Duplex, target: string, headers: HeaderPairs, origin: WebSocketTarget, capture: Capture | undefined, requestId: string): void {
+export function serveWebSocket(
+  stream: Duplex,
+  target: string,
+  headers: HeaderPairs,
+  origin: WebSocketTarget,
+  capture: Capture | undefined,
+  requestId: string,
+): void {
   const protocols = headers
     .filter(([k]) => k.toLowerCase() === 'sec-websocket-protocol')
     .flatMap(([, v]) => v.split(','))
@@ -69,7 +85,11 @@ export function serveWebSocket(stream: Duplex, target: string, headers: HeaderPa
     // The origin refused the upgrade: the page gets its answer, as a browser would see it fail.
     const pairs: HeaderPairs = [];
     for (let i = 0; i + 1 < res.rawHeaders.length; i += 2) pairs.push([res.rawHeaders[i] as string, res.rawHeaders[i + 1] as string]);
-    answer(res.statusCode ?? 502, res.statusMessage ?? '', pairs.filter(([k]) => !OWN.has(k.toLowerCase()) && k.toLowerCase() !== 'connection'));
+    answer(
+      res.statusCode ?? 502,
+      res.statusMessage ?? '',
+      pairs.filter(([k]) => !OWN.has(k.toLowerCase()) && k.toLowerCase() !== 'connection'),
+    );
     capture?.finish();
     res.resume();
     stream.end();

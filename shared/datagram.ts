@@ -18,7 +18,8 @@ import { BeamError } from './errors.js';
 export const FLOW_BYTES = 4;
 
 export function encodeDatagram(flow: number, payload: Uint8Array): Buffer {
-  if (payload.byteLength > MAX_DATAGRAM_BYTES) throw new BeamError('BEAM_ERR_FRAME_TOO_LARGE', `datagram of ${payload.byteLength} bytes (limit ${MAX_DATAGRAM_BYTES})`);
+  if (payload.byteLength > MAX_DATAGRAM_BYTES)
+    throw new BeamError('BEAM_ERR_FRAME_TOO_LARGE', `datagram of ${payload.byteLength} bytes (limit ${MAX_DATAGRAM_BYTES})`);
   const out = Buffer.allocUnsafe(FLOW_BYTES + payload.byteLength);
   out.writeUInt32BE(flow >>> 0, 0);
   out.set(payload, FLOW_BYTES);

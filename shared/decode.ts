@@ -17,7 +17,13 @@ export function describeIssue(issue: v.BaseIssue<unknown> | undefined): { where:
   if (issue.type === 'strict_object' || issue.type === 'strict_tuple') {
     // valibot names the key in the path and in "Expected never": say it as a person would.
     const key = issue.path?.at(-1)?.key;
-    const parent = issue.path && issue.path.length > 1 ? issue.path.slice(0, -1).map((p) => String(p.key)).join('.') : undefined;
+    const parent =
+      issue.path && issue.path.length > 1
+        ? issue.path
+            .slice(0, -1)
+            .map((p) => String(p.key))
+            .join('.')
+        : undefined;
     return { where: parent, message: `unknown key "${String(key)}"` };
   }
   return { where: path ?? undefined, message: issue.message };

@@ -17,8 +17,7 @@ function wantsHtml(headers: IncomingHttpHeaders): boolean {
   return (headers.accept ?? '').includes('text/html');
 }
 
-const escape = (s: string): string =>
-  s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c] as string);
+const escapeHtml = (s: string): string => s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c] as string);
 
 function html(body: ErrorBody): string {
   const { code, status, message, detail } = body.error;
@@ -27,8 +26,8 @@ function html(body: ErrorBody): string {
 <title>${status} · Beam</title>
 <style>body{font:16px/1.5 system-ui,sans-serif;max-width:40rem;margin:10vh auto;padding:0 1rem;color:#222}
 code{background:#f2f2f2;padding:.1em .3em;border-radius:3px}h1{font-size:1.4rem}</style></head>
-<body><h1>${status}: ${escape(message)}</h1>
-${detail ? `<p>${escape(detail)}</p>` : ''}
+<body><h1>${status}: ${escapeHtml(message)}</h1>
+${detail ? `<p>${escapeHtml(detail)}</p>` : ''}
 <p>Error code: <code>${code}</code></p></body></html>
 `;
 }
@@ -40,4 +39,3 @@ export function render(headers: IncomingHttpHeaders, code: ErrorCode, detail?: s
     ? { type: 'text/html; charset=utf-8', text: html(body) }
     : { type: 'application/json; charset=utf-8', text: `${JSON.stringify(body)}\n` };
 }
-

@@ -68,7 +68,8 @@ export const ERRORS = {
   },
   BEAM_ERR_SIGNALING_LOST: {
     status: 502,
-    message: 'The other side lost its connection to the signaling server. Paths already up carry on while the other side answers on them; new ones need a new session.',
+    message:
+      'The other side lost its connection to the signaling server. Paths already up carry on while the other side answers on them; new ones need a new session.',
   },
   BEAM_ERR_HEAD_TOO_LARGE: {
     status: 431,
@@ -84,7 +85,7 @@ export const ERRORS = {
   },
   BEAM_ERR_UNAUTHORIZED: {
     status: 401,
-    message: 'A credential is missing or wrong: the share\'s --auth user name and password, or a signaling role\'s token.',
+    message: "A credential is missing or wrong: the share's --auth user name and password, or a signaling role's token.",
   },
   BEAM_ERR_BAD_REQUEST: {
     status: 400,
@@ -116,7 +117,8 @@ export const ERRORS = {
   },
   BEAM_ERR_RATE_LIMITED: {
     status: 429,
-    message: 'Too many requests from this visitor: to this share (its owner set --rate-limit), or to the Beam server (its limits on connections, sessions and signals per address). Retry after the time in Retry-After, or the time the message names.',
+    message:
+      'Too many requests from this visitor: to this share (its owner set --rate-limit), or to the Beam server (its limits on connections, sessions and signals per address). Retry after the time in Retry-After, or the time the message names.',
   },
   BEAM_ERR_FORBIDDEN: {
     status: 403,
@@ -132,11 +134,11 @@ export const ERRORS = {
   },
   BEAM_ERR_IDENTITY: {
     status: 500,
-    message: 'The agent\'s identity key could not be read or written.',
+    message: "The agent's identity key could not be read or written.",
   },
   BEAM_ERR_PEER_MISMATCH: {
     status: 502,
-    message: 'The peer did not prove the identity the link names: someone may be in the middle. Get a fresh link from the share\'s owner.',
+    message: "The peer did not prove the identity the link names: someone may be in the middle. Get a fresh link from the share's owner.",
   },
   BEAM_ERR_HANDSHAKE_FAILED: {
     status: 502,
@@ -156,7 +158,7 @@ export const ERRORS = {
   },
   BEAM_ERR_REPLAY_TRUNCATED: {
     status: 409,
-    message: 'The inspector kept only the start of this request\'s body, so it cannot replay it as is. Edit the body, then replay.',
+    message: "The inspector kept only the start of this request's body, so it cannot replay it as is. Edit the body, then replay.",
   },
   BEAM_ERR_INSPECT_HOST: {
     status: 403,
@@ -168,11 +170,13 @@ export const ERRORS = {
   },
   BEAM_ERR_BAD_FRAMING: {
     status: 400,
-    message: 'The request\'s body framing was ambiguous (Content-Length values that disagree or are not a number, a length on a request that says it has no body, or more or fewer body bytes than its Content-Length), so it was refused rather than guessed at. Send one Content-Length that matches the body, or chunked encoding.',
+    message:
+      "The request's body framing was ambiguous (Content-Length values that disagree or are not a number, a length on a request that says it has no body, or more or fewer body bytes than its Content-Length), so it was refused rather than guessed at. Send one Content-Length that matches the body, or chunked encoding.",
   },
   BEAM_ERR_HOST_NOT_ALLOWED: {
     status: 403,
-    message: 'This local port answers only requests for localhost, 127.0.0.1 or [::1] (a web page under another name may be a DNS rebinding attack). Open it under one of those names, or allow the name with `beam connect --allow-host <name>`.',
+    message:
+      'This local port answers only requests for localhost, 127.0.0.1 or [::1] (a web page under another name may be a DNS rebinding attack). Open it under one of those names, or allow the name with `beam connect --allow-host <name>`.',
   },
 } as const satisfies Record<string, { status: number; message: string }>;
 
@@ -181,7 +185,7 @@ export type ErrorCode = keyof typeof ERRORS;
 export const ERROR_CODES = Object.keys(ERRORS) as ErrorCode[];
 
 export function isErrorCode(value: unknown): value is ErrorCode {
-  return typeof value === 'string' && Object.prototype.hasOwnProperty.call(ERRORS, value);
+  return typeof value === 'string' && Object.hasOwn(ERRORS, value);
 }
 
 /** An error with a stable code. `detail` adds what only this occurrence knows (a port, a name). */

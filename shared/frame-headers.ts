@@ -9,7 +9,8 @@ export function frameableHeaders(headers: Array<[string, string]>): Array<[strin
   return headers.map(([name, value]): [string, string] => {
     const lower = name.toLowerCase();
     if (lower === 'x-frame-options' && value.trim().toUpperCase() === 'DENY') return [name, 'SAMEORIGIN'];
-    if (lower === 'content-security-policy' && /frame-ancestors\s+'none'/i.test(value)) return [name, value.replace(/frame-ancestors\s+'none'/gi, "frame-ancestors 'self'")];
+    if (lower === 'content-security-policy' && /frame-ancestors\s+'none'/i.test(value))
+      return [name, value.replace(/frame-ancestors\s+'none'/gi, "frame-ancestors 'self'")];
     return [name, value];
   });
 }

@@ -69,14 +69,20 @@ const REASON = /^[A-Z0-9_]{1,64}$/;
 
 function payloadLength(frame: Frame): number {
   switch (frame.type) {
-    case FrameType.OPEN: return 1;
-    case FrameType.DATA: return frame.data.byteLength;
-    case FrameType.WINDOW: return 4;
+    case FrameType.OPEN:
+      return 1;
+    case FrameType.DATA:
+      return frame.data.byteLength;
+    case FrameType.WINDOW:
+      return 4;
     case FrameType.FIN:
-    case FrameType.FIN_ACK: return 0;
-    case FrameType.RESET: return frame.reason.length;
+    case FrameType.FIN_ACK:
+      return 0;
+    case FrameType.RESET:
+      return frame.reason.length;
     case FrameType.PING:
-    case FrameType.PONG: return 8;
+    case FrameType.PONG:
+      return 8;
   }
 }
 

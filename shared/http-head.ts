@@ -17,8 +17,8 @@ import type { Readable } from 'node:stream';
 // valibot: the same checks, and a few hundred bytes in the browser bundle (browser-client/).
 import * as v from 'valibot';
 import { MAX_HEAD_BYTES, MAX_HEADER_COUNT } from './constants.js';
-import { BeamError, ERROR_CODES, type ErrorCode } from './errors.js';
 import { decode } from './decode.js';
+import { BeamError, ERROR_CODES, type ErrorCode } from './errors.js';
 
 const headerPairs = v.pipe(
   v.array(v.strictTuple([v.pipe(v.string(), v.minLength(1), v.maxLength(256)), v.pipe(v.string(), v.maxLength(MAX_HEAD_BYTES))])),

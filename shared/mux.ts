@@ -16,8 +16,9 @@
  * The mux doesn't listen or dial: it is handed an open FrameChannel, so it
  * runs just as well over an in-memory pair in tests.
  */
-import { Duplex } from 'node:stream';
+
 import { EventEmitter } from 'node:events';
+import { Duplex } from 'node:stream';
 import {
   CHANNEL_HIGH_WATER_BYTES,
   CHANNEL_LOW_WATER_BYTES,
@@ -26,16 +27,16 @@ import {
   LAZY_FLUSH_MS,
   MAX_CONNECTION_WINDOW_GROWTH,
   MAX_FRAME_PAYLOAD,
-  MAX_STREAM_WINDOW,
   MAX_MESSAGE_BYTES,
+  MAX_STREAM_WINDOW,
   MAX_STREAMS_PER_PEER,
   MUX_QUEUE_HIGH_WATER_BYTES,
   PATH_DEAD_MS,
   PING_INTERVAL_MS,
   WINDOW_TARGET_MS,
 } from './constants.js';
-import { BeamError, errorCodeOf, isErrorCode, type ErrorCode } from './errors.js';
-import { decodeMessage, encodedLength, FrameType, writeFrame, type Frame, type StreamProtocol } from './frames.js';
+import { BeamError, type ErrorCode, errorCodeOf, isErrorCode } from './errors.js';
+import { decodeMessage, encodedLength, type Frame, FrameType, type StreamProtocol, writeFrame } from './frames.js';
 
 /** What the mux needs of a data channel. Engines in transport/ provide it. */
 export interface FrameChannel {

@@ -20,7 +20,8 @@ export type WsKind = (typeof WsKind)[keyof typeof WsKind];
 const HEADER = 5;
 
 export function encodeWsMessage(kind: WsKind, payload: Uint8Array): Buffer {
-  if (payload.byteLength > MAX_WS_MESSAGE_BYTES) throw new BeamError('BEAM_ERR_FRAME_TOO_LARGE', `WebSocket message of ${payload.byteLength} bytes (limit ${MAX_WS_MESSAGE_BYTES})`);
+  if (payload.byteLength > MAX_WS_MESSAGE_BYTES)
+    throw new BeamError('BEAM_ERR_FRAME_TOO_LARGE', `WebSocket message of ${payload.byteLength} bytes (limit ${MAX_WS_MESSAGE_BYTES})`);
   const out = Buffer.allocUnsafe(HEADER + payload.byteLength);
   out.writeUInt8(kind, 0);
   out.writeUInt32BE(payload.byteLength, 1);
@@ -50,8 +51,10 @@ export class WsMessageReader {
     while (buf.length >= HEADER) {
       const kind = buf.readUInt8(0);
       const length = buf.readUInt32BE(1);
-      if (kind !== WsKind.TEXT && kind !== WsKind.BINARY && kind !== WsKind.CLOSE) throw new BeamError('BEAM_ERR_BAD_MESSAGE', `WebSocket record of kind ${kind}`);
-      if (length > MAX_WS_MESSAGE_BYTES) throw new BeamError('BEAM_ERR_FRAME_TOO_LARGE', `WebSocket message of ${length} bytes (limit ${MAX_WS_MESSAGE_BYTES})`);
+      if (kind !== WsKind.TEXT && kind !== WsKind.BINARY && kind !== WsKind.CLOSE)
+        throw new BeamError('BEAM_ERR_BAD_MESSAGE', `WebSocket record of kind ${kind}`);
+      if (length > MAX_WS_MESSAGE_BYTES)
+        throw new BeamError('BEAM_ERR_FRAME_TOO_LARGE', `WebSocket message of ${length} bytes (limit ${MAX_WS_MESSAGE_BYTES})`);
       if (buf.length < HEADER + length) break;
       onMessage(kind, Buffer.from(buf.subarray(HEADER, HEADER + length)));
       buf = buf.subarray(HEADER + length);

@@ -33,8 +33,8 @@ export function parseIceUrl(value: string, kind: 'stun' | 'turn'): string {
 }
 
 export function validateIceConfig(config: IceConfig): IceConfig {
-  config.stun.forEach((u) => parseIceUrl(u, 'stun'));
-  config.turn.forEach((u) => parseIceUrl(u, 'turn'));
+  for (const u of config.stun) parseIceUrl(u, 'stun');
+  for (const u of config.turn) parseIceUrl(u, 'turn');
   if (config.turn.length > 0 && !config.turnSecret) {
     throw new BeamError('BEAM_ERR_BAD_OPTION', '--turn needs --turn-secret (the static-auth-secret of the TURN server)');
   }

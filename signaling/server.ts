@@ -4,44 +4,45 @@
  * doesn't listen: it is attached to a socket.io Server that somebody else
  * bound (see gateway/server.ts), so tests can attach it to any server.
  */
-import { RateLimiterMemory } from 'rate-limiter-flexible';
-import type { AgentTokens } from './tokens.js';
+
 import { randomBytes, timingSafeEqual } from 'node:crypto';
-import type { Server, Socket } from 'socket.io';
 import type { Logger } from 'pino';
+import { RateLimiterMemory } from 'rate-limiter-flexible';
+import type { Server, Socket } from 'socket.io';
 import {
   ENDED_SESSIONS_KEPT,
   MAX_CONNECTIONS_PER_IP,
   MAX_SESSIONS_PER_SHARE,
   MAX_SESSIONS_PER_SHARE_PER_ADDRESS,
   MAX_SESSIONS_PER_VISITOR,
+  MAX_SHARES_PER_CONNECTION,
+  REGISTRATIONS_PER_IP_PER_MINUTE,
   SESSION_OFFER_TIMEOUT_MS,
+  SESSIONS_PER_IP_PER_MINUTE,
   SIGNALS_PER_AGENT_PER_SECOND,
   SIGNALS_PER_SHARE_PER_SECOND,
   SIGNALS_PER_VISITOR_PER_SECOND,
-  MAX_SHARES_PER_CONNECTION,
-  REGISTRATIONS_PER_IP_PER_MINUTE,
-  SESSIONS_PER_IP_PER_MINUTE,
 } from '../shared/constants.js';
 import { BeamError, type ErrorCode } from '../shared/errors.js';
 import {
-  decode,
-  HandshakeSchema,
-  OpenSessionRequestSchema,
-  RegisterRequestSchema,
-  SessionCloseSchema,
-  SessionSignalSchema,
-  wireError,
   type Ack,
   type ClientToServerEvents,
+  decode,
+  HandshakeSchema,
   type IceServer,
+  type IncomingSession,
+  OpenSessionRequestSchema,
+  RegisterRequestSchema,
   type RelayMode,
   type ServerToClientEvents,
+  SessionCloseSchema,
+  SessionSignalSchema,
   type ShareKind,
   type VisitorKind,
-  type IncomingSession,
+  wireError,
 } from '../shared/signaling.js';
 import { MemoryShareRegistry, type ShareRegistry } from './registry.js';
+import type { AgentTokens } from './tokens.js';
 
 /**
  * Between server nodes (with --redis, through the socket.io adapter): the
@@ -168,7 +169,11 @@ export class SignalingServer {
   private addressOf(socket: BeamSocket): string {
     if (this.options.trustProxy) {
       const forwarded = socket.handshake.headers['x-forwarded-for'];
-      const last = (Array.isArray(forwarded) ? forwarded.join(',') : (forwarded ?? '')).split(',').map((s) => s.trim()).filter(Boolean).at(-1);
+      const last = (Array.isArray(forwarded) ? forwarded.join(',') : (forwarded ?? ''))
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean)
+        .at(-1);
       if (last) return last;
     }
     return socket.handshake.address;
@@ -201,7 +206,12 @@ export class SignalingServer {
         if (hs.role === 'agent' && this.options.tokens) {
           tokenId = this.options.tokens.check(hs.token);
           if (tokenId === undefined) {
-            throw new BeamError('BEAM_ERR_UNAUTHORIZED', hs.token === undefined ? 'this server takes agents with a token only: pass --token (or BEAM_TOKEN)' : 'this agent token is not one the server knows');
+            throw new BeamError(
+              'BEAM_ERR_UNAUTHORIZED',
+              hs.token === undefined
+                ? 'this server takes agents with a token only: pass --token (or BEAM_TOKEN)'
+                : 'this agent token is not one the server knows',
+            );
           }
         }
         const address = this.addressOf(socket);
@@ -216,7 +226,16 @@ export class SignalingServer {
             else this.connectionsByAddress.delete(address);
           });
         }
-        (socket.data as SocketData) = { role: hs.role, kind, peerId: hs.peerId, relay: hs.relay ?? 'auto', shareKind: hs.kind ?? 'http', private: hs.private ?? false, address, tokenId };
+        (socket.data as SocketData) = {
+          role: hs.role,
+          kind,
+          peerId: hs.peerId,
+          relay: hs.relay ?? 'auto',
+          shareKind: hs.kind ?? 'http',
+          private: hs.private ?? false,
+          address,
+          tokenId,
+        };
         if (tokenId !== undefined) this.log.info({ audit: 'auth.accepted', token: tokenId, address }, 'agent token accepted');
         next();
       } catch (err) {
@@ -316,7 +335,10 @@ export class SignalingServer {
           await this.registry.drop(socket.id, claim.name);
           claim = await this.registry.claim(socket.id, undefined, undefined, agentInfo);
         }
-        this.log.info({ audit: 'share.registered', share: claim.name, resumed: claim.resumed, socket: socket.id, address: data.address, token: data.tokenId }, 'share registered');
+        this.log.info(
+          { audit: 'share.registered', share: claim.name, resumed: claim.resumed, socket: socket.id, address: data.address, token: data.tokenId },
+          'share registered',
+        );
         return { name: claim.name, url: this.options.shareUrl(claim.name), resumeToken: claim.resumeToken, resumed: claim.resumed };
       }),
     );
@@ -392,7 +414,10 @@ export class SignalingServer {
         // its answer can then never arrive before the node knows the session.
         if (here) this.io?.to(agent).emit('session:incoming', incoming);
         else this.io?.serverSideEmit('beam:session', session, incoming);
-        this.log.info({ audit: 'session.opened', share, session: session.id, visitor: data.kind, address: data.kind === 'gateway' ? undefined : data.address }, 'session opened');
+        this.log.info(
+          { audit: 'session.opened', share, session: session.id, visitor: data.kind, address: data.kind === 'gateway' ? undefined : data.address },
+          'session opened',
+        );
         return {
           sessionId: session.id,
           iceServers,
@@ -432,7 +457,10 @@ export class SignalingServer {
             const now = Date.now();
             if (now - (this.warnedAt.get(socket) ?? 0) < 1_000) return;
             this.warnedAt.set(socket, now);
-            this.log.warn({ audit: 'limit.hit', code: 'BEAM_ERR_RATE_LIMITED', socket: socket.id, address: data.address, share: session.share, limit: 'signals' }, 'signals dropped');
+            this.log.warn(
+              { audit: 'limit.hit', code: 'BEAM_ERR_RATE_LIMITED', socket: socket.id, address: data.address, share: session.share, limit: 'signals' },
+              'signals dropped',
+            );
             socket.emit('protocol:error', wireError(new BeamError('BEAM_ERR_RATE_LIMITED', 'too many signals a second; they were dropped')));
           },
         );
@@ -456,7 +484,10 @@ export class SignalingServer {
       const live = this.sessionsBySocket.get(socket.id)?.size ?? 0;
       // A drop with live sessions is worth a line: at warn for an agent or a gateway (a browser tab closing is routine).
       if (live > 0 && reason !== 'client namespace disconnect' && !this.moving.has(socket.id)) {
-        this.log[data.role === 'agent' || data.kind === 'gateway' ? 'warn' : 'info']({ socket: socket.id, role: data.role, kind: data.kind, reason, sessions: live }, 'lost a peer with live sessions');
+        this.log[data.role === 'agent' || data.kind === 'gateway' ? 'warn' : 'info'](
+          { socket: socket.id, role: data.role, kind: data.kind, reason, sessions: live },
+          'lost a peer with live sessions',
+        );
       } else {
         this.log.debug({ socket: socket.id, reason }, 'disconnected');
       }
@@ -496,7 +527,10 @@ export class SignalingServer {
       (value) => reply({ ok: true, value }),
       (err: unknown) => {
         const wire = wireError(err);
-        this.log.info({ audit: auditOf(wire.code), event, code: wire.code, socket: socket.id, address: (socket.data as SocketData | undefined)?.address }, 'request refused');
+        this.log.info(
+          { audit: auditOf(wire.code), event, code: wire.code, socket: socket.id, address: (socket.data as SocketData | undefined)?.address },
+          'request refused',
+        );
         reply({ ok: false, error: wire });
       },
     );

@@ -37,7 +37,10 @@ export class AgentTokens {
       if (!line) return;
       const [token, ...names] = line.split(/\s+/) as [string, ...string[]];
       if (token.length < MIN_AGENT_TOKEN_LENGTH || !/^[\x21-\x7e]+$/.test(token)) {
-        throw new BeamError('BEAM_ERR_CONFIG', `${file}:${i + 1}: a token is at least ${MIN_AGENT_TOKEN_LENGTH} printable characters (e.g. \`openssl rand -hex 16\`)`);
+        throw new BeamError(
+          'BEAM_ERR_CONFIG',
+          `${file}:${i + 1}: a token is at least ${MIN_AGENT_TOKEN_LENGTH} printable characters (e.g. \`openssl rand -hex 16\`)`,
+        );
       }
       const hash = sha256(token);
       if (this.entries.some((e) => timingSafeEqual(e.hash, hash))) throw new BeamError('BEAM_ERR_CONFIG', `${file}:${i + 1}: this token is listed twice`);

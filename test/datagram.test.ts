@@ -1,6 +1,7 @@
 /** UDP datagram encoding: its limit and the relay's record framing. */
-import { describe, expect, it } from 'vitest';
+
 import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
 import { MAX_DATAGRAM_BYTES } from '../shared/constants.js';
 import { decodeDatagram, encodeDatagram, encodeRecord, RecordReader } from '../shared/datagram.js';
 

@@ -1,13 +1,17 @@
 /** shared/decode.ts and wireError: one decoder for every boundary, and bugs told apart from bad messages. */
-import { describe, expect, it } from 'vitest';
+
 import * as v from 'valibot';
+import { describe, expect, it } from 'vitest';
 import { decode, describeIssue } from '../shared/decode.js';
 import { BeamError } from '../shared/errors.js';
 import { SessionSignalSchema, wireError } from '../shared/signaling.js';
 
 describe('decode', () => {
   it('returns the typed value, and drops keys the schema does not name', () => {
-    expect(decode(SessionSignalSchema, { sessionId: 'abcdefgh', signal: { type: 'relay' }, extra: 1 }, 'session:signal')).toEqual({ sessionId: 'abcdefgh', signal: { type: 'relay' } });
+    expect(decode(SessionSignalSchema, { sessionId: 'abcdefgh', signal: { type: 'relay' }, extra: 1 }, 'session:signal')).toEqual({
+      sessionId: 'abcdefgh',
+      signal: { type: 'relay' },
+    });
   });
 
   it('throws BEAM_ERR_BAD_MESSAGE naming the event and the field', () => {
@@ -32,7 +36,7 @@ describe('wireError', () => {
     expect(wireError(new BeamError('BEAM_ERR_NAME_TAKEN', '"x"'))).toMatchObject({ code: 'BEAM_ERR_NAME_TAKEN', detail: '"x"' });
   });
 
-  it('reports anything else as BEAM_ERR_INTERNAL (a bug of ours), never as the sender\'s bad message', () => {
+  it("reports anything else as BEAM_ERR_INTERNAL (a bug of ours), never as the sender's bad message", () => {
     expect(wireError(new TypeError('undefined is not a function'))).toEqual({ code: 'BEAM_ERR_INTERNAL', message: expect.stringContaining('bug') });
   });
 });

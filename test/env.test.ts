@@ -1,6 +1,7 @@
 /** BEAM_* variables for every flag (cli/env.ts), on a real commander command. */
-import { describe, expect, it } from 'vitest';
+
 import { Command } from 'commander';
+import { describe, expect, it } from 'vitest';
 import { applyEnv, envName } from '../cli/env.js';
 
 function command(): Command {
@@ -37,7 +38,10 @@ describe('BEAM_* environment variables', () => {
   });
 
   it('lets the command line win', () => {
-    expect(parse(['--log-level', 'error', '--inspect', '4041'], { BEAM_LOG_LEVEL: 'debug', BEAM_INSPECT: 'off' })).toMatchObject({ logLevel: 'error', inspect: '4041' });
+    expect(parse(['--log-level', 'error', '--inspect', '4041'], { BEAM_LOG_LEVEL: 'debug', BEAM_INSPECT: 'off' })).toMatchObject({
+      logLevel: 'error',
+      inspect: '4041',
+    });
   });
 
   it('refuses a boolean it cannot read, naming the variable', () => {

@@ -1,9 +1,10 @@
 /** Layer 1: the stream frame codec fed raw bytes. */
-import { describe, expect, it } from 'vitest';
+
 import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
 import { FRAME_HEADER_BYTES, MAX_FRAME_PAYLOAD, MAX_MESSAGE_BYTES } from '../shared/constants.js';
 import { BeamError } from '../shared/errors.js';
-import { decodeMessage, encodeMessage, FrameType, StreamProtocol, type Frame } from '../shared/frames.js';
+import { decodeMessage, encodeMessage, type Frame, FrameType, StreamProtocol } from '../shared/frames.js';
 
 function codeOf(fn: () => unknown): string | undefined {
   try {

@@ -6,13 +6,17 @@
  * BEAM_ERR_BAD_FRAMING.
  */
 import { PassThrough } from 'node:stream';
-import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { BeamError } from '../shared/errors.js';
+import { describe, expect, it } from 'vitest';
 import { ExactLength, framedHeaders, requestFraming } from '../peer-agent/framing.js';
+import { BeamError } from '../shared/errors.js';
 
 const headerName = fc.constantFrom('Content-Length', 'content-length', 'CONTENT-LENGTH', 'Transfer-Encoding', 'Host', 'X-A', 'Connection');
-const headerValue = fc.oneof(fc.nat({ max: 1_000_000 }).map(String), fc.constantFrom('chunked', '5, 5', '5, 6', '+5', '-1', '0x10', ' 7 ', '', 'content-length'), fc.string({ maxLength: 12 }));
+const headerValue = fc.oneof(
+  fc.nat({ max: 1_000_000 }).map(String),
+  fc.constantFrom('chunked', '5, 5', '5, 6', '+5', '-1', '0x10', ' 7 ', '', 'content-length'),
+  fc.string({ maxLength: 12 }),
+);
 const headers = fc.array(fc.tuple(headerName, headerValue), { maxLength: 6 });
 
 describe('requestFraming and framedHeaders', () => {
@@ -38,7 +42,9 @@ describe('requestFraming and framedHeaders', () => {
         if (body && !upgrade) expect(framing.kind).not.toBe('none');
         if (!body || upgrade) expect(framing.kind === 'chunked' || (framing.kind === 'length' && framing.length > 0)).toBe(false);
         // Everything else passes as it was, in order.
-        expect(out.filter(([k]) => !/^(content-length|transfer-encoding)$/i.test(k))).toEqual(hs.filter(([k]) => !/^(content-length|transfer-encoding)$/i.test(k)));
+        expect(out.filter(([k]) => !/^(content-length|transfer-encoding)$/i.test(k))).toEqual(
+          hs.filter(([k]) => !/^(content-length|transfer-encoding)$/i.test(k)),
+        );
       }),
       { numRuns: 2_000 },
     );
@@ -46,11 +52,29 @@ describe('requestFraming and framedHeaders', () => {
 
   it('takes one Content-Length, or a list of one value repeated, and refuses any other', () => {
     expect(requestFraming([['Content-Length', '5']], true, false)).toEqual({ kind: 'length', length: 5 });
-    expect(requestFraming([['Content-Length', '5, 5'], ['content-length', '5']], true, false)).toEqual({ kind: 'length', length: 5 });
+    expect(
+      requestFraming(
+        [
+          ['Content-Length', '5, 5'],
+          ['content-length', '5'],
+        ],
+        true,
+        false,
+      ),
+    ).toEqual({ kind: 'length', length: 5 });
     expect(requestFraming([], true, false)).toEqual({ kind: 'chunked' });
     expect(requestFraming([['Content-Length', '0']], false, false)).toEqual({ kind: 'length', length: 0 });
     expect(requestFraming([], false, false)).toEqual({ kind: 'none' });
-    for (const bad of [[['Content-Length', '5'], ['Content-Length', '6']], [['Content-Length', '5,6']], [['Content-Length', '']], [['Content-Length', '1e3']], [['Content-Length', '9'.repeat(16)]]] as Array<Array<[string, string]>>) {
+    for (const bad of [
+      [
+        ['Content-Length', '5'],
+        ['Content-Length', '6'],
+      ],
+      [['Content-Length', '5,6']],
+      [['Content-Length', '']],
+      [['Content-Length', '1e3']],
+      [['Content-Length', '9'.repeat(16)]],
+    ] as Array<Array<[string, string]>>) {
       expect(() => requestFraming(bad, true, false)).toThrow(expect.objectContaining({ code: 'BEAM_ERR_BAD_FRAMING' }));
     }
     expect(() => requestFraming([['Content-Length', '3']], false, false)).toThrow(expect.objectContaining({ code: 'BEAM_ERR_BAD_FRAMING' }));

@@ -6,9 +6,13 @@
  * with a code; it never crashes and never throws anything untyped.
  */
 import { PassThrough } from 'node:stream';
-import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { parseConfig } from '../cli/config.js';
+import { FRAME_HEADER_BYTES } from '../shared/constants.js';
 import { BeamError, isErrorCode } from '../shared/errors.js';
+import { decodeRequestHead, decodeResponseHead, readHead } from '../shared/http-head.js';
+import { Mux } from '../shared/mux.js';
 import {
   decode,
   HandshakeSchema,
@@ -20,13 +24,9 @@ import {
   SessionRefSchema,
   SessionSignalSchema,
 } from '../shared/signaling.js';
-import { decodeRequestHead, decodeResponseHead, readHead } from '../shared/http-head.js';
-import { Mux } from '../shared/mux.js';
-import { FRAME_HEADER_BYTES } from '../shared/constants.js';
-import { SecureFrameChannel, type Secured } from '../transport/secure.js';
-import { parseLink } from '../transport/link.js';
-import { parseConfig } from '../cli/config.js';
 import { AgentTokens } from '../signaling/tokens.js';
+import { parseLink } from '../transport/link.js';
+import { type Secured, SecureFrameChannel } from '../transport/secure.js';
 
 /** Runs `fn`; undefined if it returned, the code if it threw a BeamError, and a failure otherwise. */
 function outcome(fn: () => unknown): string | undefined {
@@ -53,7 +53,10 @@ const eventish = fc.oneof(
       name: fc.oneof(fc.string({ maxLength: 80 }), fc.anything()),
       code: fc.oneof(fc.constantFrom('BEAM_ERR_PEER_GONE', 'BEAM_ERR_MAX_VISITORS', 'nope'), fc.anything()),
       signal: fc.oneof(
-        fc.record({ type: fc.constantFrom('offer', 'answer', 'candidate', 'relay'), sdp: fc.string(), candidate: fc.string(), mid: fc.string() }, { requiredKeys: ['type'] }),
+        fc.record(
+          { type: fc.constantFrom('offer', 'answer', 'candidate', 'relay'), sdp: fc.string(), candidate: fc.string(), mid: fc.string() },
+          { requiredKeys: ['type'] },
+        ),
         fc.anything(),
       ),
       visitor: fc.oneof(fc.record({ kind: fc.constantFrom('gateway', 'cli', 'browser'), address: fc.string() }), fc.anything()),
@@ -90,25 +93,38 @@ describe('signaling event decoders', () => {
 describe('HTTP head decoders', () => {
   const jsonBytes = fc.jsonValue().map((v) => Buffer.from(JSON.stringify(v)));
   const headish = fc
-    .record({
-      method: fc.oneof(fc.constantFrom('GET', 'POST'), fc.string()),
-      target: fc.oneof(fc.constant('/'), fc.string()),
-      headers: fc.oneof(fc.array(fc.tuple(fc.string(), fc.string()), { maxLength: 8 }), fc.anything()),
-      upgrade: fc.oneof(fc.boolean(), fc.anything()),
-      body: fc.oneof(fc.boolean(), fc.anything()),
-      kind: fc.constantFrom('response', 'error', 'x'),
-      status: fc.oneof(fc.integer({ min: 0, max: 1000 }), fc.anything()),
-      code: fc.oneof(fc.constant('BEAM_ERR_PEER_GONE'), fc.string()),
-    }, { requiredKeys: [] })
+    .record(
+      {
+        method: fc.oneof(fc.constantFrom('GET', 'POST'), fc.string()),
+        target: fc.oneof(fc.constant('/'), fc.string()),
+        headers: fc.oneof(fc.array(fc.tuple(fc.string(), fc.string()), { maxLength: 8 }), fc.anything()),
+        upgrade: fc.oneof(fc.boolean(), fc.anything()),
+        body: fc.oneof(fc.boolean(), fc.anything()),
+        kind: fc.constantFrom('response', 'error', 'x'),
+        status: fc.oneof(fc.integer({ min: 0, max: 1000 }), fc.anything()),
+        code: fc.oneof(fc.constant('BEAM_ERR_PEER_GONE'), fc.string()),
+      },
+      { requiredKeys: [] },
+    )
     .map((v) => Buffer.from(JSON.stringify(v)));
-  const input = fc.oneof(fc.uint8Array({ maxLength: 512 }).map((b) => Buffer.from(b)), jsonBytes, headish);
+  const input = fc.oneof(
+    fc.uint8Array({ maxLength: 512 }).map((b) => Buffer.from(b)),
+    jsonBytes,
+    headish,
+  );
 
   it('a request head: any bytes decode or are BEAM_ERR_BAD_MESSAGE', () => {
-    fc.assert(fc.property(input, (bytes) => [undefined, 'BEAM_ERR_BAD_MESSAGE'].includes(outcome(() => decodeRequestHead(bytes)))), { numRuns: 3000 });
+    fc.assert(
+      fc.property(input, (bytes) => [undefined, 'BEAM_ERR_BAD_MESSAGE'].includes(outcome(() => decodeRequestHead(bytes)))),
+      { numRuns: 3000 },
+    );
   });
 
   it('a response head: any bytes decode or are BEAM_ERR_BAD_MESSAGE', () => {
-    fc.assert(fc.property(input, (bytes) => [undefined, 'BEAM_ERR_BAD_MESSAGE'].includes(outcome(() => decodeResponseHead(bytes)))), { numRuns: 3000 });
+    fc.assert(
+      fc.property(input, (bytes) => [undefined, 'BEAM_ERR_BAD_MESSAGE'].includes(outcome(() => decodeResponseHead(bytes)))),
+      { numRuns: 3000 },
+    );
   });
 
   it('readHead: any byte stream, in any chunking, yields a head or a coded error', async () => {
@@ -159,7 +175,7 @@ describe('relay frames: the secured byte stream into the multiplexer', () => {
       const header = Buffer.alloc(FRAME_HEADER_BYTES);
       header.writeUInt8(type, 0);
       header.writeUInt32BE(id, 1);
-      header.writeUInt32BE(honest ? payload.byteLength : (id % 70_000), 5);
+      header.writeUInt32BE(honest ? payload.byteLength : id % 70_000, 5);
       return Buffer.concat([header, payload]);
     });
   const bytes = fc.oneof(fc.uint8Array({ maxLength: 128 }), frameish);
@@ -196,7 +212,14 @@ describe('what users type or paste', () => {
     const yamlish = fc.oneof(
       fc.string(),
       fc.jsonValue().map((v) => JSON.stringify(v)),
-      fc.record({ shares: fc.dictionary(fc.string({ maxLength: 40 }), fc.dictionary(fc.constantFrom('http', 'tcp', 'udp', 'name', 'private', 'auth', 'allow-ip', 'max-visitors', 'x'), fc.jsonValue())) }).map((v) => JSON.stringify(v)),
+      fc
+        .record({
+          shares: fc.dictionary(
+            fc.string({ maxLength: 40 }),
+            fc.dictionary(fc.constantFrom('http', 'tcp', 'udp', 'name', 'private', 'auth', 'allow-ip', 'max-visitors', 'x'), fc.jsonValue()),
+          ),
+        })
+        .map((v) => JSON.stringify(v)),
     );
     fc.assert(
       fc.property(yamlish, (text) => {
@@ -210,10 +233,18 @@ describe('what users type or paste', () => {
 
   it('a token file: any text is tokens or BEAM_ERR_CONFIG', () => {
     fc.assert(
-      fc.property(fc.oneof(fc.string(), fc.array(fc.tuple(fc.string({ minLength: 10, maxLength: 40 }), fc.array(fc.string({ maxLength: 20 }), { maxLength: 3 }))).map((lines) => lines.map(([t, n]) => [t, ...n].join(' ')).join('\n'))), (text) => {
-        const code = outcome(() => new AgentTokens(text));
-        return code === undefined || code === 'BEAM_ERR_CONFIG';
-      }),
+      fc.property(
+        fc.oneof(
+          fc.string(),
+          fc
+            .array(fc.tuple(fc.string({ minLength: 10, maxLength: 40 }), fc.array(fc.string({ maxLength: 20 }), { maxLength: 3 })))
+            .map((lines) => lines.map(([t, n]) => [t, ...n].join(' ')).join('\n')),
+        ),
+        (text) => {
+          const code = outcome(() => new AgentTokens(text));
+          return code === undefined || code === 'BEAM_ERR_CONFIG';
+        },
+      ),
       { numRuns: 2000 },
     );
   });

@@ -3,16 +3,22 @@
  * body bytes kept), body rendering, the HAR, and replay's refusals.
  */
 import http from 'node:http';
-import { describe, expect, it } from 'vitest';
 import { pino } from 'pino';
-import { INSPECT_BODY_BYTES, INSPECT_MAX_EXCHANGES } from '../shared/constants.js';
-import { BeamError } from '../shared/errors.js';
+import { describe, expect, it } from 'vitest';
 import { Inspector } from '../peer-agent/inspect.js';
 import { renderBody, toHar } from '../peer-agent/inspect-view.js';
 import { OriginForwarder } from '../peer-agent/origin.js';
+import { INSPECT_BODY_BYTES, INSPECT_MAX_EXCHANGES } from '../shared/constants.js';
+import { BeamError } from '../shared/errors.js';
 import { close, listen } from './helpers/http.js';
 
-const start = { method: 'POST', target: '/x', headers: [['content-type', 'text/plain']] as Array<[string, string]>, visitor: '127.0.0.1', path: 'gateway' as const };
+const start = {
+  method: 'POST',
+  target: '/x',
+  headers: [['content-type', 'text/plain']] as Array<[string, string]>,
+  visitor: '127.0.0.1',
+  path: 'gateway' as const,
+};
 
 describe('Inspector', () => {
   it(`keeps the latest INSPECT_MAX_EXCHANGES (${INSPECT_MAX_EXCHANGES}) exchanges, dropping the oldest`, () => {
@@ -59,12 +65,23 @@ describe('Inspector', () => {
 describe('renderBody', () => {
   const body = (bytes: Buffer, truncated = false) => ({ bytes, truncated, size: bytes.byteLength });
   it('pretty-prints JSON, keeps text, dumps binary as hex', () => {
-    expect(renderBody(body(Buffer.from('{"a":[1,2]}')), [['Content-Type', 'application/json; charset=utf-8']])).toMatchObject({ kind: 'json', text: '{\n  "a": [\n    1,\n    2\n  ]\n}' });
+    expect(renderBody(body(Buffer.from('{"a":[1,2]}')), [['Content-Type', 'application/json; charset=utf-8']])).toMatchObject({
+      kind: 'json',
+      text: '{\n  "a": [\n    1,\n    2\n  ]\n}',
+    });
     expect(renderBody(body(Buffer.from('{"a":')), [['content-type', 'application/json']])).toMatchObject({ kind: 'text', text: '{"a":' });
     expect(renderBody(body(Buffer.from('héllo')), [['content-type', 'text/plain']])).toMatchObject({ kind: 'text', text: 'héllo' });
-    expect(renderBody(body(Buffer.from([0x89, 0x50, 0x4e, 0x47])), [['content-type', 'image/png']])).toMatchObject({ kind: 'binary', text: `00000000  ${'89 50 4e 47'.padEnd(47)}  .PNG` });
+    expect(renderBody(body(Buffer.from([0x89, 0x50, 0x4e, 0x47])), [['content-type', 'image/png']])).toMatchObject({
+      kind: 'binary',
+      text: `00000000  ${'89 50 4e 47'.padEnd(47)}  .PNG`,
+    });
     // Compressed bytes are binary whatever the type says.
-    expect(renderBody(body(Buffer.from('abc')), [['content-type', 'text/plain'], ['content-encoding', 'gzip']]).kind).toBe('binary');
+    expect(
+      renderBody(body(Buffer.from('abc')), [
+        ['content-type', 'text/plain'],
+        ['content-encoding', 'gzip'],
+      ]).kind,
+    ).toBe('binary');
     expect(renderBody(body(Buffer.alloc(0)), []).kind).toBe('empty');
   });
 
@@ -79,17 +96,24 @@ describe('toHar', () => {
     const inspector = new Inspector();
     const c = inspector.begin({ ...start, target: '/a?b=1&c=2' });
     c.requestChunk(Buffer.from('hello'));
-    c.response(201, 'Created', [['content-type', 'application/octet-stream'], ['location', '/a/1']]);
+    c.response(201, 'Created', [
+      ['content-type', 'application/octet-stream'],
+      ['location', '/a/1'],
+    ]);
     c.responseChunk(Buffer.from([0xff, 0x00]));
     c.finish();
     const har = JSON.parse(JSON.stringify(toHar(inspector.details(), 'localhost:3000', '1.2.3'))) as {
+      // biome-ignore lint/suspicious/noExplicitAny: a HAR entry's shape is what this test checks, field by field.
       log: { version: string; creator: { version: string }; entries: Array<Record<string, any>> };
     };
     expect(har.log.version).toBe('1.2');
     expect(har.log.creator.version).toBe('1.2.3');
     const e = har.log.entries[0]!;
     expect(e['request'].url).toBe('http://localhost:3000/a?b=1&c=2');
-    expect(e['request'].queryString).toEqual([{ name: 'b', value: '1' }, { name: 'c', value: '2' }]);
+    expect(e['request'].queryString).toEqual([
+      { name: 'b', value: '1' },
+      { name: 'c', value: '2' },
+    ]);
     expect(e['request'].postData).toEqual({ mimeType: 'text/plain', text: 'hello' });
     expect(e['response'].content).toEqual({ size: 2, mimeType: 'application/octet-stream', text: '/wA=', encoding: 'base64' });
     expect(e['response'].redirectURL).toBe('/a/1');
@@ -110,7 +134,11 @@ describe('OriginForwarder.replay', () => {
     });
     const port = await listen(server);
     const inspector = new Inspector();
-    const forwarder = new OriginForwarder({ logger: pino({ level: 'silent' }), events: { onUnreachable() {} }, inspector }, { host: '127.0.0.1', port }, { hostHeader: 'rewrite', timeoutMs: 5_000 });
+    const forwarder = new OriginForwarder(
+      { logger: pino({ level: 'silent' }), events: { onUnreachable() {} }, inspector },
+      { host: '127.0.0.1', port },
+      { hostHeader: 'rewrite', timeoutMs: 5_000 },
+    );
     try {
       await expect(forwarder.replay('42')).rejects.toMatchObject({ code: 'BEAM_ERR_EXCHANGE_GONE' });
       const c = inspector.begin(start);

@@ -1,8 +1,9 @@
 /** Every named limit that the other files don't already hit, hit here. */
-import { ephemeralIdentity } from '../transport/identity.js';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
 import { PassThrough } from 'node:stream';
 import { io as connectSocket, type Socket } from 'socket.io-client';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { VisitorLimit } from '../peer-agent/access.js';
 import {
   MAX_HEAD_BYTES,
   MAX_HEADER_BYTES,
@@ -14,11 +15,11 @@ import {
   SIGNALING_PROTOCOL_VERSION,
   VISITOR_IDLE_MS,
 } from '../shared/constants.js';
-import { VisitorLimit } from '../peer-agent/access.js';
 import { BeamError } from '../shared/errors.js';
 import { decodeRequestHead, encodeHead, readHead } from '../shared/http-head.js';
+import { ephemeralIdentity } from '../transport/identity.js';
 import { request } from './helpers/http.js';
-import { startStack, type Stack } from './helpers/origin.js';
+import { type Stack, startStack } from './helpers/origin.js';
 
 describe('HTTP head limits (codec)', () => {
   it('readHead refuses a length prefix over MAX_HEAD_BYTES before reading the rest', async () => {
@@ -92,7 +93,9 @@ describe('server limits (real processes)', () => {
   it(`a share has at most MAX_SESSIONS_PER_SHARE (${MAX_SESSIONS_PER_SHARE}) sessions open, MAX_SESSIONS_PER_SHARE_PER_ADDRESS (${MAX_SESSIONS_PER_SHARE_PER_ADDRESS}) from one address`, async () => {
     const agent = await connect('agent');
     // Enough addresses to fill the share, each to its own cap.
-    const visitors = await Promise.all(Array.from({ length: MAX_SESSIONS_PER_SHARE / MAX_SESSIONS_PER_SHARE_PER_ADDRESS + 1 }, (_, i) => connect('visitor', `127.0.2.${i + 1}`)));
+    const visitors = await Promise.all(
+      Array.from({ length: MAX_SESSIONS_PER_SHARE / MAX_SESSIONS_PER_SHARE_PER_ADDRESS + 1 }, (_, i) => connect('visitor', `127.0.2.${i + 1}`)),
+    );
     try {
       const reg = await ack(agent, 'share:register', {});
       const name = (reg as unknown as { value: { name: string } }).value.name;

@@ -5,18 +5,19 @@
  * certificate it signs, a validity of LOCAL_CA_DAYS, and an authority made
  * by an older Beam without them is replaced.
  */
-import https from 'node:https';
-import tls from 'node:tls';
+
 import { webcrypto, X509Certificate } from 'node:crypto';
-import { mkdtempSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import https from 'node:https';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import type { AddressInfo } from 'node:net';
+import tls from 'node:tls';
 import { describe, expect, it } from 'vitest';
 import 'reflect-metadata';
 import * as x509 from '@peculiar/x509';
-import { LOCAL_CA_DAYS } from '../shared/constants.js';
 import { CA_CERT_FILE, localTls, permitted } from '../cli/local-ca.js';
+import { LOCAL_CA_DAYS } from '../shared/constants.js';
 
 x509.cryptoProvider.set(webcrypto as unknown as Crypto);
 const ALGORITHM = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;
@@ -25,7 +26,13 @@ const DAY_MS = 24 * 60 * 60 * 1000;
 /** A leaf for `names` signed with the authority's own key from `dir`: what a stolen key could make. */
 async function forge(dir: string, dns: string[], ips: string[] = []): Promise<{ cert: string; key: string }> {
   const ca = new x509.X509Certificate(readFileSync(path.join(dir, CA_CERT_FILE), 'utf8'));
-  const signingKey = await webcrypto.subtle.importKey('pkcs8', x509.PemConverter.decodeFirst(readFileSync(path.join(dir, 'beam-local-ca.key'), 'utf8')), ALGORITHM, false, ['sign']);
+  const signingKey = await webcrypto.subtle.importKey(
+    'pkcs8',
+    x509.PemConverter.decodeFirst(readFileSync(path.join(dir, 'beam-local-ca.key'), 'utf8')),
+    ALGORITHM,
+    false,
+    ['sign'],
+  );
   const keys = (await webcrypto.subtle.generateKey(ALGORITHM, true, ['sign', 'verify'])) as CryptoKeyPair;
   const leaf = await x509.X509CertificateGenerator.create({
     serialNumber: '01',
@@ -39,7 +46,10 @@ async function forge(dir: string, dns: string[], ips: string[] = []): Promise<{ 
     extensions: [
       new x509.BasicConstraintsExtension(false, undefined, true),
       new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth]),
-      new x509.SubjectAlternativeNameExtension([...dns.map((value) => ({ type: 'dns' as const, value })), ...ips.map((value) => ({ type: 'ip' as const, value }))]),
+      new x509.SubjectAlternativeNameExtension([
+        ...dns.map((value) => ({ type: 'dns' as const, value })),
+        ...ips.map((value) => ({ type: 'ip' as const, value })),
+      ]),
     ],
   });
   return { cert: leaf.toString('pem'), key: x509.PemConverter.encode(await webcrypto.subtle.exportKey('pkcs8', keys.privateKey), 'PRIVATE KEY') };
@@ -51,10 +61,19 @@ async function verify(dir: string, leaf: { cert: string; key: string }, serverna
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
   try {
     return await new Promise<string | undefined>((resolve) => {
-      const socket = tls.connect({ host: '127.0.0.1', port: (server.address() as AddressInfo).port, ca: readFileSync(path.join(dir, CA_CERT_FILE)), servername, rejectUnauthorized: false }, () => {
-        resolve(socket.authorized ? undefined : String(socket.authorizationError));
-        socket.destroy();
-      });
+      const socket = tls.connect(
+        {
+          host: '127.0.0.1',
+          port: (server.address() as AddressInfo).port,
+          ca: readFileSync(path.join(dir, CA_CERT_FILE)),
+          servername,
+          rejectUnauthorized: false,
+        },
+        () => {
+          resolve(socket.authorized ? undefined : String(socket.authorizationError));
+          socket.destroy();
+        },
+      );
       socket.on('error', (err: Error) => resolve(err.message));
     });
   } finally {
@@ -103,7 +122,9 @@ describe('the local certificate authority', () => {
       extensions: [new x509.BasicConstraintsExtension(true, 0, true), new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign, true)],
     });
     writeFileSync(path.join(dir, CA_CERT_FILE), old.toString('pem'));
-    writeFileSync(path.join(dir, 'beam-local-ca.key'), x509.PemConverter.encode(await webcrypto.subtle.exportKey('pkcs8', keys.privateKey), 'PRIVATE KEY'), { mode: 0o600 });
+    writeFileSync(path.join(dir, 'beam-local-ca.key'), x509.PemConverter.encode(await webcrypto.subtle.exportKey('pkcs8', keys.privateKey), 'PRIVATE KEY'), {
+      mode: 0o600,
+    });
     const made = await localTls(dir);
     expect(made.caFingerprint).not.toBe(new X509Certificate(old.toString('pem')).fingerprint256);
     expect(new x509.X509Certificate(readFileSync(path.join(dir, CA_CERT_FILE), 'utf8')).getExtension('2.5.29.30')?.critical).toBe(true);

@@ -1,12 +1,13 @@
 /** Layer 2: the multiplexer over an in-memory channel pair. */
-import { afterEach, describe, expect, it } from 'vitest';
+
 import { once } from 'node:events';
+import { afterEach, describe, expect, it } from 'vitest';
 import { INITIAL_STREAM_WINDOW, MAX_STREAMS_PER_PEER } from '../shared/constants.js';
 import { BeamError } from '../shared/errors.js';
 import { decodeMessage, encodeMessage, FrameType, StreamProtocol } from '../shared/frames.js';
 import { Mux, type MuxStream } from '../shared/mux.js';
-import { channelPair } from './helpers/memory-channel.js';
 import { sha256 } from './helpers/http.js';
+import { channelPair } from './helpers/memory-channel.js';
 
 const muxes: Mux[] = [];
 function pair(): { a: Mux; b: Mux; ca: ReturnType<typeof channelPair>[0]; cb: ReturnType<typeof channelPair>[1] } {
@@ -143,9 +144,7 @@ describe('mux', () => {
     expect((await got).byteLength).toBe(1 + total);
     // Credit granted by the receiver exceeded the bytes it consumed: the window grew.
     const { decodeMessage } = await import('../shared/frames.js');
-    const granted = cb.sent
-      .flatMap((m) => decodeMessage(m))
-      .reduce((sum, f) => sum + (f.type === FrameType.WINDOW ? f.credit : 0), 0);
+    const granted = cb.sent.flatMap((m) => decodeMessage(m)).reduce((sum, f) => sum + (f.type === FrameType.WINDOW ? f.credit : 0), 0);
     expect(granted + INITIAL_STREAM_WINDOW).toBeGreaterThan(1 + total + INITIAL_STREAM_WINDOW);
     const closed = once(s, 'close');
     remote.end();

@@ -4,12 +4,13 @@
  * what each event says, byte totals that never go down, replacement, and the
  * probe that decides which paths outlive signaling.
  */
-import { describe, expect, it } from 'vitest';
+
 import fc from 'fast-check';
-import { Mux } from '../shared/mux.js';
+import { describe, expect, it } from 'vitest';
 import { StreamProtocol } from '../shared/frames.js';
+import { Mux } from '../shared/mux.js';
 import { PATH_ORDER, type PathKind } from '../shared/paths.js';
-import { PathSet, type PathDown } from '../transport/paths.js';
+import { type PathDown, PathSet } from '../transport/paths.js';
 import { channelPair } from './helpers/memory-channel.js';
 
 /** A path: the set's end (initiator) and the peer's (responder), which answers PINGs. */

@@ -1,12 +1,12 @@
 /** Pure parts of the path machinery: TURN REST credentials, ICE URLs, links, relay policy, fingerprints. */
 import { createHmac } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { iceServersFor, parseIceUrl, turnCredentials, validateIceConfig } from '../signaling/ice.js';
 import { DIRECT_RETRY_MS, MAX_DIRECT_RETRY_MS, TURN_CREDENTIAL_TTL_S } from '../shared/constants.js';
-import { connectLink, parseLink } from '../transport/link.js';
+import { iceServersFor, parseIceUrl, turnCredentials, validateIceConfig } from '../signaling/ice.js';
 import { ephemeralIdentity } from '../transport/identity.js';
-import { nextDirectRetryDelay, relayPolicy } from '../transport/session.js';
+import { connectLink, parseLink } from '../transport/link.js';
 import { directPrologue, sdpFingerprint } from '../transport/secure.js';
+import { nextDirectRetryDelay, relayPolicy } from '../transport/session.js';
 
 describe('TURN REST credentials (coturn use-auth-secret)', () => {
   it('are <expiry>:beam and base64(HMAC-SHA1(secret, username)), valid for TURN_CREDENTIAL_TTL_S', () => {

@@ -1,7 +1,7 @@
 /** The error registry, the README and the names agree (fastify's errors test, for Beam). */
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { ERRORS, ERROR_CODES, BeamError } from '../shared/errors.js';
+import { BeamError, ERROR_CODES, ERRORS } from '../shared/errors.js';
 import { randomName, validateName } from '../shared/names.js';
 import { ROOT } from './helpers/procs.js';
 

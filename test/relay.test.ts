@@ -3,15 +3,16 @@
  * of its limits (made small here through RelayLimits, defaults in
  * shared/constants.ts).
  */
-import { relayServerFor } from '../transport/relay.js';
-import { afterEach, describe, expect, it } from 'vitest';
+
 import { createHash, randomBytes } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import pino from 'pino';
+import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
+import { type RelayLimits, RelayServer } from '../gateway/relay.js';
 import { RELAY_MAX_MESSAGE_BYTES, RELAY_PATH } from '../shared/constants.js';
-import { RelayServer, type RelayLimits } from '../gateway/relay.js';
+import { relayServerFor } from '../transport/relay.js';
 
 let server: http.Server | undefined;
 let relay: RelayServer | undefined;
@@ -54,7 +55,9 @@ async function start(limits: Partial<RelayLimits> = {}): Promise<(session: strin
         for (const w of waiters.get(ws) ?? []) w();
       });
       ws.once('open', () => resolve(ws));
-      ws.once('unexpected-response', (_req, res) => reject(Object.assign(new Error(`refused ${res.statusCode}`), { status: res.statusCode, code: res.headers['beam-error'] })));
+      ws.once('unexpected-response', (_req, res) =>
+        reject(Object.assign(new Error(`refused ${res.statusCode}`), { status: res.statusCode, code: res.headers['beam-error'] })),
+      );
       ws.once('error', reject);
     });
 }
@@ -153,7 +156,7 @@ describe('the relay', () => {
 });
 
 describe('relayServerFor (the node a relayed session meets at)', () => {
-  it('takes a node on the server\'s host or below it, over http(s); anything else falls back to the server', () => {
+  it("takes a node on the server's host or below it, over http(s); anything else falls back to the server", () => {
     const server = 'https://beam.example.com';
     expect(relayServerFor(server, undefined)).toBe(server);
     expect(relayServerFor(server, 'https://node1.beam.example.com/')).toBe('https://node1.beam.example.com');

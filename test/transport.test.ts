@@ -1,7 +1,7 @@
 /** Layer 3: real WebRTC engines in one process. */
 import { describe, expect, it } from 'vitest';
-import { loadEngine, type EngineName, type Peer } from '../transport/index.js';
 import type { PeerSignal } from '../shared/signaling.js';
+import { type EngineName, loadEngine, type Peer } from '../transport/index.js';
 
 async function connect(offerer: EngineName, answerer: EngineName): Promise<{ ms: number; close(): void }> {
   const a = (await loadEngine(offerer)).createPeer({ iceServers: [] });
@@ -16,7 +16,13 @@ async function connect(offerer: EngineName, answerer: EngineName): Promise<{ ms:
   const started = performance.now();
   const channel = a.createDataChannel('beam/1');
   await new Promise<void>((resolve) => channel.onOpen(resolve));
-  return { ms: performance.now() - started, close: () => (a.close(), b.close()) };
+  return {
+    ms: performance.now() - started,
+    close: () => {
+      a.close();
+      b.close();
+    },
+  };
 }
 
 describe('peer connection setup', () => {

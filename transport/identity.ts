@@ -3,12 +3,12 @@
  * under the user's config directory (mode 0600), so the peer ID in its
  * `beam connect` links stays valid across runs; visitors use a fresh one.
  */
-import { mkdir, readFile, writeFile, chmod, stat } from 'node:fs/promises';
+import { chmod, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@libp2p/crypto/keys';
-import { peerIdFromPrivateKey, peerIdFromString } from '@libp2p/peer-id';
 import type { PeerId, PrivateKey } from '@libp2p/interface';
+import { peerIdFromPrivateKey, peerIdFromString } from '@libp2p/peer-id';
 import { BeamError } from '../shared/errors.js';
 
 export interface Identity {

@@ -9,6 +9,10 @@ export async function loadEngine(name: EngineName = 'node-datachannel'): Promise
     if (name === 'werift') return (await import('./werift.js')).weriftEngine;
     return (await import('./ndc.js')).nodeDatachannelEngine;
   } catch (err) {
-    throw new BeamError('BEAM_ERR_BAD_OPTION', `the ${name} engine failed to load (${(err as Error).message}); try --engine ${name === 'werift' ? 'node-datachannel' : 'werift'}`, { cause: err });
+    throw new BeamError(
+      'BEAM_ERR_BAD_OPTION',
+      `the ${name} engine failed to load (${(err as Error).message}); try --engine ${name === 'werift' ? 'node-datachannel' : 'werift'}`,
+      { cause: err },
+    );
   }
 }

@@ -6,10 +6,11 @@
  * `beam connect` checks the agent's Noise handshake against that peer ID
  * rather than trusting the server's word.
  */
+
+import { isIP } from 'node:net';
 import type { PeerId } from '@libp2p/interface';
 import { SECRET_PARAM } from '../shared/constants.js';
 import { BeamError } from '../shared/errors.js';
-import { isIP } from 'node:net';
 import { validateName } from '../shared/names.js';
 import { parsePeerId } from './identity.js';
 
@@ -53,7 +54,10 @@ export function parseLink(text: string): ParsedLink {
     share = validateName(named);
   } else {
     if (isIP(u.hostname.replace(/^\[|\]$/g, '')) !== 0) {
-      throw new BeamError('BEAM_ERR_BAD_OPTION', `${u.host} is an IP address, which names no share: use the share's own link (http://<name>.<domain>/), or add the name as ${u.origin}/#share=<name>`);
+      throw new BeamError(
+        'BEAM_ERR_BAD_OPTION',
+        `${u.host} is an IP address, which names no share: use the share's own link (http://<name>.<domain>/), or add the name as ${u.origin}/#share=<name>`,
+      );
     }
     const dot = u.hostname.indexOf('.');
     if (dot <= 0) throw new BeamError('BEAM_ERR_BAD_OPTION', `"${u.hostname}" names no share: a link looks like http://<name>.<domain>/`);

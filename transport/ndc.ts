@@ -2,7 +2,17 @@
 import ndc from 'node-datachannel';
 import { SCTP_BUFFER_BYTES } from '../shared/constants.js';
 import type { IceServer, PeerSignal as Signal } from '../shared/signaling.js';
-import { bareCandidate, candidateKind, PeerEvents, type CandidateKind, type DataChannel, type Peer, type PeerOptions, type PeerState, type WebRtcEngine } from './engine.js';
+import {
+  bareCandidate,
+  type CandidateKind,
+  candidateKind,
+  type DataChannel,
+  type Peer,
+  PeerEvents,
+  type PeerOptions,
+  type PeerState,
+  type WebRtcEngine,
+} from './engine.js';
 
 type NdcChannel = ndc.DataChannel;
 
@@ -95,12 +105,17 @@ class NdcPeer extends PeerEvents<NdcDataChannel> implements Peer {
     this.pc.onLocalCandidate((candidate, mid) => this.signalCb({ type: 'candidate', candidate: bareCandidate(candidate), mid }));
     this.pc.onStateChange((state) => {
       const mapped: PeerState | undefined =
-        state === 'connected' ? 'connected'
-        : state === 'disconnected' ? 'disconnected'
-        : state === 'failed' ? 'failed'
-        : state === 'closed' ? 'closed'
-        : state === 'connecting' ? 'connecting'
-        : undefined;
+        state === 'connected'
+          ? 'connected'
+          : state === 'disconnected'
+            ? 'disconnected'
+            : state === 'failed'
+              ? 'failed'
+              : state === 'closed'
+                ? 'closed'
+                : state === 'connecting'
+                  ? 'connecting'
+                  : undefined;
       if (mapped) this.stateCb(mapped);
     });
     this.pc.onDataChannel((dc) => {

@@ -4,7 +4,7 @@
  * travels on it is Noise ciphertext (transport/secure.ts).
  */
 import WebSocket from 'ws';
-import { RELAY_HIGH_WATER_BYTES, RELAY_LOW_WATER_BYTES, RELAY_MAX_MESSAGE_BYTES, RELAY_PATH, RELAY_PAIR_TIMEOUT_MS } from '../shared/constants.js';
+import { RELAY_HIGH_WATER_BYTES, RELAY_LOW_WATER_BYTES, RELAY_MAX_MESSAGE_BYTES, RELAY_PAIR_TIMEOUT_MS, RELAY_PATH } from '../shared/constants.js';
 import { BeamError, isErrorCode } from '../shared/errors.js';
 import type { Pipe } from './secure.js';
 

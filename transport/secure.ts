@@ -17,9 +17,9 @@
 import './polyfill.js';
 import { createHash } from 'node:crypto';
 import { noise } from '@chainsafe/libp2p-noise';
+import type { MessageStream, PeerId, Upgrader } from '@libp2p/interface';
 import { defaultLogger, logger } from '@libp2p/logger';
 import { AbstractMessageStream, type SendResult } from '@libp2p/utils';
-import type { MessageStream, PeerId, Upgrader } from '@libp2p/interface';
 import { FRAME_HEADER_BYTES, HANDSHAKE_TIMEOUT_MS, MAX_MESSAGE_BYTES } from '../shared/constants.js';
 import { BeamError } from '../shared/errors.js';
 import type { FrameChannel } from '../shared/mux.js';

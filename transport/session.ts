@@ -22,32 +22,32 @@
  * which DTLS alone protects: see VisitorSessionOptions.directNoise.
  */
 import { EventEmitter } from 'node:events';
+import type { PeerId } from '@libp2p/interface';
 import type { Logger } from 'pino';
 import type { Socket } from 'socket.io-client';
-import type { PeerId } from '@libp2p/interface';
 import {
   AGENT_CONNECT_TIMEOUT_MS,
   DATAGRAM_CHANNEL_LABEL,
   DIRECT_PATH_TIMEOUT_MS,
+  DIRECT_RETRY_MS,
+  LINK_SETUP_ATTEMPTS,
+  MAX_DIRECT_RETRY_MS,
+  NOISE_CHANNEL_LABEL,
   PATH_PROBE_MS,
   PATH_WAIT_MS,
-  DIRECT_RETRY_MS,
-  MAX_DIRECT_RETRY_MS,
-  LINK_SETUP_ATTEMPTS,
-  NOISE_CHANNEL_LABEL,
   STREAM_CHANNEL_LABEL,
 } from '../shared/constants.js';
-import { BeamError, isErrorCode, type ErrorCode } from '../shared/errors.js';
-import { StreamProtocol } from '../shared/frames.js';
 import { decodeDatagram, encodeDatagram, encodeRecord, RecordReader } from '../shared/datagram.js';
-import { Mux, type MuxStream } from '../shared/mux.js';
+import { BeamError, type ErrorCode, isErrorCode } from '../shared/errors.js';
+import { StreamProtocol } from '../shared/frames.js';
 import { withoutTurn } from '../shared/ice.js';
+import { Mux, type MuxStream } from '../shared/mux.js';
+import type { PathKind } from '../shared/paths.js';
 import type { Ack, ClientToServerEvents, RelayMode, ServerToClientEvents, SessionOpened, ShareKind, Signal } from '../shared/signaling.js';
 import type { DataChannel, Peer, WebRtcEngine } from './engine.js';
 import type { Identity } from './identity.js';
+import { type PathDown, PathSet } from './paths.js';
 import { connectRelay, relayServerFor } from './relay.js';
-import { PathSet, type PathDown } from './paths.js';
-import type { PathKind } from '../shared/paths.js';
 
 /**
  * Noise and the libp2p keys load when a path first needs them: a browser
@@ -123,7 +123,9 @@ export function relayPolicy(visitor: RelayMode, agent: RelayMode): RelayMode {
   if (visitor === 'auto') return agent;
   throw new BeamError(
     'BEAM_ERR_RELAY_REFUSED',
-    agent === 'never' ? 'the share allows no relay (--relay never) and this side asked for --relay always' : 'the share asks for --relay always and this side allows no relay',
+    agent === 'never'
+      ? 'the share allows no relay (--relay never) and this side asked for --relay always'
+      : 'the share asks for --relay always and this side allows no relay',
   );
 }
 
@@ -236,7 +238,8 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
         this.on('close', done);
       });
     }
-    if (this.paths.best === undefined) throw new BeamError('BEAM_ERR_PEER_GONE', this.closed ? 'the session ended' : `no path to the agent within ${waitMs} ms`);
+    if (this.paths.best === undefined)
+      throw new BeamError('BEAM_ERR_PEER_GONE', this.closed ? 'the session ended' : `no path to the agent within ${waitMs} ms`);
     return this.openStream(protocol);
   }
 
@@ -270,7 +273,8 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
     return new Promise<void>((resolve, reject) => {
       this.settle = { resolve, reject };
       this.after(AGENT_CONNECT_TIMEOUT_MS, () => {
-        if (this.paths.size === 0) this.fail(this.lastError ?? new BeamError('BEAM_ERR_AGENT_UNREACHABLE', `no path to the agent within ${AGENT_CONNECT_TIMEOUT_MS} ms`));
+        if (this.paths.size === 0)
+          this.fail(this.lastError ?? new BeamError('BEAM_ERR_AGENT_UNREACHABLE', `no path to the agent within ${AGENT_CONNECT_TIMEOUT_MS} ms`));
       });
       if (this.mode === 'always') {
         this.startRelay();
@@ -312,13 +316,11 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
 
   private open(): Promise<SessionOpened> {
     return new Promise<SessionOpened>((resolve, reject) => {
-      this.c.socket
-        .timeout(AGENT_CONNECT_TIMEOUT_MS)
-        .emit('session:open', { share: this.share }, (err: Error | null, res: Ack<SessionOpened>) => {
-          if (err) reject(new BeamError('BEAM_ERR_AGENT_UNREACHABLE', 'signaling did not answer'));
-          else if (res.ok) resolve(res.value);
-          else reject(new BeamError(isErrorCode(res.error.code) ? res.error.code : 'BEAM_ERR_AGENT_UNREACHABLE', res.error.detail));
-        });
+      this.c.socket.timeout(AGENT_CONNECT_TIMEOUT_MS).emit('session:open', { share: this.share }, (err: Error | null, res: Ack<SessionOpened>) => {
+        if (err) reject(new BeamError('BEAM_ERR_AGENT_UNREACHABLE', 'signaling did not answer'));
+        else if (res.ok) resolve(res.value);
+        else reject(new BeamError(isErrorCode(res.error.code) ? res.error.code : 'BEAM_ERR_AGENT_UNREACHABLE', res.error.detail));
+      });
     });
   }
 
@@ -361,7 +363,8 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
       this.directFailed(err);
     };
     // A retry beside a working path has its own deadline: ICE alone may take long to give up.
-    if (this.paths.size > 0) this.after(AGENT_CONNECT_TIMEOUT_MS, () => failed(new BeamError('BEAM_ERR_AGENT_UNREACHABLE', `no direct pair within ${AGENT_CONNECT_TIMEOUT_MS} ms`)));
+    if (this.paths.size > 0)
+      this.after(AGENT_CONNECT_TIMEOUT_MS, () => failed(new BeamError('BEAM_ERR_AGENT_UNREACHABLE', `no direct pair within ${AGENT_CONNECT_TIMEOUT_MS} ms`)));
     peer.onSignal((signal) => {
       if (this.peer !== peer) return;
       if (signal.type === 'offer') {
@@ -428,7 +431,7 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
   /** On a private share, a handshake that fails means (most likely) a wrong secret: say so. */
   private explain(err: BeamError): BeamError {
     if (err.code === 'BEAM_ERR_HANDSHAKE_FAILED' && this.opened?.private && this.handshakeSecret() !== undefined) {
-      return new BeamError('BEAM_ERR_PRIVATE', 'the handshake failed: the link\'s secret is wrong (or someone is in the middle)');
+      return new BeamError('BEAM_ERR_PRIVATE', "the handshake failed: the link's secret is wrong (or someone is in the middle)");
     }
     return err;
   }
@@ -494,7 +497,12 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
           return;
         }
         const { secure, SecureFrameChannel, withSecret } = await loadSecure();
-        const secured = await secure(pipe, { role: 'initiator', identity: await this.ownIdentity(), remotePeer: await this.expectedPeer(), prologue: withSecret(new Uint8Array(0), this.handshakeSecret()) });
+        const secured = await secure(pipe, {
+          role: 'initiator',
+          identity: await this.ownIdentity(),
+          remotePeer: await this.expectedPeer(),
+          prologue: withSecret(new Uint8Array(0), this.handshakeSecret()),
+        });
         if (this.closed) {
           pipe.close();
           return;

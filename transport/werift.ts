@@ -3,9 +3,9 @@
  * node-datachannel's native binary (`--engine werift`). Pinned to 0.24.x,
  * the last line that runs on Node 20.
  */
-import { RTCPeerConnection, type RTCDataChannel } from 'werift';
+import { type RTCDataChannel, RTCPeerConnection } from 'werift';
 import type { PeerSignal as Signal } from '../shared/signaling.js';
-import { bareCandidate, candidateKind, PeerEvents, type CandidateKind, type DataChannel, type Peer, type PeerOptions, type PeerState, type WebRtcEngine } from './engine.js';
+import { bareCandidate, type CandidateKind, candidateKind, type DataChannel, type Peer, PeerEvents, type PeerOptions, type WebRtcEngine } from './engine.js';
 
 class WeriftDataChannel implements DataChannel {
   private readonly channel: RTCDataChannel;

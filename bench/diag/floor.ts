@@ -19,12 +19,10 @@ import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
-import { parseArgs } from 'node:util';
+import { parseArgs, promisify } from 'node:util';
 import ndc from 'node-datachannel';
-
-import { wire, type Msg } from '../raw-ndc.js';
 import { startJson } from '../../test/helpers/services.js';
+import { type Msg, wire } from '../raw-ndc.js';
 
 const run = promisify(execFile);
 
@@ -105,7 +103,13 @@ function cpuMicros(pid: number): number {
 }
 
 /** Runs wrk and reports, besides its numbers, the CPU each of `pids` spent per request meanwhile. */
-async function wrkCpu(pids: Record<string, number>, url: string, connections: number, seconds: number, host?: string): Promise<{ rps: number; p50: string; cpu: string }> {
+async function wrkCpu(
+  pids: Record<string, number>,
+  url: string,
+  connections: number,
+  seconds: number,
+  host?: string,
+): Promise<{ rps: number; p50: string; cpu: string }> {
   const before = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, cpuMicros(pid)]));
   const r = await wrk(url, connections, seconds, host);
   const requests = r.rps * seconds;
@@ -132,11 +136,25 @@ async function main(): Promise<void> {
   const node = process.execPath;
   const origin = await startJson(node, [fileURLToPath(new URL('../origin.js', import.meta.url))], (e) => typeof e['port'] === 'number');
   const originPort = origin.event['port'] as number;
-  const server = await startJson(node, ['bin/beam.js', 'serve', '--port', '0', '--host', '127.0.0.1', '--json', '--log-level', 'error'], (e) => e['event'] === 'ready');
+  const server = await startJson(
+    node,
+    ['bin/beam.js', 'serve', '--port', '0', '--host', '127.0.0.1', '--json', '--log-level', 'error'],
+    (e) => e['event'] === 'ready',
+  );
   const serverPort = server.event['port'] as number;
   const agent = await startJson(
     node,
-    ['bin/beam.js', 'http', `127.0.0.1:${originPort}`, '--server', `http://127.0.0.1:${serverPort}`, '--json', '--log-level', 'error', ...(process.env['AGENT_ARGS']?.split(' ').filter(Boolean) ?? [])],
+    [
+      'bin/beam.js',
+      'http',
+      `127.0.0.1:${originPort}`,
+      '--server',
+      `http://127.0.0.1:${serverPort}`,
+      '--json',
+      '--log-level',
+      'error',
+      ...(process.env['AGENT_ARGS']?.split(' ').filter(Boolean) ?? []),
+    ],
     (e) => e['event'] === 'ready',
   );
   const host = `${agent.event['name'] as string}.localhost:${serverPort}`;

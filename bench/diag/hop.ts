@@ -4,11 +4,11 @@
  * node-datachannel and over an in-memory channel. Usage: node dist/bench/diag/hop.js <originPort>
  */
 import { pino } from 'pino';
-import { loadEngine } from '../../transport/index.js';
-import { Mux, type FrameChannel } from '../../shared/mux.js';
+import { OriginForwarder } from '../../peer-agent/origin.js';
 import { StreamProtocol } from '../../shared/frames.js';
 import { decodeResponseHead, encodeHead, readHead } from '../../shared/http-head.js';
-import { OriginForwarder } from '../../peer-agent/origin.js';
+import { type FrameChannel, Mux } from '../../shared/mux.js';
+import { loadEngine } from '../../transport/index.js';
 
 class Mem implements FrameChannel {
   peer!: Mem;
@@ -53,7 +53,11 @@ for (const kind of ['mem', 'ndc'] as const) {
   const [ca, cb] = await pair(kind);
   const a = new Mux(ca, { role: 'initiator', ping: false });
   const b = new Mux(cb, { role: 'responder', ping: false });
-  const fwd = new OriginForwarder({ logger: pino({ level: 'silent' }), events: { onUnreachable() {} } }, { host: '127.0.0.1', port }, { hostHeader: 'rewrite', timeoutMs: 5000 });
+  const fwd = new OriginForwarder(
+    { logger: pino({ level: 'silent' }), events: { onUnreachable() {} } },
+    { host: '127.0.0.1', port },
+    { hostHeader: 'rewrite', timeoutMs: 5000 },
+  );
   b.on('stream', (s) => void fwd.serve(s, { trustForwarded: true, path: 'gateway' }));
   const times: number[] = [];
   for (let i = 0; i < Number(process.env['N'] ?? 500); i++) {

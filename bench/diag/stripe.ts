@@ -127,7 +127,10 @@ async function main(): Promise<void> {
 async function waitForStun(lab: NetLab): Promise<void> {
   for (let i = 0; i < 100; i++) {
     const ok = await lab
-      .node(lab.wan, `import { execFileSync } from 'node:child_process'; const out = execFileSync('ss', ['-lun']).toString(); console.log(JSON.stringify({ up: out.includes('${WAN_SERVER}:3478') }));`)
+      .node(
+        lab.wan,
+        `import { execFileSync } from 'node:child_process'; const out = execFileSync('ss', ['-lun']).toString(); console.log(JSON.stringify({ up: out.includes('${WAN_SERVER}:3478') }));`,
+      )
       .then((l) => l[0]?.['up'] === true);
     if (ok) return;
     await new Promise((r) => setTimeout(r, 100));

@@ -1,6 +1,7 @@
 /** What the shared code takes from node:crypto, for the browser bundle. */
-import { Buffer } from 'buffer';
+
 import { sha256 } from '@noble/hashes/sha2.js';
+import { Buffer } from 'buffer';
 
 export function randomBytes(n: number): Buffer {
   const bytes = new Uint8Array(n);

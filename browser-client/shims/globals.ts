@@ -37,7 +37,12 @@ class Timer {
 }
 
 const idOf = (t: unknown): number | undefined => (t instanceof Timer ? t.id : (t as number | undefined));
-const native = { setTimeout: globalThis.setTimeout.bind(globalThis), setInterval: globalThis.setInterval.bind(globalThis), clearTimeout: globalThis.clearTimeout.bind(globalThis), clearInterval: globalThis.clearInterval.bind(globalThis) };
+const native = {
+  setTimeout: globalThis.setTimeout.bind(globalThis),
+  setInterval: globalThis.setInterval.bind(globalThis),
+  clearTimeout: globalThis.clearTimeout.bind(globalThis),
+  clearInterval: globalThis.clearInterval.bind(globalThis),
+};
 
 function setTimeoutShim(fn: (...args: unknown[]) => void, ms?: number, ...args: unknown[]): Timer {
   return new Timer(native.setTimeout(fn, ms, ...args) as unknown as number);
@@ -56,9 +61,9 @@ function setImmediateShim(fn: (...args: unknown[]) => void, ...args: unknown[]):
 }
 
 export {
-  setTimeoutShim as setTimeout,
-  setIntervalShim as setInterval,
-  clearTimeoutShim as clearTimeout,
   clearIntervalShim as clearInterval,
+  clearTimeoutShim as clearTimeout,
   setImmediateShim as setImmediate,
+  setIntervalShim as setInterval,
+  setTimeoutShim as setTimeout,
 };

@@ -5,7 +5,7 @@
  * that reaches them fails loudly.
  */
 const unsupported = (): never => {
-  throw new Error('only Ed25519 keys are in Beam\'s browser bundle');
+  throw new Error("only Ed25519 keys are in Beam's browser bundle");
 };
 
 export class ECDSAPrivateKey {

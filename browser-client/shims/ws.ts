@@ -45,7 +45,10 @@ export default class WebSocketShim {
 
   once(event: string, listener: Listener): this {
     const wrapped = ((...args: unknown[]) => {
-      this.listeners.set(event, (this.listeners.get(event) ?? []).filter((l) => l !== wrapped));
+      this.listeners.set(
+        event,
+        (this.listeners.get(event) ?? []).filter((l) => l !== wrapped),
+      );
       (listener as (...a: unknown[]) => void)(...args);
     }) as Listener;
     return this.on(event, wrapped);

@@ -2,10 +2,11 @@
  * The programmatic API, imported by package name as a user's test would:
  * serve, share and connect, each resolving to { url, close() }.
  */
+
+import { BeamError, connect, type Server, type SessionInfo, serve, share } from 'beam-tunnel';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BeamError, connect, serve, share, type Server, type SessionInfo } from 'beam-tunnel';
-import { startOrigin, type Origin } from '../helpers/origin.js';
 import { request } from '../helpers/http.js';
+import { type Origin, startOrigin } from '../helpers/origin.js';
 
 let origin: Origin;
 let server: Server;
@@ -72,7 +73,10 @@ describe('import { share, connect, serve } from the package', () => {
       serve({ domain: 'bad domain!' }),
     ];
     for (const p of bad) {
-      const err = await p.then(() => undefined, (e: unknown) => e);
+      const err = await p.then(
+        () => undefined,
+        (e: unknown) => e,
+      );
       expect(err).toBeInstanceOf(BeamError);
       expect((err as BeamError).code).toMatch(/^BEAM_ERR_(BAD_OPTION|BAD_REQUEST)$/);
     }

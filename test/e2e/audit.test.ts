@@ -2,12 +2,13 @@
  * The audit log: pino JSON on the server and on the agent, with an `audit`
  * field, for registrations, sessions, auth failures and limit hits.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
 import { io as connectSocket } from 'socket.io-client';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SIGNALING_PATH, SIGNALING_PROTOCOL_VERSION } from '../../shared/constants.js';
-import { startOrigin, type Origin } from '../helpers/origin.js';
-import { BeamProcess } from '../helpers/procs.js';
 import { request } from '../helpers/http.js';
+import { type Origin, startOrigin } from '../helpers/origin.js';
+import { BeamProcess } from '../helpers/procs.js';
 
 let origin: Origin;
 let server: BeamProcess;
@@ -24,7 +25,22 @@ afterAll(async () => {
 
 describe('audit log', () => {
   it('records registrations, sessions, auth failures and limit hits, on the server and on the agent', async () => {
-    const agent = new BeamProcess(['http', String(origin.port), '--server', `http://127.0.0.1:${port}`, '--json', '--no-inspect', '--log-level', 'info', '--auth', 'ann:pw', '--rate-limit', '2/min', '--name', 'audited-1']);
+    const agent = new BeamProcess([
+      'http',
+      String(origin.port),
+      '--server',
+      `http://127.0.0.1:${port}`,
+      '--json',
+      '--no-inspect',
+      '--log-level',
+      'info',
+      '--auth',
+      'ann:pw',
+      '--rate-limit',
+      '2/min',
+      '--name',
+      'audited-1',
+    ]);
     try {
       await agent.waitFor('ready');
       const registered = await server.waitForLog({ audit: 'share.registered', share: 'audited-1' });
@@ -46,7 +62,12 @@ describe('audit log', () => {
       expect(await agent.waitForLog({ audit: 'limit.hit', code: 'BEAM_ERR_RATE_LIMITED' })).toMatchObject({ visitor: '127.0.0.1' });
 
       // A signaling client with a forged gateway token: refused, and on the record.
-      const forged = connectSocket(`http://127.0.0.1:${port}`, { path: SIGNALING_PATH, transports: ['websocket'], reconnection: false, auth: { protocol: SIGNALING_PROTOCOL_VERSION, role: 'visitor', gatewayToken: 'forged' } });
+      const forged = connectSocket(`http://127.0.0.1:${port}`, {
+        path: SIGNALING_PATH,
+        transports: ['websocket'],
+        reconnection: false,
+        auth: { protocol: SIGNALING_PROTOCOL_VERSION, role: 'visitor', gatewayToken: 'forged' },
+      });
       await new Promise<void>((resolve) => forged.once('connect_error', () => resolve()));
       forged.close();
       expect(await server.waitForLog({ audit: 'auth.refused', code: 'BEAM_ERR_UNAUTHORIZED' })).toMatchObject({ address: '127.0.0.1' });
@@ -69,7 +90,18 @@ describe('audit log', () => {
 
 describe('request ids', () => {
   it('one id follows a request from the gateway to the agent to the origin, and back in the response', async () => {
-    const agent = new BeamProcess(['http', String(origin.port), '--server', `http://127.0.0.1:${port}`, '--json', '--no-inspect', '--log-level', 'debug', '--name', 'traced-1']);
+    const agent = new BeamProcess([
+      'http',
+      String(origin.port),
+      '--server',
+      `http://127.0.0.1:${port}`,
+      '--json',
+      '--no-inspect',
+      '--log-level',
+      'debug',
+      '--name',
+      'traced-1',
+    ]);
     try {
       await agent.waitFor('ready');
       const host = `traced-1.localhost:${port}`;

@@ -13,13 +13,13 @@ import { io as connectSocket } from 'socket.io-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SIGNALING_PATH, SIGNALING_PROTOCOL_VERSION, STREAM_CHANNEL_LABEL } from '../../shared/constants.js';
 import { StreamProtocol } from '../../shared/frames.js';
-import { decodeResponseHead, encodeHead, readHead, type ResponseHead } from '../../shared/http-head.js';
+import { decodeResponseHead, encodeHead, type ResponseHead, readHead } from '../../shared/http-head.js';
 import { Mux } from '../../shared/mux.js';
-import { decode, SessionSignalSchema, type Ack, type SessionOpened } from '../../shared/signaling.js';
+import { type Ack, decode, type SessionOpened, SessionSignalSchema } from '../../shared/signaling.js';
 import { loadEngine } from '../../transport/index.js';
 import type { VisitorSocket } from '../../transport/session.js';
-import { startOrigin, type Origin } from '../helpers/origin.js';
-import { BeamProcess, startServer, type ServerHandle } from '../helpers/procs.js';
+import { type Origin, startOrigin } from '../helpers/origin.js';
+import { BeamProcess, type ServerHandle, startServer } from '../helpers/procs.js';
 
 let origin: Origin;
 let server: ServerHandle;
@@ -92,7 +92,7 @@ async function get(mux: Mux, target: string, headers: Array<[string, string]> = 
   return { head, body: Buffer.concat(chunks) };
 }
 
-describe('a browser page\'s direct path (DTLS alone, no Noise)', () => {
+describe("a browser page's direct path (DTLS alone, no Noise)", () => {
   it('serves a browser visitor of an HTTP share', async () => {
     const { name } = await share(['http', `127.0.0.1:${origin.port}`]);
     const v = await dtlsOnly(name, 'browser');

@@ -4,15 +4,15 @@
  * WebSocket, carried peer to peer), and the gateway proxies nothing.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import type { AddressInfo } from 'node:net';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createServer, type ViteDevServer } from 'vite';
 import type { Browser } from 'playwright-core';
-import { startAgent, startServer, type ServerHandle } from '../helpers/procs.js';
-import { gatewayRequests } from '../helpers/http.js';
+import { createServer, type ViteDevServer } from 'vite';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { launchChromium } from '../helpers/browser.js';
+import { gatewayRequests } from '../helpers/http.js';
+import { type ServerHandle, startAgent, startServer } from '../helpers/procs.js';
 
 let dir: string;
 let vite: ViteDevServer;
@@ -21,7 +21,10 @@ let browser: Browser;
 
 beforeAll(async () => {
   dir = mkdtempSync(path.join(tmpdir(), 'beam-vite-'));
-  writeFileSync(path.join(dir, 'index.html'), '<!doctype html><html><head><title>Vite app</title></head><body><p id="out"></p><script type="module" src="/main.js"></script></body></html>');
+  writeFileSync(
+    path.join(dir, 'index.html'),
+    '<!doctype html><html><head><title>Vite app</title></head><body><p id="out"></p><script type="module" src="/main.js"></script></body></html>',
+  );
   writeFileSync(path.join(dir, 'msg.js'), "export const msg = 'one';\n");
   writeFileSync(
     path.join(dir, 'main.js'),
@@ -33,7 +36,13 @@ beforeAll(async () => {
       '',
     ].join('\n'),
   );
-  vite = await createServer({ root: dir, configFile: false, logLevel: 'silent', clearScreen: false, server: { host: '127.0.0.1', port: 0, strictPort: false } });
+  vite = await createServer({
+    root: dir,
+    configFile: false,
+    logLevel: 'silent',
+    clearScreen: false,
+    server: { host: '127.0.0.1', port: 0, strictPort: false },
+  });
   await vite.listen();
   server = await startServer();
   browser = await launchChromium();
@@ -45,10 +54,9 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-
 describe('Vite through Beam in a browser', () => {
   it('editing a module updates the page without a reload, over the peer-to-peer session', async () => {
-    const port = (vite.httpServer?.address() as AddressInfo).port;
+    const port = (vite.httpServer!.address() as AddressInfo).port;
     const agent = await startAgent(port, server, ['--no-inspect']);
     try {
       const before = await gatewayRequests(server.port);

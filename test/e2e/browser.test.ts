@@ -7,19 +7,20 @@
  * refused the relay carries it; on a non-secure origin the gateway does, and
  * the page says why.
  */
-import { mkdirSync, readFileSync } from 'node:fs';
-import { gunzipSync } from 'node:zlib';
-import path from 'node:path';
+
 import { createHash } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Browser, Page } from 'playwright-core';
-import { startFixtureApp, type FixtureApp } from '../helpers/fixture-app.js';
+import { mkdirSync, readFileSync } from 'node:fs';
 import https from 'node:https';
-import { BeamProcess, onPath, ROOT, startAgent, startServer, type ServerHandle } from '../helpers/procs.js';
-import { makeCertificates } from '../helpers/tls.js';
-import { gatewayRequests, request } from '../helpers/http.js';
+import path from 'node:path';
+import { gunzipSync } from 'node:zlib';
+import type { Browser, Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { launchChromium } from '../helpers/browser.js';
 import { startFaultProxy } from '../helpers/fault-proxy.js';
+import { type FixtureApp, startFixtureApp } from '../helpers/fixture-app.js';
+import { gatewayRequests, request } from '../helpers/http.js';
+import { BeamProcess, onPath, ROOT, type ServerHandle, startAgent, startServer } from '../helpers/procs.js';
+import { makeCertificates } from '../helpers/tls.js';
 
 let app: FixtureApp;
 let server: ServerHandle;
@@ -36,7 +37,6 @@ afterAll(async () => {
   await app?.close();
 });
 
-
 const expectedEcho = (): string => {
   const body = new Uint8Array(200_000).map((_, i) => (i * 7) % 251);
   return `200000 ${createHash('sha256').update(body).digest('hex')}`;
@@ -44,7 +44,10 @@ const expectedEcho = (): string => {
 
 /** The built assets and their sizes (browser-client/build.mjs): which chunks load only on demand. */
 const sizes = (): Record<string, { bytes: number; gzip: number; onDemand: boolean }> =>
-  JSON.parse(readFileSync(path.join(ROOT, 'dist/browser-client/assets/sizes.json'), 'utf8')) as Record<string, { bytes: number; gzip: number; onDemand: boolean }>;
+  JSON.parse(readFileSync(path.join(ROOT, 'dist/browser-client/assets/sizes.json'), 'utf8')) as Record<
+    string,
+    { bytes: number; gzip: number; onDemand: boolean }
+  >;
 
 /** Beam's scripts the page has loaded so far (by file name), from its resource timing. */
 async function loadedScripts(page: Page): Promise<string[]> {
@@ -95,12 +98,16 @@ describe('a share in a browser', () => {
       await page.goto(agent.url);
       await expect.poll(() => page.locator('#beam-badge').getAttribute('data-path'), poll).toBe('direct');
       // The direct path runs on DTLS alone: the page never loads the chunks that carry Noise.
-      const onDemand = Object.entries(sizes()).filter(([, s]) => s.onDemand).map(([name]) => name);
+      const onDemand = Object.entries(sizes())
+        .filter(([, s]) => s.onDemand)
+        .map(([name]) => name);
       expect(onDemand.length).toBeGreaterThan(0);
       expect(await loadedScripts(page)).toContain('page.js');
       expect((await loadedScripts(page)).filter((n) => onDemand.includes(n))).toEqual([]);
       await useApp(page);
-      expect(app.seen).toEqual(expect.arrayContaining(['GET /', 'GET /login', 'POST /login', 'GET /dashboard', 'GET /events', 'POST /api/echo', 'GET /api/me', 'WS /ws']));
+      expect(app.seen).toEqual(
+        expect.arrayContaining(['GET /', 'GET /login', 'POST /login', 'GET /dashboard', 'GET /events', 'POST /api/echo', 'GET /api/me', 'WS /ws']),
+      );
       // A body too big to hold streams through the worker with credit; a small one goes again after a 307.
       const uploads = await page.frames()[1]?.evaluate(async () => {
         const pattern = (size: number): ArrayBuffer => new Uint8Array(size).map((_, i) => (i * 31) % 251).buffer as ArrayBuffer;
@@ -110,7 +117,12 @@ describe('a share in a browser', () => {
       });
       const pattern = (size: number): Buffer => Buffer.from(new Uint8Array(size).map((_, i) => (i * 31) % 251));
       expect(uploads).toEqual({
-        big: { length: 8 * 1024 * 1024, sha256: createHash('sha256').update(pattern(8 * 1024 * 1024)).digest('hex') },
+        big: {
+          length: 8 * 1024 * 1024,
+          sha256: createHash('sha256')
+            .update(pattern(8 * 1024 * 1024))
+            .digest('hex'),
+        },
         moved: { length: 1000, sha256: createHash('sha256').update(pattern(1000)).digest('hex') },
       });
       // A reload keeps the session (the jar), and a deep link opens where it points.
@@ -181,7 +193,9 @@ describe('a share in a browser', () => {
       await expect.poll(() => page.locator('#beam-badge').getAttribute('data-path'), poll).toBe('relay');
       await expect.poll(() => page.locator('#beam-badge span').textContent(), poll).toMatch(/^Beam: relay/);
       // The relay runs Noise, loaded for it.
-      const onDemand = Object.entries(sizes()).filter(([, s]) => s.onDemand).map(([name]) => name);
+      const onDemand = Object.entries(sizes())
+        .filter(([, s]) => s.onDemand)
+        .map(([name]) => name);
       expect((await loadedScripts(page)).filter((n) => onDemand.includes(n)).length).toBeGreaterThan(0);
       await useApp(page);
       expect(await gatewayRequests(server.port)).toBe(before);
@@ -191,7 +205,7 @@ describe('a share in a browser', () => {
     }
   });
 
-  it('a --private share: the link\'s secret goes with every request, peer to peer; the app never sees it; a wrong one is refused and forgotten; without it, 401 through the gateway', async () => {
+  it("a --private share: the link's secret goes with every request, peer to peer; the app never sees it; a wrong one is refused and forgotten; without it, 401 through the gateway", async () => {
     const agent = await startAgent(app.port, server, ['--no-inspect', '--private']);
     const context = await browser.newContext();
     const stranger = await browser.newContext();
@@ -275,7 +289,7 @@ describe('a share in a browser', () => {
     }
   });
 
-  it('gives the bootstrap to browser navigations only: curl, the app\'s frames and fetches get the app; --no-browser-p2p turns it off', async () => {
+  it("gives the bootstrap to browser navigations only: curl, the app's frames and fetches get the app; --no-browser-p2p turns it off", async () => {
     const agent = await startAgent(app.port, server, ['--no-inspect']);
     const off = await startServer(['--no-browser-p2p']);
     const offAgent = await startAgent(app.port, off, ['--no-inspect']);
@@ -285,19 +299,31 @@ describe('a share in a browser', () => {
       expect(boot.status).toBe(200);
       expect(boot.body.toString()).toContain(`<script id="beam-config" type="application/json">{"share":"${agent.name}"}</script>`);
       expect(boot.headers['cache-control']).toBe('no-store');
-      for (const headers of [{} as Record<string, string>, { 'sec-fetch-mode': 'navigate', 'sec-fetch-dest': 'iframe' }, { 'sec-fetch-mode': 'cors', 'sec-fetch-dest': 'empty' }]) {
+      for (const headers of [
+        {} as Record<string, string>,
+        { 'sec-fetch-mode': 'navigate', 'sec-fetch-dest': 'iframe' },
+        { 'sec-fetch-mode': 'cors', 'sec-fetch-dest': 'empty' },
+      ]) {
         const res = await request(server.port, agent.host, '/', { headers });
         expect(res.body.toString()).toContain('<h1 id="title">Home</h1>');
         // The app's own framing policy, as it sent it.
         expect(res.headers['x-frame-options']).toBe('DENY');
       }
       // Its frame in the share's own page may show it; other sites still may not.
-      const framed = await request(server.port, agent.host, '/', { headers: { 'sec-fetch-mode': 'navigate', 'sec-fetch-dest': 'iframe', 'sec-fetch-site': 'same-origin' } });
+      const framed = await request(server.port, agent.host, '/', {
+        headers: { 'sec-fetch-mode': 'navigate', 'sec-fetch-dest': 'iframe', 'sec-fetch-site': 'same-origin' },
+      });
       expect(framed.headers['x-frame-options']).toBe('SAMEORIGIN');
-      const elsewhere = await request(server.port, agent.host, '/', { headers: { 'sec-fetch-mode': 'navigate', 'sec-fetch-dest': 'iframe', 'sec-fetch-site': 'cross-site' } });
+      const elsewhere = await request(server.port, agent.host, '/', {
+        headers: { 'sec-fetch-mode': 'navigate', 'sec-fetch-dest': 'iframe', 'sec-fetch-site': 'cross-site' },
+      });
       expect(elsewhere.headers['x-frame-options']).toBe('DENY');
       // A form POST navigation is the app's.
-      const post = await request(server.port, agent.host, '/login', { method: 'POST', headers: { ...navigate, 'content-type': 'application/x-www-form-urlencoded' }, body: Buffer.from('user=bob') });
+      const post = await request(server.port, agent.host, '/login', {
+        method: 'POST',
+        headers: { ...navigate, 'content-type': 'application/x-www-form-urlencoded' },
+        body: Buffer.from('user=bob'),
+      });
       expect(post.status).toBe(303);
       const worker = await request(server.port, agent.host, '/.beam/client/sw.js');
       expect(worker.status).toBe(200);
@@ -331,12 +357,29 @@ describe('a share in a browser', () => {
 
   it('beam serve --tls-cert/--tls-key: https for a domain other than localhost, where the browser gets peer to peer; curl gets the app over https', async () => {
     const certs = makeCertificates('beam.test');
-    const tlsServer = new BeamProcess(['serve', '--port', '0', '--host', '127.0.0.1', '--domain', 'beam.test', '--tls-cert', certs.certFile, '--tls-key', certs.keyFile, '--json', '--log-level', 'warn']);
+    const tlsServer = new BeamProcess([
+      'serve',
+      '--port',
+      '0',
+      '--host',
+      '127.0.0.1',
+      '--domain',
+      'beam.test',
+      '--tls-cert',
+      certs.certFile,
+      '--tls-key',
+      certs.keyFile,
+      '--json',
+      '--log-level',
+      'warn',
+    ]);
     const ready = await tlsServer.waitFor('ready');
     const port = ready['port'] as number;
     expect(ready['url']).toBe(`https://beam.test:${port}`);
     // The agent trusts the test authority as it would a public one.
-    const agent = new BeamProcess(['http', String(app.port), '--server', `https://127.0.0.1:${port}`, '--json', '--no-inspect'], { NODE_EXTRA_CA_CERTS: certs.caFile });
+    const agent = new BeamProcess(['http', String(app.port), '--server', `https://127.0.0.1:${port}`, '--json', '--no-inspect'], {
+      NODE_EXTRA_CA_CERTS: certs.caFile,
+    });
     const secure = await launchChromium([`--host-resolver-rules=MAP *.beam.test 127.0.0.1`, '--ignore-certificate-errors']);
     try {
       const shared = await agent.waitFor('ready');

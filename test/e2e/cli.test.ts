@@ -1,14 +1,15 @@
 /** The command line as a user meets it: the embedded default, the JSON contract, human output and bad input. */
-import http from 'node:http';
+
 import { mkdtempSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freePort } from '../helpers/services.js';
 import { lanAddress } from '../../cli/lan.js';
 import { request } from '../helpers/http.js';
-import { startOrigin, type Origin } from '../helpers/origin.js';
+import { type Origin, startOrigin } from '../helpers/origin.js';
 import { BeamProcess, startAgent, startServer } from '../helpers/procs.js';
+import { freePort } from '../helpers/services.js';
 
 let origin: Origin;
 beforeAll(async () => {

@@ -5,15 +5,15 @@
  * restart the cluster recovers from.
  */
 import http from 'node:http';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { io as connectSocket, type Socket } from 'socket.io-client';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SIGNALING_PATH, SIGNALING_PROTOCOL_VERSION } from '../../shared/constants.js';
 import { ephemeralIdentity } from '../../transport/identity.js';
-import { freePort, startRedis, startUntil } from '../helpers/services.js';
-import { startOrigin, type Origin } from '../helpers/origin.js';
-import { BeamProcess } from '../helpers/procs.js';
+import { type Balancer, startBalancer } from '../helpers/balancer.js';
 import { request } from '../helpers/http.js';
-import { startBalancer, type Balancer } from '../helpers/balancer.js';
+import { type Origin, startOrigin } from '../helpers/origin.js';
+import { BeamProcess } from '../helpers/procs.js';
+import { freePort, startRedis, startUntil } from '../helpers/services.js';
 
 interface Node {
   proc: BeamProcess;
@@ -76,7 +76,7 @@ describe('a cluster of nodes on Redis', () => {
       expect(res.status).toBe(200);
       expect(res.body.toString()).toBe(`hello from /via-${node.port}`);
     }
-    const link = (agent.events.find((e) => e.event === 'ready')?.['link'] as string).replace(`:${a.port}`, `:${c.port}`);
+    const link = String(agent.events.find((e) => e.event === 'ready')?.['link']).replace(`:${a.port}`, `:${c.port}`);
     const connect = new BeamProcess(['connect', link, '--json']);
     others.push(connect);
     const local = Number(new URL((await connect.waitFor('ready'))['url'] as string).port);
@@ -93,7 +93,18 @@ describe('a cluster of nodes on Redis', () => {
     const pair = [];
     for (const port of ports) pair.push(await startNode(port, ['--node-url', `http://127.0.0.1:${port}`]));
     const balancer = await startBalancer(ports);
-    const relayAgent = new BeamProcess(['http', String(origin.port), '--server', balancer.url, '--name', 'relayed-everywhere', '--relay', 'always', '--json', '--no-inspect']);
+    const relayAgent = new BeamProcess([
+      'http',
+      String(origin.port),
+      '--server',
+      balancer.url,
+      '--name',
+      'relayed-everywhere',
+      '--relay',
+      'always',
+      '--json',
+      '--no-inspect',
+    ]);
     others.push(relayAgent);
     try {
       const link = (await relayAgent.waitFor('ready'))['link'] as string;
@@ -127,7 +138,12 @@ describe('a cluster of nodes on Redis', () => {
     try {
       for (let i = 0; i < 50; i++) {
         const node = nodes[i % nodes.length] as Node;
-        const socket = connectSocket(node.url, { path: SIGNALING_PATH, transports: ['websocket'], reconnection: false, auth: { protocol: SIGNALING_PROTOCOL_VERSION, role: 'agent', peerId } });
+        const socket = connectSocket(node.url, {
+          path: SIGNALING_PATH,
+          transports: ['websocket'],
+          reconnection: false,
+          auth: { protocol: SIGNALING_PROTOCOL_VERSION, role: 'agent', peerId },
+        });
         await new Promise<void>((resolve, reject) => {
           socket.once('connect', () => resolve());
           socket.once('connect_error', reject);
@@ -214,7 +230,11 @@ describe('a cluster of nodes on Redis', () => {
     const metricsOf = async (node: Node): Promise<string> => (await request(node.port, `127.0.0.1:${node.port}`, '/metrics', { agent: false })).body.toString();
     await within(10_000, async () => /beam_redis_up 0/.test(await metricsOf(b)));
     // The same Redis comes back, empty (no persistence).
-    const child = await startUntil('redis-server', ['--port', String(redis.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], /Ready to accept connections/);
+    const child = await startUntil(
+      'redis-server',
+      ['--port', String(redis.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
+      /Ready to accept connections/,
+    );
     redis = { port: redis.port, stop: () => void child.kill('SIGKILL') };
     // A node that never served this share (no link to reuse) finds it only through the registry, which
     // the agent's node writes back on its next heartbeat.

@@ -6,8 +6,8 @@
 import http from 'node:http';
 import zlib from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startStack, type Stack } from '../helpers/origin.js';
 import { request, sha256 } from '../helpers/http.js';
+import { type Stack, startStack } from '../helpers/origin.js';
 import { BeamProcess } from '../helpers/procs.js';
 
 let stack: Stack;
@@ -64,13 +64,16 @@ describe('gateway compression', () => {
 
   it('does not hold back Server-Sent Events from a client that accepts gzip', async () => {
     const first = await new Promise<string>((resolve, reject) => {
-      const req = http.get({ host: '127.0.0.1', port: stack.server.port, path: '/sse', headers: { host: stack.agent.host, 'accept-encoding': 'gzip, br' } }, (res) => {
-        expect(res.headers['content-encoding']).toBeUndefined();
-        res.once('data', (c: Buffer) => {
-          resolve(c.toString());
-          req.destroy();
-        });
-      });
+      const req = http.get(
+        { host: '127.0.0.1', port: stack.server.port, path: '/sse', headers: { host: stack.agent.host, 'accept-encoding': 'gzip, br' } },
+        (res) => {
+          expect(res.headers['content-encoding']).toBeUndefined();
+          res.once('data', (c: Buffer) => {
+            resolve(c.toString());
+            req.destroy();
+          });
+        },
+      );
       req.on('error', reject);
     });
     expect(first).toBe('data: first\n\n');

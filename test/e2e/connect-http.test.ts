@@ -5,7 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { request, sha256 } from '../helpers/http.js';
-import { startStack, type Stack } from '../helpers/origin.js';
+import { type Stack, startStack } from '../helpers/origin.js';
 import { BeamProcess, onPath } from '../helpers/procs.js';
 
 let stack: Stack;

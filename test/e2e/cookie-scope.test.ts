@@ -6,12 +6,12 @@
  * while A's own cookies keep working on A.
  */
 import http from 'node:http';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser } from 'playwright-core';
-import { startAgent, startServer, type AgentHandle, type ServerHandle } from '../helpers/procs.js';
-import { close, listen } from '../helpers/http.js';
-import { launchChromium } from '../helpers/browser.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { scopeSetCookie } from '../../shared/cookies.js';
+import { launchChromium } from '../helpers/browser.js';
+import { close, listen } from '../helpers/http.js';
+import { type AgentHandle, type ServerHandle, startAgent, startServer } from '../helpers/procs.js';
 
 /** A's app: every page sets cookies scoped to the whole server domain, and one to its own host. */
 function tosser(): http.Server {
@@ -95,17 +95,22 @@ describe('a share cannot set cookies for another share of the same server', () =
       try {
         const context = await browser.newContext();
         const page = await context.newPage();
-        const at = (handle: AgentHandle): (() => Promise<string>) => async () => {
-          const where = frame ? page.frameLocator('#beam-app').locator('#cookies') : page.locator('#cookies');
-          await where.waitFor({ state: 'attached', timeout: 20_000 });
-          return (await where.textContent()) ?? '';
-        };
+        const at =
+          (_handle: AgentHandle): (() => Promise<string>) =>
+          async () => {
+            const where = frame ? page.frameLocator('#beam-app').locator('#cookies') : page.locator('#cookies');
+            await where.waitFor({ state: 'attached', timeout: 20_000 });
+            return (await where.textContent()) ?? '';
+          };
         // A sets its cookies; a second visit shows they work on A itself, each once.
         await page.goto(a.url);
         await at(a)();
         await page.goto(a.url);
         await expect.poll(at(a), { timeout: 20_000 }).toMatch(/plain=a/);
-        const onA = (await at(a)()).split('; ').map((c) => c.split('=')[0]).sort();
+        const onA = (await at(a)())
+          .split('; ')
+          .map((c) => c.split('=')[0])
+          .sort();
         expect(onA).toEqual(['fixation', 'fixation2', 'own', 'plain']);
         // B, opened in the same browser, sees none of them.
         await page.goto(b.url);

@@ -4,10 +4,11 @@
  * be used to reach services next to the server. Real coturn, driven by its
  * own test client (turnutils_uclient) with REST credentials, in a namespace.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import path from 'node:path';
+
+import { type ChildProcess, execFile, execFileSync, spawn } from 'node:child_process';
 import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ROOT } from '../helpers/procs.js';
 
 const NS = `bct${process.pid % 100000}`;
@@ -43,12 +44,23 @@ beforeAll(async () => {
     ['link', 'set', 'br0', 'up'],
     ['addr', 'add', `${TURN_IP}/24`, 'dev', 'br0'],
     ['addr', 'add', `${PEER_IP}/24`, 'dev', 'br0'],
-  ]) execFileSync('ip', ['-n', NS, ...args]);
+  ])
+    execFileSync('ip', ['-n', NS, ...args]);
   const turn = inNs('turnserver', [
-    '-c', path.join(ROOT, 'deploy/turnserver.conf'),
-    '--listening-ip', TURN_IP, '--relay-ip', TURN_IP,
-    '--static-auth-secret', SECRET, '--realm', 'beam.test',
-    '--pidfile', path.join(tmpdir(), `${NS}.turn.pid`), '--log-file', 'stdout',
+    '-c',
+    path.join(ROOT, 'deploy/turnserver.conf'),
+    '--listening-ip',
+    TURN_IP,
+    '--relay-ip',
+    TURN_IP,
+    '--static-auth-secret',
+    SECRET,
+    '--realm',
+    'beam.test',
+    '--pidfile',
+    path.join(tmpdir(), `${NS}.turn.pid`),
+    '--log-file',
+    'stdout',
   ]);
   inNs('turnutils_peer', ['-L', PEER_IP, '-p', '3480']);
   // Ready once it answers on its TCP listener.
@@ -96,7 +108,26 @@ describe('the shipped coturn config', () => {
     const out = await new Promise<string>((resolve) => {
       execFile(
         'ip',
-        ['netns', 'exec', NS, 'timeout', '10', 'turnutils_uclient', '-W', 'not-the-secret-at-all', '-u', 'intruder', '-e', PEER_IP, '-r', '3480', '-n', '3', '-c', TURN_IP],
+        [
+          'netns',
+          'exec',
+          NS,
+          'timeout',
+          '10',
+          'turnutils_uclient',
+          '-W',
+          'not-the-secret-at-all',
+          '-u',
+          'intruder',
+          '-e',
+          PEER_IP,
+          '-r',
+          '3480',
+          '-n',
+          '3',
+          '-c',
+          TURN_IP,
+        ],
         (_err, stdout, stderr) => resolve(`${stdout}${stderr}`),
       );
     });

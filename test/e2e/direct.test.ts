@@ -5,11 +5,11 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { StreamProtocol } from '../../shared/frames.js';
-import { decodeResponseHead, encodeHead, readHead, type RequestHead } from '../../shared/http-head.js';
+import { decodeResponseHead, encodeHead, type RequestHead, readHead } from '../../shared/http-head.js';
 import type { MuxStream } from '../../shared/mux.js';
-import { startStack, type Stack } from '../helpers/origin.js';
+import { type Stack, startStack } from '../helpers/origin.js';
 import { onPath } from '../helpers/procs.js';
-import { directVisitor, type DirectVisitor } from '../helpers/visitor.js';
+import { type DirectVisitor, directVisitor } from '../helpers/visitor.js';
 
 let stack: Stack;
 let visitor: DirectVisitor;
@@ -23,7 +23,9 @@ afterAll(async () => {
   await stack?.stop();
 });
 
-async function exchange(head: RequestHead): Promise<{ stream: MuxStream; head: ReturnType<typeof decodeResponseHead> | undefined; body: string; error: string | undefined }> {
+async function exchange(
+  head: RequestHead,
+): Promise<{ stream: MuxStream; head: ReturnType<typeof decodeResponseHead> | undefined; body: string; error: string | undefined }> {
   const stream = visitor.session.openStream(StreamProtocol.HTTP);
   stream.end(encodeHead(head));
   try {

@@ -2,10 +2,11 @@
  * Engine interop: a werift agent behind a node-datachannel gateway, and a
  * node-datachannel agent behind a werift gateway, with the same checks.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
 import http from 'node:http';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { patternStream, request, sha256 } from '../helpers/http.js';
-import { startOrigin, type Origin } from '../helpers/origin.js';
+import { type Origin, startOrigin } from '../helpers/origin.js';
 import { startAgent, startServer } from '../helpers/procs.js';
 
 let origin: Origin;

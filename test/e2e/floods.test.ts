@@ -6,22 +6,22 @@
  * costing the agent a peer connection each; and thousands of abandoned
  * sessions leave the agent's heap and RSS near where they were.
  */
-import { fork, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, fork } from 'node:child_process';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { pino } from 'pino';
 import ndc from 'node-datachannel';
-import { io as connectSocket } from 'socket.io-client';
+import { pino } from 'pino';
 import type { Browser } from 'playwright-core';
+import { io as connectSocket } from 'socket.io-client';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type BeamServer, startBeamServer } from '../../gateway/server.js';
 import { MAX_OFFERS_PER_SESSION_PER_MINUTE, MAX_SESSIONS_PER_SHARE_PER_ADDRESS, SIGNALING_PATH, SIGNALING_PROTOCOL_VERSION } from '../../shared/constants.js';
 import type { Ack } from '../../shared/signaling.js';
-import type { VisitorSocket } from '../../transport/session.js';
-import { startBeamServer, type BeamServer } from '../../gateway/server.js';
 import { loadEngine } from '../../transport/index.js';
-import { startOrigin, type Origin } from '../helpers/origin.js';
-import { BeamProcess, ROOT } from '../helpers/procs.js';
-import { request } from '../helpers/http.js';
+import type { VisitorSocket } from '../../transport/session.js';
 import { launchChromium } from '../helpers/browser.js';
+import { request } from '../helpers/http.js';
+import { type Origin, startOrigin } from '../helpers/origin.js';
+import { BeamProcess, ROOT } from '../helpers/procs.js';
 
 let origin: Origin;
 let server: BeamServer;
@@ -46,7 +46,10 @@ function memory(): Promise<{ rss: number; heap: number }> {
 /** A server (with `limits`) and an agent process that reports its memory, sharing the origin. */
 async function startStack(limits: Parameters<typeof startBeamServer>[1]['limits'] = {}): Promise<void> {
   server = await startBeamServer({ engine: await loadEngine('node-datachannel'), logger: pino({ level: 'silent' }) }, { port: 0, host: '127.0.0.1', limits });
-  agent = fork(path.join(ROOT, 'test/helpers/memory-agent.mjs'), [`127.0.0.1:${origin.port}`, `http://127.0.0.1:${server.port}`], { execArgv: ['--expose-gc'], stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+  agent = fork(path.join(ROOT, 'test/helpers/memory-agent.mjs'), [`127.0.0.1:${origin.port}`, `http://127.0.0.1:${server.port}`], {
+    execArgv: ['--expose-gc'],
+    stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+  });
   share = await new Promise((resolve) => agent.once('message', (m) => resolve(m as typeof share)));
 }
 

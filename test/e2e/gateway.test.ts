@@ -2,13 +2,14 @@
  * Layer 4: real `beam serve` and `beam http` processes, real WebRTC between
  * them over loopback, a real origin, and plain HTTP clients.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import net from 'node:net';
+
 import http from 'node:http';
+import net from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { patternStream, request, sha256 } from '../helpers/http.js';
-import { startStack, type Origin, type Stack } from '../helpers/origin.js';
-import { startAgent, type AgentHandle, type ServerHandle } from '../helpers/procs.js';
+import { type Origin, type Stack, startStack } from '../helpers/origin.js';
+import { type AgentHandle, type ServerHandle, startAgent } from '../helpers/procs.js';
 
 let stack: Stack;
 let origin: Origin;
@@ -101,9 +102,7 @@ describe('through the gateway', () => {
 
   it('serves 500 concurrent requests', async () => {
     const many = new http.Agent({ keepAlive: true, maxSockets: 500 });
-    const replies = await Promise.all(
-      Array.from({ length: 500 }, (_, i) => request(server.port, agent.host, `/item-${i}`, { agent: many })),
-    );
+    const replies = await Promise.all(Array.from({ length: 500 }, (_, i) => request(server.port, agent.host, `/item-${i}`, { agent: many })));
     expect(replies.map((r) => r.status)).toEqual(Array(500).fill(200));
     expect(replies.every((r, i) => r.body.toString() === `hello from /item-${i}`)).toBe(true);
     many.destroy();

@@ -6,16 +6,16 @@
  * (DNS rebinding), and a server named by an IP address is refused at start.
  */
 import net from 'node:net';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pino } from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { startBeamServer, type BeamServer } from '../../gateway/server.js';
 import { rawResponseProblem } from '../../gateway/gateway.js';
+import { type BeamServer, startBeamServer } from '../../gateway/server.js';
 import { loadEngine } from '../../transport/index.js';
 import { parseLink } from '../../transport/link.js';
-import { startOrigin, type Origin } from '../helpers/origin.js';
-import { BeamProcess, startAgent, type AgentHandle, type ServerHandle } from '../helpers/procs.js';
 import { rawExchange, request } from '../helpers/http.js';
+import { type Origin, startOrigin } from '../helpers/origin.js';
+import { type AgentHandle, BeamProcess, type ServerHandle, startAgent } from '../helpers/procs.js';
 
 /** Short, so the silent-connection test is quick; the default is GATEWAY_HEADERS_TIMEOUT_MS. */
 const HEADERS_TIMEOUT_MS = 1_500;
@@ -115,22 +115,28 @@ describe(`one address holds at most MAX_CONNECTIONS_PER_IP (${MAX_CONNECTIONS_PE
 
 describe('duplicate and raw headers', () => {
   it('two Host headers: 400 BEAM_ERR_BAD_REQUEST, the origin untouched', async () => {
-    const answer = await raw(`GET /two-hosts HTTP/1.1\r\nHost: ${agent.host}\r\nHost: 127.0.0.1:${origin.port}\r\nAuthorization: ${AUTH}\r\nConnection: close\r\n\r\n`);
+    const answer = await raw(
+      `GET /two-hosts HTTP/1.1\r\nHost: ${agent.host}\r\nHost: 127.0.0.1:${origin.port}\r\nAuthorization: ${AUTH}\r\nConnection: close\r\n\r\n`,
+    );
     expect(answer).toMatch(/^HTTP\/1\.1 400/);
     expect(answer).toMatch(/beam-error: BEAM_ERR_BAD_REQUEST/i);
     expect(origin.hits.get('/two-hosts')).toBeUndefined();
   });
 
   it('two X-Request-Ids: the origin sees one, the id the gateway answers with', async () => {
-    const res = await request(server.port, agent.host, '/headers', { headers: { authorization: AUTH, 'x-request-id': ['attacker-chosen-1', 'attacker-chosen-2'] } });
+    const res = await request(server.port, agent.host, '/headers', {
+      headers: { authorization: AUTH, 'x-request-id': ['attacker-chosen-1', 'attacker-chosen-2'] },
+    });
     expect(res.status).toBe(200);
-    const seen = (JSON.parse(res.body.toString()) as { rawHeaders?: string[]; headers: Record<string, string> });
+    const seen = JSON.parse(res.body.toString()) as { rawHeaders?: string[]; headers: Record<string, string> };
     expect(seen.headers['x-request-id']).toBe(res.headers['x-request-id']);
     expect(seen.headers['x-request-id']).not.toMatch(/attacker/);
   });
 
   it.each(['basic', 'BASIC', 'bAsIc'])('the Basic scheme is case-insensitive: %s gets in', async (scheme) => {
-    const res = await request(server.port, agent.host, `/scheme-${scheme}`, { headers: { authorization: `${scheme} ${Buffer.from('alice:s3cret').toString('base64')}` } });
+    const res = await request(server.port, agent.host, `/scheme-${scheme}`, {
+      headers: { authorization: `${scheme} ${Buffer.from('alice:s3cret').toString('base64')}` },
+    });
     expect(res.status).toBe(200);
     expect(origin.hits.get(`/scheme-${scheme}`)).toBe(1);
   });
@@ -141,8 +147,13 @@ describe('duplicate and raw headers', () => {
     expect(res.headers['beam-error']).toBe('BEAM_ERR_UNAUTHORIZED');
   });
 
-  it('an agent\'s status text or headers with CR, LF or other bytes HTTP forbids are never written raw', () => {
-    expect(rawResponseProblem('Switching Protocols', [['Upgrade', 'websocket'], ['Connection', 'Upgrade']])).toBeUndefined();
+  it("an agent's status text or headers with CR, LF or other bytes HTTP forbids are never written raw", () => {
+    expect(
+      rawResponseProblem('Switching Protocols', [
+        ['Upgrade', 'websocket'],
+        ['Connection', 'Upgrade'],
+      ]),
+    ).toBeUndefined();
     expect(rawResponseProblem('OK\r\nSet-Cookie: x=1', [])).toMatch(/status text/);
     expect(rawResponseProblem('OK', [['X-A', 'b\r\nSet-Cookie: x=1']])).toMatch(/X-A/);
     expect(rawResponseProblem('OK', [['X-A\r\nSet-Cookie', 'x']])).toMatch(/header/);
@@ -172,13 +183,16 @@ describe("beam connect's local HTTP port answers only loopback names (DNS rebind
     expect((await request(port, 'dev.example.test', '/allowed', { headers: { authorization: AUTH } })).status).toBe(200);
   });
 
-  it.each(['attacker.example', `attacker.example:${0}`, 'localhost.attacker.example', '127.0.0.1.nip.example', `localhost:1`])('Host %s gets 403 BEAM_ERR_HOST_NOT_ALLOWED, the origin untouched', async (name) => {
-    const path = `/rebound-${encodeURIComponent(name)}`;
-    const res = await request(port, name, path, { headers: { authorization: AUTH } });
-    expect(res.status).toBe(403);
-    expect(res.headers['beam-error']).toBe('BEAM_ERR_HOST_NOT_ALLOWED');
-    expect(origin.hits.get(path)).toBeUndefined();
-  });
+  it.each(['attacker.example', `attacker.example:${0}`, 'localhost.attacker.example', '127.0.0.1.nip.example', `localhost:1`])(
+    'Host %s gets 403 BEAM_ERR_HOST_NOT_ALLOWED, the origin untouched',
+    async (name) => {
+      const path = `/rebound-${encodeURIComponent(name)}`;
+      const res = await request(port, name, path, { headers: { authorization: AUTH } });
+      expect(res.status).toBe(403);
+      expect(res.headers['beam-error']).toBe('BEAM_ERR_HOST_NOT_ALLOWED');
+      expect(origin.hits.get(path)).toBeUndefined();
+    },
+  );
 
   it('a WebSocket under another name is refused too', async () => {
     const ws = new WebSocket(`ws://127.0.0.1:${port}/ws`, { headers: { host: 'attacker.example', authorization: AUTH } });
@@ -205,12 +219,14 @@ describe('a server named by an IP address', () => {
   });
 
   it('beam connect with a bare IP link says it names no share, and how to name it', () => {
-    expect(() => parseLink('http://203.0.113.7:7070/#peer=x')).toThrow(expect.objectContaining({ code: 'BEAM_ERR_BAD_OPTION', message: expect.stringContaining('#share=<name>') }));
+    expect(() => parseLink('http://203.0.113.7:7070/#peer=x')).toThrow(
+      expect.objectContaining({ code: 'BEAM_ERR_BAD_OPTION', message: expect.stringContaining('#share=<name>') }),
+    );
     expect(parseLink('http://203.0.113.7:7070/#share=My-App')).toMatchObject({ server: 'http://203.0.113.7:7070', share: 'my-app' });
     expect(() => parseLink('http://203.0.113.7:7070/#share=-bad-')).toThrow(expect.objectContaining({ code: 'BEAM_ERR_NAME_INVALID' }));
   });
 
-  it('a link with #share= opens with the link alone (no --server): the server is the link\'s host as it is', async () => {
+  it("a link with #share= opens with the link alone (no --server): the server is the link's host as it is", async () => {
     const link = new URL((await agent.proc.waitFor('ready'))['link'] as string);
     const fragment = new URLSearchParams(link.hash.slice(1));
     fragment.set('share', agent.name);
@@ -253,19 +269,37 @@ describe('a malicious agent', () => {
     );
     // Its code is its own: every request is answered with a 101 that carries CR/LF, as a raw write would pass them on.
     const answers = [
-      { status: 101, statusText: 'Switching Protocols\r\nX-Injected: status', headers: [['Upgrade', 'websocket'], ['Connection', 'Upgrade']] },
-      { status: 101, statusText: 'Switching Protocols', headers: [['Upgrade', 'websocket\r\nX-Injected: value'], ['Connection', 'Upgrade']] },
+      {
+        status: 101,
+        statusText: 'Switching Protocols\r\nX-Injected: status',
+        headers: [
+          ['Upgrade', 'websocket'],
+          ['Connection', 'Upgrade'],
+        ],
+      },
+      {
+        status: 101,
+        statusText: 'Switching Protocols',
+        headers: [
+          ['Upgrade', 'websocket\r\nX-Injected: value'],
+          ['Connection', 'Upgrade'],
+        ],
+      },
       { status: 101, statusText: 'Switching Protocols', headers: [['X-Injected: name\r\nUpgrade', 'websocket']] },
     ];
     let next = 0;
     (evil as unknown as { forwarder: { serve: (stream: import('node:stream').Duplex) => Promise<void> } }).forwarder.serve = async (stream) => {
       decodeRequestHead(await readHead(stream));
-      stream.write(encodeHead({ kind: 'response', ...(answers[next++ % answers.length] as { status: number; statusText: string; headers: Array<[string, string]> }) }));
+      stream.write(
+        encodeHead({ kind: 'response', ...(answers[next++ % answers.length] as { status: number; statusText: string; headers: Array<[string, string]> }) }),
+      );
     };
     const { name } = await evil.start();
     try {
       for (let i = 0; i < answers.length; i++) {
-        const answer = await raw(`GET /ws HTTP/1.1\r\nHost: ${name}.localhost:${server.port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`);
+        const answer = await raw(
+          `GET /ws HTTP/1.1\r\nHost: ${name}.localhost:${server.port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`,
+        );
         expect(answer).not.toMatch(/^X-Injected/im);
         expect(answer).toMatch(/^HTTP\/1\.1 400/);
         expect(answer).toMatch(/beam-error: BEAM_ERR_BAD_MESSAGE/i);

@@ -4,16 +4,17 @@
  * size and count are capped, slow clients time out without starving anyone,
  * and an idle share's pooled origin sockets never answer stale.
  */
-import net from 'node:net';
+
 import http from 'node:http';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import net from 'node:net';
 import { pino } from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type BeamServer, startBeamServer } from '../../gateway/server.js';
 import { MAX_CLIENT_HEADER_COUNT, MAX_HEADER_BYTES } from '../../shared/constants.js';
-import { startBeamServer, type BeamServer } from '../../gateway/server.js';
 import { loadEngine } from '../../transport/index.js';
-import { startOrigin, type Origin } from '../helpers/origin.js';
-import { startAgent, type AgentHandle, type ServerHandle, BeamProcess } from '../helpers/procs.js';
 import { request } from '../helpers/http.js';
+import { type Origin, startOrigin } from '../helpers/origin.js';
+import { type AgentHandle, type BeamProcess, type ServerHandle, startAgent } from '../helpers/procs.js';
 
 /** Short, so the slowloris test is quick; the default is GATEWAY_HEADERS_TIMEOUT_MS. */
 const HEADERS_TIMEOUT_MS = 2_000;
@@ -24,7 +25,10 @@ let agent: AgentHandle;
 
 beforeAll(async () => {
   origin = await startOrigin();
-  server = await startBeamServer({ engine: await loadEngine('node-datachannel'), logger: pino({ level: 'silent' }) }, { port: 0, host: '127.0.0.1', headersTimeoutMs: HEADERS_TIMEOUT_MS });
+  server = await startBeamServer(
+    { engine: await loadEngine('node-datachannel'), logger: pino({ level: 'silent' }) },
+    { port: 0, host: '127.0.0.1', headersTimeoutMs: HEADERS_TIMEOUT_MS },
+  );
   const handle: ServerHandle = { proc: undefined as unknown as BeamProcess, port: server.port, url: `http://127.0.0.1:${server.port}` };
   agent = await startAgent(origin.port, handle, ['--no-inspect']);
 });
@@ -61,13 +65,36 @@ const statusOf = (answer: string): number => Number(/^HTTP\/1\.1 (\d{3})/.exec(a
 describe('request smuggling probes get 400 and never reach the origin', () => {
   const host = (): string => agent.host;
   const probes: Array<[string, () => string]> = [
-    ['CL+TE (Content-Length and Transfer-Encoding together)', () => `POST /smuggle-1 HTTP/1.1\r\nHost: ${host()}\r\nContent-Length: 44\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled-1 HTTP/1.1\r\nHost: ${host()}\r\n\r\n`],
-    ['TE+CL (Transfer-Encoding first)', () => `POST /smuggle-2 HTTP/1.1\r\nHost: ${host()}\r\nTransfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n5c\r\nGET /smuggled-2 HTTP/1.1\r\nHost: ${host()}\r\n\r\n\r\n0\r\n\r\n`],
-    ['two different Content-Lengths', () => `POST /smuggle-3 HTTP/1.1\r\nHost: ${host()}\r\nContent-Length: 4\r\nContent-Length: 40\r\n\r\nabcdGET /smuggled-3 HTTP/1.1\r\n\r\n`],
-    ['obfuscated Transfer-Encoding: xchunked', () => `POST /smuggle-4 HTTP/1.1\r\nHost: ${host()}\r\nTransfer-Encoding: xchunked\r\nContent-Length: 4\r\n\r\nabcd`],
-    ['obfuscated Transfer-Encoding: space before the colon', () => `POST /smuggle-5 HTTP/1.1\r\nHost: ${host()}\r\nTransfer-Encoding : chunked\r\nContent-Length: 4\r\n\r\nabcd`],
-    ['obfuscated Transfer-Encoding: chunked, identity', () => `POST /smuggle-6 HTTP/1.1\r\nHost: ${host()}\r\nTransfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n`],
-    ['obfuscated Transfer-Encoding: a folded line', () => `POST /smuggle-7 HTTP/1.1\r\nHost: ${host()}\r\nTransfer-Encoding:\r\n chunked\r\nContent-Length: 4\r\n\r\nabcd`],
+    [
+      'CL+TE (Content-Length and Transfer-Encoding together)',
+      () =>
+        `POST /smuggle-1 HTTP/1.1\r\nHost: ${host()}\r\nContent-Length: 44\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled-1 HTTP/1.1\r\nHost: ${host()}\r\n\r\n`,
+    ],
+    [
+      'TE+CL (Transfer-Encoding first)',
+      () =>
+        `POST /smuggle-2 HTTP/1.1\r\nHost: ${host()}\r\nTransfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n5c\r\nGET /smuggled-2 HTTP/1.1\r\nHost: ${host()}\r\n\r\n\r\n0\r\n\r\n`,
+    ],
+    [
+      'two different Content-Lengths',
+      () => `POST /smuggle-3 HTTP/1.1\r\nHost: ${host()}\r\nContent-Length: 4\r\nContent-Length: 40\r\n\r\nabcdGET /smuggled-3 HTTP/1.1\r\n\r\n`,
+    ],
+    [
+      'obfuscated Transfer-Encoding: xchunked',
+      () => `POST /smuggle-4 HTTP/1.1\r\nHost: ${host()}\r\nTransfer-Encoding: xchunked\r\nContent-Length: 4\r\n\r\nabcd`,
+    ],
+    [
+      'obfuscated Transfer-Encoding: space before the colon',
+      () => `POST /smuggle-5 HTTP/1.1\r\nHost: ${host()}\r\nTransfer-Encoding : chunked\r\nContent-Length: 4\r\n\r\nabcd`,
+    ],
+    [
+      'obfuscated Transfer-Encoding: chunked, identity',
+      () => `POST /smuggle-6 HTTP/1.1\r\nHost: ${host()}\r\nTransfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n`,
+    ],
+    [
+      'obfuscated Transfer-Encoding: a folded line',
+      () => `POST /smuggle-7 HTTP/1.1\r\nHost: ${host()}\r\nTransfer-Encoding:\r\n chunked\r\nContent-Length: 4\r\n\r\nabcd`,
+    ],
     ['a bare LF in a header', () => `GET /smuggle-8 HTTP/1.1\r\nHost: ${host()}\r\nX-A: b\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n`],
     ['an invalid chunk size', () => `POST /smuggle-9 HTTP/1.1\r\nHost: ${host()}\r\nTransfer-Encoding: chunked\r\n\r\n0x5\r\nhello\r\n0\r\n\r\n`],
   ];
@@ -91,7 +118,8 @@ describe('request smuggling probes get 400 and never reach the origin', () => {
 
 describe('header limits', () => {
   it(`more than MAX_CLIENT_HEADER_COUNT (${MAX_CLIENT_HEADER_COUNT}) header lines: 431 BEAM_ERR_HEAD_TOO_LARGE, origin untouched; exactly that many pass`, async () => {
-    const head = (n: number): string => `GET /many-headers HTTP/1.1\r\nHost: ${agent.host}\r\n${Array.from({ length: n - 2 }, (_, i) => `X-H${i}: 1\r\n`).join('')}Connection: close\r\n\r\n`;
+    const head = (n: number): string =>
+      `GET /many-headers HTTP/1.1\r\nHost: ${agent.host}\r\n${Array.from({ length: n - 2 }, (_, i) => `X-H${i}: 1\r\n`).join('')}Connection: close\r\n\r\n`;
     const over = await raw(head(MAX_CLIENT_HEADER_COUNT + 1));
     expect(statusOf(over)).toBe(431);
     expect(over).toMatch(/beam-error: BEAM_ERR_HEAD_TOO_LARGE/i);
@@ -155,7 +183,11 @@ describe('an idle share', () => {
     const closed: Array<Promise<void>> = [];
     quick.on('connection', (s: net.Socket) => closed.push(new Promise((resolve) => s.once('close', () => resolve()))));
     await new Promise<void>((resolve) => quick.listen(0, '127.0.0.1', resolve));
-    const idle = await startAgent(`127.0.0.1:${(quick.address() as net.AddressInfo).port}`, { proc: undefined as unknown as BeamProcess, port: server.port, url: `http://127.0.0.1:${server.port}` }, ['--no-inspect']);
+    const idle = await startAgent(
+      `127.0.0.1:${(quick.address() as net.AddressInfo).port}`,
+      { proc: undefined as unknown as BeamProcess, port: server.port, url: `http://127.0.0.1:${server.port}` },
+      ['--no-inspect'],
+    );
     try {
       expect((await request(server.port, idle.host, '/warm')).status).toBe(200);
       // Every socket the agent pooled is closed by the origin now.
@@ -207,7 +239,11 @@ describe('an idle share', () => {
     });
     await new Promise<void>((resolve) => racy.listen(0, '127.0.0.1', resolve));
     const port = (racy.address() as net.AddressInfo).port;
-    const share = await startAgent(`127.0.0.1:${port}`, { proc: undefined as unknown as BeamProcess, port: server.port, url: `http://127.0.0.1:${server.port}` }, ['--no-inspect']);
+    const share = await startAgent(
+      `127.0.0.1:${port}`,
+      { proc: undefined as unknown as BeamProcess, port: server.port, url: `http://127.0.0.1:${server.port}` },
+      ['--no-inspect'],
+    );
     try {
       const first = await request(server.port, share.host, '/one');
       expect(first.status).toBe(200);

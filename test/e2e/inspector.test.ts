@@ -3,20 +3,21 @@
  * every path appear live, the detail view shows bodies, replay reaches the
  * origin once more, the HAR export parses, and the API refuses other sites.
  */
+
+import { mkdirSync, readFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
-import { mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser, Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_INSPECT_PORT } from '../../shared/constants.js';
 import { StreamProtocol } from '../../shared/frames.js';
 import { decodeResponseHead, encodeHead, readHead } from '../../shared/http-head.js';
-import { startOrigin, type Origin } from '../helpers/origin.js';
-import { BeamProcess, ROOT, startAgent, startServer, type AgentHandle, type ServerHandle } from '../helpers/procs.js';
-import { request } from '../helpers/http.js';
 import { launchChromium } from '../helpers/browser.js';
-import { directVisitor, type DirectVisitor } from '../helpers/visitor.js';
+import { request } from '../helpers/http.js';
+import { type Origin, startOrigin } from '../helpers/origin.js';
+import { type AgentHandle, BeamProcess, ROOT, type ServerHandle, startAgent, startServer } from '../helpers/procs.js';
+import { type DirectVisitor, directVisitor } from '../helpers/visitor.js';
 
 let origin: Origin;
 let server: ServerHandle;
@@ -47,7 +48,13 @@ afterAll(async () => {
 const rows = (text: string) => page.locator('#requests tbody tr', { hasText: text });
 
 /** Raw HTTP to the inspector, with the headers a hostile page or a rebinding DNS name would send. */
-function call(method: string, pathname: string, headers: Record<string, string>, body?: string, base = inspect): Promise<{ status: number; code: string | undefined }> {
+function call(
+  method: string,
+  pathname: string,
+  headers: Record<string, string>,
+  body?: string,
+  base = inspect,
+): Promise<{ status: number; code: string | undefined }> {
   const url = new URL(pathname, base);
   return new Promise((resolve, reject) => {
     const req = http.request({ host: url.hostname, port: url.port, path: url.pathname, method, headers }, (res) => {
@@ -93,7 +100,7 @@ describe('the inspector, in Chromium', () => {
     // One peer-to-peer visitor held to the direct path, one to the relay.
     for (const relay of ['never', 'always'] as const) {
       const v = await directVisitor(server.url, agent.name, { relay });
-      (relay === 'never' ? (visitor = v) : (relayVisitor = v));
+      relay === 'never' ? (visitor = v) : (relayVisitor = v);
       const stream = v.session.openStream(StreamProtocol.HTTP);
       stream.end(encodeHead({ method: 'GET', target: `/p2p-hello?n=${relay === 'never' ? 1 : 2}`, headers: [['Host', 'x']], upgrade: false, body: false }));
       const head = decodeResponseHead(await readHead(stream));
@@ -161,7 +168,10 @@ describe('the inspector, in Chromium', () => {
     const total = await page.locator('#requests tbody tr').count();
     const [download] = await Promise.all([page.waitForEvent('download'), page.locator('#har').click()]);
     const har = JSON.parse(readFileSync((await download.path()) as string, 'utf8')) as {
-      log: { version: string; entries: Array<{ request: { method: string; url: string; postData?: { text: string } }; response: { status: number }; _beamPath: string }> };
+      log: {
+        version: string;
+        entries: Array<{ request: { method: string; url: string; postData?: { text: string } }; response: { status: number }; _beamPath: string }>;
+      };
     };
     expect(har.log.version).toBe('1.2');
     expect(har.log.entries).toHaveLength(total);

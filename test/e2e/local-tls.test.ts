@@ -5,15 +5,16 @@
  * asks, by SNI) each share's own `<name>.localhost`; the CLI
  * says how teammates trust it, and offers its certificate for download.
  */
-import https from 'node:https';
+
 import { X509Certificate } from 'node:crypto';
 import { mkdtempSync, readFileSync, statSync } from 'node:fs';
+import https from 'node:https';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { lanAddresses } from '../../cli/lan.js';
 import { permitted } from '../../cli/local-ca.js';
-import { startOrigin, type Origin } from '../helpers/origin.js';
+import { type Origin, startOrigin } from '../helpers/origin.js';
 import { BeamProcess } from '../helpers/procs.js';
 
 let origin: Origin;
@@ -109,7 +110,7 @@ describe('beam --tls (the embedded server over https)', () => {
     }
   });
 
-  it('refuses --tls with a server of one\'s own, saying what to use there', async () => {
+  it("refuses --tls with a server of one's own, saying what to use there", async () => {
     const proc = new BeamProcess(['http', String(origin.port), '--tls', '--server', 'http://127.0.0.1:1', '--json']);
     const err = await proc.waitFor('error');
     expect(err['code']).toBe('BEAM_ERR_BAD_OPTION');

@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { patternStream, request } from '../helpers/http.js';
-import { startStack, type Stack } from '../helpers/origin.js';
+import { type Stack, startStack } from '../helpers/origin.js';
 import type { AgentHandle, ServerHandle } from '../helpers/procs.js';
 
 /**
@@ -43,9 +43,11 @@ async function uploadWatchingMemory(size: number, path: string): Promise<{ serve
     }
   });
   // A connection of its own, and on failure what the gateway and the agent logged: a reset mid-upload says nothing by itself.
-  const res = await request(server.port, agent.host, path, { method: 'POST', body: stream, headers: { 'content-length': String(size) }, agent: false }).catch((err: Error) => {
-    throw new Error(`${err.message} after ${sampled * 64} KiB; gateway: ${server.proc.stderr.slice(-1500)}; agent: ${agent.proc.stderr.slice(-1500)}`);
-  });
+  const res = await request(server.port, agent.host, path, { method: 'POST', body: stream, headers: { 'content-length': String(size) }, agent: false }).catch(
+    (err: Error) => {
+      throw new Error(`${err.message} after ${sampled * 64} KiB; gateway: ${server.proc.stderr.slice(-1500)}; agent: ${agent.proc.stderr.slice(-1500)}`);
+    },
+  );
   const got = JSON.parse(res.body.toString()) as { bytes: number; sha256: string };
   return { serverGrowth: peak.server - base.server, agentGrowth: peak.agent - base.agent, bytes: got.bytes, ok: got.sha256 === (await hash) };
 }

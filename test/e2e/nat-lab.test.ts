@@ -4,13 +4,14 @@
  * server and coturn on the "wan" between them. Each scenario asserts the path
  * taken and that data arrives sha256-equal.
  */
-import { afterEach, describe, expect, it } from 'vitest';
+
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
 import { DIRECT_PATH_TIMEOUT_MS, DIRECT_RETRY_MS, PATH_DEAD_MS } from '../../shared/constants.js';
-import { NetLab, WAN_SERVER, WAN_SERVER_2, type SideOptions } from '../helpers/netlab.js';
-import { BeamProcess, onPath, ROOT, type JsonEvent } from '../helpers/procs.js';
+import { NetLab, type SideOptions, WAN_SERVER, WAN_SERVER_2 } from '../helpers/netlab.js';
+import { BeamProcess, type JsonEvent, onPath, ROOT } from '../helpers/procs.js';
 
 const TURN_SECRET = 'lab-secret-0123456789abcdef';
 const SERVER = `http://${WAN_SERVER}:7070`;
@@ -68,9 +69,20 @@ async function startWan(l: NetLab): Promise<BeamProcess> {
   l.startTurn(ROOT, TURN_SECRET);
   const server = new BeamProcess(
     [
-      'serve', '--host', WAN_SERVER, '--port', '7070', '--json',
-      '--stun', `stun:${WAN_SERVER}:3478`, '--stun', `stun:${WAN_SERVER_2}:3478`,
-      '--turn', `turn:${WAN_SERVER}:3478?transport=udp`, '--turn-secret', TURN_SECRET,
+      'serve',
+      '--host',
+      WAN_SERVER,
+      '--port',
+      '7070',
+      '--json',
+      '--stun',
+      `stun:${WAN_SERVER}:3478`,
+      '--stun',
+      `stun:${WAN_SERVER_2}:3478`,
+      '--turn',
+      `turn:${WAN_SERVER}:3478?transport=udp`,
+      '--turn-secret',
+      TURN_SECRET,
     ],
     {},
     { netns: l.wan },
@@ -98,11 +110,17 @@ async function scenario(a: SideOptions, b: SideOptions, size = 4 * 1024 * 1024, 
   const agent = new BeamProcess(['http', '3000', '--server', SERVER, '--json', '--log-level', 'info', ...extra], { BEAM_CONFIG_DIR: config }, { netns: l.ha });
   const ready = await agent.waitFor('ready');
   const startedAt = performance.now();
-  const visitor = new BeamProcess(['connect', ready['link'] as string, '--server', SERVER, '--port', '8080', '--json', '--log-level', 'info', ...extra], {}, { netns: l.hb });
+  const visitor = new BeamProcess(
+    ['connect', ready['link'] as string, '--server', SERVER, '--port', '8080', '--json', '--log-level', 'info', ...extra],
+    {},
+    { netns: l.hb },
+  );
   const session = await visitor.waitFor('session');
   const sessionAt = performance.now();
   await visitor.waitFor('ready');
-  console.log(`${a.nat}${a.udpBlocked ? ' (no UDP)' : ''} <-> ${b.nat}: ${String(session['path'])} ${String(session['after'])} ms after asking (${Math.round(sessionAt - startedAt)} ms after process start)`);
+  console.log(
+    `${a.nat}${a.udpBlocked ? ' (no UDP)' : ''} <-> ${b.nat}: ${String(session['path'])} ${String(session['after'])} ms after asking (${Math.round(sessionAt - startedAt)} ms after process start)`,
+  );
   // Kill the Beam processes with the lab (they are children of this process, not of the lab's `ip`).
   const destroy = l.destroy.bind(l);
   l.destroy = () => {
@@ -142,7 +160,7 @@ describe('NAT lab', () => {
     expect(r['hash']).toBe(s.originHash);
   });
 
-  it('symmetric <-> symmetric with Beam\'s relay off (--relay never): TURN through coturn, byte-exact, on both sides', async () => {
+  it("symmetric <-> symmetric with Beam's relay off (--relay never): TURN through coturn, byte-exact, on both sides", async () => {
     const s = await scenario({ nat: 'symmetric' }, { nat: 'symmetric' }, 4 * 1024 * 1024, ['--relay', 'never']);
     expect(s.session['path']).toBe('turn');
     const r = await fetchIn(s, '/file');

@@ -4,25 +4,26 @@
  * up. (NAT scenarios, where the choice of path is forced by the network, are
  * in nat-lab.test.ts.)
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
 import { execFileSync } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtemp, readFile, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import WebSocket from 'ws';
 import { io as connectSocket } from 'socket.io-client';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
 import { PATH_DEAD_MS, RELAY_PATH, SIGNALING_PATH, SIGNALING_PROTOCOL_VERSION } from '../../shared/constants.js';
-import type { Ack, SessionOpened } from '../../shared/signaling.js';
 import { StreamProtocol } from '../../shared/frames.js';
 import { decodeResponseHead, encodeHead, readHead } from '../../shared/http-head.js';
+import type { Ack, SessionOpened } from '../../shared/signaling.js';
 import { ephemeralIdentity, IDENTITY_FILE } from '../../transport/identity.js';
 import { parseLink } from '../../transport/link.js';
 import type { VisitorSession } from '../../transport/session.js';
-import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js';
+import { type FaultProxy, startFaultProxy } from '../helpers/fault-proxy.js';
 import { request, sha256 } from '../helpers/http.js';
-import { startOrigin, type Origin } from '../helpers/origin.js';
-import { BeamProcess, startAgent, startServer, type AgentHandle, type ServerHandle } from '../helpers/procs.js';
+import { type Origin, startOrigin } from '../helpers/origin.js';
+import { type AgentHandle, BeamProcess, type ServerHandle, startServer } from '../helpers/procs.js';
 import { directVisitor } from '../helpers/visitor.js';
 
 let origin: Origin;
@@ -132,12 +133,20 @@ describe('the relay', () => {
         ws.on('error', () => {});
       });
     const base = `ws://127.0.0.1:${server.port}${RELAY_PATH}`;
-    expect(await refused(`${base}?session=AAAAAAAAAAAAAAAA&role=visitor&token=BBBBBBBBBBBBBBBBBBBBBBBB`)).toEqual({ status: 403, code: 'BEAM_ERR_RELAY_REFUSED' });
+    expect(await refused(`${base}?session=AAAAAAAAAAAAAAAA&role=visitor&token=BBBBBBBBBBBBBBBBBBBBBBBB`)).toEqual({
+      status: 403,
+      code: 'BEAM_ERR_RELAY_REFUSED',
+    });
     expect(await refused(`${base}?session=x&role=admin&token=y`)).toEqual({ status: 403, code: 'BEAM_ERR_RELAY_REFUSED' });
     expect(await refused(base)).toEqual({ status: 403, code: 'BEAM_ERR_RELAY_REFUSED' });
 
     // A real session's token works once; a second use of it is refused.
-    const socket = connectSocket(server.url, { path: SIGNALING_PATH, transports: ['websocket'], auth: { protocol: SIGNALING_PROTOCOL_VERSION, role: 'visitor' }, reconnection: false });
+    const socket = connectSocket(server.url, {
+      path: SIGNALING_PATH,
+      transports: ['websocket'],
+      auth: { protocol: SIGNALING_PROTOCOL_VERSION, role: 'visitor' },
+      reconnection: false,
+    });
     try {
       const opened = await new Promise<Ack<SessionOpened>>((resolve) => socket.emit('session:open', { share: agent.name }, resolve));
       if (!opened.ok) throw new Error(opened.error.code);
@@ -222,7 +231,7 @@ function udpPortsOf(pid: number): number[] {
   return out
     .split('\n')
     .filter((line) => line.includes(`pid=${pid},`))
-    .map((line) => Number(/:(\d+)\s/.exec(line.split(/\s+/)[3] + ' ')?.[1]))
+    .map((line) => Number(/:(\d+)\s/.exec(`${line.split(/\s+/)[3]} `)?.[1]))
     .filter((port) => Number.isInteger(port) && port > 0);
 }
 

@@ -6,8 +6,8 @@
 import http from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { request } from '../helpers/http.js';
-import { startOrigin, type Origin } from '../helpers/origin.js';
-import { BeamProcess, startServer, type ServerHandle } from '../helpers/procs.js';
+import { type Origin, startOrigin } from '../helpers/origin.js';
+import { BeamProcess, type ServerHandle, startServer } from '../helpers/procs.js';
 
 let origin: Origin;
 let server: ServerHandle;
@@ -32,7 +32,8 @@ afterAll(async () => {
   await origin?.close();
 });
 
-const seen = (body: Buffer): { url: string; headers: Record<string, string> } => JSON.parse(body.toString()) as { url: string; headers: Record<string, string> };
+const seen = (body: Buffer): { url: string; headers: Record<string, string> } =>
+  JSON.parse(body.toString()) as { url: string; headers: Record<string, string> };
 
 describe('a private share through the gateway', () => {
   it('prints a browser link with the secret and a beam connect link with peer and secret', () => {
@@ -275,7 +276,13 @@ describe('--max-visitors (checked by the agent, on every path)', () => {
       http
         .get({ host: '127.0.0.1', port: server.port, path, localAddress: address, headers: { host: rlHost }, agent: false }, (res) => {
           res.resume();
-          res.on('end', () => resolve({ status: res.statusCode ?? 0, code: res.headers['beam-error'] as string | undefined, retryAfter: res.headers['retry-after'] as string | undefined }));
+          res.on('end', () =>
+            resolve({
+              status: res.statusCode ?? 0,
+              code: res.headers['beam-error'] as string | undefined,
+              retryAfter: res.headers['retry-after'] as string | undefined,
+            }),
+          );
         })
         .on('error', reject);
     });
@@ -345,7 +352,9 @@ describe("a private share's secret never reaches the inspector or its HAR export
     const c = new BeamProcess(['connect', link, '--server', server.url, '--json']);
     try {
       const port = Number(new URL((await c.waitFor('ready'))['url'] as string).port);
-      const res = await request(port, `127.0.0.1:${port}`, `/headers?beam_secret=${secret}`, { headers: { cookie: `beam_secret=${secret}; lang=en`, 'beam-secret': secret } });
+      const res = await request(port, `127.0.0.1:${port}`, `/headers?beam_secret=${secret}`, {
+        headers: { cookie: `beam_secret=${secret}; lang=en`, 'beam-secret': secret },
+      });
       expect(res.status).toBe(200);
       // Nor does the origin see it.
       expect(res.body.toString()).not.toContain(secret);
@@ -364,7 +373,9 @@ describe("a private share's secret never reaches the inspector or its HAR export
     for (const r of list.requests) texts.push(await get(`/api/requests/${r.id}`));
     for (const text of texts) expect(text).not.toContain(secret);
     // What Beam set is Beam's, but the app's own headers are all there.
-    const detail = JSON.parse(await get(`/api/requests/${list.requests.find((r) => r.target === '/inspected')?.id}`)) as { responseHeaders: Array<[string, string]> };
+    const detail = JSON.parse(await get(`/api/requests/${list.requests.find((r) => r.target === '/inspected')?.id}`)) as {
+      responseHeaders: Array<[string, string]>;
+    };
     expect(detail.responseHeaders.some(([k]) => k.toLowerCase() === 'set-cookie')).toBe(false);
     expect(detail.responseHeaders.some(([k]) => k.toLowerCase() === 'content-type')).toBe(true);
   });

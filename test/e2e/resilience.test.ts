@@ -2,16 +2,17 @@
  * Layer 4, failures: origins that go away, agents that die or drop, names
  * that two agents want, and a hostile signaling client.
  */
-import { ephemeralIdentity } from '../../transport/identity.js';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
 import { createHash } from 'node:crypto';
 import http from 'node:http';
 import { io as connectSocket, type Socket } from 'socket.io-client';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AGENT_CONNECT_TIMEOUT_MS, PATH_PROBE_MS, SHARE_RESUME_GRACE_MS, SIGNALING_PATH, SIGNALING_PROTOCOL_VERSION } from '../../shared/constants.js';
-import { patternStream, request } from '../helpers/http.js';
-import { startOrigin, type Origin } from '../helpers/origin.js';
-import { BeamProcess, startAgent, startServer, type ServerHandle } from '../helpers/procs.js';
+import { ephemeralIdentity } from '../../transport/identity.js';
 import { startFaultProxy } from '../helpers/fault-proxy.js';
+import { patternStream, request } from '../helpers/http.js';
+import { type Origin, startOrigin } from '../helpers/origin.js';
+import { BeamProcess, type ServerHandle, startAgent, startServer } from '../helpers/procs.js';
 
 let server: ServerHandle;
 let origin: Origin;
@@ -33,7 +34,12 @@ function patternHash(size: number, seed: number): Promise<string> {
 }
 
 /** GETs `path`, hashing the body as it comes; calls `midway` once the first MiB is in. */
-function download(port: number, host: string, path: string, midway: () => void): Promise<{ status: number; bytes: number; hash: string; error: string | undefined }> {
+function download(
+  port: number,
+  host: string,
+  path: string,
+  midway: () => void,
+): Promise<{ status: number; bytes: number; hash: string; error: string | undefined }> {
   return new Promise((resolve) => {
     http
       .get({ host: '127.0.0.1', port, path, headers: { host } }, (res) => {
@@ -378,7 +384,9 @@ describe('hostile signaling clients', () => {
     const visitor = connect({ protocol: SIGNALING_PROTOCOL_VERSION, role: 'visitor' });
     try {
       await new Promise<void>((resolve) => visitor.once('connect', () => resolve()));
-      const opened = await new Promise<{ ok: boolean; value?: { sessionId: string } }>((resolve) => visitor.emit('session:open', { share: agent.name }, resolve));
+      const opened = await new Promise<{ ok: boolean; value?: { sessionId: string } }>((resolve) =>
+        visitor.emit('session:open', { share: agent.name }, resolve),
+      );
       expect(opened.ok).toBe(true);
       const started = performance.now();
       const closed = await new Promise<{ sessionId: string }>((resolve) => visitor.once('session:closed', resolve));

@@ -1,8 +1,9 @@
 /** `beam serve` as operators see it: health checks, and a SIGTERM that cuts no in-flight request. */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
 import http from 'node:http';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { request } from '../helpers/http.js';
-import { startOrigin, type Origin } from '../helpers/origin.js';
+import { type Origin, startOrigin } from '../helpers/origin.js';
 import { startAgent, startServer } from '../helpers/procs.js';
 
 let origin: Origin;

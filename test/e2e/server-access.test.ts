@@ -6,16 +6,16 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { io as connectSocket, type Socket } from 'socket.io-client';
 import { pino } from 'pino';
+import { io as connectSocket, type Socket } from 'socket.io-client';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type BeamServer, startBeamServer } from '../../gateway/server.js';
 import { SIGNALING_PATH, SIGNALING_PROTOCOL_VERSION } from '../../shared/constants.js';
-import { startBeamServer, type BeamServer } from '../../gateway/server.js';
-import { loadEngine } from '../../transport/index.js';
 import { ephemeralIdentity } from '../../transport/identity.js';
-import { startOrigin, type Origin } from '../helpers/origin.js';
-import { BeamProcess, startAgent, type ServerHandle } from '../helpers/procs.js';
+import { loadEngine } from '../../transport/index.js';
 import { request } from '../helpers/http.js';
+import { type Origin, startOrigin } from '../helpers/origin.js';
+import { BeamProcess, type ServerHandle, startAgent } from '../helpers/procs.js';
 
 const ALICE = 'alice-0123456789abcdef';
 const BOB = 'bob-0123456789abcdef01';
@@ -66,7 +66,9 @@ describe('beam serve --token-file', () => {
       expect((await alice.waitFor('ready'))['name']).toBe('alice-app');
       const bob = share('--name', 'bobs-thing');
       // BEAM_TOKEN works as --token does.
-      const bobEnv = new BeamProcess(['http', String(origin.port), '--server', server.url, '--json', '--no-inspect', '--name', 'bobs-thing'], { BEAM_TOKEN: BOB });
+      const bobEnv = new BeamProcess(['http', String(origin.port), '--server', server.url, '--json', '--no-inspect', '--name', 'bobs-thing'], {
+        BEAM_TOKEN: BOB,
+      });
       procs.push(bobEnv);
       expect((await bobEnv.waitFor('ready'))['name']).toBe('bobs-thing');
       expect((await bob.waitFor('error'))['code']).toBe('BEAM_ERR_UNAUTHORIZED');
@@ -124,7 +126,11 @@ describe('per-address limits on signaling', () => {
       socket.once('connect_error', (err: Error & { data?: { code: string } }) => reject(Object.assign(err, { code: err.data?.code })));
     });
   }
-  const ack = (socket: Socket, event: string, payload: unknown): Promise<{ ok: boolean; value?: { name: string; sessionId: string }; error?: { code: string } }> =>
+  const ack = (
+    socket: Socket,
+    event: string,
+    payload: unknown,
+  ): Promise<{ ok: boolean; value?: { name: string; sessionId: string }; error?: { code: string } }> =>
     new Promise((resolve) => socket.emit(event, payload, resolve));
 
   it('caps connections, registrations and sessions from one address; the gateway carries web visitors regardless', async () => {
@@ -162,7 +168,7 @@ describe('per-address limits on signaling', () => {
     }
   });
 
-  it('--trust-proxy: each client address behind the proxy has its own budget, and the origin sees the proxy\'s view', async () => {
+  it("--trust-proxy: each client address behind the proxy has its own budget, and the origin sees the proxy's view", async () => {
     const proxied = await startBeamServer(
       { engine: await loadEngine('node-datachannel'), logger: pino({ level: 'silent' }) },
       { port: 0, host: '127.0.0.1', trustProxy: true, limits: { connections: 2 } },
@@ -173,13 +179,19 @@ describe('per-address limits on signaling', () => {
     try {
       // The agent is one connection from the proxy's own address (no X-Forwarded-For): one left for it.
       sockets.push(await connect(url, 'visitor'));
-      const blocked = await connect(url, 'visitor').then(() => undefined, (err: { code?: string }) => err.code);
+      const blocked = await connect(url, 'visitor').then(
+        () => undefined,
+        (err: { code?: string }) => err.code,
+      );
       expect(blocked).toBe('BEAM_ERR_RATE_LIMITED');
       for (const client of ['203.0.113.7', '203.0.113.8']) {
         sockets.push(await connect(url, 'visitor', { 'x-forwarded-for': `10.9.9.9, ${client}` }));
         sockets.push(await connect(url, 'visitor', { 'x-forwarded-for': client }));
       }
-      const over = await connect(url, 'visitor', { 'x-forwarded-for': '203.0.113.7' }).then(() => undefined, (err: { code?: string }) => err.code);
+      const over = await connect(url, 'visitor', { 'x-forwarded-for': '203.0.113.7' }).then(
+        () => undefined,
+        (err: { code?: string }) => err.code,
+      );
       expect(over).toBe('BEAM_ERR_RATE_LIMITED');
 
       const res = await request(proxied.port, agent.host, '/headers', { headers: { 'x-forwarded-for': '6.6.6.6, 203.0.113.9', 'x-forwarded-proto': 'https' } });

@@ -9,17 +9,17 @@
  * The origin is Node's own HTTP server, keep-alive, counting what it parsed.
  */
 import http from 'node:http';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { pino } from 'pino';
-import { startBeamServer, type BeamServer } from '../../gateway/server.js';
-import { loadEngine } from '../../transport/index.js';
-import { startAgent, type AgentHandle, type ServerHandle, BeamProcess } from '../helpers/procs.js';
-import { listen, close, rawExchange } from '../helpers/http.js';
-import { directVisitor, type DirectVisitor } from '../helpers/visitor.js';
-import { StreamProtocol } from '../../shared/frames.js';
-import { decodeResponseHead, encodeHead, readHead, type RequestHead } from '../../shared/http-head.js';
 import fc from 'fast-check';
+import { pino } from 'pino';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { type BeamServer, startBeamServer } from '../../gateway/server.js';
+import { StreamProtocol } from '../../shared/frames.js';
+import { decodeResponseHead, encodeHead, type RequestHead, readHead } from '../../shared/http-head.js';
+import { loadEngine } from '../../transport/index.js';
 import { launchChromium } from '../helpers/browser.js';
+import { close, listen, rawExchange } from '../helpers/http.js';
+import { type AgentHandle, type BeamProcess, type ServerHandle, startAgent } from '../helpers/procs.js';
+import { type DirectVisitor, directVisitor } from '../helpers/visitor.js';
 
 interface Seen {
   method: string;
@@ -78,7 +78,8 @@ const FRAMINGS: Record<string, (method: string, path: string, host: string, body
     `${method} ${path} HTTP/1.1\r\nHost: ${host}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n${body.length.toString(16)}\r\n${body}\r\n0\r\n\r\n`,
   'Content-Length named by Connection': (method, path, host, body) =>
     `${method} ${path} HTTP/1.1\r\nHost: ${host}\r\nContent-Length: ${body.length}\r\nConnection: close, content-length\r\n\r\n${body}`,
-  'Content-Length': (method, path, host, body) => `${method} ${path} HTTP/1.1\r\nHost: ${host}\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`,
+  'Content-Length': (method, path, host, body) =>
+    `${method} ${path} HTTP/1.1\r\nHost: ${host}\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`,
   'Transfer-Encoding named by Connection': (method, path, host, body) =>
     `${method} ${path} HTTP/1.1\r\nHost: ${host}\r\nTransfer-Encoding: chunked\r\nConnection: close, transfer-encoding\r\n\r\n${body.length.toString(16)}\r\n${body}\r\n0\r\n\r\n`,
 };
@@ -109,7 +110,10 @@ describe('through the gateway: one visitor request is one origin request, whatev
 
   it('ten keep-alive requests with bodies on one client connection: ten origin requests, ten answers in order', async () => {
     const body = SMUGGLED(agent.host);
-    const requests = Array.from({ length: 10 }, (_, n) => `GET /pipelined-${n} HTTP/1.1\r\nHost: ${agent.host}\r\nContent-Length: ${body.length}\r\nConnection: content-length\r\n\r\n${body}`).join('');
+    const requests = Array.from(
+      { length: 10 },
+      (_, n) => `GET /pipelined-${n} HTTP/1.1\r\nHost: ${agent.host}\r\nContent-Length: ${body.length}\r\nConnection: content-length\r\n\r\n${body}`,
+    ).join('');
     const answer = await raw(`${requests}GET /last HTTP/1.1\r\nHost: ${agent.host}\r\nConnection: close\r\n\r\n`);
     const bodies = [...answer.matchAll(/origin saw (\S+ \S+)/g)].map((m) => m[1]);
     expect(bodies).toEqual([...Array.from({ length: 10 }, (_, n) => `GET /pipelined-${n}`), 'GET /last']);
@@ -158,24 +162,54 @@ describe.each([
   }
 
   it('a Content-Length on a head that says no body follows: 400 BEAM_ERR_BAD_FRAMING, the origin sees nothing', async () => {
-    const res = await exchange({ method: 'GET', target: '/no-body-but-length', headers: [['Host', 'x'], ['Content-Length', '42']], upgrade: false, body: false });
+    const res = await exchange({
+      method: 'GET',
+      target: '/no-body-but-length',
+      headers: [
+        ['Host', 'x'],
+        ['Content-Length', '42'],
+      ],
+      upgrade: false,
+      body: false,
+    });
     expect(res.head).toMatchObject({ kind: 'response', status: 400, headers: expect.arrayContaining([['beam-error', 'BEAM_ERR_BAD_FRAMING']]) });
     expect(seen).toEqual([]);
   });
 
   it.each([
-    ['two Content-Lengths that disagree', [['Content-Length', '5'], ['Content-Length', '6']]],
+    [
+      'two Content-Lengths that disagree',
+      [
+        ['Content-Length', '5'],
+        ['Content-Length', '6'],
+      ],
+    ],
     ['a Content-Length list that disagrees', [['Content-Length', '5, 6']]],
     ['a Content-Length that is not a number', [['Content-Length', '+5']]],
   ])('%s: 400 BEAM_ERR_BAD_FRAMING, the origin sees nothing', async (_what, lengths) => {
-    const res = await exchange({ method: 'POST', target: '/ambiguous', headers: [['Host', 'x'], ...(lengths as Array<[string, string]>)], upgrade: false, body: true }, 'hello');
+    const res = await exchange(
+      { method: 'POST', target: '/ambiguous', headers: [['Host', 'x'], ...(lengths as Array<[string, string]>)], upgrade: false, body: true },
+      'hello',
+    );
     expect(res.head).toMatchObject({ kind: 'response', status: 400, headers: expect.arrayContaining([['beam-error', 'BEAM_ERR_BAD_FRAMING']]) });
     expect(seen).toEqual([]);
   });
 
   it('a body longer than its Content-Length: the extra bytes never reach the origin', async () => {
     const body = `hello${SMUGGLED('x')}`;
-    const res = await exchange({ method: 'POST', target: '/too-long', headers: [['Host', 'x'], ['Content-Length', '5']], upgrade: false, body: true }, body);
+    const res = await exchange(
+      {
+        method: 'POST',
+        target: '/too-long',
+        headers: [
+          ['Host', 'x'],
+          ['Content-Length', '5'],
+        ],
+        upgrade: false,
+        body: true,
+      },
+      body,
+    );
     expect(res.head).toMatchObject({ kind: 'error', code: 'BEAM_ERR_BAD_FRAMING' });
     // The probe may have reached the origin's parser before the agent cut it off; the smuggled request never does.
     await new Promise<void>((resolve) => setImmediate(resolve));
@@ -185,7 +219,19 @@ describe.each([
   });
 
   it('a body exactly its Content-Length passes as it is', async () => {
-    const res = await exchange({ method: 'DELETE', target: '/exact', headers: [['Host', 'x'], ['Content-Length', '5, 5']], upgrade: false, body: true }, 'hello');
+    const res = await exchange(
+      {
+        method: 'DELETE',
+        target: '/exact',
+        headers: [
+          ['Host', 'x'],
+          ['Content-Length', '5, 5'],
+        ],
+        upgrade: false,
+        body: true,
+      },
+      'hello',
+    );
     expect(res.head).toMatchObject({ kind: 'response', status: 200 });
     expect(seen).toEqual([{ method: 'DELETE', url: '/exact', body: 'hello' }]);
   });
@@ -193,36 +239,57 @@ describe.each([
   it('fuzzed heads (method, framing headers, body flag, body bytes): never more than one origin request, never the smuggled one, and a Content-Length honoured to the byte', async () => {
     const framingHeaders = fc.array(
       fc.oneof(
-        fc.tuple(fc.constantFrom('Content-Length', 'content-length'), fc.oneof(fc.nat({ max: 120 }).map(String), fc.constantFrom('0', '5, 5', '5, 6', '+1', 'x'))),
-        fc.tuple(fc.constantFrom('Transfer-Encoding', 'TE', 'Connection', 'Trailer'), fc.constantFrom('chunked', 'content-length', 'close, content-length', 'gzip, chunked', 'host')),
+        fc.tuple(
+          fc.constantFrom('Content-Length', 'content-length'),
+          fc.oneof(fc.nat({ max: 120 }).map(String), fc.constantFrom('0', '5, 5', '5, 6', '+1', 'x')),
+        ),
+        fc.tuple(
+          fc.constantFrom('Transfer-Encoding', 'TE', 'Connection', 'Trailer'),
+          fc.constantFrom('chunked', 'content-length', 'close, content-length', 'gzip, chunked', 'host'),
+        ),
         fc.tuple(fc.constant('Host'), fc.constantFrom('x', 'y')),
       ),
       { maxLength: 4 },
     );
     let n = 0;
     await fc.assert(
-      fc.asyncProperty(fc.constantFrom('GET', 'HEAD', 'DELETE', 'OPTIONS', 'POST', 'PUT', 'PATCH'), framingHeaders, fc.boolean(), fc.string({ maxLength: 40 }), async (method, extra, hasBody, prefix) => {
-        seen = [];
-        const target = `/fuzz-${++n}`;
-        const body = `${prefix}${SMUGGLED('x')}`;
-        const res = await exchange({ method, target, headers: [['Host', 'x'], ...extra], upgrade: false, body: hasBody }, hasBody ? body : undefined);
-        // The origin parsed at most this request, and nothing smuggled in its body.
-        expect(seen.length).toBeLessThanOrEqual(1);
-        expect(seen.every((r) => r.url === target && r.method === method)).toBe(true);
-        if (res.head.kind === 'response' && res.head.status === 200) {
-          expect(seen).toHaveLength(1);
-          const length = extra.find(([k]) => k.toLowerCase() === 'content-length')?.[1];
-          // The origin got the whole body, exactly: chunked when no length was given, else exactly that length.
-          expect(seen[0]?.body).toBe(hasBody ? body : '');
-          if (hasBody && length !== undefined) expect(Number(length.split(',')[0])).toBe(Buffer.byteLength(body, 'latin1'));
-        }
-      }),
+      fc.asyncProperty(
+        fc.constantFrom('GET', 'HEAD', 'DELETE', 'OPTIONS', 'POST', 'PUT', 'PATCH'),
+        framingHeaders,
+        fc.boolean(),
+        fc.string({ maxLength: 40 }),
+        async (method, extra, hasBody, prefix) => {
+          seen = [];
+          const target = `/fuzz-${++n}`;
+          const body = `${prefix}${SMUGGLED('x')}`;
+          const res = await exchange({ method, target, headers: [['Host', 'x'], ...extra], upgrade: false, body: hasBody }, hasBody ? body : undefined);
+          // The origin parsed at most this request, and nothing smuggled in its body.
+          expect(seen.length).toBeLessThanOrEqual(1);
+          expect(seen.every((r) => r.url === target && r.method === method)).toBe(true);
+          if (res.head.kind === 'response' && res.head.status === 200) {
+            expect(seen).toHaveLength(1);
+            const length = extra.find(([k]) => k.toLowerCase() === 'content-length')?.[1];
+            // The origin got the whole body, exactly: chunked when no length was given, else exactly that length.
+            expect(seen[0]?.body).toBe(hasBody ? body : '');
+            if (hasBody && length !== undefined) expect(Number(length.split(',')[0])).toBe(Buffer.byteLength(body, 'latin1'));
+          }
+        },
+      ),
       { numRuns: 150 },
     );
   });
 
   it('two Host headers: 400, the origin sees nothing', async () => {
-    const res = await exchange({ method: 'GET', target: '/two-hosts', headers: [['Host', 'a'], ['Host', 'b']], upgrade: false, body: false });
+    const res = await exchange({
+      method: 'GET',
+      target: '/two-hosts',
+      headers: [
+        ['Host', 'a'],
+        ['Host', 'b'],
+      ],
+      upgrade: false,
+      body: false,
+    });
     expect(res.head).toMatchObject({ kind: 'response', status: 400, headers: expect.arrayContaining([['beam-error', 'BEAM_ERR_BAD_REQUEST']]) });
     expect(seen).toEqual([]);
   });
@@ -240,7 +307,7 @@ describe("from the page's Service Worker, in Chromium", () => {
       const body = SMUGGLED(agent.host);
       // The app's own fetch, which the page's worker carries to the agent peer to peer.
       const app = page.frames().find((f) => f !== page.mainFrame());
-      if (!app) throw new Error("no app frame");
+      if (!app) throw new Error('no app frame');
       const statuses = await app.evaluate(async (b) => {
         const out: number[] = [];
         for (const method of ['DELETE', 'OPTIONS']) out.push((await fetch(`/sw-${method}`, { method, body: b })).status);

@@ -3,16 +3,17 @@
  * (HTTP with basic auth, a private TCP share, UDP), run as one process, each
  * reached the way a teammate would; and config errors that name the key.
  */
+
+import { randomBytes } from 'node:crypto';
+import dgram from 'node:dgram';
 import { mkdtempSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import net from 'node:net';
-import dgram from 'node:dgram';
-import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BeamProcess, startServer, type JsonEvent, type ServerHandle } from '../helpers/procs.js';
-import { startOrigin, type Origin } from '../helpers/origin.js';
 import { request, sha256 } from '../helpers/http.js';
+import { type Origin, startOrigin } from '../helpers/origin.js';
+import { BeamProcess, type JsonEvent, type ServerHandle, startServer } from '../helpers/procs.js';
 
 let origin: Origin;
 let server: ServerHandle;
@@ -152,7 +153,10 @@ shares:
     const holder = new BeamProcess(['http', String(origin.port), '--server', server.url, '--name', 'start-taken-1', '--json', '--no-inspect']);
     await holder.waitFor('ready');
     try {
-      const file = configFile('taken.yml', `inspect: false\nshares:\n  first:\n    http: ${origin.port}\n    name: start-first-1\n  second:\n    http: ${origin.port}\n    name: start-taken-1\n`);
+      const file = configFile(
+        'taken.yml',
+        `inspect: false\nshares:\n  first:\n    http: ${origin.port}\n    name: start-first-1\n  second:\n    http: ${origin.port}\n    name: start-taken-1\n`,
+      );
       const proc = new BeamProcess(['start', '--config', file, '--server', server.url, '--json']);
       const err = await proc.waitFor('error');
       expect(err['code']).toBe('BEAM_ERR_NAME_TAKEN');

@@ -3,14 +3,15 @@
  * PostgreSQL from Debian driven by psql (a table, 10,000 rows copied in and
  * read back), and redis-server driven by redis-benchmark.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BeamProcess, type ServerHandle, startServer } from '../helpers/procs.js';
 import { startPostgres, startRedis } from '../helpers/services.js';
-import { BeamProcess, startServer, type ServerHandle } from '../helpers/procs.js';
 
 let server: ServerHandle;
-const cleanups: Array<() => void | Promise<unknown>> = [];
+const cleanups: Array<() => unknown> = [];
 
 beforeAll(async () => {
   server = await startServer();

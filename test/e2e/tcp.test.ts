@@ -3,12 +3,13 @@
  * other, real processes over loopback. TCP semantics are kept: half-close
  * both ways, resets on errors, many connections at once, byte-exact data.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
 import { createHash, randomBytes } from 'node:crypto';
 import net from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PATH_DEAD_MS } from '../../shared/constants.js';
 import { request } from '../helpers/http.js';
-import { BeamProcess, startServer, type AgentHandle, type ServerHandle } from '../helpers/procs.js';
+import { type AgentHandle, BeamProcess, type ServerHandle, startServer } from '../helpers/procs.js';
 
 let server: ServerHandle;
 let origin: net.Server;
@@ -147,24 +148,28 @@ describe('beam tcp + beam connect', () => {
     expect(results.filter(Boolean).length).toBe(200);
   });
 
-  it(`an idle connection outlives PATH_DEAD_MS (${PATH_DEAD_MS} ms) several times over: Beam's keepalives hold the path`, async () => {
-    const socket = net.connect({ port: localPort, host: '127.0.0.1' });
-    const next = (): Promise<string> => new Promise((resolve) => socket.once('data', (d: Buffer) => resolve(d.toString())));
-    await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
-    let reply = next();
-    socket.write('Ihello');
-    expect(await reply).toBe('hello');
-    // Idle: nothing from the application for 2.5 x PATH_DEAD_MS. The connection must not be reset meanwhile.
-    let failed: string | undefined;
-    socket.once('error', (err: NodeJS.ErrnoException) => (failed = err.code));
-    socket.once('end', () => (failed = 'end'));
-    await new Promise((r) => setTimeout(r, PATH_DEAD_MS * 2.5));
-    expect(failed).toBeUndefined();
-    reply = next();
-    socket.write('still here');
-    expect(await reply).toBe('still here');
-    socket.destroy();
-  }, PATH_DEAD_MS * 2.5 + 20_000);
+  it(
+    `an idle connection outlives PATH_DEAD_MS (${PATH_DEAD_MS} ms) several times over: Beam's keepalives hold the path`,
+    async () => {
+      const socket = net.connect({ port: localPort, host: '127.0.0.1' });
+      const next = (): Promise<string> => new Promise((resolve) => socket.once('data', (d: Buffer) => resolve(d.toString())));
+      await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
+      let reply = next();
+      socket.write('Ihello');
+      expect(await reply).toBe('hello');
+      // Idle: nothing from the application for 2.5 x PATH_DEAD_MS. The connection must not be reset meanwhile.
+      let failed: string | undefined;
+      socket.once('error', (err: NodeJS.ErrnoException) => (failed = err.code));
+      socket.once('end', () => (failed = 'end'));
+      await new Promise((r) => setTimeout(r, PATH_DEAD_MS * 2.5));
+      expect(failed).toBeUndefined();
+      reply = next();
+      socket.write('still here');
+      expect(await reply).toBe('still here');
+      socket.destroy();
+    },
+    PATH_DEAD_MS * 2.5 + 20_000,
+  );
 
   it('an HTTP request to a TCP share gets 400 BEAM_ERR_SHARE_KIND from the gateway', async () => {
     const res = await request(server.port, agent.host, '/');

@@ -3,12 +3,12 @@
  * spinner, the link with a QR code that encodes it, and the live visitor list;
  * `--json` on a terminal stays pure JSON.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type ChildProcess, spawn } from 'node:child_process';
 import qrcode from 'qrcode-terminal';
-import { BIN, ROOT, startServer, type ServerHandle } from '../helpers/procs.js';
-import { startOrigin, type Origin } from '../helpers/origin.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { request } from '../helpers/http.js';
+import { type Origin, startOrigin } from '../helpers/origin.js';
+import { BIN, ROOT, type ServerHandle, startServer } from '../helpers/procs.js';
 
 let origin: Origin;
 let server: ServerHandle;
@@ -31,7 +31,12 @@ class OnTerminal {
   constructor(args: string[]) {
     const command = [process.execPath, BIN, ...args].map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ');
     // -q: no banner; -f: flush as written; -e: the child's exit status; -c: the command.
-    this.child = spawn('script', ['-qfec', command, '/dev/null'], { cwd: ROOT, env: { ...process.env, TERM: 'xterm-256color', BEAM_SERVER: '' }, detached: true, stdio: ['pipe', 'pipe', 'pipe'] });
+    this.child = spawn('script', ['-qfec', command, '/dev/null'], {
+      cwd: ROOT,
+      env: { ...process.env, TERM: 'xterm-256color', BEAM_SERVER: '' },
+      detached: true,
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
     this.child.stdout!.on('data', (d: Buffer) => {
       this.output += d.toString();
       for (const w of [...this.waiters]) {
@@ -71,7 +76,11 @@ describe('on a terminal', () => {
       expect(url).toMatch(/^http:\/\/[a-z]+-[a-z]+-\d{3}\.localhost:\d+\/$/);
       let expected = '';
       qrcode.generate(url, { small: true }, (code) => (expected = code));
-      const indented = expected.replace(/\n$/, '').split('\n').map((l) => `  ${l}`).join('\n');
+      const indented = expected
+        .replace(/\n$/, '')
+        .split('\n')
+        .map((l) => `  ${l}`)
+        .join('\n');
       expect(text).toContain(indented);
 
       expect((await request(server.port, new URL(url).host, '/tui')).status).toBe(200);
@@ -88,7 +97,10 @@ describe('on a terminal', () => {
     try {
       await t.until((s) => s.includes('"event":"ready"'));
       await t.stop();
-      const lines = t.output.split('\n').map((l) => l.replace(/\r$/, '')).filter(Boolean);
+      const lines = t.output
+        .split('\n')
+        .map((l) => l.replace(/\r$/, ''))
+        .filter(Boolean);
       expect(lines.length).toBeGreaterThan(0);
       for (const line of lines) expect(() => JSON.parse(line), line).not.toThrow();
       expect(t.output).not.toMatch(/\x1b|[▄▀█⠋]/);

@@ -3,10 +3,11 @@
  * round trip of 1,000 datagrams, byte-exact, on the direct path (an unordered,
  * unreliable data channel) and on the relay (records on a stream).
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
 import { createHash, randomBytes } from 'node:crypto';
 import dgram from 'node:dgram';
-import { BeamProcess, startServer, type ServerHandle } from '../helpers/procs.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BeamProcess, type ServerHandle, startServer } from '../helpers/procs.js';
 
 let server: ServerHandle;
 let echo: dgram.Socket;
@@ -47,7 +48,11 @@ async function roundTrips(port: number, n: number): Promise<{ sent: string[]; go
       sent.push(createHash('sha256').update(payload).digest('hex'));
       const reply = new Promise<Buffer>((resolve) => client.once('message', resolve));
       client.send(payload, port, '127.0.0.1');
-      got.push(createHash('sha256').update(await reply).digest('hex'));
+      got.push(
+        createHash('sha256')
+          .update(await reply)
+          .digest('hex'),
+      );
     }
   } finally {
     client.close();

@@ -1,5 +1,5 @@
 /** Debian's Chromium, driven by playwright-core (installed by .ci/setup). */
-import { chromium, type Browser } from 'playwright-core';
+import { type Browser, chromium } from 'playwright-core';
 
 export const CHROMIUM = process.env['BEAM_CHROMIUM'] ?? '/usr/bin/chromium';
 

@@ -2,8 +2,9 @@
  * A TCP proxy that can cut every connection through it on demand: the fault
  * injector for "the agent's link to the server drops".
  */
-import net from 'node:net';
+
 import type { AddressInfo } from 'node:net';
+import net from 'node:net';
 
 export interface FaultProxy {
   port: number;

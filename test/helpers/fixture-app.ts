@@ -6,8 +6,9 @@
  * users). Its pages forbid framing (X-Frame-Options: DENY). It records every
  * request it serves.
  */
-import http from 'node:http';
+
 import { createHash, randomBytes } from 'node:crypto';
+import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { WebSocketServer } from 'ws';
 
@@ -40,11 +41,19 @@ export async function startFixtureApp(): Promise<FixtureApp> {
       res.end(page(title, body));
     };
     if (url.pathname === '/' && req.method === 'GET') {
-      html(200, 'Home', `<h1 id="title">Home</h1><p id="who">${user ? `signed in as ${user}` : 'not signed in'}</p><a id="to-login" href="/login">Sign in</a> <a id="to-dashboard" href="/dashboard">Dashboard</a>`);
+      html(
+        200,
+        'Home',
+        `<h1 id="title">Home</h1><p id="who">${user ? `signed in as ${user}` : 'not signed in'}</p><a id="to-login" href="/login">Sign in</a> <a id="to-dashboard" href="/dashboard">Dashboard</a>`,
+      );
       return;
     }
     if (url.pathname === '/login' && req.method === 'GET') {
-      html(200, 'Sign in', `<h1 id="title">Sign in</h1><form method="POST" action="/login"><input id="user" name="user"><button id="submit">Sign in</button></form>`);
+      html(
+        200,
+        'Sign in',
+        `<h1 id="title">Sign in</h1><form method="POST" action="/login"><input id="user" name="user"><button id="submit">Sign in</button></form>`,
+      );
       return;
     }
     if (url.pathname === '/login' && req.method === 'POST') {
@@ -55,7 +64,10 @@ export async function startFixtureApp(): Promise<FixtureApp> {
         const id = randomBytes(12).toString('hex');
         sessions.set(id, name);
         // The session for the server only; a CSRF token its scripts read, as many frameworks do.
-        res.writeHead(303, { location: '/dashboard', 'set-cookie': [`session=${id}; Path=/; HttpOnly; SameSite=Lax`, `csrf=t${id.slice(0, 8)}; Path=/; SameSite=Lax`] });
+        res.writeHead(303, {
+          location: '/dashboard',
+          'set-cookie': [`session=${id}; Path=/; HttpOnly; SameSite=Lax`, `csrf=t${id.slice(0, 8)}; Path=/; SameSite=Lax`],
+        });
         res.end();
       });
       return;
@@ -110,7 +122,14 @@ if (navigator.serviceWorker) navigator.serviceWorker.register('/app-sw.js').then
     }
     if (url.pathname === '/api/cookies') {
       res.writeHead(200, { 'content-type': 'text/plain' });
-      res.end((req.headers.cookie ?? '').split(';').map((c) => c.trim().split('=')[0]).filter(Boolean).sort().join(','));
+      res.end(
+        (req.headers.cookie ?? '')
+          .split(';')
+          .map((c) => c.trim().split('=')[0])
+          .filter(Boolean)
+          .sort()
+          .join(','),
+      );
       return;
     }
     if (url.pathname === '/api/moved') {
@@ -154,7 +173,9 @@ if (navigator.serviceWorker) navigator.serviceWorker.register('/app-sw.js').then
       socket.end('HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n');
       return;
     }
-    wss.handleUpgrade(req, socket, head, (ws) => ws.on('message', (data, isBinary) => ws.send(isBinary ? data : `echo: ${String(data)}`, { binary: isBinary })));
+    wss.handleUpgrade(req, socket, head, (ws) =>
+      ws.on('message', (data, isBinary) => ws.send(isBinary ? data : `echo: ${String(data)}`, { binary: isBinary })),
+    );
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return {

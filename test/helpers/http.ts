@@ -1,6 +1,7 @@
 /** HTTP clients and origins for tests: plain node:http, so every byte is ours to check. */
-import http from 'node:http';
+
 import { createHash } from 'node:crypto';
+import http from 'node:http';
 import net, { type AddressInfo } from 'node:net';
 import { Readable } from 'node:stream';
 

@@ -16,7 +16,7 @@
  * that clashes with the later outbound mapping and hole punching fails even
  * between cone NATs.
  */
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { createWriteStream, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -89,7 +89,9 @@ export class NetLab {
       lab.build(a, b);
     } catch (err) {
       lab.destroy();
-      throw new Error(`building the NAT lab failed (needs root, iproute2 and iptables): ${(err as { stderr?: Buffer }).stderr?.toString() ?? (err as Error).message}`);
+      throw new Error(
+        `building the NAT lab failed (needs root, iproute2 and iptables): ${(err as { stderr?: Buffer }).stderr?.toString() ?? (err as Error).message}`,
+      );
     }
     return lab;
   }
@@ -171,11 +173,25 @@ export class NetLab {
   startTurn(root: string, secret: string): ChildProcess {
     const log = process.env['BEAM_LAB_TURN_LOG'];
     const turn = this.spawn(this.wan, 'turnserver', [
-      '-c', path.join(root, 'deploy/turnserver.conf'),
-      '--listening-ip', WAN_SERVER, '--listening-ip', WAN_SERVER_2, '--relay-ip', WAN_SERVER,
-      '--static-auth-secret', secret, '--realm', 'beam.test',
-      '--denied-peer-ip', '198.19.0.0-198.19.255.255',
-      '--pidfile', path.join(tmpdir(), `${this.wan}.turn.pid`), '--log-file', 'stdout', ...(log ? ['--verbose'] : []),
+      '-c',
+      path.join(root, 'deploy/turnserver.conf'),
+      '--listening-ip',
+      WAN_SERVER,
+      '--listening-ip',
+      WAN_SERVER_2,
+      '--relay-ip',
+      WAN_SERVER,
+      '--static-auth-secret',
+      secret,
+      '--realm',
+      'beam.test',
+      '--denied-peer-ip',
+      '198.19.0.0-198.19.255.255',
+      '--pidfile',
+      path.join(tmpdir(), `${this.wan}.turn.pid`),
+      '--log-file',
+      'stdout',
+      ...(log ? ['--verbose'] : []),
     ]);
     if (log) turn.stdout!.pipe(createWriteStream(log));
     else turn.stdout!.resume();
@@ -187,7 +203,24 @@ export class NetLab {
   forwardPort(router: string, port: number, host: string): void {
     const wanIf = this.wanIfOf.get(router);
     if (!wanIf) throw new Error(`${router} is not a router of this lab`);
-    inNs(router, 'iptables', '-t', 'nat', '-A', 'PREROUTING', '-i', wanIf, '-p', 'tcp', '--dport', String(port), '-j', 'DNAT', '--to-destination', `${host}:${port}`);
+    inNs(
+      router,
+      'iptables',
+      '-t',
+      'nat',
+      '-A',
+      'PREROUTING',
+      '-i',
+      wanIf,
+      '-p',
+      'tcp',
+      '--dport',
+      String(port),
+      '-j',
+      'DNAT',
+      '--to-destination',
+      `${host}:${port}`,
+    );
     inNs(router, 'iptables', '-I', 'FORWARD', '-i', wanIf, '-p', 'tcp', '-d', host, '--dport', String(port), '-j', 'ACCEPT');
   }
 

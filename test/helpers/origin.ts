@@ -3,9 +3,10 @@
  * hash what they receive, send what they are asked to, stream, stall, and
  * count requests.
  */
+
+import { createHash } from 'node:crypto';
 import http from 'node:http';
 import zlib from 'node:zlib';
-import { createHash } from 'node:crypto';
 import { WebSocketServer } from 'ws';
 import { listen, patternStream } from './http.js';
 

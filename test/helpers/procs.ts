@@ -2,11 +2,11 @@
  * Real processes for end-to-end tests: `beam serve` and `beam http` run from
  * the built CLI (bin/beam.js), exactly as a user runs them.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const BIN = path.join(ROOT, 'bin/beam.js');
@@ -99,7 +99,11 @@ export class BeamProcess {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.waiters = this.waiters.filter((w) => w.match !== fn);
-        reject(new Error(`no ${typeof match === 'string' ? `"${match}" ` : ''}event within ${timeoutMs} ms; stdout: ${JSON.stringify(this.events)}; stderr: ${this.stderr.slice(-2000)}`));
+        reject(
+          new Error(
+            `no ${typeof match === 'string' ? `"${match}" ` : ''}event within ${timeoutMs} ms; stdout: ${JSON.stringify(this.events)}; stderr: ${this.stderr.slice(-2000)}`,
+          ),
+        );
       }, timeoutMs);
       this.waiters.push({
         match: fn,

@@ -3,13 +3,13 @@
  * from Debian, each started on a free loopback port with its own data, and
  * stopped with the returned handle.
  */
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
 
 /**
  * The repository, where Beam's processes run: the first folder up from here
@@ -92,7 +92,11 @@ export async function startPostgres(): Promise<Service> {
 /** A redis-server without persistence on 127.0.0.1. */
 export async function startRedis(): Promise<Service> {
   const port = await freePort();
-  const child = await startUntil('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], /Ready to accept connections/);
+  const child = await startUntil(
+    'redis-server',
+    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
+    /Ready to accept connections/,
+  );
   return { port, pid: child.pid ?? 0, stop: () => void child.kill('SIGKILL') };
 }
 
@@ -119,7 +123,11 @@ export function beamEvent(argv: string[], event: string, children: ChildProcess[
 }
 
 /** Starts a Beam process (or any JSON-lines one) and resolves with its first event that `match`es. */
-export function startJson(cmd: string, argv: string[], match: (e: Record<string, unknown>) => boolean): Promise<{ child: ChildProcess; event: Record<string, unknown> }> {
+export function startJson(
+  cmd: string,
+  argv: string[],
+  match: (e: Record<string, unknown>) => boolean,
+): Promise<{ child: ChildProcess; event: Record<string, unknown> }> {
   const child = spawn(cmd, argv, { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, BEAM_SERVER: '' } });
   return new Promise((resolve, reject) => {
     createInterface({ input: child.stdout! }).on('line', (line) => {

@@ -3,14 +3,15 @@
  * (cli) visitor and a VisitorSession, the same module the gateway and
  * `beam connect` use, so every path (direct, relay) can be driven from a test.
  */
-import { io as connectSocket } from 'socket.io-client';
-import pino from 'pino';
+
 import type { PeerId } from '@libp2p/interface';
+import pino from 'pino';
+import { io as connectSocket } from 'socket.io-client';
 import { SIGNALING_PATH, SIGNALING_PROTOCOL_VERSION } from '../../shared/constants.js';
-import { decode, SessionClosedSchema, SessionSignalSchema, type RelayMode } from '../../shared/signaling.js';
-import { loadEngine } from '../../transport/index.js';
+import { decode, type RelayMode, SessionClosedSchema, SessionSignalSchema } from '../../shared/signaling.js';
 import { ephemeralIdentity } from '../../transport/identity.js';
-import { VisitorSession, type PathInfo, type VisitorSocket } from '../../transport/session.js';
+import { loadEngine } from '../../transport/index.js';
+import { type PathInfo, VisitorSession, type VisitorSocket } from '../../transport/session.js';
 
 export interface DirectVisitor {
   session: VisitorSession;
