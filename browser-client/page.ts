@@ -26,6 +26,7 @@ import {
   WORKER_RESPONSE_WINDOW_BYTES,
 } from '../shared/constants.js';
 import { scopeSetCookie } from '../shared/cookies.js';
+import type { Schema } from '../shared/decode.js';
 import { render as renderError } from '../shared/error-page.js';
 import { ERRORS, type ErrorCode, isErrorCode } from '../shared/errors.js';
 import { frameableHeaders } from '../shared/frame-headers.js';
@@ -507,25 +508,21 @@ async function connect(): Promise<void> {
   );
   session = s;
   // Signaling is validated here as everywhere else (shared/signaling.ts): a malformed message is dropped, and said so.
-  socket.on('session:signal', (raw: unknown) => {
-    let msg;
+  const received = <T>(schema: Schema<T>, raw: unknown, what: string): T | undefined => {
     try {
-      msg = decode(SessionSignalSchema, raw, 'session:signal');
+      return decode(schema, raw, what);
     } catch (err) {
-      log.warn({ err: (err as Error).message }, 'dropped a malformed signal');
-      return;
+      log.warn({ err: (err as Error).message }, `dropped a malformed ${what}`);
+      return undefined;
     }
-    if (msg.sessionId === s.sessionId) s.signal(msg.signal);
+  };
+  socket.on('session:signal', (raw: unknown) => {
+    const msg = received(SessionSignalSchema, raw, 'session:signal');
+    if (msg && msg.sessionId === s.sessionId) s.signal(msg.signal);
   });
   socket.on('session:closed', (raw: unknown) => {
-    let msg;
-    try {
-      msg = decode(SessionClosedSchema, raw, 'session:closed');
-    } catch (err) {
-      log.warn({ err: (err as Error).message }, 'dropped a malformed session:closed');
-      return;
-    }
-    if (msg.sessionId !== s.sessionId) return;
+    const msg = received(SessionClosedSchema, raw, 'session:closed');
+    if (!msg || msg.sessionId !== s.sessionId) return;
     // The agent lost the server, not necessarily the session: the path is checked instead.
     if (msg.code === 'BEAM_ERR_SIGNALING_LOST') s.detach();
     else s.close(isErrorCode(msg.code) ? msg.code : undefined);
