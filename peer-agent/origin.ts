@@ -16,8 +16,9 @@ import {
   type RequestHead,
   readHead,
 } from '../shared/http-head.js';
-import { admit, type BasicCredentials, checkBasic, type IpRules, type RateLimit, stripSecret, type VisitorLimit } from './access.js';
-import { ExactLength, type Framing, framedHeaders, requestFraming } from './framing.js';
+import { type BasicCredentials, type IpRules, type RateLimit, stripSecret, type VisitorLimit } from './access.js';
+import { admit } from './admission.js';
+import { ExactLength } from './framing.js';
 import type { Capture, HeaderPairs, Inspector, RequestPath } from './inspect.js';
 import { serveWebSocket } from './websocket.js';
 
@@ -79,11 +80,14 @@ export interface OriginEvents {
 /** A request id the agent takes from the gateway: a plain token, as the gateway makes or accepts them. */
 const REQUEST_ID = /^[A-Za-z0-9._:-]{8,64}$/;
 
-/** A refusal Beam answers itself, with the reason in its body. */
-function plainRefusal(status: number, statusText: string, err: unknown): { status: number; statusText: string; headers: HeaderPairs; body: string } {
-  const detail = err instanceof BeamError ? (err.detail ?? err.message) : String(err);
-  return { status, statusText, headers: [['Content-Type', 'text/plain; charset=utf-8']], body: `${detail}\n` };
-}
+/** The audit log's word for a refusal: a limit hit, or someone kept out; a malformed request is merely refused. */
+const AUDIT: Partial<Record<ErrorCode, 'limit.hit' | 'auth.refused'>> = {
+  BEAM_ERR_RATE_LIMITED: 'limit.hit',
+  BEAM_ERR_MAX_VISITORS: 'limit.hit',
+  BEAM_ERR_FORBIDDEN: 'auth.refused',
+  BEAM_ERR_PRIVATE: 'auth.refused',
+  BEAM_ERR_UNAUTHORIZED: 'auth.refused',
+};
 
 const UNREACHABLE = new Set(['ECONNREFUSED', 'ECONNRESET', 'EHOSTUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'EPIPE', 'ETIMEDOUT']);
 
@@ -147,7 +151,7 @@ export class OriginForwarder {
       // The audit log: who was kept out, or which limit was hit. The path only: a query may hold secrets.
       this.log.info(
         {
-          audit: code === 'BEAM_ERR_RATE_LIMITED' || code === 'BEAM_ERR_MAX_VISITORS' ? 'limit.hit' : 'auth.refused',
+          audit: AUDIT[code] ?? 'refused',
           code,
           req: requestId,
           visitor: (trustForwarded ? forwardedFor : context.visitorAddress) ?? context.visitorKey,
@@ -158,86 +162,32 @@ export class OriginForwarder {
         'request refused',
       );
     };
-    // The framing of the origin hop is the agent's: an ambiguous head is refused before anything else.
-    let framing: Framing;
-    try {
-      framing = requestFraming(headers, head.body, head.upgrade);
-    } catch (err) {
-      refuse('BEAM_ERR_BAD_FRAMING', plainRefusal(400, 'Bad Request', err));
+    const admission = await admit(
+      {
+        target: head.target,
+        headers,
+        body: head.body,
+        upgrade: head.upgrade,
+        trustForwarded,
+        forwardedFor,
+        visitorAddress: context.visitorAddress,
+        visitorKey: context.visitorKey,
+        secret,
+      },
+      {
+        ipRules: this.options.ipRules,
+        basicAuth: this.options.basicAuth,
+        rateLimit: this.options.rateLimit,
+        visitorLimit: this.options.visitorLimit,
+        privateShare: private_,
+      },
+    );
+    if (!admission.ok) {
+      refuse(admission.refusal.code, admission.refusal.response);
       return;
     }
-    headers = framedHeaders(headers, framing);
-    // RFC 9112 section 3.2: a request with more than one Host is answered 400.
-    if (headers.filter(([k]) => k.toLowerCase() === 'host').length > 1) {
-      refuse('BEAM_ERR_BAD_REQUEST', plainRefusal(400, 'Bad Request', new BeamError('BEAM_ERR_BAD_REQUEST', 'more than one Host header')));
-      return;
-    }
-    if (this.options.ipRules) {
-      const address = trustForwarded ? forwardedFor : context.visitorAddress;
-      if (!this.options.ipRules.allows(address)) {
-        refuse('BEAM_ERR_FORBIDDEN');
-        return;
-      }
-    }
-    let target = head.target;
-    let setCookie: string | undefined;
-    if (secret !== undefined) {
-      const proto = headers.find(([k]) => k.toLowerCase() === 'x-forwarded-proto')?.[1];
-      const admission = admit(target, headers, secret, proto === 'https');
-      if (!admission.ok) {
-        refuse('BEAM_ERR_PRIVATE');
-        return;
-      }
-      ({ target, headers, setCookie } = admission);
-    } else if (private_) {
-      ({ target, headers } = stripSecret(target, headers));
-    }
-    // Peer-to-peer visitors were counted when their session came; gateway visitors are, by address, here.
-    if (this.options.visitorLimit && trustForwarded && !this.options.visitorLimit.enter(`ip:${forwardedFor ?? '?'}`)) {
-      refuse('BEAM_ERR_MAX_VISITORS', {
-        status: 503,
-        statusText: 'Service Unavailable',
-        headers: [
-          ['Retry-After', String(this.options.visitorLimit.retryAfterS)],
-          ['Content-Type', 'text/plain; charset=utf-8'],
-        ],
-        body: `This share already has ${this.options.visitorLimit.max} visitor(s), as many as its owner allows; retry in a minute.\n`,
-      });
-      return;
-    }
-    if (this.options.rateLimit) {
-      // Per visitor: a gateway client by its address, a peer-to-peer visitor by its session.
-      const key = trustForwarded ? `ip:${forwardedFor ?? '?'}` : (context.visitorKey ?? 'peer');
-      const waitMs = await this.options.rateLimit.take(key);
-      if (waitMs > 0) {
-        refuse('BEAM_ERR_RATE_LIMITED', {
-          status: 429,
-          statusText: 'Too Many Requests',
-          headers: [
-            ['Retry-After', String(Math.ceil(waitMs / 1000))],
-            ['Content-Type', 'text/plain; charset=utf-8'],
-          ],
-          body: 'Too many requests to this share; retry later.\n',
-        });
-        return;
-      }
-    }
-    if (this.options.basicAuth) {
-      const checked = checkBasic(headers, this.options.basicAuth);
-      if (!checked.ok) {
-        refuse('BEAM_ERR_UNAUTHORIZED', {
-          status: 401,
-          statusText: 'Unauthorized',
-          headers: [
-            ['WWW-Authenticate', 'Basic realm="beam", charset="UTF-8"'],
-            ['Content-Type', 'text/plain; charset=utf-8'],
-          ],
-          body: 'This share needs a user name and password.\n',
-        });
-        return;
-      }
-      headers = checked.headers;
-    }
+    const { target, framing, setCookie } = admission;
+    headers = admission.headers;
     if (this.options.hostHeader === 'rewrite') {
       headers = headers.filter(([k]) => k.toLowerCase() !== 'host');
       headers.unshift(['Host', this.hostPort]);
