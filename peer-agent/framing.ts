@@ -10,14 +10,14 @@
  * on a pooled keep-alive socket: request smuggling past every check the
  * agent makes, with the response handed to the next visitor.
  */
-import { Transform, type TransformCallback } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 import { BeamError } from '../shared/errors.js';
 import type { HeaderPairs } from './inspect.js';
 
 export type Framing =
   /** No body, and none announced. */
   | { kind: 'none' }
-  /** Exactly `length` bytes: the visitor's Content-Length, enforced (ExactLength). */
+  /** Exactly `length` bytes: the visitor's Content-Length, enforced (holdToLength). */
   | { kind: 'length'; length: number }
   /** A body of unknown length: chunked on the origin hop. */
   | { kind: 'chunked' };
@@ -68,27 +68,29 @@ export function framedHeaders(headers: HeaderPairs, framing: Framing): HeaderPai
 }
 
 /**
- * Passes exactly `length` bytes: one more, or the stream ending short, is a
- * BEAM_ERR_BAD_FRAMING error, and nothing past the length is ever written.
+ * Holds `source` to exactly `length` bytes on its way into `sink`, with no
+ * stream in between (an extra Transform per upload cost the agent memory
+ * under a 1 GiB upload). Call it before `source.pipe(sink)`: its listeners
+ * then run before the pipe's, so a chunk that would pass the length, or an
+ * end that comes short of it, destroys `sink` before the pipe writes to it
+ * or ends it, and no byte past the length is ever sent. `onError` hears
+ * BEAM_ERR_BAD_FRAMING once.
  */
-export class ExactLength extends Transform {
-  private left: number;
-
-  constructor(length: number) {
-    super();
-    this.left = length;
-  }
-
-  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
-    if (chunk.byteLength > this.left) {
-      callback(new BeamError('BEAM_ERR_BAD_FRAMING', `the body is longer than its Content-Length`));
-      return;
-    }
-    this.left -= chunk.byteLength;
-    callback(null, chunk);
-  }
-
-  override _flush(callback: TransformCallback): void {
-    callback(this.left === 0 ? null : new BeamError('BEAM_ERR_BAD_FRAMING', `the body ended ${this.left} bytes short of its Content-Length`));
-  }
+export function holdToLength(source: Readable, sink: Writable, length: number, onError: (err: BeamError) => void): void {
+  let left = length;
+  let failed = false;
+  const fail = (detail: string): void => {
+    if (failed) return;
+    failed = true;
+    sink.destroy();
+    source.unpipe(sink);
+    onError(new BeamError('BEAM_ERR_BAD_FRAMING', detail));
+  };
+  source.on('data', (chunk: Buffer) => {
+    if (chunk.byteLength > left) fail('the body is longer than its Content-Length');
+    else left -= chunk.byteLength;
+  });
+  source.once('end', () => {
+    if (left !== 0) fail(`the body ended ${left} bytes short of its Content-Length`);
+  });
 }

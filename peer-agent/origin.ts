@@ -18,7 +18,7 @@ import {
 } from '../shared/http-head.js';
 import { type BasicCredentials, type IpRules, type RateLimit, stripSecret, type VisitorLimit } from './access.js';
 import { admit } from './admission.js';
-import { ExactLength } from './framing.js';
+import { holdToLength } from './framing.js';
 import type { Capture, HeaderPairs, Inspector, RequestPath } from './inspect.js';
 import { serveWebSocket } from './websocket.js';
 
@@ -248,6 +248,8 @@ export class OriginForwarder {
       r.on('error', (err: NodeJS.ErrnoException) => {
         if (r !== req) return; // the stale request a retry replaced
         clearTimeout(timer);
+        // Beam already answered (and destroyed the request itself, as for a body past its Content-Length): the origin is not to blame.
+        if (state === 'error-sent') return;
         if (state === 'responding' || state === 'upgraded') {
           stream.destroy(new BeamError('BEAM_ERR_ORIGIN_UNREACHABLE', err.code));
           capture?.fail('BEAM_ERR_ORIGIN_UNREACHABLE');
@@ -334,7 +336,7 @@ export class OriginForwarder {
       // the upgraded connection and is spliced once the origin says 101.
       req.end();
     } else if (framing.kind === 'chunked' || (framing.kind === 'length' && head.body)) {
-      // (A length of 0 with a body flag still goes through ExactLength: a byte after the head is refused, not dropped.)
+      // (A length of 0 with a body flag is held to it too: a byte after the head is refused, not dropped.)
       // The rest of the stream is the request body; the head goes out now.
       req.flushHeaders();
       if (capture) stream.on('data', (chunk: Buffer) => capture.requestChunk(chunk));
@@ -342,13 +344,11 @@ export class OriginForwarder {
         stream.pipe(req);
       } else {
         // Exactly the announced bytes reach the origin: a byte more would be read there as the start of another request.
-        const exact = new ExactLength(framing.length);
-        exact.on('error', (err) => {
-          fail('BEAM_ERR_BAD_FRAMING', (err as BeamError).detail ?? err.message);
-          req.destroy();
+        holdToLength(stream, req, framing.length, (err) => {
+          fail('BEAM_ERR_BAD_FRAMING', err.detail ?? err.message);
           stream.resume();
         });
-        stream.pipe(exact).pipe(req);
+        stream.pipe(req);
       }
     } else {
       req.end();

@@ -5,10 +5,10 @@
  * Content-Length is honoured to the byte, and anything ambiguous is
  * BEAM_ERR_BAD_FRAMING.
  */
-import { PassThrough } from 'node:stream';
+import { PassThrough, Writable } from 'node:stream';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { ExactLength, framedHeaders, requestFraming } from '../peer-agent/framing.js';
+import { framedHeaders, holdToLength, requestFraming } from '../peer-agent/framing.js';
 import { BeamError } from '../shared/errors.js';
 
 const headerName = fc.constantFrom('Content-Length', 'content-length', 'CONTENT-LENGTH', 'Transfer-Encoding', 'Host', 'X-A', 'Connection');
@@ -82,23 +82,31 @@ describe('requestFraming and framedHeaders', () => {
   });
 });
 
-describe('ExactLength', () => {
-  /** Pipes `chunks` through ExactLength(length); resolves with what came out, or the error's code. */
+describe('holdToLength', () => {
+  /** Pipes `chunks` into a sink held to `length`; resolves with what the sink got, and the error's code if any. */
   function run(length: number, chunks: Buffer[]): Promise<{ out: Buffer; code?: string }> {
     return new Promise((resolve) => {
       const source = new PassThrough();
-      const exact = new ExactLength(length);
       const out: Buffer[] = [];
-      exact.on('data', (c: Buffer) => out.push(c));
-      exact.on('end', () => resolve({ out: Buffer.concat(out) }));
-      exact.on('error', (err) => resolve({ out: Buffer.concat(out), code: (err as BeamError).code }));
-      source.pipe(exact);
+      const sink = new Writable({
+        write(chunk: Buffer, _encoding, cb) {
+          out.push(chunk);
+          cb();
+        },
+      });
+      let code: string | undefined;
+      holdToLength(source, sink, length, (err) => {
+        code = err.code;
+      });
+      source.pipe(sink);
+      sink.on('finish', () => resolve({ out: Buffer.concat(out), code }));
+      sink.on('close', () => resolve({ out: Buffer.concat(out), code }));
       for (const c of chunks) source.write(c);
       source.end();
     });
   }
 
-  it('passes exactly `length` bytes however they are chunked, and never a byte past it', async () => {
+  it('lets exactly `length` bytes into the sink however they are chunked, and never a byte past it', async () => {
     await fc.assert(
       fc.asyncProperty(fc.array(fc.uint8Array({ maxLength: 64 }), { maxLength: 8 }), fc.nat({ max: 300 }), async (parts, length) => {
         const chunks = parts.map((p) => Buffer.from(p));
