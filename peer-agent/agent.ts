@@ -5,44 +5,28 @@
  */
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
-import {
-  AGENT_CONNECT_TIMEOUT_MS,
-  DATAGRAM_CHANNEL_LABEL,
-  DEFAULT_ORIGIN_TIMEOUT_MS,
-  MAX_OFFERS_PER_SESSION_PER_MINUTE,
-  MAX_PENDING_PEERS,
-  NOISE_CHANNEL_LABEL,
-  PATH_PROBE_MS,
-  SHARE_CLOSE_TIMEOUT_MS,
-  SIGNALING_PROTOCOL_VERSION,
-  STREAM_CHANNEL_LABEL,
-} from '../shared/constants.js';
-import { decodeDatagram, encodeDatagram, encodeRecord, RecordReader } from '../shared/datagram.js';
-import { BeamError, errorCodeOf, isErrorCode } from '../shared/errors.js';
+import { DEFAULT_ORIGIN_TIMEOUT_MS, SHARE_CLOSE_TIMEOUT_MS, SIGNALING_PROTOCOL_VERSION } from '../shared/constants.js';
+import { encodeRecord, RecordReader } from '../shared/datagram.js';
+import { BeamError, isErrorCode } from '../shared/errors.js';
 import { StreamProtocol } from '../shared/frames.js';
-import { withoutTurn } from '../shared/ice.js';
-import { Mux, type MuxStream } from '../shared/mux.js';
+import type { MuxStream } from '../shared/mux.js';
 import type { PathKind, SessionPath } from '../shared/paths.js';
 import {
   type Ack,
   decode,
-  type IceServer,
   IncomingSessionSchema,
   type Registered,
   type RelayMode,
   SessionClosedSchema,
   SessionSignalSchema,
   type ShareKind,
-  type Signal,
   type VisitorKind,
 } from '../shared/signaling.js';
 import type { Peer, WebRtcEngine } from '../transport/engine.js';
 import type { Identity } from '../transport/identity.js';
-import { type PathDown, PathSet } from '../transport/paths.js';
-import { connectRelay, relayServerFor } from '../transport/relay.js';
-import { channelPipe, directPrologue, SecureFrameChannel, secure, withSecret } from '../transport/secure.js';
 import { connectSignaling, type SignalingSocket } from '../transport/signaling-client.js';
 import { type BasicCredentials, type IpRules, type RateLimit, VisitorLimit } from './access.js';
+import { AgentSession, type AgentSessionContext, type IncomingSession, provesPerRequest } from './agent-session.js';
 import type { Inspector } from './inspect.js';
 import { type Origin, OriginForwarder, type ReplayEdits } from './origin.js';
 import { serveTcp } from './tcp.js';
@@ -50,17 +34,6 @@ import { UdpForwarder } from './udp.js';
 
 /** Attempts at the first connection before `start` gives up; later drops retry forever. */
 const FIRST_CONNECT_ATTEMPTS = 4;
-
-/**
- * Visitors who prove a private share's secret on every request rather than
- * in the Noise handshake: the server's gateway (for the clients behind it)
- * and, on HTTP shares, browser pages (whose direct path has no Noise). A
- * TCP or UDP stream has no requests to carry it, so there everyone else
- * proves it in the handshake.
- */
-function provesPerRequest(visitor: VisitorKind, kind: ShareKind): boolean {
-  return visitor === 'gateway' || (visitor === 'browser' && kind === 'http');
-}
 
 /** How a visitor's traffic travels: a peer's own path, or through the server's gateway (shared/paths.ts). */
 export type { SessionPath } from '../shared/paths.js';
@@ -129,35 +102,6 @@ export interface AgentEvents {
   error: [BeamError];
 }
 
-interface AgentSession {
-  id: string;
-  visitor: VisitorKind;
-  iceServers: IceServer[];
-  relayToken: string;
-  /** The node whose relay the session uses (several nodes), as signaling named it. */
-  relayUrl: string | undefined;
-  /** The latest direct peer connection (a retry replaces it). */
-  peer: Peer | undefined;
-  /** Which peer connection carries each WebRTC path. */
-  peers: Map<PathKind, Peer>;
-  relayStarted: boolean;
-  paths: PathSet;
-  /** The best path, as last announced. */
-  current: PathKind | undefined;
-  announced: boolean;
-  rttAnnounced: boolean;
-  /** Ends a session that has no path for AGENT_CONNECT_TIMEOUT_MS. */
-  setupTimer: NodeJS.Timeout | undefined;
-  /** A UDP share's flows, made on the first datagram. */
-  udp?: UdpForwarder;
-  /** Where the server saw a peer-to-peer visitor connect from (for IP rules on TURN and relay paths). */
-  serverSeenAddress: string | undefined;
-  /** Signaling forgot the session (a side lost the server): its paths carry on, and it ends with the last. */
-  detached: boolean;
-  /** When its recent offers came (MAX_OFFERS_PER_SESSION_PER_MINUTE). */
-  offerTimes: number[];
-}
-
 export class Agent extends EventEmitter<AgentEvents> {
   private readonly engine: WebRtcEngine;
   private readonly identity: Identity;
@@ -171,10 +115,9 @@ export class Agent extends EventEmitter<AgentEvents> {
   private registered: Registered | undefined;
   private closed = false;
   private lastUnreachableAt = 0;
-  /** Peer connections set up that carry no path yet (MAX_PENDING_PEERS). */
-  private readonly pendingPeers = new Set<Peer>();
   /** When an offer was last dropped for a limit, so a flood is one log line a second. */
   private lastDropLogAt = 0;
+  private readonly sessionContext: AgentSessionContext;
 
   constructor(components: AgentComponents, options: AgentOptions) {
     super();
@@ -203,6 +146,7 @@ export class Agent extends EventEmitter<AgentEvents> {
         privateShare: options.secret !== undefined,
       },
     );
+    this.sessionContext = this.makeSessionContext();
   }
 
   /** Tells the user the origin refused a connection: one line per burst, not one per request. */
@@ -296,8 +240,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       socket.on('session:signal', (raw) => {
         try {
           const msg = decode(SessionSignalSchema, raw, 'session:signal');
-          const session = this.sessions.get(msg.sessionId);
-          if (session) this.onSignal(session, msg.signal);
+          this.sessions.get(msg.sessionId)?.signal(msg.signal);
         } catch (err) {
           this.log.warn({ err: (err as Error).message }, 'dropped a malformed signal');
         }
@@ -324,314 +267,69 @@ export class Agent extends EventEmitter<AgentEvents> {
       this.log.warn({ err: (err as Error).message }, 'dropped a malformed session');
       return;
     }
-    const session: AgentSession = {
+    const incoming: IncomingSession = {
       id: msg.sessionId,
       visitor: msg.visitor.kind,
       iceServers: msg.iceServers,
       relayToken: msg.relayToken,
       relayUrl: msg.relayUrl,
       serverSeenAddress: msg.visitor.address,
-      peer: undefined,
-      peers: new Map(),
-      relayStarted: false,
-      rttAnnounced: false,
-      paths: new PathSet(),
-      current: undefined,
-      announced: false,
-      setupTimer: undefined,
-      detached: false,
-      offerTimes: [],
     };
     // The server's own gateway is not a visitor: the clients behind it are, one by one.
-    if (session.visitor !== 'gateway' && this.visitorLimit && !this.visitorLimit.enter(`session:${session.id}`, true)) {
+    if (incoming.visitor !== 'gateway' && this.visitorLimit && !this.visitorLimit.enter(`session:${incoming.id}`, true)) {
       this.log.info(
-        { audit: 'limit.hit', code: 'BEAM_ERR_MAX_VISITORS', session: session.id, address: session.serverSeenAddress, max: this.visitorLimit.max },
+        { audit: 'limit.hit', code: 'BEAM_ERR_MAX_VISITORS', session: incoming.id, address: incoming.serverSeenAddress, max: this.visitorLimit.max },
         'visitor refused: --max-visitors',
       );
-      this.socket?.emit('session:close', { sessionId: session.id, code: 'BEAM_ERR_MAX_VISITORS' });
+      this.socket?.emit('session:close', { sessionId: incoming.id, code: 'BEAM_ERR_MAX_VISITORS' });
       return;
     }
-    session.paths.on('down', (down) => this.pathDown(session, down));
-    this.sessions.set(session.id, session);
-    this.armSetupTimer(session);
+    this.sessions.set(incoming.id, new AgentSession(this.sessionContext, incoming));
   }
 
-  /** Ends a session that has no path for AGENT_CONNECT_TIMEOUT_MS (a visitor that asked and went quiet). */
-  private armSetupTimer(session: AgentSession): void {
-    clearTimeout(session.setupTimer);
-    session.setupTimer = setTimeout(() => {
-      if (session.paths.size > 0) return;
-      this.log.info({ session: session.id }, 'visitor never connected; session ended');
-      this.endSession(session.id);
-    }, AGENT_CONNECT_TIMEOUT_MS);
-    session.setupTimer.unref();
-  }
-
-  private onSignal(session: AgentSession, signal: Signal): void {
-    if (signal.type === 'relay') {
-      this.startRelay(session);
-      return;
-    }
-    if (signal.type === 'offer') {
-      this.startDirect(session, signal.sdp, signal.turn !== false);
-      return;
-    }
-    if (signal.type === 'answer') return;
-    session.peer?.signal(signal).catch((err: Error) => {
-      this.log.debug({ session: session.id, err: err.message }, 'candidate from visitor not applied');
-    });
-  }
-
-  /**
-   * Answers an offer with a new peer connection. A second offer is a retry:
-   * it replaces an attempt that never came up, and runs beside one that
-   * carries a path (a visitor on TURN trying for a direct pair).
-   */
-  private startDirect(session: AgentSession, offerSdp: string, turn: boolean): void {
-    if (this.relayMode === 'always') {
-      this.log.info({ session: session.id }, 'offer ignored: --relay always');
-      return;
-    }
-    const now = Date.now();
-    session.offerTimes = session.offerTimes.filter((t) => now - t < 60_000);
-    const refusal =
-      session.offerTimes.length >= MAX_OFFERS_PER_SESSION_PER_MINUTE
-        ? `${MAX_OFFERS_PER_SESSION_PER_MINUTE} offers a minute per session`
-        : this.pendingPeers.size >= MAX_PENDING_PEERS
-          ? `${MAX_PENDING_PEERS} peer connections being set up`
-          : undefined;
-    if (refusal) {
-      if (now - this.lastDropLogAt >= 1_000) {
+  /** What every session needs of the agent (peer-agent/agent-session.ts). */
+  private makeSessionContext(): AgentSessionContext {
+    return {
+      engine: this.engine,
+      identity: this.identity,
+      logger: this.log,
+      server: this.options.server,
+      relayMode: this.relayMode,
+      kind: this.options.kind ?? 'http',
+      secret: this.options.secret,
+      allowsAddress: (address) => !this.options.ipRules || this.options.ipRules.allows(address),
+      pendingPeers: new Set<Peer>(),
+      offerDropped: (session, limit) => {
+        const now = Date.now();
+        if (now - this.lastDropLogAt < 1_000) return;
         this.lastDropLogAt = now;
-        this.log.warn(
-          { audit: 'limit.hit', code: 'BEAM_ERR_LIMIT_REACHED', session: session.id, address: session.serverSeenAddress, limit: refusal },
-          'offer dropped',
-        );
-      }
-      return;
-    }
-    session.offerTimes.push(now);
-    const old = session.peer;
-    if (old && !(['direct', 'turn'] as const).some((kind) => session.peers.get(kind) === old && session.paths.has(kind))) {
-      this.log.debug({ session: session.id }, 'a new offer replaces the direct peer connection');
-      this.closePeer(old);
-    }
-    // A first attempt without TURN on both sides forms a direct pair if one exists; the visitor's next attempt brings TURN.
-    const peer = this.engine.createPeer({ iceServers: turn ? session.iceServers : withoutTurn(session.iceServers) });
-    this.pendingPeers.add(peer);
-    session.peer = peer;
-    let answerSdp: string | undefined;
-    let verified: Promise<void> | undefined;
-    peer.onSignal((signal) => {
-      if (signal.type === 'answer') answerSdp = signal.sdp;
-      this.socket?.emit('session:signal', { sessionId: session.id, signal });
-    });
-    peer.onStateChange((state) => {
-      if (state === 'connected' || state === 'failed' || state === 'closed') this.pendingPeers.delete(peer);
-      if (state === 'failed' || state === 'closed') {
-        for (const kind of ['direct', 'turn'] as const) if (session.peers.get(kind) === peer) session.paths.get(kind)?.close('BEAM_ERR_PEER_GONE');
-        if (session.peer === peer) session.peer = undefined;
-      }
-    });
-    peer.onDataChannel((channel) => {
-      if (channel.label === NOISE_CHANNEL_LABEL && !verified) {
-        verified = (async () => {
-          await new Promise<void>((resolve) => (channel.isOpen() ? resolve() : channel.onOpen(resolve)));
-          if (!answerSdp) throw new BeamError('BEAM_ERR_HANDSHAKE_FAILED', 'no local answer');
-          await secure(channelPipe(channel), {
-            role: 'responder',
-            identity: this.identity,
-            prologue: withSecret(directPrologue(offerSdp, answerSdp), this.handshakeSecret(session)),
-          });
-          // The responder reads the last handshake message, so it is the one to close the channel.
-          channel.close();
-        })();
-        verified.catch((err: Error) => {
-          this.log.warn(
-            { audit: 'auth.refused', code: errorCodeOf(err) ?? 'BEAM_ERR_HANDSHAKE_FAILED', session: session.id, path: 'direct', err: err.message },
-            'direct handshake failed',
-          );
-          this.closePeer(peer);
-        });
-        return;
-      }
-      if (channel.label === DATAGRAM_CHANNEL_LABEL && verified && (this.options.kind ?? 'http') === 'udp') {
-        if (this.options.ipRules && !this.options.ipRules.allows(peer.remoteAddress() ?? session.serverSeenAddress)) {
-          channel.close();
-          return;
-        }
-        // Datagrams are served once the handshake is through; until then a few are held.
-        let held: Uint8Array[] | undefined = [];
-        const serve = (message: Uint8Array): void => {
-          let d;
-          try {
-            d = decodeDatagram(message);
-          } catch {
-            return; // a malformed datagram is dropped, as UDP would
-          }
-          this.udpFor(session).receive(d.flow, d.payload, (flow, payload) => channel.send(encodeDatagram(flow, payload)));
-        };
-        channel.onMessage((message) => {
-          if (!held) serve(message);
-          else if (held.length < 64) held.push(message);
-        });
-        verified.then(
-          () => {
-            for (const m of held ?? []) serve(m);
-            held = undefined;
-          },
-          () => channel.close(),
-        );
-        return;
-      }
-      // A browser page's direct path runs on DTLS alone (transport/session.ts, directNoise): HTTP shares only, secret per request.
-      if (channel.label === STREAM_CHANNEL_LABEL && !verified && session.visitor === 'browser' && (this.options.kind ?? 'http') === 'http') {
-        this.log.debug({ session: session.id }, 'browser visitor: direct path on DTLS alone');
-        verified = Promise.resolve();
-      }
-      if (channel.label !== STREAM_CHANNEL_LABEL || !verified) {
-        channel.close();
-        return;
-      }
-      const handshake = verified;
-      const start = (): void => {
-        const mux = new Mux(channel, { role: 'responder' });
-        const kind: 'direct' | 'turn' = peer.selectedCandidateKind() === 'relay' ? 'turn' : 'direct';
-        session.peers.set(kind, peer);
-        // Streams open only once the handshake is through: the visitor opens none before.
-        this.addPath(session, kind, mux, handshake);
-      };
-      if (channel.isOpen()) start();
-      else channel.onOpen(start);
-    });
-    peer.signal({ type: 'offer', sdp: offerSdp }).catch((err: Error) => {
-      this.log.warn({ session: session.id, err: err.message }, 'bad offer from visitor');
-      this.closePeer(peer);
-    });
-  }
-
-  /** Meets the visitor at the relay with this session's one-time token. */
-  private startRelay(session: AgentSession): void {
-    if (session.relayStarted) return;
-    if (this.relayMode === 'never') {
-      this.log.info({ session: session.id }, 'relay request ignored: --relay never');
-      return;
-    }
-    session.relayStarted = true;
-    void (async () => {
-      try {
-        const pipe = await connectRelay(relayServerFor(this.options.server, session.relayUrl), {
-          sessionId: session.id,
-          role: 'agent',
-          token: session.relayToken,
-        });
-        const secured = await secure(pipe, {
-          role: 'responder',
-          identity: this.identity,
-          prologue: withSecret(new Uint8Array(0), this.handshakeSecret(session)),
-        });
-        if (!this.sessions.has(session.id)) {
-          pipe.close();
-          return;
-        }
-        this.addPath(session, 'relay', new Mux(new SecureFrameChannel(secured), { role: 'responder' }), Promise.resolve());
-      } catch (err) {
-        this.log.warn(
-          { audit: 'auth.refused', code: errorCodeOf(err) ?? 'BEAM_ERR_HANDSHAKE_FAILED', session: session.id, path: 'relay', err: (err as Error).message },
-          'relay path failed',
-        );
-      }
-    })();
-  }
-
-  private addPath(session: AgentSession, kind: PathKind, mux: Mux, verified: Promise<void>): void {
-    if (!this.sessions.has(session.id)) {
-      mux.close('BEAM_ERR_PEER_GONE');
-      return;
-    }
-    session.paths.add(kind, mux);
-    clearTimeout(session.setupTimer);
-    // The visitor's address on this path: the direct peer's own, else (TURN, relay) where the server saw it.
-    const address = kind === 'direct' ? (session.peers.get('direct')?.remoteAddress() ?? session.serverSeenAddress) : session.serverSeenAddress;
-    mux.on('stream', (stream) => {
-      stream.on('error', () => {
-        // Reset by the visitor or the connection: whoever serves it cleans up.
-      });
-      verified.then(
-        () => this.onStream(stream, session.visitor, session, address, kind),
-        () => stream.destroy(new BeamError('BEAM_ERR_HANDSHAKE_FAILED')),
-      );
-    });
-    mux.on('rtt', () => {
-      if (session.current === kind && !session.rttAnnounced) {
-        session.rttAnnounced = true;
-        this.announce(session, true);
-      }
-    });
-    verified.then(
-      () => this.announce(session),
-      () => mux.close('BEAM_ERR_HANDSHAKE_FAILED'),
-    );
-  }
-
-  /** A path of a session closed: release its peer connection; a session left with none waits for another, or ends when detached. */
-  private pathDown(session: AgentSession, { kind, code, replaced }: PathDown): void {
-    // Its peer connection carries nothing else (a TURN path the visitor replaced with direct ends here).
-    if (kind !== 'relay') {
-      const peer = session.peers.get(kind);
-      session.peers.delete(kind);
-      if (peer && peer !== session.peer) this.closePeer(peer);
-    }
-    // A path that dies while its session lives is worth a line (at warn when it was the last): say why.
-    if (this.sessions.has(session.id) && !replaced)
-      this.log[session.paths.size === 0 ? 'warn' : 'info']({ session: session.id, path: kind, code }, 'path down');
-    if (session.paths.size === 0) {
-      // A detached session cannot get a new path: it ends with its last one.
-      if (session.detached) {
-        this.endSession(session.id);
-        return;
-      }
-      this.armSetupTimer(session);
-    }
-    this.announce(session);
-  }
-
-  /** Emits 'session' for a session's first path and 'path' when the best path changes. */
-  private announce(session: AgentSession, force = false): void {
-    if (!this.sessions.has(session.id)) return;
-    const best = session.paths.best;
-    if (!best || (best === session.current && !force)) return;
-    if (best !== session.current) session.rttAnnounced = false;
-    session.current = best;
-    const info: SessionInfo = {
-      id: session.id,
-      visitor: session.visitor,
-      path: session.visitor === 'gateway' ? 'gateway' : best,
-      via: best,
-      rtt: session.paths.get(best)?.rtt,
+        this.log.warn({ audit: 'limit.hit', code: 'BEAM_ERR_LIMIT_REACHED', session: session.id, address: session.serverSeenAddress, limit }, 'offer dropped');
+      },
+      signal: (sessionId, signal) => this.socket?.emit('session:signal', { sessionId, signal }),
+      closed: (sessionId) => this.socket?.emit('session:close', { sessionId }),
+      serve: (stream, session, address, via) => this.onStream(stream, session, address, via),
+      udp: (session) => {
+        session.udp ??= new UdpForwarder(this.options.origin, (err) => this.reportUnreachable(err));
+        return session.udp;
+      },
+      announce: (session, first) => {
+        const best = session.best;
+        if (!best) return;
+        const info: SessionInfo = { id: session.id, visitor: session.visitor, path: session.visitor === 'gateway' ? 'gateway' : best.via, ...best };
+        this.emit(first ? 'session' : 'path', info);
+      },
+      ended: (session, announced) => {
+        if (this.sessions.get(session.id) !== session) return;
+        this.sessions.delete(session.id);
+        this.visitorLimit?.leave(`session:${session.id}`);
+        // Only sessions announced with 'session' are announced as closed.
+        if (announced) this.emit('session-closed', { id: session.id });
+      },
     };
-    if (!session.announced) {
-      session.announced = true;
-      this.emit('session', info);
-    } else {
-      this.emit('path', info);
-    }
   }
 
-  /**
-   * The secret a visitor must prove in the handshake: a private share's, for
-   * every visitor but those who prove it per request.
-   */
-  private handshakeSecret(session: AgentSession): string | undefined {
-    return provesPerRequest(session.visitor, this.options.kind ?? 'http') ? undefined : this.options.secret;
-  }
-
-  private udpFor(session: AgentSession): UdpForwarder {
-    if (!session.udp) session.udp = new UdpForwarder(this.options.origin, (err) => this.reportUnreachable(err));
-    return session.udp;
-  }
-
-  private onStream(stream: MuxStream, visitor: VisitorKind, session: AgentSession, address: string | undefined, via: PathKind): void {
+  private onStream(stream: MuxStream, session: AgentSession, address: string | undefined, via: PathKind): void {
+    const visitor = session.visitor;
     stream.on('error', () => {
       // Reset by the visitor or the connection: the forwarder already cleaned up.
     });
@@ -668,7 +366,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     if (stream.protocol === StreamProtocol.UDP && kind === 'udp') {
       // The relay path: datagrams as records on one stream.
       const reader = new RecordReader();
-      const forwarder = this.udpFor(session);
+      const forwarder = this.sessionContext.udp(session);
       stream.on('data', (chunk: Buffer) => {
         try {
           reader.push(chunk, (flow, payload) => forwarder.receive(flow, payload, (f, p) => stream.write(encodeRecord(f, p))));
@@ -681,50 +379,12 @@ export class Agent extends EventEmitter<AgentEvents> {
     stream.destroy(new BeamError('BEAM_ERR_SHARE_KIND', `this share carries ${kind}`));
   }
 
-  /**
-   * Signaling forgot a session (this side or the visitor lost the server).
-   * Its paths carry on while the visitor answers on them: each must answer a
-   * fresh PING within PATH_PROBE_MS or it closes. With no path left, the
-   * session ends.
-   */
   private detachSession(id: string): void {
-    const session = this.sessions.get(id);
-    if (!session || session.detached) return;
-    session.detached = true;
-    clearTimeout(session.setupTimer);
-    // An attempt still being set up needs signaling to finish.
-    if (session.peer && ![...session.peers.values()].includes(session.peer)) {
-      this.closePeer(session.peer);
-      session.peer = undefined;
-    }
-    if (session.paths.size === 0) {
-      this.endSession(id);
-      return;
-    }
-    this.log.info({ session: id, paths: session.paths.kinds() }, 'signaling lost; the paths up carry on while the visitor answers');
-    void session.paths.probe(PATH_PROBE_MS, (kind) => this.log.warn({ session: id, path: kind }, 'no answer on the path after signaling was lost'));
+    this.sessions.get(id)?.detach();
   }
 
   private endSession(id: string): void {
-    const session = this.sessions.get(id);
-    if (!session) return;
-    this.log.debug({ session: id }, 'session ended');
-    this.sessions.delete(id);
-    this.visitorLimit?.leave(`session:${id}`);
-    clearTimeout(session.setupTimer);
-    session.paths.close('BEAM_ERR_PEER_GONE');
-    session.udp?.close();
-    if (session.peer) this.closePeer(session.peer);
-    for (const peer of session.peers.values()) this.closePeer(peer);
-    this.socket?.emit('session:close', { sessionId: id });
-    // Only sessions announced with 'session' are announced as closed.
-    if (session.announced) this.emit('session-closed', { id });
-  }
-
-  /** Closes a peer connection, which then no longer counts as being set up. */
-  private closePeer(peer: Peer): void {
-    this.pendingPeers.delete(peer);
-    peer.close();
+    this.sessions.get(id)?.end();
   }
 
   /** Sends a recorded request to the origin again (the inspector's Replay); resolves with the replay's id. */

@@ -10,11 +10,14 @@
  *   'down'           a path closed; `replaced` when a better one took over
  *   supersede(kind)  the path takes no new streams and closes once idle
  *   probe(ms)        signaling is gone: keep the paths that answer a fresh PING
+ *
+ * PathPolicyRunner, below, runs the path policy for a shell: its state and timers.
  */
 import { EventEmitter } from 'node:events';
 import type { ErrorCode } from '../shared/errors.js';
 import type { Mux } from '../shared/mux.js';
 import { bestPath, type PathKind } from '../shared/paths.js';
+import { initialPathState, type PathAction, type PathEvent, type PathPolicyOptions, type PathPolicyState, type PathTimer, step } from './path-policy.js';
 
 export interface PathDown {
   kind: PathKind;
@@ -141,5 +144,57 @@ export class PathSet extends EventEmitter<PathSetEvents> {
     if (best === this.current) return;
     this.current = best;
     this.emit('change', best);
+  }
+}
+
+/**
+ * Runs the path policy (transport/path-policy.ts) for a session's shell:
+ * keeps its state and its timers (arm, disarm, and the 'timer' event when
+ * one runs out), and hands every other action to `perform`. Actions run in
+ * order; one that makes another event happen at once (a path closing) is
+ * fed to the policy then, from the state already moved on.
+ */
+export class PathPolicyRunner {
+  private current: PathPolicyState;
+  private readonly timers = new Map<PathTimer, NodeJS.Timeout>();
+
+  constructor(
+    options: PathPolicyOptions,
+    private readonly perform: (action: Exclude<PathAction, { type: 'arm' | 'disarm' }>) => void,
+  ) {
+    this.current = initialPathState(options);
+  }
+
+  get state(): PathPolicyState {
+    return this.current;
+  }
+
+  dispatch(event: PathEvent): void {
+    const { state, actions } = step(this.current, event);
+    this.current = state;
+    for (const action of actions) {
+      if (action.type === 'arm') this.arm(action.timer, action.ms, action.attempt);
+      else if (action.type === 'disarm') this.disarm(action.timer);
+      else this.perform(action);
+    }
+  }
+
+  private arm(name: PathTimer, ms: number, attempt: number | undefined): void {
+    clearTimeout(this.timers.get(name));
+    const timer = setTimeout(() => {
+      if (this.timers.get(name) !== timer) return;
+      this.timers.delete(name);
+      this.dispatch(attempt === undefined ? { type: 'timer', timer: name } : { type: 'timer', timer: name, attempt });
+    }, ms);
+    timer.unref();
+    this.timers.set(name, timer);
+  }
+
+  private disarm(which: PathTimer | 'all'): void {
+    for (const [name, timer] of this.timers) {
+      if (which !== 'all' && which !== name) continue;
+      clearTimeout(timer);
+      this.timers.delete(name);
+    }
   }
 }

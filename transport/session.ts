@@ -28,10 +28,6 @@ import type { Socket } from 'socket.io-client';
 import {
   AGENT_CONNECT_TIMEOUT_MS,
   DATAGRAM_CHANNEL_LABEL,
-  DIRECT_PATH_TIMEOUT_MS,
-  DIRECT_RETRY_MS,
-  LINK_SETUP_ATTEMPTS,
-  MAX_DIRECT_RETRY_MS,
   NOISE_CHANNEL_LABEL,
   PATH_PROBE_MS,
   PATH_WAIT_MS,
@@ -46,7 +42,8 @@ import type { PathKind } from '../shared/paths.js';
 import type { Ack, ClientToServerEvents, RelayMode, ServerToClientEvents, SessionOpened, ShareKind, Signal } from '../shared/signaling.js';
 import type { DataChannel, Peer, WebRtcEngine } from './engine.js';
 import type { Identity } from './identity.js';
-import { type PathDown, PathSet } from './paths.js';
+import { type PathAction, type PathEvent, relayPolicy } from './path-policy.js';
+import { type PathDown, PathPolicyRunner, PathSet } from './paths.js';
 import { connectRelay, relayServerFor } from './relay.js';
 
 /**
@@ -112,22 +109,7 @@ export interface VisitorSessionEvents {
   close: [];
 }
 
-/** The wait before the next retry of direct once one failed: double, at most MAX_DIRECT_RETRY_MS. */
-export function nextDirectRetryDelay(delayMs: number): number {
-  return Math.min(delayMs * 2, MAX_DIRECT_RETRY_MS);
-}
-
-/** The relay policy of a session: 'always' or 'never' from either side wins over 'auto'. */
-export function relayPolicy(visitor: RelayMode, agent: RelayMode): RelayMode {
-  if (visitor === agent || agent === 'auto') return visitor;
-  if (visitor === 'auto') return agent;
-  throw new BeamError(
-    'BEAM_ERR_RELAY_REFUSED',
-    agent === 'never'
-      ? 'the share allows no relay (--relay never) and this side asked for --relay always'
-      : 'the share asks for --relay always and this side allows no relay',
-  );
-}
+export { nextDirectRetryDelay, relayPolicy } from './path-policy.js';
 
 export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
   readonly share: string;
@@ -138,31 +120,21 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
   private readonly c: VisitorSessionComponents;
   private readonly options: VisitorSessionOptions;
   private readonly paths = new PathSet();
+  /** When to set up, retry and give up paths: a pure policy (transport/path-policy.ts); this class carries it out. */
+  private readonly policy: PathPolicyRunner;
   private opened: SessionOpened | undefined;
   private expected: PeerId | undefined;
   private identityPromise: Promise<Identity> | undefined;
-  private mode: RelayMode = 'auto';
+  /** The latest direct attempt's peer connection. */
   private peer: Peer | undefined;
   private offerSdp: string | undefined;
   private answerSdp: string | undefined;
-  private directAttempts = 0;
-  private directPending = false;
-  /** The pending direct attempt left TURN out (the first one does, when the server offers TURN). */
-  private directStunOnly = false;
   /** Peer connections whose stream channel carries a path now (a retry must not close them). */
   private readonly carrying = new Set<Peer>();
-  private retryScheduled = false;
-  /** The wait before the next retry of direct: doubles with each failed retry (MAX_DIRECT_RETRY_MS). */
-  private retryDelay = DIRECT_RETRY_MS;
-  private relayStarted = false;
-  private relayPending = false;
-  private timers = new Set<NodeJS.Timeout>();
-  private closed = false;
   /** When signaling for this session went (the paths up carry on, no new one can be set up). */
   private detachedAt: number | undefined;
   private readonly startedAt = performance.now();
   private settle: { resolve: () => void; reject: (err: BeamError) => void } | undefined;
-  private lastError: BeamError | undefined;
   /** UDP shares: the unreliable channel of the direct path, and the record stream of the relay. */
   private datagramChannel: DataChannel | undefined;
   private datagramStream: MuxStream | undefined;
@@ -173,13 +145,24 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
     this.options = options;
     this.share = options.share;
     this.log = components.logger.child({ share: options.share });
+    this.policy = new PathPolicyRunner(
+      { role: 'visitor', ...(options.directTimeoutMs !== undefined ? { directTimeoutMs: options.directTimeoutMs } : {}) },
+      (action) => this.perform(action),
+    );
     this.paths.on('change', (best) => {
       if (best) this.emit('path', { path: best, rtt: this.paths.get(best)?.rtt, afterMs: Math.round(performance.now() - this.startedAt) });
     });
     this.paths.on('down', (down) => this.pathDown(down));
-    this.ready = this.connect();
+    this.ready = new Promise<void>((resolve, reject) => {
+      this.settle = { resolve, reject };
+    });
     // A session nobody awaits any more must not crash the process when it fails.
     this.ready.catch(() => {});
+    void this.connect();
+  }
+
+  private get closed(): boolean {
+    return this.policy.state.closed;
   }
 
   /** What the share carries, once the session is open. */
@@ -251,50 +234,78 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
     return mux.openStream(protocol);
   }
 
+  // ------------------------------------------------------------ the policy's shell
+
+  private dispatch(event: PathEvent): void {
+    this.policy.dispatch(event);
+  }
+
+  private perform(action: Exclude<PathAction, { type: 'arm' | 'disarm' }>): void {
+    switch (action.type) {
+      case 'start-direct':
+        if (action.reason) this.log.info({ session: this.sessionId, path: this.paths.best }, action.reason);
+        this.startDirect(action.attempt, action.stunOnly);
+        return;
+      case 'abort-direct':
+        if (this.peer && !this.carrying.has(this.peer)) this.peer.close();
+        return;
+      case 'start-relay':
+        if (action.reason) this.log.info({ session: this.sessionId }, action.reason);
+        this.startRelay();
+        return;
+      case 'supersede':
+        this.paths.supersede(action.kind);
+        return;
+      case 'probe':
+        this.log.info({ session: this.sessionId, paths: this.paths.kinds() }, 'signaling lost; the paths up carry on while the agent answers');
+        void this.paths.probe(PATH_PROBE_MS, (kind) =>
+          this.log.warn({ session: this.sessionId, path: kind }, 'no answer on the path after signaling was lost'),
+        );
+        return;
+      case 'ready':
+        this.settle?.resolve();
+        this.settle = undefined;
+        return;
+      case 'reject':
+        this.settle?.reject(action.error);
+        this.settle = undefined;
+        return;
+      case 'close':
+        this.paths.close('BEAM_ERR_PEER_GONE');
+        this.peer?.close();
+        if (this.sessionId && this.c.socket.connected) this.c.socket.emit('session:close', { sessionId: this.sessionId });
+        this.emit('close');
+        return;
+    }
+  }
+
   private async connect(): Promise<void> {
-    const opened = await this.open();
-    this.opened = opened;
-    this.sessionId = opened.sessionId;
-    this.emit('opened', opened.sessionId);
+    let opened: SessionOpened;
+    let mode: RelayMode;
     try {
+      opened = await this.open();
+      this.opened = opened;
+      this.sessionId = opened.sessionId;
+      this.emit('opened', opened.sessionId);
       if (opened.private && this.options.secret === undefined && !this.options.requestLevelAccess) {
         throw new BeamError('BEAM_ERR_PRIVATE', 'the link has no #secret=');
       }
       if (this.options.directNoise === false && opened.kind !== 'http') {
         throw new BeamError('BEAM_ERR_SHARE_KIND', `"${this.share}" is a ${opened.kind} share: open it with beam connect`);
       }
-      this.mode = relayPolicy(this.options.relay, opened.agentRelay);
+      mode = relayPolicy(this.options.relay, opened.agentRelay);
       // A link naming a bad peer ID fails here, before any path, wherever Noise runs first.
-      if (this.options.directNoise !== false || this.mode === 'always') await this.expectedPeer();
+      if (this.options.directNoise !== false || mode === 'always') await this.expectedPeer();
     } catch (err) {
-      this.close();
-      throw err;
+      this.settle?.reject(err instanceof BeamError ? err : new BeamError('BEAM_ERR_INTERNAL', (err as Error).message));
+      this.settle = undefined;
+      this.dispatch({ type: 'close' });
+      return;
     }
-    return new Promise<void>((resolve, reject) => {
-      this.settle = { resolve, reject };
-      this.after(AGENT_CONNECT_TIMEOUT_MS, () => {
-        if (this.paths.size === 0)
-          this.fail(this.lastError ?? new BeamError('BEAM_ERR_AGENT_UNREACHABLE', `no path to the agent within ${AGENT_CONNECT_TIMEOUT_MS} ms`));
-      });
-      if (this.mode === 'always') {
-        this.startRelay();
-        return;
-      }
-      this.startDirect();
-      this.after(this.options.directTimeoutMs ?? DIRECT_PATH_TIMEOUT_MS, () => {
-        if (this.paths.has('direct') || this.paths.has('turn')) return;
-        // The first attempt left TURN out so that a direct pair would win; now TURN may carry it.
-        if (this.directPending && this.directStunOnly) {
-          this.log.info({ session: this.sessionId }, 'no direct pair yet; trying again with TURN');
-          this.directPending = false;
-          this.startDirect();
-        }
-        if (this.mode === 'auto') {
-          this.log.info({ session: this.sessionId }, `no direct path within ${this.options.directTimeoutMs ?? DIRECT_PATH_TIMEOUT_MS} ms; adding the relay`);
-          this.startRelay();
-        }
-      });
-    });
+    if (this.closed) return;
+    // The first attempt leaves TURN out on both sides (the offer says so): libjuice keeps the
+    // first pair that works, which may be a TURN pair even where a direct one exists.
+    this.dispatch({ type: 'open', mode, turnOffered: withoutTurn(opened.iceServers).length !== opened.iceServers.length });
   }
 
   /** The peer the agent must prove it is in Noise: the link's, else the one signaling names. */
@@ -324,47 +335,29 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
     });
   }
 
-  private after(ms: number, fn: () => void): void {
-    const timer = setTimeout(() => {
-      this.timers.delete(timer);
-      if (!this.closed) fn();
-    }, ms);
-    timer.unref();
-    this.timers.add(timer);
-  }
-
   private emitSignal(signal: Signal): void {
     if (this.sessionId && this.c.socket.connected) this.c.socket.emit('session:signal', { sessionId: this.sessionId, signal });
   }
 
   // ------------------------------------------------------------ direct
 
-  /** `stunOnly`: leave TURN out (default: on the first attempt only, when the server offers TURN). */
-  private startDirect(stunOnly?: boolean): void {
-    if (this.closed || this.detachedAt !== undefined || this.directPending || !this.opened) return;
-    this.directPending = true;
-    this.directAttempts++;
+  /** Sets up direct attempt `attempt`: a new peer connection (TURN left out when `stunOnly`). */
+  private startDirect(attempt: number, stunOnly: boolean): void {
+    const opened = this.opened;
+    if (!opened) return;
     // A retry runs beside the peer connection that carries TURN; an attempt that never came up goes.
     if (this.peer && !this.carrying.has(this.peer)) this.peer.close();
     this.offerSdp = undefined;
     this.answerSdp = undefined;
-    // The first attempt leaves TURN out on both sides (the offer says so): libjuice keeps the
-    // first pair that works, which may be a TURN pair even where a direct one exists.
-    const all = this.opened.iceServers;
-    if (withoutTurn(all).length === all.length) stunOnly = false;
-    stunOnly ??= this.directAttempts === 1;
-    this.directStunOnly = stunOnly;
+    const all = opened.iceServers;
     const peer = this.c.engine.createPeer({ iceServers: stunOnly ? withoutTurn(all) : all });
     this.peer = peer;
     let up = false;
     const failed = (err: BeamError): void => {
       if (this.peer !== peer || up) return;
       peer.close();
-      this.directFailed(err);
+      this.directFailed(attempt, err);
     };
-    // A retry beside a working path has its own deadline: ICE alone may take long to give up.
-    if (this.paths.size > 0)
-      this.after(AGENT_CONNECT_TIMEOUT_MS, () => failed(new BeamError('BEAM_ERR_AGENT_UNREACHABLE', `no direct pair within ${AGENT_CONNECT_TIMEOUT_MS} ms`)));
     peer.onSignal((signal) => {
       if (this.peer !== peer) return;
       if (signal.type === 'offer') {
@@ -384,7 +377,6 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
       channel.onOpen(() => {
         if (this.peer !== peer || this.closed) return;
         up = true;
-        this.directPending = false;
         const mux = new Mux(channel, { role: 'initiator' });
         const pathUp = (): void => {
           const kind: PathKind = peer.selectedCandidateKind() === 'relay' ? 'turn' : 'direct';
@@ -436,56 +428,18 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
     return err;
   }
 
-  private directFailed(cause: BeamError): void {
+  private directFailed(attempt: number, cause: BeamError): void {
     const err = this.explain(cause);
-    this.directPending = false;
-    this.lastError = err;
-    this.log.info({ session: this.sessionId, attempt: this.directAttempts, code: err.code, err: err.detail }, 'direct path failed');
+    this.log.info({ session: this.sessionId, attempt, code: err.code, err: err.detail }, 'direct path failed');
     this.emit('direct-failed', err);
-    if (err.code === 'BEAM_ERR_PEER_MISMATCH' || err.code === 'BEAM_ERR_PRIVATE') {
-      this.fail(err);
-      return;
-    }
-    const hasPath = this.paths.size > 0;
-    if (this.mode === 'auto' && !hasPath) this.startRelay();
-    // One failed DTLS handshake (seen under load) should not cost the direct path.
-    if (!hasPath && this.directAttempts < LINK_SETUP_ATTEMPTS) {
-      this.startDirect();
-      return;
-    }
-    if (hasPath || this.relayPending) {
-      if (hasPath) this.retryDelay = nextDirectRetryDelay(this.retryDelay);
-      this.scheduleDirectRetry();
-      return;
-    }
-    this.maybeGiveUp();
-  }
-
-  /**
-   * While the session rides TURN or the relay, tries direct again after
-   * retryDelay: DIRECT_RETRY_MS, doubled by each failed retry up to
-   * MAX_DIRECT_RETRY_MS (NAT mappings and firewalls change; iroh and
-   * Tailscale keep probing too). From TURN the retry leaves TURN out, so only
-   * a direct pair can win it; from the relay it may bring TURN.
-   */
-  private scheduleDirectRetry(): void {
-    if (this.closed || this.detachedAt !== undefined || this.retryScheduled || this.mode === 'always' || this.paths.best === 'direct') return;
-    this.retryScheduled = true;
-    this.after(this.retryDelay, () => {
-      this.retryScheduled = false;
-      if (this.paths.best === 'direct' || this.directPending) return;
-      this.log.debug({ session: this.sessionId, path: this.paths.best }, 'trying direct again');
-      this.startDirect(this.paths.best === 'turn');
-    });
+    this.dispatch({ type: 'direct-failed', attempt, error: err });
   }
 
   // ------------------------------------------------------------ relay
 
   private startRelay(): void {
-    if (this.closed || this.detachedAt !== undefined || this.relayStarted || !this.opened || this.mode === 'never') return;
-    this.relayStarted = true;
-    this.relayPending = true;
     const opened = this.opened;
+    if (!opened) return;
     this.emitSignal({ type: 'relay' });
     void (async () => {
       try {
@@ -507,17 +461,13 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
           pipe.close();
           return;
         }
-        this.relayPending = false;
         const mux = new Mux(new SecureFrameChannel(secured), { role: 'initiator' });
         if (opened.kind === 'udp') this.openDatagramStream(mux);
         this.addPath('relay', mux, () => {});
       } catch (err) {
-        this.relayPending = false;
         const beamErr = this.explain(err instanceof BeamError ? err : new BeamError('BEAM_ERR_AGENT_UNREACHABLE', (err as Error).message));
-        this.lastError = beamErr;
         this.log.info({ session: this.sessionId, code: beamErr.code, err: beamErr.detail }, 'relay path failed');
-        if (beamErr.code === 'BEAM_ERR_PEER_MISMATCH' || beamErr.code === 'BEAM_ERR_PRIVATE') this.fail(beamErr);
-        else this.maybeGiveUp();
+        this.dispatch({ type: 'relay-failed', error: beamErr });
       }
     })();
   }
@@ -570,54 +520,17 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
     this.log.debug({ session: this.sessionId, path: kind }, 'path up');
     mux.on('close', onClose);
     this.paths.add(kind, mux);
-    if (this.settle) {
-      this.settle.resolve();
-      this.settle = undefined;
-    }
-    if (kind === 'direct') this.retryDelay = DIRECT_RETRY_MS;
-    // TURN once direct is up: its streams finish there, then it closes (it holds a TURN allocation).
-    if (this.paths.has('direct') && this.paths.has('turn')) this.paths.supersede('turn');
-    if (this.paths.best !== 'direct') this.scheduleDirectRetry();
+    this.dispatch({ type: 'up', kind });
   }
 
-  /** A path closed: replace it (the relay at once in 'auto', direct again), or end a detached session with its last. */
+  /** A path closed: the policy replaces it, or ends a detached session with its last. */
   private pathDown({ kind, code, replaced }: PathDown): void {
-    if (replaced) {
-      this.log.debug({ session: this.sessionId, path: kind }, 'replaced path closed');
-      return;
-    }
-    if (!this.closed) {
+    if (replaced) this.log.debug({ session: this.sessionId, path: kind }, 'replaced path closed');
+    else if (!this.closed) {
       this.log.warn({ session: this.sessionId, path: kind, code }, 'path down');
       this.emit('path-down', kind, code);
     }
-    if (this.detachedAt !== undefined) {
-      // No signaling to set up another: the session ends with its last path.
-      if (this.paths.size === 0) this.close('BEAM_ERR_SIGNALING_LOST');
-      return;
-    }
-    if (this.closed) return;
-    if (kind !== 'relay' && this.mode === 'auto') this.startRelay();
-    if (kind !== 'relay' && this.mode !== 'always') {
-      this.after(this.paths.size ? DIRECT_RETRY_MS : 0, () => {
-        if (!this.paths.has('direct') && !this.paths.has('turn')) this.startDirect();
-      });
-    }
-    this.maybeGiveUp();
-  }
-
-  /** Ends the session when no path is up and none is being tried. */
-  private maybeGiveUp(): void {
-    if (this.closed || this.paths.size > 0 || this.directPending || this.relayPending) return;
-    if (this.timers.size > 0 && this.settle === undefined) return;
-    this.fail(this.lastError ?? new BeamError('BEAM_ERR_AGENT_UNREACHABLE', 'no path to the agent'));
-  }
-
-  private fail(err: BeamError): void {
-    if (this.settle) {
-      this.settle.reject(err);
-      this.settle = undefined;
-    }
-    this.close();
+    this.dispatch({ type: 'down', kind, replaced });
   }
 
   /**
@@ -631,18 +544,7 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
   detach(): void {
     if (this.closed || this.detachedAt !== undefined) return;
     this.detachedAt = performance.now();
-    for (const t of this.timers) clearTimeout(t);
-    this.timers.clear();
-    this.retryScheduled = false;
-    // An attempt still being set up needs signaling to finish.
-    if (this.peer && !this.carrying.has(this.peer)) this.peer.close();
-    this.directPending = false;
-    if (this.paths.size === 0) {
-      this.close('BEAM_ERR_SIGNALING_LOST');
-      return;
-    }
-    this.log.info({ session: this.sessionId, paths: this.paths.kinds() }, 'signaling lost; the paths up carry on while the agent answers');
-    void this.paths.probe(PATH_PROBE_MS, (kind) => this.log.warn({ session: this.sessionId, path: kind }, 'no answer on the path after signaling was lost'));
+    this.dispatch({ type: 'signaling-lost' });
   }
 
   /** Milliseconds since signaling for this session went; undefined while it is there. */
@@ -668,18 +570,6 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
 
   /** `code`: why the other side or the server ended it, for whoever still waits on `ready`. */
   close(code?: ErrorCode): void {
-    if (this.closed) return;
-    this.closed = true;
-    if (code !== undefined && !this.lastError) this.lastError = new BeamError(code);
-    for (const t of this.timers) clearTimeout(t);
-    this.timers.clear();
-    this.paths.close('BEAM_ERR_PEER_GONE');
-    this.peer?.close();
-    if (this.sessionId && this.c.socket.connected) this.c.socket.emit('session:close', { sessionId: this.sessionId });
-    if (this.settle) {
-      this.settle.reject(this.lastError ?? new BeamError('BEAM_ERR_PEER_GONE'));
-      this.settle = undefined;
-    }
-    this.emit('close');
+    this.dispatch(code === undefined ? { type: 'close' } : { type: 'close', code });
   }
 }

@@ -1,0 +1,425 @@
+/**
+ * The agent's end of one visitor's session: it answers the visitor's offers
+ * with peer connections, meets it at the relay when asked, checks the Noise
+ * handshake on each path, and hands each verified stream to the agent to
+ * serve. When a session waits, probes and ends is the path policy's call
+ * (transport/path-policy.ts, role 'agent'); this class carries it out.
+ *
+ *   offer ─► answer (a peer connection; a retry runs beside one that carries a path)
+ *   relay ─► meet the visitor at the server's relay with the session's token
+ *   path up (handshake through) ─► streams served; 'session' / 'path' announced
+ *   signaling lost ─► paths probed, the session ends with the last
+ */
+import type { Logger } from 'pino';
+import {
+  DATAGRAM_CHANNEL_LABEL,
+  MAX_OFFERS_PER_SESSION_PER_MINUTE,
+  MAX_PENDING_PEERS,
+  NOISE_CHANNEL_LABEL,
+  PATH_PROBE_MS,
+  STREAM_CHANNEL_LABEL,
+} from '../shared/constants.js';
+import { decodeDatagram, encodeDatagram } from '../shared/datagram.js';
+import { BeamError, type ErrorCode, errorCodeOf } from '../shared/errors.js';
+import { withoutTurn } from '../shared/ice.js';
+import { Mux, type MuxStream } from '../shared/mux.js';
+import type { PathKind } from '../shared/paths.js';
+import type { IceServer, RelayMode, ShareKind, Signal, VisitorKind } from '../shared/signaling.js';
+import type { Peer, WebRtcEngine } from '../transport/engine.js';
+import type { Identity } from '../transport/identity.js';
+import type { PathAction } from '../transport/path-policy.js';
+import { type PathDown, PathPolicyRunner, PathSet } from '../transport/paths.js';
+import { connectRelay, relayServerFor } from '../transport/relay.js';
+import { channelPipe, directPrologue, SecureFrameChannel, secure, withSecret } from '../transport/secure.js';
+import type { UdpForwarder } from './udp.js';
+
+/**
+ * Visitors who prove a private share's secret on every request rather than
+ * in the Noise handshake: the server's gateway (for the clients behind it)
+ * and, on HTTP shares, browser pages (whose direct path has no Noise). A
+ * TCP or UDP stream has no requests to carry it, so there everyone else
+ * proves it in the handshake.
+ */
+export function provesPerRequest(visitor: VisitorKind, kind: ShareKind): boolean {
+  return visitor === 'gateway' || (visitor === 'browser' && kind === 'http');
+}
+
+/** A session as signaling brought it in (session:incoming). */
+export interface IncomingSession {
+  id: string;
+  visitor: VisitorKind;
+  iceServers: IceServer[];
+  relayToken: string;
+  /** The node whose relay the session uses (several nodes), as signaling named it. */
+  relayUrl: string | undefined;
+  /** Where the server saw a peer-to-peer visitor connect from (for IP rules on TURN and relay paths). */
+  serverSeenAddress: string | undefined;
+}
+
+/** What a session needs of its agent: the share's settings, signaling, and where verified streams go. */
+export interface AgentSessionContext {
+  engine: WebRtcEngine;
+  identity: Identity;
+  logger: Logger;
+  /** The signaling server (its relay, unless signaling names another node's). */
+  server: string;
+  relayMode: RelayMode;
+  kind: ShareKind;
+  secret: string | undefined;
+  /** --allow-ip / --deny-ip, for a UDP share's datagram channel. */
+  allowsAddress: (address: string | undefined) => boolean;
+  /** Peer connections set up that carry no path yet, across sessions (MAX_PENDING_PEERS). */
+  pendingPeers: Set<Peer>;
+  /** An offer was dropped for a limit. */
+  offerDropped: (session: AgentSession, limit: string) => void;
+  /** Sends a signal to the visitor. */
+  signal: (sessionId: string, signal: Signal) => void;
+  /** Tells signaling the session ended (with why, when it was refused). */
+  closed: (sessionId: string, code?: ErrorCode) => void;
+  /** A verified stream arrived on one of the session's paths. */
+  serve: (stream: MuxStream, session: AgentSession, address: string | undefined, via: PathKind) => void;
+  /** This session's UDP flows, made on the first datagram. */
+  udp: (session: AgentSession) => UdpForwarder;
+  /** The first path is up (`first`), the best path changed, or its RTT was first measured. */
+  announce: (session: AgentSession, first: boolean) => void;
+  /** The session ended; `announced` when 'session' was said for it. */
+  ended: (session: AgentSession, announced: boolean) => void;
+}
+
+export class AgentSession {
+  readonly id: string;
+  readonly visitor: VisitorKind;
+  readonly serverSeenAddress: string | undefined;
+  readonly paths = new PathSet();
+  /** A UDP share's flows, made on the first datagram. */
+  udp: UdpForwarder | undefined;
+  private readonly incoming: IncomingSession;
+  private readonly c: AgentSessionContext;
+  private readonly log: Logger;
+  private readonly policy: PathPolicyRunner;
+  /** The latest direct peer connection (a retry replaces it). */
+  private peer: Peer | undefined;
+  /** Which peer connection carries each WebRTC path. */
+  private readonly peers = new Map<PathKind, Peer>();
+  private relayStarted = false;
+  /** The best path, as last announced. */
+  private current: PathKind | undefined;
+  private announced = false;
+  private rttAnnounced = false;
+  /** When its recent offers came (MAX_OFFERS_PER_SESSION_PER_MINUTE). */
+  private offerTimes: number[] = [];
+  /** The agent or signaling ended it (not the policy's wait for a first path). */
+  private ending = false;
+
+  constructor(context: AgentSessionContext, incoming: IncomingSession) {
+    this.c = context;
+    this.incoming = incoming;
+    this.id = incoming.id;
+    this.visitor = incoming.visitor;
+    this.serverSeenAddress = incoming.serverSeenAddress;
+    this.log = context.logger;
+    this.policy = new PathPolicyRunner({ role: 'agent' }, (action) => this.perform(action));
+    this.paths.on('down', (down) => this.pathDown(down));
+    this.policy.dispatch({ type: 'open', mode: context.relayMode, turnOffered: false });
+  }
+
+  get isClosed(): boolean {
+    return this.policy.state.closed;
+  }
+
+  /** The best path and its RTT, as the agent announces them. */
+  get best(): { via: PathKind; rtt: number | undefined } | undefined {
+    const best = this.paths.best;
+    return best ? { via: best, rtt: this.paths.get(best)?.rtt } : undefined;
+  }
+
+  /** Applies a signal from the visitor. */
+  signal(signal: Signal): void {
+    if (this.isClosed) return;
+    if (signal.type === 'relay') {
+      this.startRelay();
+      return;
+    }
+    if (signal.type === 'offer') {
+      this.answer(signal.sdp, signal.turn !== false);
+      return;
+    }
+    if (signal.type === 'answer') return;
+    this.peer?.signal(signal).catch((err: Error) => {
+      this.log.debug({ session: this.id, err: err.message }, 'candidate from visitor not applied');
+    });
+  }
+
+  /**
+   * Signaling forgot the session (this side or the visitor lost the server).
+   * Its paths carry on while the visitor answers on them: each must answer a
+   * fresh PING within PATH_PROBE_MS or it closes. With no path left, the
+   * session ends.
+   */
+  detach(): void {
+    this.policy.dispatch({ type: 'signaling-lost' });
+  }
+
+  end(): void {
+    this.ending = true;
+    this.policy.dispatch({ type: 'close' });
+  }
+
+  private perform(action: Exclude<PathAction, { type: 'arm' | 'disarm' }>): void {
+    switch (action.type) {
+      case 'abort-direct':
+        // An attempt still being set up needs signaling to finish.
+        if (this.peer && ![...this.peers.values()].includes(this.peer)) {
+          this.closePeer(this.peer);
+          this.peer = undefined;
+        }
+        return;
+      case 'probe':
+        this.log.info({ session: this.id, paths: this.paths.kinds() }, 'signaling lost; the paths up carry on while the visitor answers');
+        void this.paths.probe(PATH_PROBE_MS, (kind) => this.log.warn({ session: this.id, path: kind }, 'no answer on the path after signaling was lost'));
+        return;
+      case 'close':
+        if (!this.announced && !this.ending && action.code === undefined) this.log.info({ session: this.id }, 'visitor never connected; session ended');
+        this.log.debug({ session: this.id }, 'session ended');
+        this.paths.close('BEAM_ERR_PEER_GONE');
+        this.udp?.close();
+        if (this.peer) this.closePeer(this.peer);
+        for (const peer of this.peers.values()) this.closePeer(peer);
+        this.c.closed(this.id);
+        this.c.ended(this, this.announced);
+        return;
+      // The visitor leads: the agent's policy never starts a path, settles nothing, supersedes nothing.
+      case 'start-direct':
+      case 'start-relay':
+      case 'supersede':
+      case 'ready':
+      case 'reject':
+        return;
+    }
+  }
+
+  /**
+   * Answers an offer with a new peer connection. A second offer is a retry:
+   * it replaces an attempt that never came up, and runs beside one that
+   * carries a path (a visitor on TURN trying for a direct pair).
+   */
+  private answer(offerSdp: string, turn: boolean): void {
+    if (this.c.relayMode === 'always') {
+      this.log.info({ session: this.id }, 'offer ignored: --relay always');
+      return;
+    }
+    const now = Date.now();
+    this.offerTimes = this.offerTimes.filter((t) => now - t < 60_000);
+    const refusal =
+      this.offerTimes.length >= MAX_OFFERS_PER_SESSION_PER_MINUTE
+        ? `${MAX_OFFERS_PER_SESSION_PER_MINUTE} offers a minute per session`
+        : this.c.pendingPeers.size >= MAX_PENDING_PEERS
+          ? `${MAX_PENDING_PEERS} peer connections being set up`
+          : undefined;
+    if (refusal) {
+      this.c.offerDropped(this, refusal);
+      return;
+    }
+    this.offerTimes.push(now);
+    const old = this.peer;
+    if (old && !(['direct', 'turn'] as const).some((kind) => this.peers.get(kind) === old && this.paths.has(kind))) {
+      this.log.debug({ session: this.id }, 'a new offer replaces the direct peer connection');
+      this.closePeer(old);
+    }
+    // A first attempt without TURN on both sides forms a direct pair if one exists; the visitor's next attempt brings TURN.
+    const ice = this.incoming.iceServers;
+    const peer = this.c.engine.createPeer({ iceServers: turn ? ice : withoutTurn(ice) });
+    this.c.pendingPeers.add(peer);
+    this.peer = peer;
+    let answerSdp: string | undefined;
+    let verified: Promise<void> | undefined;
+    peer.onSignal((signal) => {
+      if (signal.type === 'answer') answerSdp = signal.sdp;
+      this.c.signal(this.id, signal);
+    });
+    peer.onStateChange((state) => {
+      if (state === 'connected' || state === 'failed' || state === 'closed') this.c.pendingPeers.delete(peer);
+      if (state === 'failed' || state === 'closed') {
+        for (const kind of ['direct', 'turn'] as const) if (this.peers.get(kind) === peer) this.paths.get(kind)?.close('BEAM_ERR_PEER_GONE');
+        if (this.peer === peer) this.peer = undefined;
+      }
+    });
+    peer.onDataChannel((channel) => {
+      if (channel.label === NOISE_CHANNEL_LABEL && !verified) {
+        verified = (async () => {
+          await new Promise<void>((resolve) => (channel.isOpen() ? resolve() : channel.onOpen(resolve)));
+          if (!answerSdp) throw new BeamError('BEAM_ERR_HANDSHAKE_FAILED', 'no local answer');
+          await secure(channelPipe(channel), {
+            role: 'responder',
+            identity: this.c.identity,
+            prologue: withSecret(directPrologue(offerSdp, answerSdp), this.handshakeSecret()),
+          });
+          // The responder reads the last handshake message, so it is the one to close the channel.
+          channel.close();
+        })();
+        verified.catch((err: Error) => {
+          this.log.warn(
+            { audit: 'auth.refused', code: errorCodeOf(err) ?? 'BEAM_ERR_HANDSHAKE_FAILED', session: this.id, path: 'direct', err: err.message },
+            'direct handshake failed',
+          );
+          this.closePeer(peer);
+        });
+        return;
+      }
+      if (channel.label === DATAGRAM_CHANNEL_LABEL && verified && this.c.kind === 'udp') {
+        if (!this.c.allowsAddress(peer.remoteAddress() ?? this.serverSeenAddress)) {
+          channel.close();
+          return;
+        }
+        // Datagrams are served once the handshake is through; until then a few are held.
+        let held: Uint8Array[] | undefined = [];
+        const serve = (message: Uint8Array): void => {
+          let d;
+          try {
+            d = decodeDatagram(message);
+          } catch {
+            return; // a malformed datagram is dropped, as UDP would
+          }
+          this.c.udp(this).receive(d.flow, d.payload, (flow, payload) => channel.send(encodeDatagram(flow, payload)));
+        };
+        channel.onMessage((message) => {
+          if (!held) serve(message);
+          else if (held.length < 64) held.push(message);
+        });
+        verified.then(
+          () => {
+            for (const m of held ?? []) serve(m);
+            held = undefined;
+          },
+          () => channel.close(),
+        );
+        return;
+      }
+      // A browser page's direct path runs on DTLS alone (transport/session.ts, directNoise): HTTP shares only, secret per request.
+      if (channel.label === STREAM_CHANNEL_LABEL && !verified && this.visitor === 'browser' && this.c.kind === 'http') {
+        this.log.debug({ session: this.id }, 'browser visitor: direct path on DTLS alone');
+        verified = Promise.resolve();
+      }
+      if (channel.label !== STREAM_CHANNEL_LABEL || !verified) {
+        channel.close();
+        return;
+      }
+      const handshake = verified;
+      const start = (): void => {
+        const mux = new Mux(channel, { role: 'responder' });
+        const kind: 'direct' | 'turn' = peer.selectedCandidateKind() === 'relay' ? 'turn' : 'direct';
+        this.peers.set(kind, peer);
+        // Streams open only once the handshake is through: the visitor opens none before.
+        this.addPath(kind, mux, handshake);
+      };
+      if (channel.isOpen()) start();
+      else channel.onOpen(start);
+    });
+    peer.signal({ type: 'offer', sdp: offerSdp }).catch((err: Error) => {
+      this.log.warn({ session: this.id, err: err.message }, 'bad offer from visitor');
+      this.closePeer(peer);
+    });
+  }
+
+  /** Meets the visitor at the relay with this session's one-time token. */
+  private startRelay(): void {
+    if (this.relayStarted) return;
+    if (this.c.relayMode === 'never') {
+      this.log.info({ session: this.id }, 'relay request ignored: --relay never');
+      return;
+    }
+    this.relayStarted = true;
+    void (async () => {
+      try {
+        const pipe = await connectRelay(relayServerFor(this.c.server, this.incoming.relayUrl), {
+          sessionId: this.id,
+          role: 'agent',
+          token: this.incoming.relayToken,
+        });
+        const secured = await secure(pipe, {
+          role: 'responder',
+          identity: this.c.identity,
+          prologue: withSecret(new Uint8Array(0), this.handshakeSecret()),
+        });
+        if (this.isClosed) {
+          pipe.close();
+          return;
+        }
+        this.addPath('relay', new Mux(new SecureFrameChannel(secured), { role: 'responder' }), Promise.resolve());
+      } catch (err) {
+        this.log.warn(
+          { audit: 'auth.refused', code: errorCodeOf(err) ?? 'BEAM_ERR_HANDSHAKE_FAILED', session: this.id, path: 'relay', err: (err as Error).message },
+          'relay path failed',
+        );
+      }
+    })();
+  }
+
+  private addPath(kind: PathKind, mux: Mux, verified: Promise<void>): void {
+    if (this.isClosed) {
+      mux.close('BEAM_ERR_PEER_GONE');
+      return;
+    }
+    this.paths.add(kind, mux);
+    this.policy.dispatch({ type: 'up', kind });
+    // The visitor's address on this path: the direct peer's own, else (TURN, relay) where the server saw it.
+    const address = kind === 'direct' ? (this.peers.get('direct')?.remoteAddress() ?? this.serverSeenAddress) : this.serverSeenAddress;
+    mux.on('stream', (stream) => {
+      stream.on('error', () => {
+        // Reset by the visitor or the connection: whoever serves it cleans up.
+      });
+      verified.then(
+        () => this.c.serve(stream, this, address, kind),
+        () => stream.destroy(new BeamError('BEAM_ERR_HANDSHAKE_FAILED')),
+      );
+    });
+    mux.on('rtt', () => {
+      if (this.current === kind && !this.rttAnnounced) {
+        this.rttAnnounced = true;
+        this.announce(true);
+      }
+    });
+    verified.then(
+      () => this.announce(),
+      () => mux.close('BEAM_ERR_HANDSHAKE_FAILED'),
+    );
+  }
+
+  /** A path closed: release its peer connection; the policy decides whether the session waits or ends. */
+  private pathDown(down: PathDown): void {
+    const { kind, code, replaced } = down;
+    // Its peer connection carries nothing else (a TURN path the visitor replaced with direct ends here).
+    if (kind !== 'relay') {
+      const peer = this.peers.get(kind);
+      this.peers.delete(kind);
+      if (peer && peer !== this.peer) this.closePeer(peer);
+    }
+    // A path that dies while its session lives is worth a line (at warn when it was the last): say why.
+    if (!this.isClosed && !replaced) this.log[this.paths.size === 0 ? 'warn' : 'info']({ session: this.id, path: kind, code }, 'path down');
+    this.policy.dispatch({ type: 'down', kind, replaced });
+    this.announce();
+  }
+
+  /** Announces the session's first path, and the best path when it changes. */
+  private announce(force = false): void {
+    if (this.isClosed) return;
+    const best = this.paths.best;
+    if (!best || (best === this.current && !force)) return;
+    if (best !== this.current) this.rttAnnounced = false;
+    this.current = best;
+    const first = !this.announced;
+    this.announced = true;
+    this.c.announce(this, first);
+  }
+
+  /** The secret a visitor must prove in the handshake: a private share's, for every visitor but those who prove it per request. */
+  private handshakeSecret(): string | undefined {
+    return provesPerRequest(this.visitor, this.c.kind) ? undefined : this.c.secret;
+  }
+
+  /** Closes a peer connection, which then no longer counts as being set up. */
+  private closePeer(peer: Peer): void {
+    this.c.pendingPeers.delete(peer);
+    peer.close();
+  }
+}
