@@ -31,7 +31,8 @@ const visitor = (directTimeoutMs?: number): PathPolicyState =>
 const open = (mode: RelayMode = 'auto', turnOffered = true): PathEvent => ({ type: 'open', mode, turnOffered });
 const up = (kind: PathKind): PathEvent => ({ type: 'up', kind });
 const down = (kind: PathKind, replaced = false): PathEvent => ({ type: 'down', kind, replaced });
-const timer = (name: PathTimer, attempt?: number): PathEvent => (attempt === undefined ? { type: 'timer', timer: name } : { type: 'timer', timer: name, attempt });
+const timer = (name: PathTimer, attempt?: number): PathEvent =>
+  attempt === undefined ? { type: 'timer', timer: name } : { type: 'timer', timer: name, attempt };
 const unreachable = new BeamError('BEAM_ERR_AGENT_UNREACHABLE', 'peer connection failed');
 const directFailed = (attempt: number, error: BeamError = unreachable): PathEvent => ({ type: 'direct-failed', attempt, error });
 const types = (actions: PathAction[]): string[] => actions.map((a) => (a.type === 'arm' || a.type === 'disarm' ? `${a.type}:${a.timer}` : a.type));
