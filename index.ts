@@ -10,18 +10,16 @@
  * ```
  */
 import { type Logger, pino } from 'pino';
-import { type Connected, connect as connectCli } from './cli/connect.js';
-import { parseEngine, parseRelayMode, parseServerUrl } from './cli/options.js';
-import { startBeamServer } from './gateway/server.js';
-import { DEFAULT_EMBEDDED_PORT } from './shared/constants.js';
+import { type Connection, connect as connectApp } from './app/connect.js';
+import { parseEngine, parseRelayMode, parseServerUrl } from './app/options.js';
 import { BeamError } from './shared/errors.js';
 import type { RelayMode } from './shared/signaling.js';
-import { validateIceConfig } from './signaling/ice.js';
 import type { EngineName } from './transport/engine.js';
 import { loadEngine } from './transport/index.js';
 
-export type { Connected } from './cli/connect.js';
-export { type Share, type ShareEvents, type ShareOptions, share } from './cli/share.js';
+export type { Connected, Connection, ConnectionEvents, ConnectionPath } from './app/connect.js';
+export { type ServeOptions, type Server, serve } from './app/serve.js';
+export { type Share, type ShareEvents, type ShareOptions, share } from './app/share.js';
 export type { SessionInfo } from './peer-agent/agent.js';
 export { BeamError, ERRORS, type ErrorCode } from './shared/errors.js';
 /** A path between two peers (`direct`, `turn`, `relay`); a session's `path` may also be `gateway` (SessionPath). */
@@ -48,13 +46,13 @@ export interface ConnectOptions {
   allowHosts?: string[];
 }
 
-/** Opens a share as a local port, as `beam connect` does; resolves once it listens. */
-export async function connect(options: ConnectOptions): Promise<Connected> {
+/** Opens a share as a local port, as `beam connect` does; resolves once it listens, with its first path up. Emits 'path' when the path changes. */
+export async function connect(options: ConnectOptions): Promise<Connection> {
   const port = options.port ?? 0;
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new BeamError('BEAM_ERR_BAD_OPTION', `port ${port} is not from 0 to 65535`);
   const engine = await loadEngine(parseEngine(options.engine ?? 'node-datachannel'));
-  return connectCli(
-    { engine, logger: options.logger ?? silent(), out: { emit() {}, line() {} } },
+  return connectApp(
+    { engine, logger: options.logger ?? silent() },
     {
       link: options.link,
       port,
@@ -64,50 +62,4 @@ export async function connect(options: ConnectOptions): Promise<Connected> {
       ...(options.allowHosts ? { allowHosts: options.allowHosts } : {}),
     },
   );
-}
-
-export interface ServeOptions {
-  /** Default 7070; 0 picks a free port. */
-  port?: number;
-  /** Address to bind. Default 0.0.0.0. */
-  host?: string;
-  /** Shares become `<name>.<domain>`. Default 'localhost'. */
-  domain?: string;
-  /** The server's public URL, e.g. https://beam.example.com. */
-  publicUrl?: string;
-  stun?: string[];
-  turn?: string[];
-  /** The TURN server's static-auth-secret (coturn use-auth-secret). */
-  turnSecret?: string;
-  /** Default 'node-datachannel'. */
-  engine?: EngineName;
-  /** pino logger. Default: silent. */
-  logger?: Logger;
-}
-
-export interface Server {
-  /** The server's own URL (what agents pass as `server`). */
-  url: string;
-  port: number;
-  /** Stops accepting, lets requests in flight finish (bounded), then closes. */
-  close(): Promise<void>;
-}
-
-/** Runs a Beam server (signaling, gateway, relay), as `beam serve` does. */
-export async function serve(options: ServeOptions = {}): Promise<Server> {
-  const domain = (options.domain ?? 'localhost').toLowerCase();
-  if (!/^[a-z0-9.-]+$/.test(domain)) throw new BeamError('BEAM_ERR_BAD_OPTION', `domain "${options.domain}" is not a domain name`);
-  if (options.publicUrl) parseServerUrl(options.publicUrl);
-  const ice = validateIceConfig({ stun: options.stun ?? [], turn: options.turn ?? [], turnSecret: options.turnSecret });
-  const engine = await loadEngine(parseEngine(options.engine ?? 'node-datachannel'));
-  const server = await startBeamServer(
-    { engine, logger: options.logger ?? silent() },
-    { port: options.port ?? DEFAULT_EMBEDDED_PORT, host: options.host ?? '0.0.0.0', domain, publicUrl: options.publicUrl, ice },
-  );
-  const host = options.host && options.host !== '0.0.0.0' && options.host !== '::' ? options.host : '127.0.0.1';
-  return {
-    url: options.publicUrl ?? `http://${host.includes(':') ? `[${host}]` : host}:${server.port}`,
-    port: server.port,
-    close: () => server.drain(),
-  };
 }

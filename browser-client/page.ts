@@ -22,21 +22,18 @@ import {
   MAX_REWRITE_BYTES,
   SECRET_HEADER,
   SECRET_PARAM,
-  SIGNALING_PROTOCOL_VERSION,
   WORKER_RESPONSE_WINDOW_BYTES,
 } from '../shared/constants.js';
 import { scopeSetCookie } from '../shared/cookies.js';
-import type { Schema } from '../shared/decode.js';
 import { render as renderError } from '../shared/error-page.js';
 import { ERRORS, type ErrorCode, isErrorCode } from '../shared/errors.js';
 import { frameableHeaders } from '../shared/frame-headers.js';
 import { StreamProtocol } from '../shared/frames.js';
-import { decodeResponseHead, encodeHead, readHead } from '../shared/http-head.js';
+import { exchange } from '../shared/http-head.js';
 import type { MuxStream } from '../shared/mux.js';
-import { decode, SessionClosedSchema, SessionSignalSchema } from '../shared/signaling.js';
 import { decodeWsClose, encodeWsClose, encodeWsMessage, WsKind, WsMessageReader } from '../shared/ws-messages.js';
-import { type PathKind, VisitorSession } from '../transport/session.js';
-import { connectSignaling } from '../transport/signaling-client.js';
+import type { PathKind, VisitorSession } from '../transport/session.js';
+import { SessionPool } from '../transport/session-pool.js';
 import { browserEngine } from './engine.js';
 import { CookieJar, scriptVisible, withScriptCookies } from './jar.js';
 import type { HeaderList, ToPage, ToWorker, TunnelOffer } from './messages.js';
@@ -272,20 +269,14 @@ async function serve(port: MessagePort, portId: number, msg: Extract<ToPage, { t
   }
   state.requests++;
   stream.on('error', () => {});
-  const head = encodeHead({ method: msg.method, target: url.pathname + url.search, headers, upgrade: false, body: hasBody });
-  if (msg.streamed) {
-    // The body follows from the worker; each chunk is credited back once the stream took it.
-    stream.write(head);
-    uploads.set(`${portId}:${id}`, { stream, port });
-  } else if (hasBody) {
-    stream.write(head);
-    stream.end(Buffer.from(msg.body as ArrayBuffer));
-  } else {
-    stream.end(head);
-  }
+  const head = { method: msg.method, target: url.pathname + url.search, headers, upgrade: false, body: hasBody };
   let response;
   try {
-    response = decodeResponseHead(await readHead(stream));
+    if (msg.streamed) {
+      // The body follows from the worker; each chunk is credited back once the stream took it.
+      uploads.set(`${portId}:${id}`, { stream, port });
+      response = await exchange(stream, head, undefined, { end: false });
+    } else response = await exchange(stream, head, hasBody ? Buffer.from(msg.body as ArrayBuffer) : undefined);
   } catch (err) {
     const code = (err as { code?: string }).code;
     errorResponse(port, id, accept, isErrorCode(code) ? code : 'BEAM_ERR_AGENT_UNREACHABLE', (err as Error).message);
@@ -396,7 +387,7 @@ function openWebSocket(
   if (cookie) headers.push(['Cookie', cookie]);
   beamHeaders(headers);
   stream.on('error', () => {});
-  stream.write(encodeHead({ method: 'GET', target, headers, upgrade: false, body: false, websocket: true }));
+  const response = exchange(stream, { method: 'GET', target, headers, upgrade: false, body: false, websocket: true }, undefined, { end: false });
   let closed = false;
   const finish = (code: number, reason: string, clean: boolean): void => {
     if (closed) return;
@@ -407,7 +398,7 @@ function openWebSocket(
   void (async () => {
     let head;
     try {
-      head = decodeResponseHead(await readHead(stream));
+      head = await response;
     } catch {
       finish(1006, '', false);
       stream.destroy();
@@ -498,35 +489,15 @@ function offerTunnel(worker: ServiceWorker): void {
 // ------------------------------------------------------------------ start
 
 async function connect(): Promise<void> {
-  const socket = connectSignaling(location.origin, { protocol: SIGNALING_PROTOCOL_VERSION, role: 'visitor', client: 'browser' }, 'none');
   secret = shareSecret();
   // The direct path runs on DTLS alone: this page came from the server, so Noise could not guard it from the server
   // (transport/session.ts, directNoise). The relay runs Noise, with a key made (and Noise loaded) only then.
-  const s = new VisitorSession(
-    { engine: browserEngine, logger: log, socket, identity: () => import('../transport/identity.js').then((m) => m.ephemeralIdentity()) },
-    { share: config.share, server: location.origin, relay: 'auto', secret, directNoise: false },
+  const pool = new SessionPool(
+    { engine: browserEngine, logger: log, identity: () => import('../transport/identity.js').then((m) => m.ephemeralIdentity()) },
+    { server: location.origin, handshake: { client: 'browser' }, reconnect: 'none', session: { relay: 'auto', secret, directNoise: false } },
   );
+  const s = pool.open(config.share);
   session = s;
-  // Signaling is validated here as everywhere else (shared/signaling.ts): a malformed message is dropped, and said so.
-  const received = <T>(schema: Schema<T>, raw: unknown, what: string): T | undefined => {
-    try {
-      return decode(schema, raw, what);
-    } catch (err) {
-      log.warn({ err: (err as Error).message }, `dropped a malformed ${what}`);
-      return undefined;
-    }
-  };
-  socket.on('session:signal', (raw: unknown) => {
-    const msg = received(SessionSignalSchema, raw, 'session:signal');
-    if (msg && msg.sessionId === s.sessionId) s.signal(msg.signal);
-  });
-  socket.on('session:closed', (raw: unknown) => {
-    const msg = received(SessionClosedSchema, raw, 'session:closed');
-    if (!msg || msg.sessionId !== s.sessionId) return;
-    // The agent lost the server, not necessarily the session: the path is checked instead.
-    if (msg.code === 'BEAM_ERR_SIGNALING_LOST') s.detach();
-    else s.close(isErrorCode(msg.code) ? msg.code : undefined);
-  });
   s.on('path', (info) => show(info.path));
   s.on('close', () => {
     if (session === s) viaGateway('the peer-to-peer session ended (the agent left, or the network changed): reload to try again');
@@ -545,7 +516,7 @@ async function main(): Promise<void> {
     document.cookie = `${BROWSER_GATEWAY_COOKIE}=gateway; path=/; SameSite=Lax`;
     viaGateway(
       `Loaded through the Beam server: ${location.protocol}//${location.host} is not a secure context, so the browser allows no Service Worker. ` +
-        'For peer to peer, open the share over https (a Beam server with TLS: see "Browsers" in Beam\'s README) or as http://<name>.localhost on the sharing machine.',
+        "For peer to peer, open the share over https (a Beam server with TLS: see Beam's docs/browsers.md) or as http://<name>.localhost on the sharing machine.",
     );
     return;
   }

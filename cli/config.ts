@@ -24,12 +24,12 @@
 import { readFile } from 'node:fs/promises';
 import * as v from 'valibot';
 import { parseDocument } from 'yaml';
+import { parseTarget } from '../app/options.js';
+import type { ShareOptions } from '../app/share.js';
 import { MAX_CONFIG_BYTES, MAX_CONFIG_SHARES } from '../shared/constants.js';
 import { describeIssue } from '../shared/decode.js';
 import { BeamError } from '../shared/errors.js';
 import { RELAY_MODES, type ShareKind } from '../shared/signaling.js';
-import { parseTarget } from './options.js';
-import type { ShareOptions } from './share.js';
 
 const target = v.pipe(
   v.union([v.pipe(v.number(), v.integer()), v.string()]),

@@ -4,19 +4,7 @@ import net from 'node:net';
 import { createSecureContext } from 'node:tls';
 import { Command, Option } from 'commander';
 import { type Logger, pino } from 'pino';
-import { startBeamServer } from '../gateway/server.js';
-import type { SessionInfo } from '../peer-agent/agent.js';
-import { DEFAULT_EMBEDDED_PORT, DEFAULT_INSPECT_PORT, GATEWAY_MAX_CONNECTIONS_PER_IP, ORIGIN_WAIT_POLL_MS } from '../shared/constants.js';
-import { BeamError } from '../shared/errors.js';
-import type { ShareKind } from '../shared/signaling.js';
-import { validateIceConfig } from '../signaling/ice.js';
-import { AgentTokens } from '../signaling/tokens.js';
-import { loadEngine } from '../transport/index.js';
-import { loadConfig } from './config.js';
-import { connect } from './connect.js';
-import { detectDevServer, isListening } from './detect.js';
-import { describeReport, doctor } from './doctor.js';
-import { applyEnv } from './env.js';
+import { type ConnectionPath, connect } from '../app/connect.js';
 import {
   parseCount,
   parseEngine,
@@ -29,9 +17,21 @@ import {
   parseRelayMode,
   parseServerUrl,
   parseTarget,
-} from './options.js';
+} from '../app/options.js';
+import { type Share, share, startEmbedded } from '../app/share.js';
+import { startBeamServer } from '../gateway/server.js';
+import type { SessionInfo } from '../peer-agent/agent.js';
+import { DEFAULT_EMBEDDED_PORT, DEFAULT_INSPECT_PORT, GATEWAY_MAX_CONNECTIONS_PER_IP, ORIGIN_WAIT_POLL_MS } from '../shared/constants.js';
+import { BeamError } from '../shared/errors.js';
+import type { ShareKind } from '../shared/signaling.js';
+import { validateIceConfig } from '../signaling/ice.js';
+import { AgentTokens } from '../signaling/tokens.js';
+import { loadEngine } from '../transport/index.js';
+import { loadConfig } from './config.js';
+import { detectDevServer, isListening } from './detect.js';
+import { describeReport, doctor } from './doctor.js';
+import { applyEnv } from './env.js';
 import { createOutput, type Output } from './output.js';
-import { type Share, share, startEmbedded } from './share.js';
 import { createTerminalOutput } from './tui.js';
 
 interface CommonFlags {
@@ -370,9 +370,20 @@ async function runConnect(linkArg: string, flags: ConnectFlags): Promise<void> {
   const log = logger(flags.logLevel);
   const engine = await loadEngine(parseEngine(flags.engine));
   const connected = await connect(
-    { engine, logger: log, out },
+    { engine, logger: log },
     { link: linkArg, port, bind: flags.bind, relay, server, allowHosts: (flags.allowHost ?? []).map((h) => parseAllowedHost(h)) },
   );
+  // ready first, then the path it is on, then each change (the --json contract).
+  out.emit({ event: 'ready', name: connected.share, url: connected.url, origin: connected.origin, server: connected.server });
+  if (!connected.verified) out.line(`! This link names no peer ID (#peer=...): the agent's identity is taken on the server's word.`);
+  let announced = false;
+  const say = (info: ConnectionPath): void => {
+    const rtt = info.rtt !== undefined ? { rtt: Math.round(info.rtt * 10) / 10 } : {};
+    out.emit({ event: announced ? 'path' : 'session', id: connected.share, visitor: 'cli', path: info.path, via: info.path, ...rtt, after: info.afterMs });
+    announced = true;
+  };
+  if (connected.path) say(connected.path);
+  connected.on('path', say);
   onStop(async () => {
     await connected.close();
     out.emit({ event: 'closed' });

@@ -1,6 +1,6 @@
 /**
  * What the CLI tells its user. Human lines on stdout, or with --json one JSON
- * event per line (the contract in README: ready first, closed last). Logs go
+ * event per line (the contract in docs/cli.md: ready first, closed last). Logs go
  * to stderr through pino, never here.
  */
 export type CliEvent =
@@ -27,7 +27,7 @@ export type CliEvent =
   | { event: 'error'; code: string; message: string }
   | { event: 'closed' };
 
-import { trustSteps } from './local-ca.js';
+import { trustSteps } from '../app/local-ca.js';
 
 export interface Output {
   emit(event: CliEvent): void;

@@ -7,7 +7,7 @@
  */
 
 import qrcode from 'qrcode-terminal';
-import { trustSteps } from './local-ca.js';
+import { trustSteps } from '../app/local-ca.js';
 import { type CliEvent, describe, type Output } from './output.js';
 
 const FRAMES = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];

@@ -7,58 +7,33 @@
 import { type IncomingMessage, type ServerResponse, validateHeaderName, validateHeaderValue } from 'node:http';
 import { isIP } from 'node:net';
 import { Duplex } from 'node:stream';
-import type { PeerId } from '@libp2p/interface';
 import type { Logger } from 'pino';
-import { BROWSER_GATEWAY_COOKIE, MAX_CLIENT_HEADER_COUNT, SHARE_RESUME_GRACE_MS, SIGNALING_PROTOCOL_VERSION } from '../shared/constants.js';
+import { BROWSER_GATEWAY_COOKIE, MAX_CLIENT_HEADER_COUNT } from '../shared/constants.js';
 import { scopeSetCookies } from '../shared/cookies.js';
-import { BeamError, type ErrorCode, errorCodeOf, isErrorCode } from '../shared/errors.js';
+import { BeamError, type ErrorCode, errorCodeOf } from '../shared/errors.js';
 import { frameableHeaders } from '../shared/frame-headers.js';
 import { StreamProtocol } from '../shared/frames.js';
-import {
-  decodeResponseHead,
-  encodeHead,
-  endToEndHeaders,
-  FORWARDING_HEADERS,
-  newRequestId,
-  type RequestHead,
-  type ResponseHead,
-  readHead,
-} from '../shared/http-head.js';
+import { endToEndHeaders, exchange, FORWARDING_HEADERS, newRequestId, type RequestHead, type ResponseHead } from '../shared/http-head.js';
 import type { MuxStream } from '../shared/mux.js';
-import type { PathKind } from '../shared/paths.js';
-import type { RelayMode } from '../shared/signaling.js';
-import { decode, SessionClosedSchema, SessionSignalSchema } from '../shared/signaling.js';
-import type { WebRtcEngine } from '../transport/engine.js';
-import type { Identity } from '../transport/identity.js';
-import { type PathInfo, VisitorSession, type VisitorSocket } from '../transport/session.js';
-import { connectSignaling } from '../transport/signaling-client.js';
+import type { SessionPool } from '../transport/session-pool.js';
 import { inBeamFrame, withoutBeamCookie } from './browser.js';
 import { chooseEncoding, compressedHeaders, compressor } from './compress.js';
 import { sendError, sendRawError } from './error-page.js';
 import { tooManyHeaders } from './http-entry.js';
 
 export interface GatewayOptions {
-  /** Signaling server to reach shares through, e.g. http://127.0.0.1:7070 */
-  signalingUrl: string;
   /**
-   * Token proving to signaling that this is the server's own gateway. Without
-   * one this gateway is a plain (cli) visitor: `beam connect`.
+   * This is the Beam server's own gateway (its sessions carry its token): it
+   * logs each request, says `gateway; via=<path>` in beam-path, and passes each
+   * request's secret on. Otherwise it is a visitor of its own: `beam connect`.
    */
-  gatewayToken?: string;
+  serverGateway?: boolean;
   /** Serve this one share whatever the Host (`beam connect`). */
   fixedShare?: string;
-  /** The peer the agent must prove it is (from a `beam connect` link). */
-  expectPeer?: PeerId;
-  /** A private share's secret, proven in the handshake (`beam connect`). */
-  secret?: string;
-  /** Told whenever the path to a share changes. */
-  onPath?: (share: string, info: PathInfo) => void;
   /** Shares are `<name>.<domain>`. */
   domain: string;
   /** Requests whose Host is no share (a bare IP, the domain itself) go to this share, if any: the embedded default. */
   defaultShare?: () => string | undefined;
-  /** How the gateway reaches agents. Default 'auto': direct, else the relay. */
-  relay?: RelayMode;
   /** Compress text responses for clients that accept it (gateway/compress.ts). Default false. */
   compress?: boolean;
   /**
@@ -87,64 +62,20 @@ export function originForm(url: string | undefined): string {
 
 export class Gateway {
   private readonly log: Logger;
-  private readonly engine: WebRtcEngine;
   private readonly options: GatewayOptions;
-  private readonly links = new Map<string, VisitorSession>();
-  /** Every session by its signaling id (a retired one too, until it closes): where signals go. */
-  private readonly bySession = new Map<string, VisitorSession>();
-  /** Direct (ICE) attempts that failed, ever: the sessions then went on over TURN or the relay, or not at all. */
-  directFailures = 0;
-  private readonly socket: VisitorSocket;
-  private readonly identity: Identity;
+  /** The sessions with shares (transport/session-pool.ts). */
+  readonly pool: SessionPool;
   /** The `beam-path` header value of each stream's response. */
   private readonly pathOf = new WeakMap<MuxStream, string>();
   private inFlight = 0;
   private idleWaiters: Array<() => void> = [];
-  /** Bytes of links already closed, so totals never go down. */
-  private closedBytes = { sent: 0, received: 0 };
   /** Called when a request ends, with its status and duration (for metrics). */
   onRequestDone: ((status: number, seconds: number) => void) | undefined;
 
-  constructor(components: { engine: WebRtcEngine; logger: Logger; identity: Identity }, options: GatewayOptions) {
-    this.engine = components.engine;
-    this.identity = components.identity;
+  constructor(components: { logger: Logger; pool: SessionPool }, options: GatewayOptions) {
+    this.pool = components.pool;
     this.log = components.logger.child({ component: 'gateway' });
     this.options = options;
-    this.socket = connectSignaling(
-      options.signalingUrl,
-      { protocol: SIGNALING_PROTOCOL_VERSION, role: 'visitor', ...(options.gatewayToken ? { gatewayToken: options.gatewayToken } : {}) },
-      'gateway',
-    );
-    this.socket.on('session:signal', (raw) => {
-      try {
-        const msg = decode(SessionSignalSchema, raw, 'session:signal');
-        this.bySession.get(msg.sessionId)?.signal(msg.signal);
-      } catch (err) {
-        this.log.warn({ err: (err as Error).message }, 'dropped a malformed signal');
-      }
-    });
-    this.socket.on('session:closed', (raw) => {
-      try {
-        const msg = decode(SessionClosedSchema, raw, 'session:closed');
-        const code = isErrorCode(msg.code) ? msg.code : undefined;
-        const link = this.bySession.get(msg.sessionId);
-        // The agent lost the server, not necessarily the session: its paths are checked instead.
-        if (code === 'BEAM_ERR_SIGNALING_LOST') link?.detach();
-        else link?.close(code);
-      } catch {
-        // malformed: nothing to close
-      }
-    });
-    this.socket.on('disconnect', (reason) => {
-      // The server forgets this side's sessions; their paths carry on while the agents answer on them.
-      if (this.links.size > 0) this.log.warn({ reason, sessions: this.links.size }, 'lost the signaling server; sessions carry on over the paths that are up');
-      for (const link of [...this.links.values()]) link.detach();
-    });
-  }
-
-  /** Whether the gateway can reach the signaling server now (for /readyz). */
-  get connected(): boolean {
-    return this.socket.connected;
   }
 
   /** Requests (and upgraded connections) being served right now. */
@@ -158,23 +89,6 @@ export class Gateway {
     return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
 
-  /** Open links to agents, by the path new streams take. */
-  linkPaths(): Record<PathKind, number> {
-    const counts = { direct: 0, turn: 0, relay: 0 };
-    for (const link of this.links.values()) if (link.path) counts[link.path]++;
-    return counts;
-  }
-
-  /** Bytes exchanged with agents over all links, ever. */
-  linkBytes(): { sent: number; received: number } {
-    let { sent, received } = this.closedBytes;
-    for (const link of this.links.values()) {
-      sent += link.bytes.sent;
-      received += link.bytes.received;
-    }
-    return { sent, received };
-  }
-
   private track(res: { once(event: 'close', cb: () => void): unknown; statusCode?: number }, req?: IncomingMessage): void {
     this.inFlight++;
     const started = performance.now();
@@ -182,7 +96,7 @@ export class Gateway {
       const seconds = (performance.now() - started) / 1000;
       this.onRequestDone?.(res.statusCode ?? 101, seconds);
       // The access log: one line a request, with the id the agent logs too. The path only: a query may hold secrets.
-      if (req && this.options.gatewayToken !== undefined) {
+      if (req && this.options.serverGateway) {
         this.log.info(
           {
             req: requestIdOf(req),
@@ -199,12 +113,6 @@ export class Gateway {
     });
   }
 
-  /** Resolves once the gateway's signaling connection is up. */
-  ready(): Promise<void> {
-    if (this.socket.connected) return Promise.resolve();
-    return new Promise((resolve) => this.socket.once('connect', () => resolve()));
-  }
-
   /** The share a Host header names, if any. */
   route(hostHeader: string | undefined): string | undefined {
     if (this.options.fixedShare) return this.options.fixedShare;
@@ -217,58 +125,13 @@ export class Gateway {
     return this.options.defaultShare?.();
   }
 
-  /** The session with a share, set up if there is none; resolves once a path is up. */
-  async connect(share: string): Promise<VisitorSession> {
-    let link = this.links.get(share);
-    // A session that lost signaling routes by a name the server gives to someone else once the
-    // resume grace is over. Past it, new requests go to whoever holds the name now; the old
-    // session finishes what it carries. (A link pinned to a peer ID can't reach anyone else.)
-    if (link && (link.detachedMs ?? 0) > SHARE_RESUME_GRACE_MS && !this.options.expectPeer) {
-      this.links.delete(share);
-      link.retire();
-      link = undefined;
-    }
-    if (!link) {
-      const created = new VisitorSession(
-        { engine: this.engine, logger: this.log, socket: this.socket, identity: this.identity },
-        {
-          share,
-          server: this.options.signalingUrl,
-          relay: this.options.relay ?? 'auto',
-          expectPeer: this.options.expectPeer,
-          secret: this.options.secret,
-          // The server's own gateway passes each request's secret on to the agent instead.
-          requestLevelAccess: this.options.gatewayToken !== undefined,
-        },
-      );
-      created.on('path', (info) => this.options.onPath?.(share, info));
-      created.once('opened', (sessionId) => this.bySession.set(sessionId, created));
-      created.on('direct-failed', () => this.directFailures++);
-      created.once('close', () => {
-        if (created.sessionId !== undefined && this.bySession.get(created.sessionId) === created) this.bySession.delete(created.sessionId);
-        this.closedBytes.sent += created.bytes.sent;
-        this.closedBytes.received += created.bytes.received;
-        if (this.links.get(share) === created) this.links.delete(share);
-      });
-      this.links.set(share, created);
-      // A session that never came up (no such share yet, agent gone) is not kept: the next request asks again.
-      created.ready.catch(() => {
-        if (this.links.get(share) === created) this.links.delete(share);
-        created.close();
-      });
-      link = created;
-    }
-    await link.ready;
-    return link;
-  }
-
   private async openStream(share: string): Promise<MuxStream> {
-    const session = await this.connect(share);
+    const session = await this.pool.connect(share);
     if (session.kind !== 'http') throw new BeamError('BEAM_ERR_SHARE_KIND', `"${share}" is a ${session.kind ?? 'non-HTTP'} share`);
     const stream = await session.stream(StreamProtocol.HTTP);
     const path = session.path ?? 'direct';
     // The server's own gateway is the visitor's path; `beam connect` goes straight to the agent.
-    this.pathOf.set(stream, this.options.gatewayToken !== undefined ? `gateway; via=${path}` : path);
+    this.pathOf.set(stream, this.options.serverGateway ? `gateway; via=${path}` : path);
     return stream;
   }
 
@@ -340,18 +203,11 @@ export class Gateway {
       if (!res.writableFinished) stream.destroy(new BeamError('BEAM_ERR_STREAM_RESET', 'client closed'));
     });
     const requestHead = this.requestHead(req, false);
-    if (requestHead.body) {
-      stream.write(encodeHead(requestHead));
-      req.pipe(stream);
-    } else {
-      // OPEN, head and FIN leave in one message.
-      stream.end(encodeHead(requestHead));
-      req.resume();
-    }
-
+    const response = exchange(stream, requestHead, requestHead.body ? req : undefined);
+    if (!requestHead.body) req.resume();
     let head: ResponseHead;
     try {
-      head = decodeResponseHead(await readHead(stream));
+      head = await response;
     } catch (err) {
       if (!res.headersSent) this.answerFailure(req, res, err);
       stream.destroy();
@@ -405,11 +261,9 @@ export class Gateway {
     const stream = opened;
     stream.on('error', () => socket.destroy());
     socket.on('close', () => stream.destroy());
-    stream.write(encodeHead(this.requestHead(req, true)));
-    if (rest.byteLength > 0) stream.write(rest);
     let head: ResponseHead;
     try {
-      head = decodeResponseHead(await readHead(stream));
+      head = await exchange(stream, this.requestHead(req, true), rest, { end: false });
     } catch (err) {
       const { code, detail } = this.failure(req, err);
       sendRawError(req.headers, socket, code, detail);
@@ -462,8 +316,7 @@ export class Gateway {
   }
 
   close(): void {
-    for (const link of [...this.links.values()]) link.close();
-    this.socket.disconnect();
+    this.pool.close();
   }
 }
 

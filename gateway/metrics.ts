@@ -9,10 +9,9 @@ import type { PathKind } from '../shared/paths.js';
 import type { SignalingServer } from '../signaling/server.js';
 
 export interface GatewayMetricsSource {
-  linkBytes(): { sent: number; received: number };
-  linkPaths(): Record<PathKind, number>;
-  readonly directFailures: number;
-  readonly requestsInFlight: number;
+  /** The gateway's sessions with agents (transport/session-pool.ts). */
+  pool: { bytes(): { sent: number; received: number }; paths(): Record<PathKind, number>; readonly directFailures: number };
+  gateway: { readonly requestsInFlight: number };
 }
 
 export interface ServerMetrics {
@@ -63,7 +62,7 @@ export function createMetrics(signaling: SignalingServer, gateway: GatewayMetric
     labelNames: ['path'] as const,
     registers: [registry],
     collect() {
-      for (const [path, n] of Object.entries(gateway.linkPaths())) this.set({ path }, n);
+      for (const [path, n] of Object.entries(gateway.pool.paths())) this.set({ path }, n);
     },
   });
   new Counter({
@@ -72,7 +71,7 @@ export function createMetrics(signaling: SignalingServer, gateway: GatewayMetric
     registers: [registry],
     collect() {
       this.reset();
-      this.inc(gateway.directFailures);
+      this.inc(gateway.pool.directFailures);
     },
   });
   new Gauge({
@@ -80,7 +79,7 @@ export function createMetrics(signaling: SignalingServer, gateway: GatewayMetric
     help: 'Gateway requests being served',
     registers: [registry],
     collect() {
-      this.set(gateway.requestsInFlight);
+      this.set(gateway.gateway.requestsInFlight);
     },
   });
   // A counter read at scrape time: the links keep the running totals.
@@ -90,7 +89,7 @@ export function createMetrics(signaling: SignalingServer, gateway: GatewayMetric
     labelNames: ['direction'] as const,
     registers: [registry],
     collect() {
-      const { sent, received } = gateway.linkBytes();
+      const { sent, received } = gateway.pool.bytes();
       this.reset();
       this.inc({ direction: 'sent' }, sent);
       this.inc({ direction: 'received' }, received);

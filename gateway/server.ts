@@ -7,21 +7,11 @@
 import { randomBytes } from 'node:crypto';
 import type http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { Duplex } from 'node:stream';
 import { createAdapter } from '@socket.io/redis-streams-adapter';
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { Server as SocketIoServer } from 'socket.io';
-import {
-  BROWSER_ASSET_PATH,
-  DRAIN_TIMEOUT_MS,
-  LOCAL_CA_PATH,
-  MAX_SIGNALING_MESSAGE_BYTES,
-  RELAY_PATH,
-  SIGNALING_PATH,
-  SIGNALING_PING_INTERVAL_MS,
-  SIGNALING_PING_TIMEOUT_MS,
-} from '../shared/constants.js';
+import { DRAIN_TIMEOUT_MS, MAX_SIGNALING_MESSAGE_BYTES, SIGNALING_PATH, SIGNALING_PING_INTERVAL_MS, SIGNALING_PING_TIMEOUT_MS } from '../shared/constants.js';
 import { BeamError } from '../shared/errors.js';
 import type { RelayMode } from '../shared/signaling.js';
 import { type IceConfig, iceServersFor } from '../signaling/ice.js';
@@ -30,11 +20,13 @@ import { type AddressLimits, type SignalingIo, SignalingServer } from '../signal
 import type { AgentTokens } from '../signaling/tokens.js';
 import type { WebRtcEngine } from '../transport/engine.js';
 import { ephemeralIdentity } from '../transport/identity.js';
+import { SessionPool } from '../transport/session-pool.js';
 import { BrowserClient } from './browser.js';
 import { Gateway } from './gateway.js';
 import { createHttpEntry, type TlsOptions } from './http-entry.js';
 import { createMetrics } from './metrics.js';
 import { RelayServer } from './relay.js';
+import { serverRoutes } from './routes.js';
 
 export interface BeamServerOptions {
   /** Port to listen on; 0 picks a free one. */
@@ -115,14 +107,6 @@ export interface BeamServer {
   close(): Promise<void>;
   /** The Redis client, with --redis (for metrics and health). */
   readonly redis: Redis | undefined;
-}
-
-/** Liveness and readiness, at /healthz and /readyz on the server's own host and at /.beam/… on any host. */
-function healthPath(url: string | undefined, ownHost: boolean): 'healthz' | 'readyz' | undefined {
-  const path = (url ?? '').split('?')[0];
-  if (path === '/.beam/healthz' || (ownHost && path === '/healthz')) return 'healthz';
-  if (path === '/.beam/readyz' || (ownHost && path === '/readyz')) return 'readyz';
-  return undefined;
 }
 
 function listen(server: http.Server, port: number, host: string): Promise<void> {
@@ -218,81 +202,39 @@ export async function startBeamServer(components: { engine: WebRtcEngine; logger
   }
   const loopback = internal ? '127.0.0.1' : !options.host || options.host === '0.0.0.0' || options.host === '::' ? '127.0.0.1' : options.host;
   const signalingPort = internal ? (internal.address() as AddressInfo).port : port;
-  const gateway = new Gateway(
-    { engine: components.engine, logger: components.logger, identity: await ephemeralIdentity() },
+  const pool = new SessionPool(
+    { engine: components.engine, logger: components.logger.child({ component: 'gateway' }), identity: await ephemeralIdentity() },
     {
-      relay: options.gatewayRelay,
-      signalingUrl: `http://${loopback.includes(':') ? `[${loopback}]` : loopback}:${signalingPort}`,
-      gatewayToken,
-      domain,
-      defaultShare: options.defaultShare,
-      compress: options.compress ?? true,
-      trustProxy: options.trustProxy ?? false,
+      server: `http://${loopback.includes(':') ? `[${loopback}]` : loopback}:${signalingPort}`,
+      handshake: { gatewayToken },
+      reconnect: 'gateway',
+      // The server's own gateway passes each request's secret on to the agent instead.
+      session: { relay: options.gatewayRelay ?? 'auto', requestLevelAccess: true },
     },
+  );
+  const gateway = new Gateway(
+    { logger: components.logger, pool },
+    { serverGateway: true, domain, defaultShare: options.defaultShare, compress: options.compress ?? true, trustProxy: options.trustProxy ?? false },
   );
   const browser = options.browserP2p === false ? undefined : BrowserClient.load();
   if (options.browserP2p !== false && !browser) components.logger.warn('the browser client is not built (npm run build): browsers get the HTTP path');
-  const metrics = createMetrics(signaling, gateway, relayServer, redis ? () => redis?.status === 'ready' : undefined);
+  const metrics = createMetrics(signaling, { pool, gateway }, relayServer, redis ? () => redis?.status === 'ready' : undefined);
   gateway.onRequestDone = metrics.observeRequest;
   let draining = false;
-  // socket.io handles its own path first; then health checks; everything else is a share's.
-  const onRequest = (req: http.IncomingMessage, res: http.ServerResponse): void => {
-    if (req.url?.startsWith(`${SIGNALING_PATH}/`)) return;
-    const ownHost = gateway.route(req.headers.host) === undefined;
-    if (ownHost && req.url === '/metrics') {
-      // Only on the server's own host: a share's visitors never see the server's numbers.
-      void metrics.registry.metrics().then((text) => {
-        res.writeHead(200, { 'content-type': metrics.registry.contentType, 'cache-control': 'no-store' });
-        res.end(text);
-      });
-      return;
-    }
-    if (req.url === '/.beam/doctor') {
-      // What `beam doctor` needs: public facts only, never TURN credentials.
-      res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' });
-      res.end(`${JSON.stringify({ stun: options.ice?.stun ?? [], turn: (options.ice?.turn.length ?? 0) > 0 })}\n`);
-      return;
-    }
-    if (options.caCert && req.url === LOCAL_CA_PATH) {
-      res.writeHead(200, {
-        'content-type': 'application/x-pem-file',
-        'content-disposition': 'attachment; filename="beam-local-ca.pem"',
-        'cache-control': 'no-store',
-      });
-      res.end(options.caCert);
-      return;
-    }
-    const check = healthPath(req.url, ownHost);
-    if (check) {
-      const ready = check === 'healthz' || (!draining && gateway.connected && (!redis || redis.status === 'ready'));
-      const body = JSON.stringify({ status: ready ? 'ok' : draining ? 'draining' : 'not ready' });
-      res.writeHead(ready ? 200 : 503, { 'content-type': 'application/json', 'cache-control': 'no-store' });
-      res.end(`${body}\n`);
-      return;
-    }
-    if (browser && !ownHost) {
-      if (req.url?.startsWith(BROWSER_ASSET_PATH) && browser.serveAsset(req, res)) return;
-      const share = gateway.route(req.headers.host);
-      if (share && BrowserClient.isNavigation(req)) {
-        browser.serveBootstrap(req, res, share);
-        return;
-      }
-    }
-    void gateway.handleRequest(req, res);
-  };
-  const onUpgrade = (req: http.IncomingMessage, socket: Duplex, head: Buffer): void => {
-    if (req.url?.startsWith(`${SIGNALING_PATH}/`)) return;
-    if (req.url === RELAY_PATH || req.url?.startsWith(`${RELAY_PATH}?`)) {
-      relayServer.handleUpgrade(req, socket, head);
-      return;
-    }
-    void gateway.handleUpgrade(req, socket, head);
-  };
+  const { onRequest, onUpgrade } = serverRoutes({
+    gateway,
+    browser,
+    metrics,
+    relay: relayServer,
+    readiness: () => (draining ? 'draining' : pool.connected && (!redis || redis.status === 'ready') ? 'ok' : 'not ready'),
+    doctor: { stun: options.ice?.stun ?? [], turn: (options.ice?.turn.length ?? 0) > 0 },
+    caCert: options.caCert,
+  });
   for (const entry of internal ? [server, internal] : [server]) {
     entry.on('request', onRequest);
     entry.on('upgrade', onUpgrade);
   }
-  await gateway.ready();
+  await pool.ready();
 
   const result: BeamServer = {
     port,

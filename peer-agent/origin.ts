@@ -1,11 +1,6 @@
-/**
- * Forwards one HTTP stream to the share's origin, and only there: the visitor
- * chooses the method, path and headers, never the host or port.
- */
-import http from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
-import { BeamError, ERRORS, type ErrorCode, errorCodeOf } from '../shared/errors.js';
+import { BeamError, ERRORS, type ErrorCode } from '../shared/errors.js';
 import {
   decodeRequestHead,
   encodeHead,
@@ -18,14 +13,11 @@ import {
 } from '../shared/http-head.js';
 import { type BasicCredentials, type IpRules, type RateLimit, stripSecret, type VisitorLimit } from './access.js';
 import { admit } from './admission.js';
-import { holdToLength } from './framing.js';
 import type { Capture, HeaderPairs, Inspector, RequestPath } from './inspect.js';
+import { forward, type Origin, OriginIo, originRequest } from './origin-io.js';
 import { serveWebSocket } from './websocket.js';
 
-export interface Origin {
-  host: string;
-  port: number;
-}
+export type { Origin } from './origin-io.js';
 
 export interface OriginOptions {
   /** 'rewrite' (default) sets Host to the origin's own, as dev servers such as Vite expect; 'preserve' keeps the visitor's. */
@@ -89,35 +81,35 @@ const AUDIT: Partial<Record<ErrorCode, 'limit.hit' | 'auth.refused'>> = {
   BEAM_ERR_UNAUTHORIZED: 'auth.refused',
 };
 
-const UNREACHABLE = new Set(['ECONNREFUSED', 'ECONNRESET', 'EHOSTUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'EPIPE', 'ETIMEDOUT']);
-
 export class OriginForwarder {
-  private readonly origin: Origin;
   private readonly options: OriginOptions;
   private readonly events: OriginEvents;
   private readonly log: Logger;
   private readonly inspector: Inspector | undefined;
-  // `localhost` may be ::1 or 127.0.0.1: Node tries both, but gives each only
-  // 250 ms by default, too little for a busy machine.
-  private readonly agent = new http.Agent({ keepAlive: true, maxFreeSockets: 64, autoSelectFamilyAttemptTimeout: 2_000 } as http.AgentOptions);
+  /** The origin's connections (peer-agent/origin-io.ts). */
+  private readonly io: OriginIo;
 
   constructor(components: { logger: Logger; events: OriginEvents; inspector?: Inspector | undefined }, origin: Origin, options: OriginOptions) {
-    this.origin = origin;
     this.options = options;
     this.events = components.events;
     this.log = components.logger;
     this.inspector = components.inspector;
+    this.io = new OriginIo(origin, {
+      timeoutMs: options.timeoutMs,
+      log: components.logger,
+      onUnreachable: (err) => components.events.onUnreachable(err),
+    });
   }
 
   get hostPort(): string {
-    return `${this.origin.host.includes(':') ? `[${this.origin.host}]` : this.origin.host}:${this.origin.port}`;
+    return this.io.hostPort;
   }
 
   close(): void {
-    this.agent.destroy();
+    this.io.close();
   }
 
-  /** Serves one HTTP stream; never throws: failures become an error head or a reset. */
+  /** Serves one HTTP stream: reads its head, admits it (or refuses), and forwards it; never throws: failures become an error head or a reset. */
   async serve(stream: Duplex, context: RequestContext): Promise<void> {
     const { trustForwarded, secret } = context;
     let head: RequestHead;
@@ -209,151 +201,19 @@ export class OriginForwarder {
       return;
     }
 
-    const open = (): http.ClientRequest =>
-      http.request({
-        host: this.origin.host,
-        port: this.origin.port,
-        method: head.method,
-        path: target,
-        headers: headers.flat(),
-        agent: head.upgrade ? false : this.agent,
-        setHost: false,
-        autoSelectFamilyAttemptTimeout: 2_000,
-      } as http.RequestOptions);
-    let req = open();
-    // waiting -> (error-sent | responding | upgraded): once an answer went out, later
-    // failures can only reset the stream, and an error head is final.
-    let state: 'waiting' | 'error-sent' | 'responding' | 'upgraded' = 'waiting';
-    const fail = (code: ErrorCode, detail: string): void => {
-      if (state !== 'waiting') return;
-      state = 'error-sent';
-      stream.end(encodeHead({ kind: 'error', code, detail }));
-      capture?.fail(code, ERRORS[code].status);
-      this.log.info({ req: requestId, code, detail }, 'request failed');
-    };
-    // The clock runs from the moment the whole request is at the origin: a
-    // long upload is not a slow origin.
-    let timer: NodeJS.Timeout | undefined;
-    let retried = false;
-    const wire = (r: http.ClientRequest): void => {
-      r.on('finish', () => {
-        if (state !== 'waiting') return;
-        timer = setTimeout(() => {
-          fail('BEAM_ERR_ORIGIN_TIMEOUT', `no response from ${this.hostPort} within ${this.options.timeoutMs} ms`);
-          req.destroy();
-        }, this.options.timeoutMs);
-        timer.unref();
-      });
-
-      r.on('error', (err: NodeJS.ErrnoException) => {
-        if (r !== req) return; // the stale request a retry replaced
-        clearTimeout(timer);
-        // Beam already answered (and destroyed the request itself, as for a body past its Content-Length): the origin is not to blame.
-        if (state === 'error-sent') return;
-        if (state === 'responding' || state === 'upgraded') {
-          stream.destroy(new BeamError('BEAM_ERR_ORIGIN_UNREACHABLE', err.code));
-          capture?.fail('BEAM_ERR_ORIGIN_UNREACHABLE');
-          return;
-        }
-        // A pooled socket the origin closed while the request was on its way:
-        // a request without a body goes again, once, on a fresh connection
-        // (what Node's docs advise). One with a body was partly consumed.
-        if (state === 'waiting' && !retried && !head.body && !head.upgrade && r.reusedSocket && (err.code === 'ECONNRESET' || err.code === 'EPIPE')) {
-          retried = true;
-          this.log.debug({ req: requestId, code: err.code }, 'pooled origin socket was closed; retrying on a new one');
-          req = open();
-          wire(req);
-          req.end();
-          return;
-        }
-        if (err.code && UNREACHABLE.has(err.code)) this.events.onUnreachable(err);
-        fail(
-          'BEAM_ERR_ORIGIN_UNREACHABLE',
-          err.code && UNREACHABLE.has(err.code) ? `nothing answered on ${this.hostPort} (${err.code})` : `${this.hostPort}: ${err.code ?? err.message}`,
-        );
-      });
-
-      r.on('response', (res) => {
-        clearTimeout(timer);
-        if (state !== 'waiting') {
-          res.destroy();
-          return;
-        }
-        state = 'responding';
-        this.log.debug({ req: requestId, path: context.path, method: head.method, target: target.split('?')[0], status: res.statusCode }, 'forwarded');
-        // What the origin said is what the inspector shows; Beam's own headers (its secret cookie above all) never are.
-        const originHeaders: HeaderPairs = endToEndHeaders(res.rawHeaders);
-        const responseHeaders: HeaderPairs = setCookie ? [...originHeaders, ['Set-Cookie', setCookie]] : [...originHeaders];
-        if (context.browser) responseHeaders.push(['beam-origin', this.hostPort]);
-        stream.write(encodeHead({ kind: 'response', status: res.statusCode ?? 502, statusText: res.statusMessage, headers: responseHeaders }));
-        if (capture) {
-          capture.response(res.statusCode ?? 502, res.statusMessage, originHeaders);
-          res.on('data', (chunk: Buffer) => capture.responseChunk(chunk));
-          res.on('end', () => capture.finish());
-        }
-        res.pipe(stream);
-        const broke = (): void => {
-          stream.destroy(new BeamError('BEAM_ERR_ORIGIN_UNREACHABLE', 'origin closed mid-response'));
-          capture?.fail('BEAM_ERR_ORIGIN_UNREACHABLE');
-        };
-        res.on('error', broke);
-        res.on('aborted', broke);
-      });
-
-      r.on('upgrade', (res, socket, rest) => {
-        clearTimeout(timer);
-        if (state !== 'waiting') {
-          socket.destroy();
-          return;
-        }
-        state = 'upgraded';
-        // A 101 keeps its Upgrade and Connection headers: they are what it means.
-        const pairs: Array<[string, string]> = [];
-        for (let i = 0; i + 1 < res.rawHeaders.length; i += 2) pairs.push([res.rawHeaders[i] as string, res.rawHeaders[i + 1] as string]);
-        stream.write(encodeHead({ kind: 'response', status: 101, statusText: res.statusMessage, headers: pairs }));
-        // What follows is the upgraded protocol's, not HTTP: the exchange ends at the 101.
-        capture?.response(101, res.statusMessage, pairs);
-        capture?.finish();
-        if (rest.byteLength > 0) stream.write(rest);
-        socket.pipe(stream);
-        stream.pipe(socket);
-        socket.on('error', () => stream.destroy(new BeamError('BEAM_ERR_ORIGIN_UNREACHABLE', 'origin closed the upgraded connection')));
-        stream.on('error', () => socket.destroy());
-        stream.on('close', () => socket.destroy());
-      });
-    };
-    wire(req);
-
-    stream.on('error', (err) => {
-      clearTimeout(timer);
-      state = state === 'waiting' ? 'error-sent' : state;
-      this.log.debug({ code: errorCodeOf(err) }, 'stream ended early');
-      capture?.fail(errorCodeOf(err) ?? 'BEAM_ERR_STREAM_RESET');
-      req.destroy();
+    forward(stream, this.io, {
+      method: head.method,
+      target,
+      headers,
+      upgrade: head.upgrade,
+      body: head.body,
+      framing,
+      setCookie,
+      browser: context.browser === true,
+      requestId,
+      path: context.path,
+      capture,
     });
-    if (head.upgrade) {
-      // An upgrade request has no body: what follows on the stream belongs to
-      // the upgraded connection and is spliced once the origin says 101.
-      req.end();
-    } else if (framing.kind === 'chunked' || (framing.kind === 'length' && head.body)) {
-      // (A length of 0 with a body flag is held to it too: a byte after the head is refused, not dropped.)
-      // The rest of the stream is the request body; the head goes out now.
-      req.flushHeaders();
-      if (capture) stream.on('data', (chunk: Buffer) => capture.requestChunk(chunk));
-      if (framing.kind === 'chunked') {
-        stream.pipe(req);
-      } else {
-        // Exactly the announced bytes reach the origin: a byte more would be read there as the start of another request.
-        holdToLength(stream, req, framing.length, (err) => {
-          fail('BEAM_ERR_BAD_FRAMING', err.detail ?? err.message);
-          stream.resume();
-        });
-        stream.pipe(req);
-      }
-    } else {
-      req.end();
-      stream.resume();
-    }
   }
 
   /** Starts recording an exchange for the inspector, with any secret cut out and credentials masked. */
@@ -398,16 +258,7 @@ export class OriginForwarder {
     const capture = inspector.begin({ method, target, headers, visitor: 'inspector', path: 'replay', replayOf: id });
     capture.requestChunk(body);
     return new Promise((resolve, reject) => {
-      const req = http.request({
-        host: this.origin.host,
-        port: this.origin.port,
-        method,
-        path: target,
-        headers: headers.flat(),
-        agent: this.agent,
-        setHost: false,
-        autoSelectFamilyAttemptTimeout: 2_000,
-      } as http.RequestOptions);
+      const req = originRequest(this.io, method, target, headers, true);
       const timer = setTimeout(() => {
         req.destroy();
         capture.fail('BEAM_ERR_ORIGIN_TIMEOUT', 504);

@@ -13,7 +13,7 @@
  * validated by the schemas below. Headers travel as [name, value] pairs so
  * repeated headers (Set-Cookie) survive.
  */
-import type { Readable } from 'node:stream';
+import type { Duplex, Readable } from 'node:stream';
 // valibot: the same checks, and a few hundred bytes in the browser bundle (browser-client/).
 import * as v from 'valibot';
 import { MAX_HEAD_BYTES, MAX_HEADER_COUNT } from './constants.js';
@@ -145,6 +145,35 @@ export function readHead(stream: Readable, max = MAX_HEAD_BYTES): Promise<Buffer
     stream.on('error', onError);
     stream.on('close', onClose);
   });
+}
+
+/**
+ * The visitor's side of one exchange (the gateway's, `beam connect`'s and
+ * the browser page's alike): sends the request head and its body, and
+ * resolves with the response head; the response body follows on the stream.
+ *
+ *   no body     OPEN, head and FIN leave in one message
+ *   bytes       written after the head, then FIN
+ *   a Readable  piped after the head (its end is the FIN)
+ *
+ * `end: false` leaves the stream open after the head (and bytes): an upgrade
+ * whose bytes follow both ways, or a body the caller writes as it comes.
+ */
+export async function exchange(stream: Duplex, head: RequestHead, body?: Uint8Array | Readable, options: { end?: boolean } = {}): Promise<ResponseHead> {
+  const end = options.end ?? true;
+  const encoded = encodeHead(head);
+  if (body === undefined) {
+    if (end) stream.end(encoded);
+    else stream.write(encoded);
+  } else if (body instanceof Uint8Array) {
+    stream.write(encoded);
+    if (end) stream.end(body);
+    else if (body.byteLength > 0) stream.write(body);
+  } else {
+    stream.write(encoded);
+    body.pipe(stream, { end });
+  }
+  return decodeResponseHead(await readHead(stream));
 }
 
 /**

@@ -16,7 +16,7 @@ import tls from 'node:tls';
 import { describe, expect, it } from 'vitest';
 import 'reflect-metadata';
 import * as x509 from '@peculiar/x509';
-import { CA_CERT_FILE, localTls, permitted } from '../cli/local-ca.js';
+import { CA_CERT_FILE, localTls, permitted } from '../app/local-ca.js';
 import { LOCAL_CA_DAYS } from '../shared/constants.js';
 
 x509.cryptoProvider.set(webcrypto as unknown as Crypto);

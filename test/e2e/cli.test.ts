@@ -5,7 +5,7 @@ import http from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { lanAddress } from '../../cli/lan.js';
+import { lanAddress } from '../../app/lan.js';
 import { request } from '../helpers/http.js';
 import { type Origin, startOrigin } from '../helpers/origin.js';
 import { BeamProcess, startAgent, startServer } from '../helpers/procs.js';

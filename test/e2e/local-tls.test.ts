@@ -12,8 +12,8 @@ import https from 'node:https';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { lanAddresses } from '../../cli/lan.js';
-import { permitted } from '../../cli/local-ca.js';
+import { lanAddresses } from '../../app/lan.js';
+import { permitted } from '../../app/local-ca.js';
 import { type Origin, startOrigin } from '../helpers/origin.js';
 import { BeamProcess } from '../helpers/procs.js';
 

@@ -8,6 +8,7 @@
  * tcp`) each local connection is a stream: a database, SSH, anything.
  */
 import dgram from 'node:dgram';
+import { EventEmitter } from 'node:events';
 import http from 'node:http';
 import net, { type AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -18,12 +19,13 @@ import { createHttpEntry } from '../gateway/http-entry.js';
 import { MAX_UDP_FLOWS, TCP_KEEPALIVE_MS, UDP_FLOW_IDLE_MS } from '../shared/constants.js';
 import { BeamError } from '../shared/errors.js';
 import { StreamProtocol } from '../shared/frames.js';
+import type { PathKind } from '../shared/paths.js';
 import type { RelayMode, ShareKind } from '../shared/signaling.js';
 import type { WebRtcEngine } from '../transport/engine.js';
 import { ephemeralIdentity } from '../transport/identity.js';
 import { parseLink } from '../transport/link.js';
+import { SessionPool } from '../transport/session-pool.js';
 import { splice } from '../transport/splice.js';
-import type { Output } from './output.js';
 
 export interface ConnectOptions {
   link: string;
@@ -54,14 +56,6 @@ export function localHostAllowed(hostHeader: string | undefined, port: number, b
   return false;
 }
 
-export interface Connected {
-  port: number;
-  /** The local address: http://, tcp:// or udp://127.0.0.1:<port>. */
-  url: string;
-  kind: ShareKind;
-  close(): Promise<void>;
-}
-
 /** An HTTP share on localhost: a one-share gateway, WebSockets included. */
 function httpListener(gateway: Gateway, options: ConnectOptions): net.Server {
   const local = createHttpEntry();
@@ -86,10 +80,10 @@ function httpListener(gateway: Gateway, options: ConnectOptions): net.Server {
 }
 
 /** A TCP share on localhost: each local connection is one stream to the agent, half-close and resets kept. */
-function tcpListener(gateway: Gateway, share: string): net.Server {
+function tcpListener(pool: SessionPool, share: string): net.Server {
   return net.createServer({ allowHalfOpen: true, keepAlive: true, keepAliveInitialDelay: TCP_KEEPALIVE_MS, noDelay: true }, (socket) => {
     socket.on('error', () => {});
-    gateway
+    pool
       .connect(share)
       .then((session) => session.stream(StreamProtocol.TCP))
       .then(
@@ -106,7 +100,7 @@ function tcpListener(gateway: Gateway, share: string): net.Server {
 }
 
 /** A UDP share on localhost: each client address is a flow; datagrams go over the best path, unreliable where it can. */
-async function udpListener(gateway: Gateway, share: string, bind: string, port: number): Promise<{ port: number; close(): void }> {
+async function udpListener(pool: SessionPool, share: string, bind: string, port: number): Promise<{ port: number; close(): void }> {
   const socket = dgram.createSocket(net.isIPv6(bind) ? 'udp6' : 'udp4');
   await new Promise<void>((resolve, reject) => {
     socket.once('error', (err: NodeJS.ErrnoException) =>
@@ -136,7 +130,7 @@ async function udpListener(gateway: Gateway, share: string, bind: string, port: 
     }
     flow.lastUsed = Date.now();
     const id = flow.id;
-    gateway.connect(share).then(
+    pool.connect(share).then(
       (session) => {
         if (!subscribed.has(session)) {
           subscribed.add(session);
@@ -173,81 +167,116 @@ async function udpListener(gateway: Gateway, share: string, bind: string, port: 
   };
 }
 
-export async function connect(components: { engine: WebRtcEngine; logger: Logger; out: Output }, options: ConnectOptions): Promise<Connected> {
+/** The path a connection's requests take now. */
+export interface ConnectionPath {
+  path: PathKind;
+  /** Round-trip time on it, in ms, once measured. */
+  rtt: number | undefined;
+  /** Milliseconds from asking for the session to this path coming up. */
+  afterMs: number;
+}
+
+export interface ConnectionEvents {
+  /** The path changed (a better one came up, or the one in use died and another took over). */
+  path: [ConnectionPath];
+}
+
+/** A share open as a local port; resolves once it listens, with its first path up. */
+export interface Connection extends EventEmitter<ConnectionEvents> {
+  /** The share's name. */
+  readonly share: string;
+  /** The share's own URL, as the link names it. */
+  readonly origin: string;
+  /** The Beam server signaling goes through. */
+  readonly server: string;
+  readonly port: number;
+  /** The local address: http://, tcp:// or udp://127.0.0.1:<port>. */
+  readonly url: string;
+  readonly kind: ShareKind;
+  /** The link names the agent's peer ID, so the agent proved who it is; false: taken on the server's word. */
+  readonly verified: boolean;
+  /** The path requests take now. */
+  readonly path: ConnectionPath | undefined;
+  close(): Promise<void>;
+}
+
+/** @deprecated the name of Connection before it was an emitter. */
+export type Connected = Connection;
+
+class ConnectionHandle extends EventEmitter<ConnectionEvents> implements Connection {
+  share = '';
+  origin = '';
+  server = '';
+  port = 0;
+  url = '';
+  kind: ShareKind = 'http';
+  verified = false;
+  path: ConnectionPath | undefined;
+  closeParts: Array<() => void | Promise<void>> = [];
+  private closed = false;
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const part of this.closeParts.reverse()) await part();
+  }
+}
+
+export async function connect(components: { engine: WebRtcEngine; logger: Logger }, options: ConnectOptions): Promise<Connection> {
   const link = parseLink(options.link);
-  const server = options.server ?? link.server;
-  const { out } = components;
-  if (!link.peer) out.line(`! This link names no peer ID (#peer=...): the agent's identity is taken on the server's word.`);
-  let announced = false;
-  const gateway = new Gateway(
+  const handle = new ConnectionHandle();
+  handle.share = link.share;
+  handle.origin = link.url;
+  handle.server = options.server ?? link.server;
+  handle.verified = link.peer !== undefined;
+  const pool = new SessionPool(
     { engine: components.engine, logger: components.logger, identity: await ephemeralIdentity() },
-    {
-      signalingUrl: server,
-      domain: 'invalid',
-      fixedShare: link.share,
-      relay: options.relay,
-      expectPeer: link.peer,
-      secret: link.secret,
-      onPath: (share, info) => {
-        const rtt = info.rtt !== undefined ? { rtt: Math.round(info.rtt * 10) / 10 } : {};
-        out.emit({ event: announced ? 'path' : 'session', id: share, visitor: 'cli', path: info.path, via: info.path, ...rtt, after: info.afterMs });
-        announced = true;
-      },
-    },
+    { server: handle.server, reconnect: 'gateway', session: { relay: options.relay, expectPeer: link.peer, secret: link.secret } },
   );
-  const ready = await Promise.race([gateway.ready().then(() => true), new Promise<false>((resolve) => setTimeout(() => resolve(false), 10_000).unref())]);
+  handle.closeParts.push(() => pool.close());
+  pool.on('path', (_share, info) => {
+    handle.path = { path: info.path, rtt: info.rtt, afterMs: info.afterMs };
+    handle.emit('path', handle.path);
+  });
+  const gateway = new Gateway({ logger: components.logger, pool }, { domain: 'invalid', fixedShare: link.share });
+  const ready = await Promise.race([pool.ready().then(() => true), new Promise<false>((resolve) => setTimeout(() => resolve(false), 10_000).unref())]);
   if (!ready) {
-    gateway.close();
-    throw new BeamError('BEAM_ERR_SERVER_UNREACHABLE', server);
+    await handle.close();
+    throw new BeamError('BEAM_ERR_SERVER_UNREACHABLE', handle.server);
   }
-  // Set the session up now: a wrong identity or a missing share is an error at once, not at the first request.
-  let kind: ShareKind;
   try {
-    kind = (await gateway.connect(link.share)).kind ?? 'http';
-  } catch (err) {
-    gateway.close();
-    throw err;
-  }
-  if (kind === 'udp') {
-    const udp = await udpListener(gateway, link.share, options.bind, options.port);
+    // Set the session up now: a wrong identity or a missing share is an error at once, not at the first request.
+    handle.kind = (await pool.connect(link.share)).kind ?? 'http';
     const host = options.bind.includes(':') ? `[${options.bind}]` : options.bind;
-    const url = `udp://${host}:${udp.port}`;
-    out.emit({ event: 'ready', name: link.share, url, origin: link.url, server });
-    return {
-      port: udp.port,
-      url,
-      kind,
-      async close() {
-        gateway.close();
-        udp.close();
-      },
-    };
-  }
-  const local = kind === 'tcp' ? tcpListener(gateway, link.share) : httpListener(gateway, options);
-  const sockets = new Set<net.Socket>();
-  local.on('connection', (socket: net.Socket) => {
-    sockets.add(socket);
-    socket.once('close', () => sockets.delete(socket));
-  });
-  await new Promise<void>((resolve, reject) => {
-    local.once('error', (err: NodeJS.ErrnoException) =>
-      reject(err.code === 'EADDRINUSE' ? new BeamError('BEAM_ERR_BAD_OPTION', `${options.bind}:${options.port} is in use; pick another --port`) : err),
-    );
-    local.listen(options.port, options.bind, () => resolve());
-  });
-  const port = (local.address() as AddressInfo).port;
-  const host = options.bind.includes(':') ? `[${options.bind}]` : options.bind;
-  const url = kind === 'tcp' ? `tcp://${host}:${port}` : `http://${host}:${port}/`;
-  out.emit({ event: 'ready', name: link.share, url, origin: link.url, server });
-  return {
-    port,
-    url,
-    kind,
-    async close() {
-      gateway.close();
+    if (handle.kind === 'udp') {
+      const udp = await udpListener(pool, link.share, options.bind, options.port);
+      handle.closeParts.push(() => udp.close());
+      handle.port = udp.port;
+      handle.url = `udp://${host}:${udp.port}`;
+      return handle;
+    }
+    const local = handle.kind === 'tcp' ? tcpListener(pool, link.share) : httpListener(gateway, options);
+    const sockets = new Set<net.Socket>();
+    local.on('connection', (socket: net.Socket) => {
+      sockets.add(socket);
+      socket.once('close', () => sockets.delete(socket));
+    });
+    await new Promise<void>((resolve, reject) => {
+      local.once('error', (err: NodeJS.ErrnoException) =>
+        reject(err.code === 'EADDRINUSE' ? new BeamError('BEAM_ERR_BAD_OPTION', `${options.bind}:${options.port} is in use; pick another --port`) : err),
+      );
+      local.listen(options.port, options.bind, () => resolve());
+    });
+    handle.closeParts.push(async () => {
       if (local instanceof http.Server) local.closeAllConnections();
       else for (const socket of sockets) socket.destroy();
       await new Promise<void>((resolve) => local.close(() => resolve()));
-    },
-  };
+    });
+    handle.port = (local.address() as AddressInfo).port;
+    handle.url = handle.kind === 'tcp' ? `tcp://${host}:${handle.port}` : `http://${host}:${handle.port}/`;
+    return handle;
+  } catch (err) {
+    await handle.close();
+    throw err;
+  }
 }

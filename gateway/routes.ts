@@ -1,0 +1,96 @@
+/**
+ * What `beam serve` answers on its HTTP entry, in order: socket.io's own
+ * path (it handles it first), /metrics on the server's own host, the facts
+ * `beam doctor` reads, the local CA, health checks, the browser client's
+ * assets and bootstrap page, and everything else as a share's request (the
+ * gateway). Upgrades: the relay's path, else a share's WebSocket.
+ */
+import type http from 'node:http';
+import type { Duplex } from 'node:stream';
+import { BROWSER_ASSET_PATH, LOCAL_CA_PATH, RELAY_PATH, SIGNALING_PATH } from '../shared/constants.js';
+import { BrowserClient } from './browser.js';
+import type { Gateway } from './gateway.js';
+import type { ServerMetrics } from './metrics.js';
+import type { RelayServer } from './relay.js';
+
+export interface ServerRoutes {
+  gateway: Gateway;
+  /** The browser client, when built and not turned off (--no-browser-p2p). */
+  browser: BrowserClient | undefined;
+  metrics: ServerMetrics;
+  relay: RelayServer;
+  /** What /readyz says: 'ok' is 200, the rest 503. */
+  readiness: () => 'ok' | 'draining' | 'not ready';
+  /** Public facts for `beam doctor`: never TURN credentials. */
+  doctor: { stun: string[]; turn: boolean };
+  /** A local certificate authority's certificate (beam --tls), offered at LOCAL_CA_PATH. */
+  caCert: Buffer | undefined;
+}
+
+/** Liveness and readiness, at /healthz and /readyz on the server's own host and at /.beam/… on any host. */
+export function healthPath(url: string | undefined, ownHost: boolean): 'healthz' | 'readyz' | undefined {
+  const path = (url ?? '').split('?')[0];
+  if (path === '/.beam/healthz' || (ownHost && path === '/healthz')) return 'healthz';
+  if (path === '/.beam/readyz' || (ownHost && path === '/readyz')) return 'readyz';
+  return undefined;
+}
+
+function json(res: http.ServerResponse, status: number, value: unknown): void {
+  res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+  res.end(`${JSON.stringify(value)}\n`);
+}
+
+export function serverRoutes(r: ServerRoutes): {
+  onRequest: (req: http.IncomingMessage, res: http.ServerResponse) => void;
+  onUpgrade: (req: http.IncomingMessage, socket: Duplex, head: Buffer) => void;
+} {
+  const onRequest = (req: http.IncomingMessage, res: http.ServerResponse): void => {
+    if (req.url?.startsWith(`${SIGNALING_PATH}/`)) return;
+    const ownHost = r.gateway.route(req.headers.host) === undefined;
+    if (ownHost && req.url === '/metrics') {
+      // Only on the server's own host: a share's visitors never see the server's numbers.
+      void r.metrics.registry.metrics().then((text) => {
+        res.writeHead(200, { 'content-type': r.metrics.registry.contentType, 'cache-control': 'no-store' });
+        res.end(text);
+      });
+      return;
+    }
+    if (req.url === '/.beam/doctor') {
+      json(res, 200, r.doctor);
+      return;
+    }
+    if (r.caCert && req.url === LOCAL_CA_PATH) {
+      res.writeHead(200, {
+        'content-type': 'application/x-pem-file',
+        'content-disposition': 'attachment; filename="beam-local-ca.pem"',
+        'cache-control': 'no-store',
+      });
+      res.end(r.caCert);
+      return;
+    }
+    const check = healthPath(req.url, ownHost);
+    if (check) {
+      const status = check === 'healthz' ? 'ok' : r.readiness();
+      json(res, status === 'ok' ? 200 : 503, { status });
+      return;
+    }
+    if (r.browser && !ownHost) {
+      if (req.url?.startsWith(BROWSER_ASSET_PATH) && r.browser.serveAsset(req, res)) return;
+      const share = r.gateway.route(req.headers.host);
+      if (share && BrowserClient.isNavigation(req)) {
+        r.browser.serveBootstrap(req, res, share);
+        return;
+      }
+    }
+    void r.gateway.handleRequest(req, res);
+  };
+  const onUpgrade = (req: http.IncomingMessage, socket: Duplex, head: Buffer): void => {
+    if (req.url?.startsWith(`${SIGNALING_PATH}/`)) return;
+    if (req.url === RELAY_PATH || req.url?.startsWith(`${RELAY_PATH}?`)) {
+      r.relay.handleUpgrade(req, socket, head);
+      return;
+    }
+    void r.gateway.handleUpgrade(req, socket, head);
+  };
+  return { onRequest, onUpgrade };
+}

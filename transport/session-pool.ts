@@ -1,0 +1,178 @@
+/**
+ * Every visitor's sessions, one per share, over one signaling connection:
+ * the server's gateway, `beam connect` and the browser page all hold their
+ * sessions here. The pool routes each signal to its session by id, detaches
+ * every session when signaling drops (their paths carry on while the agents
+ * answer), and counts what the sessions carried.
+ *
+ *   open(share)     the session with a share, set up if there is none (at once)
+ *   connect(share)  the same, once a path is up
+ *
+ * A session that lost signaling is retired once the share's resume grace is
+ * over: the name may belong to someone else by then, so new requests start a
+ * new session and the old one finishes what it carries. A session pinned to
+ * a peer ID (a `beam connect` link) can reach no one else, and stays.
+ */
+import { EventEmitter } from 'node:events';
+import type { Logger } from 'pino';
+import { SHARE_RESUME_GRACE_MS, SIGNALING_PROTOCOL_VERSION } from '../shared/constants.js';
+import type { BeamError } from '../shared/errors.js';
+import { isErrorCode } from '../shared/errors.js';
+import type { PathKind } from '../shared/paths.js';
+import { decode, type Handshake, SessionClosedSchema, SessionSignalSchema } from '../shared/signaling.js';
+import type { WebRtcEngine } from './engine.js';
+import type { Identity } from './identity.js';
+import { type PathInfo, VisitorSession, type VisitorSessionOptions } from './session.js';
+import { connectSignaling, type Reconnect, type SignalingSocket } from './signaling-client.js';
+
+export interface SessionPoolComponents {
+  engine: WebRtcEngine;
+  logger: Logger;
+  /** This visitor's key for Noise, or how to make one when a path first needs it. */
+  identity: Identity | (() => Promise<Identity>);
+}
+
+export interface SessionPoolOptions {
+  /** The signaling server (its relay too). */
+  server: string;
+  /** The visitor's handshake beyond the protocol version: a gateway token, a browser's client kind. */
+  handshake?: Pick<Handshake, 'gatewayToken' | 'client'>;
+  /** How the signaling connection comes back (transport/signaling-client.ts). */
+  reconnect: Reconnect;
+  /** Every session's options but the share. */
+  session: Omit<VisitorSessionOptions, 'share' | 'server'>;
+}
+
+export interface SessionPoolEvents {
+  /** A session's path changed (or its first came up). */
+  path: [string, PathInfo];
+  /** A direct attempt of a session failed (it may go on over TURN or the relay). */
+  'direct-failed': [string, BeamError];
+}
+
+export class SessionPool extends EventEmitter<SessionPoolEvents> {
+  private readonly c: SessionPoolComponents;
+  private readonly options: SessionPoolOptions;
+  private readonly log: Logger;
+  readonly socket: SignalingSocket;
+  /** The session each share's new streams take. */
+  private readonly byShare = new Map<string, VisitorSession>();
+  /** Every session by its signaling id (a retired one too, until it closes): where signals go. */
+  private readonly byId = new Map<string, VisitorSession>();
+  /** Direct (ICE) attempts that failed, ever: the sessions then went on over TURN or the relay, or not at all. */
+  directFailures = 0;
+  /** Bytes of sessions already closed, so totals never go down. */
+  private closedBytes = { sent: 0, received: 0 };
+
+  constructor(components: SessionPoolComponents, options: SessionPoolOptions) {
+    super();
+    this.c = components;
+    this.options = options;
+    this.log = components.logger;
+    this.socket = connectSignaling(options.server, { protocol: SIGNALING_PROTOCOL_VERSION, role: 'visitor', ...options.handshake }, options.reconnect);
+    this.socket.on('session:signal', (raw) => {
+      try {
+        const msg = decode(SessionSignalSchema, raw, 'session:signal');
+        this.byId.get(msg.sessionId)?.signal(msg.signal);
+      } catch (err) {
+        this.log.warn({ err: (err as Error).message }, 'dropped a malformed signal');
+      }
+    });
+    this.socket.on('session:closed', (raw) => {
+      try {
+        const msg = decode(SessionClosedSchema, raw, 'session:closed');
+        const session = this.byId.get(msg.sessionId);
+        // The agent lost the server, not necessarily the session: its paths are checked instead.
+        if (msg.code === 'BEAM_ERR_SIGNALING_LOST') session?.detach();
+        else session?.close(isErrorCode(msg.code) ? msg.code : undefined);
+      } catch (err) {
+        this.log.warn({ err: (err as Error).message }, 'dropped a malformed session:closed');
+      }
+    });
+    this.socket.on('disconnect', (reason) => {
+      // The server forgets this side's sessions; their paths carry on while the agents answer on them.
+      if (this.byShare.size > 0)
+        this.log.warn({ reason, sessions: this.byShare.size }, 'lost the signaling server; sessions carry on over the paths that are up');
+      for (const session of [...this.byId.values()]) session.detach();
+    });
+  }
+
+  /** Whether signaling is connected now (for /readyz). */
+  get connected(): boolean {
+    return this.socket.connected;
+  }
+
+  /** Resolves once signaling is connected. */
+  ready(): Promise<void> {
+    if (this.socket.connected) return Promise.resolve();
+    return new Promise((resolve) => this.socket.once('connect', () => resolve()));
+  }
+
+  /** The session new streams to `share` take, if there is one. */
+  get(share: string): VisitorSession | undefined {
+    return this.byShare.get(share);
+  }
+
+  /** The session with a share, set up (in the background) if there is none. */
+  open(share: string): VisitorSession {
+    let session = this.byShare.get(share);
+    if (session && (session.detachedMs ?? 0) > SHARE_RESUME_GRACE_MS && !this.options.session.expectPeer) {
+      this.byShare.delete(share);
+      session.retire();
+      session = undefined;
+    }
+    if (session) return session;
+    const created = new VisitorSession(
+      { engine: this.c.engine, logger: this.log, socket: this.socket, identity: this.c.identity },
+      { ...this.options.session, share, server: this.options.server },
+    );
+    created.on('path', (info) => this.emit('path', share, info));
+    created.on('direct-failed', (err) => {
+      this.directFailures++;
+      this.emit('direct-failed', share, err);
+    });
+    created.once('opened', (id) => this.byId.set(id, created));
+    created.once('close', () => {
+      if (created.sessionId !== undefined && this.byId.get(created.sessionId) === created) this.byId.delete(created.sessionId);
+      this.closedBytes.sent += created.bytes.sent;
+      this.closedBytes.received += created.bytes.received;
+      if (this.byShare.get(share) === created) this.byShare.delete(share);
+    });
+    // A session that never came up (no such share yet, agent gone) is not kept: the next request asks again.
+    created.ready.catch(() => {
+      if (this.byShare.get(share) === created) this.byShare.delete(share);
+      created.close();
+    });
+    this.byShare.set(share, created);
+    return created;
+  }
+
+  /** The session with a share, once a path is up; rejects with a BeamError. */
+  async connect(share: string): Promise<VisitorSession> {
+    const session = this.open(share);
+    await session.ready;
+    return session;
+  }
+
+  /** Sessions, by the path new streams take. */
+  paths(): Record<PathKind, number> {
+    const counts = { direct: 0, turn: 0, relay: 0 };
+    for (const session of this.byShare.values()) if (session.path) counts[session.path]++;
+    return counts;
+  }
+
+  /** Bytes exchanged over every session, ever. */
+  bytes(): { sent: number; received: number } {
+    let { sent, received } = this.closedBytes;
+    for (const session of this.byId.values()) {
+      sent += session.bytes.sent;
+      received += session.bytes.received;
+    }
+    return { sent, received };
+  }
+
+  close(): void {
+    for (const session of [...this.byShare.values(), ...this.byId.values()]) session.close();
+    this.socket.disconnect();
+  }
+}
