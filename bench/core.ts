@@ -6,7 +6,7 @@
  * Prints req/s and p50/p99 for 1 KiB responses at 10 and 100 connections,
  * MB/s for a 100 MiB download, and the ratios the core tunnel issue sets.
  *
- *   npm run build && node dist/bench/core.js [--reps 3] [--seconds 5] [--write-readme]
+ *   npm run build && node dist/bench/core.js [--reps 3] [--seconds 5] [--write-readme] (writes the table into docs/benchmarks.md)
  *
  * Needs wrk and curl (Debian: apt-get install -y wrk curl).
  */
@@ -148,15 +148,15 @@ async function main(): Promise<void> {
     process.stdout.write(`${table}\n`);
 
     if (args.includes('--write-readme')) {
-      const readme = path.join(root, 'README.md');
+      const readme = path.join(root, 'docs', 'benchmarks.md');
       const text = readFileSync(readme, 'utf8');
       const start = '<!-- bench:core:start -->';
       const end = '<!-- bench:core:end -->';
       const a = text.indexOf(start);
       const b = text.indexOf(end);
-      if (a < 0 || b < 0) throw new Error('README has no bench:core markers');
+      if (a < 0 || b < 0) throw new Error('docs/benchmarks.md has no bench:core markers');
       writeFileSync(readme, `${text.slice(0, a + start.length)}\n${table}\n${text.slice(b)}`);
-      process.stderr.write('README updated\n');
+      process.stderr.write('docs/benchmarks.md updated\n');
     }
   } finally {
     agent.child.kill();

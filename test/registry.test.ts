@@ -1,4 +1,4 @@
-/** The error registry, the README and the names agree (fastify's errors test, for Beam). */
+/** The error registry, docs/errors.md and the names agree (fastify's errors test, for Beam). */
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { BeamError, ERROR_CODES, ERRORS } from '../shared/errors.js';
@@ -6,17 +6,17 @@ import { randomName, validateName } from '../shared/names.js';
 import { ROOT } from './helpers/procs.js';
 
 describe('error registry', () => {
-  const readme = readFileSync(`${ROOT}/README.md`, 'utf8');
+  const readme = readFileSync(`${ROOT}/docs/errors.md`, 'utf8');
 
-  it('every code is documented in README with its HTTP status', () => {
+  it('every code is documented in docs/errors.md with its HTTP status', () => {
     for (const code of ERROR_CODES) {
       const row = readme.split('\n').find((line) => line.startsWith(`| \`${code}\` |`));
-      expect(row, `README row for ${code}`).toBeDefined();
+      expect(row, `docs/errors.md row for ${code}`).toBeDefined();
       expect(row).toContain(`| ${ERRORS[code].status} |`);
     }
   });
 
-  it('README documents no code the registry lacks', () => {
+  it('docs/errors.md documents no code the registry lacks', () => {
     const documented = [...readme.matchAll(/^\| `(BEAM_ERR_[A-Z_]+)` \|/gm)].map((m) => m[1]);
     expect(new Set(documented)).toEqual(new Set(ERROR_CODES));
   });
