@@ -21,7 +21,16 @@ import {
 import { type Share, share, startEmbedded } from '../app/share.js';
 import { startBeamServer } from '../gateway/server.js';
 import type { SessionInfo } from '../peer-agent/agent.js';
-import { DEFAULT_EMBEDDED_PORT, DEFAULT_INSPECT_PORT, GATEWAY_MAX_CONNECTIONS_PER_IP, ORIGIN_WAIT_POLL_MS } from '../shared/constants.js';
+import {
+  DEFAULT_EMBEDDED_PORT,
+  DEFAULT_INSPECT_PORT,
+  DEFAULT_ORIGIN_TIMEOUT_MS,
+  GATEWAY_MAX_CONNECTIONS_PER_IP,
+  MAX_CONNECTIONS_PER_IP,
+  ORIGIN_WAIT_POLL_MS,
+  REGISTRATIONS_PER_IP_PER_MINUTE,
+  SESSIONS_PER_IP_PER_MINUTE,
+} from '../shared/constants.js';
 import { BeamError } from '../shared/errors.js';
 import type { ShareKind } from '../shared/signaling.js';
 import { validateIceConfig } from '../signaling/ice.js';
@@ -426,7 +435,7 @@ function httpCommand(cmd: Command): Command {
     .addOption(new Option('--log-level <level>', 'pino log level on stderr').default('warn'))
     .addOption(new Option('--engine <engine>', 'WebRTC engine: node-datachannel or werift').default('node-datachannel'))
     .addOption(new Option('--host-header <mode>', "rewrite the Host header to the origin's (rewrite) or keep the visitor's (preserve)").default('rewrite'))
-    .option('--origin-timeout <ms>', "how long to wait for the origin's response head (default 30000)")
+    .option('--origin-timeout <ms>', `how long to wait for the origin's response head (default ${DEFAULT_ORIGIN_TIMEOUT_MS})`)
     .addOption(new Option('--relay <mode>', 'auto: direct WebRTC, else the relay; never: direct only; always: relay only').default('auto'))
     .option('--private', 'only visitors with the full link (it carries a secret) get in')
     .option('--tls', 'the embedded server serves https, with a certificate from a local authority teammates trust once (browsers on the LAN get peer to peer)')
@@ -489,13 +498,13 @@ export function program(): Command {
     .option('--token-file <file>', 'agents must present a token from this file; a token may reserve share names (one token a line, then its names)')
     .option('--trust-proxy', 'behind a reverse proxy: take the client address and scheme from its X-Forwarded-For and X-Forwarded-Proto')
     .option('--redis <url>', 'run as one of several nodes sharing this Redis (e.g. redis://127.0.0.1:6379): names and signaling span the nodes')
-    .option('--max-connections-per-ip <n>', 'signaling connections one client address may hold (default 64)')
+    .option('--max-connections-per-ip <n>', `signaling connections one client address may hold (default ${MAX_CONNECTIONS_PER_IP})`)
     .option(
       '--max-http-connections-per-ip <n>',
       `TCP connections one client address may hold to the gateway at once; 0: no cap (default ${GATEWAY_MAX_CONNECTIONS_PER_IP}, none with --trust-proxy)`,
     )
-    .option('--registrations-per-minute <n>', 'shares one client address may register a minute (default 60)')
-    .option('--sessions-per-minute <n>', 'sessions one client address may open a minute (default 600)')
+    .option('--registrations-per-minute <n>', `shares one client address may register a minute (default ${REGISTRATIONS_PER_IP_PER_MINUTE})`)
+    .option('--sessions-per-minute <n>', `sessions one client address may open a minute (default ${SESSIONS_PER_IP_PER_MINUTE})`)
     .option('--node-url <url>', "with --redis: this node's own URL (on the public host or below it), where relayed sessions it sets up meet")
     .action(async (flags: ServeFlags) => {
       await runServe(flags).catch((err: unknown) => fail(err, Boolean(flags.json)));
