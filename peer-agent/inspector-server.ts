@@ -128,113 +128,189 @@ function readJson(req: http.IncomingMessage, max: number): Promise<unknown> {
   });
 }
 
-export async function startInspectorServer(components: InspectorServerComponents, options: InspectorServerOptions): Promise<InspectorServer> {
-  const { inspector, logger } = components;
-  const log = logger.child({ component: 'inspector' });
-  const watchers = new Set<http.ServerResponse>();
-  let port = 0;
-  const loopbackHosts = (): Set<string> => new Set([`127.0.0.1:${port}`, `localhost:${port}`, `[::1]:${port}`]);
+/** What the inspector's routes need. */
+interface InspectorContext {
+  inspector: Inspector;
+  options: InspectorServerOptions;
+  replay: InspectorServerComponents['replay'];
+  views: LiveViews;
+  /** The Host values the inspector answers: its own port on the loopback names. */
+  hosts: () => Set<string>;
+}
 
-  const handle = async (req: http.IncomingMessage, res: http.ServerResponse): Promise<void> => {
-    const hosts = loopbackHosts();
-    if (!hosts.has((req.headers.host ?? '').toLowerCase())) return sendError(res, 'BEAM_ERR_INSPECT_HOST', `Host: ${req.headers.host ?? '(none)'}`);
-    const method = req.method ?? 'GET';
-    if (method !== 'GET' && method !== 'HEAD') {
-      const origin = req.headers.origin;
-      if (origin !== undefined && !hosts.has(origin.replace(/^http:\/\//, '').toLowerCase()))
-        return sendError(res, 'BEAM_ERR_INSPECT_HOST', `Origin: ${origin}`);
-      if (method === 'POST' && !/^application\/json\b/i.test(req.headers['content-type'] ?? '')) {
-        return sendError(res, 'BEAM_ERR_INSPECT_HOST', 'a change must be a JSON request from the inspector page');
-      }
+/** One request to the inspector: its page, its API, its live view; a caller that is not its own page is refused. */
+async function route(ctx: InspectorContext, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+  const hosts = ctx.hosts();
+  if (!hosts.has((req.headers.host ?? '').toLowerCase())) return sendError(res, 'BEAM_ERR_INSPECT_HOST', `Host: ${req.headers.host ?? '(none)'}`);
+  const method = req.method ?? 'GET';
+  if (method !== 'GET' && method !== 'HEAD') {
+    const origin = req.headers.origin;
+    if (origin !== undefined && !hosts.has(origin.replace(/^http:\/\//, '').toLowerCase())) return sendError(res, 'BEAM_ERR_INSPECT_HOST', `Origin: ${origin}`);
+    if (method === 'POST' && !/^application\/json\b/i.test(req.headers['content-type'] ?? '')) {
+      return sendError(res, 'BEAM_ERR_INSPECT_HOST', 'a change must be a JSON request from the inspector page');
     }
-    const path = new URL(req.url ?? '/', 'http://inspector').pathname;
-    if (method === 'GET' && path === '/') {
-      res.writeHead(200, {
-        'Content-Type': 'text/html; charset=utf-8',
-        'Content-Security-Policy': "default-src 'self'; frame-ancestors 'none'",
-        'X-Frame-Options': 'DENY',
-        'Cache-Control': 'no-store',
-      });
-      res.end(INSPECTOR_PAGE);
+  }
+  const path = new URL(req.url ?? '/', 'http://inspector').pathname;
+  if (method === 'GET' && path === '/') {
+    res.writeHead(200, {
+      'Content-Type': 'text/html; charset=utf-8',
+      'Content-Security-Policy': "default-src 'self'; frame-ancestors 'none'",
+      'X-Frame-Options': 'DENY',
+      'Cache-Control': 'no-store',
+    });
+    res.end(INSPECTOR_PAGE);
+    return;
+  }
+  if (method === 'GET' && path === '/app.js') {
+    res.writeHead(200, { 'Content-Type': 'text/javascript; charset=utf-8', 'Cache-Control': 'no-store' });
+    res.end(INSPECTOR_SCRIPT);
+    return;
+  }
+  if (method === 'GET' && path === '/app.css') {
+    res.writeHead(200, { 'Content-Type': 'text/css; charset=utf-8', 'Cache-Control': 'no-store' });
+    res.end(INSPECTOR_STYLE);
+    return;
+  }
+  if (method === 'GET' && path === '/api/info') return sendJson(res, 200, ctx.options.info());
+  if (path === '/api/requests') {
+    if (method === 'GET') return sendJson(res, 200, { requests: ctx.inspector.list() });
+    if (method === 'DELETE') {
+      ctx.inspector.clear();
+      res.writeHead(204).end();
       return;
     }
-    if (method === 'GET' && path === '/app.js') {
-      res.writeHead(200, { 'Content-Type': 'text/javascript; charset=utf-8', 'Cache-Control': 'no-store' });
-      res.end(INSPECTOR_SCRIPT);
-      return;
+  }
+  const one = /^\/api\/requests\/(\d{1,12})(\/replay)?$/.exec(path);
+  if (one) {
+    const id = one[1] as string;
+    if (!one[2] && method === 'GET') {
+      const x = ctx.inspector.get(id);
+      return x ? sendJson(res, 200, view(x)) : sendError(res, 'BEAM_ERR_EXCHANGE_GONE', `request ${id}`);
     }
-    if (method === 'GET' && path === '/app.css') {
-      res.writeHead(200, { 'Content-Type': 'text/css; charset=utf-8', 'Cache-Control': 'no-store' });
-      res.end(INSPECTOR_STYLE);
-      return;
+    if (one[2] && method === 'POST') {
+      // JSON text of a body of INSPECT_REPLAY_BODY_BYTES may take up to 6 bytes a byte (\u00xx).
+      const raw = await readJson(req, 6 * INSPECT_REPLAY_BODY_BYTES + 64 * 1024);
+      const parsed = v.safeParse(ReplayBodySchema, raw);
+      if (!parsed.success) return sendError(res, 'BEAM_ERR_BAD_REQUEST', describeIssue(parsed.issues[0]).message);
+      const body = parsed.output.body !== undefined ? Buffer.from(parsed.output.body, 'utf8') : undefined;
+      if (body && body.byteLength > INSPECT_REPLAY_BODY_BYTES)
+        return sendError(res, 'BEAM_ERR_BAD_REQUEST', `a replay body is at most ${INSPECT_REPLAY_BODY_BYTES} bytes`);
+      const replayed = await ctx.replay(id, { method: parsed.output.method, target: parsed.output.target, headers: parsed.output.headers, body });
+      return sendJson(res, 201, { id: replayed });
     }
-    if (method === 'GET' && path === '/api/info') return sendJson(res, 200, options.info());
-    if (path === '/api/requests') {
-      if (method === 'GET') return sendJson(res, 200, { requests: inspector.list() });
-      if (method === 'DELETE') {
-        inspector.clear();
-        res.writeHead(204).end();
-        return;
-      }
-    }
-    const one = /^\/api\/requests\/(\d{1,12})(\/replay)?$/.exec(path);
-    if (one) {
-      const id = one[1] as string;
-      if (!one[2] && method === 'GET') {
-        const x = inspector.get(id);
-        return x ? sendJson(res, 200, view(x)) : sendError(res, 'BEAM_ERR_EXCHANGE_GONE', `request ${id}`);
-      }
-      if (one[2] && method === 'POST') {
-        // JSON text of a body of INSPECT_REPLAY_BODY_BYTES may take up to 6 bytes a byte (\u00xx).
-        const raw = await readJson(req, 6 * INSPECT_REPLAY_BODY_BYTES + 64 * 1024);
-        const parsed = v.safeParse(ReplayBodySchema, raw);
-        if (!parsed.success) return sendError(res, 'BEAM_ERR_BAD_REQUEST', describeIssue(parsed.issues[0]).message);
-        const body = parsed.output.body !== undefined ? Buffer.from(parsed.output.body, 'utf8') : undefined;
-        if (body && body.byteLength > INSPECT_REPLAY_BODY_BYTES)
-          return sendError(res, 'BEAM_ERR_BAD_REQUEST', `a replay body is at most ${INSPECT_REPLAY_BODY_BYTES} bytes`);
-        const replayed = await components.replay(id, { method: parsed.output.method, target: parsed.output.target, headers: parsed.output.headers, body });
-        return sendJson(res, 201, { id: replayed });
-      }
-    }
-    if (method === 'GET' && path === '/api/har') {
-      return sendJson(res, 200, toHar(inspector.details(), options.info().origin, options.version), {
-        'Content-Disposition': 'attachment; filename="beam.har"',
-      });
-    }
-    if (method === 'GET' && path === '/api/events') {
-      if (watchers.size >= INSPECT_MAX_WATCHERS) return sendError(res, 'BEAM_ERR_LIMIT_REACHED', `${INSPECT_MAX_WATCHERS} live views are open`);
-      res.writeHead(200, { 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-store', Connection: 'keep-alive' });
-      res.write(': beam inspector\n\n');
-      watchers.add(res);
-      req.on('close', () => watchers.delete(res));
-      return;
-    }
-    sendError(res, 'BEAM_ERR_BAD_REQUEST', `${method} ${path} is not part of the inspector`);
-  };
+  }
+  if (method === 'GET' && path === '/api/har') {
+    return sendJson(res, 200, toHar(ctx.inspector.details(), ctx.options.info().origin, ctx.options.version), {
+      'Content-Disposition': 'attachment; filename="beam.har"',
+    });
+  }
+  if (method === 'GET' && path === '/api/events') {
+    ctx.views.add(req, res);
+    return;
+  }
+  sendError(res, 'BEAM_ERR_BAD_REQUEST', `${method} ${path} is not part of the inspector`);
+}
 
-  const broadcast = (event: string, data: unknown): void => {
+/** The pages watching live (server-sent events), at most INSPECT_MAX_WATCHERS. */
+class LiveViews {
+  private readonly watchers = new Set<http.ServerResponse>();
+
+  add(req: http.IncomingMessage, res: http.ServerResponse): void {
+    if (this.watchers.size >= INSPECT_MAX_WATCHERS) {
+      sendError(res, 'BEAM_ERR_LIMIT_REACHED', `${INSPECT_MAX_WATCHERS} live views are open`);
+      return;
+    }
+    res.writeHead(200, { 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-store', Connection: 'keep-alive' });
+    res.write(': beam inspector\n\n');
+    this.watchers.add(res);
+    req.on('close', () => this.watchers.delete(res));
+  }
+
+  get size(): number {
+    return this.watchers.size;
+  }
+
+  send(event: string, data: unknown): void {
     // Most of the time nobody watches: then nothing is serialized.
-    if (watchers.size === 0) return;
+    if (this.watchers.size === 0) return;
     const frame = `event: ${event}\ndata: ${JSON.stringify(data)}\n\n`;
     // A view that can't keep up is dropped rather than buffered without end; the page reconnects and reloads the list.
-    for (const res of watchers) {
+    for (const res of this.watchers) {
       if (res.writableLength > 1024 * 1024) {
-        watchers.delete(res);
+        this.watchers.delete(res);
         res.destroy();
         continue;
       }
       res.write(frame);
     }
+  }
+
+  close(): void {
+    for (const res of this.watchers) res.destroy();
+    this.watchers.clear();
+  }
+}
+
+function listenOn(server: http.Server, port: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onError = (err: Error): void => {
+      server.off('listening', onListening);
+      reject(err);
+    };
+    const onListening = (): void => {
+      server.off('error', onError);
+      resolve();
+    };
+    server.once('error', onError);
+    server.once('listening', onListening);
+    server.listen(port, '127.0.0.1');
+  });
+}
+
+/** Binds to 127.0.0.1: the port asked for, else DEFAULT_INSPECT_PORT or the next free one of INSPECT_PORT_ATTEMPTS, else any. */
+async function bindInspector(server: http.Server, port: number | undefined): Promise<void> {
+  if (port !== undefined) {
+    await listenOn(server, port).catch((err: NodeJS.ErrnoException) => {
+      throw new BeamError(
+        'BEAM_ERR_BAD_OPTION',
+        err.code === 'EADDRINUSE' ? `--inspect ${port}: the port is taken; pick another or leave --inspect out` : `--inspect ${port}: ${err.message}`,
+      );
+    });
+    return;
+  }
+  for (let i = 0; i < INSPECT_PORT_ATTEMPTS; i++) {
+    try {
+      await listenOn(server, DEFAULT_INSPECT_PORT + i);
+      return;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw err;
+    }
+  }
+  // Twenty inspectors already: any free port will do.
+  await listenOn(server, 0);
+}
+
+export async function startInspectorServer(components: InspectorServerComponents, options: InspectorServerOptions): Promise<InspectorServer> {
+  const { inspector, logger } = components;
+  const log = logger.child({ component: 'inspector' });
+  let port = 0;
+  const views = new LiveViews();
+  const ctx: InspectorContext = {
+    inspector,
+    options,
+    replay: components.replay,
+    views,
+    hosts: () => new Set([`127.0.0.1:${port}`, `localhost:${port}`, `[::1]:${port}`]),
   };
   const onExchange = (capture: Capture): void => {
-    if (watchers.size > 0) broadcast('exchange', capture.summary());
+    if (views.size > 0) views.send('exchange', capture.summary());
   };
-  const onCleared = (): void => broadcast('cleared', {});
+  const onCleared = (): void => views.send('cleared', {});
   inspector.on('exchange', onExchange);
   inspector.on('cleared', onCleared);
 
   const server = http.createServer((req, res) => {
-    handle(req, res).catch((err: unknown) => {
+    route(ctx, req, res).catch((err: unknown) => {
       if (res.headersSent) {
         res.destroy();
         return;
@@ -244,44 +320,7 @@ export async function startInspectorServer(components: InspectorServerComponents
       sendError(res, 'BEAM_ERR_BAD_REQUEST', (err as Error).message);
     });
   });
-
-  const listen = (p: number): Promise<void> =>
-    new Promise((resolve, reject) => {
-      const onError = (err: Error): void => {
-        server.off('listening', onListening);
-        reject(err);
-      };
-      const onListening = (): void => {
-        server.off('error', onError);
-        resolve();
-      };
-      server.once('error', onError);
-      server.once('listening', onListening);
-      server.listen(p, '127.0.0.1');
-    });
-
-  if (options.port !== undefined) {
-    await listen(options.port).catch((err: NodeJS.ErrnoException) => {
-      throw new BeamError(
-        'BEAM_ERR_BAD_OPTION',
-        err.code === 'EADDRINUSE'
-          ? `--inspect ${options.port}: the port is taken; pick another or leave --inspect out`
-          : `--inspect ${options.port}: ${err.message}`,
-      );
-    });
-  } else {
-    let bound = false;
-    for (let i = 0; i < INSPECT_PORT_ATTEMPTS && !bound; i++) {
-      try {
-        await listen(DEFAULT_INSPECT_PORT + i);
-        bound = true;
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw err;
-      }
-    }
-    // Twenty inspectors already: any free port will do.
-    if (!bound) await listen(0);
-  }
+  await bindInspector(server, options.port);
   port = (server.address() as AddressInfo).port;
   return {
     url: `http://127.0.0.1:${port}`,
@@ -290,8 +329,7 @@ export async function startInspectorServer(components: InspectorServerComponents
       new Promise<void>((resolve) => {
         inspector.off('exchange', onExchange);
         inspector.off('cleared', onCleared);
-        for (const res of watchers) res.destroy();
-        watchers.clear();
+        views.close();
         server.closeAllConnections();
         server.close(() => resolve());
       }),
