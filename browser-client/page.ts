@@ -29,7 +29,7 @@ import { render as renderError } from '../shared/error-page.js';
 import { ERRORS, type ErrorCode, isErrorCode } from '../shared/errors.js';
 import { frameableHeaders } from '../shared/frame-headers.js';
 import { StreamProtocol } from '../shared/frames.js';
-import { exchange } from '../shared/http-head.js';
+import { endToEndPairs, exchange } from '../shared/http-head.js';
 import type { MuxStream } from '../shared/mux.js';
 import { decodeWsClose, encodeWsClose, encodeWsMessage, WsKind, WsMessageReader } from '../shared/ws-messages.js';
 import type { PathKind, VisitorSession } from '../transport/session.js';
@@ -68,22 +68,10 @@ const log = {
   error: (o: unknown, msg?: string) => console.error('[beam]', msg ?? '', o),
 } as unknown as Logger;
 
-/** Request headers that are the browser's or Beam's to set, not the app's. */
-const DROP_REQUEST = new Set([
-  'host',
-  'cookie',
-  'connection',
-  'keep-alive',
-  'transfer-encoding',
-  'upgrade',
-  'te',
-  'trailer',
-  'accept-encoding',
-  'proxy-authorization',
-  SECRET_HEADER,
-]);
+/** Request headers that are the browser's or Beam's to set, not the app's (hop-by-hop ones go too: shared/http-head.ts). */
+const DROP_REQUEST: ReadonlySet<string> = new Set(['host', 'cookie', 'accept-encoding', SECRET_HEADER]);
 /** Response headers the page consumes or a constructed Response may not carry. */
-const DROP_RESPONSE = new Set(['set-cookie', 'connection', 'keep-alive', 'transfer-encoding', 'beam-origin']);
+const DROP_RESPONSE: ReadonlySet<string> = new Set(['set-cookie', 'beam-origin']);
 
 /** Cookies that are Beam's, never the app's. */
 const BEAM_COOKIES: ReadonlySet<string> = new Set([BROWSER_GATEWAY_COOKIE]);
@@ -252,7 +240,7 @@ async function serve(port: MessagePort, portId: number, msg: Extract<ToPage, { t
     return;
   }
   const url = new URL(msg.url);
-  const headers: HeaderList = msg.headers.filter(([k]) => !DROP_REQUEST.has(k.toLowerCase()));
+  const headers: HeaderList = endToEndPairs(msg.headers, DROP_REQUEST);
   headers.unshift(['Host', location.host]);
   const cookie = cookieFor(url);
   if (cookie) headers.push(['Cookie', cookie]);
@@ -296,7 +284,7 @@ async function serve(port: MessagePort, portId: number, msg: Extract<ToPage, { t
   }
   const setCookies = response.headers.filter(([k]) => k.toLowerCase() === 'set-cookie').map(([, v]) => v);
   keepCookies(url, setCookies);
-  let out: HeaderList = frameableHeaders(response.headers.filter(([k]) => !DROP_RESPONSE.has(k.toLowerCase())));
+  let out: HeaderList = frameableHeaders(endToEndPairs(response.headers, DROP_RESPONSE));
   const type = out.find(([k]) => k.toLowerCase() === 'content-type')?.[1] ?? '';
   const length = Number(out.find(([k]) => k.toLowerCase() === 'content-length')?.[1] ?? NaN);
   const encoded = out.some(([k, v]) => k.toLowerCase() === 'content-encoding' && v.toLowerCase() !== 'identity');
