@@ -25,6 +25,14 @@ const ed25519Only = {
   },
 };
 
+/** string_decoder (readable-stream asks for it as 'string_decoder/') out: a TextDecoder stand-in (shims/string-decoder.cjs). */
+const stringDecoder = {
+  name: 'string-decoder',
+  setup(b) {
+    b.onResolve({ filter: /^string_decoder\/?$/ }, () => ({ path: shim('string-decoder.cjs') }));
+  },
+};
+
 // Chunk names change with their contents: old ones must not linger.
 await rm(out, { recursive: true, force: true });
 await mkdir(out, { recursive: true });
@@ -66,7 +74,7 @@ const page = await build({
   metafile: true,
   entryPoints: { page: path.join(here, 'page.ts') },
   inject: [shim('globals.ts')],
-  plugins: [ed25519Only],
+  plugins: [ed25519Only, stringDecoder],
   define: { ...common.define, __BEAM_APP_SHIM__: JSON.stringify(appShim) },
 });
 // The worker needs no Node stand-ins: it only passes messages.

@@ -25,26 +25,18 @@ import { EventEmitter } from 'node:events';
 import type { PeerId } from '@libp2p/interface';
 import type { Logger } from 'pino';
 import type { Socket } from 'socket.io-client';
-import {
-  AGENT_CONNECT_TIMEOUT_MS,
-  DATAGRAM_CHANNEL_LABEL,
-  NOISE_CHANNEL_LABEL,
-  PATH_PROBE_MS,
-  PATH_WAIT_MS,
-  STREAM_CHANNEL_LABEL,
-} from '../shared/constants.js';
-import { decodeDatagram, encodeDatagram, encodeRecord, RecordReader } from '../shared/datagram.js';
+import { AGENT_CONNECT_TIMEOUT_MS, NOISE_CHANNEL_LABEL, PATH_PROBE_MS, PATH_WAIT_MS, STREAM_CHANNEL_LABEL } from '../shared/constants.js';
 import { BeamError, type ErrorCode, isErrorCode } from '../shared/errors.js';
 import { StreamProtocol } from '../shared/frames.js';
 import { withoutTurn } from '../shared/ice.js';
 import { Mux, type MuxStream } from '../shared/mux.js';
 import type { PathKind } from '../shared/paths.js';
 import type { Ack, ClientToServerEvents, RelayMode, ServerToClientEvents, SessionOpened, ShareKind, Signal } from '../shared/signaling.js';
-import type { DataChannel, Peer, WebRtcEngine } from './engine.js';
+import type { Datagrams } from './datagrams.js';
+import type { Peer, WebRtcEngine } from './engine.js';
 import type { Identity } from './identity.js';
 import { type PathAction, type PathEvent, relayPolicy } from './path-policy.js';
 import { type PathDown, PathPolicyRunner, PathSet } from './paths.js';
-import { connectRelay, relayServerFor } from './relay.js';
 
 /**
  * Noise and the libp2p keys load when a path first needs them: a browser
@@ -52,7 +44,10 @@ import { connectRelay, relayServerFor } from './relay.js';
  * (browser-client/build.mjs splits them into a chunk of their own).
  */
 const loadSecure = (): Promise<typeof import('./secure.js')> => import('./secure.js');
+/** The relay client, likewise: only a session that falls back to the relay loads it. */
+const loadRelay = (): Promise<typeof import('./relay.js')> => import('./relay.js');
 const loadIdentity = (): Promise<typeof import('./identity.js')> => import('./identity.js');
+const loadDatagrams = (): Promise<typeof import('./datagrams.js')> => import('./datagrams.js');
 
 export type VisitorSocket = Socket<ServerToClientEvents, ClientToServerEvents>;
 export type { PathKind } from '../shared/paths.js';
@@ -136,8 +131,8 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
   private readonly startedAt = performance.now();
   private settle: { resolve: () => void; reject: (err: BeamError) => void } | undefined;
   /** UDP shares: the unreliable channel of the direct path, and the record stream of the relay. */
-  private datagramChannel: DataChannel | undefined;
-  private datagramStream: MuxStream | undefined;
+  private datagrams: Promise<Datagrams> | undefined;
+  private datagramsReady: Datagrams | undefined;
 
   constructor(components: VisitorSessionComponents, options: VisitorSessionOptions) {
     super();
@@ -190,15 +185,16 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
    * (the datagram is dropped, as UDP may).
    */
   sendDatagram(flow: number, payload: Uint8Array): boolean {
-    if (this.datagramChannel?.isOpen()) {
-      this.datagramChannel.send(encodeDatagram(flow, payload));
-      return true;
-    }
-    if (this.datagramStream && !this.datagramStream.destroyed) {
-      this.datagramStream.write(encodeRecord(flow, payload));
-      return true;
-    }
-    return false;
+    return this.datagramsReady?.send(flow, payload) ?? false;
+  }
+
+  /** The datagram channels of a UDP share (transport/datagrams.ts), loaded on first use. */
+  private udp(): Promise<Datagrams> {
+    this.datagrams ??= loadDatagrams().then(({ Datagrams }) => {
+      this.datagramsReady = new Datagrams((flow, payload) => this.emit('datagram', flow, payload));
+      return this.datagramsReady;
+    });
+    return this.datagrams;
   }
 
   /**
@@ -391,7 +387,7 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
           });
         };
         // A UDP share's path is up once its datagram channel is: the first datagram must not find it closed.
-        if (this.opened?.kind === 'udp') this.openDatagramChannel(peer, pathUp);
+        if (this.opened?.kind === 'udp') void this.udp().then((d) => d.openChannel(peer, pathUp));
         else pathUp();
       });
     };
@@ -444,6 +440,7 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
     void (async () => {
       try {
         // The server's own gateway is on the node that set the session up; anyone else goes where signaling says.
+        const { connectRelay, relayServerFor } = await loadRelay();
         const server = this.options.requestLevelAccess ? this.options.server : relayServerFor(this.options.server, opened.relayUrl);
         const pipe = await connectRelay(server, { sessionId: opened.sessionId, role: 'visitor', token: opened.relayToken });
         if (this.closed) {
@@ -462,7 +459,7 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
           return;
         }
         const mux = new Mux(new SecureFrameChannel(secured), { role: 'initiator' });
-        if (opened.kind === 'udp') this.openDatagramStream(mux);
+        if (opened.kind === 'udp') (await this.udp()).useStream(mux.openStream(StreamProtocol.UDP));
         this.addPath('relay', mux, () => {});
       } catch (err) {
         const beamErr = this.explain(err instanceof BeamError ? err : new BeamError('BEAM_ERR_AGENT_UNREACHABLE', (err as Error).message));
@@ -470,42 +467,6 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
         this.dispatch({ type: 'relay-failed', error: beamErr });
       }
     })();
-  }
-
-  // ------------------------------------------------------------ datagrams (UDP shares)
-
-  private openDatagramChannel(peer: Peer, onOpen: () => void): void {
-    const channel = peer.createDataChannel(DATAGRAM_CHANNEL_LABEL, { unreliable: true });
-    channel.onOpen(onOpen);
-    channel.onMessage((message) => {
-      try {
-        const d = decodeDatagram(message);
-        this.emit('datagram', d.flow, d.payload);
-      } catch {
-        // malformed: dropped, as UDP would
-      }
-    });
-    channel.onClose(() => {
-      if (this.datagramChannel === channel) this.datagramChannel = undefined;
-    });
-    this.datagramChannel = channel;
-  }
-
-  private openDatagramStream(mux: Mux): void {
-    const stream = mux.openStream(StreamProtocol.UDP);
-    const reader = new RecordReader();
-    stream.on('data', (chunk: Buffer) => {
-      try {
-        reader.push(chunk, (flow, payload) => this.emit('datagram', flow, payload));
-      } catch (err) {
-        stream.destroy(err as Error);
-      }
-    });
-    stream.on('error', () => {});
-    stream.on('close', () => {
-      if (this.datagramStream === stream) this.datagramStream = undefined;
-    });
-    this.datagramStream = stream;
   }
 
   // ------------------------------------------------------------ paths
