@@ -126,6 +126,10 @@ export async function startEmbedded(
         host: '0.0.0.0',
         domain: 'localhost',
         defaultShare,
+        // The gateway is on the sharer's machine, and reaches the agent in memory: a browser that got here
+        // is talking to that machine already, so it gets the app straight from the gateway (no bootstrap page,
+        // no peer connection back to the same machine).
+        browserP2p: false,
         ...(tls ? { tls: { cert: tls.cert, key: tls.key, certFor: tls.certFor }, caCert: await readFile(tls.caFile) } : {}),
       });
     } catch (err) {

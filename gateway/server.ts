@@ -208,6 +208,8 @@ export async function startBeamServer(components: { engine: WebRtcEngine; logger
       server: `http://${loopback.includes(':') ? `[${loopback}]` : loopback}:${signalingPort}`,
       handshake: { gatewayToken },
       reconnect: 'gateway',
+      // A share whose agent runs in this process (the embedded default) is reached in memory.
+      localLinks: true,
       // The server's own gateway passes each request's secret on to the agent instead.
       session: { relay: options.gatewayRelay ?? 'auto', requestLevelAccess: true },
     },

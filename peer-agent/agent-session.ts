@@ -54,6 +54,8 @@ export interface IncomingSession {
   relayUrl: string | undefined;
   /** Where the server saw a peer-to-peer visitor connect from (for IP rules on TURN and relay paths). */
   serverSeenAddress: string | undefined;
+  /** The server's gateway in this process, in memory (transport/local.ts): signaling knows nothing of it. */
+  local?: boolean;
 }
 
 /** What a session needs of its agent: the share's settings, signaling, and where verified streams go. */
@@ -157,7 +159,14 @@ export class AgentSession {
    * session ends.
    */
   detach(): void {
+    // The in-memory path needs no signaling.
+    if (this.incoming.local) return;
     this.policy.dispatch({ type: 'signaling-lost' });
+  }
+
+  /** The gateway in this process: the session's one path is this in-memory channel's multiplexer. */
+  attachLocal(mux: Mux): void {
+    this.addPath('local', mux, Promise.resolve());
   }
 
   end(): void {
@@ -185,7 +194,7 @@ export class AgentSession {
         this.udp?.close();
         if (this.peer) this.closePeer(this.peer);
         for (const peer of this.peers.values()) this.closePeer(peer);
-        this.c.closed(this.id);
+        if (!this.incoming.local) this.c.closed(this.id);
         this.c.ended(this, this.announced);
         return;
       // The visitor leads: the agent's policy never starts a path, settles nothing, supersedes nothing.

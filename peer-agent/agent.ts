@@ -3,13 +3,14 @@
  * visitor's session with a WebRTC peer connection, and serves the streams of
  * that connection from the configured origin only.
  */
+import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import { DEFAULT_ORIGIN_TIMEOUT_MS, SHARE_CLOSE_TIMEOUT_MS, SIGNALING_PROTOCOL_VERSION } from '../shared/constants.js';
 import { encodeRecord, RecordReader } from '../shared/datagram.js';
 import { BeamError, isErrorCode } from '../shared/errors.js';
 import { StreamProtocol } from '../shared/frames.js';
-import type { MuxStream } from '../shared/mux.js';
+import { Mux, type MuxStream } from '../shared/mux.js';
 import type { PathKind, SessionPath } from '../shared/paths.js';
 import {
   type Ack,
@@ -24,6 +25,7 @@ import {
 } from '../shared/signaling.js';
 import type { Peer, WebRtcEngine } from '../transport/engine.js';
 import type { Identity } from '../transport/identity.js';
+import { type LocalLink, localChannelPair, serveLocally } from '../transport/local.js';
 import { connectSignaling, type SignalingSocket } from '../transport/signaling-client.js';
 import { type BasicCredentials, type IpRules, type RateLimit, VisitorLimit } from './access.js';
 import { AgentSession, type AgentSessionContext, type IncomingSession, provesPerRequest } from './agent-session.js';
@@ -118,6 +120,8 @@ export class Agent extends EventEmitter<AgentEvents> {
   /** When an offer was last dropped for a limit, so a flood is one log line a second. */
   private lastDropLogAt = 0;
   private readonly sessionContext: AgentSessionContext;
+  /** Takes back the offer of this share to a gateway in this process. */
+  private withdrawLocal: (() => void) | undefined;
 
   constructor(components: AgentComponents, options: AgentOptions) {
     super();
@@ -190,6 +194,7 @@ export class Agent extends EventEmitter<AgentEvents> {
         socket.emit('share:register', req, (res: Ack<Registered>) => {
           if (res.ok) {
             this.registered = res.value;
+            this.offerLocally(res.value.name);
             this.log.info({ audit: 'share.registered', share: res.value.name, resumed: res.value.resumed }, 'share registered');
             this.emit('ready', res.value);
             if (first) {
@@ -229,6 +234,8 @@ export class Agent extends EventEmitter<AgentEvents> {
         if (this.closed) return;
         this.log.warn({ reason, sessions: this.sessions.size }, 'lost the signaling server; reconnecting (sessions carry on over the paths that are up)');
         this.emit('disconnected', { reason });
+        // The name may move while this side is away: the gateway in this process asks signaling until it is back.
+        this.withdrawLocal?.();
         // A drop makes the server forget this side's sessions: each goes on over its paths while the
         // visitor answers. A server that sends its agents to another node keeps them there.
         if (reason !== 'io server disconnect') for (const id of [...this.sessions.keys()]) this.detachSession(id);
@@ -257,6 +264,30 @@ export class Agent extends EventEmitter<AgentEvents> {
       });
       socket.on('protocol:error', (err) => this.log.warn({ code: err.code }, err.message));
     });
+  }
+
+  /** Offers the share to the server's gateway if it runs in this process (transport/local.ts): it then reaches this agent in memory. */
+  private offerLocally(name: string): void {
+    this.withdrawLocal?.();
+    this.withdrawLocal = serveLocally(this.options.server, name, () => this.acceptLocal());
+  }
+
+  /** A session for the gateway in this process: the agent's end of an in-memory channel, with every check as on any path. */
+  private acceptLocal(): LocalLink {
+    const [gatewayEnd, agentEnd] = localChannelPair();
+    const incoming: IncomingSession = {
+      id: `local-${randomBytes(9).toString('base64url')}`,
+      visitor: 'gateway',
+      iceServers: [],
+      relayToken: '',
+      relayUrl: undefined,
+      serverSeenAddress: undefined,
+      local: true,
+    };
+    const session = new AgentSession(this.sessionContext, incoming);
+    this.sessions.set(incoming.id, session);
+    session.attachLocal(new Mux(agentEnd, { role: 'responder' }));
+    return { channel: gatewayEnd, kind: this.options.kind ?? 'http' };
   }
 
   private onIncoming(raw: unknown): void {
@@ -400,6 +431,7 @@ export class Agent extends EventEmitter<AgentEvents> {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.withdrawLocal?.();
     for (const id of [...this.sessions.keys()]) this.endSession(id);
     this.forwarder.close();
     const socket = this.socket;

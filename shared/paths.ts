@@ -1,6 +1,8 @@
 /**
  * The paths a session's bytes take, in one vocabulary for every floor:
  *
+ *   local   in memory: the server's gateway and the agent run in one process
+ *           (the embedded default), so nothing is between them (transport/local.ts)
  *   direct  WebRTC between the two peers (host or server-reflexive candidates)
  *   turn    WebRTC through a TURN server
  *   relay   the Beam server's relay: two WebSockets spliced, Noise inside
@@ -10,7 +12,7 @@
  * them), or as the inspector's `replay`.
  */
 
-export const PATH_KINDS = ['direct', 'turn', 'relay'] as const;
+export const PATH_KINDS = ['local', 'direct', 'turn', 'relay'] as const;
 /** A path between two peers of a session. */
 export type PathKind = (typeof PATH_KINDS)[number];
 

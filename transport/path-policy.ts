@@ -21,6 +21,10 @@
  * The agent follows (it answers what the visitor opens): a session with no
  * path for AGENT_CONNECT_TIMEOUT_MS ends (setup timer).
  *
+ * A session on the in-memory path (local: the agent runs in this process)
+ * has no network to try: it is up at once, retries nothing, and ends with
+ * that path.
+ *
  * Both ends lose signaling alike: no new path can be set up, so the attempt
  * being set up goes, the paths up must answer a fresh PING (probe), and the
  * session ends with its last path.
@@ -318,7 +322,9 @@ class Transition {
   /** While the session rides TURN or the relay, direct again after retryDelay (NAT mappings and firewalls change). */
   private scheduleRetry(): void {
     const s = this.s;
-    if (s.detached || s.timers.includes('retry') || s.mode === 'always' || bestOf(s) === 'direct') return;
+    // Nothing beats direct; and in memory (local) there is no network to try.
+    const best = bestOf(s);
+    if (s.detached || s.timers.includes('retry') || s.mode === 'always' || best === 'direct' || best === 'local') return;
     this.arm('retry', s.retryDelay);
   }
 
@@ -357,6 +363,11 @@ class Transition {
   private down(kind: PathKind, replaced: boolean): void {
     this.set({ up: this.s.up.filter((k) => k !== kind) });
     if (replaced) return;
+    // The in-memory path closes when the agent in this process goes: the session goes with it.
+    if (kind === 'local') {
+      this.close('BEAM_ERR_PEER_GONE');
+      return;
+    }
     if (this.s.detached) {
       // No signaling to set up another: the session ends with its last path.
       if (this.s.up.length === 0) this.close('BEAM_ERR_SIGNALING_LOST');

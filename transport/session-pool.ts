@@ -5,7 +5,8 @@
  * every session when signaling drops (their paths carry on while the agents
  * answer), and counts what the sessions carried.
  *
- *   open(share)     the session with a share, set up if there is none (at once)
+ *   open(share)     the session with a share, set up if there is none (at once);
+ *                   in memory when the share's agent runs in this process (localLinks)
  *   connect(share)  the same, once a path is up
  *
  * A session that lost signaling is retired once the share's resume grace is
@@ -22,6 +23,7 @@ import type { PathKind } from '../shared/paths.js';
 import { decode, type Handshake, SessionClosedSchema, SessionSignalSchema } from '../shared/signaling.js';
 import type { WebRtcEngine } from './engine.js';
 import type { Identity } from './identity.js';
+import { localAgent } from './local.js';
 import { type PathInfo, VisitorSession, type VisitorSessionOptions } from './session.js';
 import { connectSignaling, type Reconnect, type SignalingSocket } from './signaling-client.js';
 
@@ -40,7 +42,12 @@ export interface SessionPoolOptions {
   /** How the signaling connection comes back (transport/signaling-client.ts). */
   reconnect: Reconnect;
   /** Every session's options but the share. */
-  session: Omit<VisitorSessionOptions, 'share' | 'server'>;
+  session: Omit<VisitorSessionOptions, 'share' | 'server' | 'local'>;
+  /**
+   * The server's own gateway: a share whose agent runs in this process is
+   * reached in memory (transport/local.ts), not through signaling. Default false.
+   */
+  localLinks?: boolean;
 }
 
 export interface SessionPoolEvents {
@@ -122,9 +129,10 @@ export class SessionPool extends EventEmitter<SessionPoolEvents> {
       session = undefined;
     }
     if (session) return session;
+    const local = this.options.localLinks ? localAgent(this.options.server, share) : undefined;
     const created = new VisitorSession(
       { engine: this.c.engine, logger: this.log, socket: this.socket, identity: this.c.identity },
-      { ...this.options.session, share, server: this.options.server },
+      { ...this.options.session, share, server: this.options.server, ...(local ? { local: local() } : {}) },
     );
     created.on('path', (info) => this.emit('path', share, info));
     created.on('direct-failed', (err) => {
@@ -156,7 +164,7 @@ export class SessionPool extends EventEmitter<SessionPoolEvents> {
 
   /** Sessions, by the path new streams take. */
   paths(): Record<PathKind, number> {
-    const counts = { direct: 0, turn: 0, relay: 0 };
+    const counts: Record<PathKind, number> = { local: 0, direct: 0, turn: 0, relay: 0 };
     for (const session of this.byShare.values()) if (session.path) counts[session.path]++;
     return counts;
   }

@@ -35,6 +35,7 @@ import type { Ack, ClientToServerEvents, RelayMode, ServerToClientEvents, Sessio
 import type { Datagrams } from './datagrams.js';
 import type { Peer, WebRtcEngine } from './engine.js';
 import type { Identity } from './identity.js';
+import type { LocalLink } from './local.js';
 import { type PathAction, type PathEvent, relayPolicy } from './path-policy.js';
 import { type PathDown, PathPolicyRunner, PathSet } from './paths.js';
 
@@ -88,6 +89,11 @@ export interface VisitorSessionOptions {
    * relay path always runs Noise. Default true.
    */
   directNoise?: boolean;
+  /**
+   * The share's agent runs in this process (transport/local.ts): the session
+   * rides this in-memory channel alone, with no signaling, and ends with it.
+   */
+  local?: LocalLink;
 }
 
 export interface VisitorSessionEvents {
@@ -162,7 +168,7 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
 
   /** What the share carries, once the session is open. */
   get kind(): ShareKind | undefined {
-    return this.opened?.kind;
+    return this.opened?.kind ?? this.options.local?.kind;
   }
 
   /** The path new streams take now. */
@@ -276,6 +282,14 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
   }
 
   private async connect(): Promise<void> {
+    const local = this.options.local;
+    if (local) {
+      // In memory: the agent set its end up already; nothing to signal, nothing to verify on the wire.
+      // (A turn later, so that whoever made the session hears its first 'path'.)
+      await Promise.resolve();
+      this.addPath('local', new Mux(local.channel, { role: 'initiator' }), () => local.channel.close());
+      return;
+    }
     let opened: SessionOpened;
     let mode: RelayMode;
     try {
@@ -488,7 +502,8 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
   private pathDown({ kind, code, replaced }: PathDown): void {
     if (replaced) this.log.debug({ session: this.sessionId, path: kind }, 'replaced path closed');
     else if (!this.closed) {
-      this.log.warn({ session: this.sessionId, path: kind, code }, 'path down');
+      // The in-memory path goes when the agent of this process stops: that is no network failure.
+      this.log[kind === 'local' ? 'debug' : 'warn']({ session: this.sessionId, share: this.share, path: kind, code }, 'path down');
       this.emit('path-down', kind, code);
     }
     this.dispatch({ type: 'down', kind, replaced });
@@ -503,7 +518,8 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
    * path, and the next request starts a new one.
    */
   detach(): void {
-    if (this.closed || this.detachedAt !== undefined) return;
+    // The in-memory path needs no signaling.
+    if (this.closed || this.detachedAt !== undefined || this.options.local) return;
     this.detachedAt = performance.now();
     this.dispatch({ type: 'signaling-lost' });
   }

@@ -1,15 +1,18 @@
 /** The command line as a user meets it: the embedded default, the JSON contract, human output and bad input. */
 
+import { createHash } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { lanAddress } from '../../app/lan.js';
-import { request } from '../helpers/http.js';
+import { patternStream, request } from '../helpers/http.js';
 import { type Origin, startOrigin } from '../helpers/origin.js';
 import { BeamProcess, startAgent, startServer } from '../helpers/procs.js';
 import { freePort } from '../helpers/services.js';
+
+const sha256 = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 
 let origin: Origin;
 beforeAll(async () => {
@@ -49,6 +52,46 @@ describe('beam <port> on the embedded default', () => {
     }
     expect(await proc.exited).toBe(0);
     expect(proc.events.at(-1)?.event).toBe('closed');
+  });
+
+  it('reaches its own agent in memory: beam-path says local, the visitor event says via local, every check still holds, browsers get the app itself', async () => {
+    const proc = new BeamProcess([String(origin.port), '--json', '--no-inspect', '--auth', 'ann:secret1']);
+    try {
+      const ready = await proc.waitFor('ready');
+      const url = new URL(ready['url'] as string);
+      const port = Number(url.port);
+      // The agent still decides who gets in: no credentials, 401 from Beam, and the origin never sees it.
+      const before = origin.hits.get('/mem') ?? 0;
+      const refused = await request(port, url.host, '/mem');
+      expect(refused.status).toBe(401);
+      expect(refused.headers['beam-error']).toBe('BEAM_ERR_UNAUTHORIZED');
+      expect(origin.hits.get('/mem') ?? 0).toBe(before);
+      const auth = { authorization: `Basic ${Buffer.from('ann:secret1').toString('base64')}` };
+      const res = await request(port, url.host, '/mem', { headers: auth });
+      expect(res.status).toBe(200);
+      expect(res.body.toString()).toBe('hello from /mem');
+      expect(res.headers['beam-path']).toBe('gateway; via=local');
+      // Bodies both ways, byte-exact, over the in-memory channel.
+      const size = 8 * 1024 * 1024 + 5;
+      const big = await request(port, url.host, `/download?size=${size}&seed=11`, { headers: auth });
+      expect(big.status).toBe(200);
+      const expected = patternStream(size, 11);
+      expected.stream.resume();
+      expect(sha256(big.body)).toBe(await expected.hash);
+      const upload = patternStream(size, 12);
+      const up = await request(port, url.host, '/upload', { method: 'POST', body: upload.stream, headers: { ...auth, 'content-length': String(size) } });
+      expect(JSON.parse(up.body.toString())).toEqual({ bytes: size, sha256: await upload.hash });
+      // A browser navigation gets the app straight from the gateway: no bootstrap page for a peer connection back here.
+      const page = await request(port, url.host, '/mem', {
+        headers: { ...auth, accept: 'text/html', 'sec-fetch-mode': 'navigate', 'sec-fetch-dest': 'document' },
+      });
+      expect(page.body.toString()).toBe('hello from /mem');
+      const session = await proc.waitFor('session');
+      expect(session).toMatchObject({ path: 'gateway', via: 'local' });
+    } finally {
+      await proc.kill('SIGTERM');
+    }
+    expect(await proc.exited).toBe(0);
   });
 
   it('keeps sharing when its stdout reader goes away (`beam 3000 --json | head -1`), and still exits 0 on Ctrl+C', async () => {
