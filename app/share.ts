@@ -32,6 +32,8 @@ export interface ShareOptions {
   kind?: ShareKind;
   /** The Beam server to register with. Default: one embedded in this process (ports 7070 and up). */
   server?: string | undefined;
+  /** The embedded server's port: that one or an error (0: any free one). Default DEFAULT_EMBEDDED_PORT, else the next free one. */
+  port?: number | undefined;
   /**
    * The embedded server serves https with a certificate from a local
    * authority (cli/local-ca.ts), so browsers on the LAN get peer to peer once
@@ -117,12 +119,14 @@ export async function startEmbedded(
   components: Parameters<typeof startBeamServer>[0],
   defaultShare: () => string | undefined,
   tls?: LocalTls,
+  port?: number,
 ): Promise<BeamServer> {
   let lastError: unknown;
-  for (let i = 0; i < EMBEDDED_PORT_ATTEMPTS; i++) {
+  const ports = port !== undefined ? [port] : Array.from({ length: EMBEDDED_PORT_ATTEMPTS }, (_, i) => DEFAULT_EMBEDDED_PORT + i);
+  for (const candidate of ports) {
     try {
       return await startBeamServer(components, {
-        port: DEFAULT_EMBEDDED_PORT + i,
+        port: candidate,
         host: '0.0.0.0',
         domain: 'localhost',
         defaultShare,
@@ -137,6 +141,12 @@ export async function startEmbedded(
       lastError = err;
     }
   }
+  if (port !== undefined)
+    throw new BeamError(
+      'BEAM_ERR_BAD_OPTION',
+      `--port ${port} is in use: pick another, or leave --port out for the first free one from ${DEFAULT_EMBEDDED_PORT}`,
+      { cause: lastError },
+    );
   throw new BeamError(
     'BEAM_ERR_BAD_OPTION',
     `ports ${DEFAULT_EMBEDDED_PORT}-${DEFAULT_EMBEDDED_PORT + EMBEDDED_PORT_ATTEMPTS - 1} are all taken; pass --server`,
@@ -188,6 +198,10 @@ export async function share(options: ShareOptions): Promise<Share> {
   if (typeof inspect === 'number' && !(Number.isInteger(inspect) && inspect >= 0 && inspect <= 65535)) {
     throw new BeamError('BEAM_ERR_BAD_OPTION', `--inspect ${inspect} is not a port from 0 to 65535`);
   }
+  if (options.port !== undefined && server)
+    throw new BeamError('BEAM_ERR_BAD_OPTION', "--port is the embedded server's; with --server, that server has its own");
+  if (options.port !== undefined && !(Number.isInteger(options.port) && options.port >= 0 && options.port <= 65535))
+    throw new BeamError('BEAM_ERR_BAD_OPTION', `--port ${options.port} is not a port from 0 to 65535`);
   if (options.tls && server)
     throw new BeamError('BEAM_ERR_BAD_OPTION', '--tls is for the embedded server; a server you run takes `beam serve --tls-cert <file> --tls-key <file>`');
   const log = options.logger ?? pino({ level: 'silent' });
@@ -204,7 +218,7 @@ export async function share(options: ShareOptions): Promise<Share> {
     let embedded: BeamServer | undefined;
     if (!server) {
       const tls = options.tls ? await localTls() : undefined;
-      embedded = await startEmbedded({ engine, logger: log }, () => agent?.share?.name, tls);
+      embedded = await startEmbedded({ engine, logger: log }, () => agent?.share?.name, tls, options.port);
       const e = embedded;
       handle.closeParts.push(() => e.close());
       if (tls) handle.ca = { file: tls.caFile, fingerprint: tls.caFingerprint, url: '' };

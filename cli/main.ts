@@ -19,6 +19,7 @@ import {
   parseTarget,
 } from '../app/options.js';
 import { type Share, share, startEmbedded } from '../app/share.js';
+import { BEAM_VERSION } from '../app/version.js';
 import { startBeamServer } from '../gateway/server.js';
 import type { SessionInfo } from '../peer-agent/agent.js';
 import {
@@ -64,6 +65,8 @@ interface HttpFlags extends CommonFlags {
   /** --inspect <port> (a string), --no-inspect (false), or neither (undefined). */
   inspect?: string | boolean;
   tls?: boolean;
+  /** The embedded server's port. */
+  port?: string;
 }
 interface ServeFlags extends CommonFlags {
   port: string;
@@ -147,6 +150,7 @@ async function runHttp(targetArg: string, flags: HttpFlags, kind: ShareKind = 'h
     rateLimit: flags.rateLimit,
     maxVisitors: flags.maxVisitors !== undefined ? parseCount(flags.maxVisitors, '--max-visitors') : undefined,
     inspect,
+    ...(flags.port !== undefined ? { port: flags.port === '0' ? 0 : parsePort(flags.port, '--port') } : {}),
     engine: parseEngine(flags.engine),
     logger: logger(flags.logLevel),
   });
@@ -429,6 +433,7 @@ function fail(err: unknown, json: boolean): never {
 function httpCommand(cmd: Command): Command {
   return cmd
     .option('--server <url>', 'Beam server to register with (env BEAM_SERVER); default: an embedded server in this process')
+    .option('--port <port>', `port of the embedded server (default ${DEFAULT_EMBEDDED_PORT}, else the next free one; 0: any free one)`)
     .option('--name <name>', 'share name to ask for (default: a random adjective-noun-NNN)')
     .option('--token <token>', 'agent token, for a server started with --token-file')
     .option('--json', 'print newline-delimited JSON events on stdout')
@@ -453,7 +458,8 @@ export function program(): Command {
     .description(
       'Share a local port peer to peer. `beam 3000` is short for `beam http 3000`.\nEvery flag is also an environment variable: --log-level is BEAM_LOG_LEVEL, --private is BEAM_PRIVATE=1.',
     )
-    .argument('[port]', 'local port (or host:port) to share over HTTP');
+    .argument('[port]', 'local port (or host:port) to share over HTTP')
+    .version(BEAM_VERSION, '-V, --version', "print Beam's version");
   httpCommand(root).action(async (port: string | undefined, flags: HttpFlags) => {
     await (port ? runHttp(port, flags) : runDetected(flags)).catch((err: unknown) => fail(err, Boolean(flags.json)));
   });
@@ -552,6 +558,12 @@ beam.yml:
     .addOption(new Option('--engine <engine>', 'WebRTC engine: node-datachannel or werift').default('node-datachannel'))
     .action(async (link: string, flags: ConnectFlags) => {
       await runConnect(link, flags).catch((err: unknown) => fail(err, Boolean(flags.json)));
+    });
+  root
+    .command('version')
+    .description("print Beam's version")
+    .action(() => {
+      process.stdout.write(`${BEAM_VERSION}\n`);
     });
   root
     .command('doctor')

@@ -1,7 +1,7 @@
 /** The command line as a user meets it: the embedded default, the JSON contract, human output and bad input. */
 
 import { createHash } from 'node:crypto';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { lanAddress } from '../../app/lan.js';
 import { patternStream, request } from '../helpers/http.js';
 import { type Origin, startOrigin } from '../helpers/origin.js';
-import { BeamProcess, startAgent, startServer } from '../helpers/procs.js';
+import { BeamProcess, ROOT, startAgent, startServer } from '../helpers/procs.js';
 import { freePort } from '../helpers/services.js';
 
 const sha256 = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
@@ -186,6 +186,38 @@ describe('beam with no port', () => {
     expect(err['code']).toBe('BEAM_ERR_BAD_OPTION');
     expect(err['message']).toContain('beam 3000');
     expect(await proc.exited).toBe(1);
+  });
+});
+
+describe('version and the embedded port', () => {
+  it('beam --version, -V and beam version print the package version and exit 0', async () => {
+    const { version } = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { version: string };
+    for (const args of [['--version'], ['-V'], ['version']]) {
+      const proc = new BeamProcess(args);
+      expect(await proc.exited, args.join(' ')).toBe(0);
+      expect(proc.events.map((e) => e['line'])).toEqual([version]);
+    }
+  });
+
+  it('--port puts the embedded server on that port; a taken one, or --port with --server, is BEAM_ERR_BAD_OPTION', async () => {
+    const port = await freePort();
+    const proc = new BeamProcess([String(origin.port), '--json', '--no-inspect', '--port', String(port)]);
+    try {
+      const ready = await proc.waitFor('ready');
+      expect(new URL(ready['url'] as string).port).toBe(String(port));
+      expect((await request(port, new URL(ready['url'] as string).host, '/on-port')).body.toString()).toBe('hello from /on-port');
+      // The same port again: taken, and said so, with no quiet move to another.
+      const second = new BeamProcess([String(origin.port), '--json', '--no-inspect', '--port', String(port)]);
+      const err = await second.waitFor('error');
+      expect(err['code']).toBe('BEAM_ERR_BAD_OPTION');
+      expect(err['message']).toContain(`--port ${port} is in use`);
+      expect(await second.exited).toBe(1);
+    } finally {
+      await proc.kill('SIGTERM');
+    }
+    const both = new BeamProcess([String(origin.port), '--json', '--port', String(port), '--server', 'http://127.0.0.1:1']);
+    expect((await both.waitFor('error'))['code']).toBe('BEAM_ERR_BAD_OPTION');
+    expect(await both.exited).toBe(1);
   });
 });
 
