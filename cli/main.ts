@@ -277,6 +277,7 @@ async function runStart(flags: StartFlags): Promise<void> {
     started.push(s);
     watchers.push(await report(s, createOutput(json, process.stdout, c.label), c.options.target as string));
   }
+  if (!json) createOutput(false).line('Press Ctrl+C to stop.');
 }
 
 /**

@@ -59,7 +59,9 @@ export function createOutput(json: boolean, out: NodeJS.WritableStream = process
   };
   return {
     emit: (event) => {
-      const text = describe(event);
+      let text = describe(event);
+      // `beam start` says how to stop once, for all its shares, not once a share.
+      if (label !== undefined && event.event === 'ready') text = text?.replace(/\nPress Ctrl\+C to stop\.$/, '');
       if (text) write(text);
     },
     line: write,

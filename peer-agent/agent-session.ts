@@ -403,8 +403,9 @@ export class AgentSession {
       this.peers.delete(kind);
       if (peer && peer !== this.peer) this.closePeer(peer);
     }
-    // A path that dies while its session lives is worth a line (at warn when it was the last): say why.
-    if (!this.isClosed && !replaced) this.log[this.paths.size === 0 ? 'warn' : 'info']({ session: this.id, path: kind, code }, 'path down');
+    // A path that dies while its session lives is worth a line: say why. At info: from here a visitor that
+    // quit (Ctrl+C) looks the same until signaling says so, and that is no trouble of the sharer's.
+    if (!this.isClosed && !replaced) this.log.info({ session: this.id, path: kind, code }, 'path down');
     this.policy.dispatch({ type: 'down', kind, replaced });
     this.announce();
   }

@@ -129,6 +129,35 @@ shares:
     }
   });
 
+  it('in plain lines, each share says its link under its label, and how to stop is said once', async () => {
+    const file = configFile(
+      'plain.yml',
+      `server: ${server.url}
+inspect: false
+shares:
+  web:
+    http: 127.0.0.1:${origin.port}
+  db:
+    tcp: ${(tcpEcho.address() as net.AddressInfo).port}
+`,
+    );
+    const proc = new BeamProcess(['start', '--config', file]);
+    try {
+      await proc.waitFor((e) => e.event === 'text' && e['line'] === 'Press Ctrl+C to stop.');
+      const lines = proc.events.map((e) => String(e['line']));
+      expect(lines.filter((l) => l.includes('Press Ctrl+C'))).toEqual(['Press Ctrl+C to stop.']);
+      const stopAt = lines.indexOf('Press Ctrl+C to stop.');
+      for (const label of ['web', 'db']) {
+        const link = lines.findIndex((l) => l.startsWith(`[${label}]   Link:`));
+        expect(link, label).toBeGreaterThanOrEqual(0);
+        expect(link, label).toBeLessThan(stopAt);
+      }
+    } finally {
+      await proc.kill('SIGINT');
+    }
+    expect(await proc.exited).toBe(0);
+  });
+
   it('refuses a bad config with BEAM_ERR_CONFIG naming the file and the key, and starts nothing', async () => {
     const cases: Array<[string, string, RegExp]> = [
       ['typo.yml', 'shares:\n  web:\n    http: 3000\n    nmae: x\n', /typo\.yml: shares\.web: unknown key "nmae"/],
