@@ -147,7 +147,7 @@ async function route(ctx: InspectorContext, req: http.IncomingMessage, res: http
     const origin = req.headers.origin;
     if (origin !== undefined && !hosts.has(origin.replace(/^http:\/\//, '').toLowerCase())) return sendError(res, 'BEAM_ERR_INSPECT_HOST', `Origin: ${origin}`);
     if (method === 'POST' && !/^application\/json\b/i.test(req.headers['content-type'] ?? '')) {
-      return sendError(res, 'BEAM_ERR_INSPECT_HOST', 'a change must be a JSON request from the inspector page');
+      return sendError(res, 'BEAM_ERR_BAD_REQUEST', 'a change is a JSON request: send it with Content-Type: application/json, as the inspector page does');
     }
   }
   const path = new URL(req.url ?? '/', 'http://inspector').pathname;
@@ -164,6 +164,11 @@ async function route(ctx: InspectorContext, req: http.IncomingMessage, res: http
   if (method === 'GET' && path === '/app.js') {
     res.writeHead(200, { 'Content-Type': 'text/javascript; charset=utf-8', 'Cache-Control': 'no-store' });
     res.end(INSPECTOR_SCRIPT);
+    return;
+  }
+  if (method === 'GET' && path === '/favicon.ico') {
+    // Browsers ask for it unbidden: nothing to show, and no error in their console.
+    res.writeHead(204, { 'Cache-Control': 'max-age=86400' }).end();
     return;
   }
   if (method === 'GET' && path === '/app.css') {

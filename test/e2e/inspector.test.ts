@@ -192,6 +192,27 @@ describe('the inspector, in Chromium', () => {
 });
 
 describe('the inspector API', () => {
+  it('answers the favicon a browser asks for with 204, and keeps every column in view at 1,100 px', async () => {
+    const favicon = await call('GET', '/favicon.ico', { host: new URL(inspect).host });
+    expect(favicon.status).toBe(204);
+    expect((await request(server.port, agent.host, '/a/rather/long/path/to/show/in/a/narrow/window?with=a&query=string')).status).toBe(200);
+    const narrow = await browser.newPage({ viewport: { width: 1100, height: 800 } });
+    try {
+      await narrow.goto(inspect);
+      await narrow.locator('#requests tbody tr').first().waitFor();
+      const list = await narrow.locator('section.list').boundingBox();
+      const via = await narrow.locator('#requests th').last().boundingBox();
+      const cell = await narrow.locator('#requests tbody tr .via').first().boundingBox();
+      expect(await narrow.locator('#requests th').last().textContent()).toBe('Via');
+      for (const box of [via, cell]) {
+        expect(box).not.toBeNull();
+        expect((box?.x ?? 0) + (box?.width ?? 0)).toBeLessThanOrEqual((list?.x ?? 0) + (list?.width ?? 0) + 0.5);
+      }
+    } finally {
+      await narrow.close();
+    }
+  });
+
   it('answers only under a loopback Host name (no DNS rebinding)', async () => {
     expect((await call('GET', '/api/requests', { host: 'attacker.example:4040' })).code).toBe('BEAM_ERR_INSPECT_HOST');
     expect((await call('GET', '/api/requests', { host: new URL(inspect).host })).status).toBe(200);
@@ -209,9 +230,17 @@ describe('the inspector API', () => {
       }),
     );
     const id = list.requests.find((r) => r.target === '/echo?via=csrf')?.id as string;
-    // A form post from another site: no JSON content type.
+    // A form post from another site carries its Origin: refused for where it comes from.
+    const crossSite = await call(
+      'POST',
+      `/api/requests/${id}/replay`,
+      { host, origin: 'http://attacker.example', 'content-type': 'application/x-www-form-urlencoded' },
+      'a=1',
+    );
+    expect(crossSite).toEqual({ status: 403, code: 'BEAM_ERR_INSPECT_HOST' });
+    // Without JSON, from anywhere: refused, saying what a change must be.
     const form = await call('POST', `/api/requests/${id}/replay`, { host, 'content-type': 'application/x-www-form-urlencoded' }, 'a=1');
-    expect(form).toEqual({ status: 403, code: 'BEAM_ERR_INSPECT_HOST' });
+    expect(form).toEqual({ status: 400, code: 'BEAM_ERR_BAD_REQUEST' });
     const foreign = await call('POST', `/api/requests/${id}/replay`, { host, origin: 'http://attacker.example', 'content-type': 'application/json' }, '{}');
     expect(foreign).toEqual({ status: 403, code: 'BEAM_ERR_INSPECT_HOST' });
     const clear = await call('DELETE', '/api/requests', { host, origin: 'http://attacker.example' });
