@@ -101,13 +101,16 @@ export async function listeningDevPorts(ports: readonly number[] = COMMON_DEV_PO
 
 /**
  * The dev server to share when no port is given: package.json first; else
- * the one common dev port that is listening. Several listening and nothing
+ * the one common dev port that is listening (`ports`: which ones; `--dev-ports`). Several listening and nothing
  * in package.json: undefined, with the candidates, so the user picks.
  */
-export async function detectDevServer(dir: string): Promise<{ detected: Detected | undefined; candidates: number[] }> {
+export async function detectDevServer(
+  dir: string,
+  ports: readonly number[] = COMMON_DEV_PORTS,
+): Promise<{ detected: Detected | undefined; candidates: number[] }> {
   const fromPackage = await detectFromPackageJson(dir);
   if (fromPackage) return { detected: fromPackage, candidates: [] };
-  const open = await listeningDevPorts();
+  const open = await listeningDevPorts(ports);
   if (open.length === 1) return { detected: { framework: 'a server', port: open[0] as number, from: 'listening' }, candidates: open };
   return { detected: undefined, candidates: open };
 }

@@ -38,7 +38,7 @@ import { validateIceConfig } from '../signaling/ice.js';
 import { AgentTokens } from '../signaling/tokens.js';
 import { loadEngine } from '../transport/index.js';
 import { loadConfig } from './config.js';
-import { detectDevServer, isListening } from './detect.js';
+import { COMMON_DEV_PORTS, detectDevServer, isListening } from './detect.js';
 import { describeReport, doctor } from './doctor.js';
 import { applyEnv } from './env.js';
 import { createOutput, type Output } from './output.js';
@@ -67,6 +67,8 @@ interface HttpFlags extends CommonFlags {
   tls?: boolean;
   /** The embedded server's port. */
   port?: string;
+  /** `beam` alone: the ports to look for a listening dev server on (comma-separated). */
+  devPorts?: string;
 }
 interface ServeFlags extends CommonFlags {
   port: string;
@@ -227,7 +229,8 @@ async function report(shared: Share, out: Output, target: string): Promise<() =>
 
 /** `beam` with no port: the dev server package.json declares, or the one listening. */
 async function runDetected(flags: HttpFlags): Promise<void> {
-  const { detected, candidates } = await detectDevServer(process.cwd());
+  const ports = flags.devPorts === undefined ? COMMON_DEV_PORTS : parsePortList(flags.devPorts, '--dev-ports');
+  const { detected, candidates } = await detectDevServer(process.cwd(), ports);
   if (!detected) {
     throw new BeamError(
       'BEAM_ERR_BAD_OPTION',
@@ -404,6 +407,17 @@ async function runConnect(linkArg: string, flags: ConnectFlags): Promise<void> {
   });
 }
 
+/** A comma-separated list of ports, each 1-65535. */
+function parsePortList(text: string, what: string): number[] {
+  const ports = text
+    .split(',')
+    .map((p) => p.trim())
+    .filter(Boolean)
+    .map((p) => parsePort(p, what));
+  if (ports.length === 0) throw new BeamError('BEAM_ERR_BAD_OPTION', `${what} names no port: give them comma-separated, e.g. 5173,3000`);
+  return ports;
+}
+
 /** An --allow-host name: a host name or address, with an optional port, as a Host header carries it. */
 function parseAllowedHost(text: string): string {
   const host = text.trim().toLowerCase();
@@ -460,6 +474,7 @@ export function program(): Command {
       'Share a local port peer to peer. `beam 3000` is short for `beam http 3000`.\nEvery flag is also an environment variable: --log-level is BEAM_LOG_LEVEL, --private is BEAM_PRIVATE=1.',
     )
     .argument('[port]', 'local port (or host:port) to share over HTTP')
+    .option('--dev-ports <ports>', `with no port: where to look for a listening dev server, comma-separated (default ${COMMON_DEV_PORTS.join(',')})`)
     .version(BEAM_VERSION, '-V, --version', "print Beam's version");
   httpCommand(root).action(async (port: string | undefined, flags: HttpFlags) => {
     await (port ? runHttp(port, flags) : runDetected(flags)).catch((err: unknown) => fail(err, Boolean(flags.json)));

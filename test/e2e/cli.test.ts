@@ -163,12 +163,14 @@ describe('beam with no port', () => {
   it('with no package.json, shares the one usual dev port that is listening', async () => {
     const server = await startServer();
     const dev = http.createServer((_req, res) => res.end('found by listening'));
-    // 8888 is one of the usual dev ports (cli/detect.ts COMMON_DEV_PORTS).
-    await new Promise<void>((resolve) => dev.listen(8888, '127.0.0.1', resolve));
+    // The usual dev ports (cli/detect.ts COMMON_DEV_PORTS) may be taken on this machine: the test names its own list.
+    const port = await freePort();
+    const silent = await freePort();
+    await new Promise<void>((resolve) => dev.listen(port, '127.0.0.1', resolve));
     const dir = mkdtempSync(path.join(tmpdir(), 'beam-noport-'));
-    const proc = new BeamProcess(['--server', server.url, '--json', '--no-inspect'], {}, { cwd: dir });
+    const proc = new BeamProcess(['--server', server.url, '--json', '--no-inspect', '--dev-ports', `${silent},${port}`], {}, { cwd: dir });
     try {
-      expect(await proc.waitFor('detected')).toMatchObject({ port: 8888, from: 'listening' });
+      expect(await proc.waitFor('detected')).toMatchObject({ port, from: 'listening' });
       const ready = await proc.waitFor('ready');
       const res = await request(server.port, new URL(ready['url'] as string).host, '/');
       expect(res.body.toString()).toBe('found by listening');
@@ -181,11 +183,15 @@ describe('beam with no port', () => {
 
   it('with nothing to find, fails with BEAM_ERR_BAD_OPTION saying how to name a port', async () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'beam-noport-'));
-    const proc = new BeamProcess(['--json', '--server', 'http://127.0.0.1:1'], {}, { cwd: dir });
+    const proc = new BeamProcess(['--json', '--server', 'http://127.0.0.1:1', '--dev-ports', String(await freePort())], {}, { cwd: dir });
     const err = await proc.waitFor('error');
     expect(err['code']).toBe('BEAM_ERR_BAD_OPTION');
     expect(err['message']).toContain('beam 3000');
     expect(await proc.exited).toBe(1);
+    // A bad list is said as such.
+    const bad = new BeamProcess(['--json', '--dev-ports', '80,nope'], {}, { cwd: dir });
+    expect((await bad.waitFor('error'))['message']).toContain('--dev-ports');
+    expect(await bad.exited).toBe(1);
   });
 });
 
