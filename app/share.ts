@@ -22,6 +22,7 @@ import { loadEngine } from '../transport/index.js';
 import { connectLink } from '../transport/link.js';
 import { lanAddress } from './lan.js';
 import { type LocalTls, localTls } from './local-ca.js';
+import { forgetName, rememberName, resumeTokenFor } from './names.js';
 import { parseBasicAuth, parseEngine, parseHostHeader, parseRelayMode, parseServerUrl, parseTarget } from './options.js';
 import { BEAM_VERSION } from './version.js';
 
@@ -241,6 +242,9 @@ export async function share(options: ShareOptions): Promise<Share> {
       handle.closeParts.push(() => ui.close());
     }
 
+    // A name asked for on a server of one's own: the token this config directory kept takes it back at once.
+    const remembered = server !== undefined && options.name !== undefined;
+    const resumeToken = remembered ? await resumeTokenFor(server, options.name as string) : undefined;
     const a = new Agent(
       { engine, logger: log, identity, inspector },
       {
@@ -257,6 +261,7 @@ export async function share(options: ShareOptions): Promise<Share> {
         rateLimit,
         maxVisitors: options.maxVisitors,
         ...(options.token ? { token: options.token } : {}),
+        ...(resumeToken !== undefined ? { resumeToken } : {}),
       },
     );
     agent = a;
@@ -277,6 +282,14 @@ export async function share(options: ShareOptions): Promise<Share> {
     });
     const first = await a.start();
     registered = true;
+    if (remembered && server) {
+      const name = first.name;
+      await rememberName(server, name, first.resumeToken).catch((err: Error) =>
+        log.warn({ err: err.message }, 'could not keep the name in the config directory'),
+      );
+      // Closed on purpose, the name is free at once: its token is no use any more. (Runs before the agent's close, which is fine.)
+      handle.closeParts.push(() => forgetName(server, name).catch(() => {}));
+    }
     handle.name = first.name;
     handle.url = browserUrl(first.url);
     handle.link = connectLink(first.url, identity.peerId.toString(), secret);

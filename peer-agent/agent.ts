@@ -46,6 +46,8 @@ export interface AgentOptions {
   origin: Origin;
   /** Requested share name; random when absent. */
   name?: string;
+  /** The resume token this machine kept for `name` (app/names.ts): takes the name back at once if the server holds it for us. */
+  resumeToken?: string;
   /** Default 'rewrite'. */
   hostHeader?: 'rewrite' | 'preserve';
   /** Default DEFAULT_ORIGIN_TIMEOUT_MS. */
@@ -189,7 +191,7 @@ export class Agent extends EventEmitter<AgentEvents> {
         const req = this.registered
           ? { name: this.registered.name, resumeToken: this.registered.resumeToken }
           : this.options.name !== undefined
-            ? { name: this.options.name }
+            ? { name: this.options.name, ...(this.options.resumeToken !== undefined ? { resumeToken: this.options.resumeToken, heldOnly: true } : {}) }
             : {};
         socket.emit('share:register', req, (res: Ack<Registered>) => {
           if (res.ok) {

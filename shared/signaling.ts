@@ -93,6 +93,12 @@ export type PeerSignal = Exclude<Signal, { type: 'relay' }>;
 export const RegisterRequestSchema = v.object({
   name: v.optional(shareName),
   resumeToken: v.optional(v.pipe(v.string(), v.regex(/^[A-Za-z0-9_-]{16,128}$/))),
+  /**
+   * The token was kept on disk by an earlier process (app/names.ts): take the
+   * name back only while the server holds it for a dropped agent, never from
+   * a live one (two processes from one config directory).
+   */
+  heldOnly: v.optional(v.boolean()),
 });
 export type RegisterRequest = v.InferOutput<typeof RegisterRequestSchema>;
 

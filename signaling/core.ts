@@ -270,7 +270,9 @@ export class SignalingCore {
       if (owner !== undefined && owner !== data.tokenId) throw new BeamError('BEAM_ERR_NAME_RESERVED', `"${req.name.toLowerCase()}"`);
     }
     const agentInfo = { peerId: data.peerId ?? '', relay: data.relay, kind: data.shareKind, private: data.private };
-    let claim = await this.registry.claim(conn, req.name, req.resumeToken, agentInfo);
+    let claim = await this.registry.claim(conn, req.name, req.resumeToken, agentInfo, req.heldOnly === true).catch(async (err: unknown) => {
+      throw await this.explainTaken(err, req.name);
+    });
     // A random name that happens to be reserved goes back, and another is drawn.
     for (let i = 0; req.name === undefined && tokens?.reservedBy(claim.name) !== undefined && i < 8; i++) {
       await this.registry.drop(conn, claim.name);
@@ -281,6 +283,21 @@ export class SignalingCore {
       'share registered',
     );
     return { name: claim.name, url: this.options.shareUrl(claim.name), resumeToken: claim.resumeToken, resumed: claim.resumed };
+  }
+
+  /**
+   * A name held for an agent that dropped (the resume grace) is taken for a
+   * while only: say for whom, how long, and how to get it back.
+   */
+  private async explainTaken(err: unknown, name: string | undefined): Promise<unknown> {
+    if (!(err instanceof BeamError) || err.code !== 'BEAM_ERR_NAME_TAKEN' || name === undefined) return err;
+    const ms = await this.registry.heldFor(name).catch(() => undefined);
+    if (ms === undefined) return err;
+    return new BeamError(
+      'BEAM_ERR_NAME_TAKEN',
+      `"${name.toLowerCase()}" is held for the agent that had it, which lost its connection, for ${Math.ceil(ms / 1000)} s more. ` +
+        'Beam started from the same config directory (BEAM_CONFIG_DIR) takes it back at once; else wait, or pick another --name',
+    );
   }
 
   /** An agent gives its names up at once (no resume grace). */

@@ -24,13 +24,19 @@ import type { AgentInfo, Claim, ShareRegistry } from './registry.js';
 const KEY = (name: string): string => `beam:name:${name}`;
 const hashToken = (token: string): string => createHash('sha256').update(token).digest('hex');
 
-/** Claims a name: 'created' if it was free, 'resumed' if the token matches, else 'taken'. KEYS[1]; ARGV owner, token hash, agent, ttl. */
+/**
+ * Claims a name: 'created' if it was free, 'resumed' if the token matches, else 'taken'.
+ * KEYS[1]; ARGV owner, token hash, agent, ttl, held-only ('1': resume only a name held for a dropped owner).
+ */
 const CLAIM = `
 local cur = redis.call('HGET', KEYS[1], 'token')
 if not cur then
   redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'token', ARGV[2], 'agent', ARGV[3])
   redis.call('PEXPIRE', KEYS[1], ARGV[4])
   return 'created'
+end
+if ARGV[5] == '1' and redis.call('HGET', KEYS[1], 'owner') ~= '' then
+  return 'taken'
 end
 if cur == ARGV[2] then
   redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'agent', ARGV[3])
@@ -103,17 +109,17 @@ export class RedisShareRegistry implements ShareRegistry {
     }
   }
 
-  async claim(owner: string, requested: string | undefined, resumeToken: string | undefined, agent?: AgentInfo): Promise<Claim> {
+  async claim(owner: string, requested: string | undefined, resumeToken: string | undefined, agent?: AgentInfo, heldOnly = false): Promise<Claim> {
     const agentJson = JSON.stringify(agent ?? null);
-    const attempt = async (name: string, token: string): Promise<Claim | undefined> => {
-      const result = await this.run(CLAIM, KEY(name), owner, hashToken(token), agentJson, this.ttlMs);
+    const attempt = async (name: string, token: string, held = false): Promise<Claim | undefined> => {
+      const result = await this.run(CLAIM, KEY(name), owner, hashToken(token), agentJson, this.ttlMs, held ? '1' : '0');
       if (result === 'taken') return undefined;
       this.own(owner, name, { tokenHash: hashToken(token), agent: agentJson });
       return { name, resumeToken: token, resumed: result === 'resumed' };
     };
     if (requested !== undefined) {
       const name = validateName(requested);
-      const claimed = await attempt(name, resumeToken ?? randomBytes(24).toString('base64url'));
+      const claimed = await attempt(name, resumeToken ?? randomBytes(24).toString('base64url'), heldOnly && resumeToken !== undefined);
       if (!claimed) throw new BeamError('BEAM_ERR_NAME_TAKEN', `"${name}"`);
       return claimed;
     }
@@ -183,6 +189,12 @@ export class RedisShareRegistry implements ShareRegistry {
     });
     if (!owner || !agent) return undefined;
     return (JSON.parse(agent) as AgentInfo | null) ?? undefined;
+  }
+
+  async heldFor(name: string): Promise<number | undefined> {
+    const key = KEY(name.toLowerCase());
+    const [owner, ttl] = await Promise.all([this.redis.hget(key, 'owner'), this.redis.pttl(key)]).catch(() => [null, -2] as const);
+    return owner === '' && ttl >= 0 ? ttl : undefined;
   }
 
   async isHeld(name: string): Promise<boolean> {

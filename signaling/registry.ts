@@ -25,7 +25,8 @@ export interface AgentInfo {
 
 export interface ShareRegistry {
   /** Claims `name` (or a random one) for `owner`. A held name goes back to whoever shows its token. */
-  claim(owner: string, name: string | undefined, resumeToken: string | undefined, agent?: AgentInfo): Promise<Claim>;
+  /** `heldOnly`: a token resumes only a name held for a dropped owner, never one a live owner has. */
+  claim(owner: string, name: string | undefined, resumeToken: string | undefined, agent?: AgentInfo, heldOnly?: boolean): Promise<Claim>;
   /** The agent behind a live name (its owner's registration), if any. */
   agentOf(name: string): Promise<AgentInfo | undefined>;
   /** The owner went away: its names are held for the grace period, then freed. */
@@ -36,6 +37,8 @@ export interface ShareRegistry {
   ownerOf(name: string): Promise<string | undefined>;
   /** Whether `name` is held for an owner that dropped and may resume. */
   isHeld(name: string): Promise<boolean>;
+  /** How long `name` stays held for the owner that dropped, in ms; undefined when it is not held. */
+  heldFor(name: string): Promise<number | undefined>;
   namesOf(owner: string): string[];
   /** Live shares (held names not counted). */
   liveCount(): Promise<number>;
@@ -47,6 +50,8 @@ interface Entry {
   agent: AgentInfo | undefined;
   tokenHash: Buffer;
   graceTimer: NodeJS.Timeout | undefined;
+  /** While held (owner undefined): when the grace ends (Date.now() ms). */
+  heldUntil?: number;
 }
 
 function hashToken(token: string): Buffer {
@@ -62,13 +67,13 @@ export class MemoryShareRegistry implements ShareRegistry {
     this.graceMs = options.graceMs ?? SHARE_RESUME_GRACE_MS;
   }
 
-  async claim(owner: string, requested: string | undefined, resumeToken: string | undefined, agent?: AgentInfo): Promise<Claim> {
+  async claim(owner: string, requested: string | undefined, resumeToken: string | undefined, agent?: AgentInfo, heldOnly = false): Promise<Claim> {
     if (requested !== undefined) {
       const name = validateName(requested);
       const entry = this.entries.get(name);
       if (entry) {
         const presented = resumeToken ? hashToken(resumeToken) : undefined;
-        if (!presented || !timingSafeEqual(presented, entry.tokenHash)) {
+        if (!presented || !timingSafeEqual(presented, entry.tokenHash) || (heldOnly && entry.owner !== undefined)) {
           throw new BeamError('BEAM_ERR_NAME_TAKEN', `"${name}"`);
         }
         // The token holder takes the name back, even from a stale connection of its own.
@@ -109,6 +114,7 @@ export class MemoryShareRegistry implements ShareRegistry {
       const entry = this.entries.get(name);
       if (!entry || entry.owner !== owner) continue;
       entry.owner = undefined;
+      entry.heldUntil = Date.now() + this.graceMs;
       entry.graceTimer = setTimeout(() => {
         if (this.entries.get(name) === entry && entry.owner === undefined) this.entries.delete(name);
       }, this.graceMs);
@@ -136,6 +142,12 @@ export class MemoryShareRegistry implements ShareRegistry {
   async isHeld(name: string): Promise<boolean> {
     const entry = this.entries.get(name.toLowerCase());
     return entry !== undefined && entry.owner === undefined;
+  }
+
+  async heldFor(name: string): Promise<number | undefined> {
+    const entry = this.entries.get(name.toLowerCase());
+    if (!entry || entry.owner !== undefined || entry.heldUntil === undefined) return undefined;
+    return Math.max(0, entry.heldUntil - Date.now());
   }
 
   namesOf(owner: string): string[] {

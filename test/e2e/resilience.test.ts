@@ -4,7 +4,10 @@
  */
 
 import { createHash } from 'node:crypto';
+import { mkdtempSync, statSync } from 'node:fs';
 import http from 'node:http';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { io as connectSocket, type Socket } from 'socket.io-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AGENT_CONNECT_TIMEOUT_MS, PATH_PROBE_MS, SHARE_RESUME_GRACE_MS, SIGNALING_PATH, SIGNALING_PROTOCOL_VERSION } from '../../shared/constants.js';
@@ -286,6 +289,44 @@ describe('agent failures', () => {
       expect((await request(server.port, first.host, '/still-mine')).body.toString()).toBe('hello from /still-mine');
     } finally {
       await first.proc.kill();
+    }
+  });
+
+  it('a name held for an agent that crashed: another machine is told for how long and how to get it back; the same config directory takes it back at once, but never from a live agent', async () => {
+    // A server of its own, whose log says when it saw the crashed agent's connection go.
+    const server = await startServer(['--log-level', 'debug']);
+    const mine = mkdtempSync(path.join(tmpdir(), 'beam-config-'));
+    const theirs = mkdtempSync(path.join(tmpdir(), 'beam-config-'));
+    const args = ['http', `127.0.0.1:${origin.port}`, '--server', server.url, '--name', 'held-name-123', '--json', '--no-inspect'];
+    const crashed = new BeamProcess(args, { BEAM_CONFIG_DIR: mine });
+    await crashed.waitFor('ready');
+    // The token is kept where only this user can read it.
+    expect(statSync(path.join(mine, 'names.json')).mode & 0o777).toBe(0o600);
+    await crashed.kill('SIGKILL');
+    const host = `held-name-123.localhost:${server.port}`;
+    await server.proc.waitForLog({ msg: 'disconnected', reason: 'transport close' });
+    // The name is held for the crashed agent, not served.
+    expect((await request(server.port, host, '/')).headers['beam-error']).toBe('BEAM_ERR_AGENT_UNREACHABLE');
+
+    const other = new BeamProcess(args, { BEAM_CONFIG_DIR: theirs });
+    const err = await other.waitFor('error');
+    expect(err['code']).toBe('BEAM_ERR_NAME_TAKEN');
+    expect(err['message']).toMatch(/held for the agent that had it, which lost its connection, for \d+ s more/);
+    expect(err['message']).toContain('same config directory');
+    expect(await other.exited).toBe(1);
+
+    const back = new BeamProcess(args, { BEAM_CONFIG_DIR: mine });
+    try {
+      expect((await back.waitFor('ready'))['name']).toBe('held-name-123');
+      expect((await request(server.port, host, '/back')).body.toString()).toBe('hello from /back');
+      // A second process from the same directory while the first is live: refused, and the first keeps it.
+      const twin = new BeamProcess(args, { BEAM_CONFIG_DIR: mine });
+      expect((await twin.waitFor('error'))['code']).toBe('BEAM_ERR_NAME_TAKEN');
+      expect(await twin.exited).toBe(1);
+      expect((await request(server.port, host, '/still-back')).body.toString()).toBe('hello from /still-back');
+    } finally {
+      await back.kill('SIGTERM');
+      await server.proc.kill();
     }
   });
 
