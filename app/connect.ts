@@ -197,6 +197,8 @@ export interface Connection extends EventEmitter<ConnectionEvents> {
   readonly verified: boolean;
   /** The path requests take now. */
   readonly path: ConnectionPath | undefined;
+  /** The round-trip time on that path now, in ms, once measured. */
+  readonly rtt: number | undefined;
   close(): Promise<void>;
 }
 
@@ -213,6 +215,12 @@ class ConnectionHandle extends EventEmitter<ConnectionEvents> implements Connect
   verified = false;
   path: ConnectionPath | undefined;
   closeParts: Array<() => void | Promise<void>> = [];
+  /** The session's live RTT. */
+  rttOf: () => number | undefined = () => undefined;
+
+  get rtt(): number | undefined {
+    return this.rttOf();
+  }
   private closed = false;
 
   async close(): Promise<void> {
@@ -234,6 +242,7 @@ export async function connect(components: { engine: WebRtcEngine; logger: Logger
     { server: handle.server, reconnect: 'gateway', session: { relay: options.relay, expectPeer: link.peer, secret: link.secret } },
   );
   handle.closeParts.push(() => pool.close());
+  handle.rttOf = () => pool.get(link.share)?.rtt;
   pool.on('path', (_share, info) => {
     handle.path = { path: info.path, rtt: info.rtt, afterMs: info.afterMs };
     handle.emit('path', handle.path);

@@ -4,7 +4,7 @@ import net from 'node:net';
 import { createSecureContext } from 'node:tls';
 import { Command, Option } from 'commander';
 import { type Logger, pino } from 'pino';
-import { type ConnectionPath, connect } from '../app/connect.js';
+import { connect } from '../app/connect.js';
 import {
   parseCount,
   parseEngine,
@@ -30,6 +30,7 @@ import {
   MAX_CONNECTIONS_PER_IP,
   ORIGIN_WAIT_POLL_MS,
   REGISTRATIONS_PER_IP_PER_MINUTE,
+  RTT_REFRESH_MS,
   SESSIONS_PER_IP_PER_MINUTE,
 } from '../shared/constants.js';
 import { BeamError } from '../shared/errors.js';
@@ -38,6 +39,7 @@ import { validateIceConfig } from '../signaling/ice.js';
 import { AgentTokens } from '../signaling/tokens.js';
 import { loadEngine } from '../transport/index.js';
 import { loadConfig } from './config.js';
+import { createConnectView } from './connect-view.js';
 import { COMMON_DEV_PORTS, detectDevServer, isListening } from './detect.js';
 import { describeReport, doctor } from './doctor.js';
 import { applyEnv } from './env.js';
@@ -380,7 +382,7 @@ async function loadTls(certFile: string | undefined, keyFile: string | undefined
 }
 
 async function runConnect(linkArg: string, flags: ConnectFlags): Promise<void> {
-  const out = createOutput(Boolean(flags.json));
+  const view = createConnectView(Boolean(flags.json));
   const port = flags.port === '0' ? 0 : parsePort(flags.port, '--port');
   const relay = parseRelayMode(flags.relay);
   const server = flags.server ? parseServerUrl(flags.server) : undefined;
@@ -391,19 +393,22 @@ async function runConnect(linkArg: string, flags: ConnectFlags): Promise<void> {
     { link: linkArg, port, bind: flags.bind, relay, server, allowHosts: (flags.allowHost ?? []).map((h) => parseAllowedHost(h)) },
   );
   // ready first, then the path it is on, then each change (the --json contract).
-  out.emit({ event: 'ready', name: connected.share, url: connected.url, origin: connected.origin, server: connected.server });
-  if (!connected.verified) out.line(`! This link names no peer ID (#peer=...): the agent's identity is taken on the server's word.`);
-  let announced = false;
-  const say = (info: ConnectionPath): void => {
-    const rtt = info.rtt !== undefined ? { rtt: Math.round(info.rtt * 10) / 10 } : {};
-    out.emit({ event: announced ? 'path' : 'session', id: connected.share, visitor: 'cli', path: info.path, via: info.path, ...rtt, after: info.afterMs });
-    announced = true;
-  };
-  if (connected.path) say(connected.path);
-  connected.on('path', say);
+  view.ready({
+    share: connected.share,
+    url: connected.url,
+    origin: connected.origin,
+    server: connected.server,
+    verified: connected.verified,
+    path: connected.path,
+  });
+  if (connected.path) view.path(connected.path, true);
+  connected.on('path', (info) => view.path(info, false));
+  const rtt = setInterval(() => view.rtt(connected.rtt), RTT_REFRESH_MS);
+  rtt.unref();
   onStop(async () => {
+    clearInterval(rtt);
     await connected.close();
-    out.emit({ event: 'closed' });
+    view.closed();
   });
 }
 

@@ -33,6 +33,30 @@ describe('beam connect on an HTTP share', () => {
     expect(session['visitor']).toBe('cli');
   });
 
+  it('--json starts with ready, then the session on its path', () => {
+    expect(connect.events[0]?.event).toBe('ready');
+    expect(connect.events.findIndex((e) => e.event === 'session')).toBeGreaterThan(0);
+  });
+
+  it('says what a visitor needs in plain lines: the share it reached, the local address, the path', async () => {
+    const link = (await stack.agent.proc.waitFor('ready'))['link'] as string;
+    const name = (await stack.agent.proc.waitFor('ready'))['name'] as string;
+    const plain = new BeamProcess(['connect', link, '--server', stack.server.url]);
+    try {
+      await plain.waitFor((e) => e.event === 'text' && e['line'] === 'Press Ctrl+C to stop.');
+      const lines = plain.events.map((e) => String(e['line']));
+      expect(lines[0]).toMatch(new RegExp(`^Connected to ${name} \\(http://${name}\\.localhost:\\d+/\\)$`));
+      expect(lines[1]).toMatch(/^ {2}Local: http:\/\/127\.0\.0\.1:\d+\/$/);
+      expect(lines[2]).toMatch(/^ {2}Path: {2}(direct|relay)/);
+      // Nothing reads as if this side were sharing.
+      expect(lines.join('\n')).not.toMatch(/Sharing|visitor/);
+    } finally {
+      await plain.kill('SIGINT');
+    }
+    expect(await plain.exited).toBe(0);
+    expect(plain.events.at(-1)?.['line']).toBe('Stopped.');
+  });
+
   it('serves downloads and uploads byte-exact on localhost', async () => {
     const size = 8 * 1024 * 1024;
     const down = await request(port, `127.0.0.1:${port}`, `/download?size=${size}&seed=5`);

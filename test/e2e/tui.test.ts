@@ -8,7 +8,7 @@ import qrcode from 'qrcode-terminal';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { request } from '../helpers/http.js';
 import { type Origin, startOrigin } from '../helpers/origin.js';
-import { BIN, ROOT, type ServerHandle, startServer } from '../helpers/procs.js';
+import { BIN, ROOT, type ServerHandle, startAgent, startServer } from '../helpers/procs.js';
 
 let origin: Origin;
 let server: ServerHandle;
@@ -89,6 +89,23 @@ describe('on a terminal', () => {
       expect(list).toMatch(/● \S{8}\s+gateway\s+gateway via (direct|turn|relay)\s+[\d.]+ ms/);
     } finally {
       await t.stop();
+    }
+  });
+
+  it('beam connect on a terminal: the share it reached, the local address, and a path line redrawn in place as it changes', async () => {
+    const agent = await startAgent(`127.0.0.1:${origin.port}`, server, ['--no-inspect']);
+    const link = (await agent.proc.waitFor('ready'))['link'] as string;
+    const t = new OnTerminal(['connect', link, '--server', server.url]);
+    try {
+      // The path line, redrawn in place (erase the line, write it again) once the round-trip time is measured.
+      await t.until((s) => /\r\x1b\[2K {2}Path: {2}(direct|relay|direct \(TURN\))[^\n]*, [\d.]+ ms/.test(s));
+      const text = plain(t.output);
+      expect(text).toMatch(new RegExp(`Connected to ${agent.name} \\(http://${agent.name}\\.localhost:\\d+/\\)`));
+      expect(text).toMatch(/ {2}Local: http:\/\/127\.0\.0\.1:\d+\//);
+      expect(text).toContain('Press Ctrl+C to stop.');
+    } finally {
+      await t.stop();
+      await agent.proc.kill();
     }
   });
 
