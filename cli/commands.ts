@@ -1,0 +1,435 @@
+/**
+ * What each `beam` command does, loaded only when one runs: `beam --help`
+ * and `beam --version` never load WebRTC, Noise, socket.io or the server
+ * (cli/main.ts defines the commands with light imports alone).
+ */
+import { readFile } from 'node:fs/promises';
+import net from 'node:net';
+import { createSecureContext } from 'node:tls';
+import { type Logger, pino } from 'pino';
+import { connect } from '../app/connect.js';
+import {
+  parseCount,
+  parseEngine,
+  parseHostHeader,
+  parseInspect,
+  parseLogLevel,
+  parseMs,
+  parsePort,
+  parseRedisUrl,
+  parseRelayMode,
+  parseServerUrl,
+  parseTarget,
+} from '../app/options.js';
+import { type Share, share, startEmbedded } from '../app/share.js';
+import { startBeamServer } from '../gateway/server.js';
+import type { SessionInfo } from '../peer-agent/agent.js';
+import { ORIGIN_WAIT_POLL_MS, RTT_REFRESH_MS } from '../shared/constants.js';
+import { BeamError } from '../shared/errors.js';
+import type { ShareKind } from '../shared/signaling.js';
+import { validateIceConfig } from '../signaling/ice.js';
+import { AgentTokens } from '../signaling/tokens.js';
+import { loadEngine } from '../transport/index.js';
+import { loadConfig } from './config.js';
+import { createConnectView } from './connect-view.js';
+import { COMMON_DEV_PORTS, detectDevServer, isListening } from './detect.js';
+import { describeReport, doctor } from './doctor.js';
+import { createOutput, type Output } from './output.js';
+import { createTerminalOutput } from './tui.js';
+
+export interface CommonFlags {
+  json?: boolean;
+  logLevel: string;
+  engine: string;
+}
+export interface HttpFlags extends CommonFlags {
+  server?: string;
+  name?: string;
+  hostHeader: string;
+  originTimeout?: string;
+  relay: string;
+  private?: boolean;
+  auth?: string;
+  allowIp?: string[];
+  denyIp?: string[];
+  rateLimit?: string;
+  maxVisitors?: string;
+  token?: string;
+  /** --inspect <port> (a string), --no-inspect (false), or neither (undefined). */
+  inspect?: string | boolean;
+  tls?: boolean;
+  /** The embedded server's port. */
+  port?: string;
+  /** `beam` alone: the ports to look for a listening dev server on (comma-separated). */
+  devPorts?: string;
+}
+export interface ServeFlags extends CommonFlags {
+  port: string;
+  host: string;
+  domain: string;
+  publicUrl?: string;
+  stun?: string[];
+  turn?: string[];
+  turnSecret?: string;
+  /** false with --no-compress. */
+  compress: boolean;
+  /** false with --no-browser-p2p. */
+  browserP2p: boolean;
+  tlsCert?: string;
+  tlsKey?: string;
+  tokenFile?: string;
+  trustProxy?: boolean;
+  redis?: string;
+  nodeUrl?: string;
+  maxConnectionsPerIp?: string;
+  maxHttpConnectionsPerIp?: string;
+  registrationsPerMinute?: string;
+  sessionsPerMinute?: string;
+}
+export interface StartFlags extends CommonFlags {
+  config: string;
+  server?: string;
+  token?: string;
+  inspect?: string | boolean;
+}
+export interface ConnectFlags extends CommonFlags {
+  port: string;
+  bind: string;
+  relay: string;
+  server?: string;
+  allowHost?: string[];
+}
+
+function round(ms: number): number {
+  return Math.round(ms * 10) / 10;
+}
+
+function logger(level: string): Logger {
+  return pino({ level: parseLogLevel(level), base: { pid: process.pid } }, pino.destination(2));
+}
+
+function onStop(run: () => Promise<void> | void): void {
+  let stopping = false;
+  const stop = (): void => {
+    if (stopping) process.exit(130);
+    stopping = true;
+    void Promise.resolve(run()).finally(() => process.exit(0));
+  };
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+}
+
+/** JSON events; the terminal UI on a terminal; plain lines otherwise. */
+function outputFor(json: boolean): Output & { progress?: (text: string) => void } {
+  if (json) return createOutput(true);
+  return process.stdout.isTTY ? createTerminalOutput(process.stdout) : createOutput(false);
+}
+
+export async function runHttp(targetArg: string, flags: HttpFlags, kind: ShareKind = 'http', out = outputFor(Boolean(flags.json))): Promise<void> {
+  out.progress?.(`Connecting to ${flags.server || 'the embedded server'}…`);
+  const inspect = parseInspect(flags.inspect, true);
+  const shared = await share({
+    target: targetArg,
+    kind,
+    server: flags.server || undefined,
+    name: flags.name,
+    token: flags.token,
+    hostHeader: parseHostHeader(flags.hostHeader),
+    originTimeoutMs: flags.originTimeout ? parseMs(flags.originTimeout, '--origin-timeout') : undefined,
+    relay: parseRelayMode(flags.relay),
+    private: flags.private,
+    tls: flags.tls,
+    auth: flags.auth,
+    allowIp: flags.allowIp,
+    denyIp: flags.denyIp,
+    rateLimit: flags.rateLimit,
+    maxVisitors: flags.maxVisitors !== undefined ? parseCount(flags.maxVisitors, '--max-visitors') : undefined,
+    inspect,
+    ...(flags.port !== undefined ? { port: flags.port === '0' ? 0 : parsePort(flags.port, '--port') } : {}),
+    engine: parseEngine(flags.engine),
+    logger: logger(flags.logLevel),
+  });
+  // Ctrl+C from here on closes the share cleanly (freeing its name), even before 'ready' is out.
+  let stopWatching = (): void => {};
+  onStop(async () => {
+    stopWatching();
+    await shared.close();
+    out.emit({ event: 'closed' });
+  });
+  stopWatching = await report(shared, out, targetArg);
+}
+
+/**
+ * Prints a share's ready event, then its visitors and troubles as they come.
+ * While the origin is down it checks the port, and says when it is up.
+ * Returns what stops that check.
+ */
+async function report(shared: Share, out: Output, target: string): Promise<() => void> {
+  const origin = parseTarget(target);
+  let watcher: NodeJS.Timeout | undefined;
+  let stopped = false;
+  const watchOrigin = (): void => {
+    if (watcher || stopped || shared.kind === 'udp') return;
+    watcher = setInterval(() => {
+      void isListening(origin.port, origin.host).then((up) => {
+        if (!up || !watcher) return;
+        clearInterval(watcher);
+        watcher = undefined;
+        out.emit({ event: 'origin-ready', origin: shared.origin });
+      });
+    }, ORIGIN_WAIT_POLL_MS);
+  };
+  const paths = new Map<string, string>();
+  const visitorEvent = (event: 'session' | 'path', s: SessionInfo): void => {
+    paths.set(s.id, s.path);
+    out.emit({ event, id: s.id, visitor: s.visitor, path: s.path, via: s.via, ...(s.rtt !== undefined ? { rtt: round(s.rtt) } : {}) });
+  };
+  shared.on('session', (s) => visitorEvent('session', s));
+  shared.on('path', (s) => visitorEvent('path', s));
+  shared.on('session-closed', (s) => {
+    out.emit({ event: 'session-closed', id: s.id, path: paths.get(s.id) ?? 'gateway' });
+    paths.delete(s.id);
+  });
+  shared.on('origin-unreachable', (e) => {
+    out.emit({ event: 'origin-unreachable', ...e });
+    watchOrigin();
+  });
+  shared.on('reconnecting', (e) => out.emit({ event: 'reconnecting', reason: e.reason }));
+  shared.on('error', (err) => out.emit({ event: 'error', code: err.code, message: err.message }));
+  shared.on('resumed', (r) => out.emit({ event: 'ready', name: r.name, url: r.url, origin: shared.origin, server: shared.server, resumed: true }));
+  out.emit({
+    event: 'ready',
+    name: shared.name,
+    url: shared.url,
+    link: shared.link,
+    ...(shared.lan ? { lan: shared.lan } : {}),
+    origin: shared.origin,
+    server: shared.server,
+    ...(shared.inspect ? { inspect: shared.inspect } : {}),
+    ...(shared.kind !== 'http' ? { kind: shared.kind } : {}),
+    ...(shared.ca ? { ca: shared.ca } : {}),
+  });
+  if (shared.kind !== 'udp' && !(await isListening(origin.port, origin.host))) {
+    out.emit({ event: 'origin-unreachable', origin: shared.origin, code: 'ECONNREFUSED' });
+    watchOrigin();
+  }
+  return () => {
+    stopped = true;
+    clearInterval(watcher);
+    watcher = undefined;
+  };
+}
+
+/** `beam` with no port: the dev server package.json declares, or the one listening. */
+export async function runDetected(flags: HttpFlags): Promise<void> {
+  const ports = flags.devPorts === undefined ? COMMON_DEV_PORTS : parsePortList(flags.devPorts, '--dev-ports');
+  const { detected, candidates } = await detectDevServer(process.cwd(), ports);
+  if (!detected) {
+    throw new BeamError(
+      'BEAM_ERR_BAD_OPTION',
+      candidates.length > 1
+        ? `no port given, and several dev servers are listening (${candidates.join(', ')}): pick one, e.g. \`beam ${candidates[0]}\``
+        : 'no port given, and no dev server in package.json nor listening on the usual ports: name one, e.g. `beam 3000` (or see `beam --help`)',
+    );
+  }
+  const out = outputFor(Boolean(flags.json));
+  out.emit({ event: 'detected', ...detected });
+  await runHttp(String(detected.port), flags, 'http', out);
+}
+
+/** `beam start`: every share in beam.yml, on one server (an embedded one by default). */
+export async function runStart(flags: StartFlags): Promise<void> {
+  const json = Boolean(flags.json);
+  const config = await loadConfig(flags.config);
+  const log = logger(flags.logLevel);
+  const engineName = parseEngine(flags.engine);
+  const serverFlag = flags.server || config.server;
+  const inspect = parseInspect(flags.inspect, config.inspect);
+  // Several shares, one server: the embedded one serves them all (no default share: each Host names one).
+  const embedded = serverFlag ? undefined : await startEmbedded({ engine: await loadEngine(engineName), logger: log }, () => undefined);
+  const server = serverFlag ? parseServerUrl(serverFlag) : `http://127.0.0.1:${embedded?.port}`;
+  const started: Share[] = [];
+  const watchers: Array<() => void> = [];
+  const stopAll = async (): Promise<void> => {
+    for (const stop of watchers) stop();
+    for (const s of started.reverse()) await s.close();
+    await embedded?.close();
+  };
+  onStop(async () => {
+    await stopAll();
+    createOutput(json).emit({ event: 'closed' });
+  });
+  for (const c of config.shares) {
+    let s: Share;
+    try {
+      // A fixed inspector port can serve one share only: the next HTTP shares take the ports after it.
+      const port = typeof inspect === 'number' && inspect !== 0 ? inspect + started.filter((x) => x.inspect).length : inspect;
+      s = await share({ ...c.options, server, token: flags.token ?? config.token, engine: engineName, logger: log, inspect: port });
+    } catch (err) {
+      await stopAll();
+      if (err instanceof BeamError) throw new BeamError(err.code, `share "${c.label}": ${err.detail ?? err.message}`);
+      throw err;
+    }
+    started.push(s);
+    watchers.push(await report(s, createOutput(json, process.stdout, c.label), c.options.target as string));
+  }
+  if (!json) createOutput(false).line('Press Ctrl+C to stop.');
+}
+
+/**
+ * Share links are `<name>.<host>`: a server named by an IP address has no
+ * names under it, so its links could not name a share. Refused at start,
+ * with what to do instead.
+ */
+function refuseAddressHost(host: string, flag: string): void {
+  const bare = host.replace(/^\[|\]$/g, '');
+  if (net.isIP(bare) === 0) return;
+  throw new BeamError(
+    'BEAM_ERR_BAD_OPTION',
+    `${flag} names the IP address ${host}: share links are <name>.<host>, and an IP address has no names under it. ` +
+      `Point a wildcard DNS name at the address (*.beam.example.com and beam.example.com -> ${bare}) and pass that name (--public-url http://beam.example.com:<port>, or --domain beam.example.com)`,
+  );
+}
+
+export async function runServe(flags: ServeFlags): Promise<void> {
+  const out = createOutput(Boolean(flags.json));
+  const port = flags.port === '0' ? 0 : parsePort(flags.port, '--port');
+  const log = logger(flags.logLevel);
+  if (flags.publicUrl) refuseAddressHost(new URL(parseServerUrl(flags.publicUrl)).hostname, '--public-url');
+  const domain = flags.domain.toLowerCase();
+  if (!/^[a-z0-9.-]+$/.test(domain)) throw new BeamError('BEAM_ERR_BAD_OPTION', `--domain "${flags.domain}" is not a domain name`);
+  refuseAddressHost(domain, '--domain');
+  const ice = validateIceConfig({ stun: flags.stun ?? [], turn: flags.turn ?? [], turnSecret: flags.turnSecret });
+  const engine = await loadEngine(parseEngine(flags.engine));
+  const tokens = flags.tokenFile ? await AgentTokens.load(flags.tokenFile) : undefined;
+  const tls = await loadTls(flags.tlsCert, flags.tlsKey);
+  const limits = {
+    ...(flags.maxConnectionsPerIp ? { connections: parseCount(flags.maxConnectionsPerIp, '--max-connections-per-ip') } : {}),
+    ...(flags.registrationsPerMinute ? { registrationsPerMinute: parseCount(flags.registrationsPerMinute, '--registrations-per-minute') } : {}),
+    ...(flags.sessionsPerMinute ? { sessionsPerMinute: parseCount(flags.sessionsPerMinute, '--sessions-per-minute') } : {}),
+  };
+  const maxHttp =
+    flags.maxHttpConnectionsPerIp === undefined
+      ? undefined
+      : flags.maxHttpConnectionsPerIp === '0'
+        ? 0
+        : parseCount(flags.maxHttpConnectionsPerIp, '--max-http-connections-per-ip');
+  const server = await startBeamServer(
+    { engine, logger: log },
+    {
+      port,
+      host: flags.host,
+      domain,
+      publicUrl: flags.publicUrl,
+      ...(maxHttp !== undefined ? { maxConnectionsPerIp: maxHttp } : {}),
+      ice,
+      compress: flags.compress,
+      browserP2p: flags.browserP2p,
+      ...(tls ? { tls } : {}),
+      tokens,
+      limits,
+      trustProxy: flags.trustProxy ?? false,
+      ...(flags.redis ? { redis: parseRedisUrl(flags.redis) } : {}),
+      ...(flags.nodeUrl ? { nodeUrl: parseServerUrl(flags.nodeUrl, '--node-url') } : {}),
+    },
+  );
+  const url = flags.publicUrl ?? `${tls ? 'https' : 'http'}://${domain}:${server.port}`;
+  if (flags.json) process.stdout.write(`${JSON.stringify({ event: 'ready', url, port: server.port, domain })}\n`);
+  else out.line(`Beam server listening on ${flags.host}:${server.port}; shares are ${server.shareUrl('share-name').replace('share-name.', '<name>.')}`);
+  onStop(async () => {
+    const inFlight = server.gateway.requestsInFlight;
+    // drain() stops accepting before it returns its promise: announce only then.
+    const drained = server.drain();
+    if (flags.json) process.stdout.write(`${JSON.stringify({ event: 'draining', requests: inFlight })}\n`);
+    else out.line(`Draining ${inFlight} request(s) in flight...`);
+    await drained;
+    if (flags.json) process.stdout.write(`${JSON.stringify({ event: 'closed' })}\n`);
+  });
+}
+
+/** --tls-cert and --tls-key, read and checked together: a key that does not match is BEAM_ERR_BAD_OPTION now, not at the first visitor. */
+async function loadTls(certFile: string | undefined, keyFile: string | undefined): Promise<{ cert: Buffer; key: Buffer } | undefined> {
+  if (certFile === undefined && keyFile === undefined) return undefined;
+  if (certFile === undefined || keyFile === undefined)
+    throw new BeamError('BEAM_ERR_BAD_OPTION', '--tls-cert and --tls-key go together: pass both, or neither for plain http');
+  const read = async (file: string, flag: string): Promise<Buffer> => {
+    try {
+      return await readFile(file);
+    } catch (err) {
+      throw new BeamError('BEAM_ERR_BAD_OPTION', `${flag} ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    }
+  };
+  const cert = await read(certFile, '--tls-cert');
+  const key = await read(keyFile, '--tls-key');
+  try {
+    createSecureContext({ cert, key });
+  } catch (err) {
+    throw new BeamError(
+      'BEAM_ERR_BAD_OPTION',
+      `--tls-cert ${certFile} / --tls-key ${keyFile}: ${(err as Error).message} (PEM files, the key matching the certificate)`,
+    );
+  }
+  return { cert, key };
+}
+
+export async function runConnect(linkArg: string, flags: ConnectFlags): Promise<void> {
+  const view = createConnectView(Boolean(flags.json));
+  const port = flags.port === '0' ? 0 : parsePort(flags.port, '--port');
+  const relay = parseRelayMode(flags.relay);
+  const server = flags.server ? parseServerUrl(flags.server) : undefined;
+  const log = logger(flags.logLevel);
+  const engine = await loadEngine(parseEngine(flags.engine));
+  const connected = await connect(
+    { engine, logger: log },
+    { link: linkArg, port, bind: flags.bind, relay, server, allowHosts: (flags.allowHost ?? []).map((h) => parseAllowedHost(h)) },
+  );
+  // ready first, then the path it is on, then each change (the --json contract).
+  view.ready({
+    share: connected.share,
+    url: connected.url,
+    origin: connected.origin,
+    server: connected.server,
+    verified: connected.verified,
+    path: connected.path,
+  });
+  if (connected.path) view.path(connected.path, true);
+  connected.on('path', (info) => view.path(info, false));
+  const rtt = setInterval(() => view.rtt(connected.rtt), RTT_REFRESH_MS);
+  rtt.unref();
+  onStop(async () => {
+    clearInterval(rtt);
+    await connected.close();
+    view.closed();
+  });
+}
+
+/** A comma-separated list of ports, each 1-65535. */
+function parsePortList(text: string, what: string): number[] {
+  const ports = text
+    .split(',')
+    .map((p) => p.trim())
+    .filter(Boolean)
+    .map((p) => parsePort(p, what));
+  if (ports.length === 0) throw new BeamError('BEAM_ERR_BAD_OPTION', `${what} names no port: give them comma-separated, e.g. 5173,3000`);
+  return ports;
+}
+
+/** An --allow-host name: a host name or address, with an optional port, as a Host header carries it. */
+function parseAllowedHost(text: string): string {
+  const host = text.trim().toLowerCase();
+  if (!/^([a-z0-9-]+(\.[a-z0-9-]+)*\.?|\[[0-9a-f:.]+\])(:\d{1,5})?$/.test(host)) {
+    throw new BeamError(
+      'BEAM_ERR_BAD_OPTION',
+      `--allow-host ${JSON.stringify(text)}: give a host name as the browser sends it, e.g. dev.example.test or dev.example.test:8080`,
+    );
+  }
+  return host;
+}
+
+export async function runDoctor(flags: { server?: string; json?: boolean }): Promise<void> {
+  const serverFlag = flags.server;
+  if (!serverFlag) throw new BeamError('BEAM_ERR_BAD_OPTION', 'beam doctor needs --server <url> (or BEAM_SERVER): the server whose STUN and relay to check');
+  const report = await doctor(parseServerUrl(serverFlag));
+  if (flags.json) process.stdout.write(`${JSON.stringify({ event: 'doctor', ...report })}\n`);
+  else process.stdout.write(`${describeReport(report)}\n`);
+}
