@@ -135,6 +135,8 @@ export async function startEmbedded(
         // is talking to that machine already, so it gets the app straight from the gateway (no bootstrap page,
         // no peer connection back to the same machine).
         browserP2p: false,
+        // Metrics are for a server one runs (beam serve).
+        metrics: false,
         ...(tls ? { tls: { cert: tls.cert, key: tls.key, certFor: tls.certFor }, caCert: await readFile(tls.caFile) } : {}),
       });
     } catch (err) {
@@ -296,6 +298,8 @@ export async function share(options: ShareOptions): Promise<Share> {
     const lan = embedded ? lanAddress() : undefined;
     const scheme = options.tls ? 'https' : 'http';
     if (lan && embedded) handle.lan = browserUrl(`${scheme}://${lan}:${embedded.port}/`);
+    // The embedded gateway reaches its agent in memory: open that session now, so the first visitor waits for nothing.
+    if (embedded && kind === 'http') void embedded.gateway.pool.connect(first.name).catch(() => {});
     if (handle.ca && embedded) handle.ca.url = `https://${lan ?? 'localhost'}:${embedded.port}${LOCAL_CA_PATH}`;
     return handle;
   } catch (err) {

@@ -30,10 +30,8 @@ import type { ShareKind } from '../shared/signaling.js';
 import { validateIceConfig } from '../signaling/ice.js';
 import { AgentTokens } from '../signaling/tokens.js';
 import { loadEngine } from '../transport/index.js';
-import { loadConfig } from './config.js';
 import { createConnectView } from './connect-view.js';
 import { COMMON_DEV_PORTS, detectDevServer, isListening } from './detect.js';
-import { describeReport, doctor } from './doctor.js';
 import { createOutput, type Output } from './output.js';
 import { createTerminalOutput } from './tui.js';
 
@@ -240,7 +238,8 @@ export async function runDetected(flags: HttpFlags): Promise<void> {
 /** `beam start`: every share in beam.yml, on one server (an embedded one by default). */
 export async function runStart(flags: StartFlags): Promise<void> {
   const json = Boolean(flags.json);
-  const config = await loadConfig(flags.config);
+  // The YAML parser loads for beam start alone.
+  const config = await (await import('./config.js')).loadConfig(flags.config);
   const log = logger(flags.logLevel);
   const engineName = parseEngine(flags.engine);
   const serverFlag = flags.server || config.server;
@@ -429,6 +428,7 @@ function parseAllowedHost(text: string): string {
 export async function runDoctor(flags: { server?: string; json?: boolean }): Promise<void> {
   const serverFlag = flags.server;
   if (!serverFlag) throw new BeamError('BEAM_ERR_BAD_OPTION', 'beam doctor needs --server <url> (or BEAM_SERVER): the server whose STUN and relay to check');
+  const { describeReport, doctor } = await import('./doctor.js');
   const report = await doctor(parseServerUrl(serverFlag));
   if (flags.json) process.stdout.write(`${JSON.stringify({ event: 'doctor', ...report })}\n`);
   else process.stdout.write(`${describeReport(report)}\n`);

@@ -17,7 +17,8 @@ export interface ServerRoutes {
   gateway: Gateway;
   /** The browser client, when built and not turned off (--no-browser-p2p). */
   browser: BrowserClient | undefined;
-  metrics: ServerMetrics;
+  /** None on the embedded default: /metrics is then a share's path like any other. */
+  metrics: ServerMetrics | undefined;
   relay: RelayServer;
   /** What /readyz says: 'ok' is 200, the rest 503. */
   readiness: () => 'ok' | 'draining' | 'not ready';
@@ -47,10 +48,11 @@ export function serverRoutes(r: ServerRoutes): {
   const onRequest = (req: http.IncomingMessage, res: http.ServerResponse): void => {
     if (req.url?.startsWith(`${SIGNALING_PATH}/`)) return;
     const ownHost = r.gateway.route(req.headers.host) === undefined;
-    if (ownHost && req.url === '/metrics') {
+    const metrics = r.metrics;
+    if (ownHost && req.url === '/metrics' && metrics) {
       // Only on the server's own host: a share's visitors never see the server's numbers.
-      void r.metrics.registry.metrics().then((text) => {
-        res.writeHead(200, { 'content-type': r.metrics.registry.contentType, 'cache-control': 'no-store' });
+      void metrics.registry.metrics().then((text) => {
+        res.writeHead(200, { 'content-type': metrics.registry.contentType, 'cache-control': 'no-store' });
         res.end(text);
       });
       return;

@@ -7,15 +7,13 @@
 import { randomBytes } from 'node:crypto';
 import type http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { createAdapter } from '@socket.io/redis-streams-adapter';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { Server as SocketIoServer } from 'socket.io';
 import { DRAIN_TIMEOUT_MS, MAX_SIGNALING_MESSAGE_BYTES, SIGNALING_PATH, SIGNALING_PING_INTERVAL_MS, SIGNALING_PING_TIMEOUT_MS } from '../shared/constants.js';
 import { BeamError } from '../shared/errors.js';
 import type { RelayMode } from '../shared/signaling.js';
 import { type IceConfig, iceServersFor } from '../signaling/ice.js';
-import { RedisShareRegistry } from '../signaling/redis-registry.js';
 import { type AddressLimits, type SignalingIo, SignalingServer } from '../signaling/server.js';
 import type { AgentTokens } from '../signaling/tokens.js';
 import type { WebRtcEngine } from '../transport/engine.js';
@@ -24,7 +22,6 @@ import { SessionPool } from '../transport/session-pool.js';
 import { BrowserClient } from './browser.js';
 import { Gateway } from './gateway.js';
 import { createHttpEntry, type TlsOptions } from './http-entry.js';
-import { createMetrics } from './metrics.js';
 import { RelayServer } from './relay.js';
 import { serverRoutes } from './routes.js';
 
@@ -87,6 +84,8 @@ export interface BeamServerOptions {
   tls?: TlsOptions;
   /** A local certificate authority's certificate (beam --tls), offered at LOCAL_CA_PATH for teammates to trust. */
   caCert?: Buffer;
+  /** Prometheus metrics at /metrics. Default true; the embedded default has none. */
+  metrics?: boolean;
 }
 
 export interface BeamServer {
@@ -144,6 +143,8 @@ export async function startBeamServer(components: { engine: WebRtcEngine; logger
 
   let redis: Redis | undefined;
   if (options.redis) {
+    // Redis and its adapter load only for --redis: a single server (and the embedded default) never pays for them.
+    const { Redis } = await import('ioredis');
     const client = new Redis(options.redis, { lazyConnect: true, maxRetriesPerRequest: 1, retryStrategy: (n) => Math.min(100 * n, 2_000) });
     client.on('error', (err) => components.logger.warn({ err: err.message }, 'redis'));
     try {
@@ -155,10 +156,11 @@ export async function startBeamServer(components: { engine: WebRtcEngine; logger
     }
     redis = client;
   }
-  const registry = redis ? new RedisShareRegistry({ redis, logger: components.logger }) : undefined;
+  const registry = redis ? new (await import('../signaling/redis-registry.js')).RedisShareRegistry({ redis, logger: components.logger }) : undefined;
+  const adapter = redis ? (await import('@socket.io/redis-streams-adapter')).createAdapter(redis, { streamName: 'beam:signal' }) : undefined;
 
   const io: SignalingIo = new SocketIoServer(server, {
-    ...(redis ? { adapter: createAdapter(redis, { streamName: 'beam:signal' }) } : {}),
+    ...(adapter ? { adapter } : {}),
     path: SIGNALING_PATH,
     serveClient: false,
     // Upgrades on other paths are WebSockets for shares: engine.io must leave them alone.
@@ -220,8 +222,12 @@ export async function startBeamServer(components: { engine: WebRtcEngine; logger
   );
   const browser = options.browserP2p === false ? undefined : BrowserClient.load();
   if (options.browserP2p !== false && !browser) components.logger.warn('the browser client is not built (npm run build): browsers get the HTTP path');
-  const metrics = createMetrics(signaling, { pool, gateway }, relayServer, redis ? () => redis?.status === 'ready' : undefined);
-  gateway.onRequestDone = metrics.observeRequest;
+  // Prometheus metrics for a server one runs (the embedded default has none: prom-client is a hundred files to load).
+  const metrics =
+    options.metrics === false
+      ? undefined
+      : (await import('./metrics.js')).createMetrics(signaling, { pool, gateway }, relayServer, redis ? () => redis?.status === 'ready' : undefined);
+  if (metrics) gateway.onRequestDone = metrics.observeRequest;
   let draining = false;
   const { onRequest, onUpgrade } = serverRoutes({
     gateway,

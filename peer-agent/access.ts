@@ -8,9 +8,9 @@
  */
 import { timingSafeEqual } from 'node:crypto';
 import net from 'node:net';
-import { RateLimiterMemory, RateLimiterRes } from 'rate-limiter-flexible';
 import { SECRET_COOKIE, SECRET_HEADER, SECRET_PARAM, VISITOR_IDLE_MS } from '../shared/constants.js';
 import { BeamError } from '../shared/errors.js';
+import { RateLimiterMemory, RateLimiterRes } from '../shared/limiter.js';
 
 type Pair = [string, string];
 

@@ -30,8 +30,10 @@ import type { Identity } from '../transport/identity.js';
 import type { PathAction } from '../transport/path-policy.js';
 import { type PathDown, PathPolicyRunner, PathSet } from '../transport/paths.js';
 import { connectRelay, relayServerFor } from '../transport/relay.js';
-import { channelPipe, directPrologue, SecureFrameChannel, secure, withSecret } from '../transport/secure.js';
 import type { UdpForwarder } from './udp.js';
+
+/** Noise loads with the first session that needs it: a share served in memory alone (the embedded default) never does. */
+const loadSecure = (): Promise<typeof import('../transport/secure.js')> => import('../transport/secure.js');
 
 /**
  * Visitors who prove a private share's secret on every request rather than
@@ -132,7 +134,8 @@ export class AgentSession {
   /** The best path and its RTT, as the agent announces them. */
   get best(): { via: PathKind; rtt: number | undefined } | undefined {
     const best = this.paths.best;
-    return best ? { via: best, rtt: this.paths.get(best)?.rtt } : undefined;
+    // In memory there is no round trip worth a number.
+    return best ? { via: best, rtt: best === 'local' ? undefined : this.paths.get(best)?.rtt } : undefined;
   }
 
   /** Applies a signal from the visitor. */
@@ -258,6 +261,7 @@ export class AgentSession {
         verified = (async () => {
           await new Promise<void>((resolve) => (channel.isOpen() ? resolve() : channel.onOpen(resolve)));
           if (!answerSdp) throw new BeamError('BEAM_ERR_HANDSHAKE_FAILED', 'no local answer');
+          const { channelPipe, directPrologue, secure, withSecret } = await loadSecure();
           await secure(channelPipe(channel), {
             role: 'responder',
             identity: this.c.identity,
@@ -345,6 +349,7 @@ export class AgentSession {
           role: 'agent',
           token: this.incoming.relayToken,
         });
+        const { SecureFrameChannel, secure, withSecret } = await loadSecure();
         const secured = await secure(pipe, {
           role: 'responder',
           identity: this.c.identity,
@@ -378,18 +383,25 @@ export class AgentSession {
         // Reset by the visitor or the connection: whoever serves it cleans up.
       });
       verified.then(
-        () => this.c.serve(stream, this, address, kind),
+        () => {
+          // The gateway in this process opens its session ahead of anyone: it is announced with its first request.
+          if (kind === 'local') this.announce();
+          this.c.serve(stream, this, address, kind);
+        },
         () => stream.destroy(new BeamError('BEAM_ERR_HANDSHAKE_FAILED')),
       );
     });
     mux.on('rtt', () => {
-      if (this.current === kind && !this.rttAnnounced) {
+      // In memory there is no network to time.
+      if (kind !== 'local' && this.current === kind && !this.rttAnnounced) {
         this.rttAnnounced = true;
         this.announce(true);
       }
     });
     verified.then(
-      () => this.announce(),
+      () => {
+        if (kind !== 'local') this.announce();
+      },
       () => mux.close('BEAM_ERR_HANDSHAKE_FAILED'),
     );
   }

@@ -15,7 +15,6 @@
 
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Logger } from 'pino';
-import { RateLimiterMemory } from 'rate-limiter-flexible';
 import {
   ENDED_SESSIONS_KEPT,
   MAX_CONNECTIONS_PER_IP,
@@ -31,6 +30,7 @@ import {
   SIGNALS_PER_VISITOR_PER_SECOND,
 } from '../shared/constants.js';
 import { BeamError, type ErrorCode } from '../shared/errors.js';
+import { RateLimiterMemory } from '../shared/limiter.js';
 import {
   decode,
   HandshakeSchema,
