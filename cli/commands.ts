@@ -66,7 +66,10 @@ export interface ServeFlags extends CommonFlags {
   host: string;
   domain: string;
   publicUrl?: string;
-  stun?: string[];
+  /** --stun <url...>, or false with --no-stun. */
+  stun?: string[] | boolean;
+  /** --stun-port: the UDP port of the server's own STUN. */
+  stunPort?: string;
   turn?: string[];
   turnSecret?: string;
   /** false with --no-compress. */
@@ -298,7 +301,11 @@ export async function runServe(flags: ServeFlags): Promise<void> {
   const domain = flags.domain.toLowerCase();
   if (!/^[a-z0-9.-]+$/.test(domain)) throw new BeamError('BEAM_ERR_BAD_OPTION', `--domain "${flags.domain}" is not a domain name`);
   refuseAddressHost(domain, '--domain');
-  const ice = validateIceConfig({ stun: flags.stun ?? [], turn: flags.turn ?? [], turnSecret: flags.turnSecret });
+  // --stun <url...> adds servers; --no-stun (stun false) turns the server's own STUN off.
+  const ice = validateIceConfig({ stun: Array.isArray(flags.stun) ? flags.stun : [], turn: flags.turn ?? [], turnSecret: flags.turnSecret });
+  const stunPort = flags.stunPort === undefined ? undefined : flags.stunPort === '0' ? 0 : parsePort(flags.stunPort, '--stun-port');
+  if (flags.stun === false && stunPort !== undefined)
+    throw new BeamError('BEAM_ERR_BAD_OPTION', '--stun-port and --no-stun: the server answers STUN, or it does not');
   const engine = await loadEngine(parseEngine(flags.engine));
   const tokens = flags.tokenFile ? await AgentTokens.load(flags.tokenFile) : undefined;
   const tls = await loadTls(flags.tlsCert, flags.tlsKey);
@@ -330,6 +337,7 @@ export async function runServe(flags: ServeFlags): Promise<void> {
       trustProxy: flags.trustProxy ?? false,
       ...(flags.redis ? { redis: parseRedisUrl(flags.redis) } : {}),
       ...(flags.nodeUrl ? { nodeUrl: parseServerUrl(flags.nodeUrl, '--node-url') } : {}),
+      stun: flags.stun === false ? false : stunPort !== undefined ? { port: stunPort } : {},
     },
   );
   const url = flags.publicUrl ?? `${tls ? 'https' : 'http'}://${domain}:${server.port}`;

@@ -31,6 +31,8 @@ export interface DoctorReport {
 export interface DoctorInfo {
   stun: string[];
   turn: boolean;
+  /** The UDP port of the server's own STUN, when it answers STUN itself. */
+  stunPort?: number;
 }
 
 const STUN_TIMEOUT_MS = 500;
@@ -69,6 +71,8 @@ export async function doctor(server: string): Promise<DoctorReport> {
   } catch (err) {
     throw new BeamError('BEAM_ERR_SERVER_UNREACHABLE', `${server}: ${(err as Error).message}`);
   }
+  // The server's own STUN first, at the host this machine reaches it by: what a session here would be handed.
+  if (info.stunPort !== undefined) info.stun = [`stun:${new URL(server).host.replace(/:\d+$/, '')}:${info.stunPort}`, ...info.stun];
   const relay = await probeRelay(server);
   const socket = dgram.createSocket('udp4');
   await new Promise<void>((resolve) => socket.bind(0, () => resolve()));

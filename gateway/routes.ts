@@ -22,8 +22,8 @@ export interface ServerRoutes {
   relay: RelayServer;
   /** What /readyz says: 'ok' is 200, the rest 503. */
   readiness: () => 'ok' | 'draining' | 'not ready';
-  /** Public facts for `beam doctor`: never TURN credentials. */
-  doctor: { stun: string[]; turn: boolean };
+  /** Public facts for `beam doctor`: never TURN credentials. `stunPort`: the server's own STUN. */
+  doctor: { stun: string[]; turn: boolean; stunPort?: number };
   /** A local certificate authority's certificate (beam --tls), offered at LOCAL_CA_PATH. */
   caCert: Buffer | undefined;
 }

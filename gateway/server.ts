@@ -24,6 +24,7 @@ import { Gateway } from './gateway.js';
 import { createHttpEntry, type TlsOptions } from './http-entry.js';
 import { RelayServer } from './relay.js';
 import { serverRoutes } from './routes.js';
+import { type StunServer, startStunServer } from './stun.js';
 
 export interface BeamServerOptions {
   /** Port to listen on; 0 picks a free one. */
@@ -86,6 +87,8 @@ export interface BeamServerOptions {
   caCert?: Buffer;
   /** Prometheus metrics at /metrics. Default true; the embedded default has none. */
   metrics?: boolean;
+  /** The server's own STUN (gateway/stun.ts): on UDP `port` (default: the server's port), or none (false). */
+  stun?: { port?: number } | false;
 }
 
 export interface BeamServer {
@@ -170,6 +173,20 @@ export async function startBeamServer(components: { engine: WebRtcEngine; logger
     pingInterval: SIGNALING_PING_INTERVAL_MS,
     pingTimeout: SIGNALING_PING_TIMEOUT_MS,
   });
+  // The server's own STUN, on the server's port number (UDP) unless told otherwise.
+  let stun: StunServer | undefined;
+  if (options.stun !== false) {
+    try {
+      stun = await startStunServer({ host: options.host ?? '0.0.0.0', port: options.stun?.port ?? port, logger: components.logger });
+    } catch (err) {
+      // A port chosen for it that can't be had is an error; the default one only costs the feature, said once.
+      if (options.stun?.port !== undefined) {
+        server.close();
+        throw err;
+      }
+      components.logger.warn({ err: (err as Error).message }, 'no STUN from this server: peers behind NATs need --stun servers for direct paths');
+    }
+  }
   let relay: RelayServer | undefined;
   const signaling = new SignalingServer(
     { logger: components.logger, registry },
@@ -183,6 +200,7 @@ export async function startBeamServer(components: { engine: WebRtcEngine; logger
       tokens: options.tokens,
       limits: options.limits,
       trustProxy: options.trustProxy,
+      stunPort: stun?.port,
     },
   );
   signaling.attach(io);
@@ -235,7 +253,7 @@ export async function startBeamServer(components: { engine: WebRtcEngine; logger
     metrics,
     relay: relayServer,
     readiness: () => (draining ? 'draining' : pool.connected && (!redis || redis.status === 'ready') ? 'ok' : 'not ready'),
-    doctor: { stun: options.ice?.stun ?? [], turn: (options.ice?.turn.length ?? 0) > 0 },
+    doctor: { stun: options.ice?.stun ?? [], turn: (options.ice?.turn.length ?? 0) > 0, ...(stun ? { stunPort: stun.port } : {}) },
     caCert: options.caCert,
   });
   for (const entry of internal ? [server, internal] : [server]) {
@@ -267,6 +285,7 @@ export async function startBeamServer(components: { engine: WebRtcEngine; logger
     async close() {
       gateway.close();
       relayServer.close();
+      stun?.close();
       signaling.close();
       await new Promise<void>((resolve) => {
         io.close(() => resolve());

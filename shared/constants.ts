@@ -330,6 +330,9 @@ export const DETECT_PROBE_TIMEOUT_MS = 1_000;
 /** While the origin is down, the CLI checks it this often, to say when it is up. */
 export const ORIGIN_WAIT_POLL_MS = 500;
 
+/** Binding requests the server's own STUN answers from one address a second (gateway/stun.ts); ICE sends a few per candidate pair. */
+export const STUN_REQUESTS_PER_SECOND = 50;
+
 /** How often `beam connect` on a terminal redraws its path line with the RTT now. */
 export const RTT_REFRESH_MS = 1_000;
 

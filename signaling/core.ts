@@ -79,6 +79,8 @@ export interface ConnectionData {
   address: string;
   /** With --token-file: the id of the agent's token. */
   tokenId: string | undefined;
+  /** The Host the client reached the server by, for the server's own STUN. */
+  host: string | undefined;
 }
 
 /** What the core sends, and to whom: the adapter's side. */
@@ -120,6 +122,8 @@ export interface SignalingOptions {
   cluster?: boolean | undefined;
   /** This node's own URL (--node-url): both sides of a session it sets up meet at its relay. */
   nodeUrl?: string | undefined;
+  /** The UDP port of the server's own STUN (gateway/stun.ts), handed to both sides; none when absent. */
+  stunPort?: number | undefined;
 }
 
 export interface AddressLimits {
@@ -208,7 +212,7 @@ export class SignalingCore {
    * admitted connection counts against its address until `disconnected`.
    * `conn` is its id from now on.
    */
-  admit(conn: string, auth: unknown, address: string): ConnectionData {
+  admit(conn: string, auth: unknown, address: string, host?: string): ConnectionData {
     const hs = decode(HandshakeSchema, auth, 'handshake');
     let kind: VisitorKind | undefined;
     if (hs.role === 'visitor') {
@@ -242,6 +246,7 @@ export class SignalingCore {
       private: hs.private ?? false,
       address,
       tokenId,
+      host,
     };
     if (tokenId !== undefined) this.log.info({ audit: 'auth.accepted', token: tokenId, address }, 'agent token accepted');
     this.connections.set(conn, data);
@@ -360,11 +365,13 @@ export class SignalingCore {
       this.awaitingOffer.set(session.id, timer);
     }
     const iceServers = this.options.iceServers?.() ?? [];
+    // Each side gets the server's own STUN under the name it reached the server by (an agent on another node: the visitor's).
+    const agentHost = this.connections.get(agent)?.host ?? data.host;
     const incoming: IncomingSession = {
       sessionId: session.id,
       share,
       visitor: { kind: data.kind ?? 'cli', ...(data.kind !== 'gateway' ? { address: data.address } : {}) },
-      iceServers,
+      iceServers: this.withOwnStun(agentHost, iceServers),
       relayToken: relayTokens.agent,
       ...(this.options.nodeUrl ? { relayUrl: this.options.nodeUrl } : {}),
     };
@@ -378,7 +385,7 @@ export class SignalingCore {
     );
     return {
       sessionId: session.id,
-      iceServers,
+      iceServers: this.withOwnStun(data.host, iceServers),
       agentPeerId: agentData.peerId,
       agentRelay: agentData.relay,
       kind: agentData.kind,
@@ -386,6 +393,19 @@ export class SignalingCore {
       relayToken: relayTokens.visitor,
       ...(this.options.nodeUrl ? { relayUrl: this.options.nodeUrl } : {}),
     };
+  }
+
+  /**
+   * The server's own STUN (SignalingOptions.stunPort) first, at the host a
+   * client reached the server by (its Host header): a name or address that
+   * client can resolve and route to. Then the servers configured with --stun
+   * and --turn.
+   */
+  private withOwnStun(host: string | undefined, servers: IceServer[]): IceServer[] {
+    const port = this.options.stunPort;
+    if (port === undefined || host === undefined) return servers;
+    const name = stunHost(host);
+    return name === undefined ? servers : [{ urls: `stun:${name}:${port}` }, ...servers];
   }
 
   /** Passes a signal to the other side of its session, within the budgets; throws when it is not the sender's to send. */
@@ -592,6 +612,12 @@ export class SignalingCore {
     this.wire.emit(other, 'session:closed', { sessionId: session.id, code });
     this.log.info({ audit: 'session.closed', share: session.share, session: session.id, code }, 'session closed');
   }
+}
+
+/** The host part of a Host header, if it is a plain name or address (no port, nothing odd), for a stun: URL. */
+export function stunHost(hostHeader: string): string | undefined {
+  const m = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(:\d{1,5})?$/.exec(hostHeader.trim());
+  return m?.[1]?.toLowerCase();
 }
 
 function safeEqual(a: string, b: string): boolean {

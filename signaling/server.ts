@@ -55,7 +55,7 @@ export class SignalingServer {
     io.use((socket, next) => {
       try {
         const address = this.core.addressOf(socket.handshake.address, socket.handshake.headers['x-forwarded-for']);
-        socket.data = this.core.admit(socket.id, socket.handshake.auth, address);
+        socket.data = this.core.admit(socket.id, socket.handshake.auth, address, socket.handshake.headers.host);
         // From here the connection counts against its address, until it goes.
         socket.once('disconnect', (reason) => this.core.disconnected(socket.id, reason));
         next();

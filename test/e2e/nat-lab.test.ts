@@ -64,29 +64,26 @@ afterEach(() => {
   lab = undefined;
 });
 
-/** coturn (STUN on two addresses, TURN) and `beam serve` on the wan. */
-async function startWan(l: NetLab): Promise<BeamProcess> {
-  l.startTurn(ROOT, TURN_SECRET);
-  const server = new BeamProcess(
-    [
-      'serve',
-      '--host',
-      WAN_SERVER,
-      '--port',
-      '7070',
-      '--json',
-      '--stun',
-      `stun:${WAN_SERVER}:3478`,
-      '--stun',
-      `stun:${WAN_SERVER_2}:3478`,
-      '--turn',
-      `turn:${WAN_SERVER}:3478?transport=udp`,
-      '--turn-secret',
-      TURN_SECRET,
-    ],
-    {},
-    { netns: l.wan },
-  );
+/**
+ * `beam serve` on the wan: with coturn (STUN on two addresses, TURN), or
+ * plain ('plain': no coturn, no --stun or --turn: the server's own STUN alone).
+ */
+async function startWan(l: NetLab, wan: 'coturn' | 'plain' = 'coturn'): Promise<BeamProcess> {
+  if (wan === 'coturn') l.startTurn(ROOT, TURN_SECRET);
+  const ice =
+    wan === 'coturn'
+      ? [
+          '--stun',
+          `stun:${WAN_SERVER}:3478`,
+          '--stun',
+          `stun:${WAN_SERVER_2}:3478`,
+          '--turn',
+          `turn:${WAN_SERVER}:3478?transport=udp`,
+          '--turn-secret',
+          TURN_SECRET,
+        ]
+      : [];
+  const server = new BeamProcess(['serve', '--host', WAN_SERVER, '--port', '7070', '--json', ...ice], {}, { netns: l.wan });
   const destroy = l.destroy.bind(l);
   l.destroy = () => {
     void server.kill('SIGKILL');
@@ -96,11 +93,18 @@ async function startWan(l: NetLab): Promise<BeamProcess> {
   return server;
 }
 
-async function scenario(a: SideOptions, b: SideOptions, size = 4 * 1024 * 1024, extra: string[] = [], prepare?: (l: NetLab) => void): Promise<Scenario> {
+async function scenario(
+  a: SideOptions,
+  b: SideOptions,
+  size = 4 * 1024 * 1024,
+  extra: string[] = [],
+  prepare?: (l: NetLab) => void,
+  wan: 'coturn' | 'plain' = 'coturn',
+): Promise<Scenario> {
   lab = NetLab.create(a, b);
   const l = lab;
   prepare?.(l);
-  await startWan(l);
+  await startWan(l, wan);
   const origin = new Promise<string>((resolve, reject) => {
     l.node(l.ha, ORIGIN(size), (line) => resolve(line['hash'] as string)).catch(reject);
   });
@@ -147,6 +151,20 @@ describe('NAT lab', () => {
     expect(r['hash']).toBe(s.originHash);
     const agentSession = await s.agent.waitFor(onPath('direct', 'cli'));
     expect(agentSession['visitor']).toBe('cli');
+  });
+
+  it('a plain beam serve answers STUN itself: cone <-> cone goes direct with no coturn, and beam doctor says so', async () => {
+    // --relay never, and no TURN anywhere: only a direct pair can carry it, and across two NATs only a server-reflexive one can.
+    const s = await scenario({ nat: 'cone' }, { nat: 'cone' }, 1024 * 1024, ['--relay', 'never'], undefined, 'plain');
+    expect((await s.visitor.waitFor(onPath('direct')))['via']).toBe('direct');
+    const r = await fetchIn(s, '/file');
+    expect(r['status']).toBe(200);
+    expect(r['hash']).toBe(s.originHash);
+    const doctor = new BeamProcess(['doctor', '--server', SERVER, '--json'], {}, { netns: s.lab.hb });
+    const report = await doctor.waitFor('doctor');
+    expect(await doctor.exited).toBe(0);
+    expect(report['udp']).toMatchObject({ ok: true, servers: [{ url: `stun:${WAN_SERVER}:7070` }] });
+    expect(report['likely']).toBe('direct');
   });
 
   it('symmetric <-> symmetric: relayed within 3 s of the visitor asking, byte-exact', async () => {
