@@ -8,6 +8,7 @@ import net from 'node:net';
 import { createSecureContext } from 'node:tls';
 import { type Logger, pino } from 'pino';
 import { connect } from '../app/connect.js';
+import { lanAddress } from '../app/lan.js';
 import {
   parseCount,
   parseEngine,
@@ -434,10 +435,17 @@ function parseAllowedHost(text: string): string {
 }
 
 export async function runDoctor(flags: { server?: string; json?: boolean }): Promise<void> {
-  const serverFlag = flags.server;
-  if (!serverFlag) throw new BeamError('BEAM_ERR_BAD_OPTION', 'beam doctor needs --server <url> (or BEAM_SERVER): the server whose STUN and relay to check');
-  const { describeReport, doctor } = await import('./doctor.js');
-  const report = await doctor(parseServerUrl(serverFlag));
+  const { describeReport, doctor, doctorEmbedded } = await import('./doctor.js');
+  const report = flags.server
+    ? await doctor(parseServerUrl(flags.server))
+    : // No server named: what the embedded default would give, on one started here for the check.
+      await doctorEmbedded(async () => {
+        const server = await startBeamServer(
+          { engine: await loadEngine('node-datachannel'), logger: logger('error') },
+          { port: 0, host: '0.0.0.0', domain: 'localhost', metrics: false, browserP2p: false },
+        );
+        return { url: server.localUrl, port: server.port, close: () => server.close() };
+      }, lanAddress());
   if (flags.json) process.stdout.write(`${JSON.stringify({ event: 'doctor', ...report })}\n`);
   else process.stdout.write(`${describeReport(report)}\n`);
 }

@@ -20,6 +20,10 @@ export type LikelyPath = 'direct' | 'direct-or-relay' | 'relay';
 
 export interface DoctorReport {
   server: { url: string; ok: boolean; detail?: string };
+  /** With no --server: what the embedded default gives. The LAN address teammates would open, and whether it answers. */
+  lan?: { address: string | undefined; ok: boolean; detail?: string };
+  /** With no --server: whether `<name>.localhost` resolves through the system (browsers and curl resolve it themselves; other tools ask the system). */
+  localhost?: { ok: boolean; detail: string };
   relay: { ok: boolean; detail?: string };
   udp: { ok: boolean; servers: Array<{ url: string; mapped?: string; error?: string }> };
   nat: { mapping: Mapping; detail: string };
@@ -127,10 +131,70 @@ export async function doctor(server: string): Promise<DoctorReport> {
   return { server: { url: server, ok: true }, relay, udp: { ok: udpOk, servers }, nat, likely, advice };
 }
 
+/**
+ * `beam doctor` with no server: checks what the embedded default
+ * (`npx beam 3000`) would give, on a server of its own started here for the
+ * check (on a free port): its relay and STUN as any server's, whether the
+ * LAN address answers, and whether `*.localhost` links resolve on this
+ * system.
+ */
+export async function doctorEmbedded(
+  start: () => Promise<{ url: string; port: number; close(): Promise<void> }>,
+  lan: string | undefined,
+): Promise<DoctorReport> {
+  const server = await start();
+  try {
+    const report = await doctor(server.url);
+    report.server = { url: 'the embedded default (a server in this process)', ok: true };
+    // Teammates on the LAN reach this machine with no NAT between: a mapping measured on loopback would say nothing.
+    report.nat = { mapping: 'unknown', detail: 'on your LAN no NAT is in the way; across the internet, share through a beam serve both sides can reach' };
+    report.lan =
+      lan === undefined
+        ? { address: undefined, ok: false, detail: 'no network address but loopback: teammates cannot reach this machine' }
+        : await reach(lan, server.port);
+    report.localhost = await resolvesLocalhost();
+    const notes: string[] = [];
+    if (!report.lan.ok)
+      notes.push(
+        `Teammates on your network can't reach ${lan ?? 'this machine'}${report.lan.detail ? ` (${report.lan.detail})` : ''}: check the firewall for TCP and UDP ${server.port}, or run a server they can reach (beam serve) and share with --server.`,
+      );
+    if (!report.localhost.ok)
+      notes.push(`${report.localhost.detail}: browsers open the link anyway; for curl use the LAN link, or send the share's Host to 127.0.0.1.`);
+    report.advice = [report.advice, ...notes].join(' ');
+    return report;
+  } finally {
+    await server.close();
+  }
+}
+
+async function reach(address: string, port: number): Promise<{ address: string; ok: boolean; detail?: string }> {
+  try {
+    const res = await fetch(`http://${address}:${port}/.beam/healthz`, { signal: AbortSignal.timeout(3_000) });
+    return res.ok ? { address, ok: true } : { address, ok: false, detail: `answered ${res.status}` };
+  } catch (err) {
+    return { address, ok: false, detail: (err as Error & { cause?: Error }).cause?.message ?? (err as Error).message };
+  }
+}
+
+async function resolvesLocalhost(): Promise<{ ok: boolean; detail: string }> {
+  const { lookup } = await import('node:dns/promises');
+  const name = 'beam-doctor-check.localhost';
+  try {
+    const found = await lookup(name);
+    return found.address === '127.0.0.1' || found.address === '::1'
+      ? { ok: true, detail: `${name} resolves to ${found.address}` }
+      : { ok: false, detail: `${name} resolves to ${found.address}, not this machine` };
+  } catch (err) {
+    return { ok: false, detail: `${name} does not resolve on this system (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})` };
+  }
+}
+
 export function describeReport(r: DoctorReport): string {
   const mark = (ok: boolean): string => (ok ? 'ok  ' : 'FAIL');
   return [
     `${mark(r.server.ok)} server   ${r.server.url}`,
+    ...(r.lan ? [`${mark(r.lan.ok)} LAN      ${r.lan.address ?? 'none'}${r.lan.ok ? ' answers' : r.lan.detail ? ` (${r.lan.detail})` : ''}`] : []),
+    ...(r.localhost ? [`${r.localhost.ok ? 'ok  ' : 'warn'} links    ${r.localhost.detail}`] : []),
     `${mark(r.relay.ok)} relay    ${r.relay.ok ? 'reachable over WebSocket' : (r.relay.detail ?? '')}`,
     `${mark(r.udp.ok)} UDP      ${r.udp.servers.map((s) => `${s.url} ${s.mapped ? `-> ${s.mapped}` : `(${s.error})`}`).join('; ') || 'no STUN server listed'}`,
     `     NAT      ${r.nat.mapping}: ${r.nat.detail}`,

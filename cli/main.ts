@@ -184,7 +184,7 @@ beam.yml:
   root
     .command('doctor')
     .description('check UDP, NAT mapping and the relay: which path visitors are likely to get')
-    .option('--server <url>', 'Beam server to check against (env BEAM_SERVER)')
+    .option('--server <url>', 'Beam server to check against (env BEAM_SERVER); default: what the embedded default would give')
     .option('--json', 'print the report as one JSON line')
     .action(async (flags: { server?: string; json?: boolean }) => {
       await commands()

@@ -195,6 +195,28 @@ describe('beam with no port', () => {
   });
 });
 
+describe('beam doctor with no server', () => {
+  it('checks what the embedded default would give: its relay and STUN, the LAN address, and whether *.localhost resolves', async () => {
+    const proc = new BeamProcess(['doctor', '--json']);
+    const report = await proc.waitFor('doctor');
+    expect(await proc.exited).toBe(0);
+    expect(report['server']).toMatchObject({ ok: true });
+    expect(report['relay']).toMatchObject({ ok: true });
+    expect(report['udp']).toMatchObject({ ok: true });
+    expect(report['likely']).toBe('direct');
+    const lan = lanAddress();
+    expect(report['lan']).toMatchObject(lan ? { address: lan, ok: true } : { ok: false });
+    expect(typeof (report['localhost'] as { ok: unknown }).ok).toBe('boolean');
+    // In plain lines too.
+    const plain = new BeamProcess(['doctor']);
+    expect(await plain.exited).toBe(0);
+    const text = plain.events.map((e) => String(e['line'])).join('\n');
+    expect(text).toMatch(/^ok {3}server {3}the embedded default/m);
+    expect(text).toMatch(/^ok {3}relay/m);
+    expect(text).toMatch(/^ok {3}UDP/m);
+  });
+});
+
 describe('version and the embedded port', () => {
   it('beam --version, -V and beam version print the package version and exit 0', async () => {
     const { version } = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { version: string };
