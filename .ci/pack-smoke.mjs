@@ -23,7 +23,8 @@ import { fileURLToPath } from 'node:url';
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const lines = process.argv.slice(2).length > 0 ? process.argv.slice(2) : ['22', '24', '26'];
 const work = mkdtempSync(path.join(tmpdir(), 'beam-pack-'));
-const npm = (args, cwd) => execFileSync('npm', [...args, '--no-audit', '--no-fund', '--loglevel=error'], { cwd, stdio: ['ignore', 'pipe', 'inherit'] }).toString();
+const npm = (args, cwd) =>
+  execFileSync('npm', [...args, '--no-audit', '--no-fund', '--loglevel=error'], { cwd, stdio: ['ignore', 'pipe', 'inherit'] }).toString();
 const say = (text) => process.stdout.write(`${text}\n`);
 
 say(`packing ${root}`);
@@ -51,7 +52,11 @@ function nodeOf(line) {
 
 /** Starts `beam` with a Node binary; resolves with its first JSON event that `match`es. */
 function beam(node, args, match) {
-  const child = spawn(node, [bin, ...args], { cwd: app, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, BEAM_SERVER: '', BEAM_CONFIG_DIR: path.join(work, 'config') } });
+  const child = spawn(node, [bin, ...args], {
+    cwd: app,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, BEAM_SERVER: '', BEAM_CONFIG_DIR: path.join(work, 'config') },
+  });
   let stderr = '';
   child.stderr.on('data', (d) => (stderr += d));
   const event = new Promise((resolve, reject) => {
@@ -87,7 +92,12 @@ function expect(ok, what) {
 const origin = http.createServer((req, res) => res.end(`smoke ${req.url}`));
 await new Promise((resolve) => origin.listen(0, '127.0.0.1', resolve));
 const originPort = origin.address().port;
-const stop = (child) => new Promise((resolve) => (child.exitCode !== null ? resolve() : (child.once('exit', resolve), child.kill('SIGTERM'))));
+const stop = (child) =>
+  new Promise((resolve) => {
+    if (child.exitCode !== null) return resolve();
+    child.once('exit', resolve);
+    child.kill('SIGTERM');
+  });
 
 let failed = false;
 for (const line of ['machine', ...lines]) {

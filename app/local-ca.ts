@@ -24,7 +24,7 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { LOCAL_CA_DAYS, LOCAL_CERT_DAYS } from '../shared/constants.js';
 import { BeamError } from '../shared/errors.js';
-import { configDir } from '../transport/identity.js';
+import { configDir } from '../transport/config-dir.js';
 import { lanAddresses } from './lan.js';
 
 export const CA_CERT_FILE = 'beam-local-ca.pem';

@@ -9,7 +9,7 @@
 import { chmod, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { MAX_CONFIG_BYTES } from '../shared/constants.js';
-import { configDir } from '../transport/identity.js';
+import { configDir } from '../transport/config-dir.js';
 
 const FILE = 'names.json';
 

@@ -16,10 +16,10 @@ import { type InspectorServer, startInspectorServer } from '../peer-agent/inspec
 import { DEFAULT_EMBEDDED_PORT, EMBEDDED_PORT_ATTEMPTS, LOCAL_CA_PATH, SECRET_PARAM } from '../shared/constants.js';
 import { BeamError } from '../shared/errors.js';
 import type { RelayMode, ShareKind } from '../shared/signaling.js';
+import { loadAgentIdentity } from '../transport/agent-identity.js';
 import type { EngineName } from '../transport/engine.js';
-import { loadIdentity } from '../transport/identity.js';
 import { loadEngine } from '../transport/index.js';
-import { connectLink } from '../transport/link.js';
+import { connectLink } from '../transport/link-text.js';
 import { lanAddress } from './lan.js';
 import { type LocalTls, localTls } from './local-ca.js';
 import { forgetName, rememberName, resumeTokenFor } from './names.js';
@@ -137,6 +137,8 @@ export async function startEmbedded(
         browserP2p: false,
         // Metrics are for a server one runs (beam serve).
         metrics: false,
+        // Its STUN comes up beside the link, not before it.
+        stun: { background: true },
         ...(tls ? { tls: { cert: tls.cert, key: tls.key, certFor: tls.certFor }, caCert: await readFile(tls.caFile) } : {}),
       });
     } catch (err) {
@@ -209,7 +211,7 @@ export async function share(options: ShareOptions): Promise<Share> {
     throw new BeamError('BEAM_ERR_BAD_OPTION', '--tls is for the embedded server; a server you run takes `beam serve --tls-cert <file> --tls-key <file>`');
   const log = options.logger ?? pino({ level: 'silent' });
   const engine = await loadEngine(engineName);
-  const identity = await loadIdentity();
+  const identity = await loadAgentIdentity();
   const secret = options.private ? randomBytes(18).toString('base64url') : undefined;
   const browserUrl = (url: string): string => (secret !== undefined && kind === 'http' ? withSecretParam(url, secret) : url);
 
@@ -294,7 +296,7 @@ export async function share(options: ShareOptions): Promise<Share> {
     }
     handle.name = first.name;
     handle.url = browserUrl(first.url);
-    handle.link = connectLink(first.url, identity.peerId.toString(), secret);
+    handle.link = connectLink(first.url, identity.peerIdText, secret);
     const lan = embedded ? lanAddress() : undefined;
     const scheme = options.tls ? 'https' : 'http';
     if (lan && embedded) handle.lan = browserUrl(`${scheme}://${lan}:${embedded.port}/`);

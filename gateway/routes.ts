@@ -23,7 +23,7 @@ export interface ServerRoutes {
   /** What /readyz says: 'ok' is 200, the rest 503. */
   readiness: () => 'ok' | 'draining' | 'not ready';
   /** Public facts for `beam doctor`: never TURN credentials. `stunPort`: the server's own STUN. */
-  doctor: { stun: string[]; turn: boolean; stunPort?: number };
+  doctor: () => { stun: string[]; turn: boolean; stunPort?: number };
   /** A local certificate authority's certificate (beam --tls), offered at LOCAL_CA_PATH. */
   caCert: Buffer | undefined;
 }
@@ -58,7 +58,7 @@ export function serverRoutes(r: ServerRoutes): {
       return;
     }
     if (req.url === '/.beam/doctor') {
-      json(res, 200, r.doctor);
+      json(res, 200, r.doctor());
       return;
     }
     if (r.caCert && req.url === LOCAL_CA_PATH) {

@@ -17,7 +17,6 @@ import { type IceConfig, iceServersFor } from '../signaling/ice.js';
 import { type AddressLimits, type SignalingIo, SignalingServer } from '../signaling/server.js';
 import type { AgentTokens } from '../signaling/tokens.js';
 import type { WebRtcEngine } from '../transport/engine.js';
-import { ephemeralIdentity } from '../transport/identity.js';
 import { SessionPool } from '../transport/session-pool.js';
 import { BrowserClient } from './browser.js';
 import { Gateway } from './gateway.js';
@@ -87,8 +86,12 @@ export interface BeamServerOptions {
   caCert?: Buffer;
   /** Prometheus metrics at /metrics. Default true; the embedded default has none. */
   metrics?: boolean;
-  /** The server's own STUN (gateway/stun.ts): on UDP `port` (default: the server's port), or none (false). */
-  stun?: { port?: number } | false;
+  /**
+   * The server's own STUN (gateway/stun.ts): on UDP `port` (default: the
+   * server's port), or none (false). `background`: start it beside the rest
+   * and don't wait for it (the embedded default, whose link should not wait).
+   */
+  stun?: { port?: number; background?: boolean } | false;
 }
 
 export interface BeamServer {
@@ -173,20 +176,27 @@ export async function startBeamServer(components: { engine: WebRtcEngine; logger
     pingInterval: SIGNALING_PING_INTERVAL_MS,
     pingTimeout: SIGNALING_PING_TIMEOUT_MS,
   });
-  // The server's own STUN, on the server's port number (UDP) unless told otherwise.
+  // The server's own STUN, on the server's port number (UDP) unless told otherwise. A port asked for must be had
+  // (an error before anything is served); the default one is started beside the rest and only costs the feature if taken.
   let stun: StunServer | undefined;
-  if (options.stun !== false) {
+  const stunHost = options.host ?? '0.0.0.0';
+  if (options.stun !== false && options.stun?.port !== undefined) {
     try {
-      stun = await startStunServer({ host: options.host ?? '0.0.0.0', port: options.stun?.port ?? port, logger: components.logger });
+      stun = await startStunServer({ host: stunHost, port: options.stun.port, logger: components.logger });
     } catch (err) {
-      // A port chosen for it that can't be had is an error; the default one only costs the feature, said once.
-      if (options.stun?.port !== undefined) {
-        server.close();
-        throw err;
-      }
-      components.logger.warn({ err: (err as Error).message }, 'no STUN from this server: peers behind NATs need --stun servers for direct paths');
+      server.close();
+      throw err;
     }
   }
+  const stunStarted =
+    options.stun !== false && options.stun?.port === undefined
+      ? startStunServer({ host: stunHost, port, logger: components.logger }).then(
+          (started) => {
+            stun = started;
+          },
+          (err: Error) => components.logger.warn({ err: err.message }, 'no STUN from this server: peers behind NATs need --stun servers for direct paths'),
+        )
+      : Promise.resolve();
   let relay: RelayServer | undefined;
   const signaling = new SignalingServer(
     { logger: components.logger, registry },
@@ -200,7 +210,7 @@ export async function startBeamServer(components: { engine: WebRtcEngine; logger
       tokens: options.tokens,
       limits: options.limits,
       trustProxy: options.trustProxy,
-      stunPort: stun?.port,
+      stunPort: () => stun?.port,
     },
   );
   signaling.attach(io);
@@ -223,7 +233,11 @@ export async function startBeamServer(components: { engine: WebRtcEngine; logger
   const loopback = internal ? '127.0.0.1' : !options.host || options.host === '0.0.0.0' || options.host === '::' ? '127.0.0.1' : options.host;
   const signalingPort = internal ? (internal.address() as AddressInfo).port : port;
   const pool = new SessionPool(
-    { engine: components.engine, logger: components.logger.child({ component: 'gateway' }), identity: await ephemeralIdentity() },
+    {
+      engine: components.engine,
+      logger: components.logger.child({ component: 'gateway' }),
+      identity: () => import('../transport/identity.js').then((m) => m.ephemeralIdentity()),
+    },
     {
       server: `http://${loopback.includes(':') ? `[${loopback}]` : loopback}:${signalingPort}`,
       handshake: { gatewayToken },
@@ -253,7 +267,7 @@ export async function startBeamServer(components: { engine: WebRtcEngine; logger
     metrics,
     relay: relayServer,
     readiness: () => (draining ? 'draining' : pool.connected && (!redis || redis.status === 'ready') ? 'ok' : 'not ready'),
-    doctor: { stun: options.ice?.stun ?? [], turn: (options.ice?.turn.length ?? 0) > 0, ...(stun ? { stunPort: stun.port } : {}) },
+    doctor: () => ({ stun: options.ice?.stun ?? [], turn: (options.ice?.turn.length ?? 0) > 0, ...(stun ? { stunPort: stun.port } : {}) }),
     caCert: options.caCert,
   });
   for (const entry of internal ? [server, internal] : [server]) {
@@ -261,6 +275,7 @@ export async function startBeamServer(components: { engine: WebRtcEngine; logger
     entry.on('upgrade', onUpgrade);
   }
   await pool.ready();
+  if (options.stun === undefined || (options.stun !== false && !options.stun.background)) await stunStarted;
 
   const result: BeamServer = {
     port,
@@ -285,6 +300,7 @@ export async function startBeamServer(components: { engine: WebRtcEngine; logger
     async close() {
       gateway.close();
       relayServer.close();
+      await stunStarted;
       stun?.close();
       signaling.close();
       await new Promise<void>((resolve) => {

@@ -9,7 +9,6 @@
  */
 import dgram from 'node:dgram';
 import { isIPv6 } from 'node:net';
-import stun from '@msimerson/stun';
 import type { Logger } from 'pino';
 import { STUN_REQUESTS_PER_SECOND } from '../shared/constants.js';
 import { BeamError } from '../shared/errors.js';
@@ -32,6 +31,8 @@ export async function startStunServer(options: { host: string; port: number; log
     );
     socket.bind(options.port, options.host, () => resolve());
   });
+  // The STUN codec loads with the server's STUN, not with every module that names it.
+  const { default: stun } = await import('@msimerson/stun');
   const server = stun.createServer({ type: isIPv6(options.host) ? 'udp6' : 'udp4', socket });
   const budget = new RateLimiterMemory({ points: STUN_REQUESTS_PER_SECOND, duration: 1 });
   const { STUN_BINDING_RESPONSE, STUN_EVENT_BINDING_REQUEST } = stun.constants;

@@ -63,7 +63,8 @@ export interface IncomingSession {
 /** What a session needs of its agent: the share's settings, signaling, and where verified streams go. */
 export interface AgentSessionContext {
   engine: WebRtcEngine;
-  identity: Identity;
+  /** The agent's key pair (loaded on first use). */
+  identity: () => Promise<Identity>;
   logger: Logger;
   /** The signaling server (its relay, unless signaling names another node's). */
   server: string;
@@ -264,7 +265,7 @@ export class AgentSession {
           const { channelPipe, directPrologue, secure, withSecret } = await loadSecure();
           await secure(channelPipe(channel), {
             role: 'responder',
-            identity: this.c.identity,
+            identity: await this.c.identity(),
             prologue: withSecret(directPrologue(offerSdp, answerSdp), this.handshakeSecret()),
           });
           // The responder reads the last handshake message, so it is the one to close the channel.
@@ -352,7 +353,7 @@ export class AgentSession {
         const { SecureFrameChannel, secure, withSecret } = await loadSecure();
         const secured = await secure(pipe, {
           role: 'responder',
-          identity: this.c.identity,
+          identity: await this.c.identity(),
           prologue: withSecret(new Uint8Array(0), this.handshakeSecret()),
         });
         if (this.isClosed) {

@@ -23,6 +23,7 @@ import {
   type ShareKind,
   type VisitorKind,
 } from '../shared/signaling.js';
+import type { AgentIdentity } from '../transport/agent-identity.js';
 import type { Peer, WebRtcEngine } from '../transport/engine.js';
 import type { Identity } from '../transport/identity.js';
 import { type LocalLink, localChannelPair, serveLocally } from '../transport/local.js';
@@ -76,8 +77,8 @@ export interface AgentOptions {
 export interface AgentComponents {
   engine: WebRtcEngine;
   logger: Logger;
-  /** The agent's persistent key (transport/identity.ts); visitors verify it. */
-  identity: Identity;
+  /** The agent's persistent key (transport/identity.ts), or its peer ID with the key to load when a handshake needs it; visitors verify it. */
+  identity: Identity | AgentIdentity;
   /** Records every HTTP exchange for the inspector; none when absent (--no-inspect). */
   inspector?: Inspector | undefined;
 }
@@ -108,7 +109,10 @@ export interface AgentEvents {
 
 export class Agent extends EventEmitter<AgentEvents> {
   private readonly engine: WebRtcEngine;
-  private readonly identity: Identity;
+  /** The peer ID signaling and links name. */
+  private readonly peerIdText: string;
+  /** The key pair, loaded when a handshake first needs it. */
+  private readonly keyPair: () => Promise<Identity>;
   private readonly relayMode: RelayMode;
   private readonly log: Logger;
   private readonly options: AgentOptions;
@@ -128,7 +132,14 @@ export class Agent extends EventEmitter<AgentEvents> {
   constructor(components: AgentComponents, options: AgentOptions) {
     super();
     this.engine = components.engine;
-    this.identity = components.identity;
+    const id = components.identity;
+    if ('peerIdText' in id) {
+      this.peerIdText = id.peerIdText;
+      this.keyPair = () => id.load();
+    } else {
+      this.peerIdText = id.peerId.toString();
+      this.keyPair = () => Promise.resolve(id);
+    }
     this.relayMode = options.relay ?? 'auto';
     this.log = components.logger.child({ component: 'agent' });
     this.options = options;
@@ -177,7 +188,7 @@ export class Agent extends EventEmitter<AgentEvents> {
         {
           protocol: SIGNALING_PROTOCOL_VERSION,
           role: 'agent',
-          peerId: this.identity.peerId.toString(),
+          peerId: this.peerIdText,
           relay: this.relayMode,
           kind: this.options.kind ?? 'http',
           private: this.options.secret !== undefined,
@@ -324,7 +335,7 @@ export class Agent extends EventEmitter<AgentEvents> {
   private makeSessionContext(): AgentSessionContext {
     return {
       engine: this.engine,
-      identity: this.identity,
+      identity: this.keyPair,
       logger: this.log,
       server: this.options.server,
       relayMode: this.relayMode,

@@ -122,8 +122,8 @@ export interface SignalingOptions {
   cluster?: boolean | undefined;
   /** This node's own URL (--node-url): both sides of a session it sets up meet at its relay. */
   nodeUrl?: string | undefined;
-  /** The UDP port of the server's own STUN (gateway/stun.ts), handed to both sides; none when absent. */
-  stunPort?: number | undefined;
+  /** The UDP port of the server's own STUN (gateway/stun.ts), handed to both sides; none while it is undefined. */
+  stunPort?: (() => number | undefined) | undefined;
 }
 
 export interface AddressLimits {
@@ -402,7 +402,7 @@ export class SignalingCore {
    * and --turn.
    */
   private withOwnStun(host: string | undefined, servers: IceServer[]): IceServer[] {
-    const port = this.options.stunPort;
+    const port = this.options.stunPort?.();
     if (port === undefined || host === undefined) return servers;
     const name = stunHost(host);
     return name === undefined ? servers : [{ urls: `stun:${name}:${port}` }, ...servers];

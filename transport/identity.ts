@@ -4,25 +4,19 @@
  * `beam connect` links stays valid across runs; visitors use a fresh one.
  */
 import { chmod, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
-import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@libp2p/crypto/keys';
 import type { PeerId, PrivateKey } from '@libp2p/interface';
 import { peerIdFromPrivateKey, peerIdFromString } from '@libp2p/peer-id';
 import { BeamError } from '../shared/errors.js';
+import { configDir, IDENTITY_FILE } from './config-dir.js';
 
 export interface Identity {
   privateKey: PrivateKey;
   peerId: PeerId;
 }
 
-export const IDENTITY_FILE = 'identity.key';
-
-/** `$BEAM_CONFIG_DIR`, else `$XDG_CONFIG_HOME/beam`, else `~/.config/beam`. */
-export function configDir(env: NodeJS.ProcessEnv = process.env): string {
-  if (env.BEAM_CONFIG_DIR) return env.BEAM_CONFIG_DIR;
-  return join(env.XDG_CONFIG_HOME || join(homedir(), '.config'), 'beam');
-}
+export { configDir, IDENTITY_FILE, PEER_ID_FILE } from './config-dir.js';
 
 export async function ephemeralIdentity(): Promise<Identity> {
   const privateKey = await generateKeyPair('Ed25519');

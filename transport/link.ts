@@ -14,11 +14,7 @@ import { BeamError } from '../shared/errors.js';
 import { validateName } from '../shared/names.js';
 import { parsePeerId } from './identity.js';
 
-export function connectLink(url: string, peerId: string, secret?: string): string {
-  const u = new URL(url);
-  u.hash = new URLSearchParams({ peer: peerId, ...(secret !== undefined ? { secret } : {}) }).toString();
-  return u.href;
-}
+export { connectLink } from './link-text.js';
 
 export interface ParsedLink {
   /** The Beam server, e.g. http://localhost:7070 */
