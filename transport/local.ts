@@ -15,8 +15,7 @@
  * a `beam connect` in the same process proves the agent's identity and the
  * share's secret over Noise, and takes the network paths.
  */
-import type { FrameChannel } from '../shared/mux.js';
-import type { ShareKind } from '../shared/signaling.js';
+import { FrameChannelBase } from '../shared/frame-channel.js';
 
 /**
  * One end of an in-memory channel. Messages are delivered in order, in
@@ -25,16 +24,11 @@ import type { ShareKind } from '../shared/signaling.js';
  * turn between batches. bufferedAmount counts what the other end has not
  * been handed yet, so the multiplexer's backpressure works as on a data channel.
  */
-export class LocalChannel implements FrameChannel {
+export class LocalChannel extends FrameChannelBase {
   peer: LocalChannel | undefined;
   private queue: Uint8Array[] = [];
   private buffered = 0;
-  private lowThreshold = 0;
   private scheduled = false;
-  private lowCb: () => void = () => {};
-  private messageCb: (message: Uint8Array) => void = () => {};
-  private readonly closeCbs: Array<() => void> = [];
-  private closed = false;
 
   send(message: Uint8Array): void {
     if (this.closed) throw new Error('the local channel is closed');
@@ -53,37 +47,20 @@ export class LocalChannel implements FrameChannel {
     for (const message of batch) {
       this.buffered -= message.byteLength;
       if (this.closed || !this.peer || this.peer.closed) continue;
-      this.peer.messageCb(message);
+      this.peer.deliver(message);
     }
-    if (batch.length > 0 && this.buffered <= this.lowThreshold) this.lowCb();
+    if (batch.length > 0) this.drained();
   }
 
   bufferedAmount(): number {
     return this.buffered;
   }
 
-  setBufferedAmountLowThreshold(bytes: number): void {
-    this.lowThreshold = bytes;
-  }
-
-  onBufferedAmountLow(cb: () => void): void {
-    this.lowCb = cb;
-  }
-
-  onMessage(cb: (message: Uint8Array) => void): void {
-    this.messageCb = cb;
-  }
-
-  onClose(cb: () => void): void {
-    this.closeCbs.push(cb);
-  }
-
   close(): void {
     if (this.closed) return;
-    this.closed = true;
     this.queue = [];
     this.buffered = 0;
-    for (const cb of this.closeCbs) cb();
+    this.markClosed();
     this.peer?.close();
   }
 }
@@ -96,37 +73,4 @@ export function localChannelPair(): [LocalChannel, LocalChannel] {
   return [a, b];
 }
 
-/** What an agent hands the gateway for a new session: the gateway's end of the channel, and what the share carries. */
-export interface LocalLink {
-  channel: FrameChannel;
-  kind: ShareKind;
-}
-
-export type LocalAccept = () => LocalLink;
-
-const agents = new Map<string, LocalAccept>();
-
-/** The key of a share on a server: the server's origin (scheme, host, port) and the name. */
-function keyOf(server: string, share: string): string | undefined {
-  try {
-    return `${new URL(server).origin}\n${share.toLowerCase()}`;
-  } catch {
-    return undefined;
-  }
-}
-
-/** An agent in this process serves `share` on `server`: the gateway there may reach it in memory. Returns the undo. */
-export function serveLocally(server: string, share: string, accept: LocalAccept): () => void {
-  const key = keyOf(server, share);
-  if (key === undefined) return () => {};
-  agents.set(key, accept);
-  return () => {
-    if (agents.get(key) === accept) agents.delete(key);
-  };
-}
-
-/** The agent serving `share` on `server` in this process, if there is one. */
-export function localAgent(server: string, share: string): LocalAccept | undefined {
-  const key = keyOf(server, share);
-  return key === undefined ? undefined : agents.get(key);
-}
+export { type LocalAccept, type LocalLink, localAgent, serveLocally } from './local-agents.js';

@@ -22,6 +22,7 @@ import { defaultLogger, logger } from '@libp2p/logger';
 import { AbstractMessageStream, type SendResult } from '@libp2p/utils';
 import { FRAME_HEADER_BYTES, HANDSHAKE_TIMEOUT_MS, MAX_MESSAGE_BYTES } from '../shared/constants.js';
 import { BeamError } from '../shared/errors.js';
+import { FrameChannelBase } from '../shared/frame-channel.js';
 import type { FrameChannel } from '../shared/mux.js';
 import type { Identity } from './identity.js';
 
@@ -148,16 +149,12 @@ export function directPrologue(offerSdp: string, answerSdp: string): Uint8Array 
  * chunks; frames are self-delimiting (shared/frames.ts), so whole frames are
  * cut out again and handed to the multiplexer as messages.
  */
-export class SecureFrameChannel implements FrameChannel {
+export class SecureFrameChannel extends FrameChannelBase {
   private readonly secured: Secured;
   private pending: Buffer = Buffer.alloc(0);
-  private messageCb: (message: Uint8Array) => void = () => {};
-  private lowCb: () => void = () => {};
-  private closeCbs: Array<() => void> = [];
-  private lowThreshold = 0;
-  private closed = false;
 
   constructor(secured: Secured) {
+    super();
     this.secured = secured;
     const { stream, pipe } = secured;
     stream.addEventListener('message', (evt) => {
@@ -167,9 +164,7 @@ export class SecureFrameChannel implements FrameChannel {
     stream.addEventListener('close', () => this.onClosed());
     // The encrypter resumes its own queue on drain (in a microtask); look after that.
     pipe.onDrain(() => {
-      setImmediate(() => {
-        if (!this.closed && this.bufferedAmount() <= this.lowThreshold) this.lowCb();
-      });
+      setImmediate(() => this.drained());
     });
   }
 
@@ -180,12 +175,12 @@ export class SecureFrameChannel implements FrameChannel {
       const total = FRAME_HEADER_BYTES + buf.readUInt32BE(start + 5);
       if (total > MAX_MESSAGE_BYTES) {
         // Let the multiplexer reject it with its own code and close.
-        this.messageCb(buf.subarray(start, start + FRAME_HEADER_BYTES));
+        this.deliver(buf.subarray(start, start + FRAME_HEADER_BYTES));
         this.close();
         return;
       }
       if (buf.length - start < total) break;
-      this.messageCb(buf.subarray(start, start + total));
+      this.deliver(buf.subarray(start, start + total));
       start += total;
     }
     // Copy the tail: the multiplexer may keep views of what it was handed.
@@ -193,9 +188,7 @@ export class SecureFrameChannel implements FrameChannel {
   }
 
   private onClosed(): void {
-    if (this.closed) return;
-    this.closed = true;
-    for (const cb of this.closeCbs.splice(0)) cb();
+    this.markClosed();
   }
 
   send(message: Uint8Array): void {
@@ -209,22 +202,6 @@ export class SecureFrameChannel implements FrameChannel {
 
   bufferedAmount(): number {
     return this.secured.stream.writeBufferLength + this.secured.pipe.bufferedAmount();
-  }
-
-  setBufferedAmountLowThreshold(bytes: number): void {
-    this.lowThreshold = bytes;
-  }
-
-  onBufferedAmountLow(cb: () => void): void {
-    this.lowCb = cb;
-  }
-
-  onMessage(cb: (message: Uint8Array) => void): void {
-    this.messageCb = cb;
-  }
-
-  onClose(cb: () => void): void {
-    this.closeCbs.push(cb);
   }
 
   close(): void {

@@ -23,7 +23,7 @@ import type { PathKind } from '../shared/paths.js';
 import { decode, type Handshake, SessionClosedSchema, SessionSignalSchema } from '../shared/signaling.js';
 import type { WebRtcEngine } from './engine.js';
 import type { Identity } from './identity.js';
-import { localAgent } from './local.js';
+import { localAgent } from './local-agents.js';
 import { type PathInfo, VisitorSession, type VisitorSessionOptions } from './session.js';
 import { connectSignaling, type Reconnect, type SignalingSocket } from './signaling-client.js';
 

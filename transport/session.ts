@@ -35,7 +35,7 @@ import type { Ack, ClientToServerEvents, RelayMode, ServerToClientEvents, Sessio
 import type { Datagrams } from './datagrams.js';
 import type { Peer, WebRtcEngine } from './engine.js';
 import type { Identity } from './identity.js';
-import type { LocalLink } from './local.js';
+import type { LocalLink } from './local-agents.js';
 import { type PathAction, type PathEvent, relayPolicy } from './path-policy.js';
 import { type PathDown, PathPolicyRunner, PathSet } from './paths.js';
 

@@ -1,56 +1,25 @@
 /**
- * An in-memory FrameChannel pair with the node-datachannel semantics that
- * matter: send() always queues, bufferedAmount grows until the other side
- * takes the message, and delivery is asynchronous and ordered.
+ * The in-memory channel pair of the in-process path (transport/local.ts),
+ * with what tests need besides: every message a side sent, and raw bytes
+ * delivered to a side as if its peer had sent them. Its semantics are those
+ * of node-datachannel that matter: send() always queues, bufferedAmount
+ * grows until the other side takes the message, and delivery is
+ * asynchronous and ordered.
  */
-import type { FrameChannel } from '../../shared/mux.js';
+import { LocalChannel } from '../../transport/local.js';
 
-export class MemoryChannel implements FrameChannel {
-  peer: MemoryChannel | undefined;
-  private buffered = 0;
-  private lowThreshold = 0;
-  private lowCb: () => void = () => {};
-  private messageCb: (m: Uint8Array) => void = () => {};
-  private closeCbs: Array<() => void> = [];
-  private closed = false;
+export class MemoryChannel extends LocalChannel {
   /** Every message this side sent, for tests that inspect the wire. */
   readonly sent: Uint8Array[] = [];
 
-  send(message: Uint8Array): void {
-    if (this.closed) throw new Error('closed');
-    this.sent.push(message);
-    this.buffered += message.byteLength;
-    const copy = message.slice();
-    setImmediate(() => {
-      this.buffered -= copy.byteLength;
-      if (this.buffered <= this.lowThreshold) this.lowCb();
-      if (!this.peer?.closed) this.peer?.messageCb(copy);
-    });
+  override send(message: Uint8Array): void {
+    super.send(message);
+    this.sent.push(message.slice());
   }
+
   /** Delivers raw bytes to this side as if the peer had sent them. */
   inject(message: Uint8Array): void {
-    this.messageCb(message);
-  }
-  bufferedAmount(): number {
-    return this.buffered;
-  }
-  setBufferedAmountLowThreshold(bytes: number): void {
-    this.lowThreshold = bytes;
-  }
-  onBufferedAmountLow(cb: () => void): void {
-    this.lowCb = cb;
-  }
-  onMessage(cb: (message: Uint8Array) => void): void {
-    this.messageCb = cb;
-  }
-  onClose(cb: () => void): void {
-    this.closeCbs.push(cb);
-  }
-  close(): void {
-    if (this.closed) return;
-    this.closed = true;
-    for (const cb of this.closeCbs) cb();
-    this.peer?.close();
+    this.deliver(message);
   }
 }
 
