@@ -7,7 +7,6 @@ import { readFile } from 'node:fs/promises';
 import net from 'node:net';
 import { createSecureContext } from 'node:tls';
 import { type Logger, pino } from 'pino';
-import { connect } from '../app/connect.js';
 import { lanAddress } from '../app/lan.js';
 import {
   parseCount,
@@ -387,6 +386,8 @@ export async function runConnect(linkArg: string, flags: ConnectFlags): Promise<
   const server = flags.server ? parseServerUrl(flags.server) : undefined;
   const log = logger(flags.logLevel);
   const engine = await loadEngine(parseEngine(flags.engine));
+  // beam connect's module (and libp2p, which parses its link) loads for beam connect alone.
+  const { connect } = await import('../app/connect.js');
   const connected = await connect(
     { engine, logger: log },
     { link: linkArg, port, bind: flags.bind, relay, server, allowHosts: (flags.allowHost ?? []).map((h) => parseAllowedHost(h)) },
