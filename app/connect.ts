@@ -239,7 +239,7 @@ export async function connect(components: { engine: WebRtcEngine; logger: Logger
   handle.verified = link.peer !== undefined;
   const pool = new SessionPool(
     { engine: components.engine, logger: components.logger, identity: await ephemeralIdentity() },
-    { server: handle.server, reconnect: 'gateway', session: { relay: options.relay, expectPeer: link.peer, secret: link.secret } },
+    { server: handle.server, reconnect: 'gateway', session: { relay: options.relay, expectPeer: link.peer, secret: link.secret, relayFirst: true } },
   );
   handle.closeParts.push(() => pool.close());
   handle.rttOf = () => pool.get(link.share)?.rtt;

@@ -139,6 +139,7 @@ export async function startEmbedded(
         metrics: false,
         // Its STUN comes up beside the link, not before it.
         stun: { background: true },
+        warmUp: false,
         ...(tls ? { tls: { cert: tls.cert, key: tls.key, certFor: tls.certFor }, caCert: await readFile(tls.caFile) } : {}),
       });
     } catch (err) {
@@ -266,6 +267,8 @@ export async function share(options: ShareOptions): Promise<Share> {
         maxVisitors: options.maxVisitors,
         ...(options.token ? { token: options.token } : {}),
         ...(resumeToken !== undefined ? { resumeToken } : {}),
+        // On the embedded default the gateway reaches the agent in memory: nothing to warm up for.
+        warmUp: server !== undefined,
       },
     );
     agent = a;

@@ -87,6 +87,12 @@ export interface BeamServerOptions {
   /** Prometheus metrics at /metrics. Default true; the embedded default has none. */
   metrics?: boolean;
   /**
+   * Load Noise and the gateway's key once the server is up, so the first
+   * visitor's session waits for no module loading. Default true; the
+   * embedded default (its gateway reaches its agent in memory) leaves it.
+   */
+  warmUp?: boolean;
+  /**
    * The server's own STUN (gateway/stun.ts): on UDP `port` (default: the
    * server's port), or none (false). `background`: start it beside the rest
    * and don't wait for it (the embedded default, whose link should not wait).
@@ -245,7 +251,8 @@ export async function startBeamServer(components: { engine: WebRtcEngine; logger
       // A share whose agent runs in this process (the embedded default) is reached in memory.
       localLinks: true,
       // The server's own gateway passes each request's secret on to the agent instead.
-      session: { relay: options.gatewayRelay ?? 'auto', requestLevelAccess: true },
+      // Relay first: a visitor's first request rides the relay (on this server) while WebRTC comes up beside it.
+      session: { relay: options.gatewayRelay ?? 'auto', requestLevelAccess: true, relayFirst: true },
     },
   );
   const gateway = new Gateway(
@@ -276,6 +283,12 @@ export async function startBeamServer(components: { engine: WebRtcEngine; logger
   }
   await pool.ready();
   if (options.stun === undefined || (options.stun !== false && !options.stun.background)) await stunStarted;
+  if (options.warmUp !== false) {
+    setImmediate(() => {
+      void import('../transport/secure.js').catch(() => {});
+      void import('../transport/identity.js').catch(() => {});
+    });
+  }
 
   const result: BeamServer = {
     port,

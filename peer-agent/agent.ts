@@ -47,6 +47,12 @@ export interface AgentOptions {
   origin: Origin;
   /** Requested share name; random when absent. */
   name?: string;
+  /**
+   * Load the key pair and Noise as soon as the share is up, so the first
+   * visitor's handshake waits for no module loading. Default true; the
+   * embedded default, whose gateway reaches it in memory, leaves it.
+   */
+  warmUp?: boolean;
   /** The resume token this machine kept for `name` (app/names.ts): takes the name back at once if the server holds it for us. */
   resumeToken?: string;
   /** Default 'rewrite'. */
@@ -213,6 +219,7 @@ export class Agent extends EventEmitter<AgentEvents> {
             if (first) {
               first = false;
               resolve(res.value);
+              if (this.options.warmUp !== false) this.warmUp();
             }
             return;
           }
@@ -276,6 +283,19 @@ export class Agent extends EventEmitter<AgentEvents> {
         }
       });
       socket.on('protocol:error', (err) => this.log.warn({ code: err.code }, err.message));
+    });
+  }
+
+  /**
+   * Once the link is out, loads what a visitor's first path will need (the
+   * key pair and Noise) while nobody waits: the first visitor's relay or
+   * direct handshake then pays no module loading.
+   */
+  private warmUp(): void {
+    setImmediate(() => {
+      if (this.closed) return;
+      void this.keyPair().catch(() => {});
+      void import('../transport/secure.js').catch(() => {});
     });
   }
 

@@ -101,6 +101,33 @@ describe('path policy: a visitor opening a session', () => {
   });
 });
 
+describe('path policy: relay first', () => {
+  const relayFirst = (): PathPolicyState => initialPathState({ role: 'visitor', relayFirst: true });
+
+  it('starts the relay at once beside direct; the first path up resolves ready', () => {
+    const { state, actions } = run(relayFirst(), open('auto', true));
+    expect(starts(actions)).toEqual([
+      { type: 'start-relay', reason: 'relay first; direct in the background' },
+      { type: 'start-direct', attempt: 1, stunOnly: true },
+    ]);
+    const relayUp = run(state, up('relay'));
+    expect(relayUp.actions).toContainEqual({ type: 'ready' });
+    // Direct still comes: when it is up, it is the best path, and the relay stays as a standby.
+    const direct = run(relayUp.state, up('direct'));
+    expect(bestOf(direct.state)).toBe('direct');
+    expect(direct.actions.some((a) => a.type === 'supersede' && a.kind === 'relay')).toBe(false);
+    // Direct dies later: the relay is still up, and direct is tried again.
+    const lost = run(direct.state, down('direct'));
+    expect(bestOf(lost.state)).toBe('relay');
+    expect(lost.actions).toContainEqual({ type: 'arm', timer: 'reopen', ms: DIRECT_RETRY_MS });
+  });
+
+  it('keeps --relay never direct-only and --relay always relay-only', () => {
+    expect(starts(run(relayFirst(), open('never', true)).actions).map((a) => a.type)).toEqual(['start-direct']);
+    expect(starts(run(relayFirst(), open('always', true)).actions).map((a) => a.type)).toEqual(['start-relay']);
+  });
+});
+
 describe('path policy: paths coming up', () => {
   it('the first path resolves ready once; direct arms no retry', () => {
     const { state, actions } = run(visitor(), open(), up('direct'));
@@ -383,9 +410,10 @@ describe('path policy: random event sequences', () => {
         fc.constantFrom<'visitor' | 'agent'>('visitor', 'agent'),
         fc.constantFrom<RelayMode>('auto', 'never', 'always'),
         fc.boolean(),
+        fc.boolean(),
         fc.array(choice, { minLength: 1, maxLength: 60 }),
-        (role, mode, turnOffered, choices) => {
-          let s = initialPathState({ role });
+        (role, mode, turnOffered, relayFirst, choices) => {
+          let s = initialPathState({ role, relayFirst });
           let settles = 0;
           let relayStarts = 0;
           let lastAttempt = 0;

@@ -9,7 +9,8 @@
  *
  * The visitor leads (it opens every path):
  *
- *   open ──► start-direct (first attempt without TURN, when the server offers it)
+ *   open ──► start-direct (first attempt without TURN, when the server offers it),
+ *            and with relayFirst the relay at once beside it (new streams move to direct when it is up)
  *        ├─► arm direct-timeout ──► no pair yet: direct again with TURN, and the relay ('auto')
  *        └─► arm connect ──► still no path: reject, close
  *   up ──► ready (the first), supersede TURN once direct is up, retry direct
@@ -56,6 +57,8 @@ export interface PathPolicyState {
   /** The server's ICE servers include TURN (so the first direct attempt leaves it out). */
   readonly turnOffered: boolean;
   readonly directTimeoutMs: number;
+  /** Visitor: the relay starts with direct, not after it failed (PathPolicyOptions.relayFirst). */
+  readonly relayFirst: boolean;
   /** Signaling opened the session. */
   readonly opened: boolean;
   /** The paths up, in the order they came. */
@@ -116,6 +119,13 @@ export type PathAction =
 export interface PathPolicyOptions {
   role: 'visitor' | 'agent';
   directTimeoutMs?: number;
+  /**
+   * Visitor, relay mode 'auto': start the relay at once beside direct, as
+   * Tailscale and iroh do, so the first request waits for no ICE or DTLS;
+   * new streams move to direct when it is up, and the relay stays as a
+   * standby (its tokens are one-time: it could not come back). Default false.
+   */
+  relayFirst?: boolean;
 }
 
 export function initialPathState(options: PathPolicyOptions): PathPolicyState {
@@ -124,6 +134,7 @@ export function initialPathState(options: PathPolicyOptions): PathPolicyState {
     mode: 'auto',
     turnOffered: false,
     directTimeoutMs: options.directTimeoutMs ?? DIRECT_PATH_TIMEOUT_MS,
+    relayFirst: options.relayFirst ?? false,
     opened: false,
     up: [],
     direct: { pending: false, stunOnly: false, attempts: 0 },
@@ -243,6 +254,7 @@ class Transition {
       this.startRelay();
       return;
     }
+    if (mode === 'auto' && this.s.relayFirst) this.startRelay('relay first; direct in the background');
     this.startDirect();
     this.arm('direct-timeout', this.s.directTimeoutMs);
   }

@@ -77,6 +77,8 @@ export interface VisitorSessionOptions {
   expectPeer?: PeerId;
   /** Default DIRECT_PATH_TIMEOUT_MS. */
   directTimeoutMs?: number;
+  /** Relay mode 'auto': the relay at once beside direct, the first request on whichever is up first (transport/path-policy.ts). Default false. */
+  relayFirst?: boolean;
   /** A private share's secret (from the link), proven in the Noise handshake (or, with directNoise false, by the caller per request). */
   secret?: string;
   /** This visitor proves a private share's secret per request instead (the gateway, browser pages). */
@@ -147,7 +149,11 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
     this.share = options.share;
     this.log = components.logger.child({ share: options.share });
     this.policy = new PathPolicyRunner(
-      { role: 'visitor', ...(options.directTimeoutMs !== undefined ? { directTimeoutMs: options.directTimeoutMs } : {}) },
+      {
+        role: 'visitor',
+        relayFirst: options.relayFirst === true,
+        ...(options.directTimeoutMs !== undefined ? { directTimeoutMs: options.directTimeoutMs } : {}),
+      },
       (action) => this.perform(action),
     );
     this.paths.on('change', (best) => {

@@ -176,6 +176,8 @@ describe('agent failures', () => {
       const host = `${ready['name'] as string}.localhost:${server.port}`;
       expect((await request(server.port, host, '/one')).status).toBe(200);
       const session = await proc.waitFor('session');
+      // Relay first: the download must ride the direct path, which signaling's loss leaves standing (the relay goes through the server).
+      await proc.waitFor((e) => (e.event === 'session' || e.event === 'path') && e['id'] === session['id'] && e['via'] === 'direct');
       const size = 32 * 1024 * 1024;
       const expected = await patternHash(size, 11);
       const mark = proc.events.length;
@@ -208,6 +210,8 @@ describe('agent failures', () => {
     try {
       const port = Number(new URL((await visitor.waitFor('ready'))['url'] as string).port);
       const session = await agent.proc.waitFor((e) => e.event === 'session' && e['visitor'] === 'cli');
+      // Relay first: the download must ride the direct path, which signaling's loss leaves standing (the relay goes through the server).
+      await visitor.waitFor((e) => (e.event === 'session' || e.event === 'path') && e['via'] === 'direct');
       const size = 32 * 1024 * 1024;
       const expected = await patternHash(size, 12);
       const mark = agent.proc.events.length;
@@ -237,7 +241,10 @@ describe('agent failures', () => {
       await old.waitFor('ready');
       const host = `${name}.localhost:${server.port}`;
       expect((await request(server.port, host, '/one')).body.toString()).toBe('hello from /one');
-      // The old agent loses the server for good; its path to the gateway still works.
+      // The first request rode the relay (relay first), which goes through the server as signaling does;
+      // the gateway's direct path comes up beside it. Once it has:
+      await old.waitFor((e) => (e.event === 'session' || e.event === 'path') && e['visitor'] === 'gateway' && e['via'] === 'direct');
+      // The old agent loses the server for good; its direct path to the gateway still works.
       const mark = old.events.length;
       await proxy.close();
       const cutAt = performance.now();
