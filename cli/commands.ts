@@ -24,7 +24,7 @@ import {
 import { type Share, share, startEmbedded } from '../app/share.js';
 import { startBeamServer } from '../gateway/server.js';
 import type { SessionInfo } from '../peer-agent/agent.js';
-import { ORIGIN_WAIT_POLL_MS, RTT_REFRESH_MS } from '../shared/constants.js';
+import { MAX_RELAY_CAP_SECONDS, ORIGIN_WAIT_POLL_MS, RTT_REFRESH_MS } from '../shared/constants.js';
 import { BeamError } from '../shared/errors.js';
 import type { ShareKind } from '../shared/signaling.js';
 import { validateIceConfig } from '../signaling/ice.js';
@@ -86,6 +86,8 @@ export interface ServeFlags extends CommonFlags {
   maxHttpConnectionsPerIp?: string;
   registrationsPerMinute?: string;
   sessionsPerMinute?: string;
+  relayMaxMib?: string;
+  relayMaxSeconds?: string;
 }
 export interface StartFlags extends CommonFlags {
   config: string;
@@ -320,11 +322,18 @@ export async function runServe(flags: ServeFlags): Promise<void> {
       : flags.maxHttpConnectionsPerIp === '0'
         ? 0
         : parseCount(flags.maxHttpConnectionsPerIp, '--max-http-connections-per-ip');
+  const relayCap = {
+    ...(flags.relayMaxMib !== undefined ? { bytes: parseCount(flags.relayMaxMib, '--relay-max-mib') * 1024 * 1024 } : {}),
+    ...(flags.relayMaxSeconds !== undefined ? { ms: parseCount(flags.relayMaxSeconds, '--relay-max-seconds') * 1000 } : {}),
+  };
+  if ((relayCap.ms ?? 0) > MAX_RELAY_CAP_SECONDS * 1000)
+    throw new BeamError('BEAM_ERR_BAD_OPTION', `--relay-max-seconds must be at most ${MAX_RELAY_CAP_SECONDS} (23 days); leave it out for no cap`);
   const server = await startBeamServer(
     { engine, logger: log },
     {
       port,
       host: flags.host,
+      relayCap,
       domain,
       publicUrl: flags.publicUrl,
       ...(maxHttp !== undefined ? { maxConnectionsPerIp: maxHttp } : {}),

@@ -121,6 +121,11 @@ export function program(): Command {
     )
     .option('--registrations-per-minute <n>', `shares one client address may register a minute (default ${REGISTRATIONS_PER_IP_PER_MINUTE})`)
     .option('--sessions-per-minute <n>', `sessions one client address may open a minute (default ${SESSIONS_PER_IP_PER_MINUTE})`)
+    .option(
+      '--relay-max-mib <n>',
+      "end a session on the relay once it has carried this many MiB, both ways (default: no cap; the server's own gateway is never capped)",
+    )
+    .option('--relay-max-seconds <n>', 'end a session on the relay this many seconds after it starts there (default: no cap)')
     .option('--node-url <url>', "with --redis: this node's own URL (on the public host or below it), where relayed sessions it sets up meet")
     .action(async (flags: ServeFlags) => {
       await commands()

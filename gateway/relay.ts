@@ -7,12 +7,26 @@
  *
  * It splices only sessions that signaling set up, and each side only once:
  * a connection must present the one-time token signaling handed that side.
+ *
+ * The operator may cap what one session carries here (RelayLimits maxBytes,
+ * maxMs: `beam serve --relay-max-mib`, `--relay-max-seconds`): the relay is
+ * then a bridge while direct comes up, not a free path. A session past its
+ * cap is closed with RELAY_CAPPED_CLOSE and the reason BEAM_ERR_RELAY_CAPPED,
+ * which both ends read (transport/relay.ts). Sessions of the server's own
+ * gateway are not capped: their bytes cross this server on any path.
  */
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { type WebSocket, WebSocketServer } from 'ws';
-import { MAX_RELAY_SESSIONS, RELAY_HIGH_WATER_BYTES, RELAY_LOW_WATER_BYTES, RELAY_MAX_MESSAGE_BYTES, RELAY_PAIR_TIMEOUT_MS } from '../shared/constants.js';
+import {
+  MAX_RELAY_CAP_SECONDS,
+  MAX_RELAY_SESSIONS,
+  RELAY_HIGH_WATER_BYTES,
+  RELAY_LOW_WATER_BYTES,
+  RELAY_MAX_MESSAGE_BYTES,
+  RELAY_PAIR_TIMEOUT_MS,
+} from '../shared/constants.js';
 import { ERRORS, type ErrorCode } from '../shared/errors.js';
 
 export type RelayRole = 'visitor' | 'agent';
@@ -22,7 +36,14 @@ export interface RelayLimits {
   pairTimeoutMs: number;
   maxSessions: number;
   highWaterBytes: number;
+  /** Bytes one session may carry, both directions together; 0: no cap (the default). */
+  maxBytes: number;
+  /** How long one session may be relayed, from the splice; 0: no cap (the default). */
+  maxMs: number;
 }
+
+/** The WebSocket close code of a session past its cap (4000-4999 are the application's). */
+export const RELAY_CAPPED_CLOSE = 4509;
 
 export interface RelayComponents {
   logger: Logger;
@@ -32,6 +53,8 @@ export interface RelayComponents {
    * that, not a bare refusal), when not.
    */
   redeem: (sessionId: string, role: RelayRole, token: string) => boolean | ErrorCode;
+  /** True for a session the caps do not apply to (the server's own gateway's). Default: none. */
+  uncapped?: (sessionId: string) => boolean;
 }
 
 interface Pairing {
@@ -40,11 +63,16 @@ interface Pairing {
   /** What a side sent before the other arrived (its first handshake message), held until the splice. */
   early: Map<WebSocket, { messages: Buffer[]; bytes: number; listener: (data: Buffer) => void }>;
   timer: NodeJS.Timeout;
+  /** Bytes forwarded for this session, both directions. */
+  bytes: number;
+  /** Whether maxBytes and maxMs apply (decided at the splice). */
+  capped: boolean;
 }
 
 export class RelayServer {
   private readonly log: Logger;
   private readonly redeem: RelayComponents['redeem'];
+  private readonly uncapped: (sessionId: string) => boolean;
   private readonly wss = new WebSocketServer({ noServer: true, maxPayload: RELAY_MAX_MESSAGE_BYTES, perMessageDeflate: false });
   private readonly pairings = new Map<string, Pairing>();
   /** Ciphertext bytes forwarded, both directions (for metrics). */
@@ -55,11 +83,20 @@ export class RelayServer {
   constructor(components: RelayComponents, limits: Partial<RelayLimits> = {}) {
     this.log = components.logger.child({ component: 'relay' });
     this.redeem = components.redeem;
+    this.uncapped = components.uncapped ?? (() => false);
     this.limits = {
       pairTimeoutMs: limits.pairTimeoutMs ?? RELAY_PAIR_TIMEOUT_MS,
       maxSessions: limits.maxSessions ?? MAX_RELAY_SESSIONS,
       highWaterBytes: limits.highWaterBytes ?? RELAY_HIGH_WATER_BYTES,
+      maxBytes: limits.maxBytes ?? 0,
+      maxMs: limits.maxMs ?? 0,
     };
+    for (const [name, value] of [
+      ['maxBytes', this.limits.maxBytes],
+      ['maxMs', this.limits.maxMs],
+    ] as const)
+      if (!Number.isSafeInteger(value) || value < 0) throw new RangeError(`relay ${name} must be a whole number, 0 for no cap (got ${value})`);
+    if (this.limits.maxMs > MAX_RELAY_CAP_SECONDS * 1000) throw new RangeError(`relay maxMs must be at most ${MAX_RELAY_CAP_SECONDS * 1000}`);
   }
 
   /** Sessions being relayed or waiting for their second side. */
@@ -92,7 +129,7 @@ export class RelayServer {
       if (!current) {
         const timer = setTimeout(() => this.end(sessionId, 4504, 'BEAM_ERR_RELAY_TIMEOUT'), this.limits.pairTimeoutMs);
         timer.unref();
-        current = { sessionId, sides: {}, early: new Map(), timer };
+        current = { sessionId, sides: {}, early: new Map(), timer, bytes: 0, capped: false };
         this.pairings.set(sessionId, current);
       }
       current.sides[role] = ws;
@@ -114,17 +151,20 @@ export class RelayServer {
         return;
       }
       clearTimeout(current.timer);
-      for (const [from, held] of current.early) {
+      const pairing = current;
+      pairing.capped = (this.limits.maxBytes > 0 || this.limits.maxMs > 0) && !this.uncapped(sessionId);
+      if (pairing.capped && this.limits.maxMs > 0) {
+        pairing.timer = setTimeout(() => this.cap(pairing, `${this.limits.maxMs / 1000} s`), this.limits.maxMs);
+        pairing.timer.unref();
+      }
+      for (const [from, held] of pairing.early) {
         from.off('message', held.listener);
         const to = from === visitor ? agent : visitor;
-        for (const m of held.messages) {
-          this.bytesRelayed += m.length;
-          to.send(m, { binary: true });
-        }
+        for (const m of held.messages) if (!this.carry(pairing, to, m)) return;
       }
-      current.early.clear();
-      this.forward(visitor, agent);
-      this.forward(agent, visitor);
+      pairing.early.clear();
+      this.forward(pairing, visitor, agent);
+      this.forward(pairing, agent, visitor);
       this.log.debug({ session: sessionId }, 'relay spliced');
     });
   }
@@ -143,8 +183,27 @@ export class RelayServer {
     this.wss.close();
   }
 
+  /** Sends one message of the session to `to`; false (and the session ended) when it would pass the byte cap. */
+  private carry(pairing: Pairing, to: WebSocket, data: Buffer, written?: () => void): boolean {
+    pairing.bytes += data.length;
+    if (pairing.capped && this.limits.maxBytes > 0 && pairing.bytes > this.limits.maxBytes) {
+      this.cap(pairing, `${this.limits.maxBytes} bytes`);
+      return false;
+    }
+    this.bytesRelayed += data.length;
+    to.send(data, { binary: true }, written);
+    return true;
+  }
+
+  /** The session reached a cap: both ends hear BEAM_ERR_RELAY_CAPPED. */
+  private cap(pairing: Pairing, what: string): void {
+    if (this.pairings.get(pairing.sessionId) !== pairing) return;
+    this.log.info({ session: pairing.sessionId, bytes: pairing.bytes, cap: what }, 'relayed session reached its cap; closed');
+    this.end(pairing.sessionId, RELAY_CAPPED_CLOSE, 'BEAM_ERR_RELAY_CAPPED');
+  }
+
   /** Messages from `from` go to `to` unchanged; reading from `from` pauses while `to` is backed up. */
-  private forward(from: WebSocket, to: WebSocket): void {
+  private forward(pairing: Pairing, from: WebSocket, to: WebSocket): void {
     let paused = false;
     const written = (): void => {
       if (paused && to.bufferedAmount <= Math.min(RELAY_LOW_WATER_BYTES, this.limits.highWaterBytes / 4)) {
@@ -157,8 +216,7 @@ export class RelayServer {
         from.close(1003, 'binary only');
         return;
       }
-      this.bytesRelayed += data.length;
-      to.send(data, { binary: true }, written);
+      if (!this.carry(pairing, to, data, written)) return;
       if (!paused && to.bufferedAmount > this.limits.highWaterBytes) {
         paused = true;
         from.pause();

@@ -40,6 +40,14 @@ export interface BeamServerOptions {
   ice?: IceConfig;
   /** How the gateway's own HTTP entry reaches agents. Default 'auto'. */
   gatewayRelay?: RelayMode;
+  /**
+   * What one session may carry on the relay, bytes both ways and time from
+   * the splice (0 or absent: no cap, the default). Past either, the relay
+   * ends the session with BEAM_ERR_RELAY_CAPPED: it then bridges the wait
+   * for direct, and visitors whose networks allow no direct path (and no
+   * TURN) lose long transfers. The server's own gateway is not capped.
+   */
+  relayCap?: { bytes?: number; ms?: number };
   /** Compress text responses for clients that accept brotli or gzip. Default true. */
   compress?: boolean;
   /** How long a client may take over its first request head, counted from accept. Default GATEWAY_HEADERS_TIMEOUT_MS. */
@@ -222,10 +230,15 @@ export async function startBeamServer(components: { engine: WebRtcEngine; logger
   signaling.attach(io);
   // A name this node's agent held, taken by another while Redis was away: the agent is told by a reconnect, and finds out.
   if (registry) registry.onLost = (owner) => io.sockets.sockets.get(owner)?.disconnect(true);
-  relay = new RelayServer({
-    logger: components.logger,
-    redeem: (sessionId, role, token) => signaling.redeemRelayToken(sessionId, role, token),
-  });
+  relay = new RelayServer(
+    {
+      logger: components.logger,
+      redeem: (sessionId, role, token) => signaling.redeemRelayToken(sessionId, role, token),
+      // The gateway's bytes cross this server whatever its path to the agent: a cap would bound nothing.
+      uncapped: (sessionId) => signaling.sessionKind(sessionId) === 'gateway',
+    },
+    { maxBytes: options.relayCap?.bytes ?? 0, maxMs: options.relayCap?.ms ?? 0 },
+  );
   const relayServer = relay;
 
   // With TLS, the gateway's own way in: plain, on loopback only, sharing socket.io's engine and every handler below.

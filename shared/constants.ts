@@ -278,6 +278,8 @@ export const RELAY_HIGH_WATER_BYTES = 1024 * 1024;
 export const RELAY_LOW_WATER_BYTES = 256 * 1024;
 /** Lifetime of the TURN REST credentials handed out with each session (coturn use-auth-secret). */
 export const TURN_CREDENTIAL_TTL_S = 12 * 60 * 60;
+/** Largest --relay-max-seconds: a timer holds at most 2^31-1 ms. */
+export const MAX_RELAY_CAP_SECONDS = 2_000_000;
 /** Relayed sessions one server holds at once. */
 export const MAX_RELAY_SESSIONS = 4096;
 

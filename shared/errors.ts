@@ -152,6 +152,11 @@ export const ERRORS = {
     status: 504,
     message: 'The other side of a relayed session did not reach the relay in time.',
   },
+  BEAM_ERR_RELAY_CAPPED: {
+    status: 502,
+    message:
+      "The Beam server ends a session on its relay once it has carried the operator's cap (beam serve --relay-max-mib, --relay-max-seconds), and no direct path took over in time. Retry (a new session gets a new allowance); for long transfers on networks where direct fails, ask the operator for TURN or a higher cap, or run `beam doctor` to see why direct fails.",
+  },
   BEAM_ERR_EXCHANGE_GONE: {
     status: 404,
     message: 'The inspector no longer holds this request: it keeps the latest ones only, and Clear drops them all.',

@@ -1,4 +1,5 @@
 /** A FrameChannel's callback plumbing, shared by Beam's own channels (shared/mux.ts has the interface). Not in the browser page's bundle: the page's channels are the browser's. */
+import type { ErrorCode } from './errors.js';
 import type { FrameChannel } from './mux.js';
 
 /**
@@ -11,7 +12,7 @@ export abstract class FrameChannelBase implements FrameChannel {
   protected closed = false;
   private lowCb: () => void = () => {};
   private messageCb: (message: Uint8Array) => void = () => {};
-  private readonly closeCbs: Array<() => void> = [];
+  private readonly closeCbs: Array<(code?: ErrorCode) => void> = [];
 
   abstract send(message: Uint8Array): void;
   abstract bufferedAmount(): number;
@@ -29,7 +30,7 @@ export abstract class FrameChannelBase implements FrameChannel {
     this.messageCb = cb;
   }
 
-  onClose(cb: () => void): void {
+  onClose(cb: (code?: ErrorCode) => void): void {
     this.closeCbs.push(cb);
   }
 
@@ -43,10 +44,10 @@ export abstract class FrameChannelBase implements FrameChannel {
     if (!this.closed && this.bufferedAmount() <= this.lowThreshold) this.lowCb();
   }
 
-  /** The channel is closed (once). */
-  protected markClosed(): void {
+  /** The channel is closed (once); `code`: why, when the other end or the server said. */
+  protected markClosed(code?: ErrorCode): void {
     if (this.closed) return;
     this.closed = true;
-    for (const cb of this.closeCbs.splice(0)) cb();
+    for (const cb of this.closeCbs.splice(0)) cb(code);
   }
 }

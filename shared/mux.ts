@@ -45,7 +45,8 @@ export interface FrameChannel {
   setBufferedAmountLowThreshold(bytes: number): void;
   onBufferedAmountLow(cb: () => void): void;
   onMessage(cb: (message: Uint8Array) => void): void;
-  onClose(cb: () => void): void;
+  /** `code`: why it closed, when the other end or the server said (the relay's cap, for one). */
+  onClose(cb: (code?: ErrorCode) => void): void;
   close(): void;
 }
 
@@ -104,7 +105,7 @@ export class Mux extends EventEmitter<MuxEvents> {
       }
     });
     channel.onMessage((message) => this.receive(message));
-    channel.onClose(() => this.close('BEAM_ERR_PEER_GONE'));
+    channel.onClose((code) => this.close(code ?? 'BEAM_ERR_PEER_GONE'));
     if (options.ping !== false) {
       this.pingTimer = setInterval(() => {
         // A path that has carried nothing, not even a PONG, for PATH_DEAD_MS is gone (a cut link).

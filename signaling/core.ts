@@ -527,6 +527,11 @@ export class SignalingCore {
     return true;
   }
 
+  /** Who a live session's visitor is (the server's own gateway, a browser, a CLI); undefined when it has ended. */
+  sessionKind(sessionId: string): VisitorKind | undefined {
+    return this.sessions.get(sessionId)?.kind;
+  }
+
   /** Live shares, for metrics. */
   shareCount(): Promise<number> {
     return this.registry.liveCount();

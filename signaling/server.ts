@@ -83,6 +83,10 @@ export class SignalingServer {
   }
 
   /** Open sessions by visitor kind, for metrics. */
+  sessionKind(sessionId: string): ReturnType<SignalingCore['sessionKind']> {
+    return this.core.sessionKind(sessionId);
+  }
+
   sessionCounts(): ReturnType<SignalingCore['sessionCounts']> {
     return this.core.sessionCounts();
   }

@@ -195,13 +195,23 @@ describe('path policy: direct attempts failing', () => {
     expect(actions).toContainEqual({ type: 'reject', error: err });
   });
 
-  it('a deadline that finds nothing under way ends the session instead of leaving it hanging', () => {
-    // --relay never: direct came up and died, the reopened attempt failed; then the direct deadline ran out.
-    const { state } = run(visitor(), open('never', false), directFailed(1), up('direct'), timer('connect'), down('direct'), timer('reopen'), directFailed(3));
-    expect(state.closed).toBe(false);
-    expect(state.timers).toEqual(['direct-timeout']);
-    const { state: after, actions } = run(state, timer('direct-timeout'));
-    expect(after.closed).toBe(true);
+  it('a session left with no path and nothing under way ends at once, not at a deadline that would start nothing', () => {
+    // --relay never: direct came up and died, the reopened attempt failed; the direct deadline is still armed.
+    const before = run(visitor(), open('never', false), directFailed(1), up('direct'), timer('connect'), down('direct'), timer('reopen'));
+    expect(before.state.timers).toEqual(['direct-timeout']);
+    const { state, actions } = run(before.state, directFailed(3));
+    expect(state.closed).toBe(true);
+    expect(state.timers).toEqual([]);
+    expect(actions.at(-1)).toEqual({ type: 'close' });
+  });
+
+  it('a session whose only path went down ends with the code it went down with (the relay cap), not after a retry minutes away', () => {
+    // auto: direct failed, the session rides the relay with a retry armed; the relay ends at the server's cap.
+    const riding = run(visitor(), open(), directFailed(1), directFailed(2), directFailed(3), up('relay'));
+    expect(riding.state.timers).toContain('retry');
+    const { state, actions } = run(riding.state, { type: 'down', kind: 'relay', replaced: false, code: 'BEAM_ERR_RELAY_CAPPED' });
+    expect(state.closed).toBe(true);
+    expect(state.lastError?.code).toBe('BEAM_ERR_RELAY_CAPPED');
     expect(actions.at(-1)).toEqual({ type: 'close' });
   });
 
@@ -265,11 +275,11 @@ describe('path policy: paths dying', () => {
     expect(actions.some((a) => a.type === 'start-relay')).toBe(false);
   });
 
-  it('the relay is tried once per session: --relay always ends with it (once the connect deadline passed)', () => {
-    const { state } = run(visitor(), open('always'), up('relay'), down('relay'));
-    expect(state.closed).toBe(false);
-    expect(starts(step(state, timer('connect')).actions)).toEqual([]);
-    expect(step(state, timer('connect')).state.closed).toBe(true);
+  it('the relay is tried once per session: --relay always ends with it', () => {
+    const riding = run(visitor(), open('always'), up('relay')).state;
+    const { state, actions } = step(riding, down('relay'));
+    expect(state.closed).toBe(true);
+    expect(starts(actions)).toEqual([]);
     expect(run(visitor(), open('always'), up('relay'), timer('connect'), down('relay')).state.closed).toBe(true);
     const auto = run(visitor(), open(), timer('direct-timeout'), up('relay'), up('direct'), down('direct'));
     expect(auto.actions.filter((a) => a.type === 'start-relay')).toHaveLength(1);
@@ -458,8 +468,10 @@ describe('path policy: random event sequences', () => {
             if (role === 'visitor') expect(settles).toBe(1);
             return;
           }
-          // A session that goes on has a path, or something under way that will change that.
-          const underWay = s.up.length > 0 || s.direct.pending || s.relay === 'pending' || s.timers.length > 0;
+          // A session that goes on has a path, or something under way that will change that: for a visitor, an
+          // attempt or a reopen (not a retry minutes away: requests would wait on a session with no path).
+          const underWay =
+            s.up.length > 0 || s.direct.pending || s.relay === 'pending' || (role === 'agent' ? s.timers.length > 0 : s.timers.includes('reopen'));
           expect(underWay).toBe(true);
           // Once signaling is gone, nothing new is under way: only the paths up.
           if (s.detached) {

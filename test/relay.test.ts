@@ -11,8 +11,8 @@ import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { type RelayLimits, RelayServer } from '../gateway/relay.js';
-import { RELAY_MAX_MESSAGE_BYTES, RELAY_PATH } from '../shared/constants.js';
-import { relayServerFor } from '../transport/relay.js';
+import { MAX_RELAY_CAP_SECONDS, RELAY_MAX_MESSAGE_BYTES, RELAY_PATH } from '../shared/constants.js';
+import { relayServerFor, wsPipe } from '../transport/relay.js';
 
 let server: http.Server | undefined;
 let relay: RelayServer | undefined;
@@ -24,7 +24,10 @@ afterEach(async () => {
 });
 
 /** A relay where every session id is valid once per side with token "t-<session>". */
-async function start(limits: Partial<RelayLimits> = {}): Promise<(session: string, role: 'visitor' | 'agent') => Promise<WebSocket>> {
+async function start(
+  limits: Partial<RelayLimits> = {},
+  uncapped?: (session: string) => boolean,
+): Promise<(session: string, role: 'visitor' | 'agent') => Promise<WebSocket>> {
   const used = new Set<string>();
   relay = new RelayServer(
     {
@@ -37,6 +40,7 @@ async function start(limits: Partial<RelayLimits> = {}): Promise<(session: strin
         used.add(key);
         return true;
       },
+      ...(uncapped ? { uncapped } : {}),
     },
     limits,
   );
@@ -78,6 +82,8 @@ function received(ws: WebSocket, bytes: number): Promise<Buffer> {
 }
 
 const closed = (ws: WebSocket): Promise<number> => new Promise((resolve) => ws.once('close', (code) => resolve(code)));
+const closedWhy = (ws: WebSocket): Promise<{ code: number; reason: string }> =>
+  new Promise((resolve) => ws.once('close', (code, reason: Buffer) => resolve({ code, reason: reason.toString() })));
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 
 describe('the relay', () => {
@@ -146,6 +152,69 @@ describe('the relay', () => {
   it('tells a side that arrives just after its session ended why it ended (not a bare refusal)', async () => {
     const open = await start();
     await expect(open('ended-full', 'visitor')).rejects.toMatchObject({ status: 503, code: 'BEAM_ERR_MAX_VISITORS' });
+  });
+
+  it('ends a session at its byte cap (maxBytes, both directions): 4509 BEAM_ERR_RELAY_CAPPED to both sides, nothing past the cap forwarded', async () => {
+    const cap = 256 * 1024;
+    const open = await start({ maxBytes: cap });
+    const visitor = await open('big-transfer', 'visitor');
+    const agent = await open('big-transfer', 'agent');
+    // What transport/relay.ts makes of the agent's socket: it reports the code the relay gave.
+    const pipe = wsPipe(agent);
+    const pipeClosed = new Promise<void>((resolve) => pipe.onClose(resolve));
+    const atVisitor = closedWhy(visitor);
+    const atAgent = closedWhy(agent);
+    // 128 KiB each way fits; the next 160 KiB from the visitor passes the cap.
+    const first = received(agent, 64 * 1024);
+    visitor.send(randomBytes(64 * 1024));
+    await first;
+    agent.send(randomBytes(64 * 1024));
+    await received(visitor, 64 * 1024);
+    for (let i = 0; i < 10; i++) visitor.send(randomBytes(16 * 1024));
+    expect(await atVisitor).toEqual({ code: 4509, reason: 'BEAM_ERR_RELAY_CAPPED' });
+    expect(await atAgent).toEqual({ code: 4509, reason: 'BEAM_ERR_RELAY_CAPPED' });
+    await pipeClosed;
+    expect(pipe.closeCode?.()).toBe('BEAM_ERR_RELAY_CAPPED');
+    const carried = Buffer.concat(inboxes.get(agent) ?? []).length + Buffer.concat(inboxes.get(visitor) ?? []).length;
+    expect(carried).toBeLessThanOrEqual(cap);
+    expect(carried).toBeGreaterThanOrEqual(cap - 16 * 1024);
+    expect(relay!.bytesRelayed).toBe(carried);
+    expect(relay!.sessionCount).toBe(0);
+  });
+
+  it('ends a session at its time cap (maxMs, counted from the splice), idle or not', async () => {
+    const open = await start({ maxMs: 300 });
+    const visitor = await open('long', 'visitor');
+    const atVisitor = closedWhy(visitor);
+    // Waiting for the partner does not count.
+    await new Promise((resolve) => setTimeout(resolve, 150));
+    const agent = await open('long', 'agent');
+    const spliced = performance.now();
+    const atAgent = closedWhy(agent);
+    visitor.send(randomBytes(1024));
+    expect((await received(agent, 1024)).length).toBe(1024);
+    expect(await atAgent).toEqual({ code: 4509, reason: 'BEAM_ERR_RELAY_CAPPED' });
+    expect(await atVisitor).toEqual({ code: 4509, reason: 'BEAM_ERR_RELAY_CAPPED' });
+    expect(performance.now() - spliced).toBeGreaterThanOrEqual(250);
+  });
+
+  it("leaves sessions the server exempts uncapped (its own gateway's), byte-exact past the cap", async () => {
+    const open = await start({ maxBytes: 64 * 1024, maxMs: 60_000 }, (session) => session === 'gateway-session');
+    const visitor = await open('gateway-session', 'visitor');
+    const agent = await open('gateway-session', 'agent');
+    const body = randomBytes(1024 * 1024);
+    const atAgent = received(agent, body.length);
+    for (let i = 0; i < body.length; i += 64 * 1024) visitor.send(body.subarray(i, i + 64 * 1024));
+    expect(sha(await atAgent)).toBe(sha(body));
+    expect(relay!.sessionCount).toBe(1);
+  });
+
+  it('refuses caps that are not whole numbers, or a time cap past what a timer holds', () => {
+    const components = { logger: pino({ level: 'silent' }), redeem: () => false };
+    expect(() => new RelayServer(components, { maxBytes: -1 })).toThrow(RangeError);
+    expect(() => new RelayServer(components, { maxMs: 1.5 })).toThrow(RangeError);
+    expect(() => new RelayServer(components, { maxMs: MAX_RELAY_CAP_SECONDS * 1000 + 1 })).toThrow(RangeError);
+    expect(() => new RelayServer(components, { maxBytes: 0, maxMs: MAX_RELAY_CAP_SECONDS * 1000 })).not.toThrow();
   });
 
   it('refuses a second connection for the same side of a session', async () => {

@@ -85,7 +85,8 @@ export type PathEvent =
   /** A path came up (the shell added it to its PathSet). */
   | { type: 'up'; kind: PathKind }
   /** A path closed; `replaced` when a better one superseded it. */
-  | { type: 'down'; kind: PathKind; replaced: boolean }
+  /** `code`: why, when the other end or the server said (the relay's cap): what the session fails with if it was the last. */
+  | { type: 'down'; kind: PathKind; replaced: boolean; code?: ErrorCode }
   /** Visitor: direct attempt `attempt` failed. */
   | { type: 'direct-failed'; attempt: number; error: BeamError }
   /** Visitor: the relay could not be set up. */
@@ -220,7 +221,7 @@ class Transition {
         this.up(event.kind);
         break;
       case 'down':
-        this.down(event.kind, event.replaced);
+        this.down(event.kind, event.replaced, event.code);
         break;
       case 'direct-failed':
         if (this.s.direct.pending && event.attempt === this.s.direct.attempts) this.directFailed(event.error);
@@ -372,9 +373,10 @@ class Transition {
     if (bestOf(this.s) !== 'direct') this.scheduleRetry();
   }
 
-  private down(kind: PathKind, replaced: boolean): void {
+  private down(kind: PathKind, replaced: boolean, code?: ErrorCode): void {
     this.set({ up: this.s.up.filter((k) => k !== kind) });
     if (replaced) return;
+    if (code !== undefined && code !== 'BEAM_ERR_PEER_GONE') this.set({ lastError: new BeamError(code) });
     // The in-memory path closes when the agent in this process goes: the session goes with it.
     if (kind === 'local') {
       this.close('BEAM_ERR_PEER_GONE');
@@ -395,11 +397,17 @@ class Transition {
     this.maybeGiveUp();
   }
 
-  /** Ends the session when no path is up and none is being tried. */
+  /**
+   * Ends the session when no path is up and none is being tried. A session
+   * that had a path waits only for a reopen (direct again, at once): one left
+   * with nothing but a later retry would hold requests with no path for
+   * DIRECT_RETRY_MS or more, while a new session (a fresh relay ticket, a
+   * new attempt) is a request away.
+   */
   private maybeGiveUp(): void {
     const s = this.s;
     if (s.role !== 'visitor' || s.closed || s.up.length > 0 || s.direct.pending || s.relay === 'pending') return;
-    if (s.timers.length > 0 && s.settled) return;
+    if (s.settled && s.timers.includes('reopen')) return;
     this.fail(s.lastError ?? new BeamError('BEAM_ERR_AGENT_UNREACHABLE', 'no path to the agent'));
   }
 

@@ -5,7 +5,7 @@
  */
 import WebSocket from 'ws';
 import { RELAY_HIGH_WATER_BYTES, RELAY_LOW_WATER_BYTES, RELAY_MAX_MESSAGE_BYTES, RELAY_PAIR_TIMEOUT_MS, RELAY_PATH } from '../shared/constants.js';
-import { BeamError, isErrorCode } from '../shared/errors.js';
+import { BeamError, type ErrorCode, isErrorCode } from '../shared/errors.js';
 import type { Pipe } from './secure.js';
 
 export interface RelayTicket {
@@ -70,6 +70,12 @@ export function wsPipe(ws: WebSocket): Pipe {
   // Messages that arrive before anybody listens are kept, not dropped.
   let early: Buffer[] | undefined = [];
   let messageCb: ((bytes: Uint8Array) => void) | undefined;
+  // Listened for first, so the code is known to whoever hears of the close.
+  let closeCode: ErrorCode | undefined;
+  ws.on('close', (_code: number, reason: Buffer | undefined) => {
+    const text = reason?.toString();
+    if (isErrorCode(text)) closeCode = text;
+  });
   ws.on('message', (data: Buffer) => {
     if (messageCb) messageCb(data);
     else early?.push(data);
@@ -99,6 +105,7 @@ export function wsPipe(ws: WebSocket): Pipe {
       early = undefined;
     },
     onClose: (cb) => ws.on('close', () => cb()),
+    closeCode: () => closeCode,
     close: () => ws.close(),
     pause: () => ws.pause(),
     resume: () => ws.resume(),

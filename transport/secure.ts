@@ -21,7 +21,7 @@ import type { MessageStream, PeerId, Upgrader } from '@libp2p/interface';
 import { defaultLogger, logger } from '@libp2p/logger';
 import { AbstractMessageStream, type SendResult } from '@libp2p/utils';
 import { FRAME_HEADER_BYTES, HANDSHAKE_TIMEOUT_MS, MAX_MESSAGE_BYTES } from '../shared/constants.js';
-import { BeamError } from '../shared/errors.js';
+import { BeamError, type ErrorCode } from '../shared/errors.js';
 import { FrameChannelBase } from '../shared/frame-channel.js';
 import type { FrameChannel } from '../shared/mux.js';
 import type { Identity } from './identity.js';
@@ -36,6 +36,8 @@ export interface Pipe {
   onDrain(cb: () => void): void;
   onMessage(cb: (bytes: Uint8Array) => void): void;
   onClose(cb: () => void): void;
+  /** Why the other end or the server closed it, when it said (the relay's cap): read once it has closed. */
+  closeCode?(): ErrorCode | undefined;
   close(): void;
   pause?(): void;
   resume?(): void;
@@ -188,7 +190,7 @@ export class SecureFrameChannel extends FrameChannelBase {
   }
 
   private onClosed(): void {
-    this.markClosed();
+    this.markClosed(this.secured.pipe.closeCode?.());
   }
 
   send(message: Uint8Array): void {

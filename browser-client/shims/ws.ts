@@ -23,7 +23,7 @@ export default class WebSocketShim {
     this.ws.addEventListener('open', () => this.emit('open'));
     this.ws.addEventListener('message', (e: MessageEvent) => this.emit('message', Buffer.from(e.data as ArrayBuffer)));
     this.ws.addEventListener('error', () => this.emit('error', new Error('WebSocket error')));
-    this.ws.addEventListener('close', (e: CloseEvent) => this.emit('close', e.code));
+    this.ws.addEventListener('close', (e: CloseEvent) => this.emit('close', e.code, Buffer.from(e.reason)));
   }
 
   get readyState(): number {
