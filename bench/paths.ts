@@ -8,7 +8,7 @@
  *     --relay never), and Beam's relay
  *     (`--relay always`), at each round-trip time;
  *   - the relayed baselines for the same work: localtunnel (its server in
- *     the wan, its client next to the origin), when LOCALTUNNEL_SERVER_DIR
+ *     the wan, its client next to the origin), when LT_SERVER_DIR
  *     names a checkout of github.com/localtunnel/server with its npm
  *     dependencies installed (its server is not on npm; the checkout brings
  *     the `localtunnel` client too); and a plain TCP relay in the wan (the
@@ -21,16 +21,12 @@
  *
  * Needs root (network namespaces), coturn, iptables, python3.
  */
-import type { ChildProcess } from 'node:child_process';
 import { mkdtemp } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
 import path from 'node:path';
-import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
 import { NetLab, type SideOptions, WAN_SERVER } from '../test/helpers/netlab.js';
+import { beam, FETCH, LT_FETCH, LT_PORT, median, ORIGIN, root, startLocaltunnel, TCP_RELAY } from './lab.js';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const BIN = path.join(root, 'bin/beam.js');
 const args = process.argv.slice(2);
 const opt = (name: string, def: string): string => {
   const i = args.indexOf(name);
@@ -44,129 +40,6 @@ const ONLY = opt('--only', 'all');
 const SECRET = 'bench-secret-0123456789abcdef';
 const SERVER = `http://${WAN_SERVER}:7070`;
 
-interface Proc {
-  child: ChildProcess;
-  waitFor(event: string): Promise<Record<string, unknown>>;
-}
-
-function beam(lab: NetLab, ns: string, argv: string[], env: NodeJS.ProcessEnv = {}): Proc {
-  const child = lab.spawn(ns, process.execPath, [BIN, ...argv], env);
-  const events: Array<Record<string, unknown>> = [];
-  const waiters: Array<{ event: string; resolve: (e: Record<string, unknown>) => void }> = [];
-  child.stderr!.resume();
-  createInterface({ input: child.stdout! }).on('line', (line) => {
-    let e: Record<string, unknown>;
-    try {
-      e = JSON.parse(line) as Record<string, unknown>;
-    } catch {
-      return;
-    }
-    events.push(e);
-    for (const w of waiters.filter((x) => x.event === e['event'])) {
-      waiters.splice(waiters.indexOf(w), 1);
-      w.resolve(e);
-    }
-  });
-  return {
-    child,
-    waitFor(event) {
-      const seen = events.find((e) => e['event'] === event);
-      if (seen) return Promise.resolve(seen);
-      return new Promise((resolve, reject) => {
-        waiters.push({ event, resolve });
-        child.once('exit', (code) => reject(new Error(`beam ${argv[0]} exited ${code} before "${event}": ${JSON.stringify(events)}`)));
-      });
-    },
-  };
-}
-
-const ORIGIN = (bytes: number): string => `
-import http from 'node:http';
-import { randomBytes } from 'node:crypto';
-const body = randomBytes(${bytes});
-http.createServer((req, res) => {
-  if (req.url === '/file') { res.setHeader('content-length', body.length); res.end(body); }
-  else res.end('ok');
-}).listen(3000, '0.0.0.0', () => console.log(JSON.stringify({ ready: true })));
-`;
-
-/** GETs `url` `reps` times from inside a namespace; each time: ms to the end and bytes. */
-const FETCH = (url: string, reps: number): string => `
-for (let i = 0; i < ${reps}; i++) {
-  const t = performance.now();
-  const res = await fetch(${JSON.stringify(url)});
-  let bytes = 0;
-  for await (const c of res.body) bytes += c.length;
-  console.log(JSON.stringify({ status: res.status, bytes, ms: performance.now() - t }));
-}
-`;
-
-/** A TCP relay in the wan: the relayed baseline's shape (visitor -> relay -> agent side). */
-const TCP_RELAY = (target: string): string => `
-import net from 'node:net';
-net.createServer((c) => { const u = net.connect(3000, ${JSON.stringify(target)}); c.pipe(u); u.pipe(c); c.on('error', () => u.destroy()); u.on('error', () => c.destroy()); })
-  .listen(9000, ${JSON.stringify(WAN_SERVER)}, () => console.log(JSON.stringify({ ready: true })));
-`;
-
-/** GETs `path` from the localtunnel server `reps` times with the tunnel's Host; each time: ms to the end and bytes. */
-const LT_FETCH = (host: string, port: number, tunnelHost: string, reps: number): string => `
-import http from 'node:http';
-const get = () => new Promise((resolve, reject) => {
-  const t = performance.now();
-  http.get({ host: ${JSON.stringify(host)}, port: ${port}, path: '/file', headers: { host: ${JSON.stringify(tunnelHost)} }, agent: false }, (res) => {
-    let bytes = 0;
-    res.on('data', (c) => (bytes += c.length));
-    res.on('end', () => resolve({ status: res.statusCode, bytes, ms: performance.now() - t }));
-  }).on('error', reject);
-});
-for (let i = 0; i < ${reps}; i++) console.log(JSON.stringify(await get()));
-`;
-
-const LT_PORT = 9100;
-
-/**
- * localtunnel in the lab: its server in the wan, its client in the agent's
- * host (behind the NAT, as a user's machine is) pointing at the origin.
- * Resolves with the tunnel's Host header, or undefined when no checkout is set.
- */
-async function startLocaltunnel(lab: NetLab): Promise<string | undefined> {
-  const dir = process.env['LOCALTUNNEL_SERVER_DIR'];
-  if (!dir) return undefined;
-  const server = lab.spawn(
-    lab.wan,
-    process.execPath,
-    ['-r', path.join(dir, 'node_modules/esm'), path.join(dir, 'bin/server'), '--port', String(LT_PORT), '--address', WAN_SERVER, '--domain', 'lt.local'],
-    {
-      DEBUG: 'localtunnel*',
-    },
-  );
-  server.stdout!.resume();
-  await new Promise<void>((resolve, reject) => {
-    let seen = '';
-    server.stderr!.on('data', (d: Buffer) => {
-      seen += d.toString();
-      if (seen.includes('server listening')) resolve();
-    });
-    server.once('exit', (code) => reject(new Error(`localtunnel server exited ${code}: ${seen.slice(-500)}`)));
-  });
-  const client = lab.spawn(lab.ha, process.execPath, [
-    path.join(dir, 'node_modules/localtunnel/bin/lt.js'),
-    '--port',
-    '3000',
-    '--host',
-    `http://${WAN_SERVER}:${LT_PORT}`,
-  ]);
-  client.stderr!.resume();
-  const id = await new Promise<string>((resolve, reject) => {
-    createInterface({ input: client.stdout! }).on('line', (line) => {
-      const m = /your url is: https?:\/\/([a-z0-9-]+)\./.exec(line);
-      if (m?.[1]) resolve(m[1]);
-    });
-    client.once('exit', (code) => reject(new Error(`localtunnel client exited ${code}`)));
-  });
-  return `${id}.lt.local:${LT_PORT}`;
-}
-
 async function localtunnelThroughput(lab: NetLab, tunnelHost: string): Promise<number> {
   // The client's tunnel sockets connect just after it prints its URL: one small request first.
   await lab.node(lab.hb, LT_FETCH(WAN_SERVER, LT_PORT, tunnelHost, 1));
@@ -176,11 +49,6 @@ async function localtunnelThroughput(lab: NetLab, tunnelHost: string): Promise<n
     return (MIB * 1024 * 1024) / 1e6 / ((l['ms'] as number) / 1000);
   });
   return median(rates);
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)] ?? NaN;
 }
 
 function startOrigin(lab: NetLab): Promise<void> {
@@ -300,7 +168,7 @@ async function main(): Promise<void> {
       rows.push({ what: 'download, plain TCP relay in the wan (baseline)', rtt, value: `${tcpRate.toFixed(1)} MB/s` });
       const lt = await startLocaltunnel(lab);
       const ltRate = lt ? await localtunnelThroughput(lab, lt) : undefined;
-      rows.push({ what: 'download, localtunnel (baseline)', rtt, value: ltRate ? `${ltRate.toFixed(1)} MB/s` : 'missing (set LOCALTUNNEL_SERVER_DIR)' });
+      rows.push({ what: 'download, localtunnel (baseline)', rtt, value: ltRate ? `${ltRate.toFixed(1)} MB/s` : 'missing (set LT_SERVER_DIR)' });
       const vsLt = ltRate
         ? `direct / localtunnel = ${(directRate / ltRate).toFixed(2)}x, Beam relay / localtunnel = ${(relayRate / ltRate).toFixed(2)}x, `
         : '';

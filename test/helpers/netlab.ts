@@ -5,6 +5,10 @@
  *    |-- ra (198.18.0.11, NAT) -- ha (198.19.1.2): the agent and its origin
  *    |-- rb (198.18.0.12, NAT) -- hb (198.19.2.2): the visitor (`beam connect`)
  *
+ * With a far server (ServerOptions.delayMs), 198.18.0.1 lives in a namespace
+ * of its own (`serverNs`) behind a delay link to the bridge: the peers near
+ * each other, the server far from both (bench/topology.ts).
+ *
  * Addresses are from 198.18.0.0/15, the range set aside for benchmarking
  * (RFC 2544), and exist only inside these namespaces.
  *
@@ -48,6 +52,12 @@ export interface SideOptions {
   udpBlocked?: boolean;
 }
 
+/** Where the server sits: on the bridge (default), or behind a delay link of its own. */
+export interface ServerOptions {
+  /** One-way delay between the server and the bridge, each direction. */
+  delayMs?: number;
+}
+
 export const WAN_SERVER = '198.18.0.1';
 export const WAN_SERVER_2 = '198.18.0.2';
 /** A router's own address on the wan (side 1 or 2). */
@@ -73,6 +83,8 @@ export class NetLab {
   private readonly prefix: string;
   private readonly extraNs: string[] = [];
   private readonly wanIfOf = new Map<string, string>();
+  /** The namespace that holds WAN_SERVER: the wan's, or its own with a far server. */
+  serverNs: string;
 
   private constructor(prefix: string) {
     this.prefix = prefix;
@@ -81,12 +93,13 @@ export class NetLab {
     this.ha = `${prefix}ha`;
     this.rb = `${prefix}rb`;
     this.hb = `${prefix}hb`;
+    this.serverNs = this.wan;
   }
 
-  static create(a: SideOptions, b: SideOptions): NetLab {
+  static create(a: SideOptions, b: SideOptions, server: ServerOptions = {}): NetLab {
     const lab = new NetLab(`bl${process.pid % 100000}x${Math.floor(Math.random() * 1000)}`);
     try {
-      lab.build(a, b);
+      lab.build(a, b, server);
     } catch (err) {
       lab.destroy();
       throw new Error(
@@ -96,7 +109,39 @@ export class NetLab {
     return lab;
   }
 
-  private build(a: SideOptions, b: SideOptions): void {
+  /**
+   * A veth pair from `ns` (`nsIf`) to the wan's bridge side (`brIf`), with a
+   * delay link in the middle when `delayMs` is set: nsIf <-> [delaylink] <-> brIf.
+   */
+  private linkToWan(ns: string, nsIf: string, brIf: string, tag: string, delayMs: number | undefined): void {
+    const p = this.prefix;
+    if (!delayMs) {
+      ip('link', 'add', nsIf, 'type', 'veth', 'peer', 'name', brIf);
+      ip('link', 'set', nsIf, 'netns', ns);
+      ip('link', 'set', brIf, 'netns', this.wan);
+      return;
+    }
+    const dl = `${p}d${tag}`;
+    this.extraNs.push(dl);
+    ip('netns', 'add', dl);
+    ip('link', 'add', nsIf, 'type', 'veth', 'peer', 'name', `${p}${tag}da`);
+    ip('link', 'add', `${p}${tag}db`, 'type', 'veth', 'peer', 'name', brIf);
+    ip('link', 'set', nsIf, 'netns', ns);
+    ip('link', 'set', `${p}${tag}da`, 'netns', dl);
+    ip('link', 'set', `${p}${tag}db`, 'netns', dl);
+    ip('link', 'set', brIf, 'netns', this.wan);
+    for (const ifName of [`${p}${tag}da`, `${p}${tag}db`]) ip('-n', dl, 'link', 'set', ifName, 'up');
+    // Frames the delay link copies must carry finished checksums: a veth
+    // hands packet sockets frames whose checksum the NIC was to fill in.
+    inNs(ns, 'ethtool', '-K', nsIf, 'tx', 'off');
+    inNs(this.wan, 'ethtool', '-K', brIf, 'tx', 'off');
+    inNs(this.wan, 'ethtool', '-K', 'br0', 'tx', 'off');
+    const child = this.spawn(dl, 'python3', [delayLinkScript(), `${p}${tag}da`, `${p}${tag}db`, '--delay-ms', String(delayMs)]);
+    child.stdout!.resume();
+    child.stderr!.resume();
+  }
+
+  private build(a: SideOptions, b: SideOptions, server: ServerOptions): void {
     const p = this.prefix;
     for (const ns of [this.wan, this.ra, this.ha, this.rb, this.hb]) {
       ip('netns', 'add', ns);
@@ -104,39 +149,25 @@ export class NetLab {
     }
     ip('-n', this.wan, 'link', 'add', 'br0', 'type', 'bridge');
     ip('-n', this.wan, 'link', 'set', 'br0', 'up');
-    ip('-n', this.wan, 'addr', 'add', `${WAN_SERVER}/24`, 'dev', 'br0');
     ip('-n', this.wan, 'addr', 'add', `${WAN_SERVER_2}/24`, 'dev', 'br0');
+    if (server.delayMs) {
+      // The server far away: its own namespace, behind a delay link of its own.
+      this.serverNs = `${p}s`;
+      this.extraNs.push(this.serverNs);
+      ip('netns', 'add', this.serverNs);
+      ip('-n', this.serverNs, 'link', 'set', 'lo', 'up');
+      this.linkToWan(this.serverNs, `${p}sw`, `${p}sb`, 's', server.delayMs);
+      ip('-n', this.wan, 'link', 'set', `${p}sb`, 'master', 'br0', 'up');
+      ip('-n', this.serverNs, 'addr', 'add', `${WAN_SERVER}/24`, 'dev', `${p}sw`);
+      ip('-n', this.serverNs, 'link', 'set', `${p}sw`, 'up');
+    } else ip('-n', this.wan, 'addr', 'add', `${WAN_SERVER}/24`, 'dev', 'br0');
     const side = (router: string, host: string, n: 1 | 2, opts: SideOptions): void => {
       const wanIf = `${p}${n}w`;
       this.wanIfOf.set(router, wanIf);
       const brIf = `${p}${n}b`;
       const lanIf = `${p}${n}l`;
       const hostIf = `${p}${n}h`;
-      if (opts.delayMs) {
-        // router wanIf <-> dA [delaylink] dB <-> brIf on the bridge
-        const dl = `${p}d${n}`;
-        this.extraNs.push(dl);
-        ip('netns', 'add', dl);
-        ip('link', 'add', wanIf, 'type', 'veth', 'peer', 'name', `${p}${n}da`);
-        ip('link', 'add', `${p}${n}db`, 'type', 'veth', 'peer', 'name', brIf);
-        ip('link', 'set', wanIf, 'netns', router);
-        ip('link', 'set', `${p}${n}da`, 'netns', dl);
-        ip('link', 'set', `${p}${n}db`, 'netns', dl);
-        ip('link', 'set', brIf, 'netns', this.wan);
-        for (const ifName of [`${p}${n}da`, `${p}${n}db`]) ip('-n', dl, 'link', 'set', ifName, 'up');
-        // Frames the delay link copies must carry finished checksums: a veth
-        // hands packet sockets frames whose checksum the NIC was to fill in.
-        inNs(router, 'ethtool', '-K', wanIf, 'tx', 'off');
-        inNs(this.wan, 'ethtool', '-K', brIf, 'tx', 'off');
-        inNs(this.wan, 'ethtool', '-K', 'br0', 'tx', 'off');
-        const child = this.spawn(dl, 'python3', [delayLinkScript(), `${p}${n}da`, `${p}${n}db`, '--delay-ms', String(opts.delayMs)]);
-        child.stdout!.resume();
-        child.stderr!.resume();
-      } else {
-        ip('link', 'add', wanIf, 'type', 'veth', 'peer', 'name', brIf);
-        ip('link', 'set', wanIf, 'netns', router);
-        ip('link', 'set', brIf, 'netns', this.wan);
-      }
+      this.linkToWan(router, wanIf, brIf, String(n), opts.delayMs);
       ip('-n', this.wan, 'link', 'set', brIf, 'master', 'br0', 'up');
       ip('-n', router, 'addr', 'add', `${routerWan(n)}/24`, 'dev', wanIf);
       ip('-n', router, 'link', 'set', wanIf, 'up');
@@ -171,6 +202,7 @@ export class NetLab {
    * 400), and no TURN pair ever forms.
    */
   startTurn(root: string, secret: string): ChildProcess {
+    if (this.serverNs !== this.wan) throw new Error('coturn listens on both wan addresses: not with a far server');
     const log = process.env['BEAM_LAB_TURN_LOG'];
     const turn = this.spawn(this.wan, 'turnserver', [
       '-c',
