@@ -140,6 +140,8 @@ export async function startEmbedded(
         // Its STUN comes up beside the link, not before it.
         stun: { background: true },
         warmUp: false,
+        // share() opens the in-memory link itself, once the agent offers it.
+        warmLinks: 0,
         ...(tls ? { tls: { cert: tls.cert, key: tls.key, certFor: tls.certFor }, caCert: await readFile(tls.caFile) } : {}),
       });
     } catch (err) {

@@ -33,6 +33,22 @@ const stringDecoder = {
   },
 };
 
+/**
+ * The page reaches signaling over WebSocket only (transport/signaling-client.ts
+ * asks for no other transport): engine.io-client's table of transports keeps
+ * just that one, and long-polling and WebTransport stay out of the bundle.
+ */
+const websocketOnly = {
+  name: 'websocket-only',
+  setup(b) {
+    b.onLoad({ filter: /engine\.io-client[\\/]build[\\/]esm[\\/]transports[\\/]index\.js$/ }, (args) => ({
+      contents: 'import { WS } from "./websocket.js";\nexport const transports = { websocket: WS };\n',
+      loader: 'js',
+      resolveDir: path.dirname(args.path),
+    }));
+  },
+};
+
 // Chunk names change with their contents: old ones must not linger.
 await rm(out, { recursive: true, force: true });
 await mkdir(out, { recursive: true });
@@ -74,7 +90,7 @@ const page = await build({
   metafile: true,
   entryPoints: { page: path.join(here, 'page.ts') },
   inject: [shim('globals.ts')],
-  plugins: [ed25519Only, stringDecoder],
+  plugins: [ed25519Only, stringDecoder, websocketOnly],
   define: { ...common.define, __BEAM_APP_SHIM__: JSON.stringify(appShim) },
 });
 // The worker needs no Node stand-ins: it only passes messages.

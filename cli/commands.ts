@@ -88,6 +88,7 @@ export interface ServeFlags extends CommonFlags {
   sessionsPerMinute?: string;
   relayMaxMib?: string;
   relayMaxSeconds?: string;
+  warmLinks?: string;
 }
 export interface StartFlags extends CommonFlags {
   config: string;
@@ -334,6 +335,7 @@ export async function runServe(flags: ServeFlags): Promise<void> {
       port,
       host: flags.host,
       relayCap,
+      ...(flags.warmLinks !== undefined ? { warmLinks: flags.warmLinks === '0' ? 0 : parseCount(flags.warmLinks, '--warm-links') } : {}),
       domain,
       publicUrl: flags.publicUrl,
       ...(maxHttp !== undefined ? { maxConnectionsPerIp: maxHttp } : {}),

@@ -10,6 +10,7 @@ import {
   DEFAULT_INSPECT_PORT,
   DEFAULT_ORIGIN_TIMEOUT_MS,
   GATEWAY_MAX_CONNECTIONS_PER_IP,
+  GATEWAY_WARM_LINKS,
   MAX_CONNECTIONS_PER_IP,
   REGISTRATIONS_PER_IP_PER_MINUTE,
   SESSIONS_PER_IP_PER_MINUTE,
@@ -121,6 +122,10 @@ export function program(): Command {
     )
     .option('--registrations-per-minute <n>', `shares one client address may register a minute (default ${REGISTRATIONS_PER_IP_PER_MINUTE})`)
     .option('--sessions-per-minute <n>', `sessions one client address may open a minute (default ${SESSIONS_PER_IP_PER_MINUTE})`)
+    .option(
+      '--warm-links <n>',
+      `links the gateway opens to HTTP shares as they register, so a first visitor waits for no setup (default ${GATEWAY_WARM_LINKS}; 0: at the first visitor)`,
+    )
     .option(
       '--relay-max-mib <n>',
       "end a session on the relay once it has carried this many MiB, both ways (default: no cap; the server's own gateway is never capped)",

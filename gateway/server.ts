@@ -10,7 +10,14 @@ import type { AddressInfo } from 'node:net';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { Server as SocketIoServer } from 'socket.io';
-import { DRAIN_TIMEOUT_MS, MAX_SIGNALING_MESSAGE_BYTES, SIGNALING_PATH, SIGNALING_PING_INTERVAL_MS, SIGNALING_PING_TIMEOUT_MS } from '../shared/constants.js';
+import {
+  DRAIN_TIMEOUT_MS,
+  GATEWAY_WARM_LINKS,
+  MAX_SIGNALING_MESSAGE_BYTES,
+  SIGNALING_PATH,
+  SIGNALING_PING_INTERVAL_MS,
+  SIGNALING_PING_TIMEOUT_MS,
+} from '../shared/constants.js';
 import { BeamError } from '../shared/errors.js';
 import type { RelayMode } from '../shared/signaling.js';
 import { type IceConfig, iceServersFor } from '../signaling/ice.js';
@@ -48,6 +55,12 @@ export interface BeamServerOptions {
    * TURN) lose long transfers. The server's own gateway is not capped.
    */
   relayCap?: { bytes?: number; ms?: number };
+  /**
+   * Open the gateway's link to each HTTP share as it registers, while the
+   * gateway holds fewer than this many (0: none, the links open at each
+   * share's first visitor). Default GATEWAY_WARM_LINKS.
+   */
+  warmLinks?: number;
   /** Compress text responses for clients that accept brotli or gzip. Default true. */
   compress?: boolean;
   /** How long a client may take over its first request head, counted from accept. Default GATEWAY_HEADERS_TIMEOUT_MS. */
@@ -212,6 +225,7 @@ export async function startBeamServer(components: { engine: WebRtcEngine; logger
         )
       : Promise.resolve();
   let relay: RelayServer | undefined;
+  let warm: ((name: string, kind: string) => void) | undefined;
   const signaling = new SignalingServer(
     { logger: components.logger, registry },
     {
@@ -221,6 +235,7 @@ export async function startBeamServer(components: { engine: WebRtcEngine; logger
       gatewayToken,
       iceServers: () => (options.ice ? iceServersFor(options.ice) : []),
       onSessionEnd: (id) => relay?.end(id),
+      onShareRegistered: (name, kind) => warm?.(name, kind),
       tokens: options.tokens,
       limits: options.limits,
       trustProxy: options.trustProxy,
@@ -268,6 +283,12 @@ export async function startBeamServer(components: { engine: WebRtcEngine; logger
       session: { relay: options.gatewayRelay ?? 'auto', requestLevelAccess: true, relayFirst: true },
     },
   );
+  const warmLinks = options.warmLinks ?? GATEWAY_WARM_LINKS;
+  warm = (name, kind) => {
+    // The gateway serves HTTP shares only; past warmLinks a link opens at its share's first visitor.
+    if (kind !== 'http' || pool.size >= warmLinks || pool.get(name)) return;
+    pool.connect(name).catch((err: BeamError) => components.logger.debug({ share: name, code: err.code }, 'warm link not opened'));
+  };
   const gateway = new Gateway(
     { logger: components.logger, pool },
     { serverGateway: true, domain, defaultShare: options.defaultShare, compress: options.compress ?? true, trustProxy: options.trustProxy ?? false },

@@ -125,6 +125,13 @@ export const HEADERS_TIMEOUT_CHECK_MS = 1_000;
  * has the proxy's address) unless set explicitly.
  */
 export const GATEWAY_MAX_CONNECTIONS_PER_IP = 1_024;
+/**
+ * Links the server's gateway opens to HTTP shares as they register, so a
+ * share's first visitor waits for no session setup (as ngrok's and
+ * cloudflared's tunnels are up before the first request). Past this many
+ * sessions held, a share's link opens at its first visitor instead.
+ */
+export const GATEWAY_WARM_LINKS = 256;
 
 // ---------------------------------------------------------------- signaling
 

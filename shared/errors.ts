@@ -154,8 +154,7 @@ export const ERRORS = {
   },
   BEAM_ERR_RELAY_CAPPED: {
     status: 502,
-    message:
-      "The Beam server ends a session on its relay once it has carried the operator's cap (beam serve --relay-max-mib, --relay-max-seconds), and no direct path took over in time. Retry (a new session gets a new allowance); for long transfers on networks where direct fails, ask the operator for TURN or a higher cap, or run `beam doctor` to see why direct fails.",
+    message: "The relay ended this session at the Beam server's cap (--relay-max-mib, --relay-max-seconds). Retry: a new session starts anew.",
   },
   BEAM_ERR_EXCHANGE_GONE: {
     status: 404,

@@ -112,6 +112,8 @@ export interface SignalingOptions {
   gatewayToken?: string;
   /** Called when a session ends, so the relay can drop its sockets. */
   onSessionEnd?: (sessionId: string) => void;
+  /** Called once a share is registered (after its agent has the answer), so the gateway can open its link to it. */
+  onShareRegistered?: (name: string, kind: ShareKind) => void;
   /** --token-file: agents must present one of these tokens; a token's reserved names are its own. */
   tokens?: AgentTokens | undefined;
   /** Per client address limits. Defaults: MAX_CONNECTIONS_PER_IP, REGISTRATIONS_PER_IP_PER_MINUTE, SESSIONS_PER_IP_PER_MINUTE. */
@@ -287,6 +289,9 @@ export class SignalingCore {
       { audit: 'share.registered', share: claim.name, resumed: claim.resumed, socket: conn, address: data.address, token: data.tokenId },
       'share registered',
     );
+    // After this answer has gone out: the agent knows its name before any session for it arrives.
+    const registered = claim.name;
+    if (this.options.onShareRegistered) setImmediate(() => this.options.onShareRegistered?.(registered, data.shareKind));
     return { name: claim.name, url: this.options.shareUrl(claim.name), resumeToken: claim.resumeToken, resumed: claim.resumed };
   }
 

@@ -86,7 +86,7 @@ export type PathEvent =
   | { type: 'up'; kind: PathKind }
   /** A path closed; `replaced` when a better one superseded it. */
   /** `code`: why, when the other end or the server said (the relay's cap): what the session fails with if it was the last. */
-  | { type: 'down'; kind: PathKind; replaced: boolean; code?: ErrorCode }
+  | { type: 'down'; kind: PathKind; replaced: boolean; code?: ErrorCode | undefined }
   /** Visitor: direct attempt `attempt` failed. */
   | { type: 'direct-failed'; attempt: number; error: BeamError }
   /** Visitor: the relay could not be set up. */
@@ -376,7 +376,7 @@ class Transition {
   private down(kind: PathKind, replaced: boolean, code?: ErrorCode): void {
     this.set({ up: this.s.up.filter((k) => k !== kind) });
     if (replaced) return;
-    if (code !== undefined && code !== 'BEAM_ERR_PEER_GONE') this.set({ lastError: new BeamError(code) });
+    if (code && code !== 'BEAM_ERR_PEER_GONE') this.set({ lastError: new BeamError(code) });
     // The in-memory path closes when the agent in this process goes: the session goes with it.
     if (kind === 'local') {
       this.close('BEAM_ERR_PEER_GONE');

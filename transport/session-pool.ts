@@ -115,6 +115,11 @@ export class SessionPool extends EventEmitter<SessionPoolEvents> {
     return new Promise((resolve) => this.socket.once('connect', () => resolve()));
   }
 
+  /** Shares with a session (up, or being set up). */
+  get size(): number {
+    return this.byShare.size;
+  }
+
   /** The session new streams to `share` take, if there is one. */
   get(share: string): VisitorSession | undefined {
     return this.byShare.get(share);

@@ -512,7 +512,7 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
       this.log[kind === 'local' ? 'debug' : 'warn']({ session: this.sessionId, share: this.share, path: kind, code }, 'path down');
       this.emit('path-down', kind, code);
     }
-    this.dispatch({ type: 'down', kind, replaced, ...(code !== undefined ? { code } : {}) });
+    this.dispatch({ type: 'down', kind, replaced, code });
   }
 
   /**

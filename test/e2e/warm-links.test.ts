@@ -1,0 +1,68 @@
+/**
+ * Warm links: the server's gateway opens its link to each HTTP share as the
+ * share registers (GATEWAY_WARM_LINKS, `beam serve --warm-links`), so the
+ * share's first visitor waits for no session setup.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { request } from '../helpers/http.js';
+import { type Origin, startOrigin } from '../helpers/origin.js';
+import { BeamProcess, type ServerHandle, startAgent, startServer } from '../helpers/procs.js';
+
+let origin: Origin;
+let server: ServerHandle;
+
+beforeAll(async () => {
+  origin = await startOrigin();
+  server = await startServer();
+});
+afterAll(async () => {
+  await server?.proc.kill();
+  await origin?.close();
+});
+
+describe('warm links', () => {
+  it("opens the gateway's link to an HTTP share as it registers: announced before any visitor, and the first request rides it", async () => {
+    const agent = await startAgent(origin.port, server);
+    try {
+      // Nobody has asked for the share yet: the gateway's session is already there.
+      const warm = await agent.proc.waitFor((e) => e.event === 'session' && e['visitor'] === 'gateway');
+      expect(warm['path']).toBe('gateway');
+      const mark = agent.proc.events.length;
+      const res = await request(server.port, agent.host, '/first');
+      expect(res.status).toBe(200);
+      expect(res.body.toString()).toBe('hello from /first');
+      expect(res.headers['beam-path']).toMatch(/^gateway; via=(relay|direct)$/);
+      // It rode the link opened at registration: no other session was set up for it.
+      expect(agent.proc.events.slice(mark).filter((e) => e.event === 'session')).toEqual([]);
+    } finally {
+      await agent.proc.kill();
+    }
+  });
+
+  it.each([
+    [['--warm-links', 'many'], /--warm-links must be a whole number/],
+    [['--warm-links', '-1'], /--warm-links must be a whole number/],
+  ])('beam serve %j is BEAM_ERR_BAD_OPTION', async (args, message) => {
+    const proc = new BeamProcess(['serve', '--port', '0', '--host', '127.0.0.1', '--json', ...args]);
+    const error = await proc.waitFor('error');
+    expect(error['code']).toBe('BEAM_ERR_BAD_OPTION');
+    expect(String(error['message'])).toMatch(message);
+    expect(await proc.exited).toBe(1);
+  });
+
+  it('--warm-links 0 starts, and its shares are served at their first visitor', async () => {
+    const cold = await startServer(['--warm-links', '0']);
+    try {
+      const agent = await startAgent(origin.port, cold);
+      try {
+        const res = await request(cold.port, agent.host, '/cold');
+        expect(res.status).toBe(200);
+        expect(res.body.toString()).toBe('hello from /cold');
+      } finally {
+        await agent.proc.kill();
+      }
+    } finally {
+      await cold.proc.kill();
+    }
+  });
+});
