@@ -120,13 +120,20 @@ export class BeamProcess {
   }
 
   /** Resolves with the first log entry (past or future) whose fields include `fields`. */
-  waitForLog(fields: Record<string, unknown>): Promise<Record<string, unknown>> {
-    const match = (e: Record<string, unknown>): boolean => Object.entries(fields).every(([k, v]) => e[k] === v);
+  /** The first log entry with all these fields (or that `fields` accepts), logged already or to come. */
+  waitForLog(fields: Record<string, unknown> | ((e: Record<string, unknown>) => boolean)): Promise<Record<string, unknown>> {
+    const match = typeof fields === 'function' ? fields : (e: Record<string, unknown>): boolean => Object.entries(fields).every(([k, v]) => e[k] === v);
     const seen = this.logs.find(match);
     if (seen) return Promise.resolve(seen);
     return new Promise((resolve, reject) => {
       this.logWaiters.push({ match, resolve });
-      void this.exited.then((code) => reject(new Error(`beam exited (${code}) before logging ${JSON.stringify(fields)}; stderr: ${this.stderr.slice(-2000)}`)));
+      void this.exited.then((code) =>
+        reject(
+          new Error(
+            `beam exited (${code}) before logging ${typeof fields === 'function' ? 'a matching entry' : JSON.stringify(fields)}; stderr: ${this.stderr.slice(-2000)}`,
+          ),
+        ),
+      );
     });
   }
 
