@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { request } from '../helpers/http.js';
 import { type Origin, startOrigin } from '../helpers/origin.js';
-import { BeamProcess, type ServerHandle, startAgent, startServer } from '../helpers/procs.js';
+import { type ServerHandle, serveRefusal, startAgent, startServer } from '../helpers/procs.js';
 
 let origin: Origin;
 let server: ServerHandle;
@@ -43,11 +43,7 @@ describe('warm links', () => {
     [['--warm-links', 'many'], /--warm-links must be a whole number/],
     [['--warm-links', '-1'], /--warm-links must be a whole number/],
   ])('beam serve %j is BEAM_ERR_BAD_OPTION', async (args, message) => {
-    const proc = new BeamProcess(['serve', '--port', '0', '--host', '127.0.0.1', '--json', ...args]);
-    const error = await proc.waitFor('error');
-    expect(error['code']).toBe('BEAM_ERR_BAD_OPTION');
-    expect(String(error['message'])).toMatch(message);
-    expect(await proc.exited).toBe(1);
+    expect(await serveRefusal(args)).toEqual({ code: 'BEAM_ERR_BAD_OPTION', message: expect.stringMatching(message), exit: 1 });
   });
 
   it('--warm-links 0 starts, and its shares are served at their first visitor', async () => {

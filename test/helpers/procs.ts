@@ -172,6 +172,13 @@ export async function startServer(extra: string[] = []): Promise<ServerHandle> {
   return { proc, port, url: `http://127.0.0.1:${port}` };
 }
 
+/** `beam serve` with `args`, which it should refuse: its error event's code and message, and its exit code. */
+export async function serveRefusal(args: string[]): Promise<{ code: unknown; message: string; exit: number | null }> {
+  const proc = new BeamProcess(['serve', '--port', '0', '--host', '127.0.0.1', '--json', ...args]);
+  const error = await proc.waitFor('error');
+  return { code: error['code'], message: String(error['message']), exit: await proc.exited };
+}
+
 export interface AgentHandle {
   proc: BeamProcess;
   name: string;
