@@ -236,15 +236,32 @@ describe('NAT lab', () => {
     ['cone', { nat: 'cone' } as SideOptions, true, 'endpoint-independent', 'direct'],
     ['symmetric', { nat: 'symmetric' } as SideOptions, true, 'endpoint-dependent', 'direct-or-relay'],
     ['UDP blocked', { nat: 'cone', udpBlocked: true } as SideOptions, false, 'unknown', 'relay'],
-  ])('beam doctor behind a %s NAT reports UDP, the mapping, the relay and the likely path', async (_what, side, udp, mapping, likely) => {
-    lab = NetLab.create({ nat: 'cone' }, side);
-    await startWan(lab);
-    const doctor = new BeamProcess(['doctor', '--server', SERVER, '--json'], {}, { netns: lab.hb });
-    const report = await doctor.waitFor('doctor');
-    expect(await doctor.exited).toBe(0);
-    expect((report['udp'] as { ok: boolean }).ok).toBe(udp);
-    expect((report['nat'] as { mapping: string }).mapping).toBe(mapping);
-    expect((report['relay'] as { ok: boolean }).ok).toBe(true);
-    expect(report['likely']).toBe(likely);
-  });
+  ])(
+    'beam doctor behind a %s NAT reports UDP, the mapping, the relay and the likely path: the path a real session then gets',
+    async (_what, side, udp, mapping, likely) => {
+      // A real session in the same lab, beside the doctor: the agent behind a cone NAT, `beam connect` behind `side`.
+      const s = await scenario({ nat: 'cone' }, side, 256 * 1024);
+      const doctor = new BeamProcess(['doctor', '--server', SERVER, '--json'], {}, { netns: s.lab.hb });
+      const report = await doctor.waitFor('doctor');
+      expect(await doctor.exited).toBe(0);
+      expect((report['udp'] as { ok: boolean }).ok).toBe(udp);
+      expect((report['nat'] as { mapping: string }).mapping).toBe(mapping);
+      expect((report['relay'] as { ok: boolean }).ok).toBe(true);
+      expect(report['likely']).toBe(likely);
+      // What the session settles on. Relay first: every session starts on the relay and moves when direct is up.
+      const settled =
+        likely === 'direct'
+          ? await s.visitor.waitFor(onPath('direct'))
+          : likely === 'relay'
+            ? s.session
+            : await s.visitor.waitFor((e) => (e.event === 'session' || e.event === 'path') && ['direct', 'turn', 'relay'].includes(String(e['path'])));
+      const r = await fetchIn(s, '/file');
+      expect(r['status']).toBe(200);
+      expect(r['hash']).toBe(s.originHash);
+      if (likely === 'direct') expect(settled['path']).toBe('direct');
+      // No UDP: the relay is the only path there is, and the session is on it after its first request.
+      if (likely === 'relay') expect(s.visitor.events.filter((e) => e.event === 'session' || e.event === 'path').map((e) => e['path'])).toEqual(['relay']);
+      if (likely === 'direct-or-relay') expect(['direct', 'turn', 'relay']).toContain(settled['path']);
+    },
+  );
 });
