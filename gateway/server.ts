@@ -58,7 +58,8 @@ export interface BeamServerOptions {
   /**
    * Open the gateway's link to each HTTP share as it registers, while the
    * gateway holds fewer than this many (0: none, the links open at each
-   * share's first visitor). Default GATEWAY_WARM_LINKS.
+   * share's first visitor). Default GATEWAY_WARM_LINKS; none with `redis`
+   * (a share's visitors reach any node, not the one it registered on).
    */
   warmLinks?: number;
   /** Compress text responses for clients that accept brotli or gzip. Default true. */
@@ -283,7 +284,8 @@ export async function startBeamServer(components: { engine: WebRtcEngine; logger
       session: { relay: options.gatewayRelay ?? 'auto', requestLevelAccess: true, relayFirst: true },
     },
   );
-  const warmLinks = options.warmLinks ?? GATEWAY_WARM_LINKS;
+  // In a cluster a share's visitors reach any node: warming the registering node's link would help one in N.
+  const warmLinks = options.warmLinks ?? (redis ? 0 : GATEWAY_WARM_LINKS);
   warm = (name, kind) => {
     // The gateway serves HTTP shares only; past warmLinks a link opens at its share's first visitor.
     if (kind !== 'http' || pool.size >= warmLinks || pool.get(name)) return;
