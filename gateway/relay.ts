@@ -105,6 +105,9 @@ export class RelayServer {
   }
 
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    // A side that goes away mid-upgrade (a killed agent resets its connection) must not take the server with it:
+    // an upgrade's socket has no error listener until ws takes it over, and none at all when it is refused.
+    socket.on('error', () => socket.destroy());
     const url = new URL(req.url ?? '/', 'http://relay');
     const sessionId = url.searchParams.get('session') ?? '';
     const role = url.searchParams.get('role');

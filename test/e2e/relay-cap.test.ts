@@ -5,7 +5,9 @@
  * capped, and a session that went direct is not touched by it. Real
  * processes on loopback; the relay's own accounting is in relay.test.ts.
  */
+import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { RELAY_PATH } from '../../shared/constants.js';
 import { request, sha256 } from '../helpers/http.js';
 import { type Origin, startOrigin } from '../helpers/origin.js';
 import { type AgentHandle, BeamProcess, onPath, type ServerHandle, serveRefusal, startAgent, startServer } from '../helpers/procs.js';
@@ -99,5 +101,29 @@ describe('the relay cap: options', () => {
     [['--relay-max-seconds', '3000000'], /--relay-max-seconds must be at most 2000000/],
   ])('beam serve %j is BEAM_ERR_BAD_OPTION, with what to pass', async (args, message) => {
     expect(await serveRefusal(args)).toEqual({ code: 'BEAM_ERR_BAD_OPTION', message: expect.stringMatching(message), exit: 1 });
+  });
+});
+
+describe('the relay under resets', () => {
+  it('survives sides that reset their connection mid-upgrade (refused or not): the server keeps serving', async () => {
+    // A side whose process dies during its upgrade resets the TCP connection; the socket had no error listener then.
+    const upgrade = (session: string): string =>
+      `GET ${RELAY_PATH}?session=${session}&role=agent&token=nope HTTP/1.1\r\nHost: 127.0.0.1:${server.port}\r\nUpgrade: websocket\r\n` +
+      'Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n';
+    for (let i = 0; i < 60; i++) {
+      await new Promise<void>((resolve) => {
+        const socket = net.connect(server.port, '127.0.0.1', () => {
+          socket.write(upgrade(`reset-${i}`));
+          // Reset at once, or once the refusal starts to arrive.
+          if (i % 2 === 0) socket.resetAndDestroy();
+          else socket.once('data', () => socket.resetAndDestroy());
+        });
+        socket.on('error', () => {});
+        socket.on('close', () => resolve());
+      });
+    }
+    const health = await request(server.port, `127.0.0.1:${server.port}`, '/healthz');
+    expect(health.status).toBe(200);
+    expect(server.proc.child.exitCode).toBeNull();
   });
 });
