@@ -351,9 +351,7 @@ export async function runServe(flags: ServeFlags): Promise<void> {
       stun: flags.stun === false ? false : stunPort !== undefined ? { port: stunPort } : {},
     },
   );
-  const url = flags.publicUrl ?? `${tls ? 'https' : 'http'}://${domain}:${server.port}`;
-  if (flags.json) process.stdout.write(`${JSON.stringify({ event: 'ready', url, port: server.port, domain })}\n`);
-  else out.line(`Beam server listening on ${flags.host}:${server.port}; shares are ${server.shareUrl('share-name').replace('share-name.', '<name>.')}`);
+  // Caught before ready is out: a signal may come the instant it is.
   onStop(async () => {
     const inFlight = server.gateway.requestsInFlight;
     // drain() stops accepting before it returns its promise: announce only then.
@@ -363,6 +361,9 @@ export async function runServe(flags: ServeFlags): Promise<void> {
     await drained;
     if (flags.json) process.stdout.write(`${JSON.stringify({ event: 'closed' })}\n`);
   });
+  const url = flags.publicUrl ?? `${tls ? 'https' : 'http'}://${domain}:${server.port}`;
+  if (flags.json) process.stdout.write(`${JSON.stringify({ event: 'ready', url, port: server.port, domain })}\n`);
+  else out.line(`Beam server listening on ${flags.host}:${server.port}; shares are ${server.shareUrl('share-name').replace('share-name.', '<name>.')}`);
 }
 
 /** --tls-cert and --tls-key, read and checked together: a key that does not match is BEAM_ERR_BAD_OPTION now, not at the first visitor. */
@@ -397,9 +398,17 @@ export async function runConnect(linkArg: string, flags: ConnectFlags): Promise<
   const server = flags.server ? parseServerUrl(flags.server) : undefined;
   const log = logger(flags.logLevel);
   const engine = await loadEngine(parseEngine(flags.engine));
+  // Ctrl+C from here on stops cleanly: it may come the instant the ready lines are out, so it is caught before.
+  let connected: Awaited<ReturnType<typeof import('../app/connect.js')['connect']>> | undefined;
+  let rtt: NodeJS.Timeout | undefined;
+  onStop(async () => {
+    clearInterval(rtt);
+    await connected?.close();
+    view.closed();
+  });
   // beam connect's module (and libp2p, which parses its link) loads for beam connect alone.
   const { connect } = await import('../app/connect.js');
-  const connected = await connect(
+  connected = await connect(
     { engine, logger: log },
     { link: linkArg, port, bind: flags.bind, relay, server, allowHosts: (flags.allowHost ?? []).map((h) => parseAllowedHost(h)) },
   );
@@ -414,13 +423,9 @@ export async function runConnect(linkArg: string, flags: ConnectFlags): Promise<
   });
   if (connected.path) view.path(connected.path, true);
   connected.on('path', (info) => view.path(info, false));
-  const rtt = setInterval(() => view.rtt(connected.rtt), RTT_REFRESH_MS);
+  const live = connected;
+  rtt = setInterval(() => view.rtt(live.rtt), RTT_REFRESH_MS);
   rtt.unref();
-  onStop(async () => {
-    clearInterval(rtt);
-    await connected.close();
-    view.closed();
-  });
 }
 
 /** A comma-separated list of ports, each 1-65535. */

@@ -115,6 +115,8 @@ export class AgentSession {
   private offerTimes: number[] = [];
   /** The agent or signaling ended it (not the policy's wait for a first path). */
   private ending = false;
+  /** Signaling went because the server says the visitor lost it (not this side): the paths are probed. */
+  private visitorLost = false;
 
   constructor(context: AgentSessionContext, incoming: IncomingSession) {
     this.c = context;
@@ -162,9 +164,10 @@ export class AgentSession {
    * fresh PING within PATH_PROBE_MS or it closes. With no path left, the
    * session ends.
    */
-  detach(): void {
+  detach(visitorLost = false): void {
     // The in-memory path needs no signaling.
     if (this.incoming.local) return;
+    this.visitorLost = visitorLost;
     this.policy.dispatch({ type: 'signaling-lost' });
   }
 
@@ -188,7 +191,13 @@ export class AgentSession {
         }
         return;
       case 'probe':
-        this.log.info({ session: this.id, paths: this.paths.kinds() }, 'signaling lost; the paths up carry on while the visitor answers');
+        // This side lost the server: the visitor most likely did not, and a path that went with the network
+        // goes silent and closes at PATH_DEAD_MS. Only the server's word that the visitor lost it asks for a probe.
+        if (!this.visitorLost) {
+          this.log.info({ session: this.id, paths: this.paths.kinds() }, 'signaling lost; the paths up carry on');
+          return;
+        }
+        this.log.info({ session: this.id, paths: this.paths.kinds() }, 'the visitor lost signaling; the paths up carry on while it answers');
         void this.paths.probe(PATH_PROBE_MS, (kind) => this.log.warn({ session: this.id, path: kind }, 'no answer on the path after signaling was lost'));
         return;
       case 'close':

@@ -276,7 +276,7 @@ export class Agent extends EventEmitter<AgentEvents> {
         try {
           const msg = decode(SessionClosedSchema, raw, 'session:closed');
           // The visitor lost the server, not necessarily the session: its paths are checked instead.
-          if (msg.code === 'BEAM_ERR_SIGNALING_LOST') this.detachSession(msg.sessionId);
+          if (msg.code === 'BEAM_ERR_SIGNALING_LOST') this.detachSession(msg.sessionId, true);
           else this.endSession(msg.sessionId);
         } catch {
           // malformed: nothing to close
@@ -443,8 +443,8 @@ export class Agent extends EventEmitter<AgentEvents> {
     stream.destroy(new BeamError('BEAM_ERR_SHARE_KIND', `this share carries ${kind}`));
   }
 
-  private detachSession(id: string): void {
-    this.sessions.get(id)?.detach();
+  private detachSession(id: string, visitorLost = false): void {
+    this.sessions.get(id)?.detach(visitorLost);
   }
 
   private endSession(id: string): void {

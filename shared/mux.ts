@@ -108,12 +108,17 @@ export class Mux extends EventEmitter<MuxEvents> {
     channel.onClose((code) => this.close(code ?? 'BEAM_ERR_PEER_GONE'));
     if (options.ping !== false) {
       this.pingTimer = setInterval(() => {
-        // A path that has carried nothing, not even a PONG, for PATH_DEAD_MS is gone (a cut link).
-        if (performance.now() - this.lastReceivedAt > PATH_DEAD_MS) {
-          this.close('BEAM_ERR_PEER_GONE');
-          return;
-        }
-        this.ping();
+        // Judged after this loop turn's I/O (a timer runs ahead of it): after a stall of this
+        // process, what the peer sent meanwhile is read first.
+        setImmediate(() => {
+          if (this.closed) return;
+          // A path that has carried nothing, not even a PONG, for PATH_DEAD_MS is gone (a cut link).
+          if (performance.now() - this.lastReceivedAt > PATH_DEAD_MS) {
+            this.close('BEAM_ERR_PEER_GONE');
+            return;
+          }
+          this.ping();
+        });
       }, PING_INTERVAL_MS);
       this.pingTimer.unref();
       this.ping();
@@ -161,23 +166,60 @@ export class Mux extends EventEmitter<MuxEvents> {
    * A process that is gone sends nothing, and what it sent before arrives
    * within a round trip. It resolves false otherwise, or when the mux closes.
    * An answer to an earlier PING proves nothing about now, so it doesn't count.
+   *
+   * The verdict waits for what this process has not read yet: a timer runs
+   * before the I/O of its loop turn, so after a stall of this process (a busy
+   * machine) the PONG may be there unread. The verdict is taken after that I/O
+   * (setImmediate), and a deadline this process reached late by more than a
+   * quarter window opens one more half window: its own stall says nothing
+   * about the peer.
    */
   probe(timeoutMs: number): Promise<boolean> {
     if (this.closed) return Promise.resolve(false);
     this.pingNonce = undefined;
     this.ping();
     const started = performance.now();
+    // Traffic read after this moment shows the peer alive now; what came earlier may have been in flight.
+    let countsAfter = started + timeoutMs / 2;
+    let deadline = started + timeoutMs;
+    let extended = false;
     return new Promise((resolve) => {
+      let timer: NodeJS.Timeout | undefined;
+      let immediate: NodeJS.Immediate | undefined;
       const done = (alive: boolean): void => {
         clearTimeout(timer);
+        if (immediate) clearImmediate(immediate);
         this.off('rtt', onPong);
         this.off('close', onClose);
         resolve(alive);
       };
       const onPong = (): void => done(true);
       const onClose = (): void => done(false);
-      const timer = setTimeout(() => done(this.lastReceivedAt >= started + timeoutMs / 2), timeoutMs);
-      timer.unref();
+      const judge = (): void => {
+        immediate = undefined;
+        if (this.lastReceivedAt >= countsAfter) {
+          done(true);
+          return;
+        }
+        const now = performance.now();
+        if (!extended && now - deadline > timeoutMs / 4) {
+          // This process was stalled past the deadline: give the peer half a window it can be seen in.
+          extended = true;
+          countsAfter = now;
+          deadline = now + timeoutMs / 2;
+          arm();
+          return;
+        }
+        done(false);
+      };
+      const arm = (): void => {
+        // Judged after this loop turn's I/O, which a timer runs ahead of.
+        timer = setTimeout(() => {
+          immediate = setImmediate(judge);
+        }, deadline - performance.now());
+        timer.unref();
+      };
+      arm();
       this.on('rtt', onPong);
       this.on('close', onClose);
     });

@@ -225,6 +225,28 @@ describe('mux', () => {
     expect(await a.probe(1_000)).toBe(false);
   });
 
+  it('probe: a process stalled past its own deadline does not take a live peer for dead: it reads what arrived, and looks again', async () => {
+    const { a } = pair();
+    const probed = a.probe(200);
+    // This process is busy (a loaded machine) until after the deadline: the PING has not even gone out.
+    const until = performance.now() + 320;
+    while (performance.now() < until) {
+      // stalled
+    }
+    expect(await probed).toBe(true);
+    // A peer that is gone is still found out: the second look is half a window.
+    const { a: lone, cb } = pair();
+    cb.onMessage(() => {});
+    const started = performance.now();
+    const dead = lone.probe(200);
+    const later = performance.now() + 320;
+    while (performance.now() < later) {
+      // stalled
+    }
+    expect(await dead).toBe(false);
+    expect(performance.now() - started).toBeLessThan(1_000);
+  });
+
   it('probe: a peer whose PONG is stuck behind its own sending counts as alive while its messages keep arriving', async () => {
     const { a, ca, cb } = pair();
     // The peer answers no PING (its PONG queued behind a download)...

@@ -90,7 +90,7 @@ export class SessionPool extends EventEmitter<SessionPoolEvents> {
         const msg = decode(SessionClosedSchema, raw, 'session:closed');
         const session = this.byId.get(msg.sessionId);
         // The agent lost the server, not necessarily the session: its paths are checked instead.
-        if (msg.code === 'BEAM_ERR_SIGNALING_LOST') session?.detach();
+        if (msg.code === 'BEAM_ERR_SIGNALING_LOST') session?.detach(true);
         else session?.close(isErrorCode(msg.code) ? msg.code : undefined);
       } catch (err) {
         this.log.warn({ err: (err as Error).message }, 'dropped a malformed session:closed');

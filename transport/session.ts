@@ -136,6 +136,8 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
   private readonly carrying = new Set<Peer>();
   /** When signaling for this session went (the paths up carry on, no new one can be set up). */
   private detachedAt: number | undefined;
+  /** Signaling went because the server says the agent lost it (not this side): the paths are probed. */
+  private peerLost = false;
   private readonly startedAt = performance.now();
   private settle: { resolve: () => void; reject: (err: BeamError) => void } | undefined;
   /** UDP shares: the unreliable channel of the direct path, and the record stream of the relay. */
@@ -265,7 +267,13 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
         this.paths.supersede(action.kind);
         return;
       case 'probe':
-        this.log.info({ session: this.sessionId, paths: this.paths.kinds() }, 'signaling lost; the paths up carry on while the agent answers');
+        // This side lost the server: the agent most likely did not, and a path that went with the network
+        // goes silent and closes at PATH_DEAD_MS. Only the server's word that the agent lost it asks for a probe.
+        if (!this.peerLost) {
+          this.log.info({ session: this.sessionId, paths: this.paths.kinds() }, 'signaling lost; the paths up carry on');
+          return;
+        }
+        this.log.info({ session: this.sessionId, paths: this.paths.kinds() }, 'the agent lost signaling; the paths up carry on while it answers');
         void this.paths.probe(PATH_PROBE_MS, (kind) =>
           this.log.warn({ session: this.sessionId, path: kind }, 'no answer on the path after signaling was lost'),
         );
@@ -523,10 +531,11 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
    * path can be set up without signaling, so the session ends with its last
    * path, and the next request starts a new one.
    */
-  detach(): void {
+  detach(peerLost = false): void {
     // The in-memory path needs no signaling.
     if (this.closed || this.detachedAt !== undefined || this.options.local) return;
     this.detachedAt = performance.now();
+    this.peerLost = peerLost;
     this.dispatch({ type: 'signaling-lost' });
   }
 

@@ -57,6 +57,19 @@ describe('beam connect on an HTTP share', () => {
     expect(plain.events.at(-1)?.['line']).toBe('Stopped.');
   });
 
+  it('Ctrl+C the instant the ready lines are out stops cleanly, every time: exit 0 and "Stopped."', async () => {
+    const link = (await stack.agent.proc.waitFor('ready'))['link'] as string;
+    const exits: Array<{ code: number | null; last: unknown }> = [];
+    for (let i = 0; i < 8; i++) {
+      const plain = new BeamProcess(['connect', link, '--server', stack.server.url]);
+      await plain.waitFor((e) => e.event === 'text' && e['line'] === 'Press Ctrl+C to stop.');
+      const code = await plain.kill('SIGINT');
+      exits.push({ code, last: plain.events.at(-1)?.['line'] });
+    }
+    // Before the fix, the handler was set after the lines: about one stop in four died of the signal (exit null).
+    expect(exits).toEqual(Array.from({ length: 8 }, () => ({ code: 0, last: 'Stopped.' })));
+  });
+
   it('serves downloads and uploads byte-exact on localhost', async () => {
     const size = 8 * 1024 * 1024;
     const down = await request(port, `127.0.0.1:${port}`, `/download?size=${size}&seed=5`);
