@@ -21,7 +21,7 @@
  * the connection keeps working.
  *
  * Handshake auth: {protocol: SIGNALING_PROTOCOL_VERSION, role: 'agent' | 'visitor',
- * gatewayToken?: string, peerId?: string, relay?: RelayMode, kind?: ShareKind, token?: string, client?: 'browser'}.
+ * gatewayToken?: string, peerId?: string, relay?: RelayMode, kind?: ShareKind, token?: string, client?: 'browser', link?: 'plain'}.
  * A server with --token-file takes agents with one of its tokens only. A visitor with the gateway
  * token is the server's own gateway. An agent names its libp2p peer ID, which visitors
  * check in the Noise handshake (a `beam connect` link carries its own copy), and its
@@ -60,6 +60,13 @@ export const HandshakeSchema = v.object({
   client: v.optional(v.picklist(['browser'])),
   /** An agent's token, for a server with --token-file. */
   token: v.optional(text(256, 1)),
+  /**
+   * An agent that takes the server's gateway on a plain link: the relay
+   * WebSocket with no Noise inside (the gateway terminates the visitor's HTTP
+   * anyway). Sent only by an agent that reaches the server over TLS or on
+   * loopback, so nothing crosses a network in the clear.
+   */
+  link: v.optional(v.picklist(['plain'])),
 });
 export type Handshake = v.InferOutput<typeof HandshakeSchema>;
 
@@ -133,6 +140,8 @@ export const IncomingSessionSchema = v.object({
   relayToken,
   /** The node whose relay this session uses (several nodes: see transport/relay.ts relayServerFor). */
   relayUrl: v.optional(text(512)),
+  /** The server's gateway meets the agent on a plain link (Handshake.link): its relay runs no Noise. Gateway sessions only. */
+  plainLink: v.optional(v.boolean()),
 });
 export type IncomingSession = v.InferOutput<typeof IncomingSessionSchema>;
 
@@ -168,6 +177,8 @@ export interface SessionOpened {
   relayToken: string;
   /** The node whose relay this session uses, when the server runs as several nodes. */
   relayUrl?: string;
+  /** The agent takes this gateway on a plain link (Handshake.link): the relay runs no Noise, and carries the session's streams. */
+  plainLink?: boolean;
 }
 
 /** Events the server receives. */

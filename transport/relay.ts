@@ -6,6 +6,7 @@
 import WebSocket from 'ws';
 import { RELAY_HIGH_WATER_BYTES, RELAY_LOW_WATER_BYTES, RELAY_MAX_MESSAGE_BYTES, RELAY_PAIR_TIMEOUT_MS, RELAY_PATH } from '../shared/constants.js';
 import { BeamError, type ErrorCode, isErrorCode } from '../shared/errors.js';
+import { FrameChannelBase } from '../shared/frame-channel.js';
 import type { Pipe } from './secure.js';
 
 export interface RelayTicket {
@@ -110,4 +111,50 @@ export function wsPipe(ws: WebSocket): Pipe {
     pause: () => ws.pause(),
     resume: () => ws.resume(),
   };
+}
+
+/**
+ * The multiplexer's channel on a plain link (plainLinkSafe): one relay
+ * message is one multiplexer message, as on a data channel, with no Noise in
+ * between. Only the server's gateway and an agent that offered the link
+ * (Handshake.link) use it.
+ */
+export class PlainFrameChannel extends FrameChannelBase {
+  private readonly pipe: Pipe;
+
+  constructor(pipe: Pipe) {
+    super();
+    this.pipe = pipe;
+    pipe.onClose(() => this.markClosed(pipe.closeCode?.()));
+    pipe.onDrain(() => this.drained());
+  }
+
+  /**
+   * The pipe holds what came before anyone listened (the other side's first
+   * frames, read with the upgrade), and hands it over a turn later: the
+   * multiplexer listens from its constructor, its owner for streams only
+   * after (as a data channel, which never delivers synchronously).
+   */
+  override onMessage(cb: (message: Uint8Array) => void): void {
+    super.onMessage(cb);
+    setImmediate(() =>
+      this.pipe.onMessage((bytes) => {
+        if (!this.closed) this.deliver(bytes);
+      }),
+    );
+  }
+
+  send(message: Uint8Array): void {
+    if (!this.closed) this.pipe.send(message);
+  }
+
+  bufferedAmount(): number {
+    return this.pipe.bufferedAmount();
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.pipe.close();
+    this.markClosed();
+  }
 }

@@ -30,7 +30,7 @@ import { BeamError, type ErrorCode, isErrorCode } from '../shared/errors.js';
 import { StreamProtocol } from '../shared/frames.js';
 import { withoutTurn } from '../shared/ice.js';
 import { Mux, type MuxStream } from '../shared/mux.js';
-import type { PathKind } from '../shared/paths.js';
+import { LINK_ORDER, type PathKind, plainLinkSafe } from '../shared/paths.js';
 import type { Ack, ClientToServerEvents, RelayMode, ServerToClientEvents, SessionOpened, ShareKind, Signal } from '../shared/signaling.js';
 import type { Datagrams } from './datagrams.js';
 import type { Peer, WebRtcEngine } from './engine.js';
@@ -327,9 +327,21 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
       return;
     }
     if (this.closed) return;
+    // The server's gateway on a plain link: the relay is its shortest way to the agent; direct stands by.
+    const preferRelay = this.plainLink();
+    if (preferRelay) this.paths.prefer(LINK_ORDER);
     // The first attempt leaves TURN out on both sides (the offer says so): libjuice keeps the
     // first pair that works, which may be a TURN pair even where a direct one exists.
-    this.dispatch({ type: 'open', mode, turnOffered: withoutTurn(opened.iceServers).length !== opened.iceServers.length });
+    this.dispatch({ type: 'open', mode, turnOffered: withoutTurn(opened.iceServers).length !== opened.iceServers.length, preferRelay });
+  }
+
+  /**
+   * The relay is a plain link, no Noise inside: the server's own gateway
+   * (requestLevelAccess), reaching its own relay on loopback, with an agent
+   * that offered it (SessionOpened.plainLink). No other visitor ever drops Noise.
+   */
+  private plainLink(): boolean {
+    return this.options.requestLevelAccess === true && this.opened?.plainLink === true && plainLinkSafe(this.options.server);
   }
 
   /** The peer the agent must prove it is in Noise: the link's, else the one signaling names. */
@@ -468,11 +480,15 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
     void (async () => {
       try {
         // The server's own gateway is on the node that set the session up; anyone else goes where signaling says.
-        const { connectRelay, relayServerFor } = await loadRelay();
+        const { connectRelay, PlainFrameChannel, relayServerFor } = await loadRelay();
         const server = this.options.requestLevelAccess ? this.options.server : relayServerFor(this.options.server, opened.relayUrl);
         const pipe = await connectRelay(server, { sessionId: opened.sessionId, role: 'visitor', token: opened.relayToken });
         if (this.closed) {
           pipe.close();
+          return;
+        }
+        if (this.plainLink()) {
+          this.addPath('relay', new Mux(new PlainFrameChannel(pipe), { role: 'initiator' }), () => {});
           return;
         }
         const { secure, SecureFrameChannel, withSecret } = await loadSecure();
