@@ -84,6 +84,8 @@ export class Mux extends EventEmitter<MuxEvents> {
   /** closeWhenIdle was called: the last stream to go closes the mux. */
   private idleClose = false;
   private lastReceivedAt = performance.now();
+  /** When the channel last drained from its high-water mark to its low one: the peer's transport took what was queued. */
+  private lastDrainedAt = 0;
   /** Latest round-trip time measured with PING, in milliseconds. */
   rtt: number | undefined;
   /** Bytes of data-channel messages sent and received, frame headers included. */
@@ -100,6 +102,8 @@ export class Mux extends EventEmitter<MuxEvents> {
     channel.setBufferedAmountLowThreshold(CHANNEL_LOW_WATER_BYTES);
     channel.onBufferedAmountLow(() => {
       if (this.waitingForChannel) {
+        // From the high-water mark: the peer took hundreds of KiB (its transport acknowledged them).
+        this.lastDrainedAt = performance.now();
         this.waitingForChannel = false;
         this.flush();
       }
@@ -164,7 +168,11 @@ export class Mux extends EventEmitter<MuxEvents> {
    * megabytes in the SCTP send buffer. So the probe also resolves true, at the
    * deadline, if messages were still arriving in the second half of the window.
    * A process that is gone sends nothing, and what it sent before arrives
-   * within a round trip. It resolves false otherwise, or when the mux closes.
+   * within a round trip. Likewise, a send queue that keeps draining in the
+   * second half means the peer's transport is acknowledging what this side
+   * sends (its SCTP stack runs off its JavaScript thread, so it does while
+   * that thread is busy); a gone peer acknowledges nothing and the queue
+   * stays full. It resolves false otherwise, or when the mux closes.
    * An answer to an earlier PING proves nothing about now, so it doesn't count.
    *
    * The verdict waits for what this process has not read yet: a timer runs
@@ -197,7 +205,7 @@ export class Mux extends EventEmitter<MuxEvents> {
       const onClose = (): void => done(false);
       const judge = (): void => {
         immediate = undefined;
-        if (this.lastReceivedAt >= countsAfter) {
+        if (this.lastReceivedAt >= countsAfter || this.lastDrainedAt >= countsAfter) {
           done(true);
           return;
         }

@@ -247,6 +247,27 @@ describe('mux', () => {
     expect(performance.now() - started).toBeLessThan(1_000);
   });
 
+  it("probe: a peer whose process is too busy to answer counts as alive while its transport takes what this side sends", async () => {
+    const { a, cb } = pair();
+    // The peer's JavaScript answers nothing (no PONG, no credit)...
+    cb.onMessage(() => {});
+    const probed = a.probe(400);
+    const started = performance.now();
+    // ...but its transport keeps taking this side's download: the send queue drains below its low-water mark.
+    const stream = a.openStream(StreamProtocol.HTTP);
+    const chunk = Buffer.alloc(8 * 1024, 1);
+    // Past the channel's high-water mark each time, so the queue drains from it.
+    const timer = setInterval(() => {
+      for (let i = 0; i < 160; i++) a.enqueue({ type: FrameType.DATA, streamId: stream.id, data: chunk });
+    }, 20);
+    try {
+      expect(await probed).toBe(true);
+    } finally {
+      clearInterval(timer);
+    }
+    expect(performance.now() - started).toBeGreaterThanOrEqual(390);
+  });
+
   it('probe: a peer whose PONG is stuck behind its own sending counts as alive while its messages keep arriving', async () => {
     const { a, ca, cb } = pair();
     // The peer answers no PING (its PONG queued behind a download)...
