@@ -247,7 +247,7 @@ describe('mux', () => {
     expect(performance.now() - started).toBeLessThan(1_000);
   });
 
-  it("probe: a peer whose process is too busy to answer counts as alive while its transport takes what this side sends", async () => {
+  it('probe: a peer whose process is too busy to answer counts as alive while its transport takes what this side sends', async () => {
     const { a, cb } = pair();
     // The peer's JavaScript answers nothing (no PONG, no credit)...
     cb.onMessage(() => {});
