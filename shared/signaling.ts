@@ -3,8 +3,10 @@
  *
  * Protocol flow
  *   agent   -> server  share:register {name?, resumeToken?}         ack {name, url, resumeToken}
- *   visitor -> server  session:open {share}        ack {sessionId, iceServers, agentPeerId, agentRelay, relayToken}
- *   server  -> agent   session:incoming {sessionId, visitor, iceServers, relayToken}
+ *   visitor -> server  session:open {share}        ack {sessionId, iceServers, agentPeerId, agentRelay, relayToken, plainLink?}
+ *   server  -> agent   session:incoming {sessionId, visitor, iceServers, relayToken, plainLink?}
+ *                      plainLink: the server's own gateway and an agent that offered it
+ *                      (handshake link: 'plain') meet on the relay with no Noise inside
  *   visitor -> server  session:signal {sessionId, signal: offer}     forwarded to the agent
  *   agent   -> server  session:signal {sessionId, signal: answer}    forwarded to the visitor
  *   both    -> server  session:signal {sessionId, signal: candidate} forwarded to the other party
