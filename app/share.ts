@@ -275,9 +275,16 @@ export async function share(options: ShareOptions): Promise<Share> {
     );
     agent = a;
     handle.closeParts.push(() => a.close());
-    a.on('session', (s) => handle.emit('session', s));
-    a.on('path', (s) => handle.emit('path', s));
-    a.on('session-closed', (s) => handle.emit('session-closed', s));
+    // A session may come before share() returns (the server's gateway opens its link as the share registers):
+    // its events wait until the caller, who listens once share() resolves, can hear them.
+    let held: Array<() => void> | undefined = [];
+    const pass = (emit: () => void): void => {
+      if (held) held.push(emit);
+      else emit();
+    };
+    a.on('session', (s) => pass(() => handle.emit('session', s)));
+    a.on('path', (s) => pass(() => handle.emit('path', s)));
+    a.on('session-closed', (s) => pass(() => handle.emit('session-closed', s)));
     a.on('origin-unreachable', (e) => handle.emit('origin-unreachable', e));
     a.on('disconnected', (e) => handle.emit('reconnecting', e));
     a.on('error', (err) => {
@@ -308,6 +315,12 @@ export async function share(options: ShareOptions): Promise<Share> {
     // The embedded gateway reaches its agent in memory: open that session now, so the first visitor waits for nothing.
     if (embedded && kind === 'http') void embedded.gateway.pool.connect(first.name).catch(() => {});
     if (handle.ca && embedded) handle.ca.url = `https://${lan ?? 'localhost'}:${embedded.port}${LOCAL_CA_PATH}`;
+    // After the caller's continuation (a microtask): its listeners are on by then.
+    setImmediate(() => {
+      const early = held ?? [];
+      held = undefined;
+      for (const emit of early) emit();
+    });
     return handle;
   } catch (err) {
     await handle.close();

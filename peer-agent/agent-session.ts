@@ -23,7 +23,7 @@ import { decodeDatagram, encodeDatagram } from '../shared/datagram.js';
 import { BeamError, type ErrorCode, errorCodeOf } from '../shared/errors.js';
 import { withoutTurn } from '../shared/ice.js';
 import { Mux, type MuxStream } from '../shared/mux.js';
-import { LINK_ORDER, type PathKind, plainLinkSafe } from '../shared/paths.js';
+import { type PathKind, plainLinkSafe } from '../shared/paths.js';
 import type { IceServer, RelayMode, ShareKind, Signal, VisitorKind } from '../shared/signaling.js';
 import type { Peer, WebRtcEngine } from '../transport/engine.js';
 import type { Identity } from '../transport/identity.js';
@@ -129,9 +129,7 @@ export class AgentSession {
     this.log = context.logger;
     this.policy = new PathPolicyRunner({ role: 'agent' }, (action) => this.perform(action));
     this.paths.on('down', (down) => this.pathDown(down));
-    // The server's gateway on a plain link sends its streams on the relay; direct stands by.
-    if (incoming.plainLink) this.paths.prefer(LINK_ORDER);
-    this.policy.dispatch({ type: 'open', mode: context.relayMode, turnOffered: false, preferRelay: incoming.plainLink === true });
+    this.policy.dispatch({ type: 'open', mode: context.relayMode, turnOffered: false });
   }
 
   get isClosed(): boolean {
@@ -367,6 +365,7 @@ export class AgentSession {
             pipe.close();
             return;
           }
+          // Taken at once: the gateway's first streams may come in the same message as its answer to this side's PING.
           this.addPath('relay', new Mux(new PlainFrameChannel(pipe), { role: 'responder' }), Promise.resolve());
           return;
         }
@@ -404,6 +403,8 @@ export class AgentSession {
     this.policy.dispatch({ type: 'up', kind });
     // A path new streams don't take stands by (direct beside the gateway's plain link).
     this.log.debug({ session: this.id, path: kind, standby: this.paths.best !== kind }, 'path up');
+    // The visitor's end answers a PING once its multiplexer is there: from then on it can use the path.
+    mux.once('rtt', () => this.log.debug({ session: this.id, path: kind, standby: this.paths.best !== kind }, 'path answered'));
     // The visitor's address on this path: the direct peer's own, else (TURN, relay) where the server saw it.
     const address = kind === 'direct' ? (this.peers.get('direct')?.remoteAddress() ?? this.serverSeenAddress) : this.serverSeenAddress;
     mux.on('stream', (stream) => {

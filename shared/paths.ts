@@ -21,14 +21,6 @@ export type PathKind = (typeof PATH_KINDS)[number];
 export const PATH_ORDER: readonly PathKind[] = PATH_KINDS;
 
 /**
- * The order of the server's gateway on a plain link (no Noise inside the
- * server's TLS): the relay is its shortest way to the agent, since the
- * gateway sits on the server. Direct stays up beside it, for new streams
- * when the agent's connection to the server drops.
- */
-export const LINK_ORDER: readonly PathKind[] = ['local', 'relay', 'direct', 'turn'];
-
-/**
  * Whether a link to `server` may carry the server's gateway in the clear
  * (no Noise inside): only over TLS, or on this machine's loopback, so the
  * bytes cross no network readable to anyone but the server, which
@@ -53,6 +45,6 @@ export type RequestPath = PathKind | 'gateway' | 'replay';
 export type SessionPath = PathKind | 'gateway';
 
 /** The best of the paths `has` says are up, or undefined when none is. */
-export function bestPath(has: (kind: PathKind) => boolean, order: readonly PathKind[] = PATH_ORDER): PathKind | undefined {
-  return order.find(has);
+export function bestPath(has: (kind: PathKind) => boolean): PathKind | undefined {
+  return PATH_ORDER.find(has);
 }

@@ -32,7 +32,7 @@
  */
 import { AGENT_CONNECT_TIMEOUT_MS, DIRECT_PATH_TIMEOUT_MS, DIRECT_RETRY_MS, LINK_SETUP_ATTEMPTS, MAX_DIRECT_RETRY_MS } from '../shared/constants.js';
 import { BeamError, type ErrorCode } from '../shared/errors.js';
-import { bestPath, LINK_ORDER, PATH_ORDER, type PathKind } from '../shared/paths.js';
+import { bestPath, type PathKind } from '../shared/paths.js';
 import type { RelayMode } from '../shared/signaling.js';
 
 /** The timers a session's shell keeps for the policy; arming one that runs replaces it. */
@@ -59,8 +59,6 @@ export interface PathPolicyState {
   readonly directTimeoutMs: number;
   /** Visitor: the relay starts with direct, not after it failed (PathPolicyOptions.relayFirst). */
   readonly relayFirst: boolean;
-  /** New streams take the relay over direct (LINK_ORDER): the server's gateway on a plain link. */
-  readonly preferRelay: boolean;
   /** Signaling opened the session. */
   readonly opened: boolean;
   /** The paths up, in the order they came. */
@@ -83,7 +81,7 @@ export interface PathPolicyState {
 
 export type PathEvent =
   /** Visitor: signaling opened the session. Agent: a session came in. */
-  | { type: 'open'; mode: RelayMode; turnOffered: boolean; preferRelay?: boolean }
+  | { type: 'open'; mode: RelayMode; turnOffered: boolean }
   /** A path came up (the shell added it to its PathSet). */
   | { type: 'up'; kind: PathKind }
   /** A path closed; `replaced` when a better one superseded it. */
@@ -138,7 +136,6 @@ export function initialPathState(options: PathPolicyOptions): PathPolicyState {
     turnOffered: false,
     directTimeoutMs: options.directTimeoutMs ?? DIRECT_PATH_TIMEOUT_MS,
     relayFirst: options.relayFirst ?? false,
-    preferRelay: false,
     opened: false,
     up: [],
     direct: { pending: false, stunOnly: false, attempts: 0 },
@@ -174,7 +171,7 @@ const FATAL: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['BEAM_ERR_PEER_MISMATC
 
 /** The best path up in `state`. */
 export function bestOf(state: PathPolicyState): PathKind | undefined {
-  return bestPath((kind) => state.up.includes(kind), state.preferRelay ? LINK_ORDER : PATH_ORDER);
+  return bestPath((kind) => state.up.includes(kind));
 }
 
 /** One transition: the next state, and what the shell must do, in order. */
@@ -218,7 +215,7 @@ class Transition {
     if (this.s.closed) return;
     switch (event.type) {
       case 'open':
-        this.open(event.mode, event.turnOffered, event.preferRelay === true);
+        this.open(event.mode, event.turnOffered);
         break;
       case 'up':
         this.up(event.kind);
@@ -246,9 +243,9 @@ class Transition {
     }
   }
 
-  private open(mode: RelayMode, turnOffered: boolean, preferRelay: boolean): void {
+  private open(mode: RelayMode, turnOffered: boolean): void {
     if (this.s.opened) return;
-    this.set({ opened: true, mode, turnOffered, preferRelay });
+    this.set({ opened: true, mode, turnOffered });
     if (this.s.role === 'agent') {
       this.arm('setup', AGENT_CONNECT_TIMEOUT_MS);
       return;
@@ -341,8 +338,6 @@ class Transition {
     // Nothing beats direct; and in memory (local) there is no network to try.
     const best = bestOf(s);
     if (s.detached || s.timers.includes('retry') || s.mode === 'always' || best === 'direct' || best === 'local') return;
-    // A plain link that is up is the shortest way already.
-    if (s.preferRelay && best === 'relay') return;
     this.arm('retry', s.retryDelay);
   }
 

@@ -16,7 +16,7 @@
 import { EventEmitter } from 'node:events';
 import type { ErrorCode } from '../shared/errors.js';
 import type { Mux } from '../shared/mux.js';
-import { bestPath, PATH_ORDER, type PathKind } from '../shared/paths.js';
+import { bestPath, type PathKind } from '../shared/paths.js';
 import { initialPathState, type PathAction, type PathEvent, type PathPolicyOptions, type PathPolicyState, type PathTimer, step } from './path-policy.js';
 
 export interface PathDown {
@@ -38,7 +38,6 @@ export class PathSet extends EventEmitter<PathSetEvents> {
   private readonly paths = new Map<PathKind, Mux>();
   private readonly superseded = new WeakSet<Mux>();
   private current: PathKind | undefined;
-  private order: readonly PathKind[] = PATH_ORDER;
   /** Bytes of paths already closed, so totals never go down. */
   private closedBytes = { sent: 0, received: 0 };
 
@@ -141,14 +140,8 @@ export class PathSet extends EventEmitter<PathSetEvents> {
     for (const mux of [...this.paths.values()]) mux.close(code);
   }
 
-  /** New streams take paths in `order` from now on (LINK_ORDER: the server's gateway on a plain link). */
-  prefer(order: readonly PathKind[]): void {
-    this.order = order;
-    this.choose();
-  }
-
   private choose(): void {
-    const best = bestPath((k) => this.paths.has(k), this.order);
+    const best = bestPath((k) => this.paths.has(k));
     if (best === this.current) return;
     this.current = best;
     this.emit('change', best);

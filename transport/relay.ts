@@ -7,6 +7,7 @@ import WebSocket from 'ws';
 import { RELAY_HIGH_WATER_BYTES, RELAY_LOW_WATER_BYTES, RELAY_MAX_MESSAGE_BYTES, RELAY_PAIR_TIMEOUT_MS, RELAY_PATH } from '../shared/constants.js';
 import { BeamError, type ErrorCode, isErrorCode } from '../shared/errors.js';
 import { FrameChannelBase } from '../shared/frame-channel.js';
+import type { Mux } from '../shared/mux.js';
 import type { Pipe } from './secure.js';
 
 export interface RelayTicket {
@@ -111,6 +112,29 @@ export function wsPipe(ws: WebSocket): Pipe {
     pause: () => ws.pause(),
     resume: () => ws.resume(),
   };
+}
+
+/**
+ * Resolves once the other side of a plain link answers a PING on `mux`:
+ * the relay has spliced the two sides (a WebSocket open to the relay proves
+ * nothing of the other side; Noise's handshake did on the secured relay).
+ * Rejects with BEAM_ERR_AGENT_UNREACHABLE if the link closes first (the relay's
+ * pairing timeout, a refusal).
+ */
+export function answered(mux: Mux): Promise<void> {
+  if (mux.rtt !== undefined) return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const onRtt = (): void => {
+      mux.off('close', onClose);
+      resolve();
+    };
+    const onClose = (): void => {
+      mux.off('rtt', onRtt);
+      reject(new BeamError('BEAM_ERR_AGENT_UNREACHABLE', 'the other side never reached the relay'));
+    };
+    mux.once('rtt', onRtt);
+    mux.once('close', onClose);
+  });
 }
 
 /**

@@ -30,7 +30,7 @@ import { BeamError, type ErrorCode, isErrorCode } from '../shared/errors.js';
 import { StreamProtocol } from '../shared/frames.js';
 import { withoutTurn } from '../shared/ice.js';
 import { Mux, type MuxStream } from '../shared/mux.js';
-import { LINK_ORDER, type PathKind, plainLinkSafe } from '../shared/paths.js';
+import { type PathKind, plainLinkSafe } from '../shared/paths.js';
 import type { Ack, ClientToServerEvents, RelayMode, ServerToClientEvents, SessionOpened, ShareKind, Signal } from '../shared/signaling.js';
 import type { Datagrams } from './datagrams.js';
 import type { Peer, WebRtcEngine } from './engine.js';
@@ -327,12 +327,9 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
       return;
     }
     if (this.closed) return;
-    // The server's gateway on a plain link: the relay is its shortest way to the agent; direct stands by.
-    const preferRelay = this.plainLink();
-    if (preferRelay) this.paths.prefer(LINK_ORDER);
     // The first attempt leaves TURN out on both sides (the offer says so): libjuice keeps the
     // first pair that works, which may be a TURN pair even where a direct one exists.
-    this.dispatch({ type: 'open', mode, turnOffered: withoutTurn(opened.iceServers).length !== opened.iceServers.length, preferRelay });
+    this.dispatch({ type: 'open', mode, turnOffered: withoutTurn(opened.iceServers).length !== opened.iceServers.length });
   }
 
   /**
@@ -480,7 +477,7 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
     void (async () => {
       try {
         // The server's own gateway is on the node that set the session up; anyone else goes where signaling says.
-        const { connectRelay, PlainFrameChannel, relayServerFor } = await loadRelay();
+        const { answered, connectRelay, PlainFrameChannel, relayServerFor } = await loadRelay();
         const server = this.options.requestLevelAccess ? this.options.server : relayServerFor(this.options.server, opened.relayUrl);
         const pipe = await connectRelay(server, { sessionId: opened.sessionId, role: 'visitor', token: opened.relayToken });
         if (this.closed) {
@@ -488,7 +485,10 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
           return;
         }
         if (this.plainLink()) {
-          this.addPath('relay', new Mux(new PlainFrameChannel(pipe), { role: 'initiator' }), () => {});
+          const mux = new Mux(new PlainFrameChannel(pipe), { role: 'initiator' });
+          // Up once the agent answers: until the relay splices it in, nothing is on the other end.
+          await answered(mux);
+          this.addPath('relay', mux, () => {});
           return;
         }
         const { secure, SecureFrameChannel, withSecret } = await loadSecure();

@@ -168,32 +168,29 @@ describe('agent failures', () => {
     }
   });
 
-  it("an agent that loses the signaling server keeps the gateway's session: its plain link goes with the server, the direct path that stood by carries the next requests", async () => {
+  it('an agent that loses the signaling server keeps its sessions: a download in flight completes byte-exact, and the next request rides the same session', async () => {
     const proxy = await startFaultProxy(server.port);
-    const proc = new BeamProcess(['http', `127.0.0.1:${origin.port}`, '--server', `http://127.0.0.1:${proxy.port}`, '--json', '--log-level', 'debug']);
+    const proc = new BeamProcess(['http', `127.0.0.1:${origin.port}`, '--server', `http://127.0.0.1:${proxy.port}`, '--json']);
     try {
       const ready = await proc.waitFor('ready');
       const host = `${ready['name'] as string}.localhost:${server.port}`;
       expect((await request(server.port, host, '/one')).status).toBe(200);
-      // The gateway's streams take its plain link (the relay, on loopback here); direct comes up beside it and stands by.
-      const session = await proc.waitFor((e) => e.event === 'session' && e['visitor'] === 'gateway');
-      expect(session['via']).toBe('relay');
-      await proc.waitForLog((e) => e['msg'] === 'path up' && e['session'] === session['id'] && e['path'] === 'direct' && e['standby'] === true);
+      const session = await proc.waitFor('session');
+      // Relay first: the download must ride the direct path, which signaling's loss leaves standing (the relay goes through the server).
+      await proc.waitFor((e) => (e.event === 'session' || e.event === 'path') && e['id'] === session['id'] && e['via'] === 'direct');
+      const size = 32 * 1024 * 1024;
+      const expected = await patternHash(size, 11);
       const mark = proc.events.length;
-      proxy.cut();
+      const got = await download(server.port, host, `/download?size=${size}&seed=11`, () => proxy.cut());
+      expect(got.error, `agent: ${proc.stderr.slice(-4000)}`).toBeUndefined();
+      expect(got.status).toBe(200);
+      expect(got.bytes).toBe(size);
+      expect(got.hash).toBe(expected);
       // It did lose the server, and came back with its name.
       await proc.waitFor('reconnecting', mark);
       await proc.waitFor((e) => e.event === 'ready' && e['resumed'] === true, mark);
-      // The link went with the server connection: the session's new streams take direct.
-      await proc.waitFor((e) => e.event === 'path' && e['id'] === session['id'] && e['via'] === 'direct', mark);
-      const size = 4 * 1024 * 1024;
-      const got = await download(server.port, host, `/download?size=${size}&seed=11`, () => {});
-      expect(got.error, `agent: ${proc.stderr.slice(-4000)}`).toBeUndefined();
-      expect(got.status).toBe(200);
-      expect(got.hash).toBe(await patternHash(size, 11));
       const res = await request(server.port, host, '/two');
       expect(res.status).toBe(200);
-      expect(res.headers['beam-path']).toBe('gateway; via=direct');
       expect(res.body.toString()).toBe('hello from /two');
       // The session lived through it: it never closed, and the gateway set up no other.
       const since = proc.events.slice(mark);
@@ -237,17 +234,7 @@ describe('agent failures', () => {
   it('a session cut off from signaling serves until the name could have moved: after the resume grace, the name routes to its new agent', async () => {
     const proxy = await startFaultProxy(server.port);
     const name = `moved-${Math.floor(Math.random() * 1e6)}`;
-    const old = new BeamProcess([
-      'http',
-      `127.0.0.1:${origin.port}`,
-      '--server',
-      `http://127.0.0.1:${proxy.port}`,
-      '--name',
-      name,
-      '--json',
-      '--log-level',
-      'debug',
-    ]);
+    const old = new BeamProcess(['http', `127.0.0.1:${origin.port}`, '--server', `http://127.0.0.1:${proxy.port}`, '--name', name, '--json']);
     const other = http.createServer((_req, res) => res.end('the new owner'));
     await new Promise<void>((resolve) => other.listen(0, '127.0.0.1', resolve));
     let next: BeamProcess | undefined;
@@ -255,10 +242,9 @@ describe('agent failures', () => {
       await old.waitFor('ready');
       const host = `${name}.localhost:${server.port}`;
       expect((await request(server.port, host, '/one')).body.toString()).toBe('hello from /one');
-      // The first request rode the gateway's plain link (the relay), which goes through the server as signaling
-      // does; the direct path comes up beside it and stands by. Once it has:
-      const linked = await old.waitFor((e) => e.event === 'session' && e['visitor'] === 'gateway');
-      await old.waitForLog((e) => e['msg'] === 'path up' && e['session'] === linked['id'] && e['path'] === 'direct');
+      // The first request rode the relay (relay first), which goes through the server as signaling does;
+      // the gateway's direct path comes up beside it. Once it has:
+      await old.waitFor((e) => (e.event === 'session' || e.event === 'path') && e['visitor'] === 'gateway' && e['via'] === 'direct');
       // The old agent loses the server for good; its direct path to the gateway still works.
       const mark = old.events.length;
       await proxy.close();
