@@ -4,8 +4,7 @@
  *
  *   direct     the origin itself
  *   embedded   `beam <port>` with no server: its gateway reaches the agent in memory
- *   gateway    `beam serve` + `beam http --server`: a gateway visitor, on the plain link to the agent
- *              (and again with --relay never: the WebRTC link)
+ *   gateway    `beam serve` + `beam http --server`: a gateway visitor, WebRTC to the agent
  *   ssh -R     OpenSSH remote forwarding (sshd with its own config on loopback)
  *   localtunnel  its server and client, when LT_SERVER_DIR names a checkout of localtunnel/server
  *                (the client: `lt` on PATH, or LT_CLIENT)
@@ -206,30 +205,6 @@ async function main(): Promise<void> {
         const share = await startJson(
           node,
           [...BEAM, 'http', `127.0.0.1:${originPort}`, '--server', `http://127.0.0.1:${serverPort}`, '--json', '--no-inspect', '--log-level', 'error'],
-          (e) => e['event'] === 'ready',
-        );
-        return { target: { port: serverPort, host: `${share.event['name'] as string}.localhost:${serverPort}` }, stop: stopper(share.child) };
-      },
-    },
-    {
-      // The same with the agent's --relay never: the gateway's link on WebRTC, as before the plain link.
-      name: 'gateway visitor, WebRTC link (`--relay never`)',
-      start: async () => {
-        const share = await startJson(
-          node,
-          [
-            ...BEAM,
-            'http',
-            `127.0.0.1:${originPort}`,
-            '--server',
-            `http://127.0.0.1:${serverPort}`,
-            '--relay',
-            'never',
-            '--json',
-            '--no-inspect',
-            '--log-level',
-            'error',
-          ],
           (e) => e['event'] === 'ready',
         );
         return { target: { port: serverPort, host: `${share.event['name'] as string}.localhost:${serverPort}` }, stop: stopper(share.child) };

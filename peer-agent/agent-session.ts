@@ -23,13 +23,13 @@ import { decodeDatagram, encodeDatagram } from '../shared/datagram.js';
 import { BeamError, type ErrorCode, errorCodeOf } from '../shared/errors.js';
 import { withoutTurn } from '../shared/ice.js';
 import { Mux, type MuxStream } from '../shared/mux.js';
-import { type PathKind, plainLinkSafe } from '../shared/paths.js';
+import type { PathKind } from '../shared/paths.js';
 import type { IceServer, RelayMode, ShareKind, Signal, VisitorKind } from '../shared/signaling.js';
 import type { Peer, WebRtcEngine } from '../transport/engine.js';
 import type { Identity } from '../transport/identity.js';
 import type { PathAction } from '../transport/path-policy.js';
 import { type PathDown, PathPolicyRunner, PathSet } from '../transport/paths.js';
-import { connectRelay, PlainFrameChannel, relayServerFor } from '../transport/relay.js';
+import { connectRelay, relayServerFor } from '../transport/relay.js';
 import type { UdpForwarder } from './udp.js';
 
 /** Noise loads with the first session that needs it: a share served in memory alone (the embedded default) never does. */
@@ -58,8 +58,6 @@ export interface IncomingSession {
   serverSeenAddress: string | undefined;
   /** The server's gateway in this process, in memory (transport/local.ts): signaling knows nothing of it. */
   local?: boolean;
-  /** The server's gateway meets this agent on a plain link: the relay runs no Noise (IncomingSession.plainLink in shared/signaling.ts). */
-  plainLink?: boolean;
 }
 
 /** What a session needs of its agent: the share's settings, signaling, and where verified streams go. */
@@ -356,20 +354,7 @@ export class AgentSession {
     this.relayStarted = true;
     void (async () => {
       try {
-        const server = relayServerFor(this.c.server, this.incoming.relayUrl);
-        if (this.incoming.plainLink) {
-          // The server's gateway, on a plain link: only where the way there is TLS or loopback (a node named in http elsewhere is not).
-          if (!plainLinkSafe(server)) throw new BeamError('BEAM_ERR_RELAY_REFUSED', `a plain link to ${server} would cross a network unencrypted`);
-          const pipe = await connectRelay(server, { sessionId: this.id, role: 'agent', token: this.incoming.relayToken });
-          if (this.isClosed) {
-            pipe.close();
-            return;
-          }
-          // Taken at once: the gateway's first streams may come in the same message as its answer to this side's PING.
-          this.addPath('relay', new Mux(new PlainFrameChannel(pipe), { role: 'responder' }), Promise.resolve());
-          return;
-        }
-        const pipe = await connectRelay(server, {
+        const pipe = await connectRelay(relayServerFor(this.c.server, this.incoming.relayUrl), {
           sessionId: this.id,
           role: 'agent',
           token: this.incoming.relayToken,
@@ -401,10 +386,6 @@ export class AgentSession {
     }
     this.paths.add(kind, mux);
     this.policy.dispatch({ type: 'up', kind });
-    // A path new streams don't take stands by (direct beside the gateway's plain link).
-    this.log.debug({ session: this.id, path: kind, standby: this.paths.best !== kind }, 'path up');
-    // The visitor's end answers a PING once its multiplexer is there: from then on it can use the path.
-    mux.once('rtt', () => this.log.debug({ session: this.id, path: kind, standby: this.paths.best !== kind }, 'path answered'));
     // The visitor's address on this path: the direct peer's own, else (TURN, relay) where the server saw it.
     const address = kind === 'direct' ? (this.peers.get('direct')?.remoteAddress() ?? this.serverSeenAddress) : this.serverSeenAddress;
     mux.on('stream', (stream) => {

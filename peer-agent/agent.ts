@@ -11,7 +11,7 @@ import { encodeRecord, RecordReader } from '../shared/datagram.js';
 import { BeamError, isErrorCode } from '../shared/errors.js';
 import { StreamProtocol } from '../shared/frames.js';
 import { Mux, type MuxStream } from '../shared/mux.js';
-import { type PathKind, plainLinkSafe, type SessionPath } from '../shared/paths.js';
+import type { PathKind, SessionPath } from '../shared/paths.js';
 import {
   type Ack,
   decode,
@@ -199,8 +199,6 @@ export class Agent extends EventEmitter<AgentEvents> {
           kind: this.options.kind ?? 'http',
           private: this.options.secret !== undefined,
           ...(this.options.token !== undefined ? { token: this.options.token } : {}),
-          // The server's gateway may meet this agent without Noise: only where the way there is TLS or loopback.
-          ...(plainLinkSafe(this.options.server) ? { link: 'plain' as const } : {}),
         },
         'agent',
       );
@@ -340,7 +338,6 @@ export class Agent extends EventEmitter<AgentEvents> {
       relayToken: msg.relayToken,
       relayUrl: msg.relayUrl,
       serverSeenAddress: msg.visitor.address,
-      plainLink: msg.visitor.kind === 'gateway' && msg.plainLink === true,
     };
     // The server's own gateway is not a visitor: the clients behind it are, one by one.
     if (incoming.visitor !== 'gateway' && this.visitorLimit && !this.visitorLimit.enter(`session:${incoming.id}`, true)) {

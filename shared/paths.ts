@@ -5,8 +5,7 @@
  *           (the embedded default), so nothing is between them (transport/local.ts)
  *   direct  WebRTC between the two peers (host or server-reflexive candidates)
  *   turn    WebRTC through a TURN server
- *   relay   the Beam server's relay: two WebSockets spliced, Noise inside (for
- *           the server's own gateway, a plain link inside the server's TLS)
+ *   relay   the Beam server's relay: two WebSockets spliced, Noise inside
  *
  * A request seen at the agent also says how it came: over one of these from
  * a peer-to-peer visitor, from the server's `gateway` (itself over one of
@@ -19,24 +18,6 @@ export type PathKind = (typeof PATH_KINDS)[number];
 
 /** Best first: new streams take the first path of this order that is up. */
 export const PATH_ORDER: readonly PathKind[] = PATH_KINDS;
-
-/**
- * Whether a link to `server` may carry the server's gateway in the clear
- * (no Noise inside): only over TLS, or on this machine's loopback, so the
- * bytes cross no network readable to anyone but the server, which
- * terminates the visitor's HTTP anyway.
- */
-export function plainLinkSafe(server: string): boolean {
-  let url: URL;
-  try {
-    url = new URL(server);
-  } catch {
-    return false;
-  }
-  if (url.protocol === 'https:' || url.protocol === 'wss:') return true;
-  const host = url.hostname.replace(/^\[|\]$/g, '');
-  return host === 'localhost' || host === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
-}
 
 /** How a request reached the agent: a peer's path, the server's gateway, or the inspector's replay. */
 export type RequestPath = PathKind | 'gateway' | 'replay';

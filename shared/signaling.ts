@@ -3,10 +3,8 @@
  *
  * Protocol flow
  *   agent   -> server  share:register {name?, resumeToken?}         ack {name, url, resumeToken}
- *   visitor -> server  session:open {share}        ack {sessionId, iceServers, agentPeerId, agentRelay, relayToken, plainLink?}
- *   server  -> agent   session:incoming {sessionId, visitor, iceServers, relayToken, plainLink?}
- *                      plainLink: the server's own gateway and an agent that offered it
- *                      (handshake link: 'plain') meet on the relay with no Noise inside
+ *   visitor -> server  session:open {share}        ack {sessionId, iceServers, agentPeerId, agentRelay, relayToken}
+ *   server  -> agent   session:incoming {sessionId, visitor, iceServers, relayToken}
  *   visitor -> server  session:signal {sessionId, signal: offer}     forwarded to the agent
  *   agent   -> server  session:signal {sessionId, signal: answer}    forwarded to the visitor
  *   both    -> server  session:signal {sessionId, signal: candidate} forwarded to the other party
@@ -23,7 +21,7 @@
  * the connection keeps working.
  *
  * Handshake auth: {protocol: SIGNALING_PROTOCOL_VERSION, role: 'agent' | 'visitor',
- * gatewayToken?: string, peerId?: string, relay?: RelayMode, kind?: ShareKind, token?: string, client?: 'browser', link?: 'plain'}.
+ * gatewayToken?: string, peerId?: string, relay?: RelayMode, kind?: ShareKind, token?: string, client?: 'browser'}.
  * A server with --token-file takes agents with one of its tokens only. A visitor with the gateway
  * token is the server's own gateway. An agent names its libp2p peer ID, which visitors
  * check in the Noise handshake (a `beam connect` link carries its own copy), and its
@@ -62,13 +60,6 @@ export const HandshakeSchema = v.object({
   client: v.optional(v.picklist(['browser'])),
   /** An agent's token, for a server with --token-file. */
   token: v.optional(text(256, 1)),
-  /**
-   * An agent that takes the server's gateway on a plain link: the relay
-   * WebSocket with no Noise inside (the gateway terminates the visitor's HTTP
-   * anyway). Sent only by an agent that reaches the server over TLS or on
-   * loopback, so nothing crosses a network in the clear.
-   */
-  link: v.optional(v.picklist(['plain'])),
 });
 export type Handshake = v.InferOutput<typeof HandshakeSchema>;
 
@@ -142,8 +133,6 @@ export const IncomingSessionSchema = v.object({
   relayToken,
   /** The node whose relay this session uses (several nodes: see transport/relay.ts relayServerFor). */
   relayUrl: v.optional(text(512)),
-  /** The server's gateway meets the agent on a plain link (Handshake.link): its relay runs no Noise. Gateway sessions only. */
-  plainLink: v.optional(v.boolean()),
 });
 export type IncomingSession = v.InferOutput<typeof IncomingSessionSchema>;
 
@@ -179,8 +168,6 @@ export interface SessionOpened {
   relayToken: string;
   /** The node whose relay this session uses, when the server runs as several nodes. */
   relayUrl?: string;
-  /** The agent takes this gateway on a plain link (Handshake.link): the relay runs no Noise, and carries the session's streams. */
-  plainLink?: boolean;
 }
 
 /** Events the server receives. */

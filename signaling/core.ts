@@ -81,8 +81,6 @@ export interface ConnectionData {
   tokenId: string | undefined;
   /** The Host the client reached the server by, for the server's own STUN. */
   host: string | undefined;
-  /** An agent that takes the server's gateway on a plain link (Handshake.link). */
-  plainLink: boolean;
 }
 
 /** What the core sends, and to whom: the adapter's side. */
@@ -251,7 +249,6 @@ export class SignalingCore {
       address,
       tokenId,
       host,
-      plainLink: hs.role === 'agent' && hs.link === 'plain',
     };
     if (tokenId !== undefined) this.log.info({ audit: 'auth.accepted', token: tokenId, address }, 'agent token accepted');
     this.connections.set(conn, data);
@@ -279,13 +276,7 @@ export class SignalingCore {
       const owner = tokens.reservedBy(req.name);
       if (owner !== undefined && owner !== data.tokenId) throw new BeamError('BEAM_ERR_NAME_RESERVED', `"${req.name.toLowerCase()}"`);
     }
-    const agentInfo = {
-      peerId: data.peerId ?? '',
-      relay: data.relay,
-      kind: data.shareKind,
-      private: data.private,
-      ...(data.plainLink ? { plainLink: true } : {}),
-    };
+    const agentInfo = { peerId: data.peerId ?? '', relay: data.relay, kind: data.shareKind, private: data.private };
     let claim = await this.registry.claim(conn, req.name, req.resumeToken, agentInfo, req.heldOnly === true).catch(async (err: unknown) => {
       throw await this.explainTaken(err, req.name);
     });
@@ -379,8 +370,6 @@ export class SignalingCore {
       this.awaitingOffer.set(session.id, timer);
     }
     const iceServers = this.options.iceServers?.() ?? [];
-    // The server's gateway terminates the visitor's HTTP: inside the server's TLS, Noise on its link would hide nothing from anyone.
-    const plainLink = data.kind === 'gateway' && agentData.plainLink === true && agentData.relay !== 'never';
     // Each side gets the server's own STUN under the name it reached the server by (an agent on another node: the visitor's).
     const agentHost = this.connections.get(agent)?.host ?? data.host;
     const incoming: IncomingSession = {
@@ -390,7 +379,6 @@ export class SignalingCore {
       iceServers: this.withOwnStun(agentHost, iceServers),
       relayToken: relayTokens.agent,
       ...(this.options.nodeUrl ? { relayUrl: this.options.nodeUrl } : {}),
-      ...(plainLink ? { plainLink } : {}),
     };
     // An agent on another node hears of the session from that node, in one message with its record:
     // its answer can then never arrive before the node knows the session.
@@ -409,7 +397,6 @@ export class SignalingCore {
       private: agentData.private,
       relayToken: relayTokens.visitor,
       ...(this.options.nodeUrl ? { relayUrl: this.options.nodeUrl } : {}),
-      ...(plainLink ? { plainLink } : {}),
     };
   }
 

@@ -21,8 +21,6 @@ export interface AgentInfo {
   relay: 'auto' | 'never' | 'always';
   kind: 'http' | 'tcp' | 'udp';
   private: boolean;
-  /** The agent takes the server's gateway on a plain link (Handshake.link). */
-  plainLink?: boolean;
 }
 
 export interface ShareRegistry {

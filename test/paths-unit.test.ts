@@ -2,7 +2,6 @@
 import { createHmac } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { DIRECT_RETRY_MS, MAX_DIRECT_RETRY_MS, TURN_CREDENTIAL_TTL_S } from '../shared/constants.js';
-import { plainLinkSafe } from '../shared/paths.js';
 import { iceServersFor, parseIceUrl, turnCredentials, validateIceConfig } from '../signaling/ice.js';
 import { ephemeralIdentity } from '../transport/identity.js';
 import { connectLink, parseLink } from '../transport/link.js';
@@ -99,21 +98,5 @@ describe('retrying direct from TURN or the relay', () => {
     for (let i = 0; i < 6; i++) waits.push(nextDirectRetryDelay(waits[waits.length - 1] as number));
     expect(waits).toEqual([15_000, 30_000, 60_000, 120_000, 120_000, 120_000, 120_000]);
     expect(MAX_DIRECT_RETRY_MS).toBe(120_000);
-  });
-});
-
-describe('plainLinkSafe: where the server gateway may meet an agent with no Noise inside', () => {
-  it('over TLS, or on loopback; never plain http across a network', () => {
-    expect(plainLinkSafe('https://beam.example.com')).toBe(true);
-    expect(plainLinkSafe('wss://beam.example.com/x')).toBe(true);
-    expect(plainLinkSafe('http://127.0.0.1:8080')).toBe(true);
-    expect(plainLinkSafe('http://127.1.2.3')).toBe(true);
-    expect(plainLinkSafe('http://[::1]:9')).toBe(true);
-    expect(plainLinkSafe('http://localhost:3000')).toBe(true);
-    expect(plainLinkSafe('http://192.168.1.20:8080')).toBe(false);
-    expect(plainLinkSafe('http://beam.example.com')).toBe(false);
-    expect(plainLinkSafe('http://localhost.example.com')).toBe(false);
-    expect(plainLinkSafe('http://127.0.0.1.nip.io')).toBe(false);
-    expect(plainLinkSafe('not a url')).toBe(false);
   });
 });

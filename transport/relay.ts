@@ -6,8 +6,6 @@
 import WebSocket from 'ws';
 import { RELAY_HIGH_WATER_BYTES, RELAY_LOW_WATER_BYTES, RELAY_MAX_MESSAGE_BYTES, RELAY_PAIR_TIMEOUT_MS, RELAY_PATH } from '../shared/constants.js';
 import { BeamError, type ErrorCode, isErrorCode } from '../shared/errors.js';
-import { FrameChannelBase } from '../shared/frame-channel.js';
-import type { Mux } from '../shared/mux.js';
 import type { Pipe } from './secure.js';
 
 export interface RelayTicket {
@@ -112,73 +110,4 @@ export function wsPipe(ws: WebSocket): Pipe {
     pause: () => ws.pause(),
     resume: () => ws.resume(),
   };
-}
-
-/**
- * Resolves once the other side of a plain link answers a PING on `mux`:
- * the relay has spliced the two sides (a WebSocket open to the relay proves
- * nothing of the other side; Noise's handshake did on the secured relay).
- * Rejects with BEAM_ERR_AGENT_UNREACHABLE if the link closes first (the relay's
- * pairing timeout, a refusal).
- */
-export function answered(mux: Mux): Promise<void> {
-  if (mux.rtt !== undefined) return Promise.resolve();
-  return new Promise((resolve, reject) => {
-    const onRtt = (): void => {
-      mux.off('close', onClose);
-      resolve();
-    };
-    const onClose = (): void => {
-      mux.off('rtt', onRtt);
-      reject(new BeamError('BEAM_ERR_AGENT_UNREACHABLE', 'the other side never reached the relay'));
-    };
-    mux.once('rtt', onRtt);
-    mux.once('close', onClose);
-  });
-}
-
-/**
- * The multiplexer's channel on a plain link (plainLinkSafe): one relay
- * message is one multiplexer message, as on a data channel, with no Noise in
- * between. Only the server's gateway and an agent that offered the link
- * (Handshake.link) use it.
- */
-export class PlainFrameChannel extends FrameChannelBase {
-  private readonly pipe: Pipe;
-
-  constructor(pipe: Pipe) {
-    super();
-    this.pipe = pipe;
-    pipe.onClose(() => this.markClosed(pipe.closeCode?.()));
-    pipe.onDrain(() => this.drained());
-  }
-
-  /**
-   * The pipe holds what came before anyone listened (the other side's first
-   * frames, read with the upgrade), and hands it over a turn later: the
-   * multiplexer listens from its constructor, its owner for streams only
-   * after (as a data channel, which never delivers synchronously).
-   */
-  override onMessage(cb: (message: Uint8Array) => void): void {
-    super.onMessage(cb);
-    setImmediate(() =>
-      this.pipe.onMessage((bytes) => {
-        if (!this.closed) this.deliver(bytes);
-      }),
-    );
-  }
-
-  send(message: Uint8Array): void {
-    if (!this.closed) this.pipe.send(message);
-  }
-
-  bufferedAmount(): number {
-    return this.pipe.bufferedAmount();
-  }
-
-  close(): void {
-    if (this.closed) return;
-    this.pipe.close();
-    this.markClosed();
-  }
 }

@@ -30,7 +30,7 @@ import { BeamError, type ErrorCode, isErrorCode } from '../shared/errors.js';
 import { StreamProtocol } from '../shared/frames.js';
 import { withoutTurn } from '../shared/ice.js';
 import { Mux, type MuxStream } from '../shared/mux.js';
-import { type PathKind, plainLinkSafe } from '../shared/paths.js';
+import type { PathKind } from '../shared/paths.js';
 import type { Ack, ClientToServerEvents, RelayMode, ServerToClientEvents, SessionOpened, ShareKind, Signal } from '../shared/signaling.js';
 import type { Datagrams } from './datagrams.js';
 import type { Peer, WebRtcEngine } from './engine.js';
@@ -332,15 +332,6 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
     this.dispatch({ type: 'open', mode, turnOffered: withoutTurn(opened.iceServers).length !== opened.iceServers.length });
   }
 
-  /**
-   * The relay is a plain link, no Noise inside: the server's own gateway
-   * (requestLevelAccess), reaching its own relay on loopback, with an agent
-   * that offered it (SessionOpened.plainLink). No other visitor ever drops Noise.
-   */
-  private plainLink(): boolean {
-    return this.options.requestLevelAccess === true && this.opened?.plainLink === true && plainLinkSafe(this.options.server);
-  }
-
   /** The peer the agent must prove it is in Noise: the link's, else the one signaling names. */
   private async expectedPeer(): Promise<PeerId> {
     if (!this.expected) this.expected = this.options.expectPeer ?? (await loadIdentity()).parsePeerId(this.opened?.agentPeerId ?? '');
@@ -477,18 +468,11 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
     void (async () => {
       try {
         // The server's own gateway is on the node that set the session up; anyone else goes where signaling says.
-        const { answered, connectRelay, PlainFrameChannel, relayServerFor } = await loadRelay();
+        const { connectRelay, relayServerFor } = await loadRelay();
         const server = this.options.requestLevelAccess ? this.options.server : relayServerFor(this.options.server, opened.relayUrl);
         const pipe = await connectRelay(server, { sessionId: opened.sessionId, role: 'visitor', token: opened.relayToken });
         if (this.closed) {
           pipe.close();
-          return;
-        }
-        if (this.plainLink()) {
-          const mux = new Mux(new PlainFrameChannel(pipe), { role: 'initiator' });
-          // Up once the agent answers: until the relay splices it in, nothing is on the other end.
-          await answered(mux);
-          this.addPath('relay', mux, () => {});
           return;
         }
         const { secure, SecureFrameChannel, withSecret } = await loadSecure();
