@@ -85,9 +85,13 @@ export const PING_INTERVAL_MS = 2_500;
 /**
  * A connection that has received nothing, not even a PONG, for this long is
  * taken for dead and closed, so its session moves to another path (a cut
- * link gives no other sign for a long time).
+ * link gives no other sign for ICE consent's 30 s). Longer than
+ * libdatachannel's largest SCTP retransmission timeout (10 s) with room to
+ * spare: an association that lost a few packets in a row waits out its
+ * backoff in silence, its keepalives queued behind the retransmission, and
+ * is not dead. At 8 s, downloads on a loaded machine were cut that way.
  */
-export const PATH_DEAD_MS = 8_000;
+export const PATH_DEAD_MS = 15_000;
 /**
  * When signaling says the other side of a session lost the server, each path
  * checks that the other side still answers on it (Mux.probe). A PONG to a fresh

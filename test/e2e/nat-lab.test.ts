@@ -229,7 +229,8 @@ describe('NAT lab', () => {
     const after = await fetchIn(s, '/file');
     expect(after['status']).toBe(200);
     expect(after['hash']).toBe(s.originHash);
-    expect(PATH_DEAD_MS).toBeLessThan(10_000);
+    // Past SCTP's largest retransmission timeout (10 s), well inside ICE consent's 30 s.
+    expect(PATH_DEAD_MS).toBeLessThan(30_000);
   });
 
   it.each([
