@@ -6,6 +6,8 @@ import { ENGINE_NAMES, type EngineName } from '../transport/engine.js';
 export interface Target {
   host: string;
   port: number;
+  /** Given as a URL: `https://localhost:8443` is an https origin. */
+  scheme?: 'http' | 'https';
 }
 
 export function parsePort(value: string, what = 'port'): number {
@@ -15,9 +17,22 @@ export function parsePort(value: string, what = 'port'): number {
   return port;
 }
 
-/** `3000`, `host:3000` or `[::1]:3000`. */
+/** `3000`, `host:3000`, `[::1]:3000`, or an origin URL: `http://host:3000`, `https://localhost:8443` (port 443 by default). */
 export function parseTarget(value: string): Target {
   if (/^\d+$/.test(value)) return { host: 'localhost', port: parsePort(value) };
+  const scheme = /^(https?):\/\//i.exec(value)?.[1]?.toLowerCase() as 'http' | 'https' | undefined;
+  if (scheme) {
+    let url: URL;
+    try {
+      url = new URL(value);
+    } catch {
+      throw new BeamError('BEAM_ERR_BAD_OPTION', `"${value}" is not a URL (try "https://localhost:8443")`);
+    }
+    if ((url.pathname !== '/' && url.pathname !== '') || url.search || url.hash || url.username || url.password)
+      throw new BeamError('BEAM_ERR_BAD_OPTION', `"${value}": give the origin only (scheme, host and port), with no path, query or credentials`);
+    const host = url.hostname.replace(/^\[|\]$/g, '');
+    return { host, port: url.port ? parsePort(url.port) : scheme === 'https' ? 443 : 80, scheme };
+  }
   const m = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d+)$/.exec(value);
   if (!m) throw new BeamError('BEAM_ERR_BAD_OPTION', `"${value}" is not a port or host:port (try "beam 3000" or "beam http 127.0.0.1:8080")`);
   return { host: (m[1] as string).replace(/^\[|\]$/g, ''), port: parsePort(m[2] as string) };
@@ -52,6 +67,11 @@ export function parseMs(value: string, what: string): number {
 }
 
 const LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+export function parseAppProtocol(value: string): 'http1' | 'http2' {
+  if (value === 'http1' || value === 'http2') return value;
+  throw new BeamError('BEAM_ERR_BAD_OPTION', '--app-protocol must be "http1" or "http2" (h2c on http://, h2 by ALPN on https://)');
+}
+
 export function parseLogLevel(value: string): string {
   if (LEVELS.includes(value)) return value;
   throw new BeamError('BEAM_ERR_BAD_OPTION', `--log-level must be one of ${LEVELS.join(', ')}`);

@@ -23,7 +23,7 @@ import { connectLink } from '../transport/link-text.js';
 import { lanAddress } from './lan.js';
 import { type LocalTls, localTls } from './local-ca.js';
 import { forgetName, rememberName, resumeTokenFor } from './names.js';
-import { parseBasicAuth, parseEngine, parseHostHeader, parseRelayMode, parseServerUrl, parseTarget } from './options.js';
+import { parseAppProtocol, parseBasicAuth, parseEngine, parseHostHeader, parseRelayMode, parseServerUrl, parseTarget } from './options.js';
 import { BEAM_VERSION } from './version.js';
 
 export interface ShareOptions {
@@ -63,6 +63,12 @@ export interface ShareOptions {
   hostHeader?: 'rewrite' | 'preserve' | undefined;
   /** How long to wait for the origin's response head. Default 30 s. */
   originTimeoutMs?: number | undefined;
+  /** What the origin speaks: 'http1' (default) or 'http2' (h2c on http, h2 on https; gRPC needs it). */
+  appProtocol?: 'http1' | 'http2' | undefined;
+  /** An https origin: a PEM file of the authorities its certificate is checked against, instead of the system's. */
+  originCa?: string | undefined;
+  /** An https origin: don't check its certificate at all (a self-signed development server). */
+  originInsecure?: boolean | undefined;
   /**
    * The inspector on 127.0.0.1: true for DEFAULT_INSPECT_PORT or the next
    * free port, a number for that port (0: any free one), false for none.
@@ -195,6 +201,23 @@ export async function share(options: ShareOptions): Promise<Share> {
   if (options.originTimeoutMs !== undefined && !(Number.isInteger(options.originTimeoutMs) && options.originTimeoutMs > 0)) {
     throw new BeamError('BEAM_ERR_BAD_OPTION', 'the origin timeout must be a whole number of milliseconds');
   }
+  const appProtocol = parseAppProtocol(options.appProtocol ?? 'http1');
+  if ((appProtocol !== 'http1' || target.scheme) && kind !== 'http')
+    throw new BeamError('BEAM_ERR_BAD_OPTION', `--app-protocol and http(s):// origins are for HTTP shares, not ${kind}`);
+  if ((options.originCa !== undefined || options.originInsecure) && target.scheme !== 'https')
+    throw new BeamError('BEAM_ERR_BAD_OPTION', '--origin-ca and --origin-insecure are for an https origin: share it as https://host:port');
+  if (options.originCa !== undefined && options.originInsecure)
+    throw new BeamError('BEAM_ERR_BAD_OPTION', '--origin-ca checks the certificate and --origin-insecure does not: pick one');
+  let originCa: Buffer | undefined;
+  if (options.originCa !== undefined) {
+    try {
+      originCa = await readFile(options.originCa);
+    } catch (err) {
+      throw new BeamError('BEAM_ERR_BAD_OPTION', `--origin-ca ${options.originCa}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    }
+    if (!originCa.includes('-----BEGIN CERTIFICATE-----'))
+      throw new BeamError('BEAM_ERR_BAD_OPTION', `--origin-ca ${options.originCa} holds no PEM certificate`);
+  }
   if (options.auth !== undefined && kind !== 'http') throw new BeamError('BEAM_ERR_BAD_OPTION', `--auth is HTTP basic auth; a ${kind} share can use --private`);
   const basicAuth = options.auth !== undefined ? parseBasicAuth(options.auth) : undefined;
   const rateLimit = options.rateLimit !== undefined ? parseRateLimit(options.rateLimit) : undefined;
@@ -220,7 +243,7 @@ export async function share(options: ShareOptions): Promise<Share> {
 
   const handle = new ShareHandle();
   handle.kind = kind;
-  handle.origin = `${target.host.includes(':') ? `[${target.host}]` : target.host}:${target.port}`;
+  handle.origin = `${target.scheme === 'https' ? 'https://' : ''}${target.host.includes(':') ? `[${target.host}]` : target.host}:${target.port}`;
   let agent: Agent | undefined;
   try {
     let embedded: BeamServer | undefined;
@@ -260,6 +283,7 @@ export async function share(options: ShareOptions): Promise<Share> {
         name: options.name,
         hostHeader,
         originTimeoutMs: options.originTimeoutMs,
+        originProtocol: { appProtocol, ca: originCa, insecure: options.originInsecure === true },
         relay,
         kind,
         secret,

@@ -9,6 +9,7 @@ import { createSecureContext } from 'node:tls';
 import { type Logger, pino } from 'pino';
 import { lanAddress } from '../app/lan.js';
 import {
+  parseAppProtocol,
   parseCount,
   parseEngine,
   parseHostHeader,
@@ -45,6 +46,9 @@ export interface HttpFlags extends CommonFlags {
   name?: string;
   hostHeader: string;
   originTimeout?: string;
+  appProtocol: string;
+  originCa?: string;
+  originInsecure?: boolean;
   relay: string;
   private?: boolean;
   auth?: string;
@@ -140,6 +144,9 @@ export async function runHttp(targetArg: string, flags: HttpFlags, kind: ShareKi
     token: flags.token,
     hostHeader: parseHostHeader(flags.hostHeader),
     originTimeoutMs: flags.originTimeout ? parseMs(flags.originTimeout, '--origin-timeout') : undefined,
+    appProtocol: parseAppProtocol(flags.appProtocol),
+    originCa: flags.originCa,
+    originInsecure: flags.originInsecure,
     relay: parseRelayMode(flags.relay),
     private: flags.private,
     tls: flags.tls,

@@ -19,7 +19,7 @@
  *
  * Each share takes the flags of `beam http|tcp|udp` by their long names:
  * name, private, auth, allow-ip, deny-ip, rate-limit, max-visitors, relay,
- * host-header, origin-timeout. Unknown keys are errors, so a typo never passes silently.
+ * host-header, origin-timeout, app-protocol, origin-ca, origin-insecure. Unknown keys are errors, so a typo never passes silently.
  */
 import { readFile } from 'node:fs/promises';
 import * as v from 'valibot';
@@ -63,6 +63,9 @@ const ShareSchema = v.pipe(
     relay: v.optional(v.picklist(RELAY_MODES)),
     'host-header': v.optional(v.picklist(['rewrite', 'preserve'])),
     'origin-timeout': v.optional(v.pipe(v.number(), v.integer(), v.minValue(1))),
+    'app-protocol': v.optional(v.picklist(['http1', 'http2'])),
+    'origin-ca': v.optional(v.string()),
+    'origin-insecure': v.optional(v.boolean()),
   }),
   v.check((s) => [s.http, s.tcp, s.udp].filter((t) => t !== undefined).length === 1, 'each share needs exactly one of http, tcp or udp (a port or host:port)'),
 );
@@ -134,6 +137,9 @@ export function parseConfig(text: string, file: string): Config {
           relay: s.relay,
           hostHeader: s['host-header'],
           originTimeoutMs: s['origin-timeout'],
+          appProtocol: s['app-protocol'],
+          originCa: s['origin-ca'],
+          originInsecure: s['origin-insecure'],
         },
       };
     }),

@@ -41,6 +41,11 @@ function httpCommand(cmd: Command): Command {
     .addOption(new Option('--engine <engine>', 'WebRTC engine: node-datachannel or werift').default('node-datachannel'))
     .addOption(new Option('--host-header <mode>', "rewrite the Host header to the origin's (rewrite) or keep the visitor's (preserve)").default('rewrite'))
     .option('--origin-timeout <ms>', `how long to wait for the origin's response head (default ${DEFAULT_ORIGIN_TIMEOUT_MS})`)
+    .addOption(
+      new Option('--app-protocol <protocol>', 'what the origin speaks: http1, or http2 (h2c on http://, h2 on https://; gRPC needs it)').default('http1'),
+    )
+    .option('--origin-ca <file>', "an https origin: check its certificate against these authorities (PEM) instead of the system's")
+    .option('--origin-insecure', "an https origin: don't check its certificate (a self-signed development server)")
     .addOption(new Option('--relay <mode>', 'auto: direct WebRTC, else the relay; never: direct only; always: relay only').default('auto'))
     .option('--private', 'only visitors with the full link (it carries a secret) get in')
     .option('--tls', 'the embedded server serves https, with a certificate from a local authority teammates trust once (browsers on the LAN get peer to peer)')
@@ -66,13 +71,13 @@ export function program(): Command {
       .then((c) => (port ? c.runHttp(port, flags) : c.runDetected(flags)))
       .catch((err: unknown) => fail(err, Boolean(flags.json)));
   });
-  httpCommand(root.command('http').description('share a local HTTP server').argument('<target>', 'port or host:port')).action(
-    async (target: string, flags: HttpFlags) => {
-      await commands()
-        .then((c) => c.runHttp(target, flags))
-        .catch((err: unknown) => fail(err, Boolean(flags.json)));
-    },
-  );
+  httpCommand(
+    root.command('http').description('share a local HTTP server').argument('<target>', 'port, host:port, or an origin URL (https://localhost:8443)'),
+  ).action(async (target: string, flags: HttpFlags) => {
+    await commands()
+      .then((c) => c.runHttp(target, flags))
+      .catch((err: unknown) => fail(err, Boolean(flags.json)));
+  });
   httpCommand(
     root
       .command('tcp')

@@ -4,11 +4,13 @@
  * with backpressure (pipe + the mux's credit), so neither side buffers more
  * than a window per request.
  */
-import { type IncomingMessage, type ServerResponse, validateHeaderName, validateHeaderValue } from 'node:http';
+import { type IncomingMessage, ServerResponse, validateHeaderName, validateHeaderValue } from 'node:http';
+import type { Socket } from 'node:net';
 import { isIP } from 'node:net';
-import { Duplex } from 'node:stream';
+import { Duplex, type Readable } from 'node:stream';
 import type { Logger } from 'pino';
-import { BROWSER_GATEWAY_COOKIE, MAX_CLIENT_HEADER_COUNT } from '../shared/constants.js';
+import { BodyDeframer, BodyFramer, type HeaderPairList, takesTrailers, trailerObject, trailerPairs } from '../shared/body-records.js';
+import { BROWSER_GATEWAY_COOKIE, HTTP_HEAD_VERSION, MAX_CLIENT_HEADER_COUNT } from '../shared/constants.js';
 import { scopeSetCookies } from '../shared/cookies.js';
 import { BeamError, type ErrorCode, errorCodeOf } from '../shared/errors.js';
 import { frameableHeaders } from '../shared/frame-headers.js';
@@ -67,6 +69,8 @@ export class Gateway {
   readonly pool: SessionPool;
   /** The `beam-path` header value of each stream's response. */
   private readonly pathOf = new WeakMap<MuxStream, string>();
+  /** Streams to an agent that speaks HTTP_HEAD_VERSION (framed bodies, trailers). */
+  private readonly framing = new WeakSet<MuxStream>();
   private inFlight = 0;
   private idleWaiters: Array<() => void> = [];
   /** Called when a request ends, with its status and duration (for metrics). */
@@ -130,13 +134,14 @@ export class Gateway {
     if (session.kind !== 'http') throw new BeamError('BEAM_ERR_SHARE_KIND', `"${share}" is a ${session.kind ?? 'non-HTTP'} share`);
     const stream = await session.stream(StreamProtocol.HTTP);
     const path = session.path ?? 'direct';
+    if (session.agentHttp >= HTTP_HEAD_VERSION) this.framing.add(stream);
     // The server's own gateway is the visitor's path; `beam connect` goes straight to the agent.
     this.pathOf.set(stream, this.options.serverGateway ? `gateway; via=${path}` : path);
     return stream;
   }
 
   private requestHead(req: IncomingMessage, upgrade: boolean): RequestHead {
-    let headers = endToEndHeaders(req.rawHeaders, FORWARDING_HEADERS);
+    let headers = endToEndHeaders(clientRawHeaders(req), FORWARDING_HEADERS);
     // The bootstrap's own cookie is Beam's, not the app's.
     if (headers.some(([k, v]) => k.toLowerCase() === 'cookie' && v.includes(BROWSER_GATEWAY_COOKIE))) {
       headers = headers.flatMap(([k, v]): Array<[string, string]> => {
@@ -166,8 +171,10 @@ export class Gateway {
     headers = headers.filter(([k]) => k.toLowerCase() !== 'x-request-id');
     headers.push(['X-Request-Id', id]);
     if (upgrade && req.headers.upgrade) headers.push(['Upgrade', req.headers.upgrade]);
-    const body = !upgrade && (req.headers['transfer-encoding'] !== undefined || (req.headers['content-length'] ?? '0') !== '0');
-    return { method: req.method ?? 'GET', target: originForm(req.url), headers, remoteAddress: remote, upgrade, body };
+    const body = !upgrade && hasBody(req);
+    const head: RequestHead = { method: req.method ?? 'GET', target: originForm(req.url), headers, remoteAddress: remote, upgrade, body };
+    if (!upgrade && takesTrailers(req.headers.te)) head.trailers = true;
+    return head;
   }
 
   /** The stream for a request's share, or the error a visitor gets instead. */
@@ -203,7 +210,13 @@ export class Gateway {
       if (!res.writableFinished) stream.destroy(new BeamError('BEAM_ERR_STREAM_RESET', 'client closed'));
     });
     const requestHead = this.requestHead(req, false);
-    const response = exchange(stream, requestHead, requestHead.body ? req : undefined);
+    // A body that may end with trailers (any HTTP/2 body; an HTTP/1.1 one that announces them) goes framed to an agent that reads it so.
+    let body: Readable | undefined = requestHead.body ? req : undefined;
+    if (body && this.framing.has(stream) && (req.httpVersionMajor === 2 || req.headers.trailer !== undefined)) {
+      requestHead.framed = true;
+      body = req.pipe(new BodyFramer(() => trailerPairs(req.rawTrailers)));
+    }
+    const response = exchange(stream, requestHead, body);
     if (!requestHead.body) req.resume();
     let head: ResponseHead;
     try {
@@ -229,8 +242,20 @@ export class Gateway {
     const flat = pairs.flat();
     flat.push('beam-path', this.pathOf.get(stream) ?? 'unknown');
     if (!pairs.some(([k]) => k.toLowerCase() === 'x-request-id')) flat.push('X-Request-Id', requestIdOf(req));
+    if (head.end && req.httpVersionMajor === 2) {
+      // A response that is its head (gRPC's trailers-only answer) ends with its HEADERS frame here too.
+      try {
+        endWithHead(res, head.status, flat);
+      } catch (err) {
+        this.sendError(req, res, 'BEAM_ERR_BAD_MESSAGE', (err as Error).message);
+      }
+      stream.resume();
+      return;
+    }
     try {
-      res.writeHead(head.status, head.statusText, flat);
+      // HTTP/2 has no reason phrase.
+      if (req.httpVersionMajor === 2) res.writeHead(head.status, flat);
+      else res.writeHead(head.status, head.statusText, flat);
     } catch (err) {
       // A header the agent sent that Node refuses to write (invalid characters).
       this.sendError(req, res, 'BEAM_ERR_BAD_MESSAGE', (err as Error).message);
@@ -240,17 +265,44 @@ export class Gateway {
     // A streaming response (SSE) must not wait for its first body chunk: send
     // the head now unless body bytes are already here to go out with it.
     if (stream.readableLength === 0 && !stream.readableEnded) res.flushHeaders();
+    let source: Readable = stream;
+    if (head.framed) {
+      // The body's records; the trailers go out after its last byte.
+      const records = new BodyDeframer();
+      records.once('trailers', (pairs: HeaderPairList) => {
+        const trailers = trailerObject(pairs);
+        if (!trailers) return;
+        try {
+          res.addTrailers(trailers);
+        } catch {
+          // A trailer Node refuses to write (invalid characters) is dropped, not sent raw.
+        }
+      });
+      records.on('error', () => {
+        res.destroy();
+        stream.destroy();
+      });
+      source = stream.pipe(records);
+    }
     if (!encoding) {
-      stream.pipe(res);
+      source.pipe(res);
       return;
     }
     const compress = compressor(encoding);
     compress.on('error', () => res.destroy());
-    stream.pipe(compress).pipe(res);
+    source.pipe(compress).pipe(res);
   }
 
   /** Handles an upgrade request (WebSocket) by splicing the client's socket to a stream. */
   async handleUpgrade(req: IncomingMessage, socket: Duplex, rest: Buffer): Promise<void> {
+    if (
+      String(req.headers.upgrade ?? '')
+        .trim()
+        .toLowerCase() === 'h2c'
+    ) {
+      this.declineH2cUpgrade(req, socket);
+      return;
+    }
     this.track(socket);
     socket.on('error', () => socket.destroy());
     const opened = await this.streamFor(req);
@@ -291,6 +343,27 @@ export class Gateway {
     if (head.status === 101) socket.pipe(stream);
   }
 
+  /**
+   * `Upgrade: h2c` (what `curl --http2` sends on http://) is answered over
+   * HTTP/1.1 as if the upgrade had not been asked: RFC 9113 deprecates it,
+   * and HTTP/2 on a plain port is offered by prior knowledge instead. The
+   * request is served whole, on a response of its own on the socket Node
+   * handed over; one with a body is refused (its bytes are past the parser).
+   */
+  private declineH2cUpgrade(req: IncomingMessage, socket: Duplex): void {
+    const res = new ServerResponse(req);
+    res.shouldKeepAlive = false;
+    res.assignSocket(socket as Socket);
+    res.once('finish', () => socket.end());
+    socket.on('error', () => socket.destroy());
+    if (hasBody(req)) {
+      this.track(res, req);
+      this.sendError(req, res, 'BEAM_ERR_BAD_REQUEST', 'a body with Upgrade: h2c; use HTTP/2 with prior knowledge (curl --http2-prior-knowledge), or HTTP/1.1');
+      return;
+    }
+    void this.handleRequest(req, res);
+  }
+
   /** What a visitor is told when the gateway, not the app, fails a request. */
   private failure(req: IncomingMessage, err: unknown): { code: ErrorCode; detail?: string } {
     let code = errorCodeOf(err) ?? 'BEAM_ERR_AGENT_UNREACHABLE';
@@ -318,6 +391,51 @@ export class Gateway {
   close(): void {
     this.pool.close();
   }
+}
+
+/**
+ * The client's header lines as Node's rawHeaders: an HTTP/2 request's
+ * pseudo-headers are not headers, and its :authority (which the HTTP entry
+ * has put in `host`) stands as the Host line.
+ */
+function clientRawHeaders(req: IncomingMessage): string[] {
+  if (req.httpVersionMajor !== 2) return req.rawHeaders;
+  const out: string[] = [];
+  let host = false;
+  for (let i = 0; i + 1 < req.rawHeaders.length; i += 2) {
+    const name = req.rawHeaders[i] as string;
+    if (name.startsWith(':')) continue;
+    if (name.toLowerCase() === 'host') host = true;
+    out.push(name, req.rawHeaders[i + 1] as string);
+  }
+  if (!host && req.headers.host) out.unshift('Host', req.headers.host);
+  return out;
+}
+
+/**
+ * A body follows the head: HTTP/1.1 says so by Transfer-Encoding or a
+ * non-zero Content-Length; HTTP/2 by a HEADERS frame without END_STREAM.
+ */
+function hasBody(req: IncomingMessage): boolean {
+  if (req.httpVersionMajor === 2) {
+    const stream = (req as unknown as { stream: { endAfterHeaders: boolean } }).stream;
+    return !stream.endAfterHeaders && (req.headers['content-length'] ?? '') !== '0';
+  }
+  return req.headers['transfer-encoding'] !== undefined || (req.headers['content-length'] ?? '0') !== '0';
+}
+
+/** Sends a response with no body, its head and end in one: on HTTP/2, one HEADERS frame with END_STREAM. */
+function endWithHead(res: ServerResponse, status: number, flat: string[]): void {
+  const fields = new Map<string, string[]>();
+  for (let i = 0; i + 1 < flat.length; i += 2) {
+    const name = (flat[i] as string).toLowerCase();
+    const values = fields.get(name);
+    if (values) values.push(flat[i + 1] as string);
+    else fields.set(name, [flat[i + 1] as string]);
+  }
+  res.statusCode = status;
+  for (const [name, values] of fields) res.setHeader(name, values.length === 1 ? (values[0] as string) : values);
+  res.end();
 }
 
 /** How many times a header occurs in Node's rawHeaders. */

@@ -9,17 +9,26 @@
  * connections one address may hold at once.
  */
 import http from 'node:http';
+import http2 from 'node:http2';
 import https from 'node:https';
 import type { Socket } from 'node:net';
-import { createSecureContext, type SecureContext } from 'node:tls';
+import { createSecureContext, type SecureContext, type TLSSocket } from 'node:tls';
 import {
   GATEWAY_HEADERS_TIMEOUT_MS,
   GATEWAY_MAX_CONNECTIONS_PER_IP,
+  H2_IDLE_TIMEOUT_MS,
+  H2_MAX_CONCURRENT_STREAMS,
+  H2_MAX_INVALID_FRAMES,
+  H2_MAX_REJECTED_STREAMS,
+  H2_MAX_RESETS_PER_WINDOW,
+  H2_MAX_SETTINGS_PER_WINDOW,
+  H2_RESET_WINDOW_MS,
   HEADERS_TIMEOUT_CHECK_MS,
   MAX_CLIENT_HEADER_COUNT,
   MAX_HEADER_BYTES,
   SNI_CACHE_SIZE,
 } from '../shared/constants.js';
+import { sendError } from './error-page.js';
 
 export interface HttpEntryOptions {
   /** How long a client may take to send its request head (slowloris). Default GATEWAY_HEADERS_TIMEOUT_MS. */
@@ -74,12 +83,147 @@ export function createHttpEntry(options: HttpEntryOptions = {}): http.Server {
   };
   // An https.Server is an http.Server on TLS sockets: same events, same limits.
   const server = options.tls
-    ? (https.createServer({ ...serverOptions, cert: options.tls.cert, key: options.tls.key, SNICallback: sniCallback(options.tls) }) as unknown as http.Server)
+    ? (https.createServer({
+        ...serverOptions,
+        cert: options.tls.cert,
+        key: options.tls.key,
+        SNICallback: sniCallback(options.tls),
+        ALPNProtocols: ['h2', 'http/1.1'],
+      }) as unknown as http.Server)
     : http.createServer(serverOptions);
   // One over the limit, so a request with too many headers is seen and refused (Node silently drops the rest).
   server.maxHeadersCount = MAX_CLIENT_HEADER_COUNT + 1;
+  attachHttp2(server, options.tls !== undefined);
   guardConnections(server, headersTimeout, options.maxConnectionsPerIp ?? GATEWAY_MAX_CONNECTIONS_PER_IP);
   return server;
+}
+
+/** The client connection preface of HTTP/2 (RFC 9113 section 3.4): how an h2c client with prior knowledge starts. */
+const H2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
+
+/**
+ * HTTP/2 beside HTTP/1.1 on the same port: by ALPN (`h2`) on TLS, by the
+ * client's preface (h2c with prior knowledge) on a plain listener. Every
+ * HTTP/2 request reaches the server's 'request' listeners as Node's
+ * compatibility objects (Http2ServerRequest, Http2ServerResponse), so one
+ * handler serves both. HTTP/2 upgrades from HTTP/1.1 (h2c Upgrade) are not
+ * offered: browsers never use them and curl falls back to HTTP/1.1.
+ *
+ * Limits, beyond nghttp2's own (which already caps CONTINUATION frames per
+ * header block): SETTINGS_MAX_CONCURRENT_STREAMS, the header list's size and
+ * line count as for HTTP/1.1, invalid frames and refused streams, streams
+ * the client resets (rapid reset), SETTINGS frames (a flood of ACKs to
+ * queue) and an idle timeout; a client past one is sent GOAWAY
+ * (ENHANCE_YOUR_CALM) and cut off, and the others keep being served.
+ */
+function attachHttp2(server: http.Server, tls: boolean): void {
+  const h2 = http2.createServer({
+    maxSessionInvalidFrames: H2_MAX_INVALID_FRAMES,
+    maxSessionRejectedStreams: H2_MAX_REJECTED_STREAMS,
+    // Lines past MAX_CLIENT_HEADER_COUNT are answered 431 by the gateway, as for HTTP/1.1; the pseudo-headers come on top.
+    maxHeaderListPairs: MAX_CLIENT_HEADER_COUNT + 8,
+    settings: { maxConcurrentStreams: H2_MAX_CONCURRENT_STREAMS, maxHeaderListSize: MAX_HEADER_BYTES, enablePush: false },
+  });
+  const sessions = new Set<http2.ServerHttp2Session>();
+  h2.on('request', (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => {
+    // :authority is HTTP/2's Host (RFC 9113 section 8.3.1): handlers route by `host`, so it is put there.
+    const authority = req.headers[':authority'];
+    const host = req.headers.host;
+    if (authority !== undefined && host !== undefined && authority.toLowerCase() !== host.toLowerCase()) {
+      sendError(req.headers, res as unknown as http.ServerResponse, 'BEAM_ERR_BAD_REQUEST', 'the Host header and :authority disagree');
+      return;
+    }
+    if (authority === undefined && host === undefined) {
+      sendError(req.headers, res as unknown as http.ServerResponse, 'BEAM_ERR_BAD_REQUEST', 'no :authority and no Host header');
+      return;
+    }
+    if (authority !== undefined) req.headers.host = authority;
+    server.emit('request', req, res);
+  });
+  h2.on('session', (session: http2.ServerHttp2Session) => {
+    sessions.add(session);
+    session.once('close', () => sessions.delete(session));
+    session.on('error', () => session.destroy());
+    guardSession(session);
+  });
+  // A connection quiet for H2_IDLE_TIMEOUT_MS: GOAWAY, and close once its streams (if any) are done.
+  h2.setTimeout(H2_IDLE_TIMEOUT_MS);
+  h2.on('timeout', (session: http2.ServerHttp2Session) => session.close());
+
+  const event = tls ? 'secureConnection' : 'connection';
+  const http1 = server.listeners(event) as Array<(socket: Socket) => void>;
+  server.removeAllListeners(event);
+  const toHttp1 = (socket: Socket, first?: Buffer): void => {
+    for (const listener of http1) listener.call(server, socket);
+    // The bytes read to tell the protocols apart, ahead of anything read from now on (nothing can be before this returns).
+    if (first) socket.emit('data', first);
+  };
+  server.on(event, (socket: Socket) => {
+    if (tls) {
+      if ((socket as TLSSocket).alpnProtocol === 'h2') h2.emit('connection', socket);
+      else toHttp1(socket);
+      return;
+    }
+    let seen: Buffer = Buffer.alloc(0);
+    const onData = (chunk: Buffer): void => {
+      seen = seen.byteLength === 0 ? chunk : Buffer.concat([seen, chunk]);
+      const n = Math.min(seen.byteLength, H2_PREFACE.byteLength);
+      const isPrefix = seen.subarray(0, n).equals(H2_PREFACE.subarray(0, n));
+      if (isPrefix && n < H2_PREFACE.byteLength) return;
+      socket.off('data', onData);
+      if (isPrefix) {
+        socket.pause();
+        socket.unshift(seen);
+        h2.emit('connection', socket);
+      } else {
+        toHttp1(socket, seen);
+      }
+    };
+    socket.on('data', onData);
+  });
+
+  // The server's own ways to close connections reach HTTP/2 sessions too.
+  const closeIdle = server.closeIdleConnections.bind(server);
+  const closeAll = server.closeAllConnections.bind(server);
+  server.closeIdleConnections = () => {
+    closeIdle();
+    for (const session of sessions) session.close();
+  };
+  server.closeAllConnections = () => {
+    closeAll();
+    for (const session of sessions) session.destroy();
+  };
+}
+
+/** Counts what a client does that costs the server and not the client; past a limit, GOAWAY and close. */
+function guardSession(session: http2.ServerHttp2Session): void {
+  let resets = 0;
+  let settings = 0;
+  let windowStart = performance.now();
+  const count = (): void => {
+    const now = performance.now();
+    if (now - windowStart > H2_RESET_WINDOW_MS) {
+      windowStart = now;
+      resets = 0;
+      settings = 0;
+    }
+  };
+  const calm = (): void => {
+    if (session.destroyed) return;
+    session.goaway(http2.constants.NGHTTP2_ENHANCE_YOUR_CALM);
+    session.destroy();
+  };
+  session.on('stream', (stream: http2.ServerHttp2Stream) => {
+    // 'aborted': the client reset the stream before the response was done.
+    stream.once('aborted', () => {
+      count();
+      if (++resets > H2_MAX_RESETS_PER_WINDOW) calm();
+    });
+  });
+  session.on('remoteSettings', () => {
+    count();
+    if (++settings > H2_MAX_SETTINGS_PER_WINDOW) calm();
+  });
 }
 
 /**

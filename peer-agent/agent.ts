@@ -6,7 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
-import { DEFAULT_ORIGIN_TIMEOUT_MS, SHARE_CLOSE_TIMEOUT_MS, SIGNALING_PROTOCOL_VERSION } from '../shared/constants.js';
+import { DEFAULT_ORIGIN_TIMEOUT_MS, HTTP_HEAD_VERSION, SHARE_CLOSE_TIMEOUT_MS, SIGNALING_PROTOCOL_VERSION } from '../shared/constants.js';
 import { encodeRecord, RecordReader } from '../shared/datagram.js';
 import { BeamError, isErrorCode } from '../shared/errors.js';
 import { StreamProtocol } from '../shared/frames.js';
@@ -32,6 +32,7 @@ import { type BasicCredentials, type IpRules, type RateLimit, VisitorLimit } fro
 import { AgentSession, type AgentSessionContext, type IncomingSession, provesPerRequest } from './agent-session.js';
 import type { Inspector } from './inspect.js';
 import { type Origin, OriginForwarder, type ReplayEdits } from './origin.js';
+import type { OriginProtocol } from './origin-io.js';
 import { serveTcp } from './tcp.js';
 import { UdpForwarder } from './udp.js';
 
@@ -57,6 +58,8 @@ export interface AgentOptions {
   resumeToken?: string;
   /** Default 'rewrite'. */
   hostHeader?: 'rewrite' | 'preserve';
+  /** How the agent talks to an HTTP origin: HTTP/1.1 or HTTP/2, and an https origin's certificate check. */
+  originProtocol?: OriginProtocol | undefined;
   /** Default DEFAULT_ORIGIN_TIMEOUT_MS. */
   originTimeoutMs?: number;
   /** 'never': direct WebRTC only; 'always': the relay only. Default 'auto'. */
@@ -167,6 +170,7 @@ export class Agent extends EventEmitter<AgentEvents> {
         rateLimit: options.rateLimit,
         visitorLimit: this.visitorLimit,
         privateShare: options.secret !== undefined,
+        protocol: options.originProtocol,
       },
     );
     this.sessionContext = this.makeSessionContext();
@@ -198,6 +202,7 @@ export class Agent extends EventEmitter<AgentEvents> {
           relay: this.relayMode,
           kind: this.options.kind ?? 'http',
           private: this.options.secret !== undefined,
+          http: HTTP_HEAD_VERSION,
           ...(this.options.token !== undefined ? { token: this.options.token } : {}),
         },
         'agent',

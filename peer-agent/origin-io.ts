@@ -10,8 +10,12 @@
  *           └─► error-sent   an error head (timeout, unreachable, bad framing): final
  */
 import http from 'node:http';
-import type { Duplex } from 'node:stream';
+import type http2 from 'node:http2';
+import https from 'node:https';
+import { isIP } from 'node:net';
+import type { Duplex, Readable } from 'node:stream';
 import type { Logger } from 'pino';
+import { BodyDeframer, BodyFramer, type HeaderPairList, trailerPairs } from '../shared/body-records.js';
 import { BeamError, ERRORS, type ErrorCode, errorCodeOf } from '../shared/errors.js';
 import { encodeHead, endToEndHeaders } from '../shared/http-head.js';
 import type { RequestPath } from '../shared/paths.js';
@@ -22,9 +26,36 @@ import type { Capture, HeaderPairs } from './inspect.js';
 export interface Origin {
   host: string;
   port: number;
+  /** Default 'http'. */
+  scheme?: 'http' | 'https' | undefined;
+}
+
+/** How the agent talks to the origin. */
+export interface OriginProtocol {
+  /** --app-protocol: HTTP/1.1 (default), or HTTP/2 (h2c on http, h2 by ALPN on https). */
+  appProtocol: 'http1' | 'http2';
+  /** --origin-ca: the authorities an https origin's certificate is checked against, instead of the system's. */
+  ca?: Buffer | undefined;
+  /** --origin-insecure: an https origin's certificate is not checked at all. */
+  insecure?: boolean | undefined;
 }
 
 const UNREACHABLE = new Set(['ECONNREFUSED', 'ECONNRESET', 'EHOSTUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'EPIPE', 'ETIMEDOUT']);
+
+/** OpenSSL's and Node's codes for a certificate that failed the check. */
+export function isCertificateError(code: string | undefined): boolean {
+  return code !== undefined && (code.startsWith('ERR_TLS_CERT') || /CERT|SELF_SIGNED|UNABLE_TO_(GET|VERIFY)|DEPTH_ZERO|HOSTNAME_MISMATCH/.test(code));
+}
+
+/** What a failed connection to the origin tells the visitor. */
+export function originFailure(io: OriginIo, err: NodeJS.ErrnoException): { code: ErrorCode; detail: string } {
+  if (io.scheme === 'https' && isCertificateError(err.code))
+    return { code: 'BEAM_ERR_ORIGIN_TLS', detail: `${io.hostPort}: ${err.code}${err.message ? ` (${err.message.slice(0, 200)})` : ''}` };
+  return {
+    code: 'BEAM_ERR_ORIGIN_UNREACHABLE',
+    detail: err.code && UNREACHABLE.has(err.code) ? `nothing answered on ${io.hostPort} (${err.code})` : `${io.hostPort}: ${err.code ?? err.message}`,
+  };
+}
 
 /** The origin and the connections the agent keeps to it. */
 export class OriginIo {
@@ -36,27 +67,80 @@ export class OriginIo {
   readonly log: Logger;
   /** The origin refused a connection: the CLI prints a line. */
   readonly onUnreachable: (err: NodeJS.ErrnoException) => void;
-  // `localhost` may be ::1 or 127.0.0.1: Node tries both, but gives each only
-  // 250 ms by default, too little for a busy machine.
-  readonly agent = new http.Agent({ keepAlive: true, maxFreeSockets: 64, autoSelectFamilyAttemptTimeout: 2_000 } as http.AgentOptions);
+  readonly scheme: 'http' | 'https';
+  readonly appProtocol: 'http1' | 'http2';
+  /** The TLS options of every connection to an https origin. */
+  readonly tls: { ca?: Buffer; rejectUnauthorized: boolean; servername?: string };
+  readonly agent: http.Agent;
+  /** The one HTTP/2 connection to the origin (--app-protocol http2), made on first use and again after it closes. */
+  private h2: http2.ClientHttp2Session | undefined;
+  private h2Module: typeof http2 | undefined;
 
-  constructor(origin: Origin, options: { timeoutMs: number; log: Logger; onUnreachable: (err: NodeJS.ErrnoException) => void }) {
+  constructor(
+    origin: Origin,
+    options: { timeoutMs: number; log: Logger; onUnreachable: (err: NodeJS.ErrnoException) => void; protocol?: OriginProtocol | undefined },
+  ) {
     this.host = origin.host;
     this.port = origin.port;
+    this.scheme = origin.scheme ?? 'http';
     this.hostPort = `${origin.host.includes(':') ? `[${origin.host}]` : origin.host}:${origin.port}`;
     this.timeoutMs = options.timeoutMs;
     this.log = options.log;
     this.onUnreachable = options.onUnreachable;
+    this.appProtocol = options.protocol?.appProtocol ?? 'http1';
+    this.tls = {
+      rejectUnauthorized: options.protocol?.insecure !== true,
+      ...(options.protocol?.ca ? { ca: options.protocol.ca } : {}),
+      // SNI names a host, never an address (RFC 6066 section 3).
+      ...(isIP(origin.host) === 0 ? { servername: origin.host } : {}),
+    };
+    // `localhost` may be ::1 or 127.0.0.1: Node tries both, but gives each only
+    // 250 ms by default, too little for a busy machine.
+    const agentOptions = { keepAlive: true, maxFreeSockets: 64, autoSelectFamilyAttemptTimeout: 2_000 } as http.AgentOptions;
+    this.agent = this.scheme === 'https' ? new https.Agent({ ...agentOptions, ...this.tls }) : new http.Agent(agentOptions);
+  }
+
+  /** The origin's URL base: `http://host:port`. */
+  get url(): string {
+    return `${this.scheme}://${this.hostPort}`;
+  }
+
+  /** The HTTP/2 connection to the origin; a closed or closing one is replaced. */
+  async session(): Promise<http2.ClientHttp2Session> {
+    const current = this.h2;
+    if (current && !current.closed && !current.destroyed) return current;
+    this.h2Module ??= (await import('node:http2')).default;
+    const again = this.h2;
+    if (again && !again.closed && !again.destroyed) return again;
+    const session = this.h2Module.connect(this.url, {
+      ...this.tls,
+      autoSelectFamilyAttemptTimeout: 2_000,
+      settings: { enablePush: false },
+    } as http2.SecureClientSessionOptions);
+    session.on('error', (err: NodeJS.ErrnoException) => this.log.debug({ code: err.code }, 'origin HTTP/2 connection failed'));
+    // A GOAWAY from the origin: streams it took finish; new ones go on a new connection.
+    session.on('goaway', () => {
+      if (this.h2 === session) this.h2 = undefined;
+    });
+    session.on('close', () => {
+      if (this.h2 === session) this.h2 = undefined;
+    });
+    session.unref();
+    this.h2 = session;
+    return session;
   }
 
   close(): void {
     this.agent.destroy();
+    this.h2?.destroy();
+    this.h2 = undefined;
   }
 }
 
 /** A request to the origin, on a pooled connection (`pooled`) or a fresh one (an upgrade keeps its own). */
 export function originRequest(io: OriginIo, method: string, target: string, headers: HeaderPairs, pooled: boolean): http.ClientRequest {
-  return http.request({
+  return (io.scheme === 'https' ? https : http).request({
+    ...(io.scheme === 'https' && !pooled ? io.tls : {}),
     host: io.host,
     port: io.port,
     method,
@@ -78,6 +162,10 @@ export interface Forwarded {
   upgrade: boolean;
   /** The visitor said a body follows the head. */
   body: boolean;
+  /** The body comes framed, and may end with trailers (head codec version 2). */
+  framed: boolean;
+  /** The visitor takes trailers: a response that may carry them goes back framed. */
+  trailers: boolean;
   framing: Framing;
   /** A cookie Beam adds to the response (a private share's secret, proven by a link). */
   setCookie: string | undefined;
@@ -91,6 +179,14 @@ export interface Forwarded {
 /** Sends an admitted request to the origin and its answer back on `stream`; never throws. */
 export function forward(stream: Duplex, io: OriginIo, request: Forwarded): void {
   const { method, target, headers, upgrade, body: hasBody, framing, setCookie, browser, requestId, path, capture } = request;
+  // The request body as the origin gets it: the stream's bytes, or the records' data with their trailers kept aside.
+  let source: Readable = stream;
+  let records: BodyDeframer | undefined;
+  if (request.framed && hasBody && !upgrade) {
+    records = new BodyDeframer();
+    records.on('error', (err) => stream.destroy(err));
+    source = stream.pipe(records);
+  }
   const open = (): http.ClientRequest => originRequest(io, method, target, headers, !upgrade);
   let req = open();
   // waiting -> (error-sent | responding | upgraded): once an answer went out, later
@@ -139,10 +235,8 @@ export function forward(stream: Duplex, io: OriginIo, request: Forwarded): void 
         return;
       }
       if (err.code && UNREACHABLE.has(err.code)) io.onUnreachable(err);
-      fail(
-        'BEAM_ERR_ORIGIN_UNREACHABLE',
-        err.code && UNREACHABLE.has(err.code) ? `nothing answered on ${io.hostPort} (${err.code})` : `${io.hostPort}: ${err.code ?? err.message}`,
-      );
+      const failure = originFailure(io, err);
+      fail(failure.code, failure.detail);
     });
 
     r.on('response', (res) => {
@@ -157,13 +251,18 @@ export function forward(stream: Duplex, io: OriginIo, request: Forwarded): void 
       const originHeaders: HeaderPairs = endToEndHeaders(res.rawHeaders);
       const responseHeaders: HeaderPairs = setCookie ? [...originHeaders, ['Set-Cookie', setCookie]] : [...originHeaders];
       if (browser) responseHeaders.push(['beam-origin', io.hostPort]);
-      stream.write(encodeHead({ kind: 'response', status: res.statusCode ?? 502, statusText: res.statusMessage, headers: responseHeaders }));
+      // A chunked response may end with trailers: to a visitor that takes them, it goes framed.
+      const framed = request.trailers && res.headers['content-length'] === undefined && res.headers['transfer-encoding'] !== undefined;
+      stream.write(
+        encodeHead({ kind: 'response', status: res.statusCode ?? 502, statusText: res.statusMessage, headers: responseHeaders, ...(framed ? { framed } : {}) }),
+      );
       if (capture) {
         capture.response(res.statusCode ?? 502, res.statusMessage, originHeaders);
         res.on('data', (chunk: Buffer) => capture.responseChunk(chunk));
         res.on('end', () => capture.finish());
       }
-      res.pipe(stream);
+      if (framed) res.pipe(new BodyFramer(() => trailerPairs(res.rawTrailers))).pipe(stream);
+      else res.pipe(stream);
       const broke = (): void => {
         stream.destroy(new BeamError('BEAM_ERR_ORIGIN_UNREACHABLE', 'origin closed mid-response'));
         capture?.fail('BEAM_ERR_ORIGIN_UNREACHABLE');
@@ -211,16 +310,23 @@ export function forward(stream: Duplex, io: OriginIo, request: Forwarded): void 
     // (A length of 0 with a body flag is held to it too: a byte after the head is refused, not dropped.)
     // The rest of the stream is the request body; the head goes out now.
     req.flushHeaders();
-    if (capture) stream.on('data', (chunk: Buffer) => capture.requestChunk(chunk));
+    if (capture) source.on('data', (chunk: Buffer) => capture.requestChunk(chunk));
+    // The visitor's trailers reach an origin that is sent a chunked body (a length-framed one has no room for them).
+    if (records && framing.kind === 'chunked') {
+      records.once('trailers', (pairs: HeaderPairList) => {
+        const trailers = trailerPairs(pairs.flat());
+        if (trailers.length > 0) req.addTrailers(trailers);
+      });
+    }
     if (framing.kind === 'chunked') {
-      stream.pipe(req);
+      source.pipe(req);
     } else {
       // Exactly the announced bytes reach the origin: a byte more would be read there as the start of another request.
-      holdToLength(stream, req, framing.length, (err) => {
+      holdToLength(source, req, framing.length, (err) => {
         fail('BEAM_ERR_BAD_FRAMING', err.detail ?? err.message);
-        stream.resume();
+        source.resume();
       });
-      stream.pipe(req);
+      source.pipe(req);
     }
   } else {
     req.end();

@@ -14,7 +14,7 @@ import {
 import { type BasicCredentials, type IpRules, type RateLimit, stripSecret, type VisitorLimit } from './access.js';
 import { admit } from './admission.js';
 import type { Capture, HeaderPairs, Inspector, RequestPath } from './inspect.js';
-import { forward, type Origin, OriginIo, originRequest } from './origin-io.js';
+import { forward, type Origin, OriginIo, type OriginProtocol, originRequest } from './origin-io.js';
 import { serveWebSocket } from './websocket.js';
 
 export type { Origin } from './origin-io.js';
@@ -38,6 +38,8 @@ export interface OriginOptions {
    * even from a visitor that proved it in the handshake instead.
    */
   privateShare?: boolean;
+  /** --app-protocol, --origin-ca, --origin-insecure. */
+  protocol?: OriginProtocol | undefined;
 }
 
 /** Who sent a request, and how it came. */
@@ -98,6 +100,7 @@ export class OriginForwarder {
       timeoutMs: options.timeoutMs,
       log: components.logger,
       onUnreachable: (err) => components.events.onUnreachable(err),
+      protocol: options.protocol,
     });
   }
 
@@ -194,26 +197,37 @@ export class OriginForwarder {
         stream,
         target,
         headers,
-        { hostPort: this.hostPort, timeoutMs: this.options.timeoutMs, log: this.log, onUnreachable: (err) => this.events.onUnreachable(err) },
+        {
+          hostPort: this.hostPort,
+          timeoutMs: this.options.timeoutMs,
+          log: this.log,
+          onUnreachable: (err) => this.events.onUnreachable(err),
+          tls: this.io.scheme === 'https' ? this.io.tls : undefined,
+        },
         capture,
         requestId,
       );
       return;
     }
 
-    forward(stream, this.io, {
+    const forwarded = {
       method: head.method,
       target,
       headers,
       upgrade: head.upgrade,
       body: head.body,
+      framed: head.framed === true,
+      trailers: head.trailers === true,
       framing,
       setCookie,
       browser: context.browser === true,
       requestId,
       path: context.path,
       capture,
-    });
+    };
+    // Upgrades (WebSocket) stay on HTTP/1.1, whatever the origin speaks otherwise.
+    if (this.io.appProtocol === 'http2' && !head.upgrade) (await import('./origin-h2.js')).forwardH2(stream, this.io, forwarded);
+    else forward(stream, this.io, forwarded);
   }
 
   /** Starts recording an exchange for the inspector, with any secret cut out and credentials masked. */

@@ -21,6 +21,8 @@ import type { Capture, HeaderPairs } from './inspect.js';
 export interface WebSocketTarget {
   /** host:port of the origin, as URLs want it. */
   hostPort: string;
+  /** An https origin's WebSockets are wss://, with its certificate checked as for its requests. */
+  tls?: { ca?: Buffer; rejectUnauthorized: boolean; servername?: string } | undefined;
   /** How long the origin may take to answer the upgrade. */
   timeoutMs: number;
   log: Logger;
@@ -57,7 +59,8 @@ export function serveWebSocket(
     .filter(Boolean);
   const forwarded: Record<string, string> = {};
   for (const [k, v] of headers) if (!OWN.has(k.toLowerCase())) forwarded[k] = forwarded[k] === undefined ? v : `${forwarded[k]}, ${v}`;
-  const socket = new WebSocket(`ws://${origin.hostPort}${target}`, protocols, {
+  const socket = new WebSocket(`${origin.tls ? 'wss' : 'ws'}://${origin.hostPort}${target}`, protocols, {
+    ...origin.tls,
     headers: forwarded,
     perMessageDeflate: false,
     maxPayload: MAX_WS_MESSAGE_BYTES,

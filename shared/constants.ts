@@ -113,6 +113,48 @@ export const MAX_CLIENT_HEADER_COUNT = MAX_HEADER_COUNT - 4;
 /** Largest total header bytes a gateway client may send (Node's --max-http-header-size default). */
 export const MAX_HEADER_BYTES = 16 * 1024;
 /**
+ * Version of the HTTP head codec (shared/http-head.ts) an agent speaks, told
+ * in its signaling handshake. 2 adds trailers: a body may travel as records
+ * (shared/body-records.ts) that end with the trailer fields. A visitor sends
+ * a framed request body only to an agent that says 2; an agent frames a
+ * response only when the request head asks for trailers.
+ */
+export const HTTP_HEAD_VERSION = 2;
+/** Largest data record in a framed body (shared/body-records.ts): a bigger chunk is cut into several. */
+export const MAX_BODY_RECORD_BYTES = 64 * 1024;
+/**
+ * HTTP/2 streams one gateway client connection may have open at once
+ * (SETTINGS_MAX_CONCURRENT_STREAMS). Each is a Beam stream to an agent; Node's
+ * own default is 2^32-1. nginx allows 128, Go's server 250.
+ */
+export const H2_MAX_CONCURRENT_STREAMS = 128;
+/**
+ * Streams a client may reset within H2_RESET_WINDOW_MS before its connection
+ * is closed with GOAWAY (ENHANCE_YOUR_CALM): the "rapid reset" attack
+ * (CVE-2023-44487) opens and cancels streams to make the server do work the
+ * client never waits for. A browser cancels a handful when the user moves on.
+ */
+export const H2_MAX_RESETS_PER_WINDOW = 200;
+export const H2_RESET_WINDOW_MS = 10_000;
+/**
+ * A gateway client's HTTP/2 connection with no stream open and no frame for
+ * this long is closed with GOAWAY (HTTP/1.1 keep-alive closes after 5 s; an
+ * HTTP/2 connection costs more to set up and carries many requests).
+ */
+export const H2_IDLE_TIMEOUT_MS = 60_000;
+/**
+ * Frames nghttp2 may find invalid on one client connection, and streams it
+ * may refuse (past SETTINGS_MAX_CONCURRENT_STREAMS), before the connection is
+ * closed: Node's defaults are 1,000 and 100.
+ */
+export const H2_MAX_INVALID_FRAMES = 100;
+export const H2_MAX_REJECTED_STREAMS = 100;
+/**
+ * Unanswered SETTINGS a peer may send before its connection closes: a
+ * SETTINGS flood makes the server queue an ACK for each.
+ */
+export const H2_MAX_SETTINGS_PER_WINDOW = 100;
+/**
  * How long a gateway client may take to send its request head, before a 408
  * (slowloris). Node's default is 60 s; Apache's mod_reqtimeout allows 20-40 s.
  */

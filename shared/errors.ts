@@ -18,6 +18,11 @@ export const ERRORS = {
     status: 502,
     message: 'The agent is running but nothing answers on the port it shares. Start the local server, or share the right port.',
   },
+  BEAM_ERR_ORIGIN_TLS: {
+    status: 502,
+    message:
+      "The local server's TLS certificate was refused. Trust its authority with --origin-ca <file>, or for a self-signed development server pass --origin-insecure.",
+  },
   BEAM_ERR_ORIGIN_TIMEOUT: {
     status: 504,
     message: 'The local server took too long to answer. Check that it is not stuck, or raise --origin-timeout.',

@@ -1,5 +1,6 @@
 /**
- * HTTP over a stream (protocol StreamProtocol.HTTP), version 1.
+ * HTTP over a stream (protocol StreamProtocol.HTTP), head codec version 2
+ * (HTTP_HEAD_VERSION): version 1 plus trailers, in framed bodies.
  *
  * Protocol flow
  *   visitor -> agent: request head, then the request body, then FIN
@@ -42,6 +43,14 @@ export const RequestHeadSchema = v.object({
    * after a 101 response head (or the origin's refusal, as a response).
    */
   websocket: v.optional(v.boolean()),
+  /**
+   * Version 2. The visitor takes trailers (its client sent `TE: trailers`):
+   * the agent may send the response body framed (ResponseHead.framed), with
+   * the origin's trailer fields at its end.
+   */
+  trailers: v.optional(v.boolean()),
+  /** Version 2. The request body is framed (shared/body-records.ts); sent only to an agent that speaks version 2. */
+  framed: v.optional(v.boolean()),
 });
 export type RequestHead = v.InferOutput<typeof RequestHeadSchema>;
 
@@ -51,6 +60,14 @@ export const ResponseHeadSchema = v.variant('kind', [
     status: v.pipe(v.number(), v.integer(), v.minValue(100), v.maxValue(599)),
     statusText: v.optional(v.pipe(v.string(), v.maxLength(256))),
     headers: headerPairs,
+    /** Version 2: the body is framed (shared/body-records.ts); only when the request head said `trailers`. */
+    framed: v.optional(v.boolean()),
+    /**
+     * Version 2: the response is its head, with no body (HTTP/2's END_STREAM
+     * on HEADERS, as in a gRPC "trailers-only" answer); an HTTP/2 visitor
+     * gets it the same way. The stream carries nothing more.
+     */
+    end: v.optional(v.boolean()),
   }),
   v.object({
     kind: v.literal('error'),

@@ -60,6 +60,8 @@ export const HandshakeSchema = v.object({
   client: v.optional(v.picklist(['browser'])),
   /** An agent's token, for a server with --token-file. */
   token: v.optional(text(256, 1)),
+  /** The HTTP head codec an agent speaks (HTTP_HEAD_VERSION); absent is 1. */
+  http: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(255))),
 });
 export type Handshake = v.InferOutput<typeof HandshakeSchema>;
 
@@ -168,6 +170,8 @@ export interface SessionOpened {
   relayToken: string;
   /** The node whose relay this session uses, when the server runs as several nodes. */
   relayUrl?: string;
+  /** The HTTP head codec the agent speaks (HTTP_HEAD_VERSION); absent is 1. */
+  agentHttp?: number;
 }
 
 /** Events the server receives. */

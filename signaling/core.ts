@@ -75,6 +75,8 @@ export interface ConnectionData {
   /** What an agent's shares carry. */
   shareKind: ShareKind;
   private: boolean;
+  /** An agent's HTTP head codec version. */
+  http: number | undefined;
   /** The client's address (the proxy's view of it with trustProxy). */
   address: string;
   /** With --token-file: the id of the agent's token. */
@@ -246,6 +248,7 @@ export class SignalingCore {
       relay: hs.relay ?? 'auto',
       shareKind: hs.kind ?? 'http',
       private: hs.private ?? false,
+      http: hs.http,
       address,
       tokenId,
       host,
@@ -276,7 +279,7 @@ export class SignalingCore {
       const owner = tokens.reservedBy(req.name);
       if (owner !== undefined && owner !== data.tokenId) throw new BeamError('BEAM_ERR_NAME_RESERVED', `"${req.name.toLowerCase()}"`);
     }
-    const agentInfo = { peerId: data.peerId ?? '', relay: data.relay, kind: data.shareKind, private: data.private };
+    const agentInfo = { peerId: data.peerId ?? '', relay: data.relay, kind: data.shareKind, private: data.private, http: data.http };
     let claim = await this.registry.claim(conn, req.name, req.resumeToken, agentInfo, req.heldOnly === true).catch(async (err: unknown) => {
       throw await this.explainTaken(err, req.name);
     });
@@ -397,6 +400,7 @@ export class SignalingCore {
       private: agentData.private,
       relayToken: relayTokens.visitor,
       ...(this.options.nodeUrl ? { relayUrl: this.options.nodeUrl } : {}),
+      ...(agentData.http !== undefined ? { agentHttp: agentData.http } : {}),
     };
   }
 

@@ -21,6 +21,8 @@ export interface AgentInfo {
   relay: 'auto' | 'never' | 'always';
   kind: 'http' | 'tcp' | 'udp';
   private: boolean;
+  /** The HTTP head codec it speaks; absent is 1. */
+  http?: number | undefined;
 }
 
 export interface ShareRegistry {

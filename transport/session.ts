@@ -25,7 +25,7 @@ import { EventEmitter } from 'node:events';
 import type { PeerId } from '@libp2p/interface';
 import type { Logger } from 'pino';
 import type { Socket } from 'socket.io-client';
-import { AGENT_CONNECT_TIMEOUT_MS, NOISE_CHANNEL_LABEL, PATH_PROBE_MS, PATH_WAIT_MS, STREAM_CHANNEL_LABEL } from '../shared/constants.js';
+import { AGENT_CONNECT_TIMEOUT_MS, HTTP_HEAD_VERSION, NOISE_CHANNEL_LABEL, PATH_PROBE_MS, PATH_WAIT_MS, STREAM_CHANNEL_LABEL } from '../shared/constants.js';
 import { BeamError, type ErrorCode, isErrorCode } from '../shared/errors.js';
 import { StreamProtocol } from '../shared/frames.js';
 import { withoutTurn } from '../shared/ice.js';
@@ -177,6 +177,11 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
   /** What the share carries, once the session is open. */
   get kind(): ShareKind | undefined {
     return this.opened?.kind ?? this.options.local?.kind;
+  }
+
+  /** The HTTP head codec the agent speaks (1 until the session is open; an in-process agent is this build's). */
+  get agentHttp(): number {
+    return this.options.local ? HTTP_HEAD_VERSION : (this.opened?.agentHttp ?? 1);
   }
 
   /** The path new streams take now. */
