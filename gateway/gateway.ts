@@ -207,7 +207,7 @@ export class Gateway {
     });
     res.on('close', () => {
       // The client went away before the response ended: stop the agent's work too.
-      if (!res.writableFinished) stream.destroy(new BeamError('BEAM_ERR_STREAM_RESET', 'client closed'));
+      if (clientLeft(res)) stream.destroy(new BeamError('BEAM_ERR_STREAM_RESET', 'client closed'));
     });
     const requestHead = this.requestHead(req, false);
     // A body that may end with trailers (any HTTP/2 body; an HTTP/1.1 one that announces them) goes framed to an agent that reads it so.
@@ -422,6 +422,17 @@ function hasBody(req: IncomingMessage): boolean {
     return !stream.endAfterHeaders && (req.headers['content-length'] ?? '') !== '0';
   }
   return req.headers['transfer-encoding'] !== undefined || (req.headers['content-length'] ?? '0') !== '0';
+}
+
+/**
+ * The response closed before it was done: the client went away. (An HTTP/2
+ * stream the client reset is ended by Node as it closes, so there the reset
+ * code tells, not whether the response finished.)
+ */
+function clientLeft(res: ServerResponse): boolean {
+  const h2stream = (res as unknown as { stream?: { rstCode?: number } }).stream;
+  if (h2stream !== undefined && typeof h2stream.rstCode === 'number' && h2stream.rstCode !== 0) return true;
+  return !res.writableFinished;
 }
 
 /** Sends a response with no body, its head and end in one: on HTTP/2, one HEADERS frame with END_STREAM. */

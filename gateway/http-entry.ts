@@ -210,8 +210,8 @@ function guardSession(session: http2.ServerHttp2Session): void {
   };
   const calm = (): void => {
     if (session.destroyed) return;
-    session.goaway(http2.constants.NGHTTP2_ENHANCE_YOUR_CALM);
-    session.destroy();
+    // The final GOAWAY says why (destroy's code), then the connection closes.
+    session.destroy(new Error('HTTP/2 client past a limit'), http2.constants.NGHTTP2_ENHANCE_YOUR_CALM);
   };
   session.on('stream', (stream: http2.ServerHttp2Stream) => {
     // 'aborted': the client reset the stream before the response was done.

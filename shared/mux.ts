@@ -72,7 +72,7 @@ export class Mux extends EventEmitter<MuxEvents> {
   private readonly control: Frame[] = [];
   private readonly lazy: Frame[] = [];
   private lazyTimer: NodeJS.Timeout | undefined;
-  private readonly queue: Frame[] = [];
+  private queue: Frame[] = [];
   private queuedBytes = 0;
   private flushScheduled = false;
   private waitingForChannel = false;
@@ -271,6 +271,26 @@ export class Mux extends EventEmitter<MuxEvents> {
     this.queue.push(frame);
     this.queuedBytes += encodedLength(frame);
     this.scheduleFlush();
+  }
+
+  /**
+   * @internal A stream whose OPEN is still queued goes away unheard: its
+   * queued frames are dropped and true is returned, so no RESET is sent for
+   * it. (Control frames leave ahead of queued data: a RESET would otherwise
+   * reach the peer before the OPEN it refers to, a stream the peer never
+   * opened, and the peer rightly closes the path for it. A client that
+   * opens and cancels requests at once made that happen.)
+   */
+  unsend(id: number): boolean {
+    const at = this.queue.findIndex((f) => f.type === FrameType.OPEN && f.streamId === id);
+    if (at < 0) return false;
+    const kept: Frame[] = [];
+    for (const f of this.queue) {
+      if (f.streamId === id) this.queuedBytes -= encodedLength(f);
+      else kept.push(f);
+    }
+    this.queue = kept;
+    return true;
   }
 
   /** @internal Queues a small control frame ahead of data (credit must not wait behind bulk data). */
@@ -634,7 +654,7 @@ export class MuxStream extends Duplex {
     if (!this.resetByPeer && !clean) {
       const code = errorCodeOf(err) ?? 'BEAM_ERR_STREAM_RESET';
       this.resetCode = code;
-      this.mux.enqueueControl({ type: FrameType.RESET, streamId: this.id, reason: code });
+      if (!this.mux.unsend(this.id)) this.mux.enqueueControl({ type: FrameType.RESET, streamId: this.id, reason: code });
     }
     if (this.finalCb) this.finishFinal(err ?? new BeamError('BEAM_ERR_STREAM_RESET'));
     this.mux.forget(this.id);

@@ -67,6 +67,34 @@ describe('mux', () => {
     expect(idle.isClosed).toBe(true);
   });
 
+  it('a stream opened and reset before its OPEN left is never heard of: the peer keeps the connection, and later streams work', async () => {
+    const { a, b, ca } = pair();
+    const seen: number[] = [];
+    b.on('stream', (s) => {
+      seen.push(s.id);
+      s.pipe(s);
+    });
+    const sent: number[] = [];
+    const send = ca.send.bind(ca);
+    ca.send = (m: Uint8Array) => {
+      for (const f of decodeMessage(m)) sent.push(f.type);
+      send(m);
+    };
+    // Opened and cancelled in one turn, 500 times (a client's rapid reset through a gateway).
+    for (let i = 0; i < 500; i++) {
+      const cancelled = a.openStream(StreamProtocol.HTTP);
+      cancelled.on('error', () => {});
+      cancelled.destroy(new BeamError('BEAM_ERR_STREAM_RESET'));
+    }
+    const s = a.openStream(StreamProtocol.HTTP);
+    const got = collect(s);
+    s.end(Buffer.from('still here'));
+    expect((await got).toString()).toBe('still here');
+    expect(a.isClosed || b.isClosed).toBe(false);
+    expect(seen).toEqual([s.id]);
+    expect(sent.filter((t) => t === FrameType.RESET)).toHaveLength(0);
+  });
+
   it('half-closes: a side that sent FIN still receives', async () => {
     const { a, b } = pair();
     const accepted = once(b, 'stream') as Promise<[MuxStream]>;

@@ -136,6 +136,22 @@ export async function startOrigin(port = 0): Promise<Origin> {
         res.end(body);
         return;
       }
+      case '/trailers': {
+        // Hashes the body, and answers chunked with trailers: the body's hash, and the request's own trailers echoed.
+        const hash = createHash('sha256');
+        let bytes = 0;
+        req.on('data', (c: Buffer) => {
+          hash.update(c);
+          bytes += c.byteLength;
+        });
+        req.on('end', () => {
+          res.writeHead(200, { 'content-type': 'text/plain', trailer: 'x-body-sha256, x-request-trailers' });
+          res.write(`got ${bytes} bytes\n`);
+          res.addTrailers({ 'x-body-sha256': hash.digest('hex'), 'x-request-trailers': JSON.stringify(req.trailers) });
+          res.end();
+        });
+        return;
+      }
       case '/redirect':
         res.writeHead(302, { location: '/headers' });
         res.end();
