@@ -45,7 +45,11 @@ function unary(client: TestClientInstance, name: string, request: Buffer, option
         // 'status' (with the trailers) comes before or after the callback: wait for both.
         const done = (): void => resolve({ ...(value ? { value } : {}), ...(error ? { error } : {}), ...(trailers ? { trailers } : {}) });
         if (trailers) done();
-        else call.once('status', (s: grpc.StatusObject) => ((trailers = s.metadata), done()));
+        else
+          call.once('status', (s: grpc.StatusObject) => {
+            trailers = s.metadata;
+            done();
+          });
       },
     );
     call.once('status', (s: grpc.StatusObject) => {
