@@ -11,6 +11,7 @@ import { type Logger, pino } from 'pino';
 import { type BeamServer, startBeamServer } from '../gateway/server.js';
 import { IpRules, parseRateLimit } from '../peer-agent/access.js';
 import { Agent, type SessionInfo } from '../peer-agent/agent.js';
+import { parseHeaderRules } from '../peer-agent/header-rules.js';
 import { Inspector } from '../peer-agent/inspect.js';
 import { type InspectorServer, startInspectorServer } from '../peer-agent/inspector-server.js';
 import { DEFAULT_EMBEDDED_PORT, EMBEDDED_PORT_ATTEMPTS, LOCAL_CA_PATH, SECRET_PARAM } from '../shared/constants.js';
@@ -69,6 +70,14 @@ export interface ShareOptions {
   originCa?: string | undefined;
   /** An https origin: don't check its certificate at all (a self-signed development server). */
   originInsecure?: boolean | undefined;
+  /** "Name: value" headers the origin gets, after removals; `{client_ip}` and `{path}` expand. */
+  requestHeaderAdd?: string[] | undefined;
+  /** Header names removed from every request before the origin sees it. */
+  requestHeaderRemove?: string[] | undefined;
+  /** "Name: value" headers every visitor gets back, after removals. */
+  responseHeaderAdd?: string[] | undefined;
+  /** Header names removed from every response. */
+  responseHeaderRemove?: string[] | undefined;
   /**
    * The inspector on 127.0.0.1: true for DEFAULT_INSPECT_PORT or the next
    * free port, a number for that port (0: any free one), false for none.
@@ -218,6 +227,8 @@ export async function share(options: ShareOptions): Promise<Share> {
     if (!originCa.includes('-----BEGIN CERTIFICATE-----'))
       throw new BeamError('BEAM_ERR_BAD_OPTION', `--origin-ca ${options.originCa} holds no PEM certificate`);
   }
+  const headerRules = parseHeaderRules(options);
+  if (headerRules && kind !== 'http') throw new BeamError('BEAM_ERR_BAD_OPTION', `header rules are for HTTP shares, not ${kind}`);
   if (options.auth !== undefined && kind !== 'http') throw new BeamError('BEAM_ERR_BAD_OPTION', `--auth is HTTP basic auth; a ${kind} share can use --private`);
   const basicAuth = options.auth !== undefined ? parseBasicAuth(options.auth) : undefined;
   const rateLimit = options.rateLimit !== undefined ? parseRateLimit(options.rateLimit) : undefined;
@@ -284,6 +295,7 @@ export async function share(options: ShareOptions): Promise<Share> {
         hostHeader,
         originTimeoutMs: options.originTimeoutMs,
         originProtocol: { appProtocol, ca: originCa, insecure: options.originInsecure === true },
+        headerRules,
         relay,
         kind,
         secret,

@@ -49,6 +49,11 @@ export interface HttpFlags extends CommonFlags {
   appProtocol: string;
   originCa?: string;
   originInsecure?: boolean;
+  /** Repeatable; from the environment, one a line. */
+  requestHeaderAdd?: string[] | string;
+  requestHeaderRemove?: string[] | string;
+  responseHeaderAdd?: string[] | string;
+  responseHeaderRemove?: string[] | string;
   relay: string;
   private?: boolean;
   auth?: string;
@@ -127,6 +132,12 @@ function onStop(run: () => Promise<void> | void): void {
   process.once('SIGTERM', stop);
 }
 
+/** A repeatable flag's values; a BEAM_* variable gives them one a line (a header value may hold commas). */
+function lines(value: string[] | string | undefined): string[] | undefined {
+  if (value === undefined) return undefined;
+  return typeof value === 'string' ? value.split(/\r?\n/).filter((l) => l.trim() !== '') : value;
+}
+
 /** JSON events; the terminal UI on a terminal; plain lines otherwise. */
 function outputFor(json: boolean): Output & { progress?: (text: string) => void } {
   if (json) return createOutput(true);
@@ -147,6 +158,10 @@ export async function runHttp(targetArg: string, flags: HttpFlags, kind: ShareKi
     appProtocol: parseAppProtocol(flags.appProtocol),
     originCa: flags.originCa,
     originInsecure: flags.originInsecure,
+    requestHeaderAdd: lines(flags.requestHeaderAdd),
+    requestHeaderRemove: lines(flags.requestHeaderRemove),
+    responseHeaderAdd: lines(flags.responseHeaderAdd),
+    responseHeaderRemove: lines(flags.responseHeaderRemove),
     relay: parseRelayMode(flags.relay),
     private: flags.private,
     tls: flags.tls,

@@ -19,7 +19,9 @@
  *
  * Each share takes the flags of `beam http|tcp|udp` by their long names:
  * name, private, auth, allow-ip, deny-ip, rate-limit, max-visitors, relay,
- * host-header, origin-timeout, app-protocol, origin-ca, origin-insecure. Unknown keys are errors, so a typo never passes silently.
+ * host-header, origin-timeout, app-protocol, origin-ca, origin-insecure, and
+ * the header rules request-header-add, request-header-remove,
+ * response-header-add and response-header-remove (lists). Unknown keys are errors, so a typo never passes silently.
  */
 import { readFile } from 'node:fs/promises';
 import * as v from 'valibot';
@@ -66,6 +68,10 @@ const ShareSchema = v.pipe(
     'app-protocol': v.optional(v.picklist(['http1', 'http2'])),
     'origin-ca': v.optional(v.string()),
     'origin-insecure': v.optional(v.boolean()),
+    'request-header-add': v.optional(v.array(v.string())),
+    'request-header-remove': v.optional(v.array(v.string())),
+    'response-header-add': v.optional(v.array(v.string())),
+    'response-header-remove': v.optional(v.array(v.string())),
   }),
   v.check((s) => [s.http, s.tcp, s.udp].filter((t) => t !== undefined).length === 1, 'each share needs exactly one of http, tcp or udp (a port or host:port)'),
 );
@@ -140,6 +146,10 @@ export function parseConfig(text: string, file: string): Config {
           appProtocol: s['app-protocol'],
           originCa: s['origin-ca'],
           originInsecure: s['origin-insecure'],
+          requestHeaderAdd: s['request-header-add'],
+          requestHeaderRemove: s['request-header-remove'],
+          responseHeaderAdd: s['response-header-add'],
+          responseHeaderRemove: s['response-header-remove'],
         },
       };
     }),

@@ -30,6 +30,9 @@ function fail(err: unknown, json: boolean): never {
   else process.stderr.write(`Error ${code}: ${message}\n`);
   process.exit(1);
 }
+/** A repeatable flag: each use adds one value. */
+const collect = (value: string, previous: string[]): string[] => [...previous, value];
+
 function httpCommand(cmd: Command): Command {
   return cmd
     .option('--server <url>', 'Beam server to register with (env BEAM_SERVER); default: an embedded server in this process')
@@ -46,6 +49,10 @@ function httpCommand(cmd: Command): Command {
     )
     .option('--origin-ca <file>', "an https origin: check its certificate against these authorities (PEM) instead of the system's")
     .option('--origin-insecure', "an https origin: don't check its certificate (a self-signed development server)")
+    .option('--request-header-add <"Name: value">', 'a header the origin gets ({client_ip} and {path} expand); repeatable', collect, [])
+    .option('--request-header-remove <name>', 'a header removed before the origin sees the request; repeatable', collect, [])
+    .option('--response-header-add <"Name: value">', 'a header every visitor gets back; repeatable', collect, [])
+    .option('--response-header-remove <name>', "a header removed from the origin's responses; repeatable", collect, [])
     .addOption(new Option('--relay <mode>', 'auto: direct WebRTC, else the relay; never: direct only; always: relay only').default('auto'))
     .option('--private', 'only visitors with the full link (it carries a secret) get in')
     .option('--tls', 'the embedded server serves https, with a certificate from a local authority teammates trust once (browsers on the LAN get peer to peer)')

@@ -30,6 +30,7 @@ import { type LocalLink, localChannelPair, serveLocally } from '../transport/loc
 import { connectSignaling, type SignalingSocket } from '../transport/signaling-client.js';
 import { type BasicCredentials, type IpRules, type RateLimit, VisitorLimit } from './access.js';
 import { AgentSession, type AgentSessionContext, type IncomingSession, provesPerRequest } from './agent-session.js';
+import type { HeaderRules } from './header-rules.js';
 import type { Inspector } from './inspect.js';
 import { type Origin, OriginForwarder, type ReplayEdits } from './origin.js';
 import type { OriginProtocol } from './origin-io.js';
@@ -58,6 +59,8 @@ export interface AgentOptions {
   resumeToken?: string;
   /** Default 'rewrite'. */
   hostHeader?: 'rewrite' | 'preserve';
+  /** --request-header-add/remove, --response-header-add/remove (peer-agent/header-rules.ts). */
+  headerRules?: HeaderRules | undefined;
   /** How the agent talks to an HTTP origin: HTTP/1.1 or HTTP/2, and an https origin's certificate check. */
   originProtocol?: OriginProtocol | undefined;
   /** Default DEFAULT_ORIGIN_TIMEOUT_MS. */
@@ -171,6 +174,7 @@ export class Agent extends EventEmitter<AgentEvents> {
         visitorLimit: this.visitorLimit,
         privateShare: options.secret !== undefined,
         protocol: options.originProtocol,
+        headerRules: options.headerRules,
       },
     );
     this.sessionContext = this.makeSessionContext();

@@ -159,7 +159,8 @@ export function forwardH2(stream: Duplex, io: OriginIo, request: Forwarded): voi
       const status = Number(responseHeaders[':status'] ?? 502);
       io.log.debug({ req: requestId, path, method, target: target.split('?')[0], status }, 'forwarded');
       const originHeaders: HeaderPairs = pairsOf(responseHeaders);
-      const out: HeaderPairs = setCookie ? [...originHeaders, ['Set-Cookie', setCookie]] : [...originHeaders];
+      const rewritten = request.rewriteResponse ? request.rewriteResponse(originHeaders) : originHeaders;
+      const out: HeaderPairs = setCookie ? [...rewritten, ['Set-Cookie', setCookie]] : [...rewritten];
       if (browser) out.push(['beam-origin', io.hostPort]);
       // HEADERS with END_STREAM: the whole response is its head (a gRPC trailers-only answer), and it goes on as one.
       const ended = (flags & http2.constants.NGHTTP2_FLAG_END_STREAM) !== 0;

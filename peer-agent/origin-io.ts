@@ -174,6 +174,8 @@ export interface Forwarded {
   requestId: string;
   path: RequestPath;
   capture: Capture | undefined;
+  /** The share's response header rules (peer-agent/header-rules.ts), if any. */
+  rewriteResponse?: ((headers: HeaderPairs) => HeaderPairs) | undefined;
 }
 
 /** Sends an admitted request to the origin and its answer back on `stream`; never throws. */
@@ -249,7 +251,8 @@ export function forward(stream: Duplex, io: OriginIo, request: Forwarded): void 
       io.log.debug({ req: requestId, path: path, method: method, target: target.split('?')[0], status: res.statusCode }, 'forwarded');
       // What the origin said is what the inspector shows; Beam's own headers (its secret cookie above all) never are.
       const originHeaders: HeaderPairs = endToEndHeaders(res.rawHeaders);
-      const responseHeaders: HeaderPairs = setCookie ? [...originHeaders, ['Set-Cookie', setCookie]] : [...originHeaders];
+      const rewritten = request.rewriteResponse ? request.rewriteResponse(originHeaders) : originHeaders;
+      const responseHeaders: HeaderPairs = setCookie ? [...rewritten, ['Set-Cookie', setCookie]] : [...rewritten];
       if (browser) responseHeaders.push(['beam-origin', io.hostPort]);
       // A chunked response may end with trailers: to a visitor that takes them, it goes framed.
       const framed = request.trailers && res.headers['content-length'] === undefined && res.headers['transfer-encoding'] !== undefined;

@@ -13,6 +13,7 @@ import {
 } from '../shared/http-head.js';
 import { type BasicCredentials, type IpRules, type RateLimit, stripSecret, type VisitorLimit } from './access.js';
 import { admit } from './admission.js';
+import { type HeaderRules, requestHeaders, responseHeaders } from './header-rules.js';
 import type { Capture, HeaderPairs, Inspector, RequestPath } from './inspect.js';
 import { forward, type Origin, OriginIo, type OriginProtocol, originRequest } from './origin-io.js';
 import { serveWebSocket } from './websocket.js';
@@ -40,6 +41,8 @@ export interface OriginOptions {
   privateShare?: boolean;
   /** --app-protocol, --origin-ca, --origin-insecure. */
   protocol?: OriginProtocol | undefined;
+  /** --request-header-add/remove, --response-header-add/remove. */
+  headerRules?: HeaderRules | undefined;
 }
 
 /** Who sent a request, and how it came. */
@@ -191,6 +194,9 @@ export class OriginForwarder {
       const upgrade = head.headers.find(([k]) => k.toLowerCase() === 'upgrade');
       if (upgrade) headers.push(['Connection', 'Upgrade'], ['Upgrade', upgrade[1]]);
     }
+    const rules = this.options.headerRules;
+    const ruleContext = { clientIp: (trustForwarded ? forwardedFor : context.visitorAddress) ?? undefined, path: target.split('?')[0] ?? '/' };
+    if (rules) headers = requestHeaders(rules, headers, ruleContext);
     capture?.forwarded(target, headers);
     if (head.websocket) {
       serveWebSocket(
@@ -224,6 +230,7 @@ export class OriginForwarder {
       requestId,
       path: context.path,
       capture,
+      rewriteResponse: rules ? (pairs: HeaderPairs) => responseHeaders(rules, pairs, ruleContext) : undefined,
     };
     // Upgrades (WebSocket) stay on HTTP/1.1, whatever the origin speaks otherwise.
     if (this.io.appProtocol === 'http2' && !head.upgrade) (await import('./origin-h2.js')).forwardH2(stream, this.io, forwarded);
