@@ -14,6 +14,7 @@ import { Agent, type SessionInfo } from '../peer-agent/agent.js';
 import { parseHeaderRules } from '../peer-agent/header-rules.js';
 import { Inspector } from '../peer-agent/inspect.js';
 import { type InspectorServer, startInspectorServer } from '../peer-agent/inspector-server.js';
+import { parseWebhookVerifier } from '../peer-agent/webhooks.js';
 import { DEFAULT_EMBEDDED_PORT, EMBEDDED_PORT_ATTEMPTS, LOCAL_CA_PATH, SECRET_PARAM } from '../shared/constants.js';
 import { BeamError } from '../shared/errors.js';
 import type { RelayMode, ShareKind } from '../shared/signaling.js';
@@ -78,6 +79,12 @@ export interface ShareOptions {
   responseHeaderAdd?: string[] | undefined;
   /** Header names removed from every response. */
   responseHeaderRemove?: string[] | undefined;
+  /** Every request must carry a valid webhook signature: github, stripe, slack, standard, or hmac (with `verifyWebhookHeader`). */
+  verifyWebhook?: string | undefined;
+  /** The signing secret the sender shows. */
+  verifyWebhookSecret?: string | undefined;
+  /** The header that carries an `hmac` signature. */
+  verifyWebhookHeader?: string | undefined;
   /**
    * The inspector on 127.0.0.1: true for DEFAULT_INSPECT_PORT or the next
    * free port, a number for that port (0: any free one), false for none.
@@ -228,6 +235,11 @@ export async function share(options: ShareOptions): Promise<Share> {
       throw new BeamError('BEAM_ERR_BAD_OPTION', `--origin-ca ${options.originCa} holds no PEM certificate`);
   }
   const headerRules = parseHeaderRules(options);
+  if (options.verifyWebhook === undefined && (options.verifyWebhookSecret !== undefined || options.verifyWebhookHeader !== undefined))
+    throw new BeamError('BEAM_ERR_BAD_OPTION', '--verify-webhook-secret and --verify-webhook-header go with --verify-webhook <provider>');
+  const webhook =
+    options.verifyWebhook !== undefined ? parseWebhookVerifier(options.verifyWebhook, options.verifyWebhookSecret, options.verifyWebhookHeader) : undefined;
+  if (webhook && kind !== 'http') throw new BeamError('BEAM_ERR_BAD_OPTION', `--verify-webhook is for HTTP shares, not ${kind}`);
   if (headerRules && kind !== 'http') throw new BeamError('BEAM_ERR_BAD_OPTION', `header rules are for HTTP shares, not ${kind}`);
   if (options.auth !== undefined && kind !== 'http') throw new BeamError('BEAM_ERR_BAD_OPTION', `--auth is HTTP basic auth; a ${kind} share can use --private`);
   const basicAuth = options.auth !== undefined ? parseBasicAuth(options.auth) : undefined;
@@ -296,6 +308,7 @@ export async function share(options: ShareOptions): Promise<Share> {
         originTimeoutMs: options.originTimeoutMs,
         originProtocol: { appProtocol, ca: originCa, insecure: options.originInsecure === true },
         headerRules,
+        webhook,
         relay,
         kind,
         secret,

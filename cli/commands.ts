@@ -54,6 +54,9 @@ export interface HttpFlags extends CommonFlags {
   requestHeaderRemove?: string[] | string;
   responseHeaderAdd?: string[] | string;
   responseHeaderRemove?: string[] | string;
+  verifyWebhook?: string;
+  verifyWebhookSecret?: string;
+  verifyWebhookHeader?: string;
   relay: string;
   private?: boolean;
   auth?: string;
@@ -162,6 +165,9 @@ export async function runHttp(targetArg: string, flags: HttpFlags, kind: ShareKi
     requestHeaderRemove: lines(flags.requestHeaderRemove),
     responseHeaderAdd: lines(flags.responseHeaderAdd),
     responseHeaderRemove: lines(flags.responseHeaderRemove),
+    verifyWebhook: flags.verifyWebhook,
+    verifyWebhookSecret: flags.verifyWebhookSecret,
+    verifyWebhookHeader: flags.verifyWebhookHeader,
     relay: parseRelayMode(flags.relay),
     private: flags.private,
     tls: flags.tls,

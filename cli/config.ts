@@ -72,6 +72,9 @@ const ShareSchema = v.pipe(
     'request-header-remove': v.optional(v.array(v.string())),
     'response-header-add': v.optional(v.array(v.string())),
     'response-header-remove': v.optional(v.array(v.string())),
+    'verify-webhook': v.optional(v.picklist(['github', 'stripe', 'slack', 'standard', 'hmac'])),
+    'verify-webhook-secret': v.optional(v.string()),
+    'verify-webhook-header': v.optional(v.string()),
   }),
   v.check((s) => [s.http, s.tcp, s.udp].filter((t) => t !== undefined).length === 1, 'each share needs exactly one of http, tcp or udp (a port or host:port)'),
 );
@@ -150,6 +153,9 @@ export function parseConfig(text: string, file: string): Config {
           requestHeaderRemove: s['request-header-remove'],
           responseHeaderAdd: s['response-header-add'],
           responseHeaderRemove: s['response-header-remove'],
+          verifyWebhook: s['verify-webhook'],
+          verifyWebhookSecret: s['verify-webhook-secret'],
+          verifyWebhookHeader: s['verify-webhook-header'],
         },
       };
     }),

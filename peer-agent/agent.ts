@@ -36,6 +36,7 @@ import { type Origin, OriginForwarder, type ReplayEdits } from './origin.js';
 import type { OriginProtocol } from './origin-io.js';
 import { serveTcp } from './tcp.js';
 import { UdpForwarder } from './udp.js';
+import type { WebhookVerifier } from './webhooks.js';
 
 /** Attempts at the first connection before `start` gives up; later drops retry forever. */
 const FIRST_CONNECT_ATTEMPTS = 4;
@@ -59,6 +60,8 @@ export interface AgentOptions {
   resumeToken?: string;
   /** Default 'rewrite'. */
   hostHeader?: 'rewrite' | 'preserve';
+  /** --verify-webhook (peer-agent/webhooks.ts). */
+  webhook?: WebhookVerifier | undefined;
   /** --request-header-add/remove, --response-header-add/remove (peer-agent/header-rules.ts). */
   headerRules?: HeaderRules | undefined;
   /** How the agent talks to an HTTP origin: HTTP/1.1 or HTTP/2, and an https origin's certificate check. */
@@ -175,6 +178,7 @@ export class Agent extends EventEmitter<AgentEvents> {
         privateShare: options.secret !== undefined,
         protocol: options.originProtocol,
         headerRules: options.headerRules,
+        webhook: options.webhook,
       },
     );
     this.sessionContext = this.makeSessionContext();

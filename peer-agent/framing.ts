@@ -94,3 +94,41 @@ export function holdToLength(source: Readable, sink: Writable, length: number, o
     if (left !== 0) fail(`the body ended ${left} bytes short of its Content-Length`);
   });
 }
+
+/**
+ * Reads a request body whole, as its framing says (none: empty), up to
+ * `limit` bytes: BEAM_ERR_BODY_TOO_LARGE past it (a Content-Length over the
+ * limit is refused before a byte is read), BEAM_ERR_BAD_FRAMING when a
+ * length-framed body ends short of its length or runs past it.
+ */
+export function readWhole(source: Readable, framing: Framing, limit: number): Promise<Buffer> {
+  if (framing.kind === 'none' || (framing.kind === 'length' && framing.length === 0)) return Promise.resolve(Buffer.alloc(0));
+  if (framing.kind === 'length' && framing.length > limit)
+    return Promise.reject(new BeamError('BEAM_ERR_BODY_TOO_LARGE', `Content-Length ${framing.length} is over ${limit} bytes`));
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let total = 0;
+    const done = (err?: BeamError): void => {
+      source.off('data', onData);
+      source.off('end', onEnd);
+      source.off('error', onError);
+      if (err) reject(err);
+      else resolve(Buffer.concat(chunks, total));
+    };
+    const onData = (chunk: Buffer): void => {
+      total += chunk.byteLength;
+      if (total > limit) done(new BeamError('BEAM_ERR_BODY_TOO_LARGE', `over ${limit} bytes`));
+      else if (framing.kind === 'length' && total > framing.length) done(new BeamError('BEAM_ERR_BAD_FRAMING', 'the body is longer than its Content-Length'));
+      else chunks.push(chunk);
+    };
+    const onEnd = (): void => {
+      if (framing.kind === 'length' && total !== framing.length)
+        done(new BeamError('BEAM_ERR_BAD_FRAMING', `the body ended ${framing.length - total} bytes short of its Content-Length`));
+      else done();
+    };
+    const onError = (err: Error): void => done(err instanceof BeamError ? err : new BeamError('BEAM_ERR_STREAM_RESET', err.message));
+    source.on('data', onData);
+    source.on('end', onEnd);
+    source.on('error', onError);
+  });
+}

@@ -70,12 +70,12 @@ export function forwardH2(stream: Duplex, io: OriginIo, request: Forwarded): voi
 
   let source: Readable = stream;
   let records: BodyDeframer | undefined;
-  if (request.framed && hasBody) {
+  if (request.framed && hasBody && request.preread === undefined) {
     records = new BodyDeframer();
     records.on('error', (err) => stream.destroy(err));
     source = stream.pipe(records);
   }
-  const sendsBody = hasBody && !(framing.kind === 'length' && framing.length === 0);
+  const sendsBody = request.preread !== undefined ? request.preread.byteLength > 0 : hasBody && !(framing.kind === 'length' && framing.length === 0);
 
   stream.on('error', (err) => {
     clearTimeout(timer);
@@ -191,6 +191,11 @@ export function forwardH2(stream: Duplex, io: OriginIo, request: Forwarded): voi
 
     if (!sendsBody) {
       stream.resume();
+      return;
+    }
+    if (request.preread !== undefined) {
+      if (capture) capture.requestChunk(request.preread);
+      r.end(request.preread);
       return;
     }
     if (capture) source.on('data', (chunk: Buffer) => capture.requestChunk(chunk));

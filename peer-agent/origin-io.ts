@@ -174,6 +174,8 @@ export interface Forwarded {
   requestId: string;
   path: RequestPath;
   capture: Capture | undefined;
+  /** The body, already read whole (to check a webhook's signature): it goes to the origin as it is, the stream carries no more of it. */
+  preread?: Buffer | undefined;
   /** The share's response header rules (peer-agent/header-rules.ts), if any. */
   rewriteResponse?: ((headers: HeaderPairs) => HeaderPairs) | undefined;
 }
@@ -184,7 +186,7 @@ export function forward(stream: Duplex, io: OriginIo, request: Forwarded): void 
   // The request body as the origin gets it: the stream's bytes, or the records' data with their trailers kept aside.
   let source: Readable = stream;
   let records: BodyDeframer | undefined;
-  if (request.framed && hasBody && !upgrade) {
+  if (request.framed && hasBody && !upgrade && request.preread === undefined) {
     records = new BodyDeframer();
     records.on('error', (err) => stream.destroy(err));
     source = stream.pipe(records);
@@ -309,6 +311,9 @@ export function forward(stream: Duplex, io: OriginIo, request: Forwarded): void 
     // An upgrade request has no body: what follows on the stream belongs to
     // the upgraded connection and is spliced once the origin says 101.
     req.end();
+  } else if (request.preread !== undefined) {
+    if (capture) capture.requestChunk(request.preread);
+    req.end(request.preread.byteLength > 0 ? request.preread : undefined);
   } else if (framing.kind === 'chunked' || (framing.kind === 'length' && hasBody)) {
     // (A length of 0 with a body flag is held to it too: a byte after the head is refused, not dropped.)
     // The rest of the stream is the request body; the head goes out now.

@@ -1,6 +1,8 @@
-import type { Duplex } from 'node:stream';
+import type { Duplex, Readable } from 'node:stream';
 import type { Logger } from 'pino';
-import { BeamError, ERRORS, type ErrorCode } from '../shared/errors.js';
+import { BodyDeframer } from '../shared/body-records.js';
+import { MAX_WEBHOOK_BODY_BYTES } from '../shared/constants.js';
+import { BeamError, ERRORS, type ErrorCode, errorCodeOf } from '../shared/errors.js';
 import {
   decodeRequestHead,
   encodeHead,
@@ -13,9 +15,11 @@ import {
 } from '../shared/http-head.js';
 import { type BasicCredentials, type IpRules, type RateLimit, stripSecret, type VisitorLimit } from './access.js';
 import { admit } from './admission.js';
+import { readWhole } from './framing.js';
 import { type HeaderRules, requestHeaders, responseHeaders } from './header-rules.js';
 import type { Capture, HeaderPairs, Inspector, RequestPath } from './inspect.js';
 import { forward, type Origin, OriginIo, type OriginProtocol, originRequest } from './origin-io.js';
+import { type WebhookVerifier, webhookProblem } from './webhooks.js';
 import { serveWebSocket } from './websocket.js';
 
 export type { Origin } from './origin-io.js';
@@ -43,6 +47,8 @@ export interface OriginOptions {
   protocol?: OriginProtocol | undefined;
   /** --request-header-add/remove, --response-header-add/remove. */
   headerRules?: HeaderRules | undefined;
+  /** --verify-webhook: every request must carry a valid signature over its body. */
+  webhook?: WebhookVerifier | undefined;
 }
 
 /** Who sent a request, and how it came. */
@@ -194,6 +200,31 @@ export class OriginForwarder {
       const upgrade = head.headers.find(([k]) => k.toLowerCase() === 'upgrade');
       if (upgrade) headers.push(['Connection', 'Upgrade'], ['Upgrade', upgrade[1]]);
     }
+    // A signed webhook: the body is read whole and its signature checked before the origin sees anything.
+    let preread: Buffer | undefined;
+    const webhook = this.options.webhook;
+    if (webhook) {
+      let source: Readable = stream;
+      if (head.framed && head.body) {
+        const records = new BodyDeframer();
+        records.on('error', (err) => stream.destroy(err));
+        source = stream.pipe(records);
+      }
+      try {
+        preread = await readWhole(source, head.upgrade ? { kind: 'none' } : framing, MAX_WEBHOOK_BODY_BYTES);
+      } catch (err) {
+        const code = errorCodeOf(err);
+        if (code === 'BEAM_ERR_BODY_TOO_LARGE' || code === 'BEAM_ERR_BAD_FRAMING') refuse(code);
+        else stream.destroy(err as Error);
+        return;
+      }
+      const problem = webhookProblem(webhook, headers, preread);
+      if (problem) {
+        this.log.info({ req: requestId, provider: webhook.provider, problem }, 'webhook signature refused');
+        refuse('BEAM_ERR_WEBHOOK_SIGNATURE');
+        return;
+      }
+    }
     const rules = this.options.headerRules;
     const ruleContext = { clientIp: (trustForwarded ? forwardedFor : context.visitorAddress) ?? undefined, path: target.split('?')[0] ?? '/' };
     if (rules) headers = requestHeaders(rules, headers, ruleContext);
@@ -231,6 +262,7 @@ export class OriginForwarder {
       path: context.path,
       capture,
       rewriteResponse: rules ? (pairs: HeaderPairs) => responseHeaders(rules, pairs, ruleContext) : undefined,
+      preread,
     };
     // Upgrades (WebSocket) stay on HTTP/1.1, whatever the origin speaks otherwise.
     if (this.io.appProtocol === 'http2' && !head.upgrade) (await import('./origin-h2.js')).forwardH2(stream, this.io, forwarded);

@@ -120,6 +120,14 @@ export const MAX_HEADER_BYTES = 16 * 1024;
  * response only when the request head asks for trailers.
  */
 export const HTTP_HEAD_VERSION = 2;
+/** How far a signed webhook's timestamp may be from the agent's clock (Stripe's, Slack's and Standard Webhooks' own default). */
+export const WEBHOOK_TOLERANCE_S = 300;
+/**
+ * Largest body the agent reads whole to check a webhook's signature (GitHub
+ * caps its payloads at 25 MB; Stripe, Slack and most senders stay far below
+ * 1 MB). Past it: 413 BEAM_ERR_BODY_TOO_LARGE.
+ */
+export const MAX_WEBHOOK_BODY_BYTES = 25 * 1024 * 1024;
 /** Largest data record in a framed body (shared/body-records.ts): a bigger chunk is cut into several. */
 export const MAX_BODY_RECORD_BYTES = 64 * 1024;
 /**

@@ -23,6 +23,15 @@ export const ERRORS = {
     message:
       "The local server's TLS certificate was refused. Trust its authority with --origin-ca <file>, or for a self-signed development server pass --origin-insecure.",
   },
+  BEAM_ERR_WEBHOOK_SIGNATURE: {
+    status: 401,
+    message:
+      "The request's webhook signature is missing, wrong or too old, so the share did not pass it on. Check the signing secret given to --verify-webhook-secret and the sender's clock.",
+  },
+  BEAM_ERR_BODY_TOO_LARGE: {
+    status: 413,
+    message: 'The request body is larger than this share reads whole to check a signature. Send a smaller body.',
+  },
   BEAM_ERR_ORIGIN_TIMEOUT: {
     status: 504,
     message: 'The local server took too long to answer. Check that it is not stuck, or raise --origin-timeout.',
