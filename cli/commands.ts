@@ -3,8 +3,10 @@
  * and `beam --version` never load WebRTC, Noise, socket.io or the server
  * (cli/main.ts defines the commands with light imports alone).
  */
+import { type ChildProcess, spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import net from 'node:net';
+import { constants as osConstants } from 'node:os';
 import { createSecureContext } from 'node:tls';
 import { type Logger, pino } from 'pino';
 import { lanAddress } from '../app/lan.js';
@@ -22,7 +24,7 @@ import {
   parseServerUrl,
   parseTarget,
 } from '../app/options.js';
-import { type Share, share, startEmbedded } from '../app/share.js';
+import { type Share, type ShareOptions, share, startEmbedded } from '../app/share.js';
 import { startBeamServer } from '../gateway/server.js';
 import type { SessionInfo } from '../peer-agent/agent.js';
 import { MAX_RELAY_CAP_SECONDS, ORIGIN_WAIT_POLL_MS, RTT_REFRESH_MS } from '../shared/constants.js';
@@ -32,7 +34,7 @@ import { validateIceConfig } from '../signaling/ice.js';
 import { AgentTokens } from '../signaling/tokens.js';
 import { loadEngine } from '../transport/index.js';
 import { createConnectView } from './connect-view.js';
-import { COMMON_DEV_PORTS, detectDevServer, isListening } from './detect.js';
+import { COMMON_DEV_PORTS, detectDevServer, detectFromPackageJson, isListening } from './detect.js';
 import { createOutput, type Output } from './output.js';
 import { createTerminalOutput } from './tui.js';
 
@@ -147,11 +149,10 @@ function outputFor(json: boolean): Output & { progress?: (text: string) => void 
   return process.stdout.isTTY ? createTerminalOutput(process.stdout) : createOutput(false);
 }
 
-export async function runHttp(targetArg: string, flags: HttpFlags, kind: ShareKind = 'http', out = outputFor(Boolean(flags.json))): Promise<void> {
-  out.progress?.(`Connecting to ${flags.server || 'the embedded server'}…`);
-  const inspect = parseInspect(flags.inspect, true);
-  const shared = await share({
-    target: targetArg,
+/** The share() options a `beam http|tcp|udp|run` command line asks for. `embeddedPort`: whether --port is the embedded server's. */
+function shareOptions(target: string, flags: HttpFlags, kind: ShareKind, embeddedPort = true): ShareOptions {
+  return {
+    target,
     kind,
     server: flags.server || undefined,
     name: flags.name,
@@ -176,11 +177,16 @@ export async function runHttp(targetArg: string, flags: HttpFlags, kind: ShareKi
     denyIp: flags.denyIp,
     rateLimit: flags.rateLimit,
     maxVisitors: flags.maxVisitors !== undefined ? parseCount(flags.maxVisitors, '--max-visitors') : undefined,
-    inspect,
-    ...(flags.port !== undefined ? { port: flags.port === '0' ? 0 : parsePort(flags.port, '--port') } : {}),
+    inspect: parseInspect(flags.inspect, true),
+    ...(embeddedPort && flags.port !== undefined ? { port: flags.port === '0' ? 0 : parsePort(flags.port, '--port') } : {}),
     engine: parseEngine(flags.engine),
     logger: logger(flags.logLevel),
-  });
+  };
+}
+
+export async function runHttp(targetArg: string, flags: HttpFlags, kind: ShareKind = 'http', out = outputFor(Boolean(flags.json))): Promise<void> {
+  out.progress?.(`Connecting to ${flags.server || 'the embedded server'}…`);
+  const shared = await share(shareOptions(targetArg, flags, kind));
   // Ctrl+C from here on closes the share cleanly (freeing its name), even before 'ready' is out.
   let stopWatching = (): void => {};
   onStop(async () => {
@@ -196,7 +202,7 @@ export async function runHttp(targetArg: string, flags: HttpFlags, kind: ShareKi
  * While the origin is down it checks the port, and says when it is up.
  * Returns what stops that check.
  */
-async function report(shared: Share, out: Output, target: string): Promise<() => void> {
+async function report(shared: Share, out: Output, target: string, originStartsLater = false): Promise<() => void> {
   const origin = parseTarget(target);
   let watcher: NodeJS.Timeout | undefined;
   let stopped = false;
@@ -241,7 +247,10 @@ async function report(shared: Share, out: Output, target: string): Promise<() =>
     ...(shared.kind !== 'http' ? { kind: shared.kind } : {}),
     ...(shared.ca ? { ca: shared.ca } : {}),
   });
-  if (shared.kind !== 'udp' && !(await isListening(origin.port, origin.host))) {
+  if (originStartsLater) {
+    // `beam run`: the command that serves it starts now; say when it answers.
+    watchOrigin();
+  } else if (shared.kind !== 'udp' && !(await isListening(origin.port, origin.host))) {
     out.emit({ event: 'origin-unreachable', origin: shared.origin, code: 'ECONNREFUSED' });
     watchOrigin();
   }
@@ -250,6 +259,72 @@ async function report(shared: Share, out: Output, target: string): Promise<() =>
     clearInterval(watcher);
     watcher = undefined;
   };
+}
+
+/**
+ * `beam run [options] -- <command...>`: registers the share first, then
+ * starts the command with BEAM_URL and BEAM_HOST (and PORT, unless set) in
+ * its environment, sharing the port it listens on: --port, else the one its
+ * package.json's framework uses. Ctrl+C (or SIGTERM) goes to the command;
+ * when it exits, the share closes and Beam exits with its code. With --json,
+ * the command's stdout goes to stderr, so stdout carries only events.
+ */
+export async function runRun(command: string[], flags: HttpFlags): Promise<void> {
+  const json = Boolean(flags.json);
+  // Plain lines, not the terminal UI: the command writes to the same terminal.
+  const out = createOutput(json);
+  if (command.length === 0) throw new BeamError('BEAM_ERR_BAD_OPTION', 'no command: `beam run [options] -- <command...>`, e.g. `beam run -- npm run dev`');
+  let port: number | undefined = flags.port !== undefined ? parsePort(flags.port, '--port') : undefined;
+  if (port === undefined) {
+    const detected = await detectFromPackageJson(process.cwd());
+    if (!detected)
+      throw new BeamError('BEAM_ERR_BAD_OPTION', 'which port does the command listen on? Pass --port <port> (package.json names no dev server Beam knows)');
+    port = detected.port;
+    out.emit({ event: 'detected', framework: detected.framework, port, from: 'package.json' });
+  }
+  const shared = await share(shareOptions(String(port), flags, 'http', false));
+  let child: ChildProcess | undefined;
+  let exitCode: number | undefined;
+  const finish = async (code: number): Promise<never> => {
+    stopWatching();
+    await shared.close();
+    out.emit({ event: 'closed' });
+    process.exit(code);
+  };
+  // A signal before the command runs closes the share; after, it goes to the command, whose exit ends Beam.
+  let signals = 0;
+  const onSignal = (signal: NodeJS.Signals): void => {
+    signals++;
+    if (!child || exitCode !== undefined) {
+      void finish(130);
+      return;
+    }
+    // A second Ctrl+C means now.
+    child.kill(signals > 1 ? 'SIGKILL' : signal);
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  let stopWatching = (): void => {};
+  stopWatching = await report(shared, out, String(port), true);
+  const url = new URL(shared.url);
+  const env: NodeJS.ProcessEnv = { ...process.env, BEAM_URL: shared.url, BEAM_HOST: url.host };
+  if (env['PORT'] === undefined || env['PORT'] === '') env['PORT'] = String(port);
+  const [file, ...args] = command as [string, ...string[]];
+  child = spawn(file, args, { stdio: json ? ['inherit', 2, 'inherit'] : 'inherit', env });
+  child.once('spawn', () => out.emit({ event: 'started', command: command.join(' '), pid: child?.pid }));
+  child.once('error', (err: NodeJS.ErrnoException) => {
+    if (exitCode !== undefined) return;
+    exitCode = err.code === 'ENOENT' ? 127 : 126;
+    out.emit({ event: 'error', code: 'BEAM_ERR_BAD_OPTION', message: `${file}: ${err.code === 'ENOENT' ? 'command not found' : (err.code ?? err.message)}` });
+    void finish(exitCode);
+  });
+  child.once('exit', (code, signal) => {
+    if (exitCode !== undefined) return;
+    // A command killed by a signal exits 128 + its number, as a shell reports it.
+    exitCode = code ?? 128 + (signal ? (osConstants.signals[signal] ?? 0) : 0);
+    out.emit({ event: 'exited', code: exitCode, ...(signal ? { signal } : {}) });
+    void finish(exitCode);
+  });
 }
 
 /** `beam` with no port: the dev server package.json declares, or the one listening. */

@@ -33,10 +33,10 @@ function fail(err: unknown, json: boolean): never {
 /** A repeatable flag: each use adds one value. */
 const collect = (value: string, previous: string[]): string[] => [...previous, value];
 
-function httpCommand(cmd: Command): Command {
+function httpCommand(cmd: Command, embeddedPort = true): Command {
+  cmd.option('--server <url>', 'Beam server to register with (env BEAM_SERVER); default: an embedded server in this process');
+  if (embeddedPort) cmd.option('--port <port>', `port of the embedded server (default ${DEFAULT_EMBEDDED_PORT}, else the next free one; 0: any free one)`);
   return cmd
-    .option('--server <url>', 'Beam server to register with (env BEAM_SERVER); default: an embedded server in this process')
-    .option('--port <port>', `port of the embedded server (default ${DEFAULT_EMBEDDED_PORT}, else the next free one; 0: any free one)`)
     .option('--name <name>', 'share name to ask for (default: a random adjective-noun-NNN)')
     .option('--token <token>', 'agent token, for a server started with --token-file')
     .option('--json', 'print newline-delimited JSON events on stdout')
@@ -75,7 +75,9 @@ export function program(): Command {
     )
     .argument('[port]', 'local port (or host:port) to share over HTTP')
     .option('--dev-ports <ports>', `with no port: where to look for a listening dev server, comma-separated (default ${COMMON_DEV_PORTS.join(',')})`)
-    .version(BEAM_VERSION, '-V, --version', "print Beam's version");
+    .version(BEAM_VERSION, '-V, --version', "print Beam's version")
+    // The root's options come before a command's name; `beam run` passes what follows its command through.
+    .enablePositionalOptions();
   httpCommand(root).action(async (port: string | undefined, flags: HttpFlags) => {
     await commands()
       .then((c) => (port ? c.runHttp(port, flags) : c.runDetected(flags)))
@@ -106,6 +108,19 @@ export function program(): Command {
   ).action(async (target: string, flags: HttpFlags) => {
     await commands()
       .then((c) => c.runHttp(target, flags, 'udp'))
+      .catch((err: unknown) => fail(err, Boolean(flags.json)));
+  });
+  httpCommand(
+    root
+      .command('run')
+      .description('share the port a command serves on: register first, then run it with BEAM_URL and BEAM_HOST set')
+      .argument('<command...>', 'the command and its arguments, after --: beam run -- npm run dev')
+      .option('--port <port>', "the port the command's server listens on (default: the one package.json's framework uses)")
+      .passThroughOptions(),
+    false,
+  ).action(async (command: string[], flags: HttpFlags) => {
+    await commands()
+      .then((c) => c.runRun(command, flags))
       .catch((err: unknown) => fail(err, Boolean(flags.json)));
   });
   root
@@ -216,7 +231,6 @@ beam.yml:
         .then((c) => c.runDoctor(flags))
         .catch((err: unknown) => fail(err, Boolean(flags.json)));
     });
-  root.enablePositionalOptions();
   // Every flag is also a BEAM_* variable (cli/env.ts), read before each command runs.
   root.hook('preAction', (_root, command) => {
     try {

@@ -24,6 +24,9 @@ export type CliEvent =
   | { event: 'origin-ready'; origin: string }
   | { event: 'detected'; framework: string; port: number; from: 'package.json' | 'listening' }
   | { event: 'reconnecting'; reason: string }
+  /** `beam run`: the command started, and the command exited (its code is Beam's). */
+  | { event: 'started'; command: string; pid: number | undefined }
+  | { event: 'exited'; code: number; signal?: string }
   | { event: 'error'; code: string; message: string }
   | { event: 'closed' };
 
@@ -100,6 +103,10 @@ export function describe(e: CliEvent): string | undefined {
       return `✓ ${e.origin} is up: the link serves it now.`;
     case 'detected':
       return e.from === 'package.json' ? `Detected ${e.framework} in package.json: port ${e.port}.` : `Found a server listening on port ${e.port}.`;
+    case 'started':
+      return `Running ${e.command} (BEAM_URL is set to the link)`;
+    case 'exited':
+      return `The command exited with code ${e.code}${e.signal ? ` (${e.signal})` : ''}.`;
     case 'reconnecting':
       return `! Lost the Beam server (${e.reason}); reconnecting...`;
     case 'error':
