@@ -8,6 +8,7 @@
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { DIRECT_PATH_TIMEOUT_MS, DIRECT_RETRY_MS, PATH_DEAD_MS } from '../../shared/constants.js';
 import { NetLab, type SideOptions, WAN_SERVER, WAN_SERVER_2 } from '../helpers/netlab.js';
@@ -45,6 +46,49 @@ try {
 } catch (err) {
   console.log(JSON.stringify({ error: String(err.cause?.message ?? err.message) }));
 }
+`;
+
+/** grpc-js, as a lab script imports it (a file URL: the lab's scripts run from no package). */
+const GRPC = JSON.stringify(pathToFileURL(path.join(ROOT, 'node_modules/@grpc/grpc-js/build/src/index.js')).href);
+const GRPC_SERVICE = `
+import grpcModule from ${GRPC};
+const grpc = grpcModule;
+const raw = (b) => b;
+const m = (name, requestStream, responseStream) => ({ path: '/lab.Test/' + name, requestStream, responseStream, requestSerialize: raw, requestDeserialize: raw, responseSerialize: raw, responseDeserialize: raw });
+const Service = { echo: m('Echo', false, false), stream: m('Stream', false, true), fail: m('Fail', false, false), hang: m('Hang', false, false) };
+`;
+/** A gRPC server on 127.0.0.1:3001 in the agent's host; prints {cancelled: true} when the hang call is cancelled. */
+const GRPC_SERVER = `${GRPC_SERVICE}
+const server = new grpc.Server();
+server.addService(Service, {
+  echo: (call, cb) => { const t = new grpc.Metadata(); t.set('x-len', String(call.request.length)); cb(null, call.request, t); },
+  stream: (call) => { for (let i = 0; i < 50; i++) call.write(Buffer.alloc(10000, i)); call.end(); },
+  fail: (call, cb) => cb({ code: grpc.status.NOT_FOUND, details: 'nope' }),
+  // Headers at once: the client cancels once it has them, so the cancel finds the call here.
+  hang: (call) => { call.on('cancelled', () => { console.log(JSON.stringify({ cancelled: true })); setTimeout(() => process.exit(0), 100); }); call.sendMetadata(new grpc.Metadata()); },
+});
+server.bindAsync('127.0.0.1:3001', grpc.ServerCredentials.createInsecure(), () => {});
+`;
+/** A gRPC client in the visitor's host: each call type once; prints one line of what it saw. */
+const GRPC_CLIENT = (address: string): string => `${GRPC_SERVICE}
+import { randomBytes } from 'node:crypto';
+const Client = grpc.makeGenericClientConstructor(Service, 'Test');
+const client = new Client(${JSON.stringify(address)}, grpc.credentials.createInsecure());
+const payload = randomBytes(1024 * 1024);
+const out = {};
+await new Promise((resolve) => {
+  const call = client.echo(payload, (err, value) => { out.echoed = !err && Buffer.compare(value, payload) === 0; });
+  call.on('status', (s) => { out.trailer = s.metadata.get('x-len')[0] === String(payload.length); resolve(); });
+});
+out.streamed = 0;
+for await (const msg of client.stream(Buffer.alloc(0))) if (msg.length === 10000 && msg[0] === out.streamed % 256) out.streamed++;
+await new Promise((resolve) => client.fail(Buffer.alloc(0), (err) => { out.status = err?.code; out.details = err?.details; resolve(); }));
+await new Promise((resolve) => {
+  const call = client.hang(Buffer.alloc(0), (err) => { out.cancelled = err?.code; resolve(); });
+  call.on('metadata', () => call.cancel());
+});
+console.log(JSON.stringify(out));
+client.close();
 `;
 
 interface Scenario {
@@ -186,6 +230,34 @@ describe('NAT lab', () => {
     expect(r['hash']).toBe(s.originHash);
     const agentSession = await s.agent.waitFor((e) => e.event === 'session' && e['visitor'] === 'cli');
     expect(agentSession['path']).toBe('turn');
+  });
+
+  it('gRPC on TURN: a grpc-js server behind one symmetric NAT, a grpc-js client through beam connect behind the other (--relay never)', async () => {
+    const s = await scenario({ nat: 'symmetric' }, { nat: 'symmetric' }, 1024, ['--relay', 'never']);
+    const l = s.lab;
+    // The gRPC server in the agent's host: echo (with trailing metadata), a stream, an error status, and a call that waits to be cancelled.
+    const cancelled = new Promise<void>((resolve, reject) => {
+      l.node(l.ha, GRPC_SERVER, (line) => {
+        if (line['cancelled']) resolve();
+      }).catch(reject);
+    });
+    const agent = new BeamProcess(
+      ['http', '3001', '--app-protocol', 'http2', '--server', SERVER, '--json', '--relay', 'never', '--no-inspect'],
+      {},
+      { netns: l.ha },
+    );
+    const link = (await agent.waitFor('ready'))['link'] as string;
+    const visitor = new BeamProcess(['connect', link, '--server', SERVER, '--port', '8081', '--json', '--relay', 'never'], {}, { netns: l.hb });
+    const destroy = l.destroy.bind(l);
+    l.destroy = () => {
+      for (const p of [visitor, agent]) void p.kill('SIGKILL');
+      destroy();
+    };
+    expect((await visitor.waitFor('session'))['path']).toBe('turn');
+    await visitor.waitFor('ready');
+    const [result] = await l.node(l.hb, GRPC_CLIENT('127.0.0.1:8081'));
+    expect(result).toMatchObject({ echoed: true, trailer: true, streamed: 50, status: 5, details: 'nope', cancelled: 1 });
+    await cancelled;
   });
 
   it('on TURN while no direct pair can form; once one can, the session moves to direct by itself, byte-exact on both', async () => {
