@@ -6,9 +6,9 @@
  * CONTINUATION and SETTINGS floods, oversized header lists); and https
  * origins, refused unless trusted.
  */
-import { execFile } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import http2 from 'node:http2';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
@@ -353,10 +353,11 @@ describe('https origins', () => {
   let certs: TestCertificates;
   let httpsOrigin: https.Server;
   let h2Origin: http2.Http2SecureServer;
+  /** A development server's certificate: self-signed, for 127.0.0.1. */
+  let selfSigned: https.Server;
 
   beforeAll(async () => {
     certs = makeCertificates('origin.test');
-    const { readFileSync } = await import('node:fs');
     const tls = { cert: readFileSync(certs.certFile), key: readFileSync(certs.keyFile) };
     httpsOrigin = https.createServer(tls, (req, res) => {
       req.resume();
@@ -366,12 +367,38 @@ describe('https origins', () => {
       req.resume();
       res.end(`h2 ${req.url} over ${req.httpVersion}`);
     });
+    const dir = mkdtempSync(path.join(tmpdir(), 'beam-self-signed-'));
+    execFileSync('openssl', [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:P-256',
+      '-nodes',
+      '-days',
+      '2',
+      '-subj',
+      '/CN=127.0.0.1',
+      '-addext',
+      'subjectAltName=IP:127.0.0.1',
+      '-keyout',
+      path.join(dir, 'key.pem'),
+      '-out',
+      path.join(dir, 'cert.pem'),
+    ]);
+    selfSigned = https.createServer({ cert: readFileSync(path.join(dir, 'cert.pem')), key: readFileSync(path.join(dir, 'key.pem')) }, (req, res) => {
+      req.resume();
+      res.end(`self-signed ${req.url}`);
+    });
+    await new Promise<void>((resolve) => selfSigned.listen(0, '127.0.0.1', resolve));
     await new Promise<void>((resolve) => httpsOrigin.listen(0, '127.0.0.1', resolve));
     await new Promise<void>((resolve) => h2Origin.listen(0, '127.0.0.1', resolve));
   });
   afterAll(() => {
     httpsOrigin?.close();
     h2Origin?.close();
+    selfSigned?.close();
   });
 
   async function through(target: string, extra: string[]): Promise<{ status: number; body: string; code: string | undefined }> {
@@ -397,10 +424,18 @@ describe('https origins', () => {
     expect(r.body).toContain('--origin-ca');
   });
 
-  it('--origin-ca <file> trusts its authority; --origin-insecure takes it unchecked', async () => {
+  it('--origin-ca <file> trusts its authority', async () => {
     const port = (httpsOrigin.address() as AddressInfo).port;
     expect(await through(`https://127.0.0.1:${port}`, ['--origin-ca', certs.caFile])).toEqual({ status: 200, body: 'secure /page over 1.1', code: undefined });
-    expect(await through(`https://127.0.0.1:${port}`, ['--origin-insecure'])).toEqual({ status: 200, body: 'secure /page over 1.1', code: undefined });
+  });
+
+  it('a self-signed development server: refused by default, served with --origin-insecure', async () => {
+    const port = (selfSigned.address() as AddressInfo).port;
+    const refused = await through(`https://127.0.0.1:${port}`, []);
+    expect(refused.status).toBe(502);
+    expect(refused.code).toBe('BEAM_ERR_ORIGIN_TLS');
+    expect(refused.body).toContain('--origin-insecure');
+    expect(await through(`https://127.0.0.1:${port}`, ['--origin-insecure'])).toEqual({ status: 200, body: 'self-signed /page', code: undefined });
   });
 
   it('--app-protocol http2 on an https origin speaks h2 to it', async () => {
