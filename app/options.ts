@@ -1,4 +1,5 @@
 /** Decoders for command-line values: each returns a typed value or throws BEAM_ERR_BAD_OPTION saying what to type instead. */
+import { parseBasicCredentials } from '../peer-agent/access.js';
 import { BeamError } from '../shared/errors.js';
 import { RELAY_MODES, type RelayMode } from '../shared/signaling.js';
 import { ENGINE_NAMES, type EngineName } from '../transport/engine.js';
@@ -83,12 +84,7 @@ export function parseRelayMode(value: string): RelayMode {
 }
 
 /** `--auth user:pass`. */
-export function parseBasicAuth(value: string): { user: string; pass: string } {
-  const colon = value.indexOf(':');
-  if (colon < 1 || colon === value.length - 1)
-    throw new BeamError('BEAM_ERR_BAD_OPTION', '--auth must be user:password (e.g. --auth alice:s3cret), both non-empty');
-  return { user: value.slice(0, colon), pass: value.slice(colon + 1) };
-}
+export const parseBasicAuth = parseBasicCredentials;
 
 /** A whole number from 1, e.g. --max-visitors. */
 export function parseCount(value: string, what: string): number {

@@ -14,6 +14,7 @@ import { Agent, type SessionInfo } from '../peer-agent/agent.js';
 import { parseHeaderRules } from '../peer-agent/header-rules.js';
 import { Inspector } from '../peer-agent/inspect.js';
 import { type InspectorServer, startInspectorServer } from '../peer-agent/inspector-server.js';
+import { compilePolicy, type PolicyRuleOptions } from '../peer-agent/policy.js';
 import { parseWebhookVerifier } from '../peer-agent/webhooks.js';
 import { DEFAULT_EMBEDDED_PORT, EMBEDDED_PORT_ATTEMPTS, LOCAL_CA_PATH, SECRET_PARAM } from '../shared/constants.js';
 import { BeamError } from '../shared/errors.js';
@@ -79,6 +80,13 @@ export interface ShareOptions {
   responseHeaderAdd?: string[] | undefined;
   /** Header names removed from every response. */
   responseHeaderRemove?: string[] | undefined;
+  /**
+   * Rules the agent runs in order after the options above, on every path:
+   * each may match a path prefix and methods, and allows or denies by
+   * address, asks for basic auth, limits the rate, denies, redirects, or
+   * changes headers (peer-agent/policy.ts; beam.yml `policy:`).
+   */
+  policy?: PolicyRuleOptions[] | undefined;
   /** Every request must carry a valid webhook signature: github, stripe, slack, standard, or hmac (with `verifyWebhookHeader`). */
   verifyWebhook?: string | undefined;
   /** The signing secret the sender shows. */
@@ -235,6 +243,8 @@ export async function share(options: ShareOptions): Promise<Share> {
       throw new BeamError('BEAM_ERR_BAD_OPTION', `--origin-ca ${options.originCa} holds no PEM certificate`);
   }
   const headerRules = parseHeaderRules(options);
+  const policy = options.policy !== undefined && options.policy.length > 0 ? compilePolicy(options.policy) : undefined;
+  if (policy && kind !== 'http') throw new BeamError('BEAM_ERR_BAD_OPTION', `a policy is for HTTP shares, not ${kind}`);
   if (options.verifyWebhook === undefined && (options.verifyWebhookSecret !== undefined || options.verifyWebhookHeader !== undefined))
     throw new BeamError('BEAM_ERR_BAD_OPTION', '--verify-webhook-secret and --verify-webhook-header go with --verify-webhook <provider>');
   const webhook =
@@ -309,6 +319,7 @@ export async function share(options: ShareOptions): Promise<Share> {
         originProtocol: { appProtocol, ca: originCa, insecure: options.originInsecure === true },
         headerRules,
         webhook,
+        policy,
         relay,
         kind,
         secret,

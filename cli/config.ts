@@ -21,14 +21,16 @@
  * name, private, auth, allow-ip, deny-ip, rate-limit, max-visitors, relay,
  * host-header, origin-timeout, app-protocol, origin-ca, origin-insecure, and
  * the header rules request-header-add, request-header-remove,
- * response-header-add and response-header-remove (lists). Unknown keys are errors, so a typo never passes silently.
+ * response-header-add and response-header-remove (lists), and `policy:`
+ * (peer-agent/policy.ts), rules in order. Unknown keys are errors, so a typo never passes silently.
  */
 import { readFile } from 'node:fs/promises';
 import * as v from 'valibot';
 import { parseDocument } from 'yaml';
 import { parseTarget } from '../app/options.js';
 import type { ShareOptions } from '../app/share.js';
-import { MAX_CONFIG_BYTES, MAX_CONFIG_SHARES } from '../shared/constants.js';
+import { compilePolicy } from '../peer-agent/policy.js';
+import { MAX_CONFIG_BYTES, MAX_CONFIG_SHARES, MAX_POLICY_RULES } from '../shared/constants.js';
 import { describeIssue } from '../shared/decode.js';
 import { BeamError } from '../shared/errors.js';
 import { RELAY_MODES, type ShareKind } from '../shared/signaling.js';
@@ -49,6 +51,24 @@ const list = v.pipe(
   v.union([v.string(), v.array(v.string())]),
   v.transform((x) => (Array.isArray(x) ? x : x.split(/[\s,]+/).filter(Boolean))),
 );
+
+const headerList = v.optional(v.array(v.string()));
+/** A policy rule (peer-agent/policy.ts); compilePolicy then checks what a schema can't (one action a rule, the values). */
+const PolicyRuleSchema = v.strictObject({
+  name: v.optional(v.string()),
+  path: v.optional(v.string()),
+  methods: v.optional(v.array(v.string())),
+  'allow-ip': v.optional(list),
+  'deny-ip': v.optional(list),
+  auth: v.optional(v.string()),
+  'rate-limit': v.optional(v.string()),
+  deny: v.optional(v.union([v.literal(true), v.pipe(v.number(), v.integer())])),
+  redirect: v.optional(v.union([v.string(), v.strictObject({ to: v.string(), status: v.optional(v.pipe(v.number(), v.integer())) })])),
+  'request-header-add': headerList,
+  'request-header-remove': headerList,
+  'response-header-add': headerList,
+  'response-header-remove': headerList,
+});
 
 const ShareSchema = v.pipe(
   v.strictObject({
@@ -75,6 +95,7 @@ const ShareSchema = v.pipe(
     'verify-webhook': v.optional(v.picklist(['github', 'stripe', 'slack', 'standard', 'hmac'])),
     'verify-webhook-secret': v.optional(v.string()),
     'verify-webhook-header': v.optional(v.string()),
+    policy: v.optional(v.pipe(v.array(PolicyRuleSchema), v.maxLength(MAX_POLICY_RULES))),
   }),
   v.check((s) => [s.http, s.tcp, s.udp].filter((t) => t !== undefined).length === 1, 'each share needs exactly one of http, tcp or udp (a port or host:port)'),
 );
@@ -125,6 +146,15 @@ export function parseConfig(text: string, file: string): Config {
     throw new BeamError('BEAM_ERR_CONFIG', `${file}: ${where ?? '(top level)'}: ${message}`);
   }
   const c = parsed.output;
+  // What the schema can't say of a policy (one action a rule, its values), said now, before anything starts.
+  for (const [label, s] of Object.entries(c.shares)) {
+    if (!s.policy) continue;
+    try {
+      compilePolicy(s.policy);
+    } catch (err) {
+      throw new BeamError('BEAM_ERR_CONFIG', `${file}: shares.${label}.${(err as BeamError).detail ?? (err as Error).message}`);
+    }
+  }
   return {
     server: c.server,
     token: c.token,
@@ -156,6 +186,7 @@ export function parseConfig(text: string, file: string): Config {
           verifyWebhook: s['verify-webhook'],
           verifyWebhookSecret: s['verify-webhook-secret'],
           verifyWebhookHeader: s['verify-webhook-header'],
+          policy: s.policy,
         },
       };
     }),

@@ -97,6 +97,14 @@ export interface BasicCredentials {
   pass: string;
 }
 
+/** `user:pass` (--auth, a policy's auth): both non-empty, or BEAM_ERR_BAD_OPTION. */
+export function parseBasicCredentials(value: string): BasicCredentials {
+  const colon = value.indexOf(':');
+  if (colon < 1 || colon === value.length - 1)
+    throw new BeamError('BEAM_ERR_BAD_OPTION', '--auth must be user:password (e.g. --auth alice:s3cret), both non-empty');
+  return { user: value.slice(0, colon), pass: value.slice(colon + 1) };
+}
+
 /**
  * Checks HTTP basic auth against the share's `--auth` credentials. A match is
  * removed (the origin never sees the tunnel's password); a mismatch or none

@@ -12,11 +12,15 @@
  *   visitors  --max-visitors (gateway clients, by address)     503 BEAM_ERR_MAX_VISITORS
  *   rate      --rate-limit                                     429 BEAM_ERR_RATE_LIMITED
  *   auth      --auth basic credentials                         401 BEAM_ERR_UNAUTHORIZED
+ *   policy    the share's policy rules, in order (peer-agent/policy.ts): the same
+ *             refusals, 4xx/5xx BEAM_ERR_POLICY_DENIED, a redirect, header rules
  */
 import { type BeamError, ERRORS, type ErrorCode } from '../shared/errors.js';
 import { admit as admitSecret, type BasicCredentials, checkBasic, type IpRules, type RateLimit, stripSecret, type VisitorLimit } from './access.js';
 import { type Framing, framedHeaders, requestFraming } from './framing.js';
+import { type HeaderRules, requestHeaders } from './header-rules.js';
 import type { HeaderPairs } from './inspect.js';
+import { normalizedPath, type PolicyRule, ruleMatches } from './policy.js';
 
 export interface AdmissionPolicy {
   ipRules?: IpRules | undefined;
@@ -25,9 +29,12 @@ export interface AdmissionPolicy {
   visitorLimit?: VisitorLimit | undefined;
   /** The share is private: its secret is cut from every request, checked or not. */
   privateShare: boolean;
+  /** The share's policy (peer-agent/policy.ts), after the checks above. */
+  rules?: readonly PolicyRule[] | undefined;
 }
 
 export interface AdmissionRequest {
+  method: string;
   target: string;
   /** End-to-end headers, forwarding headers already dropped unless the gateway sent them. */
   headers: HeaderPairs;
@@ -50,9 +57,21 @@ export interface AdmissionRequest {
 export interface Refusal {
   code: ErrorCode;
   response?: { status: number; statusText: string; headers: HeaderPairs; body: string };
+  /** Not a refusal but the share's own answer (a policy's redirect): no beam-error, and the inspector shows it as a response. */
+  answer?: true;
 }
 
-export type Admission = { ok: true; target: string; headers: HeaderPairs; framing: Framing; setCookie: string | undefined } | { ok: false; refusal: Refusal };
+export type Admission =
+  | {
+      ok: true;
+      target: string;
+      headers: HeaderPairs;
+      framing: Framing;
+      setCookie: string | undefined;
+      /** Response header rules of the policy rules that matched, in order. */
+      responseRules: HeaderRules[];
+    }
+  | { ok: false; refusal: Refusal };
 
 /** A refusal with a body of its own: the registry's message, and what only this occurrence knows. */
 function refusal(code: ErrorCode, statusText: string, headers: HeaderPairs = [], detail?: string): Refusal {
@@ -101,5 +120,51 @@ export async function admit(request: AdmissionRequest, policy: AdmissionPolicy):
     if (!checked.ok) return refuse(refusal('BEAM_ERR_UNAUTHORIZED', 'Unauthorized', [['WWW-Authenticate', 'Basic realm="beam", charset="UTF-8"']]));
     headers = checked.headers;
   }
-  return { ok: true, target, headers, framing, setCookie };
+  const responseRules: HeaderRules[] = [];
+  for (const rule of policy.rules ?? []) {
+    if (!ruleMatches(rule, request.method, target)) continue;
+    const action = rule.action;
+    switch (action.kind) {
+      case 'ip':
+        if (!action.rules.allows(client)) return refuse({ code: 'BEAM_ERR_FORBIDDEN' });
+        break;
+      case 'auth': {
+        const checked = checkBasic(headers, action.credentials);
+        if (!checked.ok) return refuse(refusal('BEAM_ERR_UNAUTHORIZED', 'Unauthorized', [['WWW-Authenticate', 'Basic realm="beam", charset="UTF-8"']]));
+        headers = checked.headers;
+        break;
+      }
+      case 'rate': {
+        const key = request.trustForwarded ? `ip:${request.forwardedFor ?? '?'}` : (request.visitorKey ?? 'peer');
+        const waitMs = await action.limit.take(key);
+        if (waitMs > 0) return refuse(refusal('BEAM_ERR_RATE_LIMITED', 'Too Many Requests', [['Retry-After', String(Math.ceil(waitMs / 1000))]]));
+        break;
+      }
+      case 'deny': {
+        const denied = refusal('BEAM_ERR_POLICY_DENIED', 'Denied', [], rule.label);
+        return refuse({ ...denied, response: { ...(denied.response as NonNullable<Refusal['response']>), status: action.status, statusText: 'Denied' } });
+      }
+      case 'redirect':
+        return refuse({
+          code: 'BEAM_ERR_POLICY_DENIED',
+          answer: true,
+          response: {
+            status: action.status,
+            statusText: 'Redirect',
+            headers: [
+              ['Location', action.to],
+              ['Content-Type', 'text/plain; charset=utf-8'],
+            ],
+            body: `${action.to}\n`,
+          },
+        });
+      case 'headers': {
+        const context = { clientIp: client, path: normalizedPath(target) };
+        headers = requestHeaders(action.rules, headers, context);
+        if (action.rules.responseAdd.length > 0 || action.rules.responseRemove.size > 0) responseRules.push(action.rules);
+        break;
+      }
+    }
+  }
+  return { ok: true, target, headers, framing, setCookie, responseRules };
 }

@@ -34,6 +34,7 @@ import type { HeaderRules } from './header-rules.js';
 import type { Inspector } from './inspect.js';
 import { type Origin, OriginForwarder, type ReplayEdits } from './origin.js';
 import type { OriginProtocol } from './origin-io.js';
+import type { PolicyRule } from './policy.js';
 import { serveTcp } from './tcp.js';
 import { UdpForwarder } from './udp.js';
 import type { WebhookVerifier } from './webhooks.js';
@@ -60,6 +61,8 @@ export interface AgentOptions {
   resumeToken?: string;
   /** Default 'rewrite'. */
   hostHeader?: 'rewrite' | 'preserve';
+  /** The share's policy rules (peer-agent/policy.ts). */
+  policy?: readonly PolicyRule[] | undefined;
   /** --verify-webhook (peer-agent/webhooks.ts). */
   webhook?: WebhookVerifier | undefined;
   /** --request-header-add/remove, --response-header-add/remove (peer-agent/header-rules.ts). */
@@ -179,6 +182,7 @@ export class Agent extends EventEmitter<AgentEvents> {
         protocol: options.originProtocol,
         headerRules: options.headerRules,
         webhook: options.webhook,
+        policy: options.policy,
       },
     );
     this.sessionContext = this.makeSessionContext();

@@ -19,6 +19,7 @@ import { readWhole } from './framing.js';
 import { type HeaderRules, requestHeaders, responseHeaders } from './header-rules.js';
 import type { Capture, HeaderPairs, Inspector, RequestPath } from './inspect.js';
 import { forward, type Origin, OriginIo, type OriginProtocol, originRequest } from './origin-io.js';
+import type { PolicyRule } from './policy.js';
 import { type WebhookVerifier, webhookProblem } from './webhooks.js';
 import { serveWebSocket } from './websocket.js';
 
@@ -47,6 +48,8 @@ export interface OriginOptions {
   protocol?: OriginProtocol | undefined;
   /** --request-header-add/remove, --response-header-add/remove. */
   headerRules?: HeaderRules | undefined;
+  /** The share's policy rules (beam.yml `policy:`), run after the flags' checks. */
+  policy?: readonly PolicyRule[] | undefined;
   /** --verify-webhook: every request must carry a valid signature over its body. */
   webhook?: WebhookVerifier | undefined;
 }
@@ -168,6 +171,7 @@ export class OriginForwarder {
     };
     const admission = await admit(
       {
+        method: head.method,
         target: head.target,
         headers,
         body: head.body,
@@ -184,10 +188,23 @@ export class OriginForwarder {
         rateLimit: this.options.rateLimit,
         visitorLimit: this.options.visitorLimit,
         privateShare: private_,
+        rules: this.options.policy,
       },
     );
     if (!admission.ok) {
-      refuse(admission.refusal.code, admission.refusal.response);
+      const { refusal } = admission;
+      if (refusal.answer && refusal.response) {
+        // The share's own answer (a policy's redirect), not a refusal.
+        const { status, statusText, headers: answerHeaders, body } = refusal.response;
+        stream.write(encodeHead({ kind: 'response', status, statusText, headers: answerHeaders }));
+        stream.end(body);
+        stream.resume();
+        capture?.response(status, statusText, answerHeaders);
+        capture?.responseChunk(Buffer.from(body));
+        capture?.finish();
+        return;
+      }
+      refuse(refusal.code, refusal.response);
       return;
     }
     const { target, framing, setCookie } = admission;
@@ -261,7 +278,14 @@ export class OriginForwarder {
       requestId,
       path: context.path,
       capture,
-      rewriteResponse: rules ? (pairs: HeaderPairs) => responseHeaders(rules, pairs, ruleContext) : undefined,
+      rewriteResponse:
+        rules || admission.responseRules.length > 0
+          ? (pairs: HeaderPairs) => {
+              let out = rules ? responseHeaders(rules, pairs, ruleContext) : pairs;
+              for (const r of admission.responseRules) out = responseHeaders(r, out, ruleContext);
+              return out;
+            }
+          : undefined,
       preread,
     };
     // Upgrades (WebSocket) stay on HTTP/1.1, whatever the origin speaks otherwise.

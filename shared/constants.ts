@@ -120,6 +120,8 @@ export const MAX_HEADER_BYTES = 16 * 1024;
  * response only when the request head asks for trailers.
  */
 export const HTTP_HEAD_VERSION = 2;
+/** Rules in one share's policy (beam.yml): a policy is read per request, in order. */
+export const MAX_POLICY_RULES = 100;
 /** How far a signed webhook's timestamp may be from the agent's clock (Stripe's, Slack's and Standard Webhooks' own default). */
 export const WEBHOOK_TOLERANCE_S = 300;
 /**

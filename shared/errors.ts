@@ -23,6 +23,10 @@ export const ERRORS = {
     message:
       "The local server's TLS certificate was refused. Trust its authority with --origin-ca <file>, or for a self-signed development server pass --origin-insecure.",
   },
+  BEAM_ERR_POLICY_DENIED: {
+    status: 403,
+    message: "The share's policy does not let this request through. Ask the share's owner if you need it.",
+  },
   BEAM_ERR_WEBHOOK_SIGNATURE: {
     status: 401,
     message:

@@ -10,6 +10,7 @@ import { SECRET_COOKIE } from '../shared/constants.js';
 import { ERRORS } from '../shared/errors.js';
 
 const base: AdmissionRequest = {
+  method: 'GET',
   target: '/',
   headers: [['Host', 'x']],
   body: false,
@@ -23,7 +24,14 @@ const AUTH = `Basic ${Buffer.from('a:b').toString('base64')}`;
 
 describe('admit', () => {
   it('lets a plain request through unchanged, with its framing', async () => {
-    expect(await admit(base, open)).toEqual({ ok: true, target: '/', headers: [['Host', 'x']], framing: { kind: 'none' }, setCookie: undefined });
+    expect(await admit(base, open)).toEqual({
+      ok: true,
+      target: '/',
+      headers: [['Host', 'x']],
+      framing: { kind: 'none' },
+      setCookie: undefined,
+      responseRules: [],
+    });
   });
 
   it('refuses in order: framing, then Host, then address, secret, visitors, rate, credentials', async () => {
