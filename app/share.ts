@@ -15,6 +15,7 @@ import { parseHeaderRules } from '../peer-agent/header-rules.js';
 import { Inspector } from '../peer-agent/inspect.js';
 import { type InspectorServer, startInspectorServer } from '../peer-agent/inspector-server.js';
 import { compilePolicy, type PolicyRuleOptions } from '../peer-agent/policy.js';
+import type { SignIn } from '../peer-agent/sign-in.js';
 import { parseWebhookVerifier } from '../peer-agent/webhooks.js';
 import { DEFAULT_EMBEDDED_PORT, EMBEDDED_PORT_ATTEMPTS, LOCAL_CA_PATH, SECRET_PARAM } from '../shared/constants.js';
 import { BeamError } from '../shared/errors.js';
@@ -80,6 +81,18 @@ export interface ShareOptions {
   responseHeaderAdd?: string[] | undefined;
   /** Header names removed from every response. */
   responseHeaderRemove?: string[] | undefined;
+  /** Visitors sign in with this OpenID Connect provider first (its issuer URL); the agent runs the flow (peer-agent/sign-in.ts). */
+  oidc?: string | undefined;
+  /** A provider by name instead of `oidc`: 'google'. */
+  oauth?: string | undefined;
+  /** The client registered with the provider; its redirect URI is https://<share host>/.beam/oidc/callback. */
+  oidcClientId?: string | undefined;
+  oidcClientSecret?: string | undefined;
+  /** Default "openid email profile". */
+  oidcScopes?: string | undefined;
+  /** Only these verified e-mail addresses get in (with `oidcAllowDomain`: either list). Default: anyone who signs in. */
+  oidcAllowEmail?: string[] | undefined;
+  oidcAllowDomain?: string[] | undefined;
   /**
    * Rules the agent runs in order after the options above, on every path:
    * each may match a path prefix and methods, and allows or denies by
@@ -214,6 +227,40 @@ class ShareHandle extends EventEmitter<ShareEvents> implements Share {
   }
 }
 
+/** Providers `oauth` names: OpenID Connect issuers. */
+const OAUTH_ISSUERS: Record<string, string> = { google: 'https://accounts.google.com' };
+
+/** The sign-in a share's options ask for (discovered now, so a wrong issuer fails at start), or none. */
+async function startSignIn(options: ShareOptions, kind: ShareKind): Promise<SignIn | undefined> {
+  const asked = options.oidc !== undefined || options.oauth !== undefined;
+  if (!asked) {
+    if (options.oidcClientId || options.oidcClientSecret || options.oidcAllowEmail?.length || options.oidcAllowDomain?.length || options.oidcScopes)
+      throw new BeamError('BEAM_ERR_BAD_OPTION', 'the --oidc-* options go with --oidc <issuer-url> (or --oauth google)');
+    return undefined;
+  }
+  if (kind !== 'http') throw new BeamError('BEAM_ERR_BAD_OPTION', `sign-in is for HTTP shares, not ${kind}; a ${kind} share can use --private`);
+  if (options.oidc !== undefined && options.oauth !== undefined)
+    throw new BeamError('BEAM_ERR_BAD_OPTION', '--oidc and --oauth both name a provider: pick one');
+  let issuer = options.oidc;
+  if (options.oauth !== undefined) {
+    issuer = OAUTH_ISSUERS[options.oauth];
+    if (!issuer)
+      throw new BeamError(
+        'BEAM_ERR_BAD_OPTION',
+        `--oauth ${options.oauth}: the provider Beam knows is ${Object.keys(OAUTH_ISSUERS).join(', ')}; any other OpenID Connect provider works with --oidc <issuer-url>`,
+      );
+  }
+  const { SignIn } = await import('../peer-agent/sign-in.js');
+  return SignIn.start({
+    issuer: issuer as string,
+    clientId: options.oidcClientId ?? '',
+    clientSecret: options.oidcClientSecret,
+    scopes: options.oidcScopes,
+    allowEmails: options.oidcAllowEmail,
+    allowDomains: options.oidcAllowDomain,
+  });
+}
+
 /** Shares a local port; resolves once the share is registered, or rejects with a BeamError. */
 export async function share(options: ShareOptions): Promise<Share> {
   const kind = options.kind ?? 'http';
@@ -243,6 +290,7 @@ export async function share(options: ShareOptions): Promise<Share> {
       throw new BeamError('BEAM_ERR_BAD_OPTION', `--origin-ca ${options.originCa} holds no PEM certificate`);
   }
   const headerRules = parseHeaderRules(options);
+  const signIn = await startSignIn(options, kind);
   const policy = options.policy !== undefined && options.policy.length > 0 ? compilePolicy(options.policy) : undefined;
   if (policy && kind !== 'http') throw new BeamError('BEAM_ERR_BAD_OPTION', `a policy is for HTTP shares, not ${kind}`);
   if (options.verifyWebhook === undefined && (options.verifyWebhookSecret !== undefined || options.verifyWebhookHeader !== undefined))
@@ -320,6 +368,7 @@ export async function share(options: ShareOptions): Promise<Share> {
         headerRules,
         webhook,
         policy,
+        signIn,
         relay,
         kind,
         secret,

@@ -56,6 +56,13 @@ export interface HttpFlags extends CommonFlags {
   requestHeaderRemove?: string[] | string;
   responseHeaderAdd?: string[] | string;
   responseHeaderRemove?: string[] | string;
+  oidc?: string;
+  oauth?: string;
+  oidcClientId?: string;
+  oidcClientSecret?: string;
+  oidcScopes?: string;
+  oidcAllowEmail?: string[];
+  oidcAllowDomain?: string[];
   verifyWebhook?: string;
   verifyWebhookSecret?: string;
   verifyWebhookHeader?: string;
@@ -166,6 +173,13 @@ function shareOptions(target: string, flags: HttpFlags, kind: ShareKind, embedde
     requestHeaderRemove: lines(flags.requestHeaderRemove),
     responseHeaderAdd: lines(flags.responseHeaderAdd),
     responseHeaderRemove: lines(flags.responseHeaderRemove),
+    oidc: flags.oidc,
+    oauth: flags.oauth,
+    oidcClientId: flags.oidcClientId,
+    oidcClientSecret: flags.oidcClientSecret,
+    oidcScopes: flags.oidcScopes,
+    oidcAllowEmail: flags.oidcAllowEmail,
+    oidcAllowDomain: flags.oidcAllowDomain,
     verifyWebhook: flags.verifyWebhook,
     verifyWebhookSecret: flags.verifyWebhookSecret,
     verifyWebhookHeader: flags.verifyWebhookHeader,

@@ -26,6 +26,8 @@ export interface ServerRoutes {
   doctor: () => { stun: string[]; turn: boolean; stunPort?: number };
   /** A local certificate authority's certificate (beam --tls), offered at LOCAL_CA_PATH. */
   caCert: Buffer | undefined;
+  /** Whether a share's visitors sign in (--oidc): its browsers get the app from the gateway, top-level, not the peer-to-peer page. */
+  signsIn?: ((share: string) => Promise<boolean>) | undefined;
 }
 
 /** Liveness and readiness, at /healthz and /readyz on the server's own host and at /.beam/… on any host. */
@@ -80,7 +82,16 @@ export function serverRoutes(r: ServerRoutes): {
       if (req.url?.startsWith(BROWSER_ASSET_PATH) && r.browser.serveAsset(req, res)) return;
       const share = r.gateway.route(req.headers.host);
       if (share && BrowserClient.isNavigation(req)) {
-        r.browser.serveBootstrap(req, res, share);
+        const browser = r.browser;
+        if (!r.signsIn) {
+          browser.serveBootstrap(req, res, share);
+          return;
+        }
+        // A share whose visitors sign in: the provider's pages and the session cookie need the top-level page, so the gateway serves it.
+        void r.signsIn(share).then(
+          (signsIn) => (signsIn ? r.gateway.handleRequest(req, res) : browser.serveBootstrap(req, res, share)),
+          () => browser.serveBootstrap(req, res, share),
+        );
         return;
       }
     }

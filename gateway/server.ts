@@ -312,6 +312,7 @@ export async function startBeamServer(components: { engine: WebRtcEngine; logger
     readiness: () => (draining ? 'draining' : pool.connected && (!redis || redis.status === 'ready') ? 'ok' : 'not ready'),
     doctor: () => ({ stun: options.ice?.stun ?? [], turn: (options.ice?.turn.length ?? 0) > 0, ...(stun ? { stunPort: stun.port } : {}) }),
     caCert: options.caCert,
+    signsIn: (share) => signaling.signsIn(share),
   });
   for (const entry of internal ? [server, internal] : [server]) {
     entry.on('request', onRequest);

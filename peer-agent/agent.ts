@@ -35,6 +35,7 @@ import type { Inspector } from './inspect.js';
 import { type Origin, OriginForwarder, type ReplayEdits } from './origin.js';
 import type { OriginProtocol } from './origin-io.js';
 import type { PolicyRule } from './policy.js';
+import type { SignIn } from './sign-in.js';
 import { serveTcp } from './tcp.js';
 import { UdpForwarder } from './udp.js';
 import type { WebhookVerifier } from './webhooks.js';
@@ -61,6 +62,8 @@ export interface AgentOptions {
   resumeToken?: string;
   /** Default 'rewrite'. */
   hostHeader?: 'rewrite' | 'preserve';
+  /** --oidc (peer-agent/sign-in.ts): the agent tells the server, whose gateway then serves browsers itself (sign-in needs a top-level page). */
+  signIn?: SignIn | undefined;
   /** The share's policy rules (peer-agent/policy.ts). */
   policy?: readonly PolicyRule[] | undefined;
   /** --verify-webhook (peer-agent/webhooks.ts). */
@@ -183,6 +186,7 @@ export class Agent extends EventEmitter<AgentEvents> {
         headerRules: options.headerRules,
         webhook: options.webhook,
         policy: options.policy,
+        signIn: options.signIn,
       },
     );
     this.sessionContext = this.makeSessionContext();
@@ -215,6 +219,7 @@ export class Agent extends EventEmitter<AgentEvents> {
           kind: this.options.kind ?? 'http',
           private: this.options.secret !== undefined,
           http: HTTP_HEAD_VERSION,
+          ...(this.options.signIn ? { signIn: true } : {}),
           ...(this.options.token !== undefined ? { token: this.options.token } : {}),
         },
         'agent',

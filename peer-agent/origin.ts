@@ -20,6 +20,7 @@ import { type HeaderRules, requestHeaders, responseHeaders } from './header-rule
 import type { Capture, HeaderPairs, Inspector, RequestPath } from './inspect.js';
 import { forward, type Origin, OriginIo, type OriginProtocol, originRequest } from './origin-io.js';
 import type { PolicyRule } from './policy.js';
+import type { SignIn } from './sign-in.js';
 import { type WebhookVerifier, webhookProblem } from './webhooks.js';
 import { serveWebSocket } from './websocket.js';
 
@@ -48,6 +49,8 @@ export interface OriginOptions {
   protocol?: OriginProtocol | undefined;
   /** --request-header-add/remove, --response-header-add/remove. */
   headerRules?: HeaderRules | undefined;
+  /** --oidc: visitors sign in with a provider first (peer-agent/sign-in.ts). */
+  signIn?: SignIn | undefined;
   /** The share's policy rules (beam.yml `policy:`), run after the flags' checks. */
   policy?: readonly PolicyRule[] | undefined;
   /** --verify-webhook: every request must carry a valid signature over its body. */
@@ -146,12 +149,12 @@ export class OriginForwarder {
     const private_ = secret !== undefined || this.options.privateShare === true;
     const capture = this.inspector ? this.record(head.method, head.target, headers, private_, context, forwardedFor) : undefined;
     /** Beam answers instead of the origin: an error head, or a response of its own. */
-    const refuse = (code: ErrorCode, response?: { status: number; statusText: string; headers: HeaderPairs; body: string }): void => {
+    const refuse = (code: ErrorCode, response?: { status: number; statusText: string; headers: HeaderPairs; body: string }, detail?: string): void => {
       if (response) {
         stream.write(encodeHead({ kind: 'response', ...response, headers: [...response.headers, ['beam-error', code]] }));
         stream.end(response.body);
       } else {
-        stream.end(encodeHead({ kind: 'error', code }));
+        stream.end(encodeHead({ kind: 'error', code, ...(detail ? { detail: detail.slice(0, 1000) } : {}) }));
       }
       stream.resume();
       capture?.fail(code, response?.status ?? ERRORS[code].status);
@@ -191,17 +194,20 @@ export class OriginForwarder {
         rules: this.options.policy,
       },
     );
+    /** The share's own answer (a policy's redirect, a sign-in step), not a refusal. */
+    const answer = (status: number, statusText: string, answerHeaders: HeaderPairs, body: string): void => {
+      stream.write(encodeHead({ kind: 'response', status, statusText, headers: answerHeaders }));
+      stream.end(body);
+      stream.resume();
+      capture?.response(status, statusText, answerHeaders);
+      capture?.responseChunk(Buffer.from(body));
+      capture?.finish();
+    };
     if (!admission.ok) {
       const { refusal } = admission;
       if (refusal.answer && refusal.response) {
-        // The share's own answer (a policy's redirect), not a refusal.
         const { status, statusText, headers: answerHeaders, body } = refusal.response;
-        stream.write(encodeHead({ kind: 'response', status, statusText, headers: answerHeaders }));
-        stream.end(body);
-        stream.resume();
-        capture?.response(status, statusText, answerHeaders);
-        capture?.responseChunk(Buffer.from(body));
-        capture?.finish();
+        answer(status, statusText, answerHeaders, body);
         return;
       }
       refuse(refusal.code, refusal.response);
@@ -216,6 +222,24 @@ export class OriginForwarder {
     if (head.upgrade) {
       const upgrade = head.headers.find(([k]) => k.toLowerCase() === 'upgrade');
       if (upgrade) headers.push(['Connection', 'Upgrade'], ['Upgrade', upgrade[1]]);
+    }
+    // Sign-in (--oidc): the agent's own flow, on the share's host as the visitor's browser sees it.
+    const signIn = this.options.signIn;
+    if (signIn) {
+      const proto = trustForwarded ? headers.find(([k]) => k.toLowerCase() === 'x-forwarded-proto')?.[1] : undefined;
+      const forwardedHost = trustForwarded ? headers.find(([k]) => k.toLowerCase() === 'x-forwarded-host')?.[1] : undefined;
+      // Only the server's gateway says where the browser is: a peer-to-peer visitor has no browser to send to the provider.
+      const base = forwardedHost && (proto === 'http' || proto === 'https') ? { scheme: proto as 'http' | 'https', host: forwardedHost } : undefined;
+      const outcome = await signIn.handle({ method: head.method, target, headers, base });
+      if (outcome.kind === 'refuse') {
+        refuse(outcome.code, undefined, outcome.detail);
+        return;
+      }
+      if (outcome.kind === 'answer') {
+        answer(outcome.status, outcome.status === 302 ? 'Found' : 'OK', outcome.headers, outcome.body);
+        return;
+      }
+      headers = outcome.headers;
     }
     // A signed webhook: the body is read whole and its signature checked before the origin sees anything.
     let preread: Buffer | undefined;

@@ -120,6 +120,10 @@ export const MAX_HEADER_BYTES = 16 * 1024;
  * response only when the request head asks for trailers.
  */
 export const HTTP_HEAD_VERSION = 2;
+/** How long a signed-in visitor stays signed in to a share (`--oidc`): a working day and then some. */
+export const SIGN_IN_SESSION_MS = 12 * 60 * 60 * 1000;
+/** How long a sign-in may take, from the redirect to the provider to its callback. */
+export const SIGN_IN_FLOW_MS = 10 * 60 * 1000;
 /** Rules in one share's policy (beam.yml): a policy is read per request, in order. */
 export const MAX_POLICY_RULES = 100;
 /** How far a signed webhook's timestamp may be from the agent's clock (Stripe's, Slack's and Standard Webhooks' own default). */

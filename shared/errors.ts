@@ -23,6 +23,14 @@ export const ERRORS = {
     message:
       "The local server's TLS certificate was refused. Trust its authority with --origin-ca <file>, or for a self-signed development server pass --origin-insecure.",
   },
+  BEAM_ERR_SIGN_IN_REQUIRED: {
+    status: 401,
+    message: 'This share asks visitors to sign in, which takes a browser. Open its link in one, or ask its owner for --auth for scripts.',
+  },
+  BEAM_ERR_SIGN_IN_FAILED: {
+    status: 400,
+    message: 'Signing in did not complete (it was not started here, took too long, or the provider refused it). Open the link again to start over.',
+  },
   BEAM_ERR_POLICY_DENIED: {
     status: 403,
     message: "The share's policy does not let this request through. Ask the share's owner if you need it.",

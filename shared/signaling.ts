@@ -62,6 +62,8 @@ export const HandshakeSchema = v.object({
   token: v.optional(text(256, 1)),
   /** The HTTP head codec an agent speaks (HTTP_HEAD_VERSION); absent is 1. */
   http: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(255))),
+  /** The agent's visitors sign in (--oidc): browsers need top-level pages from the gateway, not the peer-to-peer page. */
+  signIn: v.optional(v.boolean()),
 });
 export type Handshake = v.InferOutput<typeof HandshakeSchema>;
 

@@ -77,6 +77,8 @@ export interface ConnectionData {
   private: boolean;
   /** An agent's HTTP head codec version. */
   http: number | undefined;
+  /** An agent whose visitors sign in. */
+  signIn: boolean;
   /** The client's address (the proxy's view of it with trustProxy). */
   address: string;
   /** With --token-file: the id of the agent's token. */
@@ -249,6 +251,7 @@ export class SignalingCore {
       shareKind: hs.kind ?? 'http',
       private: hs.private ?? false,
       http: hs.http,
+      signIn: hs.signIn === true,
       address,
       tokenId,
       host,
@@ -279,7 +282,7 @@ export class SignalingCore {
       const owner = tokens.reservedBy(req.name);
       if (owner !== undefined && owner !== data.tokenId) throw new BeamError('BEAM_ERR_NAME_RESERVED', `"${req.name.toLowerCase()}"`);
     }
-    const agentInfo = { peerId: data.peerId ?? '', relay: data.relay, kind: data.shareKind, private: data.private, http: data.http };
+    const agentInfo = { peerId: data.peerId ?? '', relay: data.relay, kind: data.shareKind, private: data.private, http: data.http, signIn: data.signIn };
     let claim = await this.registry.claim(conn, req.name, req.resumeToken, agentInfo, req.heldOnly === true).catch(async (err: unknown) => {
       throw await this.explainTaken(err, req.name);
     });
@@ -539,6 +542,11 @@ export class SignalingCore {
   /** Who a live session's visitor is (the server's own gateway, a browser, a CLI); undefined when it has ended. */
   sessionKind(sessionId: string): VisitorKind | undefined {
     return this.sessions.get(sessionId)?.kind;
+  }
+
+  /** Whether a live share's visitors sign in (--oidc); false for an unknown name. */
+  async signsIn(share: string): Promise<boolean> {
+    return (await this.registry.agentOf(share))?.signIn === true;
   }
 
   /** Live shares, for metrics. */

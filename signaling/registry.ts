@@ -23,6 +23,8 @@ export interface AgentInfo {
   private: boolean;
   /** The HTTP head codec it speaks; absent is 1. */
   http?: number | undefined;
+  /** Its visitors sign in (--oidc). */
+  signIn?: boolean | undefined;
 }
 
 export interface ShareRegistry {

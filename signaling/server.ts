@@ -77,6 +77,11 @@ export class SignalingServer {
     return this.core.redeemRelayToken(sessionId, role, token);
   }
 
+  /** Whether a live share's visitors sign in (--oidc): its browsers get pages from the gateway, not the peer-to-peer page. */
+  signsIn(share: string): Promise<boolean> {
+    return this.core.signsIn(share);
+  }
+
   /** Live shares, for metrics. */
   shareCount(): Promise<number> {
     return this.core.shareCount();
