@@ -6,6 +6,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { stripVTControlCharacters } from 'node:util';
 import type { Browser } from 'playwright-core';
 import { createLogger, createServer, type ViteDevServer } from 'vite';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -46,7 +47,8 @@ beforeAll(async () => {
   const logger = createLogger('info');
   const info = logger.info.bind(logger);
   logger.info = (msg, options) => {
-    printed.push(msg);
+    // Vite colours its lines when it thinks a terminal or CI reads them (picocolors and CI=true): the text, without the colour codes.
+    printed.push(stripVTControlCharacters(msg));
     const m = /Beam:\s+(\S+)/.exec(msg);
     if (m) linkPrinted(m[1] as string);
     info(msg, options);
