@@ -12,6 +12,7 @@
  * travelled. A rule that names one is refused at start.
  */
 import { BeamError } from '../shared/errors.js';
+import { HOP_BY_HOP } from '../shared/http-head.js';
 import type { HeaderPairs } from './inspect.js';
 
 export interface HeaderRules {
@@ -28,21 +29,8 @@ export interface HeaderRuleOptions {
   responseHeaderRemove?: readonly string[] | undefined;
 }
 
-/** Headers no rule may touch. */
-const RESERVED = new Set([
-  'connection',
-  'keep-alive',
-  'proxy-connection',
-  'proxy-authenticate',
-  'proxy-authorization',
-  'te',
-  'trailer',
-  'transfer-encoding',
-  'upgrade',
-  'content-length',
-  'host',
-  'x-request-id',
-]);
+/** Headers no rule may touch: hop-by-hop ones, the body's length, Host, and the request id Beam threads through. */
+const RESERVED: ReadonlySet<string> = new Set([...HOP_BY_HOP, 'content-length', 'host', 'x-request-id']);
 /** RFC 9110 section 5.1: a field name is a token. */
 const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}$/;
 /** RFC 9110 section 5.5: visible characters, spaces and tabs; no CR, LF or NUL. */

@@ -207,7 +207,7 @@ export const FORWARDING_HEADERS: ReadonlySet<string> = new Set([
 ]);
 
 /** Hop-by-hop headers (RFC 9110 section 7.6.1), never forwarded. */
-const HOP_BY_HOP = new Set([
+export const HOP_BY_HOP: ReadonlySet<string> = new Set([
   'connection',
   'keep-alive',
   'proxy-connection',

@@ -3,16 +3,15 @@
  * a module updates the page without a reload (hot module reload over Vite's
  * WebSocket, carried peer to peer), and the gateway proxies nothing.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import type { Browser } from 'playwright-core';
 import { createServer, type ViteDevServer } from 'vite';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { launchChromium } from '../helpers/browser.js';
 import { gatewayRequests } from '../helpers/http.js';
 import { type ServerHandle, startAgent, startServer } from '../helpers/procs.js';
+import { setMessage, writeViteApp } from '../helpers/vite-app.js';
 
 let dir: string;
 let vite: ViteDevServer;
@@ -20,22 +19,7 @@ let server: ServerHandle;
 let browser: Browser;
 
 beforeAll(async () => {
-  dir = mkdtempSync(path.join(tmpdir(), 'beam-vite-'));
-  writeFileSync(
-    path.join(dir, 'index.html'),
-    '<!doctype html><html><head><title>Vite app</title></head><body><p id="out"></p><script type="module" src="/main.js"></script></body></html>',
-  );
-  writeFileSync(path.join(dir, 'msg.js'), "export const msg = 'one';\n");
-  writeFileSync(
-    path.join(dir, 'main.js'),
-    [
-      "import { msg } from './msg.js';",
-      "document.getElementById('out').textContent = msg;",
-      'window.loads = (window.loads ?? 0) + 1;',
-      "if (import.meta.hot) import.meta.hot.accept('./msg.js', (m) => { document.getElementById('out').textContent = m.msg; });",
-      '',
-    ].join('\n'),
-  );
+  dir = writeViteApp('beam-vite-');
   vite = await createServer({
     root: dir,
     configFile: false,
@@ -70,7 +54,7 @@ describe('Vite through Beam in a browser', () => {
       await connected;
       const app = page.frames().find((f) => f !== page.mainFrame());
       expect(app).toBeDefined();
-      writeFileSync(path.join(dir, 'msg.js'), "export const msg = 'two';\n");
+      setMessage(dir, 'two');
       await expect.poll(() => frame.locator('#out').textContent(), { timeout: 20_000 }).toBe('two');
       // Hot: the page was not loaded again.
       expect(await app?.evaluate(() => (window as unknown as { loads: number }).loads)).toBe(1);

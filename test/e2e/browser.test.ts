@@ -19,7 +19,7 @@ import { launchChromium } from '../helpers/browser.js';
 import { startFaultProxy } from '../helpers/fault-proxy.js';
 import { type FixtureApp, startFixtureApp } from '../helpers/fixture-app.js';
 import { gatewayRequests, request } from '../helpers/http.js';
-import { BeamProcess, onPath, ROOT, type ServerHandle, startAgent, startServer } from '../helpers/procs.js';
+import { BeamProcess, onPath, ROOT, type ServerHandle, startAgent, startServer, tlsServe } from '../helpers/procs.js';
 import { makeCertificates } from '../helpers/tls.js';
 
 let app: FixtureApp;
@@ -357,22 +357,7 @@ describe('a share in a browser', () => {
 
   it('beam serve --tls-cert/--tls-key: https for a domain other than localhost, where the browser gets peer to peer; curl gets the app over https', async () => {
     const certs = makeCertificates('beam.test');
-    const tlsServer = new BeamProcess([
-      'serve',
-      '--port',
-      '0',
-      '--host',
-      '127.0.0.1',
-      '--domain',
-      'beam.test',
-      '--tls-cert',
-      certs.certFile,
-      '--tls-key',
-      certs.keyFile,
-      '--json',
-      '--log-level',
-      'warn',
-    ]);
+    const tlsServer = tlsServe('beam.test', certs);
     const ready = await tlsServer.waitFor('ready');
     const port = ready['port'] as number;
     expect(ready['url']).toBe(`https://beam.test:${port}`);

@@ -6,9 +6,9 @@
  * CONTINUATION and SETTINGS floods, oversized header lists); and https
  * origins, refused unless trusted.
  */
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import http2 from 'node:http2';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
@@ -19,8 +19,8 @@ import { H2_MAX_CONCURRENT_STREAMS } from '../../shared/constants.js';
 import { ErrorCode, Flag, FrameType, frame, headerBlock, RawH2, rstStream } from '../helpers/h2-frames.js';
 import { patternStream, sha256 } from '../helpers/http.js';
 import { type Origin, startOrigin } from '../helpers/origin.js';
-import { type AgentHandle, BeamProcess, type ServerHandle, startAgent, startServer } from '../helpers/procs.js';
-import { makeCertificates, type TestCertificates } from '../helpers/tls.js';
+import { type AgentHandle, BeamProcess, type ServerHandle, startAgent, startServer, tlsServe } from '../helpers/procs.js';
+import { makeCertificates, makeSelfSigned, type TestCertificates } from '../helpers/tls.js';
 
 let origin: Origin;
 let server: ServerHandle;
@@ -315,22 +315,7 @@ describe('h2 by ALPN on TLS (beam serve --tls-cert)', () => {
 
   beforeAll(async () => {
     certs = makeCertificates('beam.test');
-    tlsServer = new BeamProcess([
-      'serve',
-      '--port',
-      '0',
-      '--host',
-      '127.0.0.1',
-      '--domain',
-      'beam.test',
-      '--tls-cert',
-      certs.certFile,
-      '--tls-key',
-      certs.keyFile,
-      '--json',
-      '--log-level',
-      'warn',
-    ]);
+    tlsServer = tlsServe('beam.test', certs);
     port = (await tlsServer.waitFor('ready'))['port'] as number;
     tlsAgent = new BeamProcess(['http', String(origin.port), '--server', `https://127.0.0.1:${port}`, '--json', '--no-inspect'], {
       NODE_EXTRA_CA_CERTS: certs.caFile,
@@ -367,27 +352,8 @@ describe('https origins', () => {
       req.resume();
       res.end(`h2 ${req.url} over ${req.httpVersion}`);
     });
-    const dir = mkdtempSync(path.join(tmpdir(), 'beam-self-signed-'));
-    execFileSync('openssl', [
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:P-256',
-      '-nodes',
-      '-days',
-      '2',
-      '-subj',
-      '/CN=127.0.0.1',
-      '-addext',
-      'subjectAltName=IP:127.0.0.1',
-      '-keyout',
-      path.join(dir, 'key.pem'),
-      '-out',
-      path.join(dir, 'cert.pem'),
-    ]);
-    selfSigned = https.createServer({ cert: readFileSync(path.join(dir, 'cert.pem')), key: readFileSync(path.join(dir, 'key.pem')) }, (req, res) => {
+    const dev = makeSelfSigned();
+    selfSigned = https.createServer({ cert: readFileSync(dev.certFile), key: readFileSync(dev.keyFile) }, (req, res) => {
       req.resume();
       res.end(`self-signed ${req.url}`);
     });

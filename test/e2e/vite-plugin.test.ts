@@ -3,9 +3,7 @@
  * shares itself as it starts, prints the link beside Vite's own lines, and a
  * page opened through the link in Chromium gets module edits by HMR.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
+import { rmSync } from 'node:fs';
 import { stripVTControlCharacters } from 'node:util';
 import type { Browser } from 'playwright-core';
 import { createLogger, createServer, type ViteDevServer } from 'vite';
@@ -14,6 +12,7 @@ import beam from '../../vite.js';
 import { launchChromium } from '../helpers/browser.js';
 import { request } from '../helpers/http.js';
 import { type ServerHandle, startServer } from '../helpers/procs.js';
+import { setMessage, writeViteApp } from '../helpers/vite-app.js';
 
 let dir: string;
 let vite: ViteDevServer;
@@ -26,22 +25,7 @@ const link = new Promise<string>((resolve) => {
 });
 
 beforeAll(async () => {
-  dir = mkdtempSync(path.join(tmpdir(), 'beam-vite-plugin-'));
-  writeFileSync(
-    path.join(dir, 'index.html'),
-    '<!doctype html><html><head><title>Vite app</title></head><body><p id="out"></p><script type="module" src="/main.js"></script></body></html>',
-  );
-  writeFileSync(path.join(dir, 'msg.js'), "export const msg = 'one';\n");
-  writeFileSync(
-    path.join(dir, 'main.js'),
-    [
-      "import { msg } from './msg.js';",
-      "document.getElementById('out').textContent = msg;",
-      'window.loads = (window.loads ?? 0) + 1;',
-      "if (import.meta.hot) import.meta.hot.accept('./msg.js', (m) => { document.getElementById('out').textContent = m.msg; });",
-      '',
-    ].join('\n'),
-  );
+  dir = writeViteApp('beam-vite-plugin-');
   server = await startServer();
   // Vite's own logger, with what it prints kept: the plugin's line comes through it.
   const logger = createLogger('info');
@@ -94,7 +78,7 @@ describe('the Vite plugin', () => {
     await expect.poll(() => frame.locator('#out').textContent(), { timeout: 20_000 }).toBe('one');
     await connected;
     const app = page.frames().find((f) => f !== page.mainFrame());
-    writeFileSync(path.join(dir, 'msg.js'), "export const msg = 'two';\n");
+    setMessage(dir, 'two');
     await expect.poll(() => frame.locator('#out').textContent(), { timeout: 20_000 }).toBe('two');
     expect(await app?.evaluate(() => (window as unknown as { loads: number }).loads)).toBe(1);
     await page.close();

@@ -159,6 +159,26 @@ export function onPath(path: string, visitor?: string): (e: JsonEvent) => boolea
   return (e) => (e.event === 'session' || e.event === 'path') && e['path'] === path && (visitor === undefined || e['visitor'] === visitor);
 }
 
+/** `beam serve --tls-cert/--tls-key` for `domain` on a loopback port (its `ready` event says which). */
+export function tlsServe(domain: string, certs: { certFile: string; keyFile: string }): BeamProcess {
+  return new BeamProcess([
+    'serve',
+    '--port',
+    '0',
+    '--host',
+    '127.0.0.1',
+    '--domain',
+    domain,
+    '--tls-cert',
+    certs.certFile,
+    '--tls-key',
+    certs.keyFile,
+    '--json',
+    '--log-level',
+    'warn',
+  ]);
+}
+
 export interface ServerHandle {
   proc: BeamProcess;
   port: number;
