@@ -142,7 +142,7 @@ function compileAction(rule: PolicyRuleOptions, first: (typeof ACTIONS)[number],
       const to = typeof r === 'string' ? r : r.to;
       const status = typeof r === 'string' ? 302 : (r.status ?? 302);
       if (!REDIRECT_STATUSES.has(status)) throw new BeamError('BEAM_ERR_BAD_OPTION', `redirect status ${status} is not one of 301, 302, 303, 307, 308`);
-      if (!/^(\/(?!\/)|https?:\/\/)[^\s\r\n]*$/.test(to)) throw new BeamError('BEAM_ERR_BAD_OPTION', `redirect to "${to}": a path (/new) or an http(s) URL`);
+      if (!/^(\/(?![/\\])|https?:\/\/)[^\s\r\n]*$/.test(to)) throw new BeamError('BEAM_ERR_BAD_OPTION', `redirect to "${to}": a path (/new) or an http(s) URL`);
       return { kind: 'redirect', to, status };
     }
     default:

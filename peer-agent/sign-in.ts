@@ -252,7 +252,8 @@ export class SignIn {
       kind: 'answer',
       status: 302,
       headers: [
-        ['Location', flow.r.startsWith('/') && !flow.r.startsWith('//') ? flow.r : '/'],
+        // Back to a path on this host only: "//elsewhere" and "/\elsewhere" are other hosts to a browser.
+        ['Location', /^\/(?![/\\])/.test(flow.r) ? flow.r : '/'],
         this.cookie(base, SESSION_COOKIE, this.sign(session), Math.floor(SIGN_IN_SESSION_MS / 1000)),
         this.cookie(base, FLOW_COOKIE, '', 0),
         ['Cache-Control', 'no-store'],

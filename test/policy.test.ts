@@ -85,6 +85,7 @@ describe('policy', () => {
       [[{ deny: true, auth: 'a:b' }], /one action a rule/],
       [[{ name: 'bad', deny: 302 }], /policy\[0\] "bad": deny: 302/],
       [[{ redirect: '//evil.example' }], /redirect to/],
+      [[{ redirect: '/\\evil.example' }], /redirect to/],
       [[{ redirect: { to: '/x', status: 200 } }], /redirect status 200/],
       [[{ path: 'admin', deny: true }], /must start with \//],
       [[{ methods: ['get'], deny: true }], /upper-case/],
