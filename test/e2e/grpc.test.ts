@@ -7,8 +7,9 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type GrpcOrigin, grpc, grpcClient, type TestClientInstance } from '../helpers/grpc.js';
-import { type AgentHandle, BeamProcess, type ServerHandle, startAgent, startServer } from '../helpers/procs.js';
+import { type GrpcOrigin, grpc, grpcClient, TestClient, type TestClientInstance } from '../helpers/grpc.js';
+import { type AgentHandle, BeamProcess, type ServerHandle, startAgent, startServer, tlsServe } from '../helpers/procs.js';
+import { makeCertificates } from '../helpers/tls.js';
 
 let origin: GrpcOrigin;
 let server: ServerHandle;
@@ -157,5 +158,36 @@ describe.each(routes)('gRPC through $via, agent --relay $relay', ({ via, relay }
     await origin.started(tag);
     call.cancel();
     await origin.cancelled(tag);
+  });
+});
+
+describe('gRPC over TLS: beam serve --tls-cert, h2 by ALPN', () => {
+  it('a grpc-js client with TLS credentials reaches the share by its name', async () => {
+    const certs = makeCertificates('beam.test');
+    const tls = tlsServe('beam.test', certs);
+    try {
+      const port = (await tls.waitFor('ready'))['port'] as number;
+      const shared = new BeamProcess(
+        ['http', `127.0.0.1:${origin.port}`, '--server', `https://127.0.0.1:${port}`, '--app-protocol', 'http2', '--json', '--no-inspect'],
+        { NODE_EXTRA_CA_CERTS: certs.caFile },
+      );
+      agents.push({ proc: shared, name: '', url: '', host: '' });
+      const host = new URL((await shared.waitFor('ready'))['url'] as string).hostname;
+      const client = new TestClient(`127.0.0.1:${port}`, grpc.credentials.createSsl(certs.ca), {
+        'grpc.default_authority': `${host}:${port}`,
+        'grpc.ssl_target_name_override': host,
+      }) as TestClientInstance;
+      try {
+        const payload = randomBytes(200_000);
+        const out = await unary(client, 'echo', payload);
+        expect(out.error).toBeUndefined();
+        expect(sha(out.value as Buffer)).toBe(sha(payload));
+        expect(out.trailers?.get('x-sha256')).toEqual([sha(payload)]);
+      } finally {
+        client.close();
+      }
+    } finally {
+      await tls.kill();
+    }
   });
 });
