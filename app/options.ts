@@ -68,6 +68,14 @@ export function parseMs(value: string, what: string): number {
 }
 
 const LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+/** A duration: `90s`, `30m`, `12h`, `7d` (a whole number and a unit), in milliseconds. */
+export function parseDuration(value: string, what: string): number {
+  const m = /^(\d{1,6})(s|m|h|d)$/.exec(value.trim());
+  if (!m || Number(m[1]) < 1) throw new BeamError('BEAM_ERR_BAD_OPTION', `${what} "${value}" should look like 30m, 12h or 7d (or 90s)`);
+  const unit = { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 }[m[2] as 's' | 'm' | 'h' | 'd'];
+  return Number(m[1]) * unit;
+}
+
 export function parseAppProtocol(value: string): 'http1' | 'http2' {
   if (value === 'http1' || value === 'http2') return value;
   throw new BeamError('BEAM_ERR_BAD_OPTION', '--app-protocol must be "http1" or "http2" (h2c on http://, h2 by ALPN on https://)');

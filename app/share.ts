@@ -90,6 +90,8 @@ export interface ShareOptions {
   oidcClientSecret?: string | undefined;
   /** Default "openid email profile". */
   oidcScopes?: string | undefined;
+  /** How long a sign-in lasts, in milliseconds. Default 12 hours. */
+  oidcSessionMs?: number | undefined;
   /** Only these verified e-mail addresses get in (with `oidcAllowDomain`: either list). Default: anyone who signs in. */
   oidcAllowEmail?: string[] | undefined;
   oidcAllowDomain?: string[] | undefined;
@@ -234,11 +236,20 @@ const OAUTH_ISSUERS: Record<string, string> = { google: 'https://accounts.google
 async function startSignIn(options: ShareOptions, kind: ShareKind): Promise<SignIn | undefined> {
   const asked = options.oidc !== undefined || options.oauth !== undefined;
   if (!asked) {
-    if (options.oidcClientId || options.oidcClientSecret || options.oidcAllowEmail?.length || options.oidcAllowDomain?.length || options.oidcScopes)
+    if (
+      options.oidcClientId ||
+      options.oidcClientSecret ||
+      options.oidcAllowEmail?.length ||
+      options.oidcAllowDomain?.length ||
+      options.oidcScopes ||
+      options.oidcSessionMs !== undefined
+    )
       throw new BeamError('BEAM_ERR_BAD_OPTION', 'the --oidc-* options go with --oidc <issuer-url> (or --oauth google)');
     return undefined;
   }
   if (kind !== 'http') throw new BeamError('BEAM_ERR_BAD_OPTION', `sign-in is for HTTP shares, not ${kind}; a ${kind} share can use --private`);
+  if (options.oidcSessionMs !== undefined && !(Number.isInteger(options.oidcSessionMs) && options.oidcSessionMs >= 1000))
+    throw new BeamError('BEAM_ERR_BAD_OPTION', '--oidc-session must be at least 1s (e.g. 30m, 12h, 7d)');
   if (options.oidc !== undefined && options.oauth !== undefined)
     throw new BeamError('BEAM_ERR_BAD_OPTION', '--oidc and --oauth both name a provider: pick one');
   let issuer = options.oidc;
@@ -258,6 +269,7 @@ async function startSignIn(options: ShareOptions, kind: ShareKind): Promise<Sign
     scopes: options.oidcScopes,
     allowEmails: options.oidcAllowEmail,
     allowDomains: options.oidcAllowDomain,
+    sessionMs: options.oidcSessionMs,
   });
 }
 

@@ -13,6 +13,7 @@ import { lanAddress } from '../app/lan.js';
 import {
   parseAppProtocol,
   parseCount,
+  parseDuration,
   parseEngine,
   parseHostHeader,
   parseInspect,
@@ -61,6 +62,7 @@ export interface HttpFlags extends CommonFlags {
   oidcClientId?: string;
   oidcClientSecret?: string;
   oidcScopes?: string;
+  oidcSession?: string;
   oidcAllowEmail?: string[];
   oidcAllowDomain?: string[];
   verifyWebhook?: string;
@@ -178,6 +180,7 @@ function shareOptions(target: string, flags: HttpFlags, kind: ShareKind, embedde
     oidcClientId: flags.oidcClientId,
     oidcClientSecret: flags.oidcClientSecret,
     oidcScopes: flags.oidcScopes,
+    oidcSessionMs: flags.oidcSession !== undefined ? parseDuration(flags.oidcSession, '--oidc-session') : undefined,
     oidcAllowEmail: flags.oidcAllowEmail,
     oidcAllowDomain: flags.oidcAllowDomain,
     verifyWebhook: flags.verifyWebhook,

@@ -27,7 +27,7 @@
 import { readFile } from 'node:fs/promises';
 import * as v from 'valibot';
 import { parseDocument } from 'yaml';
-import { parseTarget } from '../app/options.js';
+import { parseDuration, parseTarget } from '../app/options.js';
 import type { ShareOptions } from '../app/share.js';
 import { compilePolicy } from '../peer-agent/policy.js';
 import { MAX_CONFIG_BYTES, MAX_CONFIG_SHARES, MAX_POLICY_RULES } from '../shared/constants.js';
@@ -101,6 +101,7 @@ const ShareSchema = v.pipe(
     'oidc-client-id': v.optional(v.string()),
     'oidc-client-secret': v.optional(v.string()),
     'oidc-scopes': v.optional(v.string()),
+    'oidc-session': v.optional(v.pipe(v.string(), v.regex(/^\d{1,6}[smhd]$/, 'a duration: 30m, 12h, 7d (or 90s)'))),
     'oidc-allow-email': v.optional(list),
     'oidc-allow-domain': v.optional(list),
   }),
@@ -199,6 +200,7 @@ export function parseConfig(text: string, file: string): Config {
           oidcClientId: s['oidc-client-id'],
           oidcClientSecret: s['oidc-client-secret'],
           oidcScopes: s['oidc-scopes'],
+          oidcSessionMs: s['oidc-session'] !== undefined ? parseDuration(s['oidc-session'], 'oidc-session') : undefined,
           oidcAllowEmail: s['oidc-allow-email'],
           oidcAllowDomain: s['oidc-allow-domain'],
         },

@@ -58,6 +58,7 @@ function httpCommand(cmd: Command, embeddedPort = true): Command {
     .option('--oidc-client-id <id>', "the client registered with the provider (redirect URI: <share's URL>.beam/oidc/callback)")
     .option('--oidc-client-secret <secret>', "the client's secret (env BEAM_OIDC_CLIENT_SECRET)")
     .option('--oidc-scopes <scopes>', 'scopes to ask for (default "openid email profile")')
+    .option('--oidc-session <duration>', 'how long a sign-in lasts: 30m, 12h, 7d (default 12h)')
     .option('--oidc-allow-email <address...>', 'only these verified e-mail addresses get in')
     .option('--oidc-allow-domain <domain...>', 'only verified e-mail addresses in these domains get in')
     .option('--verify-webhook <provider>', 'every request must carry a valid webhook signature: github, stripe, slack, standard, or hmac')

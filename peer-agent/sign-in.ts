@@ -12,7 +12,7 @@
  *                                  the provider's JWKS; then the allow rules
  *   afterwards                     a signed session cookie (HttpOnly,
  *                                  SameSite=Lax, this host only, Secure on
- *                                  https) for SIGN_IN_SESSION_MS
+ *                                  https) for `sessionMs` (default SIGN_IN_SESSION_MS)
  *   /.beam/logout                  the cookie goes
  *
  * The origin gets the user in `Beam-User-Email` and `Beam-User-Name`, which
@@ -45,6 +45,8 @@ export interface SignInOptions {
   allowEmails?: readonly string[] | undefined;
   /** Only verified e-mail addresses in these domains get in. */
   allowDomains?: readonly string[] | undefined;
+  /** How long a sign-in lasts. Default SIGN_IN_SESSION_MS. */
+  sessionMs?: number | undefined;
 }
 
 /** What the agent does with a request. */
@@ -247,14 +249,15 @@ export class SignIn {
           detail: `signed in as ${email ?? 'a user with no e-mail'}${email && !verified ? ' (not verified)' : ''}, who is not on this share's list`,
         };
     }
-    const session: Session = { e: email, n: name, x: Date.now() + SIGN_IN_SESSION_MS };
+    const sessionMs = this.options.sessionMs ?? SIGN_IN_SESSION_MS;
+    const session: Session = { e: email, n: name, x: Date.now() + sessionMs };
     return {
       kind: 'answer',
       status: 302,
       headers: [
         // Back to a path on this host only: "//elsewhere" and "/\elsewhere" are other hosts to a browser.
         ['Location', /^\/(?![/\\])/.test(flow.r) ? flow.r : '/'],
-        this.cookie(base, SESSION_COOKIE, this.sign(session), Math.floor(SIGN_IN_SESSION_MS / 1000)),
+        this.cookie(base, SESSION_COOKIE, this.sign(session), Math.max(1, Math.floor(sessionMs / 1000))),
         this.cookie(base, FLOW_COOKIE, '', 0),
         ['Cache-Control', 'no-store'],
         ['Content-Type', 'text/plain; charset=utf-8'],

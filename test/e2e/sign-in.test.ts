@@ -22,12 +22,17 @@ let browser: Browser;
 let providerServer: import('node:http').Server;
 let issuer: string;
 const NAME = 'signin-app';
+/** A second share of the same client whose sign-ins last 2 s. */
+const SHORT = 'signin-short';
 let host: string;
+let shortHost: string;
+let shortAgent: BeamProcess;
 
 beforeAll(async () => {
   origin = await startOrigin();
   server = await startServer();
   host = `${NAME}.localhost:${server.port}`;
+  shortHost = `${SHORT}.localhost:${server.port}`;
   // The provider learns its own URL once it listens: a placeholder until then.
   const { createServer } = await import('node:http');
   let handler: (req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse) => void = () => {};
@@ -39,7 +44,7 @@ beforeAll(async () => {
       {
         client_id: 'beam-test',
         client_secret: 'beam-test-secret',
-        redirect_uris: [`http://${host}/.beam/oidc/callback`],
+        redirect_uris: [`http://${host}/.beam/oidc/callback`, `http://${shortHost}/.beam/oidc/callback`],
         grant_types: ['authorization_code'],
         response_types: ['code'],
       },
@@ -78,21 +83,42 @@ beforeAll(async () => {
     { BEAM_OIDC_CLIENT_SECRET: 'beam-test-secret' },
   );
   await agent.waitFor('ready');
+  shortAgent = new BeamProcess(
+    [
+      'http',
+      `127.0.0.1:${origin.port}`,
+      '--server',
+      server.url,
+      '--name',
+      SHORT,
+      '--json',
+      '--no-inspect',
+      '--oidc',
+      issuer,
+      '--oidc-client-id',
+      'beam-test',
+      '--oidc-session',
+      '2s',
+    ],
+    { BEAM_OIDC_CLIENT_SECRET: 'beam-test-secret' },
+  );
+  await shortAgent.waitFor('ready');
   browser = await launchChromium();
 });
 afterAll(async () => {
   await browser?.close();
   await agent?.kill();
+  await shortAgent?.kill();
   await server?.proc.kill();
   await origin?.close();
   providerServer?.close();
 });
 
-/** Signs in as `login` in a fresh browser context, starting at `path` on the share; the page where it ends. */
-async function signIn(login: string, path: string): Promise<{ context: BrowserContext; page: Page }> {
+/** Signs in as `login` in a fresh browser context, starting at `path` on the share (`at`: its host); the page where it ends. */
+async function signIn(login: string, path: string, at = host): Promise<{ context: BrowserContext; page: Page }> {
   const context = await browser.newContext();
   const page = await context.newPage();
-  await page.goto(`http://${host}${path}`);
+  await page.goto(`http://${at}${path}`);
   // The provider's own pages: sign in, then consent.
   await page.waitForURL((u) => u.href.startsWith(issuer));
   await page.fill('input[name=login]', login);
@@ -101,7 +127,7 @@ async function signIn(login: string, path: string): Promise<{ context: BrowserCo
   await page.waitForSelector('button[type=submit]');
   await page.click('button[type=submit]');
   await page
-    .waitForURL((u) => u.host === host && !u.pathname.startsWith('/.beam/'))
+    .waitForURL((u) => u.host === at && !u.pathname.startsWith('/.beam/'))
     .catch(async (err: Error) => {
       throw new Error(`${err.message}; at ${page.url()}: ${(await page.content()).slice(0, 600)}`);
     });
@@ -162,6 +188,23 @@ describe('--oidc', () => {
       expect(res.status(), login).toBe(403);
       expect(await res.headerValue('beam-error')).toBe('BEAM_ERR_FORBIDDEN');
       expect((await context.cookies()).some((c) => c.name === 'beam_session')).toBe(false);
+      await context.close();
+    }
+  });
+
+  it('a session ends when its time is up (--oidc-session): the next request goes to the provider again', async () => {
+    const { context, page } = await signIn('ada@example.com', '/hello', shortHost);
+    try {
+      expect(await page.evaluate(async () => (await fetch('/hello')).text())).toBe('hello from /hello');
+      // The agent checks the session's own expiry, whatever the browser keeps: the same cookie, sent after its time, is no session.
+      const session = (await context.cookies()).find((c) => c.name === 'beam_session');
+      const cookie = `beam_session=${session?.value}`;
+      expect((await request(server.port, shortHost, '/hello', { headers: { cookie } })).status).toBe(200);
+      // Time, not an event, ends a session: ask until the share sends it back to sign in (2 s, plus the clock's second).
+      await expect
+        .poll(async () => (await request(server.port, shortHost, '/hello', { headers: { cookie } })).status, { timeout: 10_000, interval: 250 })
+        .toBe(302);
+    } finally {
       await context.close();
     }
   });
