@@ -68,6 +68,7 @@ const PolicyRuleSchema = v.strictObject({
   'request-header-remove': headerList,
   'response-header-add': headerList,
   'response-header-remove': headerList,
+  'verify-webhook': v.optional(v.strictObject({ provider: v.string(), secret: v.string(), header: v.optional(v.string()) })),
 });
 
 const ShareSchema = v.pipe(

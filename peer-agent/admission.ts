@@ -21,6 +21,7 @@ import { type Framing, framedHeaders, requestFraming } from './framing.js';
 import { type HeaderRules, requestHeaders } from './header-rules.js';
 import type { HeaderPairs } from './inspect.js';
 import { normalizedPath, type PolicyRule, ruleMatches } from './policy.js';
+import type { WebhookVerifier } from './webhooks.js';
 
 export interface AdmissionPolicy {
   ipRules?: IpRules | undefined;
@@ -70,6 +71,8 @@ export type Admission =
       setCookie: string | undefined;
       /** Response header rules of the policy rules that matched, in order. */
       responseRules: HeaderRules[];
+      /** Webhook signatures the policy rules that matched ask for: the body must carry each. */
+      webhooks: WebhookVerifier[];
     }
   | { ok: false; refusal: Refusal };
 
@@ -121,6 +124,7 @@ export async function admit(request: AdmissionRequest, policy: AdmissionPolicy):
     headers = checked.headers;
   }
   const responseRules: HeaderRules[] = [];
+  const webhooks: WebhookVerifier[] = [];
   for (const rule of policy.rules ?? []) {
     if (!ruleMatches(rule, request.method, target)) continue;
     const action = rule.action;
@@ -158,6 +162,9 @@ export async function admit(request: AdmissionRequest, policy: AdmissionPolicy):
             body: `${action.to}\n`,
           },
         });
+      case 'webhook':
+        webhooks.push(action.verifier);
+        break;
       case 'headers': {
         const context = { clientIp: client, path: normalizedPath(target) };
         headers = requestHeaders(action.rules, headers, context);
@@ -166,5 +173,5 @@ export async function admit(request: AdmissionRequest, policy: AdmissionPolicy):
       }
     }
   }
-  return { ok: true, target, headers, framing, setCookie, responseRules };
+  return { ok: true, target, headers, framing, setCookie, responseRules, webhooks };
 }

@@ -243,8 +243,9 @@ export class OriginForwarder {
     }
     // A signed webhook: the body is read whole and its signature checked before the origin sees anything.
     let preread: Buffer | undefined;
-    const webhook = this.options.webhook;
-    if (webhook) {
+    // The share's --verify-webhook, and those of the policy rules that matched.
+    const webhooks = this.options.webhook ? [this.options.webhook, ...admission.webhooks] : admission.webhooks;
+    if (webhooks.length > 0) {
       let source: Readable = stream;
       if (head.framed && head.body) {
         const records = new BodyDeframer();
@@ -259,11 +260,13 @@ export class OriginForwarder {
         else stream.destroy(err as Error);
         return;
       }
-      const problem = webhookProblem(webhook, headers, preread);
-      if (problem) {
-        this.log.info({ req: requestId, provider: webhook.provider, problem }, 'webhook signature refused');
-        refuse('BEAM_ERR_WEBHOOK_SIGNATURE');
-        return;
+      for (const webhook of webhooks) {
+        const problem = webhookProblem(webhook, headers, preread);
+        if (problem) {
+          this.log.info({ req: requestId, provider: webhook.provider, problem }, 'webhook signature refused');
+          refuse('BEAM_ERR_WEBHOOK_SIGNATURE');
+          return;
+        }
       }
     }
     const rules = this.options.headerRules;

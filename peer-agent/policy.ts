@@ -18,17 +18,22 @@
  *     deny: 404                        # 403 when `deny: true`
  *   - request-header-add: ["X-Env: staging"]
  *   - response-header-remove: [Server]
+ *   - path: /webhooks/github
+ *     verify-webhook: { provider: github, secret: ... }   # these paths only
  * ```
  *
  * `deny` and `redirect` answer at once, and no later rule runs; `allow-ip`,
  * `deny-ip`, `auth` and `rate-limit` refuse as their flags do; header rules
- * add up over the rules that match. Evaluation is pure but for the rate
+ * add up over the rules that match; `verify-webhook` has the agent check the
+ * body's signature before the origin sees it (after admission: it needs the
+ * body). Evaluation is pure but for the rate
  * limits' counts (peer-agent/admission.ts carries out the verdict).
  */
 import { MAX_POLICY_RULES } from '../shared/constants.js';
 import { BeamError } from '../shared/errors.js';
 import { type BasicCredentials, IpRules, parseBasicCredentials, parseRateLimit, type RateLimit } from './access.js';
 import { type HeaderRules, parseHeaderRules } from './header-rules.js';
+import { parseWebhookVerifier, type WebhookVerifier } from './webhooks.js';
 
 /** A rule as beam.yml and the API write it. */
 export interface PolicyRuleOptions {
@@ -50,6 +55,8 @@ export interface PolicyRuleOptions {
   'request-header-remove'?: string[] | undefined;
   'response-header-add'?: string[] | undefined;
   'response-header-remove'?: string[] | undefined;
+  /** The request must carry a valid webhook signature (as --verify-webhook, for this rule's paths only). */
+  'verify-webhook'?: { provider: string; secret: string; header?: string | undefined } | undefined;
 }
 
 export type PolicyAction =
@@ -58,7 +65,8 @@ export type PolicyAction =
   | { kind: 'rate'; limit: RateLimit }
   | { kind: 'deny'; status: number }
   | { kind: 'redirect'; to: string; status: number }
-  | { kind: 'headers'; rules: HeaderRules };
+  | { kind: 'headers'; rules: HeaderRules }
+  | { kind: 'webhook'; verifier: WebhookVerifier };
 
 export interface PolicyRule {
   label: string;
@@ -78,6 +86,7 @@ const ACTIONS = [
   'request-header-remove',
   'response-header-add',
   'response-header-remove',
+  'verify-webhook',
 ] as const;
 const HEADER_ACTIONS = new Set(['request-header-add', 'request-header-remove', 'response-header-add', 'response-header-remove']);
 const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308]);
@@ -136,6 +145,10 @@ function compileAction(rule: PolicyRuleOptions, first: (typeof ACTIONS)[number],
       if (!Number.isInteger(status) || status < 400 || status > 599)
         throw new BeamError('BEAM_ERR_BAD_OPTION', `deny: ${String(rule.deny)} is not a status from 400 to 599`);
       return { kind: 'deny', status };
+    }
+    case 'verify-webhook': {
+      const w = rule['verify-webhook'] as NonNullable<PolicyRuleOptions['verify-webhook']>;
+      return { kind: 'webhook', verifier: parseWebhookVerifier(w.provider, w.secret, w.header) };
     }
     case 'redirect': {
       const r = rule.redirect as NonNullable<PolicyRuleOptions['redirect']>;

@@ -31,6 +31,7 @@ describe('admit', () => {
       framing: { kind: 'none' },
       setCookie: undefined,
       responseRules: [],
+      webhooks: [],
     });
   });
 

@@ -52,6 +52,14 @@ describe('policy', () => {
     }
   });
 
+  it('asks for a webhook signature only on the paths a rule names', async () => {
+    const rules: PolicyRuleOptions[] = [{ path: '/hooks', 'verify-webhook': { provider: 'github', secret: 's' } }];
+    const hook = await run(rules, 'POST', '/hooks/github');
+    expect(hook.ok && hook.webhooks.map((w) => w.provider)).toEqual(['github']);
+    const page = await run(rules, 'GET', '/');
+    expect(page.ok && page.webhooks).toEqual([]);
+  });
+
   it('asks for auth, checks addresses and limits the rate only where a rule says so', async () => {
     const rules: PolicyRuleOptions[] = [
       { path: '/admin', 'allow-ip': ['10.0.0.0/8'] },
@@ -91,6 +99,8 @@ describe('policy', () => {
       [[{ methods: ['get'], deny: true }], /upper-case/],
       [[{ 'allow-ip': ['nope'] }], /not an address/],
       [[{ 'request-header-add': ['Host: x'] }], /Beam sets this header/],
+      [[{ 'verify-webhook': { provider: 'gitlab', secret: 's' } }], /--verify-webhook must be one of/],
+      [[{ 'verify-webhook': { provider: 'hmac', secret: 's' } }], /needs --verify-webhook-header/],
     ] as Array<[PolicyRuleOptions[], RegExp]>) {
       let err: unknown;
       try {

@@ -5,6 +5,7 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { sign as githubSign } from '@octokit/webhooks-methods';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { request } from '../helpers/http.js';
 import { type Origin, startOrigin } from '../helpers/origin.js';
@@ -16,6 +17,7 @@ let start: BeamProcess;
 let connect: BeamProcess;
 let connectPort: number;
 let host: string;
+const SECRET = 'policy-webhook-secret';
 
 beforeAll(async () => {
   origin = await startOrigin();
@@ -37,6 +39,8 @@ shares:
         deny: 404
       - path: /headers
         auth: alice:s3cret
+      - path: /upload
+        verify-webhook: { provider: github, secret: ${SECRET} }
       - request-header-add: ["X-Policy: applied"]
         response-header-add: ["X-Served-By: policy"]
 `,
@@ -80,5 +84,17 @@ describe('a policy in beam.yml', () => {
     const page = await request(port, h, '/hello');
     expect(page.body.toString()).toBe('hello from /hello');
     expect(page.headers['x-served-by']).toBe('policy');
+    // A webhook path: signed deliveries only; the rest of the share takes no signature.
+    const payload = Buffer.from(JSON.stringify({ zen: 'Keep it logically awesome.' }));
+    const signed = await request(port, h, '/upload', {
+      method: 'POST',
+      headers: { 'x-hub-signature-256': await githubSign(SECRET, payload.toString()) },
+      body: payload,
+    });
+    expect(signed.status).toBe(200);
+    expect(JSON.parse(signed.body.toString())).toMatchObject({ bytes: payload.byteLength });
+    const unsigned = await request(port, h, '/upload', { method: 'POST', body: payload });
+    expect(unsigned.status).toBe(401);
+    expect(unsigned.headers['beam-error']).toBe('BEAM_ERR_WEBHOOK_SIGNATURE');
   });
 });
