@@ -9,6 +9,7 @@
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
 import http2 from 'node:http2';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
@@ -125,6 +126,55 @@ describe('h2c with prior knowledge, beside HTTP/1.1 on the same port', () => {
       }
     } finally {
       session.close();
+    }
+  });
+
+  it("flow control follows the client's window: a client that stops reading stops the origin, with little in between; reading again resumes it", async () => {
+    // An origin that sends a gigabyte as fast as it may, and says how much it got out and since when it has been held back.
+    let sent = 0;
+    let blockedSince: number | undefined;
+    const chunk = Buffer.alloc(64 * 1024, 7);
+    const endless = http.createServer((_req, res) => {
+      const write = (): void => {
+        blockedSince = undefined;
+        while (sent < 1024 ** 3) {
+          sent += chunk.byteLength;
+          if (!res.write(chunk)) {
+            blockedSince = performance.now();
+            res.once('drain', write);
+            return;
+          }
+        }
+        res.end();
+      };
+      write();
+    });
+    await new Promise<void>((resolve) => endless.listen(0, '127.0.0.1', resolve));
+    const share = await startAgent(`127.0.0.1:${(endless.address() as AddressInfo).port}`, server, ['--no-inspect']);
+    const session = http2.connect(`http://127.0.0.1:${server.port}`);
+    try {
+      const req = session.request({ ':path': '/', ':authority': share.host });
+      req.pause();
+      await new Promise((resolve) => req.once('response', resolve));
+      // Held back, and for a whole second: what the client's window, the gateway, the mux and the sockets hold is all that left the origin.
+      await expect.poll(() => blockedSince !== undefined && performance.now() - blockedSince > 1_000, { timeout: 20_000, interval: 100 }).toBe(true);
+      expect(sent).toBeLessThan(16 * 1024 * 1024);
+      let got = 0;
+      let corrupt = false;
+      const target = sent + 32 * 1024 * 1024;
+      req.on('data', (c: Buffer) => {
+        got += c.byteLength;
+        if (c.some((b) => b !== 7)) corrupt = true;
+      });
+      req.resume();
+      await expect.poll(() => got >= target, { timeout: 20_000, interval: 50 }).toBe(true);
+      expect(corrupt).toBe(false);
+      req.close(http2.constants.NGHTTP2_CANCEL);
+    } finally {
+      session.destroy();
+      await share.proc.kill();
+      endless.closeAllConnections();
+      endless.close();
     }
   });
 
