@@ -49,6 +49,12 @@ export interface ShareOptions {
   name?: string | undefined;
   /** An agent token, for a server started with --token-file. */
   token?: string | undefined;
+  /**
+   * Join the pool `name` on the server (--pool): every agent started with
+   * --pool and the same name (and token, on a server with --token-file)
+   * serves it, and visitors are spread across them. Needs `name` and a server.
+   */
+  pool?: boolean | undefined;
   /** Only visitors with the full link (it carries a secret) get in. Default false. */
   private?: boolean | undefined;
   /** `user:password`: HTTP basic auth for every visitor (HTTP shares). */
@@ -328,6 +334,10 @@ export async function share(options: ShareOptions): Promise<Share> {
     throw new BeamError('BEAM_ERR_BAD_OPTION', `--port ${options.port} is not a port from 0 to 65535`);
   if (options.tls && server)
     throw new BeamError('BEAM_ERR_BAD_OPTION', '--tls is for the embedded server; a server you run takes `beam serve --tls-cert <file> --tls-key <file>`');
+  if (options.pool && options.name === undefined)
+    throw new BeamError('BEAM_ERR_BAD_OPTION', '--pool needs --name: the name every agent of the pool registers');
+  if (options.pool && !server)
+    throw new BeamError('BEAM_ERR_BAD_OPTION', '--pool needs --server: the agents of a pool share one Beam server (beam serve)');
   const log = options.logger ?? pino({ level: 'silent' });
   const engine = await loadEngine(engineName);
   const identity = await loadAgentIdentity();
@@ -366,7 +376,8 @@ export async function share(options: ShareOptions): Promise<Share> {
     }
 
     // A name asked for on a server of one's own: the token this config directory kept takes it back at once.
-    const remembered = server !== undefined && options.name !== undefined;
+    // A pool member joins by name, with no token to keep.
+    const remembered = server !== undefined && options.name !== undefined && !options.pool;
     const resumeToken = remembered ? await resumeTokenFor(server, options.name as string) : undefined;
     const a = new Agent(
       { engine, logger: log, identity, inspector },
@@ -389,6 +400,7 @@ export async function share(options: ShareOptions): Promise<Share> {
         rateLimit,
         maxVisitors: options.maxVisitors,
         ...(options.token ? { token: options.token } : {}),
+        ...(options.pool ? { pool: true } : {}),
         ...(resumeToken !== undefined ? { resumeToken } : {}),
         // On the embedded default the gateway reaches the agent in memory: nothing to warm up for.
         warmUp: server !== undefined,
@@ -429,7 +441,8 @@ export async function share(options: ShareOptions): Promise<Share> {
     }
     handle.name = first.name;
     handle.url = browserUrl(first.url);
-    handle.link = connectLink(first.url, identity.peerIdText, secret);
+    // A pool is several agents, each with its own key: its link pins none of them (beam connect trusts the server to name the one it reaches).
+    handle.link = connectLink(first.url, options.pool ? undefined : identity.peerIdText, secret);
     const lan = embedded ? lanAddress() : undefined;
     const scheme = options.tls ? 'https' : 'http';
     if (lan && embedded) handle.lan = browserUrl(`${scheme}://${lan}:${embedded.port}/`);

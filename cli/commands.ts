@@ -70,6 +70,7 @@ export interface HttpFlags extends CommonFlags {
   verifyWebhookHeader?: string;
   relay: string;
   private?: boolean;
+  pool?: boolean;
   auth?: string;
   allowIp?: string[];
   denyIp?: string[];
@@ -188,6 +189,7 @@ function shareOptions(target: string, flags: HttpFlags, kind: ShareKind, embedde
     verifyWebhookHeader: flags.verifyWebhookHeader,
     relay: parseRelayMode(flags.relay),
     private: flags.private,
+    pool: flags.pool,
     tls: flags.tls,
     auth: flags.auth,
     allowIp: flags.allowIp,

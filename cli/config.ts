@@ -18,7 +18,7 @@
  * ```
  *
  * Each share takes the flags of `beam http|tcp|udp` by their long names:
- * name, private, auth, allow-ip, deny-ip, rate-limit, max-visitors, relay,
+ * name, private, pool, auth, allow-ip, deny-ip, rate-limit, max-visitors, relay,
  * host-header, origin-timeout, app-protocol, origin-ca, origin-insecure, and
  * the header rules request-header-add, request-header-remove,
  * response-header-add and response-header-remove (lists), and `policy:`
@@ -78,6 +78,7 @@ const ShareSchema = v.pipe(
     udp: v.optional(target),
     name: v.optional(v.string()),
     private: v.optional(v.boolean()),
+    pool: v.optional(v.boolean()),
     auth: v.optional(v.string()),
     'allow-ip': v.optional(list),
     'deny-ip': v.optional(list),
@@ -177,6 +178,7 @@ export function parseConfig(text: string, file: string): Config {
           kind,
           name: s.name,
           private: s.private,
+          pool: s.pool,
           auth: s.auth,
           allowIp: s['allow-ip'],
           denyIp: s['deny-ip'],

@@ -66,6 +66,7 @@ function httpCommand(cmd: Command, embeddedPort = true): Command {
     .option('--verify-webhook-header <name>', 'with --verify-webhook hmac: the header that carries the HMAC-SHA256 signature')
     .addOption(new Option('--relay <mode>', 'auto: direct WebRTC, else the relay; never: direct only; always: relay only').default('auto'))
     .option('--private', 'only visitors with the full link (it carries a secret) get in')
+    .option('--pool', 'join the pool --name on --server: every agent started so shares the name, and visitors are spread across them')
     .option('--tls', 'the embedded server serves https, with a certificate from a local authority teammates trust once (browsers on the LAN get peer to peer)')
     .option('--auth <user:password>', 'HTTP basic auth for every visitor (env BEAM_AUTH)')
     .option('--allow-ip <cidr...>', 'only visitors from these addresses or ranges get in')

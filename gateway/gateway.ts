@@ -10,7 +10,7 @@ import { isIP } from 'node:net';
 import { Duplex, type Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import { BodyDeframer, BodyFramer, type HeaderPairList, takesTrailers, trailerObject, trailerPairs } from '../shared/body-records.js';
-import { BROWSER_GATEWAY_COOKIE, HTTP_HEAD_VERSION, MAX_CLIENT_HEADER_COUNT } from '../shared/constants.js';
+import { BROWSER_GATEWAY_COOKIE, HTTP_HEAD_VERSION, MAX_CLIENT_HEADER_COUNT, POOL_RETRIES } from '../shared/constants.js';
 import { scopeSetCookies } from '../shared/cookies.js';
 import { BeamError, type ErrorCode, errorCodeOf } from '../shared/errors.js';
 import { frameableHeaders } from '../shared/frame-headers.js';
@@ -18,6 +18,7 @@ import { StreamProtocol } from '../shared/frames.js';
 import { endToEndHeaders, exchange, FORWARDING_HEADERS, newRequestId, type RequestHead, type ResponseHead } from '../shared/http-head.js';
 import type { MuxStream } from '../shared/mux.js';
 import type { SessionPool } from '../transport/session-pool.js';
+import type { VisitorSession } from '../transport/session.js';
 import { inBeamFrame, withoutBeamCookie } from './browser.js';
 import { chooseEncoding, compressedHeaders, compressor } from './compress.js';
 import { sendError, sendRawError } from './error-page.js';
@@ -62,6 +63,9 @@ export function originForm(url: string | undefined): string {
   }
 }
 
+/** Methods a pool may send to another member after one failed before answering (RFC 9110 section 9.2.2's idempotent methods), when they carry no body. */
+const RETRYABLE_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
+
 export class Gateway {
   private readonly log: Logger;
   private readonly options: GatewayOptions;
@@ -69,6 +73,8 @@ export class Gateway {
   readonly pool: SessionPool;
   /** The `beam-path` header value of each stream's response. */
   private readonly pathOf = new WeakMap<MuxStream, string>();
+  /** The session each stream runs in (a pool's retries go to another). */
+  private readonly sessionOf = new WeakMap<MuxStream, VisitorSession>();
   /** Streams to an agent that speaks HTTP_HEAD_VERSION (framed bodies, trailers). */
   private readonly framing = new WeakSet<MuxStream>();
   private inFlight = 0;
@@ -129,10 +135,46 @@ export class Gateway {
     return this.options.defaultShare?.();
   }
 
+  /**
+   * A stream to the share's agent (for a pool, the next member's). A pooled
+   * share's session that can't open a stream gives way to another member's:
+   * nothing was sent yet.
+   */
   private async openStream(share: string): Promise<MuxStream> {
     const session = await this.pool.connect(share);
+    try {
+      return await this.streamOn(share, session);
+    } catch (err) {
+      const other = this.pool.open(share, session);
+      if (!other) throw err;
+      await other.ready;
+      return this.streamOn(share, other);
+    }
+  }
+
+  /**
+   * A pooled share's request whose stream failed before any answer came: a
+   * stream to another member, or undefined. Only a request that can be sent
+   * twice without harm goes again (an idempotent method with no body), as a
+   * reverse proxy retries its next upstream.
+   */
+  private async failover(share: string, failed: MuxStream, head: RequestHead): Promise<MuxStream | undefined> {
+    const session = this.sessionOf.get(failed);
+    if (!session || head.body || !RETRYABLE_METHODS.has(head.method)) return undefined;
+    const other = this.pool.open(share, session);
+    if (!other) return undefined;
+    try {
+      await other.ready;
+      return await this.streamOn(share, other);
+    } catch {
+      return undefined;
+    }
+  }
+
+  private async streamOn(share: string, session: VisitorSession): Promise<MuxStream> {
     if (session.kind !== 'http') throw new BeamError('BEAM_ERR_SHARE_KIND', `"${share}" is a ${session.kind ?? 'non-HTTP'} share`);
     const stream = await session.stream(StreamProtocol.HTTP);
+    this.sessionOf.set(stream, session);
     const path = session.path ?? 'direct';
     if (session.agentHttp >= HTTP_HEAD_VERSION) this.framing.add(stream);
     // The server's own gateway is the visitor's path; `beam connect` goes straight to the agent.
@@ -199,12 +241,18 @@ export class Gateway {
       this.sendError(req, res, opened.code, opened.detail);
       return;
     }
-    const stream = opened;
-    stream.on('error', (err) => {
-      if (!res.headersSent) this.answerFailure(req, res, err);
-      else res.destroy();
-      req.unpipe(stream);
-    });
+    let stream = opened;
+    // Until the response head is in, a failure is the exchange's to answer (or to send again to a pool's other member).
+    let headIn = false;
+    const watch = (s: MuxStream): void => {
+      s.on('error', (err) => {
+        req.unpipe(s);
+        if (!headIn) return;
+        if (!res.headersSent) this.answerFailure(req, res, err);
+        else res.destroy();
+      });
+    };
+    watch(stream);
     res.on('close', () => {
       // The client went away before the response ended: stop the agent's work too.
       if (clientLeft(res)) stream.destroy(new BeamError('BEAM_ERR_STREAM_RESET', 'client closed'));
@@ -216,16 +264,28 @@ export class Gateway {
       requestHead.framed = true;
       body = req.pipe(new BodyFramer(() => trailerPairs(req.rawTrailers)));
     }
-    const response = exchange(stream, requestHead, body);
     if (!requestHead.body) req.resume();
     let head: ResponseHead;
-    try {
-      head = await response;
-    } catch (err) {
-      if (!res.headersSent) this.answerFailure(req, res, err);
-      stream.destroy();
-      return;
+    for (let retries = 0; ; retries++) {
+      try {
+        head = await exchange(stream, requestHead, body);
+        break;
+      } catch (err) {
+        const failed = stream;
+        req.unpipe(failed);
+        const share = this.route(req.headers.host);
+        const next = share && retries < POOL_RETRIES && !res.headersSent && !res.destroyed ? await this.failover(share, failed, requestHead) : undefined;
+        failed.destroy();
+        if (!next) {
+          if (!res.headersSent) this.answerFailure(req, res, err);
+          return;
+        }
+        this.log.debug({ req: requestIdOf(req), share }, 'a pool member failed the request before answering; sent to another');
+        stream = next;
+        watch(stream);
+      }
     }
+    headIn = true;
     if (head.kind === 'error') {
       this.sendError(req, res, head.code, head.detail);
       stream.resume();

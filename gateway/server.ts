@@ -288,7 +288,10 @@ export async function startBeamServer(components: { engine: WebRtcEngine; logger
   const warmLinks = options.warmLinks ?? (redis ? 0 : GATEWAY_WARM_LINKS);
   warm = (name, kind) => {
     // The gateway serves HTTP shares only; past warmLinks a link opens at its share's first visitor.
-    if (kind !== 'http' || pool.size >= warmLinks || pool.get(name)) return;
+    if (kind !== 'http') return;
+    // A member joined a pool this gateway has sessions with: a session with it now, not at the next probe.
+    if (pool.get(name)) return pool.joined(name);
+    if (pool.size >= warmLinks) return;
     pool.connect(name).catch((err: BeamError) => components.logger.debug({ share: name, code: err.code }, 'warm link not opened'));
   };
   const gateway = new Gateway(

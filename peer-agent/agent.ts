@@ -88,6 +88,8 @@ export interface AgentOptions {
   maxVisitors?: number;
   /** The server's agent token, for a server with --token-file. */
   token?: string;
+  /** Join the pool of this name (--pool): one name, several agents. */
+  pool?: boolean;
   /**
    * Makes the share private: `beam connect` visitors prove this secret in the
    * Noise handshake, gateway requests carry it (shared/constants.ts SECRET_*).
@@ -220,6 +222,7 @@ export class Agent extends EventEmitter<AgentEvents> {
           private: this.options.secret !== undefined,
           http: HTTP_HEAD_VERSION,
           ...(this.options.signIn ? { signIn: true } : {}),
+          ...(this.options.pool ? { pool: true } : {}),
           ...(this.options.token !== undefined ? { token: this.options.token } : {}),
         },
         'agent',

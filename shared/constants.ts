@@ -236,6 +236,12 @@ export const REGISTRATIONS_PER_IP_PER_MINUTE = 60;
 export const SESSIONS_PER_IP_PER_MINUTE = 600;
 /** Sessions one visitor connection may have open at once. */
 export const MAX_SESSIONS_PER_VISITOR = 1024;
+/** Pools whose turn counter (which member the next session goes to) the signaling core keeps; the oldest go past this. */
+export const MAX_POOL_TURNS_KEPT = 10_000;
+/** How often a visitor with sessions on a pooled share asks signaling for a member it has no session with yet (a member that joined since). */
+export const POOL_PROBE_MS = 2_000;
+/** How many other members of a pool the gateway tries for a request whose member failed before answering (idempotent, no body). */
+export const POOL_RETRIES = 2;
 /**
  * Sessions one client address may have open with one share at once (the
  * server's own gateway is exempt and has a session per share of its own,

@@ -52,6 +52,15 @@ export const ERRORS = {
     status: 409,
     message: 'This share name is already in use. Pick another with --name, or leave it out to get a random one.',
   },
+  BEAM_ERR_POOL_MISMATCH: {
+    status: 409,
+    message:
+      'This name is a pool and the agent is not a member, or the other way round. Start every agent of a pool with --pool and the same --name (and, on servers with --token-file, the same token).',
+  },
+  BEAM_ERR_POOL_COVERED: {
+    status: 409,
+    message: 'You already have a session with every agent of this pool.',
+  },
   BEAM_ERR_NAME_INVALID: {
     status: 400,
     message: 'Share names are 3 to 63 characters of a-z, 0-9 and "-", and cannot start or end with "-".',

@@ -64,6 +64,12 @@ export const HandshakeSchema = v.object({
   http: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(255))),
   /** The agent's visitors sign in (--oidc): browsers need top-level pages from the gateway, not the peer-to-peer page. */
   signIn: v.optional(v.boolean()),
+  /**
+   * The agent joins a pool (`--pool`): agents that register one name with
+   * this flag (and, on a server with --token-file, one token) share it, and
+   * visitors' sessions are spread across them.
+   */
+  pool: v.optional(v.boolean()),
 });
 export type Handshake = v.InferOutput<typeof HandshakeSchema>;
 
@@ -106,7 +112,15 @@ export const RegisterRequestSchema = v.object({
 });
 export type RegisterRequest = v.InferOutput<typeof RegisterRequestSchema>;
 
-export const OpenSessionRequestSchema = v.object({ share: shareName });
+export const OpenSessionRequestSchema = v.object({
+  share: shareName,
+  /**
+   * A pooled share: a member this visitor has no session with yet, or
+   * BEAM_ERR_POOL_COVERED when it has one with each (how a gateway finds new
+   * members).
+   */
+  spread: v.optional(v.boolean()),
+});
 export type OpenSessionRequest = v.InferOutput<typeof OpenSessionRequestSchema>;
 
 export const SessionSignalSchema = v.object({ sessionId, signal: SignalSchema });
@@ -174,6 +188,8 @@ export interface SessionOpened {
   relayUrl?: string;
   /** The HTTP head codec the agent speaks (HTTP_HEAD_VERSION); absent is 1. */
   agentHttp?: number;
+  /** A pooled share (`--pool`): how many agents serve it now. Absent for a share of one agent. */
+  pool?: number;
 }
 
 /** Events the server receives. */

@@ -18,6 +18,7 @@ import type { Logger } from 'pino';
 import {
   ENDED_SESSIONS_KEPT,
   MAX_CONNECTIONS_PER_IP,
+  MAX_POOL_TURNS_KEPT,
   MAX_SESSIONS_PER_SHARE,
   MAX_SESSIONS_PER_SHARE_PER_ADDRESS,
   MAX_SESSIONS_PER_VISITOR,
@@ -48,7 +49,7 @@ import {
   type VisitorKind,
   wireError,
 } from '../shared/signaling.js';
-import { MemoryShareRegistry, type ShareRegistry } from './registry.js';
+import { type AgentInfo, type Member, MemoryShareRegistry, type ShareRegistry } from './registry.js';
 import type { AgentTokens } from './tokens.js';
 
 /** A session as the server keeps it (and, with --redis, as nodes pass it to each other). */
@@ -79,6 +80,8 @@ export interface ConnectionData {
   http: number | undefined;
   /** An agent whose visitors sign in. */
   signIn: boolean;
+  /** An agent that joins a pool (--pool). */
+  pool: boolean;
   /** The client's address (the proxy's view of it with trustProxy). */
   address: string;
   /** With --token-file: the id of the agent's token. */
@@ -170,6 +173,8 @@ export class SignalingCore {
   private readonly sessionOpens: RateLimiterMemory;
   /** Who each connection is. */
   private readonly connections = new Map<string, ConnectionData>();
+  /** Each pool's turn counter: new sessions take turns among its members. */
+  private readonly poolTurns = new Map<string, number>();
 
   constructor(components: SignalingComponents, options: SignalingOptions, wire: SignalingWire) {
     this.log = components.logger.child({ component: 'signaling' });
@@ -252,6 +257,7 @@ export class SignalingCore {
       private: hs.private ?? false,
       http: hs.http,
       signIn: hs.signIn === true,
+      pool: hs.pool === true,
       address,
       tokenId,
       host,
@@ -282,7 +288,15 @@ export class SignalingCore {
       const owner = tokens.reservedBy(req.name);
       if (owner !== undefined && owner !== data.tokenId) throw new BeamError('BEAM_ERR_NAME_RESERVED', `"${req.name.toLowerCase()}"`);
     }
-    const agentInfo = { peerId: data.peerId ?? '', relay: data.relay, kind: data.shareKind, private: data.private, http: data.http, signIn: data.signIn };
+    const agentInfo: AgentInfo = {
+      peerId: data.peerId ?? '',
+      relay: data.relay,
+      kind: data.shareKind,
+      private: data.private,
+      http: data.http,
+      signIn: data.signIn,
+      ...(data.pool ? { pool: true, tokenId: data.tokenId } : {}),
+    };
     let claim = await this.registry.claim(conn, req.name, req.resumeToken, agentInfo, req.heldOnly === true).catch(async (err: unknown) => {
       throw await this.explainTaken(err, req.name);
     });
@@ -333,15 +347,15 @@ export class SignalingCore {
     const req = decode(OpenSessionRequestSchema, raw, 'session:open');
     if (data.kind !== 'gateway') await this.spend(this.sessionOpens, data.address, 'sessions', this.limits.sessionsPerMinute);
     const share = req.share.toLowerCase();
-    const agent = await this.registry.ownerOf(share);
-    const here = agent !== undefined && this.wire.isHere(agent);
     // Alone, an agent is here or nowhere; in a cluster, the registry's word (kept alive by its node's heartbeat) stands.
-    if (!agent || (!here && !this.options.cluster)) {
+    const members = (await this.registry.membersOf(share)).filter((m) => this.options.cluster || this.wire.isHere(m.owner));
+    const member = this.pick(conn, share, members, req.spread === true);
+    if (!member) {
       if (await this.registry.isHeld(share)) throw new BeamError('BEAM_ERR_AGENT_UNREACHABLE', `"${share}" lost its connection and may come back`);
       throw new BeamError('BEAM_ERR_SHARE_NOT_FOUND', `"${share}"`);
     }
-    const agentData = await this.registry.agentOf(share);
-    if (!agentData) throw new BeamError('BEAM_ERR_SHARE_NOT_FOUND', `"${share}"`);
+    const { owner: agent, agent: agentData } = member;
+    const here = this.wire.isHere(agent);
     // Counted after the last await, right before the session is added: opens that race each other can't all pass.
     if ((this.sessionsByConn.get(conn)?.size ?? 0) >= MAX_SESSIONS_PER_VISITOR) {
       throw new BeamError('BEAM_ERR_LIMIT_REACHED', `${MAX_SESSIONS_PER_VISITOR} sessions per visitor`);
@@ -404,7 +418,32 @@ export class SignalingCore {
       relayToken: relayTokens.visitor,
       ...(this.options.nodeUrl ? { relayUrl: this.options.nodeUrl } : {}),
       ...(agentData.http !== undefined ? { agentHttp: agentData.http } : {}),
+      ...(agentData.pool ? { pool: members.length } : {}),
     };
+  }
+
+  /**
+   * The agent a new session goes to: the only one, or in a pool the member
+   * this visitor has the fewest sessions with, taking turns among equals.
+   * `spread`: only a member it has none with (BEAM_ERR_POOL_COVERED if none).
+   */
+  private pick(conn: string, share: string, members: Member[], spread: boolean): Member | undefined {
+    if (members.length <= 1 && !spread) return members[0];
+    const mine = new Map<string, number>();
+    for (const id of this.sessionsByConn.get(conn) ?? []) {
+      const s = this.sessions.get(id);
+      if (s?.share === share && s.visitor === conn) mine.set(s.agent, (mine.get(s.agent) ?? 0) + 1);
+    }
+    const fewest = Math.min(...members.map((m) => mine.get(m.owner) ?? 0));
+    if (spread && fewest > 0) {
+      if (members.length === 0) return undefined;
+      throw new BeamError('BEAM_ERR_POOL_COVERED', `${members.length} agent${members.length === 1 ? '' : 's'}`);
+    }
+    const least = members.filter((m) => (mine.get(m.owner) ?? 0) === fewest);
+    const turn = this.poolTurns.get(share) ?? 0;
+    this.poolTurns.set(share, turn + 1);
+    if (this.poolTurns.size > MAX_POOL_TURNS_KEPT) this.poolTurns.delete(this.poolTurns.keys().next().value as string);
+    return least[turn % least.length];
   }
 
   /**

@@ -25,14 +25,26 @@ export interface AgentInfo {
   http?: number | undefined;
   /** Its visitors sign in (--oidc). */
   signIn?: boolean | undefined;
+  /** It joins a pool (--pool): one name, several agents. */
+  pool?: boolean | undefined;
+  /** The id of the server token it registered with (--token-file): a pool takes members of one token only. */
+  tokenId?: string | undefined;
+}
+
+/** One agent serving a name: its connection, and what visitors learn of it. */
+export interface Member {
+  owner: string;
+  agent: AgentInfo;
 }
 
 export interface ShareRegistry {
   /** Claims `name` (or a random one) for `owner`. A held name goes back to whoever shows its token. */
   /** `heldOnly`: a token resumes only a name held for a dropped owner, never one a live owner has. */
   claim(owner: string, name: string | undefined, resumeToken: string | undefined, agent?: AgentInfo, heldOnly?: boolean): Promise<Claim>;
-  /** The agent behind a live name (its owner's registration), if any. */
+  /** The agent behind a live name (its owner's registration; a pool's first member), if any. */
   agentOf(name: string): Promise<AgentInfo | undefined>;
+  /** Every agent serving a live name: one, or a pool's members. */
+  membersOf(name: string): Promise<Member[]>;
   /** The owner went away: its names are held for the grace period, then freed. */
   release(owner: string): Promise<void>;
   /** The owner closed the share on purpose: the name is freed at once. */
@@ -52,6 +64,8 @@ export interface ShareRegistry {
 interface Entry {
   owner: string | undefined;
   agent: AgentInfo | undefined;
+  /** A pool's members by owner (owner and agent above stay undefined); held while empty. */
+  pool?: { tokenId: string | undefined; members: Map<string, AgentInfo> };
   tokenHash: Buffer;
   graceTimer: NodeJS.Timeout | undefined;
   /** While held (owner undefined): when the grace ends (Date.now() ms). */
@@ -72,9 +86,11 @@ export class MemoryShareRegistry implements ShareRegistry {
   }
 
   async claim(owner: string, requested: string | undefined, resumeToken: string | undefined, agent?: AgentInfo, heldOnly = false): Promise<Claim> {
+    if (agent?.pool) return this.join(owner, requested, agent);
     if (requested !== undefined) {
       const name = validateName(requested);
       const entry = this.entries.get(name);
+      if (entry?.pool) throw new BeamError('BEAM_ERR_POOL_MISMATCH', `"${name}" is a pool: start this agent with --pool to join it`);
       if (entry) {
         const presented = resumeToken ? hashToken(resumeToken) : undefined;
         if (!presented || !timingSafeEqual(presented, entry.tokenHash) || (heldOnly && entry.owner !== undefined)) {
@@ -98,6 +114,42 @@ export class MemoryShareRegistry implements ShareRegistry {
     throw new BeamError('BEAM_ERR_LIMIT_REACHED', 'no free random name');
   }
 
+  /** An agent joins the pool `requested` (made if it is free). */
+  private join(owner: string, requested: string | undefined, agent: AgentInfo): Claim {
+    if (requested === undefined) throw new BeamError('BEAM_ERR_BAD_OPTION', '--pool needs a name (--name) for the agents to share');
+    const name = validateName(requested);
+    let entry = this.entries.get(name);
+    if (entry && (!entry.pool || entry.pool.tokenId !== agent.tokenId))
+      throw new BeamError('BEAM_ERR_POOL_MISMATCH', entry.pool ? `"${name}" is another token's pool` : `"${name}" is served by one agent, not a pool`);
+    const resumed = entry !== undefined;
+    if (!entry) {
+      entry = { owner: undefined, agent: undefined, tokenHash: hashToken(randomBytes(24).toString('base64url')), graceTimer: undefined, pool: { tokenId: agent.tokenId, members: new Map() } };
+      this.entries.set(name, entry);
+    }
+    if (entry.graceTimer) clearTimeout(entry.graceTimer);
+    entry.graceTimer = undefined;
+    delete entry.heldUntil;
+    entry.pool?.members.set(owner, agent);
+    this.own(owner, name);
+    // A member needs no token to come back: it joins again by name.
+    return { name, resumeToken: randomBytes(24).toString('base64url'), resumed };
+  }
+
+  /** A member left a pool: an empty pool is held for the grace period (`hold`), or freed. */
+  private leave(name: string, entry: Entry, owner: string, hold: boolean): void {
+    const pool = entry.pool;
+    if (!pool?.members.delete(owner) || pool.members.size > 0) return;
+    if (!hold) {
+      this.entries.delete(name);
+      return;
+    }
+    entry.heldUntil = Date.now() + this.graceMs;
+    entry.graceTimer = setTimeout(() => {
+      if (this.entries.get(name) === entry && pool.members.size === 0) this.entries.delete(name);
+    }, this.graceMs);
+    entry.graceTimer.unref();
+  }
+
   private create(owner: string, name: string, agent: AgentInfo | undefined): Claim {
     const resumeToken = randomBytes(24).toString('base64url');
     this.entries.set(name, { owner, agent, tokenHash: hashToken(resumeToken), graceTimer: undefined });
@@ -116,6 +168,10 @@ export class MemoryShareRegistry implements ShareRegistry {
     this.byOwner.delete(owner);
     for (const name of names ?? []) {
       const entry = this.entries.get(name);
+      if (entry?.pool) {
+        this.leave(name, entry, owner, true);
+        continue;
+      }
       if (!entry || entry.owner !== owner) continue;
       entry.owner = undefined;
       entry.heldUntil = Date.now() + this.graceMs;
@@ -128,6 +184,11 @@ export class MemoryShareRegistry implements ShareRegistry {
 
   async drop(owner: string, name: string): Promise<void> {
     const entry = this.entries.get(name);
+    if (entry?.pool) {
+      this.byOwner.get(owner)?.delete(name);
+      this.leave(name, entry, owner, false);
+      return;
+    }
     if (!entry || entry.owner !== owner) return;
     if (entry.graceTimer) clearTimeout(entry.graceTimer);
     this.entries.delete(name);
@@ -135,22 +196,32 @@ export class MemoryShareRegistry implements ShareRegistry {
   }
 
   async ownerOf(name: string): Promise<string | undefined> {
-    return this.entries.get(name.toLowerCase())?.owner;
+    const entry = this.entries.get(name.toLowerCase());
+    return entry?.pool ? (await this.membersOf(name))[0]?.owner : entry?.owner;
   }
 
   async agentOf(name: string): Promise<AgentInfo | undefined> {
+    return (await this.membersOf(name))[0]?.agent;
+  }
+
+  async membersOf(name: string): Promise<Member[]> {
     const entry = this.entries.get(name.toLowerCase());
-    return entry?.owner !== undefined ? entry.agent : undefined;
+    if (entry?.pool) return [...entry.pool.members].map(([owner, agent]) => ({ owner, agent }));
+    return entry?.owner !== undefined && entry.agent ? [{ owner: entry.owner, agent: entry.agent }] : [];
+  }
+
+  /** Held: a name whose owner dropped, or a pool with no member left, within the grace period. */
+  private held(entry: Entry | undefined): boolean {
+    return entry !== undefined && (entry.pool ? entry.pool.members.size === 0 : entry.owner === undefined);
   }
 
   async isHeld(name: string): Promise<boolean> {
-    const entry = this.entries.get(name.toLowerCase());
-    return entry !== undefined && entry.owner === undefined;
+    return this.held(this.entries.get(name.toLowerCase()));
   }
 
   async heldFor(name: string): Promise<number | undefined> {
     const entry = this.entries.get(name.toLowerCase());
-    if (!entry || entry.owner !== undefined || entry.heldUntil === undefined) return undefined;
+    if (!entry || !this.held(entry) || entry.heldUntil === undefined) return undefined;
     return Math.max(0, entry.heldUntil - Date.now());
   }
 
@@ -160,7 +231,7 @@ export class MemoryShareRegistry implements ShareRegistry {
 
   async liveCount(): Promise<number> {
     let n = 0;
-    for (const entry of this.entries.values()) if (entry.owner !== undefined) n++;
+    for (const entry of this.entries.values()) if (!this.held(entry)) n++;
     return n;
   }
 

@@ -1,6 +1,6 @@
 /** A `beam connect` link as text (transport/link.ts parses them): the share's URL, the agent's peer ID and a private share's secret in the fragment. No libp2p. */
-export function connectLink(url: string, peerId: string, secret?: string): string {
+export function connectLink(url: string, peerId: string | undefined, secret?: string): string {
   const u = new URL(url);
-  u.hash = new URLSearchParams({ peer: peerId, ...(secret !== undefined ? { secret } : {}) }).toString();
+  u.hash = new URLSearchParams({ ...(peerId !== undefined ? { peer: peerId } : {}), ...(secret !== undefined ? { secret } : {}) }).toString();
   return u.href;
 }

@@ -13,10 +13,17 @@
  * over: the name may belong to someone else by then, so new requests start a
  * new session and the old one finishes what it carries. A session pinned to
  * a peer ID (a `beam connect` link) can reach no one else, and stays.
+ *
+ * A pooled share (`--pool`, several agents under one name) gets a session
+ * with each member: new streams take turns among those that are up, and
+ * every POOL_PROBE_MS the pool asks signaling for a member it has no
+ * session with yet (one that joined since). A member the server says is
+ * gone leaves the rotation at once; its streams in flight finish, or fail
+ * and are the caller's to send again (gateway/gateway.ts).
  */
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
-import { SHARE_RESUME_GRACE_MS, SIGNALING_PROTOCOL_VERSION } from '../shared/constants.js';
+import { POOL_PROBE_MS, SHARE_RESUME_GRACE_MS, SIGNALING_PROTOCOL_VERSION } from '../shared/constants.js';
 import type { BeamError } from '../shared/errors.js';
 import { isErrorCode } from '../shared/errors.js';
 import type { PathKind } from '../shared/paths.js';
@@ -62,8 +69,12 @@ export class SessionPool extends EventEmitter<SessionPoolEvents> {
   private readonly options: SessionPoolOptions;
   private readonly log: Logger;
   readonly socket: SignalingSocket;
-  /** The session each share's new streams take. */
-  private readonly byShare = new Map<string, VisitorSession>();
+  /** The sessions each share's new streams take: one, or one per member of a pooled share. */
+  private readonly byShare = new Map<string, VisitorSession[]>();
+  /** Pooled shares: when this pool last asked signaling for a member it has no session with. */
+  private readonly probedAt = new Map<string, number>();
+  /** Whose turn it is among a pool's members. */
+  private turn = 0;
   /** Every session by its signaling id (a retired one too, until it closes): where signals go. */
   private readonly byId = new Map<string, VisitorSession>();
   /** Direct (ICE) attempts that failed, ever: the sessions then went on over TURN or the relay, or not at all. */
@@ -89,8 +100,13 @@ export class SessionPool extends EventEmitter<SessionPoolEvents> {
       try {
         const msg = decode(SessionClosedSchema, raw, 'session:closed');
         const session = this.byId.get(msg.sessionId);
+        if (session && msg.code === 'BEAM_ERR_SIGNALING_LOST' && this.leaveRotation(session)) {
+          // A pool member the server lost: the others take new streams; its own finish if it still answers.
+          session.detach(true);
+          session.retire();
+        }
         // The agent lost the server, not necessarily the session: its paths are checked instead.
-        if (msg.code === 'BEAM_ERR_SIGNALING_LOST') session?.detach(true);
+        else if (msg.code === 'BEAM_ERR_SIGNALING_LOST') session?.detach(true);
         else session?.close(isErrorCode(msg.code) ? msg.code : undefined);
       } catch (err) {
         this.log.warn({ err: (err as Error).message }, 'dropped a malformed session:closed');
@@ -99,7 +115,7 @@ export class SessionPool extends EventEmitter<SessionPoolEvents> {
     this.socket.on('disconnect', (reason) => {
       // The server forgets this side's sessions; their paths carry on while the agents answer on them.
       if (this.byShare.size > 0)
-        this.log.warn({ reason, sessions: this.byShare.size }, 'lost the signaling server; sessions carry on over the paths that are up');
+        this.log.warn({ reason, sessions: this.byId.size }, 'lost the signaling server; sessions carry on over the paths that are up');
       for (const session of [...this.byId.values()]) session.detach();
     });
   }
@@ -120,24 +136,80 @@ export class SessionPool extends EventEmitter<SessionPoolEvents> {
     return this.byShare.size;
   }
 
-  /** The session new streams to `share` take, if there is one. */
+  /** The session new streams to `share` take, if there is one (a pool's first). */
   get(share: string): VisitorSession | undefined {
-    return this.byShare.get(share);
+    return this.byShare.get(share)?.[0];
   }
 
-  /** The session with a share, set up (in the background) if there is none. */
-  open(share: string): VisitorSession {
-    let session = this.byShare.get(share);
-    if (session && (session.detachedMs ?? 0) > SHARE_RESUME_GRACE_MS && !this.options.session.expectPeer) {
+  /** Takes a session out of its share's rotation; true if it was one of a pool's several. */
+  private leaveRotation(session: VisitorSession): boolean {
+    const list = this.byShare.get(session.share);
+    if (!list || session.poolSize === undefined || list.length < 2 || !list.includes(session)) return false;
+    this.remove(session.share, session);
+    return true;
+  }
+
+  private remove(share: string, session: VisitorSession): void {
+    const list = this.byShare.get(share);
+    if (!list) return;
+    const at = list.indexOf(session);
+    if (at >= 0) list.splice(at, 1);
+    if (list.length === 0) {
       this.byShare.delete(share);
-      session.retire();
-      session = undefined;
+      this.probedAt.delete(share);
     }
-    if (session) return session;
+  }
+
+  /**
+   * The session with a share, set up (in the background) if there is none.
+   * For a pooled share: the next member's that is up, not `avoid` (a
+   * session whose stream just failed); undefined when `avoid` is given and
+   * no other member's session is up.
+   */
+  open(share: string): VisitorSession;
+  open(share: string, avoid: VisitorSession): VisitorSession | undefined;
+  open(share: string, avoid?: VisitorSession): VisitorSession | undefined {
+    for (const session of this.byShare.get(share) ?? []) {
+      if ((session.detachedMs ?? 0) > SHARE_RESUME_GRACE_MS && !this.options.session.expectPeer) {
+        this.remove(share, session);
+        session.retire();
+      }
+    }
+    const list = this.byShare.get(share);
+    if (!list) return avoid ? undefined : this.create(share, false);
+    const first = list[0] as VisitorSession;
+    // One agent's share (or one not open yet): its one session.
+    if (first.poolSize === undefined && list.length === 1) return avoid ? undefined : first;
+    this.probe(share, list);
+    const up = list.filter((s) => s !== avoid && s.path !== undefined && s.detachedMs === undefined);
+    if (up.length > 0) return up[this.turn++ % up.length];
+    return avoid ? undefined : first;
+  }
+
+  /** A member joined `share`'s pool (the server saw it register): look for it now if the share is pooled. */
+  joined(share: string): void {
+    const list = this.byShare.get(share);
+    if (!list?.some((s) => s.poolSize !== undefined)) return;
+    this.probedAt.delete(share);
+    this.probe(share, list);
+  }
+
+  /** A pooled share: asks signaling for a member with no session yet, at most one at a time and every POOL_PROBE_MS. */
+  private probe(share: string, list: VisitorSession[]): void {
+    if (list.some((s) => s.path === undefined && s.detachedMs === undefined)) return;
+    const known = Math.max(...list.map((s) => s.poolSize ?? 1));
+    const now = performance.now();
+    const wait = known > list.length ? POOL_PROBE_MS / 10 : POOL_PROBE_MS;
+    if (now - (this.probedAt.get(share) ?? Number.NEGATIVE_INFINITY) < wait) return;
+    this.probedAt.set(share, now);
+    this.create(share, true);
+  }
+
+  private create(share: string, spread: boolean): VisitorSession {
     const local = this.options.localLinks ? localAgent(this.options.server, share) : undefined;
     const created = new VisitorSession(
       { engine: this.c.engine, logger: this.log, socket: this.socket, identity: this.c.identity },
-      { ...this.options.session, share, server: this.options.server, ...(local ? { local: local() } : {}) },
+      { ...this.options.session, share, server: this.options.server, ...(local ? { local: local() } : {}), ...(spread ? { spread } : {}) },
     );
     created.on('path', (info) => this.emit('path', share, info));
     created.on('direct-failed', (err) => {
@@ -149,14 +221,23 @@ export class SessionPool extends EventEmitter<SessionPoolEvents> {
       if (created.sessionId !== undefined && this.byId.get(created.sessionId) === created) this.byId.delete(created.sessionId);
       this.closedBytes.sent += created.bytes.sent;
       this.closedBytes.received += created.bytes.received;
-      if (this.byShare.get(share) === created) this.byShare.delete(share);
+      this.remove(share, created);
     });
-    // A session that never came up (no such share yet, agent gone) is not kept: the next request asks again.
-    created.ready.catch(() => {
-      if (this.byShare.get(share) === created) this.byShare.delete(share);
-      created.close();
-    });
-    this.byShare.set(share, created);
+    // A session that never came up (no such share yet, agent gone, a pool with no new member) is not kept: the next request asks again.
+    created.ready.then(
+      () => {
+        // A pooled share's session is up: set one up with the next member too, without waiting for a request.
+        const list = this.byShare.get(share);
+        if (list?.includes(created) && created.poolSize !== undefined) this.probe(share, list);
+      },
+      () => {
+        this.remove(share, created);
+        created.close();
+      },
+    );
+    const list = this.byShare.get(share);
+    if (list) list.push(created);
+    else this.byShare.set(share, [created]);
     return created;
   }
 
@@ -170,7 +251,7 @@ export class SessionPool extends EventEmitter<SessionPoolEvents> {
   /** Sessions, by the path new streams take. */
   paths(): Record<PathKind, number> {
     const counts: Record<PathKind, number> = { local: 0, direct: 0, turn: 0, relay: 0 };
-    for (const session of this.byShare.values()) if (session.path) counts[session.path]++;
+    for (const list of this.byShare.values()) for (const session of list) if (session.path) counts[session.path]++;
     return counts;
   }
 
@@ -185,7 +266,7 @@ export class SessionPool extends EventEmitter<SessionPoolEvents> {
   }
 
   close(): void {
-    for (const session of [...this.byShare.values(), ...this.byId.values()]) session.close();
+    for (const session of [...[...this.byShare.values()].flat(), ...this.byId.values()]) session.close();
     this.socket.disconnect();
   }
 }

@@ -96,6 +96,8 @@ export interface VisitorSessionOptions {
    * rides this in-memory channel alone, with no signaling, and ends with it.
    */
   local?: LocalLink;
+  /** A pooled share: open the session with a member this visitor has none with yet (BEAM_ERR_POOL_COVERED if there is none). */
+  spread?: boolean;
 }
 
 export interface VisitorSessionEvents {
@@ -182,6 +184,11 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
   /** The HTTP head codec the agent speaks (1 until the session is open; an in-process agent is this build's). */
   get agentHttp(): number {
     return this.options.local ? HTTP_HEAD_VERSION : (this.opened?.agentHttp ?? 1);
+  }
+
+  /** A pooled share (`--pool`): how many agents served it when this session opened; undefined for one agent's share. */
+  get poolSize(): number | undefined {
+    return this.opened?.pool;
   }
 
   /** The path new streams take now. */
@@ -356,7 +363,8 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
 
   private open(): Promise<SessionOpened> {
     return new Promise<SessionOpened>((resolve, reject) => {
-      this.c.socket.timeout(AGENT_CONNECT_TIMEOUT_MS).emit('session:open', { share: this.share }, (err: Error | null, res: Ack<SessionOpened>) => {
+      const req = { share: this.share, ...(this.options.spread ? { spread: true } : {}) };
+      this.c.socket.timeout(AGENT_CONNECT_TIMEOUT_MS).emit('session:open', req, (err: Error | null, res: Ack<SessionOpened>) => {
         if (err) reject(new BeamError('BEAM_ERR_AGENT_UNREACHABLE', 'signaling did not answer'));
         else if (res.ok) resolve(res.value);
         else reject(new BeamError(isErrorCode(res.error.code) ? res.error.code : 'BEAM_ERR_AGENT_UNREACHABLE', res.error.detail));
