@@ -334,10 +334,8 @@ export async function share(options: ShareOptions): Promise<Share> {
     throw new BeamError('BEAM_ERR_BAD_OPTION', `--port ${options.port} is not a port from 0 to 65535`);
   if (options.tls && server)
     throw new BeamError('BEAM_ERR_BAD_OPTION', '--tls is for the embedded server; a server you run takes `beam serve --tls-cert <file> --tls-key <file>`');
-  if (options.pool && options.name === undefined)
-    throw new BeamError('BEAM_ERR_BAD_OPTION', '--pool needs --name: the name every agent of the pool registers');
-  if (options.pool && !server)
-    throw new BeamError('BEAM_ERR_BAD_OPTION', '--pool needs --server: the agents of a pool share one Beam server (beam serve)');
+  if (options.pool && options.name === undefined) throw new BeamError('BEAM_ERR_BAD_OPTION', '--pool needs --name: the name every agent of the pool registers');
+  if (options.pool && !server) throw new BeamError('BEAM_ERR_BAD_OPTION', '--pool needs --server: the agents of a pool share one Beam server (beam serve)');
   const log = options.logger ?? pino({ level: 'silent' });
   const engine = await loadEngine(engineName);
   const identity = await loadAgentIdentity();

@@ -123,7 +123,13 @@ export class MemoryShareRegistry implements ShareRegistry {
       throw new BeamError('BEAM_ERR_POOL_MISMATCH', entry.pool ? `"${name}" is another token's pool` : `"${name}" is served by one agent, not a pool`);
     const resumed = entry !== undefined;
     if (!entry) {
-      entry = { owner: undefined, agent: undefined, tokenHash: hashToken(randomBytes(24).toString('base64url')), graceTimer: undefined, pool: { tokenId: agent.tokenId, members: new Map() } };
+      entry = {
+        owner: undefined,
+        agent: undefined,
+        tokenHash: hashToken(randomBytes(24).toString('base64url')),
+        graceTimer: undefined,
+        pool: { tokenId: agent.tokenId, members: new Map() },
+      };
       this.entries.set(name, entry);
     }
     if (entry.graceTimer) clearTimeout(entry.graceTimer);

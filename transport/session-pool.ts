@@ -114,8 +114,7 @@ export class SessionPool extends EventEmitter<SessionPoolEvents> {
     });
     this.socket.on('disconnect', (reason) => {
       // The server forgets this side's sessions; their paths carry on while the agents answer on them.
-      if (this.byShare.size > 0)
-        this.log.warn({ reason, sessions: this.byId.size }, 'lost the signaling server; sessions carry on over the paths that are up');
+      if (this.byShare.size > 0) this.log.warn({ reason, sessions: this.byId.size }, 'lost the signaling server; sessions carry on over the paths that are up');
       for (const session of [...this.byId.values()]) session.detach();
     });
   }
