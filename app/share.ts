@@ -89,8 +89,10 @@ export interface ShareOptions {
   responseHeaderRemove?: string[] | undefined;
   /** Visitors sign in with this OpenID Connect provider first (its issuer URL); the agent runs the flow (peer-agent/sign-in.ts). */
   oidc?: string | undefined;
-  /** A provider by name instead of `oidc`: 'google'. */
+  /** A provider by name instead of `oidc`: 'google', or 'github' (OAuth 2.0; the e-mail addresses come from GitHub's API). */
   oauth?: string | undefined;
+  /** With oauth 'github': a GitHub Enterprise Server's URL instead of github.com. */
+  oauthUrl?: string | undefined;
   /** The client registered with the provider; its redirect URI is https://<share host>/.beam/oidc/callback. */
   oidcClientId?: string | undefined;
   oidcClientSecret?: string | undefined;
@@ -236,7 +238,7 @@ class ShareHandle extends EventEmitter<ShareEvents> implements Share {
 }
 
 /** Providers `oauth` names: OpenID Connect issuers. */
-const OAUTH_ISSUERS: Record<string, string> = { google: 'https://accounts.google.com' };
+const OAUTH_ISSUERS: Record<string, string> = { google: 'https://accounts.google.com', github: 'https://github.com' };
 
 /** The sign-in a share's options ask for (discovered now, so a wrong issuer fails at start), or none. */
 async function startSignIn(options: ShareOptions, kind: ShareKind): Promise<SignIn | undefined> {
@@ -248,9 +250,10 @@ async function startSignIn(options: ShareOptions, kind: ShareKind): Promise<Sign
       options.oidcAllowEmail?.length ||
       options.oidcAllowDomain?.length ||
       options.oidcScopes ||
-      options.oidcSessionMs !== undefined
+      options.oidcSessionMs !== undefined ||
+      options.oauthUrl !== undefined
     )
-      throw new BeamError('BEAM_ERR_BAD_OPTION', 'the --oidc-* options go with --oidc <issuer-url> (or --oauth google)');
+      throw new BeamError('BEAM_ERR_BAD_OPTION', 'the --oidc-* options go with --oidc <issuer-url> (or --oauth google|github)');
     return undefined;
   }
   if (kind !== 'http') throw new BeamError('BEAM_ERR_BAD_OPTION', `sign-in is for HTTP shares, not ${kind}; a ${kind} share can use --private`);
@@ -267,8 +270,11 @@ async function startSignIn(options: ShareOptions, kind: ShareKind): Promise<Sign
         `--oauth ${options.oauth}: the provider Beam knows is ${Object.keys(OAUTH_ISSUERS).join(', ')}; any other OpenID Connect provider works with --oidc <issuer-url>`,
       );
   }
+  if (options.oauthUrl !== undefined && options.oauth !== 'github')
+    throw new BeamError('BEAM_ERR_BAD_OPTION', '--oauth-url names a GitHub Enterprise Server: it goes with --oauth github');
   const { SignIn } = await import('../peer-agent/sign-in.js');
   return SignIn.start({
+    ...(options.oauth === 'github' ? { github: { url: options.oauthUrl ?? (issuer as string) } } : {}),
     issuer: issuer as string,
     clientId: options.oidcClientId ?? '',
     clientSecret: options.oidcClientSecret,

@@ -59,6 +59,7 @@ export interface HttpFlags extends CommonFlags {
   responseHeaderRemove?: string[] | string;
   oidc?: string;
   oauth?: string;
+  oauthUrl?: string;
   oidcClientId?: string;
   oidcClientSecret?: string;
   oidcScopes?: string;
@@ -178,6 +179,7 @@ function shareOptions(target: string, flags: HttpFlags, kind: ShareKind, embedde
     responseHeaderRemove: lines(flags.responseHeaderRemove),
     oidc: flags.oidc,
     oauth: flags.oauth,
+    oauthUrl: flags.oauthUrl,
     oidcClientId: flags.oidcClientId,
     oidcClientSecret: flags.oidcClientSecret,
     oidcScopes: flags.oidcScopes,

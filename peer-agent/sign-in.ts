@@ -15,6 +15,13 @@
  *                                  https) for `sessionMs` (default SIGN_IN_SESSION_MS)
  *   /.beam/logout                  the cookie goes
  *
+ * GitHub (`--oauth github`) is OAuth 2.0, not OpenID Connect: no ID token,
+ * so after the code exchange (PKCE and state as above) the agent asks
+ * GitHub's API for the user (/user) and their e-mail addresses
+ * (/user/emails): the allow rules take any verified address, and the
+ * origin gets the one that matched, else the primary one. A GitHub
+ * Enterprise Server works with `github.url` (its API at /api/v3).
+ *
  * The origin gets the user in `Beam-User-Email` and `Beam-User-Name`, which
  * the agent sets and strips from whatever visitors send; Beam's cookies never
  * reach it. `beam connect` visitors can't sign in (no browser): they get
@@ -47,7 +54,14 @@ export interface SignInOptions {
   allowDomains?: readonly string[] | undefined;
   /** How long a sign-in lasts. Default SIGN_IN_SESSION_MS. */
   sessionMs?: number | undefined;
+  /** GitHub's OAuth 2.0 instead of OpenID Connect discovery (`--oauth github`): github.com, or a GitHub Enterprise Server's URL. */
+  github?: { url: string } | undefined;
 }
+
+const GITHUB_COM = 'https://github.com';
+const GITHUB_API = 'https://api.github.com';
+/** GitHub's scopes: the profile, and the e-mail addresses with whether each is verified. */
+const GITHUB_SCOPES = 'read:user user:email';
 
 /** What the agent does with a request. */
 export type SignInOutcome =
@@ -85,9 +99,12 @@ export class SignIn {
   private readonly key = randomBytes(32);
   private readonly allowEmails: Set<string>;
   private readonly allowDomains: Set<string>;
+  /** GitHub's API base, when signing in with GitHub (no ID token). */
+  private readonly githubApi: string | undefined;
 
-  private constructor(client: typeof OidcClient, config: OidcClient.Configuration, options: SignInOptions) {
+  private constructor(client: typeof OidcClient, config: OidcClient.Configuration, options: SignInOptions, githubApi?: string) {
     this.client = client;
+    this.githubApi = githubApi;
     this.config = config;
     this.options = options;
     this.allowEmails = new Set((options.allowEmails ?? []).map((e) => e.toLowerCase()));
@@ -99,18 +116,34 @@ export class SignIn {
    * provider running on this machine); anywhere else it must be https.
    */
   static async start(options: SignInOptions): Promise<SignIn> {
+    const flag = options.github ? '--oauth-url' : '--oidc';
+    const given = options.github?.url ?? options.issuer;
     let issuer: URL;
     try {
-      issuer = new URL(options.issuer);
+      issuer = new URL(given);
     } catch {
-      throw new BeamError('BEAM_ERR_BAD_OPTION', `--oidc "${options.issuer}" is not a URL (e.g. https://accounts.google.com)`);
+      throw new BeamError(
+        'BEAM_ERR_BAD_OPTION',
+        `${flag} "${given}" is not a URL (e.g. ${options.github ? 'https://github.example.com' : 'https://accounts.google.com'})`,
+      );
     }
     const loopback = ['localhost', '127.0.0.1', '[::1]'].includes(issuer.hostname);
     if (issuer.protocol !== 'https:' && !(issuer.protocol === 'http:' && loopback))
-      throw new BeamError('BEAM_ERR_BAD_OPTION', `--oidc ${options.issuer}: the provider must be https (http only on this machine)`);
+      throw new BeamError('BEAM_ERR_BAD_OPTION', `${flag} ${given}: the provider must be https (http only on this machine)`);
     if (!options.clientId)
       throw new BeamError('BEAM_ERR_BAD_OPTION', '--oidc needs --oidc-client-id (and usually --oidc-client-secret or BEAM_OIDC_CLIENT_SECRET)');
     const client = await import('openid-client');
+    if (options.github) {
+      // OAuth 2.0 with GitHub's fixed endpoints: nothing to discover.
+      const web = issuer.origin;
+      const config = new client.Configuration(
+        { issuer: web, authorization_endpoint: `${web}/login/oauth/authorize`, token_endpoint: `${web}/login/oauth/access_token` },
+        options.clientId,
+        options.clientSecret,
+      );
+      if (issuer.protocol === 'http:') client.allowInsecureRequests(config);
+      return new SignIn(client, config, options, web === GITHUB_COM ? GITHUB_API : `${web}/api/v3`);
+    }
     const execute = [client.enableNonRepudiationChecks, ...(issuer.protocol === 'http:' ? [client.allowInsecureRequests] : [])];
     let config: OidcClient.Configuration;
     try {
@@ -193,11 +226,12 @@ export class SignIn {
     };
     const url = this.client.buildAuthorizationUrl(this.config, {
       redirect_uri: `${base.scheme}://${base.host}${SIGN_IN_CALLBACK_PATH}`,
-      scope: this.options.scopes ?? 'openid email profile',
+      scope: this.options.scopes ?? (this.githubApi ? GITHUB_SCOPES : 'openid email profile'),
       code_challenge: await this.client.calculatePKCECodeChallenge(verifier),
       code_challenge_method: 'S256',
       state: flow.s,
-      nonce: flow.n,
+      // OAuth 2.0 (GitHub) has no ID token to carry a nonce.
+      ...(this.githubApi ? {} : { nonce: flow.n }),
     });
     return {
       kind: 'answer',
@@ -212,11 +246,39 @@ export class SignIn {
     };
   }
 
+  /** GitHub: the code for a token (PKCE, state), then the user and their addresses from GitHub's API. */
+  private async githubCallback(current: URL, base: RequestBase, flow: Flow): Promise<SignInOutcome> {
+    const api = this.githubApi as string;
+    let user: { login?: unknown; name?: unknown };
+    let emails: GithubEmail[];
+    try {
+      // GitHub sends no ID token; its access token is for its API.
+      const tokens = await this.client.authorizationCodeGrant(this.config, current, { pkceCodeVerifier: flow.v, expectedState: flow.s });
+      const headers = new Headers({ accept: 'application/vnd.github+json', 'x-github-api-version': '2022-11-28' });
+      const get = async <T>(path: string): Promise<T> => {
+        const res = await this.client.fetchProtectedResource(this.config, tokens.access_token, new URL(`${api}${path}`), 'GET', undefined, headers);
+        if (!res.ok) throw new Error(`GitHub's ${path} answered ${res.status}`);
+        return (await res.json()) as T;
+      };
+      [user, emails] = await Promise.all([get<typeof user>('/user'), get<GithubEmail[]>('/user/emails')]);
+      if (!Array.isArray(emails)) throw new Error("GitHub's /user/emails answered no list");
+    } catch (err) {
+      return { kind: 'refuse', code: 'BEAM_ERR_SIGN_IN_FAILED', detail: (err as Error).message.slice(0, 300) };
+    }
+    const addresses = emails
+      .filter((e) => typeof e?.email === 'string')
+      .map((e) => ({ email: e.email, verified: e.verified === true, primary: e.primary === true }));
+    const primary = addresses.find((a) => a.primary)?.email;
+    const name = typeof user.name === 'string' && user.name ? user.name : typeof user.login === 'string' ? user.login : undefined;
+    return this.admit(base, flow, addresses, primary, name);
+  }
+
   private async callback(target: string, base: RequestBase, flowCookie: string | undefined): Promise<SignInOutcome> {
     const flow = this.open<Flow>(flowCookie);
     if (!flow)
       return { kind: 'refuse', code: 'BEAM_ERR_SIGN_IN_FAILED', detail: 'no sign-in was started here, or it took over 10 minutes: open the link again' };
     const current = new URL(`${base.scheme}://${base.host}${target}`);
+    if (this.githubApi) return this.githubCallback(current, base, flow);
     let claims: Record<string, unknown>;
     try {
       const tokens = await this.client.authorizationCodeGrant(this.config, current, {
@@ -239,16 +301,38 @@ export class SignIn {
     const email = typeof claims['email'] === 'string' ? claims['email'] : undefined;
     const verified = claims['email_verified'] === true;
     const name = typeof claims['name'] === 'string' ? claims['name'] : undefined;
-    if (this.allowEmails.size > 0 || this.allowDomains.size > 0) {
-      const lower = email?.toLowerCase();
-      const allowed = lower !== undefined && verified && (this.allowEmails.has(lower) || this.allowDomains.has(lower.split('@')[1] ?? ''));
-      if (!allowed)
-        return {
-          kind: 'refuse',
-          code: 'BEAM_ERR_FORBIDDEN',
-          detail: `signed in as ${email ?? 'a user with no e-mail'}${email && !verified ? ' (not verified)' : ''}, who is not on this share's list`,
-        };
+    return this.admit(base, flow, email === undefined ? [] : [{ email, verified }], email, name);
+  }
+
+  /** Whether an address passes the allow rules (any address when there are none). */
+  private allows(email: string): boolean {
+    if (this.allowEmails.size === 0 && this.allowDomains.size === 0) return true;
+    const lower = email.toLowerCase();
+    return this.allowEmails.has(lower) || this.allowDomains.has(lower.split('@')[1] ?? '');
+  }
+
+  /**
+   * The allow rules, then the session: `addresses` are the user's, each
+   * verified or not; the session carries the first verified one the rules
+   * allow, else `shown` (the provider's main address for the user).
+   */
+  private admit(
+    base: RequestBase,
+    flow: Flow,
+    addresses: Array<{ email: string; verified: boolean }>,
+    shown: string | undefined,
+    name: string | undefined,
+  ): SignInOutcome {
+    const passing = addresses.find((a) => a.verified && this.allows(a.email));
+    if ((this.allowEmails.size > 0 || this.allowDomains.size > 0) && !passing) {
+      const unverified = shown !== undefined && addresses.some((a) => a.email === shown && !a.verified);
+      return {
+        kind: 'refuse',
+        code: 'BEAM_ERR_FORBIDDEN',
+        detail: `signed in as ${shown ?? 'a user with no e-mail'}${unverified ? ' (not verified)' : ''}, who is not on this share's list`,
+      };
     }
+    const email = passing?.email ?? shown;
     const sessionMs = this.options.sessionMs ?? SIGN_IN_SESSION_MS;
     const session: Session = { e: email, n: name, x: Date.now() + sessionMs };
     return {
@@ -265,6 +349,13 @@ export class SignIn {
       body: 'Signed in.\n',
     };
   }
+}
+
+/** GitHub's answer to /user/emails. */
+interface GithubEmail {
+  email: string;
+  primary: boolean;
+  verified: boolean;
 }
 
 /** The request's cookies by name (the first of each). */
