@@ -23,8 +23,12 @@ export interface TunnelOffer {
 }
 
 export type ToPage =
-  /** `body`: the whole body when small; with `streamed`, it follows as body messages instead. */
-  | { type: 'request'; id: number; method: string; url: string; headers: HeaderList; body: ArrayBuffer | null; streamed?: boolean }
+  /**
+   * `body`: the whole body when small; with `streamed`, it follows as body
+   * messages instead. `navigate`: the app's frame is navigating (a redirect
+   * that leaves the share takes the whole tab, as a sign-in's must).
+   */
+  | { type: 'request'; id: number; method: string; url: string; headers: HeaderList; body: ArrayBuffer | null; streamed?: boolean; navigate?: boolean }
   | { type: 'body'; id: number; data: ArrayBuffer }
   | { type: 'body-end'; id: number }
   | { type: 'body-error'; id: number }

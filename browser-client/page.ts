@@ -20,6 +20,7 @@ import {
   BROWSER_GATEWAY_COOKIE,
   BROWSER_WORKER_PATH,
   MAX_REWRITE_BYTES,
+  PAGE_SCHEME_HEADER,
   SECRET_HEADER,
   SECRET_PARAM,
   WORKER_RESPONSE_WINDOW_BYTES,
@@ -44,6 +45,8 @@ declare const __BEAM_APP_SHIM__: string;
 
 interface Config {
   share: string;
+  /** Its visitors sign in (--oidc): without a peer-to-peer path, the whole tab goes through the gateway, for the provider's pages. */
+  signIn?: boolean;
 }
 
 /** What tests and curious users can read: `window.__beam`. */
@@ -176,7 +179,28 @@ frame.addEventListener('load', () => {
 });
 
 /** No peer to peer: the app loads through the gateway's HTTP path. */
+/** Where a redirect answering a navigation of the frame sends the browser, when that is off the share. */
+function leavesShare(status: number, headers: HeaderList, url: URL): string | undefined {
+  if (status < 300 || status >= 400 || status === 304) return undefined;
+  const target = headers.find(([k]) => k.toLowerCase() === 'location')?.[1];
+  if (!target) return undefined;
+  let next: URL;
+  try {
+    next = new URL(target, url);
+  } catch {
+    return undefined;
+  }
+  if (next.protocol !== 'https:' && next.protocol !== 'http:') return undefined;
+  return next.origin === location.origin || locals.includes(next.host) ? undefined : next.href;
+}
+
 function viaGateway(reason: string): void {
+  if (config.signIn && !document.cookie.includes(`${BROWSER_GATEWAY_COOKIE}=`)) {
+    // A sign-in's provider refuses to be framed: the gateway serves this tab's pages from now on.
+    document.cookie = `${BROWSER_GATEWAY_COOKIE}=gateway; path=/; SameSite=Lax`;
+    location.reload();
+    return;
+  }
   session?.close();
   session = undefined;
   for (const port of ports) port.close();
@@ -242,6 +266,8 @@ async function serve(port: MessagePort, portId: number, msg: Extract<ToPage, { t
   const url = new URL(msg.url);
   const headers: HeaderList = endToEndPairs(msg.headers, DROP_REQUEST);
   headers.unshift(['Host', location.host]);
+  // With the Host, where a sign-in sends this browser back to (the agent reads it from browser pages only).
+  headers.push([PAGE_SCHEME_HEADER, location.protocol === 'https:' ? 'https' : 'http']);
   const cookie = cookieFor(url);
   if (cookie) headers.push(['Cookie', cookie]);
   // A constructed Response is never decoded by the browser: ask for the body as it is.
@@ -284,6 +310,15 @@ async function serve(port: MessagePort, portId: number, msg: Extract<ToPage, { t
   }
   const setCookies = response.headers.filter(([k]) => k.toLowerCase() === 'set-cookie').map(([, v]) => v);
   keepCookies(url, setCookies);
+  const away = msg.navigate ? leavesShare(response.status, response.headers, url) : undefined;
+  if (away) {
+    // The app's page sends the browser elsewhere (a sign-in's provider, whose pages refuse frames): the whole tab goes.
+    stream.resume();
+    post(port, { type: 'head', id, status: 204, statusText: 'No Content', headers: [] });
+    post(port, { type: 'end', id });
+    location.assign(away);
+    return;
+  }
   let out: HeaderList = frameableHeaders(endToEndPairs(response.headers, DROP_RESPONSE));
   const type = out.find(([k]) => k.toLowerCase() === 'content-type')?.[1] ?? '';
   const length = Number(out.find(([k]) => k.toLowerCase() === 'content-length')?.[1] ?? NaN);

@@ -16,6 +16,8 @@
  */
 import {
   MAX_REDIRECTS,
+  SIGN_IN_CALLBACK_PATH,
+  SIGN_OUT_PATH,
   WORKER_BUFFERED_BODY_BYTES,
   WORKER_RESPONSE_WINDOW_BYTES,
   WORKER_TUNNEL_WAIT_MS,
@@ -212,16 +214,17 @@ async function readBody(request: Request): Promise<Body> {
   return { kind: 'stream', read, reader };
 }
 
-async function send(t: Tunnel, method: string, headers: HeaderList, body: Body, url: URL): Promise<Response> {
+async function send(t: Tunnel, method: string, headers: HeaderList, body: Body, url: URL, navigate: boolean): Promise<Response> {
   const id = nextId++;
   const response = new Promise<Response>((resolve, reject) => t.pending.set(id, { resolve, reject }));
+  const nav = navigate ? { navigate } : {};
   if (body.kind !== 'stream') {
     // A copy goes: the worker keeps the body for a redirect that needs it again.
     const bytes = body.kind === 'whole' ? body.bytes.slice(0) : null;
-    t.port.postMessage({ type: 'request', id, method, url: url.href, headers, body: bytes } satisfies ToPage, bytes ? [bytes] : []);
+    t.port.postMessage({ type: 'request', id, method, url: url.href, headers, body: bytes, ...nav } satisfies ToPage, bytes ? [bytes] : []);
     return response;
   }
-  t.port.postMessage({ type: 'request', id, method, url: url.href, headers, body: null, streamed: true } satisfies ToPage);
+  t.port.postMessage({ type: 'request', id, method, url: url.href, headers, body: null, streamed: true, ...nav } satisfies ToPage);
   void upload(t, id, body);
   return response;
 }
@@ -265,7 +268,7 @@ async function viaTunnel(t: Tunnel, request: Request, url: URL): Promise<Respons
   });
   let currentUrl = url;
   for (let hop = 0; ; hop++) {
-    const response = await send(t, method, headers, body, currentUrl);
+    const response = await send(t, method, headers, body, currentUrl, request.mode === 'navigate');
     const location = response.headers.get('location');
     if (request.redirect !== 'follow' || response.status < 300 || response.status >= 400 || response.status === 304 || !location) return response;
     if (hop >= MAX_REDIRECTS) return Response.error();
@@ -299,7 +302,8 @@ scope.addEventListener('fetch', (event) => {
   const own = url.origin === scope.location.origin;
   const local = !own && (url.protocol === 'http:' || url.protocol === 'https:') && (tunnel?.locals.has(url.host) ?? false);
   if (!own && !local) return;
-  if (own && url.pathname.startsWith('/.beam/')) return;
+  // Beam's own paths are the gateway's, but for a sign-in's callback and sign-out: the agent answers those, peer to peer too.
+  if (own && url.pathname.startsWith('/.beam/') && url.pathname !== SIGN_IN_CALLBACK_PATH && url.pathname !== SIGN_OUT_PATH) return;
   // A top-level navigation is the bootstrap's, from the gateway; the app lives in the frame.
   if (request.mode === 'navigate' && request.destination === 'document') return;
   if (gatewayOnly && !local) return;

@@ -100,17 +100,14 @@ export class BrowserClient {
   /** A browser's own top-level navigation (not the app's frame, fetch or form POST). */
   static isNavigation(req: IncomingMessage): boolean {
     if (req.method !== 'GET' && req.method !== 'HEAD') return false;
+    // The bootstrap's cookie means "through the gateway from now on": the page set it where it can't run
+    // peer to peer (no secure context; a sign-in share with no peer-to-peer path).
+    if (hasCookie(req.headers.cookie, BROWSER_GATEWAY_COOKIE)) return false;
     const mode = req.headers['sec-fetch-mode'];
     if (mode !== undefined) return mode === 'navigate' && req.headers['sec-fetch-dest'] === 'document';
     // Browsers send no fetch metadata to a non-secure origin (plain http on a
-    // LAN address): a navigation shows in its Accept and
-    // Upgrade-Insecure-Requests, and the bootstrap's cookie there means
-    // "through the gateway from now on".
-    return (
-      req.headers['upgrade-insecure-requests'] === '1' &&
-      (req.headers.accept ?? '').includes('text/html') &&
-      !hasCookie(req.headers.cookie, BROWSER_GATEWAY_COOKIE)
-    );
+    // LAN address): a navigation shows in its Accept and Upgrade-Insecure-Requests.
+    return req.headers['upgrade-insecure-requests'] === '1' && (req.headers.accept ?? '').includes('text/html');
   }
 
   /** Answers a request for BROWSER_ASSET_PATH…; false if it names no asset. */
@@ -136,8 +133,9 @@ export class BrowserClient {
   }
 
   /** The bootstrap page for `share`. */
-  serveBootstrap(req: IncomingMessage, res: ServerResponse, share: string): void {
-    const config = JSON.stringify({ share }).replace(/</g, '\\u003c');
+  /** The bootstrap page for `share`; `signIn`: its visitors sign in (the page then falls back to the gateway for the whole tab). */
+  serveBootstrap(req: IncomingMessage, res: ServerResponse, share: string, signIn = false): void {
+    const config = JSON.stringify({ share, ...(signIn ? { signIn } : {}) }).replace(/</g, '\\u003c');
     const html = Buffer.from((this.assets.get('bootstrap.html') as Asset).body.toString('utf8').replace('__BEAM_CONFIG__', config));
     res.writeHead(200, {
       'content-type': 'text/html; charset=utf-8',

@@ -87,9 +87,9 @@ export function serverRoutes(r: ServerRoutes): {
           browser.serveBootstrap(req, res, share);
           return;
         }
-        // A share whose visitors sign in: the provider's pages and the session cookie need the top-level page, so the gateway serves it.
+        // A share whose visitors sign in: the agent runs the sign-in peer to peer too; its page needs to know, for when it can't.
         void r.signsIn(share).then(
-          (signsIn) => (signsIn ? r.gateway.handleRequest(req, res) : browser.serveBootstrap(req, res, share)),
+          (signsIn) => browser.serveBootstrap(req, res, share, signsIn),
           () => browser.serveBootstrap(req, res, share),
         );
         return;

@@ -1,7 +1,7 @@
 import type { Duplex, Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import { BodyDeframer } from '../shared/body-records.js';
-import { MAX_WEBHOOK_BODY_BYTES } from '../shared/constants.js';
+import { MAX_WEBHOOK_BODY_BYTES, PAGE_SCHEME_HEADER } from '../shared/constants.js';
 import { BeamError, ERRORS, type ErrorCode, errorCodeOf } from '../shared/errors.js';
 import {
   decodeRequestHead,
@@ -214,7 +214,8 @@ export class OriginForwarder {
       return;
     }
     const { target, framing, setCookie } = admission;
-    headers = admission.headers;
+    // The page's scheme is for the sign-in below: never the origin's to see.
+    headers = admission.headers.filter(([k]) => k.toLowerCase() !== PAGE_SCHEME_HEADER);
     if (this.options.hostHeader === 'rewrite') {
       headers = headers.filter(([k]) => k.toLowerCase() !== 'host');
       headers.unshift(['Host', this.hostPort]);
@@ -228,8 +229,18 @@ export class OriginForwarder {
     if (signIn) {
       const proto = trustForwarded ? headers.find(([k]) => k.toLowerCase() === 'x-forwarded-proto')?.[1] : undefined;
       const forwardedHost = trustForwarded ? headers.find(([k]) => k.toLowerCase() === 'x-forwarded-host')?.[1] : undefined;
-      // Only the server's gateway says where the browser is: a peer-to-peer visitor has no browser to send to the provider.
-      const base = forwardedHost && (proto === 'http' || proto === 'https') ? { scheme: proto as 'http' | 'https', host: forwardedHost } : undefined;
+      // Where the browser is: as the server's gateway saw it, or, for a browser page peer to peer, its Host and
+      // scheme. (A page that names another host only sends its own browser there; the provider checks the
+      // redirect URI.) A `beam connect` visitor has no browser to send to the provider.
+      const visitorHeader = (name: string): string | undefined => head.headers.find(([k]) => k.toLowerCase() === name)?.[1];
+      const pageScheme = context.browser ? visitorHeader(PAGE_SCHEME_HEADER) : undefined;
+      const pageHost = context.browser ? visitorHeader('host') : undefined;
+      const base =
+        forwardedHost && (proto === 'http' || proto === 'https')
+          ? { scheme: proto as 'http' | 'https', host: forwardedHost }
+          : pageHost && (pageScheme === 'http' || pageScheme === 'https')
+            ? { scheme: pageScheme as 'http' | 'https', host: pageHost }
+            : undefined;
       const outcome = await signIn.handle({ method: head.method, target, headers, base });
       if (outcome.kind === 'refuse') {
         refuse(outcome.code, undefined, outcome.detail);

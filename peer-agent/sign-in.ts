@@ -30,12 +30,10 @@
  */
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import type * as OidcClient from 'openid-client';
-import { SIGN_IN_FLOW_MS, SIGN_IN_SESSION_MS } from '../shared/constants.js';
+import { SIGN_IN_CALLBACK_PATH, SIGN_IN_FLOW_MS, SIGN_IN_SESSION_MS, SIGN_OUT_PATH } from '../shared/constants.js';
 import { BeamError, type ErrorCode } from '../shared/errors.js';
 import type { HeaderPairs } from './inspect.js';
 
-export const SIGN_IN_CALLBACK_PATH = '/.beam/oidc/callback';
-export const SIGN_OUT_PATH = '/.beam/logout';
 const SESSION_COOKIE = 'beam_session';
 const FLOW_COOKIE = 'beam_signin';
 /** Headers that carry the user to the origin: only the agent sets them. */

@@ -124,6 +124,16 @@ export const HTTP_HEAD_VERSION = 2;
 export const SIGN_IN_SESSION_MS = 12 * 60 * 60 * 1000;
 /** How long a sign-in may take, from the redirect to the provider to its callback. */
 export const SIGN_IN_FLOW_MS = 10 * 60 * 1000;
+/** Where the provider sends a browser back to (`--oidc`): on the share's own host, answered by the agent. */
+export const SIGN_IN_CALLBACK_PATH = '/.beam/oidc/callback';
+/** Signing out of a share (`--oidc`), answered by the agent. */
+export const SIGN_OUT_PATH = '/.beam/logout';
+/**
+ * The scheme of the page a browser visitor's request comes from (browser-client/):
+ * with its Host, where a sign-in sends the browser back to. The agent reads it
+ * from browser visitors only, and the origin never sees it.
+ */
+export const PAGE_SCHEME_HEADER = 'beam-page-scheme';
 /** Rules in one share's policy (beam.yml): a policy is read per request, in order. */
 export const MAX_POLICY_RULES = 100;
 /** How far a signed webhook's timestamp may be from the agent's clock (Stripe's, Slack's and Standard Webhooks' own default). */

@@ -62,7 +62,7 @@ export const HandshakeSchema = v.object({
   token: v.optional(text(256, 1)),
   /** The HTTP head codec an agent speaks (HTTP_HEAD_VERSION); absent is 1. */
   http: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(255))),
-  /** The agent's visitors sign in (--oidc): browsers need top-level pages from the gateway, not the peer-to-peer page. */
+  /** The agent's visitors sign in (--oidc): its browser page falls back to the gateway for the whole tab, not the frame, when peer to peer fails. */
   signIn: v.optional(v.boolean()),
   /**
    * The agent joins a pool (`--pool`): agents that register one name with

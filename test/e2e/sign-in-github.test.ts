@@ -11,6 +11,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import http from 'node:http';
 import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BROWSER_GATEWAY_COOKIE } from '../../shared/constants.js';
 import { launchChromium } from '../helpers/browser.js';
 import { close, listen } from '../helpers/http.js';
 import { type Origin, startOrigin } from '../helpers/origin.js';
@@ -126,16 +127,21 @@ afterAll(async () => {
   await close(github);
 });
 
-/** Opens `/headers` on the share as `user` in a fresh browser; the final response's status, and the origin's view of the headers when it answered. */
+/**
+ * Opens `/headers` on the share as `user` in a fresh browser, its pages
+ * through the gateway (sign-in/peer to peer is sign-in.test.ts's): the final
+ * response's status, and the origin's view of the headers when it answered.
+ */
 async function visit(user: GithubUser): Promise<{ status: number; headers?: Record<string, string> }> {
   current = user;
   const context = await browser.newContext();
+  await context.addCookies([{ name: BROWSER_GATEWAY_COOKIE, value: 'gateway', url: `http://${host}/` }]);
   try {
     const page = await context.newPage();
     const res = await page.goto(`http://${host}/headers`);
     const status = res?.status() ?? 0;
     if (status !== 200) return { status };
-    return { status, headers: (JSON.parse(await page.innerText('body')) as { headers: Record<string, string> }).headers };
+    return { status, headers: (JSON.parse((await page.textContent('body')) ?? '{}') as { headers: Record<string, string> }).headers };
   } finally {
     await context.close();
   }

@@ -5,11 +5,14 @@
  * signature and claims); the origin gets the user in headers it can trust;
  * refusals: an address not on the list, an unverified one, a callback with
  * a wrong state or none started, a forged session cookie, and beam connect.
+ * The same sign-in in the page's peer-to-peer mode: the agent answers the
+ * callback over the page's own path, and the session lives in the page's jar.
  */
 import type { AddressInfo } from 'node:net';
 import Provider from 'oidc-provider';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BROWSER_GATEWAY_COOKIE } from '../../shared/constants.js';
 import { launchChromium } from '../helpers/browser.js';
 import { request } from '../helpers/http.js';
 import { type Origin, startOrigin } from '../helpers/origin.js';
@@ -114,9 +117,19 @@ afterAll(async () => {
   providerServer?.close();
 });
 
-/** Signs in as `login` in a fresh browser context, starting at `path` on the share (`at`: its host); the page where it ends. */
-async function signIn(login: string, path: string, at = host): Promise<{ context: BrowserContext; page: Page }> {
+/**
+ * A fresh browser context whose pages of the share at `at` come from the
+ * gateway (the cookie the bootstrap page sets where peer to peer can't run).
+ */
+async function viaGateway(at = host): Promise<BrowserContext> {
   const context = await browser.newContext();
+  await context.addCookies([{ name: BROWSER_GATEWAY_COOKIE, value: 'gateway', url: `http://${at}/` }]);
+  return context;
+}
+
+/** Signs in as `login` in a fresh browser context through the gateway, starting at `path` on the share (`at`: its host); the page where it ends. */
+async function signIn(login: string, path: string, at = host): Promise<{ context: BrowserContext; page: Page }> {
+  const context = await viaGateway(at);
   const page = await context.newPage();
   await page.goto(`http://${at}${path}`);
   // The provider's own pages: sign in, then consent.
@@ -174,7 +187,7 @@ describe('--oidc', () => {
 
   it('an address not on the list, or not verified, is refused: 403 BEAM_ERR_FORBIDDEN, and no session', async () => {
     for (const login of ['eve@elsewhere.test', 'unverified@example.com']) {
-      const context = await browser.newContext();
+      const context = await viaGateway();
       const page = await context.newPage();
       await page.goto(`http://${host}/`);
       await page.waitForURL((u) => u.href.startsWith(issuer));
@@ -204,6 +217,45 @@ describe('--oidc', () => {
       await expect
         .poll(async () => (await request(server.port, shortHost, '/hello', { headers: { cookie } })).status, { timeout: 10_000, interval: 250 })
         .toBe(302);
+    } finally {
+      await context.close();
+    }
+  });
+
+  it("peer to peer: the whole tab goes to the provider, the agent answers the callback over the page's path, and the app gets the user", async () => {
+    const context = await browser.newContext();
+    try {
+      const page = await context.newPage();
+      await page.goto(`http://${host}/headers`);
+      // The app's frame asked the agent peer to peer; its redirect to the provider took the whole tab.
+      await page.waitForURL((u) => u.href.startsWith(issuer));
+      await page.fill('input[name=login]', 'ada@example.com');
+      await page.fill('input[name=password]', 'any');
+      await page.click('button[type=submit]');
+      await page.waitForSelector('button[type=submit]');
+      await page.click('button[type=submit]');
+      // Back on the share: its page, then the app at the path first asked for.
+      await page.waitForURL((u) => u.host === host && u.pathname === '/headers', { timeout: 30_000 });
+      const frame = page.frameLocator('#beam-app');
+      const poll = { timeout: 15_000 };
+      await expect.poll(async () => (await frame.locator('body').textContent()) ?? '', poll).toContain('beam-user-email');
+      const seen = JSON.parse((await frame.locator('body').textContent()) ?? '{}') as { headers: Record<string, string> };
+      expect(seen.headers['beam-user-email']).toBe('ada@example.com');
+      expect(seen.headers['beam-user-name']).toBe('Ada Lovelace');
+      expect(seen.headers['beam-page-scheme']).toBeUndefined();
+      expect(seen.headers['cookie'] ?? '').not.toMatch(/beam_session|beam_signin/);
+      // Peer to peer, not the gateway: the page's path, and the agent saw a browser visitor.
+      expect(await page.evaluate(() => (window as unknown as { __beam: { path: string } }).__beam.path)).toMatch(/^(direct|turn|relay)$/);
+      await agent.waitFor((e) => e.event === 'session' && e['visitor'] === 'browser');
+      // The session is the page's (its jar), not a cookie of the browser's: the gateway's path has no session.
+      expect((await context.cookies()).some((c) => c.name === 'beam_session')).toBe(false);
+      // Signing out, peer to peer: the frame asks the agent, which ends the session in the jar.
+      await frame.locator('body').evaluate(() => {
+        window.location.href = '/.beam/logout';
+      });
+      await expect.poll(async () => (await frame.locator('body').textContent()) ?? '', poll).toContain('Signed out.');
+      const after = await frame.locator('body').evaluate(async () => (await fetch('/headers', { redirect: 'manual' })).type);
+      expect(after).toBe('opaqueredirect');
     } finally {
       await context.close();
     }
