@@ -54,8 +54,7 @@ export const ERRORS = {
   },
   BEAM_ERR_POOL_MISMATCH: {
     status: 409,
-    message:
-      'This name is a pool and the agent is not a member, or the other way round. Start every agent of a pool with --pool and the same --name (and, on servers with --token-file, the same token).',
+    message: 'A pool and a single share cannot share a name. Start every agent of a pool with --pool, the same --name and the same token.',
   },
   BEAM_ERR_POOL_COVERED: {
     status: 409,
