@@ -261,6 +261,33 @@ describe('--oidc', () => {
     }
   });
 
+  it('a page with no peer-to-peer path moves the whole tab to the gateway, where the sign-in runs at the top level', async () => {
+    const context = await browser.newContext();
+    // A browser without WebRTC: the share's page can't go peer to peer.
+    await context.addInitScript(() => {
+      delete (window as unknown as { RTCPeerConnection?: unknown }).RTCPeerConnection;
+    });
+    try {
+      const page = await context.newPage();
+      await page.goto(`http://${host}/headers`);
+      await page.waitForURL((u) => u.href.startsWith(issuer));
+      // The page marked the tab for the gateway before it went: no frame to trap the provider's pages in.
+      expect((await context.cookies(`http://${host}/`)).some((c) => c.name === BROWSER_GATEWAY_COOKIE)).toBe(true);
+      await page.fill('input[name=login]', 'ada@example.com');
+      await page.fill('input[name=password]', 'any');
+      await page.click('button[type=submit]');
+      await page.waitForSelector('button[type=submit]');
+      await page.click('button[type=submit]');
+      await page.waitForURL((u) => u.host === host && u.pathname === '/headers');
+      // The app itself at the top level, through the gateway, with the session in the browser's cookies.
+      const seen = JSON.parse((await page.textContent('body')) ?? '{}') as { headers: Record<string, string> };
+      expect(seen.headers['beam-user-email']).toBe('ada@example.com');
+      expect((await context.cookies()).some((c) => c.name === 'beam_session' && c.httpOnly)).toBe(true);
+    } finally {
+      await context.close();
+    }
+  });
+
   it('a callback with a wrong state, or with no sign-in started, is 400 BEAM_ERR_SIGN_IN_FAILED', async () => {
     const started = await request(server.port, host, '/', { agent: false });
     expect(started.status).toBe(302);
