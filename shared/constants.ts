@@ -250,6 +250,13 @@ export const MAX_SESSIONS_PER_VISITOR = 1024;
 export const MAX_POOL_TURNS_KEPT = 10_000;
 /** How often a visitor with sessions on a pooled share asks signaling for a member it has no session with yet (a member that joined since). */
 export const POOL_PROBE_MS = 2_000;
+/**
+ * A pool member whose path has heard nothing from it (not even a PONG, due
+ * every PING_INTERVAL_MS) for this long gets no new streams while another
+ * member answers: a frozen process or a cut link leaves the rotation in
+ * seconds, long before PATH_DEAD_MS closes its path.
+ */
+export const POOL_SILENT_MS = 2 * PING_INTERVAL_MS + 1_000;
 /** How many other members of a pool the gateway tries for a request whose member failed before answering (idempotent, no body). */
 export const POOL_RETRIES = 2;
 /**

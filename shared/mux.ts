@@ -133,6 +133,11 @@ export class Mux extends EventEmitter<MuxEvents> {
     return this.closed;
   }
 
+  /** Milliseconds since anything (a frame, a PONG) last came from the other side. */
+  get silentMs(): number {
+    return performance.now() - this.lastReceivedAt;
+  }
+
   get streamCount(): number {
     return this.streams.size;
   }

@@ -66,6 +66,11 @@ export class PathSet extends EventEmitter<PathSetEvents> {
     return [...this.paths.entries()];
   }
 
+  /** Milliseconds since the best path last heard from the other side; undefined with no path. */
+  get silentMs(): number | undefined {
+    return this.current ? this.paths.get(this.current)?.silentMs : undefined;
+  }
+
   /** Round-trip time of the best path, once measured. */
   get rtt(): number | undefined {
     return this.current ? this.paths.get(this.current)?.rtt : undefined;

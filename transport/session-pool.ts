@@ -23,7 +23,7 @@
  */
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
-import { POOL_PROBE_MS, SHARE_RESUME_GRACE_MS, SIGNALING_PROTOCOL_VERSION } from '../shared/constants.js';
+import { POOL_PROBE_MS, POOL_SILENT_MS, SHARE_RESUME_GRACE_MS, SIGNALING_PROTOCOL_VERSION } from '../shared/constants.js';
 import type { BeamError } from '../shared/errors.js';
 import { isErrorCode } from '../shared/errors.js';
 import type { PathKind } from '../shared/paths.js';
@@ -181,6 +181,9 @@ export class SessionPool extends EventEmitter<SessionPoolEvents> {
     if (first.poolSize === undefined && list.length === 1) return avoid ? undefined : first;
     this.probe(share, list);
     const up = list.filter((s) => s !== avoid && s.path !== undefined && s.detachedMs === undefined);
+    // A member gone silent (a frozen process, a cut link: no PONG for a while) gets no new streams while another answers.
+    const answering = up.filter((s) => (s.silentMs ?? 0) < POOL_SILENT_MS);
+    if (answering.length > 0) return answering[this.turn++ % answering.length];
     if (up.length > 0) return up[this.turn++ % up.length];
     return avoid ? undefined : first;
   }

@@ -200,6 +200,11 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
     return this.paths.rtt;
   }
 
+  /** Milliseconds since the path new streams take last heard from the agent (its PONGs come every PING_INTERVAL_MS). */
+  get silentMs(): number | undefined {
+    return this.paths.silentMs;
+  }
+
   /** Bytes this session has sent and received so far, over all paths. */
   get bytes(): { sent: number; received: number } {
     return this.paths.bytes;

@@ -216,6 +216,36 @@ describe('endpoint pools', () => {
     await Promise.all([again.kill(), agentB.kill()]);
   });
 
+  it('takes a frozen member (SIGSTOP: no crash, no closed socket) out of the rotation within seconds', async () => {
+    const server = await startServer();
+    procs.push(server.proc);
+    const [a, b] = [await origin('F1'), await origin('F2')];
+    const agentA = member(a, server.url, 'pool-frozen', ['--no-inspect']);
+    await agentA.waitFor('ready');
+    const agentB = member(b, server.url, 'pool-frozen', ['--no-inspect']);
+    await agentB.waitFor('ready');
+    expect((await via(server, 'pool-frozen', '/first')).status).toBe(200);
+    await sessionFrom(agentB, 'gateway');
+    process.kill(agentA.pid, 'SIGSTOP');
+    try {
+      const frozen = performance.now();
+      // Every request is answered, by the member that answers: one the frozen member took goes to the other
+      // when its path is given up for dead; new ones skip it once it has been silent for POOL_SILENT_MS.
+      let quick = 0;
+      for (let i = 0; quick < 10; i++) {
+        const started = performance.now();
+        const res = await via(server, 'pool-frozen', `/frozen-${i}`);
+        expect(res.status).toBe(200);
+        expect(who(res)).toBe('F2');
+        quick = performance.now() - started < 1_000 ? quick + 1 : 0;
+      }
+      expect(performance.now() - frozen).toBeLessThan(25_000);
+    } finally {
+      process.kill(agentA.pid, 'SIGCONT');
+    }
+    await Promise.all([agentA.kill(), agentB.kill()]);
+  });
+
   it('keeps pools and single shares apart, and a pool to one token on a server with --token-file', async () => {
     const tokenA = 'pool-token-0123456789ab';
     const tokenB = 'pool-token-ba9876543210';
