@@ -100,6 +100,20 @@ function sessionFrom(p: BeamProcess, visitor: string, nth = 1): Promise<unknown>
   return p.waitFor((e) => e.event === 'session' && e['visitor'] === visitor && ++seen === nth);
 }
 
+/** A server and a pool of two members on it, each with its own origin, the gateway's sessions with both up. */
+async function pairUp(labelA: string, labelB: string, name: string) {
+  const server = await startServer();
+  procs.push(server.proc);
+  const [a, b] = [await origin(labelA), await origin(labelB)];
+  const agentA = member(a, server.url, name, ['--no-inspect']);
+  await agentA.waitFor('ready');
+  const agentB = member(b, server.url, name, ['--no-inspect']);
+  await agentB.waitFor('ready');
+  expect((await via(server, name, '/first')).status).toBe(200);
+  await sessionFrom(agentB, 'gateway');
+  return { server, a, b, agentA, agentB };
+}
+
 async function inspected(inspect: string): Promise<string[]> {
   const res = await fetch(`${inspect}/api/requests`);
   const body = (await res.json()) as { requests: Array<{ target: string }> };
@@ -153,15 +167,7 @@ describe('endpoint pools', () => {
   });
 
   it('drops a member that dies: what it held goes to the others, but a request with a body is never sent twice', async () => {
-    const server = await startServer();
-    procs.push(server.proc);
-    const [a, b] = [await origin('A2'), await origin('B2')];
-    const agentA = member(a, server.url, 'pool-failover', ['--no-inspect']);
-    await agentA.waitFor('ready');
-    const agentB = member(b, server.url, 'pool-failover', ['--no-inspect']);
-    await agentB.waitFor('ready');
-    expect((await via(server, 'pool-failover', '/first')).status).toBe(200);
-    await sessionFrom(agentB, 'gateway');
+    const { server, a, b, agentA, agentB } = await pairUp('A2', 'B2', 'pool-failover');
 
     // Two GETs and two POSTs wait at the origins: one of each at each member.
     const heldAt = (o: MemberOrigin, method: string) => once(o, 'held', {}).then(([m]) => expect(m).toBe(method));
@@ -217,15 +223,7 @@ describe('endpoint pools', () => {
   });
 
   it('takes a frozen member (SIGSTOP: no crash, no closed socket) out of the rotation within seconds', async () => {
-    const server = await startServer();
-    procs.push(server.proc);
-    const [a, b] = [await origin('F1'), await origin('F2')];
-    const agentA = member(a, server.url, 'pool-frozen', ['--no-inspect']);
-    await agentA.waitFor('ready');
-    const agentB = member(b, server.url, 'pool-frozen', ['--no-inspect']);
-    await agentB.waitFor('ready');
-    expect((await via(server, 'pool-frozen', '/first')).status).toBe(200);
-    await sessionFrom(agentB, 'gateway');
+    const { server, agentA, agentB } = await pairUp('F1', 'F2', 'pool-frozen');
     process.kill(agentA.pid, 'SIGSTOP');
     try {
       const frozen = performance.now();
