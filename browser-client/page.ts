@@ -16,6 +16,8 @@
  */
 import type { Logger } from 'pino';
 import {
+  BRIDGE_PATH,
+  BROWSER_BRIDGE_TIMEOUT_MS,
   BROWSER_CONNECT_TIMEOUT_MS,
   BROWSER_GATEWAY_COOKIE,
   BROWSER_WORKER_PATH,
@@ -31,7 +33,7 @@ import { ERRORS, type ErrorCode, isErrorCode } from '../shared/errors.js';
 import { frameableHeaders } from '../shared/frame-headers.js';
 import { StreamProtocol } from '../shared/frames.js';
 import { endToEndPairs, exchange } from '../shared/http-head.js';
-import type { MuxStream } from '../shared/mux.js';
+import { Mux, type MuxStream } from '../shared/mux.js';
 import { decodeWsClose, encodeWsClose, encodeWsMessage, WsKind, WsMessageReader } from '../shared/ws-messages.js';
 import type { PathKind, VisitorSession } from '../transport/session.js';
 import { SessionPool } from '../transport/session-pool.js';
@@ -39,6 +41,7 @@ import { browserEngine } from './engine.js';
 import { CookieJar, scriptVisible, withScriptCookies } from './jar.js';
 import type { HeaderList, ToPage, ToWorker, TunnelOffer } from './messages.js';
 import { injectScript, isHtml, isRewritable, localForms, rewriteLocal } from './rewrite.js';
+import { SocketChannel } from './socket-channel.js';
 
 /** browser-client/app-shim.ts, built and inlined by build.mjs: it goes first into every HTML page of the app. */
 declare const __BEAM_APP_SHIM__: string;
@@ -97,7 +100,15 @@ const frame = document.getElementById('beam-app') as HTMLIFrameElement;
 const jar = new CookieJar(window.localStorage);
 window.addEventListener('storage', () => jar.load());
 let session: VisitorSession | undefined;
+/** The page's bridge to the gateway (gateway/bridge.ts): its requests ride it until the peer connection is up. */
+let bridge: Mux | undefined;
 let locals: string[] = [];
+
+/** What the app's next request rides: the peer connection once it has a path, else the bridge. */
+function carrier(): { openStream(protocol: StreamProtocol): MuxStream } | undefined {
+  if (session?.path) return session;
+  return bridge && !bridge.isClosed ? bridge : undefined;
+}
 const ports = new Set<MessagePort>();
 
 // ------------------------------------------------------------------ badge
@@ -194,6 +205,36 @@ function leavesShare(status: number, headers: HeaderList, url: URL): string | un
   return next.origin === location.origin || locals.includes(next.host) ? undefined : next.href;
 }
 
+/**
+ * Opens the bridge: this page's multiplexer on a WebSocket to the gateway
+ * (gateway/bridge.ts), which carries the app's first requests while the
+ * peer connection comes up. Resolves undefined when there is none.
+ */
+function openBridge(): Promise<Mux | undefined> {
+  return new Promise((resolve) => {
+    let ws: WebSocket;
+    try {
+      ws = new WebSocket(`${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}${BRIDGE_PATH}`);
+    } catch {
+      resolve(undefined);
+      return;
+    }
+    ws.binaryType = 'arraybuffer';
+    const timer = setTimeout(() => {
+      ws.close();
+      resolve(undefined);
+    }, BROWSER_BRIDGE_TIMEOUT_MS);
+    ws.onopen = () => {
+      clearTimeout(timer);
+      resolve(new Mux(new SocketChannel(ws), { role: 'initiator' }));
+    };
+    ws.onerror = () => {
+      clearTimeout(timer);
+      resolve(undefined);
+    };
+  });
+}
+
 function viaGateway(reason: string): void {
   if (config.signIn && !document.cookie.includes(`${BROWSER_GATEWAY_COOKIE}=`)) {
     // A sign-in's provider refuses to be framed: the gateway serves this tab's pages from now on.
@@ -203,6 +244,8 @@ function viaGateway(reason: string): void {
   }
   session?.close();
   session = undefined;
+  bridge?.close();
+  bridge = undefined;
   for (const port of ports) port.close();
   ports.clear();
   navigator.serviceWorker?.controller?.postMessage({ type: 'beam:gateway' });
@@ -259,7 +302,8 @@ function onUpload(key: string, msg: Extract<ToPage, { type: 'body' | 'body-end' 
 async function serve(port: MessagePort, portId: number, msg: Extract<ToPage, { type: 'request' }>): Promise<void> {
   const { id } = msg;
   const accept = msg.headers.find(([k]) => k.toLowerCase() === 'accept')?.[1] ?? '';
-  if (!session?.path) {
+  const via = carrier();
+  if (!via) {
     errorResponse(port, id, accept, 'BEAM_ERR_AGENT_UNREACHABLE', 'no path to the agent: reload the page');
     return;
   }
@@ -276,7 +320,7 @@ async function serve(port: MessagePort, portId: number, msg: Extract<ToPage, { t
   const hasBody = msg.streamed === true || (msg.body !== null && msg.body.byteLength > 0);
   let stream: MuxStream;
   try {
-    stream = session.openStream(StreamProtocol.HTTP);
+    stream = via.openStream(StreamProtocol.HTTP);
   } catch (err) {
     errorResponse(port, id, accept, 'BEAM_ERR_AGENT_UNREACHABLE', (err as Error).message);
     return;
@@ -390,10 +434,11 @@ function openWebSocket(
   sink: WsSink,
 ): { send(kind: 'text' | 'binary', data: string | ArrayBuffer): void; close(code: number, reason: string): void } | undefined {
   const u = new URL(url);
-  if ((u.host !== location.host && !locals.includes(u.host)) || !session?.path) return undefined;
+  const via = carrier();
+  if ((u.host !== location.host && !locals.includes(u.host)) || !via) return undefined;
   let stream: MuxStream;
   try {
-    stream = session.openStream(StreamProtocol.HTTP);
+    stream = via.openStream(StreamProtocol.HTTP);
   } catch {
     return undefined;
   }
@@ -512,7 +557,6 @@ function offerTunnel(worker: ServiceWorker): void {
 // ------------------------------------------------------------------ start
 
 async function connect(): Promise<void> {
-  secret = shareSecret();
   // The direct path runs on DTLS alone: this page came from the server, so Noise could not guard it from the server
   // (transport/session.ts, directNoise). The relay runs Noise, with a key made (and Noise loaded) only then.
   const pool = new SessionPool(
@@ -555,18 +599,32 @@ async function main(): Promise<void> {
   }
   // A worker that restarted asks again for a port.
   navigator.serviceWorker.addEventListener('message', (event) => {
-    if ((event.data as { type?: string })?.type === 'beam:need-tunnel' && session?.path && event.source) offerTunnel(event.source as ServiceWorker);
+    if ((event.data as { type?: string })?.type === 'beam:need-tunnel' && carrier() && event.source) offerTunnel(event.source as ServiceWorker);
   });
+  // The peer connection comes up beside the bridge; the app starts on whichever is up first (the bridge: one WebSocket).
+  secret = shareSecret();
+  const connecting = connect();
+  connecting.catch(() => {});
+  bridge = await openBridge();
+  if (bridge && !session?.path) {
+    show('gateway', 'through the Beam server while the peer-to-peer path comes up');
+    offerTunnel(worker);
+    loadApp(false);
+  }
   try {
-    await connect();
+    await connecting;
   } catch (err) {
     const code = (err as { code?: string }).code;
     // A secret that failed is not tried again on the next visit.
     if (code === 'BEAM_ERR_PRIVATE') forgetSecret();
+    // The app loads again through the gateway's HTTP path, as the page shows it.
+    if (frame.src) frame.removeAttribute('src');
     viaGateway(`Loaded through the Beam server: no peer-to-peer path (${code ?? (err as Error).message}).`);
     return;
   }
-  offerTunnel(worker);
+  // New requests take the peer connection; the bridge finishes what it carries.
+  bridge?.closeWhenIdle();
+  if (!frame.src) offerTunnel(worker);
   loadApp(false);
   setInterval(() => {
     if (session?.path) show(session.path);

@@ -9,16 +9,25 @@ import type { Socket } from 'node:net';
 import { isIP } from 'node:net';
 import { Duplex, type Readable } from 'node:stream';
 import type { Logger } from 'pino';
+import { WebSocketServer } from 'ws';
 import { BodyDeframer, BodyFramer, type HeaderPairList, takesTrailers, trailerObject, trailerPairs } from '../shared/body-records.js';
-import { BROWSER_GATEWAY_COOKIE, HTTP_HEAD_VERSION, MAX_CLIENT_HEADER_COUNT, POOL_RETRIES } from '../shared/constants.js';
+import {
+  BRIDGE_HEADER,
+  BRIDGE_MAX_MESSAGE_BYTES,
+  BROWSER_GATEWAY_COOKIE,
+  HTTP_HEAD_VERSION,
+  MAX_CLIENT_HEADER_COUNT,
+  POOL_RETRIES,
+} from '../shared/constants.js';
 import { scopeSetCookies } from '../shared/cookies.js';
 import { BeamError, type ErrorCode, errorCodeOf } from '../shared/errors.js';
 import { frameableHeaders } from '../shared/frame-headers.js';
 import { StreamProtocol } from '../shared/frames.js';
 import { endToEndHeaders, exchange, FORWARDING_HEADERS, newRequestId, type RequestHead, type ResponseHead } from '../shared/http-head.js';
-import type { MuxStream } from '../shared/mux.js';
+import { Mux, type MuxStream } from '../shared/mux.js';
 import type { VisitorSession } from '../transport/session.js';
 import type { SessionPool } from '../transport/session-pool.js';
+import { bridgeClient, bridgeStream, SocketChannel } from './bridge.js';
 import { inBeamFrame, withoutBeamCookie } from './browser.js';
 import { chooseEncoding, compressedHeaders, compressor } from './compress.js';
 import { sendError, sendRawError } from './error-page.js';
@@ -78,6 +87,11 @@ export class Gateway {
   /** Streams to an agent that speaks HTTP_HEAD_VERSION (framed bodies, trailers). */
   private readonly framing = new WeakSet<MuxStream>();
   private inFlight = 0;
+  /** The pages' bridges (gateway/bridge.ts). */
+  private readonly bridges = new WebSocketServer({ noServer: true, maxPayload: BRIDGE_MAX_MESSAGE_BYTES, perMessageDeflate: false });
+  /** Bridges open now, and streams they carried, ever (for metrics). */
+  bridgesOpen = 0;
+  bridgeStreams = 0;
   private idleWaiters: Array<() => void> = [];
   /** Called when a request ends, with its status and duration (for metrics). */
   onRequestDone: ((status: number, seconds: number) => void) | undefined;
@@ -210,7 +224,8 @@ export class Gateway {
     // One id follows the request: the gateway's log, the agent's, the origin (X-Request-Id), the response.
     // Every X-Request-Id the client sent goes: a second one must not ride along beside the gateway's.
     const id = requestIdOf(req);
-    headers = headers.filter(([k]) => k.toLowerCase() !== 'x-request-id');
+    // Only the gateway's bridge says a request is a page's.
+    headers = headers.filter(([k]) => k.toLowerCase() !== 'x-request-id' && k.toLowerCase() !== BRIDGE_HEADER);
     headers.push(['X-Request-Id', id]);
     if (upgrade && req.headers.upgrade) headers.push(['Upgrade', req.headers.upgrade]);
     const body = !upgrade && hasBody(req);
@@ -351,6 +366,34 @@ export class Gateway {
     const compress = compressor(encoding);
     compress.on('error', () => res.destroy());
     source.pipe(compress).pipe(res);
+  }
+
+  /**
+   * A share's browser page opens its bridge (gateway/bridge.ts): its
+   * multiplexer on this WebSocket, each of its streams carried to the agent.
+   * Only the share's own page (its Origin) gets one.
+   */
+  handleBridge(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    const share = this.route(req.headers.host);
+    const client = bridgeClient(req, 'encrypted' in req.socket && req.socket.encrypted === true, this.options.trustProxy ?? false);
+    socket.on('error', () => socket.destroy());
+    if (!share || !client) {
+      sendRawError(req.headers, socket, 'BEAM_ERR_FORBIDDEN', "the bridge is for the share's own page");
+      return;
+    }
+    this.bridges.handleUpgrade(req, socket, head, (ws) => {
+      this.bridgesOpen++;
+      const mux = new Mux(new SocketChannel(ws), { role: 'responder' });
+      mux.on('stream', (stream) => {
+        this.bridgeStreams++;
+        void bridgeStream(stream, client, newRequestId(), () => this.openStream(share));
+      });
+      mux.on('close', () => ws.close());
+      ws.once('close', () => {
+        this.bridgesOpen--;
+        mux.close();
+      });
+    });
   }
 
   /** Handles an upgrade request (WebSocket) by splicing the client's socket to a stream. */

@@ -11,7 +11,7 @@ import type { SignalingServer } from '../signaling/server.js';
 export interface GatewayMetricsSource {
   /** The gateway's sessions with agents (transport/session-pool.ts). */
   pool: { bytes(): { sent: number; received: number }; paths(): Record<PathKind, number>; readonly directFailures: number };
-  gateway: { readonly requestsInFlight: number };
+  gateway: { readonly requestsInFlight: number; readonly bridgesOpen: number; readonly bridgeStreams: number };
 }
 
 export interface ServerMetrics {
@@ -80,6 +80,23 @@ export function createMetrics(signaling: SignalingServer, gateway: GatewayMetric
     registers: [registry],
     collect() {
       this.set(gateway.gateway.requestsInFlight);
+    },
+  });
+  new Gauge({
+    name: 'beam_gateway_bridges',
+    help: "Browser pages' bridges open now (their requests while their peer connection comes up)",
+    registers: [registry],
+    collect() {
+      this.set(gateway.gateway.bridgesOpen);
+    },
+  });
+  new Counter({
+    name: 'beam_gateway_bridge_streams_total',
+    help: "Requests (and WebSockets) browser pages' bridges carried to agents",
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(gateway.gateway.bridgeStreams);
     },
   });
   // A counter read at scrape time: the links keep the running totals.

@@ -7,7 +7,7 @@
  */
 import type http from 'node:http';
 import type { Duplex } from 'node:stream';
-import { BROWSER_ASSET_PATH, LOCAL_CA_PATH, RELAY_PATH, SIGNALING_PATH } from '../shared/constants.js';
+import { BRIDGE_PATH, BROWSER_ASSET_PATH, LOCAL_CA_PATH, RELAY_PATH, SIGNALING_PATH } from '../shared/constants.js';
 import { BrowserClient } from './browser.js';
 import type { Gateway } from './gateway.js';
 import type { ServerMetrics } from './metrics.js';
@@ -101,6 +101,11 @@ export function serverRoutes(r: ServerRoutes): {
     if (req.url?.startsWith(`${SIGNALING_PATH}/`)) return;
     if (req.url === RELAY_PATH || req.url?.startsWith(`${RELAY_PATH}?`)) {
       r.relay.handleUpgrade(req, socket, head);
+      return;
+    }
+    // The share's browser page, while its peer connection comes up (with the page turned off, there is none).
+    if (req.url === BRIDGE_PATH && r.browser) {
+      r.gateway.handleBridge(req, socket, head);
       return;
     }
     void r.gateway.handleUpgrade(req, socket, head);

@@ -1,7 +1,7 @@
 import type { Duplex, Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import { BodyDeframer } from '../shared/body-records.js';
-import { MAX_WEBHOOK_BODY_BYTES, PAGE_SCHEME_HEADER } from '../shared/constants.js';
+import { BRIDGE_HEADER, MAX_WEBHOOK_BODY_BYTES, PAGE_SCHEME_HEADER } from '../shared/constants.js';
 import { BeamError, ERRORS, type ErrorCode, errorCodeOf } from '../shared/errors.js';
 import {
   decodeRequestHead,
@@ -138,6 +138,11 @@ export class OriginForwarder {
       return;
     }
     let headers = endToEndPairs(head.headers, trustForwarded ? undefined : FORWARDING_HEADERS);
+    // The gateway's bridge carries a browser page's requests (gateway/bridge.ts): answered as a page's. Only the gateway may say so.
+    if (headers.some(([k]) => k.toLowerCase() === BRIDGE_HEADER)) {
+      headers = headers.filter(([k]) => k.toLowerCase() !== BRIDGE_HEADER);
+      if (trustForwarded) context = { ...context, browser: true };
+    }
     const forwardedFor = trustForwarded ? headers.find(([k]) => k.toLowerCase() === 'x-forwarded-for')?.[1] : undefined;
     // The gateway's request id, so its log and this one line up; a peer-to-peer request gets one here.
     // Exactly one id reaches the origin: a second X-Request-Id (a visitor's own beside the gateway's) never does.

@@ -344,6 +344,20 @@ export const EMBEDDED_PORT_ATTEMPTS = 20;
 /** Path of the relay endpoint (WebSocket): it splices a visitor's and an agent's ciphertext. */
 export const RELAY_PATH = '/.beam/relay';
 /**
+ * Path of the page's bridge (gateway/bridge.ts): a share's browser page runs
+ * its multiplexer on a WebSocket to the gateway here while its peer
+ * connection comes up.
+ */
+export const BRIDGE_PATH = '/.beam/bridge';
+/** Set by the gateway on the requests its bridge carries (and dropped from anyone else's): the agent answers them a browser page's way. */
+export const BRIDGE_HEADER = 'beam-bridge';
+/** The bridge's WebSocket: largest message, and when the gateway stops (and starts again) reading the agent's side for it. */
+export const BRIDGE_MAX_MESSAGE_BYTES = 256 * 1024;
+export const BRIDGE_HIGH_WATER_BYTES = 1024 * 1024;
+export const BRIDGE_LOW_WATER_BYTES = 256 * 1024;
+/** How long a browser page waits for its bridge to open before it waits for its peer connection alone. */
+export const BROWSER_BRIDGE_TIMEOUT_MS = 3_000;
+/**
  * How long a visitor waits for a direct (or TURN) path before it also opens
  * the relay (the issue asks for 3 s or less). Direct keeps trying after that,
  * and new streams move to it once it is up.
