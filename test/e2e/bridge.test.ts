@@ -84,7 +84,7 @@ describe('the page bridge', () => {
       const expected = await request(origin.port, `127.0.0.1:${origin.port}`, '/download?size=5242880&seed=3');
       expect(sha256(down?.body ?? Buffer.alloc(0))).toBe(sha256(expected.body));
       expect(JSON.parse(up?.body.toString() ?? '{}')).toEqual({ bytes: upload.byteLength, sha256: sha256(upload) });
-      small.forEach((r, i) => expect(r.body.toString()).toBe(`hello from /hello-${i}`));
+      expect(small.map((r) => r.body.toString())).toEqual(small.map((_, i) => `hello from /hello-${i}`));
     } finally {
       ws.close();
     }
