@@ -591,6 +591,12 @@ async function main(): Promise<void> {
     viaGateway('Loaded through the Beam server: this browser has no WebRTC.');
     return;
   }
+  // The peer connection and the bridge come up while the worker installs; the app starts on whichever
+  // carries first once the worker is there (the bridge: one WebSocket).
+  secret = shareSecret();
+  const connecting = connect();
+  connecting.catch(() => {});
+  const bridging = openBridge();
   const registration = await navigator.serviceWorker.register(BROWSER_WORKER_PATH, { scope: '/' });
   const worker = registration.active ?? (await navigator.serviceWorker.ready).active;
   if (!worker) {
@@ -601,11 +607,7 @@ async function main(): Promise<void> {
   navigator.serviceWorker.addEventListener('message', (event) => {
     if ((event.data as { type?: string })?.type === 'beam:need-tunnel' && carrier() && event.source) offerTunnel(event.source as ServiceWorker);
   });
-  // The peer connection comes up beside the bridge; the app starts on whichever is up first (the bridge: one WebSocket).
-  secret = shareSecret();
-  const connecting = connect();
-  connecting.catch(() => {});
-  bridge = await openBridge();
+  bridge = await bridging;
   if (bridge && !session?.path) {
     show('gateway', 'through the Beam server while the peer-to-peer path comes up');
     offerTunnel(worker);
