@@ -5,7 +5,7 @@
  * (shims/), and Node globals come from shims/globals.ts.
  */
 
-import { copyFile, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
@@ -100,7 +100,6 @@ const page = await build({
 });
 // The worker needs no Node stand-ins: it only passes messages.
 await build({ ...common, entryPoints: { sw: path.join(here, 'sw.ts') } });
-await copyFile(path.join(here, 'bootstrap.html'), path.join(out, 'bootstrap.html'));
 // What every visitor loads (the bootstrap, its script and what that imports, the worker), then what loads on demand.
 const upfront = new Set(['bootstrap.html', 'sw.js']);
 const visit = (file) => {
@@ -110,6 +109,13 @@ const visit = (file) => {
   for (const i of page.metafile.outputs[file]?.imports ?? []) if (i.kind === 'import-statement') visit(i.path);
 };
 visit(Object.keys(page.metafile.outputs).find((f) => path.basename(f) === 'page.js'));
+// The bootstrap names the chunks page.js imports, so the browser fetches them beside it, not after parsing it.
+const preloads = [...upfront]
+  .filter((n) => n.startsWith('chunk-'))
+  .map((n) => `<link rel="modulepreload" href="/.beam/client/${n}">`)
+  .join('\n');
+const bootstrap = (await readFile(path.join(here, 'bootstrap.html'), 'utf8')).replace('<!--preloads-->', preloads);
+await writeFile(path.join(out, 'bootstrap.html'), bootstrap);
 const sizes = {};
 const files = (await readdir(out)).filter((n) => n.endsWith('.js') || n.endsWith('.html'));
 for (const name of files.sort((a, b) => Number(upfront.has(b)) - Number(upfront.has(a)) || a.localeCompare(b))) {

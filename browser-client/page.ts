@@ -16,6 +16,7 @@
  */
 import type { Logger } from 'pino';
 import {
+  BRIDGE_FIRST_ANSWER_WAIT_MS,
   BRIDGE_PATH,
   BROWSER_BRIDGE_TIMEOUT_MS,
   BROWSER_CONNECT_TIMEOUT_MS,
@@ -103,6 +104,12 @@ let session: VisitorSession | undefined;
 /** The page's bridge to the gateway (gateway/bridge.ts): its requests ride it until the peer connection is up. */
 let bridge: Mux | undefined;
 let locals: string[] = [];
+
+/** Resolves when the agent's first answer to the app is in. */
+let answered: () => void = () => {};
+const firstAnswer = new Promise<void>((resolve) => {
+  answered = resolve;
+});
 
 /** What the app's next request rides: the peer connection once it has a path, else the bridge. */
 function carrier(): { openStream(protocol: StreamProtocol): MuxStream } | undefined {
@@ -352,6 +359,7 @@ async function serve(port: MessagePort, portId: number, msg: Extract<ToPage, { t
     locals = localForms(origin);
     for (const p of ports) post(p, { type: 'locals', id: 0, locals });
   }
+  answered();
   const setCookies = response.headers.filter(([k]) => k.toLowerCase() === 'set-cookie').map(([, v]) => v);
   keepCookies(url, setCookies);
   const away = msg.navigate ? leavesShare(response.status, response.headers, url) : undefined;
@@ -591,11 +599,8 @@ async function main(): Promise<void> {
     viaGateway('Loaded through the Beam server: this browser has no WebRTC.');
     return;
   }
-  // The peer connection and the bridge come up while the worker installs; the app starts on whichever
-  // carries first once the worker is there (the bridge: one WebSocket).
+  // The bridge comes up while the worker installs (the bootstrap registered it already); the app starts on it.
   secret = shareSecret();
-  const connecting = connect();
-  connecting.catch(() => {});
   const bridging = openBridge();
   const registration = await navigator.serviceWorker.register(BROWSER_WORKER_PATH, { scope: '/' });
   const worker = registration.active ?? (await navigator.serviceWorker.ready).active;
@@ -608,11 +613,15 @@ async function main(): Promise<void> {
     if ((event.data as { type?: string })?.type === 'beam:need-tunnel' && carrier() && event.source) offerTunnel(event.source as ServiceWorker);
   });
   bridge = await bridging;
-  if (bridge && !session?.path) {
+  if (bridge) {
     show('gateway', 'through the Beam server while the peer-to-peer path comes up');
     offerTunnel(worker);
     loadApp(false);
+    // The peer connection starts once the app's first answer is in: its setup (here and at the agent) would
+    // only hold that answer up.
+    await Promise.race([firstAnswer, new Promise((resolve) => setTimeout(resolve, BRIDGE_FIRST_ANSWER_WAIT_MS))]);
   }
+  const connecting = connect();
   try {
     await connecting;
   } catch (err) {

@@ -357,6 +357,8 @@ export const BRIDGE_HIGH_WATER_BYTES = 1024 * 1024;
 export const BRIDGE_LOW_WATER_BYTES = 256 * 1024;
 /** How long a browser page waits for its bridge to open before it waits for its peer connection alone. */
 export const BROWSER_BRIDGE_TIMEOUT_MS = 3_000;
+/** How long a page on its bridge waits for the app's first answer before it starts its peer connection anyway. */
+export const BRIDGE_FIRST_ANSWER_WAIT_MS = 1_000;
 /**
  * How long a visitor waits for a direct (or TURN) path before it also opens
  * the relay (the issue asks for 3 s or less). Direct keeps trying after that,
