@@ -14,6 +14,7 @@ import { BodyDeframer, BodyFramer, type HeaderPairList, takesTrailers, trailerOb
 import {
   BRIDGE_HEADER,
   BRIDGE_MAX_MESSAGE_BYTES,
+  BRIDGE_MAX_STREAMS,
   BROWSER_GATEWAY_COOKIE,
   HTTP_HEAD_VERSION,
   MAX_CLIENT_HEADER_COUNT,
@@ -384,7 +385,15 @@ export class Gateway {
     this.bridges.handleUpgrade(req, socket, head, (ws) => {
       this.bridgesOpen++;
       const mux = new Mux(new SocketChannel(ws), { role: 'responder' });
+      let open = 0;
       mux.on('stream', (stream) => {
+        if (open >= BRIDGE_MAX_STREAMS) {
+          stream.on('error', () => {});
+          stream.destroy(new BeamError('BEAM_ERR_TOO_MANY_STREAMS', `${BRIDGE_MAX_STREAMS} streams at once on one bridge`));
+          return;
+        }
+        open++;
+        stream.once('close', () => open--);
         this.bridgeStreams++;
         void bridgeStream(stream, client, newRequestId(), () => this.openStream(share));
       });

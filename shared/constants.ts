@@ -353,6 +353,8 @@ export const BRIDGE_PATH = '/.beam/bridge';
 export const BRIDGE_HEADER = 'beam-bridge';
 /** The bridge's WebSocket: largest message, and when the gateway stops (and starts again) reading the agent's side for it. */
 export const BRIDGE_MAX_MESSAGE_BYTES = 256 * 1024;
+/** Streams one bridge carries at once (a browser keeps far fewer requests open); past it a stream is reset with BEAM_ERR_TOO_MANY_STREAMS. */
+export const BRIDGE_MAX_STREAMS = 256;
 export const BRIDGE_HIGH_WATER_BYTES = 1024 * 1024;
 export const BRIDGE_LOW_WATER_BYTES = 256 * 1024;
 /** How long a browser page waits for its bridge to open before it waits for its peer connection alone. */

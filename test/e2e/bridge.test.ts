@@ -9,12 +9,13 @@
  * be the bridge.
  */
 import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { SocketChannel } from '../../gateway/bridge.js';
-import { BRIDGE_HEADER, BRIDGE_PATH } from '../../shared/constants.js';
+import { BRIDGE_HEADER, BRIDGE_MAX_STREAMS, BRIDGE_PATH } from '../../shared/constants.js';
 import { StreamProtocol } from '../../shared/frames.js';
-import { exchange, type ResponseHead } from '../../shared/http-head.js';
+import { encodeHead, exchange, type ResponseHead } from '../../shared/http-head.js';
 import { Mux, type MuxStream } from '../../shared/mux.js';
 import { request, sha256 } from '../helpers/http.js';
 import { type Origin, startOrigin } from '../helpers/origin.js';
@@ -106,6 +107,34 @@ describe('the page bridge', () => {
       expect(seen['x-request-id']).not.toBe('the-page-chose-this-id');
       expect(seen[BRIDGE_HEADER]).toBeUndefined();
       expect(header(head, 'beam-origin')).toMatch(new RegExp(`:${origin.port}$`));
+    } finally {
+      ws.close();
+    }
+  });
+
+  it(`carries ${BRIDGE_MAX_STREAMS} streams at once; the next is reset with BEAM_ERR_TOO_MANY_STREAMS, and the bridge goes on`, async () => {
+    const { mux, ws } = await openBridge();
+    try {
+      // Uploads that never end hold their streams open.
+      const held: MuxStream[] = [];
+      for (let i = 0; i < BRIDGE_MAX_STREAMS; i++) {
+        const stream = mux.openStream(StreamProtocol.HTTP);
+        stream.on('error', () => {});
+        stream.write(encodeHead({ method: 'POST', target: '/upload', headers: [['Host', agent.host]], upgrade: false, body: true }));
+        stream.write(Buffer.from('x'));
+        held.push(stream);
+      }
+      const over = mux.openStream(StreamProtocol.HTTP);
+      over.end(encodeHead({ method: 'GET', target: '/over', headers: [['Host', agent.host]], upgrade: false, body: false }));
+      const [err] = (await once(over, 'error')) as [{ code?: string }];
+      expect(err.code).toBe('BEAM_ERR_TOO_MANY_STREAMS');
+      // One upload ends and is answered: its place is free again.
+      const first = held[0] as MuxStream;
+      first.resume();
+      first.end();
+      await once(first, 'close');
+      expect((await send(mux, '/after')).body.toString()).toBe('hello from /after');
+      for (const s of held) s.destroy();
     } finally {
       ws.close();
     }
