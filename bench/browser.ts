@@ -67,6 +67,17 @@ function startOrigin(): Promise<http.Server> {
   return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server)));
 }
 
+/** In the bootstrap page: when its document and scripts arrived, and the page's own marks (page.ts). */
+function pageMarks(): Record<string, number> {
+  const out: Record<string, number> = {};
+  const nav = performance.getEntriesByType('navigation')[0] as PerformanceNavigationTiming | undefined;
+  if (nav) out['document in'] = nav.responseEnd;
+  const scripts = performance.getEntriesByType('resource').filter((r) => r.name.includes('/.beam/client/') && r.name.endsWith('.js'));
+  if (scripts.length) out['scripts in'] = Math.max(...scripts.map((r) => (r as PerformanceResourceTiming).responseEnd));
+  for (const m of performance.getEntriesByType('mark')) if (m.name.startsWith('beam:')) out[m.name] = m.startTime;
+  return out;
+}
+
 /** Runs in the page (or the app's frame): one download and `requests` sequential small fetches. */
 async function measure(frame: Frame | Page): Promise<Omit<Sample, 'first'>> {
   return frame.evaluate(
@@ -125,6 +136,8 @@ async function main(): Promise<void> {
   const samples: Record<'direct' | 'p2p' | 'gateway', Sample[]> = { direct: [], p2p: [], gateway: [] };
   /** First content for a visitor back in a new tab (worker installed, scripts cached). */
   const returning: number[] = [];
+  /** The p2p page's milestones (page.ts marks them), ms after navigation. */
+  const marks: Record<string, number>[] = [];
   try {
     for (let rep = 0; rep < REPS; rep++) {
       const directContext = await browser.newContext();
@@ -144,6 +157,7 @@ async function main(): Promise<void> {
         () => ((document.querySelector('iframe')?.contentWindow as unknown as { __shown?: number } | null)?.__shown ?? NaN) - performance.timeOrigin,
       );
       await p2p.waitForFunction(() => (window as unknown as { __beam?: { path: string } }).__beam?.path === 'direct', null, { timeout: 20_000 });
+      marks.push(await p2p.evaluate(pageMarks));
       samples.p2p.push({ first: p2pFirst, ...(await measure(p2p.frames()[1]!)) });
       // The same visitor again, in a new tab: the worker is installed and the page's scripts are cached.
       await p2p.close();
@@ -183,6 +197,10 @@ async function main(): Promise<void> {
   console.log(row('peer to peer (Service Worker, data channel)', samples.p2p));
   console.log(row('gateway (HTTP path)', samples.gateway));
   console.log('');
+  const names = [...new Set(marks.flatMap((m) => Object.keys(m)))].sort(
+    (a, b) => median(marks.map((m) => m[a] ?? NaN)) - median(marks.map((m) => m[b] ?? NaN)),
+  );
+  console.log(`p2p page, ms after navigation (median): ${names.map((n) => `${n} ${median(marks.map((m) => m[n] ?? NaN)).toFixed(0)}`).join(', ')}`);
   console.log(`p2p / gateway: first content ${(m('p2p', 'first') / m('gateway', 'first')).toFixed(2)}x (target <= 1.5x)`);
   console.log(
     `p2p, a visitor back in a new tab: first content ${median(returning).toFixed(0)} ms, ${(median(returning) / m('gateway', 'first')).toFixed(2)}x the gateway's`,

@@ -62,6 +62,8 @@ interface State {
   requests: number;
 }
 
+// The page's own milestones, for bench/browser.ts and devtools: beam:start, beam:bridge, beam:worker, beam:frame, beam:answer.
+performance.mark('beam:start');
 const state: State = { path: 'connecting', rtt: undefined, reason: undefined, requests: 0 };
 (window as unknown as { __beam: State }).__beam = state;
 
@@ -108,7 +110,11 @@ let locals: string[] = [];
 /** Resolves when the agent's first answer to the app is in. */
 let answered: () => void = () => {};
 const firstAnswer = new Promise<void>((resolve) => {
-  answered = resolve;
+  answered = () => {
+    answered = () => {};
+    performance.mark('beam:answer');
+    resolve();
+  };
 });
 
 /** What the app's next request rides: the peer connection once it has a path, else the bridge. */
@@ -178,6 +184,7 @@ function beamHeaders(headers: HeaderList): HeaderList {
  */
 function loadApp(keepSecret: boolean): void {
   if (frame.src) return;
+  performance.mark('beam:frame');
   const params = new URLSearchParams(location.search);
   if (!keepSecret) params.delete(SECRET_PARAM);
   const search = params.toString();
@@ -608,11 +615,13 @@ async function main(): Promise<void> {
     viaGateway('Loaded through the Beam server: the Service Worker did not start.');
     return;
   }
+  performance.mark('beam:worker');
   // A worker that restarted asks again for a port.
   navigator.serviceWorker.addEventListener('message', (event) => {
     if ((event.data as { type?: string })?.type === 'beam:need-tunnel' && carrier() && event.source) offerTunnel(event.source as ServiceWorker);
   });
   bridge = await bridging;
+  performance.mark('beam:bridge');
   if (bridge) {
     show('gateway', 'through the Beam server while the peer-to-peer path comes up');
     offerTunnel(worker);
