@@ -22,8 +22,9 @@ import { StreamProtocol } from '../shared/frames.js';
 import type { PathKind } from '../shared/paths.js';
 import type { RelayMode, ShareKind } from '../shared/signaling.js';
 import type { WebRtcEngine } from '../transport/engine.js';
-import { ephemeralIdentity } from '../transport/identity.js';
-import { parseLink } from '../transport/link.js';
+import { ephemeralIdentity, parsePeerId } from '../transport/identity.js';
+import { findShare } from '../transport/lan.js';
+import { type ParsedLink, parseLink } from '../transport/link.js';
 import { SessionPool } from '../transport/session-pool.js';
 import { splice } from '../transport/splice.js';
 
@@ -193,8 +194,12 @@ export interface Connection extends EventEmitter<ConnectionEvents> {
   /** The local address: http://, tcp:// or udp://127.0.0.1:<port>. */
   readonly url: string;
   readonly kind: ShareKind;
-  /** The link names the agent's peer ID, so the agent proved who it is; false: taken on the server's word. */
+  /** The link names the agent's peer ID, so the agent proved who it is; false: taken on the server's (or, found by name, the LAN's) word. */
   readonly verified: boolean;
+  /** Found on this network by mDNS (`beam <port> --lan`): by its name, or for a `*.localhost` link of another machine. */
+  readonly lan: boolean;
+  /** The agent's peer ID, as the link or the LAN's answer named it. */
+  readonly peer: string | undefined;
   /** The path requests take now. */
   readonly path: ConnectionPath | undefined;
   /** The round-trip time on that path now, in ms, once measured. */
@@ -213,6 +218,8 @@ class ConnectionHandle extends EventEmitter<ConnectionEvents> implements Connect
   url = '';
   kind: ShareKind = 'http';
   verified = false;
+  lan = false;
+  peer: string | undefined;
   path: ConnectionPath | undefined;
   closeParts: Array<() => void | Promise<void>> = [];
   /** The session's live RTT. */
@@ -230,13 +237,50 @@ class ConnectionHandle extends EventEmitter<ConnectionEvents> implements Connect
   }
 }
 
-export async function connect(components: { engine: WebRtcEngine; logger: Logger }, options: ConnectOptions): Promise<Connection> {
+/** Whether something accepts TCP connections on 127.0.0.1:`port`, within a moment. */
+function listensLocally(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = net.connect({ host: '127.0.0.1', port });
+    const done = (up: boolean): void => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(up);
+    };
+    const timer = setTimeout(() => done(false), 500);
+    socket.once('connect', () => done(true));
+    socket.once('error', () => done(false));
+  });
+}
+
+/** Where the share is: as the link says, or on this network by mDNS (`beam <port> --lan`). */
+async function locate(options: ConnectOptions, logger: Logger): Promise<{ link: ParsedLink; lan: boolean; verified: boolean }> {
+  if (!options.link.includes('://') && options.server === undefined) {
+    // A bare name: the share that answers to it on this network, taken on the LAN's word (no link pins its key).
+    const found = await findShare(options.link, { log: logger });
+    if (found.private)
+      throw new BeamError('BEAM_ERR_PRIVATE', `"${found.name}" is private: connect with the full link its owner sent you (it carries the secret)`);
+    const url = `${found.server}/`;
+    return { link: { server: found.server, url, share: found.name, peer: parsePeerId(found.peer), secret: undefined }, lan: true, verified: false };
+  }
   const link = parseLink(options.link);
+  const server = new URL(link.server);
+  // A *.localhost link names the sharer's own machine; on another one, with nothing of Beam's on that port here, ask the LAN.
+  if (options.server === undefined && server.hostname === 'localhost' && !(await listensLocally(Number(server.port || 80)))) {
+    const found = await findShare(link.share, { peer: link.peer?.toString(), log: logger });
+    return { link: { ...link, server: found.server }, lan: true, verified: link.peer !== undefined };
+  }
+  return { link, lan: false, verified: link.peer !== undefined };
+}
+
+export async function connect(components: { engine: WebRtcEngine; logger: Logger }, options: ConnectOptions): Promise<Connection> {
+  const { link, lan, verified } = await locate(options, components.logger);
   const handle = new ConnectionHandle();
   handle.share = link.share;
   handle.origin = link.url;
   handle.server = options.server ?? link.server;
-  handle.verified = link.peer !== undefined;
+  handle.verified = verified;
+  handle.lan = lan;
+  handle.peer = link.peer?.toString();
   const pool = new SessionPool(
     { engine: components.engine, logger: components.logger, identity: await ephemeralIdentity() },
     { server: handle.server, reconnect: 'gateway', session: { relay: options.relay, expectPeer: link.peer, secret: link.secret, relayFirst: true } },

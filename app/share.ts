@@ -17,12 +17,13 @@ import { type InspectorServer, startInspectorServer } from '../peer-agent/inspec
 import { compilePolicy, type PolicyRuleOptions } from '../peer-agent/policy.js';
 import type { SignIn } from '../peer-agent/sign-in.js';
 import { parseWebhookVerifier } from '../peer-agent/webhooks.js';
-import { DEFAULT_EMBEDDED_PORT, EMBEDDED_PORT_ATTEMPTS, LOCAL_CA_PATH, SECRET_PARAM } from '../shared/constants.js';
+import { DEFAULT_EMBEDDED_PORT, EMBEDDED_PORT_ATTEMPTS, LAN_SERVICE_TYPE, LOCAL_CA_PATH, SECRET_PARAM } from '../shared/constants.js';
 import { BeamError } from '../shared/errors.js';
 import type { RelayMode, ShareKind } from '../shared/signaling.js';
 import { loadAgentIdentity } from '../transport/agent-identity.js';
 import type { EngineName } from '../transport/engine.js';
 import { loadEngine } from '../transport/index.js';
+import { announceShare } from '../transport/lan.js';
 import { connectLink } from '../transport/link-text.js';
 import { lanAddress } from './lan.js';
 import { type LocalTls, localTls } from './local-ca.js';
@@ -45,6 +46,12 @@ export interface ShareOptions {
    * they trust it. Embedded server only. Default false.
    */
   tls?: boolean | undefined;
+  /**
+   * Announce the share on the LAN by mDNS (`<name>._beam._tcp.local`), so a
+   * teammate on the same network runs `beam connect <name>` with no address
+   * and no server to deploy. Embedded server only. Default false.
+   */
+  lan?: boolean | undefined;
   /** The share name to ask for. Default: a random adjective-noun-NNN. */
   name?: string | undefined;
   /** An agent token, for a server started with --token-file. */
@@ -148,6 +155,8 @@ export interface Share extends EventEmitter<ShareEvents> {
   readonly link: string;
   /** The embedded server's address on the LAN, when there is one. */
   readonly lan: string | undefined;
+  /** With `lan`: the name the share is announced under by mDNS (`<name>._beam._tcp.local`). */
+  readonly announced: string | undefined;
   /** The inspector's URL, when it runs. */
   readonly inspect: string | undefined;
   /** With `tls`: the local authority teammates trust once (its file, fingerprint and download URL). */
@@ -215,11 +224,28 @@ export async function startEmbedded(
   );
 }
 
+/**
+ * Announces a share of an embedded server on the LAN by mDNS until it
+ * closes: share() does it for `lan`, `beam start` for beam.yml's `lan: true`.
+ * What goes out is the name, the port, the agent's peer ID and whether the
+ * share is private; never a secret.
+ */
+export async function announceOnLan(s: Share, port: number, scheme: 'http' | 'https', log?: Logger): Promise<void> {
+  if (!(s instanceof ShareHandle)) throw new TypeError('announceOnLan takes a share from share()');
+  const fragment = new URLSearchParams(new URL(s.link).hash.slice(1));
+  const peer = fragment.get('peer');
+  if (peer === null) throw new BeamError('BEAM_ERR_BAD_OPTION', '--lan announces a share with its own key: not a pool member');
+  const announcement = await announceShare({ name: s.name, port, peer, scheme, kind: s.kind, private: fragment.has('secret') }, log);
+  s.closeParts.push(() => announcement.close());
+  s.announced = `${s.name}._${LAN_SERVICE_TYPE}._tcp.local`;
+}
+
 class ShareHandle extends EventEmitter<ShareEvents> implements Share {
   name = '';
   url = '';
   link = '';
   lan: string | undefined;
+  announced: string | undefined;
   inspect: string | undefined;
   ca: { file: string; fingerprint: string; url: string } | undefined;
   origin = '';
@@ -340,6 +366,11 @@ export async function share(options: ShareOptions): Promise<Share> {
     throw new BeamError('BEAM_ERR_BAD_OPTION', `--port ${options.port} is not a port from 0 to 65535`);
   if (options.tls && server)
     throw new BeamError('BEAM_ERR_BAD_OPTION', '--tls is for the embedded server; a server you run takes `beam serve --tls-cert <file> --tls-key <file>`');
+  if (options.lan && server)
+    throw new BeamError(
+      'BEAM_ERR_BAD_OPTION',
+      '--lan announces the embedded server on your network; with --server, visitors find the share through that server: send them its link',
+    );
   if (options.pool && options.name === undefined) throw new BeamError('BEAM_ERR_BAD_OPTION', '--pool needs --name: the name every agent of the pool registers');
   if (options.pool && !server) throw new BeamError('BEAM_ERR_BAD_OPTION', '--pool needs --server: the agents of a pool share one Beam server (beam serve)');
   const log = options.logger ?? pino({ level: 'silent' });
@@ -452,6 +483,7 @@ export async function share(options: ShareOptions): Promise<Share> {
     if (lan && embedded) handle.lan = browserUrl(`${scheme}://${lan}:${embedded.port}/`);
     // The embedded gateway reaches its agent in memory: open that session now, so the first visitor waits for nothing.
     if (embedded && kind === 'http') void embedded.gateway.pool.connect(first.name).catch(() => {});
+    if (options.lan && embedded) await announceOnLan(handle, embedded.port, scheme, log);
     if (handle.ca && embedded) handle.ca.url = `https://${lan ?? 'localhost'}:${embedded.port}${LOCAL_CA_PATH}`;
     // After the caller's continuation (a microtask): its listeners are on by then.
     setImmediate(() => {

@@ -25,7 +25,7 @@ import {
   parseServerUrl,
   parseTarget,
 } from '../app/options.js';
-import { type Share, type ShareOptions, share, startEmbedded } from '../app/share.js';
+import { announceOnLan, type Share, type ShareOptions, share, startEmbedded } from '../app/share.js';
 import { startBeamServer } from '../gateway/server.js';
 import type { SessionInfo } from '../peer-agent/agent.js';
 import { MAX_RELAY_CAP_SECONDS, ORIGIN_WAIT_POLL_MS, RTT_REFRESH_MS } from '../shared/constants.js';
@@ -46,6 +46,7 @@ export interface CommonFlags {
 }
 export interface HttpFlags extends CommonFlags {
   server?: string;
+  lan?: boolean;
   name?: string;
   hostHeader: string;
   originTimeout?: string;
@@ -192,6 +193,7 @@ function shareOptions(target: string, flags: HttpFlags, kind: ShareKind, embedde
     relay: parseRelayMode(flags.relay),
     private: flags.private,
     pool: flags.pool,
+    lan: flags.lan,
     tls: flags.tls,
     auth: flags.auth,
     allowIp: flags.allowIp,
@@ -262,6 +264,7 @@ async function report(shared: Share, out: Output, target: string, originStartsLa
     url: shared.url,
     link: shared.link,
     ...(shared.lan ? { lan: shared.lan } : {}),
+    ...(shared.announced ? { announced: shared.announced } : {}),
     origin: shared.origin,
     server: shared.server,
     ...(shared.inspect ? { inspect: shared.inspect } : {}),
@@ -374,6 +377,11 @@ export async function runStart(flags: StartFlags): Promise<void> {
   const engineName = parseEngine(flags.engine);
   const serverFlag = flags.server || config.server;
   const inspect = parseInspect(flags.inspect, config.inspect);
+  if (config.lan && serverFlag)
+    throw new BeamError(
+      'BEAM_ERR_CONFIG',
+      `${flags.config}: lan: true announces the embedded server on your network; with a server, visitors find the shares through it`,
+    );
   // Several shares, one server: the embedded one serves them all (no default share: each Host names one).
   const embedded = serverFlag ? undefined : await startEmbedded({ engine: await loadEngine(engineName), logger: log }, () => undefined);
   const server = serverFlag ? parseServerUrl(serverFlag) : `http://127.0.0.1:${embedded?.port}`;
@@ -400,6 +408,7 @@ export async function runStart(flags: StartFlags): Promise<void> {
       throw err;
     }
     started.push(s);
+    if (config.lan && embedded) await announceOnLan(s, embedded.port, 'http', log);
     watchers.push(await report(s, createOutput(json, process.stdout, c.label), c.options.target as string));
   }
   if (!json) createOutput(false).line('Press Ctrl+C to stop.');
@@ -543,6 +552,8 @@ export async function runConnect(linkArg: string, flags: ConnectFlags): Promise<
     origin: connected.origin,
     server: connected.server,
     verified: connected.verified,
+    lan: connected.lan,
+    peer: connected.peer,
     path: connected.path,
   });
   if (connected.path) view.path(connected.path, true);

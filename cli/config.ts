@@ -5,6 +5,7 @@
  * server: https://beam.example.com   # optional: default, one embedded server for all
  * token: 8f1c0d3e9a2b4c5d6e7f8091a2b3 # optional: the agent token, for a server with --token-file
  * inspect: true                      # optional: true (4040, else the next free port), a port, or false
+ * lan: true                          # optional: announce every share on this network by mDNS (embedded server only)
  * shares:
  *   web:                             # a label, for the output
  *     http: 3000                     # exactly one of http / tcp / udp: a port or host:port
@@ -116,6 +117,7 @@ const ConfigSchema = v.strictObject({
   /** The agent token for a server with --token-file. */
   token: v.optional(v.string()),
   inspect: v.optional(v.union([v.boolean(), v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(65535))])),
+  lan: v.optional(v.boolean()),
   shares: v.pipe(
     v.record(v.pipe(v.string(), v.regex(/^[A-Za-z0-9_-]{1,32}$/, 'a share label is 1-32 letters, digits, - or _')), ShareSchema),
     v.check((r) => Object.keys(r).length > 0, 'declare at least one share'),
@@ -133,6 +135,8 @@ export interface Config {
   server: string | undefined;
   token: string | undefined;
   inspect: boolean | number;
+  /** Announce every share on the LAN by mDNS (`beam --lan`); the embedded server only. */
+  lan: boolean;
   shares: ConfiguredShare[];
 }
 
@@ -170,6 +174,7 @@ export function parseConfig(text: string, file: string): Config {
     server: c.server,
     token: c.token,
     inspect: c.inspect ?? true,
+    lan: c.lan ?? false,
     shares: Object.entries(c.shares).map(([label, s]) => {
       const kind: ShareKind = s.http !== undefined ? 'http' : s.tcp !== undefined ? 'tcp' : 'udp';
       return {

@@ -9,7 +9,16 @@ import type { ConnectionPath } from '../app/connect.js';
 import { createOutput } from './output.js';
 
 export interface ConnectView {
-  ready(info: { share: string; url: string; origin: string; server: string; verified: boolean; path: ConnectionPath | undefined }): void;
+  ready(info: {
+    share: string;
+    url: string;
+    origin: string;
+    server: string;
+    verified: boolean;
+    lan: boolean;
+    peer: string | undefined;
+    path: ConnectionPath | undefined;
+  }): void;
   path(info: ConnectionPath, first: boolean): void;
   /** The RTT now (terminal only: the path line shows it live). */
   rtt(ms: number | undefined): void;
@@ -31,7 +40,15 @@ export function createConnectView(json: boolean, stream: NodeJS.WriteStream = pr
     return {
       ready(info) {
         share = info.share;
-        out.emit({ event: 'ready', name: info.share, url: info.url, origin: info.origin, server: info.server });
+        out.emit({
+          event: 'ready',
+          name: info.share,
+          url: info.url,
+          origin: info.origin,
+          server: info.server,
+          ...(info.lan ? { found: 'lan' as const } : {}),
+          ...(info.peer ? { peer: info.peer } : {}),
+        });
       },
       path(info, first) {
         out.emit({
@@ -62,7 +79,9 @@ export function createConnectView(json: boolean, stream: NodeJS.WriteStream = pr
       current = info.path;
       shownRtt = info.path?.rtt;
       const lines = [`Connected to ${info.share} (${info.origin})`, `  Local: ${info.url}`];
-      if (!info.verified) lines.push("! This link names no peer ID (#peer=...): the agent's identity is taken on the server's word.");
+      if (info.lan) lines.push(`  Found on this network (mDNS) at ${info.server}`);
+      if (!info.verified && info.lan) lines.push(`! Found by name: the agent's key ${info.peer ?? ''} is taken on the LAN's word; its full link pins it.`);
+      else if (!info.verified) lines.push("! This link names no peer ID (#peer=...): the agent's identity is taken on the server's word.");
       lines.push('Press Ctrl+C to stop.');
       // On a terminal the path line stays last, redrawn in place; in plain lines it is one line, and each change another.
       write(tty ? `${lines.join('\n')}\n${statusLine()}` : `${lines.slice(0, 2).join('\n')}\n${statusLine()}\n${lines.slice(2).join('\n')}\n`);

@@ -68,6 +68,7 @@ function httpCommand(cmd: Command, embeddedPort = true): Command {
     .addOption(new Option('--relay <mode>', 'auto: direct WebRTC, else the relay; never: direct only; always: relay only').default('auto'))
     .option('--private', 'only visitors with the full link (it carries a secret) get in')
     .option('--pool', 'join the pool --name on --server: every agent started so shares the name, and visitors are spread across them')
+    .option('--lan', 'announce the share on this network by mDNS: teammates run `beam connect <name>`, no address, no server (embedded server only)')
     .option('--tls', 'the embedded server serves https, with a certificate from a local authority teammates trust once (browsers on the LAN get peer to peer)')
     .option('--auth <user:password>', 'HTTP basic auth for every visitor (env BEAM_AUTH)')
     .option('--allow-ip <cidr...>', 'only visitors from these addresses or ranges get in')
@@ -211,7 +212,7 @@ beam.yml:
   root
     .command('connect')
     .description('open a share as a local port, peer to peer')
-    .argument('<link>', "the share's link, as `beam` printed it (with #peer=... to verify the agent)")
+    .argument('<link>', "the share's link, as `beam` printed it (with #peer=... to verify the agent), or on this network the name of a `beam --lan` share")
     .addOption(new Option('--port <port>', 'local port (0: any free one)').default('0'))
     .addOption(new Option('--bind <address>', 'local address to listen on').default('127.0.0.1'))
     .addOption(new Option('--relay <mode>', 'auto: direct WebRTC, else the relay; never: direct only; always: relay only').default('auto'))

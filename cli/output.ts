@@ -10,6 +10,11 @@ export type CliEvent =
       url: string;
       link?: string;
       lan?: string;
+      /** beam --lan: the mDNS name the share is announced under (`<name>._beam._tcp.local`). */
+      announced?: string;
+      /** beam connect: found on this network by mDNS, and the agent's peer ID. */
+      found?: 'lan';
+      peer?: string;
       inspect?: string;
       origin: string;
       server: string;
@@ -87,6 +92,7 @@ export function describe(e: CliEvent): string | undefined {
             `  Link:  ${e.url}`,
             ...(e.lan ? [`  LAN:   ${e.lan}`] : []),
             ...(e.link ? [`  beam connect ${e.link}`] : []),
+            ...(e.announced ? [`  On this network: beam connect ${e.name}`] : []),
             ...(e.inspect ? [`  Inspect: ${e.inspect}`] : []),
             ...(e.ca ? trustSteps(e.ca.file, e.ca.fingerprint, e.ca.url) : []),
             'Press Ctrl+C to stop.',

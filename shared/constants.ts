@@ -504,3 +504,10 @@ export const LOCAL_CERT_DAYS = 30;
 export const LOCAL_CA_PATH = '/.beam/beam-local-ca.pem';
 /** Certificates made per share name (SNI) that the embedded https server keeps. */
 export const SNI_CACHE_SIZE = 256;
+
+/** The DNS-SD service type a share is announced under on the LAN (`beam <port> --lan`): `<name>._beam._tcp.local`. */
+export const LAN_SERVICE_TYPE = 'beam';
+/** How long `beam connect <name>` asks the LAN by mDNS before it gives up with BEAM_ERR_SHARE_NOT_FOUND. */
+export const LAN_FIND_TIMEOUT_MS = 3_000;
+/** After the first share of that name answers, how long `beam connect <name>` listens for a second one (two would be ambiguous). */
+export const LAN_FIND_SETTLE_MS = 300;

@@ -11,42 +11,12 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { DIRECT_PATH_TIMEOUT_MS, DIRECT_RETRY_MS, PATH_DEAD_MS } from '../../shared/constants.js';
+import { FETCH, ORIGIN } from '../helpers/lab-scripts.js';
 import { NetLab, type SideOptions, WAN_SERVER, WAN_SERVER_2 } from '../helpers/netlab.js';
 import { BeamProcess, type JsonEvent, onPath, ROOT } from '../helpers/procs.js';
 
 const TURN_SECRET = 'lab-secret-0123456789abcdef';
 const SERVER = `http://${WAN_SERVER}:7070`;
-
-/** The origin, inside the agent's host: /file is `size` random bytes, announced with their sha256. */
-const ORIGIN = (size: number): string => `
-import http from 'node:http';
-import { createHash, randomBytes } from 'node:crypto';
-const body = randomBytes(${size});
-const hash = createHash('sha256').update(body).digest('hex');
-http.createServer((req, res) => {
-  if (req.url === '/file') { res.setHeader('content-length', body.length); res.end(body); }
-  else res.end('hello from ' + req.url);
-}).listen(3000, '127.0.0.1', () => console.log(JSON.stringify({ hash })));
-`;
-
-/** A client inside the visitor's host: GETs a URL, reports progress once, then status, size, sha256 (or the error). */
-const FETCH = (url: string, progressAt = Infinity): string => `
-import { createHash } from 'node:crypto';
-const started = performance.now();
-try {
-  const res = await fetch(${JSON.stringify(url)});
-  const hash = createHash('sha256');
-  let bytes = 0, told = false;
-  for await (const chunk of res.body) {
-    hash.update(chunk);
-    bytes += chunk.length;
-    if (!told && bytes >= ${progressAt === Infinity ? 'Infinity' : progressAt}) { told = true; console.log(JSON.stringify({ progress: bytes })); }
-  }
-  console.log(JSON.stringify({ status: res.status, bytes, hash: hash.digest('hex'), ms: performance.now() - started }));
-} catch (err) {
-  console.log(JSON.stringify({ error: String(err.cause?.message ?? err.message) }));
-}
-`;
 
 /** grpc-js, as a lab script imports it (a file URL: the lab's scripts run from no package). */
 const GRPC = JSON.stringify(pathToFileURL(path.join(ROOT, 'node_modules/@grpc/grpc-js/build/src/index.js')).href);

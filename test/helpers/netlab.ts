@@ -73,6 +73,28 @@ function inNs(ns: string, cmd: string, ...args: string[]): string {
   return execFileSync('ip', ['netns', 'exec', ns, cmd, ...args], { stdio: ['ignore', 'pipe', 'pipe'] }).toString();
 }
 
+/** Starts a process inside a namespace, kept in `procs` for its lab to kill. */
+function spawnIn(procs: ChildProcess[], ns: string, cmd: string, args: string[], env: NodeJS.ProcessEnv): ChildProcess {
+  const child = spawn('ip', ['netns', 'exec', ns, cmd, ...args], { env: { ...process.env, BEAM_SERVER: '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  procs.push(child);
+  return child;
+}
+
+/** A node child's stdout lines parsed as JSON, once it exits 0. */
+function nodeIn(child: ChildProcess, ns: string, onLine?: (line: Record<string, unknown>) => void): Promise<Array<Record<string, unknown>>> {
+  const lines: Array<Record<string, unknown>> = [];
+  let stderr = '';
+  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  createInterface({ input: child.stdout! }).on('line', (l) => {
+    const parsed = JSON.parse(l) as Record<string, unknown>;
+    lines.push(parsed);
+    onLine?.(parsed);
+  });
+  return new Promise((resolve, reject) =>
+    child.once('exit', (code) => (code === 0 ? resolve(lines) : reject(new Error(`node in ${ns} exited ${code}: ${stderr.slice(-1500)}`)))),
+  );
+}
+
 export class NetLab {
   readonly wan: string;
   readonly ra: string;
@@ -272,25 +294,12 @@ export class NetLab {
 
   /** Starts a process inside a namespace; it is killed by destroy(). */
   spawn(ns: string, cmd: string, args: string[], env: NodeJS.ProcessEnv = {}): ChildProcess {
-    const child = spawn('ip', ['netns', 'exec', ns, cmd, ...args], { env: { ...process.env, BEAM_SERVER: '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    this.procs.push(child);
-    return child;
+    return spawnIn(this.procs, ns, cmd, args, env);
   }
 
   /** Runs node with an inline ES module inside a namespace; resolves with its stdout lines parsed as JSON. */
   node(ns: string, script: string, onLine?: (line: Record<string, unknown>) => void): Promise<Array<Record<string, unknown>>> {
-    const child = this.spawn(ns, process.execPath, ['--input-type=module', '-e', script]);
-    const lines: Array<Record<string, unknown>> = [];
-    let stderr = '';
-    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-    createInterface({ input: child.stdout! }).on('line', (l) => {
-      const parsed = JSON.parse(l) as Record<string, unknown>;
-      lines.push(parsed);
-      onLine?.(parsed);
-    });
-    return new Promise((resolve, reject) =>
-      child.once('exit', (code) => (code === 0 ? resolve(lines) : reject(new Error(`node in ${ns} exited ${code}: ${stderr.slice(-1500)}`)))),
-    );
+    return nodeIn(this.spawn(ns, process.execPath, ['--input-type=module', '-e', script]), ns, onLine);
   }
 
   destroy(): void {
@@ -300,6 +309,71 @@ export class NetLab {
         ip('netns', 'del', ns);
       } catch {
         // never created
+      }
+    }
+  }
+}
+
+/**
+ * One LAN with no router and no server: hosts a and b (198.18.7.1 and .2)
+ * on a bridge in a namespace of its own, multicast (mDNS) flooded between
+ * them as on an office switch. Nothing else is reachable from either host.
+ */
+export class LanLab {
+  readonly switch: string;
+  readonly a: string;
+  readonly b: string;
+  static readonly A = '198.18.7.1';
+  static readonly B = '198.18.7.2';
+  private readonly procs: ChildProcess[] = [];
+
+  private constructor(prefix: string) {
+    this.switch = `${prefix}s`;
+    this.a = `${prefix}a`;
+    this.b = `${prefix}b`;
+  }
+
+  static create(): LanLab {
+    const prefix = `ll${process.pid % 100000}x${Math.floor(Math.random() * 1000)}`;
+    const lab = new LanLab(prefix);
+    try {
+      ip('netns', 'add', lab.switch);
+      ip('-n', lab.switch, 'link', 'add', 'br0', 'type', 'bridge');
+      ip('-n', lab.switch, 'link', 'set', 'br0', 'up');
+      for (const [ns, address, tag] of [
+        [lab.a, LanLab.A, 'a'],
+        [lab.b, LanLab.B, 'b'],
+      ] as const) {
+        ip('netns', 'add', ns);
+        ip('-n', ns, 'link', 'set', 'lo', 'up');
+        ip('link', 'add', `${prefix}${tag}h`, 'type', 'veth', 'peer', 'name', `${prefix}${tag}p`);
+        ip('link', 'set', `${prefix}${tag}h`, 'netns', ns);
+        ip('link', 'set', `${prefix}${tag}p`, 'netns', lab.switch);
+        ip('-n', lab.switch, 'link', 'set', `${prefix}${tag}p`, 'master', 'br0', 'up');
+        ip('-n', ns, 'addr', 'add', `${address}/24`, 'dev', `${prefix}${tag}h`);
+        ip('-n', ns, 'link', 'set', `${prefix}${tag}h`, 'up');
+        // Where multicast goes out (a LAN host's default route would take it; these have none).
+        ip('-n', ns, 'route', 'add', '224.0.0.0/4', 'dev', `${prefix}${tag}h`);
+      }
+    } catch (err) {
+      lab.destroy();
+      throw new Error(`building the LAN lab failed (needs root and iproute2): ${(err as { stderr?: Buffer }).stderr?.toString() ?? (err as Error).message}`);
+    }
+    return lab;
+  }
+
+  /** Runs node with an inline ES module inside a host; resolves with its stdout lines parsed as JSON. */
+  node(ns: string, script: string, onLine?: (line: Record<string, unknown>) => void): Promise<Array<Record<string, unknown>>> {
+    return nodeIn(spawnIn(this.procs, ns, process.execPath, ['--input-type=module', '-e', script], {}), ns, onLine);
+  }
+
+  destroy(): void {
+    for (const child of this.procs) if (child.exitCode === null) child.kill('SIGKILL');
+    for (const ns of [this.a, this.b, this.switch]) {
+      try {
+        ip('netns', 'del', ns);
+      } catch {
+        // already gone
       }
     }
   }

@@ -1,0 +1,159 @@
+/**
+ * A share on one LAN with no Beam server anywhere (issue 22, LAN discovery):
+ * two hosts on one bridge (test/helpers/netlab.ts, LanLab), multicast flooded
+ * between them. `beam 3000 --lan` on host a runs the embedded server and
+ * announces the share by mDNS; `beam connect` on host b finds it by name, or
+ * by the `*.localhost` link that names a's machine, and connects peer to peer.
+ */
+
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { LAN_FIND_TIMEOUT_MS } from '../../shared/constants.js';
+import { FETCH, ORIGIN } from '../helpers/lab-scripts.js';
+import { LanLab } from '../helpers/netlab.js';
+import { BeamProcess, type JsonEvent, onPath } from '../helpers/procs.js';
+
+let lab: LanLab | undefined;
+const procs: BeamProcess[] = [];
+afterEach(async () => {
+  for (const p of procs.splice(0)) await p.kill('SIGKILL');
+  lab?.destroy();
+  lab = undefined;
+});
+
+function beam(ns: string, args: string[]): BeamProcess {
+  const p = new BeamProcess([...args, '--json', '--log-level', 'info'], {}, { netns: ns });
+  procs.push(p);
+  return p;
+}
+
+/** The origin on host a, and `beam 3000 --lan` sharing it; resolves with the origin's sha256 and the agent's ready event. */
+async function shareOnA(l: LanLab, extra: string[] = []): Promise<{ hash: string; agent: BeamProcess; ready: JsonEvent }> {
+  const hash = await new Promise<string>((resolve, reject) => {
+    l.node(l.a, ORIGIN(3 * 1024 * 1024), (line) => resolve(line['hash'] as string)).catch(reject);
+  });
+  const agent = beam(l.a, ['http', '3000', '--lan', ...extra]);
+  const ready = await agent.waitFor('ready');
+  return { hash, agent, ready };
+}
+
+/** GETs /file through `beam connect`'s local port on host b. */
+async function fetchOnB(l: LanLab, port: number): Promise<Record<string, unknown>> {
+  const lines = await l.node(l.b, FETCH(`http://127.0.0.1:${port}/file`));
+  return lines[lines.length - 1] ?? {};
+}
+
+describe('a share on the LAN, no server anywhere (--lan, mDNS)', () => {
+  it('beam connect <name> on another host finds the share by mDNS and goes peer to peer; the bytes are exact', async () => {
+    lab = LanLab.create();
+    const { hash, agent, ready } = await shareOnA(lab);
+    const name = ready['name'] as string;
+    expect(ready['announced']).toBe(`${name}._beam._tcp.local`);
+    const visitor = beam(lab.b, ['connect', name, '--port', '8081']);
+    const connected = await visitor.waitFor('ready');
+    expect(connected['found']).toBe('lan');
+    expect(connected['server']).toBe(`http://${LanLab.A}:${(ready['server'] as string).split(':').pop()}`);
+    // Found by name, the agent's key is the one the LAN named: beam connect says which, for its user to compare.
+    expect(connected['peer']).toBe(new URL(ready['link'] as string).hash.match(/peer=([^&]+)/)?.[1]);
+    await visitor.waitFor(onPath('direct'));
+    const r = await fetchOnB(lab, 8081);
+    expect(r['status']).toBe(200);
+    expect(r['hash']).toBe(hash);
+    expect((await agent.waitFor(onPath('direct', 'cli')))['visitor']).toBe('cli');
+  });
+
+  it("the link beam printed (<name>.localhost, the sharer's machine) works on another host of the LAN, pinned to the agent's peer ID", async () => {
+    lab = LanLab.create();
+    const { hash, ready } = await shareOnA(lab);
+    const visitor = beam(lab.b, ['connect', ready['link'] as string, '--port', '8082']);
+    const connected = await visitor.waitFor('ready');
+    expect(connected['found']).toBe('lan');
+    await visitor.waitFor(onPath('direct'));
+    const r = await fetchOnB(lab, 8082);
+    expect(r['hash']).toBe(hash);
+    // A link that pins another key finds no share of that name with it: nothing else on the LAN is taken instead.
+    const wrong = (ready['link'] as string).replace(/peer=[^&]+/, 'peer=12D3KooWEfYgkDvR5cNrGBBaXaY5WWmoTPrgh5d2boMNXM3GQz8A');
+    const stranger = beam(lab.b, ['connect', wrong, '--port', '8083']);
+    expect((await stranger.waitFor('error'))['code']).toBe('BEAM_ERR_SHARE_NOT_FOUND');
+    expect(await stranger.exited).toBe(1);
+  });
+
+  it('a name no one announces fails with BEAM_ERR_SHARE_NOT_FOUND once the LAN has had its time to answer, saying what to check', async () => {
+    lab = LanLab.create();
+    await shareOnA(lab);
+    const started = performance.now();
+    const visitor = beam(lab.b, ['connect', 'nobody-here-001']);
+    const error = await visitor.waitFor('error');
+    const took = performance.now() - started;
+    expect(error['code']).toBe('BEAM_ERR_SHARE_NOT_FOUND');
+    expect(String(error['message'])).toMatch(/mDNS/);
+    expect(await visitor.exited).toBe(1);
+    expect(took).toBeGreaterThanOrEqual(LAN_FIND_TIMEOUT_MS);
+  });
+
+  it('a private share is announced without its secret: by name it is refused with BEAM_ERR_PRIVATE, its full link gets in', async () => {
+    lab = LanLab.create();
+    const { hash, ready } = await shareOnA(lab, ['--private']);
+    const byName = beam(lab.b, ['connect', ready['name'] as string]);
+    const error = await byName.waitFor('error');
+    expect(error['code']).toBe('BEAM_ERR_PRIVATE');
+    expect(await byName.exited).toBe(1);
+    expect(ready['link']).toContain('secret=');
+    const withLink = beam(lab.b, ['connect', ready['link'] as string, '--port', '8084']);
+    await withLink.waitFor('ready');
+    const r = await fetchOnB(lab, 8084);
+    expect(r['hash']).toBe(hash);
+  });
+});
+
+describe('beam.yml with lan: true', () => {
+  it('beam start announces every share of its embedded server: an HTTP and a TCP share, each found by name on another host', async () => {
+    lab = LanLab.create();
+    const hash = await new Promise<string>((resolve, reject) => {
+      lab?.node(lab.a, ORIGIN(1024 * 1024), (line) => resolve(line['hash'] as string)).catch(reject);
+    });
+    const dir = await mkdtemp(path.join(tmpdir(), 'beam-lan-'));
+    const config = path.join(dir, 'beam.yml');
+    // The TCP share is the same origin, spoken to as raw TCP: an HTTP request written on the socket.
+    await writeFile(config, 'lan: true\ninspect: false\nshares:\n  web:\n    http: 3000\n  raw:\n    tcp: 3000\n');
+    const start = beam(lab.a, ['start', '--config', config]);
+    const web = await start.waitFor((e) => e.event === 'ready' && e['share'] === 'web');
+    const raw = await start.waitFor((e) => e.event === 'ready' && e['share'] === 'raw');
+    expect(web['announced']).toBe(`${String(web['name'])}._beam._tcp.local`);
+    expect(raw['announced']).toBe(`${String(raw['name'])}._beam._tcp.local`);
+    const httpVisitor = beam(lab.b, ['connect', web['name'] as string, '--port', '8085']);
+    expect((await httpVisitor.waitFor('ready'))['found']).toBe('lan');
+    expect((await fetchOnB(lab, 8085))['hash']).toBe(hash);
+    const tcpVisitor = beam(lab.b, ['connect', raw['name'] as string, '--port', '8086']);
+    expect((await tcpVisitor.waitFor('ready'))['url']).toBe('tcp://127.0.0.1:8086');
+    const lines = await lab.node(
+      lab.b,
+      `
+import net from 'node:net';
+import { createHash } from 'node:crypto';
+const socket = net.connect(8086, '127.0.0.1', () => socket.end('GET /file HTTP/1.1\\r\\nHost: x\\r\\nConnection: close\\r\\n\\r\\n'));
+const chunks = [];
+socket.on('data', (c) => chunks.push(c));
+socket.on('close', () => {
+  const all = Buffer.concat(chunks);
+  const body = all.subarray(all.indexOf('\\r\\n\\r\\n') + 4);
+  console.log(JSON.stringify({ hash: createHash('sha256').update(body).digest('hex') }));
+});
+`,
+    );
+    expect(lines[0]?.['hash']).toBe(hash);
+  });
+});
+
+describe('--lan refusals', () => {
+  it('with --server: the share is found through that server, so --lan is refused with what to do', async () => {
+    const p = new BeamProcess(['http', '3000', '--lan', '--server', 'http://127.0.0.1:9', '--json']);
+    procs.push(p);
+    const error = await p.waitFor('error');
+    expect(error['code']).toBe('BEAM_ERR_BAD_OPTION');
+    expect(String(error['message'])).toMatch(/--lan announces the embedded server/);
+    expect(await p.exited).toBe(1);
+  });
+});
