@@ -252,28 +252,62 @@ function listensLocally(port: number): Promise<boolean> {
   });
 }
 
+interface Located {
+  link: ParsedLink;
+  /** Found on the LAN by mDNS. */
+  lan: boolean;
+  verified: boolean;
+  /** A *.localhost link taken to a Beam on this machine: if that one has no such agent, the LAN may. */
+  local: boolean;
+}
+
 /** Where the share is: as the link says, or on this network by mDNS (`beam <port> --lan`). */
-async function locate(options: ConnectOptions, logger: Logger): Promise<{ link: ParsedLink; lan: boolean; verified: boolean }> {
+async function locate(options: ConnectOptions, logger: Logger): Promise<Located> {
   if (!options.link.includes('://') && options.server === undefined) {
     // A bare name: the share that answers to it on this network, taken on the LAN's word (no link pins its key).
     const found = await findShare(options.link, { log: logger });
     if (found.private)
       throw new BeamError('BEAM_ERR_PRIVATE', `"${found.name}" is private: connect with the full link its owner sent you (it carries the secret)`);
     const url = `${found.server}/`;
-    return { link: { server: found.server, url, share: found.name, peer: parsePeerId(found.peer), secret: undefined }, lan: true, verified: false };
+    return {
+      link: { server: found.server, url, share: found.name, peer: parsePeerId(found.peer), secret: undefined },
+      lan: true,
+      verified: false,
+      local: false,
+    };
   }
   const link = parseLink(options.link);
   const server = new URL(link.server);
   // A *.localhost link names the sharer's own machine; on another one, with nothing of Beam's on that port here, ask the LAN.
-  if (options.server === undefined && server.hostname === 'localhost' && !(await listensLocally(Number(server.port || 80)))) {
+  const localhost = options.server === undefined && server.hostname === 'localhost';
+  if (localhost && !(await listensLocally(Number(server.port || 80)))) {
     const found = await findShare(link.share, { peer: link.peer?.toString(), log: logger });
-    return { link: { ...link, server: found.server }, lan: true, verified: link.peer !== undefined };
+    return { link: { ...link, server: found.server }, lan: true, verified: link.peer !== undefined, local: false };
   }
-  return { link, lan: false, verified: link.peer !== undefined };
+  return { link, lan: false, verified: link.peer !== undefined, local: localhost };
 }
 
 export async function connect(components: { engine: WebRtcEngine; logger: Logger }, options: ConnectOptions): Promise<Connection> {
-  const { link, lan, verified } = await locate(options, components.logger);
+  const located = await locate(options, components.logger);
+  try {
+    return await open(components, options, located);
+  } catch (err) {
+    // A *.localhost link names the sharer's machine. A Beam of this machine answered instead, with another agent under
+    // that name (or none): the one the link names may be on the LAN. If it is not there either, the first answer stands.
+    const code = (err as { code?: string }).code;
+    if (!located.local || (code !== 'BEAM_ERR_PEER_MISMATCH' && code !== 'BEAM_ERR_SHARE_NOT_FOUND')) throw err;
+    let found: Awaited<ReturnType<typeof findShare>>;
+    try {
+      found = await findShare(located.link.share, { peer: located.link.peer?.toString(), log: components.logger });
+    } catch {
+      throw err;
+    }
+    return open(components, options, { ...located, link: { ...located.link, server: found.server }, lan: true, local: false });
+  }
+}
+
+async function open(components: { engine: WebRtcEngine; logger: Logger }, options: ConnectOptions, located: Located): Promise<Connection> {
+  const { link, lan, verified } = located;
   const handle = new ConnectionHandle();
   handle.share = link.share;
   handle.origin = link.url;

@@ -36,6 +36,7 @@ export interface LanShare extends LanAnnouncement {
 const TXT_VERSION = '1';
 
 type BonjourModule = typeof import('bonjour-service');
+type Service = import('bonjour-service').Service;
 
 async function bonjour(log: Logger | undefined): Promise<InstanceType<BonjourModule['Bonjour']>> {
   const { Bonjour } = await import('bonjour-service');
@@ -132,7 +133,7 @@ export async function findShare(name: string, options: { peer?: string; timeoutM
             ),
           );
       }, timeoutMs);
-      const browser = mdns.find({ type: LAN_SERVICE_TYPE }, (service) => {
+      const consider = (service: Service): void => {
         if (service.name.toLowerCase() !== wanted) return;
         // The answer's sender is the sharing machine on this LAN; its A records may list addresses of other networks first.
         const from = service.referer?.family === 'IPv4' ? service.referer.address : undefined;
@@ -144,7 +145,11 @@ export async function findShare(name: string, options: { peer?: string; timeoutM
           browser.stop();
           decide();
         } else settle ??= setTimeout(decide, LAN_FIND_SETTLE_MS);
-      });
+      };
+      const browser = mdns.find({ type: LAN_SERVICE_TYPE }, consider);
+      // The browser keeps one service per DNS-SD name: a second agent answering to the same name arrives as an update.
+      browser.on('txt-update', consider);
+      browser.on('srv-update', consider);
     });
   } finally {
     await new Promise<void>((resolve) => mdns.destroy(() => resolve()));

@@ -6,6 +6,7 @@
  * by the `*.localhost` link that names a's machine, and connects peer to peer.
  */
 
+import { mkdtempSync } from 'node:fs';
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -23,8 +24,10 @@ afterEach(async () => {
   lab = undefined;
 });
 
+/** A Beam process on a host of the lab. Each gets a config directory of its own: its own agent key, as on a machine of its own. */
 function beam(ns: string, args: string[]): BeamProcess {
-  const p = new BeamProcess([...args, '--json', '--log-level', 'info'], {}, { netns: ns });
+  const config = mkdtempSync(path.join(tmpdir(), 'beam-lan-config-'));
+  const p = new BeamProcess([...args, '--json', '--log-level', 'info'], { BEAM_CONFIG_DIR: config }, { netns: ns });
   procs.push(p);
   return p;
 }
@@ -91,6 +94,24 @@ describe('a share on the LAN, no server anywhere (--lan, mDNS)', () => {
     expect(String(error['message'])).toMatch(/mDNS/);
     expect(await visitor.exited).toBe(1);
     expect(took).toBeGreaterThanOrEqual(LAN_FIND_TIMEOUT_MS);
+  });
+
+  it("two shares answering to one name are refused by name (the full link says which); the link reaches its own, past a Beam of the visitor's machine", async () => {
+    lab = LanLab.create();
+    const { hash, ready } = await shareOnA(lab, ['--name', 'twin-share-01']);
+    // The same name on host b: its own embedded server, a different agent key.
+    const other = beam(lab.b, ['http', '3000', '--lan', '--name', 'twin-share-01']);
+    await other.waitFor('ready');
+    const byName = beam(lab.b, ['connect', 'twin-share-01']);
+    const error = await byName.waitFor('error');
+    expect(error['code']).toBe('BEAM_ERR_BAD_OPTION');
+    expect(String(error['message'])).toMatch(/2 shares answer to "twin-share-01"/);
+    expect(String(error['message'])).toContain(`http://${LanLab.A}:`);
+    expect(String(error['message'])).toContain(`http://${LanLab.B}:`);
+    // Host b's own Beam answers on the link's *.localhost port with another agent of that name: the link's pin sends beam connect on to the LAN.
+    const withLink = beam(lab.b, ['connect', ready['link'] as string, '--port', '8087']);
+    expect((await withLink.waitFor('ready'))['server']).toMatch(new RegExp(`^http://${LanLab.A.replace(/\./g, '\\.')}:`));
+    expect((await fetchOnB(lab, 8087))['hash']).toBe(hash);
   });
 
   it('a private share is announced without its secret: by name it is refused with BEAM_ERR_PRIVATE, its full link gets in', async () => {
