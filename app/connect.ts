@@ -19,6 +19,7 @@ import { createHttpEntry } from '../gateway/http-entry.js';
 import { MAX_UDP_FLOWS, TCP_KEEPALIVE_MS, UDP_FLOW_IDLE_MS } from '../shared/constants.js';
 import { BeamError } from '../shared/errors.js';
 import { StreamProtocol } from '../shared/frames.js';
+import { validateName } from '../shared/names.js';
 import type { PathKind } from '../shared/paths.js';
 import type { RelayMode, ShareKind } from '../shared/signaling.js';
 import type { WebRtcEngine } from '../transport/engine.js';
@@ -237,6 +238,16 @@ class ConnectionHandle extends EventEmitter<ConnectionEvents> implements Connect
   }
 }
 
+/** Whether `text` is a share's name (a DNS label Beam would give out). */
+function isName(text: string): boolean {
+  try {
+    validateName(text);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** Whether something accepts TCP connections on 127.0.0.1:`port`, within a moment. */
 function listensLocally(port: number): Promise<boolean> {
   return new Promise((resolve) => {
@@ -265,6 +276,11 @@ interface Located {
 async function locate(options: ConnectOptions, logger: Logger): Promise<Located> {
   if (!options.link.includes('://') && options.server === undefined) {
     // A bare name: the share that answers to it on this network, taken on the LAN's word (no link pins its key).
+    if (!isName(options.link))
+      throw new BeamError(
+        'BEAM_ERR_BAD_OPTION',
+        `"${options.link.slice(0, 80)}" is neither a Beam link (http://swift-otter-042.localhost:7070/#peer=...) nor a share's name on this network (swift-otter-042)`,
+      );
     const found = await findShare(options.link, { log: logger });
     if (found.private)
       throw new BeamError('BEAM_ERR_PRIVATE', `"${found.name}" is private: connect with the full link its owner sent you (it carries the secret)`);

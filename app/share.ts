@@ -157,6 +157,8 @@ export interface Share extends EventEmitter<ShareEvents> {
   readonly lan: string | undefined;
   /** With `lan`: the name the share is announced under by mDNS (`<name>._beam._tcp.local`). */
   readonly announced: string | undefined;
+  /** With `lan`, an HTTP share's link on the LAN by its mDNS name: `http://<name>.local:<port>/`. */
+  readonly lanUrl: string | undefined;
   /** The inspector's URL, when it runs. */
   readonly inspect: string | undefined;
   /** With `tls`: the local authority teammates trust once (its file, fingerprint and download URL). */
@@ -193,6 +195,8 @@ export async function startEmbedded(
         host: '0.0.0.0',
         domain: 'localhost',
         defaultShare,
+        // Shares it announces on the LAN (--lan) are `<name>.local` there too.
+        lanNames: true,
         // The gateway is on the sharer's machine, and reaches the agent in memory: a browser that got here
         // is talking to that machine already, so it gets the app straight from the gateway (no bootstrap page,
         // no peer connection back to the same machine).
@@ -238,6 +242,11 @@ export async function announceOnLan(s: Share, port: number, scheme: 'http' | 'ht
   const announcement = await announceShare({ name: s.name, port, peer, scheme, kind: s.kind, private: fragment.has('secret') }, log);
   s.closeParts.push(() => announcement.close());
   s.announced = `${s.name}._${LAN_SERVICE_TYPE}._tcp.local`;
+  if (s.kind === 'http') {
+    const url = `${scheme}://${s.name}.local:${port}/`;
+    const secret = fragment.get('secret');
+    s.lanUrl = secret === null ? url : withSecretParam(url, secret);
+  }
 }
 
 class ShareHandle extends EventEmitter<ShareEvents> implements Share {
@@ -246,6 +255,7 @@ class ShareHandle extends EventEmitter<ShareEvents> implements Share {
   link = '';
   lan: string | undefined;
   announced: string | undefined;
+  lanUrl: string | undefined;
   inspect: string | undefined;
   ca: { file: string; fingerprint: string; url: string } | undefined;
   origin = '';

@@ -265,6 +265,7 @@ async function report(shared: Share, out: Output, target: string, originStartsLa
     link: shared.link,
     ...(shared.lan ? { lan: shared.lan } : {}),
     ...(shared.announced ? { announced: shared.announced } : {}),
+    ...(shared.lanUrl ? { lanUrl: shared.lanUrl } : {}),
     origin: shared.origin,
     server: shared.server,
     ...(shared.inspect ? { inspect: shared.inspect } : {}),

@@ -12,6 +12,8 @@ export type CliEvent =
       lan?: string;
       /** beam --lan: the mDNS name the share is announced under (`<name>._beam._tcp.local`). */
       announced?: string;
+      /** beam --lan, an HTTP share: its link on the LAN by name, `http://<name>.local:<port>/`. */
+      lanUrl?: string;
       /** beam connect: found on this network by mDNS, and the agent's peer ID. */
       found?: 'lan';
       peer?: string;
@@ -92,6 +94,7 @@ export function describe(e: CliEvent): string | undefined {
             `  Link:  ${e.url}`,
             ...(e.lan ? [`  LAN:   ${e.lan}`] : []),
             ...(e.link ? [`  beam connect ${e.link}`] : []),
+            ...(e.lanUrl ? [`  On this network: ${e.lanUrl}`] : []),
             ...(e.announced ? [`  On this network: beam connect ${e.name}`] : []),
             ...(e.inspect ? [`  Inspect: ${e.inspect}`] : []),
             ...(e.ca ? trustSteps(e.ca.file, e.ca.fingerprint, e.ca.url) : []),

@@ -83,6 +83,7 @@ export function createTerminalOutput(stream: NodeJS.WriteStream = process.stdout
       ...(e.lan ? [`  LAN      ${e.lan}`] : []),
       ...(e.inspect ? [`  Inspect  ${e.inspect}`] : []),
       ...(e.link ? [`  Connect  ${dim(`beam connect ${e.link}`)}`] : []),
+      ...(e.lanUrl ? [`  On LAN   ${e.lanUrl}`] : []),
       ...(e.announced ? [`  On LAN   ${dim(`beam connect ${e.name}`)}`] : []),
       ...(e.ca ? ['', ...trustSteps(e.ca.file, e.ca.fingerprint, e.ca.url).map((l) => `  ${l}`)] : []),
     ];

@@ -47,6 +47,11 @@ export interface GatewayOptions {
   domain: string;
   /** Requests whose Host is no share (a bare IP, the domain itself) go to this share, if any: the embedded default. */
   defaultShare?: () => string | undefined;
+  /**
+   * `<name>.local` (a share announced by mDNS, `--lan`) names the share `name`
+   * where no default share takes every Host (`beam start`). Default false.
+   */
+  lanNames?: boolean;
   /** Compress text responses for clients that accept it (gateway/compress.ts). Default false. */
   compress?: boolean;
   /**
@@ -147,7 +152,12 @@ export class Gateway {
       const label = host.slice(0, -suffix.length);
       if (label && !label.includes('.')) return label;
     }
-    return this.options.defaultShare?.();
+    const fallback = this.options.defaultShare?.();
+    if (fallback === undefined && this.options.lanNames && host.endsWith('.local')) {
+      const label = host.slice(0, -'.local'.length);
+      if (label && !label.includes('.')) return label;
+    }
+    return fallback;
   }
 
   /**

@@ -43,6 +43,8 @@ export interface BeamServerOptions {
   publicUrl?: string;
   /** Route Hosts that name no share to this share (the embedded default). */
   defaultShare?: () => string | undefined;
+  /** `<name>.local` names the share `name` (shares announced by mDNS), where no default share takes every Host. */
+  lanNames?: boolean;
   /** STUN and TURN servers for sessions (signaling/ice.ts). */
   ice?: IceConfig;
   /** How the gateway's own HTTP entry reaches agents. Default 'auto'. */
@@ -296,7 +298,14 @@ export async function startBeamServer(components: { engine: WebRtcEngine; logger
   };
   const gateway = new Gateway(
     { logger: components.logger, pool },
-    { serverGateway: true, domain, defaultShare: options.defaultShare, compress: options.compress ?? true, trustProxy: options.trustProxy ?? false },
+    {
+      serverGateway: true,
+      domain,
+      defaultShare: options.defaultShare,
+      lanNames: options.lanNames ?? false,
+      compress: options.compress ?? true,
+      trustProxy: options.trustProxy ?? false,
+    },
   );
   const browser = options.browserP2p === false ? undefined : BrowserClient.load();
   if (options.browserP2p !== false && !browser) components.logger.warn('the browser client is not built (npm run build): browsers get the HTTP path');

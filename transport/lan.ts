@@ -56,6 +56,8 @@ export async function announceShare(a: LanAnnouncement, log?: Logger): Promise<{
     name: a.name,
     type: LAN_SERVICE_TYPE,
     port: a.port,
+    // `<name>.local` resolves to this machine by mDNS, as browsers and ping ask for it: the share's name on the LAN.
+    host: `${a.name}.local`,
     probe: false,
     disableIPv6: true,
     txt: { v: TXT_VERSION, peer: a.peer, scheme: a.scheme, kind: a.kind, private: a.private ? '1' : '0' },

@@ -12,9 +12,9 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { LAN_FIND_TIMEOUT_MS } from '../../shared/constants.js';
-import { FETCH, ORIGIN } from '../helpers/lab-scripts.js';
+import { FETCH, FETCH_LOCAL_NAME, ORIGIN } from '../helpers/lab-scripts.js';
 import { LanLab } from '../helpers/netlab.js';
-import { BeamProcess, type JsonEvent, onPath } from '../helpers/procs.js';
+import { BeamProcess, type JsonEvent, onPath, ROOT } from '../helpers/procs.js';
 
 let lab: LanLab | undefined;
 const procs: BeamProcess[] = [];
@@ -65,6 +65,11 @@ describe('a share on the LAN, no server anywhere (--lan, mDNS)', () => {
     expect(r['status']).toBe(200);
     expect(r['hash']).toBe(hash);
     expect((await agent.waitFor(onPath('direct', 'cli')))['visitor']).toBe('cli');
+    // A browser on host b opens http://<name>.local:<port>/ with no address: mDNS resolves the name to host a.
+    const port = Number((ready['server'] as string).split(':').pop());
+    expect(ready['lanUrl']).toBe(`http://${name}.local:${port}/`);
+    const byName = await lab.node(lab.b, FETCH_LOCAL_NAME(`${name}.local`, port, ROOT));
+    expect(byName).toEqual([{ address: LanLab.A }, { status: 200, hash }]);
   });
 
   it("the link beam printed (<name>.localhost, the sharer's machine) works on another host of the LAN, pinned to the agent's peer ID", async () => {
@@ -144,6 +149,11 @@ describe('beam.yml with lan: true', () => {
     const raw = await start.waitFor((e) => e.event === 'ready' && e['share'] === 'raw');
     expect(web['announced']).toBe(`${String(web['name'])}._beam._tcp.local`);
     expect(raw['announced']).toBe(`${String(raw['name'])}._beam._tcp.local`);
+    // No share takes every Host here: <name>.local names the HTTP share, resolved by mDNS as a browser would.
+    const port = Number((web['server'] as string).split(':').pop());
+    expect(web['lanUrl']).toBe(`http://${String(web['name'])}.local:${port}/`);
+    expect(raw['lanUrl']).toBeUndefined();
+    expect(await lab.node(lab.b, FETCH_LOCAL_NAME(`${String(web['name'])}.local`, port, ROOT))).toEqual([{ address: LanLab.A }, { status: 200, hash }]);
     const httpVisitor = beam(lab.b, ['connect', web['name'] as string, '--port', '8085']);
     expect((await httpVisitor.waitFor('ready'))['found']).toBe('lan');
     expect((await fetchOnB(lab, 8085))['hash']).toBe(hash);

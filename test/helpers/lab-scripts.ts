@@ -1,5 +1,8 @@
 /** Scripts the network labs run inside their hosts (test/helpers/netlab.ts), with `lab.node(ns, script)`. */
 
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+
 /** The origin, inside the agent's host: /file is `size` random bytes, announced with their sha256. */
 export const ORIGIN = (size: number): string => `
 import http from 'node:http';
@@ -29,4 +32,32 @@ try {
 } catch (err) {
   console.log(JSON.stringify({ error: String(err.cause?.message ?? err.message) }));
 }
+`;
+
+/**
+ * What a browser on the LAN does with `http://<host>:<port>/file`, `host`
+ * being a `.local` name: resolves it by mDNS (one A query, as the OS resolver
+ * asks), then GETs the path with that Host. Prints the address, then status
+ * and the body's sha256. `root`: the project's, where multicast-dns is installed.
+ */
+export const FETCH_LOCAL_NAME = (host: string, port: number, root: string): string => `
+import http from 'node:http';
+import { createHash } from 'node:crypto';
+import mdnsFactory from ${JSON.stringify(pathToFileURL(path.join(root, 'node_modules/multicast-dns/index.js')).href)};
+const mdns = mdnsFactory();
+const address = await new Promise((resolve, reject) => {
+  const timer = setTimeout(() => reject(new Error('no mDNS answer for ${host}')), 3000);
+  mdns.on('response', (packet) => {
+    const a = [...packet.answers, ...packet.additionals].find((rr) => rr.type === 'A' && rr.name === ${JSON.stringify(host)});
+    if (a) { clearTimeout(timer); resolve(a.data); }
+  });
+  mdns.query(${JSON.stringify(host)}, 'A');
+});
+mdns.destroy();
+console.log(JSON.stringify({ address }));
+http.get({ host: address, port: ${port}, path: '/file', headers: { host: ${JSON.stringify(`${host}:${port}`)} } }, (res) => {
+  const hash = createHash('sha256');
+  res.on('data', (c) => hash.update(c));
+  res.on('end', () => console.log(JSON.stringify({ status: res.statusCode, hash: hash.digest('hex') })));
+});
 `;
