@@ -24,6 +24,8 @@ export interface DoctorReport {
   lan?: { address: string | undefined; ok: boolean; detail?: string };
   /** With no --server: whether `<name>.localhost` resolves through the system (browsers and curl resolve it themselves; other tools ask the system). */
   localhost?: { ok: boolean; detail: string };
+  /** With no --server: the Beam shares that answer on this network by mDNS (`beam --lan`), asked for DOCTOR_MDNS_MS. */
+  mdns?: { shares: Array<{ name: string; server: string; kind: string; private: boolean }>; detail: string };
   relay: { ok: boolean; detail?: string };
   udp: { ok: boolean; servers: Array<{ url: string; mapped?: string; error?: string }> };
   nat: { mapping: Mapping; detail: string };
@@ -153,6 +155,7 @@ export async function doctorEmbedded(
         ? { address: undefined, ok: false, detail: 'no network address but loopback: teammates cannot reach this machine' }
         : await reach(lan, server.port);
     report.localhost = await resolvesLocalhost();
+    report.mdns = await lanShares();
     const notes: string[] = [];
     if (!report.lan.ok)
       notes.push(
@@ -165,6 +168,27 @@ export async function doctorEmbedded(
   } finally {
     await server.close();
   }
+}
+
+/** How long `beam doctor` listens for shares announced on the LAN. */
+const DOCTOR_MDNS_MS = 1_500;
+
+async function lanShares(): Promise<NonNullable<DoctorReport['mdns']>> {
+  const { browseShares } = await import('../transport/lan.js');
+  let found: Awaited<ReturnType<typeof browseShares>>;
+  try {
+    found = await browseShares(DOCTOR_MDNS_MS);
+  } catch (err) {
+    return { shares: [], detail: `could not ask (${(err as Error).message})` };
+  }
+  const shares = found.map((s) => ({ name: s.name, server: s.server, kind: s.kind, private: s.private }));
+  return {
+    shares,
+    detail:
+      shares.length === 0
+        ? `no Beam share answered within ${DOCTOR_MDNS_MS} ms (none runs with --lan here, or the network drops multicast)`
+        : shares.map((s) => `${s.name} (${s.kind}${s.private ? ', private' : ''}) at ${s.server}`).join('; '),
+  };
 }
 
 async function reach(address: string, port: number): Promise<{ address: string; ok: boolean; detail?: string }> {
@@ -195,6 +219,7 @@ export function describeReport(r: DoctorReport): string {
     `${mark(r.server.ok)} server   ${r.server.url}`,
     ...(r.lan ? [`${mark(r.lan.ok)} LAN      ${r.lan.address ?? 'none'}${r.lan.ok ? ' answers' : r.lan.detail ? ` (${r.lan.detail})` : ''}`] : []),
     ...(r.localhost ? [`${r.localhost.ok ? 'ok  ' : 'warn'} links    ${r.localhost.detail}`] : []),
+    ...(r.mdns ? [`     mDNS     ${r.mdns.detail}`] : []),
     `${mark(r.relay.ok)} relay    ${r.relay.ok ? 'reachable over WebSocket' : (r.relay.detail ?? '')}`,
     `${mark(r.udp.ok)} UDP      ${r.udp.servers.map((s) => `${s.url} ${s.mapped ? `-> ${s.mapped}` : `(${s.error})`}`).join('; ') || 'no STUN server listed'}`,
     `     NAT      ${r.nat.mapping}: ${r.nat.detail}`,

@@ -135,25 +135,43 @@ export async function findShare(name: string, options: { peer?: string; timeoutM
             ),
           );
       }, timeoutMs);
-      const consider = (service: Service): void => {
-        if (service.name.toLowerCase() !== wanted) return;
-        // The answer's sender is the sharing machine on this LAN; its A records may list addresses of other networks first.
-        const from = service.referer?.family === 'IPv4' ? service.referer.address : undefined;
-        const address = from && (service.addresses ?? []).includes(from) ? from : ((service.addresses ?? []).find((a) => a.includes('.')) ?? from);
-        const share = lanShareOf(service.name, service.port, address, service.txt as Record<string, unknown> | undefined);
-        if (!share || (options.peer !== undefined && share.peer !== options.peer)) return;
+      const browser = browse(mdns, (share) => {
+        if (share.name !== wanted || (options.peer !== undefined && share.peer !== options.peer)) return;
         found.set(share.peer, share);
         if (options.peer !== undefined) {
           browser.stop();
           decide();
         } else settle ??= setTimeout(decide, LAN_FIND_SETTLE_MS);
-      };
-      const browser = mdns.find({ type: LAN_SERVICE_TYPE }, consider);
-      // The browser keeps one service per DNS-SD name: a second agent answering to the same name arrives as an update.
-      browser.on('txt-update', consider);
-      browser.on('srv-update', consider);
+      });
     });
   } finally {
     await new Promise<void>((resolve) => mdns.destroy(() => resolve()));
   }
+}
+
+/** Every Beam share that answers on the LAN within `timeoutMs` (`beam doctor`), by name. */
+export async function browseShares(timeoutMs: number, log?: Logger): Promise<LanShare[]> {
+  const mdns = await bonjour(log);
+  const found = new Map<string, LanShare>();
+  const browser = browse(mdns, (share) => found.set(`${share.name} ${share.peer}`, share));
+  await new Promise((resolve) => setTimeout(resolve, timeoutMs));
+  browser.stop();
+  await new Promise<void>((resolve) => mdns.destroy(() => resolve()));
+  return [...found.values()].sort((a, b) => a.name.localeCompare(b.name) || a.server.localeCompare(b.server));
+}
+
+/** Asks the LAN for Beam's shares; each valid answer goes to `onShare`, once for each agent (as many times as it answers). */
+function browse(mdns: InstanceType<BonjourModule['Bonjour']>, onShare: (share: LanShare) => void): { stop(): void } {
+  const consider = (service: Service): void => {
+    // The answer's sender is the sharing machine on this LAN; its A records may list addresses of other networks first.
+    const from = service.referer?.family === 'IPv4' ? service.referer.address : undefined;
+    const address = from && (service.addresses ?? []).includes(from) ? from : ((service.addresses ?? []).find((a) => a.includes('.')) ?? from);
+    const share = lanShareOf(service.name, service.port, address, service.txt as Record<string, unknown> | undefined);
+    if (share) onShare(share);
+  };
+  const browser = mdns.find({ type: LAN_SERVICE_TYPE }, consider);
+  // The browser keeps one service per DNS-SD name: a second agent answering to the same name arrives as an update.
+  browser.on('txt-update', consider);
+  browser.on('srv-update', consider);
+  return browser;
 }

@@ -32,6 +32,13 @@ function beam(ns: string, args: string[]): BeamProcess {
   return p;
 }
 
+/** `beam doctor --json` on a host of the lab (no server: the embedded default's checks). */
+function doctorOn(ns: string): BeamProcess {
+  const p = new BeamProcess(['doctor', '--json'], {}, { netns: ns });
+  procs.push(p);
+  return p;
+}
+
 /** The origin on host a, and `beam 3000 --lan` sharing it; resolves with the origin's sha256 and the agent's ready event. */
 async function shareOnA(l: LanLab, extra: string[] = []): Promise<{ hash: string; agent: BeamProcess; ready: JsonEvent }> {
   const hash = await new Promise<string>((resolve, reject) => {
@@ -131,6 +138,21 @@ describe('a share on the LAN, no server anywhere (--lan, mDNS)', () => {
     await withLink.waitFor('ready');
     const r = await fetchOnB(lab, 8084);
     expect(r['hash']).toBe(hash);
+  });
+});
+
+describe('beam doctor on the LAN', () => {
+  it('with no server, lists the Beam shares that answer on this network by mDNS, and says so when none does', async () => {
+    lab = LanLab.create();
+    const quiet = doctorOn(lab.b);
+    const none = await quiet.waitFor('doctor');
+    expect(none['mdns']).toEqual({ shares: [], detail: expect.stringMatching(/^no Beam share answered/) });
+    const { ready } = await shareOnA(lab, ['--private']);
+    const report = await doctorOn(lab.b).waitFor('doctor');
+    const port = Number((ready['server'] as string).split(':').pop());
+    expect((report['mdns'] as { shares: unknown[] }).shares).toEqual([
+      { name: ready['name'], server: `http://${LanLab.A}:${port}`, kind: 'http', private: true },
+    ]);
   });
 });
 
