@@ -8,6 +8,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { lanAddress } from '../../app/lan.js';
 import { patternStream, request } from '../helpers/http.js';
+import { LanLab } from '../helpers/netlab.js';
 import { type Origin, startOrigin } from '../helpers/origin.js';
 import { BeamProcess, ROOT, startAgent, startServer } from '../helpers/procs.js';
 import { freePort } from '../helpers/services.js';
@@ -197,23 +198,30 @@ describe('beam with no port', () => {
 
 describe('beam doctor with no server', () => {
   it('checks what the embedded default would give: its relay and STUN, the LAN address, and whether *.localhost resolves', async () => {
-    const proc = new BeamProcess(['doctor', '--json']);
-    const report = await proc.waitFor('doctor');
-    expect(await proc.exited).toBe(0);
-    expect(report['server']).toMatchObject({ ok: true });
-    expect(report['relay']).toMatchObject({ ok: true });
-    expect(report['udp']).toMatchObject({ ok: true });
-    expect(report['likely']).toBe('direct');
-    const lan = lanAddress();
-    expect(report['lan']).toMatchObject(lan ? { address: lan, ok: true } : { ok: false });
-    expect(typeof (report['localhost'] as { ok: unknown }).ok).toBe('boolean');
-    // In plain lines too.
-    const plain = new BeamProcess(['doctor']);
-    expect(await plain.exited).toBe(0);
-    const text = plain.events.map((e) => String(e['line'])).join('\n');
-    expect(text).toMatch(/^ok {3}server {3}the embedded default/m);
-    expect(text).toMatch(/^ok {3}relay/m);
-    expect(text).toMatch(/^ok {3}UDP/m);
+    // On a LAN of its own: the doctor also asks the network for Beam shares by mDNS, which tests keep off the machine's network.
+    const lab = LanLab.create();
+    try {
+      const proc = new BeamProcess(['doctor', '--json'], {}, { netns: lab.a });
+      const report = await proc.waitFor('doctor');
+      expect(await proc.exited).toBe(0);
+      expect(report['server']).toMatchObject({ ok: true });
+      expect(report['relay']).toMatchObject({ ok: true });
+      expect(report['udp']).toMatchObject({ ok: true });
+      expect(report['likely']).toBe('direct');
+      expect(report['lan']).toMatchObject({ address: LanLab.A, ok: true });
+      expect(typeof (report['localhost'] as { ok: unknown }).ok).toBe('boolean');
+      // In plain lines too.
+      const plain = new BeamProcess(['doctor'], {}, { netns: lab.a });
+      expect(await plain.exited).toBe(0);
+      const text = plain.events.map((e) => String(e['line'])).join('\n');
+      expect(text).toMatch(/^ok {3}server {3}the embedded default/m);
+      expect(text).toMatch(new RegExp(`^ok {3}LAN {6}${LanLab.A.replace(/\./g, '\\.')} answers`, 'm'));
+      expect(text).toMatch(/^ok {3}relay/m);
+      expect(text).toMatch(/^ok {3}UDP/m);
+      expect(text).toMatch(/^ {5}mDNS {5}no Beam share answered/m);
+    } finally {
+      lab.destroy();
+    }
   });
 });
 
