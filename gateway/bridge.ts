@@ -14,6 +14,7 @@
  * what the bridge carries: see docs/security.md.
  */
 import type { IncomingMessage } from 'node:http';
+import { finished } from 'node:stream';
 import type { WebSocket } from 'ws';
 import { BRIDGE_HEADER, BRIDGE_HIGH_WATER_BYTES, BRIDGE_LOW_WATER_BYTES } from '../shared/constants.js';
 import { type ErrorCode, errorCodeOf } from '../shared/errors.js';
@@ -84,9 +85,17 @@ export function bridgedHead(head: RequestHead, client: BridgeClient, requestId: 
 /**
  * Carries one of the page's streams to the agent: `open` gives a stream to
  * the share's agent. A failure before the agent has the request is answered
- * on the page's stream with its code, as the agent would.
+ * on the page's stream with its code, as the agent would. `settled` is
+ * called once the request and its response have ended, both whole (the
+ * stream's place is free then, though the page has yet to read the tail).
  */
-export async function bridgeStream(page: MuxStream, client: BridgeClient, requestId: string, open: () => Promise<MuxStream>): Promise<ErrorCode | undefined> {
+export async function bridgeStream(
+  page: MuxStream,
+  client: BridgeClient,
+  requestId: string,
+  open: () => Promise<MuxStream>,
+  settled: () => void = () => {},
+): Promise<ErrorCode | undefined> {
   page.on('error', () => {});
   let head: RequestHead;
   try {
@@ -104,10 +113,21 @@ export async function bridgeStream(page: MuxStream, client: BridgeClient, reques
     page.resume();
     return code;
   }
-  agent.on('error', () => page.destroy());
-  page.on('error', () => agent.destroy());
-  page.on('close', () => agent.destroy());
-  agent.on('close', () => page.destroy());
+  // A side that fails, or closes before it has ended both ways (the page went, a path died), resets the other. A side
+  // that ended cleanly leaves the other to finish: the page's stream may still hold the response's tail for the page.
+  agent.on('error', () => {});
+  finished(agent, (err) => {
+    if (err) page.destroy();
+  });
+  finished(page, (err) => {
+    if (err) agent.destroy();
+  });
+  let ends = 0;
+  const ended = (): void => {
+    if (++ends === 2) settled();
+  };
+  page.once('end', ended);
+  agent.once('end', ended);
   agent.write(encodeHead(bridgedHead(head, client, requestId)));
   page.pipe(agent);
   agent.pipe(page);

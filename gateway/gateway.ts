@@ -403,9 +403,15 @@ export class Gateway {
           return;
         }
         open++;
-        stream.once('close', () => open--);
+        // Free once the request and its response have ended (the page may still be reading the tail), or it closed.
+        let held = true;
+        const release = (): void => {
+          if (held) open--;
+          held = false;
+        };
+        stream.once('close', release);
         this.bridgeStreams++;
-        void bridgeStream(stream, client, newRequestId(), () => this.openStream(share));
+        void bridgeStream(stream, client, newRequestId(), () => this.openStream(share), release);
       });
       mux.on('close', () => ws.close());
       ws.once('close', () => {
