@@ -12,11 +12,12 @@ import { EventEmitter } from 'node:events';
 import http from 'node:http';
 import net, { type AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
+import tls from 'node:tls';
 import type { Logger } from 'pino';
 import { sendError, sendRawError } from '../gateway/error-page.js';
 import { Gateway } from '../gateway/gateway.js';
 import { createHttpEntry } from '../gateway/http-entry.js';
-import { MAX_UDP_FLOWS, TCP_KEEPALIVE_MS, UDP_FLOW_IDLE_MS } from '../shared/constants.js';
+import { LOCAL_CA_PATH, MAX_UDP_FLOWS, TCP_KEEPALIVE_MS, UDP_FLOW_IDLE_MS } from '../shared/constants.js';
 import { BeamError } from '../shared/errors.js';
 import { StreamProtocol } from '../shared/frames.js';
 import { validateName } from '../shared/names.js';
@@ -272,6 +273,37 @@ interface Located {
   local: boolean;
 }
 
+/**
+ * Why Node would refuse the certificate of an https server found on the LAN,
+ * or undefined when it trusts it. A `beam --tls` share's embedded server signs
+ * with the sharer's local authority, which this machine may not trust yet.
+ */
+function untrusted(server: string): Promise<string | undefined> {
+  const url = new URL(server);
+  return new Promise((resolve) => {
+    const socket = tls.connect({ host: url.hostname, port: Number(url.port || 443), rejectUnauthorized: false, ALPNProtocols: ['http/1.1'] });
+    const done = (why: string | undefined): void => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(why);
+    };
+    const timer = setTimeout(() => done('no TLS handshake within 3 s'), 3_000);
+    socket.once('secureConnect', () => done(socket.authorized ? undefined : String(socket.authorizationError)));
+    socket.once('error', (err) => done(err.message));
+  });
+}
+
+/** A share found on the LAN that serves https: its certificate must be one Node trusts, or the user hears how to make it so. */
+async function checkLanTls(server: string): Promise<void> {
+  if (!server.startsWith('https:')) return;
+  const why = await untrusted(server);
+  if (why === undefined) return;
+  throw new BeamError(
+    'BEAM_ERR_SERVER_UNREACHABLE',
+    `${server} serves https with its sharer's local certificate authority (beam --tls), which Node does not trust here (${why}): save it from ${server}${LOCAL_CA_PATH}, check its fingerprint with the sharer (beam prints it), and run beam connect with NODE_EXTRA_CA_CERTS=<that file>`,
+  );
+}
+
 /** Where the share is: as the link says, or on this network by mDNS (`beam <port> --lan`). */
 async function locate(options: ConnectOptions, logger: Logger): Promise<Located> {
   if (!options.link.includes('://') && options.server === undefined) {
@@ -284,6 +316,7 @@ async function locate(options: ConnectOptions, logger: Logger): Promise<Located>
     const found = await findShare(options.link, { log: logger });
     if (found.private)
       throw new BeamError('BEAM_ERR_PRIVATE', `"${found.name}" is private: connect with the full link its owner sent you (it carries the secret)`);
+    await checkLanTls(found.server);
     const url = `${found.server}/`;
     return {
       link: { server: found.server, url, share: found.name, peer: parsePeerId(found.peer), secret: undefined },
@@ -298,6 +331,7 @@ async function locate(options: ConnectOptions, logger: Logger): Promise<Located>
   const localhost = options.server === undefined && server.hostname === 'localhost';
   if (localhost && !(await listensLocally(Number(server.port || 80)))) {
     const found = await findShare(link.share, { peer: link.peer?.toString(), log: logger });
+    await checkLanTls(found.server);
     return { link: { ...link, server: found.server }, lan: true, verified: link.peer !== undefined, local: false };
   }
   return { link, lan: false, verified: link.peer !== undefined, local: localhost };
@@ -318,6 +352,7 @@ export async function connect(components: { engine: WebRtcEngine; logger: Logger
     } catch {
       throw err;
     }
+    await checkLanTls(found.server);
     return open(components, options, { ...located, link: { ...located.link, server: found.server }, lan: true, local: false });
   }
 }

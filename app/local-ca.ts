@@ -76,8 +76,8 @@ export interface LocalTls {
   certFor(servername: string): Promise<{ cert: Buffer; key: Buffer }> | undefined;
 }
 
-/** `<label>.localhost`: the only names certFor signs. */
-const SHARE_HOST = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.localhost$/i;
+/** `<label>.localhost`, and `<label>.local` (a share announced by mDNS, --lan): the only names certFor signs. */
+const SHARE_HOST = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.(?:localhost|local)$/i;
 
 async function x509(): Promise<typeof import('@peculiar/x509')> {
   await import('reflect-metadata');

@@ -11,7 +11,7 @@ import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { LAN_FIND_TIMEOUT_MS } from '../../shared/constants.js';
+import { LAN_FIND_TIMEOUT_MS, LOCAL_CA_PATH } from '../../shared/constants.js';
 import { FETCH, FETCH_LOCAL_NAME, ORIGIN } from '../helpers/lab-scripts.js';
 import { LanLab } from '../helpers/netlab.js';
 import { BeamProcess, type JsonEvent, onPath, ROOT } from '../helpers/procs.js';
@@ -25,9 +25,9 @@ afterEach(async () => {
 });
 
 /** A Beam process on a host of the lab. Each gets a config directory of its own: its own agent key, as on a machine of its own. */
-function beam(ns: string, args: string[]): BeamProcess {
+function beam(ns: string, args: string[], env: NodeJS.ProcessEnv = {}): BeamProcess {
   const config = mkdtempSync(path.join(tmpdir(), 'beam-lan-config-'));
-  const p = new BeamProcess([...args, '--json', '--log-level', 'info'], { BEAM_CONFIG_DIR: config }, { netns: ns });
+  const p = new BeamProcess([...args, '--json', '--log-level', 'info'], { BEAM_CONFIG_DIR: config, ...env }, { netns: ns });
   procs.push(p);
   return p;
 }
@@ -138,6 +138,30 @@ describe('a share on the LAN, no server anywhere (--lan, mDNS)', () => {
     await withLink.waitFor('ready');
     const r = await fetchOnB(lab, 8084);
     expect(r['hash']).toBe(hash);
+  });
+});
+
+describe('a --tls share on the LAN', () => {
+  it("beam connect by name says how to trust the sharer's local authority; trusted (NODE_EXTRA_CA_CERTS), it connects byte-exact", async () => {
+    lab = LanLab.create();
+    const { hash, ready } = await shareOnA(lab, ['--tls']);
+    const port = Number((ready['lan'] as string).split(':').pop()?.replace('/', ''));
+    expect(ready['lanUrl']).toBe(`https://${String(ready['name'])}.local:${port}/`);
+    const untrusting = beam(lab.b, ['connect', ready['name'] as string]);
+    const error = await untrusting.waitFor('error');
+    expect(error['code']).toBe('BEAM_ERR_SERVER_UNREACHABLE');
+    expect(String(error['message'])).toContain(`https://${LanLab.A}:${port}${LOCAL_CA_PATH}`);
+    expect(String(error['message'])).toContain('NODE_EXTRA_CA_CERTS');
+    expect(await untrusting.exited).toBe(1);
+    const ca = ready['ca'] as { file: string };
+    const trusting = beam(lab.b, ['connect', ready['name'] as string, '--port', '8088'], { NODE_EXTRA_CA_CERTS: ca.file });
+    expect((await trusting.waitFor('ready'))['server']).toBe(`https://${LanLab.A}:${port}`);
+    expect((await fetchOnB(lab, 8088))['hash']).toBe(hash);
+    // A browser that trusts the authority opens https://<name>.local:<port>/: the server signs that name for it.
+    expect(await lab.node(lab.b, FETCH_LOCAL_NAME(`${String(ready['name'])}.local`, port, ROOT, ca.file))).toEqual([
+      { address: LanLab.A },
+      { status: 200, hash },
+    ]);
   });
 });
 

@@ -38,10 +38,13 @@ try {
  * What a browser on the LAN does with `http://<host>:<port>/file`, `host`
  * being a `.local` name: resolves it by mDNS (one A query, as the OS resolver
  * asks), then GETs the path with that Host. Prints the address, then status
- * and the body's sha256. `root`: the project's, where multicast-dns is installed.
+ * and the body's sha256. `root`: the project's, where multicast-dns is installed;
+ * `caFile`: over https, trusting that authority alone.
  */
-export const FETCH_LOCAL_NAME = (host: string, port: number, root: string): string => `
+export const FETCH_LOCAL_NAME = (host: string, port: number, root: string, caFile?: string): string => `
 import http from 'node:http';
+import https from 'node:https';
+import { readFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import mdnsFactory from ${JSON.stringify(pathToFileURL(path.join(root, 'node_modules/multicast-dns/index.js')).href)};
 const mdns = mdnsFactory();
@@ -55,7 +58,10 @@ const address = await new Promise((resolve, reject) => {
 });
 mdns.destroy();
 console.log(JSON.stringify({ address }));
-http.get({ host: address, port: ${port}, path: '/file', headers: { host: ${JSON.stringify(`${host}:${port}`)} } }, (res) => {
+const caFile = ${JSON.stringify(caFile ?? null)};
+const options = { host: address, port: ${port}, path: '/file', headers: { host: ${JSON.stringify(`${host}:${port}`)} } };
+const get = caFile ? (cb) => https.get({ ...options, servername: ${JSON.stringify(host)}, ca: readFileSync(caFile) }, cb) : (cb) => http.get(options, cb);
+get((res) => {
   const hash = createHash('sha256');
   res.on('data', (c) => hash.update(c));
   res.on('end', () => console.log(JSON.stringify({ status: res.statusCode, hash: hash.digest('hex') })));

@@ -315,7 +315,7 @@ export class NetLab {
 }
 
 /**
- * One LAN with no router and no server: hosts a and b (198.18.7.1 and .2)
+ * One LAN with no router and no server: hosts a and b (10.77.7.1 and .2)
  * on a bridge in a namespace of its own, multicast (mDNS) flooded between
  * them as on an office switch. Nothing else is reachable from either host.
  */
@@ -323,8 +323,9 @@ export class LanLab {
   readonly switch: string;
   readonly a: string;
   readonly b: string;
-  static readonly A = '198.18.7.1';
-  static readonly B = '198.18.7.2';
+  // Private addresses, as a LAN's are (a --tls share's local authority signs no other), inside these namespaces only.
+  static readonly A = '10.77.7.1';
+  static readonly B = '10.77.7.2';
   private readonly procs: ChildProcess[] = [];
 
   private constructor(prefix: string) {
