@@ -6,6 +6,8 @@
  * by the `*.localhost` link that names a's machine, and connects peer to peer.
  */
 
+import { execFileSync, spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { mkdtempSync } from 'node:fs';
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -221,6 +223,40 @@ socket.on('close', () => {
 `,
     );
     expect(lines[0]?.['hash']).toBe(hash);
+  });
+});
+
+describe('--lan with no network but loopback', () => {
+  it('the announcement has nowhere to go, and the share starts and serves all the same', async () => {
+    const ns = `llo${process.pid % 100000}x${Math.floor(Math.random() * 1000)}`;
+    execFileSync('ip', ['netns', 'add', ns]);
+    try {
+      execFileSync('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
+      const origin = `import http from 'node:http'; http.createServer((q, s) => s.end('hello ' + q.url)).listen(3000, '127.0.0.1', () => console.log('up'));`;
+      const originProc = spawn('ip', ['netns', 'exec', ns, process.execPath, '--input-type=module', '-e', origin], { stdio: ['ignore', 'pipe', 'ignore'] });
+      try {
+        await once(originProc.stdout, 'data');
+        const agent = beam(ns, ['http', '3000', '--lan']);
+        const ready = await agent.waitFor('ready');
+        expect(ready['announced']).toBe(`${String(ready['name'])}._beam._tcp.local`);
+        const port = Number(new URL(ready['url'] as string).port);
+        const got = execFileSync('ip', [
+          'netns',
+          'exec',
+          ns,
+          process.execPath,
+          '--input-type=module',
+          '-e',
+          `const r = await fetch('http://127.0.0.1:${port}/alone'); console.log(r.status, await r.text());`,
+        ]).toString();
+        expect(got.trim()).toBe('200 hello /alone');
+      } finally {
+        originProc.kill('SIGKILL');
+      }
+    } finally {
+      for (const p of procs.splice(0)) await p.kill('SIGKILL');
+      execFileSync('ip', ['netns', 'del', ns]);
+    }
   });
 });
 
