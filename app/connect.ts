@@ -10,7 +10,7 @@
 import dgram from 'node:dgram';
 import { EventEmitter } from 'node:events';
 import http from 'node:http';
-import net, { type AddressInfo } from 'node:net';
+import net, { type AddressInfo, isIP } from 'node:net';
 import type { Duplex } from 'node:stream';
 import tls from 'node:tls';
 import type { Logger } from 'pino';
@@ -306,13 +306,20 @@ async function checkLanTls(server: string): Promise<void> {
 
 /** Where the share is: as the link says, or on this network by mDNS (`beam <port> --lan`). */
 async function locate(options: ConnectOptions, logger: Logger): Promise<Located> {
-  if (!options.link.includes('://') && options.server === undefined) {
-    // A bare name: the share that answers to it on this network, taken on the LAN's word (no link pins its key).
+  if (!options.link.includes('://')) {
     if (!isName(options.link))
       throw new BeamError(
         'BEAM_ERR_BAD_OPTION',
-        `"${options.link.slice(0, 80)}" is neither a Beam link (http://swift-otter-042.localhost:7070/#peer=...) nor a share's name on this network (swift-otter-042)`,
+        `"${options.link.slice(0, 80)}" is neither a Beam link (http://swift-otter-042.localhost:7070/#peer=...) nor a share's name (swift-otter-042)`,
       );
+    const name = validateName(options.link);
+    if (options.server !== undefined) {
+      // A name on the server --server names: the agent's key is taken on that server's word, as with a link without #peer=.
+      const url = new URL(options.server);
+      if (isIP(url.hostname.replace(/^\[|\]$/g, '')) === 0) url.hostname = `${name}.${url.hostname}`;
+      return { link: { server: options.server, url: url.href, share: name, peer: undefined, secret: undefined }, lan: false, verified: false, local: false };
+    }
+    // A bare name: the share that answers to it on this network, taken on the LAN's word (no link pins its key).
     const found = await findShare(options.link, { log: logger });
     if (found.private)
       throw new BeamError('BEAM_ERR_PRIVATE', `"${found.name}" is private: connect with the full link its owner sent you (it carries the secret)`);

@@ -44,6 +44,12 @@ describe('import { share, connect, serve } from the package', () => {
     expect(viaConnect.body.toString()).toBe('hello from /from-connect');
     expect(viaConnect.headers['beam-path']).toMatch(/^(direct|relay)$/);
 
+    // By name on a server (`beam connect api-share --server <url>`): no link pins the key, and the result says so.
+    const byName = await connect({ link: 'api-share', server: server.url });
+    expect({ verified: byName.verified, lan: byName.lan, share: byName.share }).toEqual({ verified: false, lan: false, share: 'api-share' });
+    expect((await request(byName.port, `127.0.0.1:${byName.port}`, '/by-name')).body.toString()).toBe('hello from /by-name');
+    await byName.close();
+
     await local.close();
     await s.close();
     const gone = await request(server.port, host, '/from-api');
