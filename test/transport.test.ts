@@ -15,7 +15,12 @@ async function connect(offerer: EngineName, answerer: EngineName): Promise<{ ms:
   b.onSignal(relay(a));
   const started = performance.now();
   const channel = a.createDataChannel('beam/1');
-  await new Promise<void>((resolve) => channel.onOpen(resolve));
+  await new Promise<void>((resolve, reject) => {
+    channel.onOpen(resolve);
+    // A setup that fails says so at once, rather than as a test timeout.
+    a.onStateChange((state) => state === 'failed' && reject(new Error(`the offerer's connection failed`)));
+    b.onStateChange((state) => state === 'failed' && reject(new Error(`the answerer's connection failed`)));
+  });
   return {
     ms: performance.now() - started,
     close: () => {
@@ -26,15 +31,18 @@ async function connect(offerer: EngineName, answerer: EngineName): Promise<{ ms:
 }
 
 describe('peer connection setup', () => {
-  it('twenty node-datachannel connections in a row all open', async () => {
+  // libdatachannel hands an answer to ICE before it stores the fingerprint
+  // DTLS checks: about 1 setup in 80 failed under load until the offerer held
+  // its candidates back (transport/ndc.ts). A hundred in a row catches it.
+  it('a hundred node-datachannel connections in a row all open', async () => {
     let opened = 0;
-    for (let i = 0; i < 20; i++) {
+    for (let i = 0; i < 100; i++) {
       const pair = await connect('node-datachannel', 'node-datachannel');
       opened++;
       pair.close();
       expect(pair.ms).toBeLessThan(5_000);
     }
-    expect(opened).toBe(20);
+    expect(opened).toBe(100);
   });
 
   it.each([

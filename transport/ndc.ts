@@ -93,6 +93,8 @@ class NdcPeer extends PeerEvents<NdcDataChannel> implements Peer {
   // Trickled candidates can overtake the description they belong to.
   private hasRemoteDescription = false;
   private readonly earlyRemoteCandidates: Array<{ candidate: string; mid: string }> = [];
+  // Our own candidates wait for the remote description: see signal().
+  private readonly heldLocalCandidates: Signal[] = [];
 
   constructor(options: PeerOptions) {
     super();
@@ -102,7 +104,11 @@ class NdcPeer extends PeerEvents<NdcDataChannel> implements Peer {
     this.pc.onLocalDescription((sdp, type) => {
       if (type === 'offer' || type === 'answer') this.signalCb({ type, sdp });
     });
-    this.pc.onLocalCandidate((candidate, mid) => this.signalCb({ type: 'candidate', candidate: bareCandidate(candidate), mid }));
+    this.pc.onLocalCandidate((candidate, mid) => {
+      const signal: Signal = { type: 'candidate', candidate: bareCandidate(candidate), mid };
+      if (this.hasRemoteDescription) this.signalCb(signal);
+      else this.heldLocalCandidates.push(signal);
+    });
     this.pc.onStateChange((state) => {
       const mapped: PeerState | undefined =
         state === 'connected'
@@ -140,6 +146,13 @@ class NdcPeer extends PeerEvents<NdcDataChannel> implements Peer {
     this.pc.setRemoteDescription(signal.sdp, signal.type);
     this.hasRemoteDescription = true;
     for (const c of this.earlyRemoteCandidates.splice(0)) this.pc.addRemoteCandidate(c.candidate, c.mid);
+    // libdatachannel hands the remote description to ICE before it stores the
+    // fingerprint DTLS checks against. An answerer that already had the
+    // offerer's candidates could connect in that window, and the offerer then
+    // rejects the DTLS certificate (seen under load: about 1 setup in 80).
+    // Candidates sent only once the answer is in close the window: the
+    // answerer cannot reach the offerer before the offerer checks it.
+    for (const c of this.heldLocalCandidates.splice(0)) this.signalCb(c);
   }
   selectedCandidateKind(): CandidateKind | undefined {
     try {
