@@ -23,10 +23,13 @@ import { StreamProtocol } from '../shared/frames.js';
 import { validateName } from '../shared/names.js';
 import type { PathKind } from '../shared/paths.js';
 import type { RelayMode, ShareKind } from '../shared/signaling.js';
+import { dialSecured } from '../transport/backend.js';
 import type { WebRtcEngine } from '../transport/engine.js';
 import { ephemeralIdentity, parsePeerId } from '../transport/identity.js';
 import { findShare } from '../transport/lan.js';
 import { type ParsedLink, parseLink } from '../transport/link.js';
+import { isLibp2pLink } from '../transport/link-text.js';
+import type { LocalLink } from '../transport/local-agents.js';
 import { SessionPool } from '../transport/session-pool.js';
 import { splice } from '../transport/splice.js';
 
@@ -40,6 +43,8 @@ export interface ConnectOptions {
   server?: string;
   /** Host names the local HTTP port answers besides the loopback ones (--allow-host). */
   allowHosts?: string[];
+  /** A libp2p share's link (`beam+libp2p://`): STUN servers for the hole punch. Default: libp2p's public list. */
+  stun?: string[];
 }
 
 /**
@@ -202,6 +207,8 @@ export interface Connection extends EventEmitter<ConnectionEvents> {
   readonly lan: boolean;
   /** The agent's peer ID, as the link or the LAN's answer named it. */
   readonly peer: string | undefined;
+  /** The network the share is reached through: a Beam server, or libp2p (a `beam+libp2p://` link). */
+  readonly via: 'server' | 'libp2p';
   /** The path requests take now. */
   readonly path: ConnectionPath | undefined;
   /** The round-trip time on that path now, in ms, once measured. */
@@ -222,6 +229,7 @@ class ConnectionHandle extends EventEmitter<ConnectionEvents> implements Connect
   verified = false;
   lan = false;
   peer: string | undefined;
+  via: 'server' | 'libp2p' = 'server';
   path: ConnectionPath | undefined;
   closeParts: Array<() => void | Promise<void>> = [];
   /** The session's live RTT. */
@@ -344,7 +352,37 @@ async function locate(options: ConnectOptions, logger: Logger): Promise<Located>
   return { link, lan: false, verified: link.peer !== undefined, local: localhost };
 }
 
+/** A libp2p share's link: no server; the backend dials the agent through the relay the link names (transport/libp2p.ts). */
+async function locateLibp2p(options: ConnectOptions, logger: Logger): Promise<{ located: Located; dial: Dial }> {
+  if (options.server !== undefined) throw new BeamError('BEAM_ERR_BAD_OPTION', 'a beam+libp2p:// link needs no Beam server: leave --server out');
+  if (options.relay === 'always') throw new BeamError('BEAM_ERR_BAD_OPTION', "--relay always with a libp2p link: libp2p's relays carry the hole punch only");
+  const p2p = await import('../transport/libp2p.js');
+  const target = p2p.parseLibp2pLink(options.link);
+  const backend = new p2p.Libp2pBackend({ stun: options.stun?.length ? p2p.parseStun(options.stun) : undefined, logger });
+  const url = p2p.libp2pLink(target.share, target.address);
+  const peer = parsePeerId(target.peer);
+  const identity = await ephemeralIdentity();
+  return {
+    located: { link: { server: target.address, url, share: target.share, peer, secret: target.secret }, lan: false, verified: true, local: false },
+    dial: {
+      open: async () => ({ ...(await dialSecured(await backend.dial(target), { identity, peer, secret: target.secret })), kind: target.kind }),
+      close: () => backend.close(),
+    },
+  };
+}
+
+/** A network backend's way to the share (transport/backend.ts), instead of signaling. */
+interface Dial {
+  open: () => Promise<LocalLink>;
+  close: () => Promise<void>;
+}
+
 export async function connect(components: { engine: WebRtcEngine; logger: Logger }, options: ConnectOptions): Promise<Connection> {
+  if (isLibp2pLink(options.link)) {
+    const { located, dial } = await locateLibp2p(options, components.logger);
+    return open(components, options, located, dial);
+  }
+  if (options.stun?.length) throw new BeamError('BEAM_ERR_BAD_OPTION', '--stun is for a beam+libp2p:// link (a Beam server hands out its own STUN)');
   const located = await locate(options, components.logger);
   try {
     return await open(components, options, located);
@@ -364,9 +402,13 @@ export async function connect(components: { engine: WebRtcEngine; logger: Logger
   }
 }
 
-async function open(components: { engine: WebRtcEngine; logger: Logger }, options: ConnectOptions, located: Located): Promise<Connection> {
+async function open(components: { engine: WebRtcEngine; logger: Logger }, options: ConnectOptions, located: Located, dial?: Dial): Promise<Connection> {
   const { link, lan, verified } = located;
   const handle = new ConnectionHandle();
+  if (dial) {
+    handle.via = 'libp2p';
+    handle.closeParts.push(() => dial.close());
+  }
   handle.share = link.share;
   handle.origin = link.url;
   handle.server = options.server ?? link.server;
@@ -375,7 +417,12 @@ async function open(components: { engine: WebRtcEngine; logger: Logger }, option
   handle.peer = link.peer?.toString();
   const pool = new SessionPool(
     { engine: components.engine, logger: components.logger, identity: await ephemeralIdentity() },
-    { server: handle.server, reconnect: 'gateway', session: { relay: options.relay, expectPeer: link.peer, secret: link.secret, relayFirst: true } },
+    {
+      server: handle.server,
+      reconnect: 'gateway',
+      session: { relay: options.relay, expectPeer: link.peer, secret: link.secret, relayFirst: true },
+      ...(dial ? { dial: () => dial.open() } : {}),
+    },
   );
   handle.closeParts.push(() => pool.close());
   handle.rttOf = () => pool.get(link.share)?.rtt;

@@ -19,8 +19,10 @@ import type { SignIn } from '../peer-agent/sign-in.js';
 import { parseWebhookVerifier } from '../peer-agent/webhooks.js';
 import { DEFAULT_EMBEDDED_PORT, EMBEDDED_PORT_ATTEMPTS, LAN_SERVICE_TYPE, LOCAL_CA_PATH, SECRET_PARAM } from '../shared/constants.js';
 import { BeamError } from '../shared/errors.js';
+import { randomName, validateName } from '../shared/names.js';
 import type { RelayMode, ShareKind } from '../shared/signaling.js';
 import { loadAgentIdentity } from '../transport/agent-identity.js';
+import { type NetworkBackend, parseBackendName } from '../transport/backend.js';
 import type { EngineName } from '../transport/engine.js';
 import { loadEngine } from '../transport/index.js';
 import { announceShare } from '../transport/lan.js';
@@ -52,6 +54,19 @@ export interface ShareOptions {
    * and no server to deploy. Embedded server only. Default false.
    */
   lan?: boolean | undefined;
+  /**
+   * The network the share goes through (transport/backend.ts): 'server' (a
+   * Beam server: `server`, or the embedded one; the default), or 'libp2p'
+   * (no Beam server: a circuit relay of the libp2p network for the hole
+   * punch, then a direct WebRTC connection; `beam connect` only).
+   */
+  via?: 'server' | 'libp2p' | undefined;
+  /** With via 'libp2p': the peers to join through (multiaddrs ending /p2p/<id>). Default: the public libp2p bootstrap list. */
+  bootstrap?: string[] | undefined;
+  /** With via 'libp2p': STUN servers for the hole punch (stun:host:port). Default: libp2p's public list. */
+  stun?: string[] | undefined;
+  /** With via 'libp2p': a backend already running, which several shares share (beam start: one node, one key, one relay reservation). */
+  backend?: NetworkBackend | undefined;
   /** The share name to ask for. Default: a random adjective-noun-NNN. */
   name?: string | undefined;
   /** An agent token, for a server started with --token-file. */
@@ -165,8 +180,10 @@ export interface Share extends EventEmitter<ShareEvents> {
   readonly ca: { file: string; fingerprint: string; url: string } | undefined;
   /** `host:port` of the origin. */
   readonly origin: string;
-  /** The Beam server's URL. */
+  /** The Beam server's URL; with via 'libp2p', the agent's relayed multiaddr. */
   readonly server: string;
+  /** The network the share goes through. */
+  readonly via: 'server' | 'libp2p';
   readonly kind: ShareKind;
   /** Leaves the server and stops whatever this share started. */
   close(): Promise<void>;
@@ -260,6 +277,7 @@ class ShareHandle extends EventEmitter<ShareEvents> implements Share {
   ca: { file: string; fingerprint: string; url: string } | undefined;
   origin = '';
   server = '';
+  via: 'server' | 'libp2p' = 'server';
   kind: ShareKind = 'http';
   closeParts: Array<() => unknown> = [];
   private closing: Promise<void> | undefined;
@@ -271,6 +289,22 @@ class ShareHandle extends EventEmitter<ShareEvents> implements Share {
     })();
     return this.closing;
   }
+}
+
+/** What a share through libp2p can't have: a server's parts (its gateway, relay, names), and checks no one could make. */
+function refuseWithLibp2p(options: ShareOptions, kind: ShareKind, relay: RelayMode): void {
+  const refuse = (what: string, why: string): never => {
+    throw new BeamError('BEAM_ERR_BAD_OPTION', `${what} with --via libp2p: ${why}`);
+  };
+  if (options.server) refuse('--server', 'libp2p needs no Beam server; leave one of them out');
+  if (kind === 'udp') refuse('a UDP share', 'libp2p shares carry HTTP and TCP for now; share UDP through a Beam server');
+  if (options.port !== undefined || options.tls || options.lan) refuse('--port, --tls and --lan', "they are the embedded server's, and libp2p runs none");
+  if (options.pool || options.token) refuse('--pool and --token', "they are a Beam server's");
+  if (relay === 'always') refuse('--relay always', "libp2p's relays carry the hole punch only, never a share's traffic");
+  if (options.oidc !== undefined || options.oauth !== undefined)
+    refuse('--oidc and --oauth', 'sign-in needs a browser, and a libp2p share is for beam connect');
+  if (options.allowIp?.length || options.denyIp?.length)
+    refuse('--allow-ip and --deny-ip', "libp2p does not say which address a visitor's direct path comes from; use --private");
 }
 
 /** Providers `oauth` names: OpenID Connect issuers. */
@@ -329,6 +363,15 @@ export async function share(options: ShareOptions): Promise<Share> {
   const hostHeader = parseHostHeader(options.hostHeader ?? 'rewrite');
   const relay = parseRelayMode(options.relay ?? 'auto');
   const engineName = parseEngine(options.engine ?? 'node-datachannel');
+  const via = parseBackendName(options.via ?? options.backend?.name ?? 'server');
+  if (options.backend && options.backend.name !== via) throw new BeamError('BEAM_ERR_BAD_OPTION', `a ${options.backend.name} backend with via ${via}`);
+  if (via === 'libp2p') refuseWithLibp2p(options, kind, relay);
+  else if (options.bootstrap?.length || options.stun?.length)
+    throw new BeamError('BEAM_ERR_BAD_OPTION', '--bootstrap and --stun are for --via libp2p (a Beam server hands out its own STUN: beam serve --stun)');
+  const p2p = via === 'libp2p' ? await import('../transport/libp2p.js') : undefined;
+  const bootstrap = p2p && options.bootstrap?.length ? p2p.parseBootstrap(options.bootstrap) : undefined;
+  const stun = p2p && options.stun?.length ? p2p.parseStun(options.stun) : undefined;
+  if (options.name !== undefined && via === 'libp2p') validateName(options.name);
   if (options.originTimeoutMs !== undefined && !(Number.isInteger(options.originTimeoutMs) && options.originTimeoutMs > 0)) {
     throw new BeamError('BEAM_ERR_BAD_OPTION', 'the origin timeout must be a whole number of milliseconds');
   }
@@ -391,11 +434,12 @@ export async function share(options: ShareOptions): Promise<Share> {
 
   const handle = new ShareHandle();
   handle.kind = kind;
+  handle.via = via;
   handle.origin = `${target.scheme === 'https' ? 'https://' : ''}${target.host.includes(':') ? `[${target.host}]` : target.host}:${target.port}`;
   let agent: Agent | undefined;
   try {
     let embedded: BeamServer | undefined;
-    if (!server) {
+    if (!server && !p2p) {
       const tls = options.tls ? await localTls() : undefined;
       embedded = await startEmbedded({ engine, logger: log }, () => agent?.share?.name, tls, options.port);
       const e = embedded;
@@ -403,7 +447,7 @@ export async function share(options: ShareOptions): Promise<Share> {
       if (tls) handle.ca = { file: tls.caFile, fingerprint: tls.caFingerprint, url: '' };
     }
     // The embedded agent reaches its server on loopback, in plain http even when visitors get https.
-    handle.server = server ?? (embedded as BeamServer).localUrl;
+    handle.server = server ?? embedded?.localUrl ?? '';
 
     // The inspector records HTTP exchanges; TCP and UDP shares carry no requests to show.
     const inspector = inspect === false ? undefined : new Inspector();
@@ -424,10 +468,14 @@ export async function share(options: ShareOptions): Promise<Share> {
     // A pool member joins by name, with no token to keep.
     const remembered = server !== undefined && options.name !== undefined && !options.pool;
     const resumeToken = remembered ? await resumeTokenFor(server, options.name as string) : undefined;
+    // Closed after the agent (close parts run last first): its sessions end before the node stops.
+    const own = p2p && !options.backend ? new p2p.Libp2pBackend({ bootstrap, stun, logger: log }) : undefined;
+    if (own) handle.closeParts.push(() => own.close());
+    const backend = options.backend ?? own;
     const a = new Agent(
       { engine, logger: log, identity, inspector },
       {
-        server: handle.server,
+        ...(p2p ? {} : { server: handle.server }),
         origin: target,
         name: options.name,
         hostHeader,
@@ -469,6 +517,21 @@ export async function share(options: ShareOptions): Promise<Share> {
       if (handle.listenerCount('error') > 0) handle.emit('error', err);
       else log.error({ code: err.code }, err.message);
     });
+    if (p2p) {
+      // No server: the backend announces the share, and the link names the relay that carries the hole punch.
+      const name = options.name ?? randomName();
+      const listening = await a.listenOn(backend as NetworkBackend, name);
+      handle.name = name;
+      handle.server = listening.address;
+      handle.link = p2p.libp2pLink(name, listening.address, { kind, secret });
+      handle.url = handle.link;
+      setImmediate(() => {
+        const early = held ?? [];
+        held = undefined;
+        for (const emit of early) emit();
+      });
+      return handle;
+    }
     let registered = false;
     // The first registration resolves below; every later one (after a drop, or a server restart) is 'resumed'.
     a.on('ready', (r) => {

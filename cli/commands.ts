@@ -33,6 +33,7 @@ import { BeamError } from '../shared/errors.js';
 import type { ShareKind } from '../shared/signaling.js';
 import { validateIceConfig } from '../signaling/ice.js';
 import { AgentTokens } from '../signaling/tokens.js';
+import { parseBackendName } from '../transport/backend.js';
 import { loadEngine } from '../transport/index.js';
 import { createConnectView } from './connect-view.js';
 import { COMMON_DEV_PORTS, detectDevServer, detectFromPackageJson, isListening } from './detect.js';
@@ -46,6 +47,10 @@ export interface CommonFlags {
 }
 export interface HttpFlags extends CommonFlags {
   server?: string;
+  via: string;
+  /** Repeatable; from the environment, one a line. */
+  bootstrap?: string[] | string;
+  stun?: string[] | string;
   lan?: boolean;
   name?: string;
   hostHeader: string;
@@ -128,6 +133,7 @@ export interface ConnectFlags extends CommonFlags {
   relay: string;
   server?: string;
   allowHost?: string[];
+  stun?: string[] | string;
 }
 
 function round(ms: number): number {
@@ -167,6 +173,9 @@ function shareOptions(target: string, flags: HttpFlags, kind: ShareKind, embedde
     target,
     kind,
     server: flags.server || undefined,
+    via: parseBackendName(flags.via ?? 'server'),
+    bootstrap: lines(flags.bootstrap),
+    stun: lines(flags.stun),
     name: flags.name,
     token: flags.token,
     hostHeader: parseHostHeader(flags.hostHeader),
@@ -271,6 +280,7 @@ async function report(shared: Share, out: Output, target: string, originStartsLa
     ...(shared.inspect ? { inspect: shared.inspect } : {}),
     ...(shared.kind !== 'http' ? { kind: shared.kind } : {}),
     ...(shared.ca ? { ca: shared.ca } : {}),
+    ...(shared.via !== 'server' ? { via: shared.via } : {}),
   });
   if (originStartsLater) {
     // `beam run`: the command that serves it starts now; say when it answers.
@@ -383,14 +393,27 @@ export async function runStart(flags: StartFlags): Promise<void> {
       'BEAM_ERR_CONFIG',
       `${flags.config}: lan: true announces the embedded server on your network; with a server, visitors find the shares through it`,
     );
+  const p2p = config.via === 'libp2p' ? await import('../transport/libp2p.js') : undefined;
+  if (p2p && (serverFlag || config.lan))
+    throw new BeamError('BEAM_ERR_CONFIG', `${flags.config}: via: libp2p needs no Beam server, and announces nothing on the LAN: leave server and lan out`);
+  if (!p2p && (config.bootstrap || config.stun)) throw new BeamError('BEAM_ERR_CONFIG', `${flags.config}: bootstrap and stun go with via: libp2p`);
+  // Through libp2p: one node (one key, one relay reservation) serves every share, each on a protocol of its own.
+  const backend = p2p
+    ? new p2p.Libp2pBackend({
+        bootstrap: config.bootstrap ? p2p.parseBootstrap(config.bootstrap) : undefined,
+        stun: config.stun ? p2p.parseStun(config.stun) : undefined,
+        logger: log,
+      })
+    : undefined;
   // Several shares, one server: the embedded one serves them all (no default share: each Host names one).
-  const embedded = serverFlag ? undefined : await startEmbedded({ engine: await loadEngine(engineName), logger: log }, () => undefined);
-  const server = serverFlag ? parseServerUrl(serverFlag) : `http://127.0.0.1:${embedded?.port}`;
+  const embedded = serverFlag || backend ? undefined : await startEmbedded({ engine: await loadEngine(engineName), logger: log }, () => undefined);
+  const server = serverFlag ? parseServerUrl(serverFlag) : embedded ? `http://127.0.0.1:${embedded.port}` : undefined;
   const started: Share[] = [];
   const watchers: Array<() => void> = [];
   const stopAll = async (): Promise<void> => {
     for (const stop of watchers) stop();
     for (const s of started.reverse()) await s.close();
+    await backend?.close();
     await embedded?.close();
   };
   onStop(async () => {
@@ -402,7 +425,13 @@ export async function runStart(flags: StartFlags): Promise<void> {
     try {
       // A fixed inspector port can serve one share only: the next HTTP shares take the ports after it.
       const port = typeof inspect === 'number' && inspect !== 0 ? inspect + started.filter((x) => x.inspect).length : inspect;
-      s = await share({ ...c.options, server, token: flags.token ?? config.token, engine: engineName, logger: log, inspect: port });
+      s = await share({
+        ...c.options,
+        ...(backend ? { via: 'libp2p' as const, backend } : { server, token: flags.token ?? config.token }),
+        engine: engineName,
+        logger: log,
+        inspect: port,
+      });
     } catch (err) {
       await stopAll();
       if (err instanceof BeamError) throw new BeamError(err.code, `share "${c.label}": ${err.detail ?? err.message}`);
@@ -544,7 +573,15 @@ export async function runConnect(linkArg: string, flags: ConnectFlags): Promise<
   const { connect } = await import('../app/connect.js');
   connected = await connect(
     { engine, logger: log },
-    { link: linkArg, port, bind: flags.bind, relay, server, allowHosts: (flags.allowHost ?? []).map((h) => parseAllowedHost(h)) },
+    {
+      link: linkArg,
+      port,
+      bind: flags.bind,
+      relay,
+      server,
+      allowHosts: (flags.allowHost ?? []).map((h) => parseAllowedHost(h)),
+      ...(flags.stun !== undefined ? { stun: lines(flags.stun) ?? [] } : {}),
+    },
   );
   // ready first, then the path it is on, then each change (the --json contract).
   view.ready({
@@ -555,6 +592,7 @@ export async function runConnect(linkArg: string, flags: ConnectFlags): Promise<
     verified: connected.verified,
     lan: connected.lan,
     peer: connected.peer,
+    via: connected.via,
     path: connected.path,
   });
   if (connected.path) view.path(connected.path, true);
@@ -587,8 +625,30 @@ function parseAllowedHost(text: string): string {
   return host;
 }
 
-export async function runDoctor(flags: { server?: string; json?: boolean }): Promise<void> {
-  const { describeReport, doctor, doctorEmbedded } = await import('./doctor.js');
+export async function runDoctor(flags: {
+  server?: string;
+  json?: boolean;
+  via?: string;
+  bootstrap?: string[] | string;
+  stun?: string[] | string;
+}): Promise<void> {
+  const { describeLibp2pReport, describeReport, doctor, doctorEmbedded, doctorLibp2p } = await import('./doctor.js');
+  const via = parseBackendName(flags.via ?? 'server');
+  if (via === 'libp2p') {
+    if (flags.server) throw new BeamError('BEAM_ERR_BAD_OPTION', '--server with --via libp2p: libp2p needs no Beam server; leave one of them out');
+    const { parseBootstrap, parseStun } = await import('../transport/libp2p.js');
+    const bootstrap = lines(flags.bootstrap);
+    const stun = lines(flags.stun);
+    const report = await doctorLibp2p({
+      bootstrap: bootstrap?.length ? parseBootstrap(bootstrap) : undefined,
+      stun: stun?.length ? parseStun(stun) : undefined,
+      logger: logger('error'),
+    });
+    if (flags.json) process.stdout.write(`${JSON.stringify({ event: 'doctor', ...report })}\n`);
+    else process.stdout.write(`${describeLibp2pReport(report)}\n`);
+    return;
+  }
+  if (flags.bootstrap !== undefined || flags.stun !== undefined) throw new BeamError('BEAM_ERR_BAD_OPTION', '--bootstrap and --stun go with --via libp2p');
   const report = flags.server
     ? await doctor(parseServerUrl(flags.server))
     : // No server named: what the embedded default would give, on one started here for the check.

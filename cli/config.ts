@@ -118,6 +118,9 @@ const ConfigSchema = v.strictObject({
   token: v.optional(v.string()),
   inspect: v.optional(v.union([v.boolean(), v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(65535))])),
   lan: v.optional(v.boolean()),
+  via: v.optional(v.picklist(['server', 'libp2p'], 'via is server (a Beam server: the default) or libp2p (no Beam server)')),
+  bootstrap: v.optional(list),
+  stun: v.optional(list),
   shares: v.pipe(
     v.record(v.pipe(v.string(), v.regex(/^[A-Za-z0-9_-]{1,32}$/, 'a share label is 1-32 letters, digits, - or _')), ShareSchema),
     v.check((r) => Object.keys(r).length > 0, 'declare at least one share'),
@@ -137,6 +140,11 @@ export interface Config {
   inspect: boolean | number;
   /** Announce every share on the LAN by mDNS (`beam --lan`); the embedded server only. */
   lan: boolean;
+  /** The network every share goes through (`--via`): one libp2p node serves them all. */
+  via: 'server' | 'libp2p';
+  /** With via libp2p: the peers to join through, and STUN servers for the hole punch. */
+  bootstrap: string[] | undefined;
+  stun: string[] | undefined;
   shares: ConfiguredShare[];
 }
 
@@ -175,6 +183,9 @@ export function parseConfig(text: string, file: string): Config {
     token: c.token,
     inspect: c.inspect ?? true,
     lan: c.lan ?? false,
+    via: c.via ?? 'server',
+    bootstrap: c.bootstrap,
+    stun: c.stun,
     shares: Object.entries(c.shares).map(([label, s]) => {
       const kind: ShareKind = s.http !== undefined ? 'http' : s.tcp !== undefined ? 'tcp' : 'udp';
       return {

@@ -17,6 +17,8 @@ export interface ConnectView {
     verified: boolean;
     lan: boolean;
     peer: string | undefined;
+    /** The network the share is reached through; 'server' unless a beam+libp2p:// link. */
+    via?: 'server' | 'libp2p';
     path: ConnectionPath | undefined;
   }): void;
   path(info: ConnectionPath, first: boolean): void;
@@ -48,6 +50,7 @@ export function createConnectView(json: boolean, stream: NodeJS.WriteStream = pr
           server: info.server,
           ...(info.lan ? { found: 'lan' as const } : {}),
           ...(info.peer ? { peer: info.peer } : {}),
+          ...(info.via === 'libp2p' ? { via: 'libp2p' as const } : {}),
         });
       },
       path(info, first) {
@@ -80,6 +83,7 @@ export function createConnectView(json: boolean, stream: NodeJS.WriteStream = pr
       shownRtt = info.path?.rtt;
       const lines = [`Connected to ${info.share} (${info.origin})`, `  Local: ${info.url}`];
       if (info.lan) lines.push(`  Found on this network (mDNS) at ${info.server}`);
+      if (info.via === 'libp2p') lines.push(`  Through libp2p: hole punched via ${info.server}; the agent proved ${info.peer ?? ''}`);
       if (!info.verified && info.lan) lines.push(`! Found by name: the agent's key ${info.peer ?? ''} is taken on the LAN's word; its full link pins it.`);
       else if (!info.verified) lines.push("! This link names no peer ID (#peer=...): the agent's identity is taken on the server's word.");
       lines.push('Press Ctrl+C to stop.');

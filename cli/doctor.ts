@@ -11,8 +11,9 @@
  */
 import dgram from 'node:dgram';
 import stun from '@msimerson/stun';
+import type { Logger } from 'pino';
 import WebSocket from 'ws';
-import { RELAY_PATH } from '../shared/constants.js';
+import { LIBP2P_DEFAULT_STUN, RELAY_PATH } from '../shared/constants.js';
 import { BeamError } from '../shared/errors.js';
 
 export type Mapping = 'none' | 'endpoint-independent' | 'endpoint-dependent' | 'unknown';
@@ -80,38 +81,8 @@ export async function doctor(server: string): Promise<DoctorReport> {
   // The server's own STUN first, at the host this machine reaches it by: what a session here would be handed.
   if (info.stunPort !== undefined) info.stun = [`stun:${new URL(server).host.replace(/:\d+$/, '')}:${info.stunPort}`, ...info.stun];
   const relay = await probeRelay(server);
-  const socket = dgram.createSocket('udp4');
-  await new Promise<void>((resolve) => socket.bind(0, () => resolve()));
-  let servers: DoctorReport['udp']['servers'];
-  try {
-    // All from the one socket, at once: the mapping is compared per socket.
-    servers = await Promise.all(
-      info.stun.map(async (url) => {
-        try {
-          const res = await stun.request(stunTarget(url), { socket, timeout: STUN_TIMEOUT_MS, retries: STUN_RETRIES });
-          const mapped = res.getXorAddress() ?? res.getAddress();
-          return { url, mapped: mapped ? `${mapped.address}:${mapped.port}` : undefined };
-        } catch (err) {
-          return { url, error: (err as Error).message };
-        }
-      }),
-    );
-  } finally {
-    socket.close();
-  }
-  const answered = servers.filter((s) => s.mapped);
-  const udpOk = answered.length > 0;
-  let nat: DoctorReport['nat'];
-  const distinctServers = new Set(answered.map((s) => stunTarget(s.url).replace(/:\d+$/, '')));
-  if (!udpOk) nat = { mapping: 'unknown', detail: info.stun.length ? 'no STUN answer over UDP' : 'the server lists no STUN server' };
-  else if (distinctServers.size < 2) nat = { mapping: 'unknown', detail: 'needs two STUN servers at different addresses (beam serve --stun A --stun B)' };
-  else {
-    const mapped = new Set(answered.map((s) => s.mapped));
-    nat =
-      mapped.size === 1
-        ? { mapping: 'endpoint-independent', detail: `both STUN servers saw ${answered[0]!.mapped}` }
-        : { mapping: 'endpoint-dependent', detail: `STUN servers saw ${[...mapped].join(' and ')}` };
-  }
+  const { udp, nat } = await probeStun(info.stun, { none: 'the server lists no STUN server', two: 'beam serve --stun A --stun B' });
+  const udpOk = udp.ok;
   let likely: LikelyPath;
   let advice: string;
   if (!udpOk) {
@@ -130,7 +101,100 @@ export async function doctor(server: string): Promise<DoctorReport> {
         ? 'UDP works: direct is likely (the mapping could not be checked).'
         : 'UDP works and your NAT keeps one mapping per socket: direct paths are likely.';
   }
-  return { server: { url: server, ok: true }, relay, udp: { ok: udpOk, servers }, nat, likely, advice };
+  return { server: { url: server, ok: true }, relay, udp, nat, likely, advice };
+}
+
+/**
+ * UDP and the NAT's mapping: from one local socket, a STUN binding request
+ * to each server at once; two servers at different addresses that see the
+ * same public address and port mean one mapping per socket (hole punching
+ * works).
+ */
+async function probeStun(urls: readonly string[], how: { none: string; two: string }): Promise<{ udp: DoctorReport['udp']; nat: DoctorReport['nat'] }> {
+  const socket = dgram.createSocket('udp4');
+  await new Promise<void>((resolve) => socket.bind(0, () => resolve()));
+  let servers: DoctorReport['udp']['servers'];
+  try {
+    // All from the one socket, at once: the mapping is compared per socket.
+    servers = await Promise.all(
+      urls.map(async (url) => {
+        try {
+          const res = await stun.request(stunTarget(url), { socket, timeout: STUN_TIMEOUT_MS, retries: STUN_RETRIES });
+          const mapped = res.getXorAddress() ?? res.getAddress();
+          return { url, mapped: mapped ? `${mapped.address}:${mapped.port}` : undefined };
+        } catch (err) {
+          return { url, error: (err as Error).message };
+        }
+      }),
+    );
+  } finally {
+    socket.close();
+  }
+  const answered = servers.filter((s) => s.mapped);
+  const udpOk = answered.length > 0;
+  let nat: DoctorReport['nat'];
+  const distinctServers = new Set(answered.map((s) => stunTarget(s.url).replace(/:\d+$/, '')));
+  if (!udpOk) nat = { mapping: 'unknown', detail: urls.length ? 'no STUN answer over UDP' : how.none };
+  else if (distinctServers.size < 2) nat = { mapping: 'unknown', detail: `needs two STUN servers at different addresses (${how.two})` };
+  else {
+    const mapped = new Set(answered.map((s) => s.mapped));
+    nat =
+      mapped.size === 1
+        ? { mapping: 'endpoint-independent', detail: `both STUN servers saw ${answered[0]!.mapped}` }
+        : { mapping: 'endpoint-dependent', detail: `STUN servers saw ${[...mapped].join(' and ')}` };
+  }
+  return { udp: { ok: udpOk, servers }, nat };
+}
+
+export interface Libp2pDoctorReport {
+  via: 'libp2p';
+  /** What each bootstrap peer answered. */
+  bootstrap: Array<{ address: string; ok: boolean; detail?: string }>;
+  /** Whether a circuit relay among them gave a reservation, and the relayed address it gave. */
+  relay: { ok: boolean; address?: string; detail?: string };
+  udp: DoctorReport['udp'];
+  nat: DoctorReport['nat'];
+  /** direct: the hole punch is likely to work; maybe: only toward a visitor behind an easy NAT; none: it cannot. */
+  likely: 'direct' | 'maybe' | 'none';
+  advice: string;
+}
+
+/** `beam doctor --via libp2p`: joins the network as an agent would (a throwaway key), and checks UDP and the NAT with the hole punch's STUN servers. */
+export async function doctorLibp2p(options: { bootstrap?: string[] | undefined; stun?: string[] | undefined; logger: Logger }): Promise<Libp2pDoctorReport> {
+  const { Libp2pBackend } = await import('../transport/libp2p.js');
+  const backend = new Libp2pBackend(options);
+  const [joined, stun] = await Promise.all([
+    backend.probe().finally(() => backend.close()),
+    probeStun(options.stun?.length ? options.stun : LIBP2P_DEFAULT_STUN, { none: 'no STUN server', two: 'beam doctor --via libp2p --stun A --stun B' }),
+  ]);
+  let likely: Libp2pDoctorReport['likely'];
+  let advice: string;
+  if (!joined.relay.ok) {
+    likely = 'none';
+    advice = `No circuit relay gave a reservation, so no visitor can reach a share here through libp2p: ${joined.relay.detail ?? ''}`;
+  } else if (!stun.udp.ok) {
+    likely = 'none';
+    advice = 'UDP does not get out, and the hole punch needs it: share through a Beam server (its relay passes any firewall).';
+  } else if (stun.nat.mapping === 'endpoint-dependent') {
+    likely = 'maybe';
+    advice =
+      'Your NAT maps each destination to a new port ("symmetric"): the hole punch works only toward visitors behind an easy NAT; else BEAM_ERR_HOLE_PUNCH_FAILED.';
+  } else {
+    likely = 'direct';
+    advice = `A relay holds a reservation (${joined.relay.address ?? ''}) and UDP gets out: visitors behind an easy NAT get a direct path.`;
+  }
+  return { via: 'libp2p', bootstrap: joined.bootstrap, relay: joined.relay, udp: stun.udp, nat: stun.nat, likely, advice };
+}
+
+export function describeLibp2pReport(r: Libp2pDoctorReport): string {
+  const mark = (ok: boolean): string => (ok ? 'ok  ' : 'FAIL');
+  return [
+    ...r.bootstrap.map((b) => `${mark(b.ok)} peer     ${b.address}${b.ok ? '' : ` (${b.detail ?? ''})`}`),
+    `${mark(r.relay.ok)} relay    ${r.relay.ok ? `reservation: ${r.relay.address ?? ''}` : (r.relay.detail ?? '')}`,
+    `${mark(r.udp.ok)} UDP      ${r.udp.servers.map((s) => `${s.url} ${s.mapped ? `-> ${s.mapped}` : `(${s.error})`}`).join('; ')}`,
+    `     NAT      ${r.nat.mapping}: ${r.nat.detail}`,
+    `     likely   ${r.likely}. ${r.advice}`,
+  ].join('\n');
 }
 
 /**

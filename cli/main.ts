@@ -68,6 +68,14 @@ function httpCommand(cmd: Command, embeddedPort = true): Command {
     .addOption(new Option('--relay <mode>', 'auto: direct WebRTC, else the relay; never: direct only; always: relay only').default('auto'))
     .option('--private', 'only visitors with the full link (it carries a secret) get in')
     .option('--pool', 'join the pool --name on --server: every agent started so shares the name, and visitors are spread across them')
+    .addOption(
+      new Option(
+        '--via <backend>',
+        'the network the share goes through: server (a Beam server, or the embedded one), or libp2p (no Beam server; beam connect only)',
+      ).default('server'),
+    )
+    .option('--bootstrap <multiaddr...>', 'with --via libp2p: the peers to join through, ending /p2p/<id> (default: the public libp2p bootstrap list)')
+    .option('--stun <url...>', "with --via libp2p: STUN servers for the hole punch, stun:host:port (default: libp2p's public list)")
     .option('--lan', 'announce the share on this network by mDNS: teammates run `beam connect <name>`, no address, no server (embedded server only)')
     .option('--tls', 'the embedded server serves https, with a certificate from a local authority teammates trust once (browsers on the LAN get peer to peer)')
     .option('--auth <user:password>', 'HTTP basic auth for every visitor (env BEAM_AUTH)')
@@ -217,6 +225,7 @@ beam.yml:
     .addOption(new Option('--bind <address>', 'local address to listen on').default('127.0.0.1'))
     .addOption(new Option('--relay <mode>', 'auto: direct WebRTC, else the relay; never: direct only; always: relay only').default('auto'))
     .option('--server <url>', 'Beam server to use instead of the one the link names')
+    .option('--stun <url...>', "a beam+libp2p:// link: STUN servers for the hole punch, stun:host:port (default: libp2p's public list)")
     .option('--allow-host <name...>', 'an HTTP share answers only Host localhost, 127.0.0.1, [::1] (and the --bind address); also answer these names')
     .option('--json', 'print newline-delimited JSON events on stdout')
     .addOption(new Option('--log-level <level>', 'pino log level on stderr').default('warn'))
@@ -236,8 +245,11 @@ beam.yml:
     .command('doctor')
     .description('check UDP, NAT mapping and the relay: which path visitors are likely to get')
     .option('--server <url>', 'Beam server to check against (env BEAM_SERVER); default: what the embedded default would give')
+    .option('--via <backend>', 'server (default), or libp2p: check the bootstrap peers, a relay reservation, UDP and the NAT for the hole punch')
+    .option('--bootstrap <multiaddr...>', 'with --via libp2p: the peers to join through (default: the public libp2p bootstrap list)')
+    .option('--stun <url...>', "with --via libp2p: STUN servers to check with (default: libp2p's public list)")
     .option('--json', 'print the report as one JSON line')
-    .action(async (flags: { server?: string; json?: boolean }) => {
+    .action(async (flags: { server?: string; json?: boolean; via?: string; bootstrap?: string[]; stun?: string[] }) => {
       await commands()
         .then((c) => c.runDoctor(flags))
         .catch((err: unknown) => fail(err, Boolean(flags.json)));

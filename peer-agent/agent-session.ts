@@ -58,6 +58,8 @@ export interface IncomingSession {
   serverSeenAddress: string | undefined;
   /** The server's gateway in this process, in memory (transport/local.ts): signaling knows nothing of it. */
   local?: boolean;
+  /** A network backend's visitor (transport/backend.ts, `--via libp2p`): one path, already verified, and no signaling. */
+  dialed?: boolean;
 }
 
 /** What a session needs of its agent: the share's settings, signaling, and where verified streams go. */
@@ -127,7 +129,8 @@ export class AgentSession {
     this.log = context.logger;
     this.policy = new PathPolicyRunner({ role: 'agent' }, (action) => this.perform(action));
     this.paths.on('down', (down) => this.pathDown(down));
-    this.policy.dispatch({ type: 'open', mode: context.relayMode, turnOffered: false });
+    // Signaling opens a session; a backend's comes with its one path, and ends with it (transport/path-policy.ts).
+    if (!incoming.dialed) this.policy.dispatch({ type: 'open', mode: context.relayMode, turnOffered: false });
   }
 
   get isClosed(): boolean {
@@ -165,8 +168,8 @@ export class AgentSession {
    * session ends.
    */
   detach(visitorLost = false): void {
-    // The in-memory path needs no signaling.
-    if (this.incoming.local) return;
+    // The in-memory path needs no signaling, nor does a backend's.
+    if (this.incoming.local || this.incoming.dialed) return;
     this.visitorLost = visitorLost;
     this.policy.dispatch({ type: 'signaling-lost' });
   }
@@ -174,6 +177,11 @@ export class AgentSession {
   /** The gateway in this process: the session's one path is this in-memory channel's multiplexer. */
   attachLocal(mux: Mux): void {
     this.addPath('local', mux, Promise.resolve());
+  }
+
+  /** A network backend's visitor: the session's one path, its Noise handshake already through. */
+  attachDialed(kind: PathKind, mux: Mux): void {
+    this.addPath(kind, mux, Promise.resolve());
   }
 
   end(): void {
@@ -207,7 +215,7 @@ export class AgentSession {
         this.udp?.close();
         if (this.peer) this.closePeer(this.peer);
         for (const peer of this.peers.values()) this.closePeer(peer);
-        if (!this.incoming.local) this.c.closed(this.id);
+        if (!this.incoming.local && !this.incoming.dialed) this.c.closed(this.id);
         this.c.ended(this, this.announced);
         return;
       // The visitor leads: the agent's policy never starts a path, settles nothing, supersedes nothing.

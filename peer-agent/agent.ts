@@ -8,7 +8,7 @@ import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import { DEFAULT_ORIGIN_TIMEOUT_MS, HTTP_HEAD_VERSION, SHARE_CLOSE_TIMEOUT_MS, SIGNALING_PROTOCOL_VERSION } from '../shared/constants.js';
 import { encodeRecord, RecordReader } from '../shared/datagram.js';
-import { BeamError, isErrorCode } from '../shared/errors.js';
+import { BeamError, errorCodeOf, isErrorCode } from '../shared/errors.js';
 import { StreamProtocol } from '../shared/frames.js';
 import { Mux, type MuxStream } from '../shared/mux.js';
 import type { PathKind, SessionPath } from '../shared/paths.js';
@@ -24,6 +24,7 @@ import {
   type VisitorKind,
 } from '../shared/signaling.js';
 import type { AgentIdentity } from '../transport/agent-identity.js';
+import type { BackendListening, BackendPipe, NetworkBackend } from '../transport/backend.js';
 import type { Peer, WebRtcEngine } from '../transport/engine.js';
 import type { Identity } from '../transport/identity.js';
 import { type LocalLink, localChannelPair, serveLocally } from '../transport/local.js';
@@ -47,8 +48,8 @@ const FIRST_CONNECT_ATTEMPTS = 4;
 export type { SessionPath } from '../shared/paths.js';
 
 export interface AgentOptions {
-  /** The signaling server, e.g. http://127.0.0.1:7070 */
-  server: string;
+  /** The signaling server, e.g. http://127.0.0.1:7070; none when the share goes through a network backend (listenOn). */
+  server?: string;
   origin: Origin;
   /** Requested share name; random when absent. */
   name?: string;
@@ -151,6 +152,8 @@ export class Agent extends EventEmitter<AgentEvents> {
   private readonly sessionContext: AgentSessionContext;
   /** Takes back the offer of this share to a gateway in this process. */
   private withdrawLocal: (() => void) | undefined;
+  /** The network backend the share is served through, when not a server (listenOn). */
+  private listening: BackendListening | undefined;
 
   constructor(components: AgentComponents, options: AgentOptions) {
     super();
@@ -208,11 +211,13 @@ export class Agent extends EventEmitter<AgentEvents> {
 
   /** Connects and registers; resolves with the first registration or rejects with a BeamError. */
   start(): Promise<Registered> {
+    const server = this.options.server;
+    if (server === undefined) return Promise.reject(new BeamError('BEAM_ERR_INTERNAL', 'an agent with no server to register with'));
     return new Promise((resolve, reject) => {
       let first = true;
       let failures = 0;
       const socket = connectSignaling(
-        this.options.server,
+        server,
         {
           protocol: SIGNALING_PROTOCOL_VERSION,
           role: 'agent',
@@ -270,7 +275,7 @@ export class Agent extends EventEmitter<AgentEvents> {
         if (first && (!socket.active || failures >= FIRST_CONNECT_ATTEMPTS)) {
           first = false;
           this.close();
-          reject(new BeamError('BEAM_ERR_SERVER_UNREACHABLE', `${this.options.server}: ${err.message}`));
+          reject(new BeamError('BEAM_ERR_SERVER_UNREACHABLE', `${server}: ${err.message}`));
           return;
         }
         this.log.debug({ err: err.message }, 'signaling connect failed; retrying');
@@ -327,7 +332,78 @@ export class Agent extends EventEmitter<AgentEvents> {
   /** Offers the share to the server's gateway if it runs in this process (transport/local.ts): it then reaches this agent in memory. */
   private offerLocally(name: string): void {
     this.withdrawLocal?.();
-    this.withdrawLocal = serveLocally(this.options.server, name, () => this.acceptLocal());
+    if (this.options.server !== undefined) this.withdrawLocal = serveLocally(this.options.server, name, () => this.acceptLocal());
+  }
+
+  /**
+   * Serves the share as `name` through a network backend instead of a
+   * server (`--via libp2p`, transport/backend.ts): the backend announces it
+   * and hands in each visitor's pipe. Resolves with where visitors find it.
+   */
+  async listenOn(backend: NetworkBackend, name: string): Promise<BackendListening> {
+    const kind = this.options.kind ?? 'http';
+    const listening = await backend.listen({ name, kind, private: this.options.secret !== undefined, identity: await this.keyPair() }, (incoming) =>
+      this.acceptDialed(incoming, backend.name),
+    );
+    if (this.closed) {
+      await listening.close();
+      throw new BeamError('BEAM_ERR_INTERNAL', 'the agent closed while the backend started');
+    }
+    this.listening = listening;
+    this.log.info({ audit: 'share.registered', share: name, via: backend.name }, 'share listening');
+    return listening;
+  }
+
+  /**
+   * A backend's visitor: Noise on its pipe first (the agent's key; a private
+   * share's secret in the prologue, as on the relay), then a session whose
+   * one path it is. A visitor over --max-visitors, or who fails the
+   * handshake, gets nothing.
+   */
+  private acceptDialed(incoming: BackendPipe, via: string): void {
+    const id = `${via}-${randomBytes(9).toString('base64url')}`;
+    const key = `session:${id}`;
+    if (this.closed) {
+      incoming.pipe.close();
+      return;
+    }
+    if (this.visitorLimit && !this.visitorLimit.enter(key, true)) {
+      this.log.info({ audit: 'limit.hit', code: 'BEAM_ERR_MAX_VISITORS', session: id, max: this.visitorLimit.max }, 'visitor refused: --max-visitors');
+      incoming.pipe.close();
+      return;
+    }
+    void (async () => {
+      try {
+        const { SecureFrameChannel, secure, withSecret } = await import('../transport/secure.js');
+        const secured = await secure(incoming.pipe, {
+          role: 'responder',
+          identity: await this.keyPair(),
+          prologue: withSecret(new Uint8Array(0), this.options.secret),
+        });
+        if (this.closed) {
+          incoming.pipe.close();
+          this.visitorLimit?.leave(key);
+          return;
+        }
+        const session = new AgentSession(this.sessionContext, {
+          id,
+          visitor: 'cli',
+          iceServers: [],
+          relayToken: '',
+          relayUrl: undefined,
+          serverSeenAddress: incoming.address,
+          dialed: true,
+        });
+        this.sessions.set(id, session);
+        session.attachDialed(incoming.path, new Mux(new SecureFrameChannel(secured), { role: 'responder' }));
+      } catch (err) {
+        this.visitorLimit?.leave(key);
+        this.log.warn(
+          { audit: 'auth.refused', code: errorCodeOf(err) ?? 'BEAM_ERR_HANDSHAKE_FAILED', session: id, path: incoming.path, via, err: (err as Error).message },
+          'handshake failed',
+        );
+      }
+    })();
   }
 
   /** A session for the gateway in this process: the agent's end of an in-memory channel, with every check as on any path. */
@@ -382,7 +458,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       engine: this.engine,
       identity: this.keyPair,
       logger: this.log,
-      server: this.options.server,
+      server: this.options.server ?? '',
       relayMode: this.relayMode,
       kind: this.options.kind ?? 'http',
       secret: this.options.secret,
@@ -492,6 +568,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.withdrawLocal?.();
     for (const id of [...this.sessions.keys()]) this.endSession(id);
     this.forwarder.close();
+    await this.listening?.close();
     const socket = this.socket;
     if (socket?.connected && this.registered) {
       await new Promise<void>((resolve) => socket.timeout(SHARE_CLOSE_TIMEOUT_MS).emit('share:close', {}, () => resolve()));

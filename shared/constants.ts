@@ -511,3 +511,32 @@ export const LAN_SERVICE_TYPE = 'beam';
 export const LAN_FIND_TIMEOUT_MS = 3_000;
 /** After the first share of that name answers, how long `beam connect <name>` listens for a second one (two would be ambiguous). */
 export const LAN_FIND_SETTLE_MS = 300;
+
+/** Network backends a share can go through (`--via`): Beam's own server (signaling, its relay), or libp2p with no Beam server at all. */
+export const BACKEND_NAMES = ['server', 'libp2p'] as const;
+/** A `beam connect` link for a share on the libp2p backend: `beam+libp2p://<name>/<the agent's relayed multiaddr>#secret=...`. */
+export const LIBP2P_LINK_PROTOCOL = 'beam+libp2p:';
+/** The libp2p protocol a share is served on: this prefix and its name, so one node can serve several shares. */
+export const LIBP2P_PROTOCOL_PREFIX = '/beam/1/';
+/** STUN servers for the libp2p backend's hole punch when --stun names none: the public list @libp2p/webrtc uses by default. */
+export const LIBP2P_DEFAULT_STUN: readonly string[] = [
+  'stun:stun.l.google.com:19302',
+  'stun:global.stun.twilio.com:3478',
+  'stun:stun.cloudflare.com:3478',
+  'stun:stun.services.mozilla.com:3478',
+];
+/** How long `beam --via libp2p` waits for a circuit-relay reservation through its bootstrap peers before it gives up. */
+export const LIBP2P_RESERVE_TIMEOUT_MS = 20_000;
+/** How long `beam connect` waits for the libp2p hole punch (SDP over the relay, then ICE) before BEAM_ERR_AGENT_UNREACHABLE. */
+export const LIBP2P_DIAL_TIMEOUT_MS = 15_000;
+/**
+ * The public libp2p bootstrap peers (as js-libp2p and kubo ship them): the
+ * default way into the public network, where the agent finds a circuit relay.
+ */
+export const LIBP2P_PUBLIC_BOOTSTRAP: readonly string[] = [
+  '/dnsaddr/bootstrap.libp2p.io/p2p/QmNnooDu7bfjPFoTZYxMNLWUQJyrVwtbZg5gBMjTezGAJN',
+  '/dnsaddr/bootstrap.libp2p.io/p2p/QmQCU2EcMqAqQPR2i9bChDtGNJchTbq5TbXJJ16u19uLTa',
+  '/dnsaddr/bootstrap.libp2p.io/p2p/QmbLHAnMoJPWSCR5Zhtx6BHJX9KiKNN6tpvbUcqanj75Nb',
+  '/dnsaddr/bootstrap.libp2p.io/p2p/QmcZf59bWwK5XFi76CZX8cbJ4BhTzzA3gU1ZjYZcYW3dwt',
+  '/ip4/104.131.131.82/tcp/4001/p2p/QmaCpDMGvV2BGHeYERUEnRQAwe3N8SzbUtfsmvsqQLuvuJ',
+];

@@ -211,10 +211,14 @@ export const ERRORS = {
     message:
       "The request's body framing was ambiguous (Content-Length values that disagree or are not a number, a length on a request that says it has no body, or more or fewer body bytes than its Content-Length), so it was refused rather than guessed at. Send one Content-Length that matches the body, or chunked encoding.",
   },
+  BEAM_ERR_HOLE_PUNCH_FAILED: {
+    status: 502,
+    message: 'No direct path to the agent through these NATs, and libp2p relays carry no shares: share through a Beam server.',
+  },
   BEAM_ERR_HOST_NOT_ALLOWED: {
     status: 403,
     message:
-      'This local port answers only requests for localhost, 127.0.0.1 or [::1] (a web page under another name may be a DNS rebinding attack). Open it under one of those names, or allow the name with `beam connect --allow-host <name>`.',
+      'This local port answers only requests for localhost, 127.0.0.1 or [::1] (another name may be a DNS rebinding attack). Open it under one of those names, or allow the name with `beam connect --allow-host <name>`.',
   },
 } as const satisfies Record<string, { status: number; message: string }>;
 

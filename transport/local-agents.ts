@@ -5,12 +5,15 @@
  * bundled into the browser page too) carries no channel code.
  */
 import type { FrameChannel } from '../shared/mux.js';
+import type { PathKind } from '../shared/paths.js';
 import type { ShareKind } from '../shared/signaling.js';
 
 /** What an agent hands the gateway for a new session: the gateway's end of the channel, and what the share carries. */
 export interface LocalLink {
   channel: FrameChannel;
   kind: ShareKind;
+  /** The path it is: 'local' in memory (the default), or a network backend's ('direct' for libp2p). */
+  path?: PathKind;
 }
 
 export type LocalAccept = () => LocalLink;

@@ -24,7 +24,8 @@
  *
  * A session on the in-memory path (local: the agent runs in this process)
  * has no network to try: it is up at once, retries nothing, and ends with
- * that path.
+ * that path. So does a session that signaling never opened, whose one path
+ * a network backend handed over (transport/backend.ts): its next is a new dial.
  *
  * Both ends lose signaling alike: no new path can be set up, so the attempt
  * being set up goes, the paths up must answer a fresh PING (probe), and the
@@ -377,8 +378,8 @@ class Transition {
     this.set({ up: this.s.up.filter((k) => k !== kind) });
     if (replaced) return;
     if (code && code !== 'BEAM_ERR_PEER_GONE') this.set({ lastError: new BeamError(code) });
-    // The in-memory path closes when the agent in this process goes: the session goes with it.
-    if (kind === 'local') {
+    // The in-memory path closes when the agent in this process goes: the session goes with it. A backend's one path likewise.
+    if (kind === 'local' || !this.s.opened) {
       this.close('BEAM_ERR_PEER_GONE');
       return;
     }

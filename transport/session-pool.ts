@@ -30,7 +30,7 @@ import type { PathKind } from '../shared/paths.js';
 import { decode, type Handshake, SessionClosedSchema, SessionSignalSchema } from '../shared/signaling.js';
 import type { WebRtcEngine } from './engine.js';
 import type { Identity } from './identity.js';
-import { localAgent } from './local-agents.js';
+import { type LocalLink, localAgent } from './local-agents.js';
 import { type PathInfo, VisitorSession, type VisitorSessionOptions } from './session.js';
 import { connectSignaling, type Reconnect, type SignalingSocket } from './signaling-client.js';
 
@@ -55,6 +55,12 @@ export interface SessionPoolOptions {
    * reached in memory (transport/local.ts), not through signaling. Default false.
    */
   localLinks?: boolean;
+  /**
+   * A network backend instead of signaling (`--via libp2p`): each session's
+   * one path is what this dials for the share (transport/backend.ts,
+   * dialSecured), and `server` is unused.
+   */
+  dial?: (share: string) => Promise<LocalLink>;
 }
 
 export interface SessionPoolEvents {
@@ -68,7 +74,8 @@ export class SessionPool extends EventEmitter<SessionPoolEvents> {
   private readonly c: SessionPoolComponents;
   private readonly options: SessionPoolOptions;
   private readonly log: Logger;
-  readonly socket: SignalingSocket;
+  /** Signaling; none with a network backend (`dial`). */
+  readonly socket: SignalingSocket | undefined;
   /** The sessions each share's new streams take: one, or one per member of a pooled share. */
   private readonly byShare = new Map<string, VisitorSession[]>();
   /** Pooled shares: when this pool last asked signaling for a member it has no session with. */
@@ -87,6 +94,7 @@ export class SessionPool extends EventEmitter<SessionPoolEvents> {
     this.c = components;
     this.options = options;
     this.log = components.logger;
+    if (options.dial) return;
     this.socket = connectSignaling(options.server, { protocol: SIGNALING_PROTOCOL_VERSION, role: 'visitor', ...options.handshake }, options.reconnect);
     this.socket.on('session:signal', (raw) => {
       try {
@@ -121,13 +129,14 @@ export class SessionPool extends EventEmitter<SessionPoolEvents> {
 
   /** Whether signaling is connected now (for /readyz). */
   get connected(): boolean {
-    return this.socket.connected;
+    return this.socket?.connected ?? true;
   }
 
   /** Resolves once signaling is connected. */
   ready(): Promise<void> {
-    if (this.socket.connected) return Promise.resolve();
-    return new Promise((resolve) => this.socket.once('connect', () => resolve()));
+    const socket = this.socket;
+    if (!socket || socket.connected) return Promise.resolve();
+    return new Promise((resolve) => socket.once('connect', () => resolve()));
   }
 
   /** Shares with a session (up, or being set up). */
@@ -208,7 +217,7 @@ export class SessionPool extends EventEmitter<SessionPoolEvents> {
   }
 
   private create(share: string, spread: boolean): VisitorSession {
-    const local = this.options.localLinks ? localAgent(this.options.server, share) : undefined;
+    const local = this.options.dial ? () => this.options.dial?.(share) : this.options.localLinks ? localAgent(this.options.server, share) : undefined;
     const created = new VisitorSession(
       { engine: this.c.engine, logger: this.log, socket: this.socket, identity: this.c.identity },
       { ...this.options.session, share, server: this.options.server, ...(local ? { local: local() } : {}), ...(spread ? { spread } : {}) },
@@ -269,6 +278,6 @@ export class SessionPool extends EventEmitter<SessionPoolEvents> {
 
   close(): void {
     for (const session of [...[...this.byShare.values()].flat(), ...this.byId.values()]) session.close();
-    this.socket.disconnect();
+    this.socket?.disconnect();
   }
 }

@@ -63,7 +63,8 @@ export interface PathInfo {
 export interface VisitorSessionComponents {
   engine: WebRtcEngine;
   logger: Logger;
-  socket: VisitorSocket;
+  /** Signaling; none when every session is a network backend's (`local` a promise). */
+  socket?: VisitorSocket | undefined;
   /** This visitor's key for Noise, or how to make one when a path first needs it. */
   identity: Identity | (() => Promise<Identity>);
 }
@@ -92,10 +93,12 @@ export interface VisitorSessionOptions {
    */
   directNoise?: boolean;
   /**
-   * The share's agent runs in this process (transport/local.ts): the session
-   * rides this in-memory channel alone, with no signaling, and ends with it.
+   * The share's agent runs in this process (transport/local.ts), or a network
+   * backend dialed it and Noise is through (a promise: transport/backend.ts,
+   * `--via libp2p`): the session rides this channel alone, with no
+   * signaling, and ends with it.
    */
-  local?: LocalLink;
+  local?: LocalLink | Promise<LocalLink>;
   /** A pooled share: open the session with a member this visitor has none with yet (BEAM_ERR_POOL_COVERED if there is none). */
   spread?: boolean;
 }
@@ -128,6 +131,8 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
   /** When to set up, retry and give up paths: a pure policy (transport/path-policy.ts); this class carries it out. */
   private readonly policy: PathPolicyRunner;
   private opened: SessionOpened | undefined;
+  /** The channel `local` named, once there. */
+  private link: LocalLink | undefined;
   private expected: PeerId | undefined;
   private identityPromise: Promise<Identity> | undefined;
   /** The latest direct attempt's peer connection. */
@@ -178,7 +183,7 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
 
   /** What the share carries, once the session is open. */
   get kind(): ShareKind | undefined {
-    return this.opened?.kind ?? this.options.local?.kind;
+    return this.opened?.kind ?? this.link?.kind;
   }
 
   /** The HTTP head codec the agent speaks (1 until the session is open; an in-process agent is this build's). */
@@ -306,24 +311,24 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
       case 'close':
         this.paths.close('BEAM_ERR_PEER_GONE');
         this.peer?.close();
-        if (this.sessionId && this.c.socket.connected) this.c.socket.emit('session:close', { sessionId: this.sessionId });
+        if (this.sessionId && this.c.socket?.connected) this.c.socket.emit('session:close', { sessionId: this.sessionId });
         this.emit('close');
         return;
     }
   }
 
   private async connect(): Promise<void> {
-    const local = this.options.local;
-    if (local) {
-      // In memory: the agent set its end up already; nothing to signal, nothing to verify on the wire.
-      // (A turn later, so that whoever made the session hears its first 'path'.)
-      await Promise.resolve();
-      this.addPath('local', new Mux(local.channel, { role: 'initiator' }), () => local.channel.close());
-      return;
-    }
     let opened: SessionOpened;
     let mode: RelayMode;
     try {
+      if (this.options.local) {
+        // In memory, or a backend's path already through Noise: nothing to signal.
+        // (A turn later at least, so that whoever made the session hears its first 'path'.)
+        const link = await this.options.local;
+        this.link = link;
+        this.addPath(link.path ?? 'local', new Mux(link.channel, { role: 'initiator' }), () => link.channel.close());
+        return;
+      }
       opened = await this.open();
       this.opened = opened;
       this.sessionId = opened.sessionId;
@@ -369,7 +374,7 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
   private open(): Promise<SessionOpened> {
     return new Promise<SessionOpened>((resolve, reject) => {
       const req = { share: this.share, ...(this.options.spread ? { spread: true } : {}) };
-      this.c.socket.timeout(AGENT_CONNECT_TIMEOUT_MS).emit('session:open', req, (err: Error | null, res: Ack<SessionOpened>) => {
+      this.c.socket?.timeout(AGENT_CONNECT_TIMEOUT_MS).emit('session:open', req, (err: Error | null, res: Ack<SessionOpened>) => {
         if (err) reject(new BeamError('BEAM_ERR_AGENT_UNREACHABLE', 'signaling did not answer'));
         else if (res.ok) resolve(res.value);
         else reject(new BeamError(isErrorCode(res.error.code) ? res.error.code : 'BEAM_ERR_AGENT_UNREACHABLE', res.error.detail));
@@ -378,7 +383,7 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
   }
 
   private emitSignal(signal: Signal): void {
-    if (this.sessionId && this.c.socket.connected) this.c.socket.emit('session:signal', { sessionId: this.sessionId, signal });
+    if (this.sessionId && this.c.socket?.connected) this.c.socket.emit('session:signal', { sessionId: this.sessionId, signal });
   }
 
   // ------------------------------------------------------------ direct

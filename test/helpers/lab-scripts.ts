@@ -2,6 +2,7 @@
 
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { ROOT } from './procs.js';
 
 /** The origin, inside the agent's host: /file is `size` random bytes, announced with their sha256. */
 export const ORIGIN = (size: number): string => `
@@ -66,4 +67,31 @@ get((res) => {
   res.on('data', (c) => hash.update(c));
   res.on('end', () => console.log(JSON.stringify({ status: res.statusCode, hash: hash.digest('hex') })));
 });
+`;
+
+/** A module of this repository's node_modules, as a lab script imports it (a file URL: the scripts run from no package). */
+const moduleUrl = (relative: string): string => JSON.stringify(pathToFileURL(path.join(ROOT, 'node_modules', relative)).href);
+
+/**
+ * A stock js-libp2p circuit relay v2 node (no Beam code), as anyone runs one:
+ * TCP, Noise, yamux, identify and the relay service with its default limits.
+ * Listens on `host`:4001 and prints its multiaddr. Node 20 lacks
+ * Promise.withResolvers, which current js-libp2p needs: the script brings it.
+ */
+export const LIBP2P_RELAY = (host: string): string => `
+Promise.withResolvers ??= () => { let resolve, reject; const promise = new Promise((a, b) => { resolve = a; reject = b; }); return { promise, resolve, reject }; };
+const { createLibp2p } = await import(${moduleUrl('libp2p/dist/src/index.js')});
+const { tcp } = await import(${moduleUrl('@libp2p/tcp/dist/src/index.js')});
+const { noise } = await import(${moduleUrl('@chainsafe/libp2p-noise/dist/src/index.js')});
+const { yamux } = await import(${moduleUrl('@chainsafe/libp2p-yamux/dist/src/index.js')});
+const { identify } = await import(${moduleUrl('@libp2p/identify/dist/src/index.js')});
+const { circuitRelayServer } = await import(${moduleUrl('@libp2p/circuit-relay-v2/dist/src/index.js')});
+const node = await createLibp2p({
+  addresses: { listen: ['/ip4/${host}/tcp/4001'] },
+  transports: [tcp()],
+  connectionEncrypters: [noise()],
+  streamMuxers: [yamux()],
+  services: { identify: identify(), relay: circuitRelayServer() },
+});
+console.log(JSON.stringify({ relay: node.getMultiaddrs().map(String)[0] }));
 `;

@@ -1,0 +1,120 @@
+/**
+ * Network backends: how a share is announced, how a visitor finds it, how
+ * the two exchange what sets a path up, and which paths result. `--via`
+ * picks one; app/share.ts and app/connect.ts hold the choice.
+ *
+ *   server  Beam's signaling server (the default): it names shares, pairs
+ *           sessions, carries offers and candidates, and offers the direct,
+ *           TURN and relay paths, which the session classes set up and
+ *           replace themselves (transport/session.ts, peer-agent/agent-session.ts).
+ *   libp2p  no Beam server at all (transport/libp2p.ts): the agent reserves a
+ *           slot on a circuit relay, the visitor dials through it, and the
+ *           two punch a WebRTC connection; the backend hands over one
+ *           finished path.
+ *
+ * A backend of the second kind implements NetworkBackend below: `listen`
+ * makes a share reachable and hands the agent each visitor's pipe, `dial`
+ * hands the visitor one. On every pipe Beam runs what it runs on its relay:
+ * Noise with the agent's key (the visitor pins it; a private share's secret
+ * goes into the prologue) and the stream multiplexer. So the agent's checks
+ * and the visitor's pin do not depend on what the network proves.
+ *
+ * Overlay networks fit the same two calls, with no stub here until one is
+ * built (docs/backends.md says what each needs): a Tor onion service or an
+ * I2P destination is `listen` (publish the service, accept streams) and
+ * `dial` (a stream through the overlay); Nym carries messages rather than
+ * streams, so it needs a reliable, ordered pipe on top; Veilid's app calls
+ * and private routes would carry the pipe's messages likewise.
+ */
+import type { PeerId } from '@libp2p/interface';
+import type { BACKEND_NAMES } from '../shared/constants.js';
+import { BeamError } from '../shared/errors.js';
+import type { FrameChannel } from '../shared/mux.js';
+import type { PathKind } from '../shared/paths.js';
+import type { ShareKind } from '../shared/signaling.js';
+import type { Identity } from './identity.js';
+import type { Pipe } from './secure.js';
+
+export type BackendName = (typeof BACKEND_NAMES)[number];
+
+/** What the agent tells a backend about a share. Never its secret: that is proven inside Beam's Noise, on the pipe. */
+export interface BackendShare {
+  name: string;
+  kind: ShareKind;
+  private: boolean;
+  /** The agent's key: the backend's own identity is the same peer ID, so the link's pin names both. */
+  identity: Identity;
+}
+
+/** A visitor's pipe as a backend hands it over: a finished path, before Beam's Noise runs on it. */
+export interface BackendPipe {
+  pipe: Pipe;
+  path: PathKind;
+  /** The other end's address on that path, as the network saw it (for --allow-ip and logs). */
+  address: string | undefined;
+}
+
+export interface BackendListening {
+  /** The `beam connect` link, without a private share's secret (the caller adds it). */
+  link: string;
+  /** Where visitors reach the share now, in the backend's own terms (libp2p: the agent's relayed multiaddr). */
+  address: string;
+  /** Where the share can be reached, in the backend's own terms (libp2p: multiaddrs). */
+  addresses: string[];
+  close(): Promise<void>;
+}
+
+/** What a backend's link names: the share, how to reach its agent, and the agent's peer ID, which it must prove. */
+export interface BackendTarget {
+  share: string;
+  /** The backend's address of the agent (libp2p: its relayed multiaddr). */
+  address: string;
+  peer: string;
+  secret: string | undefined;
+  /** What the share carries, as the link says. */
+  kind: ShareKind;
+}
+
+export interface NetworkBackend {
+  readonly name: BackendName;
+  /** Agent: makes `share` reachable; each visitor's pipe goes to `accept`. Rejects with a BeamError. */
+  listen(share: BackendShare, accept: (incoming: BackendPipe) => void): Promise<BackendListening>;
+  /** Visitor: reaches the share `target` names. Rejects with a BeamError that says what failed. */
+  dial(target: BackendTarget, options?: { signal?: AbortSignal }): Promise<BackendPipe>;
+  close(): Promise<void>;
+}
+
+/**
+ * The visitor's end of a backend's pipe: Noise as on the relay, the agent
+ * pinned to `peer` and a private share's secret in the prologue. A prologue
+ * that differs fails the first decryption: the agent asked for a secret the
+ * link lacks, or has another (BEAM_ERR_PRIVATE).
+ */
+export async function dialSecured(
+  dialed: BackendPipe,
+  options: { identity: Identity; peer: PeerId; secret: string | undefined },
+): Promise<{ channel: FrameChannel; path: PathKind }> {
+  const { secure, SecureFrameChannel, withSecret } = await import('./secure.js');
+  try {
+    const secured = await secure(dialed.pipe, {
+      role: 'initiator',
+      identity: options.identity,
+      remotePeer: options.peer,
+      prologue: withSecret(new Uint8Array(0), options.secret),
+    });
+    return { channel: new SecureFrameChannel(secured), path: dialed.path };
+  } catch (err) {
+    if (err instanceof BeamError && err.code === 'BEAM_ERR_HANDSHAKE_FAILED' && /decrypt/i.test(err.message))
+      throw new BeamError(
+        'BEAM_ERR_PRIVATE',
+        options.secret === undefined ? 'the share is private and the link has no #secret=' : "the link's secret is wrong",
+      );
+    throw err;
+  }
+}
+
+/** `--via`'s value, checked. */
+export function parseBackendName(text: string): BackendName {
+  if (text === 'server' || text === 'libp2p') return text;
+  throw new BeamError('BEAM_ERR_BAD_OPTION', `--via ${text}: a share goes through "server" (a Beam server: the default) or "libp2p" (no Beam server)`);
+}
