@@ -24,6 +24,8 @@ export type CliEvent =
       kind?: 'tcp' | 'udp';
       /** beam --tls: the local authority teammates trust once. */
       ca?: { file: string; fingerprint: string; url: string };
+      /** The network the share goes through, when not a Beam server (`--via libp2p`): its link is for beam connect only. */
+      via?: 'libp2p';
     }
   | { event: 'session' | 'path'; id: string; visitor: string; path: string; via: string; rtt?: number; after?: number }
   | { event: 'session-closed'; id: string; path: string }
@@ -87,6 +89,13 @@ function via(e: { path: string; via: string; rtt?: number }): string {
 export function describe(e: CliEvent): string | undefined {
   switch (e.event) {
     case 'ready':
+      if (e.via === 'libp2p' && e.link)
+        return [
+          `Sharing ${e.kind ? `${e.kind.toUpperCase()} ` : ''}${e.origin} through libp2p (no Beam server)`,
+          `  beam connect ${e.link}`,
+          ...(e.inspect ? [`  Inspect: ${e.inspect}`] : []),
+          'Press Ctrl+C to stop.',
+        ].join('\n');
       return e.resumed
         ? `Reconnected: ${e.url} is back.`
         : [

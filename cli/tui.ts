@@ -76,6 +76,16 @@ export function createTerminalOutput(stream: NodeJS.WriteStream = process.stdout
 
   const ready = (e: Extract<CliEvent, { event: 'ready' }>): string => {
     if (e.resumed) return `${green('✓')} Reconnected: ${e.url} is back.`;
+    // A libp2p share's link is for beam connect alone: no browser link, no QR code for a phone.
+    if (e.via === 'libp2p' && e.link)
+      return [
+        `${green('✓')} Sharing ${e.kind ? `${e.kind.toUpperCase()} ` : ''}${bold(e.origin)} through libp2p (no Beam server)`,
+        '',
+        `  Connect  ${cyan(`beam connect ${e.link}`)}`,
+        ...(e.inspect ? [`  Inspect  ${e.inspect}`] : []),
+        '',
+        dim('Press Ctrl+C to stop.'),
+      ].join('\n');
     const rows = [
       `${green('✓')} Sharing ${e.kind ? `${e.kind.toUpperCase()} ` : ''}${bold(e.origin)}`,
       '',

@@ -81,3 +81,14 @@ describe('share({ via: libp2p }) refuses what a libp2p share cannot have, before
     expect((err as BeamError).code).toBe('BEAM_ERR_BAD_OPTION');
   });
 });
+
+describe("a libp2p share's ready lines", () => {
+  it('name the beam connect command, and no browser link', async () => {
+    const { describe: describeEvent } = await import('../cli/output.js');
+    const link = libp2pLink('quick-fox-123', ADDRESS);
+    const text = describeEvent({ event: 'ready', name: 'quick-fox-123', url: link, link, origin: '127.0.0.1:3000', server: ADDRESS, via: 'libp2p' }) ?? '';
+    expect(text).toContain(`beam connect ${link}`);
+    expect(text).toContain('through libp2p (no Beam server)');
+    expect(text).not.toContain('Link:');
+  });
+});

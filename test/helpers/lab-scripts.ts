@@ -1,5 +1,6 @@
 /** Scripts the network labs run inside their hosts (test/helpers/netlab.ts), with `lab.node(ns, script)`. */
 
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { ROOT } from './procs.js';
@@ -70,7 +71,13 @@ get((res) => {
 `;
 
 /** A module of this repository's node_modules, as a lab script imports it (a file URL: the scripts run from no package). */
-const moduleUrl = (relative: string): string => JSON.stringify(pathToFileURL(path.join(ROOT, 'node_modules', relative)).href);
+const moduleUrl = (relative: string): string => JSON.stringify(pathToFileURL(path.join(modulesDir(), relative)).href);
+
+/** The repository's node_modules, from the source or from dist/ (the benches run compiled). */
+function modulesDir(): string {
+  for (const dir of [ROOT, path.dirname(ROOT)]) if (existsSync(path.join(dir, 'node_modules', 'libp2p'))) return path.join(dir, 'node_modules');
+  throw new Error(`no node_modules with libp2p at or above ${ROOT}`);
+}
 
 /**
  * A stock js-libp2p circuit relay v2 node (no Beam code), as anyone runs one:
