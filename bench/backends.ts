@@ -80,7 +80,9 @@ async function visit(lab: NetLab, link: string, extra: string[]): Promise<Row> {
     const [line] = await lab.node(lab.hb, MEASURE(port, last ? 30 : 0, last ? REPS : 0, MIB * 1024 * 1024));
     // The process's start to its ready line, then the first request: the measuring script's own start is left out.
     firstMs.push(readyMs + (line?.['first'] as number));
-    path = String((await v.waitFor('session'))['path']);
+    await v.waitFor('session');
+    // The path the measurements ended on: the first one, or the last it moved to.
+    path = String([...v.events].reverse().find((e) => e['event'] === 'session' || e['event'] === 'path')?.['path']);
     if (last) {
       seqP50 = median(line?.['seq'] as number[]);
       mbps = (MIB * 1.048576) / (median(line?.['file'] as number[]) / 1000);

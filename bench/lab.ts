@@ -21,6 +21,8 @@ export function median(xs: number[]): number {
 
 export interface Proc {
   child: ChildProcess;
+  /** Every JSON event so far, in order. */
+  events: Array<Record<string, unknown>>;
   waitFor(event: string): Promise<Record<string, unknown>>;
 }
 
@@ -44,6 +46,7 @@ export function beam(lab: NetLab, ns: string, argv: string[], env: NodeJS.Proces
   });
   return {
     child,
+    events,
     waitFor(event) {
       const seen = events.find((e) => e['event'] === event);
       if (seen) return Promise.resolve(seen);
