@@ -131,13 +131,7 @@ export function parseLibp2pLink(text: string): BackendTarget {
   return { share, address: address.toString(), peer: last.value, secret: fragment.get('secret') ?? undefined, kind };
 }
 
-/**
- * A Pipe over a libp2p stream, with its backpressure: send() false until
- * 'drain'. No pause or resume: Beam's multiplexer above bounds what the other
- * side may send (per-stream credit), and pausing the WebRTC stream from the
- * Noise layer stalled it once per round trip (1.4 MB/s at 50 ms RTT; 8.6
- * without, bench/backends.ts).
- */
+/** A Pipe over a libp2p stream, with its backpressure: send() false until 'drain'. */
 export function streamPipe(stream: Stream): Pipe {
   return {
     send(bytes) {
@@ -152,6 +146,8 @@ export function streamPipe(stream: Stream): Pipe {
     onDrain: (cb) => stream.addEventListener('drain', () => cb()),
     onMessage: (cb) => stream.addEventListener('message', (evt) => cb(evt.data instanceof Uint8Array ? evt.data : evt.data.subarray())),
     onClose: (cb) => stream.addEventListener('close', () => cb(), { once: true }),
+    pause: () => stream.pause(),
+    resume: () => stream.resume(),
     close: () => {
       // What was sent goes first; a stream that can't finish is cut.
       stream.close({ signal: AbortSignal.timeout(2_000) }).catch(() => stream.abort(new Error('closed')));
