@@ -127,7 +127,7 @@ export const ERRORS = {
   },
   BEAM_ERR_SERVER_UNREACHABLE: {
     status: 502,
-    message: 'The Beam server could not be reached. Check --server, or leave it out to use the embedded server.',
+    message: 'The Beam server (with --via libp2p: the bootstrap peers) could not be reached. Check --server (--bootstrap), or leave it out to use the embedded server.',
   },
   BEAM_ERR_BAD_OPTION: {
     status: 400,
@@ -209,7 +209,7 @@ export const ERRORS = {
   BEAM_ERR_BAD_FRAMING: {
     status: 400,
     message:
-      "The request's body framing was ambiguous (Content-Length values that disagree or are not a number, a length on a request that says it has no body, or more or fewer body bytes than its Content-Length), so it was refused rather than guessed at. Send one Content-Length that matches the body, or chunked encoding.",
+      "The request's body framing was ambiguous (Content-Length values that disagree or are no number, a length with no body, or a body of another length), so it was refused, not guessed at. Send one Content-Length that matches the body, or chunked encoding.",
   },
   BEAM_ERR_HOLE_PUNCH_FAILED: {
     status: 502,
