@@ -127,7 +127,8 @@ export const ERRORS = {
   },
   BEAM_ERR_SERVER_UNREACHABLE: {
     status: 502,
-    message: 'The Beam server (with --via libp2p: the bootstrap peers) could not be reached. Check --server (--bootstrap), or leave it out to use the embedded server.',
+    message:
+      'The Beam server (with --via libp2p: the bootstrap peers) could not be reached. Check --server (--bootstrap), or leave it out to use the embedded server.',
   },
   BEAM_ERR_BAD_OPTION: {
     status: 400,
