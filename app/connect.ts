@@ -23,7 +23,7 @@ import { StreamProtocol } from '../shared/frames.js';
 import { validateName } from '../shared/names.js';
 import type { PathKind } from '../shared/paths.js';
 import type { RelayMode, ShareKind } from '../shared/signaling.js';
-import { dialSecured } from '../transport/backend.js';
+import { dialSecured, loadLibp2p } from '../transport/backend.js';
 import type { WebRtcEngine } from '../transport/engine.js';
 import { ephemeralIdentity, parsePeerId } from '../transport/identity.js';
 import { findShare } from '../transport/lan.js';
@@ -356,7 +356,7 @@ async function locate(options: ConnectOptions, logger: Logger): Promise<Located>
 async function locateLibp2p(options: ConnectOptions, logger: Logger): Promise<{ located: Located; dial: Dial }> {
   if (options.server !== undefined) throw new BeamError('BEAM_ERR_BAD_OPTION', 'a beam+libp2p:// link needs no Beam server: leave --server out');
   if (options.relay === 'always') throw new BeamError('BEAM_ERR_BAD_OPTION', "--relay always with a libp2p link: libp2p's relays carry the hole punch only");
-  const p2p = await import('../transport/libp2p.js');
+  const p2p = await loadLibp2p();
   const target = p2p.parseLibp2pLink(options.link);
   const backend = new p2p.Libp2pBackend({ stun: options.stun?.length ? p2p.parseStun(options.stun) : undefined, logger });
   const url = p2p.libp2pLink(target.share, target.address);

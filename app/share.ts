@@ -22,7 +22,7 @@ import { BeamError } from '../shared/errors.js';
 import { randomName, validateName } from '../shared/names.js';
 import type { RelayMode, ShareKind } from '../shared/signaling.js';
 import { loadAgentIdentity } from '../transport/agent-identity.js';
-import { type NetworkBackend, parseBackendName } from '../transport/backend.js';
+import { loadLibp2p, type NetworkBackend, parseBackendName } from '../transport/backend.js';
 import type { EngineName } from '../transport/engine.js';
 import { loadEngine } from '../transport/index.js';
 import { announceShare } from '../transport/lan.js';
@@ -368,7 +368,7 @@ export async function share(options: ShareOptions): Promise<Share> {
   if (via === 'libp2p') refuseWithLibp2p(options, kind, relay);
   else if (options.bootstrap?.length || options.stun?.length)
     throw new BeamError('BEAM_ERR_BAD_OPTION', '--bootstrap and --stun are for --via libp2p (a Beam server hands out its own STUN: beam serve --stun)');
-  const p2p = via === 'libp2p' ? await import('../transport/libp2p.js') : undefined;
+  const p2p = via === 'libp2p' ? await loadLibp2p() : undefined;
   const bootstrap = p2p && options.bootstrap?.length ? p2p.parseBootstrap(options.bootstrap) : undefined;
   const stun = p2p && options.stun?.length ? p2p.parseStun(options.stun) : undefined;
   if (options.name !== undefined && via === 'libp2p') validateName(options.name);

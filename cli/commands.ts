@@ -33,7 +33,7 @@ import { BeamError } from '../shared/errors.js';
 import type { ShareKind } from '../shared/signaling.js';
 import { validateIceConfig } from '../signaling/ice.js';
 import { AgentTokens } from '../signaling/tokens.js';
-import { parseBackendName } from '../transport/backend.js';
+import { loadLibp2p, parseBackendName } from '../transport/backend.js';
 import { loadEngine } from '../transport/index.js';
 import { createConnectView } from './connect-view.js';
 import { COMMON_DEV_PORTS, detectDevServer, detectFromPackageJson, isListening } from './detect.js';
@@ -393,7 +393,7 @@ export async function runStart(flags: StartFlags): Promise<void> {
       'BEAM_ERR_CONFIG',
       `${flags.config}: lan: true announces the embedded server on your network; with a server, visitors find the shares through it`,
     );
-  const p2p = config.via === 'libp2p' ? await import('../transport/libp2p.js') : undefined;
+  const p2p = config.via === 'libp2p' ? await loadLibp2p() : undefined;
   if (p2p && (serverFlag || config.lan))
     throw new BeamError('BEAM_ERR_CONFIG', `${flags.config}: via: libp2p needs no Beam server, and announces nothing on the LAN: leave server and lan out`);
   if (!p2p && (config.bootstrap || config.stun)) throw new BeamError('BEAM_ERR_CONFIG', `${flags.config}: bootstrap and stun go with via: libp2p`);
@@ -636,7 +636,7 @@ export async function runDoctor(flags: {
   const via = parseBackendName(flags.via ?? 'server');
   if (via === 'libp2p') {
     if (flags.server) throw new BeamError('BEAM_ERR_BAD_OPTION', '--server with --via libp2p: libp2p needs no Beam server; leave one of them out');
-    const { parseBootstrap, parseStun } = await import('../transport/libp2p.js');
+    const { parseBootstrap, parseStun } = await loadLibp2p();
     const bootstrap = lines(flags.bootstrap);
     const stun = lines(flags.stun);
     const report = await doctorLibp2p({

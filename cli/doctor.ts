@@ -15,6 +15,7 @@ import type { Logger } from 'pino';
 import WebSocket from 'ws';
 import { LIBP2P_DEFAULT_STUN, RELAY_PATH } from '../shared/constants.js';
 import { BeamError } from '../shared/errors.js';
+import { loadLibp2p } from '../transport/backend.js';
 
 export type Mapping = 'none' | 'endpoint-independent' | 'endpoint-dependent' | 'unknown';
 export type LikelyPath = 'direct' | 'direct-or-relay' | 'relay';
@@ -161,7 +162,7 @@ export interface Libp2pDoctorReport {
 
 /** `beam doctor --via libp2p`: joins the network as an agent would (a throwaway key), and checks UDP and the NAT with the hole punch's STUN servers. */
 export async function doctorLibp2p(options: { bootstrap?: string[] | undefined; stun?: string[] | undefined; logger: Logger }): Promise<Libp2pDoctorReport> {
-  const { Libp2pBackend } = await import('../transport/libp2p.js');
+  const { Libp2pBackend } = await loadLibp2p();
   const backend = new Libp2pBackend(options);
   const [joined, stun] = await Promise.all([
     backend.probe().finally(() => backend.close()),

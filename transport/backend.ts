@@ -113,6 +113,23 @@ export async function dialSecured(
   }
 }
 
+/**
+ * The libp2p backend's module (transport/libp2p.ts), loaded on first use: a
+ * share through a Beam server never loads libp2p. Its WebRTC runs on
+ * node-datachannel's native module; where that failed to install, say so.
+ */
+export async function loadLibp2p(): Promise<typeof import('./libp2p.js')> {
+  try {
+    return await import('./libp2p.js');
+  } catch (err) {
+    throw new BeamError(
+      'BEAM_ERR_BAD_OPTION',
+      `the libp2p backend failed to load (${(err as Error).message}); its WebRTC needs node-datachannel's native module: reinstall Beam, or share through a Beam server (--via server)`,
+      { cause: err },
+    );
+  }
+}
+
 /** `--via`'s value, checked. */
 export function parseBackendName(text: string): BackendName {
   if (text === 'server' || text === 'libp2p') return text;
