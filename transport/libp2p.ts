@@ -23,6 +23,8 @@
  * direct path does (docs/backends.md).
  */
 import './polyfill.js';
+// @libp2p/webrtc runs on node-datachannel too: Beam's engine module sets its SCTP buffers (SCTP_BUFFER_BYTES) for every peer connection of the process.
+import './ndc.js';
 import { noise } from '@chainsafe/libp2p-noise';
 import { yamux } from '@chainsafe/libp2p-yamux';
 import { circuitRelayTransport } from '@libp2p/circuit-relay-v2';
