@@ -525,6 +525,13 @@ export async function share(options: ShareOptions): Promise<Share> {
       handle.server = listening.address;
       handle.link = p2p.libp2pLink(name, listening.address, { kind, secret });
       handle.url = handle.link;
+      // Another relay took over: the link changes with it, and is said again as 'resumed'.
+      listening.onAddress((address) => {
+        handle.server = address;
+        handle.link = p2p.libp2pLink(name, address, { kind, secret });
+        handle.url = handle.link;
+        handle.emit('resumed', { name, url: handle.link });
+      });
       setImmediate(() => {
         const early = held ?? [];
         held = undefined;

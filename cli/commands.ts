@@ -266,7 +266,17 @@ async function report(shared: Share, out: Output, target: string, originStartsLa
   });
   shared.on('reconnecting', (e) => out.emit({ event: 'reconnecting', reason: e.reason }));
   shared.on('error', (err) => out.emit({ event: 'error', code: err.code, message: err.message }));
-  shared.on('resumed', (r) => out.emit({ event: 'ready', name: r.name, url: r.url, origin: shared.origin, server: shared.server, resumed: true }));
+  shared.on('resumed', (r) =>
+    out.emit({
+      event: 'ready',
+      name: r.name,
+      url: r.url,
+      origin: shared.origin,
+      server: shared.server,
+      resumed: true,
+      ...(shared.via !== 'server' ? { via: shared.via, link: shared.link } : {}),
+    }),
+  );
   out.emit({
     event: 'ready',
     name: shared.name,

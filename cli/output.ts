@@ -89,6 +89,7 @@ function via(e: { path: string; via: string; rtt?: number }): string {
 export function describe(e: CliEvent): string | undefined {
   switch (e.event) {
     case 'ready':
+      if (e.via === 'libp2p' && e.link && e.resumed) return `The share moved to another relay; its link now: beam connect ${e.link}`;
       if (e.via === 'libp2p' && e.link)
         return [
           `Sharing ${e.kind ? `${e.kind.toUpperCase()} ` : ''}${e.origin} through libp2p (no Beam server)`,

@@ -75,6 +75,7 @@ export function createTerminalOutput(stream: NodeJS.WriteStream = process.stdout
   };
 
   const ready = (e: Extract<CliEvent, { event: 'ready' }>): string => {
+    if (e.resumed && e.via === 'libp2p' && e.link) return `${green('✓')} The share moved to another relay; its link now: ${cyan(`beam connect ${e.link}`)}`;
     if (e.resumed) return `${green('✓')} Reconnected: ${e.url} is back.`;
     // A libp2p share's link is for beam connect alone: no browser link, no QR code for a phone.
     if (e.via === 'libp2p' && e.link)

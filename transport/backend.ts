@@ -59,6 +59,8 @@ export interface BackendListening {
   link: string;
   /** Where visitors reach the share now, in the backend's own terms (libp2p: the agent's relayed multiaddr). */
   address: string;
+  /** `cb` hears each new address the share moves to (libp2p: a reservation on another relay, once the first is lost): its link changes with it. */
+  onAddress(cb: (address: string) => void): void;
   /** Where the share can be reached, in the backend's own terms (libp2p: multiaddrs). */
   addresses: string[];
   close(): Promise<void>;

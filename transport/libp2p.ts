@@ -198,8 +198,10 @@ export class Libp2pBackend implements NetworkBackend {
   readonly name = 'libp2p' as const;
   private readonly options: Libp2pBackendOptions;
   private readonly nodes = new Set<Libp2p>();
-  /** The agent's node, shared by the shares this backend serves. */
+  /** The agent's node, shared by the shares this backend serves, and its relayed address now. */
   private agent: Promise<{ node: Libp2p; address: string }> | undefined;
+  private address: string | undefined;
+  private readonly addressListeners = new Set<(address: string) => void>();
   private listeners = 0;
   /** The visitor's node: one per backend, made on the first dial. */
   private dialer: Promise<Libp2p> | undefined;
@@ -250,13 +252,19 @@ export class Libp2pBackend implements NetworkBackend {
     this.listeners++;
     log.info({ address }, 'listening through a circuit relay');
     let closed = false;
+    const moved = new Set<(address: string) => void>();
     return {
-      link: libp2pLink(share.name, address, { kind: share.kind }),
-      address,
+      link: libp2pLink(share.name, this.address ?? address, { kind: share.kind }),
+      address: this.address ?? address,
       addresses: node.getMultiaddrs().map(String),
+      onAddress: (cb) => {
+        moved.add(cb);
+        this.addressListeners.add(cb);
+      },
       close: async () => {
         if (closed) return;
         closed = true;
+        for (const cb of moved) this.addressListeners.delete(cb);
         await node.unhandle(protocol);
         if (--this.listeners > 0) return;
         this.agent = undefined;
@@ -270,7 +278,20 @@ export class Libp2pBackend implements NetworkBackend {
   private async startAgent(privateKey: PrivateKey): Promise<{ node: Libp2p; address: string }> {
     const node = await this.node(privateKey, true);
     const joined = await this.join(node);
-    if (joined.address !== undefined) return { node, address: joined.address };
+    if (joined.address !== undefined) {
+      this.address = joined.address;
+      // A reservation lost (the relay restarted, or dropped us) and made on another relay: the share's address moves.
+      node.addEventListener('self:peer:update', () => {
+        const current = this.address;
+        if (current !== undefined && node.getMultiaddrs().some((ma) => ma.toString() === current)) return;
+        const next = circuitAddress(node);
+        if (next === undefined || next === current) return;
+        this.address = next;
+        this.options.logger.child({ backend: 'libp2p' }).info({ address: next }, 'moved to another circuit relay');
+        for (const cb of this.addressListeners) cb(next);
+      });
+      return { node, address: joined.address };
+    }
     this.nodes.delete(node);
     await node.stop();
     throw joined.error;

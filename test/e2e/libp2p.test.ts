@@ -4,9 +4,11 @@
  * the wan (test/helpers/lab-scripts.ts, LIBP2P_RELAY), coturn there for STUN,
  * the agent behind one NAT and the `beam connect` visitor behind another.
  */
+import type { ChildProcess } from 'node:child_process';
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { createInterface } from 'node:readline';
 import { afterEach, describe, expect, it } from 'vitest';
 import { FETCH, LIBP2P_RELAY, ORIGIN } from '../helpers/lab-scripts.js';
 import { NetLab, type SideOptions, WAN_SERVER, WAN_SERVER_2 } from '../helpers/netlab.js';
@@ -196,4 +198,37 @@ describe('the libp2p backend, no Beam server', () => {
     const lines = await s.lab.node(s.lab.hb, FETCH('http://127.0.0.1:8081/file'));
     expect(lines.at(-1)?.['hash']).toBe(s.originHash);
   });
+
+  it('the relay goes away: the agent takes a reservation on another bootstrap relay and says its new link; beam connect on it, byte-exact', async () => {
+    lab = NetLab.create({ nat: 'cone' }, { nat: 'cone' });
+    const l = lab;
+    l.startTurn(ROOT, 'lab-secret-libp2p');
+    const relayAt = (port: number): Promise<{ address: string; proc: ChildProcess }> =>
+      new Promise((resolve, reject) => {
+        const proc = l.spawn(l.wan, process.execPath, ['--input-type=module', '-e', LIBP2P_RELAY(WAN_SERVER, port)]);
+        createInterface({ input: proc.stdout! }).once('line', (line) => resolve({ address: JSON.parse(line).relay as string, proc }));
+        proc.once('exit', (code) => reject(new Error(`relay exited ${code}`)));
+      });
+    const [first, second] = await Promise.all([relayAt(4001), relayAt(4002)]);
+    const originHash = await new Promise<string>((resolve, reject) => {
+      l.node(l.ha, ORIGIN(256 * 1024), (line) => resolve(line['hash'] as string)).catch(reject);
+    });
+    const agent = new BeamProcess(
+      ['http', '3000', '--via', 'libp2p', '--bootstrap', first.address, '--bootstrap', second.address, '--stun', STUN, '--json', '--log-level', 'info'],
+      { BEAM_CONFIG_DIR: await mkdtemp(path.join(tmpdir(), 'beam-libp2p-')) },
+      { netns: l.ha },
+    );
+    own(l, agent);
+    const ready = await agent.waitFor('ready');
+    const held = [first, second].find((r) => String(ready['link']).includes(r.address.split('/p2p/')[1] as string));
+    const other = held === first ? second : first;
+    expect(held).toBeDefined();
+    held?.proc.kill('SIGKILL');
+    const moved = await agent.waitFor((e) => e['event'] === 'ready' && e['resumed'] === true, 0, 40_000);
+    expect(moved['link']).toContain(`/p2p/${other.address.split('/p2p/')[1] as string}/p2p-circuit/`);
+    const s: Lab = { lab: l, relay: other.address, agent, ready: moved, originHash };
+    const visitor = visit(s, moved['link'] as string);
+    await visitor.waitFor('ready');
+    expect((await fetchIn(s, '/file'))['hash']).toBe(originHash);
+  }, 60_000);
 });

@@ -82,10 +82,10 @@ function modulesDir(): string {
 /**
  * A stock js-libp2p circuit relay v2 node (no Beam code), as anyone runs one:
  * TCP, Noise, yamux, identify and the relay service with its default limits.
- * Listens on `host`:4001 and prints its multiaddr. Node 20 lacks
+ * Listens on `host`:`port` and prints its multiaddr. Node 20 lacks
  * Promise.withResolvers, which current js-libp2p needs: the script brings it.
  */
-export const LIBP2P_RELAY = (host: string): string => `
+export const LIBP2P_RELAY = (host: string, port = 4001): string => `
 Promise.withResolvers ??= () => { let resolve, reject; const promise = new Promise((a, b) => { resolve = a; reject = b; }); return { promise, resolve, reject }; };
 const { createLibp2p } = await import(${moduleUrl('libp2p/dist/src/index.js')});
 const { tcp } = await import(${moduleUrl('@libp2p/tcp/dist/src/index.js')});
@@ -94,7 +94,7 @@ const { yamux } = await import(${moduleUrl('@chainsafe/libp2p-yamux/dist/src/ind
 const { identify } = await import(${moduleUrl('@libp2p/identify/dist/src/index.js')});
 const { circuitRelayServer } = await import(${moduleUrl('@libp2p/circuit-relay-v2/dist/src/index.js')});
 const node = await createLibp2p({
-  addresses: { listen: ['/ip4/${host}/tcp/4001'] },
+  addresses: { listen: ['/ip4/${host}/tcp/${port}'] },
   transports: [tcp()],
   connectionEncrypters: [noise()],
   streamMuxers: [yamux()],
