@@ -6,7 +6,13 @@
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
-import { DEFAULT_ORIGIN_TIMEOUT_MS, HTTP_HEAD_VERSION, SHARE_CLOSE_TIMEOUT_MS, SIGNALING_PROTOCOL_VERSION } from '../shared/constants.js';
+import {
+  DEFAULT_ORIGIN_TIMEOUT_MS,
+  HTTP_HEAD_VERSION,
+  MAX_PENDING_HANDSHAKES,
+  SHARE_CLOSE_TIMEOUT_MS,
+  SIGNALING_PROTOCOL_VERSION,
+} from '../shared/constants.js';
 import { encodeRecord, RecordReader } from '../shared/datagram.js';
 import { BeamError, errorCodeOf, isErrorCode } from '../shared/errors.js';
 import { StreamProtocol } from '../shared/frames.js';
@@ -154,6 +160,8 @@ export class Agent extends EventEmitter<AgentEvents> {
   private withdrawLocal: (() => void) | undefined;
   /** The network backend the share is served through, when not a server (listenOn). */
   private listening: BackendListening | undefined;
+  /** A backend's visitors whose handshake is under way (MAX_PENDING_HANDSHAKES). */
+  private handshaking = 0;
 
   constructor(components: AgentComponents, options: AgentOptions) {
     super();
@@ -367,11 +375,21 @@ export class Agent extends EventEmitter<AgentEvents> {
       incoming.pipe.close();
       return;
     }
+    if (this.handshaking >= MAX_PENDING_HANDSHAKES) {
+      const now = Date.now();
+      if (now - this.lastDropLogAt >= 1_000) {
+        this.lastDropLogAt = now;
+        this.log.warn({ audit: 'limit.hit', code: 'BEAM_ERR_LIMIT_REACHED', via, limit: `${MAX_PENDING_HANDSHAKES} handshakes at once` }, 'visitor dropped');
+      }
+      incoming.pipe.close();
+      return;
+    }
     if (this.visitorLimit && !this.visitorLimit.enter(key, true)) {
       this.log.info({ audit: 'limit.hit', code: 'BEAM_ERR_MAX_VISITORS', session: id, max: this.visitorLimit.max }, 'visitor refused: --max-visitors');
       incoming.pipe.close();
       return;
     }
+    this.handshaking++;
     void (async () => {
       try {
         const { SecureFrameChannel, secure, withSecret } = await import('../transport/secure.js');
@@ -402,6 +420,8 @@ export class Agent extends EventEmitter<AgentEvents> {
           { audit: 'auth.refused', code: errorCodeOf(err) ?? 'BEAM_ERR_HANDSHAKE_FAILED', session: id, path: incoming.path, via, err: (err as Error).message },
           'handshake failed',
         );
+      } finally {
+        this.handshaking--;
       }
     })();
   }

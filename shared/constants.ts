@@ -309,6 +309,15 @@ export const MAX_NAME_LENGTH = 63;
  */
 export const MAX_PENDING_PEERS = 64;
 /**
+ * A network backend's visitors (`--via libp2p`) whose Noise handshake is
+ * under way at once, per agent: each costs a key exchange and waits up to
+ * HANDSHAKE_TIMEOUT_MS. Past it a new one is closed at once, as offers past
+ * MAX_PENDING_PEERS are dropped.
+ */
+export const MAX_PENDING_HANDSHAKES = 64;
+/** Streams of the share's protocol one libp2p connection may have open at once: a visitor's session takes one, a new session after a lost path another. */
+export const LIBP2P_MAX_INBOUND_STREAMS = 8;
+/**
  * Offers one session may send a minute: its first attempts
  * (LINK_SETUP_ATTEMPTS) and a direct retry now and then (DIRECT_RETRY_MS).
  */

@@ -39,6 +39,7 @@ import {
   LIBP2P_DEFAULT_STUN,
   LIBP2P_DIAL_TIMEOUT_MS,
   LIBP2P_LINK_PROTOCOL,
+  LIBP2P_MAX_INBOUND_STREAMS,
   LIBP2P_PROTOCOL_PREFIX,
   LIBP2P_PUBLIC_BOOTSTRAP,
   LIBP2P_RESERVE_TIMEOUT_MS,
@@ -245,10 +246,14 @@ export class Libp2pBackend implements NetworkBackend {
     const protocol = LIBP2P_PROTOCOL_PREFIX + share.name;
     if (node.getProtocols().includes(protocol)) throw new BeamError('BEAM_ERR_NAME_TAKEN', `this agent already serves "${share.name}"`);
     // Only on a direct connection (libp2p refuses the protocol on a relayed one): the relay carries the hole punch alone.
-    await node.handle(protocol, (stream: Stream, connection: Connection) => {
-      log.debug({ remote: connection.remotePeer.toString() }, 'libp2p visitor');
-      accept({ pipe: streamPipe(stream), path: 'direct', address: undefined });
-    });
+    await node.handle(
+      protocol,
+      (stream: Stream, connection: Connection) => {
+        log.debug({ remote: connection.remotePeer.toString() }, 'libp2p visitor');
+        accept({ pipe: streamPipe(stream), path: 'direct', address: undefined });
+      },
+      { maxInboundStreams: LIBP2P_MAX_INBOUND_STREAMS },
+    );
     this.listeners++;
     log.info({ address }, 'listening through a circuit relay');
     let closed = false;
