@@ -18,8 +18,15 @@ import { loadEngine } from '../transport/index.js';
 import type { Pipe } from '../transport/secure.js';
 
 /** Two pipes joined in memory: what one sends the other receives, a turn later, in order. */
-function pipePair(): [Pipe & { closed: boolean }, Pipe & { closed: boolean }] {
-  const make = (): Pipe & { closed: boolean; peer?: ReturnType<typeof make>; messageCb?: (b: Uint8Array) => void; closeCbs: Array<() => void> } => ({
+interface TestPipe extends Pipe {
+  closed: boolean;
+  peer?: TestPipe;
+  messageCb?: (bytes: Uint8Array) => void;
+  closeCbs: Array<() => void>;
+}
+
+function pipePair(): [TestPipe, TestPipe] {
+  const make = (): TestPipe => ({
     closed: false,
     closeCbs: [],
     send(bytes) {
