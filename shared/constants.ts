@@ -250,6 +250,8 @@ export const MAX_SESSIONS_PER_VISITOR = 1024;
 export const MAX_POOL_TURNS_KEPT = 10_000;
 /** How often a visitor with sessions on a pooled share asks signaling for a member it has no session with yet (a member that joined since). */
 export const POOL_PROBE_MS = 2_000;
+/** A pool member this side failed to set a session up with is tried again, POOL_PROBE_MS / 10 later, then twice as long each time, up to this. */
+export const POOL_REPROBE_MAX_MS = 30_000;
 /**
  * A pool member whose path has heard nothing from it (not even a PONG, due
  * every PING_INTERVAL_MS) for this long gets no new streams while another

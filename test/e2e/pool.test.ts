@@ -244,6 +244,31 @@ describe('endpoint pools', () => {
     await Promise.all([agentA.kill(), agentB.kill()]);
   });
 
+  it('a member the gateway failed to reach gets its session once it answers again, with no request to prompt it', async () => {
+    // No warm links: the first request sets the gateway's sessions up, the first with the first member (A).
+    const server = await startServer(['--warm-links', '0', '--log-level', 'debug']);
+    procs.push(server.proc);
+    const [a, b] = [await origin('L1'), await origin('L2')];
+    const agentA = member(a, server.url, 'pool-late', ['--no-inspect']);
+    await agentA.waitFor('ready');
+    const agentB = member(b, server.url, 'pool-late', ['--no-inspect']);
+    await agentB.waitFor('ready');
+    process.kill(agentB.pid, 'SIGSTOP');
+    try {
+      const first = await via(server, 'pool-late', '/first');
+      expect(who(first)).toBe('L1');
+      // The session the gateway then sets up with B never gets a path.
+      await server.proc.waitForLog({ msg: 'a pool member has no session yet; looking again', share: 'pool-late' });
+    } finally {
+      process.kill(agentB.pid, 'SIGCONT');
+    }
+    await sessionFrom(agentB, 'gateway');
+    const labels = new Set<string>();
+    for (let i = 0; i < 6; i++) labels.add(who(await via(server, 'pool-late', `/late-${i}`)));
+    expect([...labels].sort()).toEqual(['L1', 'L2']);
+    await Promise.all([agentA.kill(), agentB.kill()]);
+  });
+
   it('keeps pools and single shares apart, and a pool to one token on a server with --token-file', async () => {
     const tokenA = 'pool-token-0123456789ab';
     const tokenB = 'pool-token-ba9876543210';
