@@ -13,7 +13,6 @@
  * out with the requests (withScriptCookies). HttpOnly cookies stay in the
  * jar, out of scripts' reach, as in a browser.
  */
-import { parse as parseSetCookie } from 'set-cookie-parser';
 import { MAX_JAR_COOKIE_BYTES, MAX_JAR_COOKIES } from '../shared/constants.js';
 
 interface Cookie {
@@ -71,10 +70,11 @@ export class CookieJar {
     }
   }
 
-  /** Takes the Set-Cookie headers of a response to `url`. */
-  store(url: URL, setCookies: string[], now = Date.now()): void {
+  /** Takes the Set-Cookie headers of a response to `url` (the parser loads with the first: most visitors never need it). */
+  async store(url: URL, setCookies: string[], now = Date.now()): Promise<void> {
     if (setCookies.length === 0) return;
-    for (const c of parseSetCookie(setCookies, { decodeValues: false })) {
+    const { parse } = await import('set-cookie-parser');
+    for (const c of parse(setCookies, { decodeValues: false })) {
       if (!c.name || c.name.length + c.value.length > MAX_JAR_COOKIE_BYTES) continue;
       // A Domain attribute naming another host is refused, as a browser would.
       if (c.domain && c.domain.replace(/^\./, '').toLowerCase() !== url.hostname.toLowerCase()) continue;

@@ -91,10 +91,10 @@ function cookieFor(url: URL): string | undefined {
 }
 
 /** A response's Set-Cookie headers: into the jar, and those without HttpOnly where scripts read them too. */
-function keepCookies(url: URL, setCookies: string[]): void {
+async function keepCookies(url: URL, setCookies: string[]): Promise<void> {
   // document.cookie would take a Domain wider than the share's host (shared/cookies.ts): cut it first.
   const scoped = setCookies.map((c) => scopeSetCookie(c, url.host));
-  jar.store(url, scoped);
+  await jar.store(url, scoped);
   for (const c of scriptVisible(scoped)) document.cookie = c;
 }
 
@@ -368,7 +368,7 @@ async function serve(port: MessagePort, portId: number, msg: Extract<ToPage, { t
   }
   answered();
   const setCookies = response.headers.filter(([k]) => k.toLowerCase() === 'set-cookie').map(([, v]) => v);
-  keepCookies(url, setCookies);
+  await keepCookies(url, setCookies);
   const away = msg.navigate ? leavesShare(response.status, response.headers, url) : undefined;
   if (away) {
     // The app's page sends the browser elsewhere (a sign-in's provider, whose pages refuse frames): the whole tab goes.
@@ -492,7 +492,7 @@ function openWebSocket(
       stream.destroy();
       return;
     }
-    keepCookies(
+    await keepCookies(
       pageUrl,
       head.headers.filter(([k]) => k.toLowerCase() === 'set-cookie').map(([, v]) => v),
     );

@@ -80,8 +80,8 @@ export class SessionPool extends EventEmitter<SessionPoolEvents> {
   private readonly byShare = new Map<string, VisitorSession[]>();
   /** Pooled shares: when this pool last asked signaling for a member it has no session with. */
   private readonly probedAt = new Map<string, number>();
-  /** Pooled shares whose last look for a member failed: how often in a row, and the timer of the next look. */
-  private readonly reprobes = new Map<string, { fails: number; timer: NodeJS.Timeout | undefined }>();
+  /** Pooled shares whose looks for a member failed: how many in a row. */
+  private readonly fails = new Map<string, number>();
   /** Whose turn it is among a pool's members. */
   private turn = 0;
   /** Every session by its signaling id (a retired one too, until it closes): where signals go. */
@@ -167,8 +167,7 @@ export class SessionPool extends EventEmitter<SessionPoolEvents> {
     if (list.length === 0) {
       this.byShare.delete(share);
       this.probedAt.delete(share);
-      clearTimeout(this.reprobes.get(share)?.timer);
-      this.reprobes.delete(share);
+      this.fails.delete(share);
     }
   }
 
@@ -221,26 +220,24 @@ export class SessionPool extends EventEmitter<SessionPoolEvents> {
   }
 
   /**
-   * A look for a pool's next member failed (its path never came up, or the
-   * server lost it on the way): look again after a backoff, without waiting
-   * for a request, while the pool is known to have members this side has no
-   * session with. POOL_PROBE_MS / 10, doubling to POOL_REPROBE_MAX_MS.
+   * A look for a pool's next member failed (its path never came up): look
+   * again, without waiting for a request, while the server counts more
+   * members than this side has sessions with (`members`, what it said for
+   * the failed look). POOL_PROBE_MS / 10, doubling to POOL_REPROBE_MAX_MS.
    */
-  private reprobe(share: string, err: BeamError, members: number): void {
-    const state = this.reprobes.get(share) ?? { fails: 0, timer: undefined };
-    state.fails++;
-    clearTimeout(state.timer);
-    const delay = Math.min((POOL_PROBE_MS / 10) * 2 ** (state.fails - 1), POOL_REPROBE_MAX_MS);
-    this.log.debug({ share, code: err.code, members, fails: state.fails, delay }, 'a pool member has no session yet; looking again');
-    state.timer = setTimeout(() => {
-      state.timer = undefined;
-      const list = this.byShare.get(share);
-      if (!list || Math.max(members, ...list.map((s) => s.poolSize ?? 1)) <= list.length) return;
-      this.probedAt.delete(share);
-      this.probe(share, list);
-    }, delay);
-    state.timer.unref();
-    this.reprobes.set(share, state);
+  private reprobe(share: string, members: number): void {
+    const fails = (this.fails.get(share) ?? 0) + 1;
+    this.fails.set(share, fails);
+    this.log.debug({ share, members, fails }, 'a pool member has no session yet; looking again');
+    setTimeout(
+      () => {
+        const list = this.byShare.get(share);
+        if (!list || members <= list.length) return;
+        this.probedAt.delete(share);
+        this.probe(share, list);
+      },
+      Math.min((POOL_PROBE_MS / 20) * 2 ** fails, POOL_REPROBE_MAX_MS),
+    ).unref();
   }
 
   private create(share: string, spread: boolean): VisitorSession {
@@ -266,14 +263,14 @@ export class SessionPool extends EventEmitter<SessionPoolEvents> {
       () => {
         // A pooled share's session is up: set one up with the next member too, without waiting for a request.
         const list = this.byShare.get(share);
-        if (spread) this.reprobes.delete(share);
+        if (spread) this.fails.delete(share);
         if (list?.includes(created) && created.poolSize !== undefined) this.probe(share, list);
       },
-      (err: BeamError) => {
+      () => {
         this.remove(share, created);
         created.close();
-        // The server counted the members when this session opened: fresher than what the others heard.
-        if (spread && err.code !== 'BEAM_ERR_POOL_COVERED') this.reprobe(share, err, created.poolSize ?? 1);
+        // The server counted the members when this session opened (none said: covered, or no such share).
+        if (spread && created.poolSize) this.reprobe(share, created.poolSize);
       },
     );
     const list = this.byShare.get(share);
@@ -307,8 +304,6 @@ export class SessionPool extends EventEmitter<SessionPoolEvents> {
   }
 
   close(): void {
-    for (const { timer } of this.reprobes.values()) clearTimeout(timer);
-    this.reprobes.clear();
     for (const session of [...[...this.byShare.values()].flat(), ...this.byId.values()]) session.close();
     this.socket?.disconnect();
   }

@@ -244,8 +244,8 @@ describe('--oidc', () => {
       expect(seen.headers['beam-user-name']).toBe('Ada Lovelace');
       expect(seen.headers['beam-page-scheme']).toBeUndefined();
       expect(seen.headers['cookie'] ?? '').not.toMatch(/beam_session|beam_signin/);
-      // Peer to peer, not the gateway: the page's path, and the agent saw a browser visitor.
-      expect(await page.evaluate(() => (window as unknown as { __beam: { path: string } }).__beam.path)).toMatch(/^(direct|turn|relay)$/);
+      // Peer to peer, not the gateway: the page starts on its bridge to the gateway and moves to its own path once that is up.
+      await expect.poll(() => page.evaluate(() => (window as unknown as { __beam: { path: string } }).__beam.path), poll).toMatch(/^(direct|turn|relay)$/);
       await agent.waitFor((e) => e.event === 'session' && e['visitor'] === 'browser');
       // The session is the page's (its jar), not a cookie of the browser's: the gateway's path has no session.
       expect((await context.cookies()).some((c) => c.name === 'beam_session')).toBe(false);
