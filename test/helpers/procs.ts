@@ -21,6 +21,8 @@ export interface JsonEvent {
 export class BeamProcess {
   /** Processes not yet exited: a failed test prints what they logged (test/helpers/on-failure.ts). */
   static readonly live = new Set<BeamProcess>();
+  /** The last processes that exited with a code other than 0 (a crash among them): a failed test prints them too. */
+  static readonly failedExits: Array<{ process: BeamProcess; code: number; at: number }> = [];
   readonly args: string[];
   readonly child: ChildProcess;
   readonly events: JsonEvent[] = [];
@@ -78,6 +80,10 @@ export class BeamProcess {
     this.exited = new Promise((resolve) =>
       this.child.once('exit', (code) => {
         BeamProcess.live.delete(this);
+        if (code !== null && code !== 0) {
+          BeamProcess.failedExits.push({ process: this, code, at: performance.now() });
+          if (BeamProcess.failedExits.length > 10) BeamProcess.failedExits.shift();
+        }
         resolve(code);
       }),
     );
