@@ -1,26 +1,34 @@
 /**
- * Bundles the compiled Noise layer (dist/transport/secure.js) with the
- * packages it imports (@chainsafe/libp2p-noise, @libp2p/*, uint8arrays…)
- * into that one file, in place. Node then loads one module where it loaded
- * a few hundred: measured on Node 24, 165 ms became about 40 ms, which is
- * what an agent's first visitor waited for (it loads Noise on demand).
+ * Bundles the compiled Noise layer and identity (dist/transport/secure.js
+ * and identity.js) with the packages they import (@chainsafe/libp2p-noise,
+ * @libp2p/crypto, @libp2p/peer-id, uint8arrays…), in place: each stays one
+ * module, and what both use goes into a chunk beside them. Node then loads
+ * three modules where it loaded a few hundred: an agent loads both for its
+ * first visitor, and importing Noise alone took 165 ms on Node 24 (about 40
+ * ms bundled).
  *
- * Beam's own modules stay imports (../shared/…), so BeamError and the
- * constants are the same objects inside and out. Run after tsc; running it
- * twice is harmless (a bundle bundles to itself).
+ * Beam's own modules stay imports (../shared/…, ./config-dir.js), so
+ * BeamError and the constants are the same objects inside and out. Run
+ * after tsc; running it twice is harmless (a bundle bundles to itself).
  */
-import { rename, rm } from 'node:fs/promises';
+import { readdir, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const file = path.join(here, '..', 'dist', 'transport', 'secure.js');
+const dir = path.join(here, '..', 'dist', 'transport');
+const entries = ['secure.js', 'identity.js'].map((name) => path.join(dir, name));
+const CHUNK_PREFIX = 'bundled-';
+const staging = path.join(dir, '.bundle');
 
+await rm(staging, { recursive: true, force: true });
 await build({
-  entryPoints: [file],
-  outfile: `${file}.tmp`,
+  entryPoints: entries,
+  outdir: staging,
   bundle: true,
+  splitting: true,
+  chunkNames: `${CHUNK_PREFIX}[hash]`,
   platform: 'node',
   format: 'esm',
   target: 'node20',
@@ -30,15 +38,18 @@ await build({
     {
       name: 'beam-modules-stay-imports',
       setup(b) {
-        // A relative import of Beam's own (not a package's, not the polyfill the bundle needs first) stays an import.
-        // secure.js is the only module of Beam's the bundle takes in, and it sits where the bundle goes: its paths hold.
+        // Beam's modules the entries import stay imports, but the polyfill, which the packages need first. The
+        // entries sit where their bundles go (and the chunks beside them): the relative paths hold.
         b.onResolve({ filter: /^\.\.?\// }, (args) =>
-          args.importer === file && args.path !== './polyfill.js' ? { path: args.path, external: true } : undefined,
+          entries.includes(args.importer) && args.path !== './polyfill.js' ? { path: args.path, external: true } : undefined,
         );
       },
     },
   ],
 });
-await rename(`${file}.tmp`, file);
-// tsc's map describes the module before bundling.
-await rm(`${file}.map`, { force: true });
+// The last build's chunks go; the new ones and the entries take their places.
+for (const name of await readdir(dir)) if (name.startsWith(CHUNK_PREFIX)) await rm(path.join(dir, name));
+for (const name of await readdir(staging)) await rename(path.join(staging, name), path.join(dir, name));
+await rm(staging, { recursive: true, force: true });
+// tsc's maps describe the modules before bundling.
+for (const file of entries) await rm(`${file}.map`, { force: true });
