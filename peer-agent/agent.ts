@@ -384,11 +384,8 @@ export class Agent extends EventEmitter<AgentEvents> {
       incoming.pipe.close();
       return;
     }
-    if (this.visitorLimit && !this.visitorLimit.enter(key, true)) {
-      this.log.info({ audit: 'limit.hit', code: 'BEAM_ERR_MAX_VISITORS', session: id, max: this.visitorLimit.max }, 'visitor refused: --max-visitors');
-      incoming.pipe.close();
-      return;
-    }
+    // Over --max-visitors: turned away after Noise, with a GOAWAY that says why (an unauthenticated close would say nothing).
+    const refused = this.visitorLimit !== undefined && !this.visitorLimit.enter(key, true);
     this.handshaking++;
     void (async () => {
       try {
@@ -398,6 +395,14 @@ export class Agent extends EventEmitter<AgentEvents> {
           identity: await this.keyPair(),
           prologue: withSecret(new Uint8Array(0), this.options.secret),
         });
+        if (refused) {
+          this.log.info(
+            { audit: 'limit.hit', code: 'BEAM_ERR_MAX_VISITORS', session: id, via, max: this.visitorLimit?.max },
+            'visitor refused: --max-visitors',
+          );
+          new Mux(new SecureFrameChannel(secured), { role: 'responder', ping: false }).goAway('BEAM_ERR_MAX_VISITORS');
+          return;
+        }
         if (this.closed) {
           incoming.pipe.close();
           this.visitorLimit?.leave(key);
@@ -415,7 +420,7 @@ export class Agent extends EventEmitter<AgentEvents> {
         this.sessions.set(id, session);
         session.attachDialed(incoming.path, new Mux(new SecureFrameChannel(secured), { role: 'responder' }));
       } catch (err) {
-        this.visitorLimit?.leave(key);
+        if (!refused) this.visitorLimit?.leave(key);
         this.log.warn(
           { audit: 'auth.refused', code: errorCodeOf(err) ?? 'BEAM_ERR_HANDSHAKE_FAILED', session: id, path: incoming.path, via, err: (err as Error).message },
           'handshake failed',

@@ -387,6 +387,16 @@ export const DIRECT_RETRY_MS = 15_000;
 export const MAX_DIRECT_RETRY_MS = 120_000;
 /** How long the Noise handshake may take on any path. */
 export const HANDSHAKE_TIMEOUT_MS = 5_000;
+/**
+ * After a GOAWAY (shared/frames.ts), how long its sender waits for the other
+ * side to hang up before it closes the channel itself.
+ */
+export const GOAWAY_LINGER_MS = 5_000;
+/**
+ * A visitor reached through a network backend waits this long after Noise
+ * for the agent's verdict (its first frame: a GOAWAY, or a PING that lets it in).
+ */
+export const VERDICT_TIMEOUT_MS = 5_000;
 /** How long the relay holds one side of a session while the other side arrives. */
 export const RELAY_PAIR_TIMEOUT_MS = 10_000;
 /** Largest WebSocket message the relay accepts (Noise frames are at most 64 KiB). */

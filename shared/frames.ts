@@ -14,6 +14,10 @@
  *     node-datachannel's receive side has no backpressure, so this is the
  *     only thing bounding a receiver's memory.
  *   - PING/PONG on stream 0 measure RTT.
+ *   - GOAWAY on stream 0 ends the whole channel and says why (an error
+ *     code); its sender closes once the other side hangs up. An agent
+ *     reached through a network backend speaks first after Noise: a GOAWAY
+ *     refuses the visitor (--max-visitors), its first PING lets it in.
  *
  * One data-channel message carries one or more whole frames (small frames are
  * coalesced to save per-message cost); a frame never spans two messages.
@@ -40,6 +44,8 @@ export const FrameType = {
   PING: 7,
   /** payload: the 8 bytes of the PING it answers. Stream id 0. */
   PONG: 8,
+  /** payload: why the channel ends, an error code in ASCII (<= MAX_RESET_REASON_BYTES). Stream id 0. */
+  GOAWAY: 9,
 } as const;
 export type FrameType = (typeof FrameType)[keyof typeof FrameType];
 
@@ -62,7 +68,8 @@ export type Frame =
   | { type: typeof FrameType.FIN_ACK; streamId: number }
   | { type: typeof FrameType.RESET; streamId: number; reason: string }
   | { type: typeof FrameType.PING; streamId: 0; nonce: Uint8Array }
-  | { type: typeof FrameType.PONG; streamId: 0; nonce: Uint8Array };
+  | { type: typeof FrameType.PONG; streamId: 0; nonce: Uint8Array }
+  | { type: typeof FrameType.GOAWAY; streamId: 0; reason: string };
 
 const PROTOCOLS = new Set<number>(Object.values(StreamProtocol));
 const REASON = /^[A-Z0-9_]{1,64}$/;
@@ -79,6 +86,7 @@ function payloadLength(frame: Frame): number {
     case FrameType.FIN_ACK:
       return 0;
     case FrameType.RESET:
+    case FrameType.GOAWAY:
       return frame.reason.length;
     case FrameType.PING:
     case FrameType.PONG:
@@ -120,6 +128,7 @@ export function writeFrame(frame: Frame, out: Uint8Array, offset: number): numbe
       view.setUint32(FRAME_HEADER_BYTES, frame.credit);
       break;
     case FrameType.RESET:
+    case FrameType.GOAWAY:
       if (!REASON.test(frame.reason)) throw new BeamError('BEAM_ERR_FRAME_MALFORMED', 'reset reason');
       for (let i = 0; i < frame.reason.length; i++) out[p + i] = frame.reason.charCodeAt(i);
       break;
@@ -204,11 +213,14 @@ function decodeFrame(type: number, streamId: number, payload: Uint8Array): Frame
     case FrameType.FIN_ACK:
       expectLength(payload, 0, type === FrameType.FIN ? 'FIN' : 'FIN_ACK');
       return { type, streamId };
-    case FrameType.RESET: {
+    case FrameType.RESET:
+    case FrameType.GOAWAY: {
       if (payload.byteLength > MAX_RESET_REASON_BYTES) throw new BeamError('BEAM_ERR_FRAME_MALFORMED', 'reset reason too long');
       const reason = String.fromCharCode(...payload);
       if (!REASON.test(reason)) throw new BeamError('BEAM_ERR_FRAME_MALFORMED', 'reset reason');
-      return { type, streamId, reason };
+      if (type === FrameType.RESET) return { type, streamId, reason };
+      if (streamId !== 0) throw new BeamError('BEAM_ERR_FRAME_MALFORMED', 'GOAWAY on a stream');
+      return { type, streamId: 0, reason };
     }
     case FrameType.PING:
     case FrameType.PONG:

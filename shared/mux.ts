@@ -23,6 +23,7 @@ import {
   CHANNEL_HIGH_WATER_BYTES,
   CHANNEL_LOW_WATER_BYTES,
   FIN_ACK_TIMEOUT_MS,
+  GOAWAY_LINGER_MS,
   INITIAL_STREAM_WINDOW,
   LAZY_FLUSH_MS,
   MAX_CONNECTION_WINDOW_GROWTH,
@@ -36,7 +37,7 @@ import {
   WINDOW_TARGET_MS,
 } from './constants.js';
 import { BeamError, type ErrorCode, errorCodeOf, isErrorCode } from './errors.js';
-import { decodeMessage, encodedLength, type Frame, FrameType, type StreamProtocol, writeFrame } from './frames.js';
+import { decodeMessage, encodedLength, encodeMessage, type Frame, FrameType, type StreamProtocol, writeFrame } from './frames.js';
 
 /** What the mux needs of a data channel. Engines in transport/ provide it. */
 export interface FrameChannel {
@@ -83,6 +84,8 @@ export class Mux extends EventEmitter<MuxEvents> {
   private pingTimer: NodeJS.Timeout | undefined;
   /** closeWhenIdle was called: the last stream to go closes the mux. */
   private idleClose = false;
+  /** goAway was called: why; streams the other side opens now are refused with it. */
+  private goingAway: ErrorCode | undefined;
   private lastReceivedAt = performance.now();
   /** When the channel last drained from its high-water mark to its low one: the peer's transport took what was queued. */
   private lastDrainedAt = 0;
@@ -109,7 +112,7 @@ export class Mux extends EventEmitter<MuxEvents> {
       }
     });
     channel.onMessage((message) => this.receive(message));
-    channel.onClose((code) => this.close(code ?? 'BEAM_ERR_PEER_GONE'));
+    channel.onClose((code) => this.close(code ?? this.goingAway ?? 'BEAM_ERR_PEER_GONE'));
     if (options.ping !== false) {
       this.pingTimer = setInterval(() => {
         // Judged after this loop turn's I/O (a timer runs ahead of it): after a stall of this
@@ -242,6 +245,24 @@ export class Mux extends EventEmitter<MuxEvents> {
   closeWhenIdle(): void {
     if (this.streams.size === 0) this.close();
     else this.idleClose = true;
+  }
+
+  /**
+   * Ends the channel and tells the other side why: a GOAWAY frame with
+   * `code`, ahead of anything queued. The other side closes on it; this
+   * side closes when it does, or after GOAWAY_LINGER_MS at the latest (a
+   * channel closed at once may drop what it had not sent yet).
+   */
+  goAway(code: ErrorCode): void {
+    if (this.closed || this.goingAway) return;
+    this.goingAway = code;
+    try {
+      this.channel.send(encodeMessage([{ type: FrameType.GOAWAY, streamId: 0, reason: code }]));
+    } catch {
+      this.close(code);
+      return;
+    }
+    setTimeout(() => this.close(code), GOAWAY_LINGER_MS).unref();
   }
 
   /** Closes every stream with `code` and the channel. Idempotent. */
@@ -427,6 +448,10 @@ export class Mux extends EventEmitter<MuxEvents> {
       case FrameType.OPEN:
         this.accept(frame.streamId, frame.protocol);
         return;
+      case FrameType.GOAWAY:
+        // The other side ends the channel, and says why.
+        this.close(isErrorCode(frame.reason) ? frame.reason : 'BEAM_ERR_PEER_GONE');
+        return;
       default: {
         const stream = this.streams.get(frame.streamId);
         // Frames for a stream already closed here (e.g. after a RESET crossed
@@ -451,6 +476,10 @@ export class Mux extends EventEmitter<MuxEvents> {
       return;
     }
     this.lastRemoteId = id;
+    if (this.goingAway) {
+      this.enqueueControl({ type: FrameType.RESET, streamId: id, reason: this.goingAway });
+      return;
+    }
     if (this.streams.size >= MAX_STREAMS_PER_PEER) {
       this.enqueueControl({ type: FrameType.RESET, streamId: id, reason: 'BEAM_ERR_TOO_MANY_STREAMS' });
       return;

@@ -11,6 +11,7 @@ import { describe, expect, it } from 'vitest';
 import { Agent, type SessionInfo } from '../peer-agent/agent.js';
 import { HANDSHAKE_TIMEOUT_MS, MAX_PENDING_HANDSHAKES } from '../shared/constants.js';
 import type { BeamError } from '../shared/errors.js';
+import { Mux } from '../shared/mux.js';
 import type { BackendListening, BackendPipe, BackendShare, NetworkBackend } from '../transport/backend.js';
 import { dialSecured } from '../transport/backend.js';
 import { ephemeralIdentity, type Identity } from '../transport/identity.js';
@@ -77,11 +78,11 @@ class TestBackend implements NetworkBackend {
   async close(): Promise<void> {}
 }
 
-async function agentOn(backend: TestBackend, secret?: string): Promise<{ agent: Agent; identity: Identity }> {
+async function agentOn(backend: TestBackend, secret?: string, maxVisitors?: number): Promise<{ agent: Agent; identity: Identity }> {
   const identity = await ephemeralIdentity();
   const agent = new Agent(
     { engine: await loadEngine('node-datachannel'), logger: pino({ level: 'silent' }), identity },
-    { origin: { host: '127.0.0.1', port: 9 }, kind: 'tcp', ...(secret !== undefined ? { secret } : {}) },
+    { origin: { host: '127.0.0.1', port: 9 }, kind: 'tcp', ...(secret !== undefined ? { secret } : {}), ...(maxVisitors !== undefined ? { maxVisitors } : {}) },
   );
   await agent.listenOn(backend, 'contract-test');
   return { agent, identity };
@@ -116,6 +117,29 @@ describe("a network backend's visitors at the agent", () => {
     const wrongPeer = await dialSecured(await backend.dial(), { identity: visitor, peer: other.peerId, secret: 's3cret' }).catch((e: BeamError) => e);
     expect((wrongPeer as BeamError).code).toBe('BEAM_ERR_PEER_MISMATCH');
     expect(sessions).toBe(0);
+    await agent.close();
+  });
+
+  it('over --max-visitors: the agent turns the visitor away after Noise with BEAM_ERR_MAX_VISITORS (not a bare close); a place freed lets the next in', async () => {
+    const backend = new TestBackend();
+    const { agent, identity } = await agentOn(backend, undefined, 1);
+    const sessions: SessionInfo[] = [];
+    agent.on('session', (info) => sessions.push(info));
+    const dial = async (): Promise<Awaited<ReturnType<typeof dialSecured>>> =>
+      dialSecured(await backend.dial(), { identity: await ephemeralIdentity(), peer: identity.peerId, secret: undefined });
+    const first = await dial();
+    const refused = await dial().catch((e: BeamError) => e);
+    expect((refused as BeamError).code).toBe('BEAM_ERR_MAX_VISITORS');
+    expect(sessions).toHaveLength(1);
+    // The first visitor's channel works: a multiplexer on it gets the agent's PING answered, the frame that let it in included.
+    const mux = new Mux(first.channel, { role: 'initiator' });
+    expect(await mux.probe(2_000)).toBe(true);
+    const closed = new Promise<void>((resolve) => agent.once('session-closed', () => resolve()));
+    mux.close();
+    await closed;
+    const third = await dial();
+    expect(sessions).toHaveLength(2);
+    third.channel.close();
     await agent.close();
   });
 

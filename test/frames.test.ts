@@ -26,7 +26,7 @@ function header(type: number, streamId: number, length: number): Uint8Array {
 
 describe('stream frames', () => {
   it('pins the type tags (they are the wire format)', () => {
-    expect(FrameType).toEqual({ OPEN: 1, DATA: 2, WINDOW: 3, FIN: 4, FIN_ACK: 5, RESET: 6, PING: 7, PONG: 8 });
+    expect(FrameType).toEqual({ OPEN: 1, DATA: 2, WINDOW: 3, FIN: 4, FIN_ACK: 5, RESET: 6, PING: 7, PONG: 8, GOAWAY: 9 });
     expect(StreamProtocol).toEqual({ HTTP: 1, TCP: 2, UDP: 3 });
   });
 
@@ -40,6 +40,7 @@ describe('stream frames', () => {
       { type: FrameType.RESET, streamId: 7, reason: 'BEAM_ERR_STREAM_RESET' },
       { type: FrameType.PING, streamId: 0, nonce: new Uint8Array(8).fill(9) },
       { type: FrameType.PONG, streamId: 0, nonce: new Uint8Array(8).fill(4) },
+      { type: FrameType.GOAWAY, streamId: 0, reason: 'BEAM_ERR_MAX_VISITORS' },
     ];
     const decoded = decodeMessage(encodeMessage(frames));
     expect(decoded.map((f) => ({ ...f, ...('data' in f ? { data: [...f.data] } : {}), ...('nonce' in f ? { nonce: [...f.nonce] } : {}) }))).toEqual(
@@ -78,6 +79,10 @@ describe('stream frames', () => {
     expect(codeOf(() => decodeMessage(Buffer.concat([header(FrameType.WINDOW, 1, 4), Buffer.alloc(4)])))).toBe('BEAM_ERR_FRAME_MALFORMED');
     expect(codeOf(() => decodeMessage(Buffer.concat([header(FrameType.RESET, 1, 3), Buffer.from('a b')])))).toBe('BEAM_ERR_FRAME_MALFORMED');
     expect(codeOf(() => decodeMessage(Buffer.concat([header(FrameType.PING, 3, 8), Buffer.alloc(8)])))).toBe('BEAM_ERR_FRAME_MALFORMED');
+    // GOAWAY ends the whole channel: stream 0 only, with a reason in the error codes' alphabet.
+    expect(codeOf(() => decodeMessage(Buffer.concat([header(FrameType.GOAWAY, 1, 4), Buffer.from('BEAM')])))).toBe('BEAM_ERR_FRAME_MALFORMED');
+    expect(codeOf(() => decodeMessage(Buffer.concat([header(FrameType.GOAWAY, 0, 3), Buffer.from('a b')])))).toBe('BEAM_ERR_FRAME_MALFORMED');
+    expect(codeOf(() => decodeMessage(header(FrameType.GOAWAY, 0, 0)))).toBe('BEAM_ERR_FRAME_MALFORMED');
   });
 
   it('never throws anything but a coded BeamError on arbitrary bytes', () => {

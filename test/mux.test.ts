@@ -204,6 +204,20 @@ describe('mux', () => {
     expect((await failed)[0].code).toBe('BEAM_ERR_FRAME_UNKNOWN');
   });
 
+  it('goAway: the other side closes with its code; the sender refuses new streams with it and closes once the other side hangs up', async () => {
+    const { a, b } = pair();
+    const sideClosed = once(a, 'close');
+    const goerClosed = once(b, 'close');
+    // Opened just before the GOAWAY arrives: b refuses it with the same code.
+    const s = a.openStream(StreamProtocol.HTTP);
+    const failed = once(s, 'error') as Promise<[BeamError]>;
+    b.goAway('BEAM_ERR_MAX_VISITORS');
+    expect((await sideClosed)[0]).toBe('BEAM_ERR_MAX_VISITORS');
+    expect((await failed)[0].code).toBe('BEAM_ERR_MAX_VISITORS');
+    // a hung up on it: b closes long before GOAWAY_LINGER_MS.
+    expect((await goerClosed)[0]).toBe('BEAM_ERR_MAX_VISITORS');
+  });
+
   it('refuses streams past MAX_STREAMS_PER_PEER with BEAM_ERR_TOO_MANY_STREAMS', () => {
     const { a } = pair();
     const streams = Array.from({ length: MAX_STREAMS_PER_PEER }, () => a.openStream(StreamProtocol.HTTP));

@@ -28,7 +28,9 @@
  */
 import type { PeerId } from '@libp2p/interface';
 import type { BACKEND_NAMES } from '../shared/constants.js';
-import { BeamError } from '../shared/errors.js';
+import { VERDICT_TIMEOUT_MS } from '../shared/constants.js';
+import { BeamError, isErrorCode } from '../shared/errors.js';
+import { decodeMessage, FrameType } from '../shared/frames.js';
 import type { FrameChannel } from '../shared/mux.js';
 import type { PathKind } from '../shared/paths.js';
 import type { ShareKind } from '../shared/signaling.js';
@@ -104,7 +106,7 @@ export async function dialSecured(
       remotePeer: options.peer,
       prologue: withSecret(new Uint8Array(0), options.secret),
     });
-    return { channel: new SecureFrameChannel(secured), path: dialed.path };
+    return { channel: await verdict(new SecureFrameChannel(secured)), path: dialed.path };
   } catch (err) {
     if (err instanceof BeamError && err.code === 'BEAM_ERR_HANDSHAKE_FAILED' && /decrypt/i.test(err.message))
       throw new BeamError(
@@ -113,6 +115,60 @@ export async function dialSecured(
       );
     throw err;
   }
+}
+
+/**
+ * The agent speaks first after Noise, with its verdict on this visitor: a
+ * GOAWAY refuses it and says why (BEAM_ERR_MAX_VISITORS); any other frame
+ * (the first PING of its multiplexer) lets it in, and goes on to whoever
+ * reads the channel next. Without this the visitor would only see the
+ * channel close, with no code to tell its user.
+ */
+export async function verdict(channel: FrameChannel, timeoutMs = VERDICT_TIMEOUT_MS): Promise<FrameChannel> {
+  const held: Uint8Array[] = [];
+  let reader: ((message: Uint8Array) => void) | undefined;
+  const first = new Promise<Uint8Array>((resolve, reject) => {
+    const timer = setTimeout(
+      () => reject(new BeamError('BEAM_ERR_HANDSHAKE_FAILED', `the agent said nothing within ${timeoutMs} ms of the handshake`)),
+      timeoutMs,
+    );
+    channel.onMessage((message) => {
+      if (reader) return reader(message);
+      held.push(message);
+      clearTimeout(timer);
+      resolve(held[0] as Uint8Array);
+    });
+    channel.onClose((code) => {
+      clearTimeout(timer);
+      reject(new BeamError(code ?? 'BEAM_ERR_PEER_GONE', 'the agent hung up right after the handshake'));
+    });
+  });
+  let frames: ReturnType<typeof decodeMessage>;
+  try {
+    frames = decodeMessage(await first);
+  } catch (err) {
+    channel.close();
+    throw err;
+  }
+  const head = frames[0];
+  if (head?.type === FrameType.GOAWAY) {
+    channel.close();
+    throw new BeamError(isErrorCode(head.reason) ? head.reason : 'BEAM_ERR_PEER_GONE', 'the agent turned this visitor away');
+  }
+  return {
+    send: (message) => channel.send(message),
+    bufferedAmount: () => channel.bufferedAmount(),
+    setBufferedAmountLowThreshold: (bytes) => channel.setBufferedAmountLowThreshold(bytes),
+    onBufferedAmountLow: (cb) => channel.onBufferedAmountLow(cb),
+    onClose: (cb) => channel.onClose(cb),
+    close: () => channel.close(),
+    // What came before the reader: handed over first, in order, before anything newer.
+    onMessage: (cb) =>
+      queueMicrotask(() => {
+        for (const message of held.splice(0)) cb(message);
+        reader = cb;
+      }),
+  };
 }
 
 /**

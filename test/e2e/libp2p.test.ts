@@ -134,6 +134,18 @@ describe('the libp2p backend across two cone NATs, no Beam server', () => {
     expect(r['hash']).toBe(s.originHash);
   });
 
+  it('--max-visitors 1: the second beam connect is turned away with BEAM_ERR_MAX_VISITORS and exits 1; the first keeps its place', async () => {
+    const { ready } = await agent(s, ['--max-visitors', '1']);
+    const first = visit(s, ready['link'] as string);
+    expect((await first.proc.waitFor('session'))['path']).toBe('direct');
+    const second = visit(s, ready['link'] as string);
+    expect((await second.proc.waitFor('error'))['code']).toBe('BEAM_ERR_MAX_VISITORS');
+    expect(await second.proc.exited).toBe(1);
+    const r = await fetchIn(s, first.port);
+    expect(r['status']).toBe(200);
+    expect(r['hash']).toBe(s.originHash);
+  });
+
   it('a TCP share: the link says so (#kind=tcp), and beam connect opens a local TCP port to it, byte-exact', async () => {
     const { ready } = await agent(s, [], 'tcp');
     expect(ready['kind']).toBe('tcp');
