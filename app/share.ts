@@ -297,7 +297,6 @@ function refuseWithLibp2p(options: ShareOptions, kind: ShareKind, relay: RelayMo
     throw new BeamError('BEAM_ERR_BAD_OPTION', `${what} with --via libp2p: ${why}`);
   };
   if (options.server) refuse('--server', 'libp2p needs no Beam server; leave one of them out');
-  if (kind === 'udp') refuse('a UDP share', 'libp2p shares carry HTTP and TCP for now; share UDP through a Beam server');
   if (options.port !== undefined || options.tls || options.lan) refuse('--port, --tls and --lan', "they are the embedded server's, and libp2p runs none");
   if (options.pool || options.token) refuse('--pool and --token', "they are a Beam server's");
   if (relay === 'always') refuse('--relay always', "libp2p's relays carry the hole punch only, never a share's traffic");

@@ -28,6 +28,7 @@ describe('libp2p links', () => {
     // An HTTP share's link has no fragment at all.
     expect(libp2pLink('quick-fox-123', ADDRESS, { kind: 'http' })).toBe(`beam+libp2p://quick-fox-123${ADDRESS}`);
     expect(parseLibp2pLink(`beam+libp2p://quick-fox-123${ADDRESS}`)).toMatchObject({ kind: 'http', secret: undefined });
+    expect(parseLibp2pLink(libp2pLink('quick-fox-123', ADDRESS, { kind: 'udp' }))).toMatchObject({ kind: 'udp' });
   });
 
   it.each([
@@ -37,7 +38,6 @@ describe('libp2p links', () => {
     ['an address with no circuit', `beam+libp2p://quick-fox-123/ip4/198.18.0.1/tcp/4001/p2p/${AGENT}`],
     ['a peer ID that is none', `beam+libp2p://quick-fox-123${RELAY}/p2p-circuit/p2p/QmNotAPeerIdAtAll`],
     ['a kind Beam has not', `beam+libp2p://quick-fox-123${ADDRESS}#kind=sctp`],
-    ['a kind libp2p shares do not carry yet', `beam+libp2p://quick-fox-123${ADDRESS}#kind=udp`],
   ])('%s: BEAM_ERR_BAD_OPTION, showing what a link looks like', (_what, text) => {
     expect(codeOf(() => parseLibp2pLink(text))).toBe('BEAM_ERR_BAD_OPTION');
     expect(() => parseLibp2pLink(text)).toThrow(/beam\+libp2p:\/\/<name>\/ip4\/\.\.\.\/p2p-circuit\/p2p\/<peer ID>/);
@@ -65,7 +65,6 @@ describe('share({ via: libp2p }) refuses what a libp2p share cannot have, before
     [{ oidc: 'https://accounts.example.com' }, /beam connect/],
     [{ bootstrap: ['/ip4/198.18.0.1/tcp/4001'] }, /\/p2p\/<peer ID>/],
     [{ stun: ['stun:'] }, /stun:<host>/],
-    [{ kind: 'udp' as const }, /UDP/],
   ])('%o', async (extra, message) => {
     const err = await share({ target: 3000, via: 'libp2p', ...extra }).then(
       () => undefined,

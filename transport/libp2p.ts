@@ -130,7 +130,7 @@ export function parseLibp2pLink(text: string): BackendTarget {
   }
   const fragment = new URLSearchParams(hash < 0 ? '' : rest.slice(hash + 1));
   const kind = fragment.get('kind') ?? 'http';
-  if (kind !== 'http' && kind !== 'tcp') throw bad(`#kind=${kind.slice(0, 20)}: a libp2p share carries http or tcp`);
+  if (kind !== 'http' && kind !== 'tcp' && kind !== 'udp') throw bad(`#kind=${kind.slice(0, 20)}: a libp2p share carries http, tcp or udp`);
   return { share, address: address.toString(), peer: last.value, secret: fragment.get('secret') ?? undefined, kind };
 }
 

@@ -326,7 +326,10 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
         // (A turn later at least, so that whoever made the session hears its first 'path'.)
         const link = await this.options.local;
         this.link = link;
-        this.addPath(link.path ?? 'local', new Mux(link.channel, { role: 'initiator' }), () => link.channel.close());
+        const mux = new Mux(link.channel, { role: 'initiator' });
+        // A UDP share's datagrams ride records on a stream, as on the relay: a backend's pipe is reliable.
+        if (link.kind === 'udp') (await this.udp()).useStream(mux.openStream(StreamProtocol.UDP));
+        this.addPath(link.path ?? 'local', mux, () => link.channel.close());
         return;
       }
       opened = await this.open();

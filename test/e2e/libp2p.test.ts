@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { FETCH, LIBP2P_RELAY, ORIGIN } from '../helpers/lab-scripts.js';
+import { FETCH, LIBP2P_RELAY, ORIGIN, UDP_ECHO, UDP_ROUND_TRIPS } from '../helpers/lab-scripts.js';
 import { type NatKind, NetLab, WAN_SERVER, WAN_SERVER_2 } from '../helpers/netlab.js';
 import { BeamProcess, type JsonEvent, ROOT } from '../helpers/procs.js';
 
@@ -62,7 +62,7 @@ function beam(ns: string, args: string[], env: NodeJS.ProcessEnv = {}): BeamProc
 }
 
 /** `beam <kind> 3000 --via libp2p` behind NAT A, with a key of its own; resolves with its ready event. */
-async function agent(s: Lab, args: string[] = [], kind: 'http' | 'tcp' = 'http'): Promise<{ proc: BeamProcess; ready: JsonEvent }> {
+async function agent(s: Lab, args: string[] = [], kind: 'http' | 'tcp' | 'udp' = 'http'): Promise<{ proc: BeamProcess; ready: JsonEvent }> {
   const proc = beam(s.lab.ha, [kind, '3000', '--via', 'libp2p', '--bootstrap', s.relay, '--stun', STUN, '--json', '--log-level', 'info', ...args], {
     BEAM_CONFIG_DIR: await mkdtemp(path.join(tmpdir(), 'beam-libp2p-')),
   });
@@ -144,6 +144,20 @@ describe('the libp2p backend across two cone NATs, no Beam server', () => {
     const r = await fetchIn(s, first.port);
     expect(r['status']).toBe(200);
     expect(r['hash']).toBe(s.originHash);
+  });
+
+  it('a UDP share: the link says so (#kind=udp), and beam connect opens a local UDP port; 300 datagrams round-trip byte-exact over the direct path', async () => {
+    await new Promise<void>((resolve, reject) => {
+      // UDP's port 3000, beside the HTTP origin's TCP port 3000.
+      s.lab.node(s.lab.ha, UDP_ECHO(3000), () => resolve()).catch(reject);
+    });
+    const { ready } = await agent(s, [], 'udp');
+    expect(ready['link']).toMatch(/#kind=udp$/);
+    const visitor = visit(s, ready['link'] as string);
+    expect((await visitor.proc.waitFor('ready'))['url']).toBe(`udp://127.0.0.1:${visitor.port}`);
+    expect((await visitor.proc.waitFor('session'))['path']).toBe('direct');
+    const [r] = await s.lab.node(s.lab.hb, UDP_ROUND_TRIPS(visitor.port, 300));
+    expect(r?.['got']).toBe(r?.['sent']);
   });
 
   it('a TCP share: the link says so (#kind=tcp), and beam connect opens a local TCP port to it, byte-exact', async () => {

@@ -17,6 +17,41 @@ http.createServer((req, res) => {
 }).listen(3000, '127.0.0.1', () => console.log(JSON.stringify({ hash })));
 `;
 
+/** A UDP echo inside the agent's host, on 127.0.0.1:`port`: prints `{ listening }` once bound. */
+export const UDP_ECHO = (port: number): string => `
+import dgram from 'node:dgram';
+const echo = dgram.createSocket('udp4');
+echo.on('message', (msg, rinfo) => echo.send(msg, rinfo.port, rinfo.address));
+echo.bind(${port}, '127.0.0.1', () => console.log(JSON.stringify({ listening: ${port} })));
+`;
+
+/**
+ * A UDP client inside the visitor's host: `n` datagrams of 1 to 1,200 random
+ * bytes to 127.0.0.1:`port`, each answered before the next (resent after
+ * 2 s, as a UDP app would); prints the sha256 of all it sent and of all it got.
+ */
+export const UDP_ROUND_TRIPS = (port: number, n: number): string => `
+import dgram from 'node:dgram';
+import { createHash, randomBytes } from 'node:crypto';
+const client = dgram.createSocket('udp4');
+await new Promise((resolve) => client.bind(0, '127.0.0.1', resolve));
+const sent = createHash('sha256'), got = createHash('sha256');
+let resends = 0;
+for (let i = 0; i < ${n}; i++) {
+  const payload = randomBytes(1 + (i % 1200));
+  sent.update(payload);
+  const reply = await new Promise((resolve) => {
+    const send = () => client.send(payload, ${port}, '127.0.0.1');
+    const timer = setInterval(() => { resends++; send(); }, 2000);
+    client.once('message', (msg) => { clearInterval(timer); resolve(msg); });
+    send();
+  });
+  got.update(reply);
+}
+client.close();
+console.log(JSON.stringify({ sent: sent.digest('hex'), got: got.digest('hex'), resends }));
+`;
+
 /** A client inside the visitor's host: GETs a URL, reports progress once, then status, size, sha256 (or the error). */
 export const FETCH = (url: string, progressAt = Infinity): string => `
 import { createHash } from 'node:crypto';
