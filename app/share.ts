@@ -292,7 +292,7 @@ class ShareHandle extends EventEmitter<ShareEvents> implements Share {
 }
 
 /** What a share through libp2p can't have: a server's parts (its gateway, relay, names), and checks no one could make. */
-function refuseWithLibp2p(options: ShareOptions, kind: ShareKind, relay: RelayMode): void {
+function refuseWithLibp2p(options: ShareOptions, relay: RelayMode): void {
   const refuse = (what: string, why: string): never => {
     throw new BeamError('BEAM_ERR_BAD_OPTION', `${what} with --via libp2p: ${why}`);
   };
@@ -364,7 +364,7 @@ export async function share(options: ShareOptions): Promise<Share> {
   const engineName = parseEngine(options.engine ?? 'node-datachannel');
   const via = parseBackendName(options.via ?? options.backend?.name ?? 'server');
   if (options.backend && options.backend.name !== via) throw new BeamError('BEAM_ERR_BAD_OPTION', `a ${options.backend.name} backend with via ${via}`);
-  if (via === 'libp2p') refuseWithLibp2p(options, kind, relay);
+  if (via === 'libp2p') refuseWithLibp2p(options, relay);
   else if (options.bootstrap?.length || options.stun?.length)
     throw new BeamError('BEAM_ERR_BAD_OPTION', '--bootstrap and --stun are for --via libp2p (a Beam server hands out its own STUN: beam serve --stun)');
   const p2p = via === 'libp2p' ? await loadLibp2p() : undefined;
