@@ -60,6 +60,8 @@ export interface IncomingSession {
   local?: boolean;
   /** A network backend's visitor (transport/backend.ts, `--via libp2p`): one path, already verified, and no signaling. */
   dialed?: boolean;
+  /** The visitor goes to the relay at once: so does the agent, without waiting for its `relay` signal. */
+  relayFirst?: boolean;
 }
 
 /** What a session needs of its agent: the share's settings, signaling, and where verified streams go. */
@@ -131,6 +133,7 @@ export class AgentSession {
     this.paths.on('down', (down) => this.pathDown(down));
     // Signaling opens a session; a backend's comes with its one path, and ends with it (transport/path-policy.ts).
     if (!incoming.dialed) this.policy.dispatch({ type: 'open', mode: context.relayMode, turnOffered: false });
+    if (incoming.relayFirst && context.relayMode !== 'never') this.startRelay();
   }
 
   get isClosed(): boolean {

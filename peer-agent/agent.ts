@@ -221,6 +221,8 @@ export class Agent extends EventEmitter<AgentEvents> {
   start(): Promise<Registered> {
     const server = this.options.server;
     if (server === undefined) return Promise.reject(new BeamError('BEAM_ERR_INTERNAL', 'an agent with no server to register with'));
+    // While signaling connects (a TLS handshake and round trips to a server across the internet).
+    if (this.options.warmUp !== false) this.warmUp();
     return new Promise((resolve, reject) => {
       let first = true;
       let failures = 0;
@@ -257,7 +259,6 @@ export class Agent extends EventEmitter<AgentEvents> {
             if (first) {
               first = false;
               resolve(res.value);
-              if (this.options.warmUp !== false) this.warmUp();
             }
             return;
           }
@@ -325,9 +326,11 @@ export class Agent extends EventEmitter<AgentEvents> {
   }
 
   /**
-   * Once the link is out, loads what a visitor's first path will need (the
-   * key pair and Noise) while nobody waits: the first visitor's relay or
-   * direct handshake then pays no module loading.
+   * Loads what a visitor's first path will need (the key pair and Noise)
+   * while signaling connects: the first visitor's relay or direct handshake
+   * then pays no module loading. Loaded once the link was out, it made the
+   * visitor who came at once wait for it (the server's gateway opens its
+   * link to the share as it registers).
    */
   private warmUp(): void {
     setImmediate(() => {
@@ -464,6 +467,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       relayToken: msg.relayToken,
       relayUrl: msg.relayUrl,
       serverSeenAddress: msg.visitor.address,
+      ...(msg.relayFirst === true ? { relayFirst: true } : {}),
     };
     // The server's own gateway is not a visitor: the clients behind it are, one by one.
     if (incoming.visitor !== 'gateway' && this.visitorLimit && !this.visitorLimit.enter(`session:${incoming.id}`, true)) {

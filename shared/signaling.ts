@@ -120,6 +120,12 @@ export const OpenSessionRequestSchema = v.object({
    * members).
    */
   spread: v.optional(v.boolean()),
+  /**
+   * The visitor goes to the relay at once, beside direct (relay first): the
+   * agent hears so with the session and goes there too, without waiting for
+   * the visitor's `relay` signal, one trip through the server sooner.
+   */
+  relayFirst: v.optional(v.boolean()),
 });
 export type OpenSessionRequest = v.InferOutput<typeof OpenSessionRequestSchema>;
 
@@ -151,6 +157,8 @@ export const IncomingSessionSchema = v.object({
   relayToken,
   /** The node whose relay this session uses (several nodes: see transport/relay.ts relayServerFor). */
   relayUrl: v.optional(text(512)),
+  /** The visitor meets the agent at the relay at once (OpenSessionRequest.relayFirst). */
+  relayFirst: v.optional(v.boolean()),
 });
 export type IncomingSession = v.InferOutput<typeof IncomingSessionSchema>;
 

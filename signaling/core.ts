@@ -399,6 +399,7 @@ export class SignalingCore {
       iceServers: this.withOwnStun(agentHost, iceServers),
       relayToken: relayTokens.agent,
       ...(this.options.nodeUrl ? { relayUrl: this.options.nodeUrl } : {}),
+      ...(req.relayFirst === true ? { relayFirst: true } : {}),
     };
     // An agent on another node hears of the session from that node, in one message with its record:
     // its answer can then never arrive before the node knows the session.

@@ -376,7 +376,9 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
 
   private open(): Promise<SessionOpened> {
     return new Promise<SessionOpened>((resolve, reject) => {
-      const req = { share: this.share, ...(this.options.spread ? { spread: true } : {}) };
+      // Relay first (or only): the agent may go to the relay with the session, not a signal later.
+      const relayFirst = this.options.relay === 'always' || (this.options.relayFirst === true && this.options.relay !== 'never');
+      const req = { share: this.share, ...(this.options.spread ? { spread: true } : {}), ...(relayFirst ? { relayFirst: true } : {}) };
       this.c.socket?.timeout(AGENT_CONNECT_TIMEOUT_MS).emit('session:open', req, (err: Error | null, res: Ack<SessionOpened>) => {
         if (err) reject(new BeamError('BEAM_ERR_AGENT_UNREACHABLE', 'signaling did not answer'));
         else if (res.ok) resolve(res.value);

@@ -19,6 +19,8 @@ import { decodeResponseHead, encodeHead, readHead } from '../../shared/http-head
 import type { Ack, SessionOpened } from '../../shared/signaling.js';
 import { ephemeralIdentity, IDENTITY_FILE } from '../../transport/identity.js';
 import { parseLink } from '../../transport/link.js';
+import { connectRelay } from '../../transport/relay.js';
+import { secure } from '../../transport/secure.js';
 import type { VisitorSession } from '../../transport/session.js';
 import { type FaultProxy, startFaultProxy } from '../helpers/fault-proxy.js';
 import { request, sha256 } from '../helpers/http.js';
@@ -162,6 +164,31 @@ describe('the relay', () => {
       first.close();
     } finally {
       socket.close();
+    }
+  });
+});
+
+describe('relay first', () => {
+  it('a visitor that opens its session relay first meets the agent at the relay with no relay signal: the agent came with the session', async () => {
+    const agent = await agentIn(configDir);
+    const socket = connectSocket(server.url, {
+      path: SIGNALING_PATH,
+      transports: ['websocket'],
+      auth: { protocol: SIGNALING_PROTOCOL_VERSION, role: 'visitor' },
+      reconnection: false,
+    });
+    try {
+      const link = parseLink((await agent.proc.waitFor('ready'))['link'] as string);
+      const opened = await new Promise<Ack<SessionOpened>>((resolve) => socket.emit('session:open', { share: agent.name, relayFirst: true }, resolve));
+      if (!opened.ok) throw new Error(opened.error.code);
+      // No signal at all goes to the agent: only the relay, then Noise pinned to the link's peer, which only the agent can finish.
+      const pipe = await connectRelay(server.url, { sessionId: opened.value.sessionId, role: 'visitor', token: opened.value.relayToken });
+      const secured = await secure(pipe, { role: 'initiator', identity: await ephemeralIdentity(), remotePeer: link.peer, timeoutMs: 5_000 });
+      expect(secured.remotePeer.equals(link.peer)).toBe(true);
+      pipe.close();
+    } finally {
+      socket.close();
+      await agent.proc.kill();
     }
   });
 });
