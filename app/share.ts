@@ -17,12 +17,13 @@ import { type InspectorServer, startInspectorServer } from '../peer-agent/inspec
 import { compilePolicy, type PolicyRuleOptions } from '../peer-agent/policy.js';
 import type { SignIn } from '../peer-agent/sign-in.js';
 import { parseWebhookVerifier } from '../peer-agent/webhooks.js';
+import type { NetworkBackend } from '../shared/backend.js';
 import { DEFAULT_EMBEDDED_PORT, EMBEDDED_PORT_ATTEMPTS, LAN_SERVICE_TYPE, LOCAL_CA_PATH, SECRET_PARAM } from '../shared/constants.js';
 import { BeamError } from '../shared/errors.js';
 import { randomName, validateName } from '../shared/names.js';
 import type { RelayMode, ShareKind } from '../shared/signaling.js';
 import { loadAgentIdentity } from '../transport/agent-identity.js';
-import { loadLibp2p, type NetworkBackend, parseBackendName } from '../transport/backend.js';
+import { loadLibp2p, parseBackendName } from '../transport/backend.js';
 import type { EngineName } from '../transport/engine.js';
 import { loadEngine } from '../transport/index.js';
 import { announceShare } from '../transport/lan.js';

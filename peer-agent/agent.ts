@@ -6,6 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
+import type { BackendListening, BackendPipe, NetworkBackend } from '../shared/backend.js';
 import {
   DEFAULT_ORIGIN_TIMEOUT_MS,
   HTTP_HEAD_VERSION,
@@ -30,7 +31,6 @@ import {
   type VisitorKind,
 } from '../shared/signaling.js';
 import type { AgentIdentity } from '../transport/agent-identity.js';
-import type { BackendListening, BackendPipe, NetworkBackend } from '../transport/backend.js';
 import type { Peer, WebRtcEngine } from '../transport/engine.js';
 import type { Identity } from '../transport/identity.js';
 import { type LocalLink, localChannelPair, serveLocally } from '../transport/local.js';

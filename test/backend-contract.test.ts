@@ -9,10 +9,10 @@
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import { Agent, type SessionInfo } from '../peer-agent/agent.js';
+import type { BackendListening, BackendPipe, BackendShare, NetworkBackend } from '../shared/backend.js';
 import { HANDSHAKE_TIMEOUT_MS, MAX_PENDING_HANDSHAKES } from '../shared/constants.js';
 import type { BeamError } from '../shared/errors.js';
 import { Mux } from '../shared/mux.js';
-import type { BackendListening, BackendPipe, BackendShare, NetworkBackend } from '../transport/backend.js';
 import { dialSecured } from '../transport/backend.js';
 import { ephemeralIdentity, type Identity } from '../transport/identity.js';
 import { loadEngine } from '../transport/index.js';

@@ -1,92 +1,19 @@
 /**
- * Network backends: how a share is announced, how a visitor finds it, how
- * the two exchange what sets a path up, and which paths result. `--via`
- * picks one; app/share.ts and app/connect.ts hold the choice.
- *
- *   server  Beam's signaling server (the default): it names shares, pairs
- *           sessions, carries offers and candidates, and offers the direct,
- *           TURN and relay paths, which the session classes set up and
- *           replace themselves (transport/session.ts, peer-agent/agent-session.ts).
- *   libp2p  no Beam server at all (transport/libp2p.ts): the agent reserves a
- *           slot on a circuit relay, the visitor dials through it, and the
- *           two punch a WebRTC connection; the backend hands over one
- *           finished path.
- *
- * A backend of the second kind implements NetworkBackend below: `listen`
- * makes a share reachable and hands the agent each visitor's pipe, `dial`
- * hands the visitor one. On every pipe Beam runs what it runs on its relay:
- * Noise with the agent's key (the visitor pins it; a private share's secret
- * goes into the prologue) and the stream multiplexer. So the agent's checks
- * and the visitor's pin do not depend on what the network proves.
- *
- * Overlay networks fit the same two calls, with no stub here until one is
- * built (docs/backends.md says what each needs): a Tor onion service or an
- * I2P destination is `listen` (publish the service, accept streams) and
- * `dial` (a stream through the overlay); Nym carries messages rather than
- * streams, so it needs a reliable, ordered pipe on top; Veilid's app calls
- * and private routes would carry the pipe's messages likewise.
+ * Network backends, the code: the visitor's end of a backend's pipe
+ * (dialSecured, with the agent's verdict), the libp2p module on demand, and
+ * `--via`. The types, and what each backend is, are in shared/backend.ts;
+ * the agent's end is peer-agent/agent.ts listenOn.
  */
 import type { PeerId } from '@libp2p/interface';
-import type { BACKEND_NAMES } from '../shared/constants.js';
+import type { BackendName, BackendPipe } from '../shared/backend.js';
 import { VERDICT_TIMEOUT_MS } from '../shared/constants.js';
 import { BeamError, isErrorCode } from '../shared/errors.js';
 import { decodeMessage, FrameType } from '../shared/frames.js';
 import type { FrameChannel } from '../shared/mux.js';
 import type { PathKind } from '../shared/paths.js';
-import type { ShareKind } from '../shared/signaling.js';
 import type { Identity } from './identity.js';
-import type { Pipe } from './secure.js';
 
-export type BackendName = (typeof BACKEND_NAMES)[number];
-
-/** What the agent tells a backend about a share. Never its secret: that is proven inside Beam's Noise, on the pipe. */
-export interface BackendShare {
-  name: string;
-  kind: ShareKind;
-  private: boolean;
-  /** The agent's key: the backend's own identity is the same peer ID, so the link's pin names both. */
-  identity: Identity;
-}
-
-/** A visitor's pipe as a backend hands it over: a finished path, before Beam's Noise runs on it. */
-export interface BackendPipe {
-  pipe: Pipe;
-  path: PathKind;
-  /** The other end's address on that path, as the network saw it (for --allow-ip and logs). */
-  address: string | undefined;
-}
-
-export interface BackendListening {
-  /** The `beam connect` link, without a private share's secret (the caller adds it). */
-  link: string;
-  /** Where visitors reach the share now, in the backend's own terms (libp2p: the agent's relayed multiaddr). */
-  address: string;
-  /** `cb` hears each new address the share moves to (libp2p: a reservation on another relay, once the first is lost): its link changes with it. */
-  onAddress(cb: (address: string) => void): void;
-  /** Where the share can be reached, in the backend's own terms (libp2p: multiaddrs). */
-  addresses: string[];
-  close(): Promise<void>;
-}
-
-/** What a backend's link names: the share, how to reach its agent, and the agent's peer ID, which it must prove. */
-export interface BackendTarget {
-  share: string;
-  /** The backend's address of the agent (libp2p: its relayed multiaddr). */
-  address: string;
-  peer: string;
-  secret: string | undefined;
-  /** What the share carries, as the link says. */
-  kind: ShareKind;
-}
-
-export interface NetworkBackend {
-  readonly name: BackendName;
-  /** Agent: makes `share` reachable; each visitor's pipe goes to `accept`. Rejects with a BeamError. */
-  listen(share: BackendShare, accept: (incoming: BackendPipe) => void): Promise<BackendListening>;
-  /** Visitor: reaches the share `target` names. Rejects with a BeamError that says what failed. */
-  dial(target: BackendTarget, options?: { signal?: AbortSignal }): Promise<BackendPipe>;
-  close(): Promise<void>;
-}
+export type { BackendListening, BackendName, BackendPipe, BackendShare, BackendTarget, NetworkBackend } from '../shared/backend.js';
 
 /**
  * The visitor's end of a backend's pipe: Noise as on the relay, the agent

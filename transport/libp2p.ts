@@ -35,6 +35,7 @@ import { webRTC } from '@libp2p/webrtc';
 import { type Multiaddr, multiaddr } from '@multiformats/multiaddr';
 import { createLibp2p } from 'libp2p';
 import type { Logger } from 'pino';
+import type { BackendListening, BackendPipe, BackendShare, BackendTarget, NetworkBackend } from '../shared/backend.js';
 import {
   LIBP2P_DEFAULT_STUN,
   LIBP2P_DIAL_TIMEOUT_MS,
@@ -47,7 +48,6 @@ import {
 import { BeamError } from '../shared/errors.js';
 import { validateName } from '../shared/names.js';
 import type { ShareKind } from '../shared/signaling.js';
-import type { BackendListening, BackendPipe, BackendShare, BackendTarget, NetworkBackend } from './backend.js';
 import { parsePeerId } from './identity.js';
 import type { Pipe } from './secure.js';
 

@@ -20,28 +20,14 @@ import { noise } from '@chainsafe/libp2p-noise';
 import type { MessageStream, PeerId, Upgrader } from '@libp2p/interface';
 import { defaultLogger, logger } from '@libp2p/logger';
 import { AbstractMessageStream, type SendResult } from '@libp2p/utils';
+import type { Pipe } from '../shared/backend.js';
 import { FRAME_HEADER_BYTES, HANDSHAKE_TIMEOUT_MS, MAX_MESSAGE_BYTES } from '../shared/constants.js';
-import { BeamError, type ErrorCode } from '../shared/errors.js';
+import { BeamError } from '../shared/errors.js';
 import { FrameChannelBase } from '../shared/frame-channel.js';
 import type { FrameChannel } from '../shared/mux.js';
 import type { Identity } from './identity.js';
 
-/** What the handshake and the secured stream need of a transport. */
-export interface Pipe {
-  /** Sends one message; false when the caller should wait for onDrain. */
-  send(bytes: Uint8Array): boolean;
-  /** Bytes accepted by send() and not yet handed to the network. */
-  bufferedAmount(): number;
-  /** Adds a listener for: send() may be called again. */
-  onDrain(cb: () => void): void;
-  onMessage(cb: (bytes: Uint8Array) => void): void;
-  onClose(cb: () => void): void;
-  /** Why the other end or the server closed it, when it said (the relay's cap): read once it has closed. */
-  closeCode?(): ErrorCode | undefined;
-  close(): void;
-  pause?(): void;
-  resume?(): void;
-}
+export type { Pipe };
 
 const noiseLog = logger('beam:noise');
 
