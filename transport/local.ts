@@ -19,10 +19,13 @@ import { FrameChannelBase } from '../shared/frame-channel.js';
 
 /**
  * One end of an in-memory channel. Messages are delivered in order, in
- * batches: one macrotask (setImmediate) carries every message sent since the
- * last, so a burst costs one turn of the event loop and I/O still gets its
- * turn between batches. bufferedAmount counts what the other end has not
- * been handed yet, so the multiplexer's backpressure works as on a data channel.
+ * batches: a microtask carries every message sent since the last. The
+ * multiplexer already coalesces its frames once per loop turn (setImmediate),
+ * so a second macrotask here only made each message wait for another turn:
+ * with a microtask the embedded default served 4-6% more 1 KiB requests a
+ * second at 10 connections and 13% more at 100 (2026-12-05), and 100 MiB
+ * ran as fast. bufferedAmount counts what the other end has not been handed
+ * yet, so the multiplexer's backpressure works as on a data channel.
  */
 export class LocalChannel extends FrameChannelBase {
   peer: LocalChannel | undefined;
@@ -37,7 +40,7 @@ export class LocalChannel extends FrameChannelBase {
     this.buffered += message.byteLength;
     if (this.scheduled) return;
     this.scheduled = true;
-    setImmediate(() => this.flush());
+    queueMicrotask(() => this.flush());
   }
 
   private flush(): void {
