@@ -267,6 +267,13 @@ export class Gateway {
       this.sendError(req, res, opened.code, opened.detail);
       return;
     }
+    // The client went while the session was looked up: Node's parser refused the rest of the request
+    // (and answered 400 itself), or the client hung up. Nothing of it may reach the agent. Its socket
+    // says so at once; its 'close' comes a loop phase after the multiplexer would have sent the head.
+    if (clientGone(req, res)) {
+      opened.destroy();
+      return;
+    }
     let stream = opened;
     // Until the response head is in, a failure is the exchange's to answer (or to send again to a pool's other member).
     let headIn = false;
@@ -557,6 +564,13 @@ function hasBody(req: IncomingMessage): boolean {
  * stream the client reset is ended by Node as it closes, so there the reset
  * code tells, not whether the response finished.)
  */
+/** The client is gone already (a request Node's parser refused, a socket closed), before an exchange starts. */
+function clientGone(req: IncomingMessage, res: ServerResponse): boolean {
+  if (res.destroyed || req.destroyed) return true;
+  // HTTP/1: the connection is the request's. (An HTTP/2 stream says so through its response.)
+  return req.httpVersionMajor === 1 && req.socket.destroyed;
+}
+
 function clientLeft(res: ServerResponse): boolean {
   const h2stream = (res as unknown as { stream?: { rstCode?: number } }).stream;
   if (h2stream !== undefined && typeof h2stream.rstCode === 'number' && h2stream.rstCode !== 0) return true;

@@ -116,6 +116,38 @@ describe('request smuggling probes get 400 and never reach the origin', () => {
   });
 });
 
+describe('a request Node refuses while the gateway is still setting up its session', () => {
+  it('is answered 400 and never reaches the origin: the gateway checks the client is still there before it sends the head', async () => {
+    // No warm links: each share's first request waits for its session, and Node's parser refuses the body meanwhile.
+    const cold = await startBeamServer(
+      { engine: await loadEngine('node-datachannel'), logger: pino({ level: 'silent' }) },
+      { port: 0, host: '127.0.0.1', warmLinks: 0 },
+    );
+    const handle: ServerHandle = { proc: undefined as unknown as BeamProcess, port: cold.port, url: `http://127.0.0.1:${cold.port}` };
+    const coldAgent = await startAgent(origin.port, handle, ['--no-inspect']);
+    try {
+      const answer = await new Promise<string>((resolve, reject) => {
+        const socket = net.connect({ host: '127.0.0.1', port: cold.port });
+        let text = '';
+        socket.on('data', (d: Buffer) => {
+          text += d.toString('latin1');
+        });
+        socket.on('close', () => resolve(text));
+        socket.on('error', (err: NodeJS.ErrnoException) => (err.code === 'ECONNRESET' ? resolve(text) : reject(err)));
+        socket.write(`POST /smuggle-cold HTTP/1.1\r\nHost: ${coldAgent.host}\r\nTransfer-Encoding: chunked\r\n\r\n0x5\r\nhello\r\n0\r\n\r\n`);
+      });
+      expect(statusOf(answer)).toBe(400);
+      // The session comes up after the 400: a later request proves the agent and origin were reachable all along.
+      const after = await request(cold.port, coldAgent.host, '/after-cold');
+      expect(after.status).toBe(200);
+      expect(origin.hits.get('/smuggle-cold')).toBeUndefined();
+    } finally {
+      await coldAgent.proc.kill();
+      await cold.close();
+    }
+  });
+});
+
 describe('header limits', () => {
   it(`more than MAX_CLIENT_HEADER_COUNT (${MAX_CLIENT_HEADER_COUNT}) header lines: 431 BEAM_ERR_HEAD_TOO_LARGE, origin untouched; exactly that many pass`, async () => {
     const head = (n: number): string =>
