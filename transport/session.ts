@@ -545,7 +545,7 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
     if (replaced) this.log.debug({ session: this.sessionId, path: kind }, 'replaced path closed');
     else if (!this.closed) {
       // The in-memory path goes when the agent of this process stops: that is no network failure.
-      this.log[kind === 'local' ? 'debug' : 'warn']({ session: this.sessionId, share: this.share, path: kind, code }, 'path down');
+      this.log[kind === 'local' ? 'debug' : 'warn']({ session: this.sessionId, path: kind, code }, 'path down');
       this.emit('path-down', kind, code);
     }
     this.dispatch({ type: 'down', kind, replaced, code });
