@@ -224,6 +224,9 @@ export class Libp2pBackend implements NetworkBackend {
       connectionEncrypters: [noise()],
       streamMuxers: [yamux()],
       services: { identify: identify() },
+      // libp2p caps each address's dial at 6 s of its own (a hole punch is one address): the budget
+      // Beam states, LIBP2P_DIAL_TIMEOUT_MS, is the one that applies. A slow machine took more than 6 s once.
+      connectionManager: { dialTimeout: LIBP2P_DIAL_TIMEOUT_MS, addressDialTimeout: LIBP2P_DIAL_TIMEOUT_MS },
     });
     this.nodes.add(node);
     return node;
