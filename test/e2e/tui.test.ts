@@ -84,9 +84,15 @@ describe('on a terminal', () => {
       expect(text).toContain(indented);
 
       expect((await request(server.port, new URL(url).host, '/tui')).status).toBe(200);
-      await t.until((s) => /Visitors \(1\)/.test(plain(s)) && / ms\s*$/m.test(plain(s)));
-      const list = plain(t.output).split('Visitors (1)').at(-1) as string;
-      expect(list).toMatch(/● \S{8}\s+gateway\s+gateway via (direct|turn|relay)\s+[\d.]+ ms/);
+      // The list is redrawn as the path changes (relay first, then direct, whose RTT comes a ping later):
+      // the latest drawing must come to show the visitor with its path and RTT.
+      const row = /● \S{8}\s+gateway\s+gateway via (direct|turn|relay)\s+[\d.]+ ms/;
+      let list = '';
+      await t.until((s) => {
+        list = plain(s).split('Visitors (1)').at(-1) ?? '';
+        return plain(s).includes('Visitors (1)') && row.test(list);
+      });
+      expect(list).toMatch(row);
     } finally {
       await t.stop();
     }
