@@ -54,6 +54,21 @@ const websocketOnly = {
   },
 };
 
+/**
+ * A page only visits: the agent's end of the server backend
+ * (transport/server-listen.ts, which transport/server-backend.ts loads on
+ * demand) is a stand-in that refuses. Bundled, the code it shares with the
+ * page would split page.js into chunks that compress worse.
+ */
+const visitorOnly = {
+  name: 'visitor-only',
+  setup(b) {
+    b.onResolve({ filter: /^\.\/server-listen\.js$/ }, (args) =>
+      args.importer.endsWith(path.join('transport', 'server-backend.ts')) ? { path: shim('server-listen.ts') } : undefined,
+    );
+  },
+};
+
 // Chunk names change with their contents: old ones must not linger.
 await rm(out, { recursive: true, force: true });
 await mkdir(out, { recursive: true });
@@ -95,7 +110,7 @@ const page = await build({
   metafile: true,
   entryPoints: { page: path.join(here, 'page.ts') },
   inject: [shim('globals.ts')],
-  plugins: [ed25519Only, stringDecoder, websocketOnly],
+  plugins: [ed25519Only, stringDecoder, websocketOnly, visitorOnly],
   define: { ...common.define, __BEAM_APP_SHIM__: JSON.stringify(appShim) },
 });
 // The worker needs no Node stand-ins: it only passes messages.

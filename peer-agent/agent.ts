@@ -6,35 +6,19 @@
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
-import type { BackendListening, BackendPipe, NetworkBackend } from '../shared/backend.js';
-import {
-  DEFAULT_ORIGIN_TIMEOUT_MS,
-  HTTP_HEAD_VERSION,
-  MAX_PENDING_HANDSHAKES,
-  SHARE_CLOSE_TIMEOUT_MS,
-  SIGNALING_PROTOCOL_VERSION,
-} from '../shared/constants.js';
+import type { BackendListening, BackendPipe, BackendShare, BackendVisitors, NetworkBackend, SignaledHandlers, SignaledVisitor } from '../shared/backend.js';
+import { DEFAULT_ORIGIN_TIMEOUT_MS, HTTP_HEAD_VERSION, MAX_PENDING_HANDSHAKES } from '../shared/constants.js';
 import { encodeRecord, RecordReader } from '../shared/datagram.js';
-import { BeamError, errorCodeOf, isErrorCode } from '../shared/errors.js';
+import { BeamError, errorCodeOf } from '../shared/errors.js';
 import { StreamProtocol } from '../shared/frames.js';
 import { Mux, type MuxStream } from '../shared/mux.js';
 import type { PathKind, SessionPath } from '../shared/paths.js';
-import {
-  type Ack,
-  decode,
-  IncomingSessionSchema,
-  type Registered,
-  type RelayMode,
-  SessionClosedSchema,
-  SessionSignalSchema,
-  type ShareKind,
-  type VisitorKind,
-} from '../shared/signaling.js';
+import type { Registered, RelayMode, ShareKind, VisitorKind } from '../shared/signaling.js';
 import type { AgentIdentity } from '../transport/agent-identity.js';
 import type { Peer, WebRtcEngine } from '../transport/engine.js';
 import type { Identity } from '../transport/identity.js';
 import { type LocalLink, localChannelPair, serveLocally } from '../transport/local.js';
-import { connectSignaling, type SignalingSocket } from '../transport/signaling-client.js';
+import { ServerBackend, type ServerListening } from '../transport/server-backend.js';
 import { type BasicCredentials, type IpRules, type RateLimit, VisitorLimit } from './access.js';
 import { AgentSession, type AgentSessionContext, type IncomingSession, provesPerRequest } from './agent-session.js';
 import type { HeaderRules } from './header-rules.js';
@@ -46,9 +30,6 @@ import type { SignIn } from './sign-in.js';
 import { serveTcp } from './tcp.js';
 import { UdpForwarder } from './udp.js';
 import type { WebhookVerifier } from './webhooks.js';
-
-/** Attempts at the first connection before `start` gives up; later drops retry forever. */
-const FIRST_CONNECT_ATTEMPTS = 4;
 
 /** How a visitor's traffic travels: a peer's own path, or through the server's gateway (shared/paths.ts). */
 export type { SessionPath } from '../shared/paths.js';
@@ -149,7 +130,8 @@ export class Agent extends EventEmitter<AgentEvents> {
   private readonly forwarder: OriginForwarder;
   private readonly visitorLimit: VisitorLimit | undefined;
   private readonly sessions = new Map<string, AgentSession>();
-  private socket: SignalingSocket | undefined;
+  /** The share on its signaling server (start), which carries its sessions' signals. */
+  private server: ServerListening | undefined;
   private registered: Registered | undefined;
   private closed = false;
   private lastUnreachableAt = 0;
@@ -158,7 +140,7 @@ export class Agent extends EventEmitter<AgentEvents> {
   private readonly sessionContext: AgentSessionContext;
   /** Takes back the offer of this share to a gateway in this process. */
   private withdrawLocal: (() => void) | undefined;
-  /** The network backend the share is served through, when not a server (listenOn). */
+  /** The network backend the share is served through (the server's too). */
   private listening: BackendListening | undefined;
   /** A backend's visitors whose handshake is under way (MAX_PENDING_HANDSHAKES). */
   private handshaking = 0;
@@ -217,112 +199,53 @@ export class Agent extends EventEmitter<AgentEvents> {
     return this.registered;
   }
 
-  /** Connects and registers; resolves with the first registration or rejects with a BeamError. */
-  start(): Promise<Registered> {
+  /**
+   * Serves the share through its signaling server (transport/server-backend.ts):
+   * connects and registers; resolves with the first registration or rejects
+   * with a BeamError. After a drop it registers again under the same name
+   * ('ready' with `resumed`).
+   */
+  async start(): Promise<Registered> {
     const server = this.options.server;
-    if (server === undefined) return Promise.reject(new BeamError('BEAM_ERR_INTERNAL', 'an agent with no server to register with'));
+    if (server === undefined) throw new BeamError('BEAM_ERR_INTERNAL', 'an agent with no server to register with');
     // While signaling connects (a TLS handshake and round trips to a server across the internet).
     if (this.options.warmUp !== false) this.warmUp();
-    return new Promise((resolve, reject) => {
-      let first = true;
-      let failures = 0;
-      const socket = connectSignaling(
-        server,
-        {
-          protocol: SIGNALING_PROTOCOL_VERSION,
-          role: 'agent',
-          peerId: this.peerIdText,
-          relay: this.relayMode,
-          kind: this.options.kind ?? 'http',
-          private: this.options.secret !== undefined,
-          http: HTTP_HEAD_VERSION,
-          ...(this.options.signIn ? { signIn: true } : {}),
-          ...(this.options.pool ? { pool: true } : {}),
-          ...(this.options.token !== undefined ? { token: this.options.token } : {}),
-        },
-        'agent',
-      );
-      this.socket = socket;
-
-      socket.on('connect', () => {
-        const req = this.registered
-          ? { name: this.registered.name, resumeToken: this.registered.resumeToken }
-          : this.options.name !== undefined
-            ? { name: this.options.name, ...(this.options.resumeToken !== undefined ? { resumeToken: this.options.resumeToken, heldOnly: true } : {}) }
-            : {};
-        socket.emit('share:register', req, (res: Ack<Registered>) => {
-          if (res.ok) {
-            this.registered = res.value;
-            this.offerLocally(res.value.name);
-            this.log.info({ audit: 'share.registered', share: res.value.name, resumed: res.value.resumed }, 'share registered');
-            this.emit('ready', res.value);
-            if (first) {
-              first = false;
-              resolve(res.value);
-            }
-            return;
-          }
-          const err = new BeamError(isErrorCode(res.error.code) ? res.error.code : 'BEAM_ERR_BAD_MESSAGE', res.error.detail);
-          if (first) {
-            first = false;
-            this.close();
-            reject(err);
-          } else {
-            this.emit('error', err);
-          }
-        });
-      });
-      socket.on('connect_error', (err) => {
-        const data = (err as Error & { data?: { code?: string; detail?: string } }).data;
-        if (first && data?.code && isErrorCode(data.code)) {
-          first = false;
-          this.close();
-          reject(new BeamError(data.code, data.detail));
-          return;
-        }
-        failures++;
-        if (first && (!socket.active || failures >= FIRST_CONNECT_ATTEMPTS)) {
-          first = false;
-          this.close();
-          reject(new BeamError('BEAM_ERR_SERVER_UNREACHABLE', `${server}: ${err.message}`));
-          return;
-        }
-        this.log.debug({ err: err.message }, 'signaling connect failed; retrying');
-      });
-      socket.on('disconnect', (reason) => {
-        if (this.closed) return;
-        this.log.warn({ reason, sessions: this.sessions.size }, 'lost the signaling server; reconnecting (sessions carry on over the paths that are up)');
-        this.emit('disconnected', { reason });
-        // The name may move while this side is away: the gateway in this process asks signaling until it is back.
-        this.withdrawLocal?.();
-        // A drop makes the server forget this side's sessions: each goes on over its paths while the
-        // visitor answers. A server that sends its agents to another node keeps them there.
-        if (reason !== 'io server disconnect') for (const id of [...this.sessions.keys()]) this.detachSession(id);
-        // A server that sends its agents away (it is draining) expects them back elsewhere; socket.io
-        // does not reconnect on its own then. Jitter, so a node's agents don't all land at once.
-        if (reason === 'io server disconnect') setTimeout(() => socket.connect(), 200 + Math.random() * 800).unref();
-      });
-      socket.on('session:incoming', (raw) => this.onIncoming(raw));
-      socket.on('session:signal', (raw) => {
-        try {
-          const msg = decode(SessionSignalSchema, raw, 'session:signal');
-          this.sessions.get(msg.sessionId)?.signal(msg.signal);
-        } catch (err) {
-          this.log.warn({ err: (err as Error).message }, 'dropped a malformed signal');
-        }
-      });
-      socket.on('session:closed', (raw) => {
-        try {
-          const msg = decode(SessionClosedSchema, raw, 'session:closed');
-          // The visitor lost the server, not necessarily the session: its paths are checked instead.
-          if (msg.code === 'BEAM_ERR_SIGNALING_LOST') this.detachSession(msg.sessionId, true);
-          else this.endSession(msg.sessionId);
-        } catch {
-          // malformed: nothing to close
-        }
-      });
-      socket.on('protocol:error', (err) => this.log.warn({ code: err.code }, err.message));
+    const backend = new ServerBackend({
+      server,
+      logger: this.log,
+      agent: {
+        relay: this.relayMode,
+        http: HTTP_HEAD_VERSION,
+        signIn: this.options.signIn !== undefined,
+        pool: this.options.pool === true,
+        token: this.options.token,
+        resumeToken: this.options.resumeToken,
+      },
     });
+    try {
+      const listening = await backend.listen(this.backendShare(this.options.name), this.visitors(backend.name), (l) => {
+        this.server = l;
+        l.on('ready', (r) => {
+          this.registered = r;
+          this.offerLocally(r.name);
+          this.log.info({ audit: 'share.registered', share: r.name, resumed: r.resumed }, 'share registered');
+          this.emit('ready', r);
+        });
+        l.on('disconnected', (e) => {
+          if (this.closed) return;
+          this.emit('disconnected', e);
+          // The name may move while this side is away: the gateway in this process asks signaling until it is back.
+          this.withdrawLocal?.();
+        });
+        l.on('error', (err) => this.emit('error', err));
+      });
+      this.listening = listening;
+      if (this.closed) throw new BeamError('BEAM_ERR_INTERNAL', 'the agent closed while it registered');
+      return listening.first;
+    } catch (err) {
+      await this.close();
+      throw err;
+    }
   }
 
   /**
@@ -352,10 +275,7 @@ export class Agent extends EventEmitter<AgentEvents> {
    * and hands in each visitor's pipe. Resolves with where visitors find it.
    */
   async listenOn(backend: NetworkBackend, name: string): Promise<BackendListening> {
-    const kind = this.options.kind ?? 'http';
-    const listening = await backend.listen({ name, kind, private: this.options.secret !== undefined, identity: await this.keyPair() }, (incoming) =>
-      this.acceptDialed(incoming, backend.name),
-    );
+    const listening = await backend.listen(this.backendShare(name), this.visitors(backend.name));
     if (this.closed) {
       await listening.close();
       throw new BeamError('BEAM_ERR_INTERNAL', 'the agent closed while the backend started');
@@ -363,6 +283,16 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.listening = listening;
     this.log.info({ audit: 'share.registered', share: name, via: backend.name }, 'share listening');
     return listening;
+  }
+
+  /** What a backend learns of the share: never its secret, which is proven inside Beam's Noise. */
+  private backendShare(name: string | undefined): BackendShare {
+    return { name, kind: this.options.kind ?? 'http', private: this.options.secret !== undefined, peerId: this.peerIdText, key: this.keyPair };
+  }
+
+  /** Where a backend's visitors go: a pipe to its Noise handshake, a signaled session to its paths. */
+  private visitors(via: string): BackendVisitors {
+    return { pipe: (incoming) => this.acceptDialed(incoming, via), signaled: (visitor) => this.acceptSignaled(visitor) };
   }
 
   /**
@@ -452,22 +382,16 @@ export class Agent extends EventEmitter<AgentEvents> {
     return { channel: gatewayEnd, kind: this.options.kind ?? 'http' };
   }
 
-  private onIncoming(raw: unknown): void {
-    let msg;
-    try {
-      msg = decode(IncomingSessionSchema, raw, 'session:incoming');
-    } catch (err) {
-      this.log.warn({ err: (err as Error).message }, 'dropped a malformed session');
-      return;
-    }
+  /** A session the server paired with this agent: its paths come from the signals on its channel. */
+  private acceptSignaled(visitor: SignaledVisitor): SignaledHandlers | undefined {
     const incoming: IncomingSession = {
-      id: msg.sessionId,
-      visitor: msg.visitor.kind,
-      iceServers: msg.iceServers,
-      relayToken: msg.relayToken,
-      relayUrl: msg.relayUrl,
-      serverSeenAddress: msg.visitor.address,
-      ...(msg.relayFirst === true ? { relayFirst: true } : {}),
+      id: visitor.id,
+      visitor: visitor.visitor,
+      iceServers: visitor.iceServers,
+      relayToken: visitor.relayToken,
+      relayUrl: visitor.relayUrl,
+      serverSeenAddress: visitor.serverSeenAddress,
+      ...(visitor.relayFirst === true ? { relayFirst: true } : {}),
     };
     // The server's own gateway is not a visitor: the clients behind it are, one by one.
     if (incoming.visitor !== 'gateway' && this.visitorLimit && !this.visitorLimit.enter(`session:${incoming.id}`, true)) {
@@ -475,10 +399,12 @@ export class Agent extends EventEmitter<AgentEvents> {
         { audit: 'limit.hit', code: 'BEAM_ERR_MAX_VISITORS', session: incoming.id, address: incoming.serverSeenAddress, max: this.visitorLimit.max },
         'visitor refused: --max-visitors',
       );
-      this.socket?.emit('session:close', { sessionId: incoming.id, code: 'BEAM_ERR_MAX_VISITORS' });
-      return;
+      visitor.close('BEAM_ERR_MAX_VISITORS');
+      return undefined;
     }
-    this.sessions.set(incoming.id, new AgentSession(this.sessionContext, incoming));
+    const session = new AgentSession(this.sessionContext, incoming);
+    this.sessions.set(incoming.id, session);
+    return { signal: (signal) => session.signal(signal), detach: (visitorLost) => session.detach(visitorLost), end: () => session.end() };
   }
 
   /** What every session needs of the agent (peer-agent/agent-session.ts). */
@@ -499,8 +425,8 @@ export class Agent extends EventEmitter<AgentEvents> {
         this.lastDropLogAt = now;
         this.log.warn({ audit: 'limit.hit', code: 'BEAM_ERR_LIMIT_REACHED', session: session.id, address: session.serverSeenAddress, limit }, 'offer dropped');
       },
-      signal: (sessionId, signal) => this.socket?.emit('session:signal', { sessionId, signal }),
-      closed: (sessionId) => this.socket?.emit('session:close', { sessionId }),
+      signal: (sessionId, signal) => this.server?.signal(sessionId, signal),
+      closed: (sessionId, code) => this.server?.closeSession(sessionId, code),
       serve: (stream, session, address, via) => this.onStream(stream, session, address, via),
       udp: (session) => {
         session.udp ??= new UdpForwarder(this.options.origin, (err) => this.reportUnreachable(err));
@@ -573,10 +499,6 @@ export class Agent extends EventEmitter<AgentEvents> {
     stream.destroy(new BeamError('BEAM_ERR_SHARE_KIND', `this share carries ${kind}`));
   }
 
-  private detachSession(id: string, visitorLost = false): void {
-    this.sessions.get(id)?.detach(visitorLost);
-  }
-
   private endSession(id: string): void {
     this.sessions.get(id)?.end();
   }
@@ -587,9 +509,9 @@ export class Agent extends EventEmitter<AgentEvents> {
   }
 
   /**
-   * Closes every session and leaves the signaling server, freeing the share's
-   * name at once (a dropped connection would keep it for the resume grace).
-   * Resolves once the server confirmed, or after SHARE_CLOSE_TIMEOUT_MS.
+   * Closes every session and leaves the backend: a server frees the share's
+   * name at once (a dropped connection would keep it for the resume grace),
+   * once it confirmed or after SHARE_CLOSE_TIMEOUT_MS.
    */
   async close(): Promise<void> {
     if (this.closed) return;
@@ -597,11 +519,6 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.withdrawLocal?.();
     for (const id of [...this.sessions.keys()]) this.endSession(id);
     this.forwarder.close();
-    await this.listening?.close();
-    const socket = this.socket;
-    if (socket?.connected && this.registered) {
-      await new Promise<void>((resolve) => socket.timeout(SHARE_CLOSE_TIMEOUT_MS).emit('share:close', {}, () => resolve()));
-    }
-    socket?.disconnect();
+    await (this.listening ?? this.server)?.close();
   }
 }

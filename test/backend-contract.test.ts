@@ -9,7 +9,7 @@
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import { Agent, type SessionInfo } from '../peer-agent/agent.js';
-import type { BackendListening, BackendPipe, BackendShare, NetworkBackend } from '../shared/backend.js';
+import type { BackendListening, BackendPipe, BackendShare, BackendVisitors, NetworkBackend } from '../shared/backend.js';
 import { HANDSHAKE_TIMEOUT_MS, MAX_PENDING_HANDSHAKES } from '../shared/constants.js';
 import type { BeamError } from '../shared/errors.js';
 import { Mux } from '../shared/mux.js';
@@ -62,17 +62,18 @@ function pipePair(): [TestPipe, TestPipe] {
 /** A backend whose visitors are whoever the test hands in. */
 class TestBackend implements NetworkBackend {
   readonly name = 'libp2p' as const;
-  accept: ((incoming: BackendPipe) => void) | undefined;
+  readonly paths = ['direct'] as const;
+  visitors: BackendVisitors | undefined;
   share: BackendShare | undefined;
-  async listen(share: BackendShare, accept: (incoming: BackendPipe) => void): Promise<BackendListening> {
+  async listen(share: BackendShare, visitors: BackendVisitors): Promise<BackendListening> {
     this.share = share;
-    this.accept = accept;
+    this.visitors = visitors;
     return { link: 'test://', address: 'test', addresses: [], onAddress: () => {}, close: async () => {} };
   }
   /** A visitor's pipe: the other end goes to the agent. */
   async dial(): Promise<BackendPipe> {
     const [visitor, agent] = pipePair();
-    this.accept?.({ pipe: agent, path: 'direct', address: '192.0.2.9' });
+    this.visitors?.pipe({ pipe: agent, path: 'direct', address: '192.0.2.9' });
     return { pipe: visitor, path: 'direct', address: undefined };
   }
   async close(): Promise<void> {}
@@ -93,7 +94,8 @@ describe("a network backend's visitors at the agent", () => {
     const backend = new TestBackend();
     const { agent, identity } = await agentOn(backend, 's3cret');
     expect(backend.share).toMatchObject({ name: 'contract-test', kind: 'tcp', private: true });
-    expect(backend.share?.identity.peerId.equals(identity.peerId)).toBe(true);
+    expect(backend.share?.peerId).toBe(identity.peerId.toString());
+    expect((await backend.share?.key())?.peerId.equals(identity.peerId)).toBe(true);
     expect(JSON.stringify(backend.share)).not.toContain('s3cret');
     const session = new Promise<SessionInfo>((resolve) => agent.once('session', resolve));
     const { channel, path } = await dialSecured(await backend.dial(), { identity: await ephemeralIdentity(), peer: identity.peerId, secret: 's3cret' });
@@ -147,14 +149,14 @@ describe("a network backend's visitors at the agent", () => {
     const backend = new TestBackend();
     const { agent } = await agentOn(backend);
     const silent = Array.from({ length: MAX_PENDING_HANDSHAKES + 6 }, () => pipePair());
-    for (const [, agentEnd] of silent) backend.accept?.({ pipe: agentEnd, path: 'direct', address: undefined });
+    for (const [, agentEnd] of silent) backend.visitors?.pipe({ pipe: agentEnd, path: 'direct', address: undefined });
     const closedAtOnce = silent.filter(([, agentEnd]) => agentEnd.closed).length;
     expect(closedAtOnce).toBe(6);
     // Each silent visitor waits out its handshake timeout, then its place is free again.
     await new Promise((resolve) => setTimeout(resolve, HANDSHAKE_TIMEOUT_MS + 500));
     expect(silent.every(([, agentEnd]) => agentEnd.closed)).toBe(true);
     const [, late] = pipePair();
-    backend.accept?.({ pipe: late, path: 'direct', address: undefined });
+    backend.visitors?.pipe({ pipe: late, path: 'direct', address: undefined });
     expect(late.closed).toBe(false);
     late.close();
     await agent.close();

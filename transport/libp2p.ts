@@ -35,7 +35,7 @@ import { webRTC } from '@libp2p/webrtc';
 import { type Multiaddr, multiaddr } from '@multiformats/multiaddr';
 import { createLibp2p } from 'libp2p';
 import type { Logger } from 'pino';
-import type { BackendListening, BackendPipe, BackendShare, BackendTarget, NetworkBackend } from '../shared/backend.js';
+import type { BackendListening, BackendPipe, BackendShare, BackendTarget, BackendVisitors, NetworkBackend } from '../shared/backend.js';
 import {
   LIBP2P_DEFAULT_STUN,
   LIBP2P_DIAL_TIMEOUT_MS,
@@ -197,6 +197,8 @@ function dialError(err: unknown, target: BackendTarget, timedOut: boolean): Beam
 
 export class Libp2pBackend implements NetworkBackend {
   readonly name = 'libp2p' as const;
+  /** A hole-punched WebRTC connection: libp2p's relays carry only the hole punch. */
+  readonly paths = ['direct'] as const;
   private readonly options: Libp2pBackendOptions;
   private readonly nodes = new Set<Libp2p>();
   /** The agent's node, shared by the shares this backend serves, and its relayed address now. */
@@ -232,10 +234,13 @@ export class Libp2pBackend implements NetworkBackend {
     return node;
   }
 
-  async listen(share: BackendShare, accept: (incoming: BackendPipe) => void): Promise<BackendListening> {
-    const log = this.options.logger.child({ backend: 'libp2p', share: share.name });
+  async listen(share: BackendShare, visitors: BackendVisitors): Promise<BackendListening> {
+    const name = share.name;
+    if (name === undefined) throw new BeamError('BEAM_ERR_INTERNAL', 'a libp2p share needs a name: its link names it');
+    const log = this.options.logger.child({ backend: 'libp2p', share: name });
+    const identity = await share.key();
     // One node for every share of this backend (beam start): one peer ID, one reservation, a protocol per share.
-    this.agent ??= this.startAgent(share.identity.privateKey);
+    this.agent ??= this.startAgent(identity.privateKey);
     const agent = this.agent;
     let node: Libp2p;
     let address: string;
@@ -245,15 +250,15 @@ export class Libp2pBackend implements NetworkBackend {
       if (this.agent === agent) this.agent = undefined;
       throw err;
     }
-    if (!node.peerId.equals(share.identity.peerId)) throw new BeamError('BEAM_ERR_INTERNAL', "a backend's shares have one agent key");
-    const protocol = LIBP2P_PROTOCOL_PREFIX + share.name;
-    if (node.getProtocols().includes(protocol)) throw new BeamError('BEAM_ERR_NAME_TAKEN', `this agent already serves "${share.name}"`);
+    if (!node.peerId.equals(identity.peerId)) throw new BeamError('BEAM_ERR_INTERNAL', "a backend's shares have one agent key");
+    const protocol = LIBP2P_PROTOCOL_PREFIX + name;
+    if (node.getProtocols().includes(protocol)) throw new BeamError('BEAM_ERR_NAME_TAKEN', `this agent already serves "${name}"`);
     // Only on a direct connection (libp2p refuses the protocol on a relayed one): the relay carries the hole punch alone.
     await node.handle(
       protocol,
       (stream: Stream, connection: Connection) => {
         log.debug({ remote: connection.remotePeer.toString() }, 'libp2p visitor');
-        accept({ pipe: streamPipe(stream), path: 'direct', address: undefined });
+        visitors.pipe({ pipe: streamPipe(stream), path: 'direct', address: undefined });
       },
       { maxInboundStreams: LIBP2P_MAX_INBOUND_STREAMS },
     );
@@ -262,7 +267,7 @@ export class Libp2pBackend implements NetworkBackend {
     let closed = false;
     const moved = new Set<(address: string) => void>();
     return {
-      link: libp2pLink(share.name, this.address ?? address, { kind: share.kind }),
+      link: libp2pLink(name, this.address ?? address, { kind: share.kind }),
       address: this.address ?? address,
       addresses: node.getMultiaddrs().map(String),
       onAddress: (cb) => {

@@ -23,16 +23,16 @@
  */
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
-import { POOL_PROBE_MS, POOL_REPROBE_MAX_MS, POOL_SILENT_MS, SHARE_RESUME_GRACE_MS, SIGNALING_PROTOCOL_VERSION } from '../shared/constants.js';
+import { POOL_PROBE_MS, POOL_REPROBE_MAX_MS, POOL_SILENT_MS, SHARE_RESUME_GRACE_MS } from '../shared/constants.js';
 import type { BeamError } from '../shared/errors.js';
-import { isErrorCode } from '../shared/errors.js';
 import type { PathKind } from '../shared/paths.js';
-import { decode, type Handshake, SessionClosedSchema, SessionSignalSchema } from '../shared/signaling.js';
+import type { Handshake } from '../shared/signaling.js';
 import type { WebRtcEngine } from './engine.js';
 import type { Identity } from './identity.js';
 import { type LocalLink, localAgent } from './local-agents.js';
+import { ServerBackend } from './server-backend.js';
 import { type PathInfo, VisitorSession, type VisitorSessionOptions } from './session.js';
-import { connectSignaling, type Reconnect, type SignalingSocket } from './signaling-client.js';
+import type { Reconnect } from './signaling-client.js';
 
 export interface SessionPoolComponents {
   engine: WebRtcEngine;
@@ -74,8 +74,8 @@ export class SessionPool extends EventEmitter<SessionPoolEvents> {
   private readonly c: SessionPoolComponents;
   private readonly options: SessionPoolOptions;
   private readonly log: Logger;
-  /** Signaling; none with a network backend (`dial`). */
-  readonly socket: SignalingSocket | undefined;
+  /** The server that pairs this visitor's sessions (transport/server-backend.ts); none with another network backend (`dial`). */
+  readonly server: ServerBackend | undefined;
   /** The sessions each share's new streams take: one, or one per member of a pooled share. */
   private readonly byShare = new Map<string, VisitorSession[]>();
   /** Pooled shares: when this pool last asked signaling for a member it has no session with. */
@@ -97,48 +97,21 @@ export class SessionPool extends EventEmitter<SessionPoolEvents> {
     this.options = options;
     this.log = components.logger;
     if (options.dial) return;
-    this.socket = connectSignaling(options.server, { protocol: SIGNALING_PROTOCOL_VERSION, role: 'visitor', ...options.handshake }, options.reconnect);
-    this.socket.on('session:signal', (raw) => {
-      try {
-        const msg = decode(SessionSignalSchema, raw, 'session:signal');
-        this.byId.get(msg.sessionId)?.signal(msg.signal);
-      } catch (err) {
-        this.log.warn({ err: (err as Error).message }, 'dropped a malformed signal');
-      }
-    });
-    this.socket.on('session:closed', (raw) => {
-      try {
-        const msg = decode(SessionClosedSchema, raw, 'session:closed');
-        const session = this.byId.get(msg.sessionId);
-        if (session && msg.code === 'BEAM_ERR_SIGNALING_LOST' && this.leaveRotation(session)) {
-          // A pool member the server lost: the others take new streams; its own finish if it still answers.
-          session.detach(true);
-          session.retire();
-        }
-        // The agent lost the server, not necessarily the session: its paths are checked instead.
-        else if (msg.code === 'BEAM_ERR_SIGNALING_LOST') session?.detach(true);
-        else session?.close(isErrorCode(msg.code) ? msg.code : undefined);
-      } catch (err) {
-        this.log.warn({ err: (err as Error).message }, 'dropped a malformed session:closed');
-      }
-    });
-    this.socket.on('disconnect', (reason) => {
-      // The server forgets this side's sessions; their paths carry on while the agents answer on them.
-      if (this.byShare.size > 0) this.log.warn({ reason, sessions: this.byId.size }, 'lost the signaling server; sessions carry on over the paths that are up');
-      for (const session of [...this.byId.values()]) session.detach();
+    this.server = new ServerBackend({
+      server: options.server,
+      logger: this.log,
+      visitor: { ...(options.handshake ? { handshake: options.handshake } : {}), reconnect: options.reconnect },
     });
   }
 
   /** Whether signaling is connected now (for /readyz). */
   get connected(): boolean {
-    return this.socket?.connected ?? true;
+    return this.server?.connected ?? true;
   }
 
   /** Resolves once signaling is connected. */
   ready(): Promise<void> {
-    const socket = this.socket;
-    if (!socket || socket.connected) return Promise.resolve();
-    return new Promise((resolve) => socket.once('connect', () => resolve()));
+    return this.server?.ready() ?? Promise.resolve();
   }
 
   /** Shares with a session (up, or being set up). */
@@ -243,7 +216,7 @@ export class SessionPool extends EventEmitter<SessionPoolEvents> {
   private create(share: string, spread: boolean): VisitorSession {
     const local = this.options.dial ? () => this.options.dial?.(share) : this.options.localLinks ? localAgent(this.options.server, share) : undefined;
     const created = new VisitorSession(
-      { engine: this.c.engine, logger: this.log, socket: this.socket, identity: this.c.identity },
+      { engine: this.c.engine, logger: this.log, server: this.server, identity: this.c.identity },
       { ...this.options.session, share, server: this.options.server, ...(local ? { local: local() } : {}), ...(spread ? { spread } : {}) },
     );
     created.on('path', (info) => this.emit('path', share, info));
@@ -252,6 +225,10 @@ export class SessionPool extends EventEmitter<SessionPoolEvents> {
       this.emit('direct-failed', share, err);
     });
     created.once('opened', (id) => this.byId.set(id, created));
+    // A pool member the server lost: the others take new streams; its own finish if it still answers.
+    created.on('agent-lost', () => {
+      if (this.leaveRotation(created)) created.retire();
+    });
     created.once('close', () => {
       if (created.sessionId !== undefined && this.byId.get(created.sessionId) === created) this.byId.delete(created.sessionId);
       this.closedBytes.sent += created.bytes.sent;
@@ -305,6 +282,6 @@ export class SessionPool extends EventEmitter<SessionPoolEvents> {
 
   close(): void {
     for (const session of [...[...this.byShare.values()].flat(), ...this.byId.values()]) session.close();
-    this.socket?.disconnect();
+    void this.server?.close();
   }
 }

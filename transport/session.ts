@@ -25,19 +25,21 @@ import { EventEmitter } from 'node:events';
 import type { PeerId } from '@libp2p/interface';
 import type { Logger } from 'pino';
 import type { Socket } from 'socket.io-client';
-import { AGENT_CONNECT_TIMEOUT_MS, HTTP_HEAD_VERSION, NOISE_CHANNEL_LABEL, PATH_PROBE_MS, PATH_WAIT_MS, STREAM_CHANNEL_LABEL } from '../shared/constants.js';
+import type { SignaledDial } from '../shared/backend.js';
+import { HTTP_HEAD_VERSION, NOISE_CHANNEL_LABEL, PATH_PROBE_MS, PATH_WAIT_MS, STREAM_CHANNEL_LABEL } from '../shared/constants.js';
 import { BeamError, type ErrorCode, isErrorCode } from '../shared/errors.js';
 import { StreamProtocol } from '../shared/frames.js';
 import { withoutTurn } from '../shared/ice.js';
 import { Mux, type MuxStream } from '../shared/mux.js';
 import type { PathKind } from '../shared/paths.js';
-import type { Ack, ClientToServerEvents, RelayMode, ServerToClientEvents, SessionOpened, ShareKind, Signal } from '../shared/signaling.js';
+import type { ClientToServerEvents, RelayMode, ServerToClientEvents, SessionOpened, ShareKind, Signal } from '../shared/signaling.js';
 import type { Datagrams } from './datagrams.js';
 import type { Peer, WebRtcEngine } from './engine.js';
 import type { Identity } from './identity.js';
 import type { LocalLink } from './local-agents.js';
 import { type PathAction, type PathEvent, relayPolicy } from './path-policy.js';
 import { type PathDown, PathPolicyRunner, PathSet } from './paths.js';
+import type { ServerBackend } from './server-backend.js';
 
 /**
  * Noise and the libp2p keys load when a path first needs them: a browser
@@ -63,8 +65,8 @@ export interface PathInfo {
 export interface VisitorSessionComponents {
   engine: WebRtcEngine;
   logger: Logger;
-  /** Signaling; none when every session is a network backend's (`local` a promise). */
-  socket?: VisitorSocket | undefined;
+  /** The server that opens the session and carries its signals; none when every session is another backend's (`local` a promise). */
+  server?: ServerBackend | undefined;
   /** This visitor's key for Noise, or how to make one when a path first needs it. */
   identity: Identity | (() => Promise<Identity>);
 }
@@ -112,6 +114,8 @@ export interface VisitorSessionEvents {
   'direct-failed': [BeamError];
   /** Signaling opened the session: its id, which signals for it carry. */
   opened: [string];
+  /** The server says the agent lost it (BEAM_ERR_SIGNALING_LOST): the session was detached, and its paths are checked. */
+  'agent-lost': [];
   /** A path died while the session lives (a cut link, a peer gone); another is being set up. */
   'path-down': [PathKind, ErrorCode | undefined];
   close: [];
@@ -131,6 +135,8 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
   /** When to set up, retry and give up paths: a pure policy (transport/path-policy.ts); this class carries it out. */
   private readonly policy: PathPolicyRunner;
   private opened: SessionOpened | undefined;
+  /** The server's session: its signal channel. */
+  private dialed: SignaledDial | undefined;
   /** The channel `local` named, once there. */
   private link: LocalLink | undefined;
   private expected: PeerId | undefined;
@@ -311,7 +317,7 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
       case 'close':
         this.paths.close('BEAM_ERR_PEER_GONE');
         this.peer?.close();
-        if (this.sessionId && this.c.socket?.connected) this.c.socket.emit('session:close', { sessionId: this.sessionId });
+        this.dialed?.close();
         this.emit('close');
         return;
     }
@@ -374,21 +380,34 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
     return this.identityPromise;
   }
 
-  private open(): Promise<SessionOpened> {
-    return new Promise<SessionOpened>((resolve, reject) => {
-      // Relay first (or only): the agent may go to the relay with the session, not a signal later.
-      const relayFirst = this.options.relay === 'always' || (this.options.relayFirst === true && this.options.relay !== 'never');
-      const req = { share: this.share, ...(this.options.spread ? { spread: true } : {}), ...(relayFirst ? { relayFirst: true } : {}) };
-      this.c.socket?.timeout(AGENT_CONNECT_TIMEOUT_MS).emit('session:open', req, (err: Error | null, res: Ack<SessionOpened>) => {
-        if (err) reject(new BeamError('BEAM_ERR_AGENT_UNREACHABLE', 'signaling did not answer'));
-        else if (res.ok) resolve(res.value);
-        else reject(new BeamError(isErrorCode(res.error.code) ? res.error.code : 'BEAM_ERR_AGENT_UNREACHABLE', res.error.detail));
-      });
-    });
+  private async open(): Promise<SessionOpened> {
+    const server = this.c.server;
+    if (!server) throw new BeamError('BEAM_ERR_INTERNAL', 'a session with no server to open it');
+    // Relay first (or only): the agent may go to the relay with the session, not a signal later.
+    const relayFirst = this.options.relay === 'always' || (this.options.relayFirst === true && this.options.relay !== 'never');
+    this.dialed = await server.dial(
+      { share: this.share },
+      {
+        ...(this.options.spread ? { spread: true } : {}),
+        ...(relayFirst ? { relayFirst: true } : {}),
+        handlers: {
+          signal: (signal) => this.signal(signal),
+          detach: () => this.detach(),
+          closed: (code) => {
+            if (code !== 'BEAM_ERR_SIGNALING_LOST') return this.close(isErrorCode(code) ? code : undefined);
+            // The agent lost the server, not necessarily the session: its paths are checked instead.
+            this.detach(true);
+            this.emit('agent-lost');
+          },
+        },
+      },
+    );
+    if (this.closed) this.dialed.close();
+    return this.dialed.opened;
   }
 
   private emitSignal(signal: Signal): void {
-    if (this.sessionId && this.c.socket?.connected) this.c.socket.emit('session:signal', { sessionId: this.sessionId, signal });
+    this.dialed?.signal(signal);
   }
 
   // ------------------------------------------------------------ direct
