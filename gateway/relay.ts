@@ -7,6 +7,9 @@
  *
  * It splices only sessions that signaling set up, and each side only once:
  * a connection must present the one-time token signaling handed that side.
+ * A side in this process (the server's own gateway) joins without a
+ * WebSocket, through attachInProcess, with the same checks
+ * (transport/relay-side.ts).
  *
  * The operator may cap what one session carries here (RelayLimits maxBytes,
  * maxMs: `beam serve --relay-max-mib`, `--relay-max-seconds`): the relay is
@@ -18,7 +21,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
-import { type WebSocket, WebSocketServer } from 'ws';
+import { WebSocketServer } from 'ws';
 import {
   MAX_RELAY_CAP_SECONDS,
   MAX_RELAY_SESSIONS,
@@ -27,7 +30,10 @@ import {
   RELAY_MAX_MESSAGE_BYTES,
   RELAY_PAIR_TIMEOUT_MS,
 } from '../shared/constants.js';
-import { ERRORS, type ErrorCode } from '../shared/errors.js';
+import { BeamError, ERRORS, type ErrorCode } from '../shared/errors.js';
+import type { RelayTicket } from '../transport/relay.js';
+import { inProcessSide, type RelaySide } from '../transport/relay-side.js';
+import type { Pipe } from '../transport/secure.js';
 
 export type RelayRole = 'visitor' | 'agent';
 
@@ -59,9 +65,9 @@ export interface RelayComponents {
 
 interface Pairing {
   sessionId: string;
-  sides: Partial<Record<RelayRole, WebSocket>>;
+  sides: Partial<Record<RelayRole, RelaySide>>;
   /** What a side sent before the other arrived (its first handshake message), held until the splice. */
-  early: Map<WebSocket, { messages: Buffer[]; bytes: number; listener: (data: Buffer) => void }>;
+  early: Map<RelaySide, { messages: Buffer[]; bytes: number; listener: (data: Buffer) => void }>;
   timer: NodeJS.Timeout;
   /** Bytes forwarded for this session, both directions. */
   bytes: number;
@@ -126,50 +132,71 @@ export class RelayServer {
       refuse(socket, 'BEAM_ERR_LIMIT_REACHED');
       return;
     }
-    this.wss.handleUpgrade(req, socket, head, (ws) => {
-      // Looked up here, not before the upgrade: both sides may be upgrading at once.
-      let current = this.pairings.get(sessionId);
-      if (!current) {
-        const timer = setTimeout(() => this.end(sessionId, 4504, 'BEAM_ERR_RELAY_TIMEOUT'), this.limits.pairTimeoutMs);
-        timer.unref();
-        current = { sessionId, sides: {}, early: new Map(), timer, bytes: 0, capped: false };
-        this.pairings.set(sessionId, current);
-      }
-      current.sides[role] = ws;
-      ws.on('error', () => {});
-      ws.on('close', () => this.end(sessionId, 1000, 'closed'));
-      const { visitor, agent } = current.sides;
-      if (!visitor || !agent) {
-        const held = {
-          messages: [] as Buffer[],
-          bytes: 0,
-          listener: (data: Buffer): void => {
-            held.bytes += data.length;
-            if (held.bytes > this.limits.highWaterBytes) ws.close(1009, 'too much before the other side arrived');
-            else held.messages.push(data);
-          },
-        };
-        current.early.set(ws, held);
-        ws.on('message', held.listener);
-        return;
-      }
-      clearTimeout(current.timer);
-      const pairing = current;
-      pairing.capped = (this.limits.maxBytes > 0 || this.limits.maxMs > 0) && !this.uncapped(sessionId);
-      if (pairing.capped && this.limits.maxMs > 0) {
-        pairing.timer = setTimeout(() => this.cap(pairing, `${this.limits.maxMs / 1000} s`), this.limits.maxMs);
-        pairing.timer.unref();
-      }
-      for (const [from, held] of pairing.early) {
-        from.off('message', held.listener);
-        const to = from === visitor ? agent : visitor;
-        for (const m of held.messages) if (!this.carry(pairing, to, m)) return;
-      }
-      pairing.early.clear();
-      this.forward(pairing, visitor, agent);
-      this.forward(pairing, agent, visitor);
-      this.log.debug({ session: sessionId }, 'relay spliced');
-    });
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.join(sessionId, role, ws));
+  }
+
+  /**
+   * A side in this process (the server's own gateway: transport/relay.ts
+   * connectRelay), checked as a WebSocket's upgrade is: its pipe, or a
+   * BeamError with the code a refused upgrade would carry.
+   */
+  attachInProcess(ticket: RelayTicket): Pipe {
+    const verdict = this.redeem(ticket.sessionId, ticket.role, ticket.token);
+    if (verdict !== true) {
+      const code = verdict === false ? 'BEAM_ERR_RELAY_REFUSED' : verdict;
+      this.log.info({ audit: 'auth.refused', code, session: ticket.sessionId.slice(0, 64), role: ticket.role }, 'relay refused (in process)');
+      throw new BeamError(code, 'the relay refused this side');
+    }
+    if (!this.pairings.has(ticket.sessionId) && this.pairings.size >= this.limits.maxSessions) throw new BeamError('BEAM_ERR_LIMIT_REACHED', 'relay sessions');
+    const { side, pipe } = inProcessSide();
+    this.join(ticket.sessionId, ticket.role, side);
+    return pipe;
+  }
+
+  /** A side arrived: held until the other comes, then spliced to it. */
+  private join(sessionId: string, role: RelayRole, ws: RelaySide): void {
+    // Looked up here, not before the upgrade: both sides may be upgrading at once.
+    let current = this.pairings.get(sessionId);
+    if (!current) {
+      const timer = setTimeout(() => this.end(sessionId, 4504, 'BEAM_ERR_RELAY_TIMEOUT'), this.limits.pairTimeoutMs);
+      timer.unref();
+      current = { sessionId, sides: {}, early: new Map(), timer, bytes: 0, capped: false };
+      this.pairings.set(sessionId, current);
+    }
+    current.sides[role] = ws;
+    ws.on('error', () => {});
+    ws.on('close', () => this.end(sessionId, 1000, 'closed'));
+    const { visitor, agent } = current.sides;
+    if (!visitor || !agent) {
+      const held = {
+        messages: [] as Buffer[],
+        bytes: 0,
+        listener: (data: Buffer): void => {
+          held.bytes += data.length;
+          if (held.bytes > this.limits.highWaterBytes) ws.close(1009, 'too much before the other side arrived');
+          else held.messages.push(data);
+        },
+      };
+      current.early.set(ws, held);
+      ws.on('message', held.listener);
+      return;
+    }
+    clearTimeout(current.timer);
+    const pairing = current;
+    pairing.capped = (this.limits.maxBytes > 0 || this.limits.maxMs > 0) && !this.uncapped(sessionId);
+    if (pairing.capped && this.limits.maxMs > 0) {
+      pairing.timer = setTimeout(() => this.cap(pairing, `${this.limits.maxMs / 1000} s`), this.limits.maxMs);
+      pairing.timer.unref();
+    }
+    for (const [from, held] of pairing.early) {
+      from.off('message', held.listener);
+      const to = from === visitor ? agent : visitor;
+      for (const m of held.messages) if (!this.carry(pairing, to, m)) return;
+    }
+    pairing.early.clear();
+    this.forward(pairing, visitor, agent);
+    this.forward(pairing, agent, visitor);
+    this.log.debug({ session: sessionId }, 'relay spliced');
   }
 
   /** Ends the relaying of a session (it closed in signaling, or one side left). */
@@ -187,7 +214,7 @@ export class RelayServer {
   }
 
   /** Sends one message of the session to `to`; false (and the session ended) when it would pass the byte cap. */
-  private carry(pairing: Pairing, to: WebSocket, data: Buffer, written?: () => void): boolean {
+  private carry(pairing: Pairing, to: RelaySide, data: Buffer, written?: () => void): boolean {
     pairing.bytes += data.length;
     if (pairing.capped && this.limits.maxBytes > 0 && pairing.bytes > this.limits.maxBytes) {
       this.cap(pairing, `${this.limits.maxBytes} bytes`);
@@ -206,7 +233,7 @@ export class RelayServer {
   }
 
   /** Messages from `from` go to `to` unchanged; reading from `from` pauses while `to` is backed up. */
-  private forward(pairing: Pairing, from: WebSocket, to: WebSocket): void {
+  private forward(pairing: Pairing, from: RelaySide, to: RelaySide): void {
     let paused = false;
     const written = (): void => {
       if (paused && to.bufferedAmount <= Math.min(RELAY_LOW_WATER_BYTES, this.limits.highWaterBytes / 4)) {

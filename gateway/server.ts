@@ -24,6 +24,7 @@ import { type IceConfig, iceServersFor } from '../signaling/ice.js';
 import { type AddressLimits, type SignalingIo, SignalingServer } from '../signaling/server.js';
 import type { AgentTokens } from '../signaling/tokens.js';
 import type { WebRtcEngine } from '../transport/engine.js';
+import { serveRelayInProcess } from '../transport/relay.js';
 import { SessionPool } from '../transport/session-pool.js';
 import { BrowserClient } from './browser.js';
 import { Gateway } from './gateway.js';
@@ -269,6 +270,9 @@ export async function startBeamServer(components: { engine: WebRtcEngine; logger
   }
   const loopback = internal ? '127.0.0.1' : !options.host || options.host === '0.0.0.0' || options.host === '::' ? '127.0.0.1' : options.host;
   const signalingPort = internal ? (internal.address() as AddressInfo).port : port;
+  const localUrl = `http://${loopback.includes(':') ? `[${loopback}]` : loopback}:${signalingPort}`;
+  // This server's own gateway (and an agent in this process) joins the relay's sessions in memory, not over loopback.
+  const unserveRelay = serveRelayInProcess(localUrl, (ticket) => relayServer.attachInProcess(ticket));
   const pool = new SessionPool(
     {
       engine: components.engine,
@@ -276,7 +280,7 @@ export async function startBeamServer(components: { engine: WebRtcEngine; logger
       identity: () => import('../transport/identity.js').then((m) => m.ephemeralIdentity()),
     },
     {
-      server: `http://${loopback.includes(':') ? `[${loopback}]` : loopback}:${signalingPort}`,
+      server: localUrl,
       handshake: { gatewayToken },
       reconnect: 'gateway',
       // A share whose agent runs in this process (the embedded default) is reached in memory.
@@ -346,7 +350,7 @@ export async function startBeamServer(components: { engine: WebRtcEngine; logger
     gateway,
     relay: relayServer,
     shareUrl,
-    localUrl: `http://${loopback.includes(':') ? `[${loopback}]` : loopback}:${signalingPort}`,
+    localUrl,
     async drain(timeoutMs = DRAIN_TIMEOUT_MS) {
       draining = true;
       // Stop accepting; keep-alive connections close once their current request is done.
@@ -361,6 +365,7 @@ export async function startBeamServer(components: { engine: WebRtcEngine; logger
     },
     async close() {
       gateway.close();
+      unserveRelay();
       relayServer.close();
       await stunStarted;
       stun?.close();

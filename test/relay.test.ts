@@ -12,7 +12,9 @@ import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { type RelayLimits, RelayServer } from '../gateway/relay.js';
 import { MAX_RELAY_CAP_SECONDS, RELAY_MAX_MESSAGE_BYTES, RELAY_PATH } from '../shared/constants.js';
-import { relayServerFor, wsPipe } from '../transport/relay.js';
+import type { BeamError } from '../shared/errors.js';
+import { connectRelay, relayServerFor, serveRelayInProcess, wsPipe } from '../transport/relay.js';
+import type { Pipe } from '../transport/secure.js';
 
 let server: http.Server | undefined;
 let relay: RelayServer | undefined;
@@ -237,5 +239,104 @@ describe('relayServerFor (the node a relayed session meets at)', () => {
     expect(relayServerFor(server, 'not a url')).toBe(server);
     expect(relayServerFor('http://127.0.0.1:7070', 'http://127.0.0.1:7071')).toBe('http://127.0.0.1:7071');
     expect(relayServerFor('http://127.0.0.1:7070', 'http://10.0.0.5:7071')).toBe('http://127.0.0.1:7070');
+  });
+});
+
+describe("a side in the relay's own process (the server's gateway)", () => {
+  /** Everything `pipe` received, once it is at least `bytes`. */
+  const pipeInbox = (pipe: Pipe): ((bytes: number) => Promise<Buffer>) => {
+    const got: Buffer[] = [];
+    let wake: (() => void) | undefined;
+    pipe.onMessage((m) => {
+      got.push(Buffer.from(m));
+      wake?.();
+    });
+    return (bytes) =>
+      new Promise((resolve) => {
+        const check = (): void => {
+          const all = Buffer.concat(got);
+          if (all.length >= bytes) resolve(all);
+        };
+        wake = check;
+        check();
+      });
+  };
+
+  it('is spliced to a WebSocket side byte-exact both ways, under backpressure, and either side leaving ends the other', async () => {
+    const open = await start({ highWaterBytes: 256 * 1024 });
+    const pipe = relay!.attachInProcess({ sessionId: 'p1', role: 'visitor', token: 't-p1' });
+    const inbox = pipeInbox(pipe);
+    const early = randomBytes(1000);
+    pipe.send(early);
+    const agent = await open('p1', 'agent');
+    const toAgent = randomBytes(8 * 1024 * 1024);
+    const toVisitor = randomBytes(4 * 1024 * 1024);
+    const atAgent = received(agent, early.length + toAgent.length);
+    const atVisitor = inbox(toVisitor.length);
+    // The pipe says wait (false) while the agent's side is backed up, and drains after.
+    let waits = 0;
+    let drained: () => void = () => {};
+    pipe.onDrain(() => drained());
+    for (let i = 0; i < toAgent.length; i += 64 * 1024) {
+      if (!pipe.send(toAgent.subarray(i, i + 64 * 1024))) {
+        waits++;
+        await new Promise<void>((resolve) => {
+          drained = resolve;
+        });
+      }
+    }
+    for (let i = 0; i < toVisitor.length; i += 64 * 1024) agent.send(toVisitor.subarray(i, i + 64 * 1024));
+    expect(sha(await atAgent)).toBe(sha(Buffer.concat([early, toAgent])));
+    expect(sha(await atVisitor)).toBe(sha(toVisitor));
+    expect(waits).toBeGreaterThan(0);
+    expect(relay!.bytesRelayed).toBe(early.length + toAgent.length + toVisitor.length);
+    const agentClosed = closed(agent);
+    pipe.close();
+    expect(await agentClosed).toBe(1000);
+    // And the other way: the WebSocket side leaving closes the pipe.
+    const second = relay!.attachInProcess({ sessionId: 'p2', role: 'visitor', token: 't-p2' });
+    const pipeClosed = new Promise<void>((resolve) => second.onClose(resolve));
+    (await open('p2', 'agent')).close();
+    await pipeClosed;
+  });
+
+  it('is refused as a WebSocket would be: a wrong or used token, a session that ended, past maxSessions', async () => {
+    const open = await start({ maxSessions: 1 });
+    const code = (f: () => unknown): string | undefined => {
+      try {
+        f();
+      } catch (err) {
+        return (err as BeamError).code;
+      }
+      return undefined;
+    };
+    expect(code(() => relay!.attachInProcess({ sessionId: 'q1', role: 'visitor', token: 'nope' }))).toBe('BEAM_ERR_RELAY_REFUSED');
+    expect(code(() => relay!.attachInProcess({ sessionId: 'ended-full', role: 'visitor', token: 't-ended-full' }))).toBe('BEAM_ERR_MAX_VISITORS');
+    relay!.attachInProcess({ sessionId: 'q1', role: 'visitor', token: 't-q1' });
+    expect(code(() => relay!.attachInProcess({ sessionId: 'q1', role: 'visitor', token: 't-q1' }))).toBe('BEAM_ERR_RELAY_REFUSED');
+    expect(code(() => relay!.attachInProcess({ sessionId: 'q2', role: 'visitor', token: 't-q2' }))).toBe('BEAM_ERR_LIMIT_REACHED');
+    await open('q1', 'agent');
+  });
+
+  it("hears why the relay ended its session: a capped session's pipe says BEAM_ERR_RELAY_CAPPED", async () => {
+    const open = await start({ maxBytes: 64 * 1024 });
+    const pipe = relay!.attachInProcess({ sessionId: 'c1', role: 'visitor', token: 't-c1' });
+    const agent = await open('c1', 'agent');
+    const pipeClosed = new Promise<void>((resolve) => pipe.onClose(resolve));
+    agent.send(randomBytes(128 * 1024));
+    await pipeClosed;
+    expect(pipe.closeCode?.()).toBe('BEAM_ERR_RELAY_CAPPED');
+  });
+
+  it('connectRelay reaches a relay offered in this process without a WebSocket, and not once it is taken back', async () => {
+    await start();
+    const stop = serveRelayInProcess('http://127.0.0.1:1', (ticket) => relay!.attachInProcess(ticket));
+    const pipe = await connectRelay('http://127.0.0.1:1', { sessionId: 'r1', role: 'visitor', token: 't-r1' });
+    expect(relay!.sessionCount).toBe(1);
+    pipe.close();
+    stop();
+    // Port 1 has no relay listening: only the WebSocket way is left, and it fails.
+    const err = await connectRelay('http://127.0.0.1:1', { sessionId: 'r2', role: 'visitor', token: 't-r2' }).catch((e: BeamError) => e);
+    expect((err as BeamError).code).toBe('BEAM_ERR_SERVER_UNREACHABLE');
   });
 });

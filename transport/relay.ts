@@ -43,8 +43,27 @@ export function relayServerFor(server: string, node: string | undefined): string
   return ok ? url.origin : server;
 }
 
+/**
+ * Relays in this process, by their server's origin (gateway/server.ts): the
+ * server's own gateway joins its sessions there in memory, with no
+ * WebSocket to itself over loopback (its framing, masking and a socket pair
+ * for every message both ways). The relay checks the ticket as for any side.
+ */
+const inProcess = new Map<string, (ticket: RelayTicket) => Pipe>();
+
+/** Offers the relay of `server` to sides in this process; returns how to take it back. */
+export function serveRelayInProcess(server: string, attach: (ticket: RelayTicket) => Pipe): () => void {
+  const key = new URL(server).origin;
+  inProcess.set(key, attach);
+  return () => {
+    if (inProcess.get(key) === attach) inProcess.delete(key);
+  };
+}
+
 /** Opens the relay WebSocket; resolves once it is open (the relay may still be waiting for the other side). */
 export function connectRelay(server: string, ticket: RelayTicket): Promise<Pipe> {
+  const attach = inProcess.get(new URL(server).origin);
+  if (attach) return new Promise((resolve) => resolve(attach(ticket)));
   return new Promise((resolve, reject) => {
     const ws = new WebSocket(relayUrl(server, ticket), {
       maxPayload: RELAY_MAX_MESSAGE_BYTES,
