@@ -263,14 +263,18 @@ describe.each([
           const target = `/fuzz-${++n}`;
           const body = `${prefix}${SMUGGLED('x')}`;
           const res = await exchange({ method, target, headers: [['Host', 'x'], ...extra], upgrade: false, body: hasBody }, hasBody ? body : undefined);
-          // The origin parsed at most this request, and nothing smuggled in its body.
-          expect(seen.length).toBeLessThanOrEqual(1);
-          expect(seen.every((r) => r.url === target && r.method === method)).toBe(true);
+          // The origin parsed at most this request, and nothing smuggled in its body. (An earlier run's request may
+          // land now: refused for a body past its Content-Length, its announced bytes had gone out whole, and the
+          // origin answers it while the visitor already has the refusal. It is that request's one, never a second.)
+          const mine = seen.filter((r) => r.url === target);
+          expect(mine.length).toBeLessThanOrEqual(1);
+          expect(mine.every((r) => r.method === method)).toBe(true);
+          expect(seen.every((r) => r.url.startsWith('/fuzz-'))).toBe(true);
           if (res.head.kind === 'response' && res.head.status === 200) {
-            expect(seen).toHaveLength(1);
+            expect(mine).toHaveLength(1);
             const length = extra.find(([k]) => k.toLowerCase() === 'content-length')?.[1];
             // The origin got the whole body, exactly: chunked when no length was given, else exactly that length.
-            expect(seen[0]?.body).toBe(hasBody ? body : '');
+            expect(mine[0]?.body).toBe(hasBody ? body : '');
             if (hasBody && length !== undefined) expect(Number(length.split(',')[0])).toBe(Buffer.byteLength(body, 'latin1'));
           }
         },
