@@ -19,6 +19,9 @@ import type { Peer, WebRtcEngine } from '../transport/engine.js';
 import type { Identity } from '../transport/identity.js';
 import { type LocalLink, localChannelPair, serveLocally } from '../transport/local.js';
 import { ServerBackend, type ServerListening } from '../transport/server-backend.js';
+// The server backend's agent end loads with the agent, as its signaling client did before it moved there: loaded on
+// demand at start(), every `beam http` printed its link ~25 ms later (its first visitor's answer came as much sooner).
+import '../transport/server-listen.js';
 import { type BasicCredentials, type IpRules, type RateLimit, VisitorLimit } from './access.js';
 import { AgentSession, type AgentSessionContext, type IncomingSession, provesPerRequest } from './agent-session.js';
 import type { HeaderRules } from './header-rules.js';
