@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { readFile } from 'node:fs/promises';
 import { type Logger, pino } from 'pino';
-import { type BeamServer, startBeamServer } from '../gateway/server.js';
+import type { BeamServer, startBeamServer } from '../gateway/server.js';
 import { IpRules, parseRateLimit } from '../peer-agent/access.js';
 import { Agent, type SessionInfo } from '../peer-agent/agent.js';
 import { parseHeaderRules } from '../peer-agent/header-rules.js';
@@ -206,9 +206,12 @@ export async function startEmbedded(
 ): Promise<BeamServer> {
   let lastError: unknown;
   const ports = port !== undefined ? [port] : Array.from({ length: EMBEDDED_PORT_ATTEMPTS }, (_, i) => DEFAULT_EMBEDDED_PORT + i);
+  // Loaded only here: an agent of a server elsewhere (--server, beam connect) never needs the server's
+  // modules (socket.io's server, engine.io, the gateway's routes), whose loading cost its start ~60 ms.
+  const { startBeamServer: start } = await import('../gateway/server.js');
   for (const candidate of ports) {
     try {
-      return await startBeamServer(components, {
+      return await start(components, {
         port: candidate,
         host: '0.0.0.0',
         domain: 'localhost',

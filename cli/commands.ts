@@ -26,7 +26,6 @@ import {
   parseTarget,
 } from '../app/options.js';
 import { announceOnLan, type Share, type ShareOptions, share, startEmbedded } from '../app/share.js';
-import { startBeamServer } from '../gateway/server.js';
 import type { SessionInfo } from '../peer-agent/agent.js';
 import { MAX_RELAY_CAP_SECONDS, ORIGIN_WAIT_POLL_MS, RTT_REFRESH_MS } from '../shared/constants.js';
 import { BeamError } from '../shared/errors.js';
@@ -502,6 +501,7 @@ export async function runServe(flags: ServeFlags): Promise<void> {
   };
   if ((relayCap.ms ?? 0) > MAX_RELAY_CAP_SECONDS * 1000)
     throw new BeamError('BEAM_ERR_BAD_OPTION', `--relay-max-seconds must be at most ${MAX_RELAY_CAP_SECONDS} (23 days); leave it out for no cap`);
+  const { startBeamServer } = await import('../gateway/server.js');
   const server = await startBeamServer(
     { engine, logger: log },
     {
@@ -663,6 +663,7 @@ export async function runDoctor(flags: {
     ? await doctor(parseServerUrl(flags.server))
     : // No server named: what the embedded default would give, on one started here for the check.
       await doctorEmbedded(async () => {
+        const { startBeamServer } = await import('../gateway/server.js');
         const server = await startBeamServer(
           { engine: await loadEngine('node-datachannel'), logger: logger('error') },
           { port: 0, host: '0.0.0.0', domain: 'localhost', metrics: false, browserP2p: false },
