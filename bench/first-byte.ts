@@ -28,6 +28,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { freePort, numberArg, startJson } from '../test/helpers/services.js';
+import { atLeast, atMost, reportTargets } from './targets.js';
 
 const run = promisify(execFile);
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -348,22 +349,18 @@ async function main(): Promise<void> {
     const G = '`beam serve` + `beam http`, gateway visitor';
     const S = '`ssh -R`';
     const L = 'localtunnel';
-    const ratio = (a: number, b: number): string => (Number.isFinite(a / b) ? `${(a / b).toFixed(2)}×` : 'n/a');
-    lines.push(
-      '',
-      '| measure | value | target |',
-      '|---|---|---|',
-      `| embedded: first response | ${m(E, 'first').toFixed(1)} ms | ≤ 20 ms |`,
-      `| embedded: 1 KiB req/s at 10 connections / ssh -R | ${ratio(m(E, 'c10'), m(S, 'c10'))} | ≥ 1× |`,
-      `| embedded: 100 MiB / ssh -R | ${ratio(m(E, 'mb'), m(S, 'mb'))} | ≥ 0.5× |`,
-      `| gateway visitor: first response, at once | ${m(G, 'first').toFixed(1)} ms | ≤ 50 ms |`,
-      `| gateway visitor: first response, 1 s after the link | ${median(laterTimes).toFixed(1)} ms (${spread(laterTimes, 1)}) | ≤ 50 ms |`,
-      `| gateway visitor: 1 KiB req/s at 10 connections / ssh -R | ${ratio(m(G, 'c10'), m(S, 'c10'))} | ≥ 0.8× |`,
-      `| gateway visitor: 1 KiB req/s at 10 connections / localtunnel | ${ratio(m(G, 'c10'), m(L, 'c10'))} | ≥ 1.5× |`,
-      `| gateway visitor: 100 MiB / localtunnel | ${ratio(m(G, 'mb'), m(L, 'mb'))} | ≥ 1× |`,
-      `| beam connect: first response after the process starts | ${median(connectTimes).toFixed(0)} ms (${spread(connectTimes, 0)}) | ≤ 1000 ms |`,
-    );
     process.stdout.write(`${lines.join('\n')}\n`);
+    reportTargets([
+      atMost('embedded: first response', m(E, 'first'), 20, 'ms'),
+      atLeast('embedded: 1 KiB req/s at 10 connections / ssh -R', m(E, 'c10') / m(S, 'c10'), 1, 'ratio'),
+      atLeast('embedded: 100 MiB / ssh -R', m(E, 'mb') / m(S, 'mb'), 0.5, 'ratio'),
+      atMost('gateway visitor: first response, at once', m(G, 'first'), 50, 'ms'),
+      atMost('gateway visitor: first response, 1 s after the link', median(laterTimes), 50, 'ms'),
+      atLeast('gateway visitor: 1 KiB req/s at 10 connections / ssh -R', m(G, 'c10') / m(S, 'c10'), 0.8, 'ratio'),
+      atLeast('gateway visitor: 1 KiB req/s at 10 connections / localtunnel', m(G, 'c10') / m(L, 'c10'), 1.5, 'ratio'),
+      atLeast('gateway visitor: 100 MiB / localtunnel', m(G, 'mb') / m(L, 'mb'), 1, 'ratio'),
+      atMost('beam connect: first response after the process starts', median(connectTimes), 1000, 'ms'),
+    ]);
   } finally {
     await stopper(server.child, sshd.child, origin.child)();
   }

@@ -26,6 +26,7 @@ import path from 'node:path';
 import { NetLab, WAN_SERVER } from '../test/helpers/netlab.js';
 import { numberArg } from '../test/helpers/services.js';
 import { beam, LT_PORT, median, ORIGIN, startLocaltunnel } from './lab.js';
+import { atMost, reportTargets } from './targets.js';
 
 const NEAR = numberArg('--near', 1.25);
 const FAR = numberArg('--far', 40);
@@ -134,6 +135,7 @@ async function main(): Promise<void> {
       `Beam direct / localtunnel: sequential p50 ${(direct.p50 / lt.p50).toFixed(2)}x (target <= 0.25), 1 MiB ${(direct.file / lt.file).toFixed(2)}x`,
     );
   else console.log('Beam direct / localtunnel: missing (set LT_SERVER_DIR)');
+  reportTargets([atMost('topology: Beam direct sequential p50 / localtunnel', direct && lt ? direct.p50 / lt.p50 : Number.NaN, 0.25, 'ratio')]);
 }
 
 await main();

@@ -23,6 +23,7 @@ import { parseArgs, promisify } from 'node:util';
 import ndc from 'node-datachannel';
 import { startJson } from '../../test/helpers/services.js';
 import { type Msg, wire } from '../raw-ndc.js';
+import { atLeast, reportTargets } from '../targets.js';
 
 const run = promisify(execFile);
 
@@ -168,6 +169,7 @@ async function main(): Promise<void> {
   const seconds = Number(values.seconds);
   await wrk(`http://127.0.0.1:${f.port}/1k`, 10, 1);
   await wrk(`${gateway}/1k`, 10, 1, host);
+  const ratios = new Map<number, number[]>();
   for (const c of [10, 100]) {
     for (let rep = 0; rep < Number(values.reps); rep++) {
       const o = origin.child.pid!;
@@ -179,8 +181,11 @@ async function main(): Promise<void> {
           ` beam ${b.rps.toFixed(0)} (p50 ${b.p50}) = ${(b.rps / d.rps).toFixed(3)}x direct, beam/floor ${(b.rps / fl.rps).toFixed(2)}\n` +
           `  direct: ${d.cpu}\n  floor: ${fl.cpu}\n  beam: ${b.cpu}`,
       );
+      ratios.set(c, [...(ratios.get(c) ?? []), b.rps / fl.rps]);
     }
   }
+  const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? Number.NaN;
+  reportTargets([10, 100].map((c) => atLeast(`direct path: Beam's req/s / the floor's, ${c} connections`, median(ratios.get(c) ?? []), 0.9, 'ratio')));
   f.close();
   for (const p of [agent, server, origin]) p.child.kill();
   process.exit(0);
