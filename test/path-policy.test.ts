@@ -35,8 +35,7 @@ function run(state: PathPolicyState, ...events: PathEvent[]): { state: PathPolic
 
 const visitor = (directTimeoutMs?: number): PathPolicyState =>
   initialPathState({ role: 'visitor', ...(directTimeoutMs !== undefined ? { directTimeoutMs } : {}) });
-const open = (mode: RelayMode = 'auto', turnOffered = true, exchanges?: boolean): PathEvent =>
-  exchanges === undefined ? { type: 'open', mode, turnOffered } : { type: 'open', mode, turnOffered, exchanges };
+const open = (mode: RelayMode = 'auto', turnOffered = true): PathEvent => ({ type: 'open', mode, turnOffered });
 const up = (kind: PathKind): PathEvent => ({ type: 'up', kind });
 const down = (kind: PathKind, replaced = false): PathEvent => ({ type: 'down', kind, replaced });
 const timer = (name: PathTimer, attempt?: number): PathEvent =>
@@ -153,16 +152,6 @@ describe('path policy: relay first', () => {
     const detached = run(opened, up('relay'), { type: 'signaling-lost' }, { type: 'exchanged' });
     expect(starts(detached.actions)).toEqual([]);
     expect(detached.state.timers).toEqual([]);
-  });
-
-  it('a TCP or UDP share (no exchanges to wait for) starts direct at once beside the relay', () => {
-    const { state, actions } = run(relayFirst(), open('auto', true, false));
-    expect(starts(actions)).toEqual([
-      { type: 'start-relay', reason: 'relay first; direct in the background' },
-      { type: 'start-direct', attempt: 1, stunOnly: true },
-    ]);
-    expect(state.directHeld).toBe(false);
-    expect(actions).toContainEqual({ type: 'arm', timer: 'direct-timeout', ms: DIRECT_PATH_TIMEOUT_MS });
   });
 
   it('keeps --relay never direct-only and --relay always relay-only', () => {
@@ -465,15 +454,14 @@ describe('path policy: random event sequences', () => {
         fc.constantFrom<RelayMode>('auto', 'never', 'always'),
         fc.boolean(),
         fc.boolean(),
-        fc.boolean(),
         fc.array(choice, { minLength: 1, maxLength: 60 }),
-        (role, mode, turnOffered, relayFirst, exchanges, choices) => {
+        (role, mode, turnOffered, relayFirst, choices) => {
           let s = initialPathState({ role, relayFirst });
           let settles = 0;
           let relayStarts = 0;
           let lastAttempt = 0;
           let closedAt = -1;
-          const first = step(s, open(mode, turnOffered, exchanges));
+          const first = step(s, open(mode, turnOffered));
           const all: PathAction[][] = [first.actions];
           s = first.state;
           for (const c of choices) {

@@ -93,12 +93,8 @@ export interface PathPolicyState {
 }
 
 export type PathEvent =
-  /**
-   * Visitor: signaling opened the session. Agent: a session came in.
-   * `exchanges` false: the share carries no request-response exchanges
-   * (TCP, UDP), so relay first does not hold direct back for one.
-   */
-  | { type: 'open'; mode: RelayMode; turnOffered: boolean; exchanges?: boolean }
+  /** Visitor: signaling opened the session. Agent: a session came in. */
+  | { type: 'open'; mode: RelayMode; turnOffered: boolean }
   /** A path came up (the shell added it to its PathSet). */
   | { type: 'up'; kind: PathKind }
   /** Visitor: the session's first stream ended (its first exchange is done). */
@@ -237,7 +233,7 @@ class Transition {
     if (this.s.closed) return;
     switch (event.type) {
       case 'open':
-        this.open(event.mode, event.turnOffered, event.exchanges !== false);
+        this.open(event.mode, event.turnOffered);
         break;
       case 'up':
         this.up(event.kind);
@@ -268,7 +264,7 @@ class Transition {
     }
   }
 
-  private open(mode: RelayMode, turnOffered: boolean, exchanges: boolean): void {
+  private open(mode: RelayMode, turnOffered: boolean): void {
     if (this.s.opened) return;
     this.set({ opened: true, mode, turnOffered });
     if (this.s.role === 'agent') {
@@ -280,14 +276,12 @@ class Transition {
       this.startRelay();
       return;
     }
-    if (mode === 'auto' && this.s.relayFirst && exchanges) {
+    if (mode === 'auto' && this.s.relayFirst) {
       this.startRelay('relay first; direct once it carried the first exchange');
       this.set({ directHeld: true });
       this.arm('direct-delay', RELAY_FIRST_DIRECT_DELAY_MS);
       return;
     }
-    // A TCP or UDP share's first stream may last as long as the session: direct at once beside the relay.
-    if (mode === 'auto' && this.s.relayFirst) this.startRelay('relay first; direct in the background');
     this.startDirect();
     this.arm('direct-timeout', this.s.directTimeoutMs);
   }

@@ -363,12 +363,7 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
     if (this.closed) return;
     // The first attempt leaves TURN out on both sides (the offer says so): libjuice keeps the
     // first pair that works, which may be a TURN pair even where a direct one exists.
-    this.dispatch({
-      type: 'open',
-      mode,
-      turnOffered: withoutTurn(opened.iceServers).length !== opened.iceServers.length,
-      exchanges: opened.kind === 'http',
-    });
+    this.dispatch({ type: 'open', mode, turnOffered: withoutTurn(opened.iceServers).length !== opened.iceServers.length });
   }
 
   /** The peer the agent must prove it is in Noise: the link's, else the one signaling names. */
