@@ -379,15 +379,6 @@ export const BRIDGE_FIRST_ANSWER_WAIT_MS = 1_000;
  */
 export const DIRECT_PATH_TIMEOUT_MS = 2_000;
 /**
- * Relay first: direct waits until the relay has carried the session's first
- * exchange, or this long after the session opened, whichever comes sooner
- * (at once if the relay fails). Setting up a peer connection costs both
- * ends CPU (ICE, DTLS, node-datachannel's threads) right when the first
- * request is on its way; the browser page waits likewise
- * (BRIDGE_FIRST_ANSWER_WAIT_MS).
- */
-export const RELAY_FIRST_DIRECT_DELAY_MS = 500;
-/**
  * While a session rides TURN or the relay, direct WebRTC is tried again after
  * DIRECT_RETRY_MS; each retry that fails doubles the wait, up to
  * MAX_DIRECT_RETRY_MS (a NAT that never lets a pair form costs little).

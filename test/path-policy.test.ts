@@ -9,14 +9,7 @@
 
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import {
-  AGENT_CONNECT_TIMEOUT_MS,
-  DIRECT_PATH_TIMEOUT_MS,
-  DIRECT_RETRY_MS,
-  LINK_SETUP_ATTEMPTS,
-  MAX_DIRECT_RETRY_MS,
-  RELAY_FIRST_DIRECT_DELAY_MS,
-} from '../shared/constants.js';
+import { AGENT_CONNECT_TIMEOUT_MS, DIRECT_PATH_TIMEOUT_MS, DIRECT_RETRY_MS, LINK_SETUP_ATTEMPTS, MAX_DIRECT_RETRY_MS } from '../shared/constants.js';
 import { BeamError } from '../shared/errors.js';
 import type { PathKind } from '../shared/paths.js';
 import type { RelayMode } from '../shared/signaling.js';
@@ -111,47 +104,22 @@ describe('path policy: a visitor opening a session', () => {
 describe('path policy: relay first', () => {
   const relayFirst = (): PathPolicyState => initialPathState({ role: 'visitor', relayFirst: true });
 
-  it('starts the relay at once and direct once the relay carried the first exchange; the first path up resolves ready', () => {
+  it('starts the relay at once beside direct; the first path up resolves ready', () => {
     const { state, actions } = run(relayFirst(), open('auto', true));
-    expect(starts(actions)).toEqual([{ type: 'start-relay', reason: 'relay first; direct once it carried the first exchange' }]);
-    expect(actions).toContainEqual({ type: 'arm', timer: 'direct-delay', ms: RELAY_FIRST_DIRECT_DELAY_MS });
+    expect(starts(actions)).toEqual([
+      { type: 'start-relay', reason: 'relay first; direct in the background' },
+      { type: 'start-direct', attempt: 1, stunOnly: true },
+    ]);
     const relayUp = run(state, up('relay'));
     expect(relayUp.actions).toContainEqual({ type: 'ready' });
-    expect(starts(relayUp.actions)).toEqual([]);
-    // The first stream ended: direct now (without TURN first), its deadline armed, the wait disarmed.
-    const exchanged = run(relayUp.state, { type: 'exchanged' });
-    expect(starts(exchanged.actions)).toEqual([
-      { type: 'start-direct', attempt: 1, stunOnly: true, reason: 'the relay carried the first exchange; direct in the background' },
-    ]);
-    expect(exchanged.actions).toContainEqual({ type: 'disarm', timer: 'direct-delay' });
-    expect(exchanged.actions).toContainEqual({ type: 'arm', timer: 'direct-timeout', ms: DIRECT_PATH_TIMEOUT_MS });
-    // A second exchange starts nothing more.
-    expect(starts(run(exchanged.state, { type: 'exchanged' }).actions)).toEqual([]);
     // Direct still comes: when it is up, it is the best path, and the relay stays as a standby.
-    const direct = run(exchanged.state, up('direct'));
+    const direct = run(relayUp.state, up('direct'));
     expect(bestOf(direct.state)).toBe('direct');
     expect(direct.actions.some((a) => a.type === 'supersede' && a.kind === 'relay')).toBe(false);
     // Direct dies later: the relay is still up, and direct is tried again.
     const lost = run(direct.state, down('direct'));
     expect(bestOf(lost.state)).toBe('relay');
     expect(lost.actions).toContainEqual({ type: 'arm', timer: 'reopen', ms: DIRECT_RETRY_MS });
-  });
-
-  it('relay first: direct starts anyway when the first exchange takes too long, when the relay fails, or when it closes', () => {
-    const opened = run(relayFirst(), open('auto', false)).state;
-    expect(starts(run(opened, up('relay'), timer('direct-delay')).actions)).toEqual([
-      { type: 'start-direct', attempt: 1, stunOnly: false, reason: `relay first; direct after ${RELAY_FIRST_DIRECT_DELAY_MS} ms` },
-    ]);
-    const failed = run(opened, { type: 'relay-failed', error: unreachable });
-    expect(failed.state.closed).toBe(false);
-    expect(starts(failed.actions)).toEqual([{ type: 'start-direct', attempt: 1, stunOnly: false, reason: 'the relay failed; trying direct' }]);
-    const closed = run(opened, up('relay'), down('relay'));
-    expect(closed.state.closed).toBe(false);
-    expect(starts(closed.actions)).toEqual([{ type: 'start-direct', attempt: 1, stunOnly: false, reason: 'the relay closed; trying direct' }]);
-    // Signaling lost while direct waits: nothing new can start, the relay carries on.
-    const detached = run(opened, up('relay'), { type: 'signaling-lost' }, { type: 'exchanged' });
-    expect(starts(detached.actions)).toEqual([]);
-    expect(detached.state.timers).toEqual([]);
   });
 
   it('keeps --relay never direct-only and --relay always relay-only', () => {
@@ -441,7 +409,6 @@ describe('path policy: random event sequences', () => {
       options.push(down(kind, c.replaced && better));
     }
     for (const t of s.timers) options.push(timer(t, t === 'attempt' ? (c.stale ? s.direct.attempts - 1 : s.direct.attempts) : undefined));
-    if (c.pick % 7 === 0) options.push({ type: 'exchanged' });
     if (c.pick % 23 === 0) options.push({ type: 'signaling-lost' });
     if (c.pick % 41 === 0) options.push({ type: 'close' });
     return options[c.pick % Math.max(1, options.length)] ?? { type: 'close' };
@@ -506,8 +473,6 @@ describe('path policy: random event sequences', () => {
           const underWay =
             s.up.length > 0 || s.direct.pending || s.relay === 'pending' || (role === 'agent' ? s.timers.length > 0 : s.timers.includes('reopen'));
           expect(underWay).toBe(true);
-          // Direct held for the relay's first exchange is never held for good: its deadline is armed.
-          if (s.directHeld) expect(s.timers).toContain('direct-delay');
           // Once signaling is gone, nothing new is under way: only the paths up.
           if (s.detached) {
             expect(s.up.length).toBeGreaterThan(0);

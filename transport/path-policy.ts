@@ -9,9 +9,8 @@
  *
  * The visitor leads (it opens every path):
  *
- *   open ──► start-direct (first attempt without TURN, when the server offers it);
- *            with relayFirst the relay at once, and direct once the relay carried its first
- *            exchange (or RELAY_FIRST_DIRECT_DELAY_MS, or the relay failed): new streams move to it
+ *   open ──► start-direct (first attempt without TURN, when the server offers it),
+ *            and with relayFirst the relay at once beside it (new streams move to direct when it is up)
  *        ├─► arm direct-timeout ──► no pair yet: direct again with TURN, and the relay ('auto')
  *        └─► arm connect ──► still no path: reject, close
  *   up ──► ready (the first), supersede TURN once direct is up, retry direct
@@ -32,14 +31,7 @@
  * being set up goes, the paths up must answer a fresh PING (probe), and the
  * session ends with its last path.
  */
-import {
-  AGENT_CONNECT_TIMEOUT_MS,
-  DIRECT_PATH_TIMEOUT_MS,
-  DIRECT_RETRY_MS,
-  LINK_SETUP_ATTEMPTS,
-  MAX_DIRECT_RETRY_MS,
-  RELAY_FIRST_DIRECT_DELAY_MS,
-} from '../shared/constants.js';
+import { AGENT_CONNECT_TIMEOUT_MS, DIRECT_PATH_TIMEOUT_MS, DIRECT_RETRY_MS, LINK_SETUP_ATTEMPTS, MAX_DIRECT_RETRY_MS } from '../shared/constants.js';
 import { BeamError, type ErrorCode } from '../shared/errors.js';
 import { bestPath, type PathKind } from '../shared/paths.js';
 import type { RelayMode } from '../shared/signaling.js';
@@ -50,8 +42,6 @@ export type PathTimer =
   | 'connect'
   /** Visitor: no direct path within the direct timeout: TURN, and the relay. */
   | 'direct-timeout'
-  /** Visitor, relay first: the relay's first exchange has not ended within RELAY_FIRST_DIRECT_DELAY_MS: direct now. */
-  | 'direct-delay'
   /** Visitor: try direct again while the session rides TURN or the relay. */
   | 'retry'
   /** Visitor: set direct up again after a WebRTC path died. */
@@ -70,8 +60,6 @@ export interface PathPolicyState {
   readonly directTimeoutMs: number;
   /** Visitor: the relay starts with direct, not after it failed (PathPolicyOptions.relayFirst). */
   readonly relayFirst: boolean;
-  /** Visitor, relay first: direct waits for the relay's first exchange (PathPolicyOptions.relayFirst). */
-  readonly directHeld: boolean;
   /** Signaling opened the session. */
   readonly opened: boolean;
   /** The paths up, in the order they came. */
@@ -97,8 +85,6 @@ export type PathEvent =
   | { type: 'open'; mode: RelayMode; turnOffered: boolean }
   /** A path came up (the shell added it to its PathSet). */
   | { type: 'up'; kind: PathKind }
-  /** Visitor: the session's first stream ended (its first exchange is done). */
-  | { type: 'exchanged' }
   /** A path closed; `replaced` when a better one superseded it. */
   /** `code`: why, when the other end or the server said (the relay's cap): what the session fails with if it was the last. */
   | { type: 'down'; kind: PathKind; replaced: boolean; code?: ErrorCode | undefined }
@@ -136,12 +122,10 @@ export interface PathPolicyOptions {
   role: 'visitor' | 'agent';
   directTimeoutMs?: number;
   /**
-   * Visitor, relay mode 'auto': start the relay at once, as Tailscale and
-   * iroh do, so the first request waits for no ICE or DTLS, and direct once
-   * the relay carried the first exchange (RELAY_FIRST_DIRECT_DELAY_MS at
-   * most), so that setting it up does not slow that exchange down; new
-   * streams move to direct when it is up, and the relay stays as a standby
-   * (its tokens are one-time: it could not come back). Default false.
+   * Visitor, relay mode 'auto': start the relay at once beside direct, as
+   * Tailscale and iroh do, so the first request waits for no ICE or DTLS;
+   * new streams move to direct when it is up, and the relay stays as a
+   * standby (its tokens are one-time: it could not come back). Default false.
    */
   relayFirst?: boolean;
 }
@@ -153,7 +137,6 @@ export function initialPathState(options: PathPolicyOptions): PathPolicyState {
     turnOffered: false,
     directTimeoutMs: options.directTimeoutMs ?? DIRECT_PATH_TIMEOUT_MS,
     relayFirst: options.relayFirst ?? false,
-    directHeld: false,
     opened: false,
     up: [],
     direct: { pending: false, stunOnly: false, attempts: 0 },
@@ -238,9 +221,6 @@ class Transition {
       case 'up':
         this.up(event.kind);
         break;
-      case 'exchanged':
-        this.releaseDirect('the relay carried the first exchange; direct in the background');
-        break;
       case 'down':
         this.down(event.kind, event.replaced, event.code);
         break;
@@ -276,23 +256,8 @@ class Transition {
       this.startRelay();
       return;
     }
-    if (mode === 'auto' && this.s.relayFirst) {
-      this.startRelay('relay first; direct once it carried the first exchange');
-      this.set({ directHeld: true });
-      this.arm('direct-delay', RELAY_FIRST_DIRECT_DELAY_MS);
-      return;
-    }
+    if (mode === 'auto' && this.s.relayFirst) this.startRelay('relay first; direct in the background');
     this.startDirect();
-    this.arm('direct-timeout', this.s.directTimeoutMs);
-  }
-
-  /** Relay first: direct starts now (the first exchange is done, the wait ran out, or the relay failed). */
-  private releaseDirect(reason: string): void {
-    if (!this.s.directHeld) return;
-    this.set({ directHeld: false });
-    if (this.s.timers.includes('direct-delay')) this.disarm('direct-delay');
-    if (this.s.detached || this.has('direct') || this.has('turn')) return;
-    this.startDirect(undefined, reason);
     this.arm('direct-timeout', this.s.directTimeoutMs);
   }
 
@@ -304,9 +269,6 @@ class Transition {
         return;
       case 'setup':
         if (this.s.up.length === 0) this.close();
-        return;
-      case 'direct-delay':
-        this.releaseDirect(`relay first; direct after ${RELAY_FIRST_DIRECT_DELAY_MS} ms`);
         return;
       case 'direct-timeout':
         if (this.has('direct') || this.has('turn')) return;
@@ -390,12 +352,8 @@ class Transition {
   private relayFailed(error: BeamError): void {
     if (this.s.relay !== 'pending') return;
     this.set({ relay: 'done', lastError: error });
-    if (FATAL.has(error.code)) {
-      this.fail(error);
-      return;
-    }
-    this.releaseDirect('the relay failed; trying direct');
-    this.maybeGiveUp();
+    if (FATAL.has(error.code)) this.fail(error);
+    else this.maybeGiveUp();
   }
 
   private up(kind: PathKind): void {
@@ -437,7 +395,6 @@ class Transition {
     }
     if (kind !== 'relay' && this.s.mode === 'auto') this.startRelay();
     if (kind !== 'relay' && this.s.mode !== 'always') this.arm('reopen', this.s.up.length > 0 ? DIRECT_RETRY_MS : 0);
-    if (kind === 'relay') this.releaseDirect('the relay closed; trying direct');
     this.maybeGiveUp();
   }
 
@@ -457,7 +414,7 @@ class Transition {
 
   private detach(): void {
     if (this.s.detached) return;
-    this.set({ detached: true, directHeld: false, direct: { ...this.s.direct, pending: false } });
+    this.set({ detached: true, direct: { ...this.s.direct, pending: false } });
     if (this.s.timers.length > 0) this.disarm('all');
     // An attempt still being set up needs signaling to finish.
     this.do({ type: 'abort-direct' });

@@ -269,10 +269,7 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
     const kind = this.paths.best;
     const mux = kind && this.paths.get(kind);
     if (!mux) throw new BeamError('BEAM_ERR_PEER_GONE', 'no path to the agent');
-    const stream = mux.openStream(protocol);
-    // Relay first: direct starts once the first exchange is done, so that setting it up does not slow that one down.
-    if (this.policy.state.directHeld) stream.once('close', () => this.dispatch({ type: 'exchanged' }));
-    return stream;
+    return mux.openStream(protocol);
   }
 
   // ------------------------------------------------------------ the policy's shell
