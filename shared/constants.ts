@@ -401,6 +401,13 @@ export const VERDICT_TIMEOUT_MS = 5_000;
 export const RELAY_PAIR_TIMEOUT_MS = 10_000;
 /** Largest WebSocket message the relay accepts (Noise frames are at most 64 KiB). */
 export const RELAY_MAX_MESSAGE_BYTES = 256 * 1024;
+/**
+ * Largest message the Noise layer hands its pipe at once (transport/secure.ts).
+ * What it queued while the pipe was full goes out in pieces this big once the
+ * pipe drains: whole, a backlog of up to a megabyte was one message past
+ * RELAY_MAX_MESSAGE_BYTES, and the far side's WebSocket closed the relay.
+ */
+export const SECURE_PIPE_MESSAGE_BYTES = 64 * 1024;
 /** Bytes the relay queues toward one side before it stops reading from the other. */
 export const RELAY_HIGH_WATER_BYTES = 1024 * 1024;
 /** Once the queue toward a side falls to this, the relay reads from the other side again. */

@@ -21,7 +21,7 @@ import type { MessageStream, PeerId, Upgrader } from '@libp2p/interface';
 import { defaultLogger, logger } from '@libp2p/logger';
 import { AbstractMessageStream, type SendResult } from '@libp2p/utils';
 import type { Pipe } from '../shared/backend.js';
-import { FRAME_HEADER_BYTES, HANDSHAKE_TIMEOUT_MS, MAX_MESSAGE_BYTES } from '../shared/constants.js';
+import { FRAME_HEADER_BYTES, HANDSHAKE_TIMEOUT_MS, MAX_MESSAGE_BYTES, SECURE_PIPE_MESSAGE_BYTES } from '../shared/constants.js';
 import { BeamError } from '../shared/errors.js';
 import { FrameChannelBase } from '../shared/frame-channel.js';
 import type { FrameChannel } from '../shared/mux.js';
@@ -36,7 +36,8 @@ class PipeStream extends AbstractMessageStream {
   private readonly pipe: Pipe;
 
   constructor(pipe: Pipe, direction: 'inbound' | 'outbound') {
-    super({ log: noiseLog, direction, inactivityTimeout: 0 });
+    // What queued while the pipe was full leaves in pieces the relay (and a data channel) accepts.
+    super({ log: noiseLog, direction, inactivityTimeout: 0, maxMessageSize: SECURE_PIPE_MESSAGE_BYTES });
     this.pipe = pipe;
     pipe.onMessage((bytes) => this.onData(bytes));
     pipe.onClose(() => this.onTransportClosed());

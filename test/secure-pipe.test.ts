@@ -1,0 +1,87 @@
+/**
+ * The Noise layer over a pipe (transport/secure.ts): what it queued while its
+ * pipe was full leaves, once the pipe drains, in messages the far side takes.
+ * The relay's WebSockets close on a message past RELAY_MAX_MESSAGE_BYTES, so a
+ * backlog sent whole as one message would end the relayed session.
+ */
+import { createHash } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import { RELAY_MAX_MESSAGE_BYTES, SECURE_PIPE_MESSAGE_BYTES } from '../shared/constants.js';
+import { ephemeralIdentity } from '../transport/identity.js';
+import { type Pipe, secure } from '../transport/secure.js';
+
+/** Two pipes joined in memory; `a.full` makes a's send say "wait" (it still delivers), `a.drain()` says "go on". */
+function pipePair(): { a: Pipe & { full: boolean; sizes: number[]; drain(): void }; b: Pipe } {
+  const make = (): Pipe & { peer?: Pipe; deliver(bytes: Uint8Array): void; drains: Array<() => void>; full: boolean; sizes: number[]; drain(): void } => {
+    let onMessage: ((bytes: Uint8Array) => void) | undefined;
+    const early: Uint8Array[] = [];
+    const closes: Array<() => void> = [];
+    const side = {
+      peer: undefined as (Pipe & { deliver(bytes: Uint8Array): void }) | undefined,
+      drains: [] as Array<() => void>,
+      full: false,
+      sizes: [] as number[],
+      deliver(bytes: Uint8Array): void {
+        if (onMessage) onMessage(bytes);
+        else early.push(bytes);
+      },
+      send(bytes: Uint8Array): boolean {
+        side.sizes.push(bytes.byteLength);
+        const copy = Uint8Array.from(bytes);
+        queueMicrotask(() => side.peer?.deliver(copy));
+        return !side.full;
+      },
+      bufferedAmount: () => 0,
+      onDrain: (cb: () => void) => side.drains.push(cb),
+      onMessage: (cb: (bytes: Uint8Array) => void) => {
+        onMessage = cb;
+        for (const m of early.splice(0)) cb(m);
+      },
+      onClose: (cb: () => void) => closes.push(cb),
+      close: () => {
+        for (const cb of closes) cb();
+      },
+      drain(): void {
+        side.full = false;
+        for (const cb of side.drains) cb();
+      },
+    };
+    return side;
+  };
+  const a = make();
+  const b = make();
+  a.peer = b;
+  b.peer = a;
+  return { a, b };
+}
+
+describe('Noise over a pipe', () => {
+  it(`sends what it queued while the pipe was full in messages of at most SECURE_PIPE_MESSAGE_BYTES (${SECURE_PIPE_MESSAGE_BYTES}), byte-exact`, async () => {
+    expect(SECURE_PIPE_MESSAGE_BYTES).toBeLessThanOrEqual(RELAY_MAX_MESSAGE_BYTES);
+    const { a, b } = pipePair();
+    const [ia, ib] = await Promise.all([ephemeralIdentity(), ephemeralIdentity()]);
+    const [sa, sb] = await Promise.all([secure(a, { role: 'initiator', identity: ia, remotePeer: ib.peerId }), secure(b, { role: 'responder', identity: ib })]);
+    const got: Buffer[] = [];
+    let received = 0;
+    const total = 1024 * 1024;
+    const all = new Promise<void>((resolve) => {
+      sb.stream.addEventListener('message', (evt) => {
+        const chunk = Buffer.from(evt.data instanceof Uint8Array ? evt.data : evt.data.subarray());
+        got.push(chunk);
+        received += chunk.length;
+        if (received >= total) resolve();
+      });
+    });
+    // The pipe is full: the first write goes, the rest queue in the Noise layer.
+    a.full = true;
+    a.sizes.length = 0;
+    const chunks = Array.from({ length: total / (16 * 1024) }, (_, i) => Buffer.alloc(16 * 1024, i % 251));
+    for (const chunk of chunks) sa.stream.send(chunk);
+    expect(sa.stream.writeBufferLength).toBeGreaterThan(RELAY_MAX_MESSAGE_BYTES);
+    a.drain();
+    await all;
+    expect(Math.max(...a.sizes)).toBeLessThanOrEqual(SECURE_PIPE_MESSAGE_BYTES);
+    const digest = (bufs: Buffer[]): string => createHash('sha256').update(Buffer.concat(bufs)).digest('hex');
+    expect(digest(got)).toBe(digest(chunks));
+  });
+});
