@@ -408,6 +408,15 @@ export const RELAY_MAX_MESSAGE_BYTES = 256 * 1024;
  * RELAY_MAX_MESSAGE_BYTES, and the far side's WebSocket closed the relay.
  */
 export const SECURE_PIPE_MESSAGE_BYTES = 64 * 1024;
+/**
+ * The stream protocol's messages written in one loop turn go into Noise as
+ * one write of up to this many bytes: one Noise frame (its 2-byte length and
+ * 16-byte tag included, at most SECURE_PIPE_MESSAGE_BYTES) and one relay
+ * message instead of one per 16 KiB message, so a bulk transfer pays each
+ * per-message cost (the cipher's setup, the WebSocket's framing, the relay's
+ * splice, the decoder) a quarter as often.
+ */
+export const SECURE_WRITE_BYTES = SECURE_PIPE_MESSAGE_BYTES - 18;
 /** Bytes the relay queues toward one side before it stops reading from the other. */
 export const RELAY_HIGH_WATER_BYTES = 1024 * 1024;
 /** Once the queue toward a side falls to this, the relay reads from the other side again. */

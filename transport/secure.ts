@@ -21,7 +21,7 @@ import type { MessageStream, PeerId, Upgrader } from '@libp2p/interface';
 import { defaultLogger, logger } from '@libp2p/logger';
 import { AbstractMessageStream, type SendResult } from '@libp2p/utils';
 import type { Pipe } from '../shared/backend.js';
-import { FRAME_HEADER_BYTES, HANDSHAKE_TIMEOUT_MS, MAX_MESSAGE_BYTES, SECURE_PIPE_MESSAGE_BYTES } from '../shared/constants.js';
+import { FRAME_HEADER_BYTES, HANDSHAKE_TIMEOUT_MS, MAX_MESSAGE_BYTES, SECURE_PIPE_MESSAGE_BYTES, SECURE_WRITE_BYTES } from '../shared/constants.js';
 import { BeamError } from '../shared/errors.js';
 import { FrameChannelBase } from '../shared/frame-channel.js';
 import type { FrameChannel } from '../shared/mux.js';
@@ -141,6 +141,10 @@ export function directPrologue(offerSdp: string, answerSdp: string): Uint8Array 
 export class SecureFrameChannel extends FrameChannelBase {
   private readonly secured: Secured;
   private pending: Buffer = Buffer.alloc(0);
+  /** Messages sent this turn, written to Noise together (SECURE_WRITE_BYTES) at its end. */
+  private out: Uint8Array[] = [];
+  private outBytes = 0;
+  private flushQueued = false;
 
   constructor(secured: Secured) {
     super();
@@ -182,19 +186,38 @@ export class SecureFrameChannel extends FrameChannelBase {
 
   send(message: Uint8Array): void {
     if (this.closed) return;
+    if (this.outBytes + message.byteLength > SECURE_WRITE_BYTES) this.write();
+    this.out.push(message);
+    this.outBytes += message.byteLength;
+    if (this.flushQueued) return;
+    this.flushQueued = true;
+    queueMicrotask(() => {
+      this.flushQueued = false;
+      this.write();
+    });
+  }
+
+  /** Hands what this turn sent to Noise as one write (one frame: frames are self-delimiting inside). */
+  private write(): void {
+    if (this.out.length === 0 || this.closed) return;
+    const data = this.out.length === 1 ? (this.out[0] as Uint8Array) : Buffer.concat(this.out, this.outBytes);
+    this.out = [];
+    this.outBytes = 0;
     try {
-      this.secured.stream.send(message);
+      this.secured.stream.send(data);
     } catch {
       this.close();
     }
   }
 
   bufferedAmount(): number {
-    return this.secured.stream.writeBufferLength + this.secured.pipe.bufferedAmount();
+    return this.outBytes + this.secured.stream.writeBufferLength + this.secured.pipe.bufferedAmount();
   }
 
   close(): void {
     if (this.closed) return;
+    // What was sent before the close (a GOAWAY, a last RESET) still leaves.
+    this.write();
     void this.secured.stream.close().catch(() => {});
     this.secured.pipe.close();
     this.onClosed();
