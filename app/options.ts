@@ -86,9 +86,9 @@ export function parseLogLevel(value: string): string {
   throw new BeamError('BEAM_ERR_BAD_OPTION', `--log-level must be one of ${LEVELS.join(', ')}`);
 }
 
-export function parseRelayMode(value: string): RelayMode {
+export function parseRelayMode(value: string, flag = '--relay'): RelayMode {
   if ((RELAY_MODES as readonly string[]).includes(value)) return value as RelayMode;
-  throw new BeamError('BEAM_ERR_BAD_OPTION', `--relay must be one of ${RELAY_MODES.join(', ')}`);
+  throw new BeamError('BEAM_ERR_BAD_OPTION', `${flag} must be one of ${RELAY_MODES.join(', ')}, not "${value}"`);
 }
 
 /** `--auth user:pass`. */

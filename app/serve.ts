@@ -7,10 +7,11 @@ import { type Logger, pino } from 'pino';
 import { startBeamServer } from '../gateway/server.js';
 import { DEFAULT_EMBEDDED_PORT } from '../shared/constants.js';
 import { BeamError } from '../shared/errors.js';
+import type { RelayMode } from '../shared/signaling.js';
 import { validateIceConfig } from '../signaling/ice.js';
 import type { EngineName } from '../transport/engine.js';
 import { loadEngine } from '../transport/index.js';
-import { parseEngine, parseServerUrl } from './options.js';
+import { parseEngine, parseRelayMode, parseServerUrl } from './options.js';
 
 export interface ServeOptions {
   /** Default 7070; 0 picks a free port. */
@@ -29,6 +30,8 @@ export interface ServeOptions {
   engine?: EngineName;
   /** pino logger. Default: silent. */
   logger?: Logger;
+  /** How the gateway reaches agents, as `beam serve --gateway-relay`: 'auto' (default), 'always', 'never'. */
+  gatewayRelay?: RelayMode;
 }
 
 export interface Server {
@@ -48,7 +51,14 @@ export async function serve(options: ServeOptions = {}): Promise<Server> {
   const engine = await loadEngine(parseEngine(options.engine ?? 'node-datachannel'));
   const server = await startBeamServer(
     { engine, logger: options.logger ?? pino({ level: 'silent' }) },
-    { port: options.port ?? DEFAULT_EMBEDDED_PORT, host: options.host ?? '0.0.0.0', domain, publicUrl: options.publicUrl, ice },
+    {
+      port: options.port ?? DEFAULT_EMBEDDED_PORT,
+      host: options.host ?? '0.0.0.0',
+      domain,
+      publicUrl: options.publicUrl,
+      ice,
+      gatewayRelay: parseRelayMode(options.gatewayRelay ?? 'auto', 'gatewayRelay'),
+    },
   );
   const host = options.host && options.host !== '0.0.0.0' && options.host !== '::' ? options.host : '127.0.0.1';
   return {

@@ -183,6 +183,13 @@ async function main(): Promise<void> {
     (e) => e['event'] === 'ready',
   );
   const serverPort = server.event['port'] as number;
+  // The same server with its gateway's link on the agent's own connection (the relay), never WebRTC.
+  const relayServer = await startJson(
+    node,
+    [...BEAM, 'serve', '--port', '0', '--host', '127.0.0.1', '--gateway-relay', 'always', '--json', '--log-level', 'error'],
+    (e) => e['event'] === 'ready',
+  );
+  const relayServerPort = relayServer.event['port'] as number;
   const sshd = await startSshd();
   const ltDir = process.env['LT_SERVER_DIR'];
 
@@ -209,6 +216,20 @@ async function main(): Promise<void> {
           (e) => e['event'] === 'ready',
         );
         return { target: { port: serverPort, host: `${share.event['name'] as string}.localhost:${serverPort}` }, stop: stopper(share.child) };
+      },
+    },
+    {
+      name: '`beam serve --gateway-relay always` + `beam http`, gateway visitor',
+      start: async () => {
+        const share = await startJson(
+          node,
+          [...BEAM, 'http', `127.0.0.1:${originPort}`, '--server', `http://127.0.0.1:${relayServerPort}`, '--json', '--no-inspect', '--log-level', 'error'],
+          (e) => e['event'] === 'ready',
+        );
+        return {
+          target: { port: relayServerPort, host: `${share.event['name'] as string}.localhost:${relayServerPort}` },
+          stop: stopper(share.child),
+        };
       },
     },
     {
@@ -347,6 +368,7 @@ async function main(): Promise<void> {
     if (!ltDir) lines.push('', 'localtunnel: missing (set LT_SERVER_DIR to a checkout of localtunnel/server).');
     const E = '`beam <port>` (embedded)';
     const G = '`beam serve` + `beam http`, gateway visitor';
+    const R = '`beam serve --gateway-relay always` + `beam http`, gateway visitor';
     const S = '`ssh -R`';
     const L = 'localtunnel';
     process.stdout.write(`${lines.join('\n')}\n`);
@@ -359,10 +381,14 @@ async function main(): Promise<void> {
       atLeast('gateway visitor: 1 KiB req/s at 10 connections / ssh -R', m(G, 'c10') / m(S, 'c10'), 0.8, 'ratio'),
       atLeast('gateway visitor: 1 KiB req/s at 10 connections / localtunnel', m(G, 'c10') / m(L, 'c10'), 1.5, 'ratio'),
       atLeast('gateway visitor: 100 MiB / localtunnel', m(G, 'mb') / m(L, 'mb'), 1, 'ratio'),
+      atMost('gateway visitor, --gateway-relay always: first response, at once', m(R, 'first'), 50, 'ms'),
+      atLeast('gateway visitor, --gateway-relay always: 1 KiB req/s at 10 connections / ssh -R', m(R, 'c10') / m(S, 'c10'), 0.8, 'ratio'),
+      atLeast('gateway visitor, --gateway-relay always: 1 KiB req/s at 10 connections / localtunnel', m(R, 'c10') / m(L, 'c10'), 1.5, 'ratio'),
+      atLeast('gateway visitor, --gateway-relay always: 100 MiB / localtunnel', m(R, 'mb') / m(L, 'mb'), 1, 'ratio'),
       atMost('beam connect: first response after the process starts', median(connectTimes), 1000, 'ms'),
     ]);
   } finally {
-    await stopper(server.child, sshd.child, origin.child)();
+    await stopper(server.child, relayServer.child, sshd.child, origin.child)();
   }
 }
 

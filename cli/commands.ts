@@ -126,6 +126,7 @@ export interface ServeFlags extends CommonFlags {
   relayMaxMib?: string;
   relayMaxSeconds?: string;
   warmLinks?: string;
+  gatewayRelay: string;
 }
 export interface StartFlags extends CommonFlags {
   config: string;
@@ -518,6 +519,7 @@ export async function runServe(flags: ServeFlags): Promise<void> {
       port,
       host: flags.host,
       relayCap,
+      gatewayRelay: parseRelayMode(flags.gatewayRelay, '--gateway-relay'),
       ...(flags.warmLinks !== undefined ? { warmLinks: flags.warmLinks === '0' ? 0 : parseCount(flags.warmLinks, '--warm-links') } : {}),
       domain,
       publicUrl: flags.publicUrl,

@@ -180,6 +180,12 @@ export function program(): Command {
       "end a session on the relay once it has carried this many MiB, both ways (default: no cap; the server's own gateway is never capped)",
     )
     .option('--relay-max-seconds <n>', 'end a session on the relay this many seconds after it starts there (default: no cap)')
+    .addOption(
+      new Option(
+        '--gateway-relay <mode>',
+        "how the gateway reaches agents: auto: the relay at once, new requests move to direct WebRTC when it is up; always: the relay only (the agent's own connection to this server: faster bulk, no WebRTC); never: WebRTC only. An agent's --relay always or never wins",
+      ).default('auto'),
+    )
     .option('--node-url <url>', "with --redis: this node's own URL (on the public host or below it), where relayed sessions it sets up meet")
     .action(async (flags: ServeFlags) => {
       await commands()

@@ -48,7 +48,13 @@ export interface BeamServerOptions {
   lanNames?: boolean;
   /** STUN and TURN servers for sessions (signaling/ice.ts). */
   ice?: IceConfig;
-  /** How the gateway's own HTTP entry reaches agents. Default 'auto'. */
+  /**
+   * How the gateway's own HTTP entry reaches agents (`beam serve
+   * --gateway-relay`): 'auto' (the default) starts on the relay and moves
+   * new requests to direct WebRTC once it is up; 'always' stays on the
+   * relay, the agent's own WebSocket to this server, with no WebRTC; 'never'
+   * uses WebRTC only. An agent's own --relay always or never wins.
+   */
   gatewayRelay?: RelayMode;
   /**
    * What one session may carry on the relay, bytes both ways and time from
@@ -287,7 +293,7 @@ export async function startBeamServer(components: { engine: WebRtcEngine; logger
       localLinks: true,
       // The server's own gateway passes each request's secret on to the agent instead.
       // Relay first: a visitor's first request rides the relay (on this server) while WebRTC comes up beside it.
-      session: { relay: options.gatewayRelay ?? 'auto', requestLevelAccess: true, relayFirst: true },
+      session: { relay: options.gatewayRelay ?? 'auto', relayYields: true, requestLevelAccess: true, relayFirst: true },
     },
   );
   // In a cluster a share's visitors reach any node: warming the registering node's link would help one in N.

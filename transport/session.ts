@@ -82,6 +82,14 @@ export interface VisitorSessionOptions {
   directTimeoutMs?: number;
   /** Relay mode 'auto': the relay at once beside direct, the first request on whichever is up first (transport/path-policy.ts). Default false. */
   relayFirst?: boolean;
+  /**
+   * `relay` is a preference the agent's own 'always' or 'never' overrides,
+   * instead of a demand that refuses it (the server's own gateway: its
+   * relay runs in its process, so either path reaches the same machine).
+   * Default false: a visitor's 'always' and an agent's 'never' refuse each
+   * other with BEAM_ERR_RELAY_REFUSED.
+   */
+  relayYields?: boolean;
   /** A private share's secret (from the link), proven in the Noise handshake (or, with directNoise false, by the caller per request). */
   secret?: string;
   /** This visitor proves a private share's secret per request instead (the gateway, browser pages). */
@@ -348,7 +356,7 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
       if (this.options.directNoise === false && opened.kind !== 'http') {
         throw new BeamError('BEAM_ERR_SHARE_KIND', `"${this.share}" is a ${opened.kind} share: open it with beam connect`);
       }
-      mode = relayPolicy(this.options.relay, opened.agentRelay);
+      mode = this.options.relayYields && opened.agentRelay !== 'auto' ? opened.agentRelay : relayPolicy(this.options.relay, opened.agentRelay);
       // A link naming a bad peer ID fails here, before any path, wherever Noise runs first.
       if (this.options.directNoise !== false || mode === 'always') await this.expectedPeer();
     } catch (err) {

@@ -23,9 +23,9 @@ import { connectRelay } from '../../transport/relay.js';
 import { secure } from '../../transport/secure.js';
 import type { VisitorSession } from '../../transport/session.js';
 import { type FaultProxy, startFaultProxy } from '../helpers/fault-proxy.js';
-import { request, sha256 } from '../helpers/http.js';
+import { patternHash, request, sha256 } from '../helpers/http.js';
 import { type Origin, startOrigin } from '../helpers/origin.js';
-import { type AgentHandle, BeamProcess, type ServerHandle, startServer } from '../helpers/procs.js';
+import { type AgentHandle, BeamProcess, type ServerHandle, serveRefusal, startServer } from '../helpers/procs.js';
 import { directVisitor } from '../helpers/visitor.js';
 
 let origin: Origin;
@@ -262,6 +262,66 @@ function udpPortsOf(pid: number): number[] {
     .map((line) => Number(/:(\d+)\s/.exec(`${line.split(/\s+/)[3]} `)?.[1]))
     .filter((port) => Number.isInteger(port) && port > 0);
 }
+
+describe("the gateway's link: beam serve --gateway-relay", () => {
+  let relayServer: ServerHandle;
+  let proxy: FaultProxy;
+
+  beforeAll(async () => {
+    relayServer = await startServer(['--gateway-relay', 'always']);
+    proxy = await startFaultProxy(relayServer.port);
+  });
+  afterAll(async () => {
+    await proxy?.close();
+    await relayServer?.proc.kill();
+  });
+
+  it('always: the gateway reaches an --relay auto share over its own connection to the server only, byte-exact, Noise inside, and no WebRTC on the agent', async () => {
+    const agent = await agentIn(configDir, [], { ...relayServer, url: `http://127.0.0.1:${proxy.port}` });
+    try {
+      const size = 8 * 1024 * 1024;
+      for (let i = 0; i < 3; i++) {
+        const res = await request(relayServer.port, agent.host, `/download?size=${size}&seed=${i}`);
+        expect(res.status).toBe(200);
+        expect(res.headers['beam-path']).toBe('gateway; via=relay');
+        expect(sha256(res.body)).toBe(await patternHash(size, i));
+      }
+      const marker = 'MARKER-beam-gateway-link-8d1e';
+      const before = proxy.seen().length;
+      const res = await request(relayServer.port, agent.host, `/${marker}`);
+      expect(res.body.toString()).toBe(`hello from /${marker}`);
+      expect(proxy.seen().length).toBeGreaterThan(before + 100);
+      expect(proxy.seen().includes(Buffer.from(marker))).toBe(false);
+      // One session, on the relay from its first event, that never moved: the agent set up no peer connection.
+      const events = agent.proc.events.filter((e) => e.event === 'session' || e.event === 'path');
+      expect(events.length).toBeGreaterThan(0);
+      expect(events.filter((e) => e['via'] !== 'relay')).toEqual([]);
+      expect(new Set(events.map((e) => e['id'])).size).toBe(1);
+      expect(udpPortsOf(agent.proc.pid)).toEqual([]);
+    } finally {
+      await agent.proc.kill();
+    }
+  });
+
+  it("always gives way to a share's --relay never: the gateway reaches it over direct WebRTC, not a refusal", async () => {
+    const agent = await agentIn(configDir, ['--relay', 'never'], relayServer);
+    try {
+      const res = await request(relayServer.port, agent.host, '/never');
+      expect(res.status).toBe(200);
+      expect(res.body.toString()).toBe('hello from /never');
+      expect(res.headers['beam-path']).toBe('gateway; via=direct');
+    } finally {
+      await agent.proc.kill();
+    }
+  });
+
+  it('refuses a mode it does not know with BEAM_ERR_BAD_OPTION, naming the flag', async () => {
+    const refused = await serveRefusal(['--gateway-relay', 'sometimes']);
+    expect(refused.code).toBe('BEAM_ERR_BAD_OPTION');
+    expect(refused.message).toContain('--gateway-relay must be one of auto, never, always');
+    expect(refused.exit).toBe(1);
+  });
+});
 
 describe('a path that dies', () => {
   it('a stream asked for while a dead path is being replaced waits for the new path instead of failing', async () => {

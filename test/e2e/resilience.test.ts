@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AGENT_CONNECT_TIMEOUT_MS, PATH_PROBE_MS, SHARE_RESUME_GRACE_MS, SIGNALING_PATH, SIGNALING_PROTOCOL_VERSION } from '../../shared/constants.js';
 import { ephemeralIdentity } from '../../transport/identity.js';
 import { startFaultProxy } from '../helpers/fault-proxy.js';
-import { patternStream, request } from '../helpers/http.js';
+import { patternHash, request } from '../helpers/http.js';
 import { type Origin, startOrigin } from '../helpers/origin.js';
 import { BeamProcess, type ServerHandle, startAgent, startServer } from '../helpers/procs.js';
 
@@ -28,13 +28,6 @@ afterAll(async () => {
   await server?.proc.kill();
   await origin?.close();
 });
-
-/** The sha256 of the origin's /download?size=&seed= body. */
-function patternHash(size: number, seed: number): Promise<string> {
-  const { stream, hash } = patternStream(size, seed);
-  stream.resume();
-  return hash;
-}
 
 /** GETs `path`, hashing the body as it comes; calls `midway` once the first MiB is in. */
 function download(

@@ -107,3 +107,10 @@ export function rawExchange(port: number, bytes: string): Promise<string> {
     socket.write(bytes);
   });
 }
+
+/** The sha256 of the origin's /download?size=&seed= body (test/helpers/origin.ts). */
+export function patternHash(size: number, seed: number): Promise<string> {
+  const { stream, hash } = patternStream(size, seed);
+  stream.resume();
+  return hash;
+}
