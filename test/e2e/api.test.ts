@@ -77,6 +77,8 @@ describe('import { share, connect, serve } from the package', () => {
       share({ target: origin.port, server: server.url, rateLimit: 'lots' }),
       connect({ link: 'not a link' }),
       serve({ domain: 'bad domain!' }),
+      // A JavaScript caller's typo.
+      serve({ port: 0, host: '127.0.0.1', gatewayRelay: 'sometimes' as unknown as 'auto' }),
     ];
     for (const p of bad) {
       const err = await p.then(

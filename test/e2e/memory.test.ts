@@ -19,44 +19,47 @@ import type { AgentHandle, ServerHandle } from '../helpers/procs.js';
  */
 const MAX_GROWTH = 64 * 1024 * 1024;
 
-let stack: Stack;
-let server: ServerHandle;
-let agent: AgentHandle;
+describe.each([
+  { link: 'the default link (relay first, then direct WebRTC)', serverArgs: [] as string[] },
+  { link: 'beam serve --gateway-relay always (the relay only)', serverArgs: ['--gateway-relay', 'always'] },
+])('memory under large uploads, $link', ({ serverArgs }) => {
+  let stack: Stack;
+  let server: ServerHandle;
+  let agent: AgentHandle;
 
-beforeAll(async () => {
-  stack = await startStack('info');
-  ({ server, agent } = stack);
-  // Warm up: the link, the pools, and the JIT, so growth measures the transfer.
-  const { stream } = patternStream(32 * 1024 * 1024, 1);
-  await request(server.port, agent.host, '/upload', { method: 'POST', body: stream });
-});
-afterAll(async () => {
-  await stack?.stop();
-});
-
-async function uploadWatchingMemory(size: number, path: string): Promise<{ serverGrowth: number; agentGrowth: number; bytes: number; ok: boolean }> {
-  const base = { server: server.proc.rss(), agent: agent.proc.rss() };
-  const peak = { ...base };
-  const { stream, hash } = patternStream(size, 2);
-  // Sample on every chunk the client hands out: the transfer drives the measurement.
-  let sampled = 0;
-  stream.on('data', () => {
-    if (++sampled % 64 === 0) {
-      peak.server = Math.max(peak.server, server.proc.rss());
-      peak.agent = Math.max(peak.agent, agent.proc.rss());
-    }
+  beforeAll(async () => {
+    stack = await startStack('info', serverArgs);
+    ({ server, agent } = stack);
+    // Warm up: the link, the pools, and the JIT, so growth measures the transfer.
+    const { stream } = patternStream(32 * 1024 * 1024, 1);
+    await request(server.port, agent.host, '/upload', { method: 'POST', body: stream });
   });
-  // A connection of its own, and on failure what the gateway and the agent logged: a reset mid-upload says nothing by itself.
-  const res = await request(server.port, agent.host, path, { method: 'POST', body: stream, headers: { 'content-length': String(size) }, agent: false }).catch(
-    (err: Error) => {
-      throw new Error(`${err.message} after ${sampled * 64} KiB; gateway: ${server.proc.stderr.slice(-1500)}; agent: ${agent.proc.stderr.slice(-1500)}`);
-    },
-  );
-  const got = JSON.parse(res.body.toString()) as { bytes: number; sha256: string };
-  return { serverGrowth: peak.server - base.server, agentGrowth: peak.agent - base.agent, bytes: got.bytes, ok: got.sha256 === (await hash) };
-}
+  afterAll(async () => {
+    await stack?.stop();
+  });
 
-describe('memory under large uploads', () => {
+  async function uploadWatchingMemory(size: number, path: string): Promise<{ serverGrowth: number; agentGrowth: number; bytes: number; ok: boolean }> {
+    const base = { server: server.proc.rss(), agent: agent.proc.rss() };
+    const peak = { ...base };
+    const { stream, hash } = patternStream(size, 2);
+    // Sample on every chunk the client hands out: the transfer drives the measurement.
+    let sampled = 0;
+    stream.on('data', () => {
+      if (++sampled % 64 === 0) {
+        peak.server = Math.max(peak.server, server.proc.rss());
+        peak.agent = Math.max(peak.agent, agent.proc.rss());
+      }
+    });
+    // A connection of its own, and on failure what the gateway and the agent logged: a reset mid-upload says nothing by itself.
+    const res = await request(server.port, agent.host, path, { method: 'POST', body: stream, headers: { 'content-length': String(size) }, agent: false }).catch(
+      (err: Error) => {
+        throw new Error(`${err.message} after ${sampled * 64} KiB; gateway: ${server.proc.stderr.slice(-1500)}; agent: ${agent.proc.stderr.slice(-1500)}`);
+      },
+    );
+    const got = JSON.parse(res.body.toString()) as { bytes: number; sha256: string };
+    return { serverGrowth: peak.server - base.server, agentGrowth: peak.agent - base.agent, bytes: got.bytes, ok: got.sha256 === (await hash) };
+  }
+
   it('a 1 GiB upload grows neither process by more than MAX_GROWTH', async () => {
     const r = await uploadWatchingMemory(1024 * 1024 * 1024, '/upload');
     expect(r.bytes).toBe(1024 * 1024 * 1024);

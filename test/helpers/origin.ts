@@ -186,10 +186,10 @@ export interface Stack {
 }
 
 /** `logLevel`: the server's and the agent's (default warn), for tests that show their logs when they fail. */
-export async function startStack(logLevel?: string): Promise<Stack> {
+export async function startStack(logLevel?: string, serverArgs: string[] = []): Promise<Stack> {
   const { startAgent, startServer } = await import('./procs.js');
   const origin = await startOrigin();
-  const server = await startServer(logLevel ? ['--log-level', logLevel] : []);
+  const server = await startServer([...(logLevel ? ['--log-level', logLevel] : []), ...serverArgs]);
   const agent = await startAgent(`127.0.0.1:${origin.port}`, server, logLevel ? ['--log-level', logLevel] : []);
   return {
     origin,
