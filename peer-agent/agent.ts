@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import type { BackendListening, BackendPipe, BackendShare, BackendVisitors, NetworkBackend, SignaledHandlers, SignaledVisitor } from '../shared/backend.js';
-import { DEFAULT_ORIGIN_TIMEOUT_MS, HTTP_HEAD_VERSION, MAX_PENDING_HANDSHAKES } from '../shared/constants.js';
+import { DEFAULT_ORIGIN_TIMEOUT_MS, HTTP_HEAD_VERSION, MAX_PENDING_HANDSHAKES, WARM_UP_WAIT_MS } from '../shared/constants.js';
 import { encodeRecord, RecordReader } from '../shared/datagram.js';
 import { BeamError, errorCodeOf } from '../shared/errors.js';
 import { StreamProtocol } from '../shared/frames.js';
@@ -212,7 +212,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     const server = this.options.server;
     if (server === undefined) throw new BeamError('BEAM_ERR_INTERNAL', 'an agent with no server to register with');
     // While signaling connects (a TLS handshake and round trips to a server across the internet).
-    if (this.options.warmUp !== false) this.warmUp();
+    const warm = this.options.warmUp !== false ? this.warmUp() : undefined;
     const backend = new ServerBackend({
       server,
       logger: this.log,
@@ -223,6 +223,7 @@ export class Agent extends EventEmitter<AgentEvents> {
         pool: this.options.pool === true,
         token: this.options.token,
         resumeToken: this.options.resumeToken,
+        registerAfter: warm,
       },
     });
     try {
@@ -253,16 +254,25 @@ export class Agent extends EventEmitter<AgentEvents> {
 
   /**
    * Loads what a visitor's first path will need (the key pair and Noise)
-   * while signaling connects: the first visitor's relay or direct handshake
-   * then pays no module loading. Loaded once the link was out, it made the
-   * visitor who came at once wait for it (the server's gateway opens its
-   * link to the share as it registers).
+   * while signaling connects, and registers only once it has, or after
+   * WARM_UP_WAIT_MS: the server's gateway opens its link to the share as it
+   * registers, so a handshake that ran beside the loading made the visitor
+   * who came the moment the link printed wait for it. Against a server
+   * across the internet the loading fits inside the connection's own round
+   * trips; on loopback the link prints a few ms later, and its first visitor
+   * waits that much less. Resolves, never rejects.
    */
-  private warmUp(): void {
-    setImmediate(() => {
-      if (this.closed) return;
-      void this.keyPair().catch(() => {});
-      void import('../transport/secure.js').catch(() => {});
+  private warmUp(): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(resolve, WARM_UP_WAIT_MS);
+      timer.unref();
+      setImmediate(() => {
+        if (this.closed) return resolve();
+        void Promise.allSettled([this.keyPair(), import('../transport/secure.js')]).then(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
     });
   }
 

@@ -327,6 +327,12 @@ export const MAX_OFFERS_PER_SESSION_PER_MINUTE = 8;
 /** How long the gateway waits for a peer connection to a share before answering 502. */
 export const AGENT_CONNECT_TIMEOUT_MS = 10_000;
 /**
+ * An agent registers its share once it has loaded what a visitor's first
+ * handshake needs (its key pair, Noise), or after this long, whichever comes
+ * first (peer-agent/agent.ts warmUp).
+ */
+export const WARM_UP_WAIT_MS = 1_000;
+/**
  * How long a new stream waits for a session that lost its path (a cut link,
  * a reconnect) to get one back before it fails with BEAM_ERR_AGENT_UNREACHABLE.
  */

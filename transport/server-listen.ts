@@ -39,6 +39,11 @@ export interface AgentHello {
   token?: string | undefined;
   /** The token this machine kept for the name asked for (app/names.ts): takes it back at once if the server holds it. */
   resumeToken?: string | undefined;
+  /**
+   * The first registration waits for this (never rejected): what the agent
+   * warms while it connects. Not sent to the server.
+   */
+  registerAfter?: Promise<void> | undefined;
 }
 
 export interface ServerListeningEvents {
@@ -149,7 +154,24 @@ export function listenOnServer(
       socket.disconnect();
       reject(err);
     };
+    // The first registration waits for the agent's warm-up: the server's gateway opens its link to the
+    // share as it registers, and a handshake that ran beside module loading made its first visitor wait.
+    let gate = hello.registerAfter;
+    let gating = false;
     socket.on('connect', () => {
+      if (gate) {
+        if (gating) return;
+        gating = true;
+        void gate.then(() => {
+          gate = undefined;
+          gating = false;
+          if (socket.connected) register();
+        });
+        return;
+      }
+      register();
+    });
+    const register = (): void => {
       const registered = current?.registered;
       const req = registered
         ? { name: registered.name, resumeToken: registered.resumeToken }
@@ -174,7 +196,7 @@ export function listenOnServer(
         if (first) fail(err);
         else current?.emit('error', err);
       });
-    });
+    };
     socket.on('connect_error', (err) => {
       const data = (err as Error & { data?: { code?: string; detail?: string } }).data;
       if (first && data?.code && isErrorCode(data.code)) return fail(new BeamError(data.code, data.detail));
