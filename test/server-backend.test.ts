@@ -153,6 +153,48 @@ describe('the Beam server as a NetworkBackend', () => {
     }
   });
 
+  it("an agent's first registration waits for its warm-up (registerAfter): connected first, registered only once it is done", async () => {
+    let warmedUp: () => void = () => {};
+    const warm = new Promise<void>((resolve) => {
+      warmedUp = resolve;
+    });
+    const upgraded = new Promise<void>((resolve) => server.http.once('upgrade', () => resolve()));
+    const name = `gated-${Date.now()}`;
+    let settled = false;
+    const gated = new ServerBackend({ server: url, logger, agent: { relay: 'auto', http: 2, registerAfter: warm } })
+      .listen(await share(name), agentSide().visitors)
+      .finally(() => {
+        settled = true;
+      });
+    // Its connection is up at the server; a second agent, connected after it with no warm-up, registers.
+    await upgraded;
+    const other = await new ServerBackend({ server: url, logger, agent: { relay: 'auto', http: 2 } }).listen(
+      await share(`ungated-${Date.now()}`),
+      agentSide().visitors,
+    );
+    try {
+      expect(settled).toBe(false);
+      const visitorBackend = new ServerBackend({ server: url, logger, visitor: { reconnect: 'none' } });
+      try {
+        const err = await visitorBackend.dial({ share: name }, { handlers: visitorHandlers().handlers }).catch((e: unknown) => e);
+        expect((err as BeamError).code).toBe('BEAM_ERR_SHARE_NOT_FOUND');
+        warmedUp();
+        const listening = await gated;
+        expect(listening.registered.name).toBe(name);
+        expect(listening.registered.resumed).toBe(false);
+        const v = visitorHandlers();
+        const dialed = await visitorBackend.dial({ share: name }, { handlers: v.handlers });
+        expect(dialed.opened.sessionId).toBeTruthy();
+        dialed.close();
+        await listening.close();
+      } finally {
+        await visitorBackend.close();
+      }
+    } finally {
+      await other.close();
+    }
+  });
+
   it('an unreachable server is BEAM_ERR_SERVER_UNREACHABLE from listen, naming it', async () => {
     const err = (await new ServerBackend({ server: 'http://127.0.0.1:9', logger })
       .listen(await share('nowhere'), agentSide().visitors)
