@@ -88,23 +88,12 @@ describe('a cluster of nodes on Redis', () => {
     }
   });
 
-  it('relayed sessions meet at the relay of the node that set them up (--node-url), wherever each side landed', async () => {
+  it('relayed sessions meet at the relay of the node that set them up (--node-url), wherever each side landed; each gateway (--gateway-relay always) too', async () => {
     const ports = [await freePort(), await freePort()];
     const pair = [];
-    for (const port of ports) pair.push(await startNode(port, ['--node-url', `http://127.0.0.1:${port}`]));
+    for (const port of ports) pair.push(await startNode(port, ['--node-url', `http://127.0.0.1:${port}`, '--gateway-relay', 'always']));
     const balancer = await startBalancer(ports);
-    const relayAgent = new BeamProcess([
-      'http',
-      String(origin.port),
-      '--server',
-      balancer.url,
-      '--name',
-      'relayed-everywhere',
-      '--relay',
-      'always',
-      '--json',
-      '--no-inspect',
-    ]);
+    const relayAgent = new BeamProcess(['http', String(origin.port), '--server', balancer.url, '--name', 'relayed-everywhere', '--json', '--no-inspect']);
     others.push(relayAgent);
     try {
       const link = (await relayAgent.waitFor('ready'))['link'] as string;
@@ -121,6 +110,13 @@ describe('a cluster of nodes on Redis', () => {
         } finally {
           await c.kill();
         }
+      }
+      // Each node's gateway reaches the agent over the relay only, wherever the agent is connected.
+      for (const n of pair) {
+        const res = await via(n, 'relayed-everywhere', `/gateway-${n.port}`);
+        expect(res.status).toBe(200);
+        expect(res.body.toString()).toBe(`hello from /gateway-${n.port}`);
+        expect(res.headers['beam-path']).toBe('gateway; via=relay');
       }
     } finally {
       await relayAgent.kill();
