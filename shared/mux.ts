@@ -22,6 +22,8 @@ import { Duplex } from 'node:stream';
 import {
   CHANNEL_HIGH_WATER_BYTES,
   CHANNEL_LOW_WATER_BYTES,
+  EARLY_STREAM_WINDOW,
+  EARLY_WINDOW_RTT_MS,
   FIN_ACK_TIMEOUT_MS,
   GOAWAY_LINGER_MS,
   INITIAL_STREAM_WINDOW,
@@ -156,6 +158,8 @@ export class Mux extends EventEmitter<MuxEvents> {
     const stream = new MuxStream(this, id, protocol);
     this.streams.set(id, stream);
     this.enqueue({ type: FrameType.OPEN, streamId: id, protocol });
+    // Its credit follows its OPEN in order (control frames would overtake it).
+    stream.openEarlyWindow((f) => this.enqueue(f));
     return stream;
   }
 
@@ -486,6 +490,7 @@ export class Mux extends EventEmitter<MuxEvents> {
     }
     const stream = new MuxStream(this, id, protocol);
     this.streams.set(id, stream);
+    stream.openEarlyWindow((f) => this.enqueueControl(f));
     this.emit('stream', stream);
   }
 
@@ -538,6 +543,18 @@ export class MuxStream extends Duplex {
     this.mux = mux;
     this.id = id;
     this.protocol = protocol;
+  }
+
+  /** @internal On a long path, opens the receive window to EARLY_STREAM_WINDOW at once (see there); `send` queues the credit. */
+  openEarlyWindow(send: (frame: Frame) => void): void {
+    const rtt = this.mux.rtt;
+    if (rtt === undefined || rtt < EARLY_WINDOW_RTT_MS) return;
+    const extra = this.mux.takeWindowGrowth(EARLY_STREAM_WINDOW - this.window);
+    if (extra <= 0) return;
+    this.window += extra;
+    this.windowGrowth += extra;
+    this.recvAllowed += extra;
+    send({ type: FrameType.WINDOW, streamId: this.id, credit: extra });
   }
 
   // ---------------------------------------------------------- writable side

@@ -2,7 +2,7 @@
 
 import { once } from 'node:events';
 import { afterEach, describe, expect, it } from 'vitest';
-import { INITIAL_STREAM_WINDOW, MAX_STREAMS_PER_PEER } from '../shared/constants.js';
+import { EARLY_STREAM_WINDOW, EARLY_WINDOW_RTT_MS, INITIAL_STREAM_WINDOW, MAX_CONNECTION_WINDOW_GROWTH, MAX_STREAMS_PER_PEER } from '../shared/constants.js';
 import { BeamError } from '../shared/errors.js';
 import { decodeMessage, encodeMessage, FrameType, StreamProtocol } from '../shared/frames.js';
 import { Mux, type MuxStream } from '../shared/mux.js';
@@ -154,6 +154,59 @@ describe('mux', () => {
     remote.end();
     s.resume();
     await closed;
+  });
+
+  it(`on a path with a round trip of EARLY_WINDOW_RTT_MS or more, a new stream's window opens at EARLY_STREAM_WINDOW at once, both ways, and a reader that stalls holds exactly that`, async () => {
+    const { a, b } = pair();
+    a.rtt = EARLY_WINDOW_RTT_MS;
+    b.rtt = EARLY_WINDOW_RTT_MS;
+    const accepted = once(b, 'stream') as Promise<[MuxStream]>;
+    const s = a.openStream(StreamProtocol.TCP);
+    s.write(Buffer.alloc(1));
+    const [remote] = await accepted;
+    const turn = (): Promise<void> => new Promise((r) => setImmediate(r));
+    const chunk = Buffer.alloc(64 * 1024, 5);
+    // Neither side reads: each may send the early window, and no more.
+    remote.pause();
+    s.pause();
+    for (let i = 0; i < (2 * EARLY_STREAM_WINDOW) / chunk.length; i++) {
+      s.write(chunk);
+      remote.write(chunk);
+    }
+    while (remote.readableLength < EARLY_STREAM_WINDOW || s.readableLength < EARLY_STREAM_WINDOW) await turn();
+    for (let i = 0; i < 20; i++) await turn();
+    expect(remote.readableLength).toBe(EARLY_STREAM_WINDOW);
+    expect(s.readableLength).toBe(EARLY_STREAM_WINDOW);
+    // Each stream's growth came from its connection's budget...
+    expect(a.takeWindowGrowth(MAX_CONNECTION_WINDOW_GROWTH)).toBe(MAX_CONNECTION_WINDOW_GROWTH - (EARLY_STREAM_WINDOW - INITIAL_STREAM_WINDOW));
+    a.takeWindowGrowth(-MAX_CONNECTION_WINDOW_GROWTH);
+    // ...and once the readers read, everything arrives.
+    s.end();
+    remote.end();
+    const [there, back] = await Promise.all([collect(remote), collect(s)]);
+    expect(there.byteLength).toBe(1 + 2 * EARLY_STREAM_WINDOW);
+    expect(back.byteLength).toBe(2 * EARLY_STREAM_WINDOW);
+  });
+
+  it('below EARLY_WINDOW_RTT_MS (or before the first round trip is known) a stream opens at INITIAL_STREAM_WINDOW; with the budget spent, too', async () => {
+    for (const rtt of [undefined, EARLY_WINDOW_RTT_MS - 1, 'spent'] as const) {
+      const { a, b } = pair();
+      b.rtt = rtt === 'spent' ? EARLY_WINDOW_RTT_MS : rtt;
+      if (rtt === 'spent') b.takeWindowGrowth(MAX_CONNECTION_WINDOW_GROWTH);
+      const accepted = once(b, 'stream') as Promise<[MuxStream]>;
+      const s = a.openStream(StreamProtocol.TCP);
+      s.write(Buffer.alloc(1));
+      const [remote] = await accepted;
+      remote.pause();
+      const chunk = Buffer.alloc(64 * 1024, 6);
+      for (let i = 0; i < (2 * EARLY_STREAM_WINDOW) / chunk.length; i++) s.write(chunk);
+      const turn = (): Promise<void> => new Promise((r) => setImmediate(r));
+      while (remote.readableLength < INITIAL_STREAM_WINDOW) await turn();
+      for (let i = 0; i < 20; i++) await turn();
+      expect(remote.readableLength).toBe(INITIAL_STREAM_WINDOW);
+      // Left unread: closing the pair fails them, which is expected here.
+      for (const x of [s, remote]) x.on('error', () => {});
+    }
   });
 
   it('grows the window of a stream whose consumer keeps up, beyond the initial window', async () => {
