@@ -9,11 +9,13 @@ import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type BeamServer, startBeamServer } from '../gateway/server.js';
 import type { BackendShare, NetworkBackend, SignaledHandlers, SignaledVisitor, VisitorHandlers } from '../shared/backend.js';
+import { AGENT_CONNECT_TIMEOUT_MS } from '../shared/constants.js';
 import { BeamError } from '../shared/errors.js';
 import type { Signal } from '../shared/signaling.js';
 import { ephemeralIdentity } from '../transport/identity.js';
 import { loadEngine } from '../transport/index.js';
 import { ServerBackend } from '../transport/server-backend.js';
+import { directVisitor } from './helpers/visitor.js';
 
 const logger = pino({ level: 'silent' });
 let server: BeamServer;
@@ -194,6 +196,30 @@ describe('the Beam server as a NetworkBackend', () => {
       await other.close();
     }
   });
+
+  it(
+    'a visitor whose agent never answers fails after AGENT_CONNECT_TIMEOUT_MS with BEAM_ERR_AGENT_UNREACHABLE, saying how far its direct attempt got',
+    async () => {
+      const agentBackend = new ServerBackend({ server: url, logger, agent: { relay: 'auto', http: 2 } });
+      const agent = agentSide();
+      const listening = await agentBackend.listen(await share(`silent-${Date.now()}`), agent.visitors);
+      try {
+        const started = performance.now();
+        const err = await directVisitor(url, listening.registered.name, { relay: 'never' }).catch((e: unknown) => e);
+        expect(performance.now() - started).toBeGreaterThanOrEqual(AGENT_CONNECT_TIMEOUT_MS - 50);
+        expect(err).toBeInstanceOf(BeamError);
+        expect((err as BeamError).code).toBe('BEAM_ERR_AGENT_UNREACHABLE');
+        expect((err as BeamError).detail).toBe(
+          `no path to the agent within ${AGENT_CONNECT_TIMEOUT_MS} ms (direct attempt 1 sent its offer; no answer from the agent)`,
+        );
+        // The agent got the offer: the step that hung was its side.
+        expect(agent.signals.some((sig) => sig.type === 'offer')).toBe(true);
+      } finally {
+        await listening.close();
+      }
+    },
+    AGENT_CONNECT_TIMEOUT_MS + 20_000,
+  );
 
   it('an unreachable server is BEAM_ERR_SERVER_UNREACHABLE from listen, naming it', async () => {
     const err = (await new ServerBackend({ server: 'http://127.0.0.1:9', logger })

@@ -153,6 +153,13 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
   private peer: Peer | undefined;
   private offerSdp: string | undefined;
   private answerSdp: string | undefined;
+  /**
+   * How far the latest direct attempt and the relay got, for the error of a
+   * session that found no path in time: which step hung says what to check.
+   */
+  private readonly progress: { direct?: string; relay?: string } = {};
+  /** Marks the latest direct attempt's progress (set by startDirect). */
+  private directReached: ((step: string) => void) | undefined;
   /** Peer connections whose stream channel carries a path now (a retry must not close them). */
   private readonly carrying = new Set<Peer>();
   /** When signaling for this session went (the paths up carry on, no new one can be set up). */
@@ -319,7 +326,7 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
         this.settle = undefined;
         return;
       case 'reject':
-        this.settle?.reject(action.error);
+        this.settle?.reject(this.withProgress(action.error));
         this.settle = undefined;
         return;
       case 'close':
@@ -431,6 +438,11 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
     const all = opened.iceServers;
     const peer = this.c.engine.createPeer({ iceServers: stunOnly ? withoutTurn(all) : all });
     this.peer = peer;
+    const reached = (step: string): void => {
+      if (this.peer === peer) this.progress.direct = `attempt ${attempt} ${step}`;
+    };
+    this.directReached = reached;
+    reached('sent its offer; no answer from the agent');
     let up = false;
     const failed = (err: BeamError): void => {
       if (this.peer !== peer || up) return;
@@ -447,12 +459,14 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
       this.emitSignal(signal);
     });
     peer.onStateChange((state) => {
+      if (state === 'connected') reached('connected (ICE, DTLS, SCTP); no channel open');
       if (state !== 'failed' && state !== 'closed') return;
       if (!up) failed(new BeamError('BEAM_ERR_AGENT_UNREACHABLE', `peer connection ${state}`));
     });
     const openStreams = (): void => {
       if (this.peer !== peer || this.closed) return;
       const channel = peer.createDataChannel(STREAM_CHANNEL_LABEL);
+      reached('opening its stream channel');
       channel.onOpen(() => {
         if (this.peer !== peer || this.closed) return;
         up = true;
@@ -480,6 +494,7 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
     }
     const noiseChannel = peer.createDataChannel(NOISE_CHANNEL_LABEL);
     noiseChannel.onOpen(() => {
+      reached('in its Noise handshake');
       void (async () => {
         try {
           if (!this.offerSdp || !this.answerSdp) throw new BeamError('BEAM_ERR_HANDSHAKE_FAILED', 'channel open before the descriptions were exchanged');
@@ -497,6 +512,14 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
         openStreams();
       })();
     });
+  }
+
+  /** A session that found no path in time says how far each attempt got. */
+  private withProgress(err: BeamError): BeamError {
+    const { direct, relay } = this.progress;
+    if (err.code !== 'BEAM_ERR_AGENT_UNREACHABLE' || !err.detail?.startsWith('no path to the agent') || (!direct && !relay)) return err;
+    const steps = [direct && `direct ${direct}`, relay && `relay ${relay}`].filter(Boolean).join('; ');
+    return new BeamError(err.code, `${err.detail} (${steps})`);
   }
 
   /** On a private share, a handshake that fails means (most likely) a wrong secret: say so. */
@@ -520,6 +543,7 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
     const opened = this.opened;
     if (!opened) return;
     this.emitSignal({ type: 'relay' });
+    this.progress.relay = 'connecting to the relay';
     void (async () => {
       try {
         // The server's own gateway is on the node that set the session up; anyone else goes where signaling says.
@@ -531,6 +555,7 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
           return;
         }
         const { secure, SecureFrameChannel, withSecret } = await loadSecure();
+        this.progress.relay = 'in its Noise handshake over the relay';
         const secured = await secure(pipe, {
           role: 'initiator',
           identity: await this.ownIdentity(),
@@ -609,7 +634,10 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
   /** Applies a signal from the agent. */
   signal(signal: Signal): void {
     if (signal.type === 'relay' || signal.type === 'offer') return;
-    if (signal.type === 'answer') this.answerSdp = signal.sdp;
+    if (signal.type === 'answer') {
+      this.answerSdp = signal.sdp;
+      this.directReached?.('has the answer; ICE, DTLS and SCTP not connected');
+    }
     // A signal can land just after the peer failed; the state change, not
     // this error, decides what happens to the path.
     this.peer?.signal(signal).catch((err: Error) => this.log.debug({ err: err.message }, 'signal from agent not applied'));
