@@ -235,7 +235,7 @@ export async function startBeamServer(components: { engine: WebRtcEngine; logger
         )
       : Promise.resolve();
   let relay: RelayServer | undefined;
-  let warm: ((name: string, kind: string) => void) | undefined;
+  let warm: ((name: string, kind: string) => boolean) | undefined;
   const signaling = new SignalingServer(
     { logger: components.logger, registry },
     {
@@ -245,7 +245,7 @@ export async function startBeamServer(components: { engine: WebRtcEngine; logger
       gatewayToken,
       iceServers: () => (options.ice ? iceServersFor(options.ice) : []),
       onSessionEnd: (id) => relay?.end(id),
-      onShareRegistered: (name, kind) => warm?.(name, kind),
+      onShareRegistered: (name, kind) => warm?.(name, kind) ?? false,
       tokens: options.tokens,
       limits: options.limits,
       trustProxy: options.trustProxy,
@@ -298,13 +298,21 @@ export async function startBeamServer(components: { engine: WebRtcEngine; logger
   );
   // In a cluster a share's visitors reach any node: warming the registering node's link would help one in N.
   const warmLinks = options.warmLinks ?? (redis ? 0 : GATEWAY_WARM_LINKS);
+  // True when a link opens: the agent then announces its share once that link is up (Registered.gatewayLink).
+  // Each opens after the registration's answer has gone out: the agent knows its name before any session for it arrives.
   warm = (name, kind) => {
     // The gateway serves HTTP shares only; past warmLinks a link opens at its share's first visitor.
-    if (kind !== 'http') return;
+    if (kind !== 'http') return false;
     // A member joined a pool this gateway has sessions with: a session with it now, not at the next probe.
-    if (pool.get(name)) return pool.joined(name);
-    if (pool.size >= warmLinks) return;
-    pool.connect(name).catch((err: BeamError) => components.logger.debug({ share: name, code: err.code }, 'warm link not opened'));
+    if (pool.get(name)) {
+      setImmediate(() => pool.joined(name));
+      return false;
+    }
+    if (pool.size >= warmLinks) return false;
+    setImmediate(() => {
+      pool.connect(name).catch((err: BeamError) => components.logger.debug({ share: name, code: err.code }, 'warm link not opened'));
+    });
+    return true;
   };
   const gateway = new Gateway(
     { logger: components.logger, pool },

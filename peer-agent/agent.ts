@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import type { BackendListening, BackendPipe, BackendShare, BackendVisitors, NetworkBackend, SignaledHandlers, SignaledVisitor } from '../shared/backend.js';
-import { DEFAULT_ORIGIN_TIMEOUT_MS, HTTP_HEAD_VERSION, MAX_PENDING_HANDSHAKES, WARM_UP_WAIT_MS } from '../shared/constants.js';
+import { DEFAULT_ORIGIN_TIMEOUT_MS, GATEWAY_LINK_WAIT_MS, HTTP_HEAD_VERSION, MAX_PENDING_HANDSHAKES, WARM_UP_WAIT_MS } from '../shared/constants.js';
 import { encodeRecord, RecordReader } from '../shared/datagram.js';
 import { BeamError, errorCodeOf } from '../shared/errors.js';
 import { StreamProtocol } from '../shared/frames.js';
@@ -206,11 +206,15 @@ export class Agent extends EventEmitter<AgentEvents> {
    * Serves the share through its signaling server (transport/server-backend.ts):
    * connects and registers; resolves with the first registration or rejects
    * with a BeamError. After a drop it registers again under the same name
-   * ('ready' with `resumed`).
+   * ('ready' with `resumed`). When the server's gateway opens its link to the
+   * share as it registers (`gatewayLink`), resolves once that link is up (or
+   * after GATEWAY_LINK_WAIT_MS): the link is announced when a visitor can
+   * use it at once.
    */
   async start(): Promise<Registered> {
     const server = this.options.server;
     if (server === undefined) throw new BeamError('BEAM_ERR_INTERNAL', 'an agent with no server to register with');
+    const gatewayLink = this.gatewayLinkUp();
     // While signaling connects (a TLS handshake and round trips to a server across the internet).
     const warm = this.options.warmUp !== false ? this.warmUp() : undefined;
     const backend = new ServerBackend({
@@ -245,11 +249,42 @@ export class Agent extends EventEmitter<AgentEvents> {
       });
       this.listening = listening;
       if (this.closed) throw new BeamError('BEAM_ERR_INTERNAL', 'the agent closed while it registered');
+      if (listening.first.gatewayLink === true) await gatewayLink.wait(GATEWAY_LINK_WAIT_MS);
+      if (this.closed) throw new BeamError('BEAM_ERR_INTERNAL', 'the agent closed while it registered');
       return listening.first;
     } catch (err) {
       await this.close();
       throw err;
+    } finally {
+      gatewayLink.stop();
     }
+  }
+
+  /** Hears of the first session of the server's gateway with a path up (its 'session' event). */
+  private gatewayLinkUp(): { wait(ms: number): Promise<void>; stop(): void } {
+    let up = false;
+    let done: () => void = () => {};
+    const onSession = (s: SessionInfo): void => {
+      if (s.visitor !== 'gateway') return;
+      up = true;
+      done();
+    };
+    this.on('session', onSession);
+    return {
+      wait: (ms) =>
+        new Promise<void>((resolve) => {
+          if (up) return resolve();
+          const timer = setTimeout(resolve, ms);
+          timer.unref();
+          done = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        }),
+      stop: () => {
+        this.off('session', onSession);
+      },
+    };
   }
 
   /**

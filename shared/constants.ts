@@ -348,6 +348,13 @@ export const AGENT_CONNECT_TIMEOUT_MS = 10_000;
  */
 export const WARM_UP_WAIT_MS = 1_000;
 /**
+ * An agent whose server's gateway opens a link to it as it registers
+ * (Registered.gatewayLink) announces its share once that link is up, or
+ * after this long: a visitor who comes the moment the link prints finds the
+ * path ready, as ngrok's and cloudflared's links are up when they print.
+ */
+export const GATEWAY_LINK_WAIT_MS = 1_000;
+/**
  * How long a new stream waits for a session that lost its path (a cut link,
  * a reconnect) to get one back before it fails with BEAM_ERR_AGENT_UNREACHABLE.
  */

@@ -178,6 +178,8 @@ export interface Registered {
   url: string;
   resumeToken: string;
   resumed: boolean;
+  /** The server's gateway is opening its link to this share (a warm link): the agent announces the share once it is up. */
+  gatewayLink?: boolean;
 }
 export interface SessionOpened {
   sessionId: string;

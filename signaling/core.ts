@@ -119,8 +119,12 @@ export interface SignalingOptions {
   gatewayToken?: string;
   /** Called when a session ends, so the relay can drop its sockets. */
   onSessionEnd?: (sessionId: string) => void;
-  /** Called once a share is registered (after its agent has the answer), so the gateway can open its link to it. */
-  onShareRegistered?: (name: string, kind: ShareKind) => void;
+  /**
+   * Called as a share registers, so the gateway can open its link to it (once
+   * the agent has its answer): true when it will, which the answer says
+   * (`gatewayLink`).
+   */
+  onShareRegistered?: (name: string, kind: ShareKind) => boolean;
   /** --token-file: agents must present one of these tokens; a token's reserved names are its own. */
   tokens?: AgentTokens | undefined;
   /** Per client address limits. Defaults: MAX_CONNECTIONS_PER_IP, REGISTRATIONS_PER_IP_PER_MINUTE, SESSIONS_PER_IP_PER_MINUTE. */
@@ -309,10 +313,14 @@ export class SignalingCore {
       { audit: 'share.registered', share: claim.name, resumed: claim.resumed, socket: conn, address: data.address, token: data.tokenId },
       'share registered',
     );
-    // After this answer has gone out: the agent knows its name before any session for it arrives.
-    const registered = claim.name;
-    if (this.options.onShareRegistered) setImmediate(() => this.options.onShareRegistered?.(registered, data.shareKind));
-    return { name: claim.name, url: this.options.shareUrl(claim.name), resumeToken: claim.resumeToken, resumed: claim.resumed };
+    const gatewayLink = this.options.onShareRegistered?.(claim.name, data.shareKind) === true;
+    return {
+      name: claim.name,
+      url: this.options.shareUrl(claim.name),
+      resumeToken: claim.resumeToken,
+      resumed: claim.resumed,
+      ...(gatewayLink ? { gatewayLink: true } : {}),
+    };
   }
 
   /**

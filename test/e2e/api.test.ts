@@ -57,6 +57,23 @@ describe('import { share, connect, serve } from the package', () => {
     expect(gone.headers['beam-error']).toBe('BEAM_ERR_SHARE_NOT_FOUND');
   });
 
+  it("resolves once the server's gateway has its link to the share: its session is up before anyone asks, and the first request rides it", async () => {
+    const s = await share({ target: origin.port, server: server.url });
+    const sessions: SessionInfo[] = [];
+    s.on('session', (info) => sessions.push(info));
+    // The events that came before share() resolved reach listeners added at once, a turn later.
+    await new Promise((resolve) => setImmediate(resolve));
+    try {
+      expect(sessions.map((x) => x.visitor)).toEqual(['gateway']);
+      const first = await request(server.port, new URL(s.url).host, '/at-once');
+      expect(first.status).toBe(200);
+      // The same session carried it: no other was set up for the request.
+      expect(sessions.map((x) => x.id)).toEqual([sessions[0]?.id]);
+    } finally {
+      await s.close();
+    }
+  });
+
   it('starts the inspector when asked', async () => {
     const s = await share({ target: origin.port, server: server.url, inspect: 0 });
     try {
