@@ -361,6 +361,13 @@ export const GATEWAY_LINK_WAIT_MS = 1_000;
 export const PATH_WAIT_MS = 5_000;
 /** Peer-connection setup attempts per link (all within AGENT_CONNECT_TIMEOUT_MS) before visitors get 502. */
 export const LINK_SETUP_ATTEMPTS = 3;
+/**
+ * With direct all a session can have (--relay never), an attempt not up
+ * this long after it started gives way to a new one (LINK_SETUP_ATTEMPTS fit
+ * in AGENT_CONNECT_TIMEOUT_MS): one that hangs, with no error from ICE,
+ * DTLS or SCTP, would otherwise cost the whole session.
+ */
+export const DIRECT_ATTEMPT_TIMEOUT_MS = 4_000;
 /** How long the agent waits for the origin's response head, once the request is fully sent, before answering 504. */
 export const DEFAULT_ORIGIN_TIMEOUT_MS = 30_000;
 /** Largest UDP payload a UDP share carries: one data-channel message, less the flow id. */

@@ -9,7 +9,14 @@
 
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { AGENT_CONNECT_TIMEOUT_MS, DIRECT_PATH_TIMEOUT_MS, DIRECT_RETRY_MS, LINK_SETUP_ATTEMPTS, MAX_DIRECT_RETRY_MS } from '../shared/constants.js';
+import {
+  AGENT_CONNECT_TIMEOUT_MS,
+  DIRECT_ATTEMPT_TIMEOUT_MS,
+  DIRECT_PATH_TIMEOUT_MS,
+  DIRECT_RETRY_MS,
+  LINK_SETUP_ATTEMPTS,
+  MAX_DIRECT_RETRY_MS,
+} from '../shared/constants.js';
 import { BeamError } from '../shared/errors.js';
 import type { PathKind } from '../shared/paths.js';
 import type { RelayMode } from '../shared/signaling.js';
@@ -71,6 +78,26 @@ describe('path policy: a visitor opening a session', () => {
       { type: 'start-relay', reason: 'no direct path within 1500 ms; adding the relay' },
     ]);
     expect(state.relay).toBe('pending');
+  });
+
+  it('--relay never: an attempt not up within DIRECT_ATTEMPT_TIMEOUT_MS gives way to a new one, LINK_SETUP_ATTEMPTS in all; the session then says it found no path in time', () => {
+    let { state, actions } = run(visitor(), open('never', false));
+    expect(actions).toContainEqual({ type: 'arm', timer: 'attempt', ms: DIRECT_ATTEMPT_TIMEOUT_MS, attempt: 1 });
+    for (let attempt = 1; attempt < LINK_SETUP_ATTEMPTS; attempt++) {
+      ({ state, actions } = run(state, timer('attempt', attempt)));
+      expect(types(actions)).toEqual(['abort-direct', 'start-direct', 'arm:attempt']);
+      expect(starts(actions)).toEqual([{ type: 'start-direct', attempt: attempt + 1, stunOnly: false }]);
+      expect(state.lastError?.detail).toBe(`no direct pair within ${DIRECT_ATTEMPT_TIMEOUT_MS} ms`);
+    }
+    // The last attempt is still under way when the session's own deadline comes.
+    const end = run(state, timer('connect'));
+    const reject = end.actions.find((a) => a.type === 'reject');
+    expect(reject?.type === 'reject' && reject.error.detail).toBe(`no path to the agent within ${AGENT_CONNECT_TIMEOUT_MS} ms`);
+  });
+
+  it("with the relay to come (auto), a first attempt has no deadline but the session's", () => {
+    const { actions } = run(visitor(), open('auto', false));
+    expect(types(actions)).not.toContain('arm:attempt');
   });
 
   it('the direct timeout with --relay never tries TURN but never the relay', () => {
@@ -196,9 +223,9 @@ describe('path policy: direct attempts failing', () => {
   });
 
   it('a session left with no path and nothing under way ends at once, not at a deadline that would start nothing', () => {
-    // --relay never: direct came up and died, the reopened attempt failed; the direct deadline is still armed.
+    // --relay never: direct came up and died, the reopened attempt failed; the direct deadline and the attempt's are still armed.
     const before = run(visitor(), open('never', false), directFailed(1), up('direct'), timer('connect'), down('direct'), timer('reopen'));
-    expect(before.state.timers).toEqual(['direct-timeout']);
+    expect(before.state.timers).toEqual(['direct-timeout', 'attempt']);
     const { state, actions } = run(before.state, directFailed(3));
     expect(state.closed).toBe(true);
     expect(state.timers).toEqual([]);

@@ -9,7 +9,7 @@ import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type BeamServer, startBeamServer } from '../gateway/server.js';
 import type { BackendShare, NetworkBackend, SignaledHandlers, SignaledVisitor, VisitorHandlers } from '../shared/backend.js';
-import { AGENT_CONNECT_TIMEOUT_MS } from '../shared/constants.js';
+import { AGENT_CONNECT_TIMEOUT_MS, LINK_SETUP_ATTEMPTS } from '../shared/constants.js';
 import { BeamError } from '../shared/errors.js';
 import type { Signal } from '../shared/signaling.js';
 import { ephemeralIdentity } from '../transport/identity.js';
@@ -198,7 +198,7 @@ describe('the Beam server as a NetworkBackend', () => {
   });
 
   it(
-    'a visitor whose agent never answers fails after AGENT_CONNECT_TIMEOUT_MS with BEAM_ERR_AGENT_UNREACHABLE, saying how far its direct attempt got',
+    'a visitor whose agent never answers makes LINK_SETUP_ATTEMPTS fresh attempts, then fails after AGENT_CONNECT_TIMEOUT_MS with BEAM_ERR_AGENT_UNREACHABLE, saying how far the last got',
     async () => {
       const agentBackend = new ServerBackend({ server: url, logger, agent: { relay: 'auto', http: 2 } });
       const agent = agentSide();
@@ -210,10 +210,10 @@ describe('the Beam server as a NetworkBackend', () => {
         expect(err).toBeInstanceOf(BeamError);
         expect((err as BeamError).code).toBe('BEAM_ERR_AGENT_UNREACHABLE');
         expect((err as BeamError).detail).toBe(
-          `no path to the agent within ${AGENT_CONNECT_TIMEOUT_MS} ms (direct attempt 1 sent its offer; no answer from the agent)`,
+          `no path to the agent within ${AGENT_CONNECT_TIMEOUT_MS} ms (direct attempt ${LINK_SETUP_ATTEMPTS} sent its offer; no answer from the agent)`,
         );
-        // The agent got the offer: the step that hung was its side.
-        expect(agent.signals.some((sig) => sig.type === 'offer')).toBe(true);
+        // The agent got each attempt's offer (a new peer connection each, DIRECT_ATTEMPT_TIMEOUT_MS apart): the step that hung was its side.
+        expect(agent.signals.filter((sig) => sig.type === 'offer')).toHaveLength(LINK_SETUP_ATTEMPTS);
       } finally {
         await listening.close();
       }

@@ -31,7 +31,14 @@
  * being set up goes, the paths up must answer a fresh PING (probe), and the
  * session ends with its last path.
  */
-import { AGENT_CONNECT_TIMEOUT_MS, DIRECT_PATH_TIMEOUT_MS, DIRECT_RETRY_MS, LINK_SETUP_ATTEMPTS, MAX_DIRECT_RETRY_MS } from '../shared/constants.js';
+import {
+  AGENT_CONNECT_TIMEOUT_MS,
+  DIRECT_ATTEMPT_TIMEOUT_MS,
+  DIRECT_PATH_TIMEOUT_MS,
+  DIRECT_RETRY_MS,
+  LINK_SETUP_ATTEMPTS,
+  MAX_DIRECT_RETRY_MS,
+} from '../shared/constants.js';
 import { BeamError, type ErrorCode } from '../shared/errors.js';
 import { bestPath, type PathKind } from '../shared/paths.js';
 import type { RelayMode } from '../shared/signaling.js';
@@ -263,10 +270,13 @@ class Transition {
 
   private timer(timer: PathTimer, attempt: number | undefined): void {
     switch (timer) {
-      case 'connect':
-        if (this.s.up.length === 0)
-          this.fail(this.s.lastError ?? new BeamError('BEAM_ERR_AGENT_UNREACHABLE', `no path to the agent within ${AGENT_CONNECT_TIMEOUT_MS} ms`));
+      case 'connect': {
+        if (this.s.up.length > 0) return;
+        const late = new BeamError('BEAM_ERR_AGENT_UNREACHABLE', `no path to the agent within ${AGENT_CONNECT_TIMEOUT_MS} ms`);
+        // An attempt still under way is the news, not why an earlier one ended.
+        this.fail(this.s.direct.pending || this.s.relay === 'pending' ? late : (this.s.lastError ?? late));
         return;
+      }
       case 'setup':
         if (this.s.up.length === 0) this.close();
         return;
@@ -291,8 +301,9 @@ class Transition {
         return;
       case 'attempt':
         if (this.s.direct.pending && attempt === this.s.direct.attempts) {
+          const ms = this.s.up.length > 0 || this.s.mode !== 'never' ? AGENT_CONNECT_TIMEOUT_MS : DIRECT_ATTEMPT_TIMEOUT_MS;
           this.do({ type: 'abort-direct' });
-          this.directFailed(new BeamError('BEAM_ERR_AGENT_UNREACHABLE', `no direct pair within ${AGENT_CONNECT_TIMEOUT_MS} ms`));
+          this.directFailed(new BeamError('BEAM_ERR_AGENT_UNREACHABLE', `no direct pair within ${ms} ms`));
         }
         return;
     }
@@ -310,6 +321,8 @@ class Transition {
     );
     // A retry beside a working path has its own deadline: ICE alone may take long to give up.
     if (s.up.length > 0) this.arm('attempt', AGENT_CONNECT_TIMEOUT_MS, attempt);
+    // So has an attempt with nothing else to come (--relay never): one that hangs gives way to a new one.
+    else if (s.mode === 'never') this.arm('attempt', DIRECT_ATTEMPT_TIMEOUT_MS, attempt);
   }
 
   private directFailed(error: BeamError): void {

@@ -514,10 +514,10 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
     });
   }
 
-  /** A session that found no path in time says how far each attempt got. */
+  /** A session that found no path says how far each attempt got: which step hung, or failed. */
   private withProgress(err: BeamError): BeamError {
     const { direct, relay } = this.progress;
-    if (err.code !== 'BEAM_ERR_AGENT_UNREACHABLE' || !err.detail?.startsWith('no path to the agent') || (!direct && !relay)) return err;
+    if (err.code !== 'BEAM_ERR_AGENT_UNREACHABLE' || (!direct && !relay)) return err;
     const steps = [direct && `direct ${direct}`, relay && `relay ${relay}`].filter(Boolean).join('; ');
     return new BeamError(err.code, `${err.detail} (${steps})`);
   }
