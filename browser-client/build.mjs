@@ -69,6 +69,16 @@ const visitorOnly = {
   },
 };
 
+/** Noise's node:crypto cipher (transport/noise-crypto.ts) out: libp2p-noise's browser build has its own (shims/noise-crypto.ts). */
+const browserNoise = {
+  name: 'browser-noise',
+  setup(b) {
+    b.onResolve({ filter: /^\.\/noise-crypto\.js$/ }, (args) =>
+      args.importer.endsWith(path.join('transport', 'secure.ts')) ? { path: shim('noise-crypto.ts') } : undefined,
+    );
+  },
+};
+
 // Chunk names change with their contents: old ones must not linger.
 await rm(out, { recursive: true, force: true });
 await mkdir(out, { recursive: true });
@@ -110,7 +120,7 @@ const page = await build({
   metafile: true,
   entryPoints: { page: path.join(here, 'page.ts') },
   inject: [shim('globals.ts')],
-  plugins: [ed25519Only, stringDecoder, websocketOnly, visitorOnly],
+  plugins: [ed25519Only, stringDecoder, websocketOnly, visitorOnly, browserNoise],
   define: { ...common.define, __BEAM_APP_SHIM__: JSON.stringify(appShim) },
 });
 // The worker needs no Node stand-ins: it only passes messages.

@@ -47,10 +47,12 @@ await build({
     {
       name: 'beam-modules-stay-imports',
       setup(b) {
-        // Beam's modules the entries import stay imports, but the polyfill, which the packages need first. The
+        // Beam's modules the entries import stay imports, but the polyfill, which the packages need first, and
+        // Noise's crypto, which is libp2p-noise's own with one change (in with it, it loads no second copy). The
         // entries sit where their bundles go (and the chunks beside them): the relative paths hold.
+        const bundled = new Set(['./polyfill.js', './noise-crypto.js']);
         b.onResolve({ filter: /^\.\.?\// }, (args) =>
-          entries.includes(args.importer) && args.path !== './polyfill.js' ? { path: args.path, external: true } : undefined,
+          entries.includes(args.importer) && !bundled.has(args.path) ? { path: args.path, external: true } : undefined,
         );
       },
     },

@@ -49,6 +49,7 @@ import { BeamError } from '../shared/errors.js';
 import { validateName } from '../shared/names.js';
 import type { ShareKind } from '../shared/signaling.js';
 import { parsePeerId } from './identity.js';
+import { noiseCrypto } from './noise-crypto.js';
 import type { Pipe } from './secure.js';
 
 export interface Libp2pBackendOptions {
@@ -223,7 +224,7 @@ export class Libp2pBackend implements NetworkBackend {
         circuitRelayTransport(),
         webRTC({ rtcConfiguration: { iceServers: (stun && stun.length > 0 ? stun : LIBP2P_DEFAULT_STUN).map((urls) => ({ urls })) } }),
       ],
-      connectionEncrypters: [noise()],
+      connectionEncrypters: [noise({ crypto: noiseCrypto })],
       streamMuxers: [yamux()],
       services: { identify: identify() },
       // libp2p caps each address's dial at 6 s of its own (a hole punch is one address): the budget

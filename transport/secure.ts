@@ -26,6 +26,7 @@ import { BeamError } from '../shared/errors.js';
 import { FrameChannelBase } from '../shared/frame-channel.js';
 import type { FrameChannel } from '../shared/mux.js';
 import type { Identity } from './identity.js';
+import { noiseCrypto } from './noise-crypto.js';
 
 export type { Pipe };
 
@@ -87,7 +88,7 @@ export interface Secured {
 /** Runs the Noise XX handshake over `pipe`. Rejects with a BeamError; the pipe is closed then. */
 export async function secure(pipe: Pipe, options: SecureOptions): Promise<Secured> {
   const stream = new PipeStream(pipe, options.role === 'initiator' ? 'outbound' : 'inbound');
-  const encrypter = noise({ prologueBytes: options.prologue })({
+  const encrypter = noise({ prologueBytes: options.prologue, crypto: noiseCrypto })({
     peerId: options.identity.peerId,
     privateKey: options.identity.privateKey,
     logger: defaultLogger(),

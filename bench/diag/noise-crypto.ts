@@ -1,7 +1,8 @@
 /**
  * Noise's cipher on the relay path, measured (issue 18, "the relay's cost"):
  * ChaCha20-Poly1305 through Node's native crypto, the pure-JS implementation
- * (@noble/ciphers), and what @chainsafe/libp2p-noise uses by default in Node,
+ * (@noble/ciphers), what @chainsafe/libp2p-noise uses by default in Node,
+ * and Beam's (that default with the key imported once: transport/noise-crypto.ts),
  * encrypting and decrypting the same bytes in messages of the relay's sizes.
  *
  *   npm run build && node dist/bench/diag/noise-crypto.js [--mib 64]
@@ -9,6 +10,7 @@
 import { randomBytes } from 'node:crypto';
 import { defaultCrypto, nodeCrypto, pureJsCrypto } from '@chainsafe/libp2p-noise/crypto';
 import { numberArg } from '../../test/helpers/services.js';
+import { noiseCrypto } from '../../transport/noise-crypto.js';
 
 const MIB = numberArg('--mib', 64);
 const key = randomBytes(32);
@@ -34,6 +36,7 @@ const impls: Array<[string, Impl]> = [
   ['node:crypto (native)', nodeCrypto],
   ['libp2p-noise default in Node', defaultCrypto as Impl],
   ['pure JS (@noble/ciphers)', pureJsCrypto as Impl],
+  ["Beam's (the default, its key imported once)", noiseCrypto as Impl],
 ];
 const sizes = [1024, 16 * 1024, 64 * 1024];
 const lines = [
