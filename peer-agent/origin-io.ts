@@ -16,6 +16,7 @@ import { isIP } from 'node:net';
 import type { Duplex, Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import { BodyDeframer, BodyFramer, type HeaderPairList, trailerPairs } from '../shared/body-records.js';
+import { ORIGIN_IDLE_SOCKETS } from '../shared/constants.js';
 import { BeamError, ERRORS, type ErrorCode, errorCodeOf } from '../shared/errors.js';
 import { encodeHead, endToEndHeaders } from '../shared/http-head.js';
 import type { RequestPath } from '../shared/paths.js';
@@ -96,7 +97,7 @@ export class OriginIo {
     };
     // `localhost` may be ::1 or 127.0.0.1: Node tries both, but gives each only
     // 250 ms by default, too little for a busy machine.
-    const agentOptions = { keepAlive: true, maxFreeSockets: 64, autoSelectFamilyAttemptTimeout: 2_000 } as http.AgentOptions;
+    const agentOptions = { keepAlive: true, maxFreeSockets: ORIGIN_IDLE_SOCKETS, autoSelectFamilyAttemptTimeout: 2_000 } as http.AgentOptions;
     this.agent = this.scheme === 'https' ? new https.Agent({ ...agentOptions, ...this.tls }) : new http.Agent(agentOptions);
   }
 

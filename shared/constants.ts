@@ -370,6 +370,14 @@ export const LINK_SETUP_ATTEMPTS = 3;
 export const DIRECT_ATTEMPT_TIMEOUT_MS = 4_000;
 /** How long the agent waits for the origin's response head, once the request is fully sent, before answering 504. */
 export const DEFAULT_ORIGIN_TIMEOUT_MS = 30_000;
+
+/**
+ * Idle keep-alive connections the agent keeps open to its origin (Node's own
+ * default). At 100 concurrent visitor requests a cap of 64 closed and reopened
+ * connections all the time: the origin then spent 40 µs a request instead of 21
+ * (bench/diag/floor).
+ */
+export const ORIGIN_IDLE_SOCKETS = 256;
 /** Largest UDP payload a UDP share carries: one data-channel message, less the flow id. */
 export const MAX_DATAGRAM_BYTES = 16 * 1024 - 4;
 /** UDP flows (local client addresses) one `beam connect` carries at once; the oldest idle one makes room. */

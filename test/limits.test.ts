@@ -1,9 +1,13 @@
 /** Every named limit that the other files don't already hit, hit here. */
 
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { PassThrough } from 'node:stream';
+import pino from 'pino';
 import { io as connectSocket, type Socket } from 'socket.io-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { VisitorLimit } from '../peer-agent/access.js';
+import { OriginIo, originRequest } from '../peer-agent/origin-io.js';
 import {
   MAX_HEAD_BYTES,
   MAX_HEADER_BYTES,
@@ -11,6 +15,7 @@ import {
   MAX_SESSIONS_PER_SHARE,
   MAX_SESSIONS_PER_SHARE_PER_ADDRESS,
   MAX_SHARES_PER_CONNECTION,
+  ORIGIN_IDLE_SOCKETS,
   SIGNALING_PATH,
   SIGNALING_PROTOCOL_VERSION,
   VISITOR_IDLE_MS,
@@ -133,5 +138,58 @@ describe(`VisitorLimit (--max-visitors; a quiet gateway visitor counts for VISIT
     expect(limit.enter('ip:c')).toBe(true);
     expect(limit.retryAfterS).toBe(VISITOR_IDLE_MS / 1000);
     expect(() => new VisitorLimit(0)).toThrow(BeamError);
+  });
+});
+
+describe(`the agent's idle connections to its origin (ORIGIN_IDLE_SOCKETS, ${ORIGIN_IDLE_SOCKETS})`, () => {
+  it('100 requests at once, twice: the second round reuses every connection of the first', async () => {
+    const burst = 100;
+    expect(burst).toBeLessThanOrEqual(ORIGIN_IDLE_SOCKETS);
+    let connections = 0;
+    let held: http.ServerResponse[] = [];
+    // Answers only once a whole round is in, so every request holds a connection of its own.
+    const origin = http.createServer((_req, res) => {
+      held.push(res);
+      if (held.length < burst) return;
+      for (const r of held) r.end('ok');
+      held = [];
+    });
+    origin.on('connection', () => connections++);
+    await new Promise<void>((resolve) => origin.listen(0, '127.0.0.1', resolve));
+    const io = new OriginIo(
+      { host: '127.0.0.1', port: (origin.address() as AddressInfo).port },
+      { timeoutMs: 5_000, log: pino({ level: 'silent' }), onUnreachable: () => {} },
+    );
+    const round = (): Promise<string[]> =>
+      Promise.all(
+        Array.from(
+          { length: burst },
+          () =>
+            new Promise<string>((resolve, reject) => {
+              const req = originRequest(io, 'GET', '/', [['host', 'origin']], true);
+              req.on('response', (res) => {
+                let body = '';
+                res.setEncoding('utf8');
+                res.on('data', (c: string) => (body += c));
+                res.on('end', () => resolve(body));
+              });
+              req.on('error', reject);
+              req.end();
+            }),
+        ),
+      );
+    const idle = (): number => Object.values(io.agent.freeSockets).reduce((n, list) => n + (list?.length ?? 0), 0);
+    try {
+      expect(await round()).toEqual(Array(burst).fill('ok'));
+      // Each socket goes back to the pool once its response has ended.
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(idle()).toBe(burst);
+      expect(await round()).toEqual(Array(burst).fill('ok'));
+      expect(connections).toBe(burst);
+    } finally {
+      io.agent.destroy();
+      origin.closeAllConnections();
+      await new Promise((resolve) => origin.close(resolve));
+    }
   });
 });

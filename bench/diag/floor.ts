@@ -12,7 +12,8 @@
  * origin, through the floor proxy, and through Beam (real `beam serve` and
  * `beam http` processes). Needs wrk. Usage (from the project's root):
  *   node dist/bench/diag/floor.js [--reps 3] [--seconds 5]
- * AGENT_ARGS="--no-inspect" adds arguments to `beam http`.
+ * AGENT_ARGS="--no-inspect" adds arguments to `beam http`; NODE_ARGS="--max-semi-space-size=32"
+ * adds Node's own flags to both Beam processes.
  */
 import { execFile, fork } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -135,17 +136,19 @@ async function main(): Promise<void> {
     options: { reps: { type: 'string', default: '3' }, seconds: { type: 'string', default: '5' } },
   });
   const node = process.execPath;
+  const nodeArgs = process.env['NODE_ARGS']?.split(' ').filter(Boolean) ?? [];
   const origin = await startJson(node, [fileURLToPath(new URL('../origin.js', import.meta.url))], (e) => typeof e['port'] === 'number');
   const originPort = origin.event['port'] as number;
   const server = await startJson(
     node,
-    ['bin/beam.js', 'serve', '--port', '0', '--host', '127.0.0.1', '--json', '--log-level', 'error'],
+    [...nodeArgs, 'bin/beam.js', 'serve', '--port', '0', '--host', '127.0.0.1', '--json', '--log-level', 'error'],
     (e) => e['event'] === 'ready',
   );
   const serverPort = server.event['port'] as number;
   const agent = await startJson(
     node,
     [
+      ...nodeArgs,
       'bin/beam.js',
       'http',
       `127.0.0.1:${originPort}`,
