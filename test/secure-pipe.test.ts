@@ -9,10 +9,11 @@ import { describe, expect, it } from 'vitest';
 import { MAX_FRAME_PAYLOAD, MAX_MESSAGE_BYTES, RELAY_MAX_MESSAGE_BYTES, SECURE_PIPE_MESSAGE_BYTES, SECURE_WRITE_BYTES } from '../shared/constants.js';
 import { decodeMessage, encodeMessage, FrameType } from '../shared/frames.js';
 import { ephemeralIdentity } from '../transport/identity.js';
-import { type Pipe, SecureFrameChannel, secure } from '../transport/secure.js';
+import { lengthOrMore, type Pipe, SecureFrameChannel, secure } from '../transport/secure.js';
 
 /** Two pipes joined in memory; `a.full` makes a's send say "wait" (it still delivers), `a.drain()` says "go on". */
-function pipePair(): { a: Pipe & { full: boolean; sizes: number[]; drain(): void }; b: Pipe } {
+function pipePair(split?: (n: number) => number): { a: Pipe & { full: boolean; sizes: number[]; drain(): void }; b: Pipe } {
+  let sent = 0;
   const make = (): Pipe & { peer?: Pipe; deliver(bytes: Uint8Array): void; drains: Array<() => void>; full: boolean; sizes: number[]; drain(): void } => {
     let onMessage: ((bytes: Uint8Array) => void) | undefined;
     const early: Uint8Array[] = [];
@@ -29,7 +30,12 @@ function pipePair(): { a: Pipe & { full: boolean; sizes: number[]; drain(): void
       send(bytes: Uint8Array): boolean {
         side.sizes.push(bytes.byteLength);
         const copy = Uint8Array.from(bytes);
-        queueMicrotask(() => side.peer?.deliver(copy));
+        // `split`: each message reaches the far side as two chunks, cut where it says.
+        const at = split === undefined ? copy.byteLength : Math.min(split(sent++), copy.byteLength);
+        queueMicrotask(() => {
+          side.peer?.deliver(copy.subarray(0, at));
+          if (at < copy.byteLength) side.peer?.deliver(copy.subarray(at));
+        });
         return !side.full;
       },
       bufferedAmount: () => 0,
@@ -115,5 +121,52 @@ describe('Noise over a pipe', () => {
     const digest = (list: Uint8Array[]): string => createHash('sha256').update(Buffer.concat(list)).digest('hex');
     expect(digest(got)).toBe(digest(sent));
     expect(got.map((m) => decodeMessage(m).length)).toEqual(sent.map(() => 1));
+  });
+
+  it('reads message lengths cut anywhere, even after one byte of the prefix, without throwing an error per chunk, byte-exact', async () => {
+    expect(lengthOrMore(Uint8Array.of(0x12, 0x34, 9))).toBe(0x1234);
+    expect(lengthOrMore(Uint8Array.of(0x12))).toBeGreaterThan(1);
+    // Cut 0, 1, 2, 3 ... 9 bytes into each message: the length prefix split, whole, or with a little of the data.
+    const { a, b } = pipePair((n) => n % 10);
+    const [ia, ib] = await Promise.all([ephemeralIdentity(), ephemeralIdentity()]);
+    const [sa, sb] = await Promise.all([secure(a, { role: 'initiator', identity: ia, remotePeer: ib.peerId }), secure(b, { role: 'responder', identity: ib })]);
+    const count = 2_000;
+    const sent = Array.from({ length: count }, (_, i) => Buffer.alloc(1 + ((i * 37) % 3000), i % 251));
+    const total = sent.reduce((n, m) => n + m.byteLength, 0);
+    const got: Buffer[] = [];
+    let received = 0;
+    const all = new Promise<void>((resolve) => {
+      sb.stream.addEventListener('message', (evt) => {
+        const chunk = Buffer.from(evt.data instanceof Uint8Array ? evt.data : evt.data.subarray());
+        got.push(chunk);
+        received += chunk.length;
+        if (received >= total) resolve();
+      });
+    });
+    // Every RangeError made while the messages cross (the library's decoder made one per chunk).
+    const original = globalThis.RangeError;
+    let made = 0;
+    globalThis.RangeError = new Proxy(original, {
+      apply: (target, self, args) => {
+        made++;
+        return Reflect.apply(target, self, args);
+      },
+      construct: (target, args, newTarget) => {
+        made++;
+        return Reflect.construct(target, args, newTarget);
+      },
+    });
+    try {
+      for (const m of sent) {
+        sa.stream.send(m);
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+      await all;
+    } finally {
+      globalThis.RangeError = original;
+    }
+    const digest = (bufs: Buffer[]): string => createHash('sha256').update(Buffer.concat(bufs)).digest('hex');
+    expect(digest(got)).toBe(digest(sent));
+    expect(made).toBe(0);
   });
 });

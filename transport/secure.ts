@@ -85,6 +85,27 @@ export interface Secured {
   pipe: Pipe;
 }
 
+/** A 2-byte big-endian length prefix; past anything a buffer under 2 bytes holds when the prefix is not all in. */
+export function lengthOrMore(data: Uint8Array | { byteLength: number; getUint16(offset: number): number }): number {
+  if (data.byteLength < 2) return 0xffff;
+  return data instanceof Uint8Array ? (data[0]! << 8) | data[1]! : data.getUint16(0);
+}
+
+/**
+ * libp2p-noise's frame decoder (@libp2p/utils' LengthPrefixedDecoder) learns
+ * that the next message's 2-byte length is not in yet from a RangeError its
+ * length decoder throws, so it builds an error with a stack trace at the end of
+ * every chunk it is handed: 6-12 % of a relaying server's CPU. Its loop waits
+ * for more bytes just the same when the length it is told is past what it
+ * holds, which is what `lengthOrMore` answers instead. Only the secured
+ * stream's decoder is swapped; the handshake's reader keeps the library's. A
+ * library whose decoder looks different is left as it is.
+ */
+function quietLengths(stream: MessageStream): void {
+  const decoder = (stream as unknown as { decoder?: { lengthDecoder?: unknown } }).decoder;
+  if (decoder !== undefined && typeof decoder.lengthDecoder === 'function') decoder.lengthDecoder = lengthOrMore;
+}
+
 /** Runs the Noise XX handshake over `pipe`. Rejects with a BeamError; the pipe is closed then. */
 export async function secure(pipe: Pipe, options: SecureOptions): Promise<Secured> {
   const stream = new PipeStream(pipe, options.role === 'initiator' ? 'outbound' : 'inbound');
@@ -101,6 +122,7 @@ export async function secure(pipe: Pipe, options: SecureOptions): Promise<Secure
       options.role === 'initiator'
         ? await encrypter.secureOutbound(stream, { remotePeer: options.remotePeer, skipStreamMuxerNegotiation: true, signal })
         : await encrypter.secureInbound(stream, { skipStreamMuxerNegotiation: true, signal });
+    quietLengths(conn.connection);
     return { stream: conn.connection, remotePeer: conn.remotePeer, pipe };
   } catch (err) {
     pipe.close();
