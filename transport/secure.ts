@@ -20,6 +20,7 @@ import { noise } from '@chainsafe/libp2p-noise';
 import type { MessageStream, PeerId, Upgrader } from '@libp2p/interface';
 import { defaultLogger, logger } from '@libp2p/logger';
 import { AbstractMessageStream, type SendResult } from '@libp2p/utils';
+import { Uint8ArrayList } from 'uint8arraylist';
 import type { Pipe } from '../shared/backend.js';
 import { FRAME_HEADER_BYTES, HANDSHAKE_TIMEOUT_MS, MAX_MESSAGE_BYTES, SECURE_PIPE_MESSAGE_BYTES, SECURE_WRITE_BYTES } from '../shared/constants.js';
 import { BeamError } from '../shared/errors.js';
@@ -223,7 +224,8 @@ export class SecureFrameChannel extends FrameChannelBase {
   /** Hands what this turn sent to Noise as one write (one frame: frames are self-delimiting inside). */
   private write(): void {
     if (this.out.length === 0 || this.closed) return;
-    const data = this.out.length === 1 ? (this.out[0] as Uint8Array) : Buffer.concat(this.out, this.outBytes);
+    // A list, not a copy: Noise seals it part by part (transport/noise-crypto.ts).
+    const data = this.out.length === 1 ? (this.out[0] as Uint8Array) : new Uint8ArrayList(...this.out);
     this.out = [];
     this.outBytes = 0;
     try {
