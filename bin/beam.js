@@ -1,6 +1,19 @@
 #!/usr/bin/env node
 // Runs the compiled CLI; `npm install` builds it (the prepare script).
 import module from 'node:module';
+import v8 from 'node:v8';
+
+// Node 24's V8 (13.6) raised the young generation's cap from 8 to 32 MB, which
+// also moved the point where V8 scavenges young Buffers above the one where it
+// starts a full mark-compact for external memory: short-lived Buffers (every
+// chunk Beam relays) are collected by full GCs (nodejs/node#61967), a fifth of
+// a relaying agent's and server's CPU. On V8 13 its own flag puts the cap back
+// where Node 22 has it; Node 26's V8 (14) has no such flag, and counting
+// external memory in its global limits (as V8 itself does by default since)
+// takes most of the full GCs away there.
+const v8Major = Number(process.versions.v8.split('.')[0]);
+if (v8Major === 13) v8.setFlagsFromString('--scavenger-max-new-space-capacity-mb=8');
+else if (v8Major === 14) v8.setFlagsFromString('--external-memory-accounted-in-global-limit');
 
 // Node 22.1 and later keep the code they compiled for Beam's modules on disk
 // (the OS's temporary folder), so every start after the first skips most of
