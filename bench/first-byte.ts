@@ -7,6 +7,7 @@
  *   gateway    `beam serve` + `beam http --server`: a gateway visitor, WebRTC to the agent
  *   ssh -R     OpenSSH remote forwarding (sshd with its own config on loopback)
  *   localtunnel  its server and client, when LT_SERVER_DIR names a checkout of localtunnel/server
+ *                (LT_NODE: the Node that runs them, for a bench on Node 24 or later)
  *                (the client: `lt` on PATH, or LT_CLIENT)
  *
  * For each: the first response a new visitor gets once the share is up (a
@@ -40,6 +41,8 @@ const DOWNLOAD = 100 * 1024 * 1024;
 /** Downloads in a row per repetition; the row keeps their median. */
 const DOWNLOADS = numberArg('--downloads', 3);
 const node = process.execPath;
+/** localtunnel's server loads with `-r esm`, which Node 24 and later refuse: LT_NODE names a Node that runs it (default this one). */
+const ltNode = process.env['LT_NODE'] ?? node;
 const BEAM = ['bin/beam.js'];
 
 interface Target {
@@ -267,7 +270,7 @@ async function main(): Promise<void> {
   ];
   if (ltDir) {
     const ltPort = await freePort();
-    const lt = spawn(node, ['-r', 'esm', 'bin/server', '--port', String(ltPort), '--address', '127.0.0.1', '--domain', 'lt.local'], {
+    const lt = spawn(ltNode, ['-r', 'esm', 'bin/server', '--port', String(ltPort), '--address', '127.0.0.1', '--domain', 'lt.local'], {
       cwd: ltDir,
       stdio: 'ignore',
     });
@@ -278,7 +281,7 @@ async function main(): Promise<void> {
         const sub = `bench${Math.floor(Math.random() * 1e6)}`;
         // The client the checkout brings (its npm install puts `localtunnel` there), as bench/lab.ts runs it.
         const client = spawn(
-          node,
+          ltNode,
           [path.join(ltDir, 'node_modules/localtunnel/bin/lt.js'), '--port', String(originPort), '--host', `http://127.0.0.1:${ltPort}`, '--subdomain', sub],
           {
             stdio: ['ignore', 'pipe', 'ignore'],

@@ -110,9 +110,11 @@ export const LT_PORT = 9100;
 export async function startLocaltunnel(lab: NetLab): Promise<string | undefined> {
   const dir = process.env['LT_SERVER_DIR'];
   if (!dir) return undefined;
+  // localtunnel's server loads with `-r esm`, which Node 24 and later refuse: LT_NODE names a Node that runs it.
+  const ltNode = process.env['LT_NODE'] ?? process.execPath;
   const server = lab.spawn(
     lab.serverNs,
-    process.execPath,
+    ltNode,
     ['-r', path.join(dir, 'node_modules/esm'), path.join(dir, 'bin/server'), '--port', String(LT_PORT), '--address', WAN_SERVER, '--domain', 'lt.local'],
     {
       DEBUG: 'localtunnel*',
@@ -127,7 +129,7 @@ export async function startLocaltunnel(lab: NetLab): Promise<string | undefined>
     });
     server.once('exit', (code) => reject(new Error(`localtunnel server exited ${code}: ${seen.slice(-500)}`)));
   });
-  const client = lab.spawn(lab.ha, process.execPath, [
+  const client = lab.spawn(lab.ha, ltNode, [
     path.join(dir, 'node_modules/localtunnel/bin/lt.js'),
     '--port',
     '3000',
