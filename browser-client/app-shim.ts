@@ -24,14 +24,16 @@ type Tunnel = (url: string, protocols: string[], sink: Sink) => Carrier | undefi
 
 (() => {
   const Native = window.WebSocket;
-  let tunnel: Tunnel | undefined;
+  let page: { __beamWebSocket?: Tunnel };
   try {
-    tunnel = (window.parent as unknown as { __beamWebSocket?: Tunnel }).__beamWebSocket;
+    // Beam's page names its config; the app's first document may run before the page's own script does.
+    if (window.parent === window || !window.parent.document.getElementById('beam-config')) return;
+    page = window.parent as unknown as { __beamWebSocket?: Tunnel };
   } catch {
     return; // not inside Beam's page
   }
-  if (!tunnel || window.parent === window) return;
-  const open = tunnel;
+  // Looked up for each socket: until the page runs (or while it has no path), the browser's own carries it.
+  const open: Tunnel = (url, protocols, sink) => page.__beamWebSocket?.(url, protocols, sink);
 
   class BeamWebSocket extends EventTarget {
     static readonly CONNECTING = 0;

@@ -109,6 +109,8 @@ const common = {
 // The app shim (WebSockets, the app's own worker) runs in the app's pages, inlined by the page: built first, as a string.
 const shimBuild = await build({ ...common, entryPoints: [path.join(here, 'app-shim.ts')], write: false, outdir: undefined, outfile: 'app-shim.js' });
 const appShim = shimBuild.outputFiles[0].text.trim();
+// The gateway puts it into the app's first document too, when a page's first stage loads it (gateway/first-stage.ts).
+await writeFile(path.join(out, 'app-shim.js'), `${appShim}\n`);
 // ESM with splitting: what only the relay needs (Noise, the libp2p keys:
 // transport/session.ts imports them on demand) becomes a chunk the page
 // loads when it first falls back to the relay; the direct path never does.
@@ -139,7 +141,11 @@ const preloads = [...upfront]
   .filter((n) => n.startsWith('chunk-'))
   .map((n) => `<link rel="modulepreload" href="/.beam/client/${n}">`)
   .join('\n');
-const bootstrap = (await readFile(path.join(here, 'bootstrap.html'), 'utf8')).replace('<!--preloads-->', preloads);
+// Every visitor loads the bootstrap: its comments (HTML ones, and whole-line ones in its inline scripts) stay in the source.
+const bootstrap = (await readFile(path.join(here, 'bootstrap.html'), 'utf8'))
+  .replace('<!--preloads-->', preloads)
+  .replace(/<!--(?!preloads)[\s\S]*?-->\n?/g, '')
+  .replace(/^\s*\/\/ .*\n/gm, '');
 await writeFile(path.join(out, 'bootstrap.html'), bootstrap);
 const sizes = {};
 const files = (await readdir(out)).filter((n) => n.endsWith('.js') || n.endsWith('.html'));

@@ -22,6 +22,8 @@ import {
   BROWSER_CONNECT_TIMEOUT_MS,
   BROWSER_GATEWAY_COOKIE,
   BROWSER_WORKER_PATH,
+  FIRST_STAGE_HANDOVER_MS,
+  FIRST_STAGE_PATH,
   MAX_REWRITE_BYTES,
   PAGE_SCHEME_HEADER,
   SECRET_HEADER,
@@ -29,20 +31,22 @@ import {
   WORKER_RESPONSE_WINDOW_BYTES,
 } from '../shared/constants.js';
 import { scopeSetCookie } from '../shared/cookies.js';
+import { decode } from '../shared/decode.js';
 import { render as renderError } from '../shared/error-page.js';
 import { ERRORS, type ErrorCode, isErrorCode } from '../shared/errors.js';
+import { type FirstStageReport, FirstStageReportSchema } from '../shared/first-stage.js';
 import { frameableHeaders } from '../shared/frame-headers.js';
 import { StreamProtocol } from '../shared/frames.js';
 import { endToEndPairs, exchange } from '../shared/http-head.js';
 import { Mux, type MuxStream } from '../shared/mux.js';
-import { decodeWsClose, encodeWsClose, encodeWsMessage, WsKind, WsMessageReader } from '../shared/ws-messages.js';
+import { injectScript, isHtml, isRewritable, localForms, rewriteLocal } from '../shared/rewrite.js';
 import type { PathKind, VisitorSession } from '../transport/session.js';
 import { SessionPool } from '../transport/session-pool.js';
 import { browserEngine } from './engine.js';
 import { CookieJar, scriptVisible, withScriptCookies } from './jar.js';
 import type { HeaderList, ToPage, ToWorker, TunnelOffer } from './messages.js';
-import { injectScript, isHtml, isRewritable, localForms, rewriteLocal } from './rewrite.js';
 import { SocketChannel } from './socket-channel.js';
+import type { WsCarrier, WsSink } from './websocket.js';
 
 /** browser-client/app-shim.ts, built and inlined by build.mjs: it goes first into every HTML page of the app. */
 declare const __BEAM_APP_SHIM__: string;
@@ -191,17 +195,56 @@ function loadApp(keepSecret: boolean): void {
   frame.src = location.pathname + (search ? `?${search}` : '') + location.hash;
 }
 
-// The address bar and the title follow the app's navigations.
-frame.addEventListener('load', () => {
+// The address bar and the title follow the app's navigations (the first may have loaded before this script ran).
+function followFrame(): void {
   try {
     const inner = frame.contentWindow?.location;
-    if (inner && inner.origin === location.origin) history.replaceState(null, '', inner.pathname + inner.search + inner.hash);
+    if (inner && inner.origin === location.origin && inner.href !== 'about:blank') history.replaceState(null, '', inner.pathname + inner.search + inner.hash);
     const title = frame.contentDocument?.title;
     if (title) document.title = title;
   } catch {
     // a frame navigated elsewhere: nothing to follow
   }
-});
+}
+/** The bootstrap loaded the app in the frame at once, through the gateway: a first stage (gateway/first-stage.ts) to collect. */
+const firstStage = frame.src !== '';
+let stageCollected = false;
+frame.addEventListener('load', followFrame);
+if (frame.src && frame.contentDocument?.readyState === 'complete') followFrame();
+
+/**
+ * Collects what the page's first stage left (the bootstrap loaded the app's
+ * first document through the gateway): the app's cookies go into the jar, so
+ * this page's requests carry them (HttpOnly ones too, which the browser's jar
+ * hides from scripts), and the origin's address. Undefined without a stage.
+ */
+async function collectFirstStage(worker?: ServiceWorker): Promise<FirstStageReport | undefined> {
+  if (stageCollected) return undefined;
+  stageCollected = true;
+  // A stage the bootstrap did not use (this page's jar has the app's cookies) only ends.
+  if (!firstStage) {
+    if ((window as { beamStageOpen?: boolean }).beamStageOpen) void fetch(FIRST_STAGE_PATH, { cache: 'no-store' }).catch(() => {});
+    return undefined;
+  }
+  try {
+    if (worker) await handOver(worker);
+    const res = await fetch(FIRST_STAGE_PATH, { cache: 'no-store', credentials: 'same-origin' });
+    if (!res.ok) return undefined;
+    const report = decode(FirstStageReportSchema, await res.json(), 'the first stage');
+    for (const { target, setCookie } of report.cookies) {
+      const url = new URL(target, location.origin);
+      // Scripts' cookies are in the browser's jar already, and may have changed since: only the page's jar takes them.
+      await jar.store(
+        url,
+        setCookie.map((c) => scopeSetCookie(c, url.host)),
+      );
+    }
+    if (report.origin && locals.length === 0) locals = localForms(report.origin);
+    return report;
+  } catch {
+    return undefined;
+  }
+}
 
 /** No peer to peer: the app loads through the gateway's HTTP path. */
 /** Where a redirect answering a navigation of the frame sends the browser, when that is off the share. */
@@ -249,6 +292,44 @@ function openBridge(): Promise<Mux | undefined> {
   });
 }
 
+/**
+ * The app's first document came from Beam, not the app (a private share's 401
+ * without its secret, an agent out of reach): once this page carries the
+ * frame's requests, it loads again over the page's path.
+ */
+/**
+ * The first stage ends when the worker controls the app's frame: the app's
+ * next requests come to this page. A frame whose document arrived after the
+ * worker first claimed its pages is claimed again. At most FIRST_STAGE_HANDOVER_MS.
+ */
+async function handOver(worker: ServiceWorker): Promise<void> {
+  const end = Date.now() + FIRST_STAGE_HANDOVER_MS;
+  const wait = (ms: number): Promise<unknown> => new Promise((resolve) => setTimeout(resolve, ms));
+  let asked = false;
+  while (Date.now() < end) {
+    try {
+      // The frame's own document (not the blank one before it) is in, and the worker controls it.
+      const inner = frame.contentWindow;
+      if (inner?.location.href !== 'about:blank') {
+        if (inner?.navigator.serviceWorker?.controller) return;
+        if (!asked) worker.postMessage({ type: 'beam:claim' });
+        asked = true;
+      }
+    } catch {
+      return; // the frame went to another site: nothing of the share's to take over
+    }
+    await wait(10);
+  }
+}
+
+function reloadFrame(): void {
+  try {
+    frame.contentWindow?.location.reload();
+  } catch {
+    // a frame navigated elsewhere: the visitor's to reload
+  }
+}
+
 function viaGateway(reason: string): void {
   if (config.signIn && !document.cookie.includes(`${BROWSER_GATEWAY_COOKIE}=`)) {
     // A sign-in's provider refuses to be framed: the gateway serves this tab's pages from now on.
@@ -256,6 +337,8 @@ function viaGateway(reason: string): void {
     location.reload();
     return;
   }
+  // The gateway carries this tab from here: its first stage ends (the browser's jar has the app's cookies).
+  void collectFirstStage();
   session?.close();
   session = undefined;
   bridge?.close();
@@ -430,24 +513,13 @@ async function serve(port: MessagePort, portId: number, msg: Extract<ToPage, { t
 
 // ------------------------------------------------------------------ WebSockets of the app (app-shim.ts)
 
-interface WsSink {
-  open(protocol: string): void;
-  message(kind: 'text' | 'binary', data: string | ArrayBuffer): void;
-  close(code: number, reason: string, wasClean: boolean): void;
-  error(): void;
-}
-
 /**
  * Opens one of the app's WebSockets through the session: the agent opens it
- * to the origin and both sides pass whole messages. Undefined when this page
- * cannot carry it (another host, or no path): the frame's browser then opens
- * it itself.
+ * to the origin and both sides pass whole messages (browser-client/websocket.ts,
+ * loaded with the app's first WebSocket). Undefined when this page cannot
+ * carry it (another host, or no path): the frame's browser then opens it itself.
  */
-function openWebSocket(
-  url: string,
-  protocols: string[],
-  sink: WsSink,
-): { send(kind: 'text' | 'binary', data: string | ArrayBuffer): void; close(code: number, reason: string): void } | undefined {
+function openWebSocket(url: string, protocols: string[], sink: WsSink): WsCarrier | undefined {
   const u = new URL(url);
   const via = carrier();
   if ((u.host !== location.host && !locals.includes(u.host)) || !via) return undefined;
@@ -458,6 +530,7 @@ function openWebSocket(
     return undefined;
   }
   state.requests++;
+  stream.on('error', () => {});
   const target = u.pathname + u.search;
   const pageUrl = new URL(target, location.origin);
   const headers: HeaderList = [
@@ -469,74 +542,19 @@ function openWebSocket(
   const cookie = cookieFor(pageUrl);
   if (cookie) headers.push(['Cookie', cookie]);
   beamHeaders(headers);
-  stream.on('error', () => {});
-  const response = exchange(stream, { method: 'GET', target, headers, upgrade: false, body: false, websocket: true }, undefined, { end: false });
-  let closed = false;
-  const finish = (code: number, reason: string, clean: boolean): void => {
-    if (closed) return;
-    closed = true;
-    if (!clean) sink.error();
-    sink.close(code, reason, clean);
-  };
-  void (async () => {
-    let head;
-    try {
-      head = await response;
-    } catch {
-      finish(1006, '', false);
+  const socket = import('./websocket.js').then(
+    (m) => m.carryWebSocket(exchange, stream, target, headers, sink, (setCookies) => keepCookies(pageUrl, setCookies)),
+    () => {
       stream.destroy();
-      return;
-    }
-    if (head.kind === 'error' || head.status !== 101) {
-      finish(1006, '', false);
-      stream.destroy();
-      return;
-    }
-    await keepCookies(
-      pageUrl,
-      head.headers.filter(([k]) => k.toLowerCase() === 'set-cookie').map(([, v]) => v),
-    );
-    sink.open(head.headers.find(([k]) => k.toLowerCase() === 'sec-websocket-protocol')?.[1] ?? '');
-    const reader = new WsMessageReader();
-    stream.on('data', (chunk: Buffer) => {
-      try {
-        reader.push(chunk, (kind, payload) => {
-          if (kind === WsKind.CLOSE) {
-            const { code, reason } = decodeWsClose(payload);
-            finish(code, reason, true);
-          } else if (kind === WsKind.TEXT) sink.message('text', payload.toString('utf8'));
-          else sink.message('binary', toArrayBuffer(payload));
-        });
-      } catch {
-        stream.destroy();
-        finish(1006, '', false);
-      }
-    });
-    // Ended without a close message: the path or the agent went away.
-    stream.on('close', () => finish(1006, '', false));
-    // readHead listened for 'readable'; the browser's streams (readable-stream 3) stay paused after that until told.
-    stream.resume();
-  })();
+      sink.error();
+      sink.close(1006, '', false);
+      return undefined;
+    },
+  );
+  // Sends and the close keep their order: each waits for the same module.
   return {
-    send(kind, data) {
-      if (closed) return;
-      try {
-        stream.write(
-          encodeWsMessage(
-            kind === 'text' ? WsKind.TEXT : WsKind.BINARY,
-            kind === 'text' ? Buffer.from(data as string, 'utf8') : Buffer.from(data as ArrayBuffer),
-          ),
-        );
-      } catch {
-        // over MAX_WS_MESSAGE_BYTES: the socket fails, as a browser's would on a message too big for the server
-        stream.destroy();
-        finish(1009, 'message too big', false);
-      }
-    },
-    close(code, reason) {
-      // The agent closes the origin's socket and answers with the origin's close.
-      if (!closed) stream.write(encodeWsClose(code, reason));
-    },
+    send: (kind, data) => void socket.then((s) => s?.send(kind, data)),
+    close: (code, reason) => void socket.then((s) => s?.close(code, reason)),
   };
 }
 (window as unknown as { __beamWebSocket: typeof openWebSocket }).__beamWebSocket = openWebSocket;
@@ -622,13 +640,18 @@ async function main(): Promise<void> {
   });
   bridge = await bridging;
   performance.mark('beam:bridge');
+  // Once the worker has taken the frame over, the first stage is over: what it left comes first.
+  const stage = await collectFirstStage(worker);
+  let offered = false;
   if (bridge) {
     show('gateway', 'through the Beam server while the peer-to-peer path comes up');
     offerTunnel(worker);
+    offered = true;
+    if (stage?.document?.error) reloadFrame();
     loadApp(false);
     // The peer connection starts once the app's first answer is in: its setup (here and at the agent) would
-    // only hold that answer up.
-    await Promise.race([firstAnswer, new Promise((resolve) => setTimeout(resolve, BRIDGE_FIRST_ANSWER_WAIT_MS))]);
+    // only hold that answer up. A first stage has had its answer.
+    if (!stage?.document) await Promise.race([firstAnswer, new Promise((resolve) => setTimeout(resolve, BRIDGE_FIRST_ANSWER_WAIT_MS))]);
   }
   const connecting = connect();
   try {
@@ -644,7 +667,8 @@ async function main(): Promise<void> {
   }
   // New requests take the peer connection; the bridge finishes what it carries.
   bridge?.closeWhenIdle();
-  if (!frame.src) offerTunnel(worker);
+  if (!offered) offerTunnel(worker);
+  if (!offered && stage?.document?.error) reloadFrame();
   loadApp(false);
   setInterval(() => {
     if (session?.path) show(session.path);

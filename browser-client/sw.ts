@@ -71,7 +71,12 @@ scope.addEventListener('install', () => void scope.skipWaiting());
 scope.addEventListener('activate', (event) => event.waitUntil(scope.clients.claim()));
 
 scope.addEventListener('message', (event) => {
-  const data = event.data as TunnelOffer | { type: 'beam:gateway' } | undefined;
+  const data = event.data as TunnelOffer | { type: 'beam:gateway' | 'beam:claim' } | undefined;
+  // The page's frame loaded while this worker started (its first stage): it takes the frame's next requests.
+  if (data?.type === 'beam:claim') {
+    (event as unknown as { waitUntil(p: Promise<unknown>): void }).waitUntil(scope.clients.claim());
+    return;
+  }
   if (data?.type === 'beam:gateway') {
     gatewayOnly = true;
     dropTunnel();

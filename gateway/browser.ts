@@ -14,7 +14,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
-import { BROWSER_ASSET_PATH, BROWSER_GATEWAY_COOKIE, BROWSER_WORKER_PATH } from '../shared/constants.js';
+import { BROWSER_ASSET_PATH, BROWSER_FRAME_COOKIE, BROWSER_GATEWAY_COOKIE, BROWSER_WORKER_PATH } from '../shared/constants.js';
+import { type FirstStage, FirstStages } from './first-stage.js';
 
 interface Asset {
   type: string;
@@ -67,13 +68,30 @@ export function inBeamFrame(req: IncomingMessage): boolean {
   return hasCookie(req.headers.cookie, BROWSER_GATEWAY_COOKIE);
 }
 
-/** A Cookie header without Beam's own cookie (the origin never sees it); undefined when nothing is left. */
+/**
+ * The app's document in the share's own bootstrap frame, as the bootstrap
+ * loads it (a same-origin frame navigation): a page's first stage puts the
+ * page's script in it (gateway/first-stage.ts).
+ */
+export function isFrameDocument(req: IncomingMessage): boolean {
+  return (
+    req.method === 'GET' &&
+    req.headers['sec-fetch-mode'] === 'navigate' &&
+    req.headers['sec-fetch-dest'] === 'iframe' &&
+    req.headers['sec-fetch-site'] === 'same-origin'
+  );
+}
+
+/** Beam's own cookies: the origin never sees them. */
+const BEAM_COOKIES = [BROWSER_GATEWAY_COOKIE, BROWSER_FRAME_COOKIE];
+
+/** A Cookie header without Beam's own cookies (the origin never sees them); undefined when nothing is left. */
 export function withoutBeamCookie(header: string): string | undefined {
-  if (!header.includes(BROWSER_GATEWAY_COOKIE)) return header;
+  if (!BEAM_COOKIES.some((name) => header.includes(name))) return header;
   const kept = header
     .split(';')
     .map((c) => c.trim())
-    .filter((c) => c && !c.startsWith(`${BROWSER_GATEWAY_COOKIE}=`));
+    .filter((c) => c && !BEAM_COOKIES.some((name) => c.startsWith(`${name}=`)));
   return kept.length ? kept.join('; ') : undefined;
 }
 
@@ -83,13 +101,17 @@ const DEFAULT_DIRS = [path.join(here, '..', 'browser-client', 'assets'), path.jo
 
 export class BrowserClient {
   private readonly assets: Map<string, Asset>;
+  /** The script that goes first into every HTML page of the app (browser-client/app-shim.ts); the gateway puts it in a first stage's document. */
+  readonly appShim: string | undefined;
 
   private constructor(assets: Map<string, Asset>) {
     this.assets = assets;
+    this.appShim = assets.get('app-shim.js')?.body.toString('utf8').trim();
   }
 
   /** Undefined when the assets were never built: browsers then get the HTTP path, as curl does. */
   static load(dirs = DEFAULT_DIRS): BrowserClient | undefined {
+    // app-shim.js comes with page.js from one build (browser-client/build.mjs).
     for (const dir of dirs) {
       const assets = load(dir);
       if (assets) return new BrowserClient(assets);
@@ -132,11 +154,20 @@ export class BrowserClient {
     return true;
   }
 
-  /** The bootstrap page for `share`. */
-  /** The bootstrap page for `share`; `signIn`: its visitors sign in (the page then falls back to the gateway for the whole tab). */
-  serveBootstrap(req: IncomingMessage, res: ServerResponse, share: string, signIn = false): void {
+  /**
+   * The bootstrap page for `share`. `signIn`: its visitors sign in (the page
+   * then falls back to the gateway for the whole tab). `stage`: the page's
+   * first stage (gateway/first-stage.ts): its frame loads the app at once,
+   * through the gateway, and the browser carries the stage's cookie.
+   */
+  serveBootstrap(req: IncomingMessage, res: ServerResponse, share: string, signIn = false, stage?: FirstStage): void {
     const config = JSON.stringify({ share, ...(signIn ? { signIn } : {}) }).replace(/</g, '\\u003c');
-    const html = Buffer.from((this.assets.get('bootstrap.html') as Asset).body.toString('utf8').replace('__BEAM_CONFIG__', config));
+    const html = Buffer.from(
+      (this.assets.get('bootstrap.html') as Asset).body
+        .toString('utf8')
+        .replace('__BEAM_CONFIG__', config)
+        .replace('__BEAM_FIRST_STAGE__', stage ? 'true' : 'false'),
+    );
     res.writeHead(200, {
       'content-type': 'text/html; charset=utf-8',
       'content-length': html.byteLength,
@@ -144,6 +175,7 @@ export class BrowserClient {
       vary: 'Sec-Fetch-Mode, Sec-Fetch-Dest',
       'x-content-type-options': 'nosniff',
       'referrer-policy': 'same-origin',
+      ...(stage ? { 'set-cookie': FirstStages.cookie(stage) } : {}),
     });
     res.end(req.method === 'HEAD' ? undefined : html);
   }

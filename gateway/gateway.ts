@@ -15,6 +15,7 @@ import {
   BRIDGE_HEADER,
   BRIDGE_MAX_MESSAGE_BYTES,
   BRIDGE_MAX_STREAMS,
+  BROWSER_FRAME_COOKIE,
   BROWSER_GATEWAY_COOKIE,
   HTTP_HEAD_VERSION,
   MAX_CLIENT_HEADER_COUNT,
@@ -26,12 +27,14 @@ import { frameableHeaders } from '../shared/frame-headers.js';
 import { StreamProtocol } from '../shared/frames.js';
 import { endToEndHeaders, exchange, FORWARDING_HEADERS, newRequestId, type RequestHead, type ResponseHead } from '../shared/http-head.js';
 import { Mux, type MuxStream } from '../shared/mux.js';
+import { localForms } from '../shared/rewrite.js';
 import type { VisitorSession } from '../transport/session.js';
 import type { SessionPool } from '../transport/session-pool.js';
 import { bridgeClient, bridgeStream, SocketChannel } from './bridge.js';
-import { inBeamFrame, withoutBeamCookie } from './browser.js';
+import { inBeamFrame, isFrameDocument, withoutBeamCookie } from './browser.js';
 import { chooseEncoding, compressedHeaders, compressor } from './compress.js';
 import { sendError, sendRawError } from './error-page.js';
+import { FirstDocument, type FirstStage, type FirstStages, rewritable } from './first-stage.js';
 import { tooManyHeaders } from './http-entry.js';
 
 export interface GatewayOptions {
@@ -98,6 +101,14 @@ export class Gateway {
   /** Bridges open now, and streams they carried, ever (for metrics). */
   bridgesOpen = 0;
   bridgeStreams = 0;
+  /**
+   * Browser pages' first stages (gateway/first-stage.ts), when the server
+   * serves the browser client: the stages, and the script that goes first
+   * into the app's first document (browser-client/app-shim.ts).
+   */
+  firstStage: { stages: FirstStages; shim: string } | undefined;
+  /** Requests carried for pages in their first stage, ever (for metrics; not in onRequestDone's count). */
+  pageRequests = 0;
   private idleWaiters: Array<() => void> = [];
   /** Called when a request ends, with its status and duration (for metrics). */
   onRequestDone: ((status: number, seconds: number) => void) | undefined;
@@ -119,12 +130,14 @@ export class Gateway {
     return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
 
-  private track(res: { once(event: 'close', cb: () => void): unknown; statusCode?: number }, req?: IncomingMessage): void {
+  private track(res: { once(event: 'close', cb: () => void): unknown; statusCode?: number }, req?: IncomingMessage, firstStage = false): void {
     this.inFlight++;
     const started = performance.now();
     res.once('close', () => {
       const seconds = (performance.now() - started) / 1000;
-      this.onRequestDone?.(res.statusCode ?? 101, seconds);
+      // A page's first stage is the page's own loading, counted apart: the app's requests are what onRequestDone counts.
+      if (firstStage) this.pageRequests++;
+      else this.onRequestDone?.(res.statusCode ?? 101, seconds);
       // The access log: one line a request, with the id the agent logs too. The path only: a query may hold secrets.
       if (req && this.options.serverGateway) {
         this.log.info(
@@ -135,6 +148,7 @@ export class Gateway {
             target: (req.url ?? '/').split('?')[0],
             status: res.statusCode,
             ms: Math.round(seconds * 10_000) / 10,
+            ...(firstStage ? { firstStage } : {}),
           },
           'request',
         );
@@ -207,10 +221,10 @@ export class Gateway {
     return stream;
   }
 
-  private requestHead(req: IncomingMessage, upgrade: boolean): RequestHead {
+  private requestHead(req: IncomingMessage, upgrade: boolean, firstDocument = false): RequestHead {
     let headers = endToEndHeaders(clientRawHeaders(req), FORWARDING_HEADERS);
-    // The bootstrap's own cookie is Beam's, not the app's.
-    if (headers.some(([k, v]) => k.toLowerCase() === 'cookie' && v.includes(BROWSER_GATEWAY_COOKIE))) {
+    // The bootstrap's own cookies are Beam's, not the app's.
+    if (headers.some(([k, v]) => k.toLowerCase() === 'cookie' && (v.includes(BROWSER_GATEWAY_COOKIE) || v.includes(BROWSER_FRAME_COOKIE)))) {
       headers = headers.flatMap(([k, v]): Array<[string, string]> => {
         if (k.toLowerCase() !== 'cookie') return [[k, v]];
         const kept = withoutBeamCookie(v);
@@ -218,7 +232,7 @@ export class Gateway {
       });
     }
     let remote = req.socket.remoteAddress ?? '';
-    let proto = 'encrypted' in req.socket && req.socket.encrypted ? 'https' : 'http';
+    const proto = this.visitorScheme(req);
     if (this.options.trustProxy) {
       const forwarded = (req.headers['x-forwarded-for'] ?? '')
         .toString()
@@ -227,8 +241,6 @@ export class Gateway {
         .filter(Boolean)
         .at(-1);
       if (forwarded && isIP(forwarded)) remote = forwarded;
-      const scheme = req.headers['x-forwarded-proto']?.toString().split(',').at(-1)?.trim().toLowerCase();
-      if (scheme === 'https' || scheme === 'http') proto = scheme;
     }
     headers.push(['X-Forwarded-For', remote], ['X-Forwarded-Proto', proto]);
     if (req.headers.host) headers.push(['X-Forwarded-Host', req.headers.host]);
@@ -238,11 +250,26 @@ export class Gateway {
     // Only the gateway's bridge says a request is a page's.
     headers = headers.filter(([k]) => k.toLowerCase() !== 'x-request-id' && k.toLowerCase() !== BRIDGE_HEADER);
     headers.push(['X-Request-Id', id]);
+    if (firstDocument) {
+      // The app's first document in a page's first stage: the agent answers it as a page's (it tells the
+      // origin's address), and the gateway puts the page's script in it, so it asks for the HTML as it is.
+      headers = headers.filter(([k]) => k.toLowerCase() !== 'accept-encoding');
+      headers.push([BRIDGE_HEADER, '1'], ['Accept-Encoding', 'identity']);
+    }
     if (upgrade && req.headers.upgrade) headers.push(['Upgrade', req.headers.upgrade]);
     const body = !upgrade && hasBody(req);
     const head: RequestHead = { method: req.method ?? 'GET', target: originForm(req.url), headers, remoteAddress: remote, upgrade, body };
     if (!upgrade && takesTrailers(req.headers.te)) head.trailers = true;
     return head;
+  }
+
+  /** The scheme the visitor used: the connection's, or behind a trusted proxy the one it says. */
+  private visitorScheme(req: IncomingMessage): 'http' | 'https' {
+    if (this.options.trustProxy) {
+      const scheme = req.headers['x-forwarded-proto']?.toString().split(',').at(-1)?.trim().toLowerCase();
+      if (scheme === 'https' || scheme === 'http') return scheme;
+    }
+    return 'encrypted' in req.socket && req.socket.encrypted ? 'https' : 'http';
   }
 
   /** The stream for a request's share, or the error a visitor gets instead. */
@@ -261,7 +288,10 @@ export class Gateway {
 
   /** Handles one public HTTP request. */
   async handleRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    this.track(res, req);
+    const stage = this.firstStage?.stages.of(req.headers.cookie);
+    this.track(res, req, stage !== undefined);
+    const firstDocument = stage !== undefined && isFrameDocument(req);
+    const answered = stage ? this.watchFirstStage(stage, req, res, firstDocument) : undefined;
     const opened = await this.streamFor(req);
     if (!(opened instanceof Duplex)) {
       this.sendError(req, res, opened.code, opened.detail);
@@ -290,7 +320,7 @@ export class Gateway {
       // The client went away before the response ended: stop the agent's work too.
       if (clientLeft(res)) stream.destroy(new BeamError('BEAM_ERR_STREAM_RESET', 'client closed'));
     });
-    const requestHead = this.requestHead(req, false);
+    const requestHead = this.requestHead(req, false, firstDocument);
     // A body that may end with trailers (any HTTP/2 body; an HTTP/1.1 one that announces them) goes framed to an agent that reads it so.
     let body: Readable | undefined = requestHead.body ? req : undefined;
     if (body && this.framing.has(stream) && (req.httpVersionMajor === 2 || req.headers.trailer !== undefined)) {
@@ -330,6 +360,23 @@ export class Gateway {
     pairs = scopeSetCookies(pairs, req.headers.host ?? '');
     // The app in the frame of the share's own bootstrap page (browser-client/): framing by the share itself is allowed.
     if (inBeamFrame(req)) pairs = frameableHeaders(pairs);
+    let firstDocumentText: { locals: string[]; origin: string } | undefined;
+    if (stage) {
+      const origin = firstDocument ? pairs.find(([k]) => k.toLowerCase() === 'beam-origin')?.[1] : undefined;
+      if (firstDocument) pairs = pairs.filter(([k]) => k.toLowerCase() !== 'beam-origin');
+      const setCookie = pairs.filter(([k]) => k.toLowerCase() === 'set-cookie').map(([, v]) => v);
+      this.firstStage?.stages.answered(
+        stage,
+        requestHead.target,
+        setCookie,
+        firstDocument ? { status: head.status, ...(origin ? { origin } : {}) } : undefined,
+      );
+      answered?.();
+      if (firstDocument && rewritable(req, head.status, pairs)) {
+        firstDocumentText = { locals: origin ? localForms(origin) : [], origin: `${this.visitorScheme(req)}://${req.headers.host ?? ''}` };
+        pairs = pairs.filter(([k]) => k.toLowerCase() !== 'content-length');
+      }
+    }
     const encoding = this.options.compress ? chooseEncoding(req.method ?? 'GET', req.headers, head.status, pairs) : undefined;
     if (encoding) pairs = compressedHeaders(pairs, encoding);
     const flat = pairs.flat();
@@ -376,6 +423,11 @@ export class Gateway {
         stream.destroy();
       });
       source = stream.pipe(records);
+    }
+    if (firstDocumentText && this.firstStage) {
+      const rewrite = new FirstDocument(this.firstStage.shim, firstDocumentText.locals, firstDocumentText.origin);
+      rewrite.on('error', () => res.destroy());
+      source = source.pipe(rewrite);
     }
     if (!encoding) {
       source.pipe(res);
@@ -438,7 +490,8 @@ export class Gateway {
       this.declineH2cUpgrade(req, socket);
       return;
     }
-    this.track(socket);
+    // A WebSocket the app's first document opens before its page carries it is the page's first stage too.
+    this.track(socket, undefined, this.firstStage?.stages.of(req.headers.cookie) !== undefined);
     socket.on('error', () => socket.destroy());
     const opened = await this.streamFor(req);
     if (!(opened instanceof Duplex)) {
@@ -506,6 +559,24 @@ export class Gateway {
     if (code === 'BEAM_ERR_PEER_GONE' || code === 'BEAM_ERR_STREAM_RESET' || code === 'BEAM_ERR_BAD_MESSAGE') code = 'BEAM_ERR_AGENT_UNREACHABLE';
     this.log.debug({ code, host: req.headers.host }, 'request failed');
     return { code, detail: err instanceof BeamError ? err.detail : undefined };
+  }
+
+  /**
+   * A request of a page's first stage: the page's collection waits for its
+   * response head (the result ends the wait; handleRequest reports the head).
+   * For the app's first document, an answer Beam gave instead of the app (an
+   * error page) is reported when the response ends.
+   */
+  private watchFirstStage(stage: FirstStage, req: IncomingMessage, res: ServerResponse, firstDocument: boolean): (() => void) | undefined {
+    const stages = this.firstStage?.stages;
+    if (!stages) return undefined;
+    const done = stages.started(stage);
+    res.once('close', () => {
+      const error = res.getHeader('beam-error');
+      if (firstDocument && error !== undefined) stages.answered(stage, originForm(req.url), [], { status: res.statusCode, error: String(error) });
+      done();
+    });
+    return done;
   }
 
   private answerFailure(req: IncomingMessage, res: ServerResponse, err: unknown): void {

@@ -11,7 +11,7 @@ import type { SignalingServer } from '../signaling/server.js';
 export interface GatewayMetricsSource {
   /** The gateway's sessions with agents (transport/session-pool.ts). */
   pool: { bytes(): { sent: number; received: number }; paths(): Record<PathKind, number>; readonly directFailures: number };
-  gateway: { readonly requestsInFlight: number; readonly bridgesOpen: number; readonly bridgeStreams: number };
+  gateway: { readonly requestsInFlight: number; readonly bridgesOpen: number; readonly bridgeStreams: number; readonly pageRequests: number };
 }
 
 export interface ServerMetrics {
@@ -97,6 +97,15 @@ export function createMetrics(signaling: SignalingServer, gateway: GatewayMetric
     collect() {
       this.reset();
       this.inc(gateway.gateway.bridgeStreams);
+    },
+  });
+  new Counter({
+    name: 'beam_gateway_page_requests_total',
+    help: "Requests carried for browser pages in their first stage (the app's first document, and what it loads before the page takes over); not in beam_gateway_requests_total",
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(gateway.gateway.pageRequests);
     },
   });
   // A counter read at scrape time: the links keep the running totals.

@@ -7,8 +7,18 @@
  */
 import type http from 'node:http';
 import type { Duplex } from 'node:stream';
-import { BRIDGE_PATH, BROWSER_ASSET_PATH, LOCAL_CA_PATH, RELAY_PATH, SIGNALING_PATH } from '../shared/constants.js';
+import {
+  BRIDGE_PATH,
+  BROWSER_ASSET_PATH,
+  BROWSER_FRAME_COOKIE,
+  FIRST_STAGE_PATH,
+  LOCAL_CA_PATH,
+  RELAY_PATH,
+  SECRET_PARAM,
+  SIGNALING_PATH,
+} from '../shared/constants.js';
 import { BrowserClient } from './browser.js';
+import { cookieValue, FirstStages } from './first-stage.js';
 import type { Gateway } from './gateway.js';
 import type { ServerMetrics } from './metrics.js';
 import type { RelayServer } from './relay.js';
@@ -81,15 +91,40 @@ export function serverRoutes(r: ServerRoutes): {
     if (r.browser && !ownHost) {
       if (req.url?.startsWith(BROWSER_ASSET_PATH) && r.browser.serveAsset(req, res)) return;
       const share = r.gateway.route(req.headers.host);
+      const stages = r.gateway.firstStage?.stages;
+      if (share && stages && req.method === 'GET' && req.url === FIRST_STAGE_PATH) {
+        // The page collects what its first stage left for it, once; its browser's stage cookie goes.
+        void stages.collect(cookieValue(req.headers.cookie, BROWSER_FRAME_COOKIE)).then((report) => {
+          res.writeHead(200, {
+            'content-type': 'application/json',
+            'cache-control': 'no-store',
+            'x-content-type-options': 'nosniff',
+            'set-cookie': FirstStages.cookie(undefined),
+          });
+          res.end(JSON.stringify(report));
+        });
+        return;
+      }
       if (share && BrowserClient.isNavigation(req)) {
         const browser = r.browser;
+        // The frame loads the app at once through the gateway (a first stage), unless the link carries a private
+        // share's secret: that goes to the agent in a header, never in the app's address.
+        // A browser that sends no fetch metadata is on a non-secure origin: its page takes the gateway's path whole.
+        const stage = (signsIn: boolean): ReturnType<FirstStages['open']> | undefined =>
+          stages &&
+          !signsIn &&
+          req.method === 'GET' &&
+          req.headers['sec-fetch-mode'] !== undefined &&
+          !new URLSearchParams((req.url ?? '').split('?')[1] ?? '').has(SECRET_PARAM)
+            ? stages.open()
+            : undefined;
         if (!r.signsIn) {
-          browser.serveBootstrap(req, res, share);
+          browser.serveBootstrap(req, res, share, false, stage(false));
           return;
         }
         // A share whose visitors sign in: the agent runs the sign-in peer to peer too; its page needs to know, for when it can't.
         void r.signsIn(share).then(
-          (signsIn) => browser.serveBootstrap(req, res, share, signsIn),
+          (signsIn) => browser.serveBootstrap(req, res, share, signsIn, stage(signsIn)),
           () => browser.serveBootstrap(req, res, share),
         );
         return;

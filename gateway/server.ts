@@ -27,6 +27,7 @@ import type { WebRtcEngine } from '../transport/engine.js';
 import { serveRelayInProcess } from '../transport/relay.js';
 import { SessionPool } from '../transport/session-pool.js';
 import { BrowserClient } from './browser.js';
+import { FirstStages } from './first-stage.js';
 import { Gateway } from './gateway.js';
 import { createHttpEntry, type TlsOptions } from './http-entry.js';
 import { RelayServer } from './relay.js';
@@ -326,6 +327,8 @@ export async function startBeamServer(components: { engine: WebRtcEngine; logger
     },
   );
   const browser = options.browserP2p === false ? undefined : BrowserClient.load();
+  // A new visitor's page loads the app's first document through the gateway at once (gateway/first-stage.ts).
+  if (browser?.appShim) gateway.firstStage = { stages: new FirstStages(), shim: browser.appShim };
   if (options.browserP2p !== false && !browser) components.logger.warn('the browser client is not built (npm run build): browsers get the HTTP path');
   // Prometheus metrics for a server one runs (the embedded default has none: prom-client is a hundred files to load).
   const metrics =

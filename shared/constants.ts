@@ -562,6 +562,26 @@ export const MAX_REDIRECTS = 20;
  */
 export const BROWSER_GATEWAY_COOKIE = 'beam_via';
 
+/**
+ * The page's first stage: the bootstrap loads the app's first document in its
+ * frame through the gateway's HTTP path at once, before its own scripts run
+ * (gateway/first-stage.ts). This cookie (HttpOnly, SameSite=Strict) marks that
+ * browser's requests until the page takes over; the origin never sees it.
+ */
+export const BROWSER_FRAME_COOKIE = 'beam_frame';
+/** Where the page collects what the first stage left for it (the app's cookies, the origin's address). */
+export const FIRST_STAGE_PATH = '/.beam/first-stage';
+/** How long a first stage stays open for its page to collect it (also the cookie's Max-Age). */
+export const FIRST_STAGE_TTL_MS = 30_000;
+/** Pages in their first stage at once, per gateway; past it the oldest is dropped (its page then starts on the bridge, as before). */
+export const MAX_FIRST_STAGES = 4_096;
+/** Set-Cookie headers one first stage keeps for its page; later ones stay in the browser's own jar only. */
+export const MAX_FIRST_STAGE_COOKIES = 64;
+/** How long the page's collection waits for first-stage requests still on their way to an answer. */
+export const FIRST_STAGE_WAIT_MS = 3_000;
+/** How long the page waits for its worker to take the app's frame over from the first stage before it collects the stage anyway. */
+export const FIRST_STAGE_HANDOVER_MS = 2_000;
+
 // ---------------------------------------------------------------- WebSockets the agent speaks for a browser page
 
 /** Largest WebSocket message carried between a browser page and the origin (ws's own default is 100 MiB). */
