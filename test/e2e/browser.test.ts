@@ -18,7 +18,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { launchChromium } from '../helpers/browser.js';
 import { startFaultProxy } from '../helpers/fault-proxy.js';
 import { type FixtureApp, startFixtureApp } from '../helpers/fixture-app.js';
-import { gatewayRequests, request } from '../helpers/http.js';
+import { gatewayRequests, pageRequests, request } from '../helpers/http.js';
 import { BeamProcess, onPath, ROOT, type ServerHandle, startAgent, startServer, tlsServe } from '../helpers/procs.js';
 import { makeCertificates } from '../helpers/tls.js';
 
@@ -148,6 +148,36 @@ describe('a share in a browser', () => {
       const curl = await request(server.port, agent.host, '/');
       expect(curl.body.toString()).toContain('<h1 id="title">Home</h1>');
       expect(await gatewayRequests(server.port)).toBe(before + 1);
+    } finally {
+      await context.close();
+      await agent.proc.kill();
+    }
+  });
+
+  it("a new visitor's frame loads the app at once through the gateway (the first stage); the page then takes over, with the app's cookies, HttpOnly ones too", async () => {
+    const agent = await startAgent(app.port, server, ['--no-inspect']);
+    const context = await browser.newContext({ viewport: { width: 1000, height: 700 } });
+    try {
+      const before = { gateway: await gatewayRequests(server.port), page: await pageRequests(server.port) };
+      const page = await context.newPage();
+      await page.goto(new URL('/welcome', agent.url).href);
+      const frame = page.frameLocator('#beam-app');
+      await expect.poll(() => frame.locator('#title').textContent(), poll).toBe('Welcome');
+      // The frame started loading before the page's own script ran.
+      const marks = await page.evaluate(() => Object.fromEntries(performance.getEntriesByType('mark').map((m) => [m.name, m.startTime])));
+      expect(marks['beam:frame']).toBeLessThan(marks['beam:start'] as number);
+      // The gateway put the page's script first in that document: the app's own worker is refused there too,
+      // and its localhost URL points at the share.
+      await expect.poll(() => frame.locator('#sw').textContent(), poll).toBe('refused');
+      expect(await frame.locator('#api').getAttribute('href')).toBe(`${new URL(agent.url).origin}/api/me`);
+      await expect.poll(() => page.locator('#beam-badge').getAttribute('data-path'), poll).toBe('direct');
+      // Peer to peer now, the app's request carries both cookies its first document set: the HttpOnly one came to the page's jar from the gateway.
+      const seen = await page.frames()[1]?.evaluate(() => (window as unknown as { serverCookies(): Promise<string> }).serverCookies());
+      expect(seen).toBe('greeting,visit');
+      expect(app.cookies.at(-1)).toContain('visit=v1');
+      // The gateway carried the page's first stage, counted as such, and nothing of the app since.
+      expect(await pageRequests(server.port)).toBeGreaterThan(before.page);
+      expect(await gatewayRequests(server.port)).toBe(before.gateway);
     } finally {
       await context.close();
       await agent.proc.kill();

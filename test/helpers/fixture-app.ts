@@ -18,6 +18,8 @@ export interface FixtureApp {
   seen: string[];
   /** The Cookie header of every request that had one. */
   cookies: string[];
+  /** Resolves when a request for /held arrives, with the function that lets its answer (a page) go. */
+  nextHeld(): Promise<() => void>;
   close(): Promise<void>;
 }
 
@@ -29,6 +31,7 @@ export async function startFixtureApp(): Promise<FixtureApp> {
   const sessions = new Map<string, string>();
   const seen: string[] = [];
   const cookies: string[] = [];
+  const heldWaiters: Array<(release: () => void) => void> = [];
   const server = http.createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://x');
     seen.push(`${req.method} ${url.pathname}`);
@@ -45,6 +48,33 @@ export async function startFixtureApp(): Promise<FixtureApp> {
         200,
         'Home',
         `<h1 id="title">Home</h1><p id="who">${user ? `signed in as ${user}` : 'not signed in'}</p><a id="to-login" href="/login">Sign in</a> <a id="to-dashboard" href="/dashboard">Dashboard</a>`,
+      );
+      return;
+    }
+    if (url.pathname === '/held') {
+      // Answered when the test says so: a response head still on its way.
+      heldWaiters.shift()?.(() => html(200, 'Held', '<h1 id="title">Held</h1>'));
+      return;
+    }
+    if (url.pathname === '/welcome') {
+      // A landing page that sets a visit cookie (HttpOnly) and one scripts read, names the app by its
+      // localhost address, and registers the app's own worker as a PWA does on its first page.
+      const port = (server.address() as AddressInfo).port;
+      res.writeHead(200, {
+        'content-type': 'text/html; charset=utf-8',
+        'x-frame-options': 'DENY',
+        'set-cookie': ['visit=v1; Path=/; HttpOnly; SameSite=Lax', 'greeting=hi; Path=/'],
+      });
+      res.end(
+        page(
+          'Welcome',
+          `<h1 id="title">Welcome</h1><a id="api" href="http://localhost:${port}/api/me">me</a><p id="sw"></p><p id="server-cookies"></p>
+<script>
+const sw = (t) => { document.getElementById('sw').textContent = t; };
+if (navigator.serviceWorker) navigator.serviceWorker.register('/app-sw.js').then(() => sw('registered'), () => sw('refused')); else sw('none');
+window.serverCookies = () => fetch('/api/cookies').then((r) => r.text()).then((t) => { document.getElementById('server-cookies').textContent = t; return t; });
+</script>`,
+        ),
       );
       return;
     }
@@ -182,6 +212,7 @@ if (navigator.serviceWorker) navigator.serviceWorker.register('/app-sw.js').then
     port: (server.address() as AddressInfo).port,
     seen,
     cookies,
+    nextHeld: () => new Promise((resolve) => heldWaiters.push(resolve)),
     async close() {
       for (const c of wss.clients) c.terminate();
       server.closeAllConnections();

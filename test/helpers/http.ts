@@ -114,3 +114,9 @@ export function patternHash(size: number, seed: number): Promise<string> {
   stream.resume();
   return hash;
 }
+
+/** Requests the gateway carried for browser pages in their first stage (beam_gateway_page_requests_total). */
+export async function pageRequests(port: number): Promise<number> {
+  const text = (await request(port, `127.0.0.1:${port}`, '/metrics')).body.toString();
+  return Number(/^beam_gateway_page_requests_total (\d+)/m.exec(text)?.[1] ?? Number.NaN);
+}
