@@ -18,7 +18,9 @@
  *   its secret: the page loads it again over its own path, with the secret).
  *
  * Bounded: MAX_FIRST_STAGES stages, each open FIRST_STAGE_TTL_MS, keeping
- * MAX_FIRST_STAGE_COOKIES cookies.
+ * MAX_FIRST_STAGE_COOKIES cookies of MAX_FIRST_STAGE_COOKIE_BYTES in all. The
+ * collection answers only the share's own pages (fetch metadata), so another
+ * share's page on the same site cannot end a stage that is not its own.
  */
 import { randomBytes } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
@@ -27,6 +29,7 @@ import {
   BROWSER_FRAME_COOKIE,
   FIRST_STAGE_TTL_MS,
   FIRST_STAGE_WAIT_MS,
+  MAX_FIRST_STAGE_COOKIE_BYTES,
   MAX_FIRST_STAGE_COOKIES,
   MAX_FIRST_STAGES,
   MAX_REWRITE_BYTES,
@@ -40,6 +43,7 @@ export interface FirstStage {
   /** Requests of the stage whose response head is not in yet. */
   inFlight: number;
   cookieCount: number;
+  cookieBytes: number;
   report: FirstStageReport;
   waiters: Array<() => void>;
 }
@@ -65,18 +69,16 @@ export class FirstStages {
     return this.stages.size;
   }
 
-  /** A new stage, for a bootstrap page about to be served; the oldest goes past MAX_FIRST_STAGES. */
-  open(): FirstStage {
+  /** A new stage, for a bootstrap page about to be served; none past MAX_FIRST_STAGES (a stage a page relies on is never dropped early). */
+  open(): FirstStage | undefined {
     this.sweep();
-    while (this.stages.size >= MAX_FIRST_STAGES) {
-      const oldest = this.stages.keys().next().value as string;
-      this.drop(oldest);
-    }
+    if (this.stages.size >= MAX_FIRST_STAGES) return undefined;
     const stage: FirstStage = {
       id: randomBytes(16).toString('base64url'),
       expires: this.now() + FIRST_STAGE_TTL_MS,
       inFlight: 0,
       cookieCount: 0,
+      cookieBytes: 0,
       report: { cookies: [] },
       waiters: [],
     };
@@ -119,12 +121,14 @@ export class FirstStages {
 
   /** A response head of the stage: its cookies, and for the app's document, how it was answered. */
   answered(stage: FirstStage, target: string, setCookie: string[], document?: { status: number; error?: string; origin?: string }): void {
-    const room = MAX_FIRST_STAGE_COOKIES - stage.cookieCount;
-    if (setCookie.length > 0 && room > 0) {
-      const kept = setCookie.slice(0, room);
-      stage.cookieCount += kept.length;
-      stage.report.cookies.push({ target, setCookie: kept });
+    const kept: string[] = [];
+    for (const c of setCookie) {
+      if (stage.cookieCount >= MAX_FIRST_STAGE_COOKIES || stage.cookieBytes + c.length > MAX_FIRST_STAGE_COOKIE_BYTES) break;
+      stage.cookieCount++;
+      stage.cookieBytes += c.length;
+      kept.push(c);
     }
+    if (kept.length > 0) stage.report.cookies.push({ target, setCookie: kept });
     if (document) {
       if (!stage.report.document) {
         stage.report.document = { target, status: document.status, ...(document.error ? { error: document.error } : {}) };

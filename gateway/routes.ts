@@ -18,6 +18,7 @@ import {
   SIGNALING_PATH,
 } from '../shared/constants.js';
 import { BrowserClient } from './browser.js';
+import { sendError } from './error-page.js';
 import { cookieValue, FirstStages } from './first-stage.js';
 import type { Gateway } from './gateway.js';
 import type { ServerMetrics } from './metrics.js';
@@ -93,7 +94,13 @@ export function serverRoutes(r: ServerRoutes): {
       const share = r.gateway.route(req.headers.host);
       const stages = r.gateway.firstStage?.stages;
       if (share && stages && req.method === 'GET' && req.url === FIRST_STAGE_PATH) {
-        // The page collects what its first stage left for it, once; its browser's stage cookie goes.
+        // The page collects what its first stage left for it, once; its browser's stage cookie goes. Only the
+        // share's own page may: another share is on the same site, where a SameSite=Strict cookie still goes.
+        const site = req.headers['sec-fetch-site'];
+        if (site !== undefined && site !== 'same-origin') {
+          sendError(req.headers, res, 'BEAM_ERR_FORBIDDEN', "the first stage is for the share's own page");
+          return;
+        }
         void stages.collect(cookieValue(req.headers.cookie, BROWSER_FRAME_COOKIE)).then((report) => {
           res.writeHead(200, {
             'content-type': 'application/json',

@@ -573,10 +573,12 @@ export const BROWSER_FRAME_COOKIE = 'beam_frame';
 export const FIRST_STAGE_PATH = '/.beam/first-stage';
 /** How long a first stage stays open for its page to collect it (also the cookie's Max-Age). */
 export const FIRST_STAGE_TTL_MS = 30_000;
-/** Pages in their first stage at once, per gateway; past it the oldest is dropped (its page then starts on the bridge, as before). */
-export const MAX_FIRST_STAGES = 4_096;
+/** Pages in their first stage at once, per gateway; past it a new page gets none (it starts as a returning visitor's does). */
+export const MAX_FIRST_STAGES = 1_024;
 /** Set-Cookie headers one first stage keeps for its page; later ones stay in the browser's own jar only. */
 export const MAX_FIRST_STAGE_COOKIES = 64;
+/** Bytes of Set-Cookie headers one first stage keeps (so all stages together hold 16 MiB at most); a header past them is not kept. */
+export const MAX_FIRST_STAGE_COOKIE_BYTES = 16 * 1024;
 /** How long the page's collection waits for first-stage requests still on their way to an answer. */
 export const FIRST_STAGE_WAIT_MS = 3_000;
 /** How long the page waits for its worker to take the app's frame over from the first stage before it collects the stage anyway. */

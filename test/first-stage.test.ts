@@ -7,11 +7,12 @@ import { createHash } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { Readable } from 'node:stream';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { cookieValue, FirstDocument, FirstStages, rewritable } from '../gateway/first-stage.js';
+import { cookieValue, FirstDocument, type FirstStage, FirstStages, rewritable } from '../gateway/first-stage.js';
 import {
   BROWSER_FRAME_COOKIE,
   FIRST_STAGE_TTL_MS,
   FIRST_STAGE_WAIT_MS,
+  MAX_FIRST_STAGE_COOKIE_BYTES,
   MAX_FIRST_STAGE_COOKIES,
   MAX_FIRST_STAGES,
   MAX_REWRITE_BYTES,
@@ -27,7 +28,7 @@ describe('first stages', () => {
   it('names a stage by its cookie until FIRST_STAGE_TTL_MS has passed', () => {
     let now = 1_000;
     const stages = new FirstStages(() => now);
-    const stage = stages.open();
+    const stage = stages.open() as FirstStage;
     expect(stage.id).toMatch(/^[\w-]{22}$/);
     expect(cookieValue(cookieOf(stage.id), BROWSER_FRAME_COOKIE)).toBe(stage.id);
     expect(stages.of(cookieOf(stage.id))).toBe(stage);
@@ -40,21 +41,25 @@ describe('first stages', () => {
     expect(stages.size).toBe(0);
   });
 
-  it(`keeps ${MAX_FIRST_STAGES} stages; the oldest goes first`, () => {
-    const stages = new FirstStages();
-    const first = stages.open();
-    const second = stages.open();
-    for (let i = 2; i < MAX_FIRST_STAGES; i++) stages.open();
-    expect(stages.size).toBe(MAX_FIRST_STAGES);
-    stages.open();
-    expect(stages.size).toBe(MAX_FIRST_STAGES);
-    expect(stages.of(cookieOf(first.id))).toBeUndefined();
-    expect(stages.of(cookieOf(second.id))).toBe(second);
+  it(`opens ${MAX_FIRST_STAGES} stages at once, then none until one ends (a stage a page relies on is never dropped early)`, async () => {
+    let now = 0;
+    const stages = new FirstStages(() => now);
+    const first = stages.open() as FirstStage;
+    for (let i = 1; i < MAX_FIRST_STAGES; i++) expect(stages.open()).toBeDefined();
+    expect(stages.open()).toBeUndefined();
+    expect(stages.of(cookieOf(first.id))).toBe(first);
+    await stages.collect(first.id);
+    expect(stages.open()).toBeDefined();
+    expect(stages.open()).toBeUndefined();
+    // Expired stages make room too.
+    now += FIRST_STAGE_TTL_MS;
+    expect(stages.open()).toBeDefined();
+    expect(stages.size).toBe(1);
   });
 
-  it(`keeps ${MAX_FIRST_STAGE_COOKIES} Set-Cookie headers of a stage, and the first document's answer`, async () => {
+  it(`keeps ${MAX_FIRST_STAGE_COOKIES} Set-Cookie headers of a stage, ${MAX_FIRST_STAGE_COOKIE_BYTES} bytes in all, and the first document's answer`, async () => {
     const stages = new FirstStages();
-    const stage = stages.open();
+    const stage = stages.open() as FirstStage;
     const many = Array.from({ length: MAX_FIRST_STAGE_COOKIES - 2 }, (_, i) => `c${i}=1`);
     stages.answered(stage, '/', many, { status: 200, origin: 'localhost:3000' });
     stages.answered(stage, '/app.js', ['a=1', 'b=2', 'c=3']);
@@ -70,12 +75,17 @@ describe('first stages', () => {
     // Collected once: the stage is gone.
     expect(await stages.collect(stage.id)).toEqual({ cookies: [] });
     expect(stages.of(cookieOf(stage.id))).toBeUndefined();
+
+    const big = stages.open() as FirstStage;
+    const half = `big=${'x'.repeat(MAX_FIRST_STAGE_COOKIE_BYTES / 2 - 4)}`;
+    stages.answered(big, '/', [half, half, 'small=1']);
+    expect((await stages.collect(big.id)).cookies).toEqual([{ target: '/', setCookie: [half, half] }]);
   });
 
   it('a collection waits for the stage requests still on their way, at most FIRST_STAGE_WAIT_MS', async () => {
     vi.useFakeTimers();
     const stages = new FirstStages();
-    const stage = stages.open();
+    const stage = stages.open() as FirstStage;
     const done = stages.started(stage);
     let report: unknown;
     void stages.collect(stage.id).then((r) => {
@@ -88,7 +98,7 @@ describe('first stages', () => {
     await vi.advanceTimersByTimeAsync(0);
     expect(report).toEqual({ cookies: [{ target: '/', setCookie: ['s=1'] }], document: { target: '/', status: 200 } });
 
-    const late = stages.open();
+    const late = stages.open() as FirstStage;
     stages.started(late);
     let lateReport: unknown;
     void stages.collect(late.id).then((r) => {
@@ -101,7 +111,7 @@ describe('first stages', () => {
   });
 
   it('marks the browser with an HttpOnly, SameSite=Strict cookie that lives as long as the stage, and clears it', () => {
-    const stage = new FirstStages().open();
+    const stage = new FirstStages().open() as FirstStage;
     expect(FirstStages.cookie(stage)).toBe(`${BROWSER_FRAME_COOKIE}=${stage.id}; Max-Age=${FIRST_STAGE_TTL_MS / 1000}; Path=/; HttpOnly; SameSite=Strict`);
     expect(FirstStages.cookie(undefined)).toBe(`${BROWSER_FRAME_COOKIE}=; Max-Age=0; Path=/; HttpOnly; SameSite=Strict`);
   });

@@ -89,6 +89,10 @@ describe("a browser page's first stage", () => {
     expect(await pageRequests(server.port)).toBe(before.page + 1);
     expect(await gatewayRequests(server.port)).toBe(before.gateway);
 
+    // Another share's page (same site, so the SameSite=Strict cookie goes along) may not take it.
+    const other = await request(server.port, agent.host, FIRST_STAGE_PATH, { headers: { cookie: stage, 'sec-fetch-site': 'same-site' } });
+    expect(other.status).toBe(403);
+    expect(other.headers['beam-error']).toBe('BEAM_ERR_FORBIDDEN');
     // The page collects it once: the app's cookies, HttpOnly ones too; the origin; how the document was answered.
     const first = await collect(stage);
     expect(first.status).toBe(200);
