@@ -293,11 +293,6 @@ function openBridge(): Promise<Mux | undefined> {
 }
 
 /**
- * The app's first document came from Beam, not the app (a private share's 401
- * without its secret, an agent out of reach): once this page carries the
- * frame's requests, it loads again over the page's path.
- */
-/**
  * The first stage ends when the worker controls the app's frame: the app's
  * next requests come to this page. A frame whose document arrived after the
  * worker first claimed its pages is claimed again. At most FIRST_STAGE_HANDOVER_MS.
@@ -322,6 +317,11 @@ async function handOver(worker: ServiceWorker): Promise<void> {
   }
 }
 
+/**
+ * The app's first document came from Beam, not the app (a private share's 401
+ * without its secret, an agent out of reach): once this page carries the
+ * frame's requests, it loads again over the page's path.
+ */
 function reloadFrame(): void {
   try {
     frame.contentWindow?.location.reload();
