@@ -328,7 +328,9 @@ export async function startBeamServer(components: { engine: WebRtcEngine; logger
   );
   const browser = options.browserP2p === false ? undefined : BrowserClient.load();
   // A new visitor's page loads the app's first document through the gateway at once (gateway/first-stage.ts).
-  if (browser?.appShim) gateway.firstStage = { stages: new FirstStages(), shim: browser.appShim };
+  // A stage lives in one node's memory: behind a load balancer (--redis) the page's next request may reach
+  // another node, so there pages start as a returning visitor's do.
+  if (browser?.appShim && !redis) gateway.firstStage = { stages: new FirstStages(), shim: browser.appShim };
   if (options.browserP2p !== false && !browser) components.logger.warn('the browser client is not built (npm run build): browsers get the HTTP path');
   // Prometheus metrics for a server one runs (the embedded default has none: prom-client is a hundred files to load).
   const metrics =

@@ -76,6 +76,13 @@ describe('a cluster of nodes on Redis', () => {
       expect(res.status).toBe(200);
       expect(res.body.toString()).toBe(`hello from /via-${node.port}`);
     }
+    // A browser's page opens no first stage on a cluster: it lives in one node's memory, and a balancer spreads a page's requests.
+    const boot = await request(b.port, `cluster-one.localhost:${b.port}`, '/', {
+      agent: false,
+      headers: { 'sec-fetch-mode': 'navigate', 'sec-fetch-dest': 'document', accept: 'text/html' },
+    });
+    expect(boot.body.toString()).toContain('var beamStageOpen = false,');
+    expect(boot.headers['set-cookie']).toBeUndefined();
     const link = String(agent.events.find((e) => e.event === 'ready')?.['link']).replace(`:${a.port}`, `:${c.port}`);
     const connect = new BeamProcess(['connect', link, '--json']);
     others.push(connect);
