@@ -39,7 +39,7 @@ import { frameableHeaders } from '../shared/frame-headers.js';
 import { StreamProtocol } from '../shared/frames.js';
 import { endToEndPairs, exchange } from '../shared/http-head.js';
 import { Mux, type MuxStream } from '../shared/mux.js';
-import { injectScript, isHtml, isRewritable, localForms, rewriteLocal } from '../shared/rewrite.js';
+import { injectScript, isHtml, isRewritable, localForms, offShare, rewriteLocal } from '../shared/rewrite.js';
 import type { PathKind, VisitorSession } from '../transport/session.js';
 import { SessionPool } from '../transport/session-pool.js';
 import { browserEngine } from './engine.js';
@@ -223,12 +223,13 @@ async function collectFirstStage(worker?: ServiceWorker): Promise<FirstStageRepo
   stageCollected = true;
   // A stage the bootstrap did not use (this page's jar has the app's cookies) only ends.
   if (!firstStage) {
-    if ((window as { beamStageOpen?: boolean }).beamStageOpen) void fetch(FIRST_STAGE_PATH, { cache: 'no-store' }).catch(() => {});
+    if ((window as { beamStageOpen?: boolean }).beamStageOpen) void fetch(FIRST_STAGE_PATH).catch(() => {});
     return undefined;
   }
   try {
     if (worker) await handOver(worker);
-    const res = await fetch(FIRST_STAGE_PATH, { cache: 'no-store', credentials: 'same-origin' });
+    // Same-origin, so the stage's cookie goes; the answer is no-store.
+    const res = await fetch(FIRST_STAGE_PATH);
     if (!res.ok) return undefined;
     const report = decode(FirstStageReportSchema, await res.json(), 'the first stage');
     for (const { target, setCookie } of report.cookies) {
@@ -244,22 +245,6 @@ async function collectFirstStage(worker?: ServiceWorker): Promise<FirstStageRepo
   } catch {
     return undefined;
   }
-}
-
-/** No peer to peer: the app loads through the gateway's HTTP path. */
-/** Where a redirect answering a navigation of the frame sends the browser, when that is off the share. */
-function leavesShare(status: number, headers: HeaderList, url: URL): string | undefined {
-  if (status < 300 || status >= 400 || status === 304) return undefined;
-  const target = headers.find(([k]) => k.toLowerCase() === 'location')?.[1];
-  if (!target) return undefined;
-  let next: URL;
-  try {
-    next = new URL(target, url);
-  } catch {
-    return undefined;
-  }
-  if (next.protocol !== 'https:' && next.protocol !== 'http:') return undefined;
-  return next.origin === location.origin || locals.includes(next.host) ? undefined : next.href;
 }
 
 /**
@@ -452,7 +437,7 @@ async function serve(port: MessagePort, portId: number, msg: Extract<ToPage, { t
   answered();
   const setCookies = response.headers.filter(([k]) => k.toLowerCase() === 'set-cookie').map(([, v]) => v);
   await keepCookies(url, setCookies);
-  const away = msg.navigate ? leavesShare(response.status, response.headers, url) : undefined;
+  const away = msg.navigate ? offShare(response.status, response.headers, url, location.origin, locals) : undefined;
   if (away) {
     // The app's page sends the browser elsewhere (a sign-in's provider, whose pages refuse frames): the whole tab goes.
     stream.resume();

@@ -27,7 +27,7 @@ import { frameableHeaders } from '../shared/frame-headers.js';
 import { StreamProtocol } from '../shared/frames.js';
 import { endToEndHeaders, exchange, FORWARDING_HEADERS, newRequestId, type RequestHead, type ResponseHead } from '../shared/http-head.js';
 import { Mux, type MuxStream } from '../shared/mux.js';
-import { localForms } from '../shared/rewrite.js';
+import { localForms, offShare } from '../shared/rewrite.js';
 import type { VisitorSession } from '../transport/session.js';
 import type { SessionPool } from '../transport/session-pool.js';
 import { bridgeClient, bridgeStream, SocketChannel } from './bridge.js';
@@ -372,9 +372,21 @@ export class Gateway {
         firstDocument ? { status: head.status, ...(origin ? { origin } : {}) } : undefined,
       );
       answered?.();
-      if (firstDocument && rewritable(req, head.status, pairs)) {
-        firstDocumentText = { locals: origin ? localForms(origin) : [], origin: `${this.visitorScheme(req)}://${req.headers.host ?? ''}` };
-        pairs = pairs.filter(([k]) => k.toLowerCase() !== 'content-length');
+      if (firstDocument) {
+        const shareOrigin = `${this.visitorScheme(req)}://${req.headers.host ?? ''}`;
+        const locals = origin ? localForms(origin) : [];
+        const away = offShare(head.status, pairs, new URL(requestHead.target, shareOrigin), shareOrigin, locals);
+        if (away) {
+          // The app sends the browser to another site (a sign-in's provider, whose pages refuse frames): the
+          // whole tab goes there, as the page sends it for the app's later navigations.
+          leaveShare(res, pairs, away);
+          stream.resume();
+          return;
+        }
+        if (rewritable(req, head.status, pairs)) {
+          firstDocumentText = { locals, origin: shareOrigin };
+          pairs = pairs.filter(([k]) => k.toLowerCase() !== 'content-length');
+        }
       }
     }
     const encoding = this.options.compress ? chooseEncoding(req.method ?? 'GET', req.headers, head.status, pairs) : undefined;
@@ -597,6 +609,19 @@ export class Gateway {
   close(): void {
     this.pool.close();
   }
+}
+
+/**
+ * Answers the app's first document in a page's first stage, which redirects
+ * off the share, with a document that sends the whole tab there. The app's
+ * cookies go with it.
+ */
+function leaveShare(res: ServerResponse, pairs: Array<[string, string]>, away: string): void {
+  const body = Buffer.from(`<!doctype html><meta charset="utf-8"><script>top.location.href = ${JSON.stringify(away).replace(/</g, '\\u003c')};</script>`);
+  const head = ['content-type', 'text/html; charset=utf-8', 'content-length', String(body.byteLength), 'cache-control', 'no-store'];
+  for (const [k, v] of pairs) if (k.toLowerCase() === 'set-cookie') head.push(k, v);
+  res.writeHead(200, head);
+  res.end(body);
 }
 
 /**

@@ -44,3 +44,23 @@ export function injectScript(html: string, script: string): string {
   }
   return tag + html;
 }
+
+/**
+ * Where a redirect answering one of the app's navigations sends the browser,
+ * when that is off the share (another site: a sign-in's provider, whose pages
+ * refuse frames), else undefined. `locals`: the origin's own addresses, which
+ * are the share's.
+ */
+export function offShare(status: number, headers: Array<[string, string]>, url: URL, shareOrigin: string, locals: string[]): string | undefined {
+  if (status < 300 || status >= 400 || status === 304) return undefined;
+  const target = headers.find(([k]) => k.toLowerCase() === 'location')?.[1];
+  if (!target) return undefined;
+  let next: URL;
+  try {
+    next = new URL(target, url);
+  } catch {
+    return undefined;
+  }
+  if (next.protocol !== 'https:' && next.protocol !== 'http:') return undefined;
+  return next.origin === shareOrigin || locals.includes(next.host) ? undefined : next.href;
+}

@@ -130,6 +130,21 @@ describe("a browser page's first stage", () => {
     expect((await collecting).report).toEqual({ cookies: [], origin: `localhost:${app.port}`, document: { target: '/held', status: 200 } });
   });
 
+  it('a first document that redirects to another site sends the whole tab there (a frame would be refused), with its cookies', async () => {
+    const stage = await openStage('/away');
+    const res = await request(server.port, agent.host, '/away', { headers: { ...frameLoad, cookie: stage } });
+    expect(res.status).toBe(200);
+    expect(res.headers['content-type']).toBe('text/html; charset=utf-8');
+    expect(res.headers.location).toBeUndefined();
+    expect(res.headers['set-cookie']).toEqual(['state=s1; Path=/; HttpOnly']);
+    expect(res.body.toString()).toContain('top.location.href = "https://login.example.com/authorize?client=app";');
+    // A redirect within the share stays the frame's own.
+    const stage2 = await openStage('/dashboard');
+    const inside = await request(server.port, agent.host, '/dashboard', { headers: { ...frameLoad, cookie: stage2 } });
+    expect(inside.status).toBe(302);
+    expect(inside.headers.location).toBe('/login');
+  });
+
   it("reports an answer Beam gave instead of the app's document: the page loads it again with a private share's secret", async () => {
     const priv = await startAgent(app.port, server, ['--no-inspect', '--private']);
     try {

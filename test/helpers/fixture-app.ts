@@ -51,6 +51,12 @@ export async function startFixtureApp(): Promise<FixtureApp> {
       );
       return;
     }
+    if (url.pathname === '/away') {
+      // An app whose first page sends the browser to another site's sign-in.
+      res.writeHead(302, { location: 'https://login.example.com/authorize?client=app', 'set-cookie': 'state=s1; Path=/; HttpOnly' });
+      res.end();
+      return;
+    }
     if (url.pathname === '/held') {
       // Answered when the test says so: a response head still on its way.
       heldWaiters.shift()?.(() => html(200, 'Held', '<h1 id="title">Held</h1>'));
