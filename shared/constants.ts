@@ -501,6 +501,8 @@ export const INSPECT_MAX_EXCHANGES = 500;
  * 500 exchanges x 2 bodies x 64 KiB bounds it at 64 MiB.
  */
 export const INSPECT_BODY_BYTES = 64 * 1024;
+/** The inspector keeps ended exchanges' headers and bodies in slabs of this size (peer-agent/inspect.ts); a slab goes when its last exchange does. */
+export const INSPECT_SLAB_BYTES = 1024 * 1024;
 /** Largest body an edited replay may carry. */
 export const INSPECT_REPLAY_BODY_BYTES = 1024 * 1024;
 /** Live views (Server-Sent Events) open at once; each holds a socket. */

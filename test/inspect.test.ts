@@ -2,13 +2,14 @@
  * The inspector's store and views, in memory: its limits (exchanges kept,
  * body bytes kept), body rendering, the HAR, and replay's refusals.
  */
+import { createHash } from 'node:crypto';
 import http from 'node:http';
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import { Inspector } from '../peer-agent/inspect.js';
 import { renderBody, toHar } from '../peer-agent/inspect-view.js';
 import { OriginForwarder } from '../peer-agent/origin.js';
-import { INSPECT_BODY_BYTES, INSPECT_MAX_EXCHANGES } from '../shared/constants.js';
+import { INSPECT_BODY_BYTES, INSPECT_MAX_EXCHANGES, INSPECT_SLAB_BYTES } from '../shared/constants.js';
 import { BeamError } from '../shared/errors.js';
 import { close, listen } from './helpers/http.js';
 
@@ -46,6 +47,41 @@ describe('Inspector', () => {
     expect(d.requestBody.bytes.at(-1)).toBe(2);
     expect(d.responseBody).toEqual({ bytes: Buffer.from('ok'), truncated: false });
     expect(d.state).toBe('done');
+  });
+
+  it(`keeps ended exchanges' bytes in ${INSPECT_SLAB_BYTES}-byte slabs it writes again once their exchanges left: what it shows stays byte for byte`, () => {
+    const inspector = new Inspector({ max: 20 });
+    const hash = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
+    const body = (i: number, size: number): Buffer => Buffer.from(new Uint8Array(size).map((_, j) => (i * 31 + j * 7) % 251));
+    // 400 exchanges of 60 + 64 KiB kept: about 48 slabs' worth if none were written again.
+    for (let i = 0; i < 400; i++) {
+      const c = inspector.begin({ ...start, target: `/${i}`, headers: [['x-n', String(i)]] });
+      c.requestChunk(body(i, 60 * 1024));
+      c.response(201, `Made ${i}`, [['x-r', `r${i}`]]);
+      c.responseChunk(body(i + 1, 40 * 1024));
+      c.responseChunk(body(i + 2, 40 * 1024));
+      if (i % 7 === 0) c.fail('BEAM_ERR_STREAM_RESET');
+      else c.finish();
+    }
+    const kept = inspector.details();
+    expect(kept.map((x) => x.target)).toEqual(Array.from({ length: 20 }, (_, k) => `/${380 + k}`));
+    for (const x of kept) {
+      const i = Number(x.target.slice(1));
+      expect(x.requestHeaders).toEqual([['x-n', String(i)]]);
+      expect(x.responseHeaders).toEqual([['x-r', `r${i}`]]);
+      expect(x.statusText).toBe(`Made ${i}`);
+      expect(hash(x.requestBody.bytes)).toBe(hash(body(i, 60 * 1024)));
+      expect(hash(x.responseBody.bytes)).toBe(hash(Buffer.concat([body(i + 1, 40 * 1024), body(i + 2, 40 * 1024)]).subarray(0, INSPECT_BODY_BYTES)));
+      expect(x.responseBody.truncated).toBe(true);
+      expect(x.responseBytes).toBe(80 * 1024);
+      expect(x.state).toBe(i % 7 === 0 ? 'failed' : 'done');
+    }
+    // Headers bigger than a slab get room of their own.
+    const big = inspector.begin({ ...start, headers: [['x-big', 'b'.repeat(INSPECT_SLAB_BYTES + 10)]] });
+    big.finish();
+    expect(inspector.get(big.id)?.requestHeaders[0]?.[1]).toHaveLength(INSPECT_SLAB_BYTES + 10);
+    inspector.clear();
+    expect(inspector.list()).toEqual([]);
   });
 
   it('emits each change, and nothing once an exchange ended', () => {
