@@ -95,13 +95,13 @@ class Body {
 }
 
 /**
- * Where finished exchanges keep their headers and bodies: slabs of
- * INSPECT_SLAB_BYTES, each written once, front to back. A kept exchange
- * holds its slab; a slab goes when the last exchange in it leaves (oldest
- * first). An exchange outlives the young generation's collections: as
- * objects (header pairs, strings, body copies) it was copied by each and
- * then promoted, 18 µs of GC a request on a busy agent (docs/benchmarks.md);
- * as bytes in a slab it costs the collector nothing.
+ * Where ended exchanges keep their headers and bodies: slabs of
+ * INSPECT_SLAB_BYTES, written front to back, and written again once all of
+ * their exchanges have left (oldest first), so the store allocates none in
+ * the steady state. Kept as objects (header pairs, body copies in the
+ * Buffer pool's slabs), the latest exchanges cost a busy agent 15-18 µs of
+ * garbage collection a request, and a new slab for every few hundred of them
+ * nearly as much; reused slabs cost it nothing (docs/benchmarks.md).
  */
 export interface Slab {
   readonly bytes: Buffer;
