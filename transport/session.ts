@@ -34,7 +34,7 @@ import { Mux, type MuxStream } from '../shared/mux.js';
 import type { PathKind } from '../shared/paths.js';
 import type { ClientToServerEvents, RelayMode, ServerToClientEvents, SessionOpened, ShareKind, Signal } from '../shared/signaling.js';
 import type { Datagrams } from './datagrams.js';
-import type { Peer, WebRtcEngine } from './engine.js';
+import type { DataChannel, Peer, WebRtcEngine } from './engine.js';
 import type { Identity } from './identity.js';
 import type { LocalLink } from './local-agents.js';
 import { type PathAction, type PathEvent, relayPolicy } from './path-policy.js';
@@ -463,14 +463,28 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
       if (state !== 'failed' && state !== 'closed') return;
       if (!up) failed(new BeamError('BEAM_ERR_AGENT_UNREACHABLE', `peer connection ${state}`));
     });
+    /**
+     * A channel on this attempt's peer connection, or undefined when the
+     * connection refuses one (libdatachannel throws when its SCTP transport
+     * was reset under it): the attempt fails, and the process goes on.
+     */
+    const channel = (label: string): DataChannel | undefined => {
+      try {
+        return peer.createDataChannel(label);
+      } catch (err) {
+        failed(new BeamError('BEAM_ERR_AGENT_UNREACHABLE', `the peer connection refused a channel: ${(err as Error).message}`));
+        return undefined;
+      }
+    };
     const openStreams = (): void => {
       if (this.peer !== peer || this.closed) return;
-      const channel = peer.createDataChannel(STREAM_CHANNEL_LABEL);
+      const streams = channel(STREAM_CHANNEL_LABEL);
+      if (!streams) return;
       reached('opening its stream channel');
-      channel.onOpen(() => {
+      streams.onOpen(() => {
         if (this.peer !== peer || this.closed) return;
         up = true;
-        const mux = new Mux(channel, { role: 'initiator' });
+        const mux = new Mux(streams, { role: 'initiator' });
         const pathUp = (): void => {
           const kind: PathKind = peer.selectedCandidateKind() === 'relay' ? 'turn' : 'direct';
           this.carrying.add(peer);
@@ -484,15 +498,25 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
           });
         };
         // A UDP share's path is up once its datagram channel is: the first datagram must not find it closed.
-        if (this.opened?.kind === 'udp') void this.udp().then((d) => d.openChannel(peer, pathUp));
-        else pathUp();
+        if (this.opened?.kind === 'udp') {
+          void this.udp()
+            .then((d) => d.openChannel(peer, pathUp))
+            .catch((err: Error) => {
+              // The datagram channel was refused (a reset connection): this attempt carries nothing.
+              this.log.info({ session: this.sessionId, err: err.message }, 'direct path lost before its datagram channel opened');
+              mux.close('BEAM_ERR_PEER_GONE');
+              if (this.peer === peer) this.peer = undefined;
+              peer.close();
+            });
+        } else pathUp();
       });
     };
     if (this.options.directNoise === false) {
       openStreams();
       return;
     }
-    const noiseChannel = peer.createDataChannel(NOISE_CHANNEL_LABEL);
+    const noiseChannel = channel(NOISE_CHANNEL_LABEL);
+    if (!noiseChannel) return;
     noiseChannel.onOpen(() => {
       reached('in its Noise handshake');
       void (async () => {
