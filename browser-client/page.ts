@@ -210,7 +210,7 @@ function followFrame(): void {
 const firstStage = frame.src !== '';
 let stageCollected = false;
 frame.addEventListener('load', followFrame);
-if (frame.src && frame.contentDocument?.readyState === 'complete') followFrame();
+if (firstStage) followFrame();
 
 /**
  * Collects what the page's first stage left (the bootstrap loaded the app's
@@ -231,7 +231,7 @@ async function collectFirstStage(worker?: ServiceWorker): Promise<FirstStageRepo
     // Same-origin, so the stage's cookie goes; the answer is no-store.
     const res = await fetch(FIRST_STAGE_PATH);
     if (!res.ok) return undefined;
-    const report = decode(FirstStageReportSchema, await res.json(), 'the first stage');
+    const report = decode(FirstStageReportSchema, await res.json(), 'stage');
     for (const { target, setCookie } of report.cookies) {
       const url = new URL(target, location.origin);
       // Scripts' cookies are in the browser's jar already, and may have changed since: only the page's jar takes them.
@@ -285,15 +285,13 @@ function openBridge(): Promise<Mux | undefined> {
 async function handOver(worker: ServiceWorker): Promise<void> {
   const end = Date.now() + FIRST_STAGE_HANDOVER_MS;
   const wait = (ms: number): Promise<unknown> => new Promise((resolve) => setTimeout(resolve, ms));
-  let asked = false;
   while (Date.now() < end) {
     try {
-      // The frame's own document (not the blank one before it) is in, and the worker controls it.
+      // The frame's own document (not the blank one before it) is in, and the worker controls it; else it is asked to.
       const inner = frame.contentWindow;
       if (inner?.location.href !== 'about:blank') {
         if (inner?.navigator.serviceWorker?.controller) return;
-        if (!asked) worker.postMessage({ type: 'beam:claim' });
-        asked = true;
+        worker.postMessage({ type: 'beam:claim' });
       }
     } catch {
       return; // the frame went to another site: nothing of the share's to take over
@@ -308,11 +306,8 @@ async function handOver(worker: ServiceWorker): Promise<void> {
  * frame's requests, it loads again over the page's path.
  */
 function reloadFrame(): void {
-  try {
-    frame.contentWindow?.location.reload();
-  } catch {
-    // a frame navigated elsewhere: the visitor's to reload
-  }
+  // Beam's own answer is in the frame: it is on the share's origin.
+  frame.contentWindow?.location.reload();
 }
 
 function viaGateway(reason: string): void {

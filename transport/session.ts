@@ -472,7 +472,7 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
       try {
         return peer.createDataChannel(label);
       } catch (err) {
-        failed(new BeamError('BEAM_ERR_AGENT_UNREACHABLE', `the peer connection refused a channel: ${(err as Error).message}`));
+        failed(new BeamError('BEAM_ERR_AGENT_UNREACHABLE', `channel refused: ${(err as Error).message}`));
         return undefined;
       }
     };
@@ -501,9 +501,8 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
         if (this.opened?.kind === 'udp') {
           void this.udp()
             .then((d) => d.openChannel(peer, pathUp))
-            .catch((err: Error) => {
+            .catch(() => {
               // The datagram channel was refused (a reset connection): this attempt carries nothing.
-              this.log.info({ session: this.sessionId, err: err.message }, 'direct path lost before its datagram channel opened');
               mux.close('BEAM_ERR_PEER_GONE');
               if (this.peer === peer) this.peer = undefined;
               peer.close();

@@ -80,7 +80,7 @@ describe('a peer connection that refuses a data channel', () => {
         (e: unknown) => e,
       )) as BeamError;
       expect(err.code).toBe('BEAM_ERR_AGENT_UNREACHABLE');
-      expect(err.message).toContain('the peer connection refused a channel');
+      expect(err.message).toContain('channel refused: libdatachannel error while creating datachannel');
       expect(v.refused()).toBeGreaterThan(0);
       expect(rejections).toEqual([]);
     } finally {
