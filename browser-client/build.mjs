@@ -91,7 +91,8 @@ const common = {
   target: ['chrome100', 'firefox100', 'safari16'],
   legalComments: 'none',
   logLevel: 'warning',
-  define: { 'process.env.NODE_ENV': '"production"', global: 'globalThis' },
+  // What only Node runs drops out of the page (transport/session.ts).
+  define: { 'process.env.NODE_ENV': '"production"', global: 'globalThis', 'globalThis.__BEAM_PAGE__': 'true' },
   alias: {
     'node:stream': shim('stream.cjs'),
     stream: shim('stream.cjs'),

@@ -294,7 +294,7 @@ export async function startBeamServer(components: { engine: WebRtcEngine; logger
       localLinks: true,
       // The server's own gateway passes each request's secret on to the agent instead.
       // Relay first: a visitor's first request rides the relay (on this server) while WebRTC comes up beside it.
-      session: { relay: options.gatewayRelay ?? 'auto', relayYields: true, requestLevelAccess: true, relayFirst: true },
+      session: { relay: options.gatewayRelay ?? 'auto', relayYields: true, requestLevelAccess: true, relayFirst: true, plainRelay: true },
     },
   );
   // In a cluster a share's visitors reach any node: warming the registering node's link would help one in N.

@@ -24,11 +24,12 @@ import { BeamError, type ErrorCode, errorCodeOf } from '../shared/errors.js';
 import { withoutTurn } from '../shared/ice.js';
 import { Mux, type MuxStream } from '../shared/mux.js';
 import type { PathKind } from '../shared/paths.js';
-import type { IceServer, RelayMode, ShareKind, Signal, VisitorKind } from '../shared/signaling.js';
+import { type IceServer, isPrivateLink, type RelayMode, type ShareKind, type Signal, type VisitorKind } from '../shared/signaling.js';
 import type { Peer, WebRtcEngine } from '../transport/engine.js';
 import type { Identity } from '../transport/identity.js';
 import type { PathAction } from '../transport/path-policy.js';
 import { type PathDown, PathPolicyRunner, PathSet } from '../transport/paths.js';
+import { PipeFrameChannel } from '../transport/pipe-channel.js';
 import { connectRelay, relayServerFor } from '../transport/relay.js';
 import type { UdpForwarder } from './udp.js';
 
@@ -62,6 +63,8 @@ export interface IncomingSession {
   dialed?: boolean;
   /** The visitor goes to the relay at once: so does the agent, without waiting for its `relay` signal. */
   relayFirst?: boolean;
+  /** The server says its own gateway runs the relay link without Noise (SessionOpened.plainLink): see startRelay. */
+  plainLink?: boolean;
 }
 
 /** What a session needs of its agent: the share's settings, signaling, and where verified streams go. */
@@ -363,13 +366,28 @@ export class AgentSession {
       return;
     }
     this.relayStarted = true;
+    const server = relayServerFor(this.c.server, this.incoming.relayUrl);
+    // Without Noise only for the server's own gateway, and only where TLS or loopback already hides the link.
+    const plain = this.incoming.plainLink === true;
+    if (plain && (this.visitor !== 'gateway' || !isPrivateLink(server))) {
+      this.log.warn(
+        { audit: 'auth.refused', code: 'BEAM_ERR_HANDSHAKE_FAILED', session: this.id, path: 'relay', visitor: this.visitor },
+        'relay path refused: the server asked for it without Noise, which only its own gateway over TLS or loopback may',
+      );
+      return;
+    }
     void (async () => {
       try {
-        const pipe = await connectRelay(relayServerFor(this.c.server, this.incoming.relayUrl), {
+        const pipe = await connectRelay(server, {
           sessionId: this.id,
           role: 'agent',
           token: this.incoming.relayToken,
         });
+        if (plain) {
+          this.log.debug({ session: this.id }, "the gateway's relay link: the stream protocol inside TLS, no Noise");
+          this.addPath('relay', new Mux(await PipeFrameChannel.open(pipe, 'responder'), { role: 'responder' }), Promise.resolve());
+          return;
+        }
         const { SecureFrameChannel, secure, withSecret } = await loadSecure();
         const secured = await secure(pipe, {
           role: 'responder',

@@ -440,6 +440,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       relayUrl: visitor.relayUrl,
       serverSeenAddress: visitor.serverSeenAddress,
       ...(visitor.relayFirst === true ? { relayFirst: true } : {}),
+      ...(visitor.plainLink === true ? { plainLink: true } : {}),
     };
     // The server's own gateway is not a visitor: the clients behind it are, one by one.
     if (incoming.visitor !== 'gateway' && this.visitorLimit && !this.visitorLimit.enter(`session:${incoming.id}`, true)) {

@@ -78,6 +78,8 @@ export interface SignaledVisitor {
   serverSeenAddress: string | undefined;
   /** The visitor goes to the relay at once. */
   relayFirst?: boolean;
+  /** The server's own gateway runs the relay link without Noise (SessionOpened.plainLink). */
+  plainLink?: boolean;
   /** Sends a signal (an answer, a candidate) to the visitor. */
   signal(signal: Signal): void;
   /** Ends the session at the rendezvous; with a code, the visitor hears why (BEAM_ERR_MAX_VISITORS). */

@@ -70,6 +70,12 @@ export const HandshakeSchema = v.object({
    * visitors' sessions are spread across them.
    */
   pool: v.optional(v.boolean()),
+  /**
+   * The agent's connection to this server is private (https, or a loopback
+   * address: see isPrivateLink): the server's own gateway may run its relay
+   * link to the agent without Noise (SessionOpened.plainLink).
+   */
+  plainGatewayLink: v.optional(v.boolean()),
 });
 export type Handshake = v.InferOutput<typeof HandshakeSchema>;
 
@@ -159,6 +165,8 @@ export const IncomingSessionSchema = v.object({
   relayUrl: v.optional(text(512)),
   /** The visitor meets the agent at the relay at once (OpenSessionRequest.relayFirst). */
   relayFirst: v.optional(v.boolean()),
+  /** The server's own gateway runs this session's relay link without Noise (SessionOpened.plainLink). */
+  plainLink: v.optional(v.boolean()),
 });
 export type IncomingSession = v.InferOutput<typeof IncomingSessionSchema>;
 
@@ -200,6 +208,33 @@ export interface SessionOpened {
   agentHttp?: number;
   /** A pooled share (`--pool`): how many agents serve it now. Absent for a share of one agent. */
   pool?: number;
+  /**
+   * Only to the server's own gateway, for an agent that offered it
+   * (Handshake.plainGatewayLink), when the session's relay is on a private
+   * link too: the relay path runs the stream protocol with no Noise inside.
+   * The gateway terminates its visitors' HTTP, so Noise there hid nothing
+   * from the server, and TLS (or loopback) already hides it from everyone
+   * else; the agent checks the same before it agrees.
+   */
+  plainLink?: boolean;
+}
+
+/**
+ * A link to `url` is private: TLS (https, wss), or a loopback address, where
+ * nobody on the way can read it. The gateway's relay link runs without Noise
+ * only over such links (SessionOpened.plainLink).
+ */
+export function isPrivateLink(url: string): boolean {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return false;
+  }
+  if (parsed.protocol === 'https:' || parsed.protocol === 'wss:') return true;
+  if (parsed.protocol !== 'http:' && parsed.protocol !== 'ws:') return false;
+  const host = parsed.hostname;
+  return host === 'localhost' || host === '[::1]' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
 }
 
 /** Events the server receives. */

@@ -37,6 +37,7 @@ import {
   HandshakeSchema,
   type IceServer,
   type IncomingSession,
+  isPrivateLink,
   OpenSessionRequestSchema,
   type Registered,
   RegisterRequestSchema,
@@ -82,6 +83,8 @@ export interface ConnectionData {
   signIn: boolean;
   /** An agent that joins a pool (--pool). */
   pool: boolean;
+  /** An agent whose link to this server is private: the gateway's relay link to it may run without Noise. */
+  plainGatewayLink: boolean;
   /** The client's address (the proxy's view of it with trustProxy). */
   address: string;
   /** With --token-file: the id of the agent's token. */
@@ -262,6 +265,7 @@ export class SignalingCore {
       http: hs.http,
       signIn: hs.signIn === true,
       pool: hs.pool === true,
+      plainGatewayLink: hs.plainGatewayLink === true,
       address,
       tokenId,
       host,
@@ -300,6 +304,7 @@ export class SignalingCore {
       http: data.http,
       signIn: data.signIn,
       ...(data.pool ? { pool: true, tokenId: data.tokenId } : {}),
+      ...(data.plainGatewayLink ? { plainGatewayLink: true } : {}),
     };
     let claim = await this.registry.claim(conn, req.name, req.resumeToken, agentInfo, req.heldOnly === true).catch(async (err: unknown) => {
       throw await this.explainTaken(err, req.name);
@@ -400,6 +405,8 @@ export class SignalingCore {
     const iceServers = this.options.iceServers?.() ?? [];
     // Each side gets the server's own STUN under the name it reached the server by (an agent on another node: the visitor's).
     const agentHost = this.connections.get(agent)?.host ?? data.host;
+    // The server's own gateway and an agent whose link here is private: no Noise on the relay link, when the relay's node is private too.
+    const plainLink = data.kind === 'gateway' && agentData.plainGatewayLink === true && (!this.options.nodeUrl || isPrivateLink(this.options.nodeUrl));
     const incoming: IncomingSession = {
       sessionId: session.id,
       share,
@@ -408,6 +415,7 @@ export class SignalingCore {
       relayToken: relayTokens.agent,
       ...(this.options.nodeUrl ? { relayUrl: this.options.nodeUrl } : {}),
       ...(req.relayFirst === true ? { relayFirst: true } : {}),
+      ...(plainLink ? { plainLink: true } : {}),
     };
     // An agent on another node hears of the session from that node, in one message with its record:
     // its answer can then never arrive before the node knows the session.
@@ -428,6 +436,7 @@ export class SignalingCore {
       ...(this.options.nodeUrl ? { relayUrl: this.options.nodeUrl } : {}),
       ...(agentData.http !== undefined ? { agentHttp: agentData.http } : {}),
       ...(agentData.pool ? { pool: members.length } : {}),
+      ...(plainLink ? { plainLink: true } : {}),
     };
   }
 

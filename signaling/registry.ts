@@ -27,6 +27,8 @@ export interface AgentInfo {
   signIn?: boolean | undefined;
   /** It joins a pool (--pool): one name, several agents. */
   pool?: boolean | undefined;
+  /** Its link to the server is private (Handshake.plainGatewayLink). */
+  plainGatewayLink?: boolean | undefined;
   /** The id of the server token it registered with (--token-file): a pool takes members of one token only. */
   tokenId?: string | undefined;
 }

@@ -1,7 +1,8 @@
 /**
  * The client end of the gateway's relay: a WebSocket to RELAY_PATH that the
  * server splices to the other party of the same signaling session. What
- * travels on it is Noise ciphertext (transport/secure.ts).
+ * travels on it is Noise ciphertext (transport/secure.ts), but for the server's
+ * own gateway's link over TLS or loopback (transport/pipe-channel.ts).
  */
 import WebSocket from 'ws';
 import { RELAY_HIGH_WATER_BYTES, RELAY_LOW_WATER_BYTES, RELAY_MAX_MESSAGE_BYTES, RELAY_PAIR_TIMEOUT_MS, RELAY_PATH } from '../shared/constants.js';
@@ -64,8 +65,11 @@ export function serveRelayInProcess(server: string, attach: (ticket: RelayTicket
  * The relay's client frames go unmasked (an all-zero key, which ws then skips
  * applying): masking keeps a browser's script from choosing the bytes a
  * proxy on the way sees (RFC 6455, 10.3), and everything on the relay is
- * Noise ciphertext, which nobody can choose. Masking cost the agent about a
- * third of its CPU on a relayed download (copying each message to mask it).
+ * Noise ciphertext, which nobody can choose, but for the server's own
+ * gateway's link without Noise (SessionOpened.plainLink), which runs only
+ * inside TLS or over loopback, where no proxy on the way sees any byte.
+ * Masking cost the agent about a third of its CPU on a relayed download
+ * (copying each message to mask it).
  */
 const zeroMask = (mask: Buffer): void => {
   mask.fill(0);

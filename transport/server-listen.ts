@@ -17,6 +17,7 @@ import {
   type Ack,
   decode,
   IncomingSessionSchema,
+  isPrivateLink,
   type Registered,
   type RelayMode,
   SessionClosedSchema,
@@ -142,6 +143,8 @@ export function listenOnServer(
       ...(hello.signIn ? { signIn: true } : {}),
       ...(hello.pool ? { pool: true } : {}),
       ...(hello.token !== undefined ? { token: hello.token } : {}),
+      // Over TLS or loopback, the server's own gateway may skip Noise on its relay link (SessionOpened.plainLink).
+      ...(isPrivateLink(server) ? { plainGatewayLink: true } : {}),
     },
     'agent',
   );
@@ -233,6 +236,7 @@ export function listenOnServer(
         relayUrl: msg.relayUrl,
         serverSeenAddress: msg.visitor.address,
         ...(msg.relayFirst === true ? { relayFirst: true } : {}),
+        ...(msg.plainLink === true ? { plainLink: true } : {}),
         signal: (signal) => current?.signal(sessionId, signal),
         close: (code) => current?.closeSession(sessionId, code),
       });

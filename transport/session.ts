@@ -30,7 +30,7 @@ import { HTTP_HEAD_VERSION, NOISE_CHANNEL_LABEL, PATH_PROBE_MS, PATH_WAIT_MS, ST
 import { BeamError, type ErrorCode, isErrorCode } from '../shared/errors.js';
 import { StreamProtocol } from '../shared/frames.js';
 import { withoutTurn } from '../shared/ice.js';
-import { Mux, type MuxStream } from '../shared/mux.js';
+import { type FrameChannel, Mux, type MuxStream } from '../shared/mux.js';
 import type { PathKind } from '../shared/paths.js';
 import type { ClientToServerEvents, RelayMode, ServerToClientEvents, SessionOpened, ShareKind, Signal } from '../shared/signaling.js';
 import type { Datagrams } from './datagrams.js';
@@ -47,6 +47,16 @@ import type { ServerBackend } from './server-backend.js';
  * (browser-client/build.mjs splits them into a chunk of their own).
  */
 const loadSecure = (): Promise<typeof import('./secure.js')> => import('./secure.js');
+/**
+ * True in the browser page's build alone (browser-client/build.mjs defines
+ * it): its minifier drops the branches under `!globalThis.__BEAM_PAGE__`,
+ * what only Node runs (the in-memory path, UDP shares, the gateway's relay
+ * link without Noise). A page visits HTTP shares, over the network.
+ */
+declare global {
+  var __BEAM_PAGE__: true | undefined;
+}
+
 /** The relay client, likewise: only a session that falls back to the relay loads it. */
 const loadRelay = (): Promise<typeof import('./relay.js')> => import('./relay.js');
 const loadIdentity = (): Promise<typeof import('./identity.js')> => import('./identity.js');
@@ -102,6 +112,12 @@ export interface VisitorSessionOptions {
    * relay path always runs Noise. Default true.
    */
   directNoise?: boolean;
+  /**
+   * The server's own gateway: its relay path runs without Noise when the
+   * server says the agent agreed (SessionOpened.plainLink: both links private,
+   * TLS or loopback). Default false.
+   */
+  plainRelay?: boolean;
   /**
    * The share's agent runs in this process (transport/local.ts), or a network
    * backend dialed it and Noise is through (a promise: transport/backend.ts,
@@ -209,7 +225,7 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
 
   /** The HTTP head codec the agent speaks (1 until the session is open; an in-process agent is this build's). */
   get agentHttp(): number {
-    return this.options.local ? HTTP_HEAD_VERSION : (this.opened?.agentHttp ?? 1);
+    return !globalThis.__BEAM_PAGE__ && this.options.local ? HTTP_HEAD_VERSION : (this.opened?.agentHttp ?? 1);
   }
 
   /** A pooled share (`--pool`): how many agents served it when this session opened; undefined for one agent's share. */
@@ -342,7 +358,7 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
     let opened: SessionOpened;
     let mode: RelayMode;
     try {
-      if (this.options.local) {
+      if (!globalThis.__BEAM_PAGE__ && this.options.local) {
         // In memory, or a backend's path already through Noise: nothing to signal.
         // (A turn later at least, so that whoever made the session hears its first 'path'.)
         const link = await this.options.local;
@@ -498,7 +514,7 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
           });
         };
         // A UDP share's path is up once its datagram channel is: the first datagram must not find it closed.
-        if (this.opened?.kind === 'udp') {
+        if (!globalThis.__BEAM_PAGE__ && this.opened?.kind === 'udp') {
           void this.udp()
             .then((d) => d.openChannel(peer, pathUp))
             .catch(() => {
@@ -577,20 +593,28 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
           pipe.close();
           return;
         }
-        const { secure, SecureFrameChannel, withSecret } = await loadSecure();
-        this.progress.relay = 'in its Noise handshake over the relay';
-        const secured = await secure(pipe, {
-          role: 'initiator',
-          identity: await this.ownIdentity(),
-          remotePeer: await this.expectedPeer(),
-          prologue: withSecret(new Uint8Array(0), this.handshakeSecret()),
-        });
-        if (this.closed) {
-          pipe.close();
-          return;
+        let channel: FrameChannel;
+        // The server's own gateway, to an agent that agreed (SessionOpened.plainLink): the stream protocol inside TLS alone.
+        if (!globalThis.__BEAM_PAGE__ && opened.plainLink && this.options.plainRelay) {
+          this.progress.relay = 'waiting for the agent at the relay';
+          channel = await (await import('./pipe-channel.js')).PipeFrameChannel.open(pipe, 'initiator');
+        } else {
+          const { secure, SecureFrameChannel, withSecret } = await loadSecure();
+          this.progress.relay = 'in its Noise handshake over the relay';
+          const secured = await secure(pipe, {
+            role: 'initiator',
+            identity: await this.ownIdentity(),
+            remotePeer: await this.expectedPeer(),
+            prologue: withSecret(new Uint8Array(0), this.handshakeSecret()),
+          });
+          if (this.closed) {
+            pipe.close();
+            return;
+          }
+          channel = new SecureFrameChannel(secured);
         }
-        const mux = new Mux(new SecureFrameChannel(secured), { role: 'initiator' });
-        if (opened.kind === 'udp') (await this.udp()).useStream(mux.openStream(StreamProtocol.UDP));
+        const mux = new Mux(channel, { role: 'initiator' });
+        if (!globalThis.__BEAM_PAGE__ && opened.kind === 'udp') (await this.udp()).useStream(mux.openStream(StreamProtocol.UDP));
         this.addPath('relay', mux, () => {});
       } catch (err) {
         const beamErr = this.explain(err instanceof BeamError ? err : new BeamError('BEAM_ERR_AGENT_UNREACHABLE', (err as Error).message));

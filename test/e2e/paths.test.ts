@@ -91,17 +91,36 @@ describe('the relay', () => {
     expect(session['via']).toBe('relay');
   });
 
-  it('forwards only ciphertext: a marker in request and response never crosses the server in the clear', async () => {
+  it('forwards only ciphertext between peers: a marker in request and response never crosses the server in the clear', async () => {
     const marker = 'MARKER-beam-plaintext-5f3a9c';
+    const visitor = await directVisitor(server.url, agent.name);
+    try {
+      expect(visitor.session.path).toBe('relay');
+      const before = proxy.seen().length;
+      const r = await get(visitor.session, `/${marker}`);
+      expect(r.status).toBe(200);
+      expect(r.body.toString()).toBe(`hello from /${marker}`);
+      const seen = proxy.seen();
+      // The relay did carry this exchange (the proxy saw traffic), just not in plaintext.
+      expect(seen.length).toBeGreaterThan(before + 100);
+      expect(seen.includes(Buffer.from(marker))).toBe(false);
+      expect(seen.includes(Buffer.from('hello from'))).toBe(false);
+    } finally {
+      visitor.close();
+    }
+  });
+
+  it("the server's own gateway, over a private link (here loopback), runs its relay link without Noise: the stream protocol's own bytes, byte-exact", async () => {
+    const marker = 'MARKER-beam-gateway-plain-2c7e';
     const before = proxy.seen().length;
     const res = await request(server.port, agent.host, `/${marker}`);
     expect(res.status).toBe(200);
+    expect(res.headers['beam-path']).toBe('gateway; via=relay');
     expect(res.body.toString()).toBe(`hello from /${marker}`);
-    const seen = proxy.seen();
-    // The relay did carry this exchange (the proxy saw traffic), just not in plaintext.
-    expect(seen.length).toBeGreaterThan(before + 100);
-    expect(seen.includes(Buffer.from(marker))).toBe(false);
-    expect(seen.includes(Buffer.from('hello from'))).toBe(false);
+    // The gateway terminates the visitor's HTTP anyway; Noise inside the agent's loopback (or TLS) link hid nothing from anyone.
+    const seen = proxy.seen().subarray(before);
+    expect(seen.includes(Buffer.from(marker))).toBe(true);
+    expect(seen.includes(Buffer.from(`hello from /${marker}`))).toBe(true);
   });
 
   it('is used by a peer-to-peer visitor too, which verifies the agent against the link', async () => {
@@ -276,8 +295,9 @@ describe("the gateway's link: beam serve --gateway-relay", () => {
     await relayServer?.proc.kill();
   });
 
-  it('always: the gateway reaches an --relay auto share over its own connection to the server only, byte-exact, Noise inside, and no WebRTC on the agent', async () => {
-    const agent = await agentIn(configDir, [], { ...relayServer, url: `http://127.0.0.1:${proxy.port}` });
+  it('always: the gateway reaches an --relay auto share over its own connection to the server only, byte-exact, and no WebRTC on the agent; Noise inside where the link is not private', async () => {
+    // 0.0.0.0: Linux connects it to this host, but it is no loopback address (isPrivateLink), so plain http to it counts as a network link.
+    const agent = await agentIn(configDir, [], { ...relayServer, url: `http://0.0.0.0:${proxy.port}` });
     try {
       const size = 8 * 1024 * 1024;
       for (let i = 0; i < 3; i++) {
@@ -298,6 +318,37 @@ describe("the gateway's link: beam serve --gateway-relay", () => {
       expect(events.filter((e) => e['via'] !== 'relay')).toEqual([]);
       expect(new Set(events.map((e) => e['id'])).size).toBe(1);
       expect(udpPortsOf(agent.proc.pid)).toEqual([]);
+    } finally {
+      await agent.proc.kill();
+    }
+  });
+
+  it('always, over a private link: the same downloads byte-exact on the link without Noise, and a beam connect visitor to the same agent still gets Noise', async () => {
+    const agent = await agentIn(configDir, [], { ...relayServer, url: `http://127.0.0.1:${proxy.port}` });
+    try {
+      const size = 8 * 1024 * 1024;
+      for (let i = 0; i < 3; i++) {
+        const res = await request(relayServer.port, agent.host, `/download?size=${size}&seed=${i + 5}`);
+        expect(res.status).toBe(200);
+        expect(res.headers['beam-path']).toBe('gateway; via=relay');
+        expect(sha256(res.body)).toBe(await patternHash(size, i + 5));
+      }
+      const marker = 'MARKER-beam-gateway-link-71b4';
+      let before = proxy.seen().length;
+      expect((await request(relayServer.port, agent.host, `/${marker}`)).body.toString()).toBe(`hello from /${marker}`);
+      expect(proxy.seen().subarray(before).includes(Buffer.from(marker))).toBe(true);
+      // A peer's session with the same agent, on the same link to the same server: Noise, whatever the server says.
+      const visitor = await directVisitor(relayServer.url, agent.name, { relay: 'always' });
+      try {
+        expect(visitor.session.path).toBe('relay');
+        before = proxy.seen().length;
+        const r = await get(visitor.session, `/${marker}-peer`);
+        expect(r.body.toString()).toBe(`hello from /${marker}-peer`);
+        expect(proxy.seen().length).toBeGreaterThan(before + 100);
+        expect(proxy.seen().subarray(before).includes(Buffer.from(marker))).toBe(false);
+      } finally {
+        visitor.close();
+      }
     } finally {
       await agent.proc.kill();
     }
