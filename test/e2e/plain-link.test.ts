@@ -1,0 +1,117 @@
+/**
+ * The agent's side of the gateway's relay link without Noise
+ * (SessionOpened.plainLink): a real `beam http` against a signaling server
+ * that says what it likes. The agent offers the plain link only where its own
+ * connection is private, and takes it only for the server's own gateway over
+ * a private relay URL: a server that asks for it anywhere else gets the relay
+ * path refused (audit `auth.refused`), and the agent never joins the relay.
+ */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Server } from 'socket.io';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { RELAY_PATH, SIGNALING_PATH } from '../../shared/constants.js';
+import type { Handshake, IncomingSession } from '../../shared/signaling.js';
+import { type Origin, startOrigin } from '../helpers/origin.js';
+import { BeamProcess } from '../helpers/procs.js';
+
+interface FakeServer {
+  port: number;
+  /** The handshakes agents connected with. */
+  handshakes: Handshake[];
+  /** Relay WebSockets the agent opened (each answered 404, so no path comes up). */
+  relayJoins: string[];
+  /** Sends this session to the next agent that registers. */
+  next(incoming: Omit<IncomingSession, 'share'>): void;
+  close(): Promise<void>;
+}
+
+async function fakeServer(): Promise<FakeServer> {
+  const server = http.createServer((_req, res) => res.writeHead(404).end());
+  const relayJoins: string[] = [];
+  server.on('upgrade', (req, socket) => {
+    if (!req.url?.startsWith(RELAY_PATH)) return;
+    relayJoins.push(req.url);
+    socket.end('HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n');
+  });
+  const io = new Server(server, { path: SIGNALING_PATH, transports: ['websocket'], destroyUpgrade: false });
+  const handshakes: Handshake[] = [];
+  let pending: Omit<IncomingSession, 'share'> | undefined;
+  io.on('connection', (socket) => {
+    handshakes.push(socket.handshake.auth as Handshake);
+    socket.on('share:register', (_req: unknown, ack: (res: unknown) => void) => {
+      ack({ ok: true, value: { name: 'plain-link-test', url: `http://127.0.0.1/`, resumeToken: 'r'.repeat(32), resumed: false } });
+      if (pending) socket.emit('session:incoming', { ...pending, share: 'plain-link-test' });
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (server.address() as AddressInfo).port,
+    handshakes,
+    relayJoins,
+    next(incoming) {
+      pending = incoming;
+    },
+    close: () => new Promise((resolve) => io.close(() => resolve())),
+  };
+}
+
+const session = (visitor: 'gateway' | 'cli'): Omit<IncomingSession, 'share'> => ({
+  sessionId: `s${Math.random().toString(36).slice(2, 14).padEnd(12, 'x')}`,
+  visitor: { kind: visitor },
+  iceServers: [],
+  relayToken: 't'.repeat(32),
+  relayFirst: true,
+  plainLink: true,
+});
+
+let origin: Origin;
+let fake: FakeServer;
+let agent: BeamProcess | undefined;
+
+beforeAll(async () => {
+  origin = await startOrigin();
+});
+afterAll(async () => {
+  await origin?.close();
+});
+afterEach(async () => {
+  await agent?.kill();
+  agent = undefined;
+  await fake?.close();
+});
+
+/** A `beam http` registered with the fake server through `url` (which reaches it); resolves once its session came in. */
+async function agentVia(url: (port: number) => string, visitor: 'gateway' | 'cli'): Promise<BeamProcess> {
+  fake = await fakeServer();
+  fake.next(session(visitor));
+  agent = new BeamProcess(['http', `127.0.0.1:${origin.port}`, '--server', url(fake.port), '--json', '--log-level', 'debug', '--no-inspect']);
+  await agent.waitFor('ready');
+  return agent;
+}
+
+describe("the gateway's relay link without Noise: the agent's side", () => {
+  it('offers it over a loopback connection, and takes it for the gateway: it joins the relay', async () => {
+    const proc = await agentVia((port) => `http://127.0.0.1:${port}`, 'gateway');
+    expect(fake.handshakes[0]?.plainGatewayLink).toBe(true);
+    // The fake relay answers 404: the path fails there, after the agent came to join it.
+    await proc.waitForLog({ msg: 'relay path failed' });
+    expect(fake.relayJoins).toHaveLength(1);
+    expect(proc.logs.filter((e) => String(e['msg']).startsWith('relay path refused'))).toEqual([]);
+  });
+
+  it('refuses it for any other visitor, whatever the server says: no relay join, an auth.refused line', async () => {
+    const proc = await agentVia((port) => `http://127.0.0.1:${port}`, 'cli');
+    const refused = await proc.waitForLog({ audit: 'auth.refused' });
+    expect(refused).toMatchObject({ code: 'BEAM_ERR_HANDSHAKE_FAILED', path: 'relay', visitor: 'cli' });
+    expect(fake.relayJoins).toEqual([]);
+  });
+
+  it('neither offers nor takes it over plain http to another host (here 0.0.0.0, which Linux connects locally but is no loopback address)', async () => {
+    const proc = await agentVia((port) => `http://0.0.0.0:${port}`, 'gateway');
+    expect(fake.handshakes[0]?.plainGatewayLink).toBeUndefined();
+    const refused = await proc.waitForLog({ audit: 'auth.refused' });
+    expect(refused).toMatchObject({ code: 'BEAM_ERR_HANDSHAKE_FAILED', path: 'relay', visitor: 'gateway' });
+    expect(fake.relayJoins).toEqual([]);
+  });
+});
