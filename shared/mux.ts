@@ -51,6 +51,14 @@ export interface FrameChannel {
   /** `code`: why it closed, when the other end or the server said (the relay's cap, for one). */
   onClose(cb: (code?: ErrorCode) => void): void;
   close(): void;
+  /**
+   * The largest message this channel takes (default MAX_MESSAGE_BYTES, what
+   * every SCTP stack takes). A channel that cuts whole frames out of what it
+   * carries (the relay's, with Noise or without) takes up to a Noise write:
+   * the multiplexer then packs a flush's frames into one message there, not
+   * four the channel would join again.
+   */
+  readonly maxMessageBytes?: number;
 }
 
 export interface MuxOptions {
@@ -389,14 +397,15 @@ export class Mux extends EventEmitter<MuxEvents> {
     }
   }
 
-  /** Takes whole frames (control first) for one message of at most MAX_MESSAGE_BYTES. */
+  /** Takes whole frames (control first) for one message of at most the channel's maxMessageBytes. */
   private pack(): Uint8Array {
     const taken: Frame[] = [];
+    const max = this.channel.maxMessageBytes ?? MAX_MESSAGE_BYTES;
     let size = 0;
     while (this.control.length > 0) {
       const f = this.control[0] as Frame;
       const n = encodedLength(f);
-      if (size + n > MAX_MESSAGE_BYTES) break;
+      if (size + n > max) break;
       taken.push(f);
       size += n;
       this.control.shift();
@@ -404,7 +413,7 @@ export class Mux extends EventEmitter<MuxEvents> {
     while (this.queue.length > 0) {
       const f = this.queue[0] as Frame;
       const n = encodedLength(f);
-      if (size + n > MAX_MESSAGE_BYTES) break;
+      if (size + n > max) break;
       taken.push(f);
       size += n;
       this.queuedBytes -= n;

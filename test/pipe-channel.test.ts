@@ -8,7 +8,7 @@
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { describe, expect, it } from 'vitest';
-import { SECURE_WRITE_BYTES } from '../shared/constants.js';
+import { MAX_MESSAGE_BYTES, SECURE_WRITE_BYTES } from '../shared/constants.js';
 import { StreamProtocol } from '../shared/frames.js';
 import { Mux } from '../shared/mux.js';
 import { isPrivateLink } from '../shared/signaling.js';
@@ -73,6 +73,15 @@ describe('PipeFrameChannel', () => {
     const [gatewayPipe, agentPipe] = pipePair();
     const agentEnd = await PipeFrameChannel.open(agentPipe, 'responder');
     const gatewayEnd = await PipeFrameChannel.open(gatewayPipe, 'initiator');
+    // What the multiplexers hand the channels.
+    const handed: number[] = [];
+    for (const end of [gatewayEnd, agentEnd]) {
+      const send = end.send.bind(end);
+      end.send = (message: Uint8Array): void => {
+        handed.push(message.byteLength);
+        send(message);
+      };
+    }
     const near = new Mux(gatewayEnd, { role: 'initiator', ping: false });
     const far = new Mux(agentEnd, { role: 'responder', ping: false });
     far.on('stream', (stream) => stream.pipe(stream));
@@ -97,6 +106,9 @@ describe('PipeFrameChannel', () => {
     expect(agentPipe.sizes[0]).toBe(1);
     const messages = [...gatewayPipe.sizes, ...agentPipe.sizes.slice(1)];
     expect(Math.max(...messages)).toBeLessThanOrEqual(SECURE_WRITE_BYTES);
+    // The multiplexer packs for this channel past an SCTP message's size (maxMessageBytes): a flush's frames in one message, not joined again.
+    expect(Math.max(...handed)).toBeGreaterThan(MAX_MESSAGE_BYTES);
+    expect(Math.max(...handed)).toBeLessThanOrEqual(SECURE_WRITE_BYTES);
     // ~6.3 MiB both ways in 16 KiB frames: far fewer messages than frames.
     expect(messages.length).toBeLessThan((2 * 3.1 * 1024 * 1024) / (16 * 1024) / 2);
     near.close();

@@ -30,6 +30,7 @@ export class PipeFrameChannel extends FrameChannelBase {
   private out: Uint8Array[] = [];
   private outBytes = 0;
   private flushQueued = false;
+  readonly maxMessageBytes = SECURE_WRITE_BYTES;
   /** The gateway's side, until the agent's HELLO arrives. */
   private waiting: { resolve: (channel: PipeFrameChannel) => void; reject: (err: BeamError) => void } | undefined;
 

@@ -169,6 +169,8 @@ export class SecureFrameChannel extends FrameChannelBase {
   private out: Uint8Array[] = [];
   private outBytes = 0;
   private flushQueued = false;
+  /** Frames are cut out again on arrival: a message may be as long as one Noise write. */
+  readonly maxMessageBytes = SECURE_WRITE_BYTES;
 
   constructor(secured: Secured) {
     super();
