@@ -385,7 +385,7 @@ export class AgentSession {
         });
         if (plain) {
           this.log.debug({ session: this.id }, "the gateway's relay link: the stream protocol inside TLS, no Noise");
-          this.addPath('relay', new Mux(await PipeFrameChannel.open(pipe, 'responder'), { role: 'responder' }), Promise.resolve());
+          this.addPath('relay', new Mux(await PipeFrameChannel.open(pipe), { role: 'responder' }), Promise.resolve());
           return;
         }
         const { SecureFrameChannel, secure, withSecret } = await loadSecure();

@@ -1,7 +1,7 @@
 /**
  * The server's own gateway's relay link without Noise (transport/pipe-channel.ts):
  * the stream protocol straight over a pipe, a turn's frames as one message,
- * the agent's hello before the gateway calls the link up, and when a link
+ * each end's hello before it calls the link up, and when a link
  * counts as private enough to go without Noise (shared/signaling.ts
  * isPrivateLink).
  */
@@ -71,8 +71,7 @@ function pipePair(): [TestPipe, TestPipe] {
 describe('PipeFrameChannel', () => {
   it('carries streams both ways through two multiplexers, byte-exact, a turn of frames in one message', async () => {
     const [gatewayPipe, agentPipe] = pipePair();
-    const agentEnd = await PipeFrameChannel.open(agentPipe, 'responder');
-    const gatewayEnd = await PipeFrameChannel.open(gatewayPipe, 'initiator');
+    const [gatewayEnd, agentEnd] = await Promise.all([PipeFrameChannel.open(gatewayPipe), PipeFrameChannel.open(agentPipe)]);
     // What the multiplexers hand the channels.
     const handed: number[] = [];
     for (const end of [gatewayEnd, agentEnd]) {
@@ -102,9 +101,9 @@ describe('PipeFrameChannel', () => {
       }),
     );
     for (const [i, body] of bodies.entries()) expect(sha256(echoed[i] as Buffer)).toBe(sha256(body));
-    // The agent's hello, then messages that each hold a turn's frames, none past a Noise write's size.
-    expect(agentPipe.sizes[0]).toBe(1);
-    const messages = [...gatewayPipe.sizes, ...agentPipe.sizes.slice(1)];
+    // Each end's hello, then messages that each hold a turn's frames, none past a Noise write's size.
+    expect([gatewayPipe.sizes[0], agentPipe.sizes[0]]).toEqual([1, 1]);
+    const messages = [...gatewayPipe.sizes.slice(1), ...agentPipe.sizes.slice(1)];
     expect(Math.max(...messages)).toBeLessThanOrEqual(SECURE_WRITE_BYTES);
     // The multiplexer packs for this channel past an SCTP message's size (maxMessageBytes): a flush's frames in one message, not joined again.
     expect(Math.max(...handed)).toBeGreaterThan(MAX_MESSAGE_BYTES);
@@ -115,39 +114,40 @@ describe('PipeFrameChannel', () => {
     far.close();
   });
 
-  it("the gateway's end is up only once the agent's hello came, not when the relay took its WebSocket", async () => {
+  it("each end is up only once the other's hello came, not when the relay took its WebSocket; whoever joins later waits no round trip", async () => {
     const [gatewayPipe, agentPipe] = pipePair();
     let up = false;
-    const opening = PipeFrameChannel.open(gatewayPipe, 'initiator').then((c) => {
+    const opening = PipeFrameChannel.open(gatewayPipe).then((c) => {
       up = true;
       return c;
     });
     await new Promise((resolve) => setTimeout(resolve, 20));
     expect(up).toBe(false);
-    await PipeFrameChannel.open(agentPipe, 'responder');
+    // The gateway's hello waited for the agent; the agent's end is up on it at once.
+    await PipeFrameChannel.open(agentPipe);
     await opening;
     expect(up).toBe(true);
   });
 
   it("fails the link with the relay's code when it closes before the agent is on it (the agent went to another node's relay)", async () => {
     const [gatewayPipe] = pipePair();
-    const opening = PipeFrameChannel.open(gatewayPipe, 'initiator');
+    const opening = PipeFrameChannel.open(gatewayPipe);
     gatewayPipe.closeWith('BEAM_ERR_RELAY_TIMEOUT');
     await expect(opening).rejects.toMatchObject({ code: 'BEAM_ERR_RELAY_TIMEOUT' });
   });
 
   it('fails the link with BEAM_ERR_HANDSHAKE_FAILED when its first message is no hello (a Noise handshake, say), and closes it', async () => {
     const [gatewayPipe, agentPipe] = pipePair();
-    const opening = PipeFrameChannel.open(gatewayPipe, 'initiator');
+    const opening = PipeFrameChannel.open(gatewayPipe);
     agentPipe.send(new Uint8Array(32).fill(7));
     await expect(opening).rejects.toMatchObject({ code: 'BEAM_ERR_HANDSHAKE_FAILED' });
-    expect(gatewayPipe.sizes).toEqual([]);
+    // Its own hello, and nothing after it.
+    expect(gatewayPipe.sizes).toEqual([1]);
   });
 
   it('closes on a message that ends inside a frame: the multiplexer ends with its own code, nothing is delivered as a stream', async () => {
     const [gatewayPipe, agentPipe] = pipePair();
-    const agentEnd = await PipeFrameChannel.open(agentPipe, 'responder');
-    await PipeFrameChannel.open(gatewayPipe, 'initiator');
+    const [, agentEnd] = await Promise.all([PipeFrameChannel.open(gatewayPipe), PipeFrameChannel.open(agentPipe)]);
     const far = new Mux(agentEnd, { role: 'responder', ping: false });
     let streams = 0;
     far.on('stream', () => streams++);

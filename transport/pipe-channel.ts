@@ -21,7 +21,7 @@ import { BeamError } from '../shared/errors.js';
 import { FrameChannelBase } from '../shared/frame-channel.js';
 import type { Pipe } from './secure.js';
 
-/** The agent's first message on the link: it is there (the relay holds the gateway's messages until both sides are). Not a frame. */
+/** Each end's first message on the link: it is there (the relay holds what one side sends until both are). Not a frame. */
 const HELLO = Uint8Array.of(0x42);
 
 export class PipeFrameChannel extends FrameChannelBase {
@@ -31,23 +31,22 @@ export class PipeFrameChannel extends FrameChannelBase {
   private outBytes = 0;
   private flushQueued = false;
   readonly maxMessageBytes = SECURE_WRITE_BYTES;
-  /** The gateway's side, until the agent's HELLO arrives. */
+  /** Until the other end's HELLO arrives. */
   private waiting: { resolve: (channel: PipeFrameChannel) => void; reject: (err: BeamError) => void } | undefined;
 
   /**
-   * The gateway's end (initiator): resolves once the agent is on the link
-   * (its HELLO came), as a Noise handshake would only once the agent
-   * answered; rejects when the link closes first (the relay's pairing timed
-   * out: the agent went to another node's relay, or none). The agent's end
-   * (responder) is up at once and says HELLO.
+   * Says HELLO, and resolves once the other end's HELLO came: both are on
+   * the link, as a Noise handshake would tell them only once both had
+   * spoken (neither end calls its path up, nor announces its session, while
+   * the relay still waits for the other side). Neither waits an extra round
+   * trip: each says HELLO as it joins. Rejects when the link closes first
+   * (the relay's pairing timed out: the other side went to another node's
+   * relay, or none), or when the first message is no HELLO.
    */
-  static open(pipe: Pipe, role: 'initiator' | 'responder'): Promise<PipeFrameChannel> {
+  static open(pipe: Pipe): Promise<PipeFrameChannel> {
     return new Promise((resolve, reject) => {
-      const channel = new PipeFrameChannel(pipe, role === 'initiator' ? { resolve, reject } : undefined);
-      if (role === 'responder') {
-        pipe.send(HELLO);
-        resolve(channel);
-      }
+      new PipeFrameChannel(pipe, { resolve, reject });
+      pipe.send(HELLO);
     });
   }
 
@@ -58,7 +57,7 @@ export class PipeFrameChannel extends FrameChannelBase {
     this.waiting = waiting;
     pipe.onMessage((bytes) => this.receive(bytes));
     pipe.onClose(() => {
-      this.waiting?.reject(new BeamError(pipe.closeCode?.() ?? 'BEAM_ERR_AGENT_UNREACHABLE', 'the relay link closed before the agent was on it'));
+      this.waiting?.reject(new BeamError(pipe.closeCode?.() ?? 'BEAM_ERR_AGENT_UNREACHABLE', 'the relay link closed before the other side was on it'));
       this.waiting = undefined;
       this.markClosed(pipe.closeCode?.());
     });
@@ -71,7 +70,7 @@ export class PipeFrameChannel extends FrameChannelBase {
       this.waiting = undefined;
       if (bytes.byteLength === 1 && bytes[0] === HELLO[0]) resolve(this);
       else {
-        reject(new BeamError('BEAM_ERR_HANDSHAKE_FAILED', "the relay link did not start with the agent's hello"));
+        reject(new BeamError('BEAM_ERR_HANDSHAKE_FAILED', 'the relay link did not start with a hello'));
         this.close();
       }
       return;

@@ -597,7 +597,7 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
         // The server's own gateway, to an agent that agreed (SessionOpened.plainLink): the stream protocol inside TLS alone.
         if (!globalThis.__BEAM_PAGE__ && opened.plainLink && this.options.plainRelay) {
           this.progress.relay = 'waiting for the agent at the relay';
-          channel = await (await import('./pipe-channel.js')).PipeFrameChannel.open(pipe, 'initiator');
+          channel = await (await import('./pipe-channel.js')).PipeFrameChannel.open(pipe);
         } else {
           const { secure, SecureFrameChannel, withSecret } = await loadSecure();
           this.progress.relay = 'in its Noise handshake over the relay';
