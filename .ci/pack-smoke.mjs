@@ -38,16 +38,13 @@ npm(['install', tarball], app);
 const bin = path.join(app, 'node_modules', pkg.name, 'bin', 'beam.js');
 if (!existsSync(bin)) throw new Error(`the package has no ${path.relative(app, bin)}`);
 
-/** A Node binary of a line, from the npm registry's `node` package. */
+/** A Node binary of a line, from the npm registry's `node` package (.ci/node.sh, which caches it). */
 function nodeOf(line) {
   if (line === 'machine') return process.execPath;
-  const dir = path.join(work, `node${line}`);
-  mkdirSync(dir, { recursive: true });
-  writeFileSync(path.join(dir, 'package.json'), JSON.stringify({ name: `node${line}`, private: true }));
-  npm(['install', `node@${line}`], dir);
-  const binary = path.join(dir, 'node_modules', 'node', 'bin', 'node');
-  if (!existsSync(binary)) throw new Error(`node@${line} brought no binary`);
-  return binary;
+  const bin = execFileSync('bash', [path.join(root, '.ci', 'node.sh'), line], { stdio: ['ignore', 'pipe', 'inherit'] })
+    .toString()
+    .trim();
+  return path.join(bin, 'node');
 }
 
 /** Starts `beam` with a Node binary; resolves with its first JSON event that `match`es. */
