@@ -157,6 +157,16 @@ export class Gateway {
     });
   }
 
+  /**
+   * A browser is loading `share`'s page: its first requests reach this
+   * gateway within moments (the page's first stage, or its bridge). Its
+   * session with the agent starts now, while the page loads, unless one is up
+   * or on its way. (A share's link is often warm already: --warm-links.)
+   */
+  warm(share: string): void {
+    this.pool.open(share);
+  }
+
   /** The share a Host header names, if any. */
   route(hostHeader: string | undefined): string | undefined {
     if (this.options.fixedShare) return this.options.fixedShare;

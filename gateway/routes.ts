@@ -114,6 +114,7 @@ export function serverRoutes(r: ServerRoutes): {
       }
       if (share && BrowserClient.isNavigation(req)) {
         const browser = r.browser;
+        r.gateway.warm(share);
         // The frame loads the app at once through the gateway (a first stage), unless the link carries a private
         // share's secret: that goes to the agent in a header, never in the app's address.
         // A browser that sends no fetch metadata is on a non-secure origin: its page takes the gateway's path whole.

@@ -46,6 +46,33 @@ describe('warm links', () => {
     expect(await serveRefusal(args)).toEqual({ code: 'BEAM_ERR_BAD_OPTION', message: expect.stringMatching(message), exit: 1 });
   });
 
+  it("a browser's navigation to a cold share opens the gateway's link while its page loads, before the page asks for anything", async () => {
+    const cold = await startServer(['--warm-links', '0']);
+    try {
+      const agent = await startAgent(origin.port, cold);
+      try {
+        const mark = agent.proc.events.length;
+        const page = await request(cold.port, agent.host, '/', {
+          headers: { 'sec-fetch-mode': 'navigate', 'sec-fetch-dest': 'document', 'sec-fetch-site': 'none', accept: 'text/html' },
+        });
+        expect(page.status).toBe(200);
+        expect(page.body.toString()).toContain('id="beam-config"');
+        // Nothing but the page was asked for: the link opened for it.
+        const warm = await agent.proc.waitFor((e) => e.event === 'session' && e['visitor'] === 'gateway', mark);
+        expect(warm['path']).toBe('gateway');
+        const next = agent.proc.events.length;
+        const res = await request(cold.port, agent.host, '/app');
+        expect(res.status).toBe(200);
+        expect(res.body.toString()).toBe('hello from /app');
+        expect(agent.proc.events.slice(next).filter((e) => e.event === 'session')).toEqual([]);
+      } finally {
+        await agent.proc.kill();
+      }
+    } finally {
+      await cold.proc.kill();
+    }
+  });
+
   it('--warm-links 0 starts, and its shares are served at their first visitor', async () => {
     const cold = await startServer(['--warm-links', '0']);
     try {
