@@ -260,7 +260,15 @@ async function report(shared: Share, out: Output, target: string, originStartsLa
   const paths = new Map<string, string>();
   const visitorEvent = (event: 'session' | 'path', s: SessionInfo): void => {
     paths.set(s.id, s.path);
-    out.emit({ event, id: s.id, visitor: s.visitor, path: s.path, via: s.via, ...(s.rtt !== undefined ? { rtt: round(s.rtt) } : {}) });
+    out.emit({
+      event,
+      id: s.id,
+      visitor: s.visitor,
+      path: s.path,
+      via: s.via,
+      ...(s.rtt !== undefined ? { rtt: round(s.rtt) } : {}),
+      ...(s.standby?.length ? { standby: s.standby } : {}),
+    });
   };
   shared.on('session', (s) => visitorEvent('session', s));
   shared.on('path', (s) => visitorEvent('path', s));

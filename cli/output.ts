@@ -27,7 +27,7 @@ export type CliEvent =
       /** The network the share goes through, when not a Beam server (`--via libp2p`): its link is for beam connect only. */
       via?: 'libp2p';
     }
-  | { event: 'session' | 'path'; id: string; visitor: string; path: string; via: string; rtt?: number; after?: number }
+  | { event: 'session' | 'path'; id: string; visitor: string; path: string; via: string; rtt?: number; standby?: string[]; after?: number }
   | { event: 'session-closed'; id: string; path: string }
   | { event: 'origin-unreachable'; origin: string; code: string }
   | { event: 'origin-ready'; origin: string }
@@ -80,8 +80,9 @@ export function createOutput(json: boolean, out: NodeJS.WritableStream = process
   };
 }
 
-function via(e: { path: string; via: string; rtt?: number }): string {
-  const how = e.path === e.via ? e.path : `${e.path} (${e.via} to the agent)`;
+function via(e: { path: string; via: string; rtt?: number; standby?: string[] }): string {
+  const standing = e.standby?.length ? `${e.standby.join(', ')} standing by` : '';
+  const how = e.path === e.via ? (standing ? `${e.path} (${standing})` : e.path) : `${e.path} (${e.via} to the agent${standing ? `, ${standing}` : ''})`;
   return e.rtt !== undefined ? `${how}, ${e.rtt} ms` : how;
 }
 

@@ -25,6 +25,7 @@ interface Visitor {
   visitor: string;
   path: string;
   via: string;
+  standby?: string[] | undefined;
   rtt: number | undefined;
 }
 
@@ -59,7 +60,7 @@ export function createTerminalOutput(stream: NodeJS.WriteStream = process.stdout
     if (visitors.size === 0) return;
     const lines = [bold(`Visitors (${visitors.size})`)];
     for (const v of [...visitors.values()].slice(0, MAX_LISTED)) {
-      const how = v.path === v.via ? v.path : `${v.path} ${dim(`via ${v.via}`)}`;
+      const how = `${v.path === v.via ? v.path : `${v.path} ${dim(`via ${v.via}`)}`}${v.standby?.length ? dim(` (${v.standby.join(', ')} standing by)`) : ''}`;
       lines.push(`  ${green('●')} ${v.id.slice(0, 8)}  ${v.visitor.padEnd(7)}  ${how}${v.rtt !== undefined ? dim(`  ${v.rtt} ms`) : ''}`);
     }
     if (visitors.size > MAX_LISTED) lines.push(dim(`  … and ${visitors.size - MAX_LISTED} more`));
@@ -131,7 +132,7 @@ export function createTerminalOutput(stream: NodeJS.WriteStream = process.stdout
         case 'session':
         case 'path':
           clearRegion();
-          visitors.set(event.id, { id: event.id, visitor: event.visitor, path: event.path, via: event.via, rtt: event.rtt });
+          visitors.set(event.id, { id: event.id, visitor: event.visitor, path: event.path, via: event.via, rtt: event.rtt, standby: event.standby });
           drawRegion();
           return;
         case 'session-closed':

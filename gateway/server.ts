@@ -51,10 +51,11 @@ export interface BeamServerOptions {
   ice?: IceConfig;
   /**
    * How the gateway's own HTTP entry reaches agents (`beam serve
-   * --gateway-relay`): 'auto' (the default) starts on the relay and moves
-   * new requests to direct WebRTC once it is up; 'always' stays on the
-   * relay, the agent's own WebSocket to this server, with no WebRTC; 'never'
-   * uses WebRTC only. An agent's own --relay always or never wins.
+   * --gateway-relay`): 'auto' (the default) carries requests on the relay,
+   * the agent's own WebSocket to this server, with direct WebRTC standing by
+   * for when that connection drops; 'always' uses the relay alone, with no
+   * WebRTC; 'never' uses WebRTC only. An agent's own --relay always or never
+   * wins.
    */
   gatewayRelay?: RelayMode;
   /**
@@ -293,8 +294,9 @@ export async function startBeamServer(components: { engine: WebRtcEngine; logger
       // A share whose agent runs in this process (the embedded default) is reached in memory.
       localLinks: true,
       // The server's own gateway passes each request's secret on to the agent instead.
-      // Relay first: a visitor's first request rides the relay (on this server) while WebRTC comes up beside it.
-      session: { relay: options.gatewayRelay ?? 'auto', relayYields: true, requestLevelAccess: true, relayFirst: true, plainRelay: true },
+      // The relay carries the link: it runs in this process, so WebRTC would remove no server from the path, only
+      // cost throughput (DTLS and SCTP in user space). Direct comes up beside it and stands by for when the relay goes.
+      session: { relay: options.gatewayRelay ?? 'auto', relayYields: true, requestLevelAccess: true, relayPreferred: true, plainRelay: true },
     },
   );
   // In a cluster a share's visitors reach any node: warming the registering node's link would help one in N.

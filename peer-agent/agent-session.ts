@@ -23,7 +23,7 @@ import { decodeDatagram, encodeDatagram } from '../shared/datagram.js';
 import { BeamError, type ErrorCode, errorCodeOf } from '../shared/errors.js';
 import { withoutTurn } from '../shared/ice.js';
 import { Mux, type MuxStream } from '../shared/mux.js';
-import type { PathKind } from '../shared/paths.js';
+import { type PathKind, pathOrder } from '../shared/paths.js';
 import { type IceServer, isPrivateLink, type RelayMode, type ShareKind, type Signal, type VisitorKind } from '../shared/signaling.js';
 import type { Peer, WebRtcEngine } from '../transport/engine.js';
 import type { Identity } from '../transport/identity.js';
@@ -63,6 +63,8 @@ export interface IncomingSession {
   dialed?: boolean;
   /** The visitor goes to the relay at once: so does the agent, without waiting for its `relay` signal. */
   relayFirst?: boolean;
+  /** The visitor's new streams take the relay, direct standing by: this side ranks its paths alike, to report the one in use. */
+  relayPreferred?: boolean;
   /** The server says its own gateway runs the relay link without Noise (SessionOpened.plainLink): see startRelay. */
   plainLink?: boolean;
 }
@@ -102,7 +104,7 @@ export class AgentSession {
   readonly id: string;
   readonly visitor: VisitorKind;
   readonly serverSeenAddress: string | undefined;
-  readonly paths = new PathSet();
+  readonly paths: PathSet;
   /** A UDP share's flows, made on the first datagram. */
   udp: UdpForwarder | undefined;
   private readonly incoming: IncomingSession;
@@ -116,6 +118,8 @@ export class AgentSession {
   private relayStarted = false;
   /** The best path, as last announced. */
   private current: PathKind | undefined;
+  /** The standby paths last announced (PathSet.standby, joined). */
+  private currentStandby = '';
   private announced = false;
   private rttAnnounced = false;
   /** When its recent offers came (MAX_OFFERS_PER_SESSION_PER_MINUTE). */
@@ -132,6 +136,7 @@ export class AgentSession {
     this.visitor = incoming.visitor;
     this.serverSeenAddress = incoming.serverSeenAddress;
     this.log = context.logger;
+    this.paths = new PathSet(pathOrder(incoming.relayPreferred));
     this.policy = new PathPolicyRunner({ role: 'agent' }, (action) => this.perform(action));
     this.paths.on('down', (down) => this.pathDown(down));
     // Signaling opens a session; a backend's comes with its one path, and ends with it (transport/path-policy.ts).
@@ -143,11 +148,11 @@ export class AgentSession {
     return this.policy.state.closed;
   }
 
-  /** The best path and its RTT, as the agent announces them. */
-  get best(): { via: PathKind; rtt: number | undefined } | undefined {
+  /** The best path and its RTT, and the paths standing by, as the agent announces them. */
+  get best(): { via: PathKind; rtt: number | undefined; standby: PathKind[] } | undefined {
     const best = this.paths.best;
     // In memory there is no round trip worth a number.
-    return best ? { via: best, rtt: best === 'local' ? undefined : this.paths.get(best)?.rtt } : undefined;
+    return best ? { via: best, rtt: best === 'local' ? undefined : this.paths.get(best)?.rtt, standby: this.paths.standby } : undefined;
   }
 
   /** Applies a signal from the visitor. */
@@ -461,13 +466,15 @@ export class AgentSession {
     this.announce();
   }
 
-  /** Announces the session's first path, and the best path when it changes. */
+  /** Announces the session's first path, and the best path or the standby paths when they change. */
   private announce(force = false): void {
     if (this.isClosed) return;
     const best = this.paths.best;
-    if (!best || (best === this.current && !force)) return;
+    const standby = this.paths.standby.join(',');
+    if (!best || (best === this.current && standby === this.currentStandby && !force)) return;
     if (best !== this.current) this.rttAnnounced = false;
     this.current = best;
+    this.currentStandby = standby;
     const first = !this.announced;
     this.announced = true;
     this.c.announce(this, first);

@@ -106,13 +106,15 @@ export interface SessionInfo {
   via: PathKind;
   /** Round-trip time on that path, in ms, once measured. */
   rtt: number | undefined;
+  /** The session's other paths up, best first: new streams take them should `via` close (the server's gateway keeps direct standing by beside the relay). */
+  standby?: PathKind[];
 }
 
 export interface AgentEvents {
   /** The share is registered (again, after a reconnect: `resumed` is true). */
   ready: [Registered];
   session: [SessionInfo];
-  /** A session's path changed (a better one came up, or the one in use died), or its RTT was first measured. */
+  /** A session's path changed (a better one came up, or the one in use died), a standby path came or went, or its RTT was first measured. */
   path: [SessionInfo];
   'session-closed': [{ id: string }];
   'origin-unreachable': [{ origin: string; code: string }];
@@ -440,6 +442,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       relayUrl: visitor.relayUrl,
       serverSeenAddress: visitor.serverSeenAddress,
       ...(visitor.relayFirst === true ? { relayFirst: true } : {}),
+      ...(visitor.relayPreferred === true ? { relayPreferred: true } : {}),
       ...(visitor.plainLink === true ? { plainLink: true } : {}),
     };
     // The server's own gateway is not a visitor: the clients behind it are, one by one.

@@ -78,6 +78,8 @@ export interface SignaledVisitor {
   serverSeenAddress: string | undefined;
   /** The visitor goes to the relay at once. */
   relayFirst?: boolean;
+  /** The visitor's new streams take the relay, direct standing by: the agent ranks its paths alike. */
+  relayPreferred?: boolean;
   /** The server's own gateway runs the relay link without Noise (SessionOpened.plainLink). */
   plainLink?: boolean;
   /** Sends a signal (an answer, a candidate) to the visitor. */
@@ -118,6 +120,8 @@ export interface BackendDialOptions {
   handlers?: VisitorHandlers;
   /** A signaled session goes to the relay at once: the agent does too, with the session. */
   relayFirst?: boolean;
+  /** A signaled session's new streams take the relay, direct standing by (tells the agent). */
+  relayPreferred?: boolean;
   /** A pooled share: a member this visitor has no session with yet. */
   spread?: boolean;
 }

@@ -132,6 +132,12 @@ export const OpenSessionRequestSchema = v.object({
    * the visitor's `relay` signal, one trip through the server sooner.
    */
   relayFirst: v.optional(v.boolean()),
+  /**
+   * New streams take the relay, and direct stands by (the server's own
+   * gateway: transport/path-policy.ts relayPreferred): the agent ranks its
+   * paths alike, so what it reports is the path the visitor's streams take.
+   */
+  relayPreferred: v.optional(v.boolean()),
 });
 export type OpenSessionRequest = v.InferOutput<typeof OpenSessionRequestSchema>;
 
@@ -165,6 +171,8 @@ export const IncomingSessionSchema = v.object({
   relayUrl: v.optional(text(512)),
   /** The visitor meets the agent at the relay at once (OpenSessionRequest.relayFirst). */
   relayFirst: v.optional(v.boolean()),
+  /** The visitor's new streams take the relay, direct standing by (OpenSessionRequest.relayPreferred). */
+  relayPreferred: v.optional(v.boolean()),
   /** The server's own gateway runs this session's relay link without Noise (SessionOpened.plainLink). */
   plainLink: v.optional(v.boolean()),
 });

@@ -415,6 +415,7 @@ export class SignalingCore {
       relayToken: relayTokens.agent,
       ...(this.options.nodeUrl ? { relayUrl: this.options.nodeUrl } : {}),
       ...(req.relayFirst === true ? { relayFirst: true } : {}),
+      ...(req.relayPreferred === true ? { relayPreferred: true } : {}),
       ...(plainLink ? { plainLink: true } : {}),
     };
     // An agent on another node hears of the session from that node, in one message with its record:

@@ -155,6 +155,50 @@ describe('path policy: relay first', () => {
   });
 });
 
+describe("path policy: relay preferred (the server's own gateway)", () => {
+  const preferred = (): PathPolicyState => initialPathState({ role: 'visitor', relayPreferred: true });
+
+  it('starts the relay and direct at once; direct up changes no best path: it stands by, and nothing is retried', () => {
+    const { state, actions } = run(preferred(), open('auto', true));
+    expect(starts(actions)).toEqual([
+      { type: 'start-relay', reason: 'the relay, direct standing by' },
+      { type: 'start-direct', attempt: 1, stunOnly: true },
+    ]);
+    const both = run(state, up('relay'), up('direct'));
+    expect(bestOf(both.state)).toBe('relay');
+    expect(both.actions.filter((a) => a.type === 'supersede')).toEqual([]);
+    expect(both.state.timers).not.toContain('retry');
+    // Direct up first (the relay still coming): it carries the session until the relay is up.
+    const directFirst = run(state, up('direct'));
+    expect(bestOf(directFirst.state)).toBe('direct');
+    expect(bestOf(run(directFirst.state, up('relay')).state)).toBe('relay');
+  });
+
+  it('the relay gone (the agent lost the server): direct carries the session', () => {
+    const { state } = run(preferred(), open('auto', true), up('relay'), up('direct'));
+    const lost = run(state, down('relay'));
+    expect(bestOf(lost.state)).toBe('direct');
+    expect(lost.state.closed).toBe(false);
+    expect(lost.actions.filter((a) => a.type === 'close' || a.type === 'start-relay')).toEqual([]);
+  });
+
+  it('the standby lost while the relay carries on: direct is set up again, then retried with backoff', () => {
+    const { state } = run(preferred(), open('auto', true), up('relay'), up('direct'));
+    const lost = run(state, down('direct'));
+    expect(bestOf(lost.state)).toBe('relay');
+    expect(lost.actions).toContainEqual({ type: 'arm', timer: 'reopen', ms: DIRECT_RETRY_MS });
+    // No direct pair at all (UDP blocked): the relay carries on, and direct is retried now and then.
+    const failed = run(preferred(), open('auto', false), up('relay'), directFailed(1), directFailed(2), directFailed(3));
+    expect(bestOf(failed.state)).toBe('relay');
+    expect(failed.state.timers).toContain('retry');
+  });
+
+  it('keeps --relay never direct-only and --relay always relay-only', () => {
+    expect(starts(run(preferred(), open('never', true)).actions).map((a) => a.type)).toEqual(['start-direct']);
+    expect(starts(run(preferred(), open('always', true)).actions).map((a) => a.type)).toEqual(['start-relay']);
+  });
+});
+
 describe('path policy: paths coming up', () => {
   it('the first path resolves ready once; direct arms no retry', () => {
     const { state, actions } = run(visitor(), open(), up('direct'));
@@ -448,9 +492,10 @@ describe('path policy: random event sequences', () => {
         fc.constantFrom<RelayMode>('auto', 'never', 'always'),
         fc.boolean(),
         fc.boolean(),
+        fc.boolean(),
         fc.array(choice, { minLength: 1, maxLength: 60 }),
-        (role, mode, turnOffered, relayFirst, choices) => {
-          let s = initialPathState({ role, relayFirst });
+        (role, mode, turnOffered, relayFirst, relayPreferred, choices) => {
+          let s = initialPathState({ role, relayFirst, relayPreferred });
           let settles = 0;
           let relayStarts = 0;
           let lastAttempt = 0;

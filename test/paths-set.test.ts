@@ -9,7 +9,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { StreamProtocol } from '../shared/frames.js';
 import { Mux } from '../shared/mux.js';
-import { PATH_ORDER, type PathKind } from '../shared/paths.js';
+import { PATH_ORDER, type PathKind, RELAY_PREFERRED_ORDER } from '../shared/paths.js';
 import { type PathDown, PathSet } from '../transport/paths.js';
 import { channelPair } from './helpers/memory-channel.js';
 
@@ -47,6 +47,21 @@ describe('PathSet', () => {
     relay.near.close();
     expect(set.best).toBeUndefined();
     expect(changes).toEqual(['relay', 'turn', 'direct', 'turn', 'relay', undefined]);
+  });
+
+  it("relay preferred (the server's own gateway): the relay takes new streams over direct, which stands by and takes over when the relay goes", () => {
+    const set = new PathSet(RELAY_PREFERRED_ORDER);
+    const { changes } = watch(set);
+    const relay = path();
+    const direct = path();
+    set.add('direct', direct.near);
+    set.add('relay', relay.near);
+    expect(set.best).toBe('relay');
+    expect(set.standby).toEqual(['direct']);
+    relay.near.close('BEAM_ERR_PEER_GONE');
+    expect(set.best).toBe('direct');
+    expect(set.standby).toEqual([]);
+    expect(changes).toEqual(['direct', 'relay', 'direct']);
   });
 
   it('a worse path coming up changes nothing; a path going down says which and why', () => {

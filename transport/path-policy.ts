@@ -10,11 +10,12 @@
  * The visitor leads (it opens every path):
  *
  *   open ──► start-direct (first attempt without TURN, when the server offers it),
- *            and with relayFirst the relay at once beside it (new streams move to direct when it is up)
+ *            and with relayFirst the relay at once beside it (new streams move to direct when it is up;
+ *            with relayPreferred they stay on the relay, and direct stands by for when it goes)
  *        ├─► arm direct-timeout ──► no pair yet: direct again with TURN, and the relay ('auto')
  *        └─► arm connect ──► still no path: reject, close
  *   up ──► ready (the first), supersede TURN once direct is up, retry direct
- *          every `retryDelay` while the best path is TURN or the relay
+ *          every `retryDelay` while direct is not up (TURN or the relay carry the session)
  *   direct-failed ──► the relay ('auto', no path), direct again (LINK_SETUP_ATTEMPTS
  *          while none is up), or a slower retry beside a working path
  *   down ──► the relay ('auto') and direct again (reopen), or give up
@@ -40,7 +41,7 @@ import {
   MAX_DIRECT_RETRY_MS,
 } from '../shared/constants.js';
 import { BeamError, type ErrorCode } from '../shared/errors.js';
-import { bestPath, type PathKind } from '../shared/paths.js';
+import { bestPath, type PathKind, pathOrder } from '../shared/paths.js';
 import type { RelayMode } from '../shared/signaling.js';
 
 /** The timers a session's shell keeps for the policy; arming one that runs replaces it. */
@@ -67,6 +68,8 @@ export interface PathPolicyState {
   readonly directTimeoutMs: number;
   /** Visitor: the relay starts with direct, not after it failed (PathPolicyOptions.relayFirst). */
   readonly relayFirst: boolean;
+  /** New streams take the relay over direct (PathPolicyOptions.relayPreferred): direct stands by. */
+  readonly relayPreferred: boolean;
   /** Signaling opened the session. */
   readonly opened: boolean;
   /** The paths up, in the order they came. */
@@ -135,6 +138,14 @@ export interface PathPolicyOptions {
    * standby (its tokens are one-time: it could not come back). Default false.
    */
   relayFirst?: boolean;
+  /**
+   * Paths rank by shared/paths.ts RELAY_PREFERRED_ORDER: the relay carries
+   * new streams and direct, set up beside it all the same, stands by for
+   * when the relay goes (the server's own gateway, whose relay runs in its
+   * process: direct removes no server from the path there). Implies
+   * relayFirst. Default false.
+   */
+  relayPreferred?: boolean;
 }
 
 export function initialPathState(options: PathPolicyOptions): PathPolicyState {
@@ -143,7 +154,8 @@ export function initialPathState(options: PathPolicyOptions): PathPolicyState {
     mode: 'auto',
     turnOffered: false,
     directTimeoutMs: options.directTimeoutMs ?? DIRECT_PATH_TIMEOUT_MS,
-    relayFirst: options.relayFirst ?? false,
+    relayFirst: (options.relayFirst ?? false) || (options.relayPreferred ?? false),
+    relayPreferred: options.relayPreferred ?? false,
     opened: false,
     up: [],
     direct: { pending: false, stunOnly: false, attempts: 0 },
@@ -179,7 +191,7 @@ const FATAL: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['BEAM_ERR_PEER_MISMATC
 
 /** The best path up in `state`. */
 export function bestOf(state: PathPolicyState): PathKind | undefined {
-  return bestPath((kind) => state.up.includes(kind));
+  return bestPath((kind) => state.up.includes(kind), pathOrder(state.relayPreferred));
 }
 
 /** One transition: the next state, and what the shell must do, in order. */
@@ -263,7 +275,8 @@ class Transition {
       this.startRelay();
       return;
     }
-    if (mode === 'auto' && this.s.relayFirst) this.startRelay('relay first; direct in the background');
+    if (mode === 'auto' && this.s.relayFirst)
+      this.startRelay(this.s.relayPreferred ? 'the relay, direct standing by' : 'relay first; direct in the background');
     this.startDirect();
     this.arm('direct-timeout', this.s.directTimeoutMs);
   }
@@ -289,13 +302,11 @@ class Transition {
         }
         if (this.s.mode === 'auto') this.startRelay(`no direct path within ${this.s.directTimeoutMs} ms; adding the relay`);
         return;
-      case 'retry': {
-        const best = bestOf(this.s);
-        if (best === 'direct' || this.s.direct.pending) return;
-        // From TURN only a direct pair may win the retry; from the relay, TURN may too.
-        this.startDirect(best === 'turn', 'trying direct again');
+      case 'retry':
+        if (this.has('direct') || this.s.direct.pending) return;
+        // With TURN up only a direct pair may win the retry; beside the relay alone, TURN may too.
+        this.startDirect(this.has('turn'), 'trying direct again');
         return;
-      }
       case 'reopen':
         if (!this.has('direct') && !this.has('turn')) this.startDirect();
         return;
@@ -346,12 +357,11 @@ class Transition {
     this.maybeGiveUp();
   }
 
-  /** While the session rides TURN or the relay, direct again after retryDelay (NAT mappings and firewalls change). */
+  /** While direct is not up (the session rides TURN or the relay), direct again after retryDelay (NAT mappings and firewalls change). */
   private scheduleRetry(): void {
     const s = this.s;
-    // Nothing beats direct; and in memory (local) there is no network to try.
-    const best = bestOf(s);
-    if (s.detached || s.timers.includes('retry') || s.mode === 'always' || best === 'direct' || best === 'local') return;
+    // In memory (local) there is no network to try.
+    if (s.detached || s.timers.includes('retry') || s.mode === 'always' || this.has('direct') || bestOf(s) === 'local') return;
     this.arm('retry', s.retryDelay);
   }
 
@@ -381,10 +391,14 @@ class Transition {
       this.set({ settled: true });
       this.do({ type: 'ready' });
     }
-    if (kind === 'direct') this.set({ retryDelay: DIRECT_RETRY_MS });
+    if (kind === 'direct') {
+      this.set({ retryDelay: DIRECT_RETRY_MS });
+      // Direct is what a retry looks for.
+      if (this.s.timers.includes('retry')) this.disarm('retry');
+    }
     // TURN once direct is up: its streams finish there, then it closes (it holds a TURN allocation).
     if (this.has('direct') && this.has('turn')) this.do({ type: 'supersede', kind: 'turn' });
-    if (bestOf(this.s) !== 'direct') this.scheduleRetry();
+    if (!this.has('direct')) this.scheduleRetry();
   }
 
   private down(kind: PathKind, replaced: boolean, code?: ErrorCode): void {

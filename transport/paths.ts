@@ -16,7 +16,7 @@
 import { EventEmitter } from 'node:events';
 import type { ErrorCode } from '../shared/errors.js';
 import type { Mux } from '../shared/mux.js';
-import { bestPath, type PathKind } from '../shared/paths.js';
+import { bestPath, PATH_ORDER, type PathKind } from '../shared/paths.js';
 import { initialPathState, type PathAction, type PathEvent, type PathPolicyOptions, type PathPolicyState, type PathTimer, step } from './path-policy.js';
 
 export interface PathDown {
@@ -36,14 +36,25 @@ export interface PathSetEvents {
 
 export class PathSet extends EventEmitter<PathSetEvents> {
   private readonly paths = new Map<PathKind, Mux>();
+
   private readonly superseded = new WeakSet<Mux>();
   private current: PathKind | undefined;
   /** Bytes of paths already closed, so totals never go down. */
   private closedBytes = { sent: 0, received: 0 };
 
+  /** `order`: best first (shared/paths.ts PATH_ORDER, or RELAY_PREFERRED_ORDER). */
+  constructor(readonly order: readonly PathKind[] = PATH_ORDER) {
+    super();
+  }
+
   /** The path new streams take now. */
   get best(): PathKind | undefined {
     return this.current;
+  }
+
+  /** The paths up besides the best, best first: where new streams go should it close. */
+  get standby(): PathKind[] {
+    return this.order.filter((k) => k !== this.current && this.paths.has(k));
   }
 
   get size(): number {
@@ -146,7 +157,7 @@ export class PathSet extends EventEmitter<PathSetEvents> {
   }
 
   private choose(): void {
-    const best = bestPath((k) => this.paths.has(k));
+    const best = bestPath((k) => this.paths.has(k), this.order);
     if (best === this.current) return;
     this.current = best;
     this.emit('change', best);

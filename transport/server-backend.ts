@@ -114,7 +114,12 @@ export class ServerBackend extends EventEmitter<{ connect: [] }> implements Netw
     const socket = this.socket;
     const handlers = options.handlers;
     if (!socket || !handlers) return Promise.reject(new BeamError('BEAM_ERR_INTERNAL', 'a server visitor dials with its connection and its handlers'));
-    const req = { share: target.share, ...(options.spread ? { spread: true } : {}), ...(options.relayFirst ? { relayFirst: true } : {}) };
+    const req = {
+      share: target.share,
+      ...(options.spread ? { spread: true } : {}),
+      ...(options.relayFirst ? { relayFirst: true } : {}),
+      ...(options.relayPreferred ? { relayPreferred: true } : {}),
+    };
     return new Promise<SignaledDial>((resolve, reject) => {
       socket.timeout(AGENT_CONNECT_TIMEOUT_MS).emit('session:open', req, (err: Error | null, res: Ack<SessionOpened>) => {
         if (err) return reject(new BeamError('BEAM_ERR_AGENT_UNREACHABLE', 'signaling did not answer'));

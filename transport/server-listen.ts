@@ -236,6 +236,7 @@ export function listenOnServer(
         relayUrl: msg.relayUrl,
         serverSeenAddress: msg.visitor.address,
         ...(msg.relayFirst === true ? { relayFirst: true } : {}),
+        ...(msg.relayPreferred === true ? { relayPreferred: true } : {}),
         ...(msg.plainLink === true ? { plainLink: true } : {}),
         signal: (signal) => current?.signal(sessionId, signal),
         close: (code) => current?.closeSession(sessionId, code),

@@ -31,7 +31,7 @@ import { BeamError, type ErrorCode, isErrorCode } from '../shared/errors.js';
 import { StreamProtocol } from '../shared/frames.js';
 import { withoutTurn } from '../shared/ice.js';
 import { type FrameChannel, Mux, type MuxStream } from '../shared/mux.js';
-import type { PathKind } from '../shared/paths.js';
+import { type PathKind, pathOrder } from '../shared/paths.js';
 import type { ClientToServerEvents, RelayMode, ServerToClientEvents, SessionOpened, ShareKind, Signal } from '../shared/signaling.js';
 import type { Datagrams } from './datagrams.js';
 import type { DataChannel, Peer, WebRtcEngine } from './engine.js';
@@ -92,6 +92,13 @@ export interface VisitorSessionOptions {
   directTimeoutMs?: number;
   /** Relay mode 'auto': the relay at once beside direct, the first request on whichever is up first (transport/path-policy.ts). Default false. */
   relayFirst?: boolean;
+  /**
+   * Relay mode 'auto': new streams take the relay and direct stands by,
+   * taking them only once the relay is gone (the server's own gateway, whose
+   * relay is in its process; transport/path-policy.ts). Implies relayFirst.
+   * Default false.
+   */
+  relayPreferred?: boolean;
   /**
    * `relay` is a preference the agent's own 'always' or 'never' overrides,
    * instead of a demand that refuses it (the server's own gateway: its
@@ -155,7 +162,7 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
   private readonly log: Logger;
   private readonly c: VisitorSessionComponents;
   private readonly options: VisitorSessionOptions;
-  private readonly paths = new PathSet();
+  private readonly paths: PathSet;
   /** When to set up, retry and give up paths: a pure policy (transport/path-policy.ts); this class carries it out. */
   private readonly policy: PathPolicyRunner;
   private opened: SessionOpened | undefined;
@@ -194,10 +201,12 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
     this.options = options;
     this.share = options.share;
     this.log = components.logger.child({ share: options.share });
+    this.paths = new PathSet(pathOrder(options.relayPreferred));
     this.policy = new PathPolicyRunner(
       {
         role: 'visitor',
         relayFirst: options.relayFirst === true,
+        relayPreferred: options.relayPreferred === true,
         ...(options.directTimeoutMs !== undefined ? { directTimeoutMs: options.directTimeoutMs } : {}),
       },
       (action) => this.perform(action),
@@ -415,12 +424,15 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
     const server = this.c.server;
     if (!server) throw new BeamError('BEAM_ERR_INTERNAL', 'a session with no server to open it');
     // Relay first (or only): the agent may go to the relay with the session, not a signal later.
-    const relayFirst = this.options.relay === 'always' || (this.options.relayFirst === true && this.options.relay !== 'never');
+    const relayFirst =
+      this.options.relay === 'always' || ((this.options.relayFirst === true || this.options.relayPreferred === true) && this.options.relay !== 'never');
+    const relayPreferred = this.options.relayPreferred === true && this.options.relay === 'auto';
     this.dialed = await server.dial(
       { share: this.share },
       {
         ...(this.options.spread ? { spread: true } : {}),
         ...(relayFirst ? { relayFirst: true } : {}),
+        ...(relayPreferred ? { relayPreferred: true } : {}),
         handlers: {
           signal: (signal) => this.signal(signal),
           detach: () => this.detach(),

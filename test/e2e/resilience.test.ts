@@ -161,30 +161,38 @@ describe('agent failures', () => {
     }
   });
 
-  it('an agent that loses the signaling server keeps its sessions: a download in flight completes byte-exact, and the next request rides the same session', async () => {
+  it("an agent that loses the server keeps the gateway's session: the relay carried its requests and is cut with the agent's connection, and the next request rides the direct path that stood by", async () => {
     const proxy = await startFaultProxy(server.port);
     const proc = new BeamProcess(['http', `127.0.0.1:${origin.port}`, '--server', `http://127.0.0.1:${proxy.port}`, '--json']);
     try {
       const ready = await proc.waitFor('ready');
       const host = `${ready['name'] as string}.localhost:${server.port}`;
-      expect((await request(server.port, host, '/one')).status).toBe(200);
+      const first = await request(server.port, host, '/one');
+      expect(first.status).toBe(200);
+      expect(first.headers['beam-path']).toBe('gateway; via=relay');
       const session = await proc.waitFor('session');
-      // Relay first: the download must ride the direct path, which signaling's loss leaves standing (the relay goes through the server).
-      await proc.waitFor((e) => (e.event === 'session' || e.event === 'path') && e['id'] === session['id'] && e['via'] === 'direct');
+      // The relay carries the link (it is the agent's connection to the server); direct comes up beside it and stands by.
+      const standing = await proc.waitFor(
+        (e) =>
+          (e.event === 'session' || e.event === 'path') && e['id'] === session['id'] && (e['standby'] as string[] | undefined)?.includes('direct') === true,
+      );
+      expect(standing['via']).toBe('relay');
       const size = 32 * 1024 * 1024;
-      const expected = await patternHash(size, 11);
       const mark = proc.events.length;
       const got = await download(server.port, host, `/download?size=${size}&seed=11`, () => proxy.cut());
-      expect(got.error, `agent: ${proc.stderr.slice(-4000)}`).toBeUndefined();
+      // The download rode the relay, inside the connection that was cut: it ends short, and says so (no clean end).
       expect(got.status).toBe(200);
-      expect(got.bytes).toBe(size);
-      expect(got.hash).toBe(expected);
-      // It did lose the server, and came back with its name.
-      await proc.waitFor('reconnecting', mark);
-      await proc.waitFor((e) => e.event === 'ready' && e['resumed'] === true, mark);
+      expect(got.bytes).toBeLessThan(size);
+      expect(got.error).toBeDefined();
+      // The next request needs no new session: direct, which stood by, carries it.
       const res = await request(server.port, host, '/two');
       expect(res.status).toBe(200);
       expect(res.body.toString()).toBe('hello from /two');
+      expect(res.headers['beam-path']).toBe('gateway; via=direct');
+      // It did lose the server, and came back with its name.
+      await proc.waitFor('reconnecting', mark);
+      await proc.waitFor((e) => e.event === 'ready' && e['resumed'] === true, mark);
+      expect((await request(server.port, host, '/three')).body.toString()).toBe('hello from /three');
       // The session lived through it: it never closed, and the gateway set up no other.
       const since = proc.events.slice(mark);
       expect(since.filter((e) => e.event === 'session-closed' && e['id'] === session['id'])).toEqual([]);
@@ -192,6 +200,36 @@ describe('agent failures', () => {
     } finally {
       await proc.kill();
       await proxy.close();
+    }
+  });
+
+  it('with --gateway-relay never, the gateway link is direct WebRTC alone: a download in flight when the agent loses the server completes byte-exact', async () => {
+    const own = await startServer(['--gateway-relay', 'never']);
+    const proxy = await startFaultProxy(own.port);
+    const proc = new BeamProcess(['http', `127.0.0.1:${origin.port}`, '--server', `http://127.0.0.1:${proxy.port}`, '--json']);
+    try {
+      const ready = await proc.waitFor('ready');
+      const host = `${ready['name'] as string}.localhost:${own.port}`;
+      const first = await request(own.port, host, '/one');
+      expect(first.headers['beam-path']).toBe('gateway; via=direct');
+      const session = await proc.waitFor('session');
+      const size = 32 * 1024 * 1024;
+      const expected = await patternHash(size, 13);
+      const mark = proc.events.length;
+      const got = await download(own.port, host, `/download?size=${size}&seed=13`, () => proxy.cut());
+      expect(got.error, `agent: ${proc.stderr.slice(-4000)}`).toBeUndefined();
+      expect(got.status).toBe(200);
+      expect(got.bytes).toBe(size);
+      expect(got.hash).toBe(expected);
+      await proc.waitFor('reconnecting', mark);
+      await proc.waitFor((e) => e.event === 'ready' && e['resumed'] === true, mark);
+      expect((await request(own.port, host, '/two')).body.toString()).toBe('hello from /two');
+      const since = proc.events.slice(mark);
+      expect(since.filter((e) => e.event === 'session-closed' && e['id'] === session['id'])).toEqual([]);
+    } finally {
+      await proc.kill();
+      await proxy.close();
+      await own.proc.kill();
     }
   });
 
@@ -235,10 +273,13 @@ describe('agent failures', () => {
       await old.waitFor('ready');
       const host = `${name}.localhost:${server.port}`;
       expect((await request(server.port, host, '/one')).body.toString()).toBe('hello from /one');
-      // The first request rode the relay (relay first), which goes through the server as signaling does;
-      // the gateway's direct path comes up beside it. Once it has:
-      await old.waitFor((e) => (e.event === 'session' || e.event === 'path') && e['visitor'] === 'gateway' && e['via'] === 'direct');
-      // The old agent loses the server for good; its direct path to the gateway still works.
+      // The request rode the relay, which goes through the server as signaling does; the gateway's direct path
+      // comes up beside it and stands by. Once it has:
+      await old.waitFor(
+        (e) =>
+          (e.event === 'session' || e.event === 'path') && e['visitor'] === 'gateway' && (e['standby'] as string[] | undefined)?.includes('direct') === true,
+      );
+      // The old agent loses the server for good; its direct path to the gateway takes over.
       const mark = old.events.length;
       await proxy.close();
       const cutAt = performance.now();
