@@ -4,7 +4,8 @@
  *
  *   direct     the origin itself
  *   embedded   `beam <port>` with no server: its gateway reaches the agent in memory
- *   gateway    `beam serve` + `beam http --server`: a gateway visitor, WebRTC to the agent
+ *   gateway    `beam serve` + `beam http --server`: a gateway visitor, its link to the agent on the
+ *              relay (direct WebRTC standing by); and `--gateway-relay never`: that link on WebRTC alone
  *   ssh -R     OpenSSH remote forwarding (sshd with its own config on loopback)
  *   localtunnel  its server and client, when LT_SERVER_DIR names a checkout of localtunnel/server
  *                (LT_NODE: the Node that runs them, for a bench on Node 24 or later)
@@ -190,13 +191,13 @@ async function main(): Promise<void> {
     (e) => e['event'] === 'ready',
   );
   const serverPort = server.event['port'] as number;
-  // The same server with its gateway's link on the agent's own connection (the relay), never WebRTC.
-  const relayServer = await startJson(
+  // The same server with its gateway's link on direct WebRTC alone (the default carries it on the relay, direct standing by).
+  const directServer = await startJson(
     node,
-    [...BEAM, 'serve', '--port', '0', '--host', '127.0.0.1', '--gateway-relay', 'always', '--json', '--log-level', 'error'],
+    [...BEAM, 'serve', '--port', '0', '--host', '127.0.0.1', '--gateway-relay', 'never', '--json', '--log-level', 'error'],
     (e) => e['event'] === 'ready',
   );
-  const relayServerPort = relayServer.event['port'] as number;
+  const directServerPort = directServer.event['port'] as number;
   const sshd = await startSshd();
   const ltDir = process.env['LT_SERVER_DIR'];
 
@@ -226,15 +227,15 @@ async function main(): Promise<void> {
       },
     },
     {
-      name: '`beam serve --gateway-relay always` + `beam http`, gateway visitor',
+      name: '`beam serve --gateway-relay never` + `beam http`, gateway visitor (direct WebRTC link)',
       start: async () => {
         const share = await startJson(
           node,
-          [...BEAM, 'http', `127.0.0.1:${originPort}`, '--server', `http://127.0.0.1:${relayServerPort}`, '--json', '--no-inspect', '--log-level', 'error'],
+          [...BEAM, 'http', `127.0.0.1:${originPort}`, '--server', `http://127.0.0.1:${directServerPort}`, '--json', '--no-inspect', '--log-level', 'error'],
           (e) => e['event'] === 'ready',
         );
         return {
-          target: { port: relayServerPort, host: `${share.event['name'] as string}.localhost:${relayServerPort}` },
+          target: { port: directServerPort, host: `${share.event['name'] as string}.localhost:${directServerPort}` },
           stop: stopper(share.child),
         };
       },
@@ -377,7 +378,6 @@ async function main(): Promise<void> {
     if (!ltDir) lines.push('', 'localtunnel: missing (set LT_SERVER_DIR to a checkout of localtunnel/server).');
     const E = '`beam <port>` (embedded)';
     const G = '`beam serve` + `beam http`, gateway visitor';
-    const R = '`beam serve --gateway-relay always` + `beam http`, gateway visitor';
     const S = '`ssh -R`';
     const L = 'localtunnel';
     process.stdout.write(`${lines.join('\n')}\n`);
@@ -390,14 +390,10 @@ async function main(): Promise<void> {
       atLeast('gateway visitor: 1 KiB req/s at 10 connections / ssh -R', m(G, 'c10') / m(S, 'c10'), 0.8, 'ratio'),
       atLeast('gateway visitor: 1 KiB req/s at 10 connections / localtunnel', m(G, 'c10') / m(L, 'c10'), 1.5, 'ratio'),
       atLeast('gateway visitor: 100 MiB / localtunnel', m(G, 'mb') / m(L, 'mb'), 1, 'ratio'),
-      atMost('gateway visitor, --gateway-relay always: first response, at once', m(R, 'first'), 50, 'ms'),
-      atLeast('gateway visitor, --gateway-relay always: 1 KiB req/s at 10 connections / ssh -R', m(R, 'c10') / m(S, 'c10'), 0.8, 'ratio'),
-      atLeast('gateway visitor, --gateway-relay always: 1 KiB req/s at 10 connections / localtunnel', m(R, 'c10') / m(L, 'c10'), 1.5, 'ratio'),
-      atLeast('gateway visitor, --gateway-relay always: 100 MiB / localtunnel', m(R, 'mb') / m(L, 'mb'), 1, 'ratio'),
       atMost('beam connect: first response after the process starts', median(connectTimes), 1000, 'ms'),
     ]);
   } finally {
-    await stopper(server.child, relayServer.child, sshd.child, origin.child)();
+    await stopper(server.child, directServer.child, sshd.child, origin.child)();
   }
 }
 

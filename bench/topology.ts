@@ -7,8 +7,8 @@
  *
  *   - Beam direct    (`beam connect --relay never`: hole-punched WebRTC)
  *   - Beam relay     (`beam connect --relay always`: through the far server)
- *   - Beam gateway   (plain HTTP to the far server's gateway, as curl would; and on a
- *                     second server whose gateway keeps its link on the relay, --gateway-relay always)
+ *   - Beam gateway   (plain HTTP to the far server's gateway, as curl would, its link on the relay;
+ *                     and on a second server whose gateway's link is direct WebRTC, --gateway-relay never)
  *   - localtunnel    (its server where Beam's is), when
  *                    LT_SERVER_DIR names a checkout (bench/lab.ts)
  *
@@ -118,24 +118,16 @@ async function main(): Promise<void> {
     rows.push(['Beam gateway (HTTP to the far server)', await measure(lab, WAN_SERVER, 7070, `${name}.localhost:7070`)]);
     const lt = await startLocaltunnel(lab);
     rows.push(['localtunnel (its server at the far server)', lt ? await measure(lab, WAN_SERVER, LT_PORT, lt) : undefined, 'set LT_SERVER_DIR']);
-    // The same far server with its gateway's link on the agent's own connection (the relay), never WebRTC.
-    const relayServer = beam(lab, lab.serverNs, [
-      'serve',
-      '--host',
-      WAN_SERVER,
-      '--port',
-      '7071',
-      '--gateway-relay',
-      'always',
-      '--json',
-      '--log-level',
-      'warn',
-    ]);
+    // The same far server with its gateway's link on direct WebRTC alone (the default carries it on the relay, direct standing by).
+    const relayServer = beam(lab, lab.serverNs, ['serve', '--host', WAN_SERVER, '--port', '7071', '--gateway-relay', 'never', '--json', '--log-level', 'warn']);
     await relayServer.waitFor('ready');
     const config2 = await mkdtemp(path.join(tmpdir(), 'beam-topology-'));
     const agent2 = beam(lab, lab.ha, ['http', '3000', '--server', `http://${WAN_SERVER}:7071`, '--json'], { BEAM_CONFIG_DIR: config2 });
     const name2 = (await agent2.waitFor('ready'))['name'] as string;
-    rows.push(['Beam gateway, `beam serve --gateway-relay always` (HTTP to the far server)', await measure(lab, WAN_SERVER, 7071, `${name2}.localhost:7071`)]);
+    rows.push([
+      'Beam gateway, `beam serve --gateway-relay never`: its link on direct WebRTC (HTTP to the far server)',
+      await measure(lab, WAN_SERVER, 7071, `${name2}.localhost:7071`),
+    ]);
   } finally {
     lab.destroy();
   }

@@ -118,7 +118,7 @@ export class AgentSession {
   private relayStarted = false;
   /** The best path, as last announced. */
   private current: PathKind | undefined;
-  /** The standby paths last announced (PathSet.standby, joined). */
+  /** The standby paths last announced (`standby`, joined). */
   private currentStandby = '';
   private announced = false;
   private rttAnnounced = false;
@@ -152,7 +152,12 @@ export class AgentSession {
   get best(): { via: PathKind; rtt: number | undefined; standby: PathKind[] } | undefined {
     const best = this.paths.best;
     // In memory there is no round trip worth a number.
-    return best ? { via: best, rtt: best === 'local' ? undefined : this.paths.get(best)?.rtt, standby: this.paths.standby } : undefined;
+    return best ? { via: best, rtt: best === 'local' ? undefined : this.paths.get(best)?.rtt, standby: this.standby } : undefined;
+  }
+
+  /** The paths up besides the best, best first: where new streams go should it close. */
+  private get standby(): PathKind[] {
+    return this.paths.order.filter((k) => k !== this.paths.best && this.paths.has(k));
   }
 
   /** Applies a signal from the visitor. */
@@ -470,7 +475,7 @@ export class AgentSession {
   private announce(force = false): void {
     if (this.isClosed) return;
     const best = this.paths.best;
-    const standby = this.paths.standby.join(',');
+    const standby = this.standby.join(',');
     if (!best || (best === this.current && standby === this.currentStandby && !force)) return;
     if (best !== this.current) this.rttAnnounced = false;
     this.current = best;

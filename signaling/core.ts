@@ -34,22 +34,19 @@ import { BeamError, type ErrorCode } from '../shared/errors.js';
 import { RateLimiterMemory } from '../shared/limiter.js';
 import {
   decode,
-  HandshakeSchema,
   type IceServer,
   type IncomingSession,
   isPrivateLink,
-  OpenSessionRequestSchema,
   type Registered,
-  RegisterRequestSchema,
   type RelayMode,
   type ServerToClientEvents,
-  SessionCloseSchema,
   type SessionOpened,
   SessionSignalSchema,
   type ShareKind,
   type VisitorKind,
   wireError,
 } from '../shared/signaling.js';
+import { HandshakeSchema, OpenSessionRequestSchema, RegisterRequestSchema, SessionCloseSchema } from '../shared/signaling-requests.js';
 import { type AgentInfo, type Member, MemoryShareRegistry, type ShareRegistry } from './registry.js';
 import type { AgentTokens } from './tokens.js';
 

@@ -13,17 +13,15 @@ import { FRAME_HEADER_BYTES } from '../shared/constants.js';
 import { BeamError, isErrorCode } from '../shared/errors.js';
 import { decodeRequestHead, decodeResponseHead, readHead } from '../shared/http-head.js';
 import { Mux } from '../shared/mux.js';
+import { decode, SessionClosedSchema, SessionSignalSchema } from '../shared/signaling.js';
 import {
-  decode,
   HandshakeSchema,
   IncomingSessionSchema,
   OpenSessionRequestSchema,
   RegisterRequestSchema,
-  SessionClosedSchema,
   SessionCloseSchema,
   SessionRefSchema,
-  SessionSignalSchema,
-} from '../shared/signaling.js';
+} from '../shared/signaling-requests.js';
 import { AgentTokens } from '../signaling/tokens.js';
 import { parseLink } from '../transport/link.js';
 import { type Secured, SecureFrameChannel } from '../transport/secure.js';

@@ -18,9 +18,18 @@ import {
   MAX_DIRECT_RETRY_MS,
 } from '../shared/constants.js';
 import { BeamError } from '../shared/errors.js';
-import type { PathKind } from '../shared/paths.js';
+import { type PathKind, RELAY_PREFERRED_ORDER } from '../shared/paths.js';
 import type { RelayMode } from '../shared/signaling.js';
-import { bestOf, initialPathState, type PathAction, type PathEvent, type PathPolicyState, type PathTimer, step } from '../transport/path-policy.js';
+import {
+  bestOf as bestIn,
+  bestOf,
+  initialPathState,
+  type PathAction,
+  type PathEvent,
+  type PathPolicyState,
+  type PathTimer,
+  step,
+} from '../transport/path-policy.js';
 
 /** Runs events from a state; returns the last state and every action, in order. */
 function run(state: PathPolicyState, ...events: PathEvent[]): { state: PathPolicyState; actions: PathAction[] } {
@@ -156,12 +165,14 @@ describe('path policy: relay first', () => {
 });
 
 describe("path policy: relay preferred (the server's own gateway)", () => {
-  const preferred = (): PathPolicyState => initialPathState({ role: 'visitor', relayPreferred: true });
+  // The policy is relay first's; the session's PathSet ranks the paths (RELAY_PREFERRED_ORDER).
+  const preferred = (): PathPolicyState => initialPathState({ role: 'visitor', relayFirst: true });
+  const bestOf = (state: PathPolicyState): PathKind | undefined => bestIn(state, RELAY_PREFERRED_ORDER);
 
   it('starts the relay and direct at once; direct up changes no best path: it stands by, and nothing is retried', () => {
     const { state, actions } = run(preferred(), open('auto', true));
     expect(starts(actions)).toEqual([
-      { type: 'start-relay', reason: 'the relay, direct standing by' },
+      { type: 'start-relay', reason: 'relay first; direct in the background' },
       { type: 'start-direct', attempt: 1, stunOnly: true },
     ]);
     const both = run(state, up('relay'), up('direct'));
@@ -492,10 +503,9 @@ describe('path policy: random event sequences', () => {
         fc.constantFrom<RelayMode>('auto', 'never', 'always'),
         fc.boolean(),
         fc.boolean(),
-        fc.boolean(),
         fc.array(choice, { minLength: 1, maxLength: 60 }),
-        (role, mode, turnOffered, relayFirst, relayPreferred, choices) => {
-          let s = initialPathState({ role, relayFirst, relayPreferred });
+        (role, mode, turnOffered, relayFirst, choices) => {
+          let s = initialPathState({ role, relayFirst });
           let settles = 0;
           let relayStarts = 0;
           let lastAttempt = 0;

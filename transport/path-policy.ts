@@ -11,7 +11,7 @@
  *
  *   open ──► start-direct (first attempt without TURN, when the server offers it),
  *            and with relayFirst the relay at once beside it (new streams move to direct when it is up;
- *            with relayPreferred they stay on the relay, and direct stands by for when it goes)
+ *            or, where the session's PathSet ranks the relay first, stay there, direct standing by)
  *        ├─► arm direct-timeout ──► no pair yet: direct again with TURN, and the relay ('auto')
  *        └─► arm connect ──► still no path: reject, close
  *   up ──► ready (the first), supersede TURN once direct is up, retry direct
@@ -41,7 +41,7 @@ import {
   MAX_DIRECT_RETRY_MS,
 } from '../shared/constants.js';
 import { BeamError, type ErrorCode } from '../shared/errors.js';
-import { bestPath, type PathKind, pathOrder } from '../shared/paths.js';
+import { bestPath, type PathKind } from '../shared/paths.js';
 import type { RelayMode } from '../shared/signaling.js';
 
 /** The timers a session's shell keeps for the policy; arming one that runs replaces it. */
@@ -68,8 +68,6 @@ export interface PathPolicyState {
   readonly directTimeoutMs: number;
   /** Visitor: the relay starts with direct, not after it failed (PathPolicyOptions.relayFirst). */
   readonly relayFirst: boolean;
-  /** New streams take the relay over direct (PathPolicyOptions.relayPreferred): direct stands by. */
-  readonly relayPreferred: boolean;
   /** Signaling opened the session. */
   readonly opened: boolean;
   /** The paths up, in the order they came. */
@@ -138,14 +136,6 @@ export interface PathPolicyOptions {
    * standby (its tokens are one-time: it could not come back). Default false.
    */
   relayFirst?: boolean;
-  /**
-   * Paths rank by shared/paths.ts RELAY_PREFERRED_ORDER: the relay carries
-   * new streams and direct, set up beside it all the same, stands by for
-   * when the relay goes (the server's own gateway, whose relay runs in its
-   * process: direct removes no server from the path there). Implies
-   * relayFirst. Default false.
-   */
-  relayPreferred?: boolean;
 }
 
 export function initialPathState(options: PathPolicyOptions): PathPolicyState {
@@ -154,8 +144,7 @@ export function initialPathState(options: PathPolicyOptions): PathPolicyState {
     mode: 'auto',
     turnOffered: false,
     directTimeoutMs: options.directTimeoutMs ?? DIRECT_PATH_TIMEOUT_MS,
-    relayFirst: (options.relayFirst ?? false) || (options.relayPreferred ?? false),
-    relayPreferred: options.relayPreferred ?? false,
+    relayFirst: options.relayFirst ?? false,
     opened: false,
     up: [],
     direct: { pending: false, stunOnly: false, attempts: 0 },
@@ -189,9 +178,9 @@ export function relayPolicy(visitor: RelayMode, agent: RelayMode): RelayMode {
 /** Errors that end a session at once: trying another path can't fix them. */
 const FATAL: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['BEAM_ERR_PEER_MISMATCH', 'BEAM_ERR_PRIVATE']);
 
-/** The best path up in `state`. */
-export function bestOf(state: PathPolicyState): PathKind | undefined {
-  return bestPath((kind) => state.up.includes(kind), pathOrder(state.relayPreferred));
+/** The best path up in `state`, in `order` (the session's PathSet's: shared/paths.ts). */
+export function bestOf(state: PathPolicyState, order?: readonly PathKind[]): PathKind | undefined {
+  return bestPath((kind) => state.up.includes(kind), order);
 }
 
 /** One transition: the next state, and what the shell must do, in order. */
@@ -275,8 +264,7 @@ class Transition {
       this.startRelay();
       return;
     }
-    if (mode === 'auto' && this.s.relayFirst)
-      this.startRelay(this.s.relayPreferred ? 'the relay, direct standing by' : 'relay first; direct in the background');
+    if (mode === 'auto' && this.s.relayFirst) this.startRelay('relay first; direct in the background');
     this.startDirect();
     this.arm('direct-timeout', this.s.directTimeoutMs);
   }
@@ -361,7 +349,7 @@ class Transition {
   private scheduleRetry(): void {
     const s = this.s;
     // In memory (local) there is no network to try.
-    if (s.detached || s.timers.includes('retry') || s.mode === 'always' || this.has('direct') || bestOf(s) === 'local') return;
+    if (s.detached || s.timers.includes('retry') || s.mode === 'always' || this.has('direct') || this.has('local')) return;
     this.arm('retry', s.retryDelay);
   }
 

@@ -52,11 +52,6 @@ export class PathSet extends EventEmitter<PathSetEvents> {
     return this.current;
   }
 
-  /** The paths up besides the best, best first: where new streams go should it close. */
-  get standby(): PathKind[] {
-    return this.order.filter((k) => k !== this.current && this.paths.has(k));
-  }
-
   get size(): number {
     return this.paths.size;
   }

@@ -16,7 +16,6 @@ import { BeamError, type ErrorCode, isErrorCode } from '../shared/errors.js';
 import {
   type Ack,
   decode,
-  IncomingSessionSchema,
   isPrivateLink,
   type Registered,
   type RelayMode,
@@ -24,6 +23,7 @@ import {
   SessionSignalSchema,
   type Signal,
 } from '../shared/signaling.js';
+import { IncomingSessionSchema } from '../shared/signaling-requests.js';
 import { connectSignaling, type SignalingSocket } from './signaling-client.js';
 
 /** Attempts at the first connection before listen gives up; later drops retry forever. */

@@ -95,7 +95,7 @@ export interface VisitorSessionOptions {
   /**
    * Relay mode 'auto': new streams take the relay and direct stands by,
    * taking them only once the relay is gone (the server's own gateway, whose
-   * relay is in its process; transport/path-policy.ts). Implies relayFirst.
+   * relay is in its process: shared/paths.ts RELAY_PREFERRED_ORDER). Implies relayFirst.
    * Default false.
    */
   relayPreferred?: boolean;
@@ -205,8 +205,7 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
     this.policy = new PathPolicyRunner(
       {
         role: 'visitor',
-        relayFirst: options.relayFirst === true,
-        relayPreferred: options.relayPreferred === true,
+        relayFirst: options.relayFirst === true || options.relayPreferred === true,
         ...(options.directTimeoutMs !== undefined ? { directTimeoutMs: options.directTimeoutMs } : {}),
       },
       (action) => this.perform(action),
