@@ -9,7 +9,7 @@
 import * as v from 'valibot';
 import { MAX_NAME_LENGTH, SIGNALING_PROTOCOL_VERSION } from './constants.js';
 import { ERROR_CODES, type ErrorCode } from './errors.js';
-import { RELAY_MODES, SHARE_KINDS, sessionId, text } from './signaling.js';
+import { RELAY_MODES, SHARE_KINDS, sessionId, text } from './signaling-fields.js';
 
 const relayToken = v.pipe(v.string(), v.regex(/^[A-Za-z0-9_-]{16,128}$/));
 const shareName = text(MAX_NAME_LENGTH, 1);

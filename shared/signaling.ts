@@ -48,17 +48,9 @@ export type {
 
 import type { IceServer, IncomingSession, OpenSessionRequest, RegisterRequest, SessionClose } from './signaling-requests.js';
 
-export const SHARE_KINDS = ['http', 'tcp', 'udp'] as const;
-/** What a share carries: HTTP exchanges, raw TCP connections, or UDP datagrams. */
-export type ShareKind = (typeof SHARE_KINDS)[number];
+export { RELAY_MODES, type RelayMode, SHARE_KINDS, type ShareKind } from './signaling-fields.js';
 
-export const RELAY_MODES = ['auto', 'never', 'always'] as const;
-export type RelayMode = (typeof RELAY_MODES)[number];
-
-/** A string of at most `n` characters (and at least `min`). */
-export const text = (n: number, min = 0) => v.pipe(v.string(), v.minLength(min), v.maxLength(n));
-
-export const sessionId = v.pipe(v.string(), v.regex(/^[A-Za-z0-9_-]{8,64}$/));
+import { type RelayMode, type ShareKind, sessionId, text } from './signaling-fields.js';
 
 export const SignalSchema = v.variant('type', [
   v.object({
