@@ -288,7 +288,11 @@ async function main(): Promise<void> {
             stdio: ['ignore', 'pipe', 'ignore'],
           },
         );
-        await new Promise<void>((resolve) => client.stdout!.once('data', () => resolve()));
+        await new Promise<void>((resolve, reject) => {
+          client.stdout!.once('data', () => resolve());
+          // A client that cannot start (no localtunnel in the checkout's node_modules) fails the bench, not hangs it.
+          client.once('exit', (code) => reject(new Error(`localtunnel's client exited (${code}): is localtunnel in ${ltDir}/node_modules?`)));
+        });
         return { target: { port: ltPort, host: `${sub}.lt.local:${ltPort}` }, stop: stopper(client) };
       },
     });
