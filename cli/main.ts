@@ -183,7 +183,7 @@ export function program(): Command {
     .addOption(
       new Option(
         '--gateway-relay <mode>',
-        "how the gateway reaches agents: auto: the relay at once, new requests move to direct WebRTC when it is up; always: the relay only (the agent's own connection to this server: faster bulk, no WebRTC); never: WebRTC only. An agent's --relay always or never wins",
+        "how the gateway reaches agents: auto: the relay (the agent's own connection to this server), with direct WebRTC standing by for when that connection drops; always: the relay only, no WebRTC; never: WebRTC only (slower; a download in flight outlives the agent's connection). An agent's --relay always or never wins",
       ).default('auto'),
     )
     .option('--node-url <url>', "with --redis: this node's own URL (on the public host or below it), where relayed sessions it sets up meet")
