@@ -20,8 +20,8 @@ import type { AgentHandle, ServerHandle } from '../helpers/procs.js';
 const MAX_GROWTH = 64 * 1024 * 1024;
 
 describe.each([
-  { link: 'the default link (relay first, then direct WebRTC)', serverArgs: [] as string[] },
-  { link: 'beam serve --gateway-relay always (the relay only)', serverArgs: ['--gateway-relay', 'always'] },
+  { link: 'the default link (the relay, direct WebRTC standing by)', serverArgs: [] as string[] },
+  { link: 'beam serve --gateway-relay never (direct WebRTC only)', serverArgs: ['--gateway-relay', 'never'] },
 ])('memory under large uploads, $link', ({ serverArgs }) => {
   let stack: Stack;
   let server: ServerHandle;
