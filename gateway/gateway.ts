@@ -28,7 +28,7 @@ import { StreamProtocol } from '../shared/frames.js';
 import { endToEndHeaders, exchange, FORWARDING_HEADERS, newRequestId, type RequestHead, type ResponseHead } from '../shared/http-head.js';
 import { Mux, type MuxStream } from '../shared/mux.js';
 import { localForms, offShare } from '../shared/rewrite.js';
-import type { VisitorSession } from '../transport/session.js';
+import type { PathKind, VisitorSession } from '../transport/session.js';
 import type { SessionPool } from '../transport/session-pool.js';
 import { bridgeClient, bridgeStream, SocketChannel } from './bridge.js';
 import { inBeamFrame, isFrameDocument, withoutBeamCookie } from './browser.js';
@@ -93,6 +93,8 @@ export class Gateway {
   private readonly pathOf = new WeakMap<MuxStream, string>();
   /** The session each stream runs in (a pool's retries go to another). */
   private readonly sessionOf = new WeakMap<MuxStream, VisitorSession>();
+  /** The path each stream took in its session (a retry goes to the path that took over when it died). */
+  private readonly kindOf = new WeakMap<MuxStream, PathKind>();
   /** Streams to an agent that speaks HTTP_HEAD_VERSION (framed bodies, trailers). */
   private readonly framing = new WeakSet<MuxStream>();
   private inFlight = 0;
@@ -202,14 +204,25 @@ export class Gateway {
   }
 
   /**
-   * A pooled share's request whose stream failed before any answer came: a
-   * stream to another member, or undefined. Only a request that can be sent
-   * twice without harm goes again (an idempotent method with no body), as a
-   * reverse proxy retries its next upstream.
+   * A request whose stream failed before any answer came: a stream on the
+   * path of the same session that took over from the one that died (the
+   * direct path that stood by beside the gateway's relay link, when the
+   * agent's connection dropped), else to a pooled share's other member, or
+   * undefined. Only a request that can be sent twice without harm goes again
+   * (an idempotent method with no body), as a reverse proxy retries its next
+   * upstream.
    */
   private async failover(share: string, failed: MuxStream, head: RequestHead): Promise<MuxStream | undefined> {
     const session = this.sessionOf.get(failed);
     if (!session || head.body || !RETRYABLE_METHODS.has(head.method)) return undefined;
+    const took = this.kindOf.get(failed);
+    if (took !== undefined && session.path !== undefined && session.path !== took && !session.hasPath(took)) {
+      try {
+        return await this.streamOn(share, session);
+      } catch {
+        // The session is going too: another member's, if there is one.
+      }
+    }
     const other = this.pool.open(share, session);
     if (!other) return undefined;
     try {
@@ -225,6 +238,7 @@ export class Gateway {
     const stream = await session.stream(StreamProtocol.HTTP);
     this.sessionOf.set(stream, session);
     const path = session.path ?? 'direct';
+    if (session.path !== undefined) this.kindOf.set(stream, session.path);
     if (session.agentHttp >= HTTP_HEAD_VERSION) this.framing.add(stream);
     // The server's own gateway is the visitor's path; `beam connect` goes straight to the agent.
     this.pathOf.set(stream, this.options.serverGateway ? `gateway; via=${path}` : path);
@@ -353,7 +367,7 @@ export class Gateway {
           if (!res.headersSent) this.answerFailure(req, res, err);
           return;
         }
-        this.log.debug({ req: requestIdOf(req), share }, 'a pool member failed the request before answering; sent to another');
+        this.log.debug({ req: requestIdOf(req), share }, 'the request failed before an answer; sent again (on the path that took over, or to a pool member)');
         stream = next;
         watch(stream);
       }

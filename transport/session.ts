@@ -246,6 +246,11 @@ export class VisitorSession extends EventEmitter<VisitorSessionEvents> {
     return this.paths.best;
   }
 
+  /** Whether a path of this kind is up. */
+  hasPath(kind: PathKind): boolean {
+    return this.paths.has(kind);
+  }
+
   get rtt(): number | undefined {
     return this.paths.rtt;
   }
