@@ -308,11 +308,7 @@ export async function startBeamServer(components: { engine: WebRtcEngine; logger
     if (kind !== 'http') return false;
     // A member joined a pool this gateway has sessions with: a session with it now, not at the next probe.
     if (pool.get(name)) {
-      setImmediate(() => {
-        pool.joined(name);
-        // A one-agent share back after losing the server: a new session, with signaling (and the relay) again.
-        pool.renew(name);
-      });
+      setImmediate(() => pool.joined(name));
       return false;
     }
     if (pool.size >= warmLinks) return false;
