@@ -299,16 +299,23 @@ export async function startBeamServer(components: { engine: WebRtcEngine; logger
       session: { relay: options.gatewayRelay ?? 'auto', relayYields: true, requestLevelAccess: true, relayPreferred: true, plainRelay: true },
     },
   );
+  /** drain() was called: SIGTERM, or a rolling restart. */
+  let draining = false;
   // In a cluster a share's visitors reach any node: warming the registering node's link would help one in N.
   const warmLinks = options.warmLinks ?? (redis ? 0 : GATEWAY_WARM_LINKS);
   // True when a link opens: the agent then announces its share once that link is up (Registered.gatewayLink).
   // Each opens after the registration's answer has gone out: the agent knows its name before any session for it arrives.
   warm = (name, kind) => {
-    // The gateway serves HTTP shares only; past warmLinks a link opens at its share's first visitor.
-    if (kind !== 'http') return false;
+    // The gateway serves HTTP shares only; past warmLinks a link opens at its share's first visitor. A node
+    // that drains opens no session: its agents are moving to other nodes, and it only finishes what it carries.
+    if (kind !== 'http' || draining) return false;
     // A member joined a pool this gateway has sessions with: a session with it now, not at the next probe.
     if (pool.get(name)) {
-      setImmediate(() => pool.joined(name));
+      setImmediate(() => {
+        pool.joined(name);
+        // A one-agent share back after losing the server: a new session, with signaling (and the relay) again.
+        pool.renew(name);
+      });
       return false;
     }
     if (pool.size >= warmLinks) return false;
@@ -340,7 +347,6 @@ export async function startBeamServer(components: { engine: WebRtcEngine; logger
       ? undefined
       : (await import('./metrics.js')).createMetrics(signaling, { pool, gateway }, relayServer, redis ? () => redis?.status === 'ready' : undefined);
   if (metrics) gateway.onRequestDone = metrics.observeRequest;
-  let draining = false;
   const { onRequest, onUpgrade } = serverRoutes({
     gateway,
     browser,

@@ -164,7 +164,8 @@ export class SessionPool extends EventEmitter<SessionPoolEvents> {
     const first = list[0] as VisitorSession;
     // One agent's share (or one not open yet): its one session.
     if (first.poolSize === undefined && list.length === 1) return avoid ? undefined : first;
-    this.probe(share, list);
+    // A pooled share looks for members it has no session with (a one-agent share has two only while one is renewed).
+    if (list.some((s) => s.poolSize !== undefined)) this.probe(share, list);
     const up = list.filter((s) => s !== avoid && s.path !== undefined && s.detachedMs === undefined);
     // A member gone silent (a frozen process, a cut link: no PONG for a while) gets no new streams while another answers.
     const answering = up.filter((s) => (s.silentMs ?? 0) < POOL_SILENT_MS);
@@ -179,6 +180,34 @@ export class SessionPool extends EventEmitter<SessionPoolEvents> {
     if (!list?.some((s) => s.poolSize !== undefined)) return;
     this.probedAt.delete(share);
     this.probe(share, list);
+  }
+
+  /**
+   * A one-agent share's agent registered again after it lost the server.
+   * Its sessions lost signaling with it: they serve on over the paths still
+   * up, but can set up none again (the gateway's relay link went with the
+   * agent's connection, leaving the direct path that stood by). A new
+   * session takes the share's new streams once it is up; the old ones finish
+   * theirs and close.
+   */
+  renew(share: string): void {
+    const list = this.byShare.get(share);
+    if (!list || list.some((s) => s.poolSize !== undefined)) return;
+    const stale = list.filter((s) => s.detachedMs !== undefined);
+    // None cut off, or a new one already on its way.
+    if (stale.length === 0 || stale.length < list.length) return;
+    this.log.info({ share, sessions: stale.length }, 'the agent is back: a new session replaces the one cut off from signaling');
+    const fresh = this.create(share, false);
+    fresh.ready.then(
+      () => {
+        for (const session of stale) {
+          this.remove(share, session);
+          session.retire();
+        }
+      },
+      // It failed (the agent went again): the old ones serve on while they can, and the next registration tries again.
+      () => {},
+    );
   }
 
   /** A pooled share: asks signaling for a member with no session yet, at most one at a time and every POOL_PROBE_MS. */
