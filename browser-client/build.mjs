@@ -137,16 +137,18 @@ const visit = (file) => {
   for (const i of page.metafile.outputs[file]?.imports ?? []) if (i.kind === 'import-statement') visit(i.path);
 };
 visit(Object.keys(page.metafile.outputs).find((f) => path.basename(f) === 'page.js'));
-// The bootstrap names the chunks page.js imports, so the browser fetches them beside it, not after parsing it.
-const preloads = [...upfront]
-  .filter((n) => n.startsWith('chunk-'))
-  .map((n) => `<link rel="modulepreload" href="/.beam/client/${n}">`)
-  .join('\n');
 // Every visitor loads the bootstrap: its comments (HTML ones, and whole-line ones in its inline scripts) stay in the source.
 const bootstrap = (await readFile(path.join(here, 'bootstrap.html'), 'utf8'))
-  .replace('<!--preloads-->', preloads)
-  .replace(/<!--(?!preloads)[\s\S]*?-->\n?/g, '')
-  .replace(/^\s*\/\/ .*\n/gm, '');
+  .replace(/<!--[\s\S]*?-->\n?/g, '')
+  .replace(/^\s*\/\/ .*\n/gm, '')
+  // The chunks page.js imports, for the bootstrap to preload when no first stage goes ahead of them.
+  .replace(
+    "'__BEAM_CHUNKS__'",
+    [...upfront]
+      .filter((n) => n.startsWith('chunk-'))
+      .map((n) => `'${n}'`)
+      .join(', '),
+  );
 await writeFile(path.join(out, 'bootstrap.html'), bootstrap);
 const sizes = {};
 const files = (await readdir(out)).filter((n) => n.endsWith('.js') || n.endsWith('.html'));

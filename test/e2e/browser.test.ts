@@ -166,6 +166,8 @@ describe('a share in a browser', () => {
       // The frame started loading before the page's own script ran.
       const marks = await page.evaluate(() => Object.fromEntries(performance.getEntriesByType('mark').map((m) => [m.name, m.startTime])));
       expect(marks['beam:frame']).toBeLessThan(marks['beam:start'] as number);
+      // Nothing of the page's script was preloaded beside the app's first document (page.js asks for its chunks itself).
+      expect(await page.locator('link[rel=modulepreload]').count()).toBe(0);
       // The gateway put the page's script first in that document: the app's own worker is refused there too,
       // and its localhost URL points at the share.
       await expect.poll(() => frame.locator('#sw').textContent(), poll).toBe('refused');
@@ -178,6 +180,13 @@ describe('a share in a browser', () => {
       // The gateway carried the page's first stage, counted as such, and nothing of the app since.
       expect(await pageRequests(server.port)).toBeGreaterThan(before.page);
       expect(await gatewayRequests(server.port)).toBe(before.gateway);
+      // The same visitor in a new tab: no first stage (the worker answers the frame, through the page's code), so
+      // the chunks of that code are preloaded at once.
+      const again = await context.newPage();
+      await again.goto(new URL('/welcome', agent.url).href);
+      await expect.poll(() => again.frameLocator('#beam-app').locator('#title').textContent(), poll).toBe('Welcome');
+      expect(await again.evaluate(() => (window as unknown as { beamStage: boolean }).beamStage)).toBe(false);
+      expect(await again.locator('link[rel=modulepreload]').count()).toBeGreaterThan(0);
     } finally {
       await context.close();
       await agent.proc.kill();
