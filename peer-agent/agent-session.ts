@@ -36,6 +36,15 @@ import type { UdpForwarder } from './udp.js';
 /** Noise loads with the first session that needs it: a share served in memory alone (the embedded default) never does. */
 const loadSecure = (): Promise<typeof import('../transport/secure.js')> => import('../transport/secure.js');
 
+/** Why a relay path can fail with no one refused: the relay, not a visitor, stood in the way. */
+const NOT_REFUSALS: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
+  'BEAM_ERR_RELAY_REFUSED',
+  'BEAM_ERR_RELAY_TIMEOUT',
+  'BEAM_ERR_SERVER_UNREACHABLE',
+  'BEAM_ERR_AGENT_UNREACHABLE',
+  'BEAM_ERR_PEER_GONE',
+]);
+
 /**
  * Visitors who prove a private share's secret on every request rather than
  * in the Noise handshake: the server's gateway (for the clients behind it)
@@ -410,10 +419,12 @@ export class AgentSession {
         }
         this.addPath('relay', new Mux(new SecureFrameChannel(secured), { role: 'responder' }), Promise.resolve());
       } catch (err) {
-        this.log.warn(
-          { audit: 'auth.refused', code: errorCodeOf(err) ?? 'BEAM_ERR_HANDSHAKE_FAILED', session: this.id, path: 'relay', err: (err as Error).message },
-          'relay path failed',
-        );
+        const code = errorCodeOf(err) ?? 'BEAM_ERR_HANDSHAKE_FAILED';
+        const line = { code, session: this.id, path: 'relay', err: (err as Error).message };
+        // A handshake that failed is an audit line: someone was refused. A relay that never paired the two
+        // sides (it refused the agent's ticket, timed out, or was out of reach) refused no one.
+        if (NOT_REFUSALS.has(code)) this.log.info(line, 'relay path failed');
+        else this.log.warn({ audit: 'auth.refused', ...line }, 'relay path failed');
       }
     })();
   }

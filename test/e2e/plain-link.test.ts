@@ -95,7 +95,10 @@ describe("the gateway's relay link without Noise: the agent's side", () => {
     const proc = await agentVia((port) => `http://127.0.0.1:${port}`, 'gateway');
     expect(fake.handshakes[0]?.plainGatewayLink).toBe(true);
     // The fake relay answers 404: the path fails there, after the agent came to join it.
-    await proc.waitForLog({ msg: 'relay path failed' });
+    const failed = await proc.waitForLog({ msg: 'relay path failed' });
+    // The relay refused the agent's ticket: no one was refused, so it is no audit line.
+    expect(failed).toMatchObject({ code: 'BEAM_ERR_RELAY_REFUSED', path: 'relay' });
+    expect(failed['audit']).toBeUndefined();
     expect(fake.relayJoins).toHaveLength(1);
     expect(proc.logs.filter((e) => String(e['msg']).startsWith('relay path refused'))).toEqual([]);
   });
