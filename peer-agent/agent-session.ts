@@ -11,6 +11,7 @@
  *   signaling lost ─► paths probed, the session ends with the last
  */
 import type { Logger } from 'pino';
+import type { Pipe } from '../shared/backend.js';
 import {
   DATAGRAM_CHANNEL_LABEL,
   MAX_OFFERS_PER_SESSION_PER_MINUTE,
@@ -35,6 +36,25 @@ import type { UdpForwarder } from './udp.js';
 
 /** Noise loads with the first session that needs it: a share served in memory alone (the embedded default) never does. */
 const loadSecure = (): Promise<typeof import('../transport/secure.js')> => import('../transport/secure.js');
+
+/** `pipe`, calling `heard` as each message arrives on it. */
+function noticing(pipe: Pipe, heard: () => void): Pipe {
+  return {
+    send: (bytes) => pipe.send(bytes),
+    bufferedAmount: () => pipe.bufferedAmount(),
+    onDrain: (cb) => pipe.onDrain(cb),
+    onMessage: (cb) =>
+      pipe.onMessage((bytes) => {
+        heard();
+        cb(bytes);
+      }),
+    onClose: (cb) => pipe.onClose(cb),
+    closeCode: () => pipe.closeCode?.(),
+    close: () => pipe.close(),
+    ...(pipe.pause ? { pause: () => pipe.pause?.() } : {}),
+    ...(pipe.resume ? { resume: () => pipe.resume?.() } : {}),
+  };
+}
 
 /** Why a relay path can fail with no one refused: the relay, not a visitor, stood in the way. */
 const NOT_REFUSALS: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
@@ -395,13 +415,20 @@ export class AgentSession {
       );
       return;
     }
+    /** The visitor's side said something on the relay: a handshake that fails after that refused someone. */
+    let heard = false;
     void (async () => {
       try {
-        const pipe = await connectRelay(server, {
-          sessionId: this.id,
-          role: 'agent',
-          token: this.incoming.relayToken,
-        });
+        const pipe = noticing(
+          await connectRelay(server, {
+            sessionId: this.id,
+            role: 'agent',
+            token: this.incoming.relayToken,
+          }),
+          () => {
+            heard = true;
+          },
+        );
         if (plain) {
           this.log.debug({ session: this.id }, "the gateway's relay link: the stream protocol inside TLS, no Noise");
           this.addPath('relay', new Mux(await PipeFrameChannel.open(pipe), { role: 'responder' }), Promise.resolve());
@@ -419,7 +446,10 @@ export class AgentSession {
         }
         this.addPath('relay', new Mux(new SecureFrameChannel(secured), { role: 'responder' }), Promise.resolve());
       } catch (err) {
-        const code = errorCodeOf(err) ?? 'BEAM_ERR_HANDSHAKE_FAILED';
+        let code = errorCodeOf(err) ?? 'BEAM_ERR_HANDSHAKE_FAILED';
+        // Not a byte from the other side before the handshake gave up: the visitor never came to this relay
+        // (it went to another node's, or away), as when the relay itself ends a pairing that waited too long.
+        if (code === 'BEAM_ERR_HANDSHAKE_FAILED' && !heard) code = 'BEAM_ERR_RELAY_TIMEOUT';
         const line = { code, session: this.id, path: 'relay', err: (err as Error).message };
         // A handshake that failed is an audit line: someone was refused. A relay that never paired the two
         // sides (it refused the agent's ticket, timed out, or was out of reach) refused no one.

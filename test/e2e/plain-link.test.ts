@@ -5,11 +5,13 @@
  * connection is private, and takes it only for the server's own gateway over
  * a private relay URL: a server that asks for it anywhere else gets the relay
  * path refused (audit `auth.refused`), and the agent never joins the relay.
+ * Then the relay path with Noise where no visitor ever speaks: no refusal.
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Server } from 'socket.io';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { WebSocketServer } from 'ws';
 import { RELAY_PATH, SIGNALING_PATH } from '../../shared/constants.js';
 import type { Handshake, IncomingSession } from '../../shared/signaling.js';
 import { type Origin, startOrigin } from '../helpers/origin.js';
@@ -26,13 +28,16 @@ interface FakeServer {
   close(): Promise<void>;
 }
 
-async function fakeServer(): Promise<FakeServer> {
+/** `relay`: what the fake relay does with a join: answer 404, or take it and never say a word (no visitor ever comes). */
+async function fakeServer(relay: 'refuse' | 'silent' = 'refuse'): Promise<FakeServer> {
   const server = http.createServer((_req, res) => res.writeHead(404).end());
   const relayJoins: string[] = [];
-  server.on('upgrade', (req, socket) => {
+  const silent = new WebSocketServer({ noServer: true });
+  server.on('upgrade', (req, socket, head) => {
     if (!req.url?.startsWith(RELAY_PATH)) return;
     relayJoins.push(req.url);
-    socket.end('HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n');
+    if (relay === 'silent') silent.handleUpgrade(req, socket, head, () => {});
+    else socket.end('HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n');
   });
   const io = new Server(server, { path: SIGNALING_PATH, transports: ['websocket'], destroyUpgrade: false });
   const handshakes: Handshake[] = [];
@@ -52,17 +57,22 @@ async function fakeServer(): Promise<FakeServer> {
     next(incoming) {
       pending = incoming;
     },
-    close: () => new Promise((resolve) => io.close(() => resolve())),
+    close: () =>
+      new Promise((resolve) => {
+        for (const ws of silent.clients) ws.terminate();
+        silent.close();
+        io.close(() => resolve());
+      }),
   };
 }
 
-const session = (visitor: 'gateway' | 'cli'): Omit<IncomingSession, 'share'> => ({
+const session = (visitor: 'gateway' | 'cli', plainLink = true): Omit<IncomingSession, 'share'> => ({
   sessionId: `s${Math.random().toString(36).slice(2, 14).padEnd(12, 'x')}`,
   visitor: { kind: visitor },
   iceServers: [],
   relayToken: 't'.repeat(32),
   relayFirst: true,
-  plainLink: true,
+  ...(plainLink ? { plainLink } : {}),
 });
 
 let origin: Origin;
@@ -82,9 +92,13 @@ afterEach(async () => {
 });
 
 /** A `beam http` registered with the fake server through `url` (which reaches it); resolves once its session came in. */
-async function agentVia(url: (port: number) => string, visitor: 'gateway' | 'cli'): Promise<BeamProcess> {
-  fake = await fakeServer();
-  fake.next(session(visitor));
+async function agentVia(
+  url: (port: number) => string,
+  visitor: 'gateway' | 'cli',
+  options: { plainLink?: boolean; relay?: 'refuse' | 'silent' } = {},
+): Promise<BeamProcess> {
+  fake = await fakeServer(options.relay);
+  fake.next(session(visitor, options.plainLink ?? true));
   agent = new BeamProcess(['http', `127.0.0.1:${origin.port}`, '--server', url(fake.port), '--json', '--log-level', 'debug', '--no-inspect']);
   await agent.waitFor('ready');
   return agent;
@@ -116,5 +130,16 @@ describe("the gateway's relay link without Noise: the agent's side", () => {
     const refused = await proc.waitForLog({ audit: 'auth.refused' });
     expect(refused).toMatchObject({ code: 'BEAM_ERR_HANDSHAKE_FAILED', path: 'relay', visitor: 'gateway' });
     expect(fake.relayJoins).toEqual([]);
+  });
+});
+
+describe("the agent's relay path with Noise: what it logs", () => {
+  it('a relay where no visitor ever speaks: the handshake gives up, as BEAM_ERR_RELAY_TIMEOUT at info, no auth.refused line', async () => {
+    const proc = await agentVia((port) => `http://127.0.0.1:${port}`, 'cli', { plainLink: false, relay: 'silent' });
+    const failed = await proc.waitForLog({ msg: 'relay path failed' });
+    expect(fake.relayJoins).toHaveLength(1);
+    expect(failed).toMatchObject({ code: 'BEAM_ERR_RELAY_TIMEOUT', path: 'relay', level: 30 });
+    expect(failed['audit']).toBeUndefined();
+    expect(proc.logs.filter((e) => e['audit'] === 'auth.refused')).toEqual([]);
   });
 });
