@@ -49,11 +49,22 @@ class OnTerminal {
     this.exited = new Promise((resolve) => this.child.once('exit', () => resolve()));
   }
 
-  until(test: (s: string) => boolean): Promise<void> {
+  /** Resolves once the output passes `test`; rejects with the output's tail if the process exits or `ms` pass first. */
+  until(test: (s: string) => boolean, ms = 20_000): Promise<void> {
     if (test(this.output)) return Promise.resolve();
     return new Promise((resolve, reject) => {
-      this.waiters.push({ test, resolve });
-      void this.exited.then(() => reject(new Error(`exited; output: ${JSON.stringify(this.output.slice(-2000))}`)));
+      const fail = (why: string) => {
+        const at = this.waiters.findIndex((w) => w.resolve === done);
+        if (at >= 0) this.waiters.splice(at, 1);
+        reject(new Error(`${why}; output: ${JSON.stringify(this.output.slice(-3000))}`));
+      };
+      const timer = setTimeout(() => fail(`not seen within ${ms} ms`), ms);
+      const done = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+      this.waiters.push({ test, resolve: done });
+      void this.exited.then(() => fail('exited'));
     });
   }
 
@@ -84,9 +95,9 @@ describe('on a terminal', () => {
       expect(text).toContain(indented);
 
       expect((await request(server.port, new URL(url).host, '/tui')).status).toBe(200);
-      // The list is redrawn as the path changes (relay first, then direct, whose RTT comes a ping later):
-      // the latest drawing must come to show the visitor with its path and RTT.
-      const row = /● \S{8}\s+gateway\s+gateway via (direct|turn|relay)\s+[\d.]+ ms/;
+      // The list is redrawn as the path changes (the relay first, then direct standing by beside it, and the RTT
+      // a ping later, in either order): the latest drawing must come to show the visitor with its path and RTT.
+      const row = /● \S{8}\s+gateway\s+gateway via (direct|turn|relay)(?: \([a-z, ]+ standing by\))?\s+[\d.]+ ms/;
       let list = '';
       await t.until((s) => {
         list = plain(s).split('Visitors (1)').at(-1) ?? '';
