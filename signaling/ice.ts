@@ -2,10 +2,11 @@
  * The STUN and TURN servers the server hands both parties of each session.
  * TURN credentials are time-limited REST credentials, the scheme coturn's
  * `use-auth-secret` / `static-auth-secret` checks: username
- * `<expiry unix time>:beam`, password base64(HMAC-SHA1(secret, username)).
+ * `<expiry unix time>:beam-<random tag>` (one a session), password
+ * base64(HMAC-SHA1(secret, username)).
  * A fresh pair per session, so none outlives TURN_CREDENTIAL_TTL_S.
  */
-import { createHmac } from 'node:crypto';
+import { createHmac, randomBytes } from 'node:crypto';
 import { TURN_CREDENTIAL_TTL_S } from '../shared/constants.js';
 import { BeamError } from '../shared/errors.js';
 import type { IceServer } from '../shared/signaling.js';
@@ -44,9 +45,15 @@ export function validateIceConfig(config: IceConfig): IceConfig {
   return config;
 }
 
-/** TURN REST credentials valid until now + ttl. */
+/**
+ * TURN REST credentials valid until now + ttl: `<expiry>:<tag>`, the tag
+ * random per call (one session's two peers). coturn's user-quota counts a
+ * username's allocations: with one tag for everyone, every session whose
+ * credentials were minted in the same second shared one quota, and the
+ * thirteenth allocation among them was refused (486).
+ */
 export function turnCredentials(secret: string, nowMs = Date.now(), ttlS = TURN_CREDENTIAL_TTL_S): { username: string; credential: string } {
-  const username = `${Math.floor(nowMs / 1000) + ttlS}:beam`;
+  const username = `${Math.floor(nowMs / 1000) + ttlS}:beam-${randomBytes(9).toString('base64url')}`;
   const credential = createHmac('sha1', secret).update(username).digest('base64');
   return { username, credential };
 }

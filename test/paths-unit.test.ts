@@ -9,21 +9,23 @@ import { directPrologue, sdpFingerprint } from '../transport/secure.js';
 import { nextDirectRetryDelay, relayPolicy } from '../transport/session.js';
 
 describe('TURN REST credentials (coturn use-auth-secret)', () => {
-  it('are <expiry>:beam and base64(HMAC-SHA1(secret, username)), valid for TURN_CREDENTIAL_TTL_S', () => {
+  it('are <expiry>:beam-<tag> and base64(HMAC-SHA1(secret, username)), valid for TURN_CREDENTIAL_TTL_S', () => {
     const now = Date.UTC(2026, 10, 22, 12, 0, 0);
     const { username, credential } = turnCredentials('s3cret-s3cret-s3cret', now);
     const expiry = Number(username.split(':')[0]);
     expect(expiry).toBe(now / 1000 + TURN_CREDENTIAL_TTL_S);
-    expect(username).toBe(`${expiry}:beam`);
+    expect(username).toMatch(new RegExp(`^${expiry}:beam-[A-Za-z0-9_-]{12}$`));
     expect(credential).toBe(createHmac('sha1', 's3cret-s3cret-s3cret').update(username).digest('base64'));
   });
 
-  it('are handed out only for TURN servers, fresh per call', () => {
+  it('are handed out only for TURN servers, fresh per call: two sessions in one second never share a username (coturn counts user-quota by it)', () => {
     const config = { stun: ['stun:a.example:3478'], turn: ['turn:a.example:3478?transport=udp'], turnSecret: 'x'.repeat(16) };
     const first = iceServersFor(config, 1_000_000);
     expect(first[0]).toEqual({ urls: 'stun:a.example:3478' });
-    expect(first[1]?.username).toMatch(/^\d+:beam$/);
+    expect(first[1]?.username).toMatch(/^\d+:beam-[A-Za-z0-9_-]{12}$/);
     expect(iceServersFor(config, 2_000_000)[1]?.username).not.toBe(first[1]?.username);
+    const sameSecond = new Set(Array.from({ length: 50 }, () => iceServersFor(config, 1_000_000)[1]?.username));
+    expect(sameSecond.size).toBe(50);
   });
 
   it('validates flags with errors that show a good value', () => {
