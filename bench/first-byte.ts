@@ -12,14 +12,15 @@
  *                (the client: `lt` on PATH, or LT_CLIENT)
  *
  * For each: the first response a new visitor gets once the share is up (a
- * new share each repetition), the p50 of sequential requests on one
+ * new share each repetition, and FIRSTS more new shares that answer only
+ * that first request: three samples made the median one start's luck), the p50 of sequential requests on one
  * keep-alive connection (2 ms apart), 1 KiB req/s at 10 and 100 connections
  * (wrk), and a 100 MiB download (curl; the median of DOWNLOADS in a row, on
  * every path alike: one transfer also measures how long a process takes to
  * warm its code for bulk). Then the ratios the issue sets, and
  * `beam connect`: from the process start to its first response.
  *
- *   npm run build && node dist/bench/first-byte.js [--reps 3] [--seconds 5]
+ *   npm run build && node dist/bench/first-byte.js [--reps 3] [--seconds 5] [--firsts 6]
  *
  * Needs wrk, curl, ssh and sshd (Debian: apt-get install -y wrk curl openssh-server).
  */
@@ -41,6 +42,8 @@ const SECONDS = numberArg('--seconds', 5);
 const DOWNLOAD = 100 * 1024 * 1024;
 /** Downloads in a row per repetition; the row keeps their median. */
 const DOWNLOADS = numberArg('--downloads', 3);
+/** New shares per path, beyond the repetitions', that time only their first response. */
+const FIRSTS = numberArg('--firsts', 6);
 const node = process.execPath;
 /** localtunnel's server loads with `-r esm`, which Node 24 and later refuse: LT_NODE names a Node that runs it (default this one). */
 const ltNode = process.env['LT_NODE'] ?? node;
@@ -323,6 +326,17 @@ async function main(): Promise<void> {
         }
       }
       process.stderr.write(`rep ${rep + 1}/${REPS} done\n`);
+    }
+    // More first responses: a new share (or tunnel) each, interleaved over the paths, nothing else timed.
+    for (let i = 0; i < FIRSTS; i++) {
+      for (const p of paths) {
+        const { target, stop } = await p.start();
+        try {
+          rows.get(p.name)?.first.push(await timedGet(target, '/1k'));
+        } finally {
+          await stop();
+        }
+      }
     }
 
     // beam connect: from the process start to its first response, on a share of the server.
