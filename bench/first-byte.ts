@@ -3,6 +3,8 @@
  * each path to the same origin on this machine.
  *
  *   direct     the origin itself
+ *   bare proxy Node's http server and client in one process, no Beam (bench/diag/bare-proxy.ts):
+ *              the ceiling of any one-process Node proxy here, the embedded default's included
  *   embedded   `beam <port>` with no server: its gateway reaches the agent in memory
  *   gateway    `beam serve` + `beam http --server`: a gateway visitor, its link to the agent on the
  *              relay (direct WebRTC standing by); and `--gateway-relay never`: that link on WebRTC alone
@@ -207,6 +209,13 @@ async function main(): Promise<void> {
   const paths: Path[] = [
     { name: 'direct to origin', start: async () => ({ target: { port: originPort }, stop: async () => {} }) },
     {
+      name: 'a bare Node reverse proxy (one process, no Beam)',
+      start: async () => {
+        const proxy = await startJson(node, [path.join(here, 'diag/bare-proxy.js'), String(originPort)], (e) => typeof e['port'] === 'number');
+        return { target: { port: proxy.event['port'] as number }, stop: stopper(proxy.child) };
+      },
+    },
+    {
       name: '`beam <port>` (embedded)',
       start: async () => {
         const share = await startJson(
@@ -398,6 +407,12 @@ async function main(): Promise<void> {
     const G = '`beam serve` + `beam http`, gateway visitor';
     const S = '`ssh -R`';
     const L = 'localtunnel';
+    const B = 'a bare Node reverse proxy (one process, no Beam)';
+    // Not a target: how much of the one-process ceiling the embedded default keeps, and where ssh -R stands on it.
+    lines.push(
+      '',
+      `Of the bare Node proxy's 1 KiB req/s (10 / 100 connections): embedded ${(m(E, 'c10') / m(B, 'c10')).toFixed(2)}× / ${(m(E, 'c100') / m(B, 'c100')).toFixed(2)}×, ssh -R ${(m(S, 'c10') / m(B, 'c10')).toFixed(2)}× / ${(m(S, 'c100') / m(B, 'c100')).toFixed(2)}×.`,
+    );
     process.stdout.write(`${lines.join('\n')}\n`);
     reportTargets([
       atMost('embedded: first response', m(E, 'first'), 20, 'ms'),
