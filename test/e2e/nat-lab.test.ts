@@ -217,7 +217,12 @@ describe('NAT lab', () => {
       { netns: l.ha },
     );
     const link = (await agent.waitFor('ready'))['link'] as string;
-    const visitor = new BeamProcess(['connect', link, '--server', SERVER, '--port', '8081', '--json', '--relay', 'never'], {}, { netns: l.hb });
+    // Debug logs: a session that never comes up (seen once in CI: silent for 45 s after its TURN attempt began) shows its steps.
+    const visitor = new BeamProcess(
+      ['connect', link, '--server', SERVER, '--port', '8081', '--json', '--relay', 'never', '--log-level', 'debug'],
+      {},
+      { netns: l.hb },
+    );
     const destroy = l.destroy.bind(l);
     l.destroy = () => {
       for (const p of [visitor, agent]) void p.kill('SIGKILL');
