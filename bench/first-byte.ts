@@ -4,7 +4,8 @@
  *
  *   direct     the origin itself
  *   bare proxy Node's http server and client in one process, no Beam (bench/diag/bare-proxy.ts):
- *              the ceiling of any one-process Node proxy here, the embedded default's included
+ *              the ceiling of any one-thread Node proxy here, the embedded default's included;
+ *              and the same over two threads, as ssh -R is over two processes
  *   embedded   `beam <port>` with no server: its gateway reaches the agent in memory
  *   gateway    `beam serve` + `beam http --server`: a gateway visitor, its link to the agent on the
  *              relay (direct WebRTC standing by); and `--gateway-relay never`: that link on WebRTC alone
@@ -208,13 +209,17 @@ async function main(): Promise<void> {
 
   const paths: Path[] = [
     { name: 'direct to origin', start: async () => ({ target: { port: originPort }, stop: async () => {} }) },
-    {
-      name: 'a bare Node reverse proxy (one process, no Beam)',
+    ...[1, 2].map((threads) => ({
+      name: threads === 1 ? 'a bare Node reverse proxy (one process, no Beam)' : 'the same over two threads (server; origin client in a worker)',
       start: async () => {
-        const proxy = await startJson(node, [path.join(here, 'diag/bare-proxy.js'), String(originPort)], (e) => typeof e['port'] === 'number');
+        const proxy = await startJson(
+          node,
+          [path.join(here, 'diag/bare-proxy.js'), String(originPort), '--threads', String(threads)],
+          (e) => typeof e['port'] === 'number',
+        );
         return { target: { port: proxy.event['port'] as number }, stop: stopper(proxy.child) };
       },
-    },
+    })),
     {
       name: '`beam <port>` (embedded)',
       start: async () => {
@@ -408,10 +413,12 @@ async function main(): Promise<void> {
     const S = '`ssh -R`';
     const L = 'localtunnel';
     const B = 'a bare Node reverse proxy (one process, no Beam)';
-    // Not a target: how much of the one-process ceiling the embedded default keeps, and where ssh -R stands on it.
+    const B2 = 'the same over two threads (server; origin client in a worker)';
+    // Not a target: how much of the one-thread ceiling the embedded default keeps, where ssh -R (two processes) stands on it, and what a second thread is worth.
+    const of = (name: string, base: string): string => `${(m(name, 'c10') / m(base, 'c10')).toFixed(2)}× / ${(m(name, 'c100') / m(base, 'c100')).toFixed(2)}×`;
     lines.push(
       '',
-      `Of the bare Node proxy's 1 KiB req/s (10 / 100 connections): embedded ${(m(E, 'c10') / m(B, 'c10')).toFixed(2)}× / ${(m(E, 'c100') / m(B, 'c100')).toFixed(2)}×, ssh -R ${(m(S, 'c10') / m(B, 'c10')).toFixed(2)}× / ${(m(S, 'c100') / m(B, 'c100')).toFixed(2)}×.`,
+      `Of the one-thread bare Node proxy's 1 KiB req/s (10 / 100 connections): embedded ${of(E, B)}, ssh -R ${of(S, B)}, the two-thread proxy ${of(B2, B)}.`,
     );
     process.stdout.write(`${lines.join('\n')}\n`);
     reportTargets([

@@ -7,25 +7,102 @@
  * own from above on the same cores. bench/first-byte.ts runs it beside the
  * other paths. Prints {"port": n} once it listens.
  *
- *   node dist/bench/diag/bare-proxy.js <origin port>
+ * `--threads 2` splits it as `ssh -R` is split over two processes: the http
+ * server on the main thread, the origin's http client in a worker thread,
+ * requests and answers crossing in batches (one message each way a loop
+ * turn, as Beam's multiplexer batches its frames). It buffers whole bodies:
+ * for 1 KiB requests only, a measure of what a second thread is worth to the
+ * embedded default, whose gateway and agent share one thread today.
+ *
+ *   node dist/bench/diag/bare-proxy.js <origin port> [--threads 2]
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 
-const originPort = Number(process.argv[2]);
-if (!Number.isInteger(originPort) || originPort <= 0) {
-  console.error('usage: bare-proxy.js <origin port>');
-  process.exit(2);
+type Ask = [id: number, method: string, target: string, rawHeaders: string[], body: Uint8Array];
+type Answer = [id: number, status: number, rawHeaders: string[], body: Uint8Array];
+
+/** Collects what `send` is given during one loop turn and posts it as one message. */
+function batcher<T>(post: (batch: T[]) => void): (item: T) => void {
+  let batch: T[] = [];
+  return (item) => {
+    batch.push(item);
+    if (batch.length > 1) return;
+    setImmediate(() => {
+      const out = batch;
+      batch = [];
+      post(out);
+    });
+  };
 }
+
+function headerObject(raw: readonly string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (let i = 0; i + 1 < raw.length; i += 2) out[(raw[i] as string).toLowerCase()] = raw[i + 1] as string;
+  return out;
+}
+
 const agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
-const server = http.createServer((req, res) => {
-  const upstream = http.request({ host: '127.0.0.1', port: originPort, method: req.method, path: req.url, headers: req.headers, agent }, (answer) => {
-    res.writeHead(answer.statusCode ?? 502, answer.rawHeaders);
-    answer.pipe(res);
+
+if (!isMainThread) {
+  // The worker: the origin's side.
+  const { originPort } = workerData as { originPort: number };
+  const send = batcher<Answer>((batch) => parentPort?.postMessage(batch));
+  parentPort?.on('message', (batch: Ask[]) => {
+    for (const [id, method, target, raw, body] of batch) {
+      const upstream = http.request({ host: '127.0.0.1', port: originPort, method, path: target, headers: headerObject(raw), agent }, (answer) => {
+        const chunks: Buffer[] = [];
+        answer.on('data', (c: Buffer) => chunks.push(c));
+        answer.on('end', () => send([id, answer.statusCode ?? 502, answer.rawHeaders, Buffer.concat(chunks)]));
+      });
+      upstream.on('error', () => send([id, 502, [], new Uint8Array()]));
+      upstream.end(body);
+    }
   });
-  upstream.on('error', () => res.destroy());
-  req.pipe(upstream);
-});
-server.listen(0, '127.0.0.1', () => console.log(JSON.stringify({ port: (server.address() as AddressInfo).port })));
-process.on('SIGTERM', () => process.exit(0));
-process.on('SIGINT', () => process.exit(0));
+} else {
+  const originPort = Number(process.argv[2]);
+  const threads = process.argv.includes('--threads') ? Number(process.argv[process.argv.indexOf('--threads') + 1]) : 1;
+  if (!Number.isInteger(originPort) || originPort <= 0 || (threads !== 1 && threads !== 2)) {
+    console.error('usage: bare-proxy.js <origin port> [--threads 1|2]');
+    process.exit(2);
+  }
+  let handle: (req: http.IncomingMessage, res: http.ServerResponse) => void;
+  if (threads === 1) {
+    handle = (req, res) => {
+      const upstream = http.request({ host: '127.0.0.1', port: originPort, method: req.method, path: req.url, headers: req.headers, agent }, (answer) => {
+        res.writeHead(answer.statusCode ?? 502, answer.rawHeaders);
+        answer.pipe(res);
+      });
+      upstream.on('error', () => res.destroy());
+      req.pipe(upstream);
+    };
+  } else {
+    const worker = new Worker(new URL(import.meta.url), { workerData: { originPort } });
+    const waiting = new Map<number, http.ServerResponse>();
+    let next = 1;
+    const send = batcher<Ask>((batch) => worker.postMessage(batch));
+    worker.on('message', (batch: Answer[]) => {
+      for (const [id, status, raw, body] of batch) {
+        const res = waiting.get(id);
+        waiting.delete(id);
+        res?.writeHead(
+          status,
+          raw.filter((_, i) => !/^(connection|keep-alive|transfer-encoding)$/i.test(raw[i - (i % 2)] as string)),
+        );
+        res?.end(body);
+      }
+    });
+    handle = (req, res) => {
+      const id = next++;
+      waiting.set(id, res);
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => send([id, req.method ?? 'GET', req.url ?? '/', req.rawHeaders, Buffer.concat(chunks)]));
+    };
+  }
+  const server = http.createServer(handle);
+  server.listen(0, '127.0.0.1', () => console.log(JSON.stringify({ port: (server.address() as AddressInfo).port })));
+  process.on('SIGTERM', () => process.exit(0));
+  process.on('SIGINT', () => process.exit(0));
+}
