@@ -15,6 +15,7 @@ import https from 'node:https';
 import { isIP } from 'node:net';
 import type { Duplex, Readable } from 'node:stream';
 import type { Logger } from 'pino';
+import { Pool } from 'undici';
 import { BodyDeframer, BodyFramer, type HeaderPairList, trailerPairs } from '../shared/body-records.js';
 import { ORIGIN_IDLE_SOCKETS } from '../shared/constants.js';
 import { BeamError, ERRORS, type ErrorCode, errorCodeOf } from '../shared/errors.js';
@@ -41,7 +42,7 @@ export interface OriginProtocol {
   insecure?: boolean | undefined;
 }
 
-const UNREACHABLE = new Set(['ECONNREFUSED', 'ECONNRESET', 'EHOSTUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'EPIPE', 'ETIMEDOUT']);
+export const UNREACHABLE: ReadonlySet<string> = new Set(['ECONNREFUSED', 'ECONNRESET', 'EHOSTUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'EPIPE', 'ETIMEDOUT']);
 
 /** OpenSSL's and Node's codes for a certificate that failed the check. */
 export function isCertificateError(code: string | undefined): boolean {
@@ -72,7 +73,10 @@ export class OriginIo {
   readonly appProtocol: 'http1' | 'http2';
   /** The TLS options of every connection to an https origin. */
   readonly tls: { ca?: Buffer; rejectUnauthorized: boolean; servername?: string };
+  /** Node's client: upgrades, bodies with trailers, the inspector's replays. */
   readonly agent: http.Agent;
+  /** undici's pool: every other request (peer-agent/origin-pool.ts). */
+  readonly pool: Pool;
   /** The one HTTP/2 connection to the origin (--app-protocol http2), made on first use and again after it closes. */
   private h2: http2.ClientHttp2Session | undefined;
   private h2Module: typeof http2 | undefined;
@@ -99,6 +103,12 @@ export class OriginIo {
     // 250 ms by default, too little for a busy machine.
     const agentOptions = { keepAlive: true, maxFreeSockets: ORIGIN_IDLE_SOCKETS, autoSelectFamilyAttemptTimeout: 2_000 } as http.AgentOptions;
     this.agent = this.scheme === 'https' ? new https.Agent({ ...agentOptions, ...this.tls }) : new http.Agent(agentOptions);
+    // No clocks of undici's own: the agent's runs from the moment the request is at the origin.
+    this.pool = new Pool(this.url, {
+      headersTimeout: 0,
+      bodyTimeout: 0,
+      connect: { ...this.tls, autoSelectFamily: true, autoSelectFamilyAttemptTimeout: 2_000 },
+    });
   }
 
   /** The origin's URL base: `http://host:port`. */
@@ -133,6 +143,7 @@ export class OriginIo {
 
   close(): void {
     this.agent.destroy();
+    this.pool.destroy().catch(() => {});
     this.h2?.destroy();
     this.h2 = undefined;
   }

@@ -162,6 +162,13 @@ describe('through the gateway', () => {
     expect(res.headers['set-cookie']).toEqual(['a=1; Path=/', 'b=2; Path=/']);
   });
 
+  it('an origin that sends 103 Early Hints first: the visitor gets its final answer whole', async () => {
+    const res = await request(server.port, agent.host, '/early-hints');
+    expect(res.status).toBe(200);
+    expect(res.body.toString()).toBe('after the hints');
+    expect(res.headers['link']).toBeUndefined();
+  });
+
   it('says how a request travelled in a beam-path header, which the origin cannot set', async () => {
     const res = await request(server.port, agent.host, '/headers');
     // The server's gateway carries its link to an agent on the relay (direct stands by).

@@ -152,6 +152,10 @@ export async function startOrigin(port = 0): Promise<Origin> {
         });
         return;
       }
+      case '/early-hints':
+        // A 103 before the answer: informational responses are the origin's hop only.
+        res.writeEarlyHints({ link: '</style.css>; rel=preload; as=style' }, () => res.end('after the hints'));
+        return;
       case '/redirect':
         res.writeHead(302, { location: '/headers' });
         res.end();
