@@ -15,7 +15,6 @@ import https from 'node:https';
 import { isIP } from 'node:net';
 import type { Duplex, Readable } from 'node:stream';
 import type { Logger } from 'pino';
-import { Pool } from 'undici';
 import { BodyDeframer, BodyFramer, type HeaderPairList, trailerPairs } from '../shared/body-records.js';
 import { ORIGIN_IDLE_SOCKETS } from '../shared/constants.js';
 import { BeamError, ERRORS, type ErrorCode, errorCodeOf } from '../shared/errors.js';
@@ -24,6 +23,7 @@ import type { RequestPath } from '../shared/paths.js';
 import type { Framing } from './framing.js';
 import { holdToLength } from './framing.js';
 import type { Capture, HeaderPairs } from './inspect.js';
+import { Pool } from './undici-pool.js';
 
 export interface Origin {
   host: string;

@@ -15,7 +15,7 @@
  *   waiting ──► responding   the origin's head went out; later failures reset the stream
  *           └─► error-sent   an error head (timeout, unreachable, bad framing): final
  */
-import { type Duplex, PassThrough } from 'node:stream';
+import { Duplex, PassThrough } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { BodyFramer, trailerPairs } from '../shared/body-records.js';
 import { BeamError, ERRORS, type ErrorCode, errorCodeOf } from '../shared/errors.js';
@@ -23,6 +23,7 @@ import { encodeHead, endToEndHeaders } from '../shared/http-head.js';
 import { holdToLength } from './framing.js';
 import type { HeaderPairs } from './inspect.js';
 import { type Forwarded, forward, type OriginIo, originFailure, UNREACHABLE } from './origin-io.js';
+import { Pool } from './undici-pool.js';
 
 /** undici's words for what Node's client calls a reset or a timed-out connect. */
 const NODE_CODE: Record<string, string> = {
@@ -37,13 +38,72 @@ function nodeError(err: Error): NodeJS.ErrnoException {
   return Object.assign(new Error(e.message), { code });
 }
 
+let warming: Promise<void> | undefined;
+
+/**
+ * One exchange on an in-memory socket, once a process: undici compiles its
+ * HTTP parser (llhttp, WebAssembly) on its first connection, which made a
+ * new share's first response 7-14 ms slower (2026-12-06). Called as the
+ * agent starts, so the compile happens then, not for the first visitor. No
+ * byte of it reaches the origin or the network.
+ */
+export function warmPool(): Promise<void> {
+  warming ??= new Promise<void>((resolve) => {
+    let asked = '';
+    const socket = new Duplex({
+      read() {},
+      write(chunk: Buffer, _encoding, callback) {
+        asked += chunk.toString('latin1');
+        if (asked.includes('\r\n\r\n')) this.push('HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n');
+        callback();
+      },
+    });
+    // undici takes its connection a tick later, as a real connect would come; a connector that called back at
+    // once left the request waiting for good.
+    const client = new Pool('http://warm.invalid', { connect: (_options, callback) => process.nextTick(() => callback(null, socket as never)) });
+    const done = (): void => {
+      client.destroy().catch(() => undefined);
+      resolve();
+    };
+    client.dispatch(
+      { method: 'GET', path: '/', headers: [] },
+      {
+        onRequestStart() {},
+        onResponseStart(c) {
+          rawStrings(c.rawHeaders);
+        },
+        onResponseData() {},
+        onResponseEnd: done,
+        onResponseError: done,
+      },
+    );
+  });
+  return warming;
+}
+
 /** Whether undici's pool can carry this request; else it goes on Node's client. */
-export function poolCarries(request: Forwarded): boolean {
+export function poolCarries(request: Forwarded, io: OriginIo): boolean {
   if (request.upgrade) return false;
   // A body in records may end with trailers for the origin: only Node's client sends request trailers.
   if (request.framed && request.body && request.preread === undefined) return false;
-  for (const [name] of request.headers) if (name.length === 6 && name.toLowerCase() === 'expect') return false;
+  let host: string | undefined;
+  for (const [name, value] of request.headers) {
+    if (name.length === 6 && name.toLowerCase() === 'expect') return false;
+    if (name.length === 4 && name.toLowerCase() === 'host') host = value;
+  }
+  // undici takes an https origin's name (SNI, and the certificate's check) from the request's Host unless told
+  // one. A name it is told (forwardPooled); an address has none to tell, so the Host must be that address, as
+  // when the agent rewrites it: a preserved visitor's Host would be checked against the origin's certificate.
+  if (io.scheme === 'https' && io.tls.servername === undefined && hostname(host) !== io.host) return false;
   return true;
+}
+
+/** A Host header's name, without its port or an IPv6 address's brackets. */
+function hostname(host: string | undefined): string | undefined {
+  if (host === undefined) return undefined;
+  if (host.startsWith('[')) return host.slice(1, host.indexOf(']'));
+  const colon = host.lastIndexOf(':');
+  return colon < 0 ? host : host.slice(0, colon);
 }
 
 /** Raw header buffers as Node's rawHeaders strings. */
@@ -168,7 +228,7 @@ export function forwardPooled(stream: Duplex, io: OriginIo, request: Forwarded):
   const flat: string[] = [];
   for (const [name, value] of headers) if (name.length !== 17 || name.toLowerCase() !== 'transfer-encoding') flat.push(name, value);
   const start = (): void => {
-    io.pool.dispatch({ method, path: target, headers: flat, body }, handler);
+    io.pool.dispatch({ method, path: target, headers: flat, body, ...(io.tls.servername ? { servername: io.tls.servername } : {}) }, handler);
   };
 
   try {

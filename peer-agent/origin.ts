@@ -19,7 +19,7 @@ import { readWhole } from './framing.js';
 import { type HeaderRules, requestHeaders, responseHeaders } from './header-rules.js';
 import type { Capture, HeaderPairs, Inspector, RequestPath } from './inspect.js';
 import { forward, type Origin, OriginIo, type OriginProtocol, originRequest } from './origin-io.js';
-import { forwardPooled, poolCarries } from './origin-pool.js';
+import { forwardPooled, poolCarries, warmPool } from './origin-pool.js';
 import type { PolicyRule } from './policy.js';
 import type { SignIn } from './sign-in.js';
 import { type WebhookVerifier, webhookProblem } from './webhooks.js';
@@ -118,6 +118,7 @@ export class OriginForwarder {
       onUnreachable: (err) => components.events.onUnreachable(err),
       protocol: options.protocol,
     });
+    void warmPool();
   }
 
   get hostPort(): string {
@@ -334,7 +335,7 @@ export class OriginForwarder {
     };
     // Upgrades (WebSocket) stay on HTTP/1.1, whatever the origin speaks otherwise.
     if (this.io.appProtocol === 'http2' && !head.upgrade) (await import('./origin-h2.js')).forwardH2(stream, this.io, forwarded);
-    else if (poolCarries(forwarded)) forwardPooled(stream, this.io, forwarded);
+    else if (poolCarries(forwarded, this.io)) forwardPooled(stream, this.io, forwarded);
     else forward(stream, this.io, forwarded);
   }
 

@@ -445,6 +445,15 @@ describe('https origins', () => {
     expect(await through(`https://127.0.0.1:${port}`, ['--origin-ca', certs.caFile])).toEqual({ status: 200, body: 'secure /page over 1.1', code: undefined });
   });
 
+  it("--host-header preserve: the origin's certificate is checked against the origin's name, not the visitor's Host", async () => {
+    const port = (httpsOrigin.address() as AddressInfo).port;
+    expect(await through(`https://127.0.0.1:${port}`, ['--origin-ca', certs.caFile, '--host-header', 'preserve'])).toEqual({
+      status: 200,
+      body: 'secure /page over 1.1',
+      code: undefined,
+    });
+  });
+
   it('a self-signed development server: refused by default, served with --origin-insecure', async () => {
     const port = (selfSigned.address() as AddressInfo).port;
     const refused = await through(`https://127.0.0.1:${port}`, []);
