@@ -3,9 +3,9 @@
  * each path to the same origin on this machine.
  *
  *   direct     the origin itself
- *   bare proxy Node's http server and client in one process, no Beam (bench/diag/bare-proxy.ts):
- *              the ceiling of any one-thread Node proxy here, the embedded default's included;
- *              and the same over two threads, as ssh -R is over two processes
+ *   bare proxy Node's http server and client in one process, no Beam (bench/diag/bare-proxy.ts);
+ *              and the same with undici's pool as its origin client, as Beam's agent has it:
+ *              what one process with no Beam work reaches here
  *   embedded   `beam <port>` with no server: its gateway reaches the agent in memory
  *   gateway    `beam serve` + `beam http --server`: a gateway visitor, its link to the agent on the
  *              relay (direct WebRTC standing by); and `--gateway-relay never`: that link on WebRTC alone
@@ -23,7 +23,7 @@
  * warm its code for bulk). Then the ratios the issue sets, and
  * `beam connect`: from the process start to its first response.
  *
- *   npm run build && node dist/bench/first-byte.js [--reps 3] [--seconds 5] [--firsts 6]
+ *   npm run build && node dist/bench/first-byte.js [--reps 3] [--seconds 5] [--warmup 2] [--firsts 6]
  *
  * Needs wrk, curl, ssh and sshd (Debian: apt-get install -y wrk curl openssh-server).
  */
@@ -45,6 +45,14 @@ const SECONDS = numberArg('--seconds', 5);
 const DOWNLOAD = 100 * 1024 * 1024;
 /** Downloads in a row per repetition; the row keeps their median. */
 const DOWNLOADS = numberArg('--downloads', 3);
+/**
+ * wrk runs this long at 10 connections, untimed, before the timed runs: a
+ * path's steady rate, not its code's first seconds. Every path gets it. A
+ * JavaScript path (Beam, localtunnel, the bare proxies) runs its first
+ * seconds of load in V8's lower tiers: the embedded default made 3,150 and
+ * 3,937 req/s in its first 5 s and 4,600-5,192 in the next (2026-12-06).
+ */
+const WARMUP_SECONDS = numberArg('--warmup', 2);
 /** New shares per path, beyond the repetitions', that time only their first response. */
 const FIRSTS = numberArg('--firsts', 6);
 const node = process.execPath;
@@ -95,11 +103,11 @@ async function sequentialP50(t: Target): Promise<number> {
   return median(times.slice(20));
 }
 
-async function wrk(t: Target, connections: number): Promise<number> {
+async function wrk(t: Target, connections: number, seconds = SECONDS): Promise<number> {
   const { stdout } = await run('wrk', [
     '-t1',
     `-c${connections}`,
-    `-d${SECONDS}s`,
+    `-d${seconds}s`,
     ...(t.host ? ['-H', `Host: ${t.host}`] : []),
     `http://127.0.0.1:${t.port}/1k`,
   ]);
@@ -209,12 +217,12 @@ async function main(): Promise<void> {
 
   const paths: Path[] = [
     { name: 'direct to origin', start: async () => ({ target: { port: originPort }, stop: async () => {} }) },
-    ...[1, 2].map((threads) => ({
-      name: threads === 1 ? 'a bare Node reverse proxy (one process, no Beam)' : 'the same over two threads (server; origin client in a worker)',
+    ...(['node', 'undici'] as const).map((client) => ({
+      name: client === 'node' ? 'a bare Node reverse proxy (one process, no Beam)' : "the same, its origin client undici's pool",
       start: async () => {
         const proxy = await startJson(
           node,
-          [path.join(here, 'diag/bare-proxy.js'), String(originPort), '--threads', String(threads)],
+          [path.join(here, 'diag/bare-proxy.js'), String(originPort), '--client', client],
           (e) => typeof e['port'] === 'number',
         );
         return { target: { port: proxy.event['port'] as number }, stop: stopper(proxy.child) };
@@ -330,6 +338,7 @@ async function main(): Promise<void> {
         try {
           row.first.push(await timedGet(target, '/1k'));
           row.seq.push(await sequentialP50(target));
+          if (WARMUP_SECONDS > 0) await wrk(target, 10, WARMUP_SECONDS);
           row.c10.push(await wrk(target, 10));
           row.c100.push(await wrk(target, 100));
           const mbs: number[] = [];
@@ -397,7 +406,7 @@ async function main(): Promise<void> {
     const m = (name: string, k: keyof Row): number => median(rows.get(name)?.[k] ?? [NaN]);
     const lines: string[] = [];
     lines.push(
-      `Measured ${new Date().toISOString().slice(0, 10)} on ${cpus().length} cores, Node ${process.version}; median of ${REPS} runs (min–max), a new share or tunnel each run; wrk -t1 for ${SECONDS} s; 100 MiB: the median of ${DOWNLOADS} downloads in a row each run.`,
+      `Measured ${new Date().toISOString().slice(0, 10)} on ${cpus().length} cores, Node ${process.version}; median of ${REPS} runs (min–max), a new share or tunnel each run; wrk -t1 for ${SECONDS} s after ${WARMUP_SECONDS} s untimed; 100 MiB: the median of ${DOWNLOADS} downloads in a row each run.`,
       '',
       '| path | first response | sequential p50 | 1 KiB req/s, 10 conn | 1 KiB req/s, 100 conn | 100 MiB |',
       '|---|---|---|---|---|---|',
@@ -413,12 +422,12 @@ async function main(): Promise<void> {
     const S = '`ssh -R`';
     const L = 'localtunnel';
     const B = 'a bare Node reverse proxy (one process, no Beam)';
-    const B2 = 'the same over two threads (server; origin client in a worker)';
-    // Not a target: how much of the one-thread ceiling the embedded default keeps, where ssh -R (two processes) stands on it, and what a second thread is worth.
+    const U = "the same, its origin client undici's pool";
+    // Not a target: how much of a one-process proxy's rate the embedded default keeps, where ssh -R (two processes) stands on it, and what undici's client is worth to it.
     const of = (name: string, base: string): string => `${(m(name, 'c10') / m(base, 'c10')).toFixed(2)}× / ${(m(name, 'c100') / m(base, 'c100')).toFixed(2)}×`;
     lines.push(
       '',
-      `Of the one-thread bare Node proxy's 1 KiB req/s (10 / 100 connections): embedded ${of(E, B)}, ssh -R ${of(S, B)}, the two-thread proxy ${of(B2, B)}.`,
+      `Of the bare Node proxy's 1 KiB req/s (10 / 100 connections): embedded ${of(E, B)}, ssh -R ${of(S, B)}, the same proxy on undici's pool ${of(U, B)}. Of the undici proxy's: embedded ${of(E, U)}.`,
     );
     process.stdout.write(`${lines.join('\n')}\n`);
     reportTargets([

@@ -14,11 +14,17 @@
  * for 1 KiB requests only, a measure of what a second thread is worth to the
  * embedded default, whose gateway and agent share one thread today.
  *
- *   node dist/bench/diag/bare-proxy.js <origin port> [--threads 2]
+ * `--client undici` carries requests to the origin on undici's pool, its
+ * answers handed to callbacks (as Beam's agent does since session 30,
+ * peer-agent/origin-pool.ts) instead of Node's http client: what the same
+ * one process reaches when its origin side costs less.
+ *
+ *   node dist/bench/diag/bare-proxy.js <origin port> [--threads 2 | --client undici]
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
+import { Pool } from '../../peer-agent/undici-pool.js';
 
 type Ask = [id: number, method: string, target: string, rawHeaders: string[], body: Uint8Array];
 type Answer = [id: number, status: number, rawHeaders: string[], body: Uint8Array];
@@ -63,12 +69,54 @@ if (!isMainThread) {
 } else {
   const originPort = Number(process.argv[2]);
   const threads = process.argv.includes('--threads') ? Number(process.argv[process.argv.indexOf('--threads') + 1]) : 1;
-  if (!Number.isInteger(originPort) || originPort <= 0 || (threads !== 1 && threads !== 2)) {
-    console.error('usage: bare-proxy.js <origin port> [--threads 1|2]');
+  const client = process.argv.includes('--client') ? process.argv[process.argv.indexOf('--client') + 1] : 'node';
+  if (
+    !Number.isInteger(originPort) ||
+    originPort <= 0 ||
+    (threads !== 1 && threads !== 2) ||
+    (client !== 'node' && client !== 'undici') ||
+    (threads === 2 && client === 'undici')
+  ) {
+    console.error('usage: bare-proxy.js <origin port> [--threads 1|2 | --client node|undici]');
     process.exit(2);
   }
   let handle: (req: http.IncomingMessage, res: http.ServerResponse) => void;
-  if (threads === 1) {
+  if (client === 'undici') {
+    const pool = new Pool(`http://127.0.0.1:${originPort}`, { headersTimeout: 0, bodyTimeout: 0 });
+    const HOP = /^(host|connection|keep-alive|transfer-encoding|upgrade|expect)$/i;
+    handle = (req, res) => {
+      const headers: string[] = [];
+      for (let i = 0; i + 1 < req.rawHeaders.length; i += 2)
+        if (!HOP.test(req.rawHeaders[i] as string)) headers.push(req.rawHeaders[i] as string, req.rawHeaders[i + 1] as string);
+      const hasBody = req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined;
+      pool.dispatch(
+        { method: req.method ?? 'GET', path: req.url ?? '/', headers, body: hasBody ? req : null },
+        {
+          onResponseStart(c, status) {
+            const raw = (c.rawHeaders ?? []) as Buffer[];
+            const out: string[] = [];
+            for (let i = 0; i + 1 < raw.length; i += 2) {
+              const name = (raw[i] as Buffer).toString('latin1');
+              if (!HOP.test(name)) out.push(name, (raw[i + 1] as Buffer).toString('latin1'));
+            }
+            res.writeHead(status, out);
+          },
+          onResponseData(c, chunk) {
+            if (!res.write(chunk)) {
+              c.pause();
+              res.once('drain', () => c.resume());
+            }
+          },
+          onResponseEnd() {
+            res.end();
+          },
+          onResponseError() {
+            res.destroy();
+          },
+        },
+      );
+    };
+  } else if (threads === 1) {
     handle = (req, res) => {
       const upstream = http.request({ host: '127.0.0.1', port: originPort, method: req.method, path: req.url, headers: req.headers, agent }, (answer) => {
         res.writeHead(answer.statusCode ?? 502, answer.rawHeaders);

@@ -2,9 +2,10 @@
  * Diagnostic: the floor under Beam's request rate on this machine. The
  * thinnest HTTP-over-node-datachannel proxy there can be, with no Beam code:
  * a front process (Node's http server) sends each request's method and path
- * as one data-channel message; a back process forwards it to the origin with
- * Node's http client (keep-alive) and sends status and body back as one
- * message. No stream protocol, no flow control, no headers, no validation, no
+ * as one data-channel message; a back process forwards it to the origin on
+ * undici's pool (keep-alive; the client Beam's agent uses since session 30,
+ * which costs less than Node's http client) and sends status and body back
+ * as one message. No stream protocol, no flow control, no headers, no validation, no
  * security. Whatever Beam does, it does on top of this much work, so this
  * rate bounds Beam's from above on the same cores.
  *
@@ -22,6 +23,7 @@ import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { parseArgs, promisify } from 'node:util';
 import ndc from 'node-datachannel';
+import { Pool } from '../../peer-agent/undici-pool.js';
 import { startJson } from '../../test/helpers/services.js';
 import { type Msg, wire } from '../raw-ndc.js';
 import { atLeast, reportTargets } from '../targets.js';
@@ -33,7 +35,7 @@ function back(originPort: number): void {
   const pc = new ndc.PeerConnection('back', { iceServers: [] });
   const apply = wire(pc, (m) => process.send!(m));
   process.on('message', (m: Msg) => apply(m));
-  const agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
+  const pool = new Pool(`http://127.0.0.1:${originPort}`, { headersTimeout: 0, bodyTimeout: 0 });
   const keep: ndc.DataChannel[] = [];
   pc.onDataChannel((dc) => {
     keep.push(dc);
@@ -41,19 +43,33 @@ function back(originPort: number): void {
       const buf = Buffer.from(msg as Buffer);
       const id = buf.readUInt32BE(0);
       const [method, path] = buf.subarray(4).toString('latin1').split(' ');
-      const req = http.request({ host: '127.0.0.1', port: originPort, method, path, agent }, (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => {
-          const body = Buffer.concat(chunks);
-          const out = Buffer.allocUnsafe(6 + body.length);
-          out.writeUInt32BE(id, 0);
-          out.writeUInt16BE(res.statusCode ?? 502, 4);
-          body.copy(out, 6);
-          dc.sendMessageBinary(out);
-        });
-      });
-      req.end();
+      const chunks: Buffer[] = [];
+      let status = 502;
+      pool.dispatch(
+        { method: method ?? 'GET', path: path ?? '/', headers: [] },
+        {
+          onResponseStart(_c, code) {
+            status = code;
+          },
+          onResponseData(_c, chunk) {
+            chunks.push(chunk);
+          },
+          onResponseEnd() {
+            const body = Buffer.concat(chunks);
+            const out = Buffer.allocUnsafe(6 + body.length);
+            out.writeUInt32BE(id, 0);
+            out.writeUInt16BE(status, 4);
+            body.copy(out, 6);
+            dc.sendMessageBinary(out);
+          },
+          onResponseError() {
+            const out = Buffer.allocUnsafe(6);
+            out.writeUInt32BE(id, 0);
+            out.writeUInt16BE(502, 4);
+            dc.sendMessageBinary(out);
+          },
+        },
+      );
     });
   });
 }
