@@ -372,10 +372,14 @@ export const DIRECT_ATTEMPT_TIMEOUT_MS = 4_000;
 export const DEFAULT_ORIGIN_TIMEOUT_MS = 30_000;
 
 /**
- * Idle keep-alive connections the agent keeps open to its origin (Node's own
- * default). At 100 concurrent visitor requests a cap of 64 closed and reopened
- * connections all the time: the origin then spent 40 µs a request instead of 21
- * (bench/diag/floor).
+ * Idle keep-alive connections Node's http client keeps open to the origin
+ * (Node's own default), for what the agent still sends with it: bodies that
+ * may end with trailers, an Expect header, the inspector's replays. At 100
+ * concurrent visitor requests a cap of 64 closed and reopened connections all
+ * the time: the origin then spent 40 µs a request instead of 21
+ * (bench/diag/floor). undici's pool, which carries every other request
+ * (peer-agent/origin-pool.ts), keeps every connection it opened until it has
+ * been idle for the origin's keep-alive hint less 2 s, or 4 s with no hint.
  */
 export const ORIGIN_IDLE_SOCKETS = 256;
 /** Largest UDP payload a UDP share carries: one data-channel message, less the flow id. */

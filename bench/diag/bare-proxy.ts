@@ -92,6 +92,7 @@ if (!isMainThread) {
       pool.dispatch(
         { method: req.method ?? 'GET', path: req.url ?? '/', headers, body: hasBody ? req : null },
         {
+          onRequestStart() {},
           onResponseStart(c, status) {
             const raw = (c.rawHeaders ?? []) as Buffer[];
             const out: string[] = [];
