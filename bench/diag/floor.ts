@@ -48,6 +48,7 @@ function back(originPort: number): void {
       pool.dispatch(
         { method: method ?? 'GET', path: path ?? '/', headers: [] },
         {
+          onRequestStart() {},
           onResponseStart(_c, code) {
             status = code;
           },
