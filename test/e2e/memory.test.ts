@@ -10,14 +10,16 @@ import type { AgentHandle, ServerHandle } from '../helpers/procs.js';
 
 /**
  * Allowed RSS growth. A window per stream is 256 KiB; the rest is what a
- * process takes to move a gigabyte at all: V8's young generation (two
- * semi-spaces of up to 16 MiB), libdatachannel's SCTP buffers (16 MiB) and
- * allocator slack. Measured on this machine: 6.7 to 50.3 MiB for the agent
- * over many runs, the same code each time. Without backpressure a 1 GiB
- * upload grows a process by hundreds of MiB, so 64 MiB still tells the two
- * apart.
+ * process takes to move a gigabyte at all: V8's young generation, libdatachannel's
+ * SCTP buffers (16 MiB) and allocator slack. On Node 20 (two semi-spaces of
+ * up to 16 MiB) the agent grew 6.7 to 50.3 MiB over many runs. On Node 26,
+ * where the suite runs, V8 lets a semi-space grow to 32 MiB (bin/beam.js):
+ * the agent grew 35.9 to 65.8 MiB in thirteen runs over two builds
+ * (2026-12-06), and a 64 MiB cap failed two of them with nothing wrong. Without backpressure (the agent's upload to the origin written
+ * with no regard for the origin's pace, tried on purpose) the agent grew
+ * 856 MiB, so 96 MiB still tells the two apart.
  */
-const MAX_GROWTH = 64 * 1024 * 1024;
+const MAX_GROWTH = 96 * 1024 * 1024;
 
 describe.each([
   { link: 'the default link (the relay, direct WebRTC standing by)', serverArgs: [] as string[] },
