@@ -17,12 +17,14 @@ export interface Origin {
   hits: Map<string, number>;
   /** Headers of the last request to /headers. */
   lastHeaders: http.IncomingHttpHeaders | undefined;
+  /** Bytes of request bodies /upload has read so far, over all its requests: how far behind a sender the origin is. */
+  uploadedBytes: number;
   close(): Promise<void>;
 }
 
 export async function startOrigin(port = 0): Promise<Origin> {
   const hits = new Map<string, number>();
-  const origin: Partial<Origin> = { hits, lastHeaders: undefined };
+  const origin: Partial<Origin> = { hits, lastHeaders: undefined, uploadedBytes: 0 };
   const server = http.createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://x');
     hits.set(url.pathname, (hits.get(url.pathname) ?? 0) + 1);
@@ -35,6 +37,7 @@ export async function startOrigin(port = 0): Promise<Origin> {
         req.on('data', (chunk: Buffer) => {
           hash.update(chunk);
           bytes += chunk.byteLength;
+          origin.uploadedBytes = (origin.uploadedBytes ?? 0) + chunk.byteLength;
           if (rate > 0) {
             req.pause();
             setTimeout(() => req.resume(), (chunk.byteLength / rate) * 1000);
