@@ -2,6 +2,9 @@
  * A share in a browser, measured. In one run, from inside Chromium
  * (Debian's, through playwright-core):
  *   direct   the page served by the origin itself;
+ *   framed   the same page in a frame of another page of the origin's, no
+ *            Beam: what a frame alone costs, the floor of any design that
+ *            shows the app in a frame of its own page (as the p2p page does);
  *   p2p      the share opened in the bootstrap page: Service Worker, page,
  *            data channel to the agent (`beam serve` + `beam http`);
  *   gateway  the same share through the gateway's HTTP path (a second
@@ -54,6 +57,11 @@ function startOrigin(): Promise<http.Server> {
         res.end();
       };
       more();
+      return;
+    }
+    if (url.pathname === '/framed') {
+      res.writeHead(200, { 'content-type': 'text/html' });
+      res.end('<!doctype html><title>framed</title><style>body{margin:0}iframe{border:0;width:100%;height:100vh}</style><iframe src="/"></iframe>');
       return;
     }
     if (url.pathname === '/small') {
@@ -135,6 +143,8 @@ async function main(): Promise<void> {
     args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
   });
   const samples: Record<'direct' | 'p2p' | 'gateway', Sample[]> = { direct: [], p2p: [], gateway: [] };
+  /** First content of the origin's page in a frame of another of its pages: no Beam, a frame's own cost. */
+  const framed: number[] = [];
   /** First content for a visitor back in a new tab (worker installed, scripts cached). */
   const returning: number[] = [];
   /** The p2p page's milestones (page.ts marks them), ms after navigation. */
@@ -147,6 +157,17 @@ async function main(): Promise<void> {
       const directFirst = await direct.evaluate(() => (window as unknown as { __shown: number }).__shown - performance.timeOrigin);
       samples.direct.push({ first: directFirst, ...(await measure(direct)) });
       await directContext.close();
+
+      const framedContext = await browser.newContext();
+      const framedPage = await framedContext.newPage();
+      await framedPage.goto(`http://127.0.0.1:${port}/framed`);
+      await framedPage.waitForFunction(() => (document.querySelector('iframe')?.contentWindow as { __shown?: number } | null)?.__shown !== undefined);
+      framed.push(
+        await framedPage.evaluate(
+          () => ((document.querySelector('iframe')?.contentWindow as unknown as { __shown?: number } | null)?.__shown ?? NaN) - performance.timeOrigin,
+        ),
+      );
+      await framedContext.close();
 
       const context = await browser.newContext();
       const p2p = await context.newPage();
@@ -195,6 +216,7 @@ async function main(): Promise<void> {
   console.log('| path | first content ms | download MB/s | 1 KiB p50 ms | 1 KiB p99 ms |');
   console.log('|---|---|---|---|---|');
   console.log(row('direct (the origin itself)', samples.direct));
+  console.log(`| the same in a frame of the origin's own page, no Beam | ${median(framed).toFixed(0)} | | | |`);
   console.log(row('peer to peer (Service Worker, data channel)', samples.p2p));
   console.log(row('gateway (HTTP path)', samples.gateway));
   console.log('');
@@ -204,6 +226,9 @@ async function main(): Promise<void> {
   console.log(`p2p page, ms after navigation (median): ${names.map((n) => `${n} ${median(marks.map((m) => m[n] ?? NaN)).toFixed(0)}`).join(', ')}`);
   console.log(
     `p2p, a visitor back in a new tab: first content ${median(returning).toFixed(0)} ms, ${(median(returning) / m('gateway', 'first')).toFixed(2)}x the gateway's`,
+  );
+  console.log(
+    `a frame's own cost, no Beam: first content ${(median(framed) / m('direct', 'first')).toFixed(2)}x the same page top-level (the floor of the p2p page's ratio; the p2p page's is ${(m('p2p', 'first') / m('gateway', 'first')).toFixed(2)}x)`,
   );
   console.log(`p2p / gateway: download ${(m('p2p', 'mbps') / m('gateway', 'mbps')).toFixed(2)}x, p50 ${(m('p2p', 'p50') / m('gateway', 'p50')).toFixed(2)}x`);
   console.log(
