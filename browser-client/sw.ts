@@ -176,12 +176,14 @@ function toHeaders(list: HeaderList): Headers {
 /** The tunnel, or undefined once WORKER_TUNNEL_WAIT_MS passed without one (after asking the pages for it). */
 async function currentTunnel(): Promise<Tunnel | undefined> {
   if (gatewayOnly) return undefined;
-  if (tunnel) {
-    // A page that was closed leaves a port nobody answers on.
-    if (await scope.clients.get(tunnel.pageId)) return tunnel;
-    dropTunnel();
-  }
+  // A page that was closed leaves a port nobody answers on. Only that page's tunnel goes: another page may
+  // have offered its own (or the page said "gateway") while this was asked, and that stands.
+  const known = tunnel;
+  if (known && !(await scope.clients.get(known.pageId)) && tunnel === known) dropTunnel();
+  if (gatewayOnly) return undefined;
+  if (tunnel) return tunnel;
   const pages = await scope.clients.matchAll({ type: 'window', includeUncontrolled: true });
+  if (tunnel) return tunnel;
   if (pages.length === 0) return undefined;
   for (const page of pages) page.postMessage({ type: 'beam:need-tunnel' });
   await new Promise<void>((resolve) => {
