@@ -80,6 +80,8 @@ scope.addEventListener('message', (event) => {
   if (data?.type === 'beam:gateway') {
     gatewayOnly = true;
     dropTunnel();
+    // Requests waiting for a tunnel go to the gateway now, not when their wait runs out.
+    for (const w of waiting.splice(0)) w();
     return;
   }
   if (data?.type !== 'beam:tunnel' || !event.ports[0] || !event.source) return;
@@ -183,7 +185,7 @@ async function currentTunnel(): Promise<Tunnel | undefined> {
   if (gatewayOnly) return undefined;
   if (tunnel) return tunnel;
   const pages = await scope.clients.matchAll({ type: 'window', includeUncontrolled: true });
-  if (tunnel) return tunnel;
+  if (tunnel || gatewayOnly) return tunnel;
   if (pages.length === 0) return undefined;
   for (const page of pages) page.postMessage({ type: 'beam:need-tunnel' });
   await new Promise<void>((resolve) => {
