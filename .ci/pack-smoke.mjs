@@ -10,7 +10,7 @@
  *   beam connect <link>       the share as a local port
  *   beam serve + beam http    a browser navigation gets the page, and its script is served
  *
- * Usage: node .ci/pack-smoke.mjs [22 24 26 ...]   (default: 22 24 26)
+ * Usage: node .ci/pack-smoke.mjs [22 24 26 22.11.0 ...]   (lines or releases; default: 22 24 26)
  */
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
@@ -38,7 +38,7 @@ npm(['install', tarball], app);
 const bin = path.join(app, 'node_modules', pkg.name, 'bin', 'beam.js');
 if (!existsSync(bin)) throw new Error(`the package has no ${path.relative(app, bin)}`);
 
-/** A Node binary of a line, from the npm registry's `node` package (.ci/node.sh, which caches it). */
+/** A Node binary of a line or a release, from the npm registry's `node` package (.ci/node.sh, which caches it). */
 function nodeOf(line) {
   if (line === 'machine') return process.execPath;
   const bin = execFileSync('bash', [path.join(root, '.ci', 'node.sh'), line], { stdio: ['ignore', 'pipe', 'inherit'] })
