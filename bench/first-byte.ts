@@ -6,7 +6,8 @@
  *   bare proxy Node's http server and client in one process, no Beam (bench/diag/bare-proxy.ts);
  *              and the same with undici's pool as its origin client, as Beam's agent has it:
  *              what one process with no Beam work reaches here
- *   embedded   `beam <port>` with no server: its gateway reaches the agent in memory
+ *   embedded   `beam <port>` with no server: its gateway reaches the agent in memory; and the same
+ *              with `--no-inspect` (Beam's rows otherwise run as users run them, the inspector on)
  *   gateway    `beam serve` + `beam http --server`: a gateway visitor, its link to the agent on the
  *              relay (direct WebRTC standing by); and `--gateway-relay never`: that link on WebRTC alone
  *   ssh -R     OpenSSH remote forwarding (sshd with its own config on loopback)
@@ -228,24 +229,21 @@ async function main(): Promise<void> {
         return { target: { port: proxy.event['port'] as number }, stop: stopper(proxy.child) };
       },
     })),
-    {
-      name: '`beam <port>` (embedded)',
+    // Beam's rows run as users run them: the inspector on (the default), recording every exchange. One row without it shows its cost.
+    ...[[], ['--no-inspect']].map((extra) => ({
+      name: extra.length === 0 ? '`beam <port>` (embedded)' : 'the same, `--no-inspect`',
       start: async () => {
-        const share = await startJson(
-          node,
-          [...BEAM, `127.0.0.1:${originPort}`, '--json', '--no-inspect', '--log-level', 'error'],
-          (e) => e['event'] === 'ready',
-        );
+        const share = await startJson(node, [...BEAM, `127.0.0.1:${originPort}`, '--json', ...extra, '--log-level', 'error'], (e) => e['event'] === 'ready');
         const url = new URL(share.event['url'] as string);
         return { target: { port: Number(url.port), host: url.host }, stop: stopper(share.child) };
       },
-    },
+    })),
     {
       name: '`beam serve` + `beam http`, gateway visitor',
       start: async () => {
         const share = await startJson(
           node,
-          [...BEAM, 'http', `127.0.0.1:${originPort}`, '--server', `http://127.0.0.1:${serverPort}`, '--json', '--no-inspect', '--log-level', 'error'],
+          [...BEAM, 'http', `127.0.0.1:${originPort}`, '--server', `http://127.0.0.1:${serverPort}`, '--json', '--log-level', 'error'],
           (e) => e['event'] === 'ready',
         );
         return { target: { port: serverPort, host: `${share.event['name'] as string}.localhost:${serverPort}` }, stop: stopper(share.child) };
@@ -256,7 +254,7 @@ async function main(): Promise<void> {
       start: async () => {
         const share = await startJson(
           node,
-          [...BEAM, 'http', `127.0.0.1:${originPort}`, '--server', `http://127.0.0.1:${directServerPort}`, '--json', '--no-inspect', '--log-level', 'error'],
+          [...BEAM, 'http', `127.0.0.1:${originPort}`, '--server', `http://127.0.0.1:${directServerPort}`, '--json', '--log-level', 'error'],
           (e) => e['event'] === 'ready',
         );
         return {
@@ -423,11 +421,12 @@ async function main(): Promise<void> {
     const L = 'localtunnel';
     const B = 'a bare Node reverse proxy (one process, no Beam)';
     const U = "the same, its origin client undici's pool";
+    const NI = 'the same, `--no-inspect`';
     // Not a target: how much of a one-process proxy's rate the embedded default keeps, where ssh -R (two processes) stands on it, and what undici's client is worth to it.
     const of = (name: string, base: string): string => `${(m(name, 'c10') / m(base, 'c10')).toFixed(2)}× / ${(m(name, 'c100') / m(base, 'c100')).toFixed(2)}×`;
     lines.push(
       '',
-      `Of the bare Node proxy's 1 KiB req/s (10 / 100 connections): embedded ${of(E, B)}, ssh -R ${of(S, B)}, the same proxy on undici's pool ${of(U, B)}. Of the undici proxy's: embedded ${of(E, U)}.`,
+      `Of the bare Node proxy's 1 KiB req/s (10 / 100 connections): embedded ${of(E, B)}, ssh -R ${of(S, B)}, the same proxy on undici's pool ${of(U, B)}. Of the undici proxy's: embedded ${of(E, U)}. The embedded default with its inspector (the default) / with \`--no-inspect\`: ${of(E, NI)}.`,
     );
     process.stdout.write(`${lines.join('\n')}\n`);
     reportTargets([
