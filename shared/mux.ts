@@ -40,6 +40,7 @@ import {
 } from './constants.js';
 import { BeamError, type ErrorCode, errorCodeOf, isErrorCode } from './errors.js';
 import { decodeMessage, encodedLength, encodeMessage, type Frame, FrameType, type StreamProtocol, writeFrame } from './frames.js';
+import { SlotMap } from './slot-map.js';
 
 /** What the mux needs of a data channel. Engines in transport/ provide it. */
 export interface FrameChannel {
@@ -76,7 +77,8 @@ export interface MuxEvents {
 
 export class Mux extends EventEmitter<MuxEvents> {
   private readonly channel: FrameChannel;
-  private readonly streams = new Map<number, MuxStream>();
+  /** Open streams by id: a SlotMap, so a hash table V8 replaced keeps none of them alive (shared/slot-map.ts). */
+  private readonly streams = new SlotMap<number, MuxStream>();
   private nextLocalId: number;
   private lastRemoteId = 0;
   private readonly remoteParity: number;
@@ -285,7 +287,7 @@ export class Mux extends EventEmitter<MuxEvents> {
     if (this.lazyTimer) clearTimeout(this.lazyTimer);
     this.lazy.length = 0;
     const err = new BeamError(code ?? 'BEAM_ERR_PEER_GONE');
-    for (const stream of [...this.streams.values()]) stream.abandon(err);
+    for (const stream of this.streams.values()) stream.abandon(err);
     this.streams.clear();
     this.control.length = 0;
     this.queue.length = 0;
