@@ -14,6 +14,14 @@ import v8 from 'node:v8';
 const v8Major = Number(process.versions.v8.split('.')[0]);
 if (v8Major === 13) v8.setFlagsFromString('--scavenger-max-new-space-capacity-mb=8');
 else if (v8Major === 14) v8.setFlagsFromString('--external-memory-accounted-in-global-limit');
+// On V8 13 and 14 (Node 24, 26) allocation-site pretenuring put the objects
+// of Beam's requests (the visitor's request, its streams, the origin's
+// answer) straight into the old generation once a few had lived through a
+// scavenge: each scavenge then found about 3 MB alive through them, moved it,
+// and full collections came every 2 s, where on Node 22 nearly nothing
+// survived. Without it the embedded default spent half the time collecting
+// (docs/benchmarks.md, "The old generation on Node 24 and 26").
+if (v8Major >= 13) v8.setFlagsFromString('--no-allocation-site-pretenuring');
 
 // Node 22.1 and later keep the code they compiled for Beam's modules on disk
 // (the OS's temporary folder), so every start after the first skips most of
