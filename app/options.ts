@@ -62,6 +62,12 @@ export function parseHostHeader(value: string): 'rewrite' | 'preserve' {
   throw new BeamError('BEAM_ERR_BAD_OPTION', '--host-header must be "rewrite" or "preserve"');
 }
 
+/** `beam serve --browser-first-load`: where a new visitor's browser shows the app's first document. */
+export function parseBrowserFirstLoad(value: string): 'frame' | 'top' {
+  if (value === 'frame' || value === 'top') return value;
+  throw new BeamError('BEAM_ERR_BAD_OPTION', `--browser-first-load must be "frame" or "top", not "${value}"`);
+}
+
 export function parseMs(value: string, what: string): number {
   if (!/^\d{1,9}$/.test(value) || Number(value) < 1) throw new BeamError('BEAM_ERR_BAD_OPTION', `${what} must be a whole number of milliseconds`);
   return Number(value);

@@ -1,6 +1,7 @@
 /**
  * Runs inside the app's frame, first thing in every HTML page the page
- * (page.ts) hands it:
+ * (page.ts) hands it, and in a top-level first document after the loader
+ * (loader.ts):
  * - a WebSocket class that sends the app's same-origin WebSockets (Vite's
  *   hot module reload among them) through the peer-to-peer session of the
  *   page above, as whole messages the agent passes on to the origin
@@ -24,16 +25,17 @@ type Tunnel = (url: string, protocols: string[], sink: Sink) => Carrier | undefi
 
 (() => {
   const Native = window.WebSocket;
-  let page: { __beamWebSocket?: Tunnel };
+  // Beam's page: above, or (a top-level first document: browser-client/loader.ts, which runs first) in a frame below.
+  let page = (window as { __beamPage?: () => unknown }).__beamPage as () => { __beamWebSocket?: Tunnel } | null | undefined;
   try {
     // Beam's page names its config; the app's first document may run before the page's own script does.
-    if (window.parent === window || !window.parent.document.getElementById('beam-config')) return;
-    page = window.parent as unknown as { __beamWebSocket?: Tunnel };
+    if (!page && (window.parent === window || !window.parent.document.getElementById('beam-config'))) return;
+    page ??= () => window.parent as unknown as { __beamWebSocket?: Tunnel };
   } catch {
     return; // not inside Beam's page
   }
   // Looked up for each socket: until the page runs (or while it has no path), the browser's own carries it.
-  const open: Tunnel = (url, protocols, sink) => page.__beamWebSocket?.(url, protocols, sink);
+  const open: Tunnel = (url, protocols, sink) => page?.()?.__beamWebSocket?.(url, protocols, sink);
 
   class BeamWebSocket extends EventTarget {
     static readonly CONNECTING = 0;

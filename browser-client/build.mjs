@@ -112,6 +112,9 @@ const shimBuild = await build({ ...common, entryPoints: [path.join(here, 'app-sh
 const appShim = shimBuild.outputFiles[0].text.trim();
 // The gateway puts it into the app's first document too, when a page's first stage loads it (gateway/first-stage.ts).
 await writeFile(path.join(out, 'app-shim.js'), `${appShim}\n`);
+// The loader goes before it in a top-level first document (`beam serve --browser-first-load top`, browser-client/loader.ts).
+const loaderBuild = await build({ ...common, entryPoints: [path.join(here, 'loader.ts')], write: false, outdir: undefined, outfile: 'loader.js' });
+await writeFile(path.join(out, 'loader.js'), `${loaderBuild.outputFiles[0].text.trim()}\n`);
 // ESM with splitting: what only the relay needs (Noise, the libp2p keys:
 // transport/session.ts imports them on demand) becomes a chunk the page
 // loads when it first falls back to the relay; the direct path never does.
@@ -126,8 +129,10 @@ const page = await build({
   plugins: [ed25519Only, stringDecoder, websocketOnly, visitorOnly, browserNoise],
   define: { ...common.define, __BEAM_APP_SHIM__: JSON.stringify(appShim) },
 });
-// The worker needs no Node stand-ins: it only passes messages.
-await build({ ...common, entryPoints: { sw: path.join(here, 'sw.ts') } });
+// The worker needs no Node stand-ins: it only passes messages. sw-top.js, served as sw.js by `beam serve
+// --browser-first-load top`, also carries a form's top-level POST (sw.ts).
+await build({ ...common, entryPoints: { sw: path.join(here, 'sw.ts') }, define: { ...common.define, __BEAM_TOP__: 'false' } });
+await build({ ...common, entryPoints: { 'sw-top': path.join(here, 'sw.ts') }, define: { ...common.define, __BEAM_TOP__: 'true' } });
 // What every visitor loads (the bootstrap, its script and what that imports, the worker), then what loads on demand.
 const upfront = new Set(['bootstrap.html', 'sw.js']);
 const visit = (file) => {

@@ -55,6 +55,11 @@ interface Config {
   share: string;
   /** Its visitors sign in (--oidc): without a peer-to-peer path, the whole tab goes through the gateway, for the provider's pages. */
   signIn?: boolean;
+  /**
+   * The page without an app frame, in a small frame of the app's top-level
+   * first document (browser-client/loader.ts): the app is its parent.
+   */
+  top?: boolean;
 }
 
 /** What tests and curious users can read: `window.__beam`. */
@@ -104,6 +109,10 @@ async function keepCookies(url: URL, setCookies: string[]): Promise<void> {
 
 const config = JSON.parse(document.getElementById('beam-config')?.textContent ?? '{}') as Config;
 const frame = document.getElementById('beam-app') as HTMLIFrameElement;
+/** The tab: this page, or the app's top-level document that holds it. */
+const tab: Window = config.top ? parent : window;
+/** The app's window: the frame's, or the tab's. (With `top`, the gateway serves this page without its frame.) */
+const appWindow = (): Window | null => (config.top ? parent : frame.contentWindow);
 const jar = new CookieJar(window.localStorage);
 window.addEventListener('storage', () => jar.load());
 let session: VisitorSession | undefined;
@@ -187,7 +196,7 @@ function beamHeaders(headers: HeaderList): HeaderList {
  * Through the gateway it stays, for the agent to check and turn into a cookie.
  */
 function loadApp(keepSecret: boolean): void {
-  if (frame.src) return;
+  if (config.top || frame.src) return;
   performance.mark('beam:frame');
   const params = new URLSearchParams(location.search);
   if (!keepSecret) params.delete(SECRET_PARAM);
@@ -207,7 +216,7 @@ function followFrame(): void {
   }
 }
 /** The bootstrap loaded the app in the frame at once, through the gateway: a first stage (gateway/first-stage.ts) to collect. */
-const firstStage = frame.src !== '';
+const firstStage = config.top === true || frame.src !== '';
 let stageCollected = false;
 frame.addEventListener('load', followFrame);
 if (firstStage) followFrame();
@@ -288,7 +297,7 @@ async function handOver(worker: ServiceWorker): Promise<void> {
   while (Date.now() < end) {
     try {
       // The frame's own document (not the blank one before it) is in, and the worker controls it; else it is asked to.
-      const inner = frame.contentWindow;
+      const inner = appWindow();
       if (inner?.location.href !== 'about:blank') {
         if (inner?.navigator.serviceWorker?.controller) return;
         worker.postMessage({ type: 'beam:claim' });
@@ -306,15 +315,15 @@ async function handOver(worker: ServiceWorker): Promise<void> {
  * frame's requests, it loads again over the page's path.
  */
 function reloadFrame(): void {
-  // Beam's own answer is in the frame: it is on the share's origin.
-  frame.contentWindow?.location.reload();
+  // Beam's own answer is in the frame (or the tab): it is on the share's origin.
+  appWindow()?.location.reload();
 }
 
 function viaGateway(reason: string): void {
   if (config.signIn && !document.cookie.includes(`${BROWSER_GATEWAY_COOKIE}=`)) {
     // A sign-in's provider refuses to be framed: the gateway serves this tab's pages from now on.
     document.cookie = `${BROWSER_GATEWAY_COOKIE}=gateway; path=/; SameSite=Lax`;
-    location.reload();
+    tab.location.reload();
     return;
   }
   // The gateway carries this tab from here: its first stage ends (the browser's jar has the app's cookies).
@@ -438,7 +447,7 @@ async function serve(port: MessagePort, portId: number, msg: Extract<ToPage, { t
     stream.resume();
     post(port, { type: 'head', id, status: 204, statusText: 'No Content', headers: [] });
     post(port, { type: 'end', id });
-    location.assign(away);
+    tab.location.assign(away);
     return;
   }
   let out: HeaderList = frameableHeaders(endToEndPairs(response.headers, DROP_RESPONSE));

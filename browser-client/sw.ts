@@ -3,7 +3,13 @@
  * to the page (page.ts), which carries it to the agent over a data channel.
  *
  * - Top-level navigations go to the network: the gateway answers them with
- *   the bootstrap page. So do Beam's own assets (/.beam/…).
+ *   the bootstrap page. So do Beam's own assets (/.beam/…). In the build
+ *   for `beam serve --browser-first-load top` (sw-top.js, served as sw.js
+ *   there), a form's top-level POST (from the app's top-level first
+ *   document, or a frame's form aimed at the tab) takes the tunnel, with
+ *   the page's cookie jar: the document it gets is kept here for the
+ *   bootstrap's frame (WORKER_STASH_TTL_MS) and the tab goes to its address
+ *   with a 303, where the bootstrap keeps the session.
  * - With no tunnel (no peer to peer, or the page gave up) requests go to the
  *   network too: the gateway's HTTP path.
  * - Requests to the origin's own local address (http://localhost:3000/…)
@@ -20,6 +26,7 @@ import {
   SIGN_OUT_PATH,
   WORKER_BUFFERED_BODY_BYTES,
   WORKER_RESPONSE_WINDOW_BYTES,
+  WORKER_STASH_TTL_MS,
   WORKER_TUNNEL_WAIT_MS,
   WORKER_UPLOAD_WINDOW_BYTES,
 } from '../shared/constants.js';
@@ -45,6 +52,8 @@ interface WorkerScope {
   addEventListener(type: 'message', fn: (e: MessageEvent & { source: { id: string } | null }) => void): void;
 }
 const scope = self as unknown as WorkerScope;
+/** The build for top-level first documents (browser-client/build.mjs): it carries a form's top-level POST. */
+declare const __BEAM_TOP__: boolean;
 
 interface Pending {
   resolve(response: Response): void;
@@ -66,6 +75,8 @@ let tunnel: Tunnel | undefined;
 let gatewayOnly = false;
 const waiting: Array<() => void> = [];
 let nextId = 1;
+/** The document a top-level POST got, for the bootstrap frame's navigation to its address (once). */
+let stash: { url: string; until: number; response: Response } | undefined;
 
 scope.addEventListener('install', () => void scope.skipWaiting());
 scope.addEventListener('activate', (event) => event.waitUntil(scope.clients.claim()));
@@ -305,6 +316,23 @@ function sameOrigin(url: URL, t: Tunnel | undefined): URL {
   return out;
 }
 
+/**
+ * A form's top-level POST: carried over the tunnel with the page's jar (a
+ * sign-in's session cookie lands there). A document it gets is kept for the
+ * bootstrap's frame, and the tab goes to its address (303): the bootstrap
+ * page there keeps the session. A redirect, or anything but HTML, is the
+ * browser's as it is.
+ */
+async function topLevelPost(request: Request, url: URL): Promise<Response> {
+  const t = await currentTunnel();
+  if (!t) return fetch(request);
+  const response = await viaTunnel(t, request, url);
+  if ((response.status > 299 && response.status < 400) || !response.headers.get('content-type')?.includes('html')) return response;
+  // Read whole (the page held it whole, to put the app's script in it): the tunnel it came on goes with this document.
+  stash = { url: url.href, until: Date.now() + WORKER_STASH_TTL_MS, response: new Response(await response.arrayBuffer(), response) };
+  return Response.redirect(url.href, 303);
+}
+
 scope.addEventListener('fetch', (event) => {
   const request = event.request;
   const url = new URL(request.url);
@@ -313,9 +341,22 @@ scope.addEventListener('fetch', (event) => {
   if (!own && !local) return;
   // Beam's own paths are the gateway's, but for a sign-in's callback and sign-out: the agent answers those, peer to peer too.
   if (own && url.pathname.startsWith('/.beam/') && url.pathname !== SIGN_IN_CALLBACK_PATH && url.pathname !== SIGN_OUT_PATH) return;
-  // A top-level navigation is the bootstrap's, from the gateway; the app lives in the frame.
-  if (request.mode === 'navigate' && request.destination === 'document') return;
+  const navigate = request.mode === 'navigate';
+  const kept = stash;
+  // The bootstrap's frame, at the address a top-level POST was sent on to: the document that POST got.
+  if (__BEAM_TOP__ && navigate && kept && kept.url === url.href && request.destination === 'iframe' && request.method === 'GET') {
+    stash = undefined;
+    if (kept.until > Date.now()) {
+      event.respondWith(kept.response);
+      return;
+    }
+  }
   if (gatewayOnly && !local) return;
+  // A top-level navigation is the bootstrap's, from the gateway; the app lives in the frame. A form's POST is the app's.
+  if (navigate && request.destination === 'document') {
+    if (__BEAM_TOP__ && request.method !== 'GET' && request.method !== 'HEAD' && own) event.respondWith(topLevelPost(request, url));
+    return;
+  }
   event.respondWith(
     (async () => {
       const t = await currentTunnel();

@@ -12,6 +12,7 @@ import { type Logger, pino } from 'pino';
 import { lanAddress } from '../app/lan.js';
 import {
   parseAppProtocol,
+  parseBrowserFirstLoad,
   parseCount,
   parseDuration,
   parseEngine,
@@ -113,6 +114,8 @@ export interface ServeFlags extends CommonFlags {
   compress: boolean;
   /** false with --no-browser-p2p. */
   browserP2p: boolean;
+  /** --browser-first-load frame|top. */
+  browserFirstLoad?: string;
   tlsCert?: string;
   tlsKey?: string;
   tokenFile?: string;
@@ -535,6 +538,7 @@ export async function runServe(flags: ServeFlags): Promise<void> {
       ice,
       compress: flags.compress,
       browserP2p: flags.browserP2p,
+      ...(flags.browserFirstLoad !== undefined ? { browserFirstLoad: parseBrowserFirstLoad(flags.browserFirstLoad) } : {}),
       ...(tls ? { tls } : {}),
       tokens,
       limits,

@@ -161,6 +161,10 @@ export function program(): Command {
     .option('--tls-cert <file>', 'serve https with this certificate chain (PEM), e.g. a wildcard certificate for *.<domain>')
     .option('--tls-key <file>', 'the private key (PEM) of --tls-cert')
     .option('--no-browser-p2p', 'send browsers through the gateway as curl (default: a browser that opens a share reaches the agent peer to peer)')
+    .option(
+      '--browser-first-load <where>',
+      "a new visitor's first page: frame (default: in Beam's page, which then carries the app peer to peer) or top (the app's own page at once, through the gateway; Beam's page joins once it has loaded)",
+    )
     .option('--token-file <file>', 'agents must present a token from this file; a token may reserve share names (one token a line, then its names)')
     .option('--trust-proxy', 'behind a reverse proxy: take the client address and scheme from its X-Forwarded-For and X-Forwarded-Proto')
     .option('--redis <url>', 'run as one of several nodes sharing this Redis (e.g. redis://127.0.0.1:6379): names and signaling span the nodes')

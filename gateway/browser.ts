@@ -14,7 +14,14 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
-import { BROWSER_ASSET_PATH, BROWSER_FRAME_COOKIE, BROWSER_GATEWAY_COOKIE, BROWSER_WORKER_PATH } from '../shared/constants.js';
+import {
+  BROWSER_ASSET_PATH,
+  BROWSER_FRAME_COOKIE,
+  BROWSER_GATEWAY_COOKIE,
+  BROWSER_PAGE_COOKIE,
+  BROWSER_PAGE_COOKIE_MAX_AGE_S,
+  BROWSER_WORKER_PATH,
+} from '../shared/constants.js';
 import { type FirstStage, FirstStages } from './first-stage.js';
 
 interface Asset {
@@ -54,7 +61,7 @@ function acceptsGzip(header: string | undefined): boolean {
   });
 }
 
-function hasCookie(header: string | undefined, name: string): boolean {
+export function hasCookie(header: string | undefined, name: string): boolean {
   return (header ?? '').split(';').some((c) => c.trim().startsWith(`${name}=`));
 }
 
@@ -83,7 +90,10 @@ export function isFrameDocument(req: IncomingMessage): boolean {
 }
 
 /** Beam's own cookies: the origin never sees them. */
-const BEAM_COOKIES = [BROWSER_GATEWAY_COOKIE, BROWSER_FRAME_COOKIE];
+export const BEAM_COOKIES = [BROWSER_GATEWAY_COOKIE, BROWSER_FRAME_COOKIE, BROWSER_PAGE_COOKIE];
+
+/** The Set-Cookie header that marks a browser as one with the page's worker (BROWSER_PAGE_COOKIE), renewed by each page. */
+export const PAGE_MARKER = `${BROWSER_PAGE_COOKIE}=1; Max-Age=${BROWSER_PAGE_COOKIE_MAX_AGE_S}; Path=/; HttpOnly; SameSite=Lax`;
 
 /** A Cookie header without Beam's own cookies (the origin never sees them); undefined when nothing is left. */
 export function withoutBeamCookie(header: string): string | undefined {
@@ -103,10 +113,13 @@ export class BrowserClient {
   private readonly assets: Map<string, Asset>;
   /** The script that goes first into every HTML page of the app (browser-client/app-shim.ts); the gateway puts it in a first stage's document. */
   readonly appShim: string | undefined;
+  /** What goes before it in a top-level first document (browser-client/loader.ts): it adds the page once the app has loaded. */
+  readonly loader: string | undefined;
 
   private constructor(assets: Map<string, Asset>) {
     this.assets = assets;
     this.appShim = assets.get('app-shim.js')?.body.toString('utf8').trim();
+    this.loader = assets.get('loader.js')?.body.toString('utf8').trim();
   }
 
   /** Undefined when the assets were never built: browsers then get the HTTP path, as curl does. */
@@ -132,10 +145,13 @@ export class BrowserClient {
     return req.headers['upgrade-insecure-requests'] === '1' && (req.headers.accept ?? '').includes('text/html');
   }
 
-  /** Answers a request for BROWSER_ASSET_PATH…; false if it names no asset. */
-  serveAsset(req: IncomingMessage, res: ServerResponse): boolean {
+  /**
+   * Answers a request for BROWSER_ASSET_PATH…; false if it names no asset.
+   * `top`: the server runs `--browser-first-load top`, whose worker (sw-top.js) is served as sw.js.
+   */
+  serveAsset(req: IncomingMessage, res: ServerResponse, top = false): boolean {
     const name = (req.url ?? '').split('?')[0]?.slice(BROWSER_ASSET_PATH.length) ?? '';
-    const asset = name === 'bootstrap.html' ? undefined : this.assets.get(name);
+    const asset = name === 'bootstrap.html' ? undefined : this.assets.get(top && name === 'sw.js' ? 'sw-top.js' : name);
     if (!asset) return false;
     const gzip = acceptsGzip(req.headers['accept-encoding']);
     const body = gzip ? asset.gzip : asset.body;
@@ -159,15 +175,27 @@ export class BrowserClient {
    * then falls back to the gateway for the whole tab). `stage`: the page's
    * first stage (gateway/first-stage.ts): its frame loads the app at once,
    * through the gateway, and the browser carries the stage's cookie.
+   * `page.top`: the page without an app frame, in a small frame of the app's
+   * top-level first document (SESSION_PAGE_PATH); `page.marker`: the browser
+   * gets (or renews) BROWSER_PAGE_COOKIE.
    */
-  serveBootstrap(req: IncomingMessage, res: ServerResponse, share: string, signIn = false, stage?: FirstStage): void {
-    const config = JSON.stringify({ share, ...(signIn ? { signIn } : {}) }).replace(/</g, '\\u003c');
-    const html = Buffer.from(
-      (this.assets.get('bootstrap.html') as Asset).body
-        .toString('utf8')
-        .replace('__BEAM_CONFIG__', config)
-        .replace('__BEAM_FIRST_STAGE__', stage ? 'true' : 'false'),
-    );
+  serveBootstrap(
+    req: IncomingMessage,
+    res: ServerResponse,
+    share: string,
+    signIn = false,
+    stage?: FirstStage,
+    page: { top?: boolean; marker?: boolean } = {},
+  ): void {
+    const config = JSON.stringify({ share, ...(signIn ? { signIn } : {}), ...(page.top ? { top: true } : {}) }).replace(/</g, '\\u003c');
+    const cookies = [...(stage ? [FirstStages.cookie(stage)] : []), ...(page.marker ? [PAGE_MARKER] : [])];
+    let text = (this.assets.get('bootstrap.html') as Asset).body
+      .toString('utf8')
+      .replace('__BEAM_CONFIG__', config)
+      .replace('__BEAM_FIRST_STAGE__', stage ? 'true' : 'false');
+    // The page as the badge over the app's own document: no app frame, and the app shows around it.
+    if (page.top) text = text.replace('</head>', '<style>html,body{background:transparent}#beam-app{display:none}</style></head>');
+    const html = Buffer.from(text);
     res.writeHead(200, {
       'content-type': 'text/html; charset=utf-8',
       'content-length': html.byteLength,
@@ -175,7 +203,7 @@ export class BrowserClient {
       vary: 'Sec-Fetch-Mode, Sec-Fetch-Dest',
       'x-content-type-options': 'nosniff',
       'referrer-policy': 'same-origin',
-      ...(stage ? { 'set-cookie': FirstStages.cookie(stage) } : {}),
+      ...(cookies.length > 0 ? { 'set-cookie': cookies } : {}),
     });
     res.end(req.method === 'HEAD' ? undefined : html);
   }

@@ -11,16 +11,7 @@ import { Duplex, type Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import { WebSocketServer } from 'ws';
 import { BodyDeframer, BodyFramer, type HeaderPairList, takesTrailers, trailerObject, trailerPairs } from '../shared/body-records.js';
-import {
-  BRIDGE_HEADER,
-  BRIDGE_MAX_MESSAGE_BYTES,
-  BRIDGE_MAX_STREAMS,
-  BROWSER_FRAME_COOKIE,
-  BROWSER_GATEWAY_COOKIE,
-  HTTP_HEAD_VERSION,
-  MAX_CLIENT_HEADER_COUNT,
-  POOL_RETRIES,
-} from '../shared/constants.js';
+import { BRIDGE_HEADER, BRIDGE_MAX_MESSAGE_BYTES, BRIDGE_MAX_STREAMS, HTTP_HEAD_VERSION, MAX_CLIENT_HEADER_COUNT, POOL_RETRIES } from '../shared/constants.js';
 import { scopeSetCookies } from '../shared/cookies.js';
 import { BeamError, type ErrorCode, errorCodeOf } from '../shared/errors.js';
 import { frameableHeaders } from '../shared/frame-headers.js';
@@ -31,10 +22,10 @@ import { localForms, offShare } from '../shared/rewrite.js';
 import type { PathKind, VisitorSession } from '../transport/session.js';
 import type { SessionPool } from '../transport/session-pool.js';
 import { bridgeClient, bridgeStream, SocketChannel } from './bridge.js';
-import { inBeamFrame, isFrameDocument, withoutBeamCookie } from './browser.js';
+import { BEAM_COOKIES, inBeamFrame, isFrameDocument, PAGE_MARKER, withoutBeamCookie } from './browser.js';
 import { chooseEncoding, compressedHeaders, compressor } from './compress.js';
 import { sendError, sendRawError } from './error-page.js';
-import { FirstDocument, type FirstStage, type FirstStages, rewritable } from './first-stage.js';
+import { FirstDocument, type FirstStage, FirstStages, rewritable } from './first-stage.js';
 import { tooManyHeaders } from './http-entry.js';
 
 export interface GatewayOptions {
@@ -124,9 +115,11 @@ export class Gateway {
   /**
    * Browser pages' first stages (gateway/first-stage.ts), when the server
    * serves the browser client: the stages, and the script that goes first
-   * into the app's first document (browser-client/app-shim.ts).
+   * into the app's first document (browser-client/app-shim.ts). `loader`:
+   * with `--browser-first-load top`, what goes before it in a new visitor's
+   * top-level first document (browser-client/loader.ts).
    */
-  firstStage: { stages: FirstStages; shim: string } | undefined;
+  firstStage: { stages: FirstStages; shim: string; loader?: string } | undefined;
   /** Requests carried for pages in their first stage, ever (for metrics; not in onRequestDone's count). */
   pageRequests = 0;
   private idleWaiters: Array<() => void> = [];
@@ -268,7 +261,7 @@ export class Gateway {
   private requestHead(req: IncomingMessage, upgrade: boolean, firstDocument = false): RequestHead {
     let headers = endToEndHeaders(clientRawHeaders(req), FORWARDING_HEADERS);
     // The bootstrap's own cookies are Beam's, not the app's.
-    if (headers.some(([k, v]) => k.toLowerCase() === 'cookie' && (v.includes(BROWSER_GATEWAY_COOKIE) || v.includes(BROWSER_FRAME_COOKIE)))) {
+    if (headers.some(([k, v]) => k.toLowerCase() === 'cookie' && BEAM_COOKIES.some((name) => v.includes(name)))) {
       headers = headers.flatMap(([k, v]): Array<[string, string]> => {
         if (k.toLowerCase() !== 'cookie') return [[k, v]];
         const kept = withoutBeamCookie(v);
@@ -330,11 +323,15 @@ export class Gateway {
     }
   }
 
-  /** Handles one public HTTP request. */
-  async handleRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const stage = this.firstStage?.stages.of(req.headers.cookie);
+  /**
+   * Handles one public HTTP request. `top`: a new visitor's navigation, which
+   * gets the app's first document top-level with the page's loader in it
+   * (`--browser-first-load top`), opening this first stage.
+   */
+  async handleRequest(req: IncomingMessage, res: ServerResponse, top?: FirstStage): Promise<void> {
+    const stage = top ?? this.firstStage?.stages.of(req.headers.cookie);
     this.track(res, req, stage !== undefined);
-    const firstDocument = stage !== undefined && isFrameDocument(req);
+    const firstDocument = top !== undefined || (stage !== undefined && isFrameDocument(req));
     const answered = stage ? this.watchFirstStage(stage, req, res, firstDocument) : undefined;
     const opened = await this.streamFor(req);
     if (!(opened instanceof Duplex)) {
@@ -419,7 +416,8 @@ export class Gateway {
       if (firstDocument) {
         const shareOrigin = `${this.visitorScheme(req)}://${req.headers.host ?? ''}`;
         const locals = origin ? localForms(origin) : [];
-        const away = offShare(head.status, pairs, new URL(requestHead.target, shareOrigin), shareOrigin, locals);
+        // Top-level, a redirect off the share is the browser's to follow, as it is.
+        const away = top ? undefined : offShare(head.status, pairs, new URL(requestHead.target, shareOrigin), shareOrigin, locals);
         if (away) {
           // The app sends the browser to another site (a sign-in's provider, whose pages refuse frames): the
           // whole tab goes there, as the page sends it for the app's later navigations.
@@ -430,6 +428,8 @@ export class Gateway {
         if (rewritable(req, head.status, pairs)) {
           firstDocumentText = { locals, origin: shareOrigin };
           pairs = pairs.filter(([k]) => k.toLowerCase() !== 'content-length');
+          // The loader goes in: the stage's later requests carry its cookie, and the browser's next navigations get the bootstrap.
+          if (top) pairs.push(['Set-Cookie', FirstStages.cookie(top)], ['Set-Cookie', PAGE_MARKER]);
         }
       }
     }
@@ -481,7 +481,8 @@ export class Gateway {
       source = stream.pipe(records);
     }
     if (firstDocumentText && this.firstStage) {
-      const rewrite = new FirstDocument(this.firstStage.shim, firstDocumentText.locals, firstDocumentText.origin);
+      const script = top && this.firstStage.loader ? `${this.firstStage.loader}\n${this.firstStage.shim}` : this.firstStage.shim;
+      const rewrite = new FirstDocument(script, firstDocumentText.locals, firstDocumentText.origin);
       rewrite.on('error', () => res.destroy());
       source = source.pipe(rewrite);
     }

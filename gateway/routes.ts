@@ -11,15 +11,17 @@ import {
   BRIDGE_PATH,
   BROWSER_ASSET_PATH,
   BROWSER_FRAME_COOKIE,
+  BROWSER_PAGE_COOKIE,
   FIRST_STAGE_PATH,
   LOCAL_CA_PATH,
   RELAY_PATH,
   SECRET_PARAM,
+  SESSION_PAGE_PATH,
   SIGNALING_PATH,
 } from '../shared/constants.js';
-import { BrowserClient } from './browser.js';
+import { BrowserClient, hasCookie } from './browser.js';
 import { sendError } from './error-page.js';
-import { cookieValue, FirstStages } from './first-stage.js';
+import { cookieValue, type FirstStage, FirstStages } from './first-stage.js';
 import type { Gateway } from './gateway.js';
 import type { ServerMetrics } from './metrics.js';
 import type { RelayServer } from './relay.js';
@@ -90,7 +92,7 @@ export function serverRoutes(r: ServerRoutes): {
       return;
     }
     if (r.browser && !ownHost) {
-      if (req.url?.startsWith(BROWSER_ASSET_PATH) && r.browser.serveAsset(req, res)) return;
+      if (req.url?.startsWith(BROWSER_ASSET_PATH) && r.browser.serveAsset(req, res, r.gateway.firstStage?.loader !== undefined)) return;
       const share = r.gateway.route(req.headers.host);
       const stages = r.gateway.firstStage?.stages;
       if (share && stages && req.method === 'GET' && req.url === FIRST_STAGE_PATH) {
@@ -112,9 +114,23 @@ export function serverRoutes(r: ServerRoutes): {
         });
         return;
       }
+      // The page without an app frame, which a top-level first document's loader adds (browser-client/loader.ts).
+      if (share && req.method === 'GET' && req.url === SESSION_PAGE_PATH && r.gateway.firstStage?.loader) {
+        r.browser.serveBootstrap(req, res, share, false, undefined, { top: true, marker: true });
+        return;
+      }
       if (share && BrowserClient.isNavigation(req)) {
         const browser = r.browser;
         r.gateway.warm(share);
+        // With --browser-first-load top, a new visitor (no marker of the page's worker) gets the app's own
+        // document top-level, through the gateway, with the page's loader in it; every page renews the marker.
+        const top = r.gateway.firstStage?.loader !== undefined;
+        const marker = top ? { marker: true } : {};
+        const topLevel = (opened: FirstStage | undefined): boolean => {
+          if (!opened || !top || req.method !== 'GET' || hasCookie(req.headers.cookie, BROWSER_PAGE_COOKIE)) return false;
+          void r.gateway.handleRequest(req, res, opened);
+          return true;
+        };
         // The frame loads the app at once through the gateway (a first stage), unless the link carries a private
         // share's secret: that goes to the agent in a header, never in the app's address.
         // A browser that sends no fetch metadata is on a non-secure origin: its page takes the gateway's path whole.
@@ -127,12 +143,16 @@ export function serverRoutes(r: ServerRoutes): {
             ? stages.open()
             : undefined;
         if (!r.signsIn) {
-          browser.serveBootstrap(req, res, share, false, stage(false));
+          const opened = stage(false);
+          if (!topLevel(opened)) browser.serveBootstrap(req, res, share, false, opened, marker);
           return;
         }
         // A share whose visitors sign in: the agent runs the sign-in peer to peer too; its page needs to know, for when it can't.
         void r.signsIn(share).then(
-          (signsIn) => browser.serveBootstrap(req, res, share, signsIn, stage(signsIn)),
+          (signsIn) => {
+            const opened = stage(signsIn);
+            if (!topLevel(opened)) browser.serveBootstrap(req, res, share, signsIn, opened, marker);
+          },
           () => browser.serveBootstrap(req, res, share),
         );
         return;

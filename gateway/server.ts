@@ -109,6 +109,14 @@ export interface BeamServerOptions {
    */
   browserP2p?: boolean;
   /**
+   * Where a new visitor's browser shows the app's first document: 'frame'
+   * (default) in the bootstrap page's frame; 'top' top-level, through the
+   * gateway, with a loader that adds the page once the app has loaded
+   * (browser-client/loader.ts): the first paint has no page of Beam's before
+   * it. `--browser-first-load`.
+   */
+  browserFirstLoad?: 'frame' | 'top';
+  /**
    * Serve https with this certificate (PEM chain and key): browsers on
    * other machines need it for peer to peer (a Service Worker needs a secure
    * context). The server's own gateway then reaches signaling and the relay
@@ -339,7 +347,10 @@ export async function startBeamServer(components: { engine: WebRtcEngine; logger
   // A new visitor's page loads the app's first document through the gateway at once (gateway/first-stage.ts).
   // A stage lives in one node's memory: behind a load balancer (--redis) the page's next request may reach
   // another node, so there pages start as a returning visitor's do.
-  if (browser?.appShim && !redis) gateway.firstStage = { stages: new FirstStages(), shim: browser.appShim };
+  if (browser?.appShim && !redis) {
+    const loader = options.browserFirstLoad === 'top' ? browser.loader : undefined;
+    gateway.firstStage = { stages: new FirstStages(), shim: browser.appShim, ...(loader ? { loader } : {}) };
+  }
   if (options.browserP2p !== false && !browser) components.logger.warn('the browser client is not built (npm run build): browsers get the HTTP path');
   // Prometheus metrics for a server one runs (the embedded default has none: prom-client is a hundred files to load).
   const metrics =

@@ -589,6 +589,25 @@ export const MAX_FIRST_STAGE_COOKIE_BYTES = 16 * 1024;
 export const FIRST_STAGE_WAIT_MS = 3_000;
 /** How long the page waits for its worker to take the app's frame over from the first stage before it collects the stage anyway. */
 export const FIRST_STAGE_HANDOVER_MS = 2_000;
+/**
+ * With `beam serve --browser-first-load top`, a new visitor's navigation gets
+ * the app's own document, top-level, through the gateway (its loader then adds
+ * the page as a small frame: SESSION_PAGE_PATH). This cookie (HttpOnly,
+ * SameSite=Lax, BROWSER_PAGE_COOKIE_MAX_AGE_S) marks a browser that has the
+ * page's worker: its navigations get the bootstrap page, as without the
+ * option. The origin never sees it.
+ */
+export const BROWSER_PAGE_COOKIE = 'beam_page';
+/** The marker's lifetime, renewed by each page: as long as the worker it stands for (browsers cap cookies at 400 days). */
+export const BROWSER_PAGE_COOKIE_MAX_AGE_S = 400 * 24 * 60 * 60;
+/** The page without an app frame, in a small frame of a top-level first document: the session, the badge, the worker's tunnel. */
+export const SESSION_PAGE_PATH = '/.beam/session';
+/**
+ * How long the worker keeps a document it carried for a top-level form POST
+ * (answered with a 303 to the same address, for the bootstrap's frame to take
+ * once); after that the frame asks the app again.
+ */
+export const WORKER_STASH_TTL_MS = 10_000;
 
 // ---------------------------------------------------------------- WebSockets the agent speaks for a browser page
 

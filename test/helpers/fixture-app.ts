@@ -88,7 +88,8 @@ window.serverCookies = () => fetch('/api/cookies').then((r) => r.text()).then((t
       html(
         200,
         'Sign in',
-        `<h1 id="title">Sign in</h1><form method="POST" action="/login"><input id="user" name="user"><button id="submit">Sign in</button></form>`,
+        // ?stay: the form's POST answers with a page of its own (200), not a redirect.
+        `<h1 id="title">Sign in</h1><form method="POST" action="/login${url.search}"><input id="user" name="user"><button id="submit">Sign in</button></form>`,
       );
       return;
     }
@@ -99,11 +100,14 @@ window.serverCookies = () => fetch('/api/cookies').then((r) => r.text()).then((t
         const name = new URLSearchParams(Buffer.concat(chunks).toString()).get('user') ?? '';
         const id = randomBytes(12).toString('hex');
         sessions.set(id, name);
+        const cookies = [`session=${id}; Path=/; HttpOnly; SameSite=Lax`, `csrf=t${id.slice(0, 8)}; Path=/; SameSite=Lax`];
+        if (url.searchParams.has('stay')) {
+          res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'set-cookie': cookies });
+          res.end(page('Signed in', `<h1 id="title">Signed in as ${name}</h1>`));
+          return;
+        }
         // The session for the server only; a CSRF token its scripts read, as many frameworks do.
-        res.writeHead(303, {
-          location: '/dashboard',
-          'set-cookie': [`session=${id}; Path=/; HttpOnly; SameSite=Lax`, `csrf=t${id.slice(0, 8)}; Path=/; SameSite=Lax`],
-        });
+        res.writeHead(303, { location: '/dashboard', 'set-cookie': cookies });
         res.end();
       });
       return;
