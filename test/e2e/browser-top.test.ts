@@ -147,6 +147,26 @@ describe('beam serve --browser-first-load top', () => {
     }
   });
 
+  it('a browser whose worker still runs but whose marker is gone gets the bootstrap after one reload, not a document the worker would hold for a tunnel nobody offers', async () => {
+    const agent = await startAgent(app.port, server, ['--no-inspect']);
+    const context = await browser.newContext({ viewport: { width: 1000, height: 700 } });
+    try {
+      const page = await context.newPage();
+      await page.goto(new URL('/welcome', agent.url).href);
+      await expect.poll(() => controlled(page), poll).toBe(true);
+      await page.close();
+      await context.clearCookies();
+      const again = await context.newPage();
+      await again.goto(new URL('/welcome', agent.url).href);
+      await expect.poll(() => again.frameLocator('#beam-app').locator('#title').textContent(), poll).toBe('Welcome');
+      expect(await again.evaluate(() => sessionStorage.getItem('beam:reloaded'))).toBe('1');
+      await expect.poll(() => again.locator('#beam-badge').getAttribute('data-path'), poll).toBe('direct');
+    } finally {
+      await context.close();
+      await agent.proc.kill();
+    }
+  });
+
   it('refuses a --browser-first-load other than frame or top with BEAM_ERR_BAD_OPTION', async () => {
     const refused = await serveRefusal(['--browser-first-load', 'side']);
     expect(refused.code).toBe('BEAM_ERR_BAD_OPTION');
