@@ -413,6 +413,8 @@ export class Gateway {
         firstDocument ? { status: head.status, ...(origin ? { origin } : {}) } : undefined,
       );
       answered?.();
+      // The stage's later requests carry its cookie: the document's, and the next hop of a redirect (which keeps the stage).
+      if (top) pairs.push(['Set-Cookie', FirstStages.cookie(top)]);
       if (firstDocument) {
         const shareOrigin = `${this.visitorScheme(req)}://${req.headers.host ?? ''}`;
         const locals = origin ? localForms(origin) : [];
@@ -428,8 +430,8 @@ export class Gateway {
         if (rewritable(req, head.status, pairs)) {
           firstDocumentText = { locals, origin: shareOrigin };
           pairs = pairs.filter(([k]) => k.toLowerCase() !== 'content-length');
-          // The loader goes in: the stage's later requests carry its cookie, and the browser's next navigations get the bootstrap.
-          if (top) pairs.push(['Set-Cookie', FirstStages.cookie(top)], ['Set-Cookie', PAGE_MARKER]);
+          // The loader goes in: the browser's next navigations get the bootstrap.
+          if (top) pairs.push(['Set-Cookie', PAGE_MARKER]);
         }
       }
     }

@@ -21,7 +21,7 @@ import {
 } from '../shared/constants.js';
 import { BrowserClient, hasCookie } from './browser.js';
 import { sendError } from './error-page.js';
-import { cookieValue, type FirstStage, FirstStages } from './first-stage.js';
+import { cookieValue, FirstStages } from './first-stage.js';
 import type { Gateway } from './gateway.js';
 import type { ServerMetrics } from './metrics.js';
 import type { RelayServer } from './relay.js';
@@ -126,8 +126,11 @@ export function serverRoutes(r: ServerRoutes): {
         // document top-level, through the gateway, with the page's loader in it; every page renews the marker.
         const top = r.gateway.firstStage?.loader !== undefined;
         const marker = top ? { marker: true } : {};
-        const topLevel = (opened: FirstStage | undefined): boolean => {
-          if (!opened || !top || req.method !== 'GET' || hasCookie(req.headers.cookie, BROWSER_PAGE_COOKIE)) return false;
+        const topLevel = (signsIn: boolean): boolean => {
+          if (!top || signsIn || req.method !== 'GET' || hasCookie(req.headers.cookie, BROWSER_PAGE_COOKIE)) return false;
+          // The app's first answer redirected here: the stage it opened goes on (its cookies are the page's too).
+          const opened = stages?.of(req.headers.cookie) ?? stage(false);
+          if (!opened) return false;
           void r.gateway.handleRequest(req, res, opened);
           return true;
         };
@@ -143,15 +146,13 @@ export function serverRoutes(r: ServerRoutes): {
             ? stages.open()
             : undefined;
         if (!r.signsIn) {
-          const opened = stage(false);
-          if (!topLevel(opened)) browser.serveBootstrap(req, res, share, false, opened, marker);
+          if (!topLevel(false)) browser.serveBootstrap(req, res, share, false, stage(false), marker);
           return;
         }
         // A share whose visitors sign in: the agent runs the sign-in peer to peer too; its page needs to know, for when it can't.
         void r.signsIn(share).then(
           (signsIn) => {
-            const opened = stage(signsIn);
-            if (!topLevel(opened)) browser.serveBootstrap(req, res, share, signsIn, opened, marker);
+            if (!topLevel(signsIn)) browser.serveBootstrap(req, res, share, signsIn, stage(signsIn), marker);
           },
           () => browser.serveBootstrap(req, res, share),
         );

@@ -82,7 +82,9 @@ describe('beam serve --browser-first-load top', () => {
     try {
       const before = { gateway: await gatewayRequests(server.port), page: await pageRequests(server.port) };
       const page = await context.newPage();
-      await page.goto(new URL('/welcome', agent.url).href);
+      // The link redirects (with a cookie) to the landing page: both answers are the same first stage.
+      await page.goto(new URL('/enter', agent.url).href);
+      expect(new URL(page.url()).pathname).toBe('/welcome');
       // The app's own document, top-level: no bootstrap page and no app frame.
       expect(await page.locator('#title').textContent()).toBe('Welcome');
       expect(await page.locator('#beam-app').count()).toBe(0);
@@ -97,8 +99,8 @@ describe('beam serve --browser-first-load top', () => {
       expect(box?.width).toBeLessThan(480);
       expect(box?.height).toBeLessThan(100);
       expect(await page.frameLocator('#beam-session').locator('#beam-badge span').textContent()).toMatch(/^Beam: direct/);
-      // Peer to peer now, with both cookies the first document set (the HttpOnly one came to the page's jar from the gateway).
-      expect(await page.evaluate(() => (window as unknown as { serverCookies(): Promise<string> }).serverCookies())).toBe('greeting,visit');
+      // Peer to peer now, with the cookies the redirect and the first document set (the HttpOnly ones came to the page's jar from the gateway).
+      expect(await page.evaluate(() => (window as unknown as { serverCookies(): Promise<string> }).serverCookies())).toBe('entered,greeting,visit');
       expect(app.cookies.at(-1)).toContain('visit=v1');
       // The gateway carried the first stage only, counted as the page's.
       expect(await pageRequests(server.port)).toBeGreaterThan(before.page);

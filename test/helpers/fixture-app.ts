@@ -57,6 +57,12 @@ export async function startFixtureApp(): Promise<FixtureApp> {
       res.end();
       return;
     }
+    if (url.pathname === '/enter') {
+      // A link that sets a cookie (HttpOnly) and redirects to the landing page.
+      res.writeHead(302, { location: '/welcome', 'set-cookie': 'entered=e1; Path=/; HttpOnly; SameSite=Lax' });
+      res.end();
+      return;
+    }
     if (url.pathname === '/held') {
       // Answered when the test says so: a response head still on its way.
       heldWaiters.shift()?.(() => html(200, 'Held', '<h1 id="title">Held</h1>'));
