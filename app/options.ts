@@ -63,9 +63,9 @@ export function parseHostHeader(value: string): 'rewrite' | 'preserve' {
 }
 
 /** `beam serve --browser-first-load`: where a new visitor's browser shows the app's first document. */
-export function parseBrowserFirstLoad(value: string): 'frame' | 'top' {
+export function parseBrowserFirstLoad(value: string, flag = '--browser-first-load'): 'frame' | 'top' {
   if (value === 'frame' || value === 'top') return value;
-  throw new BeamError('BEAM_ERR_BAD_OPTION', `--browser-first-load must be "frame" or "top", not "${value}"`);
+  throw new BeamError('BEAM_ERR_BAD_OPTION', `${flag} must be "frame" or "top", not "${value}"`);
 }
 
 export function parseMs(value: string, what: string): number {

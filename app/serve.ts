@@ -11,7 +11,7 @@ import type { RelayMode } from '../shared/signaling.js';
 import { validateIceConfig } from '../signaling/ice.js';
 import type { EngineName } from '../transport/engine.js';
 import { loadEngine } from '../transport/index.js';
-import { parseEngine, parseRelayMode, parseServerUrl } from './options.js';
+import { parseBrowserFirstLoad, parseEngine, parseRelayMode, parseServerUrl } from './options.js';
 
 export interface ServeOptions {
   /** Default 7070; 0 picks a free port. */
@@ -32,6 +32,8 @@ export interface ServeOptions {
   logger?: Logger;
   /** How the gateway reaches agents, as `beam serve --gateway-relay`: 'auto' (default), 'always', 'never'. */
   gatewayRelay?: RelayMode;
+  /** Where a new visitor's browser shows the app's first document, as `beam serve --browser-first-load`: 'frame' (default) or 'top'. */
+  browserFirstLoad?: 'frame' | 'top';
 }
 
 export interface Server {
@@ -58,6 +60,7 @@ export async function serve(options: ServeOptions = {}): Promise<Server> {
       publicUrl: options.publicUrl,
       ice,
       gatewayRelay: parseRelayMode(options.gatewayRelay ?? 'auto', 'gatewayRelay'),
+      browserFirstLoad: parseBrowserFirstLoad(options.browserFirstLoad ?? 'frame', 'browserFirstLoad'),
     },
   );
   const host = options.host && options.host !== '0.0.0.0' && options.host !== '::' ? options.host : '127.0.0.1';

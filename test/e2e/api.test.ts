@@ -96,6 +96,7 @@ describe('import { share, connect, serve } from the package', () => {
       serve({ domain: 'bad domain!' }),
       // A JavaScript caller's typo.
       serve({ port: 0, host: '127.0.0.1', gatewayRelay: 'sometimes' as unknown as 'auto' }),
+      serve({ port: 0, host: '127.0.0.1', browserFirstLoad: 'side' as unknown as 'top' }),
     ];
     for (const p of bad) {
       const err = await p.then(
