@@ -38,6 +38,7 @@ import { loadEngine } from '../transport/index.js';
 import { createConnectView } from './connect-view.js';
 import { COMMON_DEV_PORTS, detectDevServer, detectFromPackageJson, isListening } from './detect.js';
 import { createOutput, type Output } from './output.js';
+import { tierForNetwork } from './tiering.js';
 import { createTerminalOutput } from './tui.js';
 
 /**
@@ -228,6 +229,7 @@ function shareOptions(target: string, flags: HttpFlags, kind: ShareKind, embedde
 
 export async function runHttp(targetArg: string, flags: HttpFlags, kind: ShareKind = 'http', out = outputFor(Boolean(flags.json))): Promise<void> {
   out.progress?.(`Connecting to ${flags.server || 'the embedded server'}…`);
+  if (flags.server) tierForNetwork();
   const { share } = await loadShare();
   const shared = await share(shareOptions(targetArg, flags, kind));
   // Ctrl+C from here on closes the share cleanly (freeing its name), even before 'ready' is out.
@@ -347,6 +349,7 @@ export async function runRun(command: string[], flags: HttpFlags): Promise<void>
     out.emit({ event: 'detected', framework: detected.framework, port, from: 'package.json' });
   }
   const { share } = await loadShare();
+  if (flags.server) tierForNetwork();
   const shared = await share(shareOptions(String(port), flags, 'http', false));
   let child: ChildProcess | undefined;
   let exitCode: number | undefined;
@@ -417,6 +420,7 @@ export async function runStart(flags: StartFlags): Promise<void> {
   const log = logger(flags.logLevel);
   const engineName = parseEngine(flags.engine);
   const serverFlag = flags.server || config.server;
+  if (serverFlag) tierForNetwork();
   const inspect = parseInspect(flags.inspect, config.inspect);
   if (config.lan && serverFlag)
     throw new BeamError(
@@ -492,6 +496,7 @@ function refuseAddressHost(host: string, flag: string): void {
 
 export async function runServe(flags: ServeFlags): Promise<void> {
   const out = createOutput(Boolean(flags.json));
+  tierForNetwork();
   const port = flags.port === '0' ? 0 : parsePort(flags.port, '--port');
   const log = logger(flags.logLevel);
   if (flags.publicUrl) refuseAddressHost(new URL(parseServerUrl(flags.publicUrl)).hostname, '--public-url');
@@ -590,6 +595,7 @@ async function loadTls(certFile: string | undefined, keyFile: string | undefined
 
 export async function runConnect(linkArg: string, flags: ConnectFlags): Promise<void> {
   const view = createConnectView(Boolean(flags.json));
+  tierForNetwork();
   const port = flags.port === '0' ? 0 : parsePort(flags.port, '--port');
   const relay = parseRelayMode(flags.relay);
   const server = flags.server ? parseServerUrl(flags.server) : undefined;
