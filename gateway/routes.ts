@@ -128,6 +128,7 @@ export function serverRoutes(r: ServerRoutes): {
         const marker = top ? { marker: true } : {};
         const topLevel = (signsIn: boolean): boolean => {
           if (!top || signsIn || req.method !== 'GET' || hasCookie(req.headers.cookie, BROWSER_PAGE_COOKIE)) return false;
+          if (!staged(false)) return false;
           // The app's first answer redirected here: the stage it opened goes on (its cookies are the page's too).
           const opened = stages?.of(req.headers.cookie) ?? stage(false);
           if (!opened) return false;
@@ -137,14 +138,13 @@ export function serverRoutes(r: ServerRoutes): {
         // The frame loads the app at once through the gateway (a first stage), unless the link carries a private
         // share's secret: that goes to the agent in a header, never in the app's address.
         // A browser that sends no fetch metadata is on a non-secure origin: its page takes the gateway's path whole.
-        const stage = (signsIn: boolean): ReturnType<FirstStages['open']> | undefined =>
-          stages &&
+        const staged = (signsIn: boolean): boolean =>
+          stages !== undefined &&
           !signsIn &&
           req.method === 'GET' &&
           req.headers['sec-fetch-mode'] !== undefined &&
-          !new URLSearchParams((req.url ?? '').split('?')[1] ?? '').has(SECRET_PARAM)
-            ? stages.open()
-            : undefined;
+          !new URLSearchParams((req.url ?? '').split('?')[1] ?? '').has(SECRET_PARAM);
+        const stage = (signsIn: boolean): ReturnType<FirstStages['open']> | undefined => (staged(signsIn) ? stages?.open() : undefined);
         if (!r.signsIn) {
           if (!topLevel(false)) browser.serveBootstrap(req, res, share, false, stage(false), marker);
           return;
