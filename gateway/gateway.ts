@@ -616,8 +616,9 @@ export class Gateway {
     let code = errorCodeOf(err) ?? 'BEAM_ERR_AGENT_UNREACHABLE';
     // Inside the gateway these all mean the same to a visitor: the agent can't be reached.
     if (code === 'BEAM_ERR_PEER_GONE' || code === 'BEAM_ERR_STREAM_RESET' || code === 'BEAM_ERR_BAD_MESSAGE') code = 'BEAM_ERR_AGENT_UNREACHABLE';
-    this.log.debug({ code, host: req.headers.host }, 'request failed');
-    return { code, detail: err instanceof BeamError ? err.detail : undefined };
+    const detail = err instanceof BeamError ? err.detail : undefined;
+    this.log.debug({ code, host: req.headers.host, err: detail }, 'request failed');
+    return { code, detail };
   }
 
   /**

@@ -279,6 +279,7 @@ export class AgentSession {
    * carries a path (a visitor on TURN trying for a direct pair).
    */
   private answer(offerSdp: string, turn: boolean): void {
+    this.log.debug({ session: this.id, turn }, 'offer from the visitor');
     if (this.c.relayMode === 'always') {
       this.log.info({ session: this.id }, 'offer ignored: --relay always');
       return;

@@ -246,7 +246,9 @@ export function listenOnServer(
     socket.on('session:signal', (raw) => {
       try {
         const msg = decode(SessionSignalSchema, raw, 'session:signal');
-        handlers.get(msg.sessionId)?.signal(msg.signal);
+        const h = handlers.get(msg.sessionId);
+        if (h) h.signal(msg.signal);
+        else log.debug({ session: msg.sessionId, type: msg.signal.type }, 'signal for a session not known here; dropped');
       } catch (err) {
         log.warn({ err: (err as Error).message }, 'dropped a malformed signal');
       }

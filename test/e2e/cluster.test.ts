@@ -217,7 +217,10 @@ describe('a cluster of nodes on Redis', () => {
       expect(received).toBe('data: first\n\ndata: second\n\n');
       expect(await holder.proc.exited).toBe(0);
       nodes.splice(nodes.indexOf(holder), 1);
-      for (const node of nodes) expect((await via(node, 'drained-1', '/after-drain')).status).toBe(200);
+      for (const node of nodes) {
+        const res = await via(node, 'drained-1', '/after-drain');
+        expect(res.status, res.body.toString()).toBe(200);
+      }
     } finally {
       await agent.kill();
       await balancer.close();
@@ -228,7 +231,8 @@ describe('a cluster of nodes on Redis', () => {
     const [a, b] = nodes as [Node, Node];
     const agent = share(a.url, 'outlives-redis');
     await agent.waitFor('ready');
-    expect((await via(b, 'outlives-redis', '/before')).status).toBe(200);
+    const before = await via(b, 'outlives-redis', '/before');
+    expect(before.status, before.body.toString()).toBe(200);
     redis.stop();
     const metricsOf = async (node: Node): Promise<string> => (await request(node.port, `127.0.0.1:${node.port}`, '/metrics', { agent: false })).body.toString();
     await within(10_000, async () => /beam_redis_up 0/.test(await metricsOf(b)));
