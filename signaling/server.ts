@@ -19,13 +19,26 @@ export type { AddressLimits, SignalingComponents, SignalingOptions } from './cor
 /**
  * Between server nodes (with --redis, through the socket.io adapter): the
  * node where a visitor opens a session tells the others, so the node holding
- * the agent's connection knows the session too; and an ended session is
- * forgotten everywhere.
+ * the agent's connection knows the session too; an ended session is
+ * forgotten everywhere; and an event for a connection on another node goes
+ * to the node that holds it (`beam:emit`).
+ *
+ * All three ride one channel (serverSideEmit, Redis PUB/SUB), so a node
+ * hears them in the order another sent them. A room broadcast would not do
+ * for `beam:emit`: the streams adapter carries broadcasts on a Redis stream
+ * and serverSideEmit on PUB/SUB, read by two Redis clients, so on a busy
+ * node a visitor's first signals (the relay's call, the offer) reached the
+ * agent before the session they belong to, and were dropped: the visitor
+ * found no path within AGENT_CONNECT_TIMEOUT_MS.
  */
 interface NodeToNodeEvents {
   'beam:session': (session: Session, incoming: IncomingSession) => void;
   'beam:session-end': (sessionId: string) => void;
+  'beam:emit': (to: string, event: keyof ServerToClientEvents, args: unknown[]) => void;
 }
+
+/** What beam:emit may carry: the events a client hears from the server. */
+const CLIENT_EVENTS: ReadonlySet<string> = new Set<keyof ServerToClientEvents>(['session:incoming', 'session:signal', 'session:closed', 'protocol:error']);
 
 export type SignalingIo = Server<ClientToServerEvents, ServerToClientEvents, NodeToNodeEvents>;
 type BeamSocket = Socket<ClientToServerEvents, ServerToClientEvents>;
@@ -38,7 +51,12 @@ export class SignalingServer {
   constructor(components: SignalingComponents, options: SignalingOptions) {
     this.log = components.logger.child({ component: 'signaling' });
     const wire: SignalingWire = {
-      emit: (to, event, ...args) => this.io?.to(to).emit(event, ...args),
+      emit: (to, event, ...args) => {
+        const socket = this.io?.sockets.sockets.get(to);
+        if (socket) socket.emit(event, ...args);
+        // Alone, a connection not here is gone.
+        else if (options.cluster) this.io?.serverSideEmit('beam:emit', to, event, args);
+      },
       isHere: (conn) => this.io?.sockets.sockets.has(conn) === true,
       toNodes: (message) => {
         if (message.type === 'session') this.io?.serverSideEmit('beam:session', message.session, message.incoming);
@@ -70,6 +88,11 @@ export class SignalingServer {
     io.on('connection', (socket) => this.onConnection(socket));
     io.on('beam:session', (session: Session, incoming: IncomingSession) => this.core.remoteSession(session, incoming));
     io.on('beam:session-end', (sessionId: string) => this.core.remoteSessionEnd(sessionId));
+    io.on('beam:emit', (to: string, event: keyof ServerToClientEvents, args: unknown[]) => {
+      if (typeof to !== 'string' || !CLIENT_EVENTS.has(event) || !Array.isArray(args)) return;
+      // Only the node that holds the connection has it.
+      (this.io?.sockets.sockets.get(to) as { emit(event: string, ...args: unknown[]): boolean } | undefined)?.emit(event, ...args);
+    });
   }
 
   /** Redeems a side's relay token for a live session (signaling/core.ts). */

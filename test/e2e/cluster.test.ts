@@ -163,6 +163,62 @@ describe('a cluster of nodes on Redis', () => {
     }
   });
 
+  it("a visitor on one node, its agent on another: the agent hears of every session before the visitor's first signal", async () => {
+    // A session's record and the signals after it cross between nodes in the order they were sent: a signal
+    // that reached the agent before its session was dropped, and with it the visitor's path (seen on a busy machine).
+    const [a, b] = nodes as [Node, Node];
+    const connect = async (node: Node, auth: Record<string, unknown>): Promise<Socket> => {
+      const socket = connectSocket(node.url, {
+        path: SIGNALING_PATH,
+        transports: ['websocket'],
+        reconnection: false,
+        auth: { protocol: SIGNALING_PROTOCOL_VERSION, ...auth },
+      });
+      await new Promise<void>((resolve, reject) => {
+        socket.once('connect', () => resolve());
+        socket.once('connect_error', reject);
+      });
+      return socket;
+    };
+    const agent = await connect(a, { role: 'agent', peerId: (await ephemeralIdentity()).peerId.toString() });
+    const visitor = await connect(b, { role: 'visitor' });
+    try {
+      expect((await agent.emitWithAck('share:register', { name: 'in-order' })).ok).toBe(true);
+      const heard: string[] = [];
+      const signaled = new Map<string, () => void>();
+      agent.on('session:incoming', (m: { sessionId: string }) => heard.push(`session ${m.sessionId}`));
+      agent.on('session:signal', (m: { sessionId: string; signal: { type: string } }) => {
+        heard.push(`${m.signal.type} ${m.sessionId}`);
+        if (m.signal.type === 'offer') signaled.get(m.sessionId)?.();
+      });
+      const expected: string[] = [];
+      // Two signals a session: 40 stay within a visitor's SIGNALS_PER_VISITOR_PER_SECOND.
+      for (let i = 0; i < 40; i++) {
+        const opened = await visitor.emitWithAck('session:open', { share: 'in-order' });
+        expect(opened.ok).toBe(true);
+        const sessionId = (opened.value as { sessionId: string }).sessionId;
+        const offered = new Promise<void>((resolve) => signaled.set(sessionId, resolve));
+        // What a gateway sends at once: the relay's call, then its offer.
+        visitor.emit('session:signal', { sessionId, signal: { type: 'relay' } });
+        visitor.emit('session:signal', { sessionId, signal: { type: 'offer', sdp: `v=0 ${i}` } });
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([
+          offered,
+          new Promise((_, reject) => {
+            timer = setTimeout(() => reject(new Error(`session ${i}: no offer within 10 s; the agent heard ${heard.slice(-4).join(', ')}`)), 10_000);
+          }),
+        ]);
+        clearTimeout(timer);
+        visitor.emit('session:close', { sessionId });
+        expected.push(`session ${sessionId}`, `relay ${sessionId}`, `offer ${sessionId}`);
+      }
+      expect(heard).toEqual(expected);
+    } finally {
+      agent.close();
+      visitor.close();
+    }
+  });
+
   it('kill the node holding an agent: the agent is back with its name on another node, and every node serves it', async () => {
     // A fourth node, so two are left for the tests after this one.
     await startNode();
