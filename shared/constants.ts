@@ -325,6 +325,17 @@ export const MAX_NAME_LENGTH = 63;
  * flood cost an agent seconds of CPU and a legitimate request waited 5.8 s.
  */
 export const MAX_PENDING_PEERS = 64;
+
+/**
+ * An agent keeps the signals that reach it before their session does
+ * (a server that passes them ahead of it: signaling/server.ts says how a
+ * cluster once did) and hands them over when the session comes: for at
+ * most this many sessions, the oldest dropped first, and at most
+ * MAX_EARLY_SIGNALS each (an offer and its candidates). What is dropped
+ * costs that session its path, not the agent its memory.
+ */
+export const MAX_EARLY_SIGNAL_SESSIONS = 8;
+export const MAX_EARLY_SIGNALS = 16;
 /**
  * A network backend's visitors (`--via libp2p`) whose Noise handshake is
  * under way at once, per agent: each costs a key exchange and waits up to

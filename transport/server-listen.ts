@@ -11,7 +11,7 @@
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import type { BackendListening, BackendShare, BackendVisitors, SignaledHandlers } from '../shared/backend.js';
-import { SHARE_CLOSE_TIMEOUT_MS, SIGNALING_PROTOCOL_VERSION } from '../shared/constants.js';
+import { MAX_EARLY_SIGNAL_SESSIONS, MAX_EARLY_SIGNALS, SHARE_CLOSE_TIMEOUT_MS, SIGNALING_PROTOCOL_VERSION } from '../shared/constants.js';
 import { BeamError, type ErrorCode, isErrorCode } from '../shared/errors.js';
 import {
   type Ack,
@@ -130,6 +130,24 @@ export function listenOnServer(
   onListening?: (listening: ServerListening) => void,
 ): Promise<ServerListening> {
   const handlers = new Map<string, SignaledHandlers>();
+  /** Signals that came before their session (MAX_EARLY_SIGNAL_SESSIONS), handed over when it comes. */
+  const early = new Map<string, Signal[]>();
+  const hold = (sessionId: string, signal: Signal): void => {
+    let held = early.get(sessionId);
+    if (!held) {
+      if (early.size >= MAX_EARLY_SIGNAL_SESSIONS) {
+        const oldest = early.keys().next().value as string;
+        early.delete(oldest);
+        log.debug({ session: oldest }, 'signals for a session that never came dropped');
+      }
+      held = [];
+      early.set(sessionId, held);
+    }
+    if (held.length < MAX_EARLY_SIGNALS) {
+      held.push(signal);
+      log.debug({ session: sessionId, type: signal.type }, 'signal kept for a session not heard of yet');
+    } else log.debug({ session: sessionId, type: signal.type }, `more than ${MAX_EARLY_SIGNALS} signals before their session; dropped`);
+  };
   const socket = connectSignaling(
     server,
     {
@@ -211,6 +229,8 @@ export function listenOnServer(
     socket.on('disconnect', (reason) => {
       if (!current || current.isClosed) return;
       log.warn({ reason, sessions: handlers.size }, 'lost the signaling server; reconnecting (sessions carry on over the paths that are up)');
+      // The server forgot the sessions it had not told of yet.
+      early.clear();
       current.emit('disconnected', { reason });
       // A drop makes the server forget this side's sessions: each goes on over its paths while the
       // visitor answers. A server that sends its agents to another node keeps them there.
@@ -242,13 +262,19 @@ export function listenOnServer(
         close: (code) => current?.closeSession(sessionId, code),
       });
       if (h) handlers.set(sessionId, h);
+      const held = early.get(sessionId);
+      early.delete(sessionId);
+      if (h && held) {
+        log.debug({ session: sessionId, signals: held.length }, 'signals that came before their session handed over');
+        for (const signal of held) h.signal(signal);
+      }
     });
     socket.on('session:signal', (raw) => {
       try {
         const msg = decode(SessionSignalSchema, raw, 'session:signal');
         const h = handlers.get(msg.sessionId);
         if (h) h.signal(msg.signal);
-        else log.debug({ session: msg.sessionId, type: msg.signal.type }, 'signal for a session not known here; dropped');
+        else hold(msg.sessionId, msg.signal);
       } catch (err) {
         log.warn({ err: (err as Error).message }, 'dropped a malformed signal');
       }
@@ -261,6 +287,7 @@ export function listenOnServer(
         if (msg.code === 'BEAM_ERR_SIGNALING_LOST') h?.detach(true);
         else {
           handlers.delete(msg.sessionId);
+          early.delete(msg.sessionId);
           h?.end();
         }
       } catch {
