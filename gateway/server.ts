@@ -208,6 +208,13 @@ export async function startBeamServer(components: { engine: WebRtcEngine; logger
       throw new BeamError('BEAM_ERR_STORE_UNAVAILABLE', `--redis ${options.redis}: ${(err as Error).message}`);
     }
     redis = client;
+    // Both sides of a relayed session meet at one node's relay only when the nodes say where they are.
+    if (!options.nodeUrl) {
+      components.logger.warn(
+        { redis: true },
+        'no --node-url: relayed sessions whose sides land on different nodes never meet (they wait for direct); give each node its own URL with --node-url',
+      );
+    }
   }
   const registry = redis ? new (await import('../signaling/redis-registry.js')).RedisShareRegistry({ redis, logger: components.logger }) : undefined;
   const adapter = redis ? (await import('@socket.io/redis-streams-adapter')).createAdapter(redis, { streamName: 'beam:signal' }) : undefined;

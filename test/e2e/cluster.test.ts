@@ -41,6 +41,10 @@ function share(server: string, name: string): BeamProcess {
   return p;
 }
 
+/** What a node without --node-url warns of as it starts. */
+const NO_NODE_URL =
+  'no --node-url: relayed sessions whose sides land on different nodes never meet (they wait for direct); give each node its own URL with --node-url';
+
 const via = (node: Node, name: string, path: string) => request(node.port, `${name}.localhost:${node.port}`, path, { agent: false });
 
 /** Waits for `check` to pass, up to `deadlineMs`: for recovery that has no event of its own to wait on. Returns how long it took. */
@@ -69,6 +73,7 @@ afterAll(async () => {
 describe('a cluster of nodes on Redis', () => {
   it('pairs an agent on one node with visitors on every node: gateway requests and beam connect', async () => {
     const [a, b, c] = nodes as [Node, Node, Node];
+    for (const node of nodes) expect((await node.proc.waitForLog({ msg: NO_NODE_URL }))['level']).toBe(40);
     const agent = share(a.url, 'cluster-one');
     await agent.waitFor('ready');
     for (const node of [a, b, c]) {
@@ -125,6 +130,8 @@ describe('a cluster of nodes on Redis', () => {
         expect(res.body.toString()).toBe(`hello from /gateway-${n.port}`);
         expect(res.headers['beam-path']).toBe('gateway; via=relay');
       }
+      // Nodes that say where they are have nothing to warn of.
+      for (const n of pair) expect(n.proc.logs.filter((e) => e['msg'] === NO_NODE_URL)).toEqual([]);
     } finally {
       await relayAgent.kill();
       await balancer.close();
