@@ -416,7 +416,7 @@ export class Agent extends EventEmitter<AgentEvents> {
 
   /** A session for the gateway in this process: the agent's end of an in-memory channel, with every check as on any path. */
   private acceptLocal(): LocalLink {
-    const [gatewayEnd, agentEnd] = localChannelPair();
+    const [gatewayEnd, agentEnd] = localChannelPair(true);
     const incoming: IncomingSession = {
       id: `local-${randomBytes(9).toString('base64url')}`,
       visitor: 'gateway',

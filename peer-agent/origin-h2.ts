@@ -13,7 +13,7 @@ import http2 from 'node:http2';
 import type { Duplex, Readable } from 'node:stream';
 import { BodyDeframer, BodyFramer, type HeaderPairList, trailerPairs } from '../shared/body-records.js';
 import { BeamError, ERRORS, type ErrorCode, errorCodeOf } from '../shared/errors.js';
-import { encodeHead } from '../shared/http-head.js';
+import { writeHead } from '../shared/http-head.js';
 import { holdToLength } from './framing.js';
 import type { HeaderPairs } from './inspect.js';
 import { type Forwarded, type OriginIo, originFailure } from './origin-io.js';
@@ -63,7 +63,7 @@ export function forwardH2(stream: Duplex, io: OriginIo, request: Forwarded): voi
     if (state !== 'waiting') return;
     state = 'error-sent';
     clearTimeout(timer);
-    stream.end(encodeHead({ kind: 'error', code, detail }));
+    writeHead(stream, { kind: 'error', code, detail }, true);
     capture?.fail(code, ERRORS[code].status);
     io.log.info({ req: requestId, code, detail }, 'request failed');
   };
@@ -165,7 +165,7 @@ export function forwardH2(stream: Duplex, io: OriginIo, request: Forwarded): voi
       // HEADERS with END_STREAM: the whole response is its head (a gRPC trailers-only answer), and it goes on as one.
       const ended = (flags & http2.constants.NGHTTP2_FLAG_END_STREAM) !== 0;
       const framed = request.trailers && !ended;
-      stream.write(encodeHead({ kind: 'response', status, headers: out, ...(framed ? { framed } : {}), ...(ended ? { end: true } : {}) }));
+      writeHead(stream, { kind: 'response', status, headers: out, ...(framed ? { framed } : {}), ...(ended ? { end: true } : {}) });
       capture?.response(status, undefined, originHeaders);
       let responseTrailers: HeaderPairList | undefined;
       r.once('trailers', (t: http2.IncomingHttpHeaders) => {

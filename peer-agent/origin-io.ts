@@ -18,7 +18,7 @@ import type { Logger } from 'pino';
 import { BodyDeframer, BodyFramer, type HeaderPairList, trailerPairs } from '../shared/body-records.js';
 import { ORIGIN_IDLE_SOCKETS } from '../shared/constants.js';
 import { BeamError, ERRORS, type ErrorCode, errorCodeOf } from '../shared/errors.js';
-import { encodeHead, endToEndHeaders } from '../shared/http-head.js';
+import { endToEndHeaders, writeHead } from '../shared/http-head.js';
 import type { RequestPath } from '../shared/paths.js';
 import type { Framing } from './framing.js';
 import { holdToLength } from './framing.js';
@@ -211,7 +211,7 @@ export function forward(stream: Duplex, io: OriginIo, request: Forwarded): void 
   const fail = (code: ErrorCode, detail: string): void => {
     if (state !== 'waiting') return;
     state = 'error-sent';
-    stream.end(encodeHead({ kind: 'error', code, detail }));
+    writeHead(stream, { kind: 'error', code, detail }, true);
     capture?.fail(code, ERRORS[code].status);
     io.log.info({ req: requestId, code, detail }, 'request failed');
   };
@@ -270,9 +270,13 @@ export function forward(stream: Duplex, io: OriginIo, request: Forwarded): void 
       if (browser) responseHeaders.push(['beam-origin', io.hostPort]);
       // A chunked response may end with trailers: to a visitor that takes them, it goes framed.
       const framed = request.trailers && res.headers['content-length'] === undefined && res.headers['transfer-encoding'] !== undefined;
-      stream.write(
-        encodeHead({ kind: 'response', status: res.statusCode ?? 502, statusText: res.statusMessage, headers: responseHeaders, ...(framed ? { framed } : {}) }),
-      );
+      writeHead(stream, {
+        kind: 'response',
+        status: res.statusCode ?? 502,
+        statusText: res.statusMessage,
+        headers: responseHeaders,
+        ...(framed ? { framed } : {}),
+      });
       if (capture) {
         capture.response(res.statusCode ?? 502, res.statusMessage, originHeaders);
         res.on('data', (chunk: Buffer) => capture.responseChunk(chunk));
@@ -298,7 +302,7 @@ export function forward(stream: Duplex, io: OriginIo, request: Forwarded): void 
       // A 101 keeps its Upgrade and Connection headers: they are what it means.
       const pairs: Array<[string, string]> = [];
       for (let i = 0; i + 1 < res.rawHeaders.length; i += 2) pairs.push([res.rawHeaders[i] as string, res.rawHeaders[i + 1] as string]);
-      stream.write(encodeHead({ kind: 'response', status: 101, statusText: res.statusMessage, headers: pairs }));
+      writeHead(stream, { kind: 'response', status: 101, statusText: res.statusMessage, headers: pairs });
       // What follows is the upgraded protocol's, not HTTP: the exchange ends at the 101.
       capture?.response(101, res.statusMessage, pairs);
       capture?.finish();

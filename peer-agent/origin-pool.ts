@@ -19,7 +19,7 @@ import { Duplex, PassThrough } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { BodyFramer, trailerPairs } from '../shared/body-records.js';
 import { BeamError, ERRORS, type ErrorCode, errorCodeOf } from '../shared/errors.js';
-import { encodeHead, endToEndHeaders } from '../shared/http-head.js';
+import { endToEndHeaders, writeHead } from '../shared/http-head.js';
 import { holdToLength } from './framing.js';
 import type { HeaderPairs } from './inspect.js';
 import { type Forwarded, forward, type OriginIo, originFailure, UNREACHABLE } from './origin-io.js';
@@ -125,7 +125,7 @@ export function forwardPooled(stream: Duplex, io: OriginIo, request: Forwarded):
   const fail = (code: ErrorCode, detail: string): void => {
     if (state !== 'waiting') return;
     state = 'error-sent';
-    stream.end(encodeHead({ kind: 'error', code, detail }));
+    writeHead(stream, { kind: 'error', code, detail }, true);
     capture?.fail(code, ERRORS[code].status);
     io.log.info({ req: requestId, code, detail }, 'request failed');
   };
@@ -175,7 +175,7 @@ export function forwardPooled(stream: Duplex, io: OriginIo, request: Forwarded):
       if (browser) responseHeaders.push(['beam-origin', io.hostPort]);
       // A chunked response may end with trailers: to a visitor that takes them, it goes framed.
       const framed = request.trailers && parsed['content-length'] === undefined && parsed['transfer-encoding'] !== undefined;
-      stream.write(encodeHead({ kind: 'response', status, statusText, headers: responseHeaders, ...(framed ? { framed } : {}) }));
+      writeHead(stream, { kind: 'response', status, statusText, headers: responseHeaders, ...(framed ? { framed } : {}) });
       capture?.response(status, statusText, originHeaders);
       if (framed) {
         const framer = new BodyFramer(() => trailerPairs(rawTrailers));

@@ -3,16 +3,7 @@ import type { Logger } from 'pino';
 import { BodyDeframer } from '../shared/body-records.js';
 import { BRIDGE_HEADER, MAX_WEBHOOK_BODY_BYTES, PAGE_SCHEME_HEADER } from '../shared/constants.js';
 import { BeamError, ERRORS, type ErrorCode, errorCodeOf } from '../shared/errors.js';
-import {
-  decodeRequestHead,
-  encodeHead,
-  endToEndHeaders,
-  endToEndPairs,
-  FORWARDING_HEADERS,
-  newRequestId,
-  type RequestHead,
-  readHead,
-} from '../shared/http-head.js';
+import { endToEndHeaders, endToEndPairs, FORWARDING_HEADERS, newRequestId, type RequestHead, readRequestHead, writeHead } from '../shared/http-head.js';
 import { type BasicCredentials, type IpRules, type RateLimit, stripSecret, type VisitorLimit } from './access.js';
 import { admit } from './admission.js';
 import { readWhole } from './framing.js';
@@ -134,7 +125,7 @@ export class OriginForwarder {
     const { trustForwarded, secret } = context;
     let head: RequestHead;
     try {
-      head = decodeRequestHead(await readHead(stream));
+      head = await readRequestHead(stream);
     } catch (err) {
       stream.destroy(err instanceof BeamError ? err : new BeamError('BEAM_ERR_BAD_MESSAGE'));
       return;
@@ -158,10 +149,10 @@ export class OriginForwarder {
     /** Beam answers instead of the origin: an error head, or a response of its own. */
     const refuse = (code: ErrorCode, response?: { status: number; statusText: string; headers: HeaderPairs; body: string }, detail?: string): void => {
       if (response) {
-        stream.write(encodeHead({ kind: 'response', ...response, headers: [...response.headers, ['beam-error', code]] }));
+        writeHead(stream, { kind: 'response', ...response, headers: [...response.headers, ['beam-error', code]] });
         stream.end(response.body);
       } else {
-        stream.end(encodeHead({ kind: 'error', code, ...(detail ? { detail: detail.slice(0, 1000) } : {}) }));
+        writeHead(stream, { kind: 'error', code, ...(detail ? { detail: detail.slice(0, 1000) } : {}) }, true);
       }
       stream.resume();
       capture?.fail(code, response?.status ?? ERRORS[code].status);
@@ -203,7 +194,7 @@ export class OriginForwarder {
     );
     /** The share's own answer (a policy's redirect, a sign-in step), not a refusal. */
     const answer = (status: number, statusText: string, answerHeaders: HeaderPairs, body: string): void => {
-      stream.write(encodeHead({ kind: 'response', status, statusText, headers: answerHeaders }));
+      writeHead(stream, { kind: 'response', status, statusText, headers: answerHeaders });
       stream.end(body);
       stream.resume();
       capture?.response(status, statusText, answerHeaders);

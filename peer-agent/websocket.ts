@@ -14,7 +14,7 @@ import type { Logger } from 'pino';
 import WebSocket from 'ws';
 import { MAX_WS_MESSAGE_BYTES } from '../shared/constants.js';
 import { BeamError } from '../shared/errors.js';
-import { encodeHead } from '../shared/http-head.js';
+import { writeHead } from '../shared/http-head.js';
 import { decodeWsClose, encodeWsClose, encodeWsMessage, WsKind, WsMessageReader } from '../shared/ws-messages.js';
 import type { Capture, HeaderPairs } from './inspect.js';
 
@@ -71,7 +71,7 @@ export function serveWebSocket(
   let answered = false;
   const answer = (status: number, statusText: string, pairs: HeaderPairs): void => {
     answered = true;
-    stream.write(encodeHead({ kind: 'response', status, statusText, headers: pairs }));
+    writeHead(stream, { kind: 'response', status, statusText, headers: pairs });
     capture?.response(status, statusText, pairs);
   };
 
@@ -121,7 +121,7 @@ export function serveWebSocket(
     answered = true;
     if (err.code === 'ECONNREFUSED' || err.code === 'ECONNRESET') origin.onUnreachable(err);
     const detail = `WebSocket to ${origin.hostPort}: ${err.code ?? err.message}`;
-    stream.end(encodeHead({ kind: 'error', code: 'BEAM_ERR_ORIGIN_UNREACHABLE', detail }));
+    writeHead(stream, { kind: 'error', code: 'BEAM_ERR_ORIGIN_UNREACHABLE', detail }, true);
     capture?.fail('BEAM_ERR_ORIGIN_UNREACHABLE', 502);
     origin.log.info({ req: requestId, code: 'BEAM_ERR_ORIGIN_UNREACHABLE', detail }, 'request failed');
   });

@@ -14,7 +14,7 @@
  * validated by the schemas below. Headers travel as [name, value] pairs so
  * repeated headers (Set-Cookie) survive.
  */
-import type { Duplex, Readable } from 'node:stream';
+import type { Duplex, Readable, Writable } from 'node:stream';
 // valibot: the same checks, and a few hundred bytes in the browser bundle (browser-client/).
 import * as v from 'valibot';
 import { MAX_HEAD_BYTES, MAX_HEADER_COUNT } from './constants.js';
@@ -106,6 +106,71 @@ export function decodeResponseHead(bytes: Buffer): ResponseHead {
   return parseWith(ResponseHeadSchema, bytes);
 }
 
+/**
+ * A stream whose other end is in this process (transport/local.ts,
+ * DirectStream): the head its opener sends passes as an object, checked by
+ * the same schema as a decoded one and held to the same size, with no JSON
+ * between the two ends; the answer's head then passes the same way. A
+ * stream whose opener writes its head as bytes (the gateway's bridge, which
+ * relays a page's bytes as they are) is answered in bytes.
+ */
+export interface HeadPassing {
+  /** The opener passed its head as an object: the answer's goes so too. */
+  readonly passesHeads: boolean;
+  passHead(head: RequestHead | ResponseHead): void;
+  /** The head the other end passed; undefined when it wrote its head as bytes. Rejects when the stream goes first. */
+  receiveHead(): Promise<unknown>;
+}
+
+function passing(stream: object): stream is HeadPassing {
+  return 'passHead' in stream;
+}
+
+/**
+ * A head as an object is held to what encodeHead allows: its JSON is at most
+ * 6 bytes a character (an escaped control character), so only a head whose
+ * strings come within a sixth of MAX_HEAD_BYTES needs encoding to tell.
+ */
+function checkSize(head: RequestHead | ResponseHead): void {
+  let n = 256;
+  if ('target' in head) n += head.target.length;
+  if ('headers' in head) for (const [k, v] of head.headers) n += k.length + v.length + 8;
+  if ('detail' in head && head.detail) n += head.detail.length;
+  if ('statusText' in head && head.statusText) n += head.statusText.length;
+  if (n * 6 > MAX_HEAD_BYTES) encodeHead(head);
+}
+
+/** Writes a head first on `stream` (and ends it, with `end`): as an object where the stream passes heads so, else encoded. */
+export function writeHead(stream: Writable, head: RequestHead | ResponseHead, end = false): void {
+  if (!globalThis.__BEAM_PAGE__ && passing(stream) && stream.passesHeads) {
+    checkSize(head);
+    stream.passHead(head);
+    if (end) stream.end();
+    return;
+  }
+  const bytes = encodeHead(head);
+  if (end) stream.end(bytes);
+  else stream.write(bytes);
+}
+
+async function receive<T>(stream: Readable, schema: v.GenericSchema<unknown, T>): Promise<T> {
+  if (!globalThis.__BEAM_PAGE__ && passing(stream)) {
+    const head = await stream.receiveHead();
+    if (head !== undefined) return decode(schema, head, 'head');
+  }
+  return parseWith(schema, await readHead(stream));
+}
+
+/** Reads the request head at the start of `stream` (the agent's side), in whichever form it came. */
+export function readRequestHead(stream: Readable): Promise<RequestHead> {
+  return receive(stream, RequestHeadSchema);
+}
+
+/** Reads the response head at the start of `stream` (the visitor's side), in whichever form it came. */
+export function readResponseHead(stream: Readable): Promise<ResponseHead> {
+  return receive(stream, ResponseHeadSchema);
+}
+
 function parseWith<T>(schema: v.GenericSchema<unknown, T>, bytes: Buffer): T {
   let value: unknown;
   try {
@@ -178,6 +243,17 @@ export function readHead(stream: Readable, max = MAX_HEAD_BYTES): Promise<Buffer
  */
 export async function exchange(stream: Duplex, head: RequestHead, body?: Uint8Array | Readable, options: { end?: boolean } = {}): Promise<ResponseHead> {
   const end = options.end ?? true;
+  if (!globalThis.__BEAM_PAGE__ && passing(stream)) {
+    checkSize(head);
+    stream.passHead(head);
+    if (body === undefined) {
+      if (end) stream.end();
+    } else if (body instanceof Uint8Array) {
+      if (end) stream.end(body);
+      else if (body.byteLength > 0) stream.write(body);
+    } else body.pipe(stream, { end });
+    return readResponseHead(stream);
+  }
   const encoded = encodeHead(head);
   if (body === undefined) {
     if (end) stream.end(encoded);

@@ -60,6 +60,27 @@ export interface FrameChannel {
    * four the channel would join again.
    */
   readonly maxMessageBytes?: number;
+  /**
+   * The multiplexer that runs on this channel (called as it is made): an
+   * in-process channel (transport/local.ts) finds the other end's with it.
+   */
+  attached?(mux: Mux): void;
+  /**
+   * Opens stream `id` as an object the other end's multiplexer is handed,
+   * not as frames (an in-process channel that says so: transport/local.ts);
+   * undefined: as frames.
+   */
+  openDirect?(mux: Mux, id: number, protocol: StreamProtocol): MuxStream | undefined;
+}
+
+/**
+ * True in the browser page's build alone (browser-client/build.mjs defines
+ * it): its minifier drops the branches under `!globalThis.__BEAM_PAGE__`,
+ * what only Node runs (the in-memory path, UDP shares, the gateway's relay
+ * link without Noise). A page visits HTTP shares, over the network.
+ */
+declare global {
+  var __BEAM_PAGE__: true | undefined;
 }
 
 export interface MuxOptions {
@@ -125,6 +146,7 @@ export class Mux extends EventEmitter<MuxEvents> {
     });
     channel.onMessage((message) => this.receive(message));
     channel.onClose((code) => this.close(code ?? this.goingAway ?? 'BEAM_ERR_PEER_GONE'));
+    if (!globalThis.__BEAM_PAGE__) channel.attached?.(this);
     if (options.ping !== false) {
       this.pingTimer = setInterval(() => {
         // Judged after this loop turn's I/O (a timer runs ahead of it): after a stall of this
@@ -165,6 +187,13 @@ export class Mux extends EventEmitter<MuxEvents> {
     }
     const id = this.nextLocalId;
     this.nextLocalId += 2;
+    if (!globalThis.__BEAM_PAGE__) {
+      const direct = this.channel.openDirect?.(this, id, protocol);
+      if (direct) {
+        this.streams.set(id, direct);
+        return direct;
+      }
+    }
     const stream = new MuxStream(this, id, protocol);
     this.streams.set(id, stream);
     this.enqueue({ type: FrameType.OPEN, streamId: id, protocol });
@@ -722,4 +751,21 @@ export class MuxStream extends Duplex {
     this.mux.forget(this.id);
     cb(err);
   }
+}
+
+/**
+ * A stream the other end opened in this process (FrameChannel.openDirect):
+ * `mux` takes it as an OPEN frame would be taken, or refuses it with the code
+ * a RESET would carry. A function of this module, not a method, so that the
+ * browser page's bundle, which never runs it, leaves it out.
+ */
+export function adoptStream(mux: Mux, stream: MuxStream): ErrorCode | undefined {
+  if (mux.isClosed) return 'BEAM_ERR_PEER_GONE';
+  const goingAway = mux['goingAway'];
+  if (goingAway) return goingAway;
+  if (mux.streamCount >= MAX_STREAMS_PER_PEER) return 'BEAM_ERR_TOO_MANY_STREAMS';
+  mux['lastRemoteId'] = stream.id;
+  mux['streams'].set(stream.id, stream);
+  mux.emit('stream', stream);
+  return undefined;
 }

@@ -47,15 +47,6 @@ import type { ServerBackend } from './server-backend.js';
  * (browser-client/build.mjs splits them into a chunk of their own).
  */
 const loadSecure = (): Promise<typeof import('./secure.js')> => import('./secure.js');
-/**
- * True in the browser page's build alone (browser-client/build.mjs defines
- * it): its minifier drops the branches under `!globalThis.__BEAM_PAGE__`,
- * what only Node runs (the in-memory path, UDP shares, the gateway's relay
- * link without Noise). A page visits HTTP shares, over the network.
- */
-declare global {
-  var __BEAM_PAGE__: true | undefined;
-}
 
 /** The relay client, likewise: only a session that falls back to the relay loads it. */
 const loadRelay = (): Promise<typeof import('./relay.js')> => import('./relay.js');
