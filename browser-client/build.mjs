@@ -69,6 +69,39 @@ const visitorOnly = {
   },
 };
 
+/**
+ * readable-stream's async iterator (`for await` over a stream) out: the
+ * page reads its streams with events (page.ts, readWhole), and the iterator
+ * weighed 1 KiB gzipped of what every visitor loads. Asked for anyway, it
+ * throws and says why.
+ */
+const noStreamIterator = {
+  name: 'no-stream-iterator',
+  setup(b) {
+    b.onLoad({ filter: /readable-stream-3[\\/]lib[\\/]internal[\\/]streams[\\/]async_iterator\.js$/ }, () => ({
+      contents:
+        'module.exports = function () { throw new Error("for await over a stream is left out of the page (browser-client/build.mjs): read it with events"); };\n',
+      loader: 'js',
+    }));
+  },
+};
+
+/**
+ * ieee754 (the Buffer stand-in's float and double reads and writes) out:
+ * nothing in the page or its chunks reads or writes one. Asked for anyway,
+ * it throws and says why.
+ */
+const noFloats = {
+  name: 'no-floats',
+  setup(b) {
+    b.onResolve({ filter: /^ieee754$/ }, () => ({ path: 'ieee754', namespace: 'no-floats' }));
+    b.onLoad({ filter: /.*/, namespace: 'no-floats' }, () => ({
+      contents: 'exports.read = exports.write = function () { throw new Error("Buffer floats are left out of the page (browser-client/build.mjs)"); };\n',
+      loader: 'js',
+    }));
+  },
+};
+
 /** Noise's node:crypto cipher (transport/noise-crypto.ts) out: libp2p-noise's browser build has its own (shims/noise-crypto.ts). */
 const browserNoise = {
   name: 'browser-noise',
@@ -126,7 +159,7 @@ const page = await build({
   metafile: true,
   entryPoints: { page: path.join(here, 'page.ts') },
   inject: [shim('globals.ts')],
-  plugins: [ed25519Only, stringDecoder, websocketOnly, visitorOnly, browserNoise],
+  plugins: [ed25519Only, stringDecoder, websocketOnly, visitorOnly, browserNoise, noStreamIterator, noFloats],
   define: { ...common.define, __BEAM_APP_SHIM__: JSON.stringify(appShim) },
 });
 // The worker needs no Node stand-ins: it only passes messages. sw-top.js, served as sw.js by `beam serve

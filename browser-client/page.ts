@@ -366,6 +366,43 @@ function errorResponse(port: MessagePort, id: number, accept: string, code: Erro
 
 const toArrayBuffer = (chunk: Uint8Array): ArrayBuffer => chunk.buffer.slice(chunk.byteOffset, chunk.byteOffset + chunk.byteLength) as ArrayBuffer;
 
+/**
+ * A response body whole, up to `max` bytes: past them the stream is
+ * destroyed and this rejects, as it does when the stream fails or closes
+ * before its end. Events, not `for await`: readable-stream's async iterator
+ * stays out of the page's bundle (browser-client/build.mjs).
+ */
+function readWhole(stream: MuxStream, max: number, what: string): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let ended = false;
+    const fail = (err: Error): void => {
+      stream.off('data', onData);
+      reject(err);
+    };
+    const onData = (chunk: Buffer): void => {
+      size += chunk.byteLength;
+      if (size <= max) chunks.push(chunk);
+      else {
+        fail(new Error(`${what} over ${max} bytes`));
+        stream.destroy();
+      }
+    };
+    stream.on('data', onData);
+    stream.once('end', () => {
+      ended = true;
+      resolve(Buffer.concat(chunks, size));
+    });
+    stream.once('error', fail);
+    stream.once('close', () => {
+      if (!ended) fail(new Error(`${what} closed before its end`));
+    });
+    // readHead listened for 'readable'; readable-stream 3 stays paused after that until told.
+    stream.resume();
+  });
+}
+
 /** Response bodies being streamed to the worker, for credit and cancel. */
 const streams = new Map<string, { stream: MuxStream; unacked: number }>();
 /** Request bodies the worker streams in, by port and request id. */
@@ -456,19 +493,14 @@ async function serve(port: MessagePort, portId: number, msg: Extract<ToPage, { t
   const encoded = out.some(([k, v]) => k.toLowerCase() === 'content-encoding' && v.toLowerCase() !== 'identity');
   if ((locals.length > 0 || isHtml(type)) && isRewritable(type) && !encoded && !(length > MAX_REWRITE_BYTES)) {
     // Held whole, so the origin's localhost URLs can point at the share.
-    const chunks: Buffer[] = [];
-    let size = 0;
+    let whole: Buffer;
     try {
-      for await (const chunk of stream as AsyncIterable<Buffer>) {
-        size += chunk.byteLength;
-        if (size > MAX_REWRITE_BYTES) throw new Error(`a ${type} response over ${MAX_REWRITE_BYTES} bytes`);
-        chunks.push(chunk);
-      }
+      whole = await readWhole(stream, MAX_REWRITE_BYTES, `a ${type} response`);
     } catch (err) {
       errorResponse(port, id, accept, 'BEAM_ERR_STREAM_RESET', (err as Error).message);
       return;
     }
-    let text = rewriteLocal(Buffer.concat(chunks).toString('utf8'), locals, location.origin);
+    let text = rewriteLocal(whole.toString('utf8'), locals, location.origin);
     if (isHtml(type)) text = injectScript(text, __BEAM_APP_SHIM__);
     const bytes = new TextEncoder().encode(text);
     out = out.filter(([k]) => k.toLowerCase() !== 'content-length');

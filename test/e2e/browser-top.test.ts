@@ -9,12 +9,15 @@
  * document it answers reaches the bootstrap's frame once, not sent twice.
  */
 
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { gzipSync } from 'node:zlib';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { launchChromium } from '../helpers/browser.js';
 import { type FixtureApp, startFixtureApp } from '../helpers/fixture-app.js';
 import { gatewayRequests, pageRequests, request } from '../helpers/http.js';
-import { type ServerHandle, serveRefusal, startAgent, startServer } from '../helpers/procs.js';
+import { ROOT, type ServerHandle, serveRefusal, startAgent, startServer } from '../helpers/procs.js';
 
 let app: FixtureApp;
 let server: ServerHandle;
@@ -71,6 +74,39 @@ describe('beam serve --browser-first-load top', () => {
       const session = await request(server.port, agent.host, '/.beam/session');
       expect(session.body.toString()).toContain('"top":true');
       expect(session.body.toString()).toContain('#beam-app{display:none}');
+    } finally {
+      await agent.proc.kill();
+    }
+  });
+
+  it("keeps what a new visitor loads up front within issue 4's 60 KiB gzipped: the loader in the app's document, Beam's page, its scripts and this server's worker", async () => {
+    const agent = await startAgent(app.port, server, ['--no-inspect']);
+    try {
+      const gz = (bytes: Buffer): number => gzipSync(bytes, { level: 9 }).byteLength;
+      const assets = path.join(ROOT, 'dist/browser-client/assets');
+      const built = JSON.parse(readFileSync(path.join(assets, 'sizes.json'), 'utf8')) as Record<string, { onDemand: boolean }>;
+      const loader = readFileSync(path.join(assets, 'loader.js'), 'utf8').trim();
+      const first = await request(server.port, agent.host, '/', { headers: navigate });
+      expect(first.body.toString()).toContain(loader);
+      let upfront = gz(Buffer.from(loader));
+      const session = await request(server.port, agent.host, '/.beam/session');
+      expect(session.status).toBe(200);
+      upfront += gz(session.body);
+      // This server's worker is the build that also carries a form's top-level POST.
+      const worker = await request(server.port, agent.host, '/.beam/client/sw.js');
+      expect(worker.body.equals(readFileSync(path.join(assets, 'sw-top.js')))).toBe(true);
+      upfront += gz(worker.body);
+      // The page's script and what it imports.
+      const scripts = Object.entries(built)
+        .filter(([name, s]) => !s.onDemand && name.endsWith('.js') && name !== 'sw.js')
+        .map(([name]) => name);
+      expect(scripts).toContain('page.js');
+      for (const name of scripts) {
+        const script = await request(server.port, agent.host, `/.beam/client/${name}`);
+        expect(script.status, name).toBe(200);
+        upfront += gz(script.body);
+      }
+      expect(upfront).toBeLessThanOrEqual(60 * 1024);
     } finally {
       await agent.proc.kill();
     }

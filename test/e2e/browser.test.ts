@@ -15,6 +15,7 @@ import path from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { MAX_REWRITE_BYTES } from '../../shared/constants.js';
 import { launchChromium } from '../helpers/browser.js';
 import { startFaultProxy } from '../helpers/fault-proxy.js';
 import { type FixtureApp, startFixtureApp } from '../helpers/fixture-app.js';
@@ -125,6 +126,16 @@ describe('a share in a browser', () => {
         },
         moved: { length: 1000, sha256: createHash('sha256').update(pattern(1000)).digest('hex') },
       });
+      // HTML is held whole to point its localhost URLs at the share, up to MAX_REWRITE_BYTES; one byte more is refused with a code.
+      const held = await page.frames()[1]?.evaluate(async (cap) => {
+        const at = await fetch(`/big.html?bytes=${cap}`);
+        const text = await at.text();
+        const over = await fetch(`/big.html?bytes=${cap + 1}`);
+        // All of it, with the page's script put in it.
+        const rest = text.replace(/<script[^>]*>[\s\S]*?<\/script>/g, '');
+        return { status: at.status, whole: rest.length === cap && /^a*$/.test(rest), over: over.status, code: over.headers.get('beam-error') };
+      }, MAX_REWRITE_BYTES);
+      expect(held).toEqual({ status: 200, whole: true, over: 502, code: 'BEAM_ERR_STREAM_RESET' });
       // A reload keeps the session (the jar), and a deep link opens where it points.
       await page.goto(new URL('/dashboard', agent.url).href);
       await expect.poll(() => page.frameLocator('#beam-app').locator('#title').textContent(), poll).toBe('Welcome alice');

@@ -178,6 +178,26 @@ if (navigator.serviceWorker) navigator.serviceWorker.register('/app-sw.js').then
       );
       return;
     }
+    if (url.pathname === '/big.html') {
+      // HTML of ?bytes=N, chunked (no length): a page that rewrites HTML holds it whole, up to its cap.
+      const total = Number(url.searchParams.get('bytes') ?? 0);
+      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
+      const chunk = Buffer.alloc(64 * 1024, 'a');
+      let left = total;
+      const more = (): void => {
+        while (left > 0) {
+          const n = Math.min(left, chunk.byteLength);
+          left -= n;
+          if (!res.write(chunk.subarray(0, n))) {
+            res.once('drain', more);
+            return;
+          }
+        }
+        res.end();
+      };
+      more();
+      return;
+    }
     if (url.pathname === '/api/moved') {
       // Temporary: the client sends the same request, body and all, to /api/echo.
       res.writeHead(307, { location: '/api/echo' });
