@@ -140,11 +140,10 @@ const common = {
     '@libp2p/logger': shim('logger.ts'),
   },
 };
-// The app shim (WebSockets, the app's own worker) runs in the app's pages, inlined by the page: built first, as a string.
+// The app shim (WebSockets, the app's own worker) runs first in the app's pages: the page fetches it as it starts and
+// puts it into each HTML page it hands the frame; the gateway, into a first stage's document (gateway/first-stage.ts).
 const shimBuild = await build({ ...common, entryPoints: [path.join(here, 'app-shim.ts')], write: false, outdir: undefined, outfile: 'app-shim.js' });
-const appShim = shimBuild.outputFiles[0].text.trim();
-// The gateway puts it into the app's first document too, when a page's first stage loads it (gateway/first-stage.ts).
-await writeFile(path.join(out, 'app-shim.js'), `${appShim}\n`);
+await writeFile(path.join(out, 'app-shim.js'), `${shimBuild.outputFiles[0].text.trim()}\n`);
 // The loader goes before it in a top-level first document (`beam serve --browser-first-load top`, browser-client/loader.ts).
 const loaderBuild = await build({ ...common, entryPoints: [path.join(here, 'loader.ts')], write: false, outdir: undefined, outfile: 'loader.js' });
 await writeFile(path.join(out, 'loader.js'), `${loaderBuild.outputFiles[0].text.trim()}\n`);
@@ -160,7 +159,6 @@ const page = await build({
   entryPoints: { page: path.join(here, 'page.ts') },
   inject: [shim('globals.ts')],
   plugins: [ed25519Only, stringDecoder, websocketOnly, visitorOnly, browserNoise, noStreamIterator, noFloats],
-  define: { ...common.define, __BEAM_APP_SHIM__: JSON.stringify(appShim) },
 });
 // The worker needs no Node stand-ins: it only passes messages. sw-top.js, served as sw.js by `beam serve
 // --browser-first-load top`, also carries a form's top-level POST (sw.ts).

@@ -18,6 +18,7 @@ import type { Logger } from 'pino';
 import {
   BRIDGE_FIRST_ANSWER_WAIT_MS,
   BRIDGE_PATH,
+  BROWSER_ASSET_PATH,
   BROWSER_BRIDGE_TIMEOUT_MS,
   BROWSER_CONNECT_TIMEOUT_MS,
   BROWSER_GATEWAY_COOKIE,
@@ -48,8 +49,24 @@ import type { HeaderList, ToPage, ToWorker, TunnelOffer } from './messages.js';
 import { SocketChannel } from './socket-channel.js';
 import type { WsCarrier, WsSink } from './websocket.js';
 
-/** browser-client/app-shim.ts, built and inlined by build.mjs: it goes first into every HTML page of the app. */
-declare const __BEAM_APP_SHIM__: string;
+/**
+ * browser-client/app-shim.ts, which goes first into every HTML page of the
+ * app this page hands the frame: fetched once, with the first navigation the
+ * page carries (not inlined: every visitor would load its bytes up front,
+ * and a first stage's document has it from the gateway). A failed fetch is
+ * tried again with the next page.
+ */
+let appShimText: Promise<string> | undefined;
+function appShim(): Promise<string> {
+  appShimText ??= fetch(`${BROWSER_ASSET_PATH}app-shim.js`).then(async (res) => {
+    if (!res.ok) throw new Error(`the page's app shim answered ${res.status}: reload the page`);
+    return (await res.text()).trim();
+  });
+  appShimText.catch(() => {
+    appShimText = undefined;
+  });
+  return appShimText;
+}
 
 interface Config {
   share: string;
@@ -425,6 +442,8 @@ function onUpload(key: string, msg: Extract<ToPage, { type: 'body' | 'body-end' 
 async function serve(port: MessagePort, portId: number, msg: Extract<ToPage, { type: 'request' }>): Promise<void> {
   const { id } = msg;
   const accept = msg.headers.find(([k]) => k.toLowerCase() === 'accept')?.[1] ?? '';
+  // Fetched beside the app's answer, for the HTML it will likely be.
+  if (msg.navigate) appShim().catch(() => {});
   const via = carrier();
   if (!via) {
     errorResponse(port, id, accept, 'BEAM_ERR_AGENT_UNREACHABLE', 'no path to the agent: reload the page');
@@ -501,7 +520,14 @@ async function serve(port: MessagePort, portId: number, msg: Extract<ToPage, { t
       return;
     }
     let text = rewriteLocal(whole.toString('utf8'), locals, location.origin);
-    if (isHtml(type)) text = injectScript(text, __BEAM_APP_SHIM__);
+    if (isHtml(type)) {
+      try {
+        text = injectScript(text, await appShim());
+      } catch (err) {
+        errorResponse(port, id, accept, 'BEAM_ERR_AGENT_UNREACHABLE', (err as Error).message);
+        return;
+      }
+    }
     const bytes = new TextEncoder().encode(text);
     out = out.filter(([k]) => k.toLowerCase() !== 'content-length');
     post(port, { type: 'head', id, status: response.status, statusText: response.statusText ?? '', headers: out });
