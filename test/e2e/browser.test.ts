@@ -213,6 +213,26 @@ describe('a share in a browser', () => {
     }
   });
 
+  it("a WebSocket the app's first document opens while the page connects waits for the page's tunnel: it never goes through the gateway", async () => {
+    const agent = await startAgent(app.port, server, ['--no-inspect']);
+    const context = await browser.newContext();
+    try {
+      const before = await gatewayRequests(server.port);
+      const page = await context.newPage();
+      await page.goto(new URL('/early-ws', agent.url).href);
+      const frame = page.frameLocator('#beam-app');
+      await expect.poll(() => frame.locator('#got').textContent(), poll).toBe('echo: hi');
+      // The socket opened before the page's code ran (a first stage), and rode the page's tunnel.
+      const marks = await page.evaluate(() => Object.fromEntries(performance.getEntriesByType('mark').map((m) => [m.name, m.startTime])));
+      expect(marks['beam:frame']).toBeLessThan(marks['beam:run'] as number);
+      expect(app.seen).toContain('WS /ws-open');
+      expect(await gatewayRequests(server.port)).toBe(before);
+    } finally {
+      await context.close();
+      await agent.proc.kill();
+    }
+  });
+
   it('when the agent loses the signaling server for a moment, the page keeps its peer-to-peer session: the app goes on with the gateway out of the path', async () => {
     const proxy = await startFaultProxy(server.port);
     const agent = new BeamProcess(['http', String(app.port), '--server', `http://127.0.0.1:${proxy.port}`, '--json', '--no-inspect']);

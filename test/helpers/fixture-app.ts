@@ -178,6 +178,15 @@ if (navigator.serviceWorker) navigator.serviceWorker.register('/app-sw.js').then
       );
       return;
     }
+    if (url.pathname === '/early-ws') {
+      // A page that opens a WebSocket as it is parsed, before anything of Beam's page may have run.
+      html(
+        200,
+        'Early',
+        `<h1 id="title">Early</h1><p id="got"></p><script>const ws = new WebSocket('/ws-open', 'echo'); ws.onopen = () => ws.send('hi'); ws.onmessage = (e) => { document.getElementById('got').textContent = e.data; };</script>`,
+      );
+      return;
+    }
     if (url.pathname === '/big.html') {
       // HTML of ?bytes=N, chunked (no length): a page that rewrites HTML holds it whole, up to its cap.
       const total = Number(url.searchParams.get('bytes') ?? 0);
@@ -235,7 +244,8 @@ if (navigator.serviceWorker) navigator.serviceWorker.register('/app-sw.js').then
   server.on('upgrade', (req, socket, head) => {
     seen.push(`WS ${req.url ?? ''}`);
     const sid = /(?:^|;\s*)session=([^;]+)/.exec(req.headers.cookie ?? '')?.[1];
-    if (req.url !== '/ws' || !sid || !sessions.has(sid)) {
+    // /ws-open: an echo for anyone.
+    if (req.url !== '/ws-open' && (req.url !== '/ws' || !sid || !sessions.has(sid))) {
       socket.end('HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n');
       return;
     }
