@@ -33,20 +33,28 @@ const WS_WAIT_MS = 5000;
 (() => {
   const Native = window.WebSocket;
   // Beam's page: above, or (a top-level first document: browser-client/loader.ts, which runs first) in a frame below.
-  let page = (window as { __beamPage?: () => unknown }).__beamPage as () => { __beamWebSocket?: Tunnel; document?: Document } | null | undefined;
+  type PageWindow = { __beamWebSocket?: Tunnel; __beam?: { path?: string }; document?: Document };
+  let page = (window as { __beamPage?: () => unknown }).__beamPage as () => PageWindow | null | undefined;
   try {
     // Beam's page names its config; the app's first document may run before the page's own script does.
     if (!page && (window.parent === window || !window.parent.document.getElementById('beam-config'))) return;
-    page ??= () => window.parent as unknown as { __beamWebSocket?: Tunnel; document?: Document };
+    page ??= () => window.parent as unknown as PageWindow;
   } catch {
     return; // not inside Beam's page
   }
   // Looked up for each socket: until the page runs (or while it has no path), the browser's own carries it.
   const open: Tunnel = (url, protocols, sink) => page?.()?.__beamWebSocket?.(url, protocols, sink);
-  /** Beam's page is still connecting: a tunnel may come. */
+  /**
+   * Beam's page is still connecting: a tunnel may come. Its state once its
+   * code runs, its badge before that; neither yet (a top-level first
+   * document's page, on its way until its frame has loaded it): the loader's
+   * word (loader.ts).
+   */
   const soon = (): boolean => {
     try {
-      return page?.()?.document?.getElementById('beam-badge')?.getAttribute('data-path') === 'connecting';
+      const p = page?.();
+      const path = p?.__beam?.path ?? p?.document?.getElementById('beam-badge')?.getAttribute('data-path');
+      return path ? path === 'connecting' : (window as { __beamLoading?: boolean }).__beamLoading === true;
     } catch {
       return false;
     }

@@ -39,7 +39,8 @@ import { BROWSER_WORKER_PATH, SESSION_PAGE_PATH } from '../shared/constants.js';
   const frame = document.createElement('iframe');
   // The app's WebSockets ride the page's session (app-shim.ts, next); tests and curious users read the page's state here too.
   const page = (): (Window & { __beam?: unknown }) | null => frame.contentWindow;
-  Object.assign(window, { __beamPage: page });
+  // __beamLoading: the page is on its way, so the app's WebSockets wait for its tunnel meanwhile (app-shim.ts).
+  Object.assign(window, { __beamPage: page, __beamLoading: true });
   Object.defineProperty(window, '__beam', { get: () => page()?.__beam, configurable: true });
   const start = (): void => {
     register(BROWSER_WORKER_PATH, { scope: '/' }).catch(() => {});

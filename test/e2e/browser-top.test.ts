@@ -152,6 +152,24 @@ describe('beam serve --browser-first-load top', () => {
     }
   });
 
+  it("a WebSocket the app's top-level first document opens before Beam's page has joined waits for the page's tunnel: it never goes through the gateway", async () => {
+    const agent = await startAgent(app.port, server, ['--no-inspect']);
+    const context = await browser.newContext();
+    try {
+      const before = await gatewayRequests(server.port);
+      const page = await context.newPage();
+      await page.goto(new URL('/early-ws', agent.url).href);
+      // The app's own document, top-level, whose socket opened as it was parsed.
+      await expect.poll(() => page.locator('#got').textContent(), poll).toBe('echo: hi');
+      expect(await page.locator('#beam-app').count()).toBe(0);
+      expect(app.seen).toContain('WS /ws-open');
+      expect(await gatewayRequests(server.port)).toBe(before);
+    } finally {
+      await context.close();
+      await agent.proc.kill();
+    }
+  });
+
   it("carries a sign-in form's top-level POST over the page's tunnel with its jar: the answer reaches the bootstrap's frame once, and the session holds across a reload", async () => {
     const agent = await startAgent(app.port, server, ['--no-inspect']);
     const context = await browser.newContext({ viewport: { width: 1000, height: 700 } });

@@ -179,11 +179,12 @@ if (navigator.serviceWorker) navigator.serviceWorker.register('/app-sw.js').then
       return;
     }
     if (url.pathname === '/early-ws') {
-      // A page that opens a WebSocket as it is parsed, before anything of Beam's page may have run.
-      html(
-        200,
-        'Early',
-        `<h1 id="title">Early</h1><p id="got"></p><script>const ws = new WebSocket('/ws-open', 'echo'); ws.onopen = () => ws.send('hi'); ws.onmessage = (e) => { document.getElementById('got').textContent = e.data; };</script>`,
+      // A page that opens a WebSocket as it is parsed, before anything of Beam's page may have run (and asks for no
+      // favicon, which a top-level document would fetch through the gateway).
+      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
+      res.end(
+        `<!doctype html><html><head><meta charset="utf-8"><title>Early</title><link rel="icon" href="data:,"></head><body><h1 id="title">Early</h1><p id="got"></p>` +
+          `<script>const ws = new WebSocket('/ws-open', 'echo'); ws.onopen = () => ws.send('hi'); ws.onmessage = (e) => { document.getElementById('got').textContent = e.data; };</script></body></html>`,
       );
       return;
     }
