@@ -133,7 +133,7 @@ for (const line of ['machine', ...lines]) {
     const host = `${name}.localhost:${serverPort}`;
     const page = await get(serverPort, host, '/', { accept: 'text/html', 'sec-fetch-mode': 'navigate', 'sec-fetch-dest': 'document' });
     expect(page.status === 200 && page.body.includes('beam-config'), `a browser navigation got ${page.status}, not the page`);
-    const script = /(?:src|href)="([^"]*page\.js)"/.exec(page.body)?.[1];
+    const script = /["']([^"']*\/page\.js)["']/.exec(page.body)?.[1];
     expect(script !== undefined, 'the page names no script');
     const asset = await get(serverPort, host, script);
     expect(asset.status === 200 && asset.body.length > 10_000, `the page's script answered ${asset.status}`);

@@ -109,6 +109,9 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 /** Next to the compiled gateway (dist/), or in dist/ when the gateway runs from its sources (tests). */
 const DEFAULT_DIRS = [path.join(here, '..', 'browser-client', 'assets'), path.join(here, '..', 'dist', 'browser-client', 'assets')];
 
+/** The bootstrap's head, for a page with no first stage: its code is fetched while the document is still parsed. */
+const PAGE_PRELOAD = '<link rel="preload" as="script" crossorigin href="/.beam/client/page.js">';
+
 export class BrowserClient {
   private readonly assets: Map<string, Asset>;
   /** The script that goes first into every HTML page of the app (browser-client/app-shim.ts); the gateway puts it in a first stage's document. */
@@ -192,7 +195,9 @@ export class BrowserClient {
     let text = (this.assets.get('bootstrap.html') as Asset).body
       .toString('utf8')
       .replace('__BEAM_CONFIG__', config)
-      .replace('__BEAM_FIRST_STAGE__', stage ? 'true' : 'false');
+      .replace('__BEAM_FIRST_STAGE__', stage ? 'true' : 'false')
+      // A first stage's page fetches its code only once the app's first document has loaded (bootstrap.html).
+      .replace('__BEAM_PRELOAD__', stage ? '' : PAGE_PRELOAD);
     // The page as the badge over the app's own document: no app frame, and the app shows around it.
     if (page.top) text = text.replace('</head>', '<style>html,body{background:transparent}#beam-app{display:none}</style></head>');
     const html = Buffer.from(text);

@@ -177,17 +177,25 @@ describe('a share in a browser', () => {
       // The frame started loading before the page's own script ran.
       const marks = await page.evaluate(() => Object.fromEntries(performance.getEntriesByType('mark').map((m) => [m.name, m.startTime])));
       expect(marks['beam:frame']).toBeLessThan(marks['beam:start'] as number);
-      // Nothing of the page's script was compiled beside the app's first document: its chunks were only fetched, and
-      // the page's code ran once that document had loaded (or at the bootstrap's 1 s cap), the renderer's thread the frame's until then.
-      expect(await page.locator('link[rel=modulepreload]').count()).toBe(0);
-      expect(await page.locator('link[rel=preload]').count()).toBeGreaterThan(1);
+      // Nothing of the page's code was fetched, compiled or run beside the app's first document: the page's code
+      // (page.js and its chunks, side by side) was asked for once that document had loaded, or at the bootstrap's 1 s cap.
       const order = await page.evaluate(() => {
         const at = (name: string): number => performance.getEntriesByName(name)[0]?.startTime ?? Number.NaN;
         const inner = (document.getElementById('beam-app') as HTMLIFrameElement).contentWindow as Window;
         const nav = inner.performance.getEntriesByType('navigation')[0] as PerformanceNavigationTiming;
-        return { asked: at('beam:frame'), loaded: inner.performance.timeOrigin + nav.loadEventStart - performance.timeOrigin, run: at('beam:run') };
+        const code = performance.getEntriesByType('resource').filter((r) => /\/\.beam\/client\/(page|chunk-[^/]*)\.js$/.test(r.name));
+        return {
+          asked: at('beam:frame'),
+          loaded: inner.performance.timeOrigin + nav.loadEventStart - performance.timeOrigin,
+          run: at('beam:run'),
+          code: code.map((r) => ({ name: r.name.replace(/.*\//, ''), start: r.startTime })),
+        };
       });
       expect(order.run >= order.loaded - 1 || order.run >= order.asked + 1000, JSON.stringify(order)).toBe(true);
+      expect(order.code.map((c) => c.name)).toContain('page.js');
+      expect(order.code.filter((c) => c.name.startsWith('chunk-')).length).toBeGreaterThan(0);
+      for (const c of order.code) expect(c.start, JSON.stringify(order)).toBeGreaterThanOrEqual(order.run);
+      expect(await page.locator('link[rel=preload]').count()).toBe(0);
       // The gateway put the page's script first in that document: the app's own worker is refused there too,
       // and its localhost URL points at the share.
       await expect.poll(() => frame.locator('#sw').textContent(), poll).toBe('refused');
