@@ -18,7 +18,10 @@
  * and p50/p99 of sequential 1 KiB fetches, each the median of --reps runs,
  * and the ratios p2p / gateway and p2p / direct.
  *
- *   npm run build && node dist/bench/browser.js [--reps 3] [--mib 64] [--requests 200]
+ * --visitors more new visitors a path (first content only) sharpen the
+ * first-content medians the targets' ratios are made of.
+ *
+ *   npm run build && node dist/bench/browser.js [--reps 3] [--visitors 8] [--mib 64] [--requests 200]
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -30,6 +33,12 @@ import { atMost, reportTargets } from './targets.js';
 const REPS = numberArg('--reps', 3);
 const MIB = numberArg('--mib', 64);
 const REQUESTS = numberArg('--requests', 200);
+/**
+ * More new visitors a path, first content only, interleaved after the full
+ * runs: a run-to-run spread of a third needs more than three visitors for the
+ * targets' ratios (docs/benchmarks.md, session 37).
+ */
+const VISITORS = numberArg('--visitors', 8);
 const CHROMIUM = process.env['BEAM_CHROMIUM'] ?? '/usr/bin/chromium';
 
 interface Sample {
@@ -41,6 +50,21 @@ interface Sample {
 }
 
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
+
+/** The app's first content in a top-level document, ms after its navigation began. */
+function topFirst(page: Page): Promise<number> {
+  return page.evaluate(() => (window as unknown as { __shown: number }).__shown - performance.timeOrigin);
+}
+
+/** The app's first content in the page's frame, ms after the page's navigation began. */
+async function framedFirst(page: Page): Promise<number> {
+  await page.waitForFunction(() => (document.querySelector('iframe')?.contentWindow as { __shown?: number } | null)?.__shown !== undefined, null, {
+    timeout: 20_000,
+  });
+  return page.evaluate(
+    () => ((document.querySelector('iframe')?.contentWindow as unknown as { __shown?: number } | null)?.__shown ?? NaN) - performance.timeOrigin,
+  );
+}
 
 function startOrigin(): Promise<http.Server> {
   const block = Buffer.alloc(1024 * 1024, 0x61);
@@ -158,6 +182,8 @@ async function main(): Promise<void> {
     args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
   });
   const samples: Record<'direct' | 'p2p' | 'top' | 'gateway', Sample[]> = { direct: [], p2p: [], top: [], gateway: [] };
+  /** First content of the extra visitors (--visitors), beside the full runs' samples. */
+  const firsts: Record<keyof typeof samples, number[]> = { direct: [], p2p: [], top: [], gateway: [] };
   /** First content of the origin's page in a frame of another of its pages: no Beam, a frame's own cost. */
   const framed: number[] = [];
   /** First content for a visitor back in a new tab (worker installed, scripts cached). */
@@ -169,30 +195,20 @@ async function main(): Promise<void> {
       const directContext = await browser.newContext();
       const direct = await directContext.newPage();
       await direct.goto(`http://127.0.0.1:${port}/`);
-      const directFirst = await direct.evaluate(() => (window as unknown as { __shown: number }).__shown - performance.timeOrigin);
+      const directFirst = await topFirst(direct);
       samples.direct.push({ first: directFirst, ...(await measure(direct)) });
       await directContext.close();
 
       const framedContext = await browser.newContext();
       const framedPage = await framedContext.newPage();
       await framedPage.goto(`http://127.0.0.1:${port}/framed`);
-      await framedPage.waitForFunction(() => (document.querySelector('iframe')?.contentWindow as { __shown?: number } | null)?.__shown !== undefined);
-      framed.push(
-        await framedPage.evaluate(
-          () => ((document.querySelector('iframe')?.contentWindow as unknown as { __shown?: number } | null)?.__shown ?? NaN) - performance.timeOrigin,
-        ),
-      );
+      framed.push(await framedFirst(framedPage));
       await framedContext.close();
 
       const context = await browser.newContext();
       const p2p = await context.newPage();
       await p2p.goto(p2pAgent.event['url'] as string);
-      await p2p.waitForFunction(() => (document.querySelector('iframe')?.contentWindow as { __shown?: number } | null)?.__shown !== undefined, null, {
-        timeout: 20_000,
-      });
-      const p2pFirst = await p2p.evaluate(
-        () => ((document.querySelector('iframe')?.contentWindow as unknown as { __shown?: number } | null)?.__shown ?? NaN) - performance.timeOrigin,
-      );
+      const p2pFirst = await framedFirst(p2p);
       await p2p.waitForFunction(() => (window as unknown as { __beam?: { path: string } }).__beam?.path === 'direct', null, { timeout: 20_000 });
       marks.push(await p2p.evaluate(pageMarks));
       samples.p2p.push({ first: p2pFirst, ...(await measure(p2p.frames()[1]!)) });
@@ -200,14 +216,7 @@ async function main(): Promise<void> {
       await p2p.close();
       const again = await context.newPage();
       await again.goto(p2pAgent.event['url'] as string);
-      await again.waitForFunction(() => (document.querySelector('iframe')?.contentWindow as { __shown?: number } | null)?.__shown !== undefined, null, {
-        timeout: 20_000,
-      });
-      returning.push(
-        await again.evaluate(
-          () => ((document.querySelector('iframe')?.contentWindow as unknown as { __shown?: number } | null)?.__shown ?? NaN) - performance.timeOrigin,
-        ),
-      );
+      returning.push(await framedFirst(again));
       await context.close();
 
       // A new visitor with --browser-first-load top: the app top-level at once; measured once the page has
@@ -215,40 +224,61 @@ async function main(): Promise<void> {
       const topContext = await browser.newContext();
       const top = await topContext.newPage();
       await top.goto(topAgent.event['url'] as string);
-      const topFirst = await top.evaluate(() => (window as unknown as { __shown: number }).__shown - performance.timeOrigin);
+      const topLevelFirst = await topFirst(top);
       await top.waitForFunction(
         () => (window as unknown as { __beam?: { path: string } }).__beam?.path === 'direct' && navigator.serviceWorker.controller !== null,
         null,
         { timeout: 20_000 },
       );
-      samples.top.push({ first: topFirst, ...(await measure(top)) });
+      samples.top.push({ first: topLevelFirst, ...(await measure(top)) });
       await topContext.close();
 
       const gwContext = await browser.newContext();
       const gateway = await gwContext.newPage();
       await gateway.goto(gwAgent.event['url'] as string);
-      const gwFirst = await gateway.evaluate(() => (window as unknown as { __shown: number }).__shown - performance.timeOrigin);
+      const gwFirst = await topFirst(gateway);
       samples.gateway.push({ first: gwFirst, ...(await measure(gateway)) });
       await gwContext.close();
+    }
+    // More new visitors, first content only, each path in turn.
+    const visit = async (url: string, first: (page: Page) => Promise<number>): Promise<number> => {
+      const context = await browser.newContext();
+      try {
+        const page = await context.newPage();
+        await page.goto(url);
+        return await first(page);
+      } finally {
+        await context.close();
+      }
+    };
+    for (let i = 0; i < VISITORS; i++) {
+      firsts.direct.push(await visit(`http://127.0.0.1:${port}/`, topFirst));
+      framed.push(await visit(`http://127.0.0.1:${port}/framed`, framedFirst));
+      firsts.p2p.push(await visit(p2pAgent.event['url'] as string, framedFirst));
+      firsts.top.push(await visit(topAgent.event['url'] as string, topFirst));
+      firsts.gateway.push(await visit(gwAgent.event['url'] as string, topFirst));
     }
   } finally {
     await browser.close();
     for (const p of [p2pAgent, gwAgent, topAgent, p2pServer, gwServer, topServer]) p.child.kill();
     origin.close();
   }
-  const row = (name: string, s: Sample[]): string =>
-    `| ${name} | ${median(s.map((x) => x.first)).toFixed(0)} | ${median(s.map((x) => x.mbps)).toFixed(1)} | ${median(s.map((x) => x.p50)).toFixed(2)} | ${median(s.map((x) => x.p99)).toFixed(2)} |`;
-  const m = (k: keyof typeof samples, f: keyof Sample): number => median(samples[k].map((x) => x[f]));
+  type Path = keyof typeof samples;
+  // First content: every new visitor's, the full runs' and the extra ones'; the rest: the full runs'.
+  const m = (k: Path, f: keyof Sample): number =>
+    f === 'first' ? median([...samples[k].map((x) => x.first), ...firsts[k]]) : median(samples[k].map((x) => x[f]));
+  const row = (name: string, k: Path): string =>
+    `| ${name} | ${m(k, 'first').toFixed(0)} | ${m(k, 'mbps').toFixed(1)} | ${m(k, 'p50').toFixed(2)} | ${m(k, 'p99').toFixed(2)} |`;
   console.log(
-    `# A share in Chromium: ${cpus().length} CPUs, Node ${process.version}, median of ${REPS}; ${MIB} MiB download, ${REQUESTS} sequential 1 KiB fetches\n`,
+    `# A share in Chromium: ${cpus().length} CPUs, Node ${process.version}, median of ${REPS}; ${MIB} MiB download, ${REQUESTS} sequential 1 KiB fetches; first content: median of ${REPS + VISITORS} new visitors a path\n`,
   );
   console.log('| path | first content ms | download MB/s | 1 KiB p50 ms | 1 KiB p99 ms |');
   console.log('|---|---|---|---|---|');
-  console.log(row('direct (the origin itself)', samples.direct));
+  console.log(row('direct (the origin itself)', 'direct'));
   console.log(`| the same in a frame of the origin's own page, no Beam | ${median(framed).toFixed(0)} | | | |`);
-  console.log(row('peer to peer (Service Worker, data channel)', samples.p2p));
-  console.log(row('peer to peer, `--browser-first-load top` (the app top-level, the page joins after it)', samples.top));
-  console.log(row('gateway (HTTP path)', samples.gateway));
+  console.log(row('peer to peer (Service Worker, data channel)', 'p2p'));
+  console.log(row('peer to peer, `--browser-first-load top` (the app top-level, the page joins after it)', 'top'));
+  console.log(row('gateway (HTTP path)', 'gateway'));
   console.log('');
   const names = [...new Set(marks.flatMap((m) => Object.keys(m)))].sort(
     (a, b) => median(marks.map((m) => m[a] ?? NaN)) - median(marks.map((m) => m[b] ?? NaN)),
