@@ -167,7 +167,8 @@ export class BrowserClient {
       // for updates on every registration, and page.js names the chunks.
       'cache-control': name.startsWith('chunk-') ? 'public, max-age=31536000, immutable' : 'no-cache',
       'x-content-type-options': 'nosniff',
-      ...(req.url?.startsWith(BROWSER_WORKER_PATH) ? { 'service-worker-allowed': '/' } : {}),
+      // The browser is registering the page's worker: its next navigations need no first stage (they get none).
+      ...(req.url?.startsWith(BROWSER_WORKER_PATH) ? { 'service-worker-allowed': '/', 'set-cookie': PAGE_MARKER } : {}),
     });
     res.end(req.method === 'HEAD' ? undefined : body);
     return true;

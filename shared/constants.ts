@@ -601,11 +601,14 @@ export const FIRST_STAGE_WAIT_MS = 3_000;
 /** How long the page waits for its worker to take the app's frame over from the first stage before it collects the stage anyway. */
 export const FIRST_STAGE_HANDOVER_MS = 2_000;
 /**
- * With `beam serve --browser-first-load top`, a new visitor's navigation gets
- * the app's own document, top-level, through the gateway (its loader then adds
- * the page as a small frame: SESSION_PAGE_PATH). This cookie (HttpOnly,
- * SameSite=Lax, BROWSER_PAGE_COOKIE_MAX_AGE_S) marks a browser that has the
- * page's worker: its navigations get the bootstrap page, as without the
+ * This cookie (HttpOnly, SameSite=Lax, BROWSER_PAGE_COOKIE_MAX_AGE_S) marks a
+ * browser that has the page's worker: the worker's script sets it, and so, with
+ * `beam serve --browser-first-load top`, does every page. A marked browser's
+ * navigations get no first stage: its page would decline one, since the
+ * worker answers its frame. With `--browser-first-load top`, where a new
+ * visitor's navigation gets the app's own document, top-level, through the
+ * gateway (its loader then adds the page as a small frame: SESSION_PAGE_PATH),
+ * a marked browser's navigations get the bootstrap page, as without the
  * option. The origin never sees it.
  */
 export const BROWSER_PAGE_COOKIE = 'beam_page';

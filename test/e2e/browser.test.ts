@@ -208,12 +208,17 @@ describe('a share in a browser', () => {
       // The gateway carried the page's first stage, counted as such, and nothing of the app since.
       expect(await pageRequests(server.port)).toBeGreaterThan(before.page);
       expect(await gatewayRequests(server.port)).toBe(before.gateway);
-      // The same visitor in a new tab: no first stage (the worker answers the frame, through the page's code), so
-      // the chunks of that code are preloaded at once.
+      // The worker's script marked the browser as one with the worker (HttpOnly: the app never reads it).
+      const marker = (await context.cookies()).find((c) => c.name === 'beam_page');
+      expect(marker?.httpOnly).toBe(true);
+      // The same visitor in a new tab: no first stage (the worker answers the frame, through the page's code): the
+      // server opens none, and the page's code is fetched as the bootstrap is parsed, its chunks compiled at once.
       const again = await context.newPage();
       await again.goto(new URL('/welcome', agent.url).href);
       await expect.poll(() => again.frameLocator('#beam-app').locator('#title').textContent(), poll).toBe('Welcome');
+      expect(await again.evaluate(() => (window as unknown as { beamStageOpen: boolean; beamStage: boolean }).beamStageOpen)).toBe(false);
       expect(await again.evaluate(() => (window as unknown as { beamStage: boolean }).beamStage)).toBe(false);
+      expect(await again.locator('link[rel=preload][href$="/page.js"]').count()).toBe(1);
       expect(await again.locator('link[rel=modulepreload]').count()).toBeGreaterThan(0);
     } finally {
       await context.close();
@@ -386,6 +391,9 @@ describe('a share in a browser', () => {
       expect(boot.status).toBe(200);
       expect(boot.body.toString()).toContain(`<script id="beam-config" type="application/json">{"share":"${agent.name}"}</script>`);
       expect(boot.headers['cache-control']).toBe('no-store');
+      // A new visitor's page gets a first stage, and so fetches none of its code as it is parsed.
+      expect(boot.body.toString()).toContain('var beamStageOpen = true,');
+      expect(boot.body.toString()).not.toContain('rel="preload"');
       for (const headers of [
         {} as Record<string, string>,
         { 'sec-fetch-mode': 'navigate', 'sec-fetch-dest': 'iframe' },
@@ -415,6 +423,12 @@ describe('a share in a browser', () => {
       const worker = await request(server.port, agent.host, '/.beam/client/sw.js');
       expect(worker.status).toBe(200);
       expect(worker.headers['service-worker-allowed']).toBe('/');
+      // Fetching the worker's script marks the browser (HttpOnly), and a marked browser's navigation opens no first stage.
+      expect([worker.headers['set-cookie'] ?? []].flat().find((c) => c.startsWith('beam_page='))).toMatch(/HttpOnly/);
+      const marked = await request(server.port, agent.host, '/', { headers: { ...navigate, cookie: 'beam_page=1' } });
+      expect(marked.body.toString()).toContain('var beamStageOpen = false,');
+      expect(marked.body.toString()).toContain('rel="preload"');
+      expect([marked.headers['set-cookie'] ?? []].flat().some((c) => c.startsWith('beam_frame='))).toBe(false);
       expect(worker.headers['content-type']).toBe('text/javascript; charset=utf-8');
       expect((await request(server.port, agent.host, '/.beam/client/bootstrap.html')).status).not.toBe(200);
       // Every script gzipped for browsers that take it; chunks (named by their contents) cached for good.
