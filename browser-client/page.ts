@@ -316,8 +316,9 @@ async function handOver(worker: ServiceWorker): Promise<void> {
       // The frame's own document (not the blank one before it) is in, and the worker controls it; else it is asked to.
       const inner = appWindow();
       if (inner?.location.href !== 'about:blank') {
-        if (inner?.navigator.serviceWorker?.controller) return;
+        // Also to a worker that controls the frame already (a visitor back): it passed the frame's requests to the gateway until now.
         worker.postMessage({ type: 'beam:claim' });
+        if (inner?.navigator.serviceWorker?.controller) return;
       }
     } catch {
       return; // the frame went to another site: nothing of the share's to take over

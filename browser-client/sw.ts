@@ -22,10 +22,12 @@
  */
 import {
   MAX_REDIRECTS,
+  MAX_WORKER_STAGED_FRAMES,
   SIGN_IN_CALLBACK_PATH,
   SIGN_OUT_PATH,
   WORKER_BUFFERED_BODY_BYTES,
   WORKER_RESPONSE_WINDOW_BYTES,
+  WORKER_STAGE_OFFER_MS,
   WORKER_STASH_TTL_MS,
   WORKER_TUNNEL_WAIT_MS,
   WORKER_UPLOAD_WINDOW_BYTES,
@@ -36,6 +38,8 @@ import type { HeaderList, ToPage, ToWorker, TunnelOffer } from './messages.js';
 interface FetchEventLike extends Event {
   request: Request;
   clientId: string;
+  /** A navigation's: the client (window) it makes. */
+  resultingClientId?: string;
   respondWith(response: Promise<Response> | Response): void;
   waitUntil(p: Promise<unknown>): void;
 }
@@ -77,15 +81,37 @@ const waiting: Array<() => void> = [];
 let nextId = 1;
 /** The document a top-level POST got, for the bootstrap frame's navigation to its address (once). */
 let stash: { url: string; until: number; response: Response } | undefined;
+/**
+ * A visitor back: its bootstrap's frame loads the app's first document from
+ * the gateway (a first stage), as a new visitor's does. `staging`: the frame
+ * navigation the bootstrap announced (its address), passed to the network
+ * once. `staged`: the frames that navigation made (client ids), whose
+ * requests go to the network too, until their page takes them (beam:claim).
+ */
+let staging: { url: string; until: number } | undefined;
+const staged = new Set<string>();
 
 scope.addEventListener('install', () => void scope.skipWaiting());
 scope.addEventListener('activate', (event) => event.waitUntil(scope.clients.claim()));
 
 scope.addEventListener('message', (event) => {
-  const data = event.data as TunnelOffer | { type: 'beam:gateway' | 'beam:claim' } | undefined;
-  // The page's frame loaded while this worker started (its first stage): it takes the frame's next requests.
+  const data = event.data as TunnelOffer | { type: 'beam:gateway' | 'beam:claim' | 'beam:unstage' } | { type: 'beam:stage'; url: unknown } | undefined;
+  // The page's frame loaded while this worker started, or through it (its first stage): it takes the frame's next requests.
   if (data?.type === 'beam:claim') {
+    staged.clear();
     (event as unknown as { waitUntil(p: Promise<unknown>): void }).waitUntil(scope.clients.claim());
+    return;
+  }
+  // A visitor back: its bootstrap's frame is about to load the app through the gateway; the answer lets it.
+  if (data?.type === 'beam:stage') {
+    if (typeof data.url !== 'string' || !event.ports[0]) return;
+    staging = { url: data.url, until: Date.now() + WORKER_STAGE_OFFER_MS };
+    event.ports[0].postMessage('staged');
+    return;
+  }
+  // The bootstrap gave up waiting for that answer: its page carries the frame's navigation.
+  if (data?.type === 'beam:unstage') {
+    staging = undefined;
     return;
   }
   if (data?.type === 'beam:gateway') {
@@ -351,6 +377,19 @@ scope.addEventListener('fetch', (event) => {
       return;
     }
   }
+  // A visitor back's first stage: the frame's first document, and what it loads until its page takes over, go to the gateway.
+  if (own && navigate && request.destination === 'iframe' && request.method === 'GET' && staging?.url === url.href) {
+    const fresh = staging.until > Date.now();
+    staging = undefined;
+    if (fresh) {
+      if (event.resultingClientId) {
+        if (staged.size >= MAX_WORKER_STAGED_FRAMES) staged.delete(staged.values().next().value as string);
+        staged.add(event.resultingClientId);
+      }
+      return;
+    }
+  }
+  if (own && !navigate && staged.has(event.clientId)) return;
   if (gatewayOnly && !local) return;
   // A top-level navigation is the bootstrap's, from the gateway; the app lives in the frame. A form's POST is the app's.
   if (navigate && request.destination === 'document') {

@@ -21,6 +21,7 @@ import {
   BROWSER_PAGE_COOKIE,
   BROWSER_PAGE_COOKIE_MAX_AGE_S,
   BROWSER_WORKER_PATH,
+  WORKER_STAGE_ANSWER_MS,
 } from '../shared/constants.js';
 import { type FirstStage, FirstStages } from './first-stage.js';
 
@@ -197,8 +198,11 @@ export class BrowserClient {
       .toString('utf8')
       .replace('__BEAM_CONFIG__', config)
       .replace('__BEAM_FIRST_STAGE__', stage ? 'true' : 'false')
-      // A first stage's page fetches its code only once the app's first document has loaded (bootstrap.html).
-      .replace('__BEAM_PRELOAD__', stage ? '' : PAGE_PRELOAD);
+      .replace('__BEAM_STAGE_ANSWER_MS__', String(WORKER_STAGE_ANSWER_MS))
+      // A new visitor's page with a first stage fetches its code only once the app's first document has loaded
+      // (bootstrap.html). A browser with the page's worker has that code in its cache: asking whether it changed
+      // (page.js is no-cache) costs a round trip and no body, and the page needs it at once if it declines the stage.
+      .replace('__BEAM_PRELOAD__', stage && !hasCookie(req.headers.cookie, BROWSER_PAGE_COOKIE) ? '' : PAGE_PRELOAD);
     // The page as the badge over the app's own document: no app frame, and the app shows around it.
     if (page.top) text = text.replace('</head>', '<style>html,body{background:transparent}#beam-app{display:none}</style></head>');
     const html = Buffer.from(text);

@@ -138,14 +138,13 @@ export function serverRoutes(r: ServerRoutes): {
         // The frame loads the app at once through the gateway (a first stage), unless the link carries a private
         // share's secret: that goes to the agent in a header, never in the app's address.
         // A browser that sends no fetch metadata is on a non-secure origin: its page takes the gateway's path whole.
-        // A browser marked as one with the page's worker gets none either: its page would decline it (the worker
-        // answers the frame), and without one the page's code is fetched as its document is parsed.
+        // A browser marked as one with the page's worker gets one too: its page asks the worker to pass the frame's
+        // document to the gateway, and declines the stage without its word (bootstrap.html).
         const staged = (signsIn: boolean): boolean =>
           stages !== undefined &&
           !signsIn &&
           req.method === 'GET' &&
           req.headers['sec-fetch-mode'] !== undefined &&
-          !hasCookie(req.headers.cookie, BROWSER_PAGE_COOKIE) &&
           !new URLSearchParams((req.url ?? '').split('?')[1] ?? '').has(SECRET_PARAM);
         const stage = (signsIn: boolean): ReturnType<FirstStages['open']> | undefined => (staged(signsIn) ? stages?.open() : undefined);
         if (!r.signsIn) {

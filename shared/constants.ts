@@ -601,6 +601,18 @@ export const FIRST_STAGE_WAIT_MS = 3_000;
 /** How long the page waits for its worker to take the app's frame over from the first stage before it collects the stage anyway. */
 export const FIRST_STAGE_HANDOVER_MS = 2_000;
 /**
+ * A visitor back (Beam's worker already runs): how long its bootstrap waits
+ * for the worker to say it passes the frame's first document, and what that
+ * document loads, to the gateway (the first stage); with no answer (a worker
+ * of an older Beam, or one slow to start) the page declines the stage and the
+ * worker answers the frame through the page, as before.
+ */
+export const WORKER_STAGE_ANSWER_MS = 300;
+/** How long the worker waits, after that word, for the frame's navigation it passes to the gateway. */
+export const WORKER_STAGE_OFFER_MS = 2_000;
+/** Frames whose requests the worker passes to the gateway at once, until their pages take them (the oldest goes past it). */
+export const MAX_WORKER_STAGED_FRAMES = 16;
+/**
  * This cookie (HttpOnly, SameSite=Lax, BROWSER_PAGE_COOKIE_MAX_AGE_S) marks a
  * browser that has the page's worker: the worker's script sets it, and so, with
  * `beam serve --browser-first-load top`, does every page. A marked browser's

@@ -211,15 +211,65 @@ describe('a share in a browser', () => {
       // The worker's script marked the browser as one with the worker (HttpOnly: the app never reads it).
       const marker = (await context.cookies()).find((c) => c.name === 'beam_page');
       expect(marker?.httpOnly).toBe(true);
-      // The same visitor in a new tab: no first stage (the worker answers the frame, through the page's code): the
-      // server opens none, and the page's code is fetched as the bootstrap is parsed, its chunks compiled at once.
+      // The same visitor in a new tab: the server opens a stage, but the page's jar holds the app's cookies (the
+      // browser's jar may not), so the page declines it: the worker answers the frame, through the page's code,
+      // fetched as the bootstrap is parsed (a marked browser has it in its cache), its chunks compiled at once.
       const again = await context.newPage();
       await again.goto(new URL('/welcome', agent.url).href);
       await expect.poll(() => again.frameLocator('#beam-app').locator('#title').textContent(), poll).toBe('Welcome');
-      expect(await again.evaluate(() => (window as unknown as { beamStageOpen: boolean; beamStage: boolean }).beamStageOpen)).toBe(false);
+      expect(await again.evaluate(() => (window as unknown as { beamStageOpen: boolean }).beamStageOpen)).toBe(true);
       expect(await again.evaluate(() => (window as unknown as { beamStage: boolean }).beamStage)).toBe(false);
       expect(await again.locator('link[rel=preload][href$="/page.js"]').count()).toBe(1);
       expect(await again.locator('link[rel=modulepreload]').count()).toBeGreaterThan(0);
+    } finally {
+      await context.close();
+      await agent.proc.kill();
+    }
+  });
+
+  it("a visitor back, with Beam's worker running and nothing in the page's jar: the frame's document, and what it loads, come through the gateway at once; the page then takes over", async () => {
+    const agent = await startAgent(app.port, server, ['--no-inspect']);
+    const context = await browser.newContext();
+    try {
+      const first = await context.newPage();
+      await first.goto(new URL('/styled', agent.url).href);
+      await expect.poll(() => first.locator('#beam-badge').getAttribute('data-path'), poll).toBe('direct');
+      await expect.poll(() => first.evaluate(() => navigator.serviceWorker.controller !== null), poll).toBe(true);
+      const before = { gateway: await gatewayRequests(server.port), page: await pageRequests(server.port) };
+      const seen = app.seen.length;
+      // A new tab of the same browser: its worker runs, and the app set no cookies.
+      const back = await context.newPage();
+      await back.goto(new URL('/styled', agent.url).href);
+      const frame = back.frameLocator('#beam-app');
+      await expect.poll(() => frame.locator('#title').textContent(), poll).toBe('Styled');
+      const state = await back.evaluate(() => {
+        const w = window as unknown as { beamStage: boolean; beamWorker: unknown };
+        return { stage: w.beamStage, worker: Boolean(w.beamWorker) };
+      });
+      expect(state).toEqual({ stage: true, worker: true });
+      // The frame was asked for before the page's code ran, and that code ran once the frame's document had loaded
+      // (its stylesheet included): neither waited for the other.
+      const order = await back.evaluate(() => {
+        const at = (name: string): number => performance.getEntriesByName(name)[0]?.startTime ?? Number.NaN;
+        const inner = (document.getElementById('beam-app') as HTMLIFrameElement).contentWindow as Window;
+        const nav = inner.performance.getEntriesByType('navigation')[0] as PerformanceNavigationTiming;
+        return { asked: at('beam:frame'), loaded: inner.performance.timeOrigin + nav.loadEventStart - performance.timeOrigin, run: at('beam:run') };
+      });
+      expect(order.asked, JSON.stringify(order)).toBeLessThan(order.run);
+      expect(order.run, JSON.stringify(order)).toBeGreaterThanOrEqual(order.loaded - 1);
+      expect(order.loaded - order.asked, JSON.stringify(order)).toBeLessThan(1000);
+      // Both the document and its stylesheet went through the gateway as the page's first stage, as a new visitor's do.
+      expect(await frame.locator('#title').evaluate((e) => getComputedStyle(e).color)).toBe('rgb(1, 2, 3)');
+      expect(app.seen.slice(seen)).toEqual(expect.arrayContaining(['GET /styled', 'GET /style.css']));
+      expect(await pageRequests(server.port)).toBeGreaterThanOrEqual(before.page + 2);
+      // Then the page takes the frame's requests: peer to peer, neither of the gateway's counters moves.
+      await expect.poll(() => back.locator('#beam-badge').getAttribute('data-path'), poll).toBe('direct');
+      const afterStage = await pageRequests(server.port);
+      const me = await back.frames()[1]?.evaluate(async () => (await fetch('/api/me')).json());
+      expect(me).toEqual({ user: null });
+      expect(app.seen.at(-1)).toBe('GET /api/me');
+      expect(await pageRequests(server.port)).toBe(afterStage);
+      expect(await gatewayRequests(server.port)).toBe(before.gateway);
     } finally {
       await context.close();
       await agent.proc.kill();
@@ -423,12 +473,13 @@ describe('a share in a browser', () => {
       const worker = await request(server.port, agent.host, '/.beam/client/sw.js');
       expect(worker.status).toBe(200);
       expect(worker.headers['service-worker-allowed']).toBe('/');
-      // Fetching the worker's script marks the browser (HttpOnly), and a marked browser's navigation opens no first stage.
+      // Fetching the worker's script marks the browser (HttpOnly). A marked browser's navigation opens a first stage
+      // too (its page asks its worker first), and names the page's script at once: it is in that browser's cache.
       expect([worker.headers['set-cookie'] ?? []].flat().find((c) => c.startsWith('beam_page='))).toMatch(/HttpOnly/);
       const marked = await request(server.port, agent.host, '/', { headers: { ...navigate, cookie: 'beam_page=1' } });
-      expect(marked.body.toString()).toContain('var beamStageOpen = false,');
+      expect(marked.body.toString()).toContain('var beamStageOpen = true,');
       expect(marked.body.toString()).toContain('rel="preload"');
-      expect([marked.headers['set-cookie'] ?? []].flat().some((c) => c.startsWith('beam_frame='))).toBe(false);
+      expect([marked.headers['set-cookie'] ?? []].flat().some((c) => c.startsWith('beam_frame='))).toBe(true);
       expect(worker.headers['content-type']).toBe('text/javascript; charset=utf-8');
       expect((await request(server.port, agent.host, '/.beam/client/bootstrap.html')).status).not.toBe(200);
       // Every script gzipped for browsers that take it; chunks (named by their contents) cached for good.

@@ -51,6 +51,20 @@ export async function startFixtureApp(): Promise<FixtureApp> {
       );
       return;
     }
+    if (url.pathname === '/styled') {
+      // A page with a stylesheet its load waits for, and no cookies.
+      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
+      res.end(
+        '<!doctype html><html><head><meta charset="utf-8"><title>Styled</title><link rel="stylesheet" href="/style.css"></head>' +
+          '<body><h1 id="title">Styled</h1></body></html>',
+      );
+      return;
+    }
+    if (url.pathname === '/style.css') {
+      res.writeHead(200, { 'content-type': 'text/css' });
+      res.end('#title { color: rgb(1, 2, 3); }');
+      return;
+    }
     if (url.pathname === '/away') {
       // An app whose first page sends the browser to another site's sign-in.
       res.writeHead(302, { location: 'https://login.example.com/authorize?client=app', 'set-cookie': 'state=s1; Path=/; HttpOnly' });
