@@ -105,7 +105,15 @@ scope.addEventListener('message', (event) => {
   // A visitor back: its bootstrap's frame is about to load the app through the gateway; the answer lets it.
   if (data?.type === 'beam:stage') {
     if (typeof data.url !== 'string' || !event.ports[0]) return;
-    staging = { url: data.url, until: Date.now() + WORKER_STAGE_OFFER_MS };
+    let url: URL;
+    try {
+      url = new URL(data.url, scope.location.origin);
+    } catch {
+      return;
+    }
+    // Compared with the navigation's address as the browser writes it (no fragment).
+    url.hash = '';
+    staging = { url: url.href, until: Date.now() + WORKER_STAGE_OFFER_MS };
     event.ports[0].postMessage('staged');
     return;
   }
