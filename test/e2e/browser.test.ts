@@ -15,7 +15,7 @@ import path from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MAX_REWRITE_BYTES } from '../../shared/constants.js';
+import { MAX_REWRITE_BYTES, WORKER_STAGE_ANSWER_MS } from '../../shared/constants.js';
 import { launchChromium } from '../helpers/browser.js';
 import { startFaultProxy } from '../helpers/fault-proxy.js';
 import { type FixtureApp, startFixtureApp } from '../helpers/fixture-app.js';
@@ -270,6 +270,58 @@ describe('a share in a browser', () => {
       expect(app.seen.at(-1)).toBe('GET /api/me');
       expect(await pageRequests(server.port)).toBe(afterStage);
       expect(await gatewayRequests(server.port)).toBe(before.gateway);
+    } finally {
+      await context.close();
+      await agent.proc.kill();
+    }
+  });
+
+  it('a bootstrap whose running worker does not answer its ask (a worker of an older Beam) declines the stage after WORKER_STAGE_ANSWER_MS and tells it; the page then loads the app', async () => {
+    const agent = await startAgent(app.port, server, ['--no-inspect']);
+    const context = await browser.newContext();
+    try {
+      // The tab's top window sees a controller that takes messages and never answers, until the bootstrap gives up.
+      await context.addInitScript(() => {
+        if (window !== window.top) return;
+        const w = window as unknown as { silentWorker: Array<{ type: string; at: number; ports: number }> };
+        w.silentWorker = [];
+        let declined = false;
+        const silent = {
+          postMessage(message: { type: string }, ports?: MessagePort[]) {
+            w.silentWorker.push({ type: message.type, at: performance.now(), ports: ports?.length ?? 0 });
+            if (message.type === 'beam:unstage') declined = true;
+          },
+        };
+        const own = Object.getOwnPropertyDescriptor(ServiceWorkerContainer.prototype, 'controller');
+        Object.defineProperty(ServiceWorkerContainer.prototype, 'controller', {
+          configurable: true,
+          get(this: ServiceWorkerContainer) {
+            return declined ? own?.get?.call(this) : silent;
+          },
+        });
+      });
+      const page = await context.newPage();
+      await page.goto(new URL('/styled', agent.url).href);
+      await expect.poll(() => page.frameLocator('#beam-app').locator('#title').textContent(), poll).toBe('Styled');
+      const seen = await page.evaluate(() => {
+        const w = window as unknown as { silentWorker: Array<{ type: string; at: number; ports: number }>; beamStage: boolean; beamStageOpen: boolean };
+        return {
+          messages: w.silentWorker,
+          stage: w.beamStage,
+          open: w.beamStageOpen,
+          run: performance.getEntriesByName('beam:run')[0]?.startTime ?? Number.NaN,
+        };
+      });
+      expect(seen.open).toBe(true);
+      expect(seen.stage).toBe(false);
+      expect(seen.messages.map((m) => m.type)).toEqual(['beam:stage', 'beam:unstage']);
+      // The ask carried a reply port; the page's code ran once the answer's time was up, not before.
+      expect(seen.messages[0]?.ports).toBe(1);
+      const waited = (seen.messages[1]?.at ?? 0) - (seen.messages[0]?.at ?? 0);
+      expect(waited, JSON.stringify(seen)).toBeGreaterThanOrEqual(WORKER_STAGE_ANSWER_MS - 5);
+      expect(seen.run, JSON.stringify(seen)).toBeGreaterThanOrEqual(seen.messages[1]?.at ?? Number.NaN);
+      // The frame never went to the gateway as a stage: the page carried it, peer to peer.
+      await expect.poll(() => page.locator('#beam-badge').getAttribute('data-path'), poll).toBe('direct');
     } finally {
       await context.close();
       await agent.proc.kill();
