@@ -16,7 +16,9 @@
  * Prints the app's first content after navigation (a new visitor: a fresh
  * browser context, so the Service Worker installs too), MB/s for a download
  * and p50/p99 of sequential 1 KiB fetches, each the median of --reps runs,
- * and the ratios p2p / gateway and p2p / direct.
+ * and the ratios p2p / gateway and p2p / direct; and a p2p visitor back in
+ * a new tab (the worker running), to an app that set no cookie (the page's
+ * first stage) and to one with a session cookie in the page's jar (none).
  *
  * --visitors more new visitors a path (first content only) sharpen the
  * first-content medians the targets' ratios are made of.
@@ -85,6 +87,12 @@ function startOrigin(): Promise<http.Server> {
         res.end();
       };
       more();
+      return;
+    }
+    if (url.pathname === '/session') {
+      // An app that keeps a session cookie: its page's jar holds it, so a visitor back's page declines a first stage.
+      res.writeHead(200, { 'content-type': 'text/html', 'set-cookie': 'sid=bench; Path=/; HttpOnly' });
+      res.end('<!doctype html><title>bench</title><p>bench</p><script>window.__shown = performance.timeOrigin + performance.now()</script>');
       return;
     }
     if (url.pathname === '/framed') {
@@ -186,8 +194,9 @@ async function main(): Promise<void> {
   const firsts: Record<keyof typeof samples, number[]> = { direct: [], p2p: [], top: [], gateway: [] };
   /** First content of the origin's page in a frame of another of its pages: no Beam, a frame's own cost. */
   const framed: number[] = [];
-  /** First content for a visitor back in a new tab (worker installed, scripts cached). */
+  /** First content for a visitor back in a new tab (worker installed, scripts cached): the app set no cookie, and with one. */
   const returning: number[] = [];
+  const returningWithCookie: number[] = [];
   /** The p2p page's milestones (page.ts marks them), ms after navigation. */
   const marks: Record<string, number>[] = [];
   try {
@@ -218,6 +227,16 @@ async function main(): Promise<void> {
       await again.goto(p2pAgent.event['url'] as string);
       returning.push(await framedFirst(again));
       await context.close();
+      // A visitor back to an app that set a session cookie (in the page's jar): its page declines the stage.
+      const cookieContext = await browser.newContext();
+      const withCookie = await cookieContext.newPage();
+      await withCookie.goto(new URL('/session', p2pAgent.event['url'] as string).href);
+      await withCookie.waitForFunction(() => (window as unknown as { __beam?: { path: string } }).__beam?.path === 'direct', null, { timeout: 20_000 });
+      await withCookie.close();
+      const backWithCookie = await cookieContext.newPage();
+      await backWithCookie.goto(new URL('/session', p2pAgent.event['url'] as string).href);
+      returningWithCookie.push(await framedFirst(backWithCookie));
+      await cookieContext.close();
 
       // A new visitor with --browser-first-load top: the app top-level at once; measured once the page has
       // joined and the worker carries the document's requests peer to peer.
@@ -285,7 +304,8 @@ async function main(): Promise<void> {
   );
   console.log(`p2p page, ms after navigation (median): ${names.map((n) => `${n} ${median(marks.map((m) => m[n] ?? NaN)).toFixed(0)}`).join(', ')}`);
   console.log(
-    `p2p, a visitor back in a new tab: first content ${median(returning).toFixed(0)} ms, ${(median(returning) / m('gateway', 'first')).toFixed(2)}x the gateway's`,
+    `p2p, a visitor back in a new tab: first content ${median(returning).toFixed(0)} ms, ${(median(returning) / m('gateway', 'first')).toFixed(2)}x the gateway's` +
+      ` (the page's first stage); an app with a session cookie in the page's jar ${median(returningWithCookie).toFixed(0)} ms, ${(median(returningWithCookie) / m('gateway', 'first')).toFixed(2)}x (no stage: the worker waits for the page's tunnel)`,
   );
   console.log(
     `a frame's own cost, no Beam: first content ${(median(framed) / m('direct', 'first')).toFixed(2)}x the same page top-level (the floor of the p2p page's ratio; the p2p page's is ${(m('p2p', 'first') / m('gateway', 'first')).toFixed(2)}x)`,
