@@ -397,7 +397,8 @@ scope.addEventListener('fetch', (event) => {
       return;
     }
   }
-  if (own && !navigate && staged.has(event.clientId)) return;
+  // The staged frame's own requests, and the next hop of its navigation's redirect (the same window to be).
+  if (own && (navigate ? request.destination === 'iframe' && staged.has(event.resultingClientId ?? '') : staged.has(event.clientId))) return;
   if (gatewayOnly && !local) return;
   // A top-level navigation is the bootstrap's, from the gateway; the app lives in the frame. A form's POST is the app's.
   if (navigate && request.destination === 'document') {

@@ -270,6 +270,31 @@ describe('a share in a browser', () => {
       expect(app.seen.at(-1)).toBe('GET /api/me');
       expect(await pageRequests(server.port)).toBe(afterStage);
       expect(await gatewayRequests(server.port)).toBe(before.gateway);
+      // A visitor back whose first document redirects (setting a cookie), in the only tab (no other page's tunnel to
+      // take): both hops go through the gateway at once, and the cookie the redirect set reaches the page's jar.
+      await first.close();
+      await back.close();
+      const redirected = await context.newPage();
+      await redirected.goto(new URL('/enter', agent.url).href);
+      await expect.poll(() => redirected.frameLocator('#beam-app').locator('#title').textContent(), poll).toBe('Welcome');
+      const hops = await redirected.evaluate(() => {
+        const at = (name: string): number => performance.getEntriesByName(name)[0]?.startTime ?? Number.NaN;
+        const inner = (document.getElementById('beam-app') as HTMLIFrameElement).contentWindow as Window;
+        const nav = inner.performance.getEntriesByType('navigation')[0] as PerformanceNavigationTiming;
+        return {
+          stage: (window as unknown as { beamStage: boolean }).beamStage,
+          asked: at('beam:frame'),
+          loaded: inner.performance.timeOrigin + nav.loadEventStart - performance.timeOrigin,
+          run: at('beam:run'),
+        };
+      });
+      expect(hops.stage).toBe(true);
+      expect(hops.loaded - hops.asked, JSON.stringify(hops)).toBeLessThan(1000);
+      expect(hops.run, JSON.stringify(hops)).toBeGreaterThanOrEqual(hops.loaded - 1);
+      expect(await pageRequests(server.port)).toBeGreaterThanOrEqual(afterStage + 2);
+      await expect.poll(() => redirected.locator('#beam-badge').getAttribute('data-path'), poll).toBe('direct');
+      const cookies = await redirected.frames()[1]?.evaluate(() => (window as unknown as { serverCookies(): Promise<string> }).serverCookies());
+      expect(cookies).toBe('entered,greeting,visit');
     } finally {
       await context.close();
       await agent.proc.kill();
