@@ -67,27 +67,44 @@ export function hasCookie(header: string | undefined, name: string): boolean {
 }
 
 /**
+ * A navigation Beam's worker fetched itself: its way to the gateway for the
+ * frame's document when no page offered it a tunnel in time. Chromium sends
+ * it with mode `navigate` and no destination (`empty`), which only a worker's
+ * fetch can carry; the browser holds the marker that Beam's worker script
+ * set (BROWSER_PAGE_COOKIE). Without this it was answered as any fetch: an
+ * app's `X-Frame-Options: DENY` went through, and the frame refused it.
+ */
+function workerNavigation(req: IncomingMessage): boolean {
+  return (
+    req.headers['sec-fetch-mode'] === 'navigate' &&
+    req.headers['sec-fetch-dest'] === 'empty' &&
+    req.headers['sec-fetch-site'] === 'same-origin' &&
+    hasCookie(req.headers.cookie, BROWSER_PAGE_COOKIE)
+  );
+}
+
+/**
  * A request for the app's frame in the share's own bootstrap page, loaded
- * through the gateway: a same-origin frame navigation, or (no fetch metadata
- * on a non-secure origin) a browser the bootstrap marked with its cookie.
+ * through the gateway: a same-origin frame navigation (or Beam's worker's
+ * fetch of one), or (no fetch metadata on a non-secure origin) a browser the
+ * bootstrap marked with its cookie.
  */
 export function inBeamFrame(req: IncomingMessage): boolean {
-  if (req.headers['sec-fetch-dest'] !== undefined) return req.headers['sec-fetch-dest'] === 'iframe' && req.headers['sec-fetch-site'] === 'same-origin';
+  if (req.headers['sec-fetch-dest'] !== undefined) {
+    return (req.headers['sec-fetch-dest'] === 'iframe' && req.headers['sec-fetch-site'] === 'same-origin') || workerNavigation(req);
+  }
   return hasCookie(req.headers.cookie, BROWSER_GATEWAY_COOKIE);
 }
 
 /**
  * The app's document in the share's own bootstrap frame, as the bootstrap
- * loads it (a same-origin frame navigation): a page's first stage puts the
- * page's script in it (gateway/first-stage.ts).
+ * loads it (a same-origin frame navigation, or Beam's worker's fetch of one):
+ * a page's first stage puts the page's script in it (gateway/first-stage.ts).
  */
 export function isFrameDocument(req: IncomingMessage): boolean {
-  return (
-    req.method === 'GET' &&
-    req.headers['sec-fetch-mode'] === 'navigate' &&
-    req.headers['sec-fetch-dest'] === 'iframe' &&
-    req.headers['sec-fetch-site'] === 'same-origin'
-  );
+  if (req.method !== 'GET') return false;
+  if (workerNavigation(req)) return true;
+  return req.headers['sec-fetch-mode'] === 'navigate' && req.headers['sec-fetch-dest'] === 'iframe' && req.headers['sec-fetch-site'] === 'same-origin';
 }
 
 /** Beam's own cookies: the origin never sees them. */
