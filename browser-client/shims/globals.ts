@@ -1,6 +1,6 @@
 /**
  * Node globals the shared code uses, for the browser bundle (esbuild
- * `inject`): Buffer, process.nextTick, setImmediate, and timers with
+ * `inject`): Buffer, process.nextTick, setImmediate and clearImmediate, and timers with
  * unref()/ref(), which browsers' numeric timer ids lack.
  */
 import { Buffer } from 'buffer';
@@ -59,8 +59,13 @@ function clearIntervalShim(t: unknown): void {
 function setImmediateShim(fn: (...args: unknown[]) => void, ...args: unknown[]): Timer {
   return new Timer(native.setTimeout(fn, 0, ...args) as unknown as number);
 }
+/** Browsers have no clearImmediate: the multiplexer's probe cancels its pending verdict with it. */
+function clearImmediateShim(t: unknown): void {
+  native.clearTimeout(idOf(t));
+}
 
 export {
+  clearImmediateShim as clearImmediate,
   clearIntervalShim as clearInterval,
   clearTimeoutShim as clearTimeout,
   setImmediateShim as setImmediate,

@@ -579,6 +579,8 @@ describe('a share in a browser', () => {
         expect(gz.headers['content-encoding'], name).toBe('gzip');
         expect(gunzipSync(gz.body).equals(plainJs.body), name).toBe(true);
         expect(gz.headers['cache-control'], name).toBe(name.startsWith('chunk-') ? 'public, max-age=31536000, immutable' : 'no-cache');
+        // Node's immediates, which browsers lack, come from the build's shims: none is left to the browser's globals.
+        expect(plainJs.body.toString(), name).not.toMatch(/\b(setImmediate|clearImmediate)\(/);
       }
       // Issue 4's budget: what every visitor loads (bootstrap, its scripts, the worker) is 60 KiB gzipped or less.
       expect(upfront).toBeLessThanOrEqual(60 * 1024);
